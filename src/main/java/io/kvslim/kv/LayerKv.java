@@ -1,0 +1,40 @@
+package io.kvslim.kv;
+
+/**
+ * The cache of one layer: for each KV head an ordered list of retained tokens with their original
+ * positions, keys and values (DESIGN.md §3.1).
+ *
+ * <p>Array layouts: keys and values of {@code n} new tokens are {@code n × kvHeads × headDim}
+ * floats, token-major; queries are {@code n × heads × headDim}; {@code out} has the queries'
+ * layout. A query at position {@code p} attends to the retained tokens with position {@code <= p}.
+ */
+public interface LayerKv {
+  int kvHeads();
+
+  int headDim();
+
+  /** Appends {@code n} tokens at {@code positions[0..n)} (keys already rotated by RoPE). */
+  void append(int n, int[] positions, float[] keys, float[] values);
+
+  /**
+   * Attention of {@code n} queries (heads {@code heads}, GQA groups sharing a KV head) against the
+   * retained tokens, with softmax scale {@code scale}. {@code observer} may be null.
+   */
+  void attend(
+      int n,
+      int[] positions,
+      int heads,
+      float[] queries,
+      float scale,
+      float[] out,
+      AttentionObserver observer);
+
+  /** Tokens retained by a KV head. */
+  int size(int kvHead);
+
+  /** Exact bytes held by this layer. */
+  long bytes();
+
+  /** Exact bytes held by one KV head of this layer. */
+  long bytes(int kvHead);
+}
