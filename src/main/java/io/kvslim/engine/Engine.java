@@ -1,0 +1,125 @@
+package io.kvslim.engine;
+
+import io.kvslim.kv.KvCache;
+import io.kvslim.model.Batch;
+import io.kvslim.model.Forward;
+import io.kvslim.model.Model;
+import io.kvslim.model.ModelConfig;
+import io.kvslim.tensor.Parallel;
+
+/**
+ * A model with its thread pool, forward pass and a KV cache factory: what every command and the
+ * server run on. Not thread-safe: one step at a time (the scheduler batches sequences).
+ */
+public final class Engine implements AutoCloseable {
+  /** Rows per prefill step: long prompts are split so scratch buffers stay bounded. */
+  public static final int DEFAULT_PREFILL_CHUNK = 512;
+
+  private final Model model;
+  private final Parallel pool;
+  private final Forward forward;
+  private final KvCacheFactory kvFactory;
+  private final Batch batch = new Batch();
+  private int prefillChunk = DEFAULT_PREFILL_CHUNK;
+
+  public Engine(Model model, int threads, KvCacheFactory kvFactory) {
+    this.model = model;
+    this.pool = new Parallel(threads);
+    this.forward = new Forward(model, pool);
+    this.kvFactory = kvFactory;
+  }
+
+  public Model model() {
+    return model;
+  }
+
+  public ModelConfig config() {
+    return model.config();
+  }
+
+  public Forward forward() {
+    return forward;
+  }
+
+  public Parallel pool() {
+    return pool;
+  }
+
+  public int threads() {
+    return pool.threads();
+  }
+
+  public void setPrefillChunk(int rows) {
+    if (rows < 1) {
+      throw new IllegalArgumentException("prefill chunk must be >= 1, got " + rows);
+    }
+    this.prefillChunk = rows;
+  }
+
+  public KvCache newCache() {
+    return kvFactory.create(model.config());
+  }
+
+  /**
+   * Feeds {@code tokens[from..to)} at positions from {@code firstPos} into {@code cache}. With
+   * {@code allLogits}, {@code logits} receives every row's logits ({@code (to-from) × vocab});
+   * otherwise only the last row's (first {@code vocab} floats).
+   */
+  public void prefill(
+      KvCache cache,
+      int[] tokens,
+      int from,
+      int to,
+      int firstPos,
+      boolean allLogits,
+      float[] logits) {
+    int vocab = model.config().vocabSize();
+    float[] chunkLogits = allLogits ? null : logits;
+    for (int s = from; s < to; s += prefillChunk) {
+      int e = Math.min(to, s + prefillChunk);
+      boolean last = e == to;
+      batch.clear().add(cache, tokens, s, e, firstPos + (s - from), allLogits, last);
+      if (allLogits) {
+        float[] out = logits;
+        int rowOff = (s - from) * vocab;
+        if (rowOff == 0) {
+          forward.run(batch, out);
+        } else {
+          if (chunkLogits == null || chunkLogits.length < (e - s) * vocab) {
+            chunkLogits = new float[(e - s) * vocab];
+          }
+          forward.run(batch, chunkLogits);
+          System.arraycopy(chunkLogits, 0, out, rowOff, (e - s) * vocab);
+        }
+      } else {
+        forward.run(batch, logits);
+      }
+    }
+    cache.afterStep(KvCache.StepKind.PREFILL);
+  }
+
+  /** One decode step of one sequence: appends {@code token} at {@code pos}, logits to out. */
+  public void decode(KvCache cache, int token, int pos, float[] logits) {
+    int[] one = {token};
+    batch.clear().add(cache, one, 0, 1, pos, false, true);
+    forward.run(batch, logits);
+    cache.afterStep(KvCache.StepKind.DECODE);
+  }
+
+  /** One batched decode step: sequence i appends {@code tokens[i]} at {@code positions[i]}. */
+  public void decodeBatch(KvCache[] caches, int[] tokens, int[] positions, int n, float[] logits) {
+    batch.clear();
+    for (int i = 0; i < n; i++) {
+      batch.add(caches[i], tokens, i, i + 1, positions[i], false, true);
+    }
+    forward.run(batch, logits);
+    for (int i = 0; i < n; i++) {
+      caches[i].afterStep(KvCache.StepKind.DECODE);
+    }
+  }
+
+  @Override
+  public void close() {
+    pool.close();
+  }
+}

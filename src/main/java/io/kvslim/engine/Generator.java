@@ -1,0 +1,113 @@
+package io.kvslim.engine;
+
+import io.kvslim.kv.KvCache;
+import java.util.Arrays;
+
+/** Prefill then decode loop for one sequence, with stop conditions and a streaming callback. */
+public final class Generator {
+  /** Why generation ended. */
+  public enum StopReason {
+    LENGTH,
+    END_OF_GENERATION,
+    STOPPED,
+    CONTEXT_FULL
+  }
+
+  /** Receives each generated token; return false to stop. */
+  @FunctionalInterface
+  public interface TokenListener {
+    boolean onToken(int token);
+  }
+
+  /** Outcome and timings of one generation. */
+  public record Result(
+      int[] tokens,
+      int promptTokens,
+      int generatedTokens,
+      long prefillNanos,
+      long decodeNanos,
+      StopReason stopReason,
+      long kvBytesFinal,
+      long kvBytesPeak) {
+    public double prefillTokensPerSecond() {
+      return prefillNanos == 0 ? 0 : promptTokens * 1e9 / prefillNanos;
+    }
+
+    /** Decode speed: tokens after the first (which comes from the prefill) per second. */
+    public double decodeTokensPerSecond() {
+      int steps = Math.max(0, generatedTokens - 1);
+      return decodeNanos == 0 ? 0 : steps * 1e9 / decodeNanos;
+    }
+  }
+
+  private final Engine engine;
+
+  public Generator(Engine engine) {
+    this.engine = engine;
+  }
+
+  /**
+   * Generates up to {@code maxTokens} tokens after {@code prompt}. {@code isEog} marks
+   * end-of-generation tokens (not emitted to the listener).
+   */
+  public Result generate(
+      int[] prompt,
+      int maxTokens,
+      Sampler sampler,
+      java.util.function.IntPredicate isEog,
+      TokenListener listener) {
+    if (prompt.length == 0) {
+      throw new IllegalArgumentException("the prompt has no tokens");
+    }
+    int ctx = engine.config().contextLength();
+    if (prompt.length >= ctx) {
+      throw new IllegalArgumentException(
+          "the prompt has " + prompt.length + " tokens; the model's context is " + ctx);
+    }
+    int vocab = engine.config().vocabSize();
+    float[] logits = new float[vocab];
+    int[] history = Arrays.copyOf(prompt, prompt.length + Math.max(0, maxTokens));
+    int len = prompt.length;
+    try (KvCache cache = engine.newCache()) {
+      long t0 = System.nanoTime();
+      engine.prefill(cache, prompt, 0, prompt.length, 0, false, logits);
+      long t1 = System.nanoTime();
+      long peak = cache.bytes();
+      int generated = 0;
+      StopReason reason = StopReason.LENGTH;
+      long decodeStart = System.nanoTime();
+      while (generated < maxTokens) {
+        int next = sampler.sample(logits, 0, vocab, history, len);
+        if (isEog.test(next)) {
+          reason = StopReason.END_OF_GENERATION;
+          break;
+        }
+        history[len++] = next;
+        generated++;
+        if (!listener.onToken(next)) {
+          reason = StopReason.STOPPED;
+          break;
+        }
+        if (generated == maxTokens) {
+          break;
+        }
+        if (len >= ctx) {
+          reason = StopReason.CONTEXT_FULL;
+          break;
+        }
+        engine.decode(cache, next, len - 1, logits);
+        peak = Math.max(peak, cache.bytes());
+      }
+      long t2 = System.nanoTime();
+      return new Result(
+          Arrays.copyOf(history, len),
+          prompt.length,
+          generated,
+          t1 - t0,
+          generated > 1 ? t2 - decodeStart : 0,
+          reason,
+          cache.bytes(),
+          peak);
+    }
+  }
+}

@@ -1,0 +1,186 @@
+package io.kvslim.model;
+
+import io.kvslim.kv.AttentionObserver;
+import io.kvslim.kv.KvCache;
+import io.kvslim.kv.LayerKv;
+import io.kvslim.tensor.MatMul;
+import io.kvslim.tensor.Parallel;
+import java.util.Arrays;
+
+/**
+ * The transformer forward pass over a {@link Batch}: every matmul sees all rows of the batch at
+ * once (weights are read once per step), attention runs per sequence against its own cache. Buffers
+ * are reused across steps; nothing is allocated per token once they have grown.
+ */
+public final class Forward {
+  private final Model model;
+  private final ModelConfig c;
+  private final Parallel pool;
+  private int capacity;
+  private float[] x, xb, q, k, v, att, proj, hb, hb2;
+  private final float[] cos, sin;
+  private int[] segPositions = new int[16];
+  private float[] segQ = new float[0],
+      segK = new float[0],
+      segV = new float[0],
+      segOut = new float[0];
+  private float[] normed = new float[0];
+  private AttentionObserver observer;
+
+  public Forward(Model model, Parallel pool) {
+    this.model = model;
+    this.c = model.config();
+    this.pool = pool;
+    this.cos = new float[c.ropeDims() / 2];
+    this.sin = new float[c.ropeDims() / 2];
+    ensure(1);
+  }
+
+  public Model model() {
+    return model;
+  }
+
+  public Parallel pool() {
+    return pool;
+  }
+
+  /** An observer handed to every attention call (null for none); policies install it. */
+  public void setObserver(AttentionObserver observer) {
+    this.observer = observer;
+  }
+
+  private void ensure(int n) {
+    if (n <= capacity) {
+      return;
+    }
+    capacity = Math.max(n, capacity * 2);
+    x = new float[capacity * c.dim()];
+    xb = new float[capacity * c.dim()];
+    proj = new float[capacity * c.dim()];
+    q = new float[capacity * c.qDim()];
+    att = new float[capacity * c.qDim()];
+    k = new float[capacity * c.kvDim()];
+    v = new float[capacity * c.kvDim()];
+    hb = new float[capacity * c.ffnDim()];
+    hb2 = new float[capacity * c.ffnDim()];
+  }
+
+  /**
+   * Runs the batch through the model, appending its keys and values to each segment's cache, and
+   * writes the logits of the batch's logit rows to {@code logits} ({@code logitCount × vocab}).
+   */
+  public void run(Batch b, float[] logits) {
+    int n = b.rows();
+    if (n == 0) {
+      return;
+    }
+    ensure(n);
+    int dim = c.dim();
+    for (int r = 0; r < n; r++) {
+      int tok = b.token(r);
+      if (tok < 0 || tok >= c.vocabSize()) {
+        throw new IllegalArgumentException(
+            "token id " + tok + " is outside the vocabulary (0.." + (c.vocabSize() - 1) + ")");
+      }
+      model.tokenEmbedding().dequantizeRow(tok, x, r * dim);
+    }
+    for (int l = 0; l < c.layers(); l++) {
+      layer(l, b, n);
+    }
+    int vocab = c.vocabSize();
+    int nl = b.logitCount();
+    if (nl == 0) {
+      return;
+    }
+    if (normed.length < nl * dim) {
+      normed = new float[nl * dim];
+    }
+    for (int i = 0; i < nl; i++) {
+      Ops.rmsNorm(normed, i * dim, x, b.logitRow(i) * dim, model.outputNorm(), dim, c.rmsEps());
+    }
+    if (logits.length < (long) nl * vocab) {
+      throw new IllegalArgumentException("logits buffer too small");
+    }
+    MatMul.matmul(model.output(), normed, nl, logits, pool);
+  }
+
+  private void layer(int l, Batch b, int n) {
+    LayerWeights w = model.layer(l);
+    int dim = c.dim();
+    for (int r = 0; r < n; r++) {
+      Ops.rmsNorm(xb, r * dim, x, r * dim, w.attnNorm(), dim, c.rmsEps());
+    }
+    MatMul.matmul(w.wq(), xb, n, q, pool);
+    MatMul.matmul(w.wk(), xb, n, k, pool);
+    MatMul.matmul(w.wv(), xb, n, v, pool);
+    if (w.bq() != null) {
+      Ops.addBias(q, n, w.bq(), c.qDim());
+      Ops.addBias(k, n, w.bk(), c.kvDim());
+      Ops.addBias(v, n, w.bv(), c.kvDim());
+    }
+    Rope rope = model.rope();
+    int[] pos = b.positions();
+    for (int r = 0; r < n; r++) {
+      rope.angles(pos[r], cos, sin);
+      rope.rotate(q, r * c.qDim(), c.heads(), c.headDim(), cos, sin);
+      rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin);
+    }
+    attention(l, b);
+    MatMul.matmul(w.wo(), att, n, proj, pool);
+    addInto(x, proj, n * dim);
+    for (int r = 0; r < n; r++) {
+      Ops.rmsNorm(xb, r * dim, x, r * dim, w.ffnNorm(), dim, c.rmsEps());
+    }
+    MatMul.matmul(w.gate(), xb, n, hb, pool);
+    MatMul.matmul(w.up(), xb, n, hb2, pool);
+    Ops.swiglu(hb, hb2, n * c.ffnDim());
+    MatMul.matmul(w.down(), hb, n, proj, pool);
+    addInto(x, proj, n * dim);
+  }
+
+  private static void addInto(float[] a, float[] b, int len) {
+    Ops.add(a, b, len);
+  }
+
+  private void attention(int l, Batch b) {
+    float scale = (float) (1.0 / Math.sqrt(c.headDim()));
+    int qd = c.qDim();
+    int kd = c.kvDim();
+    for (int s = 0; s < b.segments(); s++) {
+      int start = b.segmentStart(s);
+      int cnt = b.segmentEnd(s) - start;
+      LayerKv kv = b.cache(s).layer(l);
+      if (start == 0) {
+        kv.append(cnt, b.positions(), k, v);
+        kv.attend(cnt, b.positions(), c.heads(), q, scale, att, observer);
+        continue;
+      }
+      if (segPositions.length < cnt) {
+        segPositions = new int[cnt];
+      }
+      if (segQ.length < cnt * qd) {
+        segQ = new float[cnt * qd];
+        segOut = new float[cnt * qd];
+      }
+      if (segK.length < cnt * kd) {
+        segK = new float[cnt * kd];
+        segV = new float[cnt * kd];
+      }
+      System.arraycopy(b.positions(), start, segPositions, 0, cnt);
+      System.arraycopy(q, start * qd, segQ, 0, cnt * qd);
+      System.arraycopy(k, start * kd, segK, 0, cnt * kd);
+      System.arraycopy(v, start * kd, segV, 0, cnt * kd);
+      kv.append(cnt, segPositions, segK, segV);
+      Arrays.fill(segOut, 0, cnt * qd, 0f);
+      kv.attend(cnt, segPositions, c.heads(), segQ, scale, segOut, observer);
+      System.arraycopy(segOut, 0, att, start * qd, cnt * qd);
+    }
+  }
+
+  /** Convenience: a fresh forward's KV cache notifications after a step. */
+  public static void afterStep(Batch b, KvCache.StepKind kind) {
+    for (int s = 0; s < b.segments(); s++) {
+      b.cache(s).afterStep(kind);
+    }
+  }
+}

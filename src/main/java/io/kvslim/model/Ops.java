@@ -1,0 +1,108 @@
+package io.kvslim.model;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/** Elementwise kernels of the forward pass: RMSNorm, SwiGLU, residual adds, softmax. */
+public final class Ops {
+  private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+
+  private Ops() {}
+
+  /**
+   * RMSNorm (Zhang and Sennrich 2019, eq. 4): {@code out = x / sqrt(mean(x^2) + eps) * w}. The sum
+   * of squares is accumulated in double, as ggml does.
+   */
+  public static void rmsNorm(
+      float[] out, int outOff, float[] x, int xOff, float[] w, int n, float eps) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+      float v = x[xOff + i];
+      sum += v * v;
+    }
+    float mean = (float) (sum / n);
+    float scale = 1.0f / (float) Math.sqrt(mean + eps);
+    int i = 0;
+    int upper = S.loopBound(n);
+    FloatVector vs = FloatVector.broadcast(S, scale);
+    for (; i < upper; i += S.length()) {
+      FloatVector v = FloatVector.fromArray(S, x, xOff + i).mul(vs);
+      v.mul(FloatVector.fromArray(S, w, i)).intoArray(out, outOff + i);
+    }
+    for (; i < n; i++) {
+      out[outOff + i] = (x[xOff + i] * scale) * w[i];
+    }
+  }
+
+  /** SwiGLU (Shazeer 2020): {@code gate[i] = silu(gate[i]) * up[i]}, silu(x) = x / (1 + e^-x). */
+  public static void swiglu(float[] gate, float[] up, int n) {
+    for (int i = 0; i < n; i++) {
+      float g = gate[i];
+      gate[i] = g / (1.0f + (float) Math.exp(-g)) * up[i];
+    }
+  }
+
+  /** {@code a[i] += b[i]}. */
+  public static void add(float[] a, float[] b, int n) {
+    int i = 0;
+    int upper = S.loopBound(n);
+    for (; i < upper; i += S.length()) {
+      FloatVector.fromArray(S, a, i).add(FloatVector.fromArray(S, b, i)).intoArray(a, i);
+    }
+    for (; i < n; i++) {
+      a[i] += b[i];
+    }
+  }
+
+  /** {@code a[i] += b[i]} over a range of rows sharing a bias {@code b} of length n. */
+  public static void addBias(float[] a, int rows, float[] b, int n) {
+    for (int r = 0; r < rows; r++) {
+      int off = r * n;
+      for (int i = 0; i < n; i++) {
+        a[off + i] += b[i];
+      }
+    }
+  }
+
+  /** Index of the largest value (first on ties). */
+  public static int argmax(float[] x, int off, int n) {
+    int best = 0;
+    float bv = x[off];
+    for (int i = 1; i < n; i++) {
+      if (x[off + i] > bv) {
+        bv = x[off + i];
+        best = i;
+      }
+    }
+    return best;
+  }
+
+  /** log of the softmax normalizer, computed in double: {@code log(sum exp(x - max)) + max}. */
+  public static double logSumExp(float[] x, int off, int n) {
+    float max = Float.NEGATIVE_INFINITY;
+    for (int i = 0; i < n; i++) {
+      max = Math.max(max, x[off + i]);
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+      sum += Math.exp(x[off + i] - max);
+    }
+    return Math.log(sum) + max;
+  }
+
+  /** Sum of {@code a[i]*b[i]} (vectorized). */
+  public static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
+    FloatVector acc = FloatVector.zero(S);
+    int i = 0;
+    int upper = S.loopBound(n);
+    for (; i < upper; i += S.length()) {
+      acc = FloatVector.fromArray(S, a, aOff + i).fma(FloatVector.fromArray(S, b, bOff + i), acc);
+    }
+    float s = acc.reduceLanes(VectorOperators.ADD);
+    for (; i < n; i++) {
+      s += a[aOff + i] * b[bOff + i];
+    }
+    return s;
+  }
+}
