@@ -1,0 +1,42 @@
+package io.kvslim.cli;
+
+import io.kvslim.engine.Engine;
+import io.kvslim.engine.KvCacheFactory;
+import io.kvslim.model.Model;
+import io.kvslim.tensor.Parallel;
+import java.nio.file.Path;
+import picocli.CommandLine.Option;
+
+/** Options shared by the commands that load a model. */
+public final class ModelOptions {
+  @Option(
+      names = {"-m", "--model"},
+      required = true,
+      paramLabel = "MODEL",
+      description = "GGUF model file.")
+  Path model;
+
+  @Option(
+      names = {"-t", "--threads"},
+      paramLabel = "T",
+      description = "Worker threads (default: the number of CPUs, ${DEFAULT-VALUE}).")
+  int threads = Parallel.defaultThreads();
+
+  Model load() {
+    if (threads < 1) {
+      throw new IllegalArgumentException("--threads must be at least 1, got " + threads);
+    }
+    return Model.load(model);
+  }
+
+  Engine engine(Model m, KvCacheFactory kv) {
+    return new Engine(m, threads, kv);
+  }
+
+  static Path requireFile(Path p, String what) {
+    if (!java.nio.file.Files.isRegularFile(p)) {
+      throw new IllegalArgumentException(what + " " + p + " does not exist or is not a file");
+    }
+    return p;
+  }
+}
