@@ -1,14 +1,15 @@
 package io.kvslim.tensor;
 
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
 
 /**
- * The engine's one fixed thread pool. Work is split statically into contiguous ranges, one per
- * thread; the calling thread runs the first range itself.
+ * The engine's one fixed thread pool, built for many short parallel loops per token: work is split
+ * statically into contiguous ranges, one per thread; the calling thread runs the first range
+ * itself. Workers spin briefly on a generation counter before parking, so a dispatch costs well
+ * under a microsecond while the engine is busy and nothing while it is idle. Nested or concurrent
+ * calls run on the calling thread.
  */
 public final class Parallel implements AutoCloseable {
   /** A task over the half-open range {@code [start, end)}. */
@@ -17,27 +18,38 @@ public final class Parallel implements AutoCloseable {
     void run(int start, int end);
   }
 
+  private static final int SPIN_ITERATIONS = 1 << 16;
   private static final AtomicInteger POOL_IDS = new AtomicInteger();
+
   private final int threads;
-  private final ExecutorService pool;
+  private final Thread[] workers;
+  private final AtomicBoolean busy = new AtomicBoolean();
+  private final AtomicInteger pending = new AtomicInteger();
+  private final boolean[] parked;
+  private volatile long generation;
+  private volatile boolean closed;
+  // the current job, published by the volatile write of generation
+  private RangeTask task;
+  private int n;
+  private int grain;
+  private int chunks;
+  private volatile Throwable failure;
 
   public Parallel(int threads) {
     if (threads < 1) {
       throw new IllegalArgumentException("threads must be at least 1, got " + threads);
     }
     this.threads = threads;
+    this.workers = new Thread[threads - 1];
+    this.parked = new boolean[threads];
     int id = POOL_IDS.incrementAndGet();
-    AtomicInteger n = new AtomicInteger();
-    this.pool =
-        threads == 1
-            ? null
-            : Executors.newFixedThreadPool(
-                threads - 1,
-                r -> {
-                  Thread t = new Thread(r, "kvslim-" + id + "-worker-" + n.incrementAndGet());
-                  t.setDaemon(true);
-                  return t;
-                });
+    for (int i = 1; i < threads; i++) {
+      int index = i;
+      Thread t = new Thread(() -> workerLoop(index), "kvslim-" + id + "-worker-" + i);
+      t.setDaemon(true);
+      workers[i - 1] = t;
+      t.start();
+    }
   }
 
   /** Threads from the CPU count. */
@@ -49,6 +61,54 @@ public final class Parallel implements AutoCloseable {
     return threads;
   }
 
+  private void workerLoop(int index) {
+    long seen = 0;
+    while (true) {
+      long g;
+      int spins = 0;
+      while ((g = generation) == seen && !closed) {
+        if (++spins < SPIN_ITERATIONS) {
+          Thread.onSpinWait();
+        } else {
+          synchronized (parked) {
+            parked[index] = true;
+          }
+          if (generation == seen && !closed) {
+            LockSupport.park(this);
+          }
+          synchronized (parked) {
+            parked[index] = false;
+          }
+          spins = 0;
+        }
+      }
+      if (closed) {
+        return;
+      }
+      seen = g;
+      // every worker acknowledges every generation, so none can mistake a later job's fields
+      // for the one it woke up for
+      try {
+        if (index < chunks) {
+          runChunk(index);
+        }
+      } catch (Throwable e) {
+        failure = e;
+      } finally {
+        pending.decrementAndGet();
+      }
+    }
+  }
+
+  private void runChunk(int c) {
+    int units = (n + grain - 1) / grain;
+    int s = Math.min(n, (int) ((long) units * c / chunks) * grain);
+    int e = Math.min(n, (int) ((long) units * (c + 1) / chunks) * grain);
+    if (s < e) {
+      task.run(s, e);
+    }
+  }
+
   /**
    * Runs {@code task} over {@code [0, n)} split into at most {@link #threads()} contiguous ranges
    * whose bounds are multiples of {@code grain} (except the last).
@@ -57,37 +117,50 @@ public final class Parallel implements AutoCloseable {
     if (n <= 0) {
       return;
     }
-    int chunks = Math.min(threads, Math.max(1, (n + grain - 1) / grain));
-    if (chunks == 1 || pool == null) {
+    grain = Math.max(1, grain);
+    int chunks = Math.min(threads, (n + grain - 1) / grain);
+    if (chunks == 1 || !busy.compareAndSet(false, true)) {
       task.run(0, n);
       return;
     }
-    int units = (n + grain - 1) / grain;
-    @SuppressWarnings("unchecked")
-    Future<?>[] futures = new Future<?>[chunks - 1];
-    for (int c = 1; c < chunks; c++) {
-      int s = Math.min(n, (int) ((long) units * c / chunks) * grain);
-      int e = Math.min(n, (int) ((long) units * (c + 1) / chunks) * grain);
-      futures[c - 1] = pool.submit(() -> task.run(s, e));
-    }
-    int e0 = Math.min(n, (int) ((long) units / chunks) * grain);
-    task.run(0, e0);
-    for (Future<?> f : futures) {
-      try {
-        f.get();
-      } catch (InterruptedException ie) {
-        Thread.currentThread().interrupt();
-        throw new IllegalStateException("interrupted", ie);
-      } catch (ExecutionException ee) {
-        Throwable c = ee.getCause();
-        if (c instanceof RuntimeException re) {
+    try {
+      this.task = task;
+      this.n = n;
+      this.grain = grain;
+      this.chunks = chunks;
+      this.failure = null;
+      pending.set(threads - 1);
+      generation = generation + 1; // publishes the job
+      synchronized (parked) {
+        for (int i = 1; i < threads; i++) {
+          if (parked[i]) {
+            LockSupport.unpark(workers[i - 1]);
+          }
+        }
+      }
+      runChunk(0);
+      int spins = 0;
+      while (pending.get() > 0) {
+        if (++spins < SPIN_ITERATIONS) {
+          Thread.onSpinWait();
+        } else {
+          Thread.yield();
+        }
+      }
+      this.task = null;
+      Throwable f = failure;
+      if (f != null) {
+        failure = null;
+        if (f instanceof RuntimeException re) {
           throw re;
         }
-        if (c instanceof Error err) {
+        if (f instanceof Error err) {
           throw err;
         }
-        throw new IllegalStateException(c);
+        throw new IllegalStateException(f);
       }
+    } finally {
+      busy.set(false);
     }
   }
 
@@ -97,8 +170,9 @@ public final class Parallel implements AutoCloseable {
 
   @Override
   public void close() {
-    if (pool != null) {
-      pool.shutdownNow();
+    closed = true;
+    for (Thread t : workers) {
+      LockSupport.unpark(t);
     }
   }
 }
