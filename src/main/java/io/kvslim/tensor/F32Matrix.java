@@ -1,17 +1,17 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.tensor.Simd.F;
+import static io.kvslim.tensor.Simd.FLOAT_LE;
+import static io.kvslim.tensor.Simd.LE;
+import static io.kvslim.tensor.Simd.floats;
+
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
 
 /** F32 weights: 4 bytes per element, little-endian. */
 public final class F32Matrix extends WeightMatrix {
-  private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
-  private static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
   public F32Matrix(MemorySegment data, int rows, int cols) {
     super(data, rows, cols, GgmlType.F32);
@@ -22,25 +22,25 @@ public final class F32Matrix extends WeightMatrix {
     return GgmlType.F32;
   }
 
+  private FloatVector weights(long offset) {
+    return FloatVector.fromMemorySegment(F, data, offset, LE);
+  }
+
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
-    FloatVector acc0 = FloatVector.zero(S);
-    FloatVector acc1 = FloatVector.zero(S);
-    int len = S.length();
+    FloatVector acc0 = FloatVector.zero(F);
+    FloatVector acc1 = FloatVector.zero(F);
+    int len = F.length();
     int i = 0;
     int upper = cols - 2 * len;
     for (; i <= upper; i += 2 * len) {
-      FloatVector w0 =
-          FloatVector.fromMemorySegment(S, data, base + i * 4L, ByteOrder.LITTLE_ENDIAN);
-      FloatVector w1 =
-          FloatVector.fromMemorySegment(S, data, base + (i + len) * 4L, ByteOrder.LITTLE_ENDIAN);
-      acc0 = w0.fma(FloatVector.fromArray(S, x, xOffset + i), acc0);
-      acc1 = w1.fma(FloatVector.fromArray(S, x, xOffset + i + len), acc1);
+      acc0 = weights(base + i * 4L).fma(floats(x, xOffset + i), acc0);
+      acc1 = weights(base + (i + len) * 4L).fma(floats(x, xOffset + i + len), acc1);
     }
     float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
     for (; i < cols; i++) {
-      sum += data.get(F, base + i * 4L) * x[xOffset + i];
+      sum += data.get(FLOAT_LE, base + i * 4L) * x[xOffset + i];
     }
     return sum;
   }
@@ -50,7 +50,7 @@ public final class F32Matrix extends WeightMatrix {
     long base = row * rowBytes;
     float sum = 0f;
     for (int i = 0; i < cols; i++) {
-      sum += data.get(F, base + i * 4L) * x[xOffset + i];
+      sum += data.get(FLOAT_LE, base + i * 4L) * x[xOffset + i];
     }
     return sum;
   }
@@ -59,7 +59,64 @@ public final class F32Matrix extends WeightMatrix {
   public void dequantizeRow(int row, float[] out, int outOffset) {
     long base = row * rowBytes;
     for (int i = 0; i < cols; i++) {
-      out[outOffset + i] = data.get(F, base + i * 4L);
+      out[outOffset + i] = data.get(FLOAT_LE, base + i * 4L);
     }
+  }
+
+  @Override
+  public void dotTile(
+      int row,
+      float[] x,
+      int xOffset,
+      int xStride,
+      int n,
+      float[] out,
+      int outOffset,
+      int outStride) {
+    dotTileBy4(row, x, xOffset, xStride, n, out, outOffset, outStride);
+  }
+
+  @Override
+  protected void dot4(
+      int row,
+      float[] x,
+      int x0,
+      int x1,
+      int x2,
+      int x3,
+      float[] out,
+      int o0,
+      int o1,
+      int o2,
+      int o3) {
+    long base = row * rowBytes;
+    FloatVector acc0 = FloatVector.zero(F);
+    FloatVector acc1 = FloatVector.zero(F);
+    FloatVector acc2 = FloatVector.zero(F);
+    FloatVector acc3 = FloatVector.zero(F);
+    int len = F.length();
+    int i = 0;
+    for (int upper = cols - len; i <= upper; i += len) {
+      FloatVector w = weights(base + i * 4L);
+      acc0 = w.fma(floats(x, x0 + i), acc0);
+      acc1 = w.fma(floats(x, x1 + i), acc1);
+      acc2 = w.fma(floats(x, x2 + i), acc2);
+      acc3 = w.fma(floats(x, x3 + i), acc3);
+    }
+    float s0 = acc0.reduceLanes(VectorOperators.ADD);
+    float s1 = acc1.reduceLanes(VectorOperators.ADD);
+    float s2 = acc2.reduceLanes(VectorOperators.ADD);
+    float s3 = acc3.reduceLanes(VectorOperators.ADD);
+    for (; i < cols; i++) {
+      float w = data.get(FLOAT_LE, base + i * 4L);
+      s0 += w * x[x0 + i];
+      s1 += w * x[x1 + i];
+      s2 += w * x[x2 + i];
+      s3 += w * x[x3 + i];
+    }
+    out[o0] = s0;
+    out[o1] = s1;
+    out[o2] = s2;
+    out[o3] = s3;
   }
 }

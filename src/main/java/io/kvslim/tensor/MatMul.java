@@ -1,25 +1,63 @@
 package io.kvslim.tensor;
 
-/** Temporary matmul (replaced by the tiled kernels). */
+/**
+ * Matrix-vector and matrix-matrix products of a {@link WeightMatrix} with float activations, rows
+ * split across a {@link Parallel} pool.
+ */
 public final class MatMul {
+  /** Fewest weight rows per task, so tasks are worth scheduling and write whole cache lines. */
+  static final int ROW_GRAIN = 16;
+
   private MatMul() {}
 
+  /** {@code out[r] = w.row(r) · x} for every row {@code r}; {@code x} holds {@code w.cols()}. */
   public static void matvec(WeightMatrix w, float[] x, float[] out, Parallel pool) {
-    matmul(w, x, 1, out, pool);
+    checkLengths(w, x, 1, out);
+    pool.forRange(
+        w.rows(),
+        ROW_GRAIN,
+        (start, end) -> {
+          for (int r = start; r < end; r++) {
+            out[r] = w.dot(r, x, 0);
+          }
+        });
   }
 
+  /**
+   * {@code out[t][r] = w.row(r) · x[t]} for {@code n} activation rows: {@code x} is {@code n ×
+   * cols} and {@code out} is {@code n × rows}, both row-major. Each weight row is decoded once for
+   * all activation rows by {@link WeightMatrix#dotTile} (the activations, re-read per weight row,
+   * stay in cache while {@code n × cols} floats fit there).
+   */
   public static void matmul(WeightMatrix w, float[] x, int n, float[] out, Parallel pool) {
+    checkLengths(w, x, n, out);
+    if (n == 1) {
+      matvec(w, x, out, pool);
+      return;
+    }
     int rows = w.rows();
     int cols = w.cols();
     pool.forRange(
         rows,
-        16,
-        (s, e) -> {
-          for (int r = s; r < e; r++) {
-            for (int t = 0; t < n; t++) {
-              out[t * rows + r] = w.dot(r, x, t * cols);
-            }
+        ROW_GRAIN,
+        (start, end) -> {
+          for (int r = start; r < end; r++) {
+            w.dotTile(r, x, 0, cols, n, out, r, rows);
           }
         });
+  }
+
+  private static void checkLengths(WeightMatrix w, float[] x, int n, float[] out) {
+    if (n < 1) {
+      throw new IllegalArgumentException("need at least one activation row, got " + n);
+    }
+    if (x.length < (long) n * w.cols()) {
+      throw new IllegalArgumentException(
+          "activations hold " + x.length + " floats, need " + n + " x " + w.cols());
+    }
+    if (out.length < (long) n * w.rows()) {
+      throw new IllegalArgumentException(
+          "output holds " + out.length + " floats, need " + n + " x " + w.rows());
+    }
   }
 }

@@ -62,6 +62,98 @@ public abstract class WeightMatrix {
   /** Writes row {@code row} as floats into {@code out[outOffset .. outOffset+cols)}. */
   public abstract void dequantizeRow(int row, float[] out, int outOffset);
 
+  /**
+   * Dot products of row {@code row} with {@code n} activation rows: for {@code t < n}, {@code
+   * out[outOffset + t*outStride] = dot(row, x, xOffset + t*xStride)}. Types with a tiled kernel
+   * decode each weight block once for several activation rows; this default loops over {@link
+   * #dot}.
+   */
+  public void dotTile(
+      int row,
+      float[] x,
+      int xOffset,
+      int xStride,
+      int n,
+      float[] out,
+      int outOffset,
+      int outStride) {
+    for (int t = 0; t < n; t++) {
+      out[outOffset + t * outStride] = dot(row, x, xOffset + t * xStride);
+    }
+  }
+
+  /**
+   * {@link #dotTile} for types that implement {@link #dot4}: whole tiles of four activation rows,
+   * then a last partial tile whose missing rows repeat its last row (computed twice, written to the
+   * same place, so no result changes).
+   */
+  protected final void dotTileBy4(
+      int row,
+      float[] x,
+      int xOffset,
+      int xStride,
+      int n,
+      float[] out,
+      int outOffset,
+      int outStride) {
+    int t = 0;
+    for (; t + 4 <= n; t += 4) {
+      int xo = xOffset + t * xStride;
+      int oo = outOffset + t * outStride;
+      dot4(
+          row,
+          x,
+          xo,
+          xo + xStride,
+          xo + 2 * xStride,
+          xo + 3 * xStride,
+          out,
+          oo,
+          oo + outStride,
+          oo + 2 * outStride,
+          oo + 3 * outStride);
+    }
+    int rest = n - t;
+    if (rest == 1) {
+      out[outOffset + t * outStride] = dot(row, x, xOffset + t * xStride);
+    } else if (rest > 1) {
+      int xo = xOffset + t * xStride;
+      int oo = outOffset + t * outStride;
+      int last = rest - 1;
+      dot4(
+          row,
+          x,
+          xo,
+          xo + xStride,
+          xo + Math.min(2, last) * xStride,
+          xo + last * xStride,
+          out,
+          oo,
+          oo + outStride,
+          oo + Math.min(2, last) * outStride,
+          oo + last * outStride);
+    }
+  }
+
+  /**
+   * Dot products of row {@code row} with four activation vectors at {@code x0..x3}, written to
+   * {@code out[o0..o3]}. Only types that call {@link #dotTileBy4} implement it.
+   */
+  protected void dot4(
+      int row,
+      float[] x,
+      int x0,
+      int x1,
+      int x2,
+      int x3,
+      float[] out,
+      int o0,
+      int o1,
+      int o2,
+      int o3) {
+    throw new UnsupportedOperationException(type() + " has no four-row kernel");
+  }
+
   /** Wraps tensor bytes of the given type; fails with a clear message for unsupported types. */
   public static WeightMatrix of(GgmlType type, MemorySegment data, int rows, int cols) {
     return WeightMatrices.create(type, data, rows, cols);

@@ -1,0 +1,141 @@
+package io.kvslim.tensor;
+
+import static io.kvslim.tensor.Simd.F;
+import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.I;
+import static io.kvslim.tensor.Simd.LE;
+import static io.kvslim.tensor.Simd.S;
+import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.half;
+
+import io.kvslim.gguf.GgmlType;
+import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * F16 weights: IEEE half precision, 2 bytes per element, little-endian. The vector path widens
+ * halves with integer operations (the Vector API has no half-to-float conversion): finite values
+ * (normal, subnormal, zero) convert exactly; infinities and NaNs, which weights never hold, do not.
+ */
+public final class F16Matrix extends WeightMatrix {
+
+  public F16Matrix(MemorySegment data, int rows, int cols) {
+    super(data, rows, cols, GgmlType.F16);
+  }
+
+  @Override
+  public GgmlType type() {
+    return GgmlType.F16;
+  }
+
+  /**
+   * {@link #FL} halves at {@code offset} as floats. A normal half moves its exponent and mantissa
+   * into float position and rebiases the exponent (15 to 127); a subnormal half (exponent 0) is its
+   * mantissa times 2^-24, computed by int-to-float conversion so no float denormal arises.
+   */
+  static FloatVector halves(MemorySegment data, long offset) {
+    IntVector h = (IntVector) ShortVector.fromMemorySegment(S, data, offset, LE).castShape(I, 0);
+    IntVector magnitude = h.and(0x7FFF);
+    IntVector normal = magnitude.lanewise(VectorOperators.LSHL, 13).add(0x38000000);
+    IntVector subnormal =
+        ((FloatVector) magnitude.convert(VectorOperators.I2F, 0)).mul(0x1p-24f).reinterpretAsInts();
+    VectorMask<Integer> isSubnormal = magnitude.compare(VectorOperators.LT, 0x400);
+    // h is sign-extended, so bit 31 is the half's sign bit.
+    return normal.blend(subnormal, isSubnormal).or(h.and(0x80000000)).reinterpretAsFloats();
+  }
+
+  @Override
+  public float dot(int row, float[] x, int xOffset) {
+    long base = row * rowBytes;
+    FloatVector acc0 = FloatVector.zero(F);
+    FloatVector acc1 = FloatVector.zero(F);
+    int i = 0;
+    for (int upper = cols - 2 * FL; i <= upper; i += 2 * FL) {
+      acc0 = halves(data, base + i * 2L).fma(floats(x, xOffset + i), acc0);
+      acc1 = halves(data, base + (i + FL) * 2L).fma(floats(x, xOffset + i + FL), acc1);
+    }
+    float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+    for (; i < cols; i++) {
+      sum += half(data, base + i * 2L) * x[xOffset + i];
+    }
+    return sum;
+  }
+
+  @Override
+  public float dotScalar(int row, float[] x, int xOffset) {
+    long base = row * rowBytes;
+    float sum = 0f;
+    for (int i = 0; i < cols; i++) {
+      sum += half(data, base + i * 2L) * x[xOffset + i];
+    }
+    return sum;
+  }
+
+  @Override
+  public void dequantizeRow(int row, float[] out, int outOffset) {
+    long base = row * rowBytes;
+    for (int i = 0; i < cols; i++) {
+      out[outOffset + i] = half(data, base + i * 2L);
+    }
+  }
+
+  @Override
+  public void dotTile(
+      int row,
+      float[] x,
+      int xOffset,
+      int xStride,
+      int n,
+      float[] out,
+      int outOffset,
+      int outStride) {
+    dotTileBy4(row, x, xOffset, xStride, n, out, outOffset, outStride);
+  }
+
+  @Override
+  protected void dot4(
+      int row,
+      float[] x,
+      int x0,
+      int x1,
+      int x2,
+      int x3,
+      float[] out,
+      int o0,
+      int o1,
+      int o2,
+      int o3) {
+    long base = row * rowBytes;
+    FloatVector acc0 = FloatVector.zero(F);
+    FloatVector acc1 = FloatVector.zero(F);
+    FloatVector acc2 = FloatVector.zero(F);
+    FloatVector acc3 = FloatVector.zero(F);
+    int i = 0;
+    for (int upper = cols - FL; i <= upper; i += FL) {
+      FloatVector w = halves(data, base + i * 2L);
+      acc0 = w.fma(floats(x, x0 + i), acc0);
+      acc1 = w.fma(floats(x, x1 + i), acc1);
+      acc2 = w.fma(floats(x, x2 + i), acc2);
+      acc3 = w.fma(floats(x, x3 + i), acc3);
+    }
+    float s0 = acc0.reduceLanes(VectorOperators.ADD);
+    float s1 = acc1.reduceLanes(VectorOperators.ADD);
+    float s2 = acc2.reduceLanes(VectorOperators.ADD);
+    float s3 = acc3.reduceLanes(VectorOperators.ADD);
+    for (; i < cols; i++) {
+      float w = half(data, base + i * 2L);
+      s0 += w * x[x0 + i];
+      s1 += w * x[x1 + i];
+      s2 += w * x[x2 + i];
+      s3 += w * x[x3 + i];
+    }
+    out[o0] = s0;
+    out[o1] = s1;
+    out[o2] = s2;
+    out[o3] = s3;
+  }
+}

@@ -1,0 +1,161 @@
+package io.kvslim.tensor;
+
+import static io.kvslim.tensor.Simd.BL;
+import static io.kvslim.tensor.Simd.F;
+import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.PARTS;
+import static io.kvslim.tensor.Simd.bytes;
+import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.half;
+import static io.kvslim.tensor.Simd.u8;
+import static io.kvslim.tensor.Simd.widen;
+
+import io.kvslim.gguf.GgmlType;
+import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Q4_0 weights (llama.cpp {@code block_q4_0}): blocks of 32 elements in 18 bytes, an fp16 scale
+ * {@code d} then 16 bytes {@code qs}. Element {@code j < 16} is {@code d * ((qs[j] & 0xF) - 8)},
+ * element {@code j + 16} is {@code d * ((qs[j] >> 4) - 8)}.
+ */
+public final class Q4_0Matrix extends WeightMatrix {
+  static final int BLOCK = 32;
+  static final int BLOCK_BYTES = 18;
+
+  public Q4_0Matrix(MemorySegment data, int rows, int cols) {
+    super(data, rows, cols, GgmlType.Q4_0);
+  }
+
+  @Override
+  public GgmlType type() {
+    return GgmlType.Q4_0;
+  }
+
+  @Override
+  public float dot(int row, float[] x, int xOffset) {
+    long base = row * rowBytes;
+    FloatVector total = FloatVector.zero(F);
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long block = base + (long) b * BLOCK_BYTES;
+      int xo = xOffset + b * BLOCK;
+      FloatVector acc = FloatVector.zero(F);
+      for (int j = 0; j < BLOCK / 2; j += BL) {
+        ByteVector q = bytes(data, block + 2 + j);
+        ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
+        ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+        for (int p = 0; p < PARTS; p++) {
+          acc = widen(lo, p).fma(floats(x, xo + j + p * FL), acc);
+          acc = widen(hi, p).fma(floats(x, xo + BLOCK / 2 + j + p * FL), acc);
+        }
+      }
+      total = acc.fma(FloatVector.broadcast(F, half(data, block)), total);
+    }
+    return total.reduceLanes(VectorOperators.ADD);
+  }
+
+  @Override
+  public float dotScalar(int row, float[] x, int xOffset) {
+    long base = row * rowBytes;
+    float sum = 0f;
+    for (int b = 0; b < cols / BLOCK; b++) {
+      long block = base + (long) b * BLOCK_BYTES;
+      int xo = xOffset + b * BLOCK;
+      float blockSum = 0f;
+      for (int j = 0; j < BLOCK / 2; j++) {
+        int q = u8(data, block + 2 + j);
+        blockSum += ((q & 0xF) - 8) * x[xo + j] + ((q >> 4) - 8) * x[xo + j + BLOCK / 2];
+      }
+      sum += half(data, block) * blockSum;
+    }
+    return sum;
+  }
+
+  @Override
+  public void dequantizeRow(int row, float[] out, int outOffset) {
+    long base = row * rowBytes;
+    for (int b = 0; b < cols / BLOCK; b++) {
+      long block = base + (long) b * BLOCK_BYTES;
+      float d = half(data, block);
+      int o = outOffset + b * BLOCK;
+      for (int j = 0; j < BLOCK / 2; j++) {
+        int q = u8(data, block + 2 + j);
+        out[o + j] = d * ((q & 0xF) - 8);
+        out[o + j + BLOCK / 2] = d * ((q >> 4) - 8);
+      }
+    }
+  }
+
+  @Override
+  public void dotTile(
+      int row,
+      float[] x,
+      int xOffset,
+      int xStride,
+      int n,
+      float[] out,
+      int outOffset,
+      int outStride) {
+    dotTileBy4(row, x, xOffset, xStride, n, out, outOffset, outStride);
+  }
+
+  @Override
+  protected void dot4(
+      int row,
+      float[] x,
+      int x0,
+      int x1,
+      int x2,
+      int x3,
+      float[] out,
+      int o0,
+      int o1,
+      int o2,
+      int o3) {
+    long base = row * rowBytes;
+    FloatVector total0 = FloatVector.zero(F);
+    FloatVector total1 = FloatVector.zero(F);
+    FloatVector total2 = FloatVector.zero(F);
+    FloatVector total3 = FloatVector.zero(F);
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long block = base + (long) b * BLOCK_BYTES;
+      int xo = b * BLOCK;
+      FloatVector acc0 = FloatVector.zero(F);
+      FloatVector acc1 = FloatVector.zero(F);
+      FloatVector acc2 = FloatVector.zero(F);
+      FloatVector acc3 = FloatVector.zero(F);
+      for (int j = 0; j < BLOCK / 2; j += BL) {
+        ByteVector q = bytes(data, block + 2 + j);
+        ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
+        ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+        for (int p = 0; p < PARTS; p++) {
+          FloatVector w = widen(lo, p);
+          int i = xo + j + p * FL;
+          acc0 = w.fma(floats(x, x0 + i), acc0);
+          acc1 = w.fma(floats(x, x1 + i), acc1);
+          acc2 = w.fma(floats(x, x2 + i), acc2);
+          acc3 = w.fma(floats(x, x3 + i), acc3);
+          w = widen(hi, p);
+          i += BLOCK / 2;
+          acc0 = w.fma(floats(x, x0 + i), acc0);
+          acc1 = w.fma(floats(x, x1 + i), acc1);
+          acc2 = w.fma(floats(x, x2 + i), acc2);
+          acc3 = w.fma(floats(x, x3 + i), acc3);
+        }
+      }
+      FloatVector d = FloatVector.broadcast(F, half(data, block));
+      total0 = acc0.fma(d, total0);
+      total1 = acc1.fma(d, total1);
+      total2 = acc2.fma(d, total2);
+      total3 = acc3.fma(d, total3);
+    }
+    out[o0] = total0.reduceLanes(VectorOperators.ADD);
+    out[o1] = total1.reduceLanes(VectorOperators.ADD);
+    out[o2] = total2.reduceLanes(VectorOperators.ADD);
+    out[o3] = total3.reduceLanes(VectorOperators.ADD);
+  }
+}

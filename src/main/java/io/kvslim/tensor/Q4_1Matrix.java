@@ -1,0 +1,98 @@
+package io.kvslim.tensor;
+
+import static io.kvslim.tensor.Simd.BL;
+import static io.kvslim.tensor.Simd.F;
+import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.PARTS;
+import static io.kvslim.tensor.Simd.bytes;
+import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.half;
+import static io.kvslim.tensor.Simd.u8;
+import static io.kvslim.tensor.Simd.widen;
+
+import io.kvslim.gguf.GgmlType;
+import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Q4_1 weights (llama.cpp {@code block_q4_1}): blocks of 32 elements in 20 bytes, fp16 scale {@code
+ * d}, fp16 minimum {@code m}, then 16 bytes {@code qs}. Element {@code j < 16} is {@code d * (qs[j]
+ * & 0xF) + m}, element {@code j + 16} is {@code d * (qs[j] >> 4) + m}.
+ */
+public final class Q4_1Matrix extends WeightMatrix {
+  static final int BLOCK = 32;
+  static final int BLOCK_BYTES = 20;
+
+  public Q4_1Matrix(MemorySegment data, int rows, int cols) {
+    super(data, rows, cols, GgmlType.Q4_1);
+  }
+
+  @Override
+  public GgmlType type() {
+    return GgmlType.Q4_1;
+  }
+
+  /** Sum over the block of {@code d * q * x + m * x}: the minimum multiplies the sum of x. */
+  @Override
+  public float dot(int row, float[] x, int xOffset) {
+    long base = row * rowBytes;
+    FloatVector total = FloatVector.zero(F);
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long block = base + (long) b * BLOCK_BYTES;
+      int xo = xOffset + b * BLOCK;
+      FloatVector acc = FloatVector.zero(F);
+      FloatVector xSum = FloatVector.zero(F);
+      for (int j = 0; j < BLOCK / 2; j += BL) {
+        ByteVector q = bytes(data, block + 4 + j);
+        ByteVector lo = q.and((byte) 0x0F);
+        ByteVector hi = q.lanewise(VectorOperators.LSHR, 4);
+        for (int p = 0; p < PARTS; p++) {
+          FloatVector xl = floats(x, xo + j + p * FL);
+          FloatVector xh = floats(x, xo + BLOCK / 2 + j + p * FL);
+          acc = widen(lo, p).fma(xl, acc);
+          acc = widen(hi, p).fma(xh, acc);
+          xSum = xSum.add(xl).add(xh);
+        }
+      }
+      total = acc.fma(FloatVector.broadcast(F, half(data, block)), total);
+      total = xSum.fma(FloatVector.broadcast(F, half(data, block + 2)), total);
+    }
+    return total.reduceLanes(VectorOperators.ADD);
+  }
+
+  @Override
+  public float dotScalar(int row, float[] x, int xOffset) {
+    long base = row * rowBytes;
+    float sum = 0f;
+    for (int b = 0; b < cols / BLOCK; b++) {
+      long block = base + (long) b * BLOCK_BYTES;
+      float d = half(data, block);
+      float m = half(data, block + 2);
+      int xo = xOffset + b * BLOCK;
+      for (int j = 0; j < BLOCK / 2; j++) {
+        int q = u8(data, block + 4 + j);
+        sum += (d * (q & 0xF) + m) * x[xo + j] + (d * (q >> 4) + m) * x[xo + j + BLOCK / 2];
+      }
+    }
+    return sum;
+  }
+
+  @Override
+  public void dequantizeRow(int row, float[] out, int outOffset) {
+    long base = row * rowBytes;
+    for (int b = 0; b < cols / BLOCK; b++) {
+      long block = base + (long) b * BLOCK_BYTES;
+      float d = half(data, block);
+      float m = half(data, block + 2);
+      int o = outOffset + b * BLOCK;
+      for (int j = 0; j < BLOCK / 2; j++) {
+        int q = u8(data, block + 4 + j);
+        out[o + j] = d * (q & 0xF) + m;
+        out[o + j + BLOCK / 2] = d * (q >> 4) + m;
+      }
+    }
+  }
+}

@@ -1,0 +1,137 @@
+package io.kvslim.tensor;
+
+import static io.kvslim.tensor.Simd.BL;
+import static io.kvslim.tensor.Simd.F;
+import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.PARTS;
+import static io.kvslim.tensor.Simd.bytes;
+import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.half;
+import static io.kvslim.tensor.Simd.splat;
+import static io.kvslim.tensor.Simd.u8;
+import static io.kvslim.tensor.Simd.widen;
+
+import io.kvslim.gguf.GgmlType;
+import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Q4_K weights (llama.cpp {@code block_q4_K}): super-blocks of 256 elements in 144 bytes: fp16
+ * {@code d}, fp16 {@code dmin}, 12 bytes of eight 6-bit scales and eight 6-bit mins (see {@link
+ * #scale}), then 128 bytes {@code qs}. The super-block is four chunks of 64: chunk {@code c} reads
+ * {@code qs[32c .. 32c+32)}; its low nibbles are sub-block {@code 2c} (elements {@code 64c ..
+ * 64c+32)}), its high nibbles sub-block {@code 2c+1}. Element value: {@code d * scale[s] * q - dmin
+ * * min[s]}.
+ */
+public final class Q4_KMatrix extends WeightMatrix {
+  static final int BLOCK = 256;
+  static final int BLOCK_BYTES = 144;
+
+  public Q4_KMatrix(MemorySegment data, int rows, int cols) {
+    super(data, rows, cols, GgmlType.Q4_K);
+  }
+
+  @Override
+  public GgmlType type() {
+    return GgmlType.Q4_K;
+  }
+
+  /**
+   * The 6-bit scale of sub-block {@code s} (0..7) from the 12 packed bytes at {@code scales}:
+   * sub-blocks 0..3 keep theirs in the low 6 bits of bytes 0..3; sub-blocks 4..7 in the low nibble
+   * of bytes 8..11 plus the top 2 bits of bytes 0..3 (llama.cpp's {@code get_scale_min_k4}).
+   */
+  static int scale(MemorySegment data, long scales, int s) {
+    return s < 4
+        ? u8(data, scales + s) & 63
+        : (u8(data, scales + s + 4) & 0xF) | (u8(data, scales + s - 4) >> 6) << 4;
+  }
+
+  /**
+   * The 6-bit min of sub-block {@code s}: sub-blocks 0..3 in the low 6 bits of bytes 4..7; 4..7 in
+   * the high nibble of bytes 8..11 plus the top 2 bits of bytes 4..7.
+   */
+  static int min(MemorySegment data, long scales, int s) {
+    return s < 4
+        ? u8(data, scales + s + 4) & 63
+        : (u8(data, scales + s + 4) >> 4) | (u8(data, scales + s) >> 6) << 4;
+  }
+
+  @Override
+  public float dot(int row, float[] x, int xOffset) {
+    long base = row * rowBytes;
+    FloatVector total = FloatVector.zero(F);
+    for (int sb = 0; sb < cols / BLOCK; sb++) {
+      long block = base + (long) sb * BLOCK_BYTES;
+      long scales = block + 4;
+      FloatVector qSum = FloatVector.zero(F);
+      FloatVector minSum = FloatVector.zero(F);
+      for (int c = 0; c < 4; c++) {
+        int xo = xOffset + sb * BLOCK + 64 * c;
+        FloatVector accLo = FloatVector.zero(F);
+        FloatVector accHi = FloatVector.zero(F);
+        FloatVector xLo = FloatVector.zero(F);
+        FloatVector xHi = FloatVector.zero(F);
+        for (int j = 0; j < 32; j += BL) {
+          ByteVector q = bytes(data, block + 16 + 32 * c + j);
+          ByteVector lo = q.and((byte) 0x0F);
+          ByteVector hi = q.lanewise(VectorOperators.LSHR, 4);
+          for (int p = 0; p < PARTS; p++) {
+            FloatVector xl = floats(x, xo + j + p * FL);
+            FloatVector xh = floats(x, xo + 32 + j + p * FL);
+            accLo = widen(lo, p).fma(xl, accLo);
+            accHi = widen(hi, p).fma(xh, accHi);
+            xLo = xLo.add(xl);
+            xHi = xHi.add(xh);
+          }
+        }
+        qSum = accLo.fma(splat(scale(data, scales, 2 * c)), qSum);
+        qSum = accHi.fma(splat(scale(data, scales, 2 * c + 1)), qSum);
+        minSum = xLo.fma(splat(min(data, scales, 2 * c)), minSum);
+        minSum = xHi.fma(splat(min(data, scales, 2 * c + 1)), minSum);
+      }
+      total = qSum.fma(splat(half(data, block)), total);
+      total = minSum.fma(splat(-half(data, block + 2)), total);
+    }
+    return total.reduceLanes(VectorOperators.ADD);
+  }
+
+  @Override
+  public float dotScalar(int row, float[] x, int xOffset) {
+    float sum = 0f;
+    float[] w = new float[BLOCK];
+    for (int sb = 0; sb < cols / BLOCK; sb++) {
+      decodeBlock(row * rowBytes + (long) sb * BLOCK_BYTES, w, 0);
+      for (int i = 0; i < BLOCK; i++) {
+        sum += w[i] * x[xOffset + sb * BLOCK + i];
+      }
+    }
+    return sum;
+  }
+
+  @Override
+  public void dequantizeRow(int row, float[] out, int outOffset) {
+    for (int sb = 0; sb < cols / BLOCK; sb++) {
+      decodeBlock(row * rowBytes + (long) sb * BLOCK_BYTES, out, outOffset + sb * BLOCK);
+    }
+  }
+
+  private void decodeBlock(long block, float[] out, int o) {
+    float d = half(data, block);
+    float dmin = half(data, block + 2);
+    for (int c = 0; c < 4; c++) {
+      for (int h = 0; h < 2; h++) {
+        int s = 2 * c + h;
+        float scale = d * scale(data, block + 4, s);
+        float min = dmin * min(data, block + 4, s);
+        for (int l = 0; l < 32; l++) {
+          int q = u8(data, block + 16 + 32 * c + l);
+          int nibble = h == 0 ? q & 0xF : q >> 4;
+          out[o + 64 * c + 32 * h + l] = scale * nibble - min;
+        }
+      }
+    }
+  }
+}

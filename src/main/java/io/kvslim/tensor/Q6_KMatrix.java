@@ -1,0 +1,133 @@
+package io.kvslim.tensor;
+
+import static io.kvslim.tensor.Simd.BL;
+import static io.kvslim.tensor.Simd.F;
+import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.PARTS;
+import static io.kvslim.tensor.Simd.bytes;
+import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.half;
+import static io.kvslim.tensor.Simd.s8;
+import static io.kvslim.tensor.Simd.splat;
+import static io.kvslim.tensor.Simd.u8;
+import static io.kvslim.tensor.Simd.widen;
+
+import io.kvslim.gguf.GgmlType;
+import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Q6_K weights (llama.cpp {@code block_q6_K}): super-blocks of 256 elements in 210 bytes: 128 bytes
+ * {@code ql} (low nibbles), 64 bytes {@code qh} (2-bit high parts), 16 signed 8-bit {@code scales}
+ * (one per 16 elements), then fp16 {@code d}. Each half {@code n} of 128 elements reads {@code
+ * ql[64n ..]}, {@code qh[32n ..]}, {@code scales[8n ..]}; for {@code l < 32}, elements {@code l,
+ * l+32, l+64, l+96} take the low nibble of {@code ql[l]}, low nibble of {@code ql[l+32]}, high
+ * nibble of {@code ql[l]}, high nibble of {@code ql[l+32]}, with bits 0-1, 2-3, 4-5, 6-7 of {@code
+ * qh[l]} on top; value {@code d * scale * (q - 32)}.
+ */
+public final class Q6_KMatrix extends WeightMatrix {
+  static final int BLOCK = 256;
+  static final int BLOCK_BYTES = 210;
+
+  public Q6_KMatrix(MemorySegment data, int rows, int cols) {
+    super(data, rows, cols, GgmlType.Q6_K);
+  }
+
+  @Override
+  public GgmlType type() {
+    return GgmlType.Q6_K;
+  }
+
+  /** {@code (low | ((high >>> shift) & 3) << 4) - 32}: one 6-bit quant, centred. */
+  private static ByteVector sixBits(ByteVector low, ByteVector high, int shift) {
+    return low.or(
+            high.lanewise(VectorOperators.LSHR, shift)
+                .and((byte) 3)
+                .lanewise(VectorOperators.LSHL, 4))
+        .sub((byte) 32);
+  }
+
+  /** Sum over part lanes of {@code q * x[xo ..]}. */
+  private static FloatVector partDot(ByteVector q, float[] x, int xo) {
+    FloatVector acc = widen(q, 0).mul(floats(x, xo));
+    for (int p = 1; p < PARTS; p++) {
+      acc = widen(q, p).fma(floats(x, xo + p * FL), acc);
+    }
+    return acc;
+  }
+
+  @Override
+  public float dot(int row, float[] x, int xOffset) {
+    long base = row * rowBytes;
+    FloatVector total = FloatVector.zero(F);
+    for (int sb = 0; sb < cols / BLOCK; sb++) {
+      long block = base + (long) sb * BLOCK_BYTES;
+      FloatVector sum = FloatVector.zero(F);
+      for (int n = 0; n < 2; n++) {
+        long ql = block + 64 * n;
+        long qh = block + 128 + 32 * n;
+        long sc = block + 192 + 8 * n;
+        int xo = xOffset + sb * BLOCK + 128 * n;
+        for (int l = 0; l < 32; l += BL) {
+          // A byte load never crosses a 16-element scale group (BL divides 16).
+          int is = l / 16;
+          ByteVector a = bytes(data, ql + l);
+          ByteVector b = bytes(data, ql + 32 + l);
+          ByteVector h = bytes(data, qh + l);
+          ByteVector q1 = sixBits(a.and((byte) 0x0F), h, 0);
+          ByteVector q2 = sixBits(b.and((byte) 0x0F), h, 2);
+          ByteVector q3 = sixBits(a.lanewise(VectorOperators.LSHR, 4), h, 4);
+          ByteVector q4 = sixBits(b.lanewise(VectorOperators.LSHR, 4), h, 6);
+          sum = partDot(q1, x, xo + l).fma(splat(s8(data, sc + is)), sum);
+          sum = partDot(q2, x, xo + 32 + l).fma(splat(s8(data, sc + is + 2)), sum);
+          sum = partDot(q3, x, xo + 64 + l).fma(splat(s8(data, sc + is + 4)), sum);
+          sum = partDot(q4, x, xo + 96 + l).fma(splat(s8(data, sc + is + 6)), sum);
+        }
+      }
+      total = sum.fma(splat(half(data, block + 208)), total);
+    }
+    return total.reduceLanes(VectorOperators.ADD);
+  }
+
+  @Override
+  public float dotScalar(int row, float[] x, int xOffset) {
+    float sum = 0f;
+    float[] w = new float[BLOCK];
+    for (int sb = 0; sb < cols / BLOCK; sb++) {
+      decodeBlock(row * rowBytes + (long) sb * BLOCK_BYTES, w, 0);
+      for (int i = 0; i < BLOCK; i++) {
+        sum += w[i] * x[xOffset + sb * BLOCK + i];
+      }
+    }
+    return sum;
+  }
+
+  @Override
+  public void dequantizeRow(int row, float[] out, int outOffset) {
+    for (int sb = 0; sb < cols / BLOCK; sb++) {
+      decodeBlock(row * rowBytes + (long) sb * BLOCK_BYTES, out, outOffset + sb * BLOCK);
+    }
+  }
+
+  private void decodeBlock(long block, float[] out, int o) {
+    float d = half(data, block + 208);
+    for (int n = 0; n < 2; n++) {
+      long ql = block + 64 * n;
+      long qh = block + 128 + 32 * n;
+      long sc = block + 192 + 8 * n;
+      int on = o + 128 * n;
+      for (int l = 0; l < 32; l++) {
+        int is = l / 16;
+        int a = u8(data, ql + l);
+        int b = u8(data, ql + 32 + l);
+        int h = u8(data, qh + l);
+        out[on + l] = d * s8(data, sc + is) * (((a & 0xF) | (h & 3) << 4) - 32);
+        out[on + l + 32] = d * s8(data, sc + is + 2) * (((b & 0xF) | ((h >> 2) & 3) << 4) - 32);
+        out[on + l + 64] = d * s8(data, sc + is + 4) * (((a >> 4) | ((h >> 4) & 3) << 4) - 32);
+        out[on + l + 96] = d * s8(data, sc + is + 6) * (((b >> 4) | ((h >> 6) & 3) << 4) - 32);
+      }
+    }
+  }
+}

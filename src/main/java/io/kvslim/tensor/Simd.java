@@ -1,0 +1,87 @@
+package io.kvslim.tensor;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Vector species and little-endian layouts shared by the weight kernels.
+ *
+ * <p>Quantized kernels load {@link #BL} bytes at a time and widen them to floats. {@code BL}
+ * divides 16 (the smallest group of elements sharing a scale, in Q6_K), so a byte load never spans
+ * two scale groups. When a float vector holds fewer lanes than the smallest byte vector (128-bit
+ * floats: 4 lanes, 64-bit bytes: 8 lanes) one byte load is widened in {@link #PARTS} parts.
+ */
+final class Simd {
+  private Simd() {}
+
+  /** The float species of every kernel: the preferred one, capped at 512 bits (16 lanes). */
+  static final VectorSpecies<Float> F =
+      FloatVector.SPECIES_PREFERRED.vectorBitSize() > 512
+          ? FloatVector.SPECIES_512
+          : FloatVector.SPECIES_PREFERRED;
+
+  static final int FL = F.length();
+
+  /** Ints with as many lanes as {@link #F}. */
+  static final VectorSpecies<Integer> I = IntVector.SPECIES_PREFERRED.withShape(F.vectorShape());
+
+  /** Shorts with as many lanes as {@link #F} (for F16 and BF16 rows). */
+  static final VectorSpecies<Short> S =
+      ShortVector.SPECIES_64.withShape(VectorShape.forBitSize(FL * 16));
+
+  /** Bytes per quantized load: as many lanes as {@link #F}, but at least the 64-bit species. */
+  static final VectorSpecies<Byte> B =
+      ByteVector.SPECIES_64.withShape(VectorShape.forBitSize(Math.max(64, FL * 8)));
+
+  static final int BL = B.length();
+
+  /** Float vectors per byte load: 1, or 2 for 128-bit floats. */
+  static final int PARTS = BL / FL;
+
+  static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+  static final ValueLayout.OfShort SHORT_LE =
+      ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+  static final ValueLayout.OfInt INT_LE =
+      ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+  static final ValueLayout.OfFloat FLOAT_LE =
+      ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+  /** The IEEE half-precision value at {@code offset} (block scales and mins). */
+  static float half(MemorySegment data, long offset) {
+    return Float.float16ToFloat(data.get(SHORT_LE, offset));
+  }
+
+  /** Unsigned byte at {@code offset}. */
+  static int u8(MemorySegment data, long offset) {
+    return data.get(ValueLayout.JAVA_BYTE, offset) & 0xFF;
+  }
+
+  /** Signed byte at {@code offset}. */
+  static int s8(MemorySegment data, long offset) {
+    return data.get(ValueLayout.JAVA_BYTE, offset);
+  }
+
+  static ByteVector bytes(MemorySegment data, long offset) {
+    return ByteVector.fromMemorySegment(B, data, offset, LE);
+  }
+
+  /** Part {@code part} of byte lanes {@code q} widened to floats. */
+  static FloatVector widen(ByteVector q, int part) {
+    return (FloatVector) q.castShape(F, part);
+  }
+
+  static FloatVector splat(float v) {
+    return FloatVector.broadcast(F, v);
+  }
+
+  static FloatVector floats(float[] x, int offset) {
+    return FloatVector.fromArray(F, x, offset);
+  }
+}
