@@ -1,0 +1,34 @@
+package io.kvslim.kv.policy;
+
+import io.kvslim.kv.KvCache;
+
+/**
+ * Decides what one sequence's cache keeps (DESIGN.md §3.4): which tokens each (layer, KV head)
+ * retains and how many. A policy is made per sequence, so it may keep state (accumulated scores).
+ * It sees the cache at the points it acts on, through {@link ManagedKvCache}.
+ */
+public interface KvPolicy {
+  /** Whether this policy needs attention probabilities of {@code layer} (H2O, TOVA). */
+  default boolean observes(int layer) {
+    return false;
+  }
+
+  /**
+   * Attention probabilities of one query row and head over the retained tokens of its KV head
+   * (causally masked tokens have probability 0). Called only when {@link #observes} is true.
+   */
+  default void observe(
+      ManagedKvCache cache, int layer, int queryIndex, int head, int kvHead, float[] probs, int count) {}
+
+  /** Whether this policy wants the queries of {@code layer} (SnapKV's observation window). */
+  default boolean wantsQueries(int layer) {
+    return false;
+  }
+
+  /** The queries of one attention call ({@code n × heads × headDim}), before attention runs. */
+  default void onQueries(
+      ManagedKvCache cache, int layer, int n, int[] positions, int heads, float[] q, float scale) {}
+
+  /** Called when a step has appended to every layer. */
+  void afterStep(ManagedKvCache cache, KvCache.StepKind kind);
+}

@@ -1,0 +1,262 @@
+package io.kvslim.kv.policy;
+
+import io.kvslim.kv.KvCache;
+import io.kvslim.kv.PagedLayerKv;
+import io.kvslim.kv.spec.Budget;
+import io.kvslim.kv.store.HeadStore;
+import io.kvslim.kv.store.KvBlock;
+import java.util.Arrays;
+import java.util.BitSet;
+
+/**
+ * SnapKV (Li et al. 2024, "SnapKV: LLM Knows What You are Looking for Before Generation",
+ * arXiv:2404.14469 §4.2) and its budget variants, once after prefill: the last {@code window}
+ * prompt queries vote with their attention over the earlier tokens (mean over window rows and over
+ * the query heads of a KV head), votes are pooled along tokens (kernel k, zero padding counted as
+ * in the reference), and each KV head keeps its top-voted prefix tokens plus the window. Budgets:
+ *
+ * <ul>
+ *   <li>{@link Allocation#UNIFORM}: every (layer, head) keeps {@code budget} tokens (SnapKV).
+ *   <li>{@link Allocation#PYRAMID}: PyramidKV (Cai et al. 2024, arXiv:2406.02069 §3.2): layer l
+ *       keeps {@code max − l·⌊(max − min)/(L−1)⌋} prefix tokens, min = ⌊B̄/β⌋, max = 2B̄ − min.
+ *   <li>{@link Allocation#ADAPTIVE}: Ada-KV (Feng et al. 2024, arXiv:2407.11550 Alg. 1): within a
+ *       layer, a global top-k over all heads' votes decides each head's share, with a floor of α
+ *       of the base budget; heads then really hold different numbers of tokens.
+ * </ul>
+ */
+public final class SnapKvPolicy implements KvPolicy {
+  /** How the token budget is spread over layers and heads. */
+  public enum Allocation {
+    UNIFORM,
+    PYRAMID,
+    ADAPTIVE
+  }
+
+  private final boolean[] layers;
+  private final Budget budget;
+  private final int window;
+  private final int kernel;
+  private final boolean maxPool;
+  private final Allocation allocation;
+  private final double beta;
+  private final double alpha;
+  private final double bytesPerToken;
+  private final float[][] windowQueries; // per layer: last `window` rows, heads × headDim each
+  private final int[][] windowPositions;
+  private final int[] windowRows;
+  private int heads;
+  private int headDim;
+  private float scale;
+  private boolean done;
+
+  public SnapKvPolicy(
+      boolean[] layers,
+      Budget budget,
+      int window,
+      int kernel,
+      boolean maxPool,
+      Allocation allocation,
+      double beta,
+      double alpha,
+      double bytesPerTokenAll) {
+    this.layers = layers;
+    this.budget = budget;
+    this.window = window;
+    this.kernel = kernel;
+    this.maxPool = maxPool;
+    this.allocation = allocation;
+    this.beta = beta;
+    this.alpha = alpha;
+    this.bytesPerToken = bytesPerTokenAll;
+    this.windowQueries = new float[layers.length][];
+    this.windowPositions = new int[layers.length][window];
+    this.windowRows = new int[layers.length];
+  }
+
+  @Override
+  public boolean wantsQueries(int layer) {
+    return layers[layer] && !done;
+  }
+
+  @Override
+  public void onQueries(
+      ManagedKvCache cache, int layer, int n, int[] positions, int heads, float[] q, float scale) {
+    this.heads = heads;
+    this.headDim = cache.paged(layer).headDim();
+    this.scale = scale;
+    int rowLen = heads * headDim;
+    if (windowQueries[layer] == null) {
+      windowQueries[layer] = new float[window * rowLen];
+    }
+    float[] buf = windowQueries[layer];
+    int[] pos = windowPositions[layer];
+    // keep the last `window` rows: shift old ones out, copy the newest in
+    int take = Math.min(n, window);
+    int keepOld = Math.min(windowRows[layer], window - take);
+    if (keepOld > 0) {
+      int from = windowRows[layer] - keepOld;
+      System.arraycopy(buf, from * rowLen, buf, 0, keepOld * rowLen);
+      System.arraycopy(pos, from, pos, 0, keepOld);
+    }
+    System.arraycopy(q, (n - take) * rowLen, buf, keepOld * rowLen, take * rowLen);
+    System.arraycopy(positions, n - take, pos, keepOld, take);
+    windowRows[layer] = keepOld + take;
+  }
+
+  @Override
+  public void afterStep(ManagedKvCache cache, KvCache.StepKind kind) {
+    if (done || kind != KvCache.StepKind.PREFILL) {
+      return;
+    }
+    done = true;
+    int n = cache.promptTokens();
+    int total = budget.tokens(n, bytesPerToken);
+    int scoped = 0;
+    for (boolean b : layers) {
+      scoped += b ? 1 : 0;
+    }
+    int li = 0;
+    for (int l = 0; l < layers.length; l++) {
+      if (!layers[l]) {
+        continue;
+      }
+      int prefixBudget = layerPrefixBudget(total, n, li++, scoped);
+      compressLayer(cache.paged(l), l, prefixBudget);
+      windowQueries[l] = null;
+    }
+  }
+
+  /** Prefix tokens (window excluded) each head of the li-th scoped layer keeps on average. */
+  int layerPrefixBudget(int total, int n, int li, int scopedLayers) {
+    int avg = Math.max(0, total - window);
+    if (allocation != Allocation.PYRAMID || scopedLayers < 2 || n < 2 * avg) {
+      return avg;
+    }
+    int min = (int) Math.floor(avg / beta);
+    int max = 2 * avg - min;
+    if (max >= n - window) {
+      max = n - window;
+      min = 2 * avg - max;
+    }
+    return Math.max(0, max - li * ((max - min) / (scopedLayers - 1)));
+  }
+
+  private void compressLayer(PagedLayerKv layer, int l, int prefixBudget) {
+    int kvHeads = layer.kvHeads();
+    int n = layer.size(0);
+    int w = Math.min(window, windowRows[l]);
+    int prefix = n - w;
+    if (prefix <= prefixBudget || windowQueries[l] == null) {
+      return; // nothing to evict
+    }
+    float[][] votes = new float[kvHeads][];
+    for (int g = 0; g < kvHeads; g++) {
+      votes[g] = pool(windowVotes(layer.store().head(g), l, g, kvHeads, w, prefix));
+    }
+    int[] keep = new int[kvHeads];
+    if (allocation == Allocation.ADAPTIVE) {
+      adaptiveBudgets(votes, prefix, prefixBudget, keep);
+    } else {
+      Arrays.fill(keep, prefixBudget);
+    }
+    BitSet evict = new BitSet();
+    BitSet kept = new BitSet();
+    for (int g = 0; g < kvHeads; g++) {
+      kept.clear();
+      Selection.highest(votes[g], 0, prefix, keep[g], kept);
+      evict.clear();
+      evict.set(0, prefix);
+      evict.andNot(kept);
+      layer.evict(g, evict);
+    }
+  }
+
+  /** Mean attention of the window rows (and the KV head's query heads) on each prefix token. */
+  private float[] windowVotes(HeadStore head, int l, int g, int kvHeads, int w, int prefix) {
+    int n = head.size();
+    float[] keys = new float[n * headDim];
+    int[] pos = new int[n];
+    int i = 0;
+    for (KvBlock b : head.blocks()) {
+      for (int s = 0; s < b.filled(); s++) {
+        if (b.isLive(s)) {
+          b.keyFormat().decode(b.keys(), s, b.capacity(), headDim, keys, i * headDim);
+          pos[i++] = b.position(s);
+        }
+      }
+    }
+    int group = heads / kvHeads;
+    float[] votes = new float[prefix];
+    float[] logits = new float[n];
+    float[] q = windowQueries[l];
+    int rowLen = heads * headDim;
+    int first = windowRows[l] - w;
+    for (int r = first; r < windowRows[l]; r++) {
+      int p = windowPositions[l][r];
+      for (int h = g * group; h < (g + 1) * group; h++) {
+        int qOff = r * rowLen + h * headDim;
+        float max = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < n; j++) {
+          if (pos[j] > p) {
+            logits[j] = Float.NEGATIVE_INFINITY;
+            continue;
+          }
+          float dot = 0f;
+          for (int d = 0; d < headDim; d++) {
+            dot += q[qOff + d] * keys[j * headDim + d];
+          }
+          logits[j] = dot * scale;
+          max = Math.max(max, logits[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j < n; j++) {
+          sum += logits[j] == Float.NEGATIVE_INFINITY ? 0 : Math.exp(logits[j] - max);
+        }
+        for (int j = 0; j < prefix; j++) {
+          if (logits[j] != Float.NEGATIVE_INFINITY) {
+            votes[j] += (float) (Math.exp(logits[j] - max) / sum);
+          }
+        }
+      }
+    }
+    float norm = 1f / (w * group);
+    for (int j = 0; j < prefix; j++) {
+      votes[j] *= norm;
+    }
+    return votes;
+  }
+
+  /** 1-D pooling with stride 1 and zero padding ⌊k/2⌋; average pooling divides by k. */
+  float[] pool(float[] v) {
+    if (kernel <= 1) {
+      return v;
+    }
+    int half = kernel / 2;
+    float[] out = new float[v.length];
+    for (int i = 0; i < v.length; i++) {
+      float acc = maxPool ? Float.NEGATIVE_INFINITY : 0f;
+      for (int j = i - half; j <= i + half; j++) {
+        float x = j >= 0 && j < v.length ? v[j] : 0f;
+        acc = maxPool ? Math.max(acc, x) : acc + x;
+      }
+      out[i] = maxPool ? acc : acc / kernel;
+    }
+    return out;
+  }
+
+  /** Ada-KV: global top-(G·B) over all heads' votes, then c'_g = round(c_g(1−α) + ⌊αB⌋). */
+  private void adaptiveBudgets(float[][] votes, int prefix, int base, int[] keep) {
+    int g = votes.length;
+    float[] flat = new float[g * prefix];
+    for (int h = 0; h < g; h++) {
+      System.arraycopy(votes[h], 0, flat, h * prefix, prefix);
+    }
+    BitSet top = new BitSet();
+    Selection.highest(flat, 0, flat.length, g * base, top);
+    int floor = (int) Math.floor(alpha * base);
+    for (int h = 0; h < g; h++) {
+      int c = top.get(h * prefix, (h + 1) * prefix).cardinality();
+      keep[h] = Math.min(prefix, (int) Math.round(c * (1 - alpha) + floor));
+    }
+  }
+}
