@@ -1,0 +1,61 @@
+package io.kvslim.kv.quant;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/**
+ * IEEE half precision, 2 bytes per value, round to nearest even: llama.cpp's default KV type and
+ * the baseline of every compression ratio (DESIGN.md §3.2). The fused kernels widen one row at a
+ * time into the scratch (the JIT turns that loop into {@code vcvtph2ps}) and run the float Vector
+ * API loop on it.
+ */
+public final class F16Format extends RowFormat {
+  static final ValueLayout.OfShort SHORT_LE =
+      ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+  F16Format() {}
+
+  @Override
+  public String name() {
+    return "f16";
+  }
+
+  @Override
+  public int rowBytes(int headDim) {
+    return 2 * headDim;
+  }
+
+  @Override
+  protected int rowScaleBytes(int headDim) {
+    return 0;
+  }
+
+  @Override
+  protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    for (int j = 0; j < headDim; j++) {
+      block.set(SHORT_LE, offset + 2L * j, HalfFloats.toF16(src[srcOff + j]));
+    }
+  }
+
+  @Override
+  protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    for (int j = 0; j < headDim; j++) {
+      dst[dstOff + j] = Float.float16ToFloat(block.get(SHORT_LE, offset + 2L * j));
+    }
+  }
+
+  @Override
+  protected float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    decodeRow(block, offset, headDim, work, 0);
+    return VectorKernels.dot(q, qOff, work, 0, headDim);
+  }
+
+  @Override
+  protected void accumulateRow(
+      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
+    decodeRow(block, offset, headDim, work, 0);
+    VectorKernels.addScaled(weight, work, 0, acc, 0, headDim);
+  }
+}

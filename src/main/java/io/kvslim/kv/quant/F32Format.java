@@ -1,0 +1,63 @@
+package io.kvslim.kv.quant;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/**
+ * Full precision: 4 bytes per value, little-endian. This is the exactness reference of the paged
+ * cache, so its score is a sequential dot product in index order: the same arithmetic as {@code
+ * DenseLayerKv}, which makes a paged F32 cache equal the dense one bit for bit. The weighted sum of
+ * values is vectorized; it multiplies then adds element by element, which gives the same bits.
+ */
+public final class F32Format extends RowFormat {
+  static final ValueLayout.OfFloat FLOAT_LE =
+      ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+  F32Format() {}
+
+  @Override
+  public String name() {
+    return "f32";
+  }
+
+  @Override
+  public int rowBytes(int headDim) {
+    return 4 * headDim;
+  }
+
+  @Override
+  protected int rowScaleBytes(int headDim) {
+    return 0;
+  }
+
+  @Override
+  protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    for (int j = 0; j < headDim; j++) {
+      block.set(FLOAT_LE, offset + 4L * j, src[srcOff + j]);
+    }
+  }
+
+  @Override
+  protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    for (int j = 0; j < headDim; j++) {
+      dst[dstOff + j] = block.get(FLOAT_LE, offset + 4L * j);
+    }
+  }
+
+  @Override
+  protected float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    float sum = 0f;
+    for (int j = 0; j < headDim; j++) {
+      sum += q[qOff + j] * block.get(FLOAT_LE, offset + 4L * j);
+    }
+    return sum;
+  }
+
+  @Override
+  protected void accumulateRow(
+      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
+    VectorKernels.addScaled(weight, block, offset, acc, headDim);
+  }
+}

@@ -1,0 +1,156 @@
+package io.kvslim.kv.quant;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * KIVI keys (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
+ * arXiv:2402.02750, §3.3 and METHODS.md Q3): keys are quantized <em>per channel</em>, because key
+ * outliers sit in fixed channels; one group is one channel over the block's tokens (the paper's
+ * group of G tokens, G = the block size). Asymmetric {@code bits}-bit codes with fp16 scale and
+ * zero point per channel (see {@link AsymmetricCodes}); bound {@code |x − x̂| ≤ s_c/2}.
+ *
+ * <p>Layout: {@code headDim} pairs (zero point, scale) as fp16, then the codes token-major, {@code
+ * headDim·bits/8} bytes per token slot. A block is encoded once, with all its tokens.
+ *
+ * <p>Fused score (M8): {@code q·k̂_t = Σ_c (q_c s_c)·code_{c,t} + Σ_c q_c z_c}; the two per-channel
+ * terms are computed once per query and block.
+ */
+public record KiviKeyFormat(int bits) implements KvFormat {
+
+  public KiviKeyFormat {
+    AsymmetricCodes.checkBits("kivi keys", bits);
+  }
+
+  @Override
+  public String name() {
+    return "kivi_k" + bits;
+  }
+
+  @Override
+  public boolean perToken() {
+    return false;
+  }
+
+  private int codeBytesPerToken(int headDim) {
+    return headDim * bits / 8;
+  }
+
+  @Override
+  public long blockBytes(int capacity, int headDim) {
+    return scaleBytes(capacity, headDim) + (long) capacity * codeBytesPerToken(headDim);
+  }
+
+  @Override
+  public long scaleBytes(int capacity, int headDim) {
+    return 4L * headDim;
+  }
+
+  @Override
+  public void checkHeadDim(int headDim) {
+    if (headDim <= 0 || headDim * bits % 8 != 0) {
+      throw new IllegalArgumentException(
+          "format " + name() + " needs headDim·bits to be a multiple of 8, got headDim " + headDim);
+    }
+  }
+
+  @Override
+  public void encode(
+      float[] src,
+      int srcOff,
+      int srcStride,
+      int count,
+      MemorySegment block,
+      int firstSlot,
+      int capacity,
+      int headDim) {
+    if (firstSlot != 0) {
+      throw new IllegalStateException(name() + " encodes whole blocks, not slot " + firstSlot);
+    }
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    for (int c = 0; c < headDim; c++) {
+      float min = Float.POSITIVE_INFINITY;
+      float max = Float.NEGATIVE_INFINITY;
+      for (int t = 0; t < count; t++) {
+        float v = src[srcOff + t * srcStride + c];
+        min = Math.min(min, v);
+        max = Math.max(max, v);
+      }
+      if (count == 0) {
+        min = 0f;
+        max = 0f;
+      }
+      short zeroBits = AsymmetricCodes.zeroPoint(min);
+      float zero = HalfFloats.fromF16(zeroBits);
+      short scaleBits = AsymmetricCodes.scale(zero, max, bits);
+      float scale = HalfFloats.fromF16(scaleBits);
+      block.set(F16Format.SHORT_LE, 4L * c, zeroBits);
+      block.set(F16Format.SHORT_LE, 4L * c + 2, scaleBits);
+      for (int t = 0; t < count; t++) {
+        int code = AsymmetricCodes.code(src[srcOff + t * srcStride + c], zero, scale, bits);
+        AsymmetricCodes.put(block, codes + (long) t * rowBytes, c, bits, code);
+      }
+    }
+  }
+
+  /** Scale of channel {@code c}, as stored. */
+  public float channelScale(MemorySegment block, int c) {
+    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, 4L * c + 2));
+  }
+
+  /** Zero point of channel {@code c}, as stored. */
+  public float channelZeroPoint(MemorySegment block, int c) {
+    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, 4L * c));
+  }
+
+  @Override
+  public void decode(
+      MemorySegment block, int slot, int capacity, int headDim, float[] dst, int dstOff) {
+    long base = 4L * headDim + (long) slot * codeBytesPerToken(headDim);
+    for (int c = 0; c < headDim; c++) {
+      int code = AsymmetricCodes.get(block, base, c, bits);
+      dst[dstOff + c] = code * channelScale(block, c) + channelZeroPoint(block, c);
+    }
+  }
+
+  @Override
+  public void dots(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores,
+      float[] work) {
+    float queryTimesZero = 0f;
+    for (int c = 0; c < headDim; c++) {
+      work[c] = q[qOff + c] * channelScale(block, c);
+      queryTimesZero += q[qOff + c] * channelZeroPoint(block, c);
+    }
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    for (int t = 0; t < count; t++) {
+      AsymmetricCodes.unpack(block, codes + (long) t * rowBytes, headDim, bits, work, headDim);
+      scores[t] = VectorKernels.dot(work, 0, work, headDim, headDim) + queryTimesZero;
+    }
+  }
+
+  @Override
+  public void accumulate(
+      MemorySegment block,
+      int slot,
+      int capacity,
+      int headDim,
+      float weight,
+      float[] acc,
+      float[] work) {
+    decode(block, slot, capacity, headDim, work, 0);
+    VectorKernels.addScaled(weight, work, 0, acc, 0, headDim);
+  }
+
+  @Override
+  public String toString() {
+    return name();
+  }
+}

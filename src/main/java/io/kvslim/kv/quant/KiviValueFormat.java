@@ -1,0 +1,152 @@
+package io.kvslim.kv.quant;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * KIVI values (Liu et al. 2024, arXiv:2402.02750, §3.3 and METHODS.md Q3): values are quantized
+ * <em>per token</em>, in groups of {@code group} consecutive channels, because value errors act per
+ * token in the attention output. Asymmetric {@code bits}-bit codes with fp16 zero point and scale
+ * per group ({@link AsymmetricCodes}); bound {@code |x − x̂| ≤ s_g/2}.
+ *
+ * <p>Row layout: {@code headDim/group} pairs (zero point, scale) as fp16, then {@code
+ * headDim·bits/8} bytes of codes. The fused weighted sum adds {@code (w·s_g)·code + w·z_g}.
+ */
+public final class KiviValueFormat extends RowFormat {
+  private final int bits;
+  private final int group;
+
+  public KiviValueFormat(int bits, int group) {
+    AsymmetricCodes.checkBits("kivi values", bits);
+    if (group <= 0 || group * bits % 8 != 0) {
+      throw new IllegalArgumentException(
+          "kivi values need a channel group whose codes fill whole bytes, got group " + group);
+    }
+    this.bits = bits;
+    this.group = group;
+  }
+
+  public int bits() {
+    return bits;
+  }
+
+  public int group() {
+    return group;
+  }
+
+  @Override
+  public String name() {
+    return "kivi_v" + bits + "_g" + group;
+  }
+
+  @Override
+  public int rowBytes(int headDim) {
+    return rowScaleBytes(headDim) + headDim * bits / 8;
+  }
+
+  @Override
+  protected int rowScaleBytes(int headDim) {
+    return headDim / group * 4;
+  }
+
+  @Override
+  public void checkHeadDim(int headDim) {
+    if (headDim <= 0 || headDim % group != 0) {
+      throw new IllegalArgumentException(
+          "format "
+              + name()
+              + " needs a head dimension that is a multiple of "
+              + group
+              + ", got "
+              + headDim);
+    }
+  }
+
+  @Override
+  protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    long codes = offset + rowScaleBytes(headDim);
+    for (int g = 0; g < headDim / group; g++) {
+      float min = Float.POSITIVE_INFINITY;
+      float max = Float.NEGATIVE_INFINITY;
+      for (int c = g * group; c < (g + 1) * group; c++) {
+        min = Math.min(min, src[srcOff + c]);
+        max = Math.max(max, src[srcOff + c]);
+      }
+      short zeroBits = AsymmetricCodes.zeroPoint(min);
+      float zero = HalfFloats.fromF16(zeroBits);
+      short scaleBits = AsymmetricCodes.scale(zero, max, bits);
+      float scale = HalfFloats.fromF16(scaleBits);
+      block.set(F16Format.SHORT_LE, offset + 4L * g, zeroBits);
+      block.set(F16Format.SHORT_LE, offset + 4L * g + 2, scaleBits);
+      for (int c = g * group; c < (g + 1) * group; c++) {
+        AsymmetricCodes.put(
+            block, codes, c, bits, AsymmetricCodes.code(src[srcOff + c], zero, scale, bits));
+      }
+    }
+  }
+
+  /** Scale of channel group {@code g} of the row at {@code offset}. */
+  float groupScale(MemorySegment block, long offset, int g) {
+    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, offset + 4L * g + 2));
+  }
+
+  float groupZeroPoint(MemorySegment block, long offset, int g) {
+    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, offset + 4L * g));
+  }
+
+  /** Scale of channel group {@code g} of the token in {@code slot} (for bound checks). */
+  public float groupScale(MemorySegment block, int slot, int headDim, int g) {
+    return groupScale(block, (long) slot * rowBytes(headDim), g);
+  }
+
+  @Override
+  protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    long codes = offset + rowScaleBytes(headDim);
+    AsymmetricCodes.unpack(block, codes, headDim, bits, dst, dstOff);
+    for (int g = 0; g < headDim / group; g++) {
+      float scale = groupScale(block, offset, g);
+      float zero = groupZeroPoint(block, offset, g);
+      for (int c = g * group; c < (g + 1) * group; c++) {
+        dst[dstOff + c] = dst[dstOff + c] * scale + zero;
+      }
+    }
+  }
+
+  @Override
+  protected float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    AsymmetricCodes.unpack(block, offset + rowScaleBytes(headDim), headDim, bits, work, 0);
+    float sum = 0f;
+    for (int g = 0; g < headDim / group; g++) {
+      float codeDot = VectorKernels.dot(q, qOff + g * group, work, g * group, group);
+      float querySum = 0f;
+      for (int c = g * group; c < (g + 1) * group; c++) {
+        querySum += q[qOff + c];
+      }
+      sum += groupScale(block, offset, g) * codeDot + groupZeroPoint(block, offset, g) * querySum;
+    }
+    return sum;
+  }
+
+  @Override
+  protected void accumulateRow(
+      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
+    AsymmetricCodes.unpack(block, offset + rowScaleBytes(headDim), headDim, bits, work, 0);
+    for (int g = 0; g < headDim / group; g++) {
+      float scaled = weight * groupScale(block, offset, g);
+      float shift = weight * groupZeroPoint(block, offset, g);
+      for (int c = g * group; c < (g + 1) * group; c++) {
+        acc[c] += scaled * work[c] + shift;
+      }
+    }
+  }
+
+  @Override
+  public boolean equals(Object other) {
+    return other instanceof KiviValueFormat o && o.bits == bits && o.group == group;
+  }
+
+  @Override
+  public int hashCode() {
+    return 31 * bits + group;
+  }
+}

@@ -1,0 +1,123 @@
+package io.kvslim.kv.quant;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * How one block stores the keys (or the values) of its tokens (DESIGN.md §3.3). A block holds up to
+ * {@code capacity} token slots of {@code headDim} values each, in one {@link MemorySegment} of
+ * {@link #blockBytes} bytes.
+ *
+ * <p>Two kinds exist. Per-token formats ({@link #perToken()}: F32, F16, BF16, the llama.cpp blocks,
+ * KIVI values) encode each token's row on its own: tokens can be appended one at a time and rows
+ * can be moved between blocks without requantizing. Token-group formats (KIVI keys, per channel
+ * over the block's tokens) encode all tokens of a block at once and never move rows.
+ *
+ * <p>The attention kernels are fused: {@link #dots} and {@link #accumulate} read the block in its
+ * own format; no dequantized copy of the cache is made. {@link #dotsReference} and {@link
+ * #accumulateReference} are the scalar references they are tested against (dequantize, then plain
+ * loops).
+ */
+public interface KvFormat {
+
+  /** Name as accepted by {@link KvFormats#byName}, e.g. {@code q8_0}. */
+  String name();
+
+  /** True when each token's row is encoded independently (appendable, movable). */
+  boolean perToken();
+
+  /** Exact bytes of one block: codes plus scales and zero points. */
+  long blockBytes(int capacity, int headDim);
+
+  /** Of {@link #blockBytes}, the bytes that are scales and zero points (for reports). */
+  long scaleBytes(int capacity, int headDim);
+
+  /**
+   * Checks that this format can store rows of {@code headDim} values.
+   *
+   * @throws IllegalArgumentException naming the format and what it needs
+   */
+  void checkHeadDim(int headDim);
+
+  /**
+   * Encodes {@code count} rows {@code src[srcOff + t*srcStride ..+headDim)} into slots {@code
+   * firstSlot..firstSlot+count)}. Token-group formats require {@code firstSlot == 0} and encode the
+   * whole block in one call.
+   */
+  void encode(
+      float[] src,
+      int srcOff,
+      int srcStride,
+      int count,
+      MemorySegment block,
+      int firstSlot,
+      int capacity,
+      int headDim);
+
+  /** Decodes the row in {@code slot} into {@code dst[dstOff..+headDim)}. */
+  void decode(MemorySegment block, int slot, int capacity, int headDim, float[] dst, int dstOff);
+
+  /**
+   * Fused scores: {@code scores[s] = q · k_s} for slots {@code 0..count)}, where {@code q =
+   * q[qOff..+headDim)}. {@code work} has at least {@link #workLength(int)} floats.
+   */
+  void dots(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores,
+      float[] work);
+
+  /** Fused weighted sum: {@code acc[0..headDim) += weight * v_slot}. */
+  void accumulate(
+      MemorySegment block,
+      int slot,
+      int capacity,
+      int headDim,
+      float weight,
+      float[] acc,
+      float[] work);
+
+  /** Copies a row without requantizing. Only for {@link #perToken()} formats. */
+  default void copyRow(
+      MemorySegment from, int fromSlot, MemorySegment to, int toSlot, int capacity, int headDim) {
+    throw new UnsupportedOperationException(name() + " rows cannot be moved one at a time");
+  }
+
+  /** Scratch floats the fused kernels of any format need for rows of {@code headDim}. */
+  static int workLength(int headDim) {
+    return 2 * headDim + 64;
+  }
+
+  /** Scalar reference of {@link #dots}: dequantize each row, then a sequential dot product. */
+  default void dotsReference(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores) {
+    float[] row = new float[headDim];
+    for (int s = 0; s < count; s++) {
+      decode(block, s, capacity, headDim, row, 0);
+      float sum = 0f;
+      for (int j = 0; j < headDim; j++) {
+        sum += q[qOff + j] * row[j];
+      }
+      scores[s] = sum;
+    }
+  }
+
+  /** Scalar reference of {@link #accumulate}: dequantize the row, then add it weighted. */
+  default void accumulateReference(
+      MemorySegment block, int slot, int capacity, int headDim, float weight, float[] acc) {
+    float[] row = new float[headDim];
+    decode(block, slot, capacity, headDim, row, 0);
+    for (int j = 0; j < headDim; j++) {
+      acc[j] += weight * row[j];
+    }
+  }
+}

@@ -1,0 +1,97 @@
+package io.kvslim.kv.quant;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * llama.cpp {@code q8_0} (METHODS.md Q1): 34 bytes per 32 values, an fp16 scale {@code d =
+ * amax/127} then 32 signed bytes {@code q_j = roundf(x_j/d)}; {@code x̂_j = q_j·d}. Quantization
+ * follows ggml's {@code quantize_row_q8_0_ref}. Error bound per value: {@code |x − x̂| ≤ d/2} plus
+ * the fp16 rounding of {@code d} times {@code |q_j| ≤ 127}, i.e. {@code ≤ d/2 + 127·|d − fp16(d)|}.
+ */
+public final class Q8_0Format extends GgmlBlockFormat {
+  private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
+  private static final VectorSpecies<Byte> BYTES16 = ByteVector.SPECIES_128;
+  private static final int PARTS = 16 / Math.min(16, FLOATS.length());
+
+  Q8_0Format() {}
+
+  @Override
+  public String name() {
+    return "q8_0";
+  }
+
+  @Override
+  public int typeBytes() {
+    return 34;
+  }
+
+  @Override
+  protected int typeScaleBytes() {
+    return 2;
+  }
+
+  @Override
+  protected void encodeBlock(float[] x, int xOff, MemorySegment block, long offset) {
+    float amax = 0f;
+    for (int j = 0; j < BLOCK_VALUES; j++) {
+      amax = Math.max(amax, Math.abs(x[xOff + j]));
+    }
+    float d = amax / 127;
+    float id = d != 0f ? 1.0f / d : 0f;
+    putScale(block, offset, d);
+    for (int j = 0; j < BLOCK_VALUES; j++) {
+      float q = HalfFloats.roundHalfAwayFromZero(x[xOff + j] * id);
+      block.set(ValueLayout.JAVA_BYTE, offset + 2 + j, (byte) (int) q);
+    }
+  }
+
+  @Override
+  protected void decodeBlock(MemorySegment block, long offset, float[] dst, int dstOff) {
+    float d = scale(block, offset);
+    for (int j = 0; j < BLOCK_VALUES; j++) {
+      dst[dstOff + j] = block.get(ValueLayout.JAVA_BYTE, offset + 2 + j) * d;
+    }
+  }
+
+  @Override
+  protected float dotBlock(MemorySegment block, long offset, float[] q, int qOff, float[] work) {
+    if (FLOATS.length() < 4 || FLOATS.length() > 16) {
+      return super.dotBlock(block, offset, q, qOff, work);
+    }
+    FloatVector sum = FloatVector.zero(FLOATS);
+    for (int half = 0; half < 2; half++) {
+      ByteVector codes =
+          ByteVector.fromMemorySegment(BYTES16, block, offset + 2 + 16 * half, VectorKernels.LE);
+      for (int part = 0; part < PARTS; part++) {
+        FloatVector k = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
+        int j = qOff + 16 * half + part * FLOATS.length();
+        sum = FloatVector.fromArray(FLOATS, q, j).fma(k, sum);
+      }
+    }
+    return sum.reduceLanes(VectorOperators.ADD) * scale(block, offset);
+  }
+
+  @Override
+  protected void accumulateBlock(
+      MemorySegment block, long offset, float weight, float[] acc, int accOff, float[] work) {
+    if (FLOATS.length() < 4 || FLOATS.length() > 16) {
+      super.accumulateBlock(block, offset, weight, acc, accOff, work);
+      return;
+    }
+    float wd = weight * scale(block, offset);
+    for (int half = 0; half < 2; half++) {
+      ByteVector codes =
+          ByteVector.fromMemorySegment(BYTES16, block, offset + 2 + 16 * half, VectorKernels.LE);
+      for (int part = 0; part < PARTS; part++) {
+        FloatVector v = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
+        int j = accOff + 16 * half + part * FLOATS.length();
+        v.mul(wd).add(FloatVector.fromArray(FLOATS, acc, j)).intoArray(acc, j);
+      }
+    }
+  }
+}

@@ -1,0 +1,191 @@
+package io.kvslim.kv.quant;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** Every format: round-trip error within its bound, fused kernels equal to the scalar reference. */
+class KvFormatTest {
+  static final int HEAD_DIM = 64;
+  static final int CAPACITY = 32;
+
+  static Stream<KvFormat> formats() {
+    return Stream.concat(
+        KvFormats.NAMED.stream(),
+        Stream.of(
+            new KiviKeyFormat(2),
+            new KiviKeyFormat(4),
+            new KiviKeyFormat(8),
+            new KiviValueFormat(2, 32),
+            new KiviValueFormat(4, 32),
+            new KiviValueFormat(8, 16)));
+  }
+
+  static float[] randomRows(long seed, int rows) {
+    Random random = new Random(seed);
+    float[] x = new float[rows * HEAD_DIM];
+    for (int i = 0; i < x.length; i++) {
+      // Mostly unit-scale values with a few larger ones, as keys and values have.
+      x[i] = (float) (random.nextGaussian() * (random.nextInt(16) == 0 ? 4 : 1));
+    }
+    return x;
+  }
+
+  static MemorySegment encode(KvFormat format, float[] rows) {
+    MemorySegment block =
+        MemorySegment.ofArray(new byte[(int) format.blockBytes(CAPACITY, HEAD_DIM)]);
+    format.encode(rows, 0, HEAD_DIM, CAPACITY, block, 0, CAPACITY, HEAD_DIM);
+    return block;
+  }
+
+  /** The per-value error bound each format states in its Javadoc. */
+  static float bound(KvFormat format, MemorySegment block, int slot, int j, float x) {
+    float half = 1f / 2048; // fp16 relative rounding
+    if (format == KvFormats.F32) {
+      return 0f;
+    }
+    if (format == KvFormats.F16) {
+      return Math.abs(x) * half + 1e-7f;
+    }
+    if (format == KvFormats.BF16) {
+      return Math.abs(x) / 256;
+    }
+    if (format instanceof GgmlBlockFormat ggml) {
+      long offset = (long) slot * ggml.rowBytes(HEAD_DIM) + (long) (j / 32) * ggml.typeBytes();
+      float d = Math.abs(GgmlBlockFormat.scale(block, offset));
+      float slack = 1e-6f * (Math.abs(x) + d);
+      return switch (format.name()) {
+        case "q8_0" -> d / 2 + 127 * half * d + slack;
+        // Values opposite the extreme beyond 7.5·|d| (15.5·|d|) clamp: up to |d|.
+        case "q4_0" -> d + 8 * half * d + slack;
+        case "q5_0" -> d + 16 * half * d + slack;
+        case "q4_1" -> d / 2 + 15 * half * d + half * Math.abs(x) + 2 * half * d + slack;
+        default -> d / 2 + 31 * half * d + half * Math.abs(x) + 2 * half * d + slack;
+      };
+    }
+    if (format instanceof KiviKeyFormat kivi) {
+      return kivi.channelScale(block, j) / 2 * (1 + 1e-5f) + 1e-6f * Math.abs(x);
+    }
+    KiviValueFormat kivi = (KiviValueFormat) format;
+    return kivi.groupScale(block, slot, HEAD_DIM, j / kivi.group()) / 2 * (1 + 1e-5f)
+        + 1e-6f * Math.abs(x);
+  }
+
+  @ParameterizedTest
+  @MethodSource("formats")
+  void roundTripErrorStaysWithinTheFormatsBound(KvFormat format) {
+    float[] rows = randomRows(11, CAPACITY);
+    MemorySegment block = encode(format, rows);
+    float[] decoded = new float[HEAD_DIM];
+    float worstRatio = 0f;
+    for (int s = 0; s < CAPACITY; s++) {
+      format.decode(block, s, CAPACITY, HEAD_DIM, decoded, 0);
+      for (int j = 0; j < HEAD_DIM; j++) {
+        float x = rows[s * HEAD_DIM + j];
+        float error = Math.abs(x - decoded[j]);
+        float bound = bound(format, block, s, j, x);
+        assertThat(error).as("%s slot %d value %d", format.name(), s, j).isLessThanOrEqualTo(bound);
+        if (bound > 0) {
+          worstRatio = Math.max(worstRatio, error / bound);
+        }
+      }
+    }
+    System.out.printf("round trip %-12s worst error / bound = %.3f%n", format.name(), worstRatio);
+  }
+
+  @ParameterizedTest
+  @MethodSource("formats")
+  void fusedScoresEqualScoresOverTheDequantizedBlock(KvFormat format) {
+    float[] rows = randomRows(12, CAPACITY);
+    float[] query = randomRows(13, 1);
+    MemorySegment block = encode(format, rows);
+    float[] fused = new float[CAPACITY];
+    float[] reference = new float[CAPACITY];
+    format.dots(
+        block,
+        CAPACITY,
+        CAPACITY,
+        HEAD_DIM,
+        query,
+        0,
+        fused,
+        new float[KvFormat.workLength(HEAD_DIM)]);
+    format.dotsReference(block, CAPACITY, CAPACITY, HEAD_DIM, query, 0, reference);
+    float[] decoded = new float[HEAD_DIM];
+    for (int s = 0; s < CAPACITY; s++) {
+      format.decode(block, s, CAPACITY, HEAD_DIM, decoded, 0);
+      float magnitude = 0f;
+      for (int j = 0; j < HEAD_DIM; j++) {
+        magnitude += Math.abs(query[j] * decoded[j]);
+      }
+      assertThat(Math.abs(fused[s] - reference[s]))
+          .as("%s slot %d", format.name(), s)
+          .isLessThanOrEqualTo(1e-5f * magnitude);
+    }
+  }
+
+  @ParameterizedTest
+  @MethodSource("formats")
+  void fusedWeightedSumEqualsTheSumOverTheDequantizedBlock(KvFormat format) {
+    float[] rows = randomRows(14, CAPACITY);
+    MemorySegment block = encode(format, rows);
+    float[] fused = new float[HEAD_DIM];
+    float[] reference = new float[HEAD_DIM];
+    float[] magnitude = new float[HEAD_DIM];
+    float[] decoded = new float[HEAD_DIM];
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    Random random = new Random(15);
+    for (int s = 0; s < CAPACITY; s++) {
+      float weight = random.nextFloat();
+      format.accumulate(block, s, CAPACITY, HEAD_DIM, weight, fused, work);
+      format.accumulateReference(block, s, CAPACITY, HEAD_DIM, weight, reference);
+      format.decode(block, s, CAPACITY, HEAD_DIM, decoded, 0);
+      for (int j = 0; j < HEAD_DIM; j++) {
+        magnitude[j] += Math.abs(weight * decoded[j]);
+      }
+    }
+    for (int j = 0; j < HEAD_DIM; j++) {
+      assertThat(Math.abs(fused[j] - reference[j]))
+          .as("%s channel %d", format.name(), j)
+          .isLessThanOrEqualTo(1e-5f * magnitude[j]);
+    }
+  }
+
+  @ParameterizedTest
+  @MethodSource("formats")
+  void perTokenRowsCanBeWrittenOneAtATime(KvFormat format) {
+    if (!format.perToken()) {
+      return;
+    }
+    float[] rows = randomRows(16, CAPACITY);
+    MemorySegment whole = encode(format, rows);
+    MemorySegment oneByOne =
+        MemorySegment.ofArray(new byte[(int) format.blockBytes(CAPACITY, HEAD_DIM)]);
+    for (int s = CAPACITY - 1; s >= 0; s--) {
+      format.encode(rows, s * HEAD_DIM, HEAD_DIM, 1, oneByOne, s, CAPACITY, HEAD_DIM);
+    }
+    assertThat(oneByOne.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE))
+        .isEqualTo(whole.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+  }
+
+  @org.junit.jupiter.api.Test
+  void formatsAreFoundByName() {
+    for (KvFormat f : KvFormats.NAMED) {
+      assertThat(KvFormats.byName(f.name())).isSameAs(f);
+    }
+    assertThat(KvFormats.byName("kivi_k2")).isEqualTo(new KiviKeyFormat(2));
+    assertThat(KvFormats.byName("kivi_v4_g16")).isEqualTo(new KiviValueFormat(4, 16));
+    assertThat(List.of("q3_0", "kivi_kx"))
+        .allSatisfy(
+            bad ->
+                org.assertj.core.api.Assertions.assertThatThrownBy(() -> KvFormats.byName(bad))
+                    .isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining(bad)
+                    .hasMessageContaining("q8_0"));
+  }
+}
