@@ -5,6 +5,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -32,6 +33,11 @@ final class GgufParser {
   private final Path path;
   private final MemorySegment s;
   private long pos;
+  private final CharsetDecoder utf8 =
+      StandardCharsets.UTF_8
+          .newDecoder()
+          .onMalformedInput(CodingErrorAction.REPORT)
+          .onUnmappableCharacter(CodingErrorAction.REPORT);
 
   GgufParser(Path path, MemorySegment s) {
     this.path = path;
@@ -107,19 +113,27 @@ final class GgufParser {
       return "";
     }
     byte[] bytes = s.asSlice(pos, len).toArray(ValueLayout.JAVA_BYTE);
-    try {
-      String str =
-          StandardCharsets.UTF_8
-              .newDecoder()
-              .onMalformedInput(CodingErrorAction.REPORT)
-              .onUnmappableCharacter(CodingErrorAction.REPORT)
-              .decode(ByteBuffer.wrap(bytes))
-              .toString();
-      pos += len;
-      return str;
-    } catch (CharacterCodingException e) {
-      throw error(what + " is not valid UTF-8");
+    String str;
+    if (isAscii(bytes)) {
+      str = new String(bytes, StandardCharsets.US_ASCII);
+    } else {
+      try {
+        str = utf8.reset().decode(ByteBuffer.wrap(bytes)).toString();
+      } catch (CharacterCodingException e) {
+        throw error(what + " is not valid UTF-8");
+      }
     }
+    pos += len;
+    return str;
+  }
+
+  private static boolean isAscii(byte[] bytes) {
+    for (byte b : bytes) {
+      if (b < 0) {
+        return false;
+      }
+    }
+    return true;
   }
 
   GgufValue value(String key) {
