@@ -3,9 +3,15 @@ package io.kvslim.tensor;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.kvslim.SharedData;
 import io.kvslim.gguf.GgmlType;
+import io.kvslim.gguf.GgufFile;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 
 class QuantizerTest {
 
@@ -174,5 +180,28 @@ class QuantizerTest {
         .hasMessageContaining("Q6_K");
     assertThatThrownBy(() -> Quantizer.quantizeQ4_0(x, 0, 33, new byte[100], 0))
         .isInstanceOf(IllegalArgumentException.class);
+  }
+
+  /** The shared q8_0/q4_0 models were quantized by llama.cpp from the F32 model's weights. */
+  @ParameterizedTest
+  @CsvSource({"llama-spm-q8_0.gguf,Q8_0", "llama-spm-q4_0.gguf,Q4_0"})
+  void matchesLlamaCppQuantizedSharedModels(String quantized, GgmlType type) {
+    try (var f32 = GgufFile.open(SharedData.model("llama-spm-f32.gguf"));
+        var q = GgufFile.open(SharedData.model(quantized))) {
+      int compared = 0;
+      for (var t : f32.tensors()) {
+        var qt = q.tensor(t.name());
+        if (t.type() != GgmlType.F32 || qt == null || qt.type() != type) {
+          continue;
+        }
+        float[] x =
+            f32.tensorData(t)
+                .toArray(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN));
+        byte[] expected = q.tensorData(qt).toArray(ValueLayout.JAVA_BYTE);
+        assertThat(Quantizer.quantize(type, x)).as(t.name()).isEqualTo(expected);
+        compared++;
+      }
+      assertThat(compared).isGreaterThan(4);
+    }
   }
 }
