@@ -12,6 +12,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -286,7 +287,7 @@ public final class GgufWriter {
                 + " ("
                 + t.type()
                 + " "
-                + java.util.Arrays.toString(t.dims())
+                + Arrays.toString(t.dims())
                 + ")");
       }
       o.pad(alignment);

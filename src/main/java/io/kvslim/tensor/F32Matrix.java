@@ -31,7 +31,8 @@ public final class F32Matrix extends WeightMatrix {
     int i = 0;
     int upper = cols - 2 * len;
     for (; i <= upper; i += 2 * len) {
-      FloatVector w0 = FloatVector.fromMemorySegment(S, data, base + i * 4L, ByteOrder.LITTLE_ENDIAN);
+      FloatVector w0 =
+          FloatVector.fromMemorySegment(S, data, base + i * 4L, ByteOrder.LITTLE_ENDIAN);
       FloatVector w1 =
           FloatVector.fromMemorySegment(S, data, base + (i + len) * 4L, ByteOrder.LITTLE_ENDIAN);
       acc0 = w0.fma(FloatVector.fromArray(S, x, xOffset + i), acc0);

@@ -22,7 +22,14 @@ public abstract class WeightMatrix {
     this.rowBytes = type.bytesFor(cols);
     if (data.byteSize() < rowBytes * rows) {
       throw new IllegalArgumentException(
-          type + " matrix " + rows + "x" + cols + " needs " + rowBytes * rows + " bytes, got "
+          type
+              + " matrix "
+              + rows
+              + "x"
+              + cols
+              + " needs "
+              + rowBytes * rows
+              + " bytes, got "
               + data.byteSize());
     }
   }
