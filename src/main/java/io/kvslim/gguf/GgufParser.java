@@ -5,6 +5,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -19,9 +20,24 @@ final class GgufParser {
       ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
   private static final int MAX_NESTING = 8;
 
+  /**
+   * Longest metadata array accepted. Real vocabularies hold a few hundred thousand entries; the cap
+   * keeps a corrupted length from turning a large file into a multi-gigabyte heap array (a UINT8
+   * array is held as {@code long[]}, eight times its size on disk).
+   */
+  static final long MAX_ARRAY_LENGTH = 1L << 26;
+
+  /** Longest metadata string accepted (chat templates are kilobytes). */
+  static final long MAX_STRING_BYTES = 1L << 28;
+
   private final Path path;
   private final MemorySegment s;
   private long pos;
+  private final CharsetDecoder utf8 =
+      StandardCharsets.UTF_8
+          .newDecoder()
+          .onMalformedInput(CodingErrorAction.REPORT)
+          .onUnmappableCharacter(CodingErrorAction.REPORT);
 
   GgufParser(Path path, MemorySegment s) {
     this.path = path;
@@ -80,6 +96,10 @@ final class GgufParser {
 
   String string(String what) {
     long len = u64("length of " + what);
+    if (len > MAX_STRING_BYTES && len <= s.byteSize() - pos) {
+      throw error(
+          "absurd string length " + len + " of " + what + " (at most " + MAX_STRING_BYTES + ")");
+    }
     if (len < 0 || len > s.byteSize() - pos) {
       throw error(
           "string length "
@@ -89,20 +109,31 @@ final class GgufParser {
               + " runs past the end of"
               + " the file");
     }
-    byte[] bytes = s.asSlice(pos, len).toArray(ValueLayout.JAVA_BYTE);
-    try {
-      String str =
-          StandardCharsets.UTF_8
-              .newDecoder()
-              .onMalformedInput(CodingErrorAction.REPORT)
-              .onUnmappableCharacter(CodingErrorAction.REPORT)
-              .decode(ByteBuffer.wrap(bytes))
-              .toString();
-      pos += len;
-      return str;
-    } catch (CharacterCodingException e) {
-      throw error(what + " is not valid UTF-8");
+    if (len == 0) {
+      return "";
     }
+    byte[] bytes = s.asSlice(pos, len).toArray(ValueLayout.JAVA_BYTE);
+    String str;
+    if (isAscii(bytes)) {
+      str = new String(bytes, StandardCharsets.US_ASCII);
+    } else {
+      try {
+        str = utf8.reset().decode(ByteBuffer.wrap(bytes)).toString();
+      } catch (CharacterCodingException e) {
+        throw error(what + " is not valid UTF-8");
+      }
+    }
+    pos += len;
+    return str;
+  }
+
+  private static boolean isAscii(byte[] bytes) {
+    for (byte b : bytes) {
+      if (b < 0) {
+        return false;
+      }
+    }
+    return true;
   }
 
   GgufValue value(String key) {
@@ -126,6 +157,10 @@ final class GgufParser {
       }
       long n = u64("length of '" + key + "'");
       checkCount(n, elem.minBytes(), "elements in array '" + key + "'");
+      if (n > MAX_ARRAY_LENGTH) {
+        throw error(
+            "absurd length " + n + " of array '" + key + "' (at most " + MAX_ARRAY_LENGTH + ")");
+      }
       int count = (int) n;
       Object values =
           switch (elem) {
@@ -247,6 +282,11 @@ final class GgufParser {
               + dims[0]
               + ", not a multiple of the block size "
               + type.blockSize());
+    }
+    try {
+      type.bytesFor(elements);
+    } catch (ArithmeticException e) {
+      throw error("tensor '" + name + "' has more bytes than fit in 64 bits");
     }
     long offset = u64("data offset of tensor '" + name + "'");
     if (offset < 0) {

@@ -1,7 +1,5 @@
 package io.kvslim.gguf;
 
-import java.util.Arrays;
-
 /**
  * One metadata value. Scalars are boxed ({@link Long} for all integer types, {@link Double} for
  * floats, {@link Boolean}, {@link String}); arrays keep their element type and are held as
@@ -36,17 +34,33 @@ public record GgufValue(GgufValueType type, GgufValueType elementType, Object va
 
   @Override
   public String toString() {
-    return switch (value) {
-      case long[] a -> abbreviate(Arrays.toString(a), a.length);
-      case double[] a -> abbreviate(Arrays.toString(a), a.length);
-      case boolean[] a -> abbreviate(Arrays.toString(a), a.length);
-      case String[] a -> abbreviate(Arrays.toString(a), a.length);
-      case GgufValue[] a -> abbreviate(Arrays.toString(a), a.length);
-      default -> String.valueOf(value);
-    };
+    if (!isArray()) {
+      return String.valueOf(value);
+    }
+    // Long arrays (vocabularies) are abbreviated without formatting every element.
+    int n = length();
+    StringBuilder sb = new StringBuilder("[");
+    for (int i = 0; i < n; i++) {
+      if (i > 0) {
+        sb.append(", ");
+      }
+      if (sb.length() > 117) {
+        return sb.append("... (").append(n).append(" items)").toString();
+      }
+      sb.append(element(i));
+    }
+    return sb.append(']').toString();
   }
 
-  private static String abbreviate(String s, int n) {
-    return s.length() <= 120 ? s : s.substring(0, 117) + "... (" + n + " items)";
+  /** Element {@code i} of an array value, boxed ({@link Long}, {@link Double}, ...). */
+  public Object element(int i) {
+    return switch (value) {
+      case long[] a -> a[i];
+      case double[] a -> a[i];
+      case boolean[] a -> a[i];
+      case String[] a -> a[i];
+      case GgufValue[] a -> a[i];
+      default -> throw new IllegalStateException("not an array: " + type);
+    };
   }
 }
