@@ -7,10 +7,10 @@ import java.util.BitSet;
 
 /**
  * H2O (Zhang et al. 2023, "H2O: Heavy-Hitter Oracle", arXiv:2306.14048, Alg. 1): every token's
- * score is the attention it has received, summed over all queries so far (mean over the query
- * heads of a KV head, the GQA rule). After prefill keep the recent window plus the top-scored
- * heavy hitters; at each decode step, evict the lowest-scored tokens outside the recent window
- * until the capacity holds again. Positions stay original.
+ * score is the attention it has received, summed over all queries so far (mean over the query heads
+ * of a KV head, the GQA rule). After prefill keep the recent window plus the top-scored heavy
+ * hitters; at each decode step, evict the lowest-scored tokens outside the recent window until the
+ * capacity holds again. Positions stay original.
  */
 public final class H2oPolicy implements KvPolicy {
   private final boolean[] layers;
@@ -38,7 +38,13 @@ public final class H2oPolicy implements KvPolicy {
 
   @Override
   public void observe(
-      ManagedKvCache cache, int layer, int queryIndex, int head, int kvHead, float[] probs, int count) {
+      ManagedKvCache cache,
+      int layer,
+      int queryIndex,
+      int head,
+      int kvHead,
+      float[] probs,
+      int count) {
     if (scores == null) {
       scores = new HeadScores(layers.length, cache.paged(0).kvHeads());
     }
@@ -56,7 +62,8 @@ public final class H2oPolicy implements KvPolicy {
     if (capacity < 0) {
       capacity = Math.max(sinks + 1, budget.tokens(cache.promptTokens(), bytesPerToken));
     }
-    int recent = Math.min(capacity - Math.min(sinks, capacity), (int) Math.round(capacity * recentShare));
+    int recent =
+        Math.min(capacity - Math.min(sinks, capacity), (int) Math.round(capacity * recentShare));
     for (int l = 0; l < layers.length; l++) {
       if (!layers[l]) {
         continue;

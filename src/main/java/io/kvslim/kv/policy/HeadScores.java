@@ -4,8 +4,8 @@ import java.util.Arrays;
 import java.util.BitSet;
 
 /**
- * One float score per retained token of each (layer, KV head), kept aligned with the retained
- * order as tokens are appended and evicted (H2O's accumulated attention).
+ * One float score per retained token of each (layer, KV head), kept aligned with the retained order
+ * as tokens are appended and evicted (H2O's accumulated attention).
  */
 final class HeadScores {
   private final float[][][] scores; // [layer][kvHead][retained index]

@@ -13,9 +13,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Builds sequences' caches from a {@link KvSpec}: per layer the storage format its rule names
- * (F32 when none), and the eviction policies of each rule over the layers it covers. The spec is
- * checked against the model's shape once, up front, so a bad spec fails before any work.
+ * Builds sequences' caches from a {@link KvSpec}: per layer the storage format its rule names (F32
+ * when none), and the eviction policies of each rule over the layers it covers. The spec is checked
+ * against the model's shape once, up front, so a bad spec fails before any work.
  */
 public final class KvCaches {
   private final KvSpec spec;
@@ -44,7 +44,8 @@ public final class KvCaches {
       }
       KvCacheFormat f = formats[l];
       perToken +=
-          kvHeads * (double) KvBlock.bytesFor(f.blockTokens(), headDim, f.keys(), f.values())
+          kvHeads
+              * (double) KvBlock.bytesFor(f.blockTokens(), headDim, f.keys(), f.values())
               / f.blockTokens();
     }
     this.bytesPerTokenAll = perToken;
@@ -109,11 +110,15 @@ public final class KvCaches {
             && c.budget("budget").kind() != io.kvslim.kv.spec.Budget.Kind.BYTES) {
           throw new KvSpecException(
               "streaming:budget must be in tokens or bytes (the cache is fixed before the prompt"
-                  + " is known), got " + c.budget("budget"));
+                  + " is known), got "
+                  + c.budget("budget"));
         }
         if (window < 1) {
           throw new KvSpecException(
-              "streaming:budget=" + c.budget("budget") + " leaves no room beyond " + sinks
+              "streaming:budget="
+                  + c.budget("budget")
+                  + " leaves no room beyond "
+                  + sinks
                   + " sinks");
         }
         yield new StreamingPolicy(mask, sinks, window);
@@ -166,7 +171,10 @@ public final class KvCaches {
       if (f != null) {
         if (format != null) {
           throw new KvSpecException(
-              "two storage formats in one rule ('" + from + "' and '" + c.name()
+              "two storage formats in one rule ('"
+                  + from
+                  + "' and '"
+                  + c.name()
                   + "'); use one, or 'format:k=...,v=...'");
         }
         format = f;
@@ -175,5 +183,4 @@ public final class KvCaches {
     }
     return format != null ? format : KvCacheFormat.of(KvFormats.F32);
   }
-
 }

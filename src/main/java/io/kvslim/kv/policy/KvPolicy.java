@@ -18,7 +18,13 @@ public interface KvPolicy {
    * (causally masked tokens have probability 0). Called only when {@link #observes} is true.
    */
   default void observe(
-      ManagedKvCache cache, int layer, int queryIndex, int head, int kvHead, float[] probs, int count) {}
+      ManagedKvCache cache,
+      int layer,
+      int queryIndex,
+      int head,
+      int kvHead,
+      float[] probs,
+      int count) {}
 
   /** Whether this policy wants the queries of {@code layer} (SnapKV's observation window). */
   default boolean wantsQueries(int layer) {

@@ -10,10 +10,10 @@ import io.kvslim.kv.store.LayerStore;
 import java.util.List;
 
 /**
- * A sequence's compressible cache: per layer a {@link PagedLayerKv} in that layer's storage
- * format, plus the {@link KvPolicy}s that evict from it. Each layer is handed to the model through
- * a thin decorator that feeds the policies the queries and attention probabilities they asked
- * for, so the model knows nothing of policies.
+ * A sequence's compressible cache: per layer a {@link PagedLayerKv} in that layer's storage format,
+ * plus the {@link KvPolicy}s that evict from it. Each layer is handed to the model through a thin
+ * decorator that feeds the policies the queries and attention probabilities they asked for, so the
+ * model knows nothing of policies.
  */
 public final class ManagedKvCache implements KvCache {
   private final PagedLayerKv[] layers;

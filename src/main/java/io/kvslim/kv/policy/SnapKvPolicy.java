@@ -20,8 +20,8 @@ import java.util.BitSet;
  *   <li>{@link Allocation#PYRAMID}: PyramidKV (Cai et al. 2024, arXiv:2406.02069 §3.2): layer l
  *       keeps {@code max − l·⌊(max − min)/(L−1)⌋} prefix tokens, min = ⌊B̄/β⌋, max = 2B̄ − min.
  *   <li>{@link Allocation#ADAPTIVE}: Ada-KV (Feng et al. 2024, arXiv:2407.11550 Alg. 1): within a
- *       layer, a global top-k over all heads' votes decides each head's share, with a floor of α
- *       of the base budget; heads then really hold different numbers of tokens.
+ *       layer, a global top-k over all heads' votes decides each head's share, with a floor of α of
+ *       the base budget; heads then really hold different numbers of tokens.
  * </ul>
  */
 public final class SnapKvPolicy implements KvPolicy {

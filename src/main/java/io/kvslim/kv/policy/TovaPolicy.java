@@ -7,17 +7,18 @@ import java.util.Arrays;
 import java.util.BitSet;
 
 /**
- * TOVA (Oren et al. 2024, "Transformers are Multi-State RNNs", arXiv:2401.06104 §4): once the
- * cache holds more than K tokens, drop the token the current query attends to least, averaged over
- * all query heads of the layer; the decision is per layer, so every KV head of a layer keeps the
- * same tokens. After a prefill longer than K the last prompt query decides in one shot (the cheap
+ * TOVA (Oren et al. 2024, "Transformers are Multi-State RNNs", arXiv:2401.06104 §4): once the cache
+ * holds more than K tokens, drop the token the current query attends to least, averaged over all
+ * query heads of the layer; the decision is per layer, so every KV head of a layer keeps the same
+ * tokens. After a prefill longer than K the last prompt query decides in one shot (the cheap
  * variant). Positions stay original.
  */
 public final class TovaPolicy implements KvPolicy {
   private final boolean[] layers;
   private final Budget budget;
   private final double bytesPerToken;
-  private final float[][] lastRow; // per layer: attention of the step's last query, summed over heads
+  private final float[][]
+      lastRow; // per layer: attention of the step's last query, summed over heads
   private final int[] lastQuery;
   private final int[] rowCount;
   private int capacity = -1;
@@ -44,7 +45,13 @@ public final class TovaPolicy implements KvPolicy {
 
   @Override
   public void observe(
-      ManagedKvCache cache, int layer, int queryIndex, int head, int kvHead, float[] probs, int count) {
+      ManagedKvCache cache,
+      int layer,
+      int queryIndex,
+      int head,
+      int kvHead,
+      float[] probs,
+      int count) {
     float[] row = lastRow[layer];
     // a new query row starts when the row index or the retained count changes
     if (queryIndex != lastQuery[layer] || count != rowCount[layer]) {

@@ -1,0 +1,113 @@
+package io.kvslim.cli;
+
+import io.kvslim.engine.Engine;
+import io.kvslim.engine.Generator;
+import io.kvslim.engine.Sampler;
+import io.kvslim.engine.SamplerConfig;
+import io.kvslim.model.Model;
+import io.kvslim.tokenizer.Tokenizer;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code kvslim generate}: streams a completion of a prompt, then prints speeds. */
+@Command(
+    name = "generate",
+    mixinStandardHelpOptions = true,
+    description = "Generate text from a prompt, streaming tokens as they come.")
+public final class GenerateCommand implements Callable<Integer> {
+  @Mixin ModelOptions modelOptions;
+  @Mixin KvOptions kvOptions;
+
+  @Option(
+      names = {"-p", "--prompt"},
+      required = true,
+      description = "The prompt text.")
+  String prompt;
+
+  @Option(
+      names = {"-n", "--n-predict"},
+      description = "Tokens to generate (default ${DEFAULT-VALUE}).")
+  int maxTokens = 128;
+
+  @Option(names = "--temp", description = "Temperature; 0 = greedy (default ${DEFAULT-VALUE}).")
+  float temperature = 0.8f;
+
+  @Option(names = "--top-k", description = "Top-k, 0 = off (default ${DEFAULT-VALUE}).")
+  int topK = 40;
+
+  @Option(names = "--top-p", description = "Top-p, 1 = off (default ${DEFAULT-VALUE}).")
+  float topP = 0.95f;
+
+  @Option(names = "--min-p", description = "Min-p, 0 = off (default ${DEFAULT-VALUE}).")
+  float minP = 0.05f;
+
+  @Option(
+      names = "--repeat-penalty",
+      description = "Repetition penalty, 1 = off (default ${DEFAULT-VALUE}).")
+  float repeatPenalty = 1.0f;
+
+  @Option(
+      names = "--repeat-last-n",
+      description = "Tokens the penalty looks back over (default ${DEFAULT-VALUE}).")
+  int repeatLastN = 64;
+
+  @Option(names = "--seed", description = "Random seed (default ${DEFAULT-VALUE}).")
+  long seed = 42;
+
+  @Option(names = "--no-bos", description = "Do not add the BOS token.")
+  boolean noBos;
+
+  @Option(
+      names = "--parse-special",
+      description = "Map special-token text (e.g. <|im_start|>) to ids.")
+  boolean parseSpecial;
+
+  @Override
+  public Integer call() {
+    if (maxTokens < 0) {
+      throw new IllegalArgumentException("--n-predict must be >= 0, got " + maxTokens);
+    }
+    SamplerConfig sc =
+        new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
+    var kvFactory = kvOptions.factory();
+    try (Model model = modelOptions.load();
+        Engine engine = modelOptions.engine(model, kvFactory)) {
+      Tokenizer tok = Tokenizer.fromGguf(model.file());
+      int[] ids = tok.encode(prompt, !noBos, parseSpecial);
+      PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
+      out.print(prompt);
+      out.flush();
+      var dec = tok.streamingDecoder();
+      Generator.Result r =
+          new Generator(engine)
+              .generate(
+                  ids,
+                  maxTokens,
+                  new Sampler(sc),
+                  tok::isEog,
+                  t -> {
+                    out.print(dec.feed(t));
+                    out.flush();
+                    return true;
+                  });
+      out.print(dec.flush());
+      out.println();
+      System.err.printf(
+          "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | stop: %s"
+              + " | KV %s (%s), %d threads%n",
+          r.promptTokens(),
+          r.prefillTokensPerSecond(),
+          r.generatedTokens(),
+          r.decodeTokensPerSecond(),
+          r.stopReason().name().toLowerCase(),
+          Format.bytes(r.kvBytesFinal()),
+          kvOptions.spec(),
+          engine.threads());
+      return 0;
+    }
+  }
+}

@@ -1,0 +1,33 @@
+package io.kvslim.engine;
+
+import io.kvslim.kv.policy.KvCaches;
+import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.model.ModelConfig;
+
+/** Adapts a KV spec to the engine: a cache factory for a model's shape. */
+public final class KvSpecs {
+  private KvSpecs() {}
+
+  /** Caches for {@code spec} and {@code config}'s shape, drawing from {@code pool}. */
+  public static KvCaches caches(KvSpec spec, BlockPool pool, ModelConfig config) {
+    return new KvCaches(spec, pool, config.layers(), config.kvHeads(), config.headDim());
+  }
+
+  /** A factory that builds (and checks) the spec's caches on first use, per model shape. */
+  public static KvCacheFactory factory(KvSpec spec, BlockPool pool) {
+    return new KvCacheFactory() {
+      private KvCaches caches;
+      private ModelConfig shape;
+
+      @Override
+      public synchronized io.kvslim.kv.KvCache create(ModelConfig config) {
+        if (caches == null || shape != config) {
+          caches = caches(spec, pool, config);
+          shape = config;
+        }
+        return caches.create();
+      }
+    };
+  }
+}
