@@ -6,7 +6,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.kvslim.SharedData;
 import io.kvslim.engine.Engine;
+import io.kvslim.engine.KvSpecs;
 import io.kvslim.eval.PerplexityEvaluator;
+import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.store.BlockPool;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -53,7 +56,7 @@ class GoldenTest {
     }
     List<String> lines = Files.readAllLines(golden.resolve(c.get("nll_file").asText()));
     try (Model m = Model.load(shared.resolve(c.get("model").asText()));
-        Engine e = new Engine(m, 2, cfg -> new TmpDenseKv(cfg, 4096))) {
+        Engine e = new Engine(m, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
       boolean f32Weights = m.output().type() == io.kvslim.gguf.GgmlType.F32;
       int vocab = m.config().vocabSize();
       float[] allLogits = new float[tokens.length * vocab];
