@@ -9,7 +9,7 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     version = "kvslim 0.1.0",
     description = "Java LLM inference with a compressible KV cache.",
-    subcommands = {CommandLine.HelpCommand.class})
+    subcommands = {CommandLine.HelpCommand.class, TokenizeCommand.class})
 public final class Main {
   public static void main(String[] args) {
     System.exit(run(args));

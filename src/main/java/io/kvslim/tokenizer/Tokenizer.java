@@ -3,6 +3,7 @@ package io.kvslim.tokenizer;
 import io.kvslim.gguf.GgufFile;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
@@ -43,6 +44,8 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
 
   /** Control, unknown and user-defined tokens, longest text first. */
   private final int[] specialTokens;
+
+  private final SpecialTokenTrie specialTrie;
 
   private final byte[][] bytesOfToken;
 
@@ -89,6 +92,7 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
     special.sort(
         Comparator.<Integer>comparingInt(id -> -pieces[id].length()).thenComparingInt(id -> id));
     specialTokens = special.stream().mapToInt(Integer::intValue).toArray();
+    specialTrie = new SpecialTokenTrie(pieces, specialTokens);
     stripLeft = new boolean[n];
     stripRight = new boolean[n];
     if (config.phi3) {
@@ -163,8 +167,9 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
       return fragments;
     }
     fragments.add(new Fragment(-1, 0, text.length()));
+    BitSet occurring = specialTrie.occurring(text);
     for (int id : specialTokens) {
-      if (!parseSpecial && types[id] != TokenType.USER_DEFINED) {
+      if (!occurring.get(id) || (!parseSpecial && types[id] != TokenType.USER_DEFINED)) {
         continue;
       }
       String piece = pieces[id];
