@@ -81,7 +81,7 @@ public final class GenerateCommand implements Callable<Integer> {
       PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
       out.print(prompt);
       out.flush();
-      var dec = tok.streamingDecoder();
+      var dec = tok.streamingDecoder(false);
       Generator.Result r =
           new Generator(engine)
               .generate(

@@ -14,6 +14,7 @@ import picocli.CommandLine.Command;
       CommandLine.HelpCommand.class,
       InspectCommand.class,
       SynthCommand.class,
+      TokenizeCommand.class,
       GenerateCommand.class,
       PerplexityCommand.class,
       BenchCommand.class,

@@ -46,11 +46,6 @@ final class BpeTokenizer extends Tokenizer {
     return "gpt2";
   }
 
-  /** The {@code tokenizer.ggml.pre} name this tokenizer splits words by. */
-  public String preTokenizerName() {
-    return preTokenizer.name();
-  }
-
   @Override
   void encodeText(String text, boolean afterSpecial, IntList out) {
     for (String word : preTokenizer.split(text)) {

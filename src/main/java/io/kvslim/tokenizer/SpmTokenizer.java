@@ -1,7 +1,5 @@
 package io.kvslim.tokenizer;
 
-import java.util.PriorityQueue;
-
 /**
  * SentencePiece-style tokenizer over a scored vocabulary (Llama 1/2, Mistral, Phi-3...): spaces
  * become U+2581, a space is prepended to the text, then adjacent symbols are merged greedily,
@@ -13,8 +11,22 @@ final class SpmTokenizer extends Tokenizer {
 
   private final int[] byteTokens = new int[256];
 
+  /**
+   * Whether no token has U+2581 right after another character. Then no merge can cross the start of
+   * a word ("x▁"), and each word can be merged on its own with the same result, which keeps the
+   * merge queue small on long texts.
+   */
+  private final boolean wordsAreIndependent;
+
   SpmTokenizer(TokenizerConfig config) {
     super(config);
+    boolean independent = true;
+    for (String piece : pieces) {
+      for (int i = 1; i < piece.length() && independent; i++) {
+        independent = !(piece.charAt(i) == SPACE_MARK && piece.charAt(i - 1) != SPACE_MARK);
+      }
+    }
+    wordsAreIndependent = independent;
     for (int b = 0; b < 256; b++) {
       byteTokens[b] = findByteToken(b);
     }
@@ -38,7 +50,18 @@ final class SpmTokenizer extends Tokenizer {
   void encodeText(String text, boolean afterSpecial, IntList out) {
     String escaped =
         ((addSpacePrefix && afterSpecial) ? " " + text : text).replace(' ', SPACE_MARK);
-    new Merge(escaped).run(out);
+    if (!wordsAreIndependent) {
+      new Merge(escaped).run(out);
+      return;
+    }
+    int start = 0;
+    for (int i = 1; i < escaped.length(); i++) {
+      if (escaped.charAt(i) == SPACE_MARK && escaped.charAt(i - 1) != SPACE_MARK) {
+        new Merge(escaped.substring(start, i)).run(out);
+        start = i;
+      }
+    }
+    new Merge(escaped.substring(start)).run(out);
   }
 
   /** One run of the merge algorithm over a doubly linked list of symbols (code points at first). */
@@ -48,17 +71,9 @@ final class SpmTokenizer extends Tokenizer {
     private final int[] length; // in chars; 0 once merged into the symbol on its left
     private final int[] prev;
     private final int[] next;
-    private final PriorityQueue<Candidate> queue = new PriorityQueue<>();
 
-    /** A possible merge of {@code left} and {@code right} into one token of {@code score}. */
-    private record Candidate(int left, int right, float score, int length)
-        implements Comparable<Candidate> {
-      @Override
-      public int compareTo(Candidate o) {
-        int byScore = Float.compare(o.score, score);
-        return byScore != 0 ? byScore : Integer.compare(left, o.left);
-      }
-    }
+    /** Candidates keyed by (score descending, left ascending), payload (right, length). */
+    private final MergeQueue queue = new MergeQueue();
 
     Merge(String text) {
       this.text = text;
@@ -87,21 +102,23 @@ final class SpmTokenizer extends Tokenizer {
         propose(i - 1, i);
       }
       while (!queue.isEmpty()) {
-        Candidate c = queue.poll();
+        int left = (int) queue.poll();
+        long payload = queue.lastPayload();
+        int right = (int) (payload >>> 32);
         // Stale when either side has changed since the candidate was made.
-        if (length[c.left] == 0
-            || length[c.right] == 0
-            || length[c.left] + length[c.right] != c.length) {
+        if (length[left] == 0
+            || length[right] == 0
+            || length[left] + length[right] != (int) payload) {
           continue;
         }
-        length[c.left] += length[c.right];
-        length[c.right] = 0;
-        next[c.left] = next[c.right];
-        if (next[c.right] >= 0) {
-          prev[next[c.right]] = c.left;
+        length[left] += length[right];
+        length[right] = 0;
+        next[left] = next[right];
+        if (next[right] >= 0) {
+          prev[next[right]] = left;
         }
-        propose(prev[c.left], c.left);
-        propose(c.left, next[c.left]);
+        propose(prev[left], left);
+        propose(left, next[left]);
       }
       for (int i = 0; i != -1; i = next[i]) {
         String symbol = text.substring(start[i], start[i] + length[i]);
@@ -123,7 +140,8 @@ final class SpmTokenizer extends Tokenizer {
       int len = length[left] + length[right];
       Integer id = ids.get(text.substring(start[left], start[left] + len));
       if (id != null) {
-        queue.add(new Candidate(left, right, scores[id], len));
+        queue.add(
+            MergeQueue.key(MergeQueue.descending(scores[id]), left), MergeQueue.key(right, len));
       }
     }
   }

@@ -3,10 +3,9 @@ package io.kvslim.tokenizer;
 import io.kvslim.gguf.GgufFile;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.Comparator;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -38,11 +37,12 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
   private final int eos;
   private final int unk;
   private final boolean[] endOfGeneration;
-  private final boolean[] stripLeft;
   private final boolean[] stripRight;
 
   /** Control, unknown and user-defined tokens, longest text first. */
   private final int[] specialTokens;
+
+  private final SpecialTokenTrie specialTrie;
 
   private final byte[][] bytesOfToken;
 
@@ -89,7 +89,7 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
     special.sort(
         Comparator.<Integer>comparingInt(id -> -pieces[id].length()).thenComparingInt(id -> id));
     specialTokens = special.stream().mapToInt(Integer::intValue).toArray();
-    stripLeft = new boolean[n];
+    specialTrie = new SpecialTokenTrie(pieces, specialTokens);
     stripRight = new boolean[n];
     if (config.phi3) {
       // Phi-3's special tokens swallow the whitespace after them, except these three.
@@ -155,7 +155,8 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
 
   /**
    * Cuts out every literal occurrence of the special tokens, longest token first (each token is
-   * searched in what the longer ones left), as llama.cpp does.
+   * searched in what the longer ones left), as llama.cpp does. Tokens marked to strip on the right
+   * also remove the ASCII whitespace that follows them.
    */
   private List<Fragment> partition(String text, boolean parseSpecial) {
     List<Fragment> fragments = new ArrayList<>();
@@ -163,15 +164,16 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
       return fragments;
     }
     fragments.add(new Fragment(-1, 0, text.length()));
+    BitSet occurring = specialTrie.occurring(text);
     for (int id : specialTokens) {
-      if (!parseSpecial && types[id] != TokenType.USER_DEFINED) {
+      if (!occurring.get(id) || (!parseSpecial && types[id] != TokenType.USER_DEFINED)) {
         continue;
       }
       String piece = pieces[id];
       List<Fragment> next = null;
       for (int f = 0; f < fragments.size(); f++) {
         Fragment frag = fragments.get(f);
-        int match = frag.token < 0 ? text.indexOf(piece, frag.start) : -1;
+        int match = frag.token < 0 ? text.indexOf(piece, frag.start, frag.end) : -1;
         if (match < 0 || match + piece.length() > frag.end) {
           if (next != null) {
             next.add(frag);
@@ -183,14 +185,8 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
         }
         int start = frag.start;
         while (match >= 0 && match + piece.length() <= frag.end) {
-          int leftEnd = match;
-          if (stripLeft[id]) {
-            while (leftEnd > start && isCSpace(text.charAt(leftEnd - 1))) {
-              leftEnd--;
-            }
-          }
-          if (leftEnd > start) {
-            next.add(new Fragment(-1, start, leftEnd));
+          if (match > start) {
+            next.add(new Fragment(-1, start, match));
           }
           next.add(new Fragment(id, match, match + piece.length()));
           start = match + piece.length();
@@ -199,7 +195,7 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
               start++;
             }
           }
-          match = text.indexOf(piece, start);
+          match = text.indexOf(piece, start, frag.end);
         }
         if (start < frag.end) {
           next.add(new Fragment(-1, start, frag.end));
@@ -338,132 +334,5 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
 
   static byte[] utf8(String s) {
     return s.getBytes(StandardCharsets.UTF_8);
-  }
-
-  /** Common metadata of both tokenizer kinds, with llama.cpp's defaults per model type. */
-  static final class TokenizerConfig {
-    final String[] pieces;
-    final float[] scores;
-    final TokenType[] types;
-    final Map<String, Integer> ids;
-    final boolean addSpacePrefix;
-    final boolean addBos;
-    final boolean addEos;
-    final int bos;
-    final int eos;
-    final int eot;
-    final int eom;
-    final int unk;
-    final boolean phi3;
-    final PreTokenizer preTokenizer;
-    final boolean ignoreMerges;
-
-    static String model(GgufFile gguf) {
-      if (!gguf.has("tokenizer.ggml.model")) {
-        throw new IllegalArgumentException(
-            gguf.path()
-                + ": no tokenizer in this file (metadata 'tokenizer.ggml.model' is missing)");
-      }
-      String model = gguf.getString("tokenizer.ggml.model");
-      if (!model.equals("llama") && !model.equals("gpt2")) {
-        throw new IllegalArgumentException(
-            gguf.path()
-                + ": unsupported tokenizer model '"
-                + model
-                + "' in tokenizer.ggml.model (supported: llama, gpt2)");
-      }
-      return model;
-    }
-
-    TokenizerConfig(GgufFile gguf, boolean bpe) {
-      String key = "tokenizer.ggml.tokens";
-      if (!gguf.has(key)) {
-        throw new IllegalArgumentException(
-            gguf.path() + ": tokenizer metadata '" + key + "' (the vocabulary) is missing");
-      }
-      String[] raw = gguf.getStringArray(key);
-      if (raw.length == 0) {
-        throw new IllegalArgumentException(gguf.path() + ": tokenizer vocabulary is empty");
-      }
-      int n = raw.length;
-      pieces = new String[n];
-      ids = new HashMap<>(n * 2);
-      for (int i = 0; i < n; i++) {
-        pieces[i] = raw[i].isEmpty() ? "[EMPTY_" + i + "]" : raw[i];
-        ids.put(pieces[i], i);
-      }
-      scores = new float[n];
-      if (gguf.has("tokenizer.ggml.scores")) {
-        double[] s = gguf.getDoubleArray("tokenizer.ggml.scores");
-        requireLength(gguf, "tokenizer.ggml.scores", s.length, n);
-        for (int i = 0; i < n; i++) {
-          scores[i] = (float) s[i];
-        }
-      }
-      types = new TokenType[n];
-      if (gguf.has("tokenizer.ggml.token_type")) {
-        long[] t = gguf.getLongArray("tokenizer.ggml.token_type");
-        requireLength(gguf, "tokenizer.ggml.token_type", t.length, n);
-        for (int i = 0; i < n; i++) {
-          types[i] = TokenType.fromCode(t[i]);
-        }
-      } else {
-        java.util.Arrays.fill(types, TokenType.NORMAL);
-      }
-
-      boolean defaultAddBos;
-      if (bpe) {
-        preTokenizer = PreTokenizer.forName(gguf.getString("tokenizer.ggml.pre", "default"));
-        boolean llama3Family =
-            List.of("llama3", "llama-v3", "llama-bpe", "falcon3").contains(preTokenizer.name());
-        ignoreMerges = llama3Family;
-        defaultAddBos = llama3Family;
-      } else {
-        preTokenizer = null;
-        ignoreMerges = false;
-        defaultAddBos = true;
-      }
-      addSpacePrefix = gguf.getBool("tokenizer.ggml.add_space_prefix", !bpe);
-      addBos = gguf.getBool("tokenizer.ggml.add_bos_token", defaultAddBos);
-      addEos = gguf.getBool("tokenizer.ggml.add_eos_token", false);
-      bos = specialId(gguf, "bos_token_id", bpe ? 11 : 1, n);
-      eos = specialId(gguf, "eos_token_id", bpe ? 11 : 2, n);
-      unk = specialId(gguf, "unknown_token_id", bpe ? -1 : 0, n);
-      int eotId = specialId(gguf, "eot_token_id", -1, n);
-      if (eotId < 0) {
-        for (String text :
-            List.of(
-                "<|eot_id|>",
-                "<|im_end|>",
-                "<|end|>",
-                "<end_of_turn>",
-                "<|endoftext|>",
-                "<EOT>",
-                "<\uFF5Cend\u2581of\u2581sentence\uFF5C>")) {
-          Integer id = ids.get(text);
-          if (id != null) {
-            eotId = id;
-            types[id] = TokenType.CONTROL;
-            break;
-          }
-        }
-      }
-      eot = eotId;
-      eom = specialId(gguf, "eom_token_id", ids.getOrDefault("<|eom_id|>", -1), n);
-      String name = gguf.getString("general.name", "").toLowerCase(Locale.ROOT);
-      phi3 = name.contains("phi-3") || name.contains("phi3");
-    }
-
-    private static int specialId(GgufFile gguf, String key, int defaultId, int n) {
-      long id = gguf.getLong("tokenizer.ggml." + key, defaultId);
-      return id >= 0 && id < n ? (int) id : (defaultId < n ? defaultId : -1);
-    }
-
-    private static void requireLength(GgufFile gguf, String key, int length, int n) {
-      if (length != n) {
-        throw new IllegalArgumentException(
-            gguf.path() + ": metadata '" + key + "' has " + length + " entries, expected " + n);
-      }
-    }
   }
 }

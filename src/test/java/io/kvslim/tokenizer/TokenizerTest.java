@@ -177,6 +177,21 @@ class TokenizerTest {
         .containsExactly("Hello", " world", "'s", " ", " x");
   }
 
+  @Test
+  void mergeQueuePopsHighestScoreThenLeftmost() {
+    MergeQueue queue = new MergeQueue();
+    float[] scores = {-1f, 0f, -0.5f, 3f, -1f, -1000f, -0f};
+    for (int left = 0; left < scores.length; left++) {
+      queue.add(MergeQueue.key(MergeQueue.descending(scores[left]), left), left * 10L);
+    }
+    List<Integer> order = new ArrayList<>();
+    while (!queue.isEmpty()) {
+      order.add((int) queue.poll());
+      assertThat(queue.lastPayload()).isEqualTo(order.getLast() * 10L);
+    }
+    assertThat(order).containsExactly(3, 1, 6, 2, 0, 4, 5);
+  }
+
   // ---- metadata errors ------------------------------------------------------------------------
 
   @Test
