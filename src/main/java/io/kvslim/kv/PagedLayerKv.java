@@ -70,6 +70,11 @@ public final class PagedLayerKv implements LayerKv {
     store.evict(kvHead, indices);
   }
 
+  /** Evicts the tokens of {@code kvHead} at retained indices {@code indices[0..count)}. */
+  public void evict(int kvHead, int[] indices, int count) {
+    store.head(kvHead).evict(indices, count);
+  }
+
   /** Positions of the retained tokens of {@code kvHead}, in order. */
   public int[] positions(int kvHead) {
     int[] dst = new int[size(kvHead)];

@@ -12,8 +12,9 @@ import jdk.incubator.vector.VectorSpecies;
  * ({@code max} the value of largest magnitude, with its sign) then 16 bytes whose low nibble is
  * element {@code j} and high nibble element {@code j+16}; {@code q_j = min(15, trunc(x_j/d +
  * 8.5))}, {@code x̂_j = (q_j − 8)·d}. Follows ggml's {@code quantize_row_q4_0_ref}. Error bound:
- * {@code |x − x̂| ≤ |d|/2} (the extreme element maps to q = 0 exactly) plus {@code 8·|d −
- * fp16(d)|}.
+ * {@code |x − x̂| ≤ |d|/2} plus {@code 8·|d − fp16(d)|}, except for values on the side opposite the
+ * extreme beyond {@code 7.5·|d|}, which clamp to code 15: up to {@code |d|} (the extreme itself
+ * maps to q = 0 exactly).
  */
 public final class Q4_0Format extends GgmlBlockFormat {
   private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;

@@ -8,7 +8,8 @@ import java.lang.foreign.ValueLayout;
  * 32-bit word {@code qh} holding bit 4 of every code (bit {@code j} for element {@code j}), then 16
  * bytes of low nibbles (low = element {@code j}, high = {@code j+16}); {@code q_j = min(31,
  * trunc(x_j/d + 16.5))}, {@code x̂_j = (q_j − 16)·d}. Follows ggml's {@code quantize_row_q5_0_ref}.
- * Error bound: {@code |d|/2} plus {@code 16·|d − fp16(d)|}.
+ * Error bound: {@code |d|/2} plus {@code 16·|d − fp16(d)|}, up to {@code |d|} for values opposite
+ * the extreme beyond {@code 15.5·|d|} (clamped to code 31).
  */
 public final class Q5_0Format extends GgmlBlockFormat {
   static final ValueLayout.OfInt INT_LE =
