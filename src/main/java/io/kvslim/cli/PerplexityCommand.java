@@ -3,8 +3,13 @@ package io.kvslim.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.kvslim.engine.Engine;
+import io.kvslim.engine.KvCacheFactory;
+import io.kvslim.engine.KvSpecs;
 import io.kvslim.eval.PerplexityEvaluator;
+import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
+import io.kvslim.model.ModelConfig;
 import io.kvslim.tokenizer.Tokenizer;
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -55,6 +60,15 @@ public final class PerplexityCommand implements Callable<Integer> {
       description = "Window size in tokens (default ${DEFAULT-VALUE}).")
   int ctx = 512;
 
+  @Option(
+      names = "--decode-from",
+      paramLabel = "N",
+      description =
+          "Feed tokens from position N of each window one at a time (decode steps), so that"
+              + " eviction after prefill or per step affects their scores. Default: ctx/2 when --kv"
+              + " evicts tokens, else the whole window is one prefill.")
+  Integer decodeFrom;
+
   @Option(names = "--nll-out", paramLabel = "FILE", description = "Write 'i nll' per scored token.")
   Path nllOut;
 
@@ -69,7 +83,17 @@ public final class PerplexityCommand implements Callable<Integer> {
       int[] tokens =
           input.file != null ? tokenizeFile(tok, input.file) : readIds(input.tokensIn, model);
       int bos = tok.bos();
-      PerplexityEvaluator.Result r = new PerplexityEvaluator(engine).run(tokens, ctx, bos, null);
+      boolean full = kvOptions.spec().equals("full");
+      int from = decodeFrom != null ? decodeFrom : (evicts(kvOptions) ? Math.max(1, ctx / 2) : ctx);
+      KvCacheFactory candidate = kvOptions.factory();
+      KvCacheFactory baseline = full ? null : KvSpecs.factory(KvSpec.FULL, new BlockPool());
+      PerplexityEvaluator.Comparison cmp =
+          new PerplexityEvaluator(engine)
+              .compare(tokens, ctx, bos, from, candidate, baseline, null);
+      PerplexityEvaluator.Result r = cmp.candidate();
+      ModelConfig mc = model.config();
+      long f16Bytes = (long) r.kvTokens() * mc.layers() * mc.kvHeads() * mc.headDim() * 2 * 2;
+      double ratio = r.kvBytesFinal() == 0 ? Double.NaN : (double) f16Bytes / r.kvBytesFinal();
       if (nllOut != null) {
         try (BufferedWriter w = Files.newBufferedWriter(nllOut, StandardCharsets.UTF_8)) {
           for (int i = 0; i < r.nll().length; i++) {
@@ -90,6 +114,23 @@ public final class PerplexityCommand implements Callable<Integer> {
           engine.threads(),
           kvOptions.spec(),
           Format.bytes(r.kvBytesPeak()));
+      if (!full) {
+        System.out.printf(
+            Locale.ROOT,
+            "vs full cache: KLD mean %.6f max %.6f p99 %.6f | top-1 agreement %.4f | full ppl %.4f"
+                + "%nKV bytes: peak %d, final %d (%d tokens) | compression vs F16 full cache"
+                + " %.2fx | decode from %d%n",
+            cmp.kldMean(),
+            cmp.kldMax(),
+            cmp.kldP99(),
+            cmp.top1Agreement(),
+            cmp.baseline().perplexity(),
+            r.kvBytesPeak(),
+            r.kvBytesFinal(),
+            r.kvTokens(),
+            ratio,
+            from);
+      }
       if (json != null) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("model", modelOptions.model.toString());
@@ -101,10 +142,32 @@ public final class PerplexityCommand implements Callable<Integer> {
         m.put("tokens_per_second", r.tokensPerSecond());
         m.put("kv_bytes_peak", r.kvBytesPeak());
         m.put("threads", engine.threads());
+        m.put("decode_from", from);
+        m.put("kv_bytes_final", r.kvBytesFinal());
+        m.put("compression_ratio", ratio);
+        if (!full) {
+          m.put("kld_mean", cmp.kldMean());
+          m.put("kld_max", cmp.kldMax());
+          m.put("kld_p99", cmp.kldP99());
+          m.put("top1_agreement", cmp.top1Agreement());
+          m.put("baseline_ppl", cmp.baseline().perplexity());
+        }
         new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), m);
       }
       return 0;
     }
+  }
+
+  /** Whether the spec has an eviction policy (so decode-mode scoring shows its effect). */
+  private static boolean evicts(KvOptions kv) {
+    for (var rule : kv.parsed().rules()) {
+      for (var call : rule.calls()) {
+        if (call.method().family().equals("eviction")) {
+          return true;
+        }
+      }
+    }
+    return false;
   }
 
   private static int[] tokenizeFile(Tokenizer tok, Path file) throws IOException {
