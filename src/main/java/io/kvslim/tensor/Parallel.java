@@ -18,7 +18,7 @@ public final class Parallel implements AutoCloseable {
     void run(int start, int end);
   }
 
-  private static final int SPIN_ITERATIONS = 1 << 16;
+  private static final int SPIN_ITERATIONS = 1 << 12;
   private static final AtomicInteger POOL_IDS = new AtomicInteger();
 
   private final int threads;

@@ -1,0 +1,225 @@
+package io.kvslim.kv.policy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.kvslim.SharedData;
+import io.kvslim.engine.Engine;
+import io.kvslim.engine.KvSpecs;
+import io.kvslim.kv.KvCache;
+import io.kvslim.kv.PagedLayerKv;
+import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.model.Model;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/** The invariants of DESIGN.md §3.5 for every eviction policy, on a real (tiny) model. */
+class PolicyInvariantTest {
+  static Model model;
+  static Engine engine;
+  static int[] tokens;
+  static final int PROMPT = 64;
+  static final int DECODE = 16;
+
+  @BeforeAll
+  static void load() {
+    if (!SharedData.present()) {
+      return;
+    }
+    model = Model.load(SharedData.model("llama-spm-f32.gguf"));
+    engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
+    SplittableRandom r = new SplittableRandom(7);
+    tokens = new int[PROMPT + DECODE];
+    for (int i = 0; i < tokens.length; i++) {
+      tokens[i] = 3 + r.nextInt(model.config().vocabSize() - 3);
+    }
+  }
+
+  @AfterAll
+  static void close() {
+    if (engine != null) {
+      engine.close();
+      model.close();
+    }
+  }
+
+  /** Logits of every step: prefill of PROMPT tokens, then DECODE single steps. */
+  static float[][] run(ManagedKvCache cache) {
+    int vocab = model.config().vocabSize();
+    float[][] out = new float[DECODE + 1][vocab];
+    engine.prefill(cache, tokens, 0, PROMPT, 0, false, out[0]);
+    for (int i = 0; i < DECODE; i++) {
+      engine.decode(cache, tokens[PROMPT + i], PROMPT + i, out[i + 1]);
+    }
+    return out;
+  }
+
+  static ManagedKvCache cache(String spec) {
+    return KvSpecs.caches(KvSpec.parse(spec), new BlockPool(), model.config()).create();
+  }
+
+  @ParameterizedTest
+  @ValueSource(
+      strings = {
+        "streaming:sinks=4,window=1000",
+        "h2o:budget=1000",
+        "tova:budget=1000",
+        "snapkv:budget=1000,window=16",
+        "pyramidkv:budget=1000,window=16",
+        "adakv:budget=1000,window=16",
+        "kivi:kbits=2,vbits=2,group=32,residual=1024",
+        "f32"
+      })
+  void aBudgetCoveringTheSequenceChangesNothingBitForBit(String spec) {
+    SharedData.require();
+    float[][] full;
+    float[][] got;
+    try (ManagedKvCache a = cache("full");
+        ManagedKvCache b = cache(spec)) {
+      full = run(a);
+      got = run(b);
+      assertThat(b.bytes()).isEqualTo(a.bytes());
+    }
+    for (int i = 0; i < full.length; i++) {
+      assertThat(got[i]).as("step %d of %s", i, spec).containsExactly(full[i]);
+    }
+  }
+
+  @Test
+  void streamingKeepsSinksAndWindowAtItsCapacity() {
+    SharedData.require();
+    try (ManagedKvCache c = cache("streaming:sinks=4,window=28")) {
+      run(c);
+      for (int l = 0; l < c.layerCount(); l++) {
+        PagedLayerKv layer = c.paged(l);
+        for (int g = 0; g < layer.kvHeads(); g++) {
+          int[] pos = layer.positions(g);
+          assertThat(pos).hasSize(32);
+          assertThat(pos).startsWith(0, 1, 2, 3);
+          // the window: the most recent 28 positions that were appended (the last token of the
+          // run is appended by the last decode step)
+          int last = PROMPT + DECODE - 1;
+          assertThat(pos[31]).isEqualTo(last);
+          assertThat(pos[4]).isEqualTo(last - 27);
+        }
+      }
+    }
+  }
+
+  @Test
+  void h2oHoldsItsCapacityDuringDecodeAndKeepsTheRecentWindow() {
+    SharedData.require();
+    try (ManagedKvCache c = cache("h2o:budget=32,recent=0.5")) {
+      int vocab = model.config().vocabSize();
+      float[] logits = new float[vocab];
+      engine.prefill(c, tokens, 0, PROMPT, 0, false, logits);
+      assertThat(c.paged(0).size(0)).isEqualTo(32);
+      for (int i = 0; i < DECODE; i++) {
+        engine.decode(c, tokens[PROMPT + i], PROMPT + i, logits);
+        for (int l = 0; l < c.layerCount(); l++) {
+          for (int g = 0; g < c.paged(l).kvHeads(); g++) {
+            int[] pos = c.paged(l).positions(g);
+            assertThat(pos).hasSize(32);
+            // the 16 most recent tokens are always kept, in order
+            for (int k = 0; k < 16; k++) {
+              assertThat(pos[31 - k]).isEqualTo(PROMPT + i - k);
+            }
+            // positions stay original and increasing
+            for (int k = 1; k < pos.length; k++) {
+              assertThat(pos[k]).isGreaterThan(pos[k - 1]);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  @Test
+  void tovaKeepsTheSameTokensInEveryHeadOfALayer() {
+    SharedData.require();
+    try (ManagedKvCache c = cache("tova:budget=40")) {
+      run(c);
+      for (int l = 0; l < c.layerCount(); l++) {
+        PagedLayerKv layer = c.paged(l);
+        int[] first = layer.positions(0);
+        assertThat(first).hasSize(40);
+        for (int g = 1; g < layer.kvHeads(); g++) {
+          assertThat(layer.positions(g)).containsExactly(first);
+        }
+      }
+    }
+  }
+
+  @Test
+  void snapKvKeepsTheWindowAndExactlyTheBudgetPerHead() {
+    SharedData.require();
+    try (ManagedKvCache c = cache("snapkv:budget=40,window=16")) {
+      int vocab = model.config().vocabSize();
+      engine.prefill(c, tokens, 0, PROMPT, 0, false, new float[vocab]);
+      for (int l = 0; l < c.layerCount(); l++) {
+        for (int g = 0; g < c.paged(l).kvHeads(); g++) {
+          int[] pos = c.paged(l).positions(g);
+          assertThat(pos).hasSize(40);
+          for (int k = 0; k < 16; k++) {
+            assertThat(pos[40 - 16 + k]).isEqualTo(PROMPT - 16 + k);
+          }
+        }
+      }
+    }
+  }
+
+  @Test
+  void pyramidBudgetsDecreaseWithDepthAndAdaKvGivesHeadsDifferentMemory() {
+    SharedData.require();
+    try (ManagedKvCache c = cache("pyramidkv:budget=24,window=8,beta=4")) {
+      engine.prefill(c, tokens, 0, PROMPT, 0, false, new float[model.config().vocabSize()]);
+      int total = 0;
+      for (int l = 0; l < c.layerCount(); l++) {
+        total += c.paged(l).size(0);
+        if (l > 0) {
+          assertThat(c.paged(l).size(0)).isLessThanOrEqualTo(c.paged(l - 1).size(0));
+        }
+      }
+      assertThat(c.paged(0).size(0)).isGreaterThan(c.paged(c.layerCount() - 1).size(0));
+      assertThat(Math.abs(total - 24 * c.layerCount())).isLessThanOrEqualTo(c.layerCount());
+    }
+    try (ManagedKvCache c = cache("adakv:budget=24,window=8,alpha=0.2")) {
+      engine.prefill(c, tokens, 0, PROMPT, 0, false, new float[model.config().vocabSize()]);
+      boolean differ = false;
+      for (int l = 0; l < c.layerCount(); l++) {
+        PagedLayerKv layer = c.paged(l);
+        int sum = 0;
+        for (int g = 0; g < layer.kvHeads(); g++) {
+          sum += layer.size(g) - 8;
+          assertThat(layer.size(g)).isGreaterThanOrEqualTo(8 + (int) Math.floor(0.2 * 16));
+          differ |= layer.size(g) != layer.size(0);
+          // memory follows the head's own length: whole blocks of 32 tokens
+          assertThat(layer.bytes(g) / ((layer.size(g) + 31) / 32))
+              .isEqualTo(layer.bytes(0) / ((layer.size(0) + 31) / 32));
+        }
+        assertThat(Math.abs(sum - 16 * layer.kvHeads())).isLessThanOrEqualTo(layer.kvHeads());
+      }
+      assertThat(differ).as("some heads keep different numbers of tokens").isTrue();
+    }
+  }
+
+  @Test
+  void closingAllSequencesReturnsThePoolToItsBaseline() {
+    SharedData.require();
+    BlockPool pool = new BlockPool();
+    KvCaches caches = KvSpecs.caches(KvSpec.parse("h2o:budget=32 + q8_0"), pool, model.config());
+    long before = pool.usedBytes();
+    KvCache a = caches.create();
+    KvCache b = caches.create();
+    run((ManagedKvCache) a);
+    run((ManagedKvCache) b);
+    assertThat(pool.usedBytes()).isEqualTo(a.bytes() + b.bytes()).isGreaterThan(before);
+    a.close();
+    b.close();
+    assertThat(pool.usedBytes()).isEqualTo(before);
+  }
+}
