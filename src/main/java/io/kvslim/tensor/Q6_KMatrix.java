@@ -7,8 +7,10 @@ import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
+import static io.kvslim.tensor.Simd.highNibbles;
 import static io.kvslim.tensor.Simd.s8;
-import static io.kvslim.tensor.Simd.splat;
+import static io.kvslim.tensor.Simd.shiftLeftUnmasked;
+import static io.kvslim.tensor.Simd.shiftRightUnmasked;
 import static io.kvslim.tensor.Simd.u8;
 import static io.kvslim.tensor.Simd.widen;
 
@@ -42,10 +44,8 @@ public final class Q6_KMatrix extends WeightMatrix {
 
   /** {@code (low | ((high >>> shift) & 3) << 4) - 32}: one 6-bit quant, centred. */
   private static ByteVector sixBits(ByteVector low, ByteVector high, int shift) {
-    return low.or(
-            high.lanewise(VectorOperators.LSHR, shift)
-                .and((byte) 3)
-                .lanewise(VectorOperators.LSHL, 4))
+    // Values 0..3 shift left without spilling into the neighbouring byte.
+    return low.or(shiftLeftUnmasked(shiftRightUnmasked(high, shift).and((byte) 3), 4))
         .sub((byte) 32);
   }
 
@@ -61,34 +61,53 @@ public final class Q6_KMatrix extends WeightMatrix {
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
-    FloatVector total = FloatVector.zero(F);
+    float sum = 0f;
     for (int sb = 0; sb < cols / BLOCK; sb++) {
       long block = base + (long) sb * BLOCK_BYTES;
-      FloatVector sum = FloatVector.zero(F);
+      float halves = 0f;
       for (int n = 0; n < 2; n++) {
-        long ql = block + 64 * n;
-        long qh = block + 128 + 32 * n;
-        long sc = block + 192 + 8 * n;
         int xo = xOffset + sb * BLOCK + 128 * n;
-        for (int l = 0; l < 32; l += BL) {
-          // A byte load never crosses a 16-element scale group (BL divides 16).
-          int is = l / 16;
-          ByteVector a = bytes(data, ql + l);
-          ByteVector b = bytes(data, ql + 32 + l);
-          ByteVector h = bytes(data, qh + l);
-          ByteVector q1 = sixBits(a.and((byte) 0x0F), h, 0);
-          ByteVector q2 = sixBits(b.and((byte) 0x0F), h, 2);
-          ByteVector q3 = sixBits(a.lanewise(VectorOperators.LSHR, 4), h, 4);
-          ByteVector q4 = sixBits(b.lanewise(VectorOperators.LSHR, 4), h, 6);
-          sum = partDot(q1, x, xo + l).fma(splat(s8(data, sc + is)), sum);
-          sum = partDot(q2, x, xo + 32 + l).fma(splat(s8(data, sc + is + 2)), sum);
-          sum = partDot(q3, x, xo + 64 + l).fma(splat(s8(data, sc + is + 4)), sum);
-          sum = partDot(q4, x, xo + 96 + l).fma(splat(s8(data, sc + is + 6)), sum);
-        }
+        halves += lowNibbleDot(block + 64 * n, block + 128 + 32 * n, block + 192 + 8 * n, x, xo);
+        halves += highNibbleDot(block + 64 * n, block + 128 + 32 * n, block + 192 + 8 * n, x, xo);
       }
-      total = sum.fma(splat(half(data, block + 208)), total);
+      sum += halves * half(data, block + 208);
     }
-    return total.reduceLanes(VectorOperators.ADD);
+    return sum;
+  }
+
+  /**
+   * Elements {@code l} and {@code l + 32} ({@code l < 32}) of one 128-element half, from the low
+   * nibbles of {@code ql[l]}, {@code ql[l + 32]} and bits 0-3 of {@code qh[l]}, times their scales
+   * (without {@code d}). Split from {@link #highNibbleDot} and returning a float so that C2 inlines
+   * all of its vector operations (a larger method exceeds its inlining node budget, and a vector
+   * returned from a method that was not inlined is boxed).
+   */
+  private float lowNibbleDot(long ql, long qh, long sc, float[] x, int xo) {
+    FloatVector sum = FloatVector.zero(F);
+    for (int l = 0; l < 32; l += BL) {
+      // A byte load never crosses a 16-element scale group (BL divides 16).
+      int is = l / 16;
+      ByteVector h = bytes(data, qh + l);
+      ByteVector q1 = sixBits(bytes(data, ql + l).and((byte) 0x0F), h, 0);
+      ByteVector q2 = sixBits(bytes(data, ql + 32 + l).and((byte) 0x0F), h, 2);
+      sum = partDot(q1, x, xo + l).fma(FloatVector.broadcast(F, s8(data, sc + is)), sum);
+      sum = partDot(q2, x, xo + 32 + l).fma(FloatVector.broadcast(F, s8(data, sc + is + 2)), sum);
+    }
+    return sum.reduceLanes(VectorOperators.ADD);
+  }
+
+  /** Elements {@code l + 64} and {@code l + 96}: high nibbles and bits 4-7 of {@code qh[l]}. */
+  private float highNibbleDot(long ql, long qh, long sc, float[] x, int xo) {
+    FloatVector sum = FloatVector.zero(F);
+    for (int l = 0; l < 32; l += BL) {
+      int is = l / 16;
+      ByteVector h = bytes(data, qh + l);
+      ByteVector q3 = sixBits(highNibbles(bytes(data, ql + l)), h, 4);
+      ByteVector q4 = sixBits(highNibbles(bytes(data, ql + 32 + l)), h, 6);
+      sum = partDot(q3, x, xo + 64 + l).fma(FloatVector.broadcast(F, s8(data, sc + is + 4)), sum);
+      sum = partDot(q4, x, xo + 96 + l).fma(FloatVector.broadcast(F, s8(data, sc + is + 6)), sum);
+    }
+    return sum.reduceLanes(VectorOperators.ADD);
   }
 
   @Override
