@@ -9,7 +9,7 @@ import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.highNibbles;
+import static io.kvslim.tensor.Simd.shiftRightUnmasked;
 import static io.kvslim.tensor.Simd.u8;
 import static io.kvslim.tensor.Simd.widen;
 
@@ -74,71 +74,37 @@ public final class Q4_KMatrix extends WeightMatrix {
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
-    float sum = 0f;
+    FloatVector total = FloatVector.zero(F);
     for (int sb = 0; sb < cols / BLOCK; sb++) {
       long block = base + (long) sb * BLOCK_BYTES;
       float d = half(data, block);
       float dmin = half(data, block + 2);
       long packed0to7 = data.get(LONG_LE, block + 4);
       int packed8to11 = data.get(INT_LE, block + 12);
-      for (int c = 0; c < 4; c++) {
-        int lo = 2 * c;
-        int hi = 2 * c + 1;
-        sum +=
-            chunkDot(
-                block,
-                c,
-                x,
-                xOffset + sb * BLOCK + 64 * c,
-                d * scale(packed0to7, packed8to11, lo),
-                d * scale(packed0to7, packed8to11, hi),
-                dmin * min(packed0to7, packed8to11, lo),
-                dmin * min(packed0to7, packed8to11, hi));
+      // One loop body over sub-blocks, with the nibble (and fifth-bit) shifts as variables, instead
+      // of
+      // an unrolled body per sub-block: C2 inlines every vector operation of a method only while
+      // the
+      // method stays under its inlining node budget, and a vector from a method left out is boxed.
+      for (int s = 0; s < 8; s++) {
+        long qs = block + 16 + 32 * (s >> 1);
+        int shift = 4 * (s & 1);
+        int xo = xOffset + sb * BLOCK + 32 * s;
+        FloatVector acc = FloatVector.zero(F);
+        FloatVector xSum = FloatVector.zero(F);
+        for (int j = 0; j < 32; j += BL) {
+          ByteVector q = shiftRightUnmasked(bytes(data, qs + j), shift).and((byte) 0x0F);
+          for (int p = 0; p < PARTS; p++) {
+            FloatVector xv = floats(x, xo + j + p * FL);
+            acc = widen(q, p).fma(xv, acc);
+            xSum = xSum.add(xv);
+          }
+        }
+        total = acc.fma(FloatVector.broadcast(F, d * scale(packed0to7, packed8to11, s)), total);
+        total = xSum.fma(FloatVector.broadcast(F, -dmin * min(packed0to7, packed8to11, s)), total);
       }
     }
-    return sum;
-  }
-
-  /**
-   * Dot product of chunk {@code c} (64 elements, sub-blocks {@code 2c} and {@code 2c+1}) of the
-   * super-block at {@code block} with {@code x[xo ..]}: {@code sum_s (d * scale[s] * (q . x)_s -
-   * dmin * min[s] * (sum x)_s)}, given {@code d * scale} and {@code dmin * min} of both sub-blocks.
-   * Kept to one chunk and a float result so that C2 inlines all of its vector operations (a larger
-   * method exceeds its inlining node budget, and a vector returned from a method that was not
-   * inlined is boxed).
-   */
-  private float chunkDot(
-      long block,
-      int c,
-      float[] x,
-      int xo,
-      float scaleLo,
-      float scaleHi,
-      float minLo,
-      float minHi) {
-    FloatVector accLo = FloatVector.zero(F);
-    FloatVector accHi = FloatVector.zero(F);
-    FloatVector xLo = FloatVector.zero(F);
-    FloatVector xHi = FloatVector.zero(F);
-    for (int j = 0; j < 32; j += BL) {
-      ByteVector q = bytes(data, block + 16 + 32 * c + j);
-      ByteVector lo = q.and((byte) 0x0F);
-      ByteVector hi = highNibbles(q);
-      for (int p = 0; p < PARTS; p++) {
-        FloatVector xl = floats(x, xo + j + p * FL);
-        FloatVector xh = floats(x, xo + 32 + j + p * FL);
-        accLo = widen(lo, p).fma(xl, accLo);
-        accHi = widen(hi, p).fma(xh, accHi);
-        xLo = xLo.add(xl);
-        xHi = xHi.add(xh);
-      }
-    }
-    return accLo
-        .mul(scaleLo)
-        .add(accHi.mul(scaleHi))
-        .sub(xLo.mul(minLo))
-        .sub(xHi.mul(minHi))
-        .reduceLanes(VectorOperators.ADD);
+    return total.reduceLanes(VectorOperators.ADD);
   }
 
   @Override

@@ -7,7 +7,6 @@ import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.highNibbles;
 import static io.kvslim.tensor.Simd.s8;
 import static io.kvslim.tensor.Simd.shiftLeftUnmasked;
 import static io.kvslim.tensor.Simd.shiftRightUnmasked;
@@ -42,72 +41,41 @@ public final class Q6_KMatrix extends WeightMatrix {
     return GgmlType.Q6_K;
   }
 
-  /** {@code (low | ((high >>> shift) & 3) << 4) - 32}: one 6-bit quant, centred. */
-  private static ByteVector sixBits(ByteVector low, ByteVector high, int shift) {
-    // Values 0..3 shift left without spilling into the neighbouring byte.
-    return low.or(shiftLeftUnmasked(shiftRightUnmasked(high, shift).and((byte) 3), 4))
-        .sub((byte) 32);
-  }
-
-  /** Sum over part lanes of {@code q * x[xo ..]}. */
-  private static FloatVector partDot(ByteVector q, float[] x, int xo) {
-    FloatVector acc = widen(q, 0).mul(floats(x, xo));
-    for (int p = 1; p < PARTS; p++) {
-      acc = widen(q, p).fma(floats(x, xo + p * FL), acc);
-    }
-    return acc;
-  }
-
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
-    float sum = 0f;
+    FloatVector total = FloatVector.zero(F);
     for (int sb = 0; sb < cols / BLOCK; sb++) {
       long block = base + (long) sb * BLOCK_BYTES;
-      float halves = 0f;
+      FloatVector sum = FloatVector.zero(F);
       for (int n = 0; n < 2; n++) {
-        int xo = xOffset + sb * BLOCK + 128 * n;
-        halves += lowNibbleDot(block + 64 * n, block + 128 + 32 * n, block + 192 + 8 * n, x, xo);
-        halves += highNibbleDot(block + 64 * n, block + 128 + 32 * n, block + 192 + 8 * n, x, xo);
+        long qh = block + 128 + 32 * n;
+        long sc = block + 192 + 8 * n;
+        // Group g of 32 elements: low nibbles of ql[l] (g = 0) and ql[l + 32] (g = 1), then high
+        // nibbles of the same (g = 2, 3), with bits 2g, 2g+1 of qh[l] on top. One loop body with
+        // the shifts as variables keeps the method under C2's inlining node budget (a vector from a
+        // method left out is boxed).
+        for (int g = 0; g < 4; g++) {
+          long ql = block + 64 * n + 32 * (g & 1);
+          int nibbleShift = 4 * (g >> 1);
+          int xo = xOffset + sb * BLOCK + 128 * n + 32 * g;
+          for (int l = 0; l < 32; l += BL) {
+            ByteVector low = shiftRightUnmasked(bytes(data, ql + l), nibbleShift).and((byte) 0x0F);
+            ByteVector high = shiftRightUnmasked(bytes(data, qh + l), 2 * g).and((byte) 3);
+            // Values 0..3 shift left without spilling into the neighbouring byte.
+            ByteVector q = low.or(shiftLeftUnmasked(high, 4)).sub((byte) 32);
+            FloatVector prod = widen(q, 0).mul(floats(x, xo + l));
+            for (int p = 1; p < PARTS; p++) {
+              prod = widen(q, p).fma(floats(x, xo + l + p * FL), prod);
+            }
+            // A byte load never crosses a 16-element scale group (BL divides 16).
+            sum = prod.fma(FloatVector.broadcast(F, s8(data, sc + l / 16 + 2 * g)), sum);
+          }
+        }
       }
-      sum += halves * half(data, block + 208);
+      total = sum.fma(FloatVector.broadcast(F, half(data, block + 208)), total);
     }
-    return sum;
-  }
-
-  /**
-   * Elements {@code l} and {@code l + 32} ({@code l < 32}) of one 128-element half, from the low
-   * nibbles of {@code ql[l]}, {@code ql[l + 32]} and bits 0-3 of {@code qh[l]}, times their scales
-   * (without {@code d}). Split from {@link #highNibbleDot} and returning a float so that C2 inlines
-   * all of its vector operations (a larger method exceeds its inlining node budget, and a vector
-   * returned from a method that was not inlined is boxed).
-   */
-  private float lowNibbleDot(long ql, long qh, long sc, float[] x, int xo) {
-    FloatVector sum = FloatVector.zero(F);
-    for (int l = 0; l < 32; l += BL) {
-      // A byte load never crosses a 16-element scale group (BL divides 16).
-      int is = l / 16;
-      ByteVector h = bytes(data, qh + l);
-      ByteVector q1 = sixBits(bytes(data, ql + l).and((byte) 0x0F), h, 0);
-      ByteVector q2 = sixBits(bytes(data, ql + 32 + l).and((byte) 0x0F), h, 2);
-      sum = partDot(q1, x, xo + l).fma(FloatVector.broadcast(F, s8(data, sc + is)), sum);
-      sum = partDot(q2, x, xo + 32 + l).fma(FloatVector.broadcast(F, s8(data, sc + is + 2)), sum);
-    }
-    return sum.reduceLanes(VectorOperators.ADD);
-  }
-
-  /** Elements {@code l + 64} and {@code l + 96}: high nibbles and bits 4-7 of {@code qh[l]}. */
-  private float highNibbleDot(long ql, long qh, long sc, float[] x, int xo) {
-    FloatVector sum = FloatVector.zero(F);
-    for (int l = 0; l < 32; l += BL) {
-      int is = l / 16;
-      ByteVector h = bytes(data, qh + l);
-      ByteVector q3 = sixBits(highNibbles(bytes(data, ql + l)), h, 4);
-      ByteVector q4 = sixBits(highNibbles(bytes(data, ql + 32 + l)), h, 6);
-      sum = partDot(q3, x, xo + 64 + l).fma(FloatVector.broadcast(F, s8(data, sc + is + 4)), sum);
-      sum = partDot(q4, x, xo + 96 + l).fma(FloatVector.broadcast(F, s8(data, sc + is + 6)), sum);
-    }
-    return sum.reduceLanes(VectorOperators.ADD);
+    return total.reduceLanes(VectorOperators.ADD);
   }
 
   @Override
