@@ -7,6 +7,7 @@ import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
+import static io.kvslim.tensor.Simd.highNibbles;
 import static io.kvslim.tensor.Simd.u8;
 import static io.kvslim.tensor.Simd.widen;
 
@@ -46,7 +47,7 @@ public final class Q4_0Matrix extends WeightMatrix {
       for (int j = 0; j < BLOCK / 2; j += BL) {
         ByteVector q = bytes(data, block + 2 + j);
         ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-        ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+        ByteVector hi = highNibbles(q).sub((byte) 8);
         for (int p = 0; p < PARTS; p++) {
           acc = widen(lo, p).fma(floats(x, xo + j + p * FL), acc);
           acc = widen(hi, p).fma(floats(x, xo + BLOCK / 2 + j + p * FL), acc);
@@ -131,7 +132,7 @@ public final class Q4_0Matrix extends WeightMatrix {
       for (int j = 0; j < BLOCK / 2; j += BL) {
         ByteVector q = bytes(data, block + 2 + j);
         ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-        ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
+        ByteVector hi = highNibbles(q).sub((byte) 8);
         for (int p = 0; p < PARTS; p++) {
           FloatVector w = widen(lo, p);
           int i = xo + j + p * FL;

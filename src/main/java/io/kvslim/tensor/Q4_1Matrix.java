@@ -7,6 +7,7 @@ import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
+import static io.kvslim.tensor.Simd.highNibbles;
 import static io.kvslim.tensor.Simd.u8;
 import static io.kvslim.tensor.Simd.widen;
 
@@ -48,7 +49,7 @@ public final class Q4_1Matrix extends WeightMatrix {
       for (int j = 0; j < BLOCK / 2; j += BL) {
         ByteVector q = bytes(data, block + 4 + j);
         ByteVector lo = q.and((byte) 0x0F);
-        ByteVector hi = q.lanewise(VectorOperators.LSHR, 4);
+        ByteVector hi = highNibbles(q);
         for (int p = 0; p < PARTS; p++) {
           FloatVector xl = floats(x, xo + j + p * FL);
           FloatVector xh = floats(x, xo + BLOCK / 2 + j + p * FL);

@@ -3,11 +3,13 @@ package io.kvslim.tensor;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.INT_LE;
+import static io.kvslim.tensor.Simd.LONG_LE;
 import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.splat;
+import static io.kvslim.tensor.Simd.shiftRightUnmasked;
 import static io.kvslim.tensor.Simd.u8;
 import static io.kvslim.tensor.Simd.widen;
 
@@ -44,9 +46,7 @@ public final class Q4_KMatrix extends WeightMatrix {
    * of bytes 8..11 plus the top 2 bits of bytes 0..3 (llama.cpp's {@code get_scale_min_k4}).
    */
   static int scale(MemorySegment data, long scales, int s) {
-    return s < 4
-        ? u8(data, scales + s) & 63
-        : (u8(data, scales + s + 4) & 0xF) | (u8(data, scales + s - 4) >> 6) << 4;
+    return scale(data.get(LONG_LE, scales), data.get(INT_LE, scales + 8), s);
   }
 
   /**
@@ -54,9 +54,21 @@ public final class Q4_KMatrix extends WeightMatrix {
    * the high nibble of bytes 8..11 plus the top 2 bits of bytes 4..7.
    */
   static int min(MemorySegment data, long scales, int s) {
+    return min(data.get(LONG_LE, scales), data.get(INT_LE, scales + 8), s);
+  }
+
+  /** {@link #scale} from the packed bytes read as {@code bytes0to7} and {@code bytes8to11}. */
+  static int scale(long bytes0to7, int bytes8to11, int s) {
     return s < 4
-        ? u8(data, scales + s + 4) & 63
-        : (u8(data, scales + s + 4) >> 4) | (u8(data, scales + s) >> 6) << 4;
+        ? (int) (bytes0to7 >>> 8 * s) & 63
+        : (bytes8to11 >>> 8 * (s - 4)) & 0xF | ((int) (bytes0to7 >>> 8 * (s - 4) + 6) & 3) << 4;
+  }
+
+  /** {@link #min} from the packed bytes read as {@code bytes0to7} and {@code bytes8to11}. */
+  static int min(long bytes0to7, int bytes8to11, int s) {
+    return s < 4
+        ? (int) (bytes0to7 >>> 8 * (s + 4)) & 63
+        : (bytes8to11 >>> 8 * (s - 4) + 4) & 0xF | ((int) (bytes0to7 >>> 8 * s + 6) & 3) << 4;
   }
 
   @Override
@@ -65,35 +77,32 @@ public final class Q4_KMatrix extends WeightMatrix {
     FloatVector total = FloatVector.zero(F);
     for (int sb = 0; sb < cols / BLOCK; sb++) {
       long block = base + (long) sb * BLOCK_BYTES;
-      long scales = block + 4;
-      FloatVector qSum = FloatVector.zero(F);
-      FloatVector minSum = FloatVector.zero(F);
-      for (int c = 0; c < 4; c++) {
-        int xo = xOffset + sb * BLOCK + 64 * c;
-        FloatVector accLo = FloatVector.zero(F);
-        FloatVector accHi = FloatVector.zero(F);
-        FloatVector xLo = FloatVector.zero(F);
-        FloatVector xHi = FloatVector.zero(F);
+      float d = half(data, block);
+      float dmin = half(data, block + 2);
+      long packed0to7 = data.get(LONG_LE, block + 4);
+      int packed8to11 = data.get(INT_LE, block + 12);
+      // One loop body over sub-blocks, with the nibble (and fifth-bit) shifts as variables, instead
+      // of
+      // an unrolled body per sub-block: C2 inlines every vector operation of a method only while
+      // the
+      // method stays under its inlining node budget, and a vector from a method left out is boxed.
+      for (int s = 0; s < 8; s++) {
+        long qs = block + 16 + 32 * (s >> 1);
+        int shift = 4 * (s & 1);
+        int xo = xOffset + sb * BLOCK + 32 * s;
+        FloatVector acc = FloatVector.zero(F);
+        FloatVector xSum = FloatVector.zero(F);
         for (int j = 0; j < 32; j += BL) {
-          ByteVector q = bytes(data, block + 16 + 32 * c + j);
-          ByteVector lo = q.and((byte) 0x0F);
-          ByteVector hi = q.lanewise(VectorOperators.LSHR, 4);
+          ByteVector q = shiftRightUnmasked(bytes(data, qs + j), shift).and((byte) 0x0F);
           for (int p = 0; p < PARTS; p++) {
-            FloatVector xl = floats(x, xo + j + p * FL);
-            FloatVector xh = floats(x, xo + 32 + j + p * FL);
-            accLo = widen(lo, p).fma(xl, accLo);
-            accHi = widen(hi, p).fma(xh, accHi);
-            xLo = xLo.add(xl);
-            xHi = xHi.add(xh);
+            FloatVector xv = floats(x, xo + j + p * FL);
+            acc = widen(q, p).fma(xv, acc);
+            xSum = xSum.add(xv);
           }
         }
-        qSum = accLo.fma(splat(scale(data, scales, 2 * c)), qSum);
-        qSum = accHi.fma(splat(scale(data, scales, 2 * c + 1)), qSum);
-        minSum = xLo.fma(splat(min(data, scales, 2 * c)), minSum);
-        minSum = xHi.fma(splat(min(data, scales, 2 * c + 1)), minSum);
+        total = acc.fma(FloatVector.broadcast(F, d * scale(packed0to7, packed8to11, s)), total);
+        total = xSum.fma(FloatVector.broadcast(F, -dmin * min(packed0to7, packed8to11, s)), total);
       }
-      total = qSum.fma(splat(half(data, block)), total);
-      total = minSum.fma(splat(-half(data, block + 2)), total);
     }
     return total.reduceLanes(VectorOperators.ADD);
   }

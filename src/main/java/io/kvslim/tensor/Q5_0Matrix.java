@@ -9,6 +9,7 @@ import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
+import static io.kvslim.tensor.Simd.highNibbles;
 import static io.kvslim.tensor.Simd.u8;
 import static io.kvslim.tensor.Simd.widen;
 
@@ -63,9 +64,7 @@ public final class Q5_0Matrix extends WeightMatrix {
         ByteVector lo =
             q.and((byte) 0x0F).lanewise(VectorOperators.OR, (byte) 16, loHigh).sub((byte) 16);
         ByteVector hi =
-            q.lanewise(VectorOperators.LSHR, 4)
-                .lanewise(VectorOperators.OR, (byte) 16, hiHigh)
-                .sub((byte) 16);
+            highNibbles(q).lanewise(VectorOperators.OR, (byte) 16, hiHigh).sub((byte) 16);
         for (int p = 0; p < PARTS; p++) {
           acc = widen(lo, p).fma(floats(x, xo + j + p * FL), acc);
           acc = widen(hi, p).fma(floats(x, xo + BLOCK / 2 + j + p * FL), acc);

@@ -9,6 +9,7 @@ import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
+import static io.kvslim.tensor.Simd.highNibbles;
 import static io.kvslim.tensor.Simd.u8;
 import static io.kvslim.tensor.Simd.widen;
 
@@ -61,8 +62,7 @@ public final class Q5_1Matrix extends WeightMatrix {
         VectorMask<Byte> loHigh = VectorMask.fromLong(B, qh >>> j);
         VectorMask<Byte> hiHigh = VectorMask.fromLong(B, qh >>> (16 + j));
         ByteVector lo = q.and((byte) 0x0F).lanewise(VectorOperators.OR, (byte) 16, loHigh);
-        ByteVector hi =
-            q.lanewise(VectorOperators.LSHR, 4).lanewise(VectorOperators.OR, (byte) 16, hiHigh);
+        ByteVector hi = highNibbles(q).lanewise(VectorOperators.OR, (byte) 16, hiHigh);
         for (int p = 0; p < PARTS; p++) {
           FloatVector xl = floats(x, xo + j + p * FL);
           FloatVector xh = floats(x, xo + BLOCK / 2 + j + p * FL);

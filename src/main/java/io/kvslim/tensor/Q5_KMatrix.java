@@ -3,11 +3,14 @@ package io.kvslim.tensor;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.INT_LE;
+import static io.kvslim.tensor.Simd.LONG_LE;
 import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.splat;
+import static io.kvslim.tensor.Simd.shiftLeftUnmasked;
+import static io.kvslim.tensor.Simd.shiftRightUnmasked;
 import static io.kvslim.tensor.Simd.u8;
 import static io.kvslim.tensor.Simd.widen;
 
@@ -44,46 +47,41 @@ public final class Q5_KMatrix extends WeightMatrix {
     FloatVector total = FloatVector.zero(F);
     for (int sb = 0; sb < cols / BLOCK; sb++) {
       long block = base + (long) sb * BLOCK_BYTES;
-      long scales = block + 4;
-      FloatVector qSum = FloatVector.zero(F);
-      FloatVector minSum = FloatVector.zero(F);
-      for (int c = 0; c < 4; c++) {
-        int xo = xOffset + sb * BLOCK + 64 * c;
-        FloatVector accLo = FloatVector.zero(F);
-        FloatVector accHi = FloatVector.zero(F);
-        FloatVector xLo = FloatVector.zero(F);
-        FloatVector xHi = FloatVector.zero(F);
+      float d = half(data, block);
+      float dmin = half(data, block + 2);
+      long packed0to7 = data.get(LONG_LE, block + 4);
+      int packed8to11 = data.get(INT_LE, block + 12);
+      // One loop body over sub-blocks, with the nibble (and fifth-bit) shifts as variables, instead
+      // of
+      // an unrolled body per sub-block: C2 inlines every vector operation of a method only while
+      // the
+      // method stays under its inlining node budget, and a vector from a method left out is boxed.
+      for (int s = 0; s < 8; s++) {
+        long qs = block + 48 + 32 * (s >> 1);
+        int shift = 4 * (s & 1);
+        int xo = xOffset + sb * BLOCK + 32 * s;
+        FloatVector acc = FloatVector.zero(F);
+        FloatVector xSum = FloatVector.zero(F);
         for (int j = 0; j < 32; j += BL) {
-          ByteVector q = bytes(data, block + 48 + 32 * c + j);
-          ByteVector qh = bytes(data, block + 16 + j);
-          ByteVector lo =
-              q.and((byte) 0x0F)
-                  .or(
-                      qh.lanewise(VectorOperators.LSHR, 2 * c)
-                          .and((byte) 1)
-                          .lanewise(VectorOperators.LSHL, 4));
-          ByteVector hi =
-              q.lanewise(VectorOperators.LSHR, 4)
-                  .or(
-                      qh.lanewise(VectorOperators.LSHR, 2 * c + 1)
-                          .and((byte) 1)
-                          .lanewise(VectorOperators.LSHL, 4));
+          ByteVector fifth = shiftRightUnmasked(bytes(data, block + 16 + j), s).and((byte) 1);
+          ByteVector q =
+              shiftRightUnmasked(bytes(data, qs + j), shift)
+                  .and((byte) 0x0F)
+                  .or(shiftLeftUnmasked(fifth, 4));
           for (int p = 0; p < PARTS; p++) {
-            FloatVector xl = floats(x, xo + j + p * FL);
-            FloatVector xh = floats(x, xo + 32 + j + p * FL);
-            accLo = widen(lo, p).fma(xl, accLo);
-            accHi = widen(hi, p).fma(xh, accHi);
-            xLo = xLo.add(xl);
-            xHi = xHi.add(xh);
+            FloatVector xv = floats(x, xo + j + p * FL);
+            acc = widen(q, p).fma(xv, acc);
+            xSum = xSum.add(xv);
           }
         }
-        qSum = accLo.fma(splat(Q4_KMatrix.scale(data, scales, 2 * c)), qSum);
-        qSum = accHi.fma(splat(Q4_KMatrix.scale(data, scales, 2 * c + 1)), qSum);
-        minSum = xLo.fma(splat(Q4_KMatrix.min(data, scales, 2 * c)), minSum);
-        minSum = xHi.fma(splat(Q4_KMatrix.min(data, scales, 2 * c + 1)), minSum);
+        total =
+            acc.fma(
+                FloatVector.broadcast(F, d * Q4_KMatrix.scale(packed0to7, packed8to11, s)), total);
+        total =
+            xSum.fma(
+                FloatVector.broadcast(F, -dmin * Q4_KMatrix.min(packed0to7, packed8to11, s)),
+                total);
       }
-      total = qSum.fma(splat(half(data, block)), total);
-      total = minSum.fma(splat(-half(data, block + 2)), total);
     }
     return total.reduceLanes(VectorOperators.ADD);
   }

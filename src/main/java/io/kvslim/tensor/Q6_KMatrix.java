@@ -8,7 +8,8 @@ import static io.kvslim.tensor.Simd.bytes;
 import static io.kvslim.tensor.Simd.floats;
 import static io.kvslim.tensor.Simd.half;
 import static io.kvslim.tensor.Simd.s8;
-import static io.kvslim.tensor.Simd.splat;
+import static io.kvslim.tensor.Simd.shiftLeftUnmasked;
+import static io.kvslim.tensor.Simd.shiftRightUnmasked;
 import static io.kvslim.tensor.Simd.u8;
 import static io.kvslim.tensor.Simd.widen;
 
@@ -40,24 +41,6 @@ public final class Q6_KMatrix extends WeightMatrix {
     return GgmlType.Q6_K;
   }
 
-  /** {@code (low | ((high >>> shift) & 3) << 4) - 32}: one 6-bit quant, centred. */
-  private static ByteVector sixBits(ByteVector low, ByteVector high, int shift) {
-    return low.or(
-            high.lanewise(VectorOperators.LSHR, shift)
-                .and((byte) 3)
-                .lanewise(VectorOperators.LSHL, 4))
-        .sub((byte) 32);
-  }
-
-  /** Sum over part lanes of {@code q * x[xo ..]}. */
-  private static FloatVector partDot(ByteVector q, float[] x, int xo) {
-    FloatVector acc = widen(q, 0).mul(floats(x, xo));
-    for (int p = 1; p < PARTS; p++) {
-      acc = widen(q, p).fma(floats(x, xo + p * FL), acc);
-    }
-    return acc;
-  }
-
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
@@ -66,27 +49,31 @@ public final class Q6_KMatrix extends WeightMatrix {
       long block = base + (long) sb * BLOCK_BYTES;
       FloatVector sum = FloatVector.zero(F);
       for (int n = 0; n < 2; n++) {
-        long ql = block + 64 * n;
         long qh = block + 128 + 32 * n;
         long sc = block + 192 + 8 * n;
-        int xo = xOffset + sb * BLOCK + 128 * n;
-        for (int l = 0; l < 32; l += BL) {
-          // A byte load never crosses a 16-element scale group (BL divides 16).
-          int is = l / 16;
-          ByteVector a = bytes(data, ql + l);
-          ByteVector b = bytes(data, ql + 32 + l);
-          ByteVector h = bytes(data, qh + l);
-          ByteVector q1 = sixBits(a.and((byte) 0x0F), h, 0);
-          ByteVector q2 = sixBits(b.and((byte) 0x0F), h, 2);
-          ByteVector q3 = sixBits(a.lanewise(VectorOperators.LSHR, 4), h, 4);
-          ByteVector q4 = sixBits(b.lanewise(VectorOperators.LSHR, 4), h, 6);
-          sum = partDot(q1, x, xo + l).fma(splat(s8(data, sc + is)), sum);
-          sum = partDot(q2, x, xo + 32 + l).fma(splat(s8(data, sc + is + 2)), sum);
-          sum = partDot(q3, x, xo + 64 + l).fma(splat(s8(data, sc + is + 4)), sum);
-          sum = partDot(q4, x, xo + 96 + l).fma(splat(s8(data, sc + is + 6)), sum);
+        // Group g of 32 elements: low nibbles of ql[l] (g = 0) and ql[l + 32] (g = 1), then high
+        // nibbles of the same (g = 2, 3), with bits 2g, 2g+1 of qh[l] on top. One loop body with
+        // the shifts as variables keeps the method under C2's inlining node budget (a vector from a
+        // method left out is boxed).
+        for (int g = 0; g < 4; g++) {
+          long ql = block + 64 * n + 32 * (g & 1);
+          int nibbleShift = 4 * (g >> 1);
+          int xo = xOffset + sb * BLOCK + 128 * n + 32 * g;
+          for (int l = 0; l < 32; l += BL) {
+            ByteVector low = shiftRightUnmasked(bytes(data, ql + l), nibbleShift).and((byte) 0x0F);
+            ByteVector high = shiftRightUnmasked(bytes(data, qh + l), 2 * g).and((byte) 3);
+            // Values 0..3 shift left without spilling into the neighbouring byte.
+            ByteVector q = low.or(shiftLeftUnmasked(high, 4)).sub((byte) 32);
+            FloatVector prod = widen(q, 0).mul(floats(x, xo + l));
+            for (int p = 1; p < PARTS; p++) {
+              prod = widen(q, p).fma(floats(x, xo + l + p * FL), prod);
+            }
+            // A byte load never crosses a 16-element scale group (BL divides 16).
+            sum = prod.fma(FloatVector.broadcast(F, s8(data, sc + l / 16 + 2 * g)), sum);
+          }
         }
       }
-      total = sum.fma(splat(half(data, block + 208)), total);
+      total = sum.fma(FloatVector.broadcast(F, half(data, block + 208)), total);
     }
     return total.reduceLanes(VectorOperators.ADD);
   }

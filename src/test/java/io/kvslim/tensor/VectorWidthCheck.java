@@ -1,0 +1,61 @@
+package io.kvslim.tensor;
+
+import io.kvslim.gguf.GgmlType;
+
+/**
+ * Checks every type's vector and tiled kernels against the scalar reference at this JVM's vector
+ * width; {@link VectorWidthTest} runs it in JVMs capped at 128 and 256 bits. Exits 1 on a mismatch.
+ */
+public final class VectorWidthCheck {
+  private static final int ROWS = 2;
+  private static final int TILE = 6;
+  private static final int ROUNDS = 60;
+
+  private VectorWidthCheck() {}
+
+  public static void main(String[] args) {
+    int failures = 0;
+    for (GgmlType type : RandomWeights.TYPES) {
+      int block = type.blockSize();
+      for (int cols : block == 1 ? new int[] {5, 37, 1024} : new int[] {block, 3 * block, 1024}) {
+        failures += check(type, cols);
+      }
+    }
+    System.out.println(
+        "float lanes " + Simd.FL + ", byte lanes " + Simd.BL + ", failures " + failures);
+    System.exit(failures == 0 ? 0 : 1);
+  }
+
+  private static int check(GgmlType type, int cols) {
+    WeightMatrix w = RandomWeights.matrix(type, ROWS, cols, cols);
+    float[] x = RandomWeights.activations(TILE * cols, cols + 1);
+    float[] scalar = new float[ROWS * TILE];
+    float[] tolerance = new float[ROWS * TILE];
+    for (int r = 0; r < ROWS; r++) {
+      for (int t = 0; t < TILE; t++) {
+        scalar[r * TILE + t] = w.dotScalar(r, x, t * cols);
+        tolerance[r * TILE + t] = (float) RandomWeights.tolerance(w, r, x, t * cols);
+      }
+    }
+    // Later rounds run the kernels compiled by C2, with its vector intrinsics at this width.
+    int failures = 0;
+    float[] tile = new float[TILE];
+    for (int round = 0; round < ROUNDS && failures == 0; round++) {
+      for (int r = 0; r < ROWS; r++) {
+        w.dotTile(r, x, 0, cols, TILE, tile, 0, 1);
+        for (int t = 0; t < TILE; t++) {
+          float expected = scalar[r * TILE + t];
+          float vector = w.dot(r, x, t * cols);
+          float tol = tolerance[r * TILE + t];
+          if (Math.abs(vector - expected) > tol || Math.abs(tile[t] - expected) > tol) {
+            System.out.printf(
+                "MISMATCH %s cols=%d row=%d t=%d round=%d scalar=%s vector=%s tile=%s%n",
+                type, cols, r, t, round, expected, vector, tile[t]);
+            failures++;
+          }
+        }
+      }
+    }
+    return failures;
+  }
+}
