@@ -64,7 +64,7 @@ class ModelCommandsTest {
             "-m",
             shared.resolve("models/llama-spm-f32.gguf").toString(),
             "-f",
-            shared.resolve("golden/texts/short.txt").toString(),
+            shared.resolve("golden/texts/prose.txt").toString(),
             "--kv",
             "q8_0",
             "-t",
