@@ -18,7 +18,7 @@ public final class Forward {
   private final Parallel pool;
   private int capacity;
   private float[] x, xb, q, k, v, att, proj, hb, hb2;
-  private final float[] cos, sin;
+  private float[] cos, sin;
   private int[] segPositions = new int[16];
   private float[] segQ = new float[0],
       segK = new float[0],
@@ -84,6 +84,15 @@ public final class Forward {
       }
       model.tokenEmbedding().dequantizeRow(tok, x, r * dim);
     }
+    // rotary angles depend only on the position: compute them once for all layers
+    int half = c.ropeDims() / 2;
+    if (cos.length < n * half) {
+      cos = new float[n * half];
+      sin = new float[n * half];
+    }
+    for (int r = 0; r < n; r++) {
+      model.rope().angles(b.positions()[r], cos, sin, r * half);
+    }
     for (int l = 0; l < c.layers(); l++) {
       layer(l, b, n);
     }
@@ -119,11 +128,10 @@ public final class Forward {
       Ops.addBias(v, n, w.bv(), c.kvDim());
     }
     Rope rope = model.rope();
-    int[] pos = b.positions();
+    int half = c.ropeDims() / 2;
     for (int r = 0; r < n; r++) {
-      rope.angles(pos[r], cos, sin);
-      rope.rotate(q, r * c.qDim(), c.heads(), c.headDim(), cos, sin);
-      rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin);
+      rope.rotate(q, r * c.qDim(), c.heads(), c.headDim(), cos, sin, r * half);
+      rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin, r * half);
     }
     attention(l, b);
     MatMul.matmul(w.wo(), att, n, proj, pool);

@@ -37,7 +37,15 @@ public final class Ops {
 
   /** SwiGLU (Shazeer 2020): {@code gate[i] = silu(gate[i]) * up[i]}, silu(x) = x / (1 + e^-x). */
   public static void swiglu(float[] gate, float[] up, int n) {
-    for (int i = 0; i < n; i++) {
+    int i = 0;
+    int upper = S.loopBound(n);
+    FloatVector one = FloatVector.broadcast(S, 1f);
+    for (; i < upper; i += S.length()) {
+      FloatVector g = FloatVector.fromArray(S, gate, i);
+      FloatVector e = g.neg().lanewise(VectorOperators.EXP);
+      g.div(one.add(e)).mul(FloatVector.fromArray(S, up, i)).intoArray(gate, i);
+    }
+    for (; i < n; i++) {
       float g = gate[i];
       gate[i] = g / (1.0f + (float) Math.exp(-g)) * up[i];
     }

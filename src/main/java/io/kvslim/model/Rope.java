@@ -23,12 +23,17 @@ public final class Rope {
 
   /** Fills {@code cos} and {@code sin} (length dims/2) for a position. */
   public void angles(int pos, float[] cos, float[] sin) {
+    angles(pos, cos, sin, 0);
+  }
+
+  /** Fills {@code cos[off..off+dims/2)} and {@code sin[...]} for a position. */
+  public void angles(int pos, float[] cos, float[] sin, int off) {
     float theta = pos;
     for (int i = 0; i < dims / 2; i++) {
       float ff = freqFactors != null ? freqFactors[i] : 1f;
       float t = freqScale * (theta / ff);
-      cos[i] = (float) Math.cos(t);
-      sin[i] = (float) Math.sin(t);
+      cos[off + i] = (float) Math.cos(t);
+      sin[off + i] = (float) Math.sin(t);
       theta *= thetaScale;
     }
   }
@@ -37,6 +42,11 @@ public final class Rope {
    * Rotates {@code heads} consecutive head vectors of size {@code headDim} starting at {@code off}.
    */
   public void rotate(float[] x, int off, int heads, int headDim, float[] cos, float[] sin) {
+    rotate(x, off, heads, headDim, cos, sin, 0);
+  }
+
+  /** As above, with the angles at {@code cos[a..a+dims/2)}, {@code sin[a..]}. */
+  public void rotate(float[] x, int off, int heads, int headDim, float[] cos, float[] sin, int a) {
     int half = dims / 2;
     for (int h = 0; h < heads; h++) {
       int base = off + h * headDim;
@@ -44,15 +54,15 @@ public final class Rope {
         for (int i = 0; i < half; i++) {
           float x0 = x[base + 2 * i];
           float x1 = x[base + 2 * i + 1];
-          x[base + 2 * i] = x0 * cos[i] - x1 * sin[i];
-          x[base + 2 * i + 1] = x0 * sin[i] + x1 * cos[i];
+          x[base + 2 * i] = x0 * cos[a + i] - x1 * sin[a + i];
+          x[base + 2 * i + 1] = x0 * sin[a + i] + x1 * cos[a + i];
         }
       } else {
         for (int i = 0; i < half; i++) {
           float x0 = x[base + i];
           float x1 = x[base + i + half];
-          x[base + i] = x0 * cos[i] - x1 * sin[i];
-          x[base + i + half] = x0 * sin[i] + x1 * cos[i];
+          x[base + i] = x0 * cos[a + i] - x1 * sin[a + i];
+          x[base + i + half] = x0 * sin[a + i] + x1 * cos[a + i];
         }
       }
     }
