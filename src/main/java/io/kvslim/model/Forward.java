@@ -3,8 +3,10 @@ package io.kvslim.model;
 import io.kvslim.kv.AttentionObserver;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.LayerKv;
+import io.kvslim.tensor.ActivationQuant;
 import io.kvslim.tensor.MatMul;
 import io.kvslim.tensor.Parallel;
+import io.kvslim.tensor.WeightMatrix;
 import java.util.Arrays;
 
 /**
@@ -26,6 +28,7 @@ public final class Forward {
       segOut = new float[0];
   private float[] normed = new float[0];
   private AttentionObserver observer;
+  private boolean quantizeActivations;
 
   public Forward(Model model, Parallel pool) {
     this.model = model;
@@ -110,7 +113,7 @@ public final class Forward {
     if (logits.length < (long) nl * vocab) {
       throw new IllegalArgumentException("logits buffer too small");
     }
-    MatMul.matmul(model.output(), normed, nl, logits, pool);
+    mm(model.output(), normed, nl, logits);
   }
 
   private void layer(int l, Batch b, int n) {
@@ -119,9 +122,9 @@ public final class Forward {
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.attnNorm(), dim, c.rmsEps());
     }
-    MatMul.matmul(w.wq(), xb, n, q, pool);
-    MatMul.matmul(w.wk(), xb, n, k, pool);
-    MatMul.matmul(w.wv(), xb, n, v, pool);
+    mm(w.wq(), xb, n, q);
+    mm(w.wk(), xb, n, k);
+    mm(w.wv(), xb, n, v);
     if (w.bq() != null) {
       Ops.addBias(q, n, w.bq(), c.qDim());
       Ops.addBias(k, n, w.bk(), c.kvDim());
@@ -134,16 +137,37 @@ public final class Forward {
       rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin, r * half);
     }
     attention(l, b);
-    MatMul.matmul(w.wo(), att, n, proj, pool);
+    mm(w.wo(), att, n, proj);
     addInto(x, proj, n * dim);
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.ffnNorm(), dim, c.rmsEps());
     }
-    MatMul.matmul(w.gate(), xb, n, hb, pool);
-    MatMul.matmul(w.up(), xb, n, hb2, pool);
+    mm(w.gate(), xb, n, hb);
+    mm(w.up(), xb, n, hb2);
     Ops.swiglu(hb, hb2, n * c.ffnDim());
-    MatMul.matmul(w.down(), hb, n, proj, pool);
+    mm(w.down(), hb, n, proj);
     addInto(x, proj, n * dim);
+  }
+
+  /**
+   * With {@code on}, matmuls over quantized, F16 and BF16 weights convert activations as
+   * llama.cpp's CPU backend does (8-bit blocks, or F16/BF16) and use integer block dot products,
+   * reproducing its numerics; off (the default), activations stay F32.
+   */
+  public void setQuantizeActivations(boolean on) {
+    this.quantizeActivations = on;
+  }
+
+  public boolean quantizeActivations() {
+    return quantizeActivations;
+  }
+
+  private void mm(WeightMatrix w, float[] in, int n, float[] out) {
+    if (quantizeActivations && ActivationQuant.applies(w.type())) {
+      ActivationQuant.matmul(w, in, n, out, pool);
+    } else {
+      MatMul.matmul(w, in, n, out, pool);
+    }
   }
 
   private static void addInto(float[] a, float[] b, int len) {

@@ -24,9 +24,12 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * The forward pass against llama.cpp's goldens (F32 KV cache cases). F32-weight models must match
- * per-token NLL within 1e-3 and logits within 1e-3. For quantized weights kvslim multiplies with
- * F32 activations while llama.cpp quantizes activations to 8 bits (Q8_0/Q8_1/Q8_K) inside its
- * quantized matmuls, so those cases are held to mean |dNLL| <= 1e-2 and argmax agreement >= 99%.
+ * per-token NLL within 1e-3 and logits within 1e-3. For quantized weights the test runs kvslim with
+ * llama.cpp's numerics ({@code Forward.setQuantizeActivations}: activations converted to
+ * Q8_0/Q8_1/Q8_K blocks inside quantized matmuls, as llama.cpp's CPU backend does); those cases are
+ * held to mean |dNLL| <= 1e-2 and argmax agreement >= 99%. (With F32 activations, kvslim's default,
+ * the quantized models differ from the goldens by mean |dNLL| ~0.05 on these random-weight models,
+ * whose logits are unusually peaked.)
  */
 class GoldenTest {
 
@@ -58,6 +61,8 @@ class GoldenTest {
     try (Model m = Model.load(shared.resolve(c.get("model").asText()));
         Engine e = new Engine(m, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
       boolean f32Weights = m.output().type() == io.kvslim.gguf.GgmlType.F32;
+      // llama.cpp converts activations for quantized (and F16) matmuls: match its numerics
+      e.forward().setQuantizeActivations(true);
       int vocab = m.config().vocabSize();
       float[] allLogits = new float[tokens.length * vocab];
       double[] maxLogitDiff = {0};
