@@ -35,7 +35,7 @@ public final class F16Matrix extends WeightMatrix {
   // half-to-float conversion). A normal half moves its exponent and mantissa into float position
   // and rebiases the exponent (15 to 127); a subnormal half (exponent 0) is its mantissa times
   // 2^-24, computed by int-to-float conversion: multiplying by 2^112 instead would make float
-  // denormals, which cost a microcode assist per vector (measured 20x slower). The sequence is
+  // denormals, which cost a microcode assist per vector (measured over 30x slower). The sequence is
   // written out in each loop rather than in a helper method: a helper returning a vector that C2
   // leaves out of line (when a caller's inlining budget runs out) boxes every vector.
 

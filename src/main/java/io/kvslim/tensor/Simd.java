@@ -17,6 +17,20 @@ import jdk.incubator.vector.VectorSpecies;
  * divides 16 (the smallest group of elements sharing a scale, in Q6_K), so a byte load never spans
  * two scale groups. When a float vector holds fewer lanes than the smallest byte vector (128-bit
  * floats: 4 lanes, 64-bit bytes: 8 lanes) one byte load is widened in {@link #PARTS} parts.
+ *
+ * <p>Rules the kernels follow, learned from C2 (JDK 25):
+ *
+ * <ul>
+ *   <li>Kernels call the Vector API directly, never through helper methods of ours that return
+ *       vectors. The JDK's vector methods are force-inlined, but once a compilation has spent its
+ *       inlining node budget ({@code NodeCountInliningCutoff}) C2 leaves other callees out of line,
+ *       and a vector returned from an out-of-line method is boxed: 10-100x slower. Scalar helpers
+ *       ({@link #half}) are safe in scalar paths.
+ *   <li>A kernel keeps its vector operations few per method: K-quant kernels loop over sub-blocks
+ *       with shift counts as variables instead of unrolling one body per sub-block.
+ *   <li>Nibbles and bit fields are shifted in 16-bit lanes, then masked: x86 has no byte-lane
+ *       shift, and a true byte shift costs several instructions.
+ * </ul>
  */
 final class Simd {
   private Simd() {}
