@@ -6,7 +6,6 @@ import static io.kvslim.tensor.Simd.I;
 import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.S;
 import static io.kvslim.tensor.Simd.SHORT_LE;
-import static io.kvslim.tensor.Simd.floats;
 
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
@@ -31,11 +30,6 @@ public final class BF16Matrix extends WeightMatrix {
     return Float.intBitsToFloat(data.get(SHORT_LE, offset) << 16);
   }
 
-  private FloatVector weights(long offset) {
-    IntVector h = (IntVector) ShortVector.fromMemorySegment(S, data, offset, LE).castShape(I, 0);
-    return h.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-  }
-
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
@@ -43,8 +37,17 @@ public final class BF16Matrix extends WeightMatrix {
     FloatVector acc1 = FloatVector.zero(F);
     int i = 0;
     for (int upper = cols - 2 * FL; i <= upper; i += 2 * FL) {
-      acc0 = weights(base + i * 2L).fma(floats(x, xOffset + i), acc0);
-      acc1 = weights(base + (i + FL) * 2L).fma(floats(x, xOffset + i + FL), acc1);
+      acc0 =
+          ((IntVector) ShortVector.fromMemorySegment(S, data, base + i * 2L, LE).castShape(I, 0))
+              .lanewise(VectorOperators.LSHL, 16)
+              .reinterpretAsFloats()
+              .fma(FloatVector.fromArray(F, x, xOffset + i), acc0);
+      acc1 =
+          ((IntVector)
+                  ShortVector.fromMemorySegment(S, data, base + (i + FL) * 2L, LE).castShape(I, 0))
+              .lanewise(VectorOperators.LSHL, 16)
+              .reinterpretAsFloats()
+              .fma(FloatVector.fromArray(F, x, xOffset + i + FL), acc1);
     }
     float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
     for (; i < cols; i++) {

@@ -3,7 +3,6 @@ package io.kvslim.tensor;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FLOAT_LE;
 import static io.kvslim.tensor.Simd.LE;
-import static io.kvslim.tensor.Simd.floats;
 
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
@@ -22,10 +21,6 @@ public final class F32Matrix extends WeightMatrix {
     return GgmlType.F32;
   }
 
-  private FloatVector weights(long offset) {
-    return FloatVector.fromMemorySegment(F, data, offset, LE);
-  }
-
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
@@ -35,8 +30,12 @@ public final class F32Matrix extends WeightMatrix {
     int i = 0;
     int upper = cols - 2 * len;
     for (; i <= upper; i += 2 * len) {
-      acc0 = weights(base + i * 4L).fma(floats(x, xOffset + i), acc0);
-      acc1 = weights(base + (i + len) * 4L).fma(floats(x, xOffset + i + len), acc1);
+      acc0 =
+          FloatVector.fromMemorySegment(F, data, base + i * 4L, LE)
+              .fma(FloatVector.fromArray(F, x, xOffset + i), acc0);
+      acc1 =
+          FloatVector.fromMemorySegment(F, data, base + (i + len) * 4L, LE)
+              .fma(FloatVector.fromArray(F, x, xOffset + i + len), acc1);
     }
     float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
     for (; i < cols; i++) {
@@ -97,11 +96,11 @@ public final class F32Matrix extends WeightMatrix {
     int len = F.length();
     int i = 0;
     for (int upper = cols - len; i <= upper; i += len) {
-      FloatVector w = weights(base + i * 4L);
-      acc0 = w.fma(floats(x, x0 + i), acc0);
-      acc1 = w.fma(floats(x, x1 + i), acc1);
-      acc2 = w.fma(floats(x, x2 + i), acc2);
-      acc3 = w.fma(floats(x, x3 + i), acc3);
+      FloatVector w = FloatVector.fromMemorySegment(F, data, base + i * 4L, LE);
+      acc0 = w.fma(FloatVector.fromArray(F, x, x0 + i), acc0);
+      acc1 = w.fma(FloatVector.fromArray(F, x, x1 + i), acc1);
+      acc2 = w.fma(FloatVector.fromArray(F, x, x2 + i), acc2);
+      acc3 = w.fma(FloatVector.fromArray(F, x, x3 + i), acc3);
     }
     float s0 = acc0.reduceLanes(VectorOperators.ADD);
     float s1 = acc1.reduceLanes(VectorOperators.ADD);

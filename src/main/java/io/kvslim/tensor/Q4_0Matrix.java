@@ -1,15 +1,14 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
-import static io.kvslim.tensor.Simd.bytes;
-import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.SHORT_LE;
 import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.highNibbles;
 import static io.kvslim.tensor.Simd.u8;
-import static io.kvslim.tensor.Simd.widen;
 
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
@@ -45,15 +44,25 @@ public final class Q4_0Matrix extends WeightMatrix {
       int xo = xOffset + b * BLOCK;
       FloatVector acc = FloatVector.zero(F);
       for (int j = 0; j < BLOCK / 2; j += BL) {
-        ByteVector q = bytes(data, block + 2 + j);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
         ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-        ByteVector hi = highNibbles(q).sub((byte) 8);
+        ByteVector hi =
+            q.reinterpretAsShorts()
+                .lanewise(VectorOperators.LSHR, 4)
+                .reinterpretAsBytes()
+                .and((byte) 0x0F)
+                .sub((byte) 8);
         for (int p = 0; p < PARTS; p++) {
-          acc = widen(lo, p).fma(floats(x, xo + j + p * FL), acc);
-          acc = widen(hi, p).fma(floats(x, xo + BLOCK / 2 + j + p * FL), acc);
+          acc =
+              ((FloatVector) lo.castShape(F, p))
+                  .fma(FloatVector.fromArray(F, x, xo + j + p * FL), acc);
+          acc =
+              ((FloatVector) hi.castShape(F, p))
+                  .fma(FloatVector.fromArray(F, x, xo + BLOCK / 2 + j + p * FL), acc);
         }
       }
-      total = acc.fma(FloatVector.broadcast(F, half(data, block)), total);
+      total =
+          acc.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block))), total);
     }
     return total.reduceLanes(VectorOperators.ADD);
   }
@@ -130,25 +139,30 @@ public final class Q4_0Matrix extends WeightMatrix {
       FloatVector acc2 = FloatVector.zero(F);
       FloatVector acc3 = FloatVector.zero(F);
       for (int j = 0; j < BLOCK / 2; j += BL) {
-        ByteVector q = bytes(data, block + 2 + j);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
         ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-        ByteVector hi = highNibbles(q).sub((byte) 8);
+        ByteVector hi =
+            q.reinterpretAsShorts()
+                .lanewise(VectorOperators.LSHR, 4)
+                .reinterpretAsBytes()
+                .and((byte) 0x0F)
+                .sub((byte) 8);
         for (int p = 0; p < PARTS; p++) {
-          FloatVector w = widen(lo, p);
+          FloatVector w = ((FloatVector) lo.castShape(F, p));
           int i = xo + j + p * FL;
-          acc0 = w.fma(floats(x, x0 + i), acc0);
-          acc1 = w.fma(floats(x, x1 + i), acc1);
-          acc2 = w.fma(floats(x, x2 + i), acc2);
-          acc3 = w.fma(floats(x, x3 + i), acc3);
-          w = widen(hi, p);
+          acc0 = w.fma(FloatVector.fromArray(F, x, x0 + i), acc0);
+          acc1 = w.fma(FloatVector.fromArray(F, x, x1 + i), acc1);
+          acc2 = w.fma(FloatVector.fromArray(F, x, x2 + i), acc2);
+          acc3 = w.fma(FloatVector.fromArray(F, x, x3 + i), acc3);
+          w = ((FloatVector) hi.castShape(F, p));
           i += BLOCK / 2;
-          acc0 = w.fma(floats(x, x0 + i), acc0);
-          acc1 = w.fma(floats(x, x1 + i), acc1);
-          acc2 = w.fma(floats(x, x2 + i), acc2);
-          acc3 = w.fma(floats(x, x3 + i), acc3);
+          acc0 = w.fma(FloatVector.fromArray(F, x, x0 + i), acc0);
+          acc1 = w.fma(FloatVector.fromArray(F, x, x1 + i), acc1);
+          acc2 = w.fma(FloatVector.fromArray(F, x, x2 + i), acc2);
+          acc3 = w.fma(FloatVector.fromArray(F, x, x3 + i), acc3);
         }
       }
-      FloatVector d = FloatVector.broadcast(F, half(data, block));
+      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
       total0 = acc0.fma(d, total0);
       total1 = acc1.fma(d, total1);
       total2 = acc2.fma(d, total2);

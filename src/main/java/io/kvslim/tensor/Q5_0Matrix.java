@@ -5,13 +5,11 @@ import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
 import static io.kvslim.tensor.Simd.INT_LE;
+import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
-import static io.kvslim.tensor.Simd.bytes;
-import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.SHORT_LE;
 import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.highNibbles;
 import static io.kvslim.tensor.Simd.u8;
-import static io.kvslim.tensor.Simd.widen;
 
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
@@ -57,20 +55,30 @@ public final class Q5_0Matrix extends WeightMatrix {
       int xo = xOffset + b * BLOCK;
       FloatVector acc = FloatVector.zero(F);
       for (int j = 0; j < BLOCK / 2; j += BL) {
-        ByteVector q = bytes(data, block + 6 + j);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 6 + j, LE);
         // The fifth bits of these lanes become a lane mask: bit k of (qh >>> j) is lane k's.
         VectorMask<Byte> loHigh = VectorMask.fromLong(B, qh >>> j);
         VectorMask<Byte> hiHigh = VectorMask.fromLong(B, qh >>> (16 + j));
         ByteVector lo =
             q.and((byte) 0x0F).lanewise(VectorOperators.OR, (byte) 16, loHigh).sub((byte) 16);
         ByteVector hi =
-            highNibbles(q).lanewise(VectorOperators.OR, (byte) 16, hiHigh).sub((byte) 16);
+            q.reinterpretAsShorts()
+                .lanewise(VectorOperators.LSHR, 4)
+                .reinterpretAsBytes()
+                .and((byte) 0x0F)
+                .lanewise(VectorOperators.OR, (byte) 16, hiHigh)
+                .sub((byte) 16);
         for (int p = 0; p < PARTS; p++) {
-          acc = widen(lo, p).fma(floats(x, xo + j + p * FL), acc);
-          acc = widen(hi, p).fma(floats(x, xo + BLOCK / 2 + j + p * FL), acc);
+          acc =
+              ((FloatVector) lo.castShape(F, p))
+                  .fma(FloatVector.fromArray(F, x, xo + j + p * FL), acc);
+          acc =
+              ((FloatVector) hi.castShape(F, p))
+                  .fma(FloatVector.fromArray(F, x, xo + BLOCK / 2 + j + p * FL), acc);
         }
       }
-      total = acc.fma(FloatVector.broadcast(F, half(data, block)), total);
+      total =
+          acc.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block))), total);
     }
     return total.reduceLanes(VectorOperators.ADD);
   }

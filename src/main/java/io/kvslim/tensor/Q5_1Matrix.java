@@ -5,13 +5,11 @@ import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
 import static io.kvslim.tensor.Simd.INT_LE;
+import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
-import static io.kvslim.tensor.Simd.bytes;
-import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.SHORT_LE;
 import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.highNibbles;
 import static io.kvslim.tensor.Simd.u8;
-import static io.kvslim.tensor.Simd.widen;
 
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
@@ -58,21 +56,29 @@ public final class Q5_1Matrix extends WeightMatrix {
       FloatVector acc = FloatVector.zero(F);
       FloatVector xSum = FloatVector.zero(F);
       for (int j = 0; j < BLOCK / 2; j += BL) {
-        ByteVector q = bytes(data, block + 8 + j);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 8 + j, LE);
         VectorMask<Byte> loHigh = VectorMask.fromLong(B, qh >>> j);
         VectorMask<Byte> hiHigh = VectorMask.fromLong(B, qh >>> (16 + j));
         ByteVector lo = q.and((byte) 0x0F).lanewise(VectorOperators.OR, (byte) 16, loHigh);
-        ByteVector hi = highNibbles(q).lanewise(VectorOperators.OR, (byte) 16, hiHigh);
+        ByteVector hi =
+            q.reinterpretAsShorts()
+                .lanewise(VectorOperators.LSHR, 4)
+                .reinterpretAsBytes()
+                .and((byte) 0x0F)
+                .lanewise(VectorOperators.OR, (byte) 16, hiHigh);
         for (int p = 0; p < PARTS; p++) {
-          FloatVector xl = floats(x, xo + j + p * FL);
-          FloatVector xh = floats(x, xo + BLOCK / 2 + j + p * FL);
-          acc = widen(lo, p).fma(xl, acc);
-          acc = widen(hi, p).fma(xh, acc);
+          FloatVector xl = FloatVector.fromArray(F, x, xo + j + p * FL);
+          FloatVector xh = FloatVector.fromArray(F, x, xo + BLOCK / 2 + j + p * FL);
+          acc = ((FloatVector) lo.castShape(F, p)).fma(xl, acc);
+          acc = ((FloatVector) hi.castShape(F, p)).fma(xh, acc);
           xSum = xSum.add(xl).add(xh);
         }
       }
-      total = acc.fma(FloatVector.broadcast(F, half(data, block)), total);
-      total = xSum.fma(FloatVector.broadcast(F, half(data, block + 2)), total);
+      total =
+          acc.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block))), total);
+      total =
+          xSum.fma(
+              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + 2))), total);
     }
     return total.reduceLanes(VectorOperators.ADD);
   }

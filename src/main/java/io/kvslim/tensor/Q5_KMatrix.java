@@ -1,18 +1,16 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
 import static io.kvslim.tensor.Simd.INT_LE;
+import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.LONG_LE;
 import static io.kvslim.tensor.Simd.PARTS;
-import static io.kvslim.tensor.Simd.bytes;
-import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.SHORT_LE;
 import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.shiftLeftUnmasked;
-import static io.kvslim.tensor.Simd.shiftRightUnmasked;
 import static io.kvslim.tensor.Simd.u8;
-import static io.kvslim.tensor.Simd.widen;
 
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
@@ -47,8 +45,8 @@ public final class Q5_KMatrix extends WeightMatrix {
     FloatVector total = FloatVector.zero(F);
     for (int sb = 0; sb < cols / BLOCK; sb++) {
       long block = base + (long) sb * BLOCK_BYTES;
-      float d = half(data, block);
-      float dmin = half(data, block + 2);
+      float d = Float.float16ToFloat(data.get(SHORT_LE, block));
+      float dmin = Float.float16ToFloat(data.get(SHORT_LE, block + 2));
       long packed0to7 = data.get(LONG_LE, block + 4);
       int packed8to11 = data.get(INT_LE, block + 12);
       // One loop body over sub-blocks, with the nibble (and fifth-bit) shifts as variables, instead
@@ -63,14 +61,26 @@ public final class Q5_KMatrix extends WeightMatrix {
         FloatVector acc = FloatVector.zero(F);
         FloatVector xSum = FloatVector.zero(F);
         for (int j = 0; j < 32; j += BL) {
-          ByteVector fifth = shiftRightUnmasked(bytes(data, block + 16 + j), s).and((byte) 1);
+          ByteVector fifth =
+              ByteVector.fromMemorySegment(B, data, block + 16 + j, LE)
+                  .reinterpretAsShorts()
+                  .lanewise(VectorOperators.LSHR, s)
+                  .reinterpretAsBytes()
+                  .and((byte) 1);
           ByteVector q =
-              shiftRightUnmasked(bytes(data, qs + j), shift)
+              ByteVector.fromMemorySegment(B, data, qs + j, LE)
+                  .reinterpretAsShorts()
+                  .lanewise(VectorOperators.LSHR, shift)
+                  .reinterpretAsBytes()
                   .and((byte) 0x0F)
-                  .or(shiftLeftUnmasked(fifth, 4));
+                  .or(
+                      fifth
+                          .reinterpretAsShorts()
+                          .lanewise(VectorOperators.LSHL, 4)
+                          .reinterpretAsBytes());
           for (int p = 0; p < PARTS; p++) {
-            FloatVector xv = floats(x, xo + j + p * FL);
-            acc = widen(q, p).fma(xv, acc);
+            FloatVector xv = FloatVector.fromArray(F, x, xo + j + p * FL);
+            acc = ((FloatVector) q.castShape(F, p)).fma(xv, acc);
             xSum = xSum.add(xv);
           }
         }

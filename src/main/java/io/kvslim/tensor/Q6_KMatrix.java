@@ -1,20 +1,19 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
-import static io.kvslim.tensor.Simd.bytes;
-import static io.kvslim.tensor.Simd.floats;
+import static io.kvslim.tensor.Simd.SHORT_LE;
 import static io.kvslim.tensor.Simd.half;
 import static io.kvslim.tensor.Simd.s8;
-import static io.kvslim.tensor.Simd.shiftLeftUnmasked;
-import static io.kvslim.tensor.Simd.shiftRightUnmasked;
 import static io.kvslim.tensor.Simd.u8;
-import static io.kvslim.tensor.Simd.widen;
 
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -60,20 +59,44 @@ public final class Q6_KMatrix extends WeightMatrix {
           int nibbleShift = 4 * (g >> 1);
           int xo = xOffset + sb * BLOCK + 128 * n + 32 * g;
           for (int l = 0; l < 32; l += BL) {
-            ByteVector low = shiftRightUnmasked(bytes(data, ql + l), nibbleShift).and((byte) 0x0F);
-            ByteVector high = shiftRightUnmasked(bytes(data, qh + l), 2 * g).and((byte) 3);
+            ByteVector low =
+                ByteVector.fromMemorySegment(B, data, ql + l, LE)
+                    .reinterpretAsShorts()
+                    .lanewise(VectorOperators.LSHR, nibbleShift)
+                    .reinterpretAsBytes()
+                    .and((byte) 0x0F);
+            ByteVector high =
+                ByteVector.fromMemorySegment(B, data, qh + l, LE)
+                    .reinterpretAsShorts()
+                    .lanewise(VectorOperators.LSHR, 2 * g)
+                    .reinterpretAsBytes()
+                    .and((byte) 3);
             // Values 0..3 shift left without spilling into the neighbouring byte.
-            ByteVector q = low.or(shiftLeftUnmasked(high, 4)).sub((byte) 32);
-            FloatVector prod = widen(q, 0).mul(floats(x, xo + l));
+            ByteVector q =
+                low.or(
+                        high.reinterpretAsShorts()
+                            .lanewise(VectorOperators.LSHL, 4)
+                            .reinterpretAsBytes())
+                    .sub((byte) 32);
+            FloatVector prod =
+                ((FloatVector) q.castShape(F, 0)).mul(FloatVector.fromArray(F, x, xo + l));
             for (int p = 1; p < PARTS; p++) {
-              prod = widen(q, p).fma(floats(x, xo + l + p * FL), prod);
+              prod =
+                  ((FloatVector) q.castShape(F, p))
+                      .fma(FloatVector.fromArray(F, x, xo + l + p * FL), prod);
             }
             // A byte load never crosses a 16-element scale group (BL divides 16).
-            sum = prod.fma(FloatVector.broadcast(F, s8(data, sc + l / 16 + 2 * g)), sum);
+            sum =
+                prod.fma(
+                    FloatVector.broadcast(F, data.get(ValueLayout.JAVA_BYTE, sc + l / 16 + 2 * g)),
+                    sum);
           }
         }
       }
-      total = sum.fma(FloatVector.broadcast(F, half(data, block + 208)), total);
+      total =
+          sum.fma(
+              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + 208))),
+              total);
     }
     return total.reduceLanes(VectorOperators.ADD);
   }

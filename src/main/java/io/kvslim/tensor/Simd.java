@@ -7,7 +7,6 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -18,6 +17,20 @@ import jdk.incubator.vector.VectorSpecies;
  * divides 16 (the smallest group of elements sharing a scale, in Q6_K), so a byte load never spans
  * two scale groups. When a float vector holds fewer lanes than the smallest byte vector (128-bit
  * floats: 4 lanes, 64-bit bytes: 8 lanes) one byte load is widened in {@link #PARTS} parts.
+ *
+ * <p>Rules the kernels follow, learned from C2 (JDK 25):
+ *
+ * <ul>
+ *   <li>Kernels call the Vector API directly, never through helper methods of ours that return
+ *       vectors. The JDK's vector methods are force-inlined, but once a compilation has spent its
+ *       inlining node budget ({@code NodeCountInliningCutoff}) C2 leaves other callees out of line,
+ *       and a vector returned from an out-of-line method is boxed: 10-100x slower. Scalar helpers
+ *       ({@link #half}) are safe in scalar paths.
+ *   <li>A kernel keeps its vector operations few per method: K-quant kernels loop over sub-blocks
+ *       with shift counts as variables instead of unrolling one body per sub-block.
+ *   <li>Nibbles and bit fields are shifted in 16-bit lanes, then masked: x86 has no byte-lane
+ *       shift, and a true byte shift costs several instructions.
+ * </ul>
  */
 final class Simd {
   private Simd() {}
@@ -69,45 +82,5 @@ final class Simd {
   /** Signed byte at {@code offset}. */
   static int s8(MemorySegment data, long offset) {
     return data.get(ValueLayout.JAVA_BYTE, offset);
-  }
-
-  static ByteVector bytes(MemorySegment data, long offset) {
-    return ByteVector.fromMemorySegment(B, data, offset, LE);
-  }
-
-  /**
-   * Each byte shifted right by {@code k} (0..7), with garbage in its top {@code k} bits: the shift
-   * runs on 16-bit lanes (x86 has no byte shift, so a true byte-lane shift costs several
-   * instructions) and pulls in bits of the neighbouring byte. Callers mask the result to its low
-   * {@code 8 - k} bits.
-   */
-  static ByteVector shiftRightUnmasked(ByteVector q, int k) {
-    return q.reinterpretAsShorts().lanewise(VectorOperators.LSHR, k).reinterpretAsBytes();
-  }
-
-  /**
-   * Each byte shifted left by {@code k}, with garbage in its low {@code k} bits (see {@link
-   * #shiftRightUnmasked}); callers mask the result to its top {@code 8 - k} bits.
-   */
-  static ByteVector shiftLeftUnmasked(ByteVector q, int k) {
-    return q.reinterpretAsShorts().lanewise(VectorOperators.LSHL, k).reinterpretAsBytes();
-  }
-
-  /** The high nibble of each byte, as 0..15. */
-  static ByteVector highNibbles(ByteVector q) {
-    return shiftRightUnmasked(q, 4).and((byte) 0x0F);
-  }
-
-  /** Part {@code part} of byte lanes {@code q} widened to floats. */
-  static FloatVector widen(ByteVector q, int part) {
-    return (FloatVector) q.castShape(F, part);
-  }
-
-  static FloatVector splat(float v) {
-    return FloatVector.broadcast(F, v);
-  }
-
-  static FloatVector floats(float[] x, int offset) {
-    return FloatVector.fromArray(F, x, offset);
   }
 }

@@ -83,9 +83,11 @@ public abstract class WeightMatrix {
   }
 
   /**
-   * {@link #dotTile} for types that implement {@link #dot4}: whole tiles of four activation rows,
-   * then a last partial tile whose missing rows repeat its last row (computed twice, written to the
-   * same place, so no result changes).
+   * {@link #dotTile} for types that implement {@link #dot4}: tiles of four activation rows; a last
+   * partial tile repeats its last row (computed again and written to the same place, so no result
+   * changes). There is one call site of {@code dot4} on purpose: when C2 inlines this method into a
+   * caller, a second inlined copy of the kernel can exhaust its inlining node budget and leave
+   * vector helpers out of line, where their vectors are boxed.
    */
   protected final void dotTileBy4(
       int row,
@@ -96,40 +98,20 @@ public abstract class WeightMatrix {
       float[] out,
       int outOffset,
       int outStride) {
-    int t = 0;
-    for (; t + 4 <= n; t += 4) {
+    for (int t = 0; t < n; t += 4) {
+      int last = Math.min(3, n - 1 - t);
       int xo = xOffset + t * xStride;
       int oo = outOffset + t * outStride;
       dot4(
           row,
           x,
           xo,
-          xo + xStride,
-          xo + 2 * xStride,
-          xo + 3 * xStride,
-          out,
-          oo,
-          oo + outStride,
-          oo + 2 * outStride,
-          oo + 3 * outStride);
-    }
-    int rest = n - t;
-    if (rest == 1) {
-      out[outOffset + t * outStride] = dot(row, x, xOffset + t * xStride);
-    } else if (rest > 1) {
-      int xo = xOffset + t * xStride;
-      int oo = outOffset + t * outStride;
-      int last = rest - 1;
-      dot4(
-          row,
-          x,
-          xo,
-          xo + xStride,
+          xo + Math.min(1, last) * xStride,
           xo + Math.min(2, last) * xStride,
           xo + last * xStride,
           out,
           oo,
-          oo + outStride,
+          oo + Math.min(1, last) * outStride,
           oo + Math.min(2, last) * outStride,
           oo + last * outStride);
     }

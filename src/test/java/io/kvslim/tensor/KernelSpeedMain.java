@@ -1,16 +1,19 @@
 package io.kvslim.tensor;
 
 import io.kvslim.gguf.GgmlType;
+import java.lang.foreign.Arena;
 import java.util.Locale;
 
 /**
- * Single-threaded weight bandwidth of each kernel: GB/s of weight bytes read by a {@code rows ×
- * cols} matvec ({@code dot} per row), by the scalar reference, and by a 4-row tiled matmul (weight
- * bytes per tile pass, i.e. per 4 activation rows). Not a test; run with
+ * Weight bandwidth of each kernel: GB/s of weight bytes read by a {@code rows × cols} matvec on
+ * random weights in a shared arena (as a mapped GGUF file is). Columns: {@code dot} per row on one
+ * thread; the scalar reference; a 4-activation-row {@code dotTile} pass (weight bytes per pass, so
+ * four products per byte); and, with {@code -Dthreads=N} (N > 1), {@link MatMul#matvec} on a pool.
+ * Each figure is the best pass after a warm-up. Not a test; run with
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp target/classes:target/test-classes \
- *     io.kvslim.tensor.KernelSpeedMain [rows cols seconds-per-type [TYPE...]]
+ *     io.kvslim.tensor.KernelSpeedMain [rows cols seconds-per-figure [TYPE...]]
  * </pre>
  */
 public final class KernelSpeedMain {
@@ -19,7 +22,8 @@ public final class KernelSpeedMain {
   public static void main(String[] args) {
     int rows = args.length > 0 ? Integer.parseInt(args[0]) : 2048;
     int cols = args.length > 1 ? Integer.parseInt(args[1]) : 2048;
-    double seconds = args.length > 2 ? Double.parseDouble(args[2]) : 1.0;
+    double seconds = args.length > 2 ? Double.parseDouble(args[2]) : 2.0;
+    int threads = Integer.getInteger("threads", 1);
     GgmlType[] types = RandomWeights.TYPES;
     if (args.length > 3) {
       types = new GgmlType[args.length - 3];
@@ -29,35 +33,44 @@ public final class KernelSpeedMain {
     }
     System.out.printf(
         Locale.ROOT,
-        "%dx%d matvec, 1 thread, %d-bit float vectors%n%-5s %9s %9s %9s %9s %9s%n",
+        "%dx%d matvec, %d-bit float vectors; GB/s of weights%n%-5s %8s %8s %8s %8s %8s %8s%n",
         rows,
         cols,
         Simd.F.vectorBitSize(),
         "type",
         "MiB",
-        "dot GB/s",
+        "dot",
         "scalar",
         "tile4",
+        threads + "thr",
         "ns/row");
     float sink = 0;
-    for (GgmlType type : types) {
-      WeightMatrix w = RandomWeights.matrix(type, rows, cols, 1);
-      float[] x = RandomWeights.activations(4 * cols, 2);
-      float[] out = new float[4 * rows];
-      double bytes = w.byteSize();
-      double dotNs = time(() -> vectorPass(w, x, out), seconds);
-      double scalarNs = time(() -> scalarPass(w, x, out), Math.min(seconds, 0.3));
-      double tileNs = time(() -> tilePass(w, x, out), seconds);
-      sink += out[0];
-      System.out.printf(
-          Locale.ROOT,
-          "%-5s %9.2f %9.2f %9.2f %9.2f %9.1f%n",
-          type,
-          bytes / (1 << 20),
-          bytes / dotNs,
-          bytes / scalarNs,
-          bytes / tileNs,
-          dotNs / rows);
+    try (Parallel pool = new Parallel(threads)) {
+      for (GgmlType type : types) {
+        try (Arena arena = Arena.ofShared()) {
+          WeightMatrix w =
+              WeightMatrix.of(type, RandomWeights.segment(type, rows, cols, 1, arena), rows, cols);
+          float[] x = RandomWeights.activations(4 * cols, 2);
+          float[] out = new float[4 * rows];
+          double bytes = w.byteSize();
+          double dotNs = time(() -> vectorPass(w, x, out), seconds);
+          double scalarNs = time(() -> scalarPass(w, x, out), Math.min(seconds, 0.5));
+          double tileNs = time(() -> tilePass(w, x, out), seconds);
+          double poolNs =
+              threads > 1 ? time(() -> MatMul.matvec(w, x, out, pool), seconds) : Double.NaN;
+          sink += out[0];
+          System.out.printf(
+              Locale.ROOT,
+              "%-5s %8.2f %8.2f %8.2f %8.2f %8.2f %8.1f%n",
+              type,
+              bytes / (1 << 20),
+              bytes / dotNs,
+              bytes / scalarNs,
+              bytes / tileNs,
+              bytes / poolNs,
+              dotNs / rows);
+        }
+      }
     }
     if (sink == 42) {
       System.out.println();
@@ -82,10 +95,13 @@ public final class KernelSpeedMain {
     }
   }
 
-  /** Best nanoseconds per pass over about {@code seconds}, after a warm-up of the same length. */
+  /**
+   * Best nanoseconds per pass over {@code seconds}, after a warm-up as long (on a loaded machine C2
+   * may need that long to compile the kernel; until then the Vector API runs boxed and is slow).
+   */
   private static double time(Runnable pass, double seconds) {
     long budget = (long) (seconds * 1e9);
-    long end = System.nanoTime() + budget / 2;
+    long end = System.nanoTime() + budget;
     while (System.nanoTime() < end) {
       pass.run();
     }

@@ -272,22 +272,34 @@ class KnownBlockTest {
   }
 
   @Test
-  void vectorHalfConversionIsExactForEveryFiniteHalf() {
+  void vectorKernelsConvertEveryFiniteHalfExactly() {
+    // All 65536 bit patterns as 2048 rows of 32; the 32 x 32 identity as activations makes
+    // out[t] the row's element t, through the vector loops at any width.
+    int cols = 32;
+    int rows = (1 << 16) / cols;
     MemorySegment all = Arena.ofAuto().allocate(2L << 16, 64);
     for (int h = 0; h < 1 << 16; h++) {
       all.set(SHORT_LE, 2L * h, (short) h);
     }
-    int lanes = Simd.FL;
-    for (int h = 0; h < 1 << 16; h += lanes) {
-      float[] got = F16Matrix.halves(all, 2L * h).toArray();
-      for (int k = 0; k < lanes; k++) {
-        int bits = h + k;
+    WeightMatrix w = WeightMatrix.of(GgmlType.F16, all, rows, cols);
+    float[] identity = new float[cols * cols];
+    for (int t = 0; t < cols; t++) {
+      identity[t * cols + t] = 1f;
+    }
+    float[] out = new float[cols];
+    for (int r = 0; r < rows; r++) {
+      w.dotTile(r, identity, 0, cols, cols, out, 0, 1);
+      for (int t = 0; t < cols; t++) {
+        int bits = r * cols + t;
         if ((bits & 0x7C00) == 0x7C00) {
           continue; // infinities and NaNs: weights never hold them
         }
-        assertThat(Float.floatToRawIntBits(got[k]))
-            .as("half 0x%04x", bits)
-            .isEqualTo(Float.floatToRawIntBits(Float.float16ToFloat((short) bits)));
+        // + 0f: a dot product of a -0 weight with a one-hot vector is +0.
+        float expected = Float.float16ToFloat((short) bits) + 0f;
+        assertThat(out[t]).as("half 0x%04x in a tile", bits).isEqualTo(expected);
+        if (t % 11 == 0) {
+          assertThat(w.dot(r, identity, t * cols)).as("half 0x%04x", bits).isEqualTo(expected);
+        }
       }
     }
   }

@@ -55,7 +55,7 @@ class MatMulTest {
   void matmulEqualsMatvecPerActivationRow(GgmlType type) {
     int cols = colsFor(type);
     WeightMatrix w = RandomWeights.matrix(type, ROWS, cols, 23);
-    for (int n : new int[] {1, 2, 3, 4, 5, 8, 11}) {
+    for (int n : new int[] {1, 3, 5, 8}) {
       float[] x = RandomWeights.activations(n * cols, 24 + n);
       float[] out = new float[n * ROWS];
       MatMul.matmul(w, x, n, out, pool);

@@ -46,9 +46,13 @@ final class RandomWeights {
   }
 
   static MemorySegment segment(GgmlType type, int rows, int cols, long seed) {
+    return segment(type, rows, cols, seed, Arena.ofAuto());
+  }
+
+  static MemorySegment segment(GgmlType type, int rows, int cols, long seed, Arena arena) {
     Random random = new Random(seed);
     long bytes = type.bytesFor(cols) * rows;
-    MemorySegment s = Arena.ofAuto().allocate(bytes, 64);
+    MemorySegment s = arena.allocate(bytes, 64);
     switch (type) {
       case F32 -> {
         for (long o = 0; o < bytes; o += 4) {
@@ -67,9 +71,11 @@ final class RandomWeights {
         }
       }
       default -> {
-        byte[] raw = new byte[(int) bytes];
-        random.nextBytes(raw);
-        MemorySegment.copy(MemorySegment.ofArray(raw), 0, s, 0, bytes);
+        byte[] raw = new byte[1 << 16];
+        for (long o = 0; o < bytes; o += raw.length) {
+          random.nextBytes(raw);
+          MemorySegment.copy(MemorySegment.ofArray(raw), 0, s, o, Math.min(raw.length, bytes - o));
+        }
         for (long block = 0; block < bytes; block += type.typeSize()) {
           for (int field : halfFields(type)) {
             float scale = (random.nextFloat() * 2 - 1) * 0.05f;

@@ -24,6 +24,9 @@ class VectorWidthTest {
         new ProcessBuilder(
                 java.toString(),
                 "-XX:MaxVectorSize=" + maxVectorBytes,
+                // C2 straight away, so the check runs the kernels with their vector intrinsics.
+                "-XX:-TieredCompilation",
+                "-XX:CompileThreshold=200",
                 "--add-modules",
                 "jdk.incubator.vector",
                 "--enable-native-access=ALL-UNNAMED",
