@@ -225,11 +225,20 @@ public final class GgufWriter {
       Files.move(tmp, out, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     } catch (IOException e) {
       deleteQuietly(tmp);
-      throw new UncheckedIOException(out + ": cannot write GGUF file (" + e.getMessage() + ")", e);
+      throw new UncheckedIOException(out + ": cannot write GGUF file (" + describe(e) + ")", e);
     } catch (RuntimeException | Error e) {
       deleteQuietly(tmp);
       throw e;
     }
+  }
+
+  private static String describe(IOException e) {
+    return switch (e) {
+      case java.nio.file.NoSuchFileException _ -> "its directory does not exist";
+      case java.nio.file.AccessDeniedException _ -> "permission denied";
+      case java.nio.file.FileSystemException f when f.getReason() != null -> f.getReason();
+      default -> e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+    };
   }
 
   private static void deleteQuietly(Path p) {
