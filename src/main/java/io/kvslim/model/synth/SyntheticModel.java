@@ -83,18 +83,18 @@ public final class SyntheticModel {
     w.putAll(vocab.metadata());
 
     int dim = shape.dim();
-    int[] tensorIndex = {0};
-    addMatrix(w, "token_embd.weight", type, dim, shape.vocab(), 1.0, seed, tensorIndex[0]++);
+    int tensorIndex = 0;
+    addMatrix(w, "token_embd.weight", type, dim, shape.vocab(), 1.0, seed, tensorIndex++);
     for (int l = 0; l < shape.layers(); l++) {
       String p = "blk." + l + ".";
       addNorm(w, p + "attn_norm.weight", dim);
       double inDim = 1 / Math.sqrt(dim);
-      addMatrix(w, p + "attn_q.weight", type, dim, dim, inDim, seed, tensorIndex[0]++);
-      addMatrix(w, p + "attn_k.weight", type, dim, shape.kvDim(), inDim, seed, tensorIndex[0]++);
-      addMatrix(w, p + "attn_v.weight", type, dim, shape.kvDim(), inDim, seed, tensorIndex[0]++);
-      addMatrix(w, p + "attn_output.weight", type, dim, dim, inDim, seed, tensorIndex[0]++);
+      addMatrix(w, p + "attn_q.weight", type, dim, dim, inDim, seed, tensorIndex++);
+      addMatrix(w, p + "attn_k.weight", type, dim, shape.kvDim(), inDim, seed, tensorIndex++);
+      addMatrix(w, p + "attn_v.weight", type, dim, shape.kvDim(), inDim, seed, tensorIndex++);
+      addMatrix(w, p + "attn_output.weight", type, dim, dim, inDim, seed, tensorIndex++);
       addNorm(w, p + "ffn_norm.weight", dim);
-      addMatrix(w, p + "ffn_gate.weight", type, dim, shape.ffn(), inDim, seed, tensorIndex[0]++);
+      addMatrix(w, p + "ffn_gate.weight", type, dim, shape.ffn(), inDim, seed, tensorIndex++);
       addMatrix(
           w,
           p + "ffn_down.weight",
@@ -103,12 +103,12 @@ public final class SyntheticModel {
           dim,
           1 / Math.sqrt(shape.ffn()),
           seed,
-          tensorIndex[0]++);
-      addMatrix(w, p + "ffn_up.weight", type, dim, shape.ffn(), inDim, seed, tensorIndex[0]++);
+          tensorIndex++);
+      addMatrix(w, p + "ffn_up.weight", type, dim, shape.ffn(), inDim, seed, tensorIndex++);
     }
     addNorm(w, "output_norm.weight", dim);
     addMatrix(
-        w, "output.weight", type, dim, shape.vocab(), 2 / Math.sqrt(dim), seed, tensorIndex[0]++);
+        w, "output.weight", type, dim, shape.vocab(), 2 / Math.sqrt(dim), seed, tensorIndex++);
     w.write(out);
     long bytes;
     try {

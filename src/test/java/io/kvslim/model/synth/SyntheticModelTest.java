@@ -2,6 +2,7 @@ package io.kvslim.model.synth;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.data.Percentage.withPercentage;
 
 import io.kvslim.SharedData;
 import io.kvslim.gguf.GgmlType;
@@ -13,6 +14,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
@@ -117,7 +119,7 @@ class SyntheticModelTest {
     double mean = sum / x.length;
     double std = Math.sqrt(sq / x.length - mean * mean);
     assertThat(Math.abs(mean)).isLessThan(expected * 0.05);
-    assertThat(std).isCloseTo(expected, org.assertj.core.data.Percentage.withPercentage(3));
+    assertThat(std).isCloseTo(expected, withPercentage(3));
   }
 
   @Test
@@ -129,7 +131,7 @@ class SyntheticModelTest {
     try (GgufFile f = GgufFile.open(file)) {
       String[] all = f.getStringArray("tokenizer.ggml.tokens");
       String[] kept = (String[]) v.metadata().get("tokenizer.ggml.tokens").value();
-      assertThat(kept).containsExactly(java.util.Arrays.copyOf(all, 8192));
+      assertThat(kept).containsExactly(Arrays.copyOf(all, 8192));
       assertThat(v.metadata().get("tokenizer.ggml.token_type").elementType())
           .isEqualTo(f.get("tokenizer.ggml.token_type").elementType());
     }
