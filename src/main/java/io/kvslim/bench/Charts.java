@@ -76,7 +76,9 @@ public final class Charts {
     c.getStyler().setMin(0);
     c.getStyler().setMax(1);
     c.getStyler().setChartBackgroundColor(Color.WHITE);
-    c.getStyler().setRangeColors(new Color[] {new Color(0xd7301f), new Color(0xfee08b), new Color(0x1a9850)});
+    c.getStyler()
+        .setRangeColors(
+            new Color[] {new Color(0xd7301f), new Color(0xfee08b), new Color(0x1a9850)});
     List<Number[]> cells = new ArrayList<>();
     for (int r = 0; r < rows.size(); r++) {
       for (int k = 0; k < columns.size(); k++) {

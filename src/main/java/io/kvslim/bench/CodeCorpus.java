@@ -89,7 +89,7 @@ public final class CodeCorpus {
       }
     }
     if (ok.isEmpty()) {
-      throw new IllegalArgumentException(
+      throw new TaskTooShortException(
           "the code corpus ("
               + text.length()
               + " characters) is too short for code prompts of "

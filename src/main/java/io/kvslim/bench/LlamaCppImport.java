@@ -128,17 +128,19 @@ public final class LlamaCppImport {
       }
     } catch (IOException e) {
       throw new IllegalArgumentException(
-          source + " is not valid llama-bench JSON: " + e.getMessage().lines().findFirst().orElse(""));
+          source
+              + " is not valid llama-bench JSON: "
+              + e.getMessage().lines().findFirst().orElse(""));
     }
     List<Map<String, Object>> out = new ArrayList<>();
     for (Map<String, Object> l : lines) {
       int prompt = intOf(l.get("n_prompt"));
       int gen = intOf(l.get("n_gen"));
       int depth = intOf(l.get("n_depth"));
-      String model = String.valueOf(l.getOrDefault("model_filename", "unknown")).replaceAll(".*/", "");
+      String model =
+          String.valueOf(l.getOrDefault("model_filename", "unknown")).replaceAll(".*/", "");
       String types = l.getOrDefault("type_k", "f16") + "/" + l.getOrDefault("type_v", "f16");
-      Map<String, Object> r =
-          ResultStore.record(model, types, "speed", "", prompt, (double) depth);
+      Map<String, Object> r = ResultStore.record(model, types, "speed", "", prompt, (double) depth);
       r.put("peer", "llama.cpp");
       r.put("family", "llama.cpp");
       r.put("source", source);

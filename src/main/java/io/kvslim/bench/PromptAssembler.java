@@ -78,7 +78,7 @@ final class PromptAssembler {
       String task, int length, int[] head, int[] filler, List<Needle> needles, int[] tail) {
     int fillerLen = fillerLength(length, head, needles, tail);
     if (fillerLen < 0) {
-      throw new IllegalArgumentException(
+      throw new TaskTooShortException(
           "length "
               + length
               + " is too short for task '"

@@ -189,6 +189,7 @@ public final class QualityRunner {
     long peakBytes;
     long policyNanos;
     long decodeSteps;
+    int windows;
 
     void add(double n, double k, boolean a, boolean decodePhase) {
       nll.add(n);
@@ -287,6 +288,7 @@ public final class QualityRunner {
         for (int s = 0; s < n; s++) {
           stats[s].f16Bytes += f16Bytes(engine.config(), len - 1);
           stats[s].bytes += cs[s].bytes();
+          stats[s].windows++;
           if (cs[s] instanceof ManagedKvCache m) {
             stats[s].peakBytes = Math.max(stats[s].peakBytes, m.peakBytes());
             stats[s].policyNanos += m.policyNanos();
@@ -325,7 +327,8 @@ public final class QualityRunner {
       r.put(
           "top1_agreement_decode",
           st.kldDecode.size() == 0 ? Double.NaN : st.agreeDecode / (double) st.kldDecode.size());
-      putBytes(r, st.bytes, st.f16Bytes, st.peakBytes);
+      int w = Math.max(1, st.windows);
+      putBytes(r, st.bytes / w, st.f16Bytes / w, st.peakBytes);
       r.put(
           "policy_ms_per_step", st.decodeSteps == 0 ? 0.0 : st.policyNanos / 1e6 / st.decodeSteps);
       out.add(finish(r));
@@ -402,8 +405,14 @@ public final class QualityRunner {
   }
 
   private List<Map<String, Object>> runRetrieval(Unit u) {
-    List<TaskCase> cs =
-        tasks.cases(u.task(), u.length(), u.depth() == null ? 0 : u.depth(), config.samples);
+    List<TaskCase> cs;
+    try {
+      cs = tasks.cases(u.task(), u.length(), u.depth() == null ? 0 : u.depth(), config.samples);
+    } catch (TaskTooShortException e) {
+      System.err.println(
+          "kvslim: skipping " + u.task() + " at length " + u.length() + ": " + e.getMessage());
+      return List.of();
+    }
     int n = specTexts.size();
     int vocab = engine.config().vocabSize();
     int[] correct = new int[n];

@@ -116,7 +116,7 @@ public final class ReportWriter {
     return !"kvslim".equals(r.get("peer"));
   }
 
-  static double num(Map<String, Object> r, String key) {
+  public static double num(Map<String, Object> r, String key) {
     Object v = r.get(key);
     return v instanceof Number n ? n.doubleValue() : Double.NaN;
   }
@@ -136,7 +136,7 @@ public final class ReportWriter {
     return Double.isNaN(v) ? "–" : String.format(Locale.ROOT, "%.4g", v);
   }
 
-  static String bytes(double b) {
+  public static String bytes(double b) {
     if (Double.isNaN(b)) {
       return "–";
     }
@@ -216,7 +216,8 @@ public final class ReportWriter {
       return;
     }
     for (String model : models(all)) {
-      List<Map<String, Object>> rs = new ArrayList<>(select(r -> all.contains(r) && model.equals(r.get("model"))));
+      List<Map<String, Object>> rs =
+          new ArrayList<>(select(r -> all.contains(r) && model.equals(r.get("model"))));
       rs.sort(BY_COMPRESSION);
       List<List<String>> rows = new ArrayList<>();
       for (Map<String, Object> r : rs) {
@@ -237,10 +238,27 @@ public final class ReportWriter {
       }
       sections.add(
           new Table(
-              title + " — " + model + " (ctx " + str(rs.get(0), "length") + ", " + str(rs.get(0), "n_tokens") + " tokens)",
+              title
+                  + " — "
+                  + model
+                  + " (ctx "
+                  + str(rs.get(0), "length")
+                  + ", "
+                  + str(rs.get(0), "n_tokens")
+                  + " tokens)",
               List.of(
-                  "spec", "compression", "KV bytes", "PPL", "PPL/full", "KLD mean", "KLD p99",
-                  "KLD max", "top-1", "KLD decode", "top-1 decode", "policy ms/step"),
+                  "spec",
+                  "compression",
+                  "KV bytes",
+                  "PPL",
+                  "PPL/full",
+                  "KLD mean",
+                  "KLD p99",
+                  "KLD max",
+                  "top-1",
+                  "KLD decode",
+                  "top-1 decode",
+                  "policy ms/step"),
               rows));
       sections.add(
           "Columns 'decode' cover only the positions scored by single-token decode steps, after"
@@ -303,12 +321,20 @@ public final class ReportWriter {
       return;
     }
     List<String> keys =
-        List.of("compression_ratio", "kv_bytes", "accuracy", "match_full", "kld_query", "top1_agreement");
+        List.of(
+            "compression_ratio",
+            "kv_bytes",
+            "accuracy",
+            "match_full",
+            "kld_query",
+            "top1_agreement");
     for (String model : models(all)) {
-      List<Map<String, Object>> byModel = select(r -> all.contains(r) && model.equals(r.get("model")));
+      List<Map<String, Object>> byModel =
+          select(r -> all.contains(r) && model.equals(r.get("model")));
       Set<String> taskNames = new LinkedHashSet<>();
       for (Map<String, Object> r : byModel) {
-        taskNames.add(str(r, "task") + (str(r, "variant").isEmpty() ? "" : ":" + str(r, "variant")));
+        taskNames.add(
+            str(r, "task") + (str(r, "variant").isEmpty() ? "" : ":" + str(r, "variant")));
       }
       Map<String, List<double[]>> accPts = new LinkedHashMap<>();
       Map<String, List<double[]>> matchPts = new LinkedHashMap<>();
@@ -318,7 +344,8 @@ public final class ReportWriter {
                 r ->
                     byModel.contains(r)
                         && tn.equals(
-                            str(r, "task") + (str(r, "variant").isEmpty() ? "" : ":" + str(r, "variant"))));
+                            str(r, "task")
+                                + (str(r, "variant").isEmpty() ? "" : ":" + str(r, "variant"))));
         Map<String, double[]> avg = averageBySpec(rs, keys);
         List<Map<String, Object>> summary = new ArrayList<>();
         for (Map.Entry<String, double[]> e : avg.entrySet()) {
@@ -346,18 +373,28 @@ public final class ReportWriter {
                   str(m, "settings")));
           String fam = str(m, "family");
           accPts.computeIfAbsent(fam + " " + tn, k -> new ArrayList<>());
-          accPts.get(fam + " " + tn).add(new double[] {num(m, "compression_ratio"), num(m, "accuracy")});
+          accPts
+              .get(fam + " " + tn)
+              .add(new double[] {num(m, "compression_ratio"), num(m, "accuracy")});
           matchPts.computeIfAbsent(fam + " " + tn, k -> new ArrayList<>());
-          matchPts.get(fam + " " + tn).add(new double[] {num(m, "compression_ratio"), num(m, "match_full")});
+          matchPts
+              .get(fam + " " + tn)
+              .add(new double[] {num(m, "compression_ratio"), num(m, "match_full")});
         }
         sections.add(
             new Table(
                 "Retrieval: " + tn + " — " + model + " (mean over lengths × depths)",
                 List.of(
-                    "spec", "compression", "KV bytes", "accuracy", "same answer as full",
-                    "KLD at question", "top-1 at question", "settings"),
+                    "spec",
+                    "compression",
+                    "KV bytes",
+                    "accuracy",
+                    "same answer as full",
+                    "KLD at question",
+                    "top-1 at question",
+                    "settings"),
                 rows));
-        if (tn.equals("niah") || tn.equals("passkey")) {
+        if (tn.equals("niah")) {
           heatMaps(rs, tn, model, charts);
         }
       }
@@ -371,7 +408,9 @@ public final class ReportWriter {
                         + model
                         + ")",
                     "compression ratio (F16 full bytes / bytes held)",
-                    e.getKey().equals("accuracy") ? "exact-match accuracy" : "share of answers equal to full",
+                    e.getKey().equals("accuracy")
+                        ? "exact-match accuracy"
+                        : "share of answers equal to full",
                     toSeries(e.getValue()),
                     true),
                 dir.resolve("charts"),
@@ -420,7 +459,12 @@ public final class ReportWriter {
         Charts.Saved s =
             Charts.save(
                 Charts.heatMap(
-                    task + " " + what + ": " + spec, "context length", "needle depth", cols, rowNames, v),
+                    task + " " + what + ": " + spec,
+                    "context length",
+                    "needle depth",
+                    cols,
+                    rowNames,
+                    v),
                 dir.resolve("charts"),
                 name,
                 task + " " + what + " " + spec);
@@ -437,8 +481,7 @@ public final class ReportWriter {
     }
     for (String model : models(all)) {
       List<Map<String, Object>> rs = select(r -> all.contains(r) && model.equals(r.get("model")));
-      rs.sort(
-          BY_COMPRESSION.thenComparingDouble(r -> num(r, "depth")));
+      rs.sort(BY_COMPRESSION.thenComparingDouble(r -> num(r, "depth")));
       List<List<String>> rows = new ArrayList<>();
       Map<String, List<double[]>> decode = new LinkedHashMap<>();
       Map<String, List<double[]>> prefill = new LinkedHashMap<>();
@@ -454,17 +497,26 @@ public final class ReportWriter {
                 fmt(num(r, "decode_vs_full"), 3),
                 fmt(num(r, "decode_tokens_per_second_spread_percent"), 1),
                 fmt(num(r, "policy_ms_per_step"), 3)));
-        decode.computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
+        decode
+            .computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
             .add(new double[] {num(r, "depth"), num(r, "decode_tokens_per_second")});
-        prefill.computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
+        prefill
+            .computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
             .add(new double[] {num(r, "depth"), num(r, "prefill_tokens_per_second")});
       }
       sections.add(
           new Table(
               "Speed — " + model,
               List.of(
-                  "spec", "depth", "compression", "KV bytes", "prefill tok/s", "decode tok/s",
-                  "decode vs full", "decode ±%", "policy ms/step"),
+                  "spec",
+                  "depth",
+                  "compression",
+                  "KV bytes",
+                  "prefill tok/s",
+                  "decode tok/s",
+                  "decode vs full",
+                  "decode ±%",
+                  "policy ms/step"),
               rows));
       for (var e : List.of(Map.entry("decode", decode), Map.entry("prefill", prefill))) {
         String name = Slug.of(e.getKey() + "-tokens-per-second-vs-depth-" + model);
@@ -486,14 +538,17 @@ public final class ReportWriter {
   }
 
   private void throughputSection(List<Charts.Saved> charts) throws IOException {
-    List<Map<String, Object>> all =
-        select(r -> !isPeer(r) && "throughput".equals(r.get("task")));
+    List<Map<String, Object>> all = select(r -> !isPeer(r) && "throughput".equals(r.get("task")));
     if (all.isEmpty()) {
       return;
     }
     for (String model : models(all)) {
       List<Map<String, Object>> summary =
-          select(r -> all.contains(r) && model.equals(r.get("model")) && "max".equals(r.get("variant")));
+          select(
+              r ->
+                  all.contains(r)
+                      && model.equals(r.get("model"))
+                      && "max".equals(r.get("variant")));
       summary.sort(BY_COMPRESSION);
       List<List<String>> rows = new ArrayList<>();
       for (Map<String, Object> r : summary) {
@@ -512,11 +567,22 @@ public final class ReportWriter {
           new Table(
               "Throughput under a fixed KV budget — " + model,
               List.of(
-                  "spec", "compression", "KV budget", "length", "max sequences", "tok/s at max",
-                  "sequences vs full", "tok/s vs full"),
+                  "spec",
+                  "compression",
+                  "KV budget",
+                  "length",
+                  "max sequences",
+                  "tok/s at max",
+                  "sequences vs full",
+                  "tok/s vs full"),
               rows));
       Map<String, List<double[]>> pts = new LinkedHashMap<>();
-      for (Map<String, Object> r : select(r -> all.contains(r) && model.equals(r.get("model")) && "sweep".equals(r.get("variant")))) {
+      for (Map<String, Object> r :
+          select(
+              r ->
+                  all.contains(r)
+                      && model.equals(r.get("model"))
+                      && "sweep".equals(r.get("variant")))) {
         pts.computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
             .add(new double[] {num(r, "batch"), num(r, "decode_tokens_per_second")});
       }
@@ -544,18 +610,31 @@ public final class ReportWriter {
     }
     List<String> metrics =
         List.of(
-            "ppl", "kld_mean", "kld_p99", "kld_max", "top1_agreement", "prefill_tokens_per_second",
+            "ppl",
+            "kld_mean",
+            "kld_p99",
+            "kld_max",
+            "top1_agreement",
+            "prefill_tokens_per_second",
             "decode_tokens_per_second");
     List<List<String>> rows = new ArrayList<>();
     for (Map<String, Object> r : rs) {
-      List<String> row = new ArrayList<>(List.of(str(r, "peer"), str(r, "model"), str(r, "spec"), str(r, "task"), str(r, "length")));
+      List<String> row =
+          new ArrayList<>(
+              List.of(
+                  str(r, "peer"),
+                  str(r, "model"),
+                  str(r, "spec"),
+                  str(r, "task"),
+                  str(r, "length")));
       for (String m : metrics) {
         row.add(fmtG(num(r, m)));
       }
       rows.add(row);
     }
     List<String> header = new ArrayList<>(List.of("peer", "model", "KV types", "task", "tokens"));
-    header.addAll(List.of("PPL", "KLD mean", "KLD p99", "KLD max", "top-1", "prefill tok/s", "decode tok/s"));
+    header.addAll(
+        List.of("PPL", "KLD mean", "KLD p99", "KLD max", "top-1", "prefill tok/s", "decode tok/s"));
     sections.add(new Table("Peer results (imported)", header, rows));
   }
 
@@ -590,7 +669,10 @@ public final class ReportWriter {
   }
 
   private static String esc(String s) {
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\"", "&quot;");
+    return s.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("\"", "&quot;");
   }
 
   private String html() {

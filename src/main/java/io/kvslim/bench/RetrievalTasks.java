@@ -258,9 +258,7 @@ public final class RetrievalTasks {
     needles.add(
         new Needle(
             d2, assembler.piece("VAR " + all.get(hops + 1) + " = VAR " + all.get(hops) + ".")));
-    int[] head =
-        assembler.head(
-            "Variables are assigned in the text below. Track every assignment chain to its end.");
+    int[] head = assembler.head("Track the variable assignments in the text below.");
     int[] tail =
         assembler.piece(
             "Which variables are assigned the value "
@@ -325,7 +323,7 @@ public final class RetrievalTasks {
       }
     }
     if (items < 20) {
-      throw new IllegalArgumentException(
+      throw new TaskTooShortException(
           "length " + length + " is too short for task 'ruler:cwe' (fewer than 20 words fit)");
     }
     // the list fills up to the last whole word; the prompt may end a few tokens short of length
@@ -342,7 +340,7 @@ public final class RetrievalTasks {
     CodeCorpus.Line line = code.pickLine(r, length);
     int[] context = assembler.tokenizer().encode(code.contextBefore(line, length), false, false);
     if (context.length < length) {
-      throw new IllegalArgumentException(
+      throw new TaskTooShortException(
           "the code corpus has too little text before its lines for length " + length);
     }
     int[] head = assembler.head("");

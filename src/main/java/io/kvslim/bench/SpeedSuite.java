@@ -34,7 +34,8 @@ public final class SpeedSuite {
   }
 
   /** Measures {@code spec} with {@code settings} on its own engine (the model is shared). */
-  public static Run measure(Model model, int threads, String spec, SpeedBenchmark.Settings settings) {
+  public static Run measure(
+      Model model, int threads, String spec, SpeedBenchmark.Settings settings) {
     List<ManagedKvCache> made = new ArrayList<>();
     KvCacheFactory inner = KvSpecs.factory(KvSpec.parse(spec), new BlockPool());
     KvCacheFactory recording =
@@ -53,8 +54,7 @@ public final class SpeedSuite {
         nanos += m.policyNanos();
         steps += m.decodeSteps() + 1;
       }
-      long f16 =
-          QualityRunner.f16Bytes(model.config(), (long) settings.depth() + settings.gen());
+      long f16 = QualityRunner.f16Bytes(model.config(), (long) settings.depth() + settings.gen());
       return new Run(KvSpec.parse(spec).text(), r, nanos, steps, f16);
     }
   }

@@ -141,14 +141,16 @@ public final class ThroughputRunner {
         if (b == n) {
           atMax = tps;
         }
-        Map<String, Object> r = ResultStore.record(modelName, spec, "throughput", "sweep", s.length(), null);
+        Map<String, Object> r =
+            ResultStore.record(modelName, spec, "throughput", "sweep", s.length(), null);
         r.put("batch", b);
         r.put("decode_tokens_per_second", tps);
         r.put("decode_steps", done);
         out.add(r);
         progress.advance((long) s.gen() * b / Math.max(1, sizes.size()), spec + " batch " + b);
       }
-      Map<String, Object> r = ResultStore.record(modelName, spec, "throughput", "max", s.length(), null);
+      Map<String, Object> r =
+          ResultStore.record(modelName, spec, "throughput", "max", s.length(), null);
       r.put("batch", n);
       r.put("max_sequences", n);
       r.put("decode_tokens_per_second", atMax);
@@ -189,7 +191,9 @@ public final class ThroughputRunner {
     double tps = ReportWriter.num(base, "decode_tokens_per_second");
     for (Map<String, Object> r : records) {
       if ("max".equals(r.get("variant"))) {
-        r.put("sequences_vs_full", seqs == 0 ? Double.NaN : ReportWriter.num(r, "max_sequences") / seqs);
+        r.put(
+            "sequences_vs_full",
+            seqs == 0 ? Double.NaN : ReportWriter.num(r, "max_sequences") / seqs);
         r.put(
             "tokens_per_second_vs_full",
             tps == 0 ? Double.NaN : ReportWriter.num(r, "decode_tokens_per_second") / tps);

@@ -37,12 +37,14 @@ public final class BenchImportCommand implements Callable<Integer> {
     for (Path f : files) {
       ModelOptions.requireFile(f, "llama.cpp output");
       records.addAll(
-          LlamaCppImport.parse(f.getFileName().toString(), Files.readString(f, StandardCharsets.UTF_8)));
+          LlamaCppImport.parse(
+              f.getFileName().toString(), Files.readString(f, StandardCharsets.UTF_8)));
     }
     Files.createDirectories(out);
     ResultStore store = ResultStore.open(out, true);
     store.add(records);
-    System.out.println("imported " + records.size() + " llama.cpp records into " + out.resolve("results.json"));
+    System.out.println(
+        "imported " + records.size() + " llama.cpp records into " + out.resolve("results.json"));
     BenchOutput.writeReports(out, store);
     return 0;
   }

@@ -59,7 +59,11 @@ public final class BenchQualityCommand implements Callable<Integer> {
   @Option(names = "--lengths", split = ",", paramLabel = "L", description = "Prompt lengths.")
   List<Integer> lengths;
 
-  @Option(names = "--depths", split = ",", paramLabel = "D", description = "Needle depths in [0,1].")
+  @Option(
+      names = "--depths",
+      split = ",",
+      paramLabel = "D",
+      description = "Needle depths in [0,1].")
   List<Double> depths;
 
   @Option(names = "--samples", paramLabel = "N", description = "Cases per length and depth.")

@@ -2,16 +2,16 @@ package io.kvslim.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import io.kvslim.eval.SpeedBenchmark;
-import io.kvslim.model.Model;
-import java.io.IOException;
-import java.nio.file.Path;
 import io.kvslim.bench.BenchOutput;
 import io.kvslim.bench.Environment;
 import io.kvslim.bench.ResultStore;
 import io.kvslim.bench.SpeedSuite;
+import io.kvslim.eval.SpeedBenchmark;
 import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.model.Model;
+import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -109,7 +109,9 @@ public final class BenchSpeedCommand implements Callable<Integer> {
     }
     if (json != null) {
       Object value = jsonRuns.size() == 1 ? jsonRuns.get(0) : jsonRuns;
-      new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), value);
+      new ObjectMapper()
+          .enable(SerializationFeature.INDENT_OUTPUT)
+          .writeValue(json.toFile(), value);
     }
     if (out != null) {
       Files.createDirectories(out);

@@ -47,7 +47,10 @@ public final class BenchThroughputCommand implements Callable<Integer> {
   @Option(names = "--length", paramLabel = "L", description = "Prompt tokens per sequence.")
   int length = 512;
 
-  @Option(names = "--gen", paramLabel = "N", description = "Decode steps (default ${DEFAULT-VALUE}).")
+  @Option(
+      names = "--gen",
+      paramLabel = "N",
+      description = "Decode steps (default ${DEFAULT-VALUE}).")
   int gen = 16;
 
   @Option(
@@ -75,8 +78,7 @@ public final class BenchThroughputCommand implements Callable<Integer> {
     ThroughputRunner.Settings settings =
         new ThroughputRunner.Settings(limit, length, gen, maxBatch, seed);
     try (Model model = modelOptions.load();
-        Engine engine =
-            modelOptions.engine(model, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
+        Engine engine = modelOptions.engine(model, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
       ThroughputRunner runner = new ThroughputRunner(engine, settings);
       String name = modelOptions.model.getFileName().toString();
       List<Map<String, Object>> records = new ArrayList<>();
@@ -137,8 +139,15 @@ public final class BenchThroughputCommand implements Callable<Integer> {
     String t = s.strip().toLowerCase(Locale.ROOT);
     long mult = 1;
     String[][] units = {
-      {"kib", "1024"}, {"mib", "1048576"}, {"gib", "1073741824"}, {"kb", "1000"},
-      {"mb", "1000000"}, {"gb", "1000000000"}, {"k", "1024"}, {"m", "1048576"}, {"g", "1073741824"},
+      {"kib", "1024"},
+      {"mib", "1048576"},
+      {"gib", "1073741824"},
+      {"kb", "1000"},
+      {"mb", "1000000"},
+      {"gb", "1000000000"},
+      {"k", "1024"},
+      {"m", "1048576"},
+      {"g", "1073741824"},
       {"b", "1"}
     };
     for (String[] u : units) {
