@@ -84,8 +84,12 @@ public final class ReportWriter {
     if (v == null) {
       return "";
     }
-    String s = v instanceof Double d ? number(d) : v.toString();
-    if (s.contains(",") || s.contains("\"") || s.contains("\n")) {
+    // one line per record: line breaks inside a cell (model outputs) are written as \n
+    String s =
+        (v instanceof Double d ? number(d) : v.toString())
+            .replace("\r", "\\r")
+            .replace("\n", "\\n");
+    if (s.contains(",") || s.contains("\"")) {
       return "\"" + s.replace("\"", "\"\"") + "\"";
     }
     return s;

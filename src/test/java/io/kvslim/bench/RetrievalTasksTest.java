@@ -73,14 +73,13 @@ class RetrievalTasksTest {
   }
 
   private static String keyOf(TaskCase c) {
-    String text = c.task();
     // the niah needle reads "The secret number of the KEY is VALUE."
     String needle =
         tokenizer.decode(
             Arrays.copyOfRange(
                 c.prompt(), c.needleStarts()[0], c.needleStarts()[0] + c.needleLengths()[0]));
     int of = needle.indexOf("of the ") + 7;
-    return needle.substring(of, needle.indexOf(' ', of)) + (text.isEmpty() ? "" : "");
+    return needle.substring(of, needle.indexOf(' ', of));
   }
 
   @Test

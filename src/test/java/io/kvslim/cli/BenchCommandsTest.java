@@ -1,6 +1,7 @@
 package io.kvslim.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -22,7 +23,7 @@ class BenchCommandsTest {
       {
         "specs": ["f32", "streaming:sinks=4,window=24", "q8_0"],
         "tasks": ["ppl", "passkey", "niah", "ruler", "code"],
-        "lengths": [160],
+        "lengths": [200],
         "depths": [0.5],
         "samples": 1,
         "seed": 3,
@@ -58,45 +59,80 @@ class BenchCommandsTest {
     Files.writeString(cfg, CONFIG);
     Path out = tmp.resolve("out");
     CliResult r =
-        CliResult.run("bench", "quality", "-m", model(), "-t", "1", "--config", cfg.toString(), "--out", out.toString());
+        CliResult.run(
+            "bench",
+            "quality",
+            "-m",
+            model(),
+            "-t",
+            "1",
+            "--config",
+            cfg.toString(),
+            "--out",
+            out.toString());
     assertThat(r.exitCode()).as(r.err()).isZero();
-    for (String f : List.of("results.json", "results.csv", "report.md", "report.html", "config.json")) {
+    for (String f :
+        List.of("results.json", "results.csv", "report.md", "report.html", "config.json")) {
       assertThat(out.resolve(f)).isNotEmptyFile();
     }
     JsonNode recs = records(out);
     // the baseline against an independent full-precision run of itself
     JsonNode self = find(recs, "f32", "ppl", "");
-    assertThat(self.get("kld_mean").asDouble()).isZero();
-    assertThat(self.get("kld_max").asDouble()).isZero();
+    assertThat(self.get("kld_mean").asDouble()).isCloseTo(0.0, within(1e-9));
+    assertThat(self.get("kld_max").asDouble()).isCloseTo(0.0, within(1e-9));
     assertThat(self.get("top1_agreement").asDouble()).isEqualTo(1.0);
-    assertThat(find(recs, "full", "ppl", "").get("compression_ratio").asDouble()).isEqualTo(0.5);
+    // F32 holds twice the F16 baseline's payload, plus positions and partly filled blocks
+    assertThat(find(recs, "full", "ppl", "").get("compression_ratio").asDouble())
+        .isBetween(0.4, 0.5);
     JsonNode q8 = find(recs, "q8_0", "ppl", "");
     assertThat(q8.get("kld_mean").asDouble()).isGreaterThan(0).isLessThan(0.1);
     assertThat(q8.get("compression_ratio").asDouble()).isGreaterThan(1.5);
     assertThat(find(recs, "f32", "passkey", "").get("match_full").asDouble()).isEqualTo(1.0);
-    assertThat(find(recs, "streaming:sinks=4,window=24", "ruler", "mk").get("n").asInt()).isEqualTo(1);
+    assertThat(find(recs, "streaming:sinks=4,window=24", "ruler", "mk").get("n").asInt())
+        .isEqualTo(1);
     find(recs, "q8_0", "code", "next_line");
+    find(recs, "q8_0", "ruler", "cwe");
     find(recs, "q8_0", "code", "nll");
     JsonNode any = recs.get(0);
     for (String f : List.of("model_sha256", "threads", "cpu", "jvm", "commit")) {
       assertThat(any.has(f)).as(f).isTrue();
     }
     String md = Files.readString(out.resolve("report.md"));
-    assertThat(md).contains("random weights").contains("| full | 0.50 |");
+    assertThat(md).contains("random weights").contains("| full | 0.4");
     assertThat(Files.readString(out.resolve("report.html"))).contains("data:image/png;base64,");
-    assertThat(Files.readString(out.resolve("results.csv")).lines().count()).isEqualTo(recs.size() + 1);
+    assertThat(Files.readString(out.resolve("results.csv")).lines().count())
+        .isEqualTo(recs.size() + 1);
 
     // --resume keeps every record and redoes none
     int before = recs.size();
-    r = CliResult.run("bench", "quality", "-m", model(), "-t", "1", "--resume", "--out", out.toString());
+    r =
+        CliResult.run(
+            "bench", "quality", "-m", model(), "-t", "1", "--resume", "--out", out.toString());
     assertThat(r.exitCode()).as(r.err()).isZero();
     assertThat(records(out).size()).isEqualTo(before);
 
     r =
         CliResult.run(
-            "bench", "speed", "-m", model(), "-t", "1", "--kv", "q8_0", "--depths", "16,48",
-            "--prompt", "16", "--gen", "4", "--repeat", "1", "--out", out.toString(),
-            "--json", tmp.resolve("speed.json").toString());
+            "bench",
+            "speed",
+            "-m",
+            model(),
+            "-t",
+            "1",
+            "--kv",
+            "q8_0",
+            "--depths",
+            "16,48",
+            "--prompt",
+            "16",
+            "--gen",
+            "4",
+            "--repeat",
+            "1",
+            "--out",
+            out.toString(),
+            "--json",
+            tmp.resolve("speed.json").toString());
     assertThat(r.exitCode()).as(r.err()).isZero();
     JsonNode speed = new ObjectMapper().readTree(tmp.resolve("speed.json").toFile());
     assertThat(speed.size()).isEqualTo(4); // full and q8_0 at two depths
@@ -105,22 +141,42 @@ class BenchCommandsTest {
 
     r =
         CliResult.run(
-            "bench", "throughput", "-m", model(), "-t", "1", "--kv", "q8_0", "--kv-memory", "300KiB",
-            "--length", "32", "--gen", "4", "--out", out.toString());
+            "bench",
+            "throughput",
+            "-m",
+            model(),
+            "-t",
+            "1",
+            "--kv",
+            "q8_0",
+            "--kv-memory",
+            "300KiB",
+            "--length",
+            "32",
+            "--gen",
+            "4",
+            "--out",
+            out.toString());
     assertThat(r.exitCode()).as(r.err()).isZero();
     recs = records(out);
     JsonNode fullMax = find(recs, "full", "throughput", "max");
     JsonNode q8Max = find(recs, "q8_0", "throughput", "max");
     assertThat(fullMax.get("max_sequences").asInt()).isPositive();
-    assertThat(q8Max.get("max_sequences").asInt()).isGreaterThan(2 * fullMax.get("max_sequences").asInt());
+    assertThat(q8Max.get("max_sequences").asInt())
+        .isGreaterThan(2 * fullMax.get("max_sequences").asInt());
     assertThat(q8Max.get("pool_peak_bytes").asLong()).isLessThanOrEqualTo(300 * 1024);
 
     r =
         CliResult.run(
-            "bench", "import-llamacpp", resource("perplexity-kld-q8_0.txt"), resource("bench.jsonl"),
-            "--out", out.toString());
+            "bench",
+            "import-llamacpp",
+            resource("perplexity-kld-q8_0.txt"),
+            resource("bench.jsonl"),
+            "--out",
+            out.toString());
     assertThat(r.exitCode()).as(r.err()).isZero();
-    assertThat(find(records(out), "q8_0/q8_0", "ppl", "").get("peer").asText()).isEqualTo("llama.cpp");
+    assertThat(find(records(out), "q8_0/q8_0", "ppl", "").get("peer").asText())
+        .isEqualTo("llama.cpp");
     assertThat(Files.readString(out.resolve("report.md")))
         .contains("Speed — llama-spm-f32.gguf")
         .contains("Throughput under a fixed KV budget")
@@ -156,10 +212,25 @@ class BenchCommandsTest {
     List<String[]> cases =
         List.of(
             new String[] {"bench", "quality", "-m", model(), "--task", "nope", "--out", out},
-            new String[] {"bench", "quality", "-m", model(), "--kv", "snapkv:budgit=3", "--out", out},
-            new String[] {"bench", "quality", "-m", tmp.resolve("missing.gguf").toString(), "--out", out},
-            new String[] {"bench", "quality", "-m", model(), "--config", unreadable.toString(), "--out", out},
-            new String[] {"bench", "quality", "-m", model(), "--config", tmp.resolve("none.json").toString(), "--out", out},
+            new String[] {
+              "bench", "quality", "-m", model(), "--kv", "snapkv:budgit=3", "--out", out
+            },
+            new String[] {
+              "bench", "quality", "-m", tmp.resolve("missing.gguf").toString(), "--out", out
+            },
+            new String[] {
+              "bench", "quality", "-m", model(), "--config", unreadable.toString(), "--out", out
+            },
+            new String[] {
+              "bench",
+              "quality",
+              "-m",
+              model(),
+              "--config",
+              tmp.resolve("none.json").toString(),
+              "--out",
+              out
+            },
             new String[] {"bench", "throughput", "-m", model(), "--kv-memory", "lots"},
             new String[] {"bench", "import-llamacpp", unreadable.toString(), "--out", out});
     for (String[] args : cases) {
