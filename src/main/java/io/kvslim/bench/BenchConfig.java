@@ -79,7 +79,6 @@ public final class BenchConfig {
                     "h2o:budget=25%",
                     "snapkv:budget=25%,window=16",
                     "q8_0",
-                    "q4_0",
                     "kivi:kbits=2,vbits=2,group=32,residual=32"));
         c.lengths = new ArrayList<>(List.of(256, 512));
         c.depths = new ArrayList<>(List.of(0.1, 0.5, 0.9));

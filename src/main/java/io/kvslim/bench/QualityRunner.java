@@ -38,6 +38,7 @@ public final class QualityRunner {
   private final String modelName;
   private final RetrievalTasks tasks;
   private Progress progress;
+  private long advanced;
 
   /**
    * @param specs the specs to compare; the baseline "full" is added first when missing
@@ -138,11 +139,18 @@ public final class QualityRunner {
         progress.advance(u.weight(), label + " (resumed)");
         continue;
       }
-      List<Map<String, Object>> out = u.task().endsWith(":nll") ? runNll(u) : runRetrieval(u);
+      long before = advanced;
+      List<Map<String, Object>> out =
+          u.task().endsWith(":nll") ? runNll(u, label) : runRetrieval(u);
       store.add(out);
-      progress.advance(u.weight(), label);
+      advance(Math.max(0, u.weight() - (advanced - before)), label);
     }
     progress.finish();
+  }
+
+  private void advance(long units, String label) {
+    advanced += units;
+    progress.advance(units, label);
   }
 
   private Map<String, Object> identity(Unit u, String spec) {
@@ -224,7 +232,7 @@ public final class QualityRunner {
     return tokenizer.encode(text, true, false);
   }
 
-  private List<Map<String, Object>> runNll(Unit u) {
+  private List<Map<String, Object>> runNll(Unit u, String label) {
     int[] tokens = nllTokens(u.task());
     int ctx = u.length();
     int vocab = engine.config().vocabSize();
@@ -294,6 +302,7 @@ public final class QualityRunner {
             stats[s].policyNanos += m.policyNanos();
           }
         }
+        advance(2L * ctx * n, label + " window " + (w + 1));
       } finally {
         for (KvCache c : cs) {
           if (c != null) {
