@@ -2,18 +2,23 @@ package io.kvslim.cli;
 
 import picocli.CommandLine.Command;
 
-/** {@code kvslim bench}: benchmarks (speed now; quality and throughput to come). */
+/** {@code kvslim bench}: speed, quality, throughput, and llama.cpp imports. */
 @Command(
     name = "bench",
     mixinStandardHelpOptions = true,
     description = "Benchmarks of speed, quality and memory.",
-    subcommands = {BenchSpeedCommand.class})
+    subcommands = {
+      BenchSpeedCommand.class,
+      BenchQualityCommand.class,
+      BenchThroughputCommand.class,
+      BenchImportCommand.class
+    })
 public final class BenchCommand implements Runnable {
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
   @Override
   public void run() {
     throw new picocli.CommandLine.ParameterException(
-        spec.commandLine(), "choose a benchmark: speed");
+        spec.commandLine(), "choose a benchmark: speed, quality, throughput or import-llamacpp");
   }
 }

@@ -2,12 +2,19 @@ package io.kvslim.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import io.kvslim.engine.Engine;
+import io.kvslim.bench.BenchOutput;
+import io.kvslim.bench.Environment;
+import io.kvslim.bench.ResultStore;
+import io.kvslim.bench.SpeedSuite;
 import io.kvslim.eval.SpeedBenchmark;
+import io.kvslim.kv.spec.KvSpec;
 import io.kvslim.model.Model;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -22,11 +29,19 @@ import picocli.CommandLine.Option;
     description = {
       "Prefill tokens/s for a prompt of P random tokens and decode tokens/s for N steps after a"
           + " prefill of D tokens, for B sequences decoding together; median and spread of R runs"
-          + " after one warm-up."
+          + " after one warm-up. Several --kv specs and --depths are measured in one process,"
+          + " the full cache first, with the time spent in the policies (method overhead)."
     })
 public final class BenchSpeedCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
-  @Mixin KvOptions kvOptions;
+
+  @Option(
+      names = "--kv",
+      paramLabel = "SPEC",
+      description =
+          "KV cache method(s), e.g. 'snapkv:budget=512 + q8_0' (default: full); see"
+              + " 'kvslim kv-methods'. With several, the full cache is measured first.")
+  List<String> specs = new ArrayList<>();
 
   @Option(names = "--prompt", description = "Prompt tokens for prefill (default ${DEFAULT-VALUE}).")
   int prompt = 512;
@@ -35,9 +50,11 @@ public final class BenchSpeedCommand implements Callable<Integer> {
   int gen = 128;
 
   @Option(
-      names = "--depth",
-      description = "Context depth before decoding (default ${DEFAULT-VALUE}).")
-  int depth = 0;
+      names = {"--depth", "--depths"},
+      split = ",",
+      paramLabel = "D",
+      description = "Context depth(s) before decoding, e.g. 512,2048 (default 0).")
+  List<Integer> depths = new ArrayList<>();
 
   @Option(
       names = "--batch",
@@ -53,63 +70,121 @@ public final class BenchSpeedCommand implements Callable<Integer> {
   @Option(names = "--json", paramLabel = "FILE", description = "Write the results as JSON.")
   Path json;
 
+  @Option(names = "--out", paramLabel = "DIR", description = "Add the results to DIR's report.")
+  Path out;
+
   @Override
   public Integer call() throws IOException {
-    SpeedBenchmark.Settings s =
-        new SpeedBenchmark.Settings(prompt, gen, depth, batch, repeat, seed);
-    try (Model model = modelOptions.load();
-        Engine engine = modelOptions.engine(model, kvOptions.factory())) {
-      SpeedBenchmark.Result r = new SpeedBenchmark(engine).run(s);
-      var p = r.prefillTokensPerSecond();
-      var d = r.decodeTokensPerSecond();
-      System.out.printf(
-          Locale.ROOT,
-          "model %s | %d threads | KV %s%n"
-              + "prefill  pp%-5d %9.1f tokens/s  (min %.1f, max %.1f, ±%.1f%%)%n"
-              + "decode   tg%-5d %9.1f tokens/s  (min %.1f, max %.1f, ±%.1f%%) depth %d, batch %d%n"
-              + "bandwidth: weights %.2f GB/s + KV %.2f GB/s; KV bytes after decode %s%n",
-          modelOptions.model.getFileName(),
-          engine.threads(),
-          kvOptions.spec(),
-          prompt,
-          p.median(),
-          p.min(),
-          p.max(),
-          p.spreadPercent(),
-          gen,
-          d.median(),
-          d.min(),
-          d.max(),
-          d.spreadPercent(),
-          depth,
-          batch,
-          r.weightGbPerSecond(),
-          r.kvGbPerSecond(),
-          Format.bytes(r.kvBytesAfterDecode()));
-      if (json != null) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("model", modelOptions.model.toString());
-        m.put("kv", kvOptions.spec());
-        m.put("threads", engine.threads());
-        m.put("batch", batch);
-        m.put("depth", depth);
-        m.put("prompt", prompt);
-        m.put("gen", gen);
-        m.put("repeat", repeat);
-        m.put("prefill_tokens_per_second", p.median());
-        m.put("prefill_tokens_per_second_min", p.min());
-        m.put("prefill_tokens_per_second_max", p.max());
-        m.put("prefill_tokens_per_second_runs", p.runs());
-        m.put("decode_tokens_per_second", d.median());
-        m.put("decode_tokens_per_second_min", d.min());
-        m.put("decode_tokens_per_second_max", d.max());
-        m.put("decode_tokens_per_second_runs", d.runs());
-        m.put("weight_gb_per_second", r.weightGbPerSecond());
-        m.put("kv_gb_per_second", r.kvGbPerSecond());
-        m.put("kv_bytes", r.kvBytesAfterDecode());
-        new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), m);
+    List<String> texts = new ArrayList<>();
+    for (String s : specs.isEmpty() ? List.of("full") : specs) {
+      String t = KvSpec.parse(s).text(); // a bad spec fails before the model loads
+      if (!texts.contains(t)) {
+        texts.add(t);
       }
-      return 0;
     }
+    if ((texts.size() > 1 || out != null) && !texts.contains("full")) {
+      texts.add(0, "full"); // ratios are to the full cache
+    } else if (texts.remove("full")) {
+      texts.add(0, "full");
+    }
+    List<Integer> ds = depths.isEmpty() ? List.of(0) : depths;
+    List<Map<String, Object>> jsonRuns = new ArrayList<>();
+    List<Map<String, Object>> records = new ArrayList<>();
+    try (Model model = modelOptions.load()) {
+      String name = modelOptions.model.getFileName().toString();
+      for (int depth : ds) {
+        SpeedBenchmark.Settings s =
+            new SpeedBenchmark.Settings(prompt, gen, depth, batch, repeat, seed);
+        SpeedSuite.Run full = null;
+        for (String spec : texts) {
+          SpeedSuite.Run run = SpeedSuite.measure(model, modelOptions.threads, spec, s);
+          if (spec.equals("full")) {
+            full = run;
+          }
+          print(run, depth);
+          jsonRuns.add(json(run, depth));
+          records.add(SpeedSuite.record(name, run, full));
+        }
+      }
+    }
+    if (json != null) {
+      Object value = jsonRuns.size() == 1 ? jsonRuns.get(0) : jsonRuns;
+      new ObjectMapper()
+          .enable(SerializationFeature.INDENT_OUTPUT)
+          .writeValue(json.toFile(), value);
+    }
+    if (out != null) {
+      Files.createDirectories(out);
+      ResultStore store = ResultStore.open(out, true);
+      store.setEnvironment(Environment.describe(modelOptions.threads));
+      Map<String, Object> stamp =
+          BenchOutput.stamp(modelOptions.model, modelOptions.threads, store.environment());
+      for (Map<String, Object> r : records) {
+        r.putAll(stamp);
+      }
+      store.add(records);
+      BenchOutput.writeReports(out, store);
+    }
+    return 0;
+  }
+
+  private void print(SpeedSuite.Run run, int depth) {
+    SpeedBenchmark.Result r = run.result();
+    var p = r.prefillTokensPerSecond();
+    var d = r.decodeTokensPerSecond();
+    System.out.printf(
+        Locale.ROOT,
+        "model %s | %d threads | KV %s%n"
+            + "prefill  pp%-5d %9.1f tokens/s  (min %.1f, max %.1f, ±%.1f%%)%n"
+            + "decode   tg%-5d %9.1f tokens/s  (min %.1f, max %.1f, ±%.1f%%) depth %d, batch %d%n"
+            + "bandwidth: weights %.2f GB/s + KV %.2f GB/s; KV bytes after decode %s;"
+            + " policy %.3f ms/step%n",
+        modelOptions.model.getFileName(),
+        modelOptions.threads,
+        run.spec(),
+        prompt,
+        p.median(),
+        p.min(),
+        p.max(),
+        p.spreadPercent(),
+        gen,
+        d.median(),
+        d.min(),
+        d.max(),
+        d.spreadPercent(),
+        depth,
+        batch,
+        r.weightGbPerSecond(),
+        r.kvGbPerSecond(),
+        Format.bytes(r.kvBytesAfterDecode()),
+        run.policyMsPerStep());
+  }
+
+  private Map<String, Object> json(SpeedSuite.Run run, int depth) {
+    SpeedBenchmark.Result r = run.result();
+    var p = r.prefillTokensPerSecond();
+    var d = r.decodeTokensPerSecond();
+    Map<String, Object> m = new LinkedHashMap<>();
+    m.put("model", modelOptions.model.toString());
+    m.put("kv", run.spec());
+    m.put("threads", modelOptions.threads);
+    m.put("batch", batch);
+    m.put("depth", depth);
+    m.put("prompt", prompt);
+    m.put("gen", gen);
+    m.put("repeat", repeat);
+    m.put("prefill_tokens_per_second", p.median());
+    m.put("prefill_tokens_per_second_min", p.min());
+    m.put("prefill_tokens_per_second_max", p.max());
+    m.put("prefill_tokens_per_second_runs", p.runs());
+    m.put("decode_tokens_per_second", d.median());
+    m.put("decode_tokens_per_second_min", d.min());
+    m.put("decode_tokens_per_second_max", d.max());
+    m.put("decode_tokens_per_second_runs", d.runs());
+    m.put("weight_gb_per_second", r.weightGbPerSecond());
+    m.put("kv_gb_per_second", r.kvGbPerSecond());
+    m.put("kv_bytes", r.kvBytesAfterDecode());
+    m.put("policy_ms_per_step", run.policyMsPerStep());
+    return m;
   }
 }

@@ -24,6 +24,7 @@ public final class ManagedKvCache implements KvCache {
   private int promptTokens = -1;
   private int steps;
   private long peakBytes;
+  private long policyNanos;
   private boolean closed;
 
   public ManagedKvCache(
@@ -102,9 +103,19 @@ public final class ManagedKvCache implements KvCache {
     if (kind == StepKind.DECODE) {
       steps++;
     }
+    if (policies.isEmpty()) {
+      return;
+    }
+    long t0 = System.nanoTime();
     for (KvPolicy p : policies) {
       p.afterStep(this, kind);
     }
+    policyNanos += System.nanoTime() - t0;
+  }
+
+  /** Time spent in the policies' {@code afterStep} (scoring and eviction), summed over steps. */
+  public long policyNanos() {
+    return policyNanos;
   }
 
   @Override

@@ -1,0 +1,498 @@
+package io.kvslim.bench;
+
+import io.kvslim.engine.Engine;
+import io.kvslim.engine.KvSpecs;
+import io.kvslim.kv.KvCache;
+import io.kvslim.kv.policy.KvCaches;
+import io.kvslim.kv.policy.ManagedKvCache;
+import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.model.ModelConfig;
+import io.kvslim.tokenizer.Tokenizer;
+import java.io.BufferedWriter;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Runs the quality tasks of one model for the full-cache baseline and every spec, on the same
+ * inputs in one process, and turns them into records: perplexity with KL divergence and top-1
+ * agreement against the baseline (ppl, code NLL), and exact match on the retrieval tasks.
+ */
+public final class QualityRunner {
+  private final Engine engine;
+  private final Tokenizer tokenizer;
+  private final BenchConfig config;
+  private final List<String> specTexts; // "full" first
+  private final List<KvCaches> caches;
+  private final ResultStore store;
+  private final Map<String, Object> stamp;
+  private final Path outDir;
+  private final String modelName;
+  private final RetrievalTasks tasks;
+  private Progress progress;
+  private long advanced;
+
+  /**
+   * @param specs the specs to compare; the baseline "full" is added first when missing
+   * @param stamp fields added to every record (model hash, threads, environment)
+   */
+  public QualityRunner(
+      Engine engine,
+      Tokenizer tokenizer,
+      String modelName,
+      BenchConfig config,
+      List<String> specs,
+      ResultStore store,
+      Map<String, Object> stamp,
+      Path outDir) {
+    this.engine = engine;
+    this.tokenizer = tokenizer;
+    this.config = config;
+    this.store = store;
+    this.stamp = stamp;
+    this.outDir = outDir;
+    this.modelName = modelName;
+    this.specTexts = new ArrayList<>();
+    this.specTexts.add("full");
+    for (String s : specs) {
+      String t = KvSpec.parse(s).text();
+      if (!specTexts.contains(t)) {
+        specTexts.add(t);
+      }
+    }
+    this.caches = new ArrayList<>();
+    for (String s : specTexts) {
+      // built up front, so a spec that does not fit the model fails before any work
+      caches.add(KvSpecs.caches(KvSpec.parse(s), new BlockPool(), engine.config()));
+    }
+    this.tasks = new RetrievalTasks(tokenizer, config.niah, CodeCorpus.builtIn(), config.seed);
+  }
+
+  public List<String> specs() {
+    return specTexts;
+  }
+
+  /** F16 bytes a full cache of {@code tokens} tokens would hold: the compression ratio's base. */
+  public static long f16Bytes(ModelConfig c, long tokens) {
+    return tokens * c.layers() * c.kvHeads() * c.headDim() * 2L * 2L;
+  }
+
+  /** One unit of work: a task at one setting. */
+  private record Unit(String task, int length, Double depth, long weight) {}
+
+  private List<Unit> plan() {
+    List<Unit> units = new ArrayList<>();
+    int ctxMax = engine.config().contextLength();
+    int n = specTexts.size();
+    for (String t : config.tasks) {
+      if (t.equals("ppl") || t.equals("code")) {
+        int ctx = Math.min(config.ppl.ctx, ctxMax);
+        units.add(new Unit(t + ":nll", ctx, null, (long) ctx * config.ppl.windows * n * 2));
+      }
+      if (t.equals("ppl")) {
+        continue;
+      }
+      List<String> named = new ArrayList<>();
+      if (t.equals("ruler")) {
+        for (String v : config.rulerVariants) {
+          named.add("ruler:" + v);
+        }
+      } else {
+        named.add(t);
+      }
+      for (String task : named) {
+        for (int len : config.lengths) {
+          if (len + 16 > ctxMax) {
+            continue; // leaves no room to answer within the model's context
+          }
+          if (RetrievalTasks.hasDepth(task)) {
+            for (double d : config.depths) {
+              units.add(new Unit(task, len, d, (long) len * config.samples * n));
+            }
+          } else {
+            units.add(new Unit(task, len, null, (long) len * config.samples * n));
+          }
+        }
+      }
+    }
+    return units;
+  }
+
+  public void run() {
+    List<Unit> units = plan();
+    long total = 0;
+    for (Unit u : units) {
+      total += u.weight();
+    }
+    progress = Progress.onStderr(total);
+    for (Unit u : units) {
+      String label = u.task() + " L=" + u.length() + (u.depth() == null ? "" : " d=" + u.depth());
+      if (allDone(u)) {
+        progress.advance(u.weight(), label + " (resumed)");
+        continue;
+      }
+      long before = advanced;
+      List<Map<String, Object>> out =
+          u.task().endsWith(":nll") ? runNll(u, label) : runRetrieval(u);
+      store.add(out);
+      advance(Math.max(0, u.weight() - (advanced - before)), label);
+    }
+    progress.finish();
+  }
+
+  private void advance(long units, String label) {
+    advanced += units;
+    progress.advance(units, label);
+  }
+
+  private Map<String, Object> identity(Unit u, String spec) {
+    String task = u.task();
+    String variant = "";
+    if (task.endsWith(":nll")) {
+      task = task.substring(0, task.length() - 4);
+      variant = task.equals("code") ? "nll" : "";
+    } else if (task.startsWith("ruler:")) {
+      variant = task.substring(6);
+      task = "ruler";
+    } else if (task.equals("code")) {
+      variant = "next_line";
+    }
+    return ResultStore.record(modelName, spec, task, variant, u.length(), u.depth());
+  }
+
+  private boolean allDone(Unit u) {
+    for (String s : specTexts) {
+      if (!store.has(identity(u, s))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private Map<String, Object> finish(Map<String, Object> r) {
+    r.putAll(stamp);
+    return r;
+  }
+
+  // ---- perplexity, KL divergence, top-1 agreement ------------------------------------------
+
+  /** Per-spec sums over the scored positions of a text. */
+  private static final class NllStats {
+    final DoubleList nll = new DoubleList();
+    final DoubleList kld = new DoubleList();
+    final DoubleList kldDecode = new DoubleList();
+    final DoubleList nllDecode = new DoubleList();
+    final List<Boolean> agree = new ArrayList<>();
+    int agreeDecode;
+    long f16Bytes;
+    long bytes;
+    long peakBytes;
+    long policyNanos;
+    long decodeSteps;
+    int windows;
+
+    void add(double n, double k, boolean a, boolean decodePhase) {
+      nll.add(n);
+      kld.add(k);
+      agree.add(a);
+      if (decodePhase) {
+        kldDecode.add(k);
+        nllDecode.add(n);
+        agreeDecode += a ? 1 : 0;
+      }
+    }
+  }
+
+  /** The tokens a NLL unit scores: the configured text (or seeded prose), or the code corpus. */
+  private int[] nllTokens(String task) {
+    String text;
+    if (task.equals("code:nll")) {
+      text = tasks.codeText();
+    } else if (config.ppl.text != null) {
+      Path p = Path.of(config.ppl.text);
+      if (!Files.isRegularFile(p)) {
+        throw new IllegalArgumentException("ppl text " + p + " does not exist or is not a file");
+      }
+      try {
+        text = Files.readString(p, StandardCharsets.UTF_8);
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot read " + p + ": " + e.getMessage(), e);
+      }
+    } else {
+      text = SyntheticText.prose(config.seed, config.ppl.ctx * config.ppl.windows + 64);
+    }
+    return tokenizer.encode(text, true, false);
+  }
+
+  private List<Map<String, Object>> runNll(Unit u, String label) {
+    int[] tokens = nllTokens(u.task());
+    int ctx = u.length();
+    int vocab = engine.config().vocabSize();
+    int decode = Math.min(config.ppl.decode, ctx - 2);
+    int bos = tokenizer.bos();
+    int n = specTexts.size();
+    NllStats[] stats = new NllStats[n];
+    for (int s = 0; s < n; s++) {
+      stats[s] = new NllStats();
+    }
+    float[] full = new float[(ctx - decode) * vocab];
+    float[] other = new float[(ctx - decode) * vocab];
+    float[] fullRow = new float[vocab];
+    float[] row = new float[vocab];
+    int[] window = new int[ctx];
+    int next = 0;
+    for (int w = 0; w < config.ppl.windows && next < tokens.length; w++) {
+      int len;
+      if (w == 0 || bos < 0) {
+        len = Math.min(ctx, tokens.length - next);
+        System.arraycopy(tokens, next, window, 0, Math.max(0, len));
+        next += Math.max(0, len);
+      } else {
+        len = 1 + Math.min(ctx - 1, tokens.length - next);
+        window[0] = bos;
+        System.arraycopy(tokens, next, window, 1, len - 1);
+        next += len - 1;
+      }
+      int prefill = len - decode;
+      if (prefill < 2) {
+        break;
+      }
+      KvCache[] cs = new KvCache[n];
+      try {
+        for (int s = 0; s < n; s++) {
+          cs[s] = caches.get(s).create();
+          float[] out = s == 0 ? full : other;
+          engine.prefill(cs[s], window, 0, prefill, 0, true, out);
+          for (int i = 0; i < prefill && i + 1 < len; i++) {
+            int off = i * vocab;
+            stats[s].add(
+                Metrics.nll(out, off, vocab, window[i + 1]),
+                Metrics.klDivergence(full, off, out, off, vocab),
+                Metrics.argmax(full, off, vocab) == Metrics.argmax(out, off, vocab),
+                false);
+          }
+        }
+        // decode phase, in lockstep: every cache takes the same token, rows compared at once
+        for (int pos = prefill; pos + 1 < len; pos++) {
+          for (int s = 0; s < n; s++) {
+            float[] out = s == 0 ? fullRow : row;
+            engine.decode(cs[s], window[pos], pos, out);
+            stats[s].add(
+                Metrics.nll(out, 0, vocab, window[pos + 1]),
+                Metrics.klDivergence(fullRow, 0, out, 0, vocab),
+                Metrics.argmax(fullRow, 0, vocab) == Metrics.argmax(out, 0, vocab),
+                true);
+            stats[s].decodeSteps++;
+          }
+        }
+        for (int s = 0; s < n; s++) {
+          stats[s].f16Bytes += f16Bytes(engine.config(), len - 1);
+          stats[s].bytes += cs[s].bytes();
+          stats[s].windows++;
+          if (cs[s] instanceof ManagedKvCache m) {
+            stats[s].peakBytes = Math.max(stats[s].peakBytes, m.peakBytes());
+            stats[s].policyNanos += m.policyNanos();
+          }
+        }
+        advance(2L * ctx * n, label + " window " + (w + 1));
+      } finally {
+        for (KvCache c : cs) {
+          if (c != null) {
+            c.close();
+          }
+        }
+      }
+    }
+    List<Map<String, Object>> out = new ArrayList<>();
+    double basePpl = Metrics.perplexity(stats[0].nll.toArray());
+    for (int s = 0; s < n; s++) {
+      NllStats st = stats[s];
+      double[] nll = st.nll.toArray();
+      double[] kld = st.kld.toArray();
+      int agree = 0;
+      for (boolean a : st.agree) {
+        agree += a ? 1 : 0;
+      }
+      Map<String, Object> r = identity(u, specTexts.get(s));
+      r.put("n_tokens", nll.length);
+      r.put("decode_tokens", st.kldDecode.size());
+      r.put("ppl", Metrics.perplexity(nll));
+      r.put("ppl_ratio", Metrics.perplexity(nll) / basePpl);
+      r.put("mean_nll", Metrics.mean(nll));
+      r.put("kld_mean", Metrics.mean(kld));
+      r.put("kld_p99", Metrics.percentile(kld, 99));
+      r.put("kld_max", Metrics.max(kld));
+      r.put("top1_agreement", nll.length == 0 ? Double.NaN : agree / (double) nll.length);
+      r.put("kld_mean_decode", Metrics.mean(st.kldDecode.toArray()));
+      r.put("ppl_decode", Metrics.perplexity(st.nllDecode.toArray()));
+      r.put(
+          "top1_agreement_decode",
+          st.kldDecode.size() == 0 ? Double.NaN : st.agreeDecode / (double) st.kldDecode.size());
+      int w = Math.max(1, st.windows);
+      putBytes(r, st.bytes / w, st.f16Bytes / w, st.peakBytes);
+      r.put(
+          "policy_ms_per_step", st.decodeSteps == 0 ? 0.0 : st.policyNanos / 1e6 / st.decodeSteps);
+      out.add(finish(r));
+      writeNllFile(u, specTexts.get(s), st);
+    }
+    return out;
+  }
+
+  private static void putBytes(Map<String, Object> r, long bytes, long f16, long peak) {
+    r.put("kv_bytes", bytes);
+    r.put("kv_bytes_peak", peak);
+    r.put("kv_bytes_f16_full", f16);
+    r.put("compression_ratio", bytes == 0 ? Double.NaN : f16 / (double) bytes);
+  }
+
+  private void writeNllFile(Unit u, String spec, NllStats st) {
+    Path dir = outDir.resolve("nll");
+    Path file = dir.resolve(u.task().replace(':', '-') + "-" + Slug.of(spec) + ".tsv");
+    try {
+      Files.createDirectories(dir);
+      try (BufferedWriter w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
+        w.write("index\tnll\tkld\ttop1_agree\n");
+        for (int i = 0; i < st.nll.size(); i++) {
+          w.write(
+              String.format(
+                  Locale.ROOT,
+                  "%d\t%.6f\t%.6g\t%d%n",
+                  i,
+                  st.nll.get(i),
+                  st.kld.get(i),
+                  st.agree.get(i) ? 1 : 0));
+        }
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
+    }
+  }
+
+  // ---- retrieval: greedy answers, exact match ----------------------------------------------
+
+  /** What one cache produced for one case. */
+  private record Outcome(int[] generated, String text, float[] queryLogits, long bytes, long f16) {}
+
+  private Outcome answer(KvCaches kv, TaskCase c) {
+    int vocab = engine.config().vocabSize();
+    float[] logits = new float[vocab];
+    int[] prompt = c.prompt();
+    try (KvCache cache = kv.create()) {
+      engine.prefill(cache, prompt, 0, prompt.length, 0, false, logits);
+      long bytes = cache.bytes();
+      float[] query = logits.clone();
+      int[] gen = new int[c.maxNewTokens()];
+      int n = 0;
+      int pos = prompt.length;
+      while (n < gen.length && pos < engine.config().contextLength()) {
+        int t = Metrics.argmax(logits, 0, vocab);
+        if (tokenizer.isEog(t)) {
+          break;
+        }
+        gen[n++] = t;
+        if (c.scoring() == Metrics.Scoring.LINE
+            && tokenizer.decode(Arrays.copyOf(gen, n)).indexOf('\n') >= 0) {
+          break;
+        }
+        if (n == gen.length) {
+          break;
+        }
+        engine.decode(cache, t, pos++, logits);
+      }
+      int[] g = Arrays.copyOf(gen, n);
+      return new Outcome(
+          g, tokenizer.decode(g), query, bytes, f16Bytes(engine.config(), prompt.length));
+    }
+  }
+
+  private List<Map<String, Object>> runRetrieval(Unit u) {
+    List<TaskCase> cs;
+    try {
+      cs = tasks.cases(u.task(), u.length(), u.depth() == null ? 0 : u.depth(), config.samples);
+    } catch (TaskTooShortException e) {
+      System.err.println(
+          "kvslim: skipping " + u.task() + " at length " + u.length() + ": " + e.getMessage());
+      return List.of();
+    }
+    int n = specTexts.size();
+    int vocab = engine.config().vocabSize();
+    int[] correct = new int[n];
+    int[] matchFull = new int[n];
+    int[] queryTop1 = new int[n];
+    double[] kldSum = new double[n];
+    long[] bytes = new long[n];
+    long[] f16 = new long[n];
+    String[] firstOutput = new String[n];
+    for (TaskCase c : cs) {
+      Outcome base = null;
+      for (int s = 0; s < n; s++) {
+        Outcome o = answer(caches.get(s), c);
+        if (s == 0) {
+          base = o;
+        }
+        correct[s] += Metrics.exactMatch(c.scoring(), c.answer(), o.text()) ? 1 : 0;
+        matchFull[s] += Arrays.equals(o.generated(), base.generated()) ? 1 : 0;
+        kldSum[s] += Metrics.klDivergence(base.queryLogits(), 0, o.queryLogits(), 0, vocab);
+        queryTop1[s] +=
+            Metrics.argmax(base.queryLogits(), 0, vocab)
+                    == Metrics.argmax(o.queryLogits(), 0, vocab)
+                ? 1
+                : 0;
+        bytes[s] += o.bytes();
+        f16[s] += o.f16();
+        if (firstOutput[s] == null) {
+          firstOutput[s] = o.text();
+        }
+      }
+    }
+    List<Map<String, Object>> out = new ArrayList<>();
+    for (int s = 0; s < n; s++) {
+      Map<String, Object> r = identity(u, specTexts.get(s));
+      double k = cs.size();
+      r.put("n", cs.size());
+      r.put("accuracy", correct[s] / k);
+      r.put("match_full", matchFull[s] / k);
+      r.put("kld_query", kldSum[s] / k);
+      r.put("top1_agreement", queryTop1[s] / k);
+      r.put("prompt_tokens", cs.get(0).prompt().length);
+      putBytes(r, bytes[s] / cs.size(), f16[s] / cs.size(), bytes[s] / cs.size());
+      r.put("answer", cs.get(0).answer());
+      r.put("output", firstOutput[s]);
+      out.add(finish(r));
+    }
+    return out;
+  }
+
+  /** A growable list of doubles without boxing. */
+  static final class DoubleList {
+    private double[] a = new double[64];
+    private int n;
+
+    void add(double v) {
+      if (n == a.length) {
+        a = Arrays.copyOf(a, n * 2);
+      }
+      a[n++] = v;
+    }
+
+    double get(int i) {
+      return a[i];
+    }
+
+    int size() {
+      return n;
+    }
+
+    double[] toArray() {
+      return Arrays.copyOf(a, n);
+    }
+  }
+}
