@@ -37,15 +37,9 @@ public final class Ops {
 
   /** SwiGLU (Shazeer 2020): {@code gate[i] = silu(gate[i]) * up[i]}, silu(x) = x / (1 + e^-x). */
   public static void swiglu(float[] gate, float[] up, int n) {
-    int i = 0;
-    int upper = S.loopBound(n);
-    FloatVector one = FloatVector.broadcast(S, 1f);
-    for (; i < upper; i += S.length()) {
-      FloatVector g = FloatVector.fromArray(S, gate, i);
-      FloatVector e = g.neg().lanewise(VectorOperators.EXP);
-      g.div(one.add(e)).mul(FloatVector.fromArray(S, up, i)).intoArray(gate, i);
-    }
-    for (; i < n; i++) {
+    // Scalar Math.exp on purpose: the Vector API's EXP is computed differently by the
+    // interpreter and by C2, which would make results depend on JIT warm-up.
+    for (int i = 0; i < n; i++) {
       float g = gate[i];
       gate[i] = g / (1.0f + (float) Math.exp(-g)) * up[i];
     }

@@ -211,19 +211,31 @@ public final class ActivationQuant {
     };
   }
 
+  /**
+   * Q8_0 × Q8_0 in llama.cpp's AVX order: per block the scale product s = d_w·d_x, eight lanes each
+   * holding the integer sum of four consecutive products, {@code acc_j = fma(s, lane_j, acc_j)}
+   * block after block, then {@code r_i = acc_{i+4} + acc_i} and {@code (r0+r2)+(r1+r3)}.
+   */
   private static float dotQ8_0(MemorySegment w, long base, int cols, Activations a, int row) {
-    float sum = 0f;
+    float[] acc = new float[8];
     int nb = cols / 32;
     for (int b = 0; b < nb; b++) {
       long blk = base + 34L * b;
       int xo = row * cols + b * 32;
-      int sumi = 0;
-      for (int j = 0; j < 32; j++) {
-        sumi += w.get(ValueLayout.JAVA_BYTE, blk + 2 + j) * a.q[xo + j];
+      float s = half(w, blk) * a.d[row * nb + b];
+      for (int lane = 0; lane < 8; lane++) {
+        int sumi = 0;
+        for (int j = 4 * lane; j < 4 * lane + 4; j++) {
+          sumi += w.get(ValueLayout.JAVA_BYTE, blk + 2 + j) * a.q[xo + j];
+        }
+        acc[lane] = Math.fma(s, (float) sumi, acc[lane]);
       }
-      sum += sumi * (half(w, blk) * a.d[row * nb + b]);
     }
-    return sum;
+    float r0 = acc[4] + acc[0];
+    float r1 = acc[5] + acc[1];
+    float r2 = acc[6] + acc[2];
+    float r3 = acc[7] + acc[3];
+    return (r0 + r2) + (r1 + r3);
   }
 
   private static float dotQ4(
@@ -246,7 +258,8 @@ public final class ActivationQuant {
       if (q41) {
         sum += (half(w, blk) * a.d[ab]) * sumi + half(w, blk + 2) * a.s[ab];
       } else {
-        sum += sumi * (half(w, blk) * a.d[ab]);
+        // llama.cpp (repacked q4_0 gemm/gemv): acc = fma(float(int dot), d_w·d_x, acc)
+        sum = Math.fma((float) sumi, half(w, blk) * a.d[ab], sum);
       }
     }
     return sum;
@@ -292,8 +305,61 @@ public final class ActivationQuant {
     return j < 4 ? u8(w, sc + j + 4) & 63 : (u8(w, sc + j + 4) >> 4) | ((u8(w, sc + j) >> 6) << 4);
   }
 
+  /**
+   * Q4_K × Q8_K in llama.cpp's x86 order: eight int32 lanes, lane m summing, over the sub-blocks,
+   * scale × the products of elements 4m..4m+3; {@code acc_m = fma(d, lane_m, acc_m)} per
+   * super-block; the mins in four lanes (pairs of sub-blocks) with {@code fma(−dmin, ·, ·)}; each
+   * reduced as (a₀+a₄ + a₂+a₆) + (a₁+a₅ + a₃+a₇).
+   */
   private static float dotQ4K(MemorySegment w, long base, int cols, Activations a, int row) {
-    return dotK(w, base, cols, a, row, false);
+    int nb = cols / 256;
+    float[] acc = new float[8];
+    float[] accMin = new float[4];
+    int[] lane = new int[8];
+    for (int b = 0; b < nb; b++) {
+      long blk = base + 144L * b;
+      long sc = blk + 4;
+      long qs = blk + 16;
+      int xo = row * cols + b * 256;
+      int bs = xo / 16;
+      float yd = a.d[row * nb + b];
+      float d = yd * half(w, blk);
+      float dmin = -yd * half(w, blk + 2);
+      for (int k = 0; k < 4; k++) {
+        int s0 = a.bsums[bs + 4 * k] + a.bsums[bs + 4 * k + 1];
+        int s1 = a.bsums[bs + 4 * k + 2] + a.bsums[bs + 4 * k + 3];
+        int prod = minK4(w, sc, 2 * k) * s0 + minK4(w, sc, 2 * k + 1) * s1;
+        accMin[k] = Math.fma(dmin, (float) prod, accMin[k]);
+      }
+      java.util.Arrays.fill(lane, 0);
+      for (int j = 0; j < 8; j++) {
+        int scale = scaleK4(w, sc, j);
+        long q = qs + 32L * (j / 2);
+        boolean high = (j & 1) == 1;
+        for (int m = 0; m < 8; m++) {
+          int part = 0;
+          for (int e = 4 * m; e < 4 * m + 4; e++) {
+            int v = u8(w, q + e);
+            part += (high ? v >> 4 : v & 0xF) * a.q[xo + 32 * j + e];
+          }
+          lane[m] += scale * part;
+        }
+      }
+      for (int m = 0; m < 8; m++) {
+        acc[m] = Math.fma(d, (float) lane[m], acc[m]);
+      }
+    }
+    float mins = (accMin[0] + accMin[2]) + (accMin[1] + accMin[3]);
+    return reduce8(acc) + mins;
+  }
+
+  /** x86 horizontal sum of eight lanes: r_i = a_{i+4} + a_i, then (r0 + r2) + (r1 + r3). */
+  private static float reduce8(float[] acc) {
+    float r0 = acc[4] + acc[0];
+    float r1 = acc[5] + acc[1];
+    float r2 = acc[6] + acc[2];
+    float r3 = acc[7] + acc[3];
+    return (r0 + r2) + (r1 + r3);
   }
 
   private static float dotQ5K(MemorySegment w, long base, int cols, Activations a, int row) {
@@ -337,41 +403,48 @@ public final class ActivationQuant {
     return sum;
   }
 
-  /** Q6_K (210-byte blocks: ql[128], qh[64], int8 scales[16], fp16 d) × Q8_K. */
+  /**
+   * Q6_K (210-byte blocks: ql[128], qh[64], int8 scales[16], fp16 d) × Q8_K in llama.cpp's x86
+   * order: eight int32 lanes, lane m summing scale × the products of elements 4m..4m+3 of every
+   * 32-element group, {@code acc_m = fma(d, lane_m, acc_m)} per super-block, then the 8-lane sum.
+   */
   private static float dotQ6K(MemorySegment w, long base, int cols, Activations a, int row) {
     int nb = cols / 256;
-    float sum = 0f;
+    float[] acc = new float[8];
+    int[] lane = new int[8];
+    int[] q6 = new int[128];
     for (int b = 0; b < nb; b++) {
       long blk = base + 210L * b;
-      long ql = blk;
-      long qh = blk + 128;
-      long sc = blk + 192;
       float d = half(w, blk + 208) * a.d[row * nb + b];
       int xo = row * cols + b * 256;
-      int total = 0;
+      java.util.Arrays.fill(lane, 0);
       for (int h = 0; h < 2; h++) {
-        long l0 = ql + 64L * h;
-        long h0 = qh + 32L * h;
-        int y = xo + 128 * h;
-        int[] part = new int[8];
+        long l0 = blk + 64L * h;
+        long h0 = blk + 128 + 32L * h;
+        long sc = blk + 192 + 8L * h;
         for (int l = 0; l < 32; l++) {
           int hb = u8(w, h0 + l);
-          int q1 = ((u8(w, l0 + l) & 0xF) | ((hb & 3) << 4)) - 32;
-          int q2 = ((u8(w, l0 + l + 32) & 0xF) | (((hb >> 2) & 3) << 4)) - 32;
-          int q3 = ((u8(w, l0 + l) >> 4) | (((hb >> 4) & 3) << 4)) - 32;
-          int q4 = ((u8(w, l0 + l + 32) >> 4) | (((hb >> 6) & 3) << 4)) - 32;
-          int is = l / 16;
-          part[is] += q1 * a.q[y + l];
-          part[is + 2] += q2 * a.q[y + l + 32];
-          part[is + 4] += q3 * a.q[y + l + 64];
-          part[is + 6] += q4 * a.q[y + l + 96];
+          q6[l] = ((u8(w, l0 + l) & 0xF) | ((hb & 3) << 4)) - 32;
+          q6[l + 32] = ((u8(w, l0 + l + 32) & 0xF) | (((hb >> 2) & 3) << 4)) - 32;
+          q6[l + 64] = ((u8(w, l0 + l) >> 4) | (((hb >> 4) & 3) << 4)) - 32;
+          q6[l + 96] = ((u8(w, l0 + l + 32) >> 4) | (((hb >> 6) & 3) << 4)) - 32;
         }
-        for (int k = 0; k < 8; k++) {
-          total += w.get(ValueLayout.JAVA_BYTE, sc + 8L * h + k) * part[k];
+        int y = xo + 128 * h;
+        for (int g = 0; g < 4; g++) {
+          for (int m = 0; m < 8; m++) {
+            int part = 0;
+            for (int e = 4 * m; e < 4 * m + 4; e++) {
+              part += q6[32 * g + e] * a.q[y + 32 * g + e];
+            }
+            int scale = w.get(ValueLayout.JAVA_BYTE, sc + 2L * g + (4 * m) / 16);
+            lane[m] += scale * part;
+          }
         }
       }
-      sum += d * total;
+      for (int m = 0; m < 8; m++) {
+        acc[m] = Math.fma(d, (float) lane[m], acc[m]);
+      }
     }
-    return sum;
+    return reduce8(acc);
   }
 }
