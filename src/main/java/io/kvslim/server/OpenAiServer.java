@@ -21,6 +21,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The OpenAI-compatible HTTP API (DESIGN.md §5) on Javalin: {@code POST /v1/completions}, {@code
@@ -50,6 +51,7 @@ public final class OpenAiServer implements AutoCloseable {
   private final long created = System.currentTimeMillis() / 1000;
   private final Javalin app;
   private volatile boolean stopping;
+  private final AtomicInteger inFlight = new AtomicInteger();
 
   /**
    * Builds the server over a loaded engine; {@link #start()} opens the port.
@@ -150,6 +152,16 @@ public final class OpenAiServer implements AutoCloseable {
   public void shutdown(long graceMillis) {
     stopping = true;
     scheduler.shutdown(graceMillis);
+    // let handlers write the last events of the sequences that just ended
+    long deadline = System.nanoTime() + 2_000_000_000L;
+    while (inFlight.get() > 0 && System.nanoTime() < deadline) {
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    }
     app.stop();
   }
 
@@ -210,6 +222,15 @@ public final class OpenAiServer implements AutoCloseable {
   }
 
   private void completions(Context ctx, boolean chat) throws IOException {
+    inFlight.incrementAndGet();
+    try {
+      generate(ctx, chat);
+    } finally {
+      inFlight.decrementAndGet();
+    }
+  }
+
+  private void generate(Context ctx, boolean chat) throws IOException {
     if (stopping) {
       throw new ApiException(503, "the server is shutting down", "server_error", null, null);
     }
