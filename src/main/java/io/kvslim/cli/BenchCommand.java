@@ -7,13 +7,13 @@ import picocli.CommandLine.Command;
     name = "bench",
     mixinStandardHelpOptions = true,
     description = "Benchmarks of speed, quality and memory.",
-    subcommands = {BenchSpeedCommand.class})
+    subcommands = {BenchSpeedCommand.class, BenchServeCommand.class})
 public final class BenchCommand implements Runnable {
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
   @Override
   public void run() {
     throw new picocli.CommandLine.ParameterException(
-        spec.commandLine(), "choose a benchmark: speed");
+        spec.commandLine(), "choose a benchmark: speed, serve");
   }
 }

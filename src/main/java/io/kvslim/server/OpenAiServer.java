@@ -22,6 +22,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.eclipse.jetty.server.AbstractConnector;
 
 /**
  * The OpenAI-compatible HTTP API (DESIGN.md §5) on Javalin: {@code POST /v1/completions}, {@code
@@ -35,6 +36,7 @@ public final class OpenAiServer implements AutoCloseable {
   public static final int DEFAULT_COMPLETION_TOKENS = 16;
 
   private static final long KEEP_ALIVE_MILLIS = 2000;
+  private static final long IDLE_TIMEOUT_MILLIS = 600_000;
   private static final Set<String> ENDPOINTS =
       Set.of("/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics");
 
@@ -120,6 +122,12 @@ public final class OpenAiServer implements AutoCloseable {
   /** Opens the port; returns this. */
   public OpenAiServer start() {
     app.start(config.host(), config.port());
+    // a non-streaming request writes nothing until it is done, which may take minutes
+    for (var connector : app.jettyServer().server().getConnectors()) {
+      if (connector instanceof AbstractConnector c) {
+        c.setIdleTimeout(IDLE_TIMEOUT_MILLIS);
+      }
+    }
     return this;
   }
 
@@ -253,16 +261,17 @@ public final class OpenAiServer implements AutoCloseable {
     Sequence seq =
         scheduler.submit(prompt, maxTokens, req.sampling(), plan, req.ignoreEos(), stops);
     Response r = new Response(req, chat, "%s-%d".formatted(chat ? "chatcmpl" : "cmpl", seq.id));
+    boolean ended = false;
     try {
-      if (req.stream()) {
-        stream(ctx, seq, r);
-      } else {
-        collect(ctx, seq, r);
-      }
+      ended = req.stream() ? stream(ctx, seq, r) : collect(ctx, seq, r);
     } catch (InterruptedException e) {
-      seq.cancel();
-      scheduler.wakeUp();
       Thread.currentThread().interrupt();
+    } finally {
+      if (!ended) {
+        // the client left or this handler failed: nobody reads this sequence any more
+        seq.cancel();
+        scheduler.wakeUp();
+      }
     }
   }
 
@@ -319,7 +328,7 @@ public final class OpenAiServer implements AutoCloseable {
   }
 
   /** Waits for the whole completion, then answers with one JSON object. */
-  private void collect(Context ctx, Sequence seq, Response r) throws InterruptedException {
+  private boolean collect(Context ctx, Sequence seq, Response r) throws InterruptedException {
     StringBuilder text = new StringBuilder();
     List<Integer> tokens = new ArrayList<>();
     while (true) {
@@ -331,16 +340,19 @@ public final class OpenAiServer implements AutoCloseable {
         }
       } else if (e instanceof SequenceEvent.Done done) {
         if (done.reason() == FinishReason.ERROR) {
-          throw new ApiException(503, done.error(), "server_error", null, null);
+          error(ctx, new ApiException(503, done.error(), "server_error", null, null));
+        } else {
+          writeJson(ctx, 200, r.complete(text.toString(), tokens, done));
         }
-        writeJson(ctx, 200, r.complete(text.toString(), tokens, done));
-        return;
+        return true;
       }
     }
   }
 
-  /** Streams server-sent events as tokens come; a failed write means the client left. */
-  private void stream(Context ctx, Sequence seq, Response r) throws InterruptedException {
+  /**
+   * Streams server-sent events as tokens come; returns false when a write failed (the client left).
+   */
+  private boolean stream(Context ctx, Sequence seq, Response r) throws InterruptedException {
     ctx.res().setStatus(200);
     ctx.res().setContentType("text/event-stream; charset=utf-8");
     ctx.res().setHeader("Cache-Control", "no-cache");
@@ -377,12 +389,11 @@ public final class OpenAiServer implements AutoCloseable {
           }
           out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
           out.flush();
-          return;
+          return true;
         }
       }
     } catch (IOException clientGone) {
-      seq.cancel();
-      scheduler.wakeUp();
+      return false;
     }
   }
 

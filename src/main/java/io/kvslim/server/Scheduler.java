@@ -252,6 +252,7 @@ public final class Scheduler implements AutoCloseable {
           rejected.addAll(waiting);
           waiting.clear();
         }
+        dropCancelledWaiting();
         admit(admitted);
         drainExpired = closing && System.nanoTime() >= drainDeadline;
         if (closing && active.isEmpty() && admitted.isEmpty()) {
@@ -291,16 +292,23 @@ public final class Scheduler implements AutoCloseable {
     }
   }
 
-  /** Moves waiting sequences into the batch while their reservations fit (lock held). */
+  /** Forgets waiting requests whose clients left, wherever they are in the queue (lock held). */
+  private void dropCancelledWaiting() {
+    waiting.removeIf(
+        s -> {
+          if (!s.cancelled()) {
+            return false;
+          }
+          s.state = Sequence.State.DONE;
+          s.emit(new SequenceEvent.Done(FinishReason.CANCELLED, usage(s, 0, 0), null));
+          return true;
+        });
+  }
+
+  /** Moves waiting sequences into the batch, in order, while their reservations fit (lock held). */
   private void admit(List<Sequence> admitted) {
     while (!waiting.isEmpty()) {
       Sequence s = waiting.peek();
-      if (s.cancelled()) {
-        waiting.poll();
-        s.state = Sequence.State.DONE;
-        s.emit(new SequenceEvent.Done(FinishReason.CANCELLED, usage(s, 0, 0), null));
-        continue;
-      }
       if (active.size() + admitted.size() >= config.maxBatch()
           || reserved + s.reservation > pool.limitBytes()) {
         return;

@@ -108,6 +108,9 @@ class OpenAiServerTest {
     assertThat(ids(r.body().at("/choices/0/token_ids"))).containsExactly(expected);
     assertThat(r.body().at("/kvslim_usage/kv").asText()).isEqualTo(spec);
 
+    if (!spec.equals("full")) {
+      return; // streaming shares the path checked below; once is enough on this slow model
+    }
     List<Integer> streamed = new ArrayList<>();
     for (String e : server.stream("/v1/completions", body.replace("}", ",\"stream\":true}"))) {
       if (!e.equals("[DONE]")) {
