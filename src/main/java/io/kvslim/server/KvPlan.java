@@ -28,11 +28,27 @@ public final class KvPlan {
   private final ModelConfig config;
   private final KvCacheFormat[] formats;
 
-  private KvPlan(KvSpec spec, KvCaches caches, ModelConfig config, KvCacheFormat[] formats) {
+  private final double estimateScale;
+
+  private KvPlan(
+      KvSpec spec,
+      KvCaches caches,
+      ModelConfig config,
+      KvCacheFormat[] formats,
+      double estimateScale) {
     this.spec = spec;
     this.caches = caches;
     this.config = config;
     this.formats = formats;
+    this.estimateScale = estimateScale;
+  }
+
+  /**
+   * This plan with its estimates scaled by {@code factor}; below 1 admission over-commits the pool
+   * (tests use it to reach the scheduler's out-of-memory path).
+   */
+  KvPlan withEstimateScale(double factor) {
+    return new KvPlan(spec, caches, config, formats, factor);
   }
 
   /**
@@ -50,7 +66,7 @@ public final class KvPlan {
           formats[l] = probe.paged(l).store().format();
         }
       }
-      return new KvPlan(spec, caches, config, formats);
+      return new KvPlan(spec, caches, config, formats, 1.0);
     } catch (IllegalArgumentException e) { // KvSpecException, or a format that does not fit
       throw new ApiException(
           400, e.getMessage(), ApiException.INVALID_REQUEST, "kv", "bad_kv_spec");
@@ -89,7 +105,7 @@ public final class KvPlan {
       }
       total += perHead * config.kvHeads();
     }
-    return total;
+    return (long) Math.ceil(total * estimateScale);
   }
 
   /** Most tokens one (layer, head) holds under {@code calls}' eviction policies. */
