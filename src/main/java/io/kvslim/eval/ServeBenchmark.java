@@ -69,8 +69,13 @@ public final class ServeBenchmark {
 
   public ServeBenchmark(Settings settings) throws IOException, InterruptedException {
     this.settings = settings;
-    HttpResponse<String> models =
-        http.send(get("/v1/models"), HttpResponse.BodyHandlers.ofString());
+    HttpResponse<String> models;
+    try {
+      models = http.send(get("/v1/models"), HttpResponse.BodyHandlers.ofString());
+    } catch (IOException e) {
+      throw new IllegalArgumentException(
+          "cannot reach a server at " + settings.baseUrl() + " (" + e + "); start 'kvslim serve'");
+    }
     if (models.statusCode() != 200) {
       throw new IllegalArgumentException(
           "GET " + settings.baseUrl() + "/v1/models answered " + models.statusCode());
