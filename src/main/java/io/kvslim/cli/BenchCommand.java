@@ -11,7 +11,8 @@ import picocli.CommandLine.Command;
       BenchSpeedCommand.class,
       BenchQualityCommand.class,
       BenchThroughputCommand.class,
-      BenchImportCommand.class
+      BenchImportCommand.class,
+      BenchServeCommand.class
     })
 public final class BenchCommand implements Runnable {
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
@@ -19,6 +20,7 @@ public final class BenchCommand implements Runnable {
   @Override
   public void run() {
     throw new picocli.CommandLine.ParameterException(
-        spec.commandLine(), "choose a benchmark: speed, quality, throughput or import-llamacpp");
+        spec.commandLine(),
+        "choose a benchmark: speed, quality, throughput, serve or import-llamacpp");
   }
 }

@@ -18,7 +18,8 @@ import picocli.CommandLine.Command;
       GenerateCommand.class,
       PerplexityCommand.class,
       BenchCommand.class,
-      KvMethodsCommand.class
+      KvMethodsCommand.class,
+      ServeCommand.class
     })
 public final class Main {
   public static void main(String[] args) {

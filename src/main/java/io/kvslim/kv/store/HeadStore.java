@@ -122,7 +122,7 @@ public final class HeadStore {
   }
 
   /** Bytes of the new blocks that appending {@code n} tokens allocates. */
-  long appendBytes(int n) {
+  public long appendBytes(int n) {
     KvBlock tail = appendableTail();
     int extra = n - (tail == null ? 0 : tail.capacity() - tail.filled());
     if (extra <= 0) {

@@ -1,0 +1,131 @@
+package io.kvslim.cli;
+
+import io.kvslim.engine.Engine;
+import io.kvslim.kv.spec.Budget;
+import io.kvslim.model.Model;
+import io.kvslim.server.ApiException;
+import io.kvslim.server.OpenAiServer;
+import io.kvslim.server.ServerConfig;
+import io.kvslim.tokenizer.Tokenizer;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code kvslim serve}: the OpenAI-compatible HTTP server with continuous batching. */
+@Command(
+    name = "serve",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Serve a model over an OpenAI-compatible HTTP API: POST /v1/completions,"
+          + " POST /v1/chat/completions (stream: true for server-sent events), GET /v1/models,"
+          + " GET /health, GET /metrics (Prometheus). A request may carry 'kv' (a KV spec) to"
+          + " override --kv. Requests are batched continuously under --kv-memory; a full queue"
+          + " answers 429. Ctrl-C stops gracefully."
+    })
+public final class ServeCommand implements Callable<Integer> {
+  @Mixin ModelOptions modelOptions;
+  @Mixin KvOptions kvOptions;
+
+  @Option(names = "--host", description = "Address to listen on (default ${DEFAULT-VALUE}).")
+  String host = "127.0.0.1";
+
+  @Option(names = "--port", description = "Port (default ${DEFAULT-VALUE}; 0 = any free).")
+  int port = 8080;
+
+  @Option(
+      names = "--kv-memory",
+      paramLabel = "BYTES",
+      description =
+          "KV cache memory shared by all sequences, e.g. 512MiB (default ${DEFAULT-VALUE}).")
+  String kvMemory = "2GiB";
+
+  @Option(
+      names = "--max-batch",
+      paramLabel = "N",
+      description = "Most sequences running at once (default ${DEFAULT-VALUE}).")
+  int maxBatch = 32;
+
+  @Option(
+      names = "--queue",
+      paramLabel = "N",
+      description = "Requests that may wait for admission before 429 (default ${DEFAULT-VALUE}).")
+  int queue = 64;
+
+  @Option(
+      names = "--prefill-chunk",
+      paramLabel = "N",
+      description =
+          "Prompt tokens prefilled per step, between decode steps (default ${DEFAULT-VALUE}).")
+  int prefillChunk = 64;
+
+  @Option(
+      names = "--api-key",
+      paramLabel = "KEY",
+      description = "Require 'Authorization: Bearer KEY' on /v1/* and /metrics.")
+  String apiKey;
+
+  @Option(
+      names = "--shutdown-grace",
+      paramLabel = "SECONDS",
+      description = "On stop, how long running requests may finish (default ${DEFAULT-VALUE}).")
+  int shutdownGrace = 10;
+
+  @Override
+  public Integer call() throws InterruptedException {
+    long memory = kvMemoryBytes(kvMemory);
+    kvOptions.parsed(); // a bad --kv fails before the model loads
+    String id = modelOptions.model.getFileName().toString().replaceFirst("\\.gguf$", "");
+    ServerConfig cfg =
+        new ServerConfig(
+            host, port, kvOptions.spec(), memory, maxBatch, queue, prefillChunk, apiKey, id);
+    try (Model model = modelOptions.load();
+        Engine engine = modelOptions.engine(model, kvOptions.factory())) {
+      Tokenizer tok = Tokenizer.fromGguf(model.file());
+      String template = model.file().getString("tokenizer.chat_template", null);
+      OpenAiServer server;
+      try {
+        server = new OpenAiServer(engine, tok, template, cfg);
+      } catch (ApiException e) {
+        throw new IllegalArgumentException("--kv: " + e.getMessage());
+      }
+      server.start();
+      System.err.printf(
+          "kvslim: serving %s on http://%s:%d (KV %s, --kv-memory %s, %d threads, chat template %s)%n",
+          id,
+          host,
+          server.port(),
+          cfg.defaultKv(),
+          Format.bytes(memory),
+          engine.threads(),
+          server.chatTemplate().name().toLowerCase());
+      CountDownLatch stopped = new CountDownLatch(1);
+      Thread hook =
+          new Thread(
+              () -> {
+                System.err.println("kvslim: stopping");
+                server.shutdown(shutdownGrace * 1000L);
+                stopped.countDown();
+              });
+      Runtime.getRuntime().addShutdownHook(hook);
+      stopped.await();
+      return 0;
+    }
+  }
+
+  static long kvMemoryBytes(String text) {
+    Budget b;
+    try {
+      b = Budget.parse(text);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException(
+          "--kv-memory must be a size like 512MiB or 2GiB, got '" + text + "'");
+    }
+    if (b.kind() != Budget.Kind.BYTES) {
+      throw new IllegalArgumentException(
+          "--kv-memory must be a size like 512MiB or 2GiB, got '" + text + "'");
+    }
+    return (long) b.value();
+  }
+}

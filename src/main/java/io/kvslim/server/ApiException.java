@@ -1,0 +1,44 @@
+package io.kvslim.server;
+
+/**
+ * An error the client caused (or an overload it should retry), answered as OpenAI's error object
+ * {@code {"error":{"message","type","param","code"}}} with an HTTP status. The message is one
+ * sentence naming the input and what was expected.
+ */
+public final class ApiException extends RuntimeException {
+  public static final String INVALID_REQUEST = "invalid_request_error";
+
+  private final int status;
+  private final String type;
+  private final String param;
+  private final String code;
+
+  public ApiException(int status, String message, String type, String param, String code) {
+    super(message, null, false, false);
+    this.status = status;
+    this.type = type;
+    this.param = param;
+    this.code = code;
+  }
+
+  /** A 400 about one request field. */
+  public static ApiException badRequest(String message, String param) {
+    return new ApiException(400, message, INVALID_REQUEST, param, null);
+  }
+
+  public int status() {
+    return status;
+  }
+
+  public String type() {
+    return type;
+  }
+
+  public String param() {
+    return param;
+  }
+
+  public String code() {
+    return code;
+  }
+}

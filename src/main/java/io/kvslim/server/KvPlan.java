@@ -1,0 +1,136 @@
+package io.kvslim.server;
+
+import io.kvslim.engine.KvSpecs;
+import io.kvslim.kv.policy.KvCaches;
+import io.kvslim.kv.policy.ManagedKvCache;
+import io.kvslim.kv.spec.Budget;
+import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.spec.MethodCall;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.KvBlock;
+import io.kvslim.kv.store.KvCacheFormat;
+import io.kvslim.model.ModelConfig;
+import java.util.List;
+
+/**
+ * A KV spec made ready for the server: the caches it builds from the shared pool, and an upper
+ * estimate of the bytes one sequence may hold, which admission reserves (DESIGN.md §4).
+ *
+ * <p>The estimate follows the cache's layout: per (layer, KV head) whole blocks of the layer's
+ * format, the full-precision residual window where the format has one (KIVI), and the tokens the
+ * spec's eviction policies let a head keep. Policies that compress once after prefill (SnapKV and
+ * its variants) hold the whole prompt first, then their budget plus the generated tokens; those
+ * that evict every step (H2O, TOVA, StreamingLLM) hold the prompt, then about their budget.
+ */
+public final class KvPlan {
+  private final KvSpec spec;
+  private final KvCaches caches;
+  private final ModelConfig config;
+  private final KvCacheFormat[] formats;
+
+  private final double estimateScale;
+
+  private KvPlan(
+      KvSpec spec,
+      KvCaches caches,
+      ModelConfig config,
+      KvCacheFormat[] formats,
+      double estimateScale) {
+    this.spec = spec;
+    this.caches = caches;
+    this.config = config;
+    this.formats = formats;
+    this.estimateScale = estimateScale;
+  }
+
+  /**
+   * This plan with its estimates scaled by {@code factor}; below 1 admission over-commits the pool
+   * (tests use it to reach the scheduler's out-of-memory path).
+   */
+  KvPlan withEstimateScale(double factor) {
+    return new KvPlan(spec, caches, config, formats, factor);
+  }
+
+  /**
+   * Parses and checks {@code text} against the model's shape.
+   *
+   * @throws ApiException a 400 naming the bad part of the spec (param {@code kv})
+   */
+  public static KvPlan resolve(String text, BlockPool pool, ModelConfig config) {
+    try {
+      KvSpec spec = KvSpec.parse(text);
+      KvCaches caches = KvSpecs.caches(spec, pool, config);
+      KvCacheFormat[] formats = new KvCacheFormat[config.layers()];
+      try (ManagedKvCache probe = caches.create()) {
+        for (int l = 0; l < formats.length; l++) {
+          formats[l] = probe.paged(l).store().format();
+        }
+      }
+      return new KvPlan(spec, caches, config, formats, 1.0);
+    } catch (IllegalArgumentException e) { // KvSpecException, or a format that does not fit
+      throw new ApiException(
+          400, e.getMessage(), ApiException.INVALID_REQUEST, "kv", "bad_kv_spec");
+    }
+  }
+
+  public String text() {
+    return spec.text();
+  }
+
+  /** A fresh cache for a new sequence. */
+  public ManagedKvCache create() {
+    return caches.create();
+  }
+
+  /** Bytes a full cache of {@code tokens} would take in F16, the baseline of compression ratios. */
+  public long f16Bytes(long tokens) {
+    return tokens * config.layers() * config.kvHeads() * config.headDim() * 2L * 2L;
+  }
+
+  /** Upper estimate of the bytes a sequence with this prompt and generation limit holds at most. */
+  public long estimateBytes(int promptTokens, int maxTokens) {
+    int hd = config.headDim();
+    long total = 0;
+    for (int l = 0; l < formats.length; l++) {
+      KvCacheFormat f = formats[l];
+      long tokens = heldTokens(spec.callsFor(l), promptTokens, maxTokens);
+      int bt = f.blockTokens();
+      long blocks = (tokens + bt - 1) / bt + 1; // one block of slack for a partly filled tail
+      long blockBytes = KvBlock.bytesFor(bt, hd, f.keys(), f.values());
+      long perHead = blocks * blockBytes;
+      if (f.hasResidual()) {
+        long residualBlock = KvBlock.bytesFor(bt, hd, f.residualKeys(), f.residualValues());
+        long residualBlocks = Math.min(blocks, (f.residualTokens() + bt - 1) / bt + 2);
+        perHead += residualBlocks * Math.max(0, residualBlock - blockBytes);
+      }
+      total += perHead * config.kvHeads();
+    }
+    return (long) Math.ceil(total * estimateScale);
+  }
+
+  /** Most tokens one (layer, head) holds under {@code calls}' eviction policies. */
+  private long heldTokens(List<MethodCall> calls, int prompt, int max) {
+    long all = (long) prompt + max;
+    long held = all;
+    for (MethodCall c : calls) {
+      long limit =
+          switch (c.name()) {
+            case "snapkv", "adakv" -> Math.max(prompt, budget(c, prompt) + max);
+            case "pyramidkv" -> Math.max(prompt, 2L * budget(c, prompt) + max);
+            case "h2o", "tova" -> Math.max(prompt, budget(c, prompt) + 2L);
+            case "streaming" ->
+                c.budget("budget") != null
+                    ? Math.max(prompt, budget(c, prompt) + 2L)
+                    : Math.max(prompt, c.integer("sinks") + (long) c.integer("window") + 2);
+            default -> all;
+          };
+      held = Math.min(held, limit);
+    }
+    return held;
+  }
+
+  private long budget(MethodCall c, int prompt) {
+    Budget b = c.budget("budget");
+    return b == null ? Integer.MAX_VALUE : b.tokens(prompt, caches.bytesPerToken());
+  }
+}

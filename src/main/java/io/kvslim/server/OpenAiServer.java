@@ -1,0 +1,525 @@
+package io.kvslim.server;
+
+import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.javalin.Javalin;
+import io.javalin.compression.CompressionStrategy;
+import io.javalin.http.Context;
+import io.kvslim.engine.Engine;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.server.SequenceEvent.FinishReason;
+import io.kvslim.tokenizer.Tokenizer;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.eclipse.jetty.server.AbstractConnector;
+
+/**
+ * The OpenAI-compatible HTTP API (DESIGN.md §5) on Javalin: {@code POST /v1/completions}, {@code
+ * POST /v1/chat/completions} (both also streaming as server-sent events), {@code GET /v1/models},
+ * {@code GET /health} and {@code GET /metrics} (Prometheus). Handlers only parse, check and write:
+ * the {@link Scheduler} thread runs the model. Client errors get OpenAI's JSON error object with a
+ * 4xx status, never a stack trace.
+ */
+public final class OpenAiServer implements AutoCloseable {
+  /** Default {@code max_tokens} of {@code /v1/completions}, as in OpenAI's API. */
+  public static final int DEFAULT_COMPLETION_TOKENS = 16;
+
+  private static final long KEEP_ALIVE_MILLIS = 2000;
+  private static final long IDLE_TIMEOUT_MILLIS = 600_000;
+  private static final Set<String> ENDPOINTS =
+      Set.of("/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics");
+
+  private final Engine engine;
+  private final Tokenizer tokenizer;
+  private final ServerConfig config;
+  private final ChatTemplate template;
+  private final BlockPool pool;
+  private final ServerMetrics metrics;
+  private final Scheduler scheduler;
+  private final KvPlan defaultPlan;
+  private final Map<String, KvPlan> plans;
+  private final ObjectMapper json = new ObjectMapper();
+  private final long created = System.currentTimeMillis() / 1000;
+  private final Javalin app;
+  private volatile boolean stopping;
+  private final AtomicInteger inFlight = new AtomicInteger();
+
+  /**
+   * Builds the server over a loaded engine; {@link #start()} opens the port.
+   *
+   * @param chatTemplate the GGUF {@code tokenizer.chat_template}, or null
+   * @throws ApiException if the default KV spec is bad (its message names the bad part)
+   */
+  public OpenAiServer(
+      Engine engine, Tokenizer tokenizer, String chatTemplate, ServerConfig config) {
+    this.engine = engine;
+    this.tokenizer = tokenizer;
+    this.config = config;
+    this.template = ChatTemplate.recognize(chatTemplate);
+    this.pool = new BlockPool(config.kvMemoryBytes());
+    this.defaultPlan = KvPlan.resolve(config.defaultKv(), pool, engine.config());
+    this.plans =
+        new LinkedHashMap<>(16, 0.75f, true) {
+          @Override
+          protected boolean removeEldestEntry(Map.Entry<String, KvPlan> e) {
+            return size() > 64;
+          }
+        };
+    this.metrics = new ServerMetrics(pool);
+    this.scheduler = new Scheduler(engine, tokenizer, pool, config, metrics);
+    this.app =
+        Javalin.create(
+            cfg -> {
+              cfg.startup.showJavalinBanner = false;
+              cfg.startup.showOldJavalinVersionWarning = false;
+              cfg.http.compressionStrategy = CompressionStrategy.NONE;
+              cfg.concurrency.useVirtualThreads = true;
+              cfg.requestLogger.http(
+                  (ctx, ms) ->
+                      metrics.request(
+                          ENDPOINTS.contains(ctx.path()) ? ctx.path() : "other", ctx.statusCode()));
+              cfg.routes.before("/v1/*", this::authorize);
+              cfg.routes.before("/metrics", this::authorize);
+              cfg.routes.post("/v1/completions", ctx -> completions(ctx, false));
+              cfg.routes.post("/v1/chat/completions", ctx -> completions(ctx, true));
+              cfg.routes.get("/v1/models", this::models);
+              cfg.routes.get("/health", this::health);
+              cfg.routes.get("/metrics", this::prometheus);
+              cfg.routes.exception(ApiException.class, (e, ctx) -> error(ctx, e));
+              cfg.routes.exception(
+                  Exception.class,
+                  (e, ctx) -> {
+                    System.err.println("kvslim: internal error on " + ctx.path() + ": " + e);
+                    error(
+                        ctx,
+                        new ApiException(500, "internal server error", "server_error", null, null));
+                  });
+              cfg.routes.error(
+                  404,
+                  ctx ->
+                      error(
+                          ctx,
+                          new ApiException(
+                              404,
+                              "no endpoint " + ctx.method() + " " + ctx.path(),
+                              ApiException.INVALID_REQUEST,
+                              null,
+                              "not_found")));
+            });
+  }
+
+  /** Opens the port; returns this. */
+  public OpenAiServer start() {
+    app.start(config.host(), config.port());
+    // a non-streaming request writes nothing until it is done, which may take minutes
+    for (var connector : app.jettyServer().server().getConnectors()) {
+      if (connector instanceof AbstractConnector c) {
+        c.setIdleTimeout(IDLE_TIMEOUT_MILLIS);
+      }
+    }
+    return this;
+  }
+
+  /** The port listened on (the ephemeral one when started with port 0). */
+  public int port() {
+    return app.port();
+  }
+
+  public Scheduler scheduler() {
+    return scheduler;
+  }
+
+  public BlockPool pool() {
+    return pool;
+  }
+
+  public ServerMetrics metrics() {
+    return metrics;
+  }
+
+  public ChatTemplate chatTemplate() {
+    return template;
+  }
+
+  /**
+   * Graceful shutdown: new requests get 503, running sequences may finish within {@code
+   * graceMillis} (then they end with an error event), then the HTTP server stops. Every cache is
+   * closed, so the pool is back to zero.
+   */
+  public void shutdown(long graceMillis) {
+    stopping = true;
+    scheduler.shutdown(graceMillis);
+    // let handlers write the last events of the sequences that just ended
+    long deadline = System.nanoTime() + 2_000_000_000L;
+    while (inFlight.get() > 0 && System.nanoTime() < deadline) {
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    }
+    app.stop();
+  }
+
+  @Override
+  public void close() {
+    shutdown(0);
+  }
+
+  private void authorize(Context ctx) {
+    if (config.apiKey() == null) {
+      return;
+    }
+    String header = ctx.header("Authorization");
+    String given = header != null && header.startsWith("Bearer ") ? header.substring(7).trim() : "";
+    if (!MessageDigest.isEqual(
+        given.getBytes(StandardCharsets.UTF_8), config.apiKey().getBytes(StandardCharsets.UTF_8))) {
+      metrics.rejected("unauthorized");
+      throw new ApiException(
+          401,
+          header == null
+              ? "missing API key: send 'Authorization: Bearer <key>'"
+              : "invalid API key",
+          ApiException.INVALID_REQUEST,
+          null,
+          "invalid_api_key");
+    }
+  }
+
+  private void health(Context ctx) {
+    ObjectNode body = json.createObjectNode();
+    body.put("status", stopping ? "shutting down" : "ok");
+    body.put("active_sequences", scheduler.activeSequences());
+    body.put("queue_length", scheduler.queueLength());
+    writeJson(ctx, stopping ? 503 : 200, body);
+  }
+
+  private void prometheus(Context ctx) {
+    ctx.contentType("text/plain; version=0.0.4; charset=utf-8");
+    ctx.result(metrics.scrape());
+  }
+
+  private void models(Context ctx) {
+    ObjectNode model = json.createObjectNode();
+    model.put("id", config.modelId());
+    model.put("object", "model");
+    model.put("created", created);
+    model.put("owned_by", "kvslim");
+    ObjectNode info = model.putObject("kvslim");
+    info.put("context_length", engine.config().contextLength());
+    info.put("vocab_size", engine.config().vocabSize());
+    info.put("default_kv", defaultPlan.text());
+    info.put("kv_memory_bytes", pool.limitBytes());
+    info.put("chat_template", template.name().toLowerCase());
+    ObjectNode body = json.createObjectNode();
+    body.put("object", "list");
+    body.putArray("data").add(model);
+    writeJson(ctx, 200, body);
+  }
+
+  private void completions(Context ctx, boolean chat) throws IOException {
+    inFlight.incrementAndGet();
+    try {
+      generate(ctx, chat);
+    } finally {
+      inFlight.decrementAndGet();
+    }
+  }
+
+  private void generate(Context ctx, boolean chat) throws IOException {
+    if (stopping) {
+      throw new ApiException(503, "the server is shutting down", "server_error", null, null);
+    }
+    CompletionRequest req = CompletionRequest.parse(body(ctx), chat);
+    KvPlan plan = plan(req.kv());
+    int[] prompt = promptTokens(req);
+    int context = engine.config().contextLength();
+    int maxTokens;
+    if (req.maxTokens() != null) {
+      maxTokens = req.maxTokens();
+    } else if (chat) {
+      maxTokens = fittingMaxTokens(plan, prompt.length, Math.max(0, context - prompt.length));
+    } else {
+      maxTokens = Math.min(DEFAULT_COMPLETION_TOKENS, Math.max(0, context - prompt.length));
+    }
+    List<String> stops = new ArrayList<>(req.stop());
+    if (chat) {
+      stops.add(template.endOfTurn());
+    }
+    Sequence seq =
+        scheduler.submit(prompt, maxTokens, req.sampling(), plan, req.ignoreEos(), stops);
+    Response r = new Response(req, chat, "%s-%d".formatted(chat ? "chatcmpl" : "cmpl", seq.id));
+    boolean ended = false;
+    try {
+      ended = req.stream() ? stream(ctx, seq, r) : collect(ctx, seq, r);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } finally {
+      if (!ended) {
+        // the client left or this handler failed: nobody reads this sequence any more
+        seq.cancel();
+        scheduler.wakeUp();
+      }
+    }
+  }
+
+  /** The largest default generation limit whose KV estimate fits the pool. */
+  private int fittingMaxTokens(KvPlan plan, int prompt, int upTo) {
+    int lo = 0;
+    int hi = upTo;
+    while (lo < hi) {
+      int mid = (lo + hi + 1) >>> 1;
+      if (plan.estimateBytes(prompt, mid) <= pool.limitBytes()) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return lo;
+  }
+
+  private KvPlan plan(String kv) {
+    if (kv == null || kv.equals(defaultPlan.text())) {
+      return defaultPlan;
+    }
+    synchronized (plans) {
+      KvPlan p = plans.get(kv);
+      if (p == null) {
+        p = KvPlan.resolve(kv, pool, engine.config());
+        plans.put(kv, p);
+      }
+      return p;
+    }
+  }
+
+  private int[] promptTokens(CompletionRequest req) {
+    if (req.promptTokens() != null) {
+      return req.promptTokens();
+    }
+    if (req.chat()) {
+      return tokenizer.encode(template.render(req.messages()), true, true);
+    }
+    return tokenizer.encode(req.prompt(), true, false);
+  }
+
+  private JsonNode body(Context ctx) {
+    String text = ctx.body();
+    if (text.isBlank()) {
+      throw ApiException.badRequest("the request body is empty; expected a JSON object", null);
+    }
+    try {
+      return json.readTree(text);
+    } catch (JacksonException e) {
+      throw ApiException.badRequest(
+          "the request body is not valid JSON: " + e.getOriginalMessage(), null);
+    }
+  }
+
+  /** Waits for the whole completion, then answers with one JSON object. */
+  private boolean collect(Context ctx, Sequence seq, Response r) throws InterruptedException {
+    StringBuilder text = new StringBuilder();
+    List<Integer> tokens = new ArrayList<>();
+    while (true) {
+      SequenceEvent e = seq.poll(KEEP_ALIVE_MILLIS);
+      if (e instanceof SequenceEvent.Delta d) {
+        text.append(d.text());
+        if (d.token() >= 0) {
+          tokens.add(d.token());
+        }
+      } else if (e instanceof SequenceEvent.Done done) {
+        if (done.reason() == FinishReason.ERROR) {
+          error(ctx, new ApiException(503, done.error(), "server_error", null, null));
+        } else {
+          writeJson(ctx, 200, r.complete(text.toString(), tokens, done));
+        }
+        return true;
+      }
+    }
+  }
+
+  /**
+   * Streams server-sent events as tokens come; returns false when a write failed (the client left).
+   */
+  private boolean stream(Context ctx, Sequence seq, Response r) throws InterruptedException {
+    ctx.res().setStatus(200);
+    ctx.res().setContentType("text/event-stream; charset=utf-8");
+    ctx.res().setHeader("Cache-Control", "no-cache");
+    ctx.res().setHeader("X-Accel-Buffering", "no");
+    try {
+      OutputStream out = ctx.res().getOutputStream();
+      if (r.chat) {
+        send(out, r.chunk("", List.of(), null, true));
+      }
+      while (true) {
+        SequenceEvent e = seq.poll(KEEP_ALIVE_MILLIS);
+        if (e == null) {
+          out.write(": keep-alive\n\n".getBytes(StandardCharsets.UTF_8));
+          out.flush();
+        } else if (e instanceof SequenceEvent.Delta d) {
+          boolean ids = r.req.returnTokenIds() && d.token() >= 0;
+          if (!d.text().isEmpty() || ids) {
+            send(out, r.chunk(d.text(), ids ? List.of(d.token()) : List.of(), null, false));
+          }
+        } else if (e instanceof SequenceEvent.Done done) {
+          if (done.reason() == FinishReason.ERROR) {
+            send(out, errorBody(new ApiException(503, done.error(), "server_error", null, null)));
+          } else {
+            ObjectNode last = r.chunk("", List.of(), done.reason().openAiName(), false);
+            last.set("kvslim_usage", r.kvUsage(done.usage()));
+            send(out, last);
+            if (r.req.includeUsage()) {
+              ObjectNode usage = r.header();
+              usage.putArray("choices");
+              usage.set("usage", r.usage(done.usage()));
+              usage.set("kvslim_usage", r.kvUsage(done.usage()));
+              send(out, usage);
+            }
+          }
+          out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
+          out.flush();
+          return true;
+        }
+      }
+    } catch (IOException clientGone) {
+      return false;
+    }
+  }
+
+  private void send(OutputStream out, ObjectNode event) throws IOException {
+    out.write(
+        ("data: " + json.writeValueAsString(event) + "\n\n").getBytes(StandardCharsets.UTF_8));
+    out.flush();
+  }
+
+  private void error(Context ctx, ApiException e) {
+    if (e.status() == 429) {
+      ctx.header("Retry-After", "1");
+    }
+    writeJson(ctx, e.status(), errorBody(e));
+  }
+
+  private ObjectNode errorBody(ApiException e) {
+    ObjectNode body = json.createObjectNode();
+    ObjectNode err = body.putObject("error");
+    err.put("message", e.getMessage());
+    err.put("type", e.type());
+    err.put("param", e.param());
+    err.put("code", e.code());
+    return body;
+  }
+
+  private void writeJson(Context ctx, int status, ObjectNode body) {
+    ctx.status(status);
+    ctx.contentType("application/json");
+    try {
+      ctx.result(json.writeValueAsBytes(body));
+    } catch (IOException e) {
+      throw new IllegalStateException("cannot serialize a response", e);
+    }
+  }
+
+  /** Builds one request's response objects in OpenAI's shapes. */
+  private final class Response {
+    final CompletionRequest req;
+    final boolean chat;
+    final String id;
+    final String model;
+
+    Response(CompletionRequest req, boolean chat, String id) {
+      this.req = req;
+      this.chat = chat;
+      this.id = id;
+      this.model = req.model() != null ? req.model() : config.modelId();
+    }
+
+    ObjectNode header() {
+      ObjectNode o = json.createObjectNode();
+      o.put("id", id);
+      o.put(
+          "object",
+          chat ? (req.stream() ? "chat.completion.chunk" : "chat.completion") : "text_completion");
+      o.put("created", System.currentTimeMillis() / 1000);
+      o.put("model", model);
+      return o;
+    }
+
+    ObjectNode complete(String text, List<Integer> tokens, SequenceEvent.Done done) {
+      ObjectNode o = header();
+      ObjectNode choice = o.putArray("choices").addObject();
+      choice.put("index", 0);
+      if (chat) {
+        ObjectNode message = choice.putObject("message");
+        message.put("role", "assistant");
+        message.put("content", text);
+      } else {
+        choice.put("text", text);
+      }
+      choice.putNull("logprobs");
+      choice.put("finish_reason", done.reason().openAiName());
+      if (req.returnTokenIds()) {
+        ArrayNode ids = choice.putArray("token_ids");
+        tokens.forEach(ids::add);
+      }
+      o.set("usage", usage(done.usage()));
+      o.set("kvslim_usage", kvUsage(done.usage()));
+      return o;
+    }
+
+    ObjectNode chunk(String text, List<Integer> tokens, String finish, boolean role) {
+      ObjectNode o = header();
+      ObjectNode choice = o.putArray("choices").addObject();
+      choice.put("index", 0);
+      if (chat) {
+        ObjectNode delta = choice.putObject("delta");
+        if (role) {
+          delta.put("role", "assistant");
+        }
+        if (finish == null) {
+          delta.put("content", text);
+        }
+      } else {
+        choice.put("text", text);
+      }
+      choice.putNull("logprobs");
+      if (finish == null) {
+        choice.putNull("finish_reason");
+      } else {
+        choice.put("finish_reason", finish);
+      }
+      if (!tokens.isEmpty()) {
+        ArrayNode ids = choice.putArray("token_ids");
+        tokens.forEach(ids::add);
+      }
+      return o;
+    }
+
+    ObjectNode usage(SequenceEvent.Usage u) {
+      ObjectNode o = json.createObjectNode();
+      o.put("prompt_tokens", u.promptTokens());
+      o.put("completion_tokens", u.completionTokens());
+      o.put("total_tokens", u.promptTokens() + u.completionTokens());
+      return o;
+    }
+
+    ObjectNode kvUsage(SequenceEvent.Usage u) {
+      ObjectNode o = json.createObjectNode();
+      o.put("kv", u.kv());
+      o.put("kv_bytes", u.kvBytes());
+      o.put("kv_bytes_peak", u.kvBytesPeak());
+      o.put("compression_ratio", Math.round(u.compressionRatio() * 1000) / 1000.0);
+      return o;
+    }
+  }
+}

@@ -1,0 +1,505 @@
+package io.kvslim.server;
+
+import io.kvslim.engine.Engine;
+import io.kvslim.engine.Sampler;
+import io.kvslim.engine.SamplerConfig;
+import io.kvslim.kv.KvCache;
+import io.kvslim.kv.policy.ManagedKvCache;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.KvMemoryExhaustedException;
+import io.kvslim.model.Batch;
+import io.kvslim.server.SequenceEvent.FinishReason;
+import io.kvslim.tokenizer.Tokenizer;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * Continuous batching (DESIGN.md §4): one thread owns the {@link Engine}. Each step runs every
+ * decoding sequence's next token and a chunk of at most {@code prefillChunk} prompt tokens of the
+ * sequences still prefilling as one forward pass, so running streams never wait for a whole prompt.
+ * Between steps it retires finished and cancelled sequences (closing their caches at once, which
+ * returns their bytes to the pool) and admits waiting ones.
+ *
+ * <p>Admission: a sequence is admitted when its {@link KvPlan#estimateBytes estimated} KV bytes fit
+ * next to the reservations of the running ones under the pool's limit, in arrival order. Before
+ * every step the bytes the step's appends will allocate are computed exactly; if the pool cannot
+ * hold them, sequences are ended with {@code "length"} (newest prefill first, else the one furthest
+ * over its reservation) until it can, so a step never fails half-way and the limit is never passed.
+ */
+public final class Scheduler implements AutoCloseable {
+  private final Engine engine;
+  private final Tokenizer tokenizer;
+  private final BlockPool pool;
+  private final ServerConfig config;
+  private final ServerMetrics metrics;
+  private final int vocab;
+  private final int context;
+  private final AtomicLong ids = new AtomicLong();
+  private final ReentrantLock lock = new ReentrantLock();
+  private final Condition wake = lock.newCondition();
+  private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();
+  private final Thread thread;
+  private volatile int activeCount;
+  private boolean closing;
+  private long drainDeadline;
+
+  // scheduler thread only
+  private final List<Sequence> active = new ArrayList<>();
+  private final Batch batch = new Batch();
+  private final List<Sequence> segments = new ArrayList<>();
+  private final List<Sequence> sampled = new ArrayList<>();
+  private float[] logits = new float[0];
+  private long reserved;
+
+  public Scheduler(
+      Engine engine,
+      Tokenizer tokenizer,
+      BlockPool pool,
+      ServerConfig config,
+      ServerMetrics metrics) {
+    this.engine = engine;
+    this.tokenizer = tokenizer;
+    this.pool = pool;
+    this.config = config;
+    this.metrics = metrics;
+    this.vocab = engine.config().vocabSize();
+    this.context = engine.config().contextLength();
+    this.thread = Thread.ofPlatform().name("kvslim-scheduler").daemon(true).unstarted(this::run);
+    metrics.bindScheduler(this);
+    thread.start();
+  }
+
+  /** Requests waiting for admission. */
+  public int queueLength() {
+    lock.lock();
+    try {
+      return waiting.size();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /** Sequences admitted and not yet retired. */
+  public int activeSequences() {
+    return activeCount;
+  }
+
+  public BlockPool pool() {
+    return pool;
+  }
+
+  /**
+   * Queues a sequence for {@code prompt}. Checks happen here, in the caller's thread: the prompt
+   * and {@code maxTokens} must fit the context, the estimate the KV memory limit, and the queue
+   * must have room.
+   *
+   * @throws ApiException 400 if the request can never run, 429 if the queue is full, 503 when
+   *     shutting down
+   */
+  public Sequence submit(
+      int[] prompt,
+      int maxTokens,
+      SamplerConfig sampling,
+      KvPlan plan,
+      boolean ignoreEos,
+      List<String> stops) {
+    if (prompt.length == 0) {
+      throw ApiException.badRequest("the prompt has no tokens", "prompt");
+    }
+    for (int t : prompt) {
+      if (t < 0 || t >= vocab) {
+        throw ApiException.badRequest(
+            "token id " + t + " in 'prompt' is outside the vocabulary (0.." + (vocab - 1) + ")",
+            "prompt");
+      }
+    }
+    if (prompt.length >= context) {
+      throw new ApiException(
+          400,
+          "the prompt has "
+              + prompt.length
+              + " tokens; the model's context is "
+              + context
+              + " tokens",
+          ApiException.INVALID_REQUEST,
+          "prompt",
+          "context_length_exceeded");
+    }
+    if ((long) prompt.length + maxTokens > context) {
+      throw new ApiException(
+          400,
+          "'max_tokens' is "
+              + maxTokens
+              + " but the prompt has "
+              + prompt.length
+              + " tokens and the model's context is "
+              + context
+              + " (at most "
+              + (context - prompt.length)
+              + " more)",
+          ApiException.INVALID_REQUEST,
+          "max_tokens",
+          "context_length_exceeded");
+    }
+    long estimate = plan.estimateBytes(prompt.length, maxTokens);
+    if (estimate > pool.limitBytes()) {
+      metrics.rejected("too_large");
+      throw new ApiException(
+          400,
+          "this request needs about "
+              + estimate
+              + " bytes of KV cache but the server's --kv-memory is "
+              + pool.limitBytes()
+              + " bytes; lower 'max_tokens', shorten the prompt or use a compressing 'kv' spec",
+          ApiException.INVALID_REQUEST,
+          "max_tokens",
+          "kv_memory_exceeded");
+    }
+    Sequence s =
+        new Sequence(
+            ids.incrementAndGet(),
+            prompt,
+            maxTokens,
+            new Sampler(sampling),
+            plan,
+            ignoreEos,
+            tokenizer.streamingDecoder(false),
+            stops,
+            estimate);
+    if (maxTokens == 0) {
+      s.state = Sequence.State.DONE;
+      s.emit(new SequenceEvent.Done(FinishReason.LENGTH, usage(s, 0, 0), null));
+      return s;
+    }
+    lock.lock();
+    try {
+      if (closing) {
+        throw new ApiException(
+            503, "the server is shutting down", "server_error", null, "shutting_down");
+      }
+      int freeSlots = Math.max(0, config.maxBatch() - activeCount);
+      if (waiting.size() >= config.queueCapacity() + freeSlots) {
+        metrics.rejected("queue_full");
+        throw new ApiException(
+            429,
+            "the server is busy (" + waiting.size() + " requests waiting); retry shortly",
+            "rate_limit_error",
+            null,
+            "queue_full");
+      }
+      waiting.add(s);
+      wake.signal();
+    } finally {
+      lock.unlock();
+    }
+    return s;
+  }
+
+  /** Wakes the scheduler, e.g. after a sequence was cancelled. */
+  public void wakeUp() {
+    lock.lock();
+    try {
+      wake.signal();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /**
+   * Stops admitting; waiting requests end at once with an error, running ones may finish within
+   * {@code graceMillis}, after which they end with an error too. Returns when the thread is done.
+   */
+  public void shutdown(long graceMillis) {
+    lock.lock();
+    try {
+      if (!closing) {
+        closing = true;
+        drainDeadline = System.nanoTime() + graceMillis * 1_000_000L;
+      }
+      wake.signal();
+    } finally {
+      lock.unlock();
+    }
+    try {
+      thread.join();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  @Override
+  public void close() {
+    shutdown(0);
+  }
+
+  private void run() {
+    while (true) {
+      boolean drainExpired;
+      List<Sequence> admitted = new ArrayList<>();
+      List<Sequence> rejected = new ArrayList<>();
+      lock.lock();
+      try {
+        while (active.isEmpty() && waiting.isEmpty() && !closing) {
+          wake.awaitUninterruptibly();
+        }
+        if (closing) {
+          rejected.addAll(waiting);
+          waiting.clear();
+        }
+        dropCancelledWaiting();
+        admit(admitted);
+        drainExpired = closing && System.nanoTime() >= drainDeadline;
+        if (closing && active.isEmpty() && admitted.isEmpty()) {
+          for (Sequence s : rejected) {
+            finishError(s, "the server is shutting down");
+          }
+          activeCount = 0;
+          return;
+        }
+      } finally {
+        lock.unlock();
+      }
+      for (Sequence s : rejected) {
+        finishError(s, "the server is shutting down");
+      }
+      for (Sequence s : admitted) {
+        s.cache = s.plan.create();
+        s.history = new int[s.prompt.length + s.maxTokens];
+        System.arraycopy(s.prompt, 0, s.history, 0, s.prompt.length);
+        s.length = s.prompt.length;
+        s.state = Sequence.State.PREFILL;
+        active.add(s);
+      }
+      for (Sequence s : List.copyOf(active)) {
+        if (s.cancelled()) {
+          finish(s, FinishReason.CANCELLED, null);
+        } else if (drainExpired) {
+          finish(s, FinishReason.ERROR, "the server is shutting down");
+        }
+      }
+      activeCount = active.size();
+      if (!active.isEmpty()) {
+        step();
+      }
+      activeCount = active.size();
+      metrics.kvBytesBySpec(bytesBySpec());
+    }
+  }
+
+  /** Forgets waiting requests whose clients left, wherever they are in the queue (lock held). */
+  private void dropCancelledWaiting() {
+    waiting.removeIf(
+        s -> {
+          if (!s.cancelled()) {
+            return false;
+          }
+          s.state = Sequence.State.DONE;
+          s.emit(new SequenceEvent.Done(FinishReason.CANCELLED, usage(s, 0, 0), null));
+          return true;
+        });
+  }
+
+  /** Moves waiting sequences into the batch, in order, while their reservations fit (lock held). */
+  private void admit(List<Sequence> admitted) {
+    while (!waiting.isEmpty()) {
+      Sequence s = waiting.peek();
+      if (active.size() + admitted.size() >= config.maxBatch()
+          || reserved + s.reservation > pool.limitBytes()) {
+        return;
+      }
+      waiting.poll();
+      reserved += s.reservation;
+      admitted.add(s);
+    }
+  }
+
+  /** One forward pass over every decoding sequence and a prefill chunk; then sampling. */
+  private void step() {
+    buildBatch();
+    while (!fitsInPool()) {
+      Sequence victim = victim();
+      finish(victim, FinishReason.LENGTH, null);
+      buildBatch();
+    }
+    if (batch.rows() == 0) {
+      return;
+    }
+    int nl = batch.logitCount();
+    if (logits.length < nl * vocab) {
+      logits = new float[nl * vocab];
+    }
+    long t0 = System.nanoTime();
+    try {
+      engine.forward().run(batch, logits);
+    } catch (RuntimeException e) {
+      // a failed step may leave these caches half-appended: none of them can go on
+      boolean memory = e instanceof KvMemoryExhaustedException;
+      if (!memory) {
+        System.err.println("kvslim: internal error in a forward step: " + e);
+        e.printStackTrace();
+      }
+      for (Sequence s : List.copyOf(segments)) {
+        if (memory) {
+          finish(s, FinishReason.LENGTH, null);
+        } else {
+          finish(s, FinishReason.ERROR, "internal error while generating");
+        }
+      }
+      return;
+    }
+    int produced = 0;
+    int logitRow = 0;
+    sampled.clear();
+    for (int i = 0; i < segments.size(); i++) {
+      Sequence s = segments.get(i);
+      int rows = batch.segmentEnd(i) - batch.segmentStart(i);
+      if (s.state == Sequence.State.DECODE) {
+        s.cache.afterStep(KvCache.StepKind.DECODE);
+        sampled.add(s);
+      } else {
+        s.prefilled += rows;
+        if (s.prefilled == s.prompt.length) {
+          s.cache.afterStep(KvCache.StepKind.PREFILL);
+          s.state = Sequence.State.DECODE;
+          sampled.add(s);
+        }
+      }
+      s.peakBytes = Math.max(s.peakBytes, s.cache.bytes());
+    }
+    for (Sequence s : sampled) {
+      int next = s.sampler.sample(logits, logitRow++ * vocab, vocab, s.history, s.length);
+      produced++;
+      accept(s, next);
+    }
+    metrics.step(produced, System.nanoTime() - t0);
+  }
+
+  /** Decode rows of every decoding sequence, then prefill chunks in admission order. */
+  private void buildBatch() {
+    batch.clear();
+    segments.clear();
+    for (Sequence s : active) {
+      if (s.state == Sequence.State.DECODE) {
+        batch.add(s.cache, s.history, s.length - 1, s.length, s.length - 1, false, true);
+        segments.add(s);
+      }
+    }
+    int budget = config.prefillChunk();
+    for (Sequence s : active) {
+      if (budget == 0) {
+        break;
+      }
+      if (s.state == Sequence.State.PREFILL) {
+        int n = Math.min(budget, s.prompt.length - s.prefilled);
+        boolean last = s.prefilled + n == s.prompt.length;
+        batch.add(s.cache, s.prompt, s.prefilled, s.prefilled + n, s.prefilled, false, last);
+        segments.add(s);
+        budget -= n;
+      }
+    }
+  }
+
+  /** Whether the pool can hold every block this step's appends will allocate. */
+  private boolean fitsInPool() {
+    long needed = 0;
+    for (int i = 0; i < segments.size(); i++) {
+      int rows = batch.segmentEnd(i) - batch.segmentStart(i);
+      needed += appendBytes(segments.get(i).cache, rows);
+    }
+    return needed <= pool.limitBytes() - pool.usedBytes();
+  }
+
+  private static long appendBytes(ManagedKvCache cache, int rows) {
+    long bytes = 0;
+    for (int l = 0; l < cache.layerCount(); l++) {
+      var layer = cache.paged(l);
+      for (int g = 0; g < layer.kvHeads(); g++) {
+        bytes += layer.head(g).appendBytes(rows);
+      }
+    }
+    return bytes;
+  }
+
+  /** The sequence to end when a step does not fit: the newest prefill, else the largest overrun. */
+  private Sequence victim() {
+    for (int i = active.size() - 1; i >= 0; i--) {
+      if (active.get(i).state == Sequence.State.PREFILL) {
+        return active.get(i);
+      }
+    }
+    Sequence worst = active.getFirst();
+    for (Sequence s : active) {
+      if (s.cache.bytes() - s.reservation > worst.cache.bytes() - worst.reservation) {
+        worst = s;
+      }
+    }
+    return worst;
+  }
+
+  /** Takes a sampled token: stop conditions first, then the text it completes. */
+  private void accept(Sequence s, int next) {
+    boolean eog = !s.ignoreEos && tokenizer.isEog(next);
+    String text = "";
+    if (!eog) {
+      s.history[s.length++] = next;
+      if (++s.generated == 1) {
+        metrics.firstToken(System.nanoTime() - s.submittedNanos);
+      }
+      text = s.stops.feed(s.decoder.feed(next));
+    }
+    boolean ends = eog || s.stops.stopped() || s.generated >= s.maxTokens || s.length >= context;
+    if (ends && !s.stops.stopped()) {
+      // the end of the text: characters and possible stop prefixes held back come out now
+      text += s.stops.feed(s.decoder.flush());
+      if (!s.stops.stopped()) {
+        text += s.stops.flush();
+      }
+    }
+    if (!eog || !text.isEmpty()) {
+      s.emit(new SequenceEvent.Delta(text, eog ? -1 : next));
+    }
+    if (eog || s.stops.stopped()) {
+      finish(s, FinishReason.STOP, null);
+    } else if (ends) {
+      finish(s, FinishReason.LENGTH, null);
+    }
+  }
+
+  private void finishError(Sequence s, String message) {
+    s.state = Sequence.State.DONE;
+    s.emit(new SequenceEvent.Done(FinishReason.ERROR, usage(s, 0, 0), message));
+  }
+
+  /** Retires an admitted sequence: its cache is closed now, its reservation released. */
+  private void finish(Sequence s, FinishReason reason, String error) {
+    long bytes = s.cache.bytes();
+    long peak = Math.max(s.peakBytes, bytes);
+    s.cache.close();
+    active.remove(s);
+    reserved -= s.reservation;
+    s.state = Sequence.State.DONE;
+    metrics.finished(reason);
+    s.emit(new SequenceEvent.Done(reason, usage(s, bytes, peak), error));
+  }
+
+  private SequenceEvent.Usage usage(Sequence s, long bytes, long peak) {
+    // tokens whose keys and values went into the cache: the prompt and all but the last sampled
+    long cached = s.prefilled + Math.max(0, s.generated - 1);
+    double ratio = bytes > 0 ? (double) s.plan.f16Bytes(cached) / bytes : 0;
+    return new SequenceEvent.Usage(s.prompt.length, s.generated, bytes, peak, ratio, s.plan.text());
+  }
+
+  private Map<String, Long> bytesBySpec() {
+    Map<String, Long> out = new HashMap<>();
+    for (Sequence s : active) {
+      out.merge(s.plan.text(), s.cache.bytes(), Long::sum);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,64 @@
+package io.kvslim.server;
+
+/**
+ * How a server runs: where it listens, the default KV spec, the KV memory limit shared by all
+ * sequences, how many sequences decode together, how many requests may wait, and the API key (null
+ * for none).
+ */
+public record ServerConfig(
+    String host,
+    int port,
+    String defaultKv,
+    long kvMemoryBytes,
+    int maxBatch,
+    int queueCapacity,
+    int prefillChunk,
+    String apiKey,
+    String modelId) {
+
+  public ServerConfig {
+    if (port < 0 || port > 65535) {
+      throw new IllegalArgumentException("--port must be 0..65535, got " + port);
+    }
+    if (kvMemoryBytes < 1) {
+      throw new IllegalArgumentException("--kv-memory must be at least 1 byte");
+    }
+    if (maxBatch < 1) {
+      throw new IllegalArgumentException("--max-batch must be at least 1, got " + maxBatch);
+    }
+    if (queueCapacity < 0) {
+      throw new IllegalArgumentException("--queue must be >= 0, got " + queueCapacity);
+    }
+    if (prefillChunk < 1) {
+      throw new IllegalArgumentException("--prefill-chunk must be at least 1, got " + prefillChunk);
+    }
+    if (apiKey != null && apiKey.isBlank()) {
+      throw new IllegalArgumentException("--api-key must not be blank");
+    }
+  }
+
+  /** Loopback, an ephemeral port, full KV, 256 MiB: the settings tests start from. */
+  public static ServerConfig defaults(String modelId) {
+    return new ServerConfig("127.0.0.1", 0, "full", 256L << 20, 16, 64, 64, null, modelId);
+  }
+
+  public ServerConfig withKvMemory(long bytes) {
+    return new ServerConfig(
+        host, port, defaultKv, bytes, maxBatch, queueCapacity, prefillChunk, apiKey, modelId);
+  }
+
+  public ServerConfig withQueue(int capacity) {
+    return new ServerConfig(
+        host, port, defaultKv, kvMemoryBytes, maxBatch, capacity, prefillChunk, apiKey, modelId);
+  }
+
+  public ServerConfig withApiKey(String key) {
+    return new ServerConfig(
+        host, port, defaultKv, kvMemoryBytes, maxBatch, queueCapacity, prefillChunk, key, modelId);
+  }
+
+  public ServerConfig withMaxBatch(int n) {
+    return new ServerConfig(
+        host, port, defaultKv, kvMemoryBytes, n, queueCapacity, prefillChunk, apiKey, modelId);
+  }
+}

@@ -1,0 +1,80 @@
+package io.kvslim.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.kvslim.SharedData;
+import io.kvslim.engine.Engine;
+import io.kvslim.engine.KvSpecs;
+import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.model.Model;
+import io.kvslim.server.OpenAiServer;
+import io.kvslim.server.ServerConfig;
+import io.kvslim.tokenizer.Tokenizer;
+import org.junit.jupiter.api.Test;
+
+class ServeCommandTest {
+  private static String tiny() {
+    return SharedData.model("llama-spm-f32.gguf").toString();
+  }
+
+  @Test
+  void badOptionsFailWithOneLineBeforeServing() {
+    CliResult badKv = CliResult.run("serve", "-m", tiny(), "--kv", "nosuch", "--port", "0");
+    assertThat(badKv.exitCode()).isEqualTo(1);
+    assertThat(badKv.err())
+        .startsWith("kvslim: unknown KV method 'nosuch'")
+        .doesNotContain("\tat ");
+    CliResult badMemory = CliResult.run("serve", "-m", tiny(), "--kv-memory", "lots");
+    assertThat(badMemory.exitCode()).isEqualTo(1);
+    assertThat(badMemory.err()).startsWith("kvslim: --kv-memory must be a size");
+    CliResult badBatch = CliResult.run("serve", "-m", tiny(), "--max-batch", "0");
+    assertThat(badBatch.exitCode()).isEqualTo(1);
+    assertThat(badBatch.err()).startsWith("kvslim: --max-batch must be at least 1");
+    CliResult badLayers =
+        CliResult.run("serve", "-m", tiny(), "--kv", "full;q8_0@layers=7-9", "--port", "0");
+    assertThat(badLayers.exitCode()).isEqualTo(1);
+    assertThat(badLayers.err()).startsWith("kvslim: --kv: ").contains("layer");
+  }
+
+  @Test
+  void benchServeReportsEverySpecAgainstARunningServer() {
+    try (Model model = Model.load(SharedData.model("llama-spm-f32.gguf"));
+        Engine engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
+        OpenAiServer server =
+            new OpenAiServer(
+                    engine,
+                    Tokenizer.fromGguf(model.file()),
+                    null,
+                    ServerConfig.defaults("tiny").withKvMemory(16L << 20))
+                .start()) {
+      CliResult r =
+          CliResult.run(
+              "bench",
+              "serve",
+              "--url",
+              "http://127.0.0.1:" + server.port(),
+              "--clients",
+              "2",
+              "--requests",
+              "2",
+              "--prompt",
+              "8",
+              "--gen",
+              "2",
+              "--kv",
+              "full",
+              "--kv",
+              "q8_0");
+      assertThat(r.exitCode()).as(r.err()).isZero();
+      assertThat(server.pool().usedBytes()).isZero();
+    }
+  }
+
+  @Test
+  void benchServeWithoutAServerSaysSo() {
+    CliResult r = CliResult.run("bench", "serve", "--url", "http://127.0.0.1:1", "--requests", "1");
+    assertThat(r.exitCode()).isEqualTo(1);
+    assertThat(r.err()).startsWith("kvslim: cannot reach a server at http://127.0.0.1:1");
+  }
+}
