@@ -23,21 +23,18 @@ public final class F32Matrix extends WeightMatrix {
 
   @Override
   public float dot(int row, float[] x, int xOffset) {
+    // One accumulator, as in dot4: a row's result must not depend on whether it is computed alone
+    // or in a tile of a batch (batched decode must give the same logits as single decode).
     long base = row * rowBytes;
-    FloatVector acc0 = FloatVector.zero(F);
-    FloatVector acc1 = FloatVector.zero(F);
+    FloatVector acc = FloatVector.zero(F);
     int len = F.length();
     int i = 0;
-    int upper = cols - 2 * len;
-    for (; i <= upper; i += 2 * len) {
-      acc0 =
+    for (int upper = cols - len; i <= upper; i += len) {
+      acc =
           FloatVector.fromMemorySegment(F, data, base + i * 4L, LE)
-              .fma(FloatVector.fromArray(F, x, xOffset + i), acc0);
-      acc1 =
-          FloatVector.fromMemorySegment(F, data, base + (i + len) * 4L, LE)
-              .fma(FloatVector.fromArray(F, x, xOffset + i + len), acc1);
+              .fma(FloatVector.fromArray(F, x, xOffset + i), acc);
     }
-    float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+    float sum = acc.reduceLanes(VectorOperators.ADD);
     for (; i < cols; i++) {
       sum += data.get(FLOAT_LE, base + i * 4L) * x[xOffset + i];
     }
