@@ -1,5 +1,6 @@
 package io.kvslim.eval;
 
+import io.kvslim.bench.Metrics;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvCacheFactory;
 import io.kvslim.kv.KvCache;
@@ -138,7 +139,7 @@ public final class PerplexityEvaluator {
         if (baseline != null) {
           double baseLse = Ops.logSumExp(baseLogits, off, vocab);
           baseNll[scored] = baseLse - baseLogits[off + target];
-          kld[scored] = Metrics.klDivergence(baseLogits, logits, off, vocab, baseLse, lse);
+          kld[scored] = Metrics.klDivergence(baseLogits, off, logits, off, vocab);
           if (Ops.argmax(baseLogits, off, vocab) == Ops.argmax(logits, off, vocab)) {
             agree++;
           }
@@ -171,7 +172,7 @@ public final class PerplexityEvaluator {
     }
 
     public double kldP99() {
-      return Metrics.percentile(kld, 0.99);
+      return Metrics.percentile(kld, 99);
     }
   }
 
