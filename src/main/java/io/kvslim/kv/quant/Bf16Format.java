@@ -70,7 +70,7 @@ public final class Bf16Format extends RowFormat {
         FloatVector k = widen(block, offset + 2L * j);
         sum = FloatVector.fromArray(FLOATS, q, qOff + j).fma(k, sum);
       }
-      result = sum.reduceLanes(VectorOperators.ADD);
+      result = AttentionKernels.sumLanes(sum);
     }
     for (; j < headDim; j++) {
       result += q[qOff + j] * HalfFloats.fromBf16(block.get(F16Format.SHORT_LE, offset + 2L * j));
@@ -80,16 +80,24 @@ public final class Bf16Format extends RowFormat {
 
   @Override
   protected void accumulateRow(
-      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
     int j = 0;
     if (VECTORIZED) {
       for (int upper = FLOATS.loopBound(headDim); j < upper; j += FLOATS.length()) {
         FloatVector v = widen(block, offset + 2L * j);
-        v.mul(weight).add(FloatVector.fromArray(FLOATS, acc, j)).intoArray(acc, j);
+        v.fma(FloatVector.broadcast(FLOATS, weight), FloatVector.fromArray(FLOATS, acc, accOff + j))
+            .intoArray(acc, accOff + j);
       }
     }
     for (; j < headDim; j++) {
-      acc[j] += weight * HalfFloats.fromBf16(block.get(F16Format.SHORT_LE, offset + 2L * j));
+      float v = HalfFloats.fromBf16(block.get(F16Format.SHORT_LE, offset + 2L * j));
+      acc[accOff + j] = Math.fma(v, weight, acc[accOff + j]);
     }
   }
 }

@@ -54,8 +54,22 @@ public final class F16Format extends RowFormat {
 
   @Override
   protected void accumulateRow(
-      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
     decodeRow(block, offset, headDim, work, 0);
-    VectorKernels.addScaled(weight, work, 0, acc, 0, headDim);
+    AttentionKernels.addWeighted(weight, work, 0, acc, accOff, headDim);
+  }
+
+  /** llama.cpp converts the query to f16 before its f16 dot product ({@code vec_dot_type}). */
+  @Override
+  public void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    for (int j = 0; j < headDim; j++) {
+      dst[dstOff + j] = Float.float16ToFloat(Float.floatToFloat16(q[qOff + j]));
+    }
   }
 }

@@ -6,9 +6,9 @@ import java.nio.ByteOrder;
 
 /**
  * Full precision: 4 bytes per value, little-endian. This is the exactness reference of the paged
- * cache, so its score is a sequential dot product in index order: the same arithmetic as {@code
- * DenseLayerKv}, which makes a paged F32 cache equal the dense one bit for bit. The weighted sum of
- * values is vectorized; it multiplies then adds element by element, which gives the same bits.
+ * cache, so its score and weighted sum are {@link AttentionKernels}' fixed-order ones: the same
+ * arithmetic as {@code DenseLayerKv}, which makes a paged F32 cache equal the dense one bit for
+ * bit.
  */
 public final class F32Format extends RowFormat {
   static final ValueLayout.OfFloat FLOAT_LE =
@@ -48,16 +48,18 @@ public final class F32Format extends RowFormat {
   @Override
   protected float dotRow(
       MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
-    float sum = 0f;
-    for (int j = 0; j < headDim; j++) {
-      sum += q[qOff + j] * block.get(FLOAT_LE, offset + 4L * j);
-    }
-    return sum;
+    return AttentionKernels.dot(q, qOff, block, offset, headDim);
   }
 
   @Override
   protected void accumulateRow(
-      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
-    VectorKernels.addScaled(weight, block, offset, acc, headDim);
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    AttentionKernels.addWeighted(weight, block, offset, acc, accOff, headDim);
   }
 }

@@ -114,7 +114,7 @@ public record KiviKeyFormat(int bits) implements KvFormat {
   }
 
   @Override
-  public void dots(
+  public void scores(
       MemorySegment block,
       int count,
       int capacity,
@@ -146,7 +146,26 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       float[] acc,
       float[] work) {
     decode(block, slot, capacity, headDim, work, 0);
-    VectorKernels.addScaled(weight, work, 0, acc, 0, headDim);
+    AttentionKernels.addWeighted(weight, work, 0, acc, 0, headDim);
+  }
+
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    for (int s = 0; s < count; s++) {
+      if (weights[wOff + s] != 0f) {
+        decode(block, s, capacity, headDim, work, 0);
+        AttentionKernels.addWeighted(weights[wOff + s], work, 0, acc, accOff, headDim);
+      }
+    }
   }
 
   @Override

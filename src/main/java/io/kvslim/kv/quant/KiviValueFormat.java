@@ -129,13 +129,19 @@ public final class KiviValueFormat extends RowFormat {
 
   @Override
   protected void accumulateRow(
-      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
     AsymmetricCodes.unpack(block, offset + rowScaleBytes(headDim), headDim, bits, work, 0);
     for (int g = 0; g < headDim / group; g++) {
       float scaled = weight * groupScale(block, offset, g);
       float shift = weight * groupZeroPoint(block, offset, g);
       for (int c = g * group; c < (g + 1) * group; c++) {
-        acc[c] += scaled * work[c] + shift;
+        acc[accOff + c] += scaled * work[c] + shift;
       }
     }
   }

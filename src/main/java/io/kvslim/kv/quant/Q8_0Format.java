@@ -59,9 +59,17 @@ public final class Q8_0Format extends GgmlBlockFormat {
   }
 
   @Override
-  protected float dotBlock(MemorySegment block, long offset, float[] q, int qOff, float[] work) {
+  protected void decodeCodes(MemorySegment block, long offset, float[] dst, int dstOff) {
+    for (int j = 0; j < BLOCK_VALUES; j++) {
+      dst[dstOff + j] = block.get(ValueLayout.JAVA_BYTE, offset + 2 + j);
+    }
+  }
+
+  @Override
+  protected float integerDot(
+      MemorySegment block, long offset, float[] qCodes, int qOff, float[] work) {
     if (FLOATS.length() < 4 || FLOATS.length() > 16) {
-      return super.dotBlock(block, offset, q, qOff, work);
+      return super.integerDot(block, offset, qCodes, qOff, work);
     }
     FloatVector sum = FloatVector.zero(FLOATS);
     for (int half = 0; half < 2; half++) {
@@ -70,10 +78,10 @@ public final class Q8_0Format extends GgmlBlockFormat {
       for (int part = 0; part < PARTS; part++) {
         FloatVector k = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
         int j = qOff + 16 * half + part * FLOATS.length();
-        sum = FloatVector.fromArray(FLOATS, q, j).fma(k, sum);
+        sum = FloatVector.fromArray(FLOATS, qCodes, j).fma(k, sum);
       }
     }
-    return sum.reduceLanes(VectorOperators.ADD) * scale(block, offset);
+    return AttentionKernels.sumLanes(sum);
   }
 
   @Override
@@ -90,7 +98,8 @@ public final class Q8_0Format extends GgmlBlockFormat {
       for (int part = 0; part < PARTS; part++) {
         FloatVector v = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
         int j = accOff + 16 * half + part * FLOATS.length();
-        v.mul(wd).add(FloatVector.fromArray(FLOATS, acc, j)).intoArray(acc, j);
+        v.fma(FloatVector.broadcast(FLOATS, wd), FloatVector.fromArray(FLOATS, acc, j))
+            .intoArray(acc, j);
       }
     }
   }

@@ -3,7 +3,6 @@ package io.kvslim.kv.quant;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /** The float Vector API loops the fused format kernels share. */
@@ -13,20 +12,12 @@ final class VectorKernels {
   static final VectorSpecies<Float> FLOATS = FloatVector.SPECIES_PREFERRED;
   static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
 
-  /** {@code a[aOff..+n) · b[bOff..+n)}, lane-parallel (order differs from a sequential sum). */
+  /**
+   * {@code a[aOff..+n) · b[bOff..+n)}, lane-parallel (order differs from a sequential sum, but is
+   * fixed: see {@link AttentionKernels#dot(float[], int, float[], int, int)}).
+   */
   static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-    FloatVector sum = FloatVector.zero(FLOATS);
-    int j = 0;
-    for (int upper = FLOATS.loopBound(n); j < upper; j += FLOATS.length()) {
-      FloatVector x = FloatVector.fromArray(FLOATS, a, aOff + j);
-      FloatVector y = FloatVector.fromArray(FLOATS, b, bOff + j);
-      sum = x.fma(y, sum);
-    }
-    float result = sum.reduceLanes(VectorOperators.ADD);
-    for (; j < n; j++) {
-      result += a[aOff + j] * b[bOff + j];
-    }
-    return result;
+    return AttentionKernels.dot(a, aOff, b, bOff, n);
   }
 
   /**
