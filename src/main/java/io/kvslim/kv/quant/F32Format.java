@@ -62,4 +62,43 @@ public final class F32Format extends RowFormat {
       float[] work) {
     AttentionKernels.addWeighted(weight, block, offset, acc, accOff, headDim);
   }
+
+  // The block loops below repeat RowFormat's with the kernels inlined: the per-row calls there are
+  // shared by every format, so the JIT cannot inline them once several formats are in use.
+
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    long rowBytes = 4L * headDim;
+    for (int s = 0; s < count; s++) {
+      scores[s] = AttentionKernels.dot(prepared, pOff, block, s * rowBytes, headDim);
+    }
+  }
+
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    long rowBytes = 4L * headDim;
+    for (int s = 0; s < count; s++) {
+      float weight = weights[wOff + s];
+      if (weight != 0f) {
+        AttentionKernels.addWeighted(weight, block, s * rowBytes, acc, accOff, headDim);
+      }
+    }
+  }
 }

@@ -1,6 +1,7 @@
 package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.FloatVector;
 
 /**
  * KIVI keys (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
@@ -130,6 +131,19 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     }
     long codes = 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
+    int lanes = VectorKernels.FLOATS.length();
+    if (AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0) {
+      for (int t = 0; t < count; t++) {
+        long row = codes + (long) t * rowBytes;
+        FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
+        for (int c = 0; c < headDim; c += lanes) {
+          FloatVector scaledQuery = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+          sum = AsymmetricCodes.codes(block, row, c, bits).fma(scaledQuery, sum);
+        }
+        scores[t] = AttentionKernels.sumLanes(sum) + queryTimesZero;
+      }
+      return;
+    }
     for (int t = 0; t < count; t++) {
       AsymmetricCodes.unpack(block, codes + (long) t * rowBytes, headDim, bits, work, headDim);
       scores[t] = VectorKernels.dot(work, 0, work, headDim, headDim) + queryTimesZero;

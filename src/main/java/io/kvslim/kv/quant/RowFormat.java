@@ -72,7 +72,7 @@ public abstract class RowFormat implements KvFormat {
   }
 
   @Override
-  public final void scores(
+  public void scores(
       MemorySegment block,
       int count,
       int capacity,
@@ -100,7 +100,7 @@ public abstract class RowFormat implements KvFormat {
   }
 
   @Override
-  public final void accumulateBlock(
+  public void accumulateBlock(
       MemorySegment block,
       int count,
       int capacity,

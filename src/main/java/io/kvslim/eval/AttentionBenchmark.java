@@ -1,0 +1,126 @@
+package io.kvslim.eval;
+
+import io.kvslim.kv.KvCache;
+import io.kvslim.kv.LayerKv;
+import io.kvslim.kv.policy.KvCaches;
+import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.tensor.Parallel;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Decode attention alone, without the model's matmuls: the caches of a 110m-shaped model (12
+ * layers, 12 heads of 64) filled with {@code depth} random tokens per spec, then one query row per
+ * layer per step, timed serially and on a pool. Reports microseconds per step and the GB/s of KV
+ * bytes read. All specs run in one process, interleaved, so their ratios are comparable on a busy
+ * machine.
+ *
+ * <p>Usage: {@code AttentionBenchmark [depth] [threads] [rounds] spec...}
+ */
+public final class AttentionBenchmark {
+  private AttentionBenchmark() {}
+
+  public static void main(String[] args) {
+    int depth = args.length > 0 ? Integer.parseInt(args[0]) : 2048;
+    int threads = args.length > 1 ? Integer.parseInt(args[1]) : 2;
+    int rounds = args.length > 2 ? Integer.parseInt(args[2]) : 5;
+    String[] specs =
+        args.length > 3
+            ? Arrays.copyOfRange(args, 3, args.length)
+            : new String[] {"full", "f16", "q8_0", "q4_0", "kivi:kbits=2,vbits=2"};
+    int layers = 12;
+    int heads = 12;
+    int headDim = 64;
+    SplittableRandom random = new SplittableRandom(1);
+    KvCache[] caches = new KvCache[specs.length];
+    for (int i = 0; i < specs.length; i++) {
+      KvCaches factory =
+          new KvCaches(KvSpec.parse(specs[i]), new BlockPool(), layers, heads, headDim);
+      caches[i] = factory.create();
+      int chunk = 256;
+      float[] k = new float[chunk * heads * headDim];
+      float[] v = new float[chunk * heads * headDim];
+      for (int l = 0; l < layers; l++) {
+        for (int start = 0; start < depth; start += chunk) {
+          int n = Math.min(chunk, depth - start);
+          int[] positions = new int[n];
+          for (int t = 0; t < n; t++) {
+            positions[t] = start + t;
+          }
+          for (int j = 0; j < n * heads * headDim; j++) {
+            k[j] = (float) random.nextGaussian();
+            v[j] = (float) random.nextGaussian();
+          }
+          caches[i].layer(l).append(n, positions, k, v);
+        }
+      }
+    }
+    float[] q = new float[heads * headDim];
+    for (int j = 0; j < q.length; j++) {
+      q[j] = (float) random.nextGaussian();
+    }
+    float[] out = new float[q.length];
+    int[] position = {depth};
+    float scale = 0.125f;
+    int steps = 20;
+    double[][] serial = new double[specs.length][rounds];
+    double[][] pooled = new double[specs.length][rounds];
+    try (Parallel pool = new Parallel(threads)) {
+      for (int round = -1; round < rounds; round++) {
+        for (int i = 0; i < specs.length; i++) {
+          for (int mode = 0; mode < 2; mode++) {
+            Parallel p = mode == 0 ? null : pool;
+            long t0 = System.nanoTime();
+            for (int s = 0; s < steps; s++) {
+              for (int l = 0; l < layers; l++) {
+                LayerKv layer = caches[i].layer(l);
+                layer.attend(1, position, heads, q, scale, out, null, p);
+              }
+            }
+            double micros = (System.nanoTime() - t0) / 1e3 / steps;
+            if (round >= 0) {
+              (mode == 0 ? serial : pooled)[i][round] = micros;
+            }
+          }
+        }
+      }
+    }
+    System.out.printf(
+        Locale.ROOT,
+        "decode attention, depth %d, %d layers x %d heads x %d, %d threads (median of %d)%n",
+        depth,
+        layers,
+        heads,
+        headDim,
+        threads,
+        rounds);
+    double base = median(pooled[0]);
+    for (int i = 0; i < specs.length; i++) {
+      double s = median(serial[i]);
+      double p = median(pooled[i]);
+      long bytes = caches[i].bytes();
+      System.out.printf(
+          Locale.ROOT,
+          "  %-24s KV %7.1f MiB  serial %8.0f us (%5.2f GB/s)  pool %8.0f us (%5.2f GB/s)"
+              + "  x%.2f vs serial  x%.2f vs %s%n",
+          specs[i],
+          bytes / 1048576.0,
+          s,
+          bytes / s / 1e3,
+          p,
+          bytes / p / 1e3,
+          s / p,
+          base / p,
+          specs[0]);
+      caches[i].close();
+    }
+  }
+
+  private static double median(double[] v) {
+    double[] s = v.clone();
+    Arrays.sort(s);
+    return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  }
+}
