@@ -17,7 +17,8 @@ import java.util.SplittableRandom;
  * bytes read. All specs run in one process, interleaved, so their ratios are comparable on a busy
  * machine.
  *
- * <p>Usage: {@code AttentionBenchmark [depth] [threads] [rounds] spec...}
+ * <p>Usage: {@code AttentionBenchmark [depth] [threads] [rounds] spec[@tokens]...}; {@code
+ * full@512} fills that cache with 512 tokens only (what an eviction to 25% of 2048 leaves).
  */
 public final class AttentionBenchmark {
   private AttentionBenchmark() {}
@@ -35,16 +36,20 @@ public final class AttentionBenchmark {
     int headDim = 64;
     SplittableRandom random = new SplittableRandom(1);
     KvCache[] caches = new KvCache[specs.length];
+    int[] tokens = new int[specs.length];
     for (int i = 0; i < specs.length; i++) {
-      KvCaches factory =
-          new KvCaches(KvSpec.parse(specs[i]), new BlockPool(), layers, heads, headDim);
+      String spec = specs[i];
+      int at = spec.indexOf('@');
+      tokens[i] = at < 0 ? depth : Integer.parseInt(spec.substring(at + 1));
+      spec = at < 0 ? spec : spec.substring(0, at);
+      KvCaches factory = new KvCaches(KvSpec.parse(spec), new BlockPool(), layers, heads, headDim);
       caches[i] = factory.create();
       int chunk = 256;
       float[] k = new float[chunk * heads * headDim];
       float[] v = new float[chunk * heads * headDim];
       for (int l = 0; l < layers; l++) {
-        for (int start = 0; start < depth; start += chunk) {
-          int n = Math.min(chunk, depth - start);
+        for (int start = 0; start < tokens[i]; start += chunk) {
+          int n = Math.min(chunk, tokens[i] - start);
           int[] positions = new int[n];
           for (int t = 0; t < n; t++) {
             positions[t] = start + t;
@@ -64,7 +69,7 @@ public final class AttentionBenchmark {
     float[] out = new float[q.length];
     int[] position = {depth};
     float scale = 0.125f;
-    int steps = 20;
+    int steps = 10;
     double[][] serial = new double[specs.length][rounds];
     double[][] pooled = new double[specs.length][rounds];
     try (Parallel pool = new Parallel(threads)) {

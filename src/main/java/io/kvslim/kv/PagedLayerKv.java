@@ -26,7 +26,9 @@ import java.util.List;
  *       after it is skipped);
  *   <li>softmax per row over its retained tokens ({@link AttentionKernels#softmaxWeights});
  *   <li>values: the value format adds each slot with its weight ({@link KvFormat#accumulateBlock}),
- *       then the row is normalized.
+ *       then the row is normalized (blocks whose format {@link KvFormat#accumulatesProbabilities()
+ *       takes probabilities}, f16, get normalized weights and a sum of their own, added after the
+ *       normalization).
  * </ol>
  *
  * The arithmetic is {@link DenseLayerKv}'s, in the same order, so with F32 keys and values the two
@@ -89,6 +91,7 @@ public final class PagedLayerKv implements LayerKv {
     int preparedStride;
     float[] slots = new float[0]; // one block's raw scores, or its weights by slot
     float[] acc = new float[0]; // rows × headDim
+    float[] accOfProbabilities = new float[0]; // rows × headDim, blocks that take probabilities
     float[] sums = new float[TILE_ROWS];
     float[] work = new float[0];
     int[] rowOffsets = new int[TILE_ROWS];
@@ -101,6 +104,7 @@ public final class PagedLayerKv implements LayerKv {
       }
       if (acc.length < rows * headDim) {
         acc = new float[TILE_ROWS * headDim];
+        accOfProbabilities = new float[TILE_ROWS * headDim];
         work = new float[KvFormat.workLength(headDim)];
       }
       if (slots.length < blockCapacity) {
@@ -339,6 +343,7 @@ public final class PagedLayerKv implements LayerKv {
     }
     float[] acc = tile.acc;
     Arrays.fill(acc, 0, rows * headDim, 0f);
+    boolean probabilities = false;
     retained = 0;
     for (int b = 0, count = blocks.size(); b < count; b++) {
       KvBlock block = blocks.get(b);
@@ -349,13 +354,25 @@ public final class PagedLayerKv implements LayerKv {
       }
       KvFormat valueFormat = block.valueFormat();
       boolean dense = live == filled;
+      boolean normalized = valueFormat.accumulatesProbabilities();
+      if (normalized && !probabilities) {
+        Arrays.fill(tile.accOfProbabilities, 0, rows * headDim, 0f);
+        probabilities = true;
+      }
       for (int r = 0; r < rows; r++) {
         if (block.minPosition() > rowPositions[r]) {
           continue;
         }
         float[] weights = scores;
         int from = r * stride + retained;
-        if (!dense) {
+        if (normalized) {
+          float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
+          for (int s = 0, k = from; s < filled; s++) {
+            slots[s] = dense || block.isLive(s) ? scores[k++] * inverse : 0f;
+          }
+          weights = slots;
+          from = 0;
+        } else if (!dense) {
           for (int s = 0, k = from; s < filled; s++) {
             slots[s] = block.isLive(s) ? scores[k++] : 0f;
           }
@@ -369,7 +386,7 @@ public final class PagedLayerKv implements LayerKv {
             headDim,
             weights,
             from,
-            acc,
+            normalized ? tile.accOfProbabilities : acc,
             r * headDim,
             tile.work);
       }
@@ -378,6 +395,11 @@ public final class PagedLayerKv implements LayerKv {
     for (int r = 0; r < rows; r++) {
       float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
       AttentionKernels.scale(acc, r * headDim, inverse, out, rowOffsets[r], headDim);
+      if (probabilities) {
+        for (int j = 0; j < headDim; j++) {
+          out[rowOffsets[r] + j] += tile.accOfProbabilities[r * headDim + j];
+        }
+      }
       if (observed != null) {
         int h = g * group + (first + r) % group;
         AttentionKernels.scale(scores, r * stride, inverse, observed[h], 0, size);

@@ -62,7 +62,27 @@ public final class F16Format extends RowFormat {
       int accOff,
       float[] work) {
     decodeRow(block, offset, headDim, work, 0);
-    AttentionKernels.addWeighted(weight, work, 0, acc, accOff, headDim);
+    AttentionKernels.addWeighted(roundToF16(weight), work, 0, acc, accOff, headDim);
+  }
+
+  @Override
+  public boolean accumulatesProbabilities() {
+    return true;
+  }
+
+  /** Rounds the weight to f16 as {@link #accumulate} does. */
+  @Override
+  public void accumulateReference(
+      MemorySegment block, int slot, int capacity, int headDim, float weight, float[] acc) {
+    super.accumulateReference(block, slot, capacity, headDim, roundToF16(weight), acc);
+  }
+
+  /**
+   * The weight (a softmax probability) rounded to f16: llama.cpp's {@code KQV} product with f16
+   * values converts the probabilities to f16 first ({@code vec_dot_type} of f16).
+   */
+  private static float roundToF16(float weight) {
+    return Float.float16ToFloat(Float.floatToFloat16(weight));
   }
 
   /** llama.cpp converts the query to f16 before its f16 dot product ({@code vec_dot_type}). */

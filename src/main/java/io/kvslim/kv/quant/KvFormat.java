@@ -118,6 +118,16 @@ public interface KvFormat {
       float[] work);
 
   /**
+   * True when {@link #accumulate} and {@link #accumulateBlock} take normalized probabilities rather
+   * than unnormalized softmax weights: f16 values, which round each probability to f16 first, as
+   * llama.cpp's (non-flash) {@code KQV} product with an f16 cache does. The attention loop then
+   * normalizes those blocks' weights first instead of the sum at the end.
+   */
+  default boolean accumulatesProbabilities() {
+    return false;
+  }
+
+  /**
    * Fused weighted sum of a block: {@code acc[accOff..+headDim) += weights[wOff + s] * v_s} for the
    * slots {@code s < count} in order, skipping zero weights (adding {@code 0·v} to a sum that
    * started at {@code +0} would not change it, so skipping is exact).
