@@ -188,59 +188,87 @@ public final class PagedLayerKv implements LayerKv {
       throw new IllegalArgumentException(
           heads + " query heads do not share " + kvHeads + " KV heads");
     }
-    int group = heads / kvHeads;
+    Call c = call;
+    c.group = heads / kvHeads;
+    c.positions = positions;
+    c.heads = heads;
+    c.queries = queries;
+    c.scale = scale;
+    c.out = out;
     scratch.ensureThreads(pool == null ? 1 : pool.threads());
-    if (observer == null) {
-      int rows = n * group; // per KV head: query i, head-in-group j is row i·group + j
-      int tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
-      run(
-          pool,
-          kvHeads * tiles,
-          (chunk, start, end) -> {
-            Tile tile = scratch.tile(chunk);
-            for (int item = start; item < end; item++) {
-              int g = item / tiles;
-              int first = (item % tiles) * TILE_ROWS;
-              int last = Math.min(rows, first + TILE_ROWS);
-              attendTile(tile, g, group, first, last, positions, heads, queries, scale, out, null);
-            }
-          });
-      return;
-    }
-    if (observed.length < heads) {
-      observed = Arrays.copyOf(observed, heads);
-    }
-    for (int h = 0; h < heads; h++) {
-      int size = store.head(h / group).size();
-      if (observed[h] == null || observed[h].length < size) {
-        observed[h] = new float[Math.max(size, 2 * (observed[h] == null ? 0 : observed[h].length))];
+    try {
+      if (observer == null) {
+        c.rows = n * c.group; // per KV head: query i, head-in-group j is row i·group + j
+        c.tiles = (c.rows + TILE_ROWS - 1) / TILE_ROWS;
+        c.observed = null;
+        run(pool, kvHeads * c.tiles, tilesTask);
+        return;
       }
-    }
-    for (int i = 0; i < n; i++) {
-      int first = i * group;
-      run(
-          pool,
-          kvHeads,
-          (chunk, start, end) -> {
-            Tile tile = scratch.tile(chunk);
-            for (int g = start; g < end; g++) {
-              attendTile(
-                  tile,
-                  g,
-                  group,
-                  first,
-                  first + group,
-                  positions,
-                  heads,
-                  queries,
-                  scale,
-                  out,
-                  observed);
-            }
-          });
+      if (observed.length < heads) {
+        observed = Arrays.copyOf(observed, heads);
+      }
       for (int h = 0; h < heads; h++) {
-        observer.observe(i, h, h / group, observed[h], store.head(h / group).size());
+        int size = store.head(h / c.group).size();
+        if (observed[h] == null || observed[h].length < size) {
+          int old = observed[h] == null ? 0 : observed[h].length;
+          observed[h] = new float[Math.max(size, 2 * old)];
+        }
       }
+      c.observed = observed;
+      for (int i = 0; i < n; i++) {
+        c.rows = i * c.group; // the first row of query i in every KV head
+        run(pool, kvHeads, observedRowTask);
+        for (int h = 0; h < heads; h++) {
+          observer.observe(i, h, h / c.group, observed[h], store.head(h / c.group).size());
+        }
+      }
+    } finally {
+      c.positions = null;
+      c.queries = null;
+      c.out = null;
+      c.observed = null;
+    }
+  }
+
+  /**
+   * The arguments of the attention call in progress, read by the pool's threads (published to them
+   * by the pool's dispatch), so the tasks are built once and a call allocates nothing.
+   */
+  private static final class Call {
+    int group;
+    int rows;
+    int tiles;
+    int[] positions;
+    int heads;
+    float[] queries;
+    float scale;
+    float[] out;
+    float[][] observed;
+  }
+
+  private final Call call = new Call();
+
+  private final Parallel.ChunkTask tilesTask = this::runTiles;
+  private final Parallel.ChunkTask observedRowTask = this::runObservedRow;
+
+  /** Items are (KV head, tile of rows), KV head major. */
+  private void runTiles(int chunk, int start, int end) {
+    Call c = call;
+    Tile tile = scratch.tile(chunk);
+    for (int item = start; item < end; item++) {
+      int g = item / c.tiles;
+      int first = (item % c.tiles) * TILE_ROWS;
+      int last = Math.min(c.rows, first + TILE_ROWS);
+      attendTile(tile, g, first, last, c);
+    }
+  }
+
+  /** Items are KV heads; the rows are one query's (from {@code call.rows}), one per group head. */
+  private void runObservedRow(int chunk, int start, int end) {
+    Call c = call;
+    Tile tile = scratch.tile(chunk);
+    for (int g = start; g < end; g++) {
+      attendTile(tile, g, c.rows, c.rows + c.group, c);
     }
   }
 
@@ -257,18 +285,14 @@ public final class PagedLayerKv implements LayerKv {
    * group}, head {@code g·group + r % group}); with {@code observed}, each row's probabilities go
    * to {@code observed[head]}.
    */
-  private void attendTile(
-      Tile tile,
-      int g,
-      int group,
-      int first,
-      int last,
-      int[] positions,
-      int heads,
-      float[] queries,
-      float scale,
-      float[] out,
-      float[][] observed) {
+  private void attendTile(Tile tile, int g, int first, int last, Call c) {
+    int group = c.group;
+    int[] positions = c.positions;
+    int heads = c.heads;
+    float[] queries = c.queries;
+    float scale = c.scale;
+    float[] out = c.out;
+    float[][] observed = c.observed;
     HeadStore head = store.head(g);
     List<KvBlock> blocks = head.blocks();
     int size = head.size();
