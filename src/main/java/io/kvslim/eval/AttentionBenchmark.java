@@ -15,7 +15,8 @@ import java.util.SplittableRandom;
  * layers, 12 heads of 64) filled with {@code depth} random tokens per spec, then one query row per
  * layer per step, timed serially and on a pool. Reports microseconds per step and the GB/s of KV
  * bytes read. All specs run in one process, interleaved, so their ratios are comparable on a busy
- * machine.
+ * machine; the serial runs also report the calling thread's CPU time, which a loaded machine
+ * disturbs much less than wall time.
  *
  * <p>Usage: {@code AttentionBenchmark [depth] [threads] [rounds] spec[@tokens]...}; {@code
  * full@512} fills that cache with 512 tokens only (what an eviction to 25% of 2048 leaves).
@@ -72,12 +73,16 @@ public final class AttentionBenchmark {
     int steps = 10;
     double[][] serial = new double[specs.length][rounds];
     double[][] pooled = new double[specs.length][rounds];
+    double[][] serialCpu = new double[specs.length][rounds];
+    java.lang.management.ThreadMXBean cpu =
+        java.lang.management.ManagementFactory.getThreadMXBean();
     try (Parallel pool = new Parallel(threads)) {
       for (int round = -1; round < rounds; round++) {
         for (int i = 0; i < specs.length; i++) {
           for (int mode = 0; mode < 2; mode++) {
             Parallel p = mode == 0 ? null : pool;
             long t0 = System.nanoTime();
+            long c0 = cpu.getCurrentThreadCpuTime();
             for (int s = 0; s < steps; s++) {
               for (int l = 0; l < layers; l++) {
                 LayerKv layer = caches[i].layer(l);
@@ -85,8 +90,12 @@ public final class AttentionBenchmark {
               }
             }
             double micros = (System.nanoTime() - t0) / 1e3 / steps;
+            double cpuMicros = (cpu.getCurrentThreadCpuTime() - c0) / 1e3 / steps;
             if (round >= 0) {
               (mode == 0 ? serial : pooled)[i][round] = micros;
+              if (mode == 0) {
+                serialCpu[i][round] = cpuMicros;
+              }
             }
           }
         }
@@ -102,20 +111,24 @@ public final class AttentionBenchmark {
         threads,
         rounds);
     double base = median(pooled[0]);
+    double baseCpu = median(serialCpu[0]);
     for (int i = 0; i < specs.length; i++) {
       double s = median(serial[i]);
       double p = median(pooled[i]);
+      double c = median(serialCpu[i]);
       long bytes = caches[i].bytes();
       System.out.printf(
           Locale.ROOT,
-          "  %-24s KV %7.1f MiB  serial %8.0f us (%5.2f GB/s)  pool %8.0f us (%5.2f GB/s)"
-              + "  x%.2f vs serial  x%.2f vs %s%n",
+          "  %-22s KV %6.1f MiB | serial cpu %7.0f us = %5.2f GB/s per core, x%.2f vs %s"
+              + " | wall: serial %7.0f us, pool %7.0f us (x%.2f), pool x%.2f vs %s%n",
           specs[i],
           bytes / 1048576.0,
+          c,
+          bytes / c / 1e3,
+          baseCpu / c,
+          specs[0],
           s,
-          bytes / s / 1e3,
           p,
-          bytes / p / 1e3,
           s / p,
           base / p,
           specs[0]);

@@ -82,6 +82,102 @@ public final class AttentionKernels {
     return result;
   }
 
+  /**
+   * {@code scores[sOff + s] = dot(a[aOff..+n), row s)} for the {@code count} little-endian f32 rows
+   * at {@code offset + s·rowBytes}: each score bit for bit {@link #dot(float[], int, MemorySegment,
+   * long, int)}, four rows at a time so their independent chains overlap.
+   */
+  public static void dotRows(
+      float[] a,
+      int aOff,
+      MemorySegment rows,
+      long offset,
+      long rowBytes,
+      int count,
+      int n,
+      float[] scores,
+      int sOff) {
+    int upper = FLOATS.loopBound(n);
+    int s = 0;
+    for (; s + 3 < count; s += 4) {
+      long r0 = offset + s * rowBytes;
+      long r1 = r0 + rowBytes;
+      long r2 = r1 + rowBytes;
+      long r3 = r2 + rowBytes;
+      FloatVector sum0 = FloatVector.zero(FLOATS);
+      FloatVector sum1 = sum0;
+      FloatVector sum2 = sum0;
+      FloatVector sum3 = sum0;
+      for (int j = 0; j < upper; j += FLOATS.length()) {
+        FloatVector q = FloatVector.fromArray(FLOATS, a, aOff + j);
+        long at = 4L * j;
+        sum0 = q.fma(FloatVector.fromMemorySegment(FLOATS, rows, r0 + at, VectorKernels.LE), sum0);
+        sum1 = q.fma(FloatVector.fromMemorySegment(FLOATS, rows, r1 + at, VectorKernels.LE), sum1);
+        sum2 = q.fma(FloatVector.fromMemorySegment(FLOATS, rows, r2 + at, VectorKernels.LE), sum2);
+        sum3 = q.fma(FloatVector.fromMemorySegment(FLOATS, rows, r3 + at, VectorKernels.LE), sum3);
+      }
+      float d0 = sumLanes(sum0);
+      float d1 = sumLanes(sum1);
+      float d2 = sumLanes(sum2);
+      float d3 = sumLanes(sum3);
+      for (int j = upper; j < n; j++) {
+        long at = 4L * j;
+        d0 = Math.fma(a[aOff + j], rows.get(F32Format.FLOAT_LE, r0 + at), d0);
+        d1 = Math.fma(a[aOff + j], rows.get(F32Format.FLOAT_LE, r1 + at), d1);
+        d2 = Math.fma(a[aOff + j], rows.get(F32Format.FLOAT_LE, r2 + at), d2);
+        d3 = Math.fma(a[aOff + j], rows.get(F32Format.FLOAT_LE, r3 + at), d3);
+      }
+      scores[sOff + s] = d0;
+      scores[sOff + s + 1] = d1;
+      scores[sOff + s + 2] = d2;
+      scores[sOff + s + 3] = d3;
+    }
+    for (; s < count; s++) {
+      scores[sOff + s] = dot(a, aOff, rows, offset + s * rowBytes, n);
+    }
+  }
+
+  /**
+   * {@code acc[accOff..+n) += weights[wOff + s] · row s} for the {@code count} little-endian f32
+   * rows at {@code offset + s·rowBytes}, rows in order, zero weights skipped: bit for bit the same
+   * as {@link #addWeighted(float, MemorySegment, long, float[], int, int)} row after row, with the
+   * sum kept in registers across the rows.
+   */
+  public static void addWeightedRows(
+      float[] weights,
+      int wOff,
+      MemorySegment rows,
+      long offset,
+      long rowBytes,
+      int count,
+      float[] acc,
+      int accOff,
+      int n) {
+    int j = 0;
+    for (int upper = FLOATS.loopBound(n); j < upper; j += FLOATS.length()) {
+      FloatVector sum = FloatVector.fromArray(FLOATS, acc, accOff + j);
+      long at = offset + 4L * j;
+      for (int s = 0; s < count; s++, at += rowBytes) {
+        float w = weights[wOff + s];
+        if (w != 0f) {
+          FloatVector x = FloatVector.fromMemorySegment(FLOATS, rows, at, VectorKernels.LE);
+          sum = x.fma(FloatVector.broadcast(FLOATS, w), sum);
+        }
+      }
+      sum.intoArray(acc, accOff + j);
+    }
+    for (; j < n; j++) {
+      float sum = acc[accOff + j];
+      for (int s = 0; s < count; s++) {
+        float w = weights[wOff + s];
+        if (w != 0f) {
+          sum = Math.fma(rows.get(F32Format.FLOAT_LE, offset + s * rowBytes + 4L * j), w, sum);
+        }
+      }
+      acc[accOff + j] = sum;
+    }
+  }
+
   /** {@code acc[accOff..+n) = fma(weight, x[xOff..+n), acc)}, element by element. */
   public static void addWeighted(
       float weight, float[] x, int xOff, float[] acc, int accOff, int n) {

@@ -76,10 +76,7 @@ public final class F32Format extends RowFormat {
       int pOff,
       float[] scores,
       float[] work) {
-    long rowBytes = 4L * headDim;
-    for (int s = 0; s < count; s++) {
-      scores[s] = AttentionKernels.dot(prepared, pOff, block, s * rowBytes, headDim);
-    }
+    AttentionKernels.dotRows(prepared, pOff, block, 0, 4L * headDim, count, headDim, scores, 0);
   }
 
   @Override
@@ -93,12 +90,7 @@ public final class F32Format extends RowFormat {
       float[] acc,
       int accOff,
       float[] work) {
-    long rowBytes = 4L * headDim;
-    for (int s = 0; s < count; s++) {
-      float weight = weights[wOff + s];
-      if (weight != 0f) {
-        AttentionKernels.addWeighted(weight, block, s * rowBytes, acc, accOff, headDim);
-      }
-    }
+    AttentionKernels.addWeightedRows(
+        weights, wOff, block, 0, 4L * headDim, count, acc, accOff, headDim);
   }
 }
