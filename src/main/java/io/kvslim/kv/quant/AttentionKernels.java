@@ -1,10 +1,12 @@
 package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -24,6 +26,8 @@ public final class AttentionKernels {
   private AttentionKernels() {}
 
   private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
+  private static final VectorSpecies<Byte> BYTES =
+      VectorSpecies.of(byte.class, VectorShape.forBitSize(FLOATS.vectorBitSize()));
   private static final VectorShuffle<Float>[] HALVES = halves();
 
   @SuppressWarnings("unchecked")
@@ -97,6 +101,11 @@ public final class AttentionKernels {
       int n,
       float[] scores,
       int sOff) {
+    byte[] array = VectorKernels.array(rows);
+    if (array != null) {
+      dotRows(a, aOff, array, (int) offset, (int) rowBytes, count, n, scores, sOff);
+      return;
+    }
     int upper = FLOATS.loopBound(n);
     int s = 0;
     for (; s + 3 < count; s += 4) {
@@ -153,6 +162,11 @@ public final class AttentionKernels {
       float[] acc,
       int accOff,
       int n) {
+    byte[] array = VectorKernels.array(rows);
+    if (array != null) {
+      addWeightedRows(weights, wOff, array, (int) offset, (int) rowBytes, count, acc, accOff, n);
+      return;
+    }
     int j = 0;
     for (int upper = FLOATS.loopBound(n); j < upper; j += FLOATS.length()) {
       FloatVector sum = FloatVector.fromArray(FLOATS, acc, accOff + j);
@@ -172,6 +186,114 @@ public final class AttentionKernels {
         float w = weights[wOff + s];
         if (w != 0f) {
           sum = Math.fma(rows.get(F32Format.FLOAT_LE, offset + s * rowBytes + 4L * j), w, sum);
+        }
+      }
+      acc[accOff + j] = sum;
+    }
+  }
+
+  /** Floats {@code [at, at + lanes)} of a little-endian byte array, as one vector load. */
+  private static FloatVector floats(byte[] rows, int at) {
+    return ByteVector.fromArray(BYTES, rows, at).reinterpretAsFloats();
+  }
+
+  private static float floatAt(byte[] rows, int at) {
+    return Float.intBitsToFloat(
+        (rows[at] & 0xff)
+            | (rows[at + 1] & 0xff) << 8
+            | (rows[at + 2] & 0xff) << 16
+            | (rows[at + 3] & 0xff) << 24);
+  }
+
+  /** {@link #dotRows} over the block's byte array (same operations, array loads). */
+  private static void dotRows(
+      float[] a,
+      int aOff,
+      byte[] rows,
+      int offset,
+      int rowBytes,
+      int count,
+      int n,
+      float[] scores,
+      int sOff) {
+    int upper = FLOATS.loopBound(n);
+    int s = 0;
+    for (; s + 3 < count; s += 4) {
+      int r0 = offset + s * rowBytes;
+      int r1 = r0 + rowBytes;
+      int r2 = r1 + rowBytes;
+      int r3 = r2 + rowBytes;
+      FloatVector sum0 = FloatVector.zero(FLOATS);
+      FloatVector sum1 = sum0;
+      FloatVector sum2 = sum0;
+      FloatVector sum3 = sum0;
+      for (int j = 0; j < upper; j += FLOATS.length()) {
+        FloatVector q = FloatVector.fromArray(FLOATS, a, aOff + j);
+        int at = 4 * j;
+        sum0 = q.fma(floats(rows, r0 + at), sum0);
+        sum1 = q.fma(floats(rows, r1 + at), sum1);
+        sum2 = q.fma(floats(rows, r2 + at), sum2);
+        sum3 = q.fma(floats(rows, r3 + at), sum3);
+      }
+      float d0 = sumLanes(sum0);
+      float d1 = sumLanes(sum1);
+      float d2 = sumLanes(sum2);
+      float d3 = sumLanes(sum3);
+      for (int j = upper; j < n; j++) {
+        int at = 4 * j;
+        d0 = Math.fma(a[aOff + j], floatAt(rows, r0 + at), d0);
+        d1 = Math.fma(a[aOff + j], floatAt(rows, r1 + at), d1);
+        d2 = Math.fma(a[aOff + j], floatAt(rows, r2 + at), d2);
+        d3 = Math.fma(a[aOff + j], floatAt(rows, r3 + at), d3);
+      }
+      scores[sOff + s] = d0;
+      scores[sOff + s + 1] = d1;
+      scores[sOff + s + 2] = d2;
+      scores[sOff + s + 3] = d3;
+    }
+    for (; s < count; s++) {
+      int r = offset + s * rowBytes;
+      FloatVector sum = FloatVector.zero(FLOATS);
+      for (int j = 0; j < upper; j += FLOATS.length()) {
+        sum = FloatVector.fromArray(FLOATS, a, aOff + j).fma(floats(rows, r + 4 * j), sum);
+      }
+      float d = sumLanes(sum);
+      for (int j = upper; j < n; j++) {
+        d = Math.fma(a[aOff + j], floatAt(rows, r + 4 * j), d);
+      }
+      scores[sOff + s] = d;
+    }
+  }
+
+  /** {@link #addWeightedRows} over the block's byte array (same operations, array loads). */
+  private static void addWeightedRows(
+      float[] weights,
+      int wOff,
+      byte[] rows,
+      int offset,
+      int rowBytes,
+      int count,
+      float[] acc,
+      int accOff,
+      int n) {
+    int j = 0;
+    for (int upper = FLOATS.loopBound(n); j < upper; j += FLOATS.length()) {
+      FloatVector sum = FloatVector.fromArray(FLOATS, acc, accOff + j);
+      int at = offset + 4 * j;
+      for (int s = 0; s < count; s++, at += rowBytes) {
+        float w = weights[wOff + s];
+        if (w != 0f) {
+          sum = floats(rows, at).fma(FloatVector.broadcast(FLOATS, w), sum);
+        }
+      }
+      sum.intoArray(acc, accOff + j);
+    }
+    for (; j < n; j++) {
+      float sum = acc[accOff + j];
+      for (int s = 0; s < count; s++) {
+        float w = weights[wOff + s];
+        if (w != 0f) {
+          sum = Math.fma(floatAt(rows, offset + s * rowBytes + 4 * j), w, sum);
         }
       }
       acc[accOff + j] = sum;

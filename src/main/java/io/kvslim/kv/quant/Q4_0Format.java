@@ -80,7 +80,7 @@ public final class Q4_0Format extends GgmlBlockFormat {
    * shift, so a byte-lane shift would not compile to vector code.
    */
   private static FloatVector nibbles(MemorySegment block, long offset, boolean high, int part) {
-    ByteVector packed = ByteVector.fromMemorySegment(BYTES16, block, offset + 2, VectorKernels.LE);
+    ByteVector packed = VectorKernels.bytes16(block, offset + 2);
     IntVector ints = (IntVector) packed.convertShape(VectorOperators.B2I, INTS, part);
     IntVector codes = high ? ints.lanewise(VectorOperators.ASHR, 4).and(0x0f) : ints.and(0x0f);
     return (FloatVector) codes.sub(8).convert(VectorOperators.I2F, 0);

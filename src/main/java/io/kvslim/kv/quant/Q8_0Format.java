@@ -73,8 +73,7 @@ public final class Q8_0Format extends GgmlBlockFormat {
     }
     FloatVector sum = FloatVector.zero(FLOATS);
     for (int half = 0; half < 2; half++) {
-      ByteVector codes =
-          ByteVector.fromMemorySegment(BYTES16, block, offset + 2 + 16 * half, VectorKernels.LE);
+      ByteVector codes = VectorKernels.bytes16(block, offset + 2 + 16 * half);
       for (int part = 0; part < PARTS; part++) {
         FloatVector k = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
         int j = qOff + 16 * half + part * FLOATS.length();
@@ -93,8 +92,7 @@ public final class Q8_0Format extends GgmlBlockFormat {
     }
     float wd = weight * scale(block, offset);
     for (int half = 0; half < 2; half++) {
-      ByteVector codes =
-          ByteVector.fromMemorySegment(BYTES16, block, offset + 2 + 16 * half, VectorKernels.LE);
+      ByteVector codes = VectorKernels.bytes16(block, offset + 2 + 16 * half);
       for (int part = 0; part < PARTS; part++) {
         FloatVector v = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
         int j = accOff + 16 * half + part * FLOATS.length();
