@@ -1,6 +1,7 @@
 package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
@@ -20,6 +21,10 @@ public final class Bf16Format extends RowFormat {
   private static final VectorSpecies<Short> SHORTS =
       VECTORIZED
           ? VectorSpecies.of(short.class, VectorShape.forBitSize(FLOATS.length() * 16))
+          : null;
+  private static final VectorSpecies<Byte> SHORT_BYTES =
+      VECTORIZED
+          ? VectorSpecies.of(byte.class, VectorShape.forBitSize(FLOATS.length() * 16))
           : null;
 
   Bf16Format() {}
@@ -54,7 +59,11 @@ public final class Bf16Format extends RowFormat {
   }
 
   private static FloatVector widen(MemorySegment block, long offset) {
-    ShortVector raw = ShortVector.fromMemorySegment(SHORTS, block, offset, VectorKernels.LE);
+    byte[] array = VectorKernels.array(block);
+    ShortVector raw =
+        array != null
+            ? ByteVector.fromArray(SHORT_BYTES, array, (int) offset).reinterpretAsShorts()
+            : ShortVector.fromMemorySegment(SHORTS, block, offset, VectorKernels.LE);
     IntVector wide = (IntVector) raw.convertShape(VectorOperators.S2I, INTS, 0);
     return wide.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
   }
