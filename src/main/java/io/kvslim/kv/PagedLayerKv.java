@@ -35,7 +35,8 @@ import java.util.List;
  * agree bit for bit; dead tokens are skipped.
  *
  * <p>Tiles of distinct KV heads and rows are independent: given the engine's {@link Parallel} pool
- * they run on its threads, each thread with its own scratch (per chunk index), and a row's result
+ * they run on its threads, each thread with its own scratch (per chunk index) claiming tiles one at
+ * a time from a shared counter (so a thread the OS schedules late takes fewer), and a row's result
  * does not depend on which thread computed it. With an observer, query rows go one at a time (the
  * heads of a row in parallel) and the observer is called on the calling thread afterwards, in the
  * order of the serial loop, with {@code exp(s_t − M)/S} over the head's retained tokens (0 for
@@ -201,7 +202,9 @@ public final class PagedLayerKv implements LayerKv {
         c.rows = n * c.group; // per KV head: query i, head-in-group j is row i·group + j
         c.tiles = (c.rows + TILE_ROWS - 1) / TILE_ROWS;
         c.observed = null;
-        run(pool, kvHeads * c.tiles, tilesTask);
+        c.items = kvHeads * c.tiles;
+        c.next.set(0);
+        run(pool, c.items, tilesTask);
         return;
       }
       if (observed.length < heads) {
@@ -217,6 +220,8 @@ public final class PagedLayerKv implements LayerKv {
       c.observed = observed;
       for (int i = 0; i < n; i++) {
         c.rows = i * c.group; // the first row of query i in every KV head
+        c.items = kvHeads;
+        c.next.set(0);
         run(pool, kvHeads, observedRowTask);
         for (int h = 0; h < heads; h++) {
           observer.observe(i, h, h / c.group, observed[h], store.head(h / c.group).size());
@@ -244,6 +249,11 @@ public final class PagedLayerKv implements LayerKv {
     float scale;
     float[] out;
     float[][] observed;
+    int items;
+
+    /** The next item to claim: threads take items one at a time, so a late thread takes fewer. */
+    final java.util.concurrent.atomic.AtomicInteger next =
+        new java.util.concurrent.atomic.AtomicInteger();
   }
 
   private final Call call = new Call();
@@ -251,11 +261,11 @@ public final class PagedLayerKv implements LayerKv {
   private final Parallel.ChunkTask tilesTask = this::runTiles;
   private final Parallel.ChunkTask observedRowTask = this::runObservedRow;
 
-  /** Items are (KV head, tile of rows), KV head major. */
+  /** Items are (KV head, tile of rows), KV head major, claimed one at a time. */
   private void runTiles(int chunk, int start, int end) {
     Call c = call;
     Tile tile = scratch.tile(chunk);
-    for (int item = start; item < end; item++) {
+    for (int item; (item = c.next.getAndIncrement()) < c.items; ) {
       int g = item / c.tiles;
       int first = (item % c.tiles) * TILE_ROWS;
       int last = Math.min(c.rows, first + TILE_ROWS);
@@ -263,20 +273,24 @@ public final class PagedLayerKv implements LayerKv {
     }
   }
 
-  /** Items are KV heads; the rows are one query's (from {@code call.rows}), one per group head. */
+  /**
+   * Items are KV heads, claimed one at a time; the rows are one query's (from {@code call.rows}),
+   * one per group head.
+   */
   private void runObservedRow(int chunk, int start, int end) {
     Call c = call;
     Tile tile = scratch.tile(chunk);
-    for (int g = start; g < end; g++) {
+    for (int g; (g = c.next.getAndIncrement()) < c.items; ) {
       attendTile(tile, g, c.rows, c.rows + c.group, c);
     }
   }
 
+  /** Runs {@code task} on up to {@code items} chunks; each chunk claims items from {@code call}. */
   private static void run(Parallel pool, int items, Parallel.ChunkTask task) {
     if (pool == null) {
-      task.run(0, 0, items);
+      task.run(0, 0, 1);
     } else {
-      pool.forChunks(items, 1, task);
+      pool.forChunks(Math.min(items, pool.threads()), 1, task);
     }
   }
 
