@@ -12,10 +12,12 @@ import java.lang.foreign.MemorySegment;
  * can be moved between blocks without requantizing. Token-group formats (KIVI keys, per channel
  * over the block's tokens) encode all tokens of a block at once and never move rows.
  *
- * <p>The attention kernels are fused: {@link #dots} and {@link #accumulate} read the block in its
- * own format; no dequantized copy of the cache is made. {@link #dotsReference} and {@link
- * #accumulateReference} are the scalar references they are tested against (dequantize, then plain
- * loops).
+ * <p>The attention kernels are fused and work on a whole block: {@link #scores} (the query prepared
+ * once by {@link #prepareQuery}) and {@link #accumulateBlock} read the block in its own format; no
+ * dequantized copy of the cache is made. {@link #dots} and {@link #accumulate} are their one-query,
+ * one-slot forms. {@link #dotsReference} and {@link #accumulateReference} are the scalar references
+ * they are tested against (dequantize, then plain loops; llama.cpp's scalar kernel for the formats
+ * that quantize the query).
  */
 public interface KvFormat {
 

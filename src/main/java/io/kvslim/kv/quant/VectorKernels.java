@@ -36,51 +36,11 @@ final class VectorKernels {
     return AttentionKernels.dot(a, aOff, b, bOff, n);
   }
 
-  /**
-   * {@code acc[accOff..+n) += weight * x[xOff..+n)}, as a multiply then an add per element, so it
-   * gives the same bits as the scalar loop {@code acc[j] += weight * x[j]}.
-   */
-  static void addScaled(float weight, float[] x, int xOff, float[] acc, int accOff, int n) {
-    int j = 0;
-    for (int upper = FLOATS.loopBound(n); j < upper; j += FLOATS.length()) {
-      FloatVector v = FloatVector.fromArray(FLOATS, x, xOff + j);
-      FloatVector a = FloatVector.fromArray(FLOATS, acc, accOff + j);
-      v.mul(weight).add(a).intoArray(acc, accOff + j);
-    }
-    for (; j < n; j++) {
-      acc[accOff + j] += weight * x[xOff + j];
-    }
-  }
-
-  /** As {@link #addScaled(float, float[], int, float[], int, int)} with little-endian f32 rows. */
-  static void addScaled(float weight, MemorySegment x, long offset, float[] acc, int n) {
-    int j = 0;
-    for (int upper = FLOATS.loopBound(n); j < upper; j += FLOATS.length()) {
-      FloatVector v = FloatVector.fromMemorySegment(FLOATS, x, offset + 4L * j, LE);
-      FloatVector a = FloatVector.fromArray(FLOATS, acc, j);
-      v.mul(weight).add(a).intoArray(acc, j);
-    }
-    for (; j < n; j++) {
-      acc[j] += weight * x.get(F32Format.FLOAT_LE, offset + 4L * j);
-    }
-  }
-
   /** 16 bytes of a block at {@code offset}, loaded from its array when it has one. */
   static ByteVector bytes16(MemorySegment block, long offset) {
     byte[] array = array(block);
     return array != null
         ? ByteVector.fromArray(ByteVector.SPECIES_128, array, (int) offset)
         : ByteVector.fromMemorySegment(ByteVector.SPECIES_128, block, offset, LE);
-  }
-
-  /** {@code acc[0..n) *= factor}, element by element. */
-  static void scale(float[] acc, float factor, int n) {
-    int j = 0;
-    for (int upper = FLOATS.loopBound(n); j < upper; j += FLOATS.length()) {
-      FloatVector.fromArray(FLOATS, acc, j).mul(factor).intoArray(acc, j);
-    }
-    for (; j < n; j++) {
-      acc[j] *= factor;
-    }
   }
 }
