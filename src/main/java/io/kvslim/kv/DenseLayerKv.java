@@ -1,5 +1,6 @@
 package io.kvslim.kv;
 
+import io.kvslim.kv.quant.AttentionKernels;
 import java.util.Arrays;
 
 /**
@@ -8,15 +9,15 @@ import java.util.Arrays;
  * as the uncompressed cache.
  *
  * <p>Softmax order (the one {@code PagedLayerKv} repeats, so a paged F32 cache equals this one bit
- * for bit): for each query head, tokens are visited in order; the score is a sequential float dot
- * product times {@code scale}; an online softmax keeps the running maximum {@code M} and sum {@code
- * S} in float: when a score {@code s > M}, the accumulator and {@code S} are multiplied by {@code
- * exp(M − s)} and the token's weight is 1, otherwise its weight is {@code exp(s − M)}; the value is
- * added with that weight and {@code S = S + weight}. Finally {@code out = acc · (1/S)} ({@code 0}
- * when no token is visible). Every {@code exp} is computed in double and rounded to float. This is
- * the order of llama.cpp's CPU flash-attention kernel ({@code
- * ggml_compute_forward_flash_attn_ext}), which llama.cpp uses for quantized V caches and by default
- * on CPU: max-subtracted exponentials in float, a float sum, normalization at the end.
+ * for bit): for each query head, the score of every visible token (position {@code <=} the query's)
+ * is {@link AttentionKernels#dot} times {@code scale}, invisible tokens score {@code −∞}; {@code M}
+ * is the largest score; the scores, in token order, are replaced by {@code w_t = exp(s_t − M)}
+ * ({@link AttentionKernels#expAndSum}, which also gives {@code S = Σ w_t}); the output is {@code
+ * (Σ_t w_t·v_t) · (1/S)}, the sum taken in token order with {@link AttentionKernels#addWeighted}
+ * and skipping zero weights ({@code 0} when no token is visible). This is the two-pass softmax of
+ * llama.cpp's non-flash attention ({@code soft_max} over the whole {@code KQ} row, then {@code
+ * KQV}), normalized at the end as its flash-attention kernel does. Every operation is in float, in
+ * a fixed order, so the result does not depend on thread or JIT state.
  */
 public final class DenseLayerKv implements LayerKv {
   private final int kvHeads;
@@ -82,7 +83,7 @@ public final class DenseLayerKv implements LayerKv {
           heads + " query heads do not share " + kvHeads + " KV heads");
     }
     int group = heads / kvHeads;
-    if (observer != null && scores.length < count) {
+    if (scores.length < count) {
       scores = new float[count];
       probs = new float[count];
     }
@@ -93,48 +94,24 @@ public final class DenseLayerKv implements LayerKv {
         int qOff = (i * heads + h) * headDim;
         float[] k = keys[g];
         float[] v = values[g];
-        float max = Float.NEGATIVE_INFINITY;
-        float sum = 0f;
+        for (int t = 0; t < count; t++) {
+          scores[t] =
+              positions[t] > p
+                  ? Float.NEGATIVE_INFINITY
+                  : AttentionKernels.dot(queries, qOff, k, t * headDim, headDim) * scale;
+        }
+        float sum = AttentionKernels.softmaxWeights(scores, 0, count);
         Arrays.fill(acc, 0f);
         for (int t = 0; t < count; t++) {
-          if (positions[t] > p) {
-            if (observer != null) {
-              scores[t] = Float.NEGATIVE_INFINITY;
-            }
-            continue;
+          if (scores[t] != 0f) {
+            AttentionKernels.addWeighted(scores[t], v, t * headDim, acc, 0, headDim);
           }
-          float dot = 0f;
-          for (int j = 0; j < headDim; j++) {
-            dot += queries[qOff + j] * k[t * headDim + j];
-          }
-          float s = dot * scale;
-          if (observer != null) {
-            scores[t] = s;
-          }
-          float weight;
-          if (s > max) {
-            float rescale = (float) Math.exp(max - s);
-            max = s;
-            for (int j = 0; j < headDim; j++) {
-              acc[j] *= rescale;
-            }
-            sum *= rescale;
-            weight = 1f;
-          } else {
-            weight = (float) Math.exp(s - max);
-          }
-          for (int j = 0; j < headDim; j++) {
-            acc[j] += weight * v[t * headDim + j];
-          }
-          sum += weight;
         }
         float inverse = sum == 0f ? 0f : 1f / sum;
-        for (int j = 0; j < headDim; j++) {
-          out[qOff + j] = acc[j] * inverse;
-        }
+        AttentionKernels.scale(acc, 0, inverse, out, qOff, headDim);
         if (observer != null) {
           for (int t = 0; t < count; t++) {
-            probs[t] = sum == 0f ? 0f : (float) Math.exp(scores[t] - max) * inverse;
+            probs[t] = scores[t] * inverse;
           }
           observer.observe(i, h, g, probs, count);
         }

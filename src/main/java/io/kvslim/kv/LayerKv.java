@@ -1,5 +1,7 @@
 package io.kvslim.kv;
 
+import io.kvslim.tensor.Parallel;
+
 /**
  * The cache of one layer: for each KV head an ordered list of retained tokens with their original
  * positions, keys and values (DESIGN.md §3.1).
@@ -28,6 +30,24 @@ public interface LayerKv {
       float scale,
       float[] out,
       AttentionObserver observer);
+
+  /**
+   * As {@link #attend(int, int[], int, float[], float, float[], AttentionObserver)}, free to run on
+   * the engine's thread pool {@code pool} (null: the calling thread). The result and what the
+   * observer receives, and in which order, are the same as without a pool; the observer is called
+   * on the calling thread. By default the pool is not used.
+   */
+  default void attend(
+      int n,
+      int[] positions,
+      int heads,
+      float[] queries,
+      float scale,
+      float[] out,
+      AttentionObserver observer,
+      Parallel pool) {
+    attend(n, positions, heads, queries, scale, out, observer);
+  }
 
   /** Tokens retained by a KV head. */
   int size(int kvHead);

@@ -23,8 +23,9 @@ public final class PagedKvCache implements KvCache {
     this.pool = pool;
     this.format = format;
     this.layers = new PagedLayerKv[layerCount];
+    PagedLayerKv.Scratch scratch = new PagedLayerKv.Scratch(); // layers attend one at a time
     for (int l = 0; l < layerCount; l++) {
-      layers[l] = new PagedLayerKv(new LayerStore(pool, kvHeads, headDim, format));
+      layers[l] = new PagedLayerKv(new LayerStore(pool, kvHeads, headDim, format), scratch);
     }
   }
 

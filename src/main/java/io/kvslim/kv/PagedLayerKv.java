@@ -1,44 +1,124 @@
 package io.kvslim.kv;
 
+import io.kvslim.kv.quant.AttentionKernels;
 import io.kvslim.kv.quant.KvFormat;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.LayerStore;
+import io.kvslim.tensor.Parallel;
 import java.util.Arrays;
 import java.util.BitSet;
+import java.util.List;
 
 /**
  * One layer of the compressible cache: the {@link LayerStore} (paged blocks per KV head, each in
  * its own format) and attention over it (DESIGN.md §3.1).
  *
- * <p>Attention runs per query head, block after block: the block's key format computes the scores
- * of all its slots in one fused call, then the live, visible tokens go through the online softmax
- * of {@link DenseLayerKv} in token order (running maximum and sum, rescaling when the maximum
- * grows) with the value format's fused weighted sum. Dead tokens and tokens after the query's
- * position are skipped. With F32 keys and values the arithmetic is the dense cache's, so the two
- * agree bit for bit.
+ * <p>Attention works on tiles: up to {@link #TILE_ROWS} query rows that read the same KV head
+ * (several query positions of a prefill chunk, and the query heads of a GQA group). A tile makes
+ * two passes over the head's blocks, so each block is read once per tile, not once per query, and
+ * no score matrix larger than {@code TILE_ROWS × retained tokens} is built:
  *
- * <p>The observer, when given, gets {@code exp(s_t − M)/S} over the head's retained tokens (0 for
- * tokens after the query); scores are kept in a scratch array during the pass, so this costs one
- * extra loop over the head's tokens and nothing when no observer is given.
+ * <ol>
+ *   <li>keys: the block's key format scores all its slots in one fused call ({@link
+ *       KvFormat#scores}, with the query prepared once per tile and format); scores are scaled and
+ *       written in retained order, {@code −∞} for tokens after the row's position (a block wholly
+ *       after it is skipped);
+ *   <li>softmax per row over its retained tokens ({@link AttentionKernels#softmaxWeights});
+ *   <li>values: the value format adds each slot with its weight ({@link KvFormat#accumulateBlock}),
+ *       then the row is normalized (blocks whose format {@link KvFormat#accumulatesProbabilities()
+ *       takes probabilities}, f16, get normalized weights and a sum of their own, added after the
+ *       normalization).
+ * </ol>
  *
- * <p>Scratch buffers are per layer and reused: one thread at a time per layer.
+ * The arithmetic is {@link DenseLayerKv}'s, in the same order, so with F32 keys and values the two
+ * agree bit for bit; dead tokens are skipped.
+ *
+ * <p>Tiles of distinct KV heads and rows are independent: given the engine's {@link Parallel} pool
+ * they run on its threads, each thread with its own scratch (per chunk index) claiming tiles one at
+ * a time from a shared counter (so a thread the OS schedules late takes fewer), and a row's result
+ * does not depend on which thread computed it. With an observer, query rows go one at a time (the
+ * heads of a row in parallel) and the observer is called on the calling thread afterwards, in the
+ * order of the serial loop, with {@code exp(s_t − M)/S} over the head's retained tokens (0 for
+ * tokens after the query).
+ *
+ * <p>Not thread-safe: one attention call at a time per layer (and per {@link Scratch}, which the
+ * layers of one cache may share).
  */
 public final class PagedLayerKv implements LayerKv {
+  /** Query rows that share one pass over a head's blocks. */
+  static final int TILE_ROWS = 16;
+
   private final LayerStore store;
   private final int headDim;
-  private final float[] acc;
-  private final float[] blockScores;
-  private final float[] work;
-  private float[] retainedScores = new float[0];
-  private float[] probs = new float[0];
+  private final Scratch scratch;
+  private float[][] observed = new float[0][];
 
   public PagedLayerKv(LayerStore store) {
+    this(store, new Scratch());
+  }
+
+  /** A layer using {@code scratch}, which other layers attended from the same thread may share. */
+  public PagedLayerKv(LayerStore store, Scratch scratch) {
     this.store = store;
     this.headDim = store.headDim();
-    this.acc = new float[headDim];
-    this.blockScores = new float[store.format().blockTokens()];
-    this.work = new float[KvFormat.workLength(headDim)];
+    this.scratch = scratch;
+  }
+
+  /** Per-thread attention buffers, grown on demand and reused: nothing is allocated per token. */
+  public static final class Scratch {
+    private Tile[] tiles = new Tile[0];
+
+    Tile tile(int chunk) {
+      return tiles[chunk];
+    }
+
+    void ensureThreads(int threads) {
+      if (tiles.length < threads) {
+        Tile[] grown = Arrays.copyOf(tiles, threads);
+        for (int t = tiles.length; t < threads; t++) {
+          grown[t] = new Tile();
+        }
+        tiles = grown;
+      }
+    }
+  }
+
+  /** One thread's buffers for a tile of rows. */
+  static final class Tile {
+    float[] scores = new float[0]; // rows × stride, retained order
+    int stride;
+    float[] prepared = new float[0]; // rows × preparedStride
+    int preparedStride;
+    float[] slots = new float[0]; // one block's raw scores, or its weights by slot
+    float[] acc = new float[0]; // rows × headDim
+    float[] accOfProbabilities = new float[0]; // rows × headDim, blocks that take probabilities
+    float[] sums = new float[TILE_ROWS];
+    float[] work = new float[0];
+    int[] rowOffsets = new int[TILE_ROWS];
+    int[] rowPositions = new int[TILE_ROWS];
+
+    void ensure(int rows, int size, int headDim, int blockCapacity) {
+      if (stride < size) {
+        stride = Math.max(size, stride + stride / 2 + 64); // grows geometrically with the cache
+        scores = new float[TILE_ROWS * stride];
+      }
+      if (acc.length < rows * headDim) {
+        acc = new float[TILE_ROWS * headDim];
+        accOfProbabilities = new float[TILE_ROWS * headDim];
+        work = new float[KvFormat.workLength(headDim)];
+      }
+      if (slots.length < blockCapacity) {
+        slots = new float[blockCapacity];
+      }
+    }
+
+    void ensurePrepared(int rows, int length) {
+      preparedStride = length;
+      if (prepared.length < rows * length) {
+        prepared = new float[TILE_ROWS * length];
+      }
+    }
   }
 
   /** The store, for policies: sizes, positions, eviction, formats, budgets per head. */
@@ -91,97 +171,277 @@ public final class PagedLayerKv implements LayerKv {
       float scale,
       float[] out,
       AttentionObserver observer) {
+    attend(n, positions, heads, queries, scale, out, observer, null);
+  }
+
+  @Override
+  public void attend(
+      int n,
+      int[] positions,
+      int heads,
+      float[] queries,
+      float scale,
+      float[] out,
+      AttentionObserver observer,
+      Parallel pool) {
     int kvHeads = store.kvHeads();
     if (heads % kvHeads != 0) {
       throw new IllegalArgumentException(
           heads + " query heads do not share " + kvHeads + " KV heads");
     }
-    int group = heads / kvHeads;
-    for (int i = 0; i < n; i++) {
-      for (int h = 0; h < heads; h++) {
-        int g = h / group;
-        int offset = (i * heads + h) * headDim;
-        attendOne(store.head(g), positions[i], queries, offset, scale, out, observer, i, h, g);
+    Call c = call;
+    c.group = heads / kvHeads;
+    c.positions = positions;
+    c.heads = heads;
+    c.queries = queries;
+    c.scale = scale;
+    c.out = out;
+    scratch.ensureThreads(pool == null ? 1 : pool.threads());
+    try {
+      if (observer == null) {
+        c.rows = n * c.group; // per KV head: query i, head-in-group j is row i·group + j
+        c.tiles = (c.rows + TILE_ROWS - 1) / TILE_ROWS;
+        c.observed = null;
+        c.items = kvHeads * c.tiles;
+        c.next.set(0);
+        run(pool, c.items, tilesTask);
+        return;
       }
+      if (observed.length < heads) {
+        observed = Arrays.copyOf(observed, heads);
+      }
+      for (int h = 0; h < heads; h++) {
+        int size = store.head(h / c.group).size();
+        if (observed[h] == null || observed[h].length < size) {
+          int old = observed[h] == null ? 0 : observed[h].length;
+          observed[h] = new float[Math.max(size, 2 * old)];
+        }
+      }
+      c.observed = observed;
+      for (int i = 0; i < n; i++) {
+        c.rows = i * c.group; // the first row of query i in every KV head
+        c.items = kvHeads;
+        c.next.set(0);
+        run(pool, kvHeads, observedRowTask);
+        for (int h = 0; h < heads; h++) {
+          observer.observe(i, h, h / c.group, observed[h], store.head(h / c.group).size());
+        }
+      }
+    } finally {
+      c.positions = null;
+      c.queries = null;
+      c.out = null;
+      c.observed = null;
     }
   }
 
-  private void attendOne(
-      HeadStore head,
-      int position,
-      float[] queries,
-      int offset,
-      float scale,
-      float[] out,
-      AttentionObserver observer,
-      int queryIndex,
-      int queryHead,
-      int kvHead) {
-    boolean observed = observer != null;
-    if (observed && retainedScores.length < head.size()) {
-      retainedScores = new float[head.size()];
-      probs = new float[head.size()];
+  /**
+   * The arguments of the attention call in progress, read by the pool's threads (published to them
+   * by the pool's dispatch), so the tasks are built once and a call allocates nothing.
+   */
+  private static final class Call {
+    int group;
+    int rows;
+    int tiles;
+    int[] positions;
+    int heads;
+    float[] queries;
+    float scale;
+    float[] out;
+    float[][] observed;
+    int items;
+
+    /** The next item to claim: threads take items one at a time, so a late thread takes fewer. */
+    final java.util.concurrent.atomic.AtomicInteger next =
+        new java.util.concurrent.atomic.AtomicInteger();
+  }
+
+  private final Call call = new Call();
+
+  private final Parallel.ChunkTask tilesTask = this::runTiles;
+  private final Parallel.ChunkTask observedRowTask = this::runObservedRow;
+
+  /** Items are (KV head, tile of rows), KV head major, claimed one at a time. */
+  private void runTiles(int chunk, int start, int end) {
+    Call c = call;
+    Tile tile = scratch.tile(chunk);
+    for (int item; (item = c.next.getAndIncrement()) < c.items; ) {
+      int g = item / c.tiles;
+      int first = (item % c.tiles) * TILE_ROWS;
+      int last = Math.min(c.rows, first + TILE_ROWS);
+      attendTile(tile, g, first, last, c);
     }
-    float max = Float.NEGATIVE_INFINITY;
-    float sum = 0f;
-    Arrays.fill(acc, 0f);
+  }
+
+  /**
+   * Items are KV heads, claimed one at a time; the rows are one query's (from {@code call.rows}),
+   * one per group head.
+   */
+  private void runObservedRow(int chunk, int start, int end) {
+    Call c = call;
+    Tile tile = scratch.tile(chunk);
+    for (int g; (g = c.next.getAndIncrement()) < c.items; ) {
+      attendTile(tile, g, c.rows, c.rows + c.group, c);
+    }
+  }
+
+  /** Runs {@code task} on up to {@code items} chunks; each chunk claims items from {@code call}. */
+  private static void run(Parallel pool, int items, Parallel.ChunkTask task) {
+    if (pool == null) {
+      task.run(0, 0, 1);
+    } else {
+      pool.forChunks(Math.min(items, pool.threads()), 1, task);
+    }
+  }
+
+  /**
+   * Attention of rows {@code [first, last)} of KV head {@code g} (row {@code r} is query {@code r /
+   * group}, head {@code g·group + r % group}); with {@code observed}, each row's probabilities go
+   * to {@code observed[head]}.
+   */
+  private void attendTile(Tile tile, int g, int first, int last, Call c) {
+    int group = c.group;
+    int[] positions = c.positions;
+    int heads = c.heads;
+    float[] queries = c.queries;
+    float scale = c.scale;
+    float[] out = c.out;
+    float[][] observed = c.observed;
+    HeadStore head = store.head(g);
+    List<KvBlock> blocks = head.blocks();
+    int size = head.size();
+    int rows = last - first;
+    tile.ensure(rows, size, headDim, store.format().blockTokens());
+    int[] rowOffsets = tile.rowOffsets;
+    int[] rowPositions = tile.rowPositions;
+    for (int r = 0; r < rows; r++) {
+      int query = (first + r) / group;
+      int h = g * group + (first + r) % group;
+      rowOffsets[r] = (query * heads + h) * headDim;
+      rowPositions[r] = positions[query];
+    }
+    float[] scores = tile.scores;
+    int stride = tile.stride;
+    float[] slots = tile.slots;
+    KvFormat prepared = null;
     int retained = 0;
-    for (KvBlock block : head.blocks()) {
-      if (block.minPosition() > position) {
-        if (observed) {
-          Arrays.fill(
-              retainedScores, retained, retained + block.liveCount(), Float.NEGATIVE_INFINITY);
-        }
-        retained += block.liveCount();
+    for (int b = 0, count = blocks.size(); b < count; b++) {
+      KvBlock block = blocks.get(b);
+      int live = block.liveCount();
+      int filled = block.filled();
+      if (live == 0) {
         continue;
       }
-      int filled = block.filled();
-      int capacity = block.capacity();
-      block
-          .keyFormat()
-          .dots(block.keys(), filled, capacity, headDim, queries, offset, blockScores, work);
-      KvFormat valueFormat = block.valueFormat();
-      for (int s = 0; s < filled; s++) {
-        if (!block.isLive(s)) {
+      if (slots.length < block.capacity()) {
+        tile.slots = slots = new float[block.capacity()];
+      }
+      KvFormat keyFormat = block.keyFormat();
+      if (keyFormat != prepared) {
+        tile.ensurePrepared(rows, keyFormat.preparedQueryLength(headDim));
+        for (int r = 0; r < rows; r++) {
+          keyFormat.prepareQuery(
+              queries, rowOffsets[r], headDim, tile.prepared, r * tile.preparedStride);
+        }
+        prepared = keyFormat;
+      }
+      boolean dense = live == filled;
+      for (int r = 0; r < rows; r++) {
+        int position = rowPositions[r];
+        int at = r * stride + retained;
+        if (block.minPosition() > position) {
+          Arrays.fill(scores, at, at + live, Float.NEGATIVE_INFINITY);
           continue;
         }
-        if (block.position(s) > position) {
-          if (observed) {
-            retainedScores[retained] = Float.NEGATIVE_INFINITY;
-          }
-          retained++;
-          continue;
-        }
-        float score = blockScores[s] * scale;
-        if (observed) {
-          retainedScores[retained] = score;
-        }
-        retained++;
-        float weight;
-        if (score > max) {
-          float rescale = (float) Math.exp(max - score);
-          max = score;
-          for (int j = 0; j < headDim; j++) {
-            acc[j] *= rescale;
-          }
-          sum *= rescale;
-          weight = 1f;
+        keyFormat.scores(
+            block.keys(),
+            filled,
+            block.capacity(),
+            headDim,
+            tile.prepared,
+            r * tile.preparedStride,
+            slots,
+            tile.work);
+        if (dense && block.maxPosition() <= position) {
+          AttentionKernels.scale(slots, 0, scale, scores, at, filled);
         } else {
-          weight = (float) Math.exp(score - max);
+          for (int s = 0; s < filled; s++) {
+            if (block.isLive(s)) {
+              scores[at++] =
+                  block.position(s) > position ? Float.NEGATIVE_INFINITY : slots[s] * scale;
+            }
+          }
         }
-        valueFormat.accumulate(block.values(), s, capacity, headDim, weight, acc, work);
-        sum += weight;
       }
+      retained += live;
     }
-    float inverse = sum == 0f ? 0f : 1f / sum;
-    for (int j = 0; j < headDim; j++) {
-      out[offset + j] = acc[j] * inverse;
+    assert retained == size : "live counts are inconsistent";
+    float[] sums = tile.sums;
+    for (int r = 0; r < rows; r++) {
+      sums[r] = AttentionKernels.softmaxWeights(scores, r * stride, size);
     }
-    if (observed) {
-      for (int t = 0; t < retained; t++) {
-        probs[t] = sum == 0f ? 0f : (float) Math.exp(retainedScores[t] - max) * inverse;
+    float[] acc = tile.acc;
+    Arrays.fill(acc, 0, rows * headDim, 0f);
+    boolean probabilities = false;
+    retained = 0;
+    for (int b = 0, count = blocks.size(); b < count; b++) {
+      KvBlock block = blocks.get(b);
+      int live = block.liveCount();
+      int filled = block.filled();
+      if (live == 0) {
+        continue;
       }
-      observer.observe(queryIndex, queryHead, kvHead, probs, retained);
+      KvFormat valueFormat = block.valueFormat();
+      boolean dense = live == filled;
+      boolean normalized = valueFormat.accumulatesProbabilities();
+      if (normalized && !probabilities) {
+        Arrays.fill(tile.accOfProbabilities, 0, rows * headDim, 0f);
+        probabilities = true;
+      }
+      for (int r = 0; r < rows; r++) {
+        if (block.minPosition() > rowPositions[r]) {
+          continue;
+        }
+        float[] weights = scores;
+        int from = r * stride + retained;
+        if (normalized) {
+          float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
+          for (int s = 0, k = from; s < filled; s++) {
+            slots[s] = dense || block.isLive(s) ? scores[k++] * inverse : 0f;
+          }
+          weights = slots;
+          from = 0;
+        } else if (!dense) {
+          for (int s = 0, k = from; s < filled; s++) {
+            slots[s] = block.isLive(s) ? scores[k++] : 0f;
+          }
+          weights = slots;
+          from = 0;
+        }
+        valueFormat.accumulateBlock(
+            block.values(),
+            filled,
+            block.capacity(),
+            headDim,
+            weights,
+            from,
+            normalized ? tile.accOfProbabilities : acc,
+            r * headDim,
+            tile.work);
+      }
+      retained += live;
+    }
+    for (int r = 0; r < rows; r++) {
+      float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
+      AttentionKernels.scale(acc, r * headDim, inverse, out, rowOffsets[r], headDim);
+      if (probabilities) {
+        for (int j = 0; j < headDim; j++) {
+          out[rowOffsets[r] + j] += tile.accOfProbabilities[r * headDim + j];
+        }
+      }
+      if (observed != null) {
+        int h = g * group + (first + r) % group;
+        AttentionKernels.scale(scores, r * stride, inverse, observed[h], 0, size);
+      }
     }
   }
 

@@ -184,7 +184,7 @@ public final class Forward {
       LayerKv kv = b.cache(s).layer(l);
       if (start == 0) {
         kv.append(cnt, b.positions(), k, v);
-        kv.attend(cnt, b.positions(), c.heads(), q, scale, att, observer);
+        kv.attend(cnt, b.positions(), c.heads(), q, scale, att, observer, pool);
         continue;
       }
       if (segPositions.length < cnt) {
@@ -204,7 +204,7 @@ public final class Forward {
       System.arraycopy(v, start * kd, segV, 0, cnt * kd);
       kv.append(cnt, segPositions, segK, segV);
       Arrays.fill(segOut, 0, cnt * qd, 0f);
-      kv.attend(cnt, segPositions, c.heads(), segQ, scale, segOut, observer);
+      kv.attend(cnt, segPositions, c.heads(), segQ, scale, segOut, observer, pool);
       System.arraycopy(segOut, 0, att, start * qd, cnt * qd);
     }
   }

@@ -18,6 +18,16 @@ public final class Parallel implements AutoCloseable {
     void run(int start, int end);
   }
 
+  /**
+   * A task over the half-open range {@code [start, end)} that also gets the index of its chunk,
+   * {@code 0 <= chunk < threads()}: the ranges of one call have distinct chunk indices, so a caller
+   * can keep one scratch buffer per chunk index.
+   */
+  @FunctionalInterface
+  public interface ChunkTask {
+    void run(int chunk, int start, int end);
+  }
+
   private static final int SPIN_ITERATIONS = 1 << 12;
   private static final AtomicInteger POOL_IDS = new AtomicInteger();
 
@@ -29,7 +39,7 @@ public final class Parallel implements AutoCloseable {
   private volatile long generation;
   private volatile boolean closed;
   // the current job, published by the volatile write of generation
-  private RangeTask task;
+  private ChunkTask task;
   private int n;
   private int grain;
   private int chunks;
@@ -105,7 +115,7 @@ public final class Parallel implements AutoCloseable {
     int s = Math.min(n, (int) ((long) units * c / chunks) * grain);
     int e = Math.min(n, (int) ((long) units * (c + 1) / chunks) * grain);
     if (s < e) {
-      task.run(s, e);
+      task.run(c, s, e);
     }
   }
 
@@ -114,13 +124,21 @@ public final class Parallel implements AutoCloseable {
    * whose bounds are multiples of {@code grain} (except the last).
    */
   public void forRange(int n, int grain, RangeTask task) {
+    forChunks(n, grain, (chunk, start, end) -> task.run(start, end));
+  }
+
+  /**
+   * As {@link #forRange(int, int, RangeTask)}, telling each range its chunk index. A call that runs
+   * inline (one chunk, nested or concurrent) runs the whole range as chunk 0.
+   */
+  public void forChunks(int n, int grain, ChunkTask task) {
     if (n <= 0) {
       return;
     }
     grain = Math.max(1, grain);
     int chunks = Math.min(threads, (n + grain - 1) / grain);
     if (chunks == 1 || !busy.compareAndSet(false, true)) {
-      task.run(0, n);
+      task.run(0, 0, n);
       return;
     }
     try {

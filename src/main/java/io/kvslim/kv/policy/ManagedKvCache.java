@@ -7,6 +7,7 @@ import io.kvslim.kv.PagedLayerKv;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvCacheFormat;
 import io.kvslim.kv.store.LayerStore;
+import io.kvslim.tensor.Parallel;
 import java.util.List;
 
 /**
@@ -33,9 +34,10 @@ public final class ManagedKvCache implements KvCache {
     this.policies = List.copyOf(policies);
     this.layers = new PagedLayerKv[formats.length];
     this.views = new LayerKv[formats.length];
+    PagedLayerKv.Scratch scratch = new PagedLayerKv.Scratch(); // layers attend one at a time
     try {
       for (int l = 0; l < formats.length; l++) {
-        layers[l] = new PagedLayerKv(new LayerStore(pool, kvHeads, headDim, formats[l]));
+        layers[l] = new PagedLayerKv(new LayerStore(pool, kvHeads, headDim, formats[l]), scratch);
         views[l] = new View(l);
       }
     } catch (RuntimeException e) {
@@ -187,6 +189,19 @@ public final class ManagedKvCache implements KvCache {
         float scale,
         float[] out,
         AttentionObserver engineObserver) {
+      attend(n, positions, heads, queries, scale, out, engineObserver, null);
+    }
+
+    @Override
+    public void attend(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        float[] out,
+        AttentionObserver engineObserver,
+        Parallel pool) {
       if (wantsQueries) {
         for (KvPolicy p : policies) {
           if (p.wantsQueries(layer)) {
@@ -204,7 +219,7 @@ public final class ManagedKvCache implements KvCache {
                   engineObserver.observe(qi, h, g, probs, count);
                 };
       }
-      paged.attend(n, positions, heads, queries, scale, out, o);
+      paged.attend(n, positions, heads, queries, scale, out, o, pool);
     }
 
     @Override

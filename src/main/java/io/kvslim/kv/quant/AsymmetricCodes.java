@@ -2,6 +2,11 @@ package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Asymmetric uniform quantization of a group (METHODS.md M8), shared by the KIVI formats: zero
@@ -71,5 +76,57 @@ final class AsymmetricCodes {
         codes[off + i] = (packed >>> (k * bits)) & mask;
       }
     }
+  }
+
+  private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
+  private static final VectorSpecies<Integer> INTS =
+      VectorSpecies.of(int.class, VectorShape.forBitSize(FLOATS.vectorBitSize()));
+  private static final IntVector[] LANE_SHIFTS = new IntVector[9];
+
+  static {
+    for (int bits : new int[] {1, 2, 4, 8}) {
+      int b = bits;
+      LANE_SHIFTS[bits] = IntVector.fromArray(INTS, laneShifts(b), 0);
+    }
+  }
+
+  private static int[] laneShifts(int bits) {
+    int[] shifts = new int[INTS.length()];
+    for (int i = 0; i < shifts.length; i++) {
+      shifts[i] = (i * bits) & 31;
+    }
+    return shifts;
+  }
+
+  /**
+   * True when the codes of one float vector's worth of channels fill exactly one 8-, 16- or 32-bit
+   * word, so {@link #codes} can read them with one load (2-bit codes with 4 to 16 lanes, 4-bit with
+   * 2 to 8, 8-bit with 1 to 4).
+   */
+  static boolean vectorizable(int bits) {
+    int wordBits = FLOATS.length() * bits;
+    return wordBits == 8 || wordBits == 16 || wordBits == 32;
+  }
+
+  /**
+   * The codes of channels {@code [first, first + lanes)} of the run at {@code base} as a float
+   * vector; {@code first} is a multiple of the lane count and {@link #vectorizable} holds. Codes
+   * are packed least significant bit first, so the word read little-endian holds lane {@code i} at
+   * bit {@code i·bits}.
+   */
+  static FloatVector codes(MemorySegment block, long base, int first, int bits) {
+    int wordBits = FLOATS.length() * bits;
+    long at = base + (long) first * bits / 8;
+    int word =
+        switch (wordBits) {
+          case 8 -> block.get(ValueLayout.JAVA_BYTE, at) & 0xff;
+          case 16 -> block.get(F16Format.SHORT_LE, at) & 0xffff;
+          default -> block.get(Q5_0Format.INT_LE, at);
+        };
+    IntVector lanes =
+        IntVector.broadcast(INTS, word)
+            .lanewise(VectorOperators.LSHR, LANE_SHIFTS[bits])
+            .and((1 << bits) - 1);
+    return (FloatVector) lanes.convert(VectorOperators.I2F, 0);
   }
 }

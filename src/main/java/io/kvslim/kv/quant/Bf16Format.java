@@ -1,6 +1,7 @@
 package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
@@ -20,6 +21,10 @@ public final class Bf16Format extends RowFormat {
   private static final VectorSpecies<Short> SHORTS =
       VECTORIZED
           ? VectorSpecies.of(short.class, VectorShape.forBitSize(FLOATS.length() * 16))
+          : null;
+  private static final VectorSpecies<Byte> SHORT_BYTES =
+      VECTORIZED
+          ? VectorSpecies.of(byte.class, VectorShape.forBitSize(FLOATS.length() * 16))
           : null;
 
   Bf16Format() {}
@@ -54,7 +59,11 @@ public final class Bf16Format extends RowFormat {
   }
 
   private static FloatVector widen(MemorySegment block, long offset) {
-    ShortVector raw = ShortVector.fromMemorySegment(SHORTS, block, offset, VectorKernels.LE);
+    byte[] array = VectorKernels.array(block);
+    ShortVector raw =
+        array != null
+            ? ByteVector.fromArray(SHORT_BYTES, array, (int) offset).reinterpretAsShorts()
+            : ShortVector.fromMemorySegment(SHORTS, block, offset, VectorKernels.LE);
     IntVector wide = (IntVector) raw.convertShape(VectorOperators.S2I, INTS, 0);
     return wide.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
   }
@@ -70,7 +79,7 @@ public final class Bf16Format extends RowFormat {
         FloatVector k = widen(block, offset + 2L * j);
         sum = FloatVector.fromArray(FLOATS, q, qOff + j).fma(k, sum);
       }
-      result = sum.reduceLanes(VectorOperators.ADD);
+      result = AttentionKernels.sumLanes(sum);
     }
     for (; j < headDim; j++) {
       result += q[qOff + j] * HalfFloats.fromBf16(block.get(F16Format.SHORT_LE, offset + 2L * j));
@@ -80,16 +89,24 @@ public final class Bf16Format extends RowFormat {
 
   @Override
   protected void accumulateRow(
-      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
     int j = 0;
     if (VECTORIZED) {
       for (int upper = FLOATS.loopBound(headDim); j < upper; j += FLOATS.length()) {
         FloatVector v = widen(block, offset + 2L * j);
-        v.mul(weight).add(FloatVector.fromArray(FLOATS, acc, j)).intoArray(acc, j);
+        v.fma(FloatVector.broadcast(FLOATS, weight), FloatVector.fromArray(FLOATS, acc, accOff + j))
+            .intoArray(acc, accOff + j);
       }
     }
     for (; j < headDim; j++) {
-      acc[j] += weight * HalfFloats.fromBf16(block.get(F16Format.SHORT_LE, offset + 2L * j));
+      float v = HalfFloats.fromBf16(block.get(F16Format.SHORT_LE, offset + 2L * j));
+      acc[accOff + j] = Math.fma(v, weight, acc[accOff + j]);
     }
   }
 }

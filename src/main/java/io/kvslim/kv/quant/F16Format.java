@@ -54,8 +54,42 @@ public final class F16Format extends RowFormat {
 
   @Override
   protected void accumulateRow(
-      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
     decodeRow(block, offset, headDim, work, 0);
-    VectorKernels.addScaled(weight, work, 0, acc, 0, headDim);
+    AttentionKernels.addWeighted(roundToF16(weight), work, 0, acc, accOff, headDim);
+  }
+
+  @Override
+  public boolean accumulatesProbabilities() {
+    return true;
+  }
+
+  /** Rounds the weight to f16 as {@link #accumulate} does. */
+  @Override
+  public void accumulateReference(
+      MemorySegment block, int slot, int capacity, int headDim, float weight, float[] acc) {
+    super.accumulateReference(block, slot, capacity, headDim, roundToF16(weight), acc);
+  }
+
+  /**
+   * The weight (a softmax probability) rounded to f16: llama.cpp's {@code KQV} product with f16
+   * values converts the probabilities to f16 first ({@code vec_dot_type} of f16).
+   */
+  private static float roundToF16(float weight) {
+    return Float.float16ToFloat(Float.floatToFloat16(weight));
+  }
+
+  /** llama.cpp converts the query to f16 before its f16 dot product ({@code vec_dot_type}). */
+  @Override
+  public void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    for (int j = 0; j < headDim; j++) {
+      dst[dstOff + j] = Float.float16ToFloat(Float.floatToFloat16(q[qOff + j]));
+    }
   }
 }

@@ -6,9 +6,9 @@ import java.nio.ByteOrder;
 
 /**
  * Full precision: 4 bytes per value, little-endian. This is the exactness reference of the paged
- * cache, so its score is a sequential dot product in index order: the same arithmetic as {@code
- * DenseLayerKv}, which makes a paged F32 cache equal the dense one bit for bit. The weighted sum of
- * values is vectorized; it multiplies then adds element by element, which gives the same bits.
+ * cache, so its score and weighted sum are {@link AttentionKernels}' fixed-order ones: the same
+ * arithmetic as {@code DenseLayerKv}, which makes a paged F32 cache equal the dense one bit for
+ * bit.
  */
 public final class F32Format extends RowFormat {
   static final ValueLayout.OfFloat FLOAT_LE =
@@ -48,16 +48,49 @@ public final class F32Format extends RowFormat {
   @Override
   protected float dotRow(
       MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
-    float sum = 0f;
-    for (int j = 0; j < headDim; j++) {
-      sum += q[qOff + j] * block.get(FLOAT_LE, offset + 4L * j);
-    }
-    return sum;
+    return AttentionKernels.dot(q, qOff, block, offset, headDim);
   }
 
   @Override
   protected void accumulateRow(
-      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
-    VectorKernels.addScaled(weight, block, offset, acc, headDim);
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    AttentionKernels.addWeighted(weight, block, offset, acc, accOff, headDim);
+  }
+
+  // The block loops below repeat RowFormat's with the kernels inlined: the per-row calls there are
+  // shared by every format, so the JIT cannot inline them once several formats are in use.
+
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    AttentionKernels.dotRows(prepared, pOff, block, 0, 4L * headDim, count, headDim, scores, 0);
+  }
+
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    AttentionKernels.addWeightedRows(
+        weights, wOff, block, 0, 4L * headDim, count, acc, accOff, headDim);
   }
 }

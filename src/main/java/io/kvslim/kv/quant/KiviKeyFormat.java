@@ -1,6 +1,7 @@
 package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.FloatVector;
 
 /**
  * KIVI keys (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
@@ -114,7 +115,7 @@ public record KiviKeyFormat(int bits) implements KvFormat {
   }
 
   @Override
-  public void dots(
+  public void scores(
       MemorySegment block,
       int count,
       int capacity,
@@ -130,6 +131,19 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     }
     long codes = 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
+    int lanes = VectorKernels.FLOATS.length();
+    if (AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0) {
+      for (int t = 0; t < count; t++) {
+        long row = codes + (long) t * rowBytes;
+        FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
+        for (int c = 0; c < headDim; c += lanes) {
+          FloatVector scaledQuery = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+          sum = AsymmetricCodes.codes(block, row, c, bits).fma(scaledQuery, sum);
+        }
+        scores[t] = AttentionKernels.sumLanes(sum) + queryTimesZero;
+      }
+      return;
+    }
     for (int t = 0; t < count; t++) {
       AsymmetricCodes.unpack(block, codes + (long) t * rowBytes, headDim, bits, work, headDim);
       scores[t] = VectorKernels.dot(work, 0, work, headDim, headDim) + queryTimesZero;
@@ -146,7 +160,26 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       float[] acc,
       float[] work) {
     decode(block, slot, capacity, headDim, work, 0);
-    VectorKernels.addScaled(weight, work, 0, acc, 0, headDim);
+    AttentionKernels.addWeighted(weight, work, 0, acc, 0, headDim);
+  }
+
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    for (int s = 0; s < count; s++) {
+      if (weights[wOff + s] != 0f) {
+        decode(block, s, capacity, headDim, work, 0);
+        AttentionKernels.addWeighted(weights[wOff + s], work, 0, acc, accOff, headDim);
+      }
+    }
   }
 
   @Override

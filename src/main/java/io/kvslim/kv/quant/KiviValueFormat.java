@@ -1,6 +1,7 @@
 package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.FloatVector;
 
 /**
  * KIVI values (Liu et al. 2024, arXiv:2402.02750, §3.3 and METHODS.md Q3): values are quantized
@@ -129,13 +130,37 @@ public final class KiviValueFormat extends RowFormat {
 
   @Override
   protected void accumulateRow(
-      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work) {
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    int lanes = VectorKernels.FLOATS.length();
+    if (AsymmetricCodes.vectorizable(bits) && group % lanes == 0) {
+      long codes = offset + rowScaleBytes(headDim);
+      for (int g = 0; g < headDim / group; g++) {
+        FloatVector scaled =
+            FloatVector.broadcast(VectorKernels.FLOATS, weight * groupScale(block, offset, g));
+        FloatVector shift =
+            FloatVector.broadcast(VectorKernels.FLOATS, weight * groupZeroPoint(block, offset, g));
+        for (int c = g * group; c < (g + 1) * group; c += lanes) {
+          FloatVector a = FloatVector.fromArray(VectorKernels.FLOATS, acc, accOff + c);
+          AsymmetricCodes.codes(block, codes, c, bits)
+              .fma(scaled, shift)
+              .add(a)
+              .intoArray(acc, accOff + c);
+        }
+      }
+      return;
+    }
     AsymmetricCodes.unpack(block, offset + rowScaleBytes(headDim), headDim, bits, work, 0);
     for (int g = 0; g < headDim / group; g++) {
       float scaled = weight * groupScale(block, offset, g);
       float shift = weight * groupZeroPoint(block, offset, g);
       for (int c = g * group; c < (g + 1) * group; c++) {
-        acc[c] += scaled * work[c] + shift;
+        acc[accOff + c] += scaled * work[c] + shift;
       }
     }
   }

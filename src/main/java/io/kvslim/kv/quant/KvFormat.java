@@ -12,10 +12,12 @@ import java.lang.foreign.MemorySegment;
  * can be moved between blocks without requantizing. Token-group formats (KIVI keys, per channel
  * over the block's tokens) encode all tokens of a block at once and never move rows.
  *
- * <p>The attention kernels are fused: {@link #dots} and {@link #accumulate} read the block in its
- * own format; no dequantized copy of the cache is made. {@link #dotsReference} and {@link
- * #accumulateReference} are the scalar references they are tested against (dequantize, then plain
- * loops).
+ * <p>The attention kernels are fused and work on a whole block: {@link #scores} (the query prepared
+ * once by {@link #prepareQuery}) and {@link #accumulateBlock} read the block in its own format; no
+ * dequantized copy of the cache is made. {@link #dots} and {@link #accumulate} are their one-query,
+ * one-slot forms. {@link #dotsReference} and {@link #accumulateReference} are the scalar references
+ * they are tested against (dequantize, then plain loops; llama.cpp's scalar kernel for the formats
+ * that quantize the query).
  */
 public interface KvFormat {
 
@@ -57,10 +59,43 @@ public interface KvFormat {
   void decode(MemorySegment block, int slot, int capacity, int headDim, float[] dst, int dstOff);
 
   /**
-   * Fused scores: {@code scores[s] = q · k_s} for slots {@code 0..count)}, where {@code q =
-   * q[qOff..+headDim)}. {@code work} has at least {@link #workLength(int)} floats.
+   * Floats of query this format's {@link #scores} reads for rows of {@code headDim}: the query
+   * itself by default, a quantized copy for the llama.cpp block formats.
    */
-  void dots(
+  default int preparedQueryLength(int headDim) {
+    return headDim;
+  }
+
+  /**
+   * Writes into {@code dst[dstOff..+preparedQueryLength)} the form of {@code q[qOff..+headDim)}
+   * that {@link #scores} reads. Done once per query and format, not once per block. By default a
+   * copy; formats whose llama.cpp kernel converts the query first (to q8_0/q8_1 for the block
+   * formats, to f16 for f16 keys) do that conversion here, so scores equal llama.cpp's.
+   */
+  default void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    System.arraycopy(q, qOff, dst, dstOff, headDim);
+  }
+
+  /**
+   * Fused scores: {@code scores[s] = q · k_s} for slots {@code 0..count)}, where {@code q} is a
+   * query prepared by {@link #prepareQuery} at {@code prepared[pOff..)}. {@code work} has at least
+   * {@link #workLength(int)} floats.
+   */
+  void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work);
+
+  /**
+   * {@link #scores} for a raw query {@code q[qOff..+headDim)}: prepares it, then scores (allocates
+   * the prepared copy; the attention loop prepares once per query instead).
+   */
+  default void dots(
       MemorySegment block,
       int count,
       int capacity,
@@ -68,7 +103,11 @@ public interface KvFormat {
       float[] q,
       int qOff,
       float[] scores,
-      float[] work);
+      float[] work) {
+    float[] prepared = new float[preparedQueryLength(headDim)];
+    prepareQuery(q, qOff, headDim, prepared, 0);
+    scores(block, count, capacity, headDim, prepared, 0, scores, work);
+  }
 
   /** Fused weighted sum: {@code acc[0..headDim) += weight * v_slot}. */
   void accumulate(
@@ -78,6 +117,32 @@ public interface KvFormat {
       int headDim,
       float weight,
       float[] acc,
+      float[] work);
+
+  /**
+   * True when {@link #accumulate} and {@link #accumulateBlock} take normalized probabilities rather
+   * than unnormalized softmax weights: f16 values, which round each probability to f16 first, as
+   * llama.cpp's (non-flash) {@code KQV} product with an f16 cache does. The attention loop then
+   * normalizes those blocks' weights first instead of the sum at the end.
+   */
+  default boolean accumulatesProbabilities() {
+    return false;
+  }
+
+  /**
+   * Fused weighted sum of a block: {@code acc[accOff..+headDim) += weights[wOff + s] * v_s} for the
+   * slots {@code s < count} in order, skipping zero weights (adding {@code 0·v} to a sum that
+   * started at {@code +0} would not change it, so skipping is exact).
+   */
+  void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
       float[] work);
 
   /** Copies a row without requantizing. Only for {@link #perToken()} formats. */
@@ -91,7 +156,10 @@ public interface KvFormat {
     return 2 * headDim + 64;
   }
 
-  /** Scalar reference of {@link #dots}: dequantize each row, then a sequential dot product. */
+  /**
+   * Scalar reference of {@link #dots}: dequantize each row, then a sequential dot product with the
+   * prepared query (formats that quantize the query override this with llama.cpp's scalar kernel).
+   */
   default void dotsReference(
       MemorySegment block,
       int count,
@@ -101,11 +169,13 @@ public interface KvFormat {
       int qOff,
       float[] scores) {
     float[] row = new float[headDim];
+    float[] prepared = new float[preparedQueryLength(headDim)];
+    prepareQuery(q, qOff, headDim, prepared, 0);
     for (int s = 0; s < count; s++) {
       decode(block, s, capacity, headDim, row, 0);
       float sum = 0f;
       for (int j = 0; j < headDim; j++) {
-        sum += q[qOff + j] * row[j];
+        sum += prepared[j] * row[j];
       }
       scores[s] = sum;
     }

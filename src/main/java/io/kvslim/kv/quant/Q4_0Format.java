@@ -4,7 +4,9 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -19,6 +21,8 @@ import jdk.incubator.vector.VectorSpecies;
 public final class Q4_0Format extends GgmlBlockFormat {
   private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
   private static final VectorSpecies<Byte> BYTES16 = ByteVector.SPECIES_128;
+  private static final VectorSpecies<Integer> INTS =
+      VectorSpecies.of(int.class, VectorShape.forBitSize(FLOATS.vectorBitSize()));
   private static final int PARTS = 16 / Math.min(16, FLOATS.length());
   private static final boolean VECTORIZED = FLOATS.length() >= 4 && FLOATS.length() <= 16;
 
@@ -70,29 +74,42 @@ public final class Q4_0Format extends GgmlBlockFormat {
     }
   }
 
-  /** Element {@code j} for the low nibbles, {@code j+16} for the high ones, centred on zero. */
-  private static ByteVector nibbles(MemorySegment block, long offset, boolean high) {
-    ByteVector packed = ByteVector.fromMemorySegment(BYTES16, block, offset + 2, VectorKernels.LE);
-    ByteVector codes =
-        high ? packed.lanewise(VectorOperators.LSHR, 4).and((byte) 0x0f) : packed.and((byte) 0x0f);
-    return codes.sub((byte) 8);
+  /**
+   * Lanes {@code [part·L, part·L + L)} of the low nibbles (elements {@code j}) or the high ones
+   * (elements {@code j+16}), centred on zero. The nibbles are split in int lanes: x86 has no byte
+   * shift, so a byte-lane shift would not compile to vector code.
+   */
+  private static FloatVector nibbles(MemorySegment block, long offset, boolean high, int part) {
+    ByteVector packed = VectorKernels.bytes16(block, offset + 2);
+    IntVector ints = (IntVector) packed.convertShape(VectorOperators.B2I, INTS, part);
+    IntVector codes = high ? ints.lanewise(VectorOperators.ASHR, 4).and(0x0f) : ints.and(0x0f);
+    return (FloatVector) codes.sub(8).convert(VectorOperators.I2F, 0);
   }
 
   @Override
-  protected float dotBlock(MemorySegment block, long offset, float[] q, int qOff, float[] work) {
+  protected void decodeCodes(MemorySegment block, long offset, float[] dst, int dstOff) {
+    for (int j = 0; j < 16; j++) {
+      int packed = block.get(ValueLayout.JAVA_BYTE, offset + 2 + j) & 0xff;
+      dst[dstOff + j] = (packed & 0x0f) - 8;
+      dst[dstOff + 16 + j] = (packed >>> 4) - 8;
+    }
+  }
+
+  @Override
+  protected float integerDot(
+      MemorySegment block, long offset, float[] qCodes, int qOff, float[] work) {
     if (!VECTORIZED) {
-      return super.dotBlock(block, offset, q, qOff, work);
+      return super.integerDot(block, offset, qCodes, qOff, work);
     }
     FloatVector sum = FloatVector.zero(FLOATS);
     for (int half = 0; half < 2; half++) {
-      ByteVector codes = nibbles(block, offset, half == 1);
       for (int part = 0; part < PARTS; part++) {
-        FloatVector k = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
+        FloatVector k = nibbles(block, offset, half == 1, part);
         int j = qOff + 16 * half + part * FLOATS.length();
-        sum = FloatVector.fromArray(FLOATS, q, j).fma(k, sum);
+        sum = FloatVector.fromArray(FLOATS, qCodes, j).fma(k, sum);
       }
     }
-    return sum.reduceLanes(VectorOperators.ADD) * scale(block, offset);
+    return AttentionKernels.sumLanes(sum);
   }
 
   @Override
@@ -104,11 +121,11 @@ public final class Q4_0Format extends GgmlBlockFormat {
     }
     float wd = weight * scale(block, offset);
     for (int half = 0; half < 2; half++) {
-      ByteVector codes = nibbles(block, offset, half == 1);
       for (int part = 0; part < PARTS; part++) {
-        FloatVector v = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
+        FloatVector v = nibbles(block, offset, half == 1, part);
         int j = accOff + 16 * half + part * FLOATS.length();
-        v.mul(wd).add(FloatVector.fromArray(FLOATS, acc, j)).intoArray(acc, j);
+        v.fma(FloatVector.broadcast(FLOATS, wd), FloatVector.fromArray(FLOATS, acc, j))
+            .intoArray(acc, j);
       }
     }
   }

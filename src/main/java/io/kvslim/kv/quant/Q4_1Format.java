@@ -62,4 +62,18 @@ public final class Q4_1Format extends GgmlBlockFormat {
       dst[dstOff + 16 + j] = (packed >>> 4) * d + m;
     }
   }
+
+  @Override
+  protected boolean hasMinimum() {
+    return true;
+  }
+
+  @Override
+  protected void decodeCodes(MemorySegment block, long offset, float[] dst, int dstOff) {
+    for (int j = 0; j < 16; j++) {
+      int packed = block.get(ValueLayout.JAVA_BYTE, offset + 4 + j) & 0xff;
+      dst[dstOff + j] = packed & 0x0f;
+      dst[dstOff + 16 + j] = packed >>> 4;
+    }
+  }
 }

@@ -70,4 +70,14 @@ public final class Q5_0Format extends GgmlBlockFormat {
       dst[dstOff + 16 + j] = (high - 16) * d;
     }
   }
+
+  @Override
+  protected void decodeCodes(MemorySegment block, long offset, float[] dst, int dstOff) {
+    int highBits = block.get(INT_LE, offset + 2);
+    for (int j = 0; j < 16; j++) {
+      int packed = block.get(ValueLayout.JAVA_BYTE, offset + 6 + j) & 0xff;
+      dst[dstOff + j] = ((packed & 0x0f) | (((highBits >>> j) & 1) << 4)) - 16;
+      dst[dstOff + 16 + j] = ((packed >>> 4) | (((highBits >>> (j + 16)) & 1) << 4)) - 16;
+    }
+  }
 }

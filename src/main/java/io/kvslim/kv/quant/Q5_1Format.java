@@ -70,4 +70,19 @@ public final class Q5_1Format extends GgmlBlockFormat {
       dst[dstOff + 16 + j] = high * d + m;
     }
   }
+
+  @Override
+  protected boolean hasMinimum() {
+    return true;
+  }
+
+  @Override
+  protected void decodeCodes(MemorySegment block, long offset, float[] dst, int dstOff) {
+    int highBits = block.get(Q5_0Format.INT_LE, offset + 4);
+    for (int j = 0; j < 16; j++) {
+      int packed = block.get(ValueLayout.JAVA_BYTE, offset + 8 + j) & 0xff;
+      dst[dstOff + j] = (packed & 0x0f) | (((highBits >>> j) & 1) << 4);
+      dst[dstOff + 16 + j] = (packed >>> 4) | (((highBits >>> (j + 16)) & 1) << 4);
+    }
+  }
 }

@@ -59,21 +59,28 @@ public final class Q8_0Format extends GgmlBlockFormat {
   }
 
   @Override
-  protected float dotBlock(MemorySegment block, long offset, float[] q, int qOff, float[] work) {
+  protected void decodeCodes(MemorySegment block, long offset, float[] dst, int dstOff) {
+    for (int j = 0; j < BLOCK_VALUES; j++) {
+      dst[dstOff + j] = block.get(ValueLayout.JAVA_BYTE, offset + 2 + j);
+    }
+  }
+
+  @Override
+  protected float integerDot(
+      MemorySegment block, long offset, float[] qCodes, int qOff, float[] work) {
     if (FLOATS.length() < 4 || FLOATS.length() > 16) {
-      return super.dotBlock(block, offset, q, qOff, work);
+      return super.integerDot(block, offset, qCodes, qOff, work);
     }
     FloatVector sum = FloatVector.zero(FLOATS);
     for (int half = 0; half < 2; half++) {
-      ByteVector codes =
-          ByteVector.fromMemorySegment(BYTES16, block, offset + 2 + 16 * half, VectorKernels.LE);
+      ByteVector codes = VectorKernels.bytes16(block, offset + 2 + 16 * half);
       for (int part = 0; part < PARTS; part++) {
         FloatVector k = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
         int j = qOff + 16 * half + part * FLOATS.length();
-        sum = FloatVector.fromArray(FLOATS, q, j).fma(k, sum);
+        sum = FloatVector.fromArray(FLOATS, qCodes, j).fma(k, sum);
       }
     }
-    return sum.reduceLanes(VectorOperators.ADD) * scale(block, offset);
+    return AttentionKernels.sumLanes(sum);
   }
 
   @Override
@@ -85,13 +92,94 @@ public final class Q8_0Format extends GgmlBlockFormat {
     }
     float wd = weight * scale(block, offset);
     for (int half = 0; half < 2; half++) {
-      ByteVector codes =
-          ByteVector.fromMemorySegment(BYTES16, block, offset + 2 + 16 * half, VectorKernels.LE);
+      ByteVector codes = VectorKernels.bytes16(block, offset + 2 + 16 * half);
       for (int part = 0; part < PARTS; part++) {
         FloatVector v = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
         int j = accOff + 16 * half + part * FLOATS.length();
-        v.mul(wd).add(FloatVector.fromArray(FLOATS, acc, j)).intoArray(acc, j);
+        v.fma(FloatVector.broadcast(FLOATS, wd), FloatVector.fromArray(FLOATS, acc, j))
+            .intoArray(acc, j);
       }
+    }
+  }
+
+  // Block loops over the block's byte array with the per-32-value kernels inlined: the same
+  // operations in the same order as the per-row methods above, so the same bits.
+
+  private static float scaleAt(byte[] array, int at) {
+    return Float.float16ToFloat((short) ((array[at] & 0xff) | (array[at + 1] << 8)));
+  }
+
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (array == null || FLOATS.length() < 4 || FLOATS.length() > 16) {
+      super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
+      return;
+    }
+    int blocks = headDim / BLOCK_VALUES;
+    int rowBytes = blocks * 34;
+    for (int s = 0; s < count; s++) {
+      float sum = 0f;
+      for (int b = 0; b < blocks; b++) {
+        int at = s * rowBytes + b * 34;
+        FloatVector partial = FloatVector.zero(FLOATS);
+        for (int half = 0; half < 2; half++) {
+          ByteVector codes = ByteVector.fromArray(BYTES16, array, at + 2 + 16 * half);
+          for (int part = 0; part < PARTS; part++) {
+            FloatVector k = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
+            int j = pOff + b * BLOCK_VALUES + 16 * half + part * FLOATS.length();
+            partial = FloatVector.fromArray(FLOATS, prepared, j).fma(k, partial);
+          }
+        }
+        float sumi = AttentionKernels.sumLanes(partial);
+        sum += sumi * (scaleAt(array, at) * prepared[pOff + headDim + b]);
+      }
+      scores[s] = sum;
+    }
+  }
+
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (array == null || FLOATS.length() < 4 || FLOATS.length() > 16) {
+      super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
+      return;
+    }
+    int rowBytes = headDim / BLOCK_VALUES * 34;
+    int lanes = FLOATS.length();
+    for (int j = 0; j < headDim; j += lanes) {
+      int b = j / BLOCK_VALUES;
+      int half = (j % BLOCK_VALUES) / 16;
+      int part = (j % 16) / lanes;
+      FloatVector sum = FloatVector.fromArray(FLOATS, acc, accOff + j);
+      for (int s = 0; s < count; s++) {
+        float weight = weights[wOff + s];
+        if (weight != 0f) {
+          int at = s * rowBytes + b * 34;
+          float wd = weight * scaleAt(array, at);
+          ByteVector codes = ByteVector.fromArray(BYTES16, array, at + 2 + 16 * half);
+          FloatVector v = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
+          sum = v.fma(FloatVector.broadcast(FLOATS, wd), sum);
+        }
+      }
+      sum.intoArray(acc, accOff + j);
     }
   }
 }

@@ -20,11 +20,19 @@ public abstract class RowFormat implements KvFormat {
   protected abstract void decodeRow(
       MemorySegment block, long offset, int headDim, float[] dst, int dstOff);
 
+  /** The score of the row at {@code offset} with a query prepared by {@link #prepareQuery}. */
   protected abstract float dotRow(
       MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work);
 
+  /** {@code acc[accOff..+headDim) += weight · row}. */
   protected abstract void accumulateRow(
-      MemorySegment block, long offset, int headDim, float weight, float[] acc, float[] work);
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work);
 
   @Override
   public final boolean perToken() {
@@ -64,18 +72,18 @@ public abstract class RowFormat implements KvFormat {
   }
 
   @Override
-  public final void dots(
+  public void scores(
       MemorySegment block,
       int count,
       int capacity,
       int headDim,
-      float[] q,
-      int qOff,
+      float[] prepared,
+      int pOff,
       float[] scores,
       float[] work) {
     int rowBytes = rowBytes(headDim);
     for (int s = 0; s < count; s++) {
-      scores[s] = dotRow(block, (long) s * rowBytes, headDim, q, qOff, work);
+      scores[s] = dotRow(block, (long) s * rowBytes, headDim, prepared, pOff, work);
     }
   }
 
@@ -88,7 +96,27 @@ public abstract class RowFormat implements KvFormat {
       float weight,
       float[] acc,
       float[] work) {
-    accumulateRow(block, (long) slot * rowBytes(headDim), headDim, weight, acc, work);
+    accumulateRow(block, (long) slot * rowBytes(headDim), headDim, weight, acc, 0, work);
+  }
+
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    int rowBytes = rowBytes(headDim);
+    for (int s = 0; s < count; s++) {
+      float weight = weights[wOff + s];
+      if (weight != 0f) {
+        accumulateRow(block, (long) s * rowBytes, headDim, weight, acc, accOff, work);
+      }
+    }
   }
 
   @Override

@@ -51,9 +51,11 @@ public final class HeadStore {
     return format;
   }
 
-  /** The blocks in token order (read-only view). */
+  private final List<KvBlock> blockView = Collections.unmodifiableList(blocks);
+
+  /** The blocks in token order (read-only view, the same object each time). */
   public List<KvBlock> blocks() {
-    return Collections.unmodifiableList(blocks);
+    return blockView;
   }
 
   public int tokenBudget() {

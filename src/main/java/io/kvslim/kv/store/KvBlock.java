@@ -24,6 +24,7 @@ public final class KvBlock {
   private int filled;
   private int liveCount;
   private int minPosition = Integer.MAX_VALUE;
+  private int maxPosition = Integer.MIN_VALUE;
 
   KvBlock(int capacity, int headDim, KvFormat keyFormat, KvFormat valueFormat) {
     this.capacity = capacity;
@@ -84,6 +85,11 @@ public final class KvBlock {
     return minPosition;
   }
 
+  /** An upper bound of the positions in the block: a query at or after it sees all of them. */
+  public int maxPosition() {
+    return maxPosition;
+  }
+
   public int position(int slot) {
     return positions[slot];
   }
@@ -121,6 +127,7 @@ public final class KvBlock {
     for (int t = 0; t < count; t++) {
       positions[filled] = pos[posOff + t];
       minPosition = Math.min(minPosition, positions[filled]);
+      maxPosition = Math.max(maxPosition, positions[filled]);
       liveMask[filled >>> 6] |= 1L << filled;
       filled++;
     }
@@ -150,8 +157,10 @@ public final class KvBlock {
     filled = count;
     liveCount = count;
     minPosition = Integer.MAX_VALUE;
+    maxPosition = Integer.MIN_VALUE;
     for (int s = 0; s < count; s++) {
       minPosition = Math.min(minPosition, positions[s]);
+      maxPosition = Math.max(maxPosition, positions[s]);
     }
   }
 }

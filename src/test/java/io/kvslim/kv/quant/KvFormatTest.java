@@ -156,6 +156,63 @@ class KvFormatTest {
     }
   }
 
+  /** The block weighted sum equals slot-by-slot fused sums, bit for bit, skipping zero weights. */
+  @ParameterizedTest
+  @MethodSource("formats")
+  void blockWeightedSumEqualsTheSlotBySlotSum(KvFormat format) {
+    float[] rows = randomRows(17, CAPACITY);
+    MemorySegment block = encode(format, rows);
+    float[] weights = new float[CAPACITY + 3];
+    Random random = new Random(18);
+    for (int s = 0; s < CAPACITY; s++) {
+      weights[3 + s] = s % 5 == 2 ? 0f : random.nextFloat();
+    }
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    float[] blockwise = new float[HEAD_DIM + 8];
+    format.accumulateBlock(block, CAPACITY, CAPACITY, HEAD_DIM, weights, 3, blockwise, 8, work);
+    float[] slotwise = new float[HEAD_DIM];
+    for (int s = 0; s < CAPACITY; s++) {
+      if (weights[3 + s] != 0f) {
+        format.accumulate(block, s, CAPACITY, HEAD_DIM, weights[3 + s], slotwise, work);
+      }
+    }
+    assertThat(java.util.Arrays.copyOfRange(blockwise, 8, 8 + HEAD_DIM)).isEqualTo(slotwise);
+  }
+
+  /**
+   * Scores from a prepared query equal {@link KvFormat#dots}, and for the llama.cpp formats the
+   * quantized query stays close to the exact score (within q8's rounding of the query).
+   */
+  @ParameterizedTest
+  @MethodSource("formats")
+  void preparedQueryScoresStayCloseToExactScores(KvFormat format) {
+    float[] rows = randomRows(19, CAPACITY);
+    float[] query = randomRows(20, 1);
+    MemorySegment block = encode(format, rows);
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    float[] prepared = new float[format.preparedQueryLength(HEAD_DIM) + 2];
+    format.prepareQuery(query, 0, HEAD_DIM, prepared, 2);
+    float[] fromPrepared = new float[CAPACITY];
+    float[] viaDots = new float[CAPACITY];
+    format.scores(block, CAPACITY, CAPACITY, HEAD_DIM, prepared, 2, fromPrepared, work);
+    format.dots(block, CAPACITY, CAPACITY, HEAD_DIM, query, 0, viaDots, work);
+    assertThat(fromPrepared).isEqualTo(viaDots);
+    float[] decoded = new float[HEAD_DIM];
+    for (int s = 0; s < CAPACITY; s++) {
+      format.decode(block, s, CAPACITY, HEAD_DIM, decoded, 0);
+      double exact = 0;
+      double magnitude = 0;
+      for (int j = 0; j < HEAD_DIM; j++) {
+        exact += (double) query[j] * decoded[j];
+        magnitude += Math.abs((double) query[j] * decoded[j]);
+      }
+      // q8 query: relative error 1/254 per value; f16 query: 2^-11; s = fp16(d·Σq): 2^-11
+      assertThat(Math.abs(fromPrepared[s] - exact))
+          .as("%s slot %d", format.name(), s)
+          .isLessThanOrEqualTo(0.01 * magnitude + 1e-5);
+    }
+  }
+
   @ParameterizedTest
   @MethodSource("formats")
   void perTokenRowsCanBeWrittenOneAtATime(KvFormat format) {
