@@ -1,7 +1,6 @@
 package io.kvslim.model;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /** Elementwise kernels of the forward pass: RMSNorm, SwiGLU, residual adds, softmax. */
@@ -91,20 +90,5 @@ public final class Ops {
       sum += Math.exp(x[off + i] - max);
     }
     return Math.log(sum) + max;
-  }
-
-  /** Sum of {@code a[i]*b[i]} (vectorized). */
-  public static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-    FloatVector acc = FloatVector.zero(S);
-    int i = 0;
-    int upper = S.loopBound(n);
-    for (; i < upper; i += S.length()) {
-      acc = FloatVector.fromArray(S, a, aOff + i).fma(FloatVector.fromArray(S, b, bOff + i), acc);
-    }
-    float s = acc.reduceLanes(VectorOperators.ADD);
-    for (; i < n; i++) {
-      s += a[aOff + i] * b[bOff + i];
-    }
-    return s;
   }
 }

@@ -49,7 +49,7 @@ public final class BF16Matrix extends WeightMatrix {
               .reinterpretAsFloats()
               .fma(FloatVector.fromArray(F, x, xOffset + i + FL), acc1);
     }
-    float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+    float sum = Simd.sumLanes(acc0.add(acc1));
     for (; i < cols; i++) {
       sum += weight(base + i * 2L) * x[xOffset + i];
     }

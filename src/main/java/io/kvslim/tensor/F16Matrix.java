@@ -61,7 +61,7 @@ public final class F16Matrix extends WeightMatrix {
               .reinterpretAsFloats();
       acc = w.fma(FloatVector.fromArray(F, x, xOffset + i), acc);
     }
-    float sum = acc.reduceLanes(VectorOperators.ADD);
+    float sum = Simd.sumLanes(acc);
     for (; i < cols; i++) {
       sum += half(data, base + i * 2L) * x[xOffset + i];
     }
@@ -137,10 +137,10 @@ public final class F16Matrix extends WeightMatrix {
       acc2 = w.fma(FloatVector.fromArray(F, x, x2 + i), acc2);
       acc3 = w.fma(FloatVector.fromArray(F, x, x3 + i), acc3);
     }
-    float s0 = acc0.reduceLanes(VectorOperators.ADD);
-    float s1 = acc1.reduceLanes(VectorOperators.ADD);
-    float s2 = acc2.reduceLanes(VectorOperators.ADD);
-    float s3 = acc3.reduceLanes(VectorOperators.ADD);
+    float s0 = Simd.sumLanes(acc0);
+    float s1 = Simd.sumLanes(acc1);
+    float s2 = Simd.sumLanes(acc2);
+    float s3 = Simd.sumLanes(acc3);
     for (; i < cols; i++) {
       float w = Float.float16ToFloat(data.get(SHORT_LE, base + i * 2L));
       s0 += w * x[x0 + i];

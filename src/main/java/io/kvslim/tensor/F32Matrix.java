@@ -7,7 +7,6 @@ import static io.kvslim.tensor.Simd.LE;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /** F32 weights: 4 bytes per element, little-endian. */
 public final class F32Matrix extends WeightMatrix {
@@ -34,7 +33,7 @@ public final class F32Matrix extends WeightMatrix {
           FloatVector.fromMemorySegment(F, data, base + i * 4L, LE)
               .fma(FloatVector.fromArray(F, x, xOffset + i), acc);
     }
-    float sum = acc.reduceLanes(VectorOperators.ADD);
+    float sum = Simd.sumLanes(acc);
     for (; i < cols; i++) {
       sum += data.get(FLOAT_LE, base + i * 4L) * x[xOffset + i];
     }
@@ -99,10 +98,10 @@ public final class F32Matrix extends WeightMatrix {
       acc2 = w.fma(FloatVector.fromArray(F, x, x2 + i), acc2);
       acc3 = w.fma(FloatVector.fromArray(F, x, x3 + i), acc3);
     }
-    float s0 = acc0.reduceLanes(VectorOperators.ADD);
-    float s1 = acc1.reduceLanes(VectorOperators.ADD);
-    float s2 = acc2.reduceLanes(VectorOperators.ADD);
-    float s3 = acc3.reduceLanes(VectorOperators.ADD);
+    float s0 = Simd.sumLanes(acc0);
+    float s1 = Simd.sumLanes(acc1);
+    float s2 = Simd.sumLanes(acc2);
+    float s3 = Simd.sumLanes(acc3);
     for (; i < cols; i++) {
       float w = data.get(FLOAT_LE, base + i * 4L);
       s0 += w * x[x0 + i];

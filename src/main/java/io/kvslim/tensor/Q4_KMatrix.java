@@ -108,7 +108,7 @@ public final class Q4_KMatrix extends WeightMatrix {
         total = xSum.fma(FloatVector.broadcast(F, -dmin * min(packed0to7, packed8to11, s)), total);
       }
     }
-    return total.reduceLanes(VectorOperators.ADD);
+    return Simd.sumLanes(total);
   }
 
   @Override

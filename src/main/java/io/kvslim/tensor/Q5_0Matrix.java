@@ -80,7 +80,7 @@ public final class Q5_0Matrix extends WeightMatrix {
       total =
           acc.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block))), total);
     }
-    return total.reduceLanes(VectorOperators.ADD);
+    return Simd.sumLanes(total);
   }
 
   @Override

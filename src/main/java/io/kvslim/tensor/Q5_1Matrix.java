@@ -80,7 +80,7 @@ public final class Q5_1Matrix extends WeightMatrix {
           xSum.fma(
               FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + 2))), total);
     }
-    return total.reduceLanes(VectorOperators.ADD);
+    return Simd.sumLanes(total);
   }
 
   @Override

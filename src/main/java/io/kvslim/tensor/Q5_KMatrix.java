@@ -93,7 +93,7 @@ public final class Q5_KMatrix extends WeightMatrix {
                 total);
       }
     }
-    return total.reduceLanes(VectorOperators.ADD);
+    return Simd.sumLanes(total);
   }
 
   @Override

@@ -98,7 +98,7 @@ public final class Q6_KMatrix extends WeightMatrix {
               FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + 208))),
               total);
     }
-    return total.reduceLanes(VectorOperators.ADD);
+    return Simd.sumLanes(total);
   }
 
   @Override

@@ -14,7 +14,6 @@ import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Q8_0 weights (llama.cpp {@code block_q8_0}): blocks of 32 elements in 34 bytes, an fp16 scale
@@ -53,7 +52,7 @@ public final class Q8_0Matrix extends WeightMatrix {
       total =
           acc.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block))), total);
     }
-    return total.reduceLanes(VectorOperators.ADD);
+    return Simd.sumLanes(total);
   }
 
   @Override
@@ -140,9 +139,9 @@ public final class Q8_0Matrix extends WeightMatrix {
       total2 = acc2.fma(d, total2);
       total3 = acc3.fma(d, total3);
     }
-    out[o0] = total0.reduceLanes(VectorOperators.ADD);
-    out[o1] = total1.reduceLanes(VectorOperators.ADD);
-    out[o2] = total2.reduceLanes(VectorOperators.ADD);
-    out[o3] = total3.reduceLanes(VectorOperators.ADD);
+    out[o0] = Simd.sumLanes(total0);
+    out[o1] = Simd.sumLanes(total1);
+    out[o2] = Simd.sumLanes(total2);
+    out[o3] = Simd.sumLanes(total3);
   }
 }

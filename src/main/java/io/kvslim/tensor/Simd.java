@@ -8,6 +8,7 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -82,5 +83,32 @@ final class Simd {
   /** Signed byte at {@code offset}. */
   static int s8(MemorySegment data, long offset) {
     return data.get(ValueLayout.JAVA_BYTE, offset);
+  }
+
+  private static final VectorShuffle<Float>[] HALVES = halves();
+
+  @SuppressWarnings("unchecked")
+  private static VectorShuffle<Float>[] halves() {
+    int lanes = F.length();
+    int steps = Integer.numberOfTrailingZeros(lanes);
+    VectorShuffle<Float>[] out = new VectorShuffle[steps];
+    for (int i = 0; i < steps; i++) {
+      int step = lanes >>> (i + 1);
+      out[i] = VectorShuffle.fromOp(F, lane -> (lane + step) & (lanes - 1));
+    }
+    return out;
+  }
+
+  /**
+   * Sum of the lanes as a fixed pairwise tree (lane i with lane i + L/2, and so on). Used instead
+   * of {@code reduceLanes(ADD)}, whose order the Vector API leaves open and which the interpreter
+   * and C2 compute differently: with the fixed tree a row's product is the same bits whether its
+   * kernel is compiled or not, alone or in a batch.
+   */
+  static float sumLanes(FloatVector v) {
+    for (VectorShuffle<Float> s : HALVES) {
+      v = v.add(v.rearrange(s));
+    }
+    return v.lane(0);
   }
 }
