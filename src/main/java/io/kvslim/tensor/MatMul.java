@@ -16,11 +16,7 @@ public final class MatMul {
     pool.forRange(
         w.rows(),
         ROW_GRAIN,
-        (start, end) -> {
-          for (int r = start; r < end; r++) {
-            out[r] = w.dot(r, x, 0);
-          }
-        });
+        (start, end) -> w.dotRows(start, end - start, x, out));
   }
 
   /**

@@ -96,6 +96,63 @@ public final class Q8_0Matrix extends WeightMatrix {
     dotTileBy4(row, x, xOffset, xStride, n, out, outOffset, outStride);
   }
 
+  /** Four weight rows per pass over x (decode), each row in exactly {@link #dot}'s order. */
+  @Override
+  public void dotRows(int row, int count, float[] x, float[] out) {
+    int r = row;
+    for (int end = row + count - 3; r < end; r += 4) {
+      rows4(r, x, out);
+    }
+    for (; r < row + count; r++) {
+      out[r] = dot(r, x, 0);
+    }
+  }
+
+  private void rows4(int row, float[] x, float[] out) {
+    long base0 = row * rowBytes;
+    long base1 = base0 + rowBytes;
+    long base2 = base1 + rowBytes;
+    long base3 = base2 + rowBytes;
+    FloatVector total0 = FloatVector.zero(F);
+    FloatVector total1 = FloatVector.zero(F);
+    FloatVector total2 = FloatVector.zero(F);
+    FloatVector total3 = FloatVector.zero(F);
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long off = (long) b * BLOCK_BYTES;
+      int xo = b * BLOCK;
+      FloatVector acc0 = FloatVector.zero(F);
+      FloatVector acc1 = FloatVector.zero(F);
+      FloatVector acc2 = FloatVector.zero(F);
+      FloatVector acc3 = FloatVector.zero(F);
+      for (int j = 0; j < BLOCK; j += BL) {
+        ByteVector q0 = ByteVector.fromMemorySegment(B, data, base0 + off + 2 + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, data, base1 + off + 2 + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, data, base2 + off + 2 + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, data, base3 + off + 2 + j, LE);
+        for (int p = 0; p < PARTS; p++) {
+          FloatVector xv = FloatVector.fromArray(F, x, xo + j + p * FL);
+          acc0 = ((FloatVector) q0.castShape(F, p)).fma(xv, acc0);
+          acc1 = ((FloatVector) q1.castShape(F, p)).fma(xv, acc1);
+          acc2 = ((FloatVector) q2.castShape(F, p)).fma(xv, acc2);
+          acc3 = ((FloatVector) q3.castShape(F, p)).fma(xv, acc3);
+        }
+      }
+      total0 =
+          acc0.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base0 + off))), total0);
+      total1 =
+          acc1.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base1 + off))), total1);
+      total2 =
+          acc2.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base2 + off))), total2);
+      total3 =
+          acc3.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base3 + off))), total3);
+    }
+    out[row] = Simd.sumLanes(total0);
+    out[row + 1] = Simd.sumLanes(total1);
+    out[row + 2] = Simd.sumLanes(total2);
+    out[row + 3] = Simd.sumLanes(total3);
+  }
+
   @Override
   protected void dot4(
       int row,

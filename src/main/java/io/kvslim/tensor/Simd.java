@@ -109,6 +109,8 @@ final class Simd {
     for (VectorShuffle<Float> s : HALVES) {
       v = v.add(v.rearrange(s));
     }
-    return v.lane(0);
+    // lane 0 through a 128-bit view: lane extraction from wider float vectors is not always
+    // intrinsified and then falls back to a slow path
+    return ((FloatVector) v.reinterpretShape(FloatVector.SPECIES_128, 0)).lane(0);
   }
 }

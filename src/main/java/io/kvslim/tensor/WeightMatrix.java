@@ -136,6 +136,17 @@ public abstract class WeightMatrix {
     throw new UnsupportedOperationException(type() + " has no four-row kernel");
   }
 
+  /**
+   * {@code out[r] = dot(r, x, 0)} for rows {@code [row, row + count)}. Types may override it to
+   * read several weight rows per pass over {@code x}; each row's result must stay bit-identical to
+   * {@link #dot}.
+   */
+  public void dotRows(int row, int count, float[] x, float[] out) {
+    for (int r = row; r < row + count; r++) {
+      out[r] = dot(r, x, 0);
+    }
+  }
+
   /** Wraps tensor bytes of the given type; fails with a clear message for unsupported types. */
   public static WeightMatrix of(GgmlType type, MemorySegment data, int rows, int cols) {
     return WeightMatrices.create(type, data, rows, cols);
