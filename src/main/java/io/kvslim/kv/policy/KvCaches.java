@@ -162,10 +162,11 @@ public final class KvCaches {
                     : KvCacheFormat.of(KvFormats.byName(c.name()));
             case "quantization" ->
                 KvCacheFormat.kivi(
-                    Integer.parseInt(c.string("kbits")),
-                    Integer.parseInt(c.string("vbits")),
-                    c.integer("group"),
-                    c.integer("residual"));
+                        Integer.parseInt(c.string("kbits")),
+                        Integer.parseInt(c.string("vbits")),
+                        c.integer("group"),
+                        c.integer("residual"))
+                    .withResidual(c.integer("residual"), KvFormats.byName(c.string("rformat")));
             default -> null;
           };
       if (f != null) {

@@ -107,7 +107,13 @@ public final class KvMethods {
             choice("kbits", "2", "key bits", "2", "4", "8"),
             choice("vbits", "2", "value bits", "2", "4", "8"),
             integer("group", "32", "tokens per key group and channels per value group"),
-            integer("residual", "128", "recent tokens kept in full precision")),
+            integer("residual", "128", "recent tokens kept in full precision"),
+            choice(
+                "rformat",
+                "f16",
+                "format of the residual window (the paper's fp16; f32 keeps it exact)",
+                "f16",
+                "f32")),
         c -> {
           positive(c, "group");
           nonNegative(c, "residual");

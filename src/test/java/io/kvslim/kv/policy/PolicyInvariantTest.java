@@ -71,7 +71,7 @@ class PolicyInvariantTest {
         "snapkv:budget=1000,window=16",
         "pyramidkv:budget=1000,window=16",
         "adakv:budget=1000,window=16",
-        "kivi:kbits=2,vbits=2,group=32,residual=1024",
+        "kivi:kbits=2,vbits=2,group=32,residual=1024,rformat=f32",
         "f32"
       })
   void aBudgetCoveringTheSequenceChangesNothingBitForBit(String spec) {
