@@ -13,10 +13,7 @@ public final class MatMul {
   /** {@code out[r] = w.row(r) · x} for every row {@code r}; {@code x} holds {@code w.cols()}. */
   public static void matvec(WeightMatrix w, float[] x, float[] out, Parallel pool) {
     checkLengths(w, x, 1, out);
-    pool.forRange(
-        w.rows(),
-        ROW_GRAIN,
-        (start, end) -> w.dotRows(start, end - start, x, out));
+    pool.forRange(w.rows(), ROW_GRAIN, (start, end) -> w.dotRows(start, end - start, x, out));
   }
 
   /**

@@ -139,13 +139,21 @@ public final class Q8_0Matrix extends WeightMatrix {
         }
       }
       total0 =
-          acc0.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base0 + off))), total0);
+          acc0.fma(
+              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base0 + off))),
+              total0);
       total1 =
-          acc1.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base1 + off))), total1);
+          acc1.fma(
+              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base1 + off))),
+              total1);
       total2 =
-          acc2.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base2 + off))), total2);
+          acc2.fma(
+              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base2 + off))),
+              total2);
       total3 =
-          acc3.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base3 + off))), total3);
+          acc3.fma(
+              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base3 + off))),
+              total3);
     }
     out[row] = Simd.sumLanes(total0);
     out[row + 1] = Simd.sumLanes(total1);
