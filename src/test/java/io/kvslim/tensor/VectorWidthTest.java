@@ -24,9 +24,11 @@ class VectorWidthTest {
         new ProcessBuilder(
                 java.toString(),
                 "-XX:MaxVectorSize=" + maxVectorBytes,
-                // C2 straight away, so the check runs the kernels with their vector intrinsics.
+                // C2 early and synchronously, so the check's later rounds run every kernel as C2
+                // compiled it, with its vector intrinsics at this width.
                 "-XX:-TieredCompilation",
-                "-XX:CompileThreshold=200",
+                "-XX:CompileThreshold=100",
+                "-Xbatch",
                 "--add-modules",
                 "jdk.incubator.vector",
                 "--enable-native-access=ALL-UNNAMED",
