@@ -64,9 +64,9 @@ public abstract class WeightMatrix {
 
   /**
    * Dot products of row {@code row} with {@code n} activation rows: for {@code t < n}, {@code
-   * out[outOffset + t*outStride] = dot(row, x, xOffset + t*xStride)} up to float rounding. Types
-   * with a tiled kernel decode each weight block once for several activation rows; this default
-   * loops over {@link #dot}.
+   * out[outOffset + t*outStride] = dot(row, x, xOffset + t*xStride)}, bit for bit
+   * (BatchInvarianceTest). Types with a tiled kernel decode each weight block once for several
+   * activation rows; this default loops over {@link #dot}.
    */
   public void dotTile(
       int row,
