@@ -85,32 +85,34 @@ final class Simd {
     return data.get(ValueLayout.JAVA_BYTE, offset);
   }
 
-  private static final VectorShuffle<Float>[] HALVES = halves();
+  private static final VectorShuffle<Float> STEP1 = rotation(1);
+  private static final VectorShuffle<Float> STEP2 = rotation(2);
+  private static final VectorShuffle<Float> STEP4 = rotation(4);
+  private static final VectorShuffle<Float> STEP8 = rotation(8);
 
-  @SuppressWarnings("unchecked")
-  private static VectorShuffle<Float>[] halves() {
+  private static VectorShuffle<Float> rotation(int step) {
     int lanes = F.length();
-    int steps = Integer.numberOfTrailingZeros(lanes);
-    VectorShuffle<Float>[] out = new VectorShuffle[steps];
-    for (int i = 0; i < steps; i++) {
-      int step = lanes >>> (i + 1);
-      out[i] = VectorShuffle.fromOp(F, lane -> (lane + step) & (lanes - 1));
-    }
-    return out;
+    return VectorShuffle.fromOp(F, lane -> (lane + step) & (lanes - 1));
   }
 
   /**
    * Sum of the lanes as a fixed pairwise tree (lane i with lane i + L/2, and so on). Used instead
    * of {@code reduceLanes(ADD)}, whose order the Vector API leaves open and which the interpreter
    * and C2 compute differently: with the fixed tree a row's product is the same bits whether its
-   * kernel is compiled or not, alone or in a batch.
+   * kernel is compiled or not, alone or in a batch. The shuffles are constants (static finals,
+   * branches on the constant lane count) so that C2 intrinsifies every step.
    */
   static float sumLanes(FloatVector v) {
-    for (VectorShuffle<Float> s : HALVES) {
-      v = v.add(v.rearrange(s));
+    if (FL >= 16) {
+      v = v.add(v.rearrange(STEP8));
     }
-    // lane 0 through a 128-bit view: lane extraction from wider float vectors is not always
-    // intrinsified and then falls back to a slow path
-    return ((FloatVector) v.reinterpretShape(FloatVector.SPECIES_128, 0)).lane(0);
+    if (FL >= 8) {
+      v = v.add(v.rearrange(STEP4));
+    }
+    if (FL >= 4) {
+      v = v.add(v.rearrange(STEP2));
+    }
+    v = v.add(v.rearrange(STEP1));
+    return v.lane(0);
   }
 }
