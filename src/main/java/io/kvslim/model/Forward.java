@@ -1,7 +1,6 @@
 package io.kvslim.model;
 
 import io.kvslim.kv.AttentionObserver;
-import io.kvslim.kv.KvCache;
 import io.kvslim.kv.LayerKv;
 import io.kvslim.tensor.ActivationQuant;
 import io.kvslim.tensor.MatMul;
@@ -138,7 +137,7 @@ public final class Forward {
     }
     attention(l, b);
     mm(w.wo(), att, n, proj);
-    addInto(x, proj, n * dim);
+    Ops.add(x, proj, n * dim);
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.ffnNorm(), dim, c.rmsEps());
     }
@@ -146,7 +145,7 @@ public final class Forward {
     mm(w.up(), xb, n, hb2);
     Ops.swiglu(hb, hb2, n * c.ffnDim());
     mm(w.down(), hb, n, proj);
-    addInto(x, proj, n * dim);
+    Ops.add(x, proj, n * dim);
   }
 
   /**
@@ -168,10 +167,6 @@ public final class Forward {
     } else {
       MatMul.matmul(w, in, n, out, pool);
     }
-  }
-
-  private static void addInto(float[] a, float[] b, int len) {
-    Ops.add(a, b, len);
   }
 
   private void attention(int l, Batch b) {
@@ -206,13 +201,6 @@ public final class Forward {
       Arrays.fill(segOut, 0, cnt * qd, 0f);
       kv.attend(cnt, segPositions, c.heads(), segQ, scale, segOut, observer, pool);
       System.arraycopy(segOut, 0, att, start * qd, cnt * qd);
-    }
-  }
-
-  /** Convenience: a fresh forward's KV cache notifications after a step. */
-  public static void afterStep(Batch b, KvCache.StepKind kind) {
-    for (int s = 0; s < b.segments(); s++) {
-      b.cache(s).afterStep(kind);
     }
   }
 }

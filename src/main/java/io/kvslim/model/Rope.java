@@ -21,11 +21,6 @@ public final class Rope {
     this.type = c.ropeType();
   }
 
-  /** Fills {@code cos} and {@code sin} (length dims/2) for a position. */
-  public void angles(int pos, float[] cos, float[] sin) {
-    angles(pos, cos, sin, 0);
-  }
-
   /** Fills {@code cos[off..off+dims/2)} and {@code sin[...]} for a position. */
   public void angles(int pos, float[] cos, float[] sin, int off) {
     float theta = pos;
@@ -39,13 +34,9 @@ public final class Rope {
   }
 
   /**
-   * Rotates {@code heads} consecutive head vectors of size {@code headDim} starting at {@code off}.
+   * Rotates {@code heads} consecutive head vectors of size {@code headDim} starting at {@code off},
+   * with the angles at {@code cos[a..a+dims/2)} and {@code sin[a..]}.
    */
-  public void rotate(float[] x, int off, int heads, int headDim, float[] cos, float[] sin) {
-    rotate(x, off, heads, headDim, cos, sin, 0);
-  }
-
-  /** As above, with the angles at {@code cos[a..a+dims/2)}, {@code sin[a..]}. */
   public void rotate(float[] x, int off, int heads, int headDim, float[] cos, float[] sin, int a) {
     int half = dims / 2;
     for (int h = 0; h < heads; h++) {
