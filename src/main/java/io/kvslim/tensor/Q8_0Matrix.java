@@ -96,69 +96,91 @@ public final class Q8_0Matrix extends WeightMatrix {
     dotTileBy4(row, x, xOffset, xStride, n, out, outOffset, outStride);
   }
 
-  /** Four weight rows per pass over x (decode), each row in exactly {@link #dot}'s order. */
+  /**
+   * Decode: eight weight rows per pass over x, each row in exactly {@link #dot}'s order. The eight
+   * rows lie {@code count / 8} rows apart, so the pass reads eight distant memory streams at once:
+   * the hardware prefetcher follows each one, which doubles the bandwidth drawn from memory
+   * compared with adjacent rows (one stream).
+   */
   @Override
   public void dotRows(int row, int count, float[] x, float[] out) {
-    int r = row;
-    for (int end = row + count - 3; r < end; r += 4) {
-      rows4(r, x, out);
+    int q = count / 8;
+    for (int r = row; r < row + q; r++) {
+      rows8(r, q, x, out);
     }
-    for (; r < row + count; r++) {
+    for (int r = row + 8 * q; r < row + count; r++) {
       out[r] = dot(r, x, 0);
     }
   }
 
-  private void rows4(int row, float[] x, float[] out) {
-    long base0 = row * rowBytes;
-    long base1 = base0 + rowBytes;
-    long base2 = base1 + rowBytes;
-    long base3 = base2 + rowBytes;
-    FloatVector total0 = FloatVector.zero(F);
-    FloatVector total1 = FloatVector.zero(F);
-    FloatVector total2 = FloatVector.zero(F);
-    FloatVector total3 = FloatVector.zero(F);
+  private void rows8(int row, int q, float[] x, float[] out) {
+    long b0 = row * rowBytes;
+    long st = q * rowBytes;
+    FloatVector t0 = FloatVector.zero(F);
+    FloatVector t1 = t0;
+    FloatVector t2 = t0;
+    FloatVector t3 = t0;
+    FloatVector t4 = t0;
+    FloatVector t5 = t0;
+    FloatVector t6 = t0;
+    FloatVector t7 = t0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long off = (long) b * BLOCK_BYTES;
+      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o1 = o0 + st;
+      long o2 = o1 + st;
+      long o3 = o2 + st;
+      long o4 = o3 + st;
+      long o5 = o4 + st;
+      long o6 = o5 + st;
+      long o7 = o6 + st;
       int xo = b * BLOCK;
-      FloatVector acc0 = FloatVector.zero(F);
-      FloatVector acc1 = FloatVector.zero(F);
-      FloatVector acc2 = FloatVector.zero(F);
-      FloatVector acc3 = FloatVector.zero(F);
+      FloatVector a0 = FloatVector.zero(F);
+      FloatVector a1 = a0;
+      FloatVector a2 = a0;
+      FloatVector a3 = a0;
+      FloatVector a4 = a0;
+      FloatVector a5 = a0;
+      FloatVector a6 = a0;
+      FloatVector a7 = a0;
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q0 = ByteVector.fromMemorySegment(B, data, base0 + off + 2 + j, LE);
-        ByteVector q1 = ByteVector.fromMemorySegment(B, data, base1 + off + 2 + j, LE);
-        ByteVector q2 = ByteVector.fromMemorySegment(B, data, base2 + off + 2 + j, LE);
-        ByteVector q3 = ByteVector.fromMemorySegment(B, data, base3 + off + 2 + j, LE);
+        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE);
+        ByteVector q4 = ByteVector.fromMemorySegment(B, data, o4 + 2 + j, LE);
+        ByteVector q5 = ByteVector.fromMemorySegment(B, data, o5 + 2 + j, LE);
+        ByteVector q6 = ByteVector.fromMemorySegment(B, data, o6 + 2 + j, LE);
+        ByteVector q7 = ByteVector.fromMemorySegment(B, data, o7 + 2 + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector xv = FloatVector.fromArray(F, x, xo + j + p * FL);
-          acc0 = ((FloatVector) q0.castShape(F, p)).fma(xv, acc0);
-          acc1 = ((FloatVector) q1.castShape(F, p)).fma(xv, acc1);
-          acc2 = ((FloatVector) q2.castShape(F, p)).fma(xv, acc2);
-          acc3 = ((FloatVector) q3.castShape(F, p)).fma(xv, acc3);
+          a0 = ((FloatVector) q0.castShape(F, p)).fma(xv, a0);
+          a1 = ((FloatVector) q1.castShape(F, p)).fma(xv, a1);
+          a2 = ((FloatVector) q2.castShape(F, p)).fma(xv, a2);
+          a3 = ((FloatVector) q3.castShape(F, p)).fma(xv, a3);
+          a4 = ((FloatVector) q4.castShape(F, p)).fma(xv, a4);
+          a5 = ((FloatVector) q5.castShape(F, p)).fma(xv, a5);
+          a6 = ((FloatVector) q6.castShape(F, p)).fma(xv, a6);
+          a7 = ((FloatVector) q7.castShape(F, p)).fma(xv, a7);
         }
       }
-      total0 =
-          acc0.fma(
-              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base0 + off))),
-              total0);
-      total1 =
-          acc1.fma(
-              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base1 + off))),
-              total1);
-      total2 =
-          acc2.fma(
-              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base2 + off))),
-              total2);
-      total3 =
-          acc3.fma(
-              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, base3 + off))),
-              total3);
+      t0 = a0.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o0))), t0);
+      t1 = a1.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o1))), t1);
+      t2 = a2.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o2))), t2);
+      t3 = a3.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o3))), t3);
+      t4 = a4.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o4))), t4);
+      t5 = a5.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o5))), t5);
+      t6 = a6.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o6))), t6);
+      t7 = a7.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o7))), t7);
     }
-    out[row] = Simd.sumLanes(total0);
-    out[row + 1] = Simd.sumLanes(total1);
-    out[row + 2] = Simd.sumLanes(total2);
-    out[row + 3] = Simd.sumLanes(total3);
+    out[row] = Simd.sumLanes(t0);
+    out[row + q] = Simd.sumLanes(t1);
+    out[row + 2 * q] = Simd.sumLanes(t2);
+    out[row + 3 * q] = Simd.sumLanes(t3);
+    out[row + 4 * q] = Simd.sumLanes(t4);
+    out[row + 5 * q] = Simd.sumLanes(t5);
+    out[row + 6 * q] = Simd.sumLanes(t6);
+    out[row + 7 * q] = Simd.sumLanes(t7);
   }
 
   @Override

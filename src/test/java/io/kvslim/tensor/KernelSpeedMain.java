@@ -56,8 +56,7 @@ public final class KernelSpeedMain {
           double dotNs = time(() -> vectorPass(w, x, out), seconds);
           double scalarNs = time(() -> scalarPass(w, x, out), Math.min(seconds, 0.5));
           double tileNs = time(() -> tilePass(w, x, out), seconds);
-          double poolNs =
-              threads > 1 ? time(() -> MatMul.matvec(w, x, out, pool), seconds) : Double.NaN;
+          double poolNs = time(() -> MatMul.matvec(w, x, out, pool), seconds);
           sink += out[0];
           System.out.printf(
               Locale.ROOT,
