@@ -99,6 +99,96 @@ public final class Q4_0Matrix extends WeightMatrix {
     }
   }
 
+  /**
+   * Decode: four weight rows {@code count / 4} apart per pass over x (four memory streams for the
+   * hardware prefetcher, see {@link Q8_0Matrix#dotRows}), each row in exactly {@link #dot}'s order.
+   */
+  @Override
+  public void dotRows(int row, int count, float[] x, float[] out) {
+    int q = count / 4;
+    for (int r = row; r < row + q; r++) {
+      rows4(r, q, x, out);
+    }
+    for (int r = row + 4 * q; r < row + count; r++) {
+      out[r] = dot(r, x, 0);
+    }
+  }
+
+  private void rows4(int row, int q, float[] x, float[] out) {
+    long b0 = row * rowBytes;
+    long st = q * rowBytes;
+    FloatVector t0 = FloatVector.zero(F);
+    FloatVector t1 = t0;
+    FloatVector t2 = t0;
+    FloatVector t3 = t0;
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o1 = o0 + st;
+      long o2 = o1 + st;
+      long o3 = o2 + st;
+      int xo = b * BLOCK;
+      FloatVector a0 = FloatVector.zero(F);
+      FloatVector a1 = a0;
+      FloatVector a2 = a0;
+      FloatVector a3 = a0;
+      for (int j = 0; j < BLOCK / 2; j += BL) {
+        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE);
+        ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8);
+        ByteVector h0 =
+            q0.reinterpretAsShorts()
+                .lanewise(VectorOperators.LSHR, 4)
+                .reinterpretAsBytes()
+                .and((byte) 0x0F)
+                .sub((byte) 8);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE);
+        ByteVector l1 = q1.and((byte) 0x0F).sub((byte) 8);
+        ByteVector h1 =
+            q1.reinterpretAsShorts()
+                .lanewise(VectorOperators.LSHR, 4)
+                .reinterpretAsBytes()
+                .and((byte) 0x0F)
+                .sub((byte) 8);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE);
+        ByteVector l2 = q2.and((byte) 0x0F).sub((byte) 8);
+        ByteVector h2 =
+            q2.reinterpretAsShorts()
+                .lanewise(VectorOperators.LSHR, 4)
+                .reinterpretAsBytes()
+                .and((byte) 0x0F)
+                .sub((byte) 8);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE);
+        ByteVector l3 = q3.and((byte) 0x0F).sub((byte) 8);
+        ByteVector h3 =
+            q3.reinterpretAsShorts()
+                .lanewise(VectorOperators.LSHR, 4)
+                .reinterpretAsBytes()
+                .and((byte) 0x0F)
+                .sub((byte) 8);
+        for (int p = 0; p < PARTS; p++) {
+          FloatVector xl = FloatVector.fromArray(F, x, xo + j + p * FL);
+          FloatVector xh = FloatVector.fromArray(F, x, xo + BLOCK / 2 + j + p * FL);
+          a0 = ((FloatVector) l0.castShape(F, p)).fma(xl, a0);
+          a0 = ((FloatVector) h0.castShape(F, p)).fma(xh, a0);
+          a1 = ((FloatVector) l1.castShape(F, p)).fma(xl, a1);
+          a1 = ((FloatVector) h1.castShape(F, p)).fma(xh, a1);
+          a2 = ((FloatVector) l2.castShape(F, p)).fma(xl, a2);
+          a2 = ((FloatVector) h2.castShape(F, p)).fma(xh, a2);
+          a3 = ((FloatVector) l3.castShape(F, p)).fma(xl, a3);
+          a3 = ((FloatVector) h3.castShape(F, p)).fma(xh, a3);
+        }
+      }
+      t0 = a0.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o0))), t0);
+      t1 = a1.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o1))), t1);
+      t2 = a2.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o2))), t2);
+      t3 = a3.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o3))), t3);
+    }
+    out[row] = Simd.sumLanes(t0);
+    out[row + 1 * q] = Simd.sumLanes(t1);
+    out[row + 2 * q] = Simd.sumLanes(t2);
+    out[row + 3 * q] = Simd.sumLanes(t3);
+  }
+
   @Override
   public void dotTile(
       int row,
