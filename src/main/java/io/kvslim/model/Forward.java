@@ -26,6 +26,8 @@ public final class Forward {
       segV = new float[0],
       segOut = new float[0];
   private float[] normed = new float[0];
+  private final WeightMatrix[] qkv = new WeightMatrix[3];
+  private final float[][] qkvOut = new float[3][];
   private AttentionObserver observer;
   private boolean quantizeActivations;
 
@@ -121,9 +123,20 @@ public final class Forward {
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.attnNorm(), dim, c.rmsEps());
     }
-    mm(w.wq(), xb, n, q);
-    mm(w.wk(), xb, n, k);
-    mm(w.wv(), xb, n, v);
+    if (n == 1 && !quantized(w.wq(), w.wk(), w.wv())) {
+      // decode: the three projections in one dispatch
+      qkv[0] = w.wq();
+      qkv[1] = w.wk();
+      qkv[2] = w.wv();
+      qkvOut[0] = q;
+      qkvOut[1] = k;
+      qkvOut[2] = v;
+      MatMul.matvecs(qkv, xb, qkvOut, pool);
+    } else {
+      mm(w.wq(), xb, n, q);
+      mm(w.wk(), xb, n, k);
+      mm(w.wv(), xb, n, v);
+    }
     if (w.bq() != null) {
       Ops.addBias(q, n, w.bq(), c.qDim());
       Ops.addBias(k, n, w.bk(), c.kvDim());
@@ -141,9 +154,23 @@ public final class Forward {
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.ffnNorm(), dim, c.rmsEps());
     }
-    mm(w.gate(), xb, n, hb);
-    mm(w.up(), xb, n, hb2);
-    Ops.swiglu(hb, hb2, n * c.ffnDim());
+    if (n == 1 && !quantized(w.gate(), w.up(), w.up())) {
+      // decode: gate, up and SwiGLU in one dispatch, each thread on its own rows
+      WeightMatrix gate = w.gate();
+      WeightMatrix up = w.up();
+      pool.forRange(
+          c.ffnDim(),
+          MatMul.ROW_GRAIN,
+          (s, e) -> {
+            gate.dotRows(s, e - s, xb, hb);
+            up.dotRows(s, e - s, xb, hb2);
+            Ops.swiglu(hb, hb2, s, e);
+          });
+    } else {
+      mm(w.gate(), xb, n, hb);
+      mm(w.up(), xb, n, hb2);
+      Ops.swiglu(hb, hb2, n * c.ffnDim());
+    }
     mm(w.down(), hb, n, proj);
     Ops.add(x, proj, n * dim);
   }
@@ -159,6 +186,14 @@ public final class Forward {
 
   public boolean quantizeActivations() {
     return quantizeActivations;
+  }
+
+  /** Whether these matmuls take the llama.cpp-numerics path (activation conversion). */
+  private boolean quantized(WeightMatrix a, WeightMatrix b, WeightMatrix c) {
+    return quantizeActivations
+        && (ActivationQuant.applies(a.type())
+            || ActivationQuant.applies(b.type())
+            || ActivationQuant.applies(c.type()));
   }
 
   private void mm(WeightMatrix w, float[] in, int n, float[] out) {

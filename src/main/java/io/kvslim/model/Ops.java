@@ -36,9 +36,14 @@ public final class Ops {
 
   /** SwiGLU (Shazeer 2020): {@code gate[i] = silu(gate[i]) * up[i]}, silu(x) = x / (1 + e^-x). */
   public static void swiglu(float[] gate, float[] up, int n) {
+    swiglu(gate, up, 0, n);
+  }
+
+  /** {@link #swiglu(float[], float[], int)} over {@code [from, to)}. */
+  public static void swiglu(float[] gate, float[] up, int from, int to) {
     // Scalar Math.exp on purpose: the Vector API's EXP is computed differently by the
     // interpreter and by C2, which would make results depend on JIT warm-up.
-    for (int i = 0; i < n; i++) {
+    for (int i = from; i < to; i++) {
       float g = gate[i];
       gate[i] = g / (1.0f + (float) Math.exp(-g)) * up[i];
     }

@@ -6,7 +6,7 @@ package io.kvslim.tensor;
  */
 public final class MatMul {
   /** Fewest weight rows per task, so tasks are worth scheduling and write whole cache lines. */
-  static final int ROW_GRAIN = 16;
+  public static final int ROW_GRAIN = 16;
 
   private MatMul() {}
 
@@ -14,6 +14,34 @@ public final class MatMul {
   public static void matvec(WeightMatrix w, float[] x, float[] out, Parallel pool) {
     checkLengths(w, x, 1, out);
     pool.forRange(w.rows(), ROW_GRAIN, (start, end) -> w.dotRows(start, end - start, x, out));
+  }
+
+  /**
+   * {@code outs[i][r] = ws[i].row(r) · x} for every matrix {@code i} (all with {@code x.length}
+   * columns) in one dispatch over their rows together: one barrier instead of one per matrix (the
+   * Q, K and V projections of a decode step). Each product is bit-identical to {@link #matvec}'s.
+   */
+  public static void matvecs(WeightMatrix[] ws, float[] x, float[][] outs, Parallel pool) {
+    int total = 0;
+    for (int i = 0; i < ws.length; i++) {
+      checkLengths(ws[i], x, 1, outs[i]);
+      total += ws[i].rows();
+    }
+    pool.forRange(
+        total,
+        ROW_GRAIN,
+        (start, end) -> {
+          int first = 0;
+          for (int i = 0; i < ws.length && start < end; i++) {
+            int rows = ws[i].rows();
+            int s = Math.max(start, first);
+            int e = Math.min(end, first + rows);
+            if (s < e) {
+              ws[i].dotRows(s - first, e - s, x, outs[i]);
+            }
+            first += rows;
+          }
+        });
   }
 
   /**
