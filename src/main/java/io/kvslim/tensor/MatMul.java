@@ -58,14 +58,7 @@ public final class MatMul {
     }
     int rows = w.rows();
     int cols = w.cols();
-    pool.forRange(
-        rows,
-        ROW_GRAIN,
-        (start, end) -> {
-          for (int r = start; r < end; r++) {
-            w.dotTile(r, x, 0, cols, n, out, r, rows);
-          }
-        });
+    pool.forRange(rows, ROW_GRAIN, (start, end) -> w.matmulRows(start, end - start, x, n, out));
   }
 
   private static void checkLengths(WeightMatrix w, float[] x, int n, float[] out) {

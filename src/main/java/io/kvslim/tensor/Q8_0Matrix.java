@@ -32,6 +32,12 @@ public final class Q8_0Matrix extends WeightMatrix {
     return GgmlType.Q8_0;
   }
 
+  /**
+   * Every kernel of this type computes a row's product in the same order, so results are
+   * bit-identical whichever kernel runs: for each block, each run of {@code FL} weights is widened,
+   * multiplied by the block scale, and fused-multiply-added into one lane-wise total; the lanes are
+   * summed last ({@link Simd#sumLanes}).
+   */
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
@@ -40,17 +46,14 @@ public final class Q8_0Matrix extends WeightMatrix {
     for (int b = 0; b < blocks; b++) {
       long block = base + (long) b * BLOCK_BYTES;
       int xo = xOffset + b * BLOCK;
-      FloatVector acc = FloatVector.zero(F);
+      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
       for (int j = 0; j < BLOCK; j += BL) {
         ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
         for (int p = 0; p < PARTS; p++) {
-          acc =
-              ((FloatVector) q.castShape(F, p))
-                  .fma(FloatVector.fromArray(F, x, xo + j + p * FL), acc);
+          FloatVector w = ((FloatVector) q.castShape(F, p)).mul(d);
+          total = w.fma(FloatVector.fromArray(F, x, xo + j + p * FL), total);
         }
       }
-      total =
-          acc.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block))), total);
     }
     return Simd.sumLanes(total);
   }
@@ -135,14 +138,14 @@ public final class Q8_0Matrix extends WeightMatrix {
       long o6 = o5 + st;
       long o7 = o6 + st;
       int xo = b * BLOCK;
-      FloatVector a0 = FloatVector.zero(F);
-      FloatVector a1 = a0;
-      FloatVector a2 = a0;
-      FloatVector a3 = a0;
-      FloatVector a4 = a0;
-      FloatVector a5 = a0;
-      FloatVector a6 = a0;
-      FloatVector a7 = a0;
+      FloatVector d0 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o0)));
+      FloatVector d1 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o1)));
+      FloatVector d2 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o2)));
+      FloatVector d3 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o3)));
+      FloatVector d4 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o4)));
+      FloatVector d5 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o5)));
+      FloatVector d6 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o6)));
+      FloatVector d7 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o7)));
       for (int j = 0; j < BLOCK; j += BL) {
         ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE);
         ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE);
@@ -154,33 +157,148 @@ public final class Q8_0Matrix extends WeightMatrix {
         ByteVector q7 = ByteVector.fromMemorySegment(B, data, o7 + 2 + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector xv = FloatVector.fromArray(F, x, xo + j + p * FL);
-          a0 = ((FloatVector) q0.castShape(F, p)).fma(xv, a0);
-          a1 = ((FloatVector) q1.castShape(F, p)).fma(xv, a1);
-          a2 = ((FloatVector) q2.castShape(F, p)).fma(xv, a2);
-          a3 = ((FloatVector) q3.castShape(F, p)).fma(xv, a3);
-          a4 = ((FloatVector) q4.castShape(F, p)).fma(xv, a4);
-          a5 = ((FloatVector) q5.castShape(F, p)).fma(xv, a5);
-          a6 = ((FloatVector) q6.castShape(F, p)).fma(xv, a6);
-          a7 = ((FloatVector) q7.castShape(F, p)).fma(xv, a7);
+          t0 = ((FloatVector) q0.castShape(F, p)).mul(d0).fma(xv, t0);
+          t1 = ((FloatVector) q1.castShape(F, p)).mul(d1).fma(xv, t1);
+          t2 = ((FloatVector) q2.castShape(F, p)).mul(d2).fma(xv, t2);
+          t3 = ((FloatVector) q3.castShape(F, p)).mul(d3).fma(xv, t3);
+          t4 = ((FloatVector) q4.castShape(F, p)).mul(d4).fma(xv, t4);
+          t5 = ((FloatVector) q5.castShape(F, p)).mul(d5).fma(xv, t5);
+          t6 = ((FloatVector) q6.castShape(F, p)).mul(d6).fma(xv, t6);
+          t7 = ((FloatVector) q7.castShape(F, p)).mul(d7).fma(xv, t7);
         }
       }
-      t0 = a0.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o0))), t0);
-      t1 = a1.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o1))), t1);
-      t2 = a2.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o2))), t2);
-      t3 = a3.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o3))), t3);
-      t4 = a4.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o4))), t4);
-      t5 = a5.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o5))), t5);
-      t6 = a6.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o6))), t6);
-      t7 = a7.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o7))), t7);
     }
     out[row] = Simd.sumLanes(t0);
-    out[row + q] = Simd.sumLanes(t1);
+    out[row + 1 * q] = Simd.sumLanes(t1);
     out[row + 2 * q] = Simd.sumLanes(t2);
     out[row + 3 * q] = Simd.sumLanes(t3);
     out[row + 4 * q] = Simd.sumLanes(t4);
     out[row + 5 * q] = Simd.sumLanes(t5);
     out[row + 6 * q] = Simd.sumLanes(t6);
     out[row + 7 * q] = Simd.sumLanes(t7);
+  }
+
+  /**
+   * Prefill and batched decode: blocks of four weight rows × four activation rows, so each widened
+   * weight vector serves four activations and each activation vector four weight rows.
+   */
+  @Override
+  public void matmulRows(int row, int count, float[] x, int n, float[] out) {
+    int r = row;
+    for (; r + 4 <= row + count; r += 4) {
+      for (int t = 0; t < n; t += 4) {
+        int last = Math.min(3, n - 1 - t);
+        int x0 = t * cols;
+        int o0 = t * rows + r;
+        tile4x4(
+            r,
+            x,
+            x0,
+            x0 + Math.min(1, last) * cols,
+            x0 + Math.min(2, last) * cols,
+            x0 + last * cols,
+            out,
+            o0,
+            o0 + Math.min(1, last) * rows,
+            o0 + Math.min(2, last) * rows,
+            o0 + last * rows);
+      }
+    }
+    for (; r < row + count; r++) {
+      dotTile(r, x, 0, cols, n, out, r, rows);
+    }
+  }
+
+  private void tile4x4(
+      int row,
+      float[] x,
+      int x0,
+      int x1,
+      int x2,
+      int x3,
+      float[] out,
+      int o0,
+      int o1,
+      int o2,
+      int o3) {
+    long b0 = row * rowBytes;
+    FloatVector t00 = FloatVector.zero(F);
+    FloatVector t01 = FloatVector.zero(F);
+    FloatVector t02 = FloatVector.zero(F);
+    FloatVector t03 = FloatVector.zero(F);
+    FloatVector t10 = FloatVector.zero(F);
+    FloatVector t11 = FloatVector.zero(F);
+    FloatVector t12 = FloatVector.zero(F);
+    FloatVector t13 = FloatVector.zero(F);
+    FloatVector t20 = FloatVector.zero(F);
+    FloatVector t21 = FloatVector.zero(F);
+    FloatVector t22 = FloatVector.zero(F);
+    FloatVector t23 = FloatVector.zero(F);
+    FloatVector t30 = FloatVector.zero(F);
+    FloatVector t31 = FloatVector.zero(F);
+    FloatVector t32 = FloatVector.zero(F);
+    FloatVector t33 = FloatVector.zero(F);
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long r0 = b0 + (long) b * BLOCK_BYTES;
+      long r1 = r0 + rowBytes;
+      long r2 = r1 + rowBytes;
+      long r3 = r2 + rowBytes;
+      int xo = b * BLOCK;
+      FloatVector d0 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, r0)));
+      FloatVector d1 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, r1)));
+      FloatVector d2 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, r2)));
+      FloatVector d3 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, r3)));
+      for (int j = 0; j < BLOCK; j += BL) {
+        ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, data, r1 + 2 + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, data, r2 + 2 + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, data, r3 + 2 + j, LE);
+        for (int p = 0; p < PARTS; p++) {
+          int e = xo + j + p * FL;
+          FloatVector w0 = ((FloatVector) q0.castShape(F, p)).mul(d0);
+          FloatVector w1 = ((FloatVector) q1.castShape(F, p)).mul(d1);
+          FloatVector w2 = ((FloatVector) q2.castShape(F, p)).mul(d2);
+          FloatVector w3 = ((FloatVector) q3.castShape(F, p)).mul(d3);
+          FloatVector v0 = FloatVector.fromArray(F, x, x0 + e);
+          t00 = w0.fma(v0, t00);
+          t10 = w1.fma(v0, t10);
+          t20 = w2.fma(v0, t20);
+          t30 = w3.fma(v0, t30);
+          FloatVector v1 = FloatVector.fromArray(F, x, x1 + e);
+          t01 = w0.fma(v1, t01);
+          t11 = w1.fma(v1, t11);
+          t21 = w2.fma(v1, t21);
+          t31 = w3.fma(v1, t31);
+          FloatVector v2 = FloatVector.fromArray(F, x, x2 + e);
+          t02 = w0.fma(v2, t02);
+          t12 = w1.fma(v2, t12);
+          t22 = w2.fma(v2, t22);
+          t32 = w3.fma(v2, t32);
+          FloatVector v3 = FloatVector.fromArray(F, x, x3 + e);
+          t03 = w0.fma(v3, t03);
+          t13 = w1.fma(v3, t13);
+          t23 = w2.fma(v3, t23);
+          t33 = w3.fma(v3, t33);
+        }
+      }
+    }
+    out[o0 + 0] = Simd.sumLanes(t00);
+    out[o0 + 1] = Simd.sumLanes(t10);
+    out[o0 + 2] = Simd.sumLanes(t20);
+    out[o0 + 3] = Simd.sumLanes(t30);
+    out[o1 + 0] = Simd.sumLanes(t01);
+    out[o1 + 1] = Simd.sumLanes(t11);
+    out[o1 + 2] = Simd.sumLanes(t21);
+    out[o1 + 3] = Simd.sumLanes(t31);
+    out[o2 + 0] = Simd.sumLanes(t02);
+    out[o2 + 1] = Simd.sumLanes(t12);
+    out[o2 + 2] = Simd.sumLanes(t22);
+    out[o2 + 3] = Simd.sumLanes(t32);
+    out[o3 + 0] = Simd.sumLanes(t03);
+    out[o3 + 1] = Simd.sumLanes(t13);
+    out[o3 + 2] = Simd.sumLanes(t23);
+    out[o3 + 3] = Simd.sumLanes(t33);
   }
 
   @Override
@@ -205,26 +323,18 @@ public final class Q8_0Matrix extends WeightMatrix {
     for (int b = 0; b < blocks; b++) {
       long block = base + (long) b * BLOCK_BYTES;
       int xo = b * BLOCK;
-      FloatVector acc0 = FloatVector.zero(F);
-      FloatVector acc1 = FloatVector.zero(F);
-      FloatVector acc2 = FloatVector.zero(F);
-      FloatVector acc3 = FloatVector.zero(F);
+      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
       for (int j = 0; j < BLOCK; j += BL) {
         ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
         for (int p = 0; p < PARTS; p++) {
-          FloatVector w = ((FloatVector) q.castShape(F, p));
+          FloatVector w = ((FloatVector) q.castShape(F, p)).mul(d);
           int i = xo + j + p * FL;
-          acc0 = w.fma(FloatVector.fromArray(F, x, x0 + i), acc0);
-          acc1 = w.fma(FloatVector.fromArray(F, x, x1 + i), acc1);
-          acc2 = w.fma(FloatVector.fromArray(F, x, x2 + i), acc2);
-          acc3 = w.fma(FloatVector.fromArray(F, x, x3 + i), acc3);
+          total0 = w.fma(FloatVector.fromArray(F, x, x0 + i), total0);
+          total1 = w.fma(FloatVector.fromArray(F, x, x1 + i), total1);
+          total2 = w.fma(FloatVector.fromArray(F, x, x2 + i), total2);
+          total3 = w.fma(FloatVector.fromArray(F, x, x3 + i), total3);
         }
       }
-      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
-      total0 = acc0.fma(d, total0);
-      total1 = acc1.fma(d, total1);
-      total2 = acc2.fma(d, total2);
-      total3 = acc3.fma(d, total3);
     }
     out[o0] = Simd.sumLanes(total0);
     out[o1] = Simd.sumLanes(total1);

@@ -147,6 +147,18 @@ public abstract class WeightMatrix {
     }
   }
 
+  /**
+   * {@code out[t * rows + r] = dot(r, x, t * cols)} for weight rows {@code [row, row + count)} and
+   * activation rows {@code t < n} ({@code x} is {@code n × cols}, {@code out} is {@code n × rows}).
+   * Types may override it with kernels that block several weight rows and activation rows; results
+   * stay bit-identical to {@link #dot}. This default runs {@link #dotTile} per weight row.
+   */
+  public void matmulRows(int row, int count, float[] x, int n, float[] out) {
+    for (int r = row; r < row + count; r++) {
+      dotTile(r, x, 0, cols, n, out, r, rows);
+    }
+  }
+
   /** Wraps tensor bytes of the given type; fails with a clear message for unsupported types. */
   public static WeightMatrix of(GgmlType type, MemorySegment data, int rows, int cols) {
     return WeightMatrices.create(type, data, rows, cols);

@@ -33,7 +33,8 @@ public final class KernelSpeedMain {
     }
     System.out.printf(
         Locale.ROOT,
-        "%dx%d matvec, %d-bit float vectors; GB/s of weights%n%-5s %8s %8s %8s %8s %8s %8s%n",
+        "%dx%d matvec, %d-bit float vectors; GB/s of weights; GFLOP/s of a 16-row matmul%n"
+            + "%-5s %8s %8s %8s %8s %8s %8s %8s%n",
         rows,
         cols,
         Simd.F.vectorBitSize(),
@@ -43,31 +44,34 @@ public final class KernelSpeedMain {
         "scalar",
         "tile4",
         threads + "thr",
-        "ns/row");
+        "ns/row",
+        "mm16");
     float sink = 0;
     try (Parallel pool = new Parallel(threads)) {
       for (GgmlType type : types) {
         try (Arena arena = Arena.ofShared()) {
           WeightMatrix w =
               WeightMatrix.of(type, RandomWeights.segment(type, rows, cols, 1, arena), rows, cols);
-          float[] x = RandomWeights.activations(4 * cols, 2);
-          float[] out = new float[4 * rows];
+          float[] x = RandomWeights.activations(16 * cols, 2);
+          float[] out = new float[16 * rows];
           double bytes = w.byteSize();
           double dotNs = time(() -> vectorPass(w, x, out), seconds);
           double scalarNs = time(() -> scalarPass(w, x, out), Math.min(seconds, 0.5));
           double tileNs = time(() -> tilePass(w, x, out), seconds);
           double poolNs = time(() -> MatMul.matvec(w, x, out, pool), seconds);
+          double mmNs = time(() -> MatMul.matmul(w, x, 16, out, pool), seconds);
           sink += out[0];
           System.out.printf(
               Locale.ROOT,
-              "%-5s %8.2f %8.2f %8.2f %8.2f %8.2f %8.1f%n",
+              "%-5s %8.2f %8.2f %8.2f %8.2f %8.2f %8.1f %8.1f%n",
               type,
               bytes / (1 << 20),
               bytes / dotNs,
               bytes / scalarNs,
               bytes / tileNs,
               bytes / poolNs,
-              dotNs / rows);
+              dotNs / rows,
+              2.0 * 16 * rows * cols / mmNs);
         }
       }
     }

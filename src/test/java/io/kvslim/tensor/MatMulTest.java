@@ -73,6 +73,29 @@ class MatMulTest {
     }
   }
 
+  @ParameterizedTest
+  @EnumSource(
+      value = GgmlType.class,
+      names = {
+        "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"
+      })
+  void matmulIsBitIdenticalToDotForEveryBatchSize(GgmlType type) {
+    int cols = colsFor(type);
+    WeightMatrix w = RandomWeights.matrix(type, ROWS, cols, 41);
+    for (int n = 2; n <= 9; n++) {
+      float[] x = RandomWeights.activations(n * cols, 42 + n);
+      float[] out = new float[n * ROWS];
+      MatMul.matmul(w, x, n, out, pool);
+      for (int t = 0; t < n; t++) {
+        for (int r = 0; r < ROWS; r++) {
+          assertThat(out[t * ROWS + r])
+              .as("%s n=%d activation %d row %d", type, n, t, r)
+              .isEqualTo(w.dot(r, x, t * cols));
+        }
+      }
+    }
+  }
+
   @Test
   void singleThreadPoolGivesTheSameResults() {
     WeightMatrix w = RandomWeights.matrix(GgmlType.Q8_0, ROWS, 128, 31);
