@@ -4,6 +4,7 @@ import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.I;
 import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.SHORT_LE;
@@ -14,6 +15,7 @@ import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
@@ -25,6 +27,26 @@ public final class Q4_0Matrix extends WeightMatrix {
   static final int BLOCK = 32;
   static final int BLOCK_BYTES = 18;
 
+  /**
+   * With at least eight float lanes a nibble becomes its float by a table lookup: the two vectors
+   * {@link #TABLE1} and {@link #TABLE2} hold {@code k - 8} for k = 0..15 (scaled by the block's d),
+   * and a two-vector {@code selectFrom} wraps its index modulo twice the lane count, so the low
+   * nibble needs no mask. Narrower vectors mask, subtract and widen instead; both give {@code (k -
+   * 8) * d}, so every width computes the same products.
+   */
+  private static final boolean LUT = FL >= 8;
+
+  private static final FloatVector TABLE1 = table(0);
+  private static final FloatVector TABLE2 = table(FL);
+
+  private static FloatVector table(int first) {
+    float[] t = new float[FL];
+    for (int i = 0; i < FL; i++) {
+      t[i] = ((first + i) % 16) - 8;
+    }
+    return FloatVector.fromArray(F, t, 0);
+  }
+
   public Q4_0Matrix(MemorySegment data, int rows, int cols) {
     super(data, rows, cols, GgmlType.Q4_0);
   }
@@ -34,37 +56,62 @@ public final class Q4_0Matrix extends WeightMatrix {
     return GgmlType.Q4_0;
   }
 
+  /**
+   * Every kernel of this type computes a row's product in the same order, so results are
+   * bit-identical whichever kernel runs: per block, the low-nibble run then the high-nibble run of
+   * each {@code BL} bytes, each as {@code (k - 8) * d} fused-multiply-added into one lane-wise
+   * total; the lanes are summed last ({@link Simd#sumLanes}).
+   */
   @Override
   public float dot(int row, float[] x, int xOffset) {
-    long base = row * rowBytes;
-    FloatVector total = FloatVector.zero(F);
+    long b0 = row * rowBytes;
+    long st = 0;
+    int x0 = xOffset;
+    FloatVector t00 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      int xo = xOffset + b * BLOCK;
-      FloatVector acc = FloatVector.zero(F);
-      for (int j = 0; j < BLOCK / 2; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
-        ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-        ByteVector hi =
-            q.reinterpretAsShorts()
-                .lanewise(VectorOperators.LSHR, 4)
-                .reinterpretAsBytes()
-                .and((byte) 0x0F)
-                .sub((byte) 8);
-        for (int p = 0; p < PARTS; p++) {
-          acc =
-              ((FloatVector) lo.castShape(F, p))
-                  .fma(FloatVector.fromArray(F, x, xo + j + p * FL), acc);
-          acc =
-              ((FloatVector) hi.castShape(F, p))
-                  .fma(FloatVector.fromArray(F, x, xo + BLOCK / 2 + j + p * FL), acc);
+      long r0 = b0 + (long) b * BLOCK_BYTES;
+      int xo = b * BLOCK;
+      float d0 = Float.float16ToFloat(data.get(SHORT_LE, r0));
+      if (LUT) {
+        IntVector u0 = TABLE1.mul(d0).reinterpretAsInts();
+        IntVector v0 = TABLE2.mul(d0).reinterpretAsInts();
+        for (int j = 0; j < BLOCK / 2; j += BL) {
+          IntVector q0 =
+              (IntVector)
+                  ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+          FloatVector l0 = q0.selectFrom(u0, v0).reinterpretAsFloats();
+          FloatVector h0 =
+              q0.lanewise(VectorOperators.LSHR, 4).selectFrom(u0, v0).reinterpretAsFloats();
+          FloatVector xl0 = FloatVector.fromArray(F, x, x0 + xo + j);
+          FloatVector xh0 = FloatVector.fromArray(F, x, x0 + xo + BLOCK / 2 + j);
+          t00 = l0.fma(xl0, t00);
+          t00 = h0.fma(xh0, t00);
+        }
+      } else {
+        FloatVector e0 = FloatVector.broadcast(F, d0);
+        for (int j = 0; j < BLOCK / 2; j += BL) {
+          ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE);
+          ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8);
+          ByteVector h0 =
+              q0.reinterpretAsShorts()
+                  .lanewise(VectorOperators.LSHR, 4)
+                  .reinterpretAsBytes()
+                  .and((byte) 0x0F)
+                  .sub((byte) 8);
+          for (int p = 0; p < PARTS; p++) {
+            FloatVector fl0 = ((FloatVector) l0.castShape(F, p)).mul(e0);
+            FloatVector fh0 = ((FloatVector) h0.castShape(F, p)).mul(e0);
+            FloatVector xl0 = FloatVector.fromArray(F, x, x0 + xo + j + p * FL);
+            FloatVector xh0 = FloatVector.fromArray(F, x, x0 + xo + BLOCK / 2 + j + p * FL);
+            t00 = fl0.fma(xl0, t00);
+            t00 = fh0.fma(xh0, t00);
+          }
         }
       }
-      total =
-          acc.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block))), total);
     }
-    return Simd.sumLanes(total);
+    return Simd.sumLanes(t00);
   }
 
   @Override
@@ -99,6 +146,19 @@ public final class Q4_0Matrix extends WeightMatrix {
     }
   }
 
+  @Override
+  public void dotTile(
+      int row,
+      float[] x,
+      int xOffset,
+      int xStride,
+      int n,
+      float[] out,
+      int outOffset,
+      int outStride) {
+    dotTileBy4(row, x, xOffset, xStride, n, out, outOffset, outStride);
+  }
+
   /**
    * Decode: four weight rows {@code count / 4} apart per pass over x (four memory streams for the
    * hardware prefetcher, see {@link Q8_0Matrix#dotRows}), each row in exactly {@link #dot}'s order.
@@ -117,89 +177,136 @@ public final class Q4_0Matrix extends WeightMatrix {
   private void rows4(int row, int q, float[] x, float[] out) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
-    FloatVector t0 = FloatVector.zero(F);
-    FloatVector t1 = t0;
-    FloatVector t2 = t0;
-    FloatVector t3 = t0;
+    int x0 = 0;
+    FloatVector t00 = FloatVector.zero(F);
+    FloatVector t10 = FloatVector.zero(F);
+    FloatVector t20 = FloatVector.zero(F);
+    FloatVector t30 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BLOCK_BYTES;
-      long o1 = o0 + st;
-      long o2 = o1 + st;
-      long o3 = o2 + st;
+      long r0 = b0 + (long) b * BLOCK_BYTES;
+      long r1 = r0 + st;
+      long r2 = r1 + st;
+      long r3 = r2 + st;
       int xo = b * BLOCK;
-      FloatVector a0 = FloatVector.zero(F);
-      FloatVector a1 = a0;
-      FloatVector a2 = a0;
-      FloatVector a3 = a0;
-      for (int j = 0; j < BLOCK / 2; j += BL) {
-        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE);
-        ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8);
-        ByteVector h0 =
-            q0.reinterpretAsShorts()
-                .lanewise(VectorOperators.LSHR, 4)
-                .reinterpretAsBytes()
-                .and((byte) 0x0F)
-                .sub((byte) 8);
-        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE);
-        ByteVector l1 = q1.and((byte) 0x0F).sub((byte) 8);
-        ByteVector h1 =
-            q1.reinterpretAsShorts()
-                .lanewise(VectorOperators.LSHR, 4)
-                .reinterpretAsBytes()
-                .and((byte) 0x0F)
-                .sub((byte) 8);
-        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE);
-        ByteVector l2 = q2.and((byte) 0x0F).sub((byte) 8);
-        ByteVector h2 =
-            q2.reinterpretAsShorts()
-                .lanewise(VectorOperators.LSHR, 4)
-                .reinterpretAsBytes()
-                .and((byte) 0x0F)
-                .sub((byte) 8);
-        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE);
-        ByteVector l3 = q3.and((byte) 0x0F).sub((byte) 8);
-        ByteVector h3 =
-            q3.reinterpretAsShorts()
-                .lanewise(VectorOperators.LSHR, 4)
-                .reinterpretAsBytes()
-                .and((byte) 0x0F)
-                .sub((byte) 8);
-        for (int p = 0; p < PARTS; p++) {
-          FloatVector xl = FloatVector.fromArray(F, x, xo + j + p * FL);
-          FloatVector xh = FloatVector.fromArray(F, x, xo + BLOCK / 2 + j + p * FL);
-          a0 = ((FloatVector) l0.castShape(F, p)).fma(xl, a0);
-          a0 = ((FloatVector) h0.castShape(F, p)).fma(xh, a0);
-          a1 = ((FloatVector) l1.castShape(F, p)).fma(xl, a1);
-          a1 = ((FloatVector) h1.castShape(F, p)).fma(xh, a1);
-          a2 = ((FloatVector) l2.castShape(F, p)).fma(xl, a2);
-          a2 = ((FloatVector) h2.castShape(F, p)).fma(xh, a2);
-          a3 = ((FloatVector) l3.castShape(F, p)).fma(xl, a3);
-          a3 = ((FloatVector) h3.castShape(F, p)).fma(xh, a3);
+      float d0 = Float.float16ToFloat(data.get(SHORT_LE, r0));
+      float d1 = Float.float16ToFloat(data.get(SHORT_LE, r1));
+      float d2 = Float.float16ToFloat(data.get(SHORT_LE, r2));
+      float d3 = Float.float16ToFloat(data.get(SHORT_LE, r3));
+      if (LUT) {
+        IntVector u0 = TABLE1.mul(d0).reinterpretAsInts();
+        IntVector v0 = TABLE2.mul(d0).reinterpretAsInts();
+        IntVector u1 = TABLE1.mul(d1).reinterpretAsInts();
+        IntVector v1 = TABLE2.mul(d1).reinterpretAsInts();
+        IntVector u2 = TABLE1.mul(d2).reinterpretAsInts();
+        IntVector v2 = TABLE2.mul(d2).reinterpretAsInts();
+        IntVector u3 = TABLE1.mul(d3).reinterpretAsInts();
+        IntVector v3 = TABLE2.mul(d3).reinterpretAsInts();
+        for (int j = 0; j < BLOCK / 2; j += BL) {
+          IntVector q0 =
+              (IntVector)
+                  ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+          FloatVector l0 = q0.selectFrom(u0, v0).reinterpretAsFloats();
+          FloatVector h0 =
+              q0.lanewise(VectorOperators.LSHR, 4).selectFrom(u0, v0).reinterpretAsFloats();
+          IntVector q1 =
+              (IntVector)
+                  ByteVector.fromMemorySegment(B, data, r1 + 2 + j, LE)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+          FloatVector l1 = q1.selectFrom(u1, v1).reinterpretAsFloats();
+          FloatVector h1 =
+              q1.lanewise(VectorOperators.LSHR, 4).selectFrom(u1, v1).reinterpretAsFloats();
+          IntVector q2 =
+              (IntVector)
+                  ByteVector.fromMemorySegment(B, data, r2 + 2 + j, LE)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+          FloatVector l2 = q2.selectFrom(u2, v2).reinterpretAsFloats();
+          FloatVector h2 =
+              q2.lanewise(VectorOperators.LSHR, 4).selectFrom(u2, v2).reinterpretAsFloats();
+          IntVector q3 =
+              (IntVector)
+                  ByteVector.fromMemorySegment(B, data, r3 + 2 + j, LE)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+          FloatVector l3 = q3.selectFrom(u3, v3).reinterpretAsFloats();
+          FloatVector h3 =
+              q3.lanewise(VectorOperators.LSHR, 4).selectFrom(u3, v3).reinterpretAsFloats();
+          FloatVector xl0 = FloatVector.fromArray(F, x, x0 + xo + j);
+          FloatVector xh0 = FloatVector.fromArray(F, x, x0 + xo + BLOCK / 2 + j);
+          t00 = l0.fma(xl0, t00);
+          t00 = h0.fma(xh0, t00);
+          t10 = l1.fma(xl0, t10);
+          t10 = h1.fma(xh0, t10);
+          t20 = l2.fma(xl0, t20);
+          t20 = h2.fma(xh0, t20);
+          t30 = l3.fma(xl0, t30);
+          t30 = h3.fma(xh0, t30);
+        }
+      } else {
+        FloatVector e0 = FloatVector.broadcast(F, d0);
+        FloatVector e1 = FloatVector.broadcast(F, d1);
+        FloatVector e2 = FloatVector.broadcast(F, d2);
+        FloatVector e3 = FloatVector.broadcast(F, d3);
+        for (int j = 0; j < BLOCK / 2; j += BL) {
+          ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE);
+          ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8);
+          ByteVector h0 =
+              q0.reinterpretAsShorts()
+                  .lanewise(VectorOperators.LSHR, 4)
+                  .reinterpretAsBytes()
+                  .and((byte) 0x0F)
+                  .sub((byte) 8);
+          ByteVector q1 = ByteVector.fromMemorySegment(B, data, r1 + 2 + j, LE);
+          ByteVector l1 = q1.and((byte) 0x0F).sub((byte) 8);
+          ByteVector h1 =
+              q1.reinterpretAsShorts()
+                  .lanewise(VectorOperators.LSHR, 4)
+                  .reinterpretAsBytes()
+                  .and((byte) 0x0F)
+                  .sub((byte) 8);
+          ByteVector q2 = ByteVector.fromMemorySegment(B, data, r2 + 2 + j, LE);
+          ByteVector l2 = q2.and((byte) 0x0F).sub((byte) 8);
+          ByteVector h2 =
+              q2.reinterpretAsShorts()
+                  .lanewise(VectorOperators.LSHR, 4)
+                  .reinterpretAsBytes()
+                  .and((byte) 0x0F)
+                  .sub((byte) 8);
+          ByteVector q3 = ByteVector.fromMemorySegment(B, data, r3 + 2 + j, LE);
+          ByteVector l3 = q3.and((byte) 0x0F).sub((byte) 8);
+          ByteVector h3 =
+              q3.reinterpretAsShorts()
+                  .lanewise(VectorOperators.LSHR, 4)
+                  .reinterpretAsBytes()
+                  .and((byte) 0x0F)
+                  .sub((byte) 8);
+          for (int p = 0; p < PARTS; p++) {
+            FloatVector fl0 = ((FloatVector) l0.castShape(F, p)).mul(e0);
+            FloatVector fh0 = ((FloatVector) h0.castShape(F, p)).mul(e0);
+            FloatVector fl1 = ((FloatVector) l1.castShape(F, p)).mul(e1);
+            FloatVector fh1 = ((FloatVector) h1.castShape(F, p)).mul(e1);
+            FloatVector fl2 = ((FloatVector) l2.castShape(F, p)).mul(e2);
+            FloatVector fh2 = ((FloatVector) h2.castShape(F, p)).mul(e2);
+            FloatVector fl3 = ((FloatVector) l3.castShape(F, p)).mul(e3);
+            FloatVector fh3 = ((FloatVector) h3.castShape(F, p)).mul(e3);
+            FloatVector xl0 = FloatVector.fromArray(F, x, x0 + xo + j + p * FL);
+            FloatVector xh0 = FloatVector.fromArray(F, x, x0 + xo + BLOCK / 2 + j + p * FL);
+            t00 = fl0.fma(xl0, t00);
+            t00 = fh0.fma(xh0, t00);
+            t10 = fl1.fma(xl0, t10);
+            t10 = fh1.fma(xh0, t10);
+            t20 = fl2.fma(xl0, t20);
+            t20 = fh2.fma(xh0, t20);
+            t30 = fl3.fma(xl0, t30);
+            t30 = fh3.fma(xh0, t30);
+          }
         }
       }
-      t0 = a0.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o0))), t0);
-      t1 = a1.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o1))), t1);
-      t2 = a2.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o2))), t2);
-      t3 = a3.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o3))), t3);
     }
-    out[row] = Simd.sumLanes(t0);
-    out[row + 1 * q] = Simd.sumLanes(t1);
-    out[row + 2 * q] = Simd.sumLanes(t2);
-    out[row + 3 * q] = Simd.sumLanes(t3);
-  }
-
-  @Override
-  public void dotTile(
-      int row,
-      float[] x,
-      int xOffset,
-      int xStride,
-      int n,
-      float[] out,
-      int outOffset,
-      int outStride) {
-    dotTileBy4(row, x, xOffset, xStride, n, out, outOffset, outStride);
+    out[row + 0 * q] = Simd.sumLanes(t00);
+    out[row + 1 * q] = Simd.sumLanes(t10);
+    out[row + 2 * q] = Simd.sumLanes(t20);
+    out[row + 3 * q] = Simd.sumLanes(t30);
   }
 
   @Override
@@ -215,52 +322,82 @@ public final class Q4_0Matrix extends WeightMatrix {
       int o1,
       int o2,
       int o3) {
-    long base = row * rowBytes;
-    FloatVector total0 = FloatVector.zero(F);
-    FloatVector total1 = FloatVector.zero(F);
-    FloatVector total2 = FloatVector.zero(F);
-    FloatVector total3 = FloatVector.zero(F);
+    long b0 = row * rowBytes;
+    long st = 0;
+    FloatVector t00 = FloatVector.zero(F);
+    FloatVector t01 = FloatVector.zero(F);
+    FloatVector t02 = FloatVector.zero(F);
+    FloatVector t03 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
+      long r0 = b0 + (long) b * BLOCK_BYTES;
       int xo = b * BLOCK;
-      FloatVector acc0 = FloatVector.zero(F);
-      FloatVector acc1 = FloatVector.zero(F);
-      FloatVector acc2 = FloatVector.zero(F);
-      FloatVector acc3 = FloatVector.zero(F);
-      for (int j = 0; j < BLOCK / 2; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
-        ByteVector lo = q.and((byte) 0x0F).sub((byte) 8);
-        ByteVector hi =
-            q.reinterpretAsShorts()
-                .lanewise(VectorOperators.LSHR, 4)
-                .reinterpretAsBytes()
-                .and((byte) 0x0F)
-                .sub((byte) 8);
-        for (int p = 0; p < PARTS; p++) {
-          FloatVector w = ((FloatVector) lo.castShape(F, p));
-          int i = xo + j + p * FL;
-          acc0 = w.fma(FloatVector.fromArray(F, x, x0 + i), acc0);
-          acc1 = w.fma(FloatVector.fromArray(F, x, x1 + i), acc1);
-          acc2 = w.fma(FloatVector.fromArray(F, x, x2 + i), acc2);
-          acc3 = w.fma(FloatVector.fromArray(F, x, x3 + i), acc3);
-          w = ((FloatVector) hi.castShape(F, p));
-          i += BLOCK / 2;
-          acc0 = w.fma(FloatVector.fromArray(F, x, x0 + i), acc0);
-          acc1 = w.fma(FloatVector.fromArray(F, x, x1 + i), acc1);
-          acc2 = w.fma(FloatVector.fromArray(F, x, x2 + i), acc2);
-          acc3 = w.fma(FloatVector.fromArray(F, x, x3 + i), acc3);
+      float d0 = Float.float16ToFloat(data.get(SHORT_LE, r0));
+      if (LUT) {
+        IntVector u0 = TABLE1.mul(d0).reinterpretAsInts();
+        IntVector v0 = TABLE2.mul(d0).reinterpretAsInts();
+        for (int j = 0; j < BLOCK / 2; j += BL) {
+          IntVector q0 =
+              (IntVector)
+                  ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+          FloatVector l0 = q0.selectFrom(u0, v0).reinterpretAsFloats();
+          FloatVector h0 =
+              q0.lanewise(VectorOperators.LSHR, 4).selectFrom(u0, v0).reinterpretAsFloats();
+          FloatVector xl0 = FloatVector.fromArray(F, x, x0 + xo + j);
+          FloatVector xh0 = FloatVector.fromArray(F, x, x0 + xo + BLOCK / 2 + j);
+          t00 = l0.fma(xl0, t00);
+          t00 = h0.fma(xh0, t00);
+          FloatVector xl1 = FloatVector.fromArray(F, x, x1 + xo + j);
+          FloatVector xh1 = FloatVector.fromArray(F, x, x1 + xo + BLOCK / 2 + j);
+          t01 = l0.fma(xl1, t01);
+          t01 = h0.fma(xh1, t01);
+          FloatVector xl2 = FloatVector.fromArray(F, x, x2 + xo + j);
+          FloatVector xh2 = FloatVector.fromArray(F, x, x2 + xo + BLOCK / 2 + j);
+          t02 = l0.fma(xl2, t02);
+          t02 = h0.fma(xh2, t02);
+          FloatVector xl3 = FloatVector.fromArray(F, x, x3 + xo + j);
+          FloatVector xh3 = FloatVector.fromArray(F, x, x3 + xo + BLOCK / 2 + j);
+          t03 = l0.fma(xl3, t03);
+          t03 = h0.fma(xh3, t03);
+        }
+      } else {
+        FloatVector e0 = FloatVector.broadcast(F, d0);
+        for (int j = 0; j < BLOCK / 2; j += BL) {
+          ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE);
+          ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8);
+          ByteVector h0 =
+              q0.reinterpretAsShorts()
+                  .lanewise(VectorOperators.LSHR, 4)
+                  .reinterpretAsBytes()
+                  .and((byte) 0x0F)
+                  .sub((byte) 8);
+          for (int p = 0; p < PARTS; p++) {
+            FloatVector fl0 = ((FloatVector) l0.castShape(F, p)).mul(e0);
+            FloatVector fh0 = ((FloatVector) h0.castShape(F, p)).mul(e0);
+            FloatVector xl0 = FloatVector.fromArray(F, x, x0 + xo + j + p * FL);
+            FloatVector xh0 = FloatVector.fromArray(F, x, x0 + xo + BLOCK / 2 + j + p * FL);
+            t00 = fl0.fma(xl0, t00);
+            t00 = fh0.fma(xh0, t00);
+            FloatVector xl1 = FloatVector.fromArray(F, x, x1 + xo + j + p * FL);
+            FloatVector xh1 = FloatVector.fromArray(F, x, x1 + xo + BLOCK / 2 + j + p * FL);
+            t01 = fl0.fma(xl1, t01);
+            t01 = fh0.fma(xh1, t01);
+            FloatVector xl2 = FloatVector.fromArray(F, x, x2 + xo + j + p * FL);
+            FloatVector xh2 = FloatVector.fromArray(F, x, x2 + xo + BLOCK / 2 + j + p * FL);
+            t02 = fl0.fma(xl2, t02);
+            t02 = fh0.fma(xh2, t02);
+            FloatVector xl3 = FloatVector.fromArray(F, x, x3 + xo + j + p * FL);
+            FloatVector xh3 = FloatVector.fromArray(F, x, x3 + xo + BLOCK / 2 + j + p * FL);
+            t03 = fl0.fma(xl3, t03);
+            t03 = fh0.fma(xh3, t03);
+          }
         }
       }
-      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
-      total0 = acc0.fma(d, total0);
-      total1 = acc1.fma(d, total1);
-      total2 = acc2.fma(d, total2);
-      total3 = acc3.fma(d, total3);
     }
-    out[o0] = Simd.sumLanes(total0);
-    out[o1] = Simd.sumLanes(total1);
-    out[o2] = Simd.sumLanes(total2);
-    out[o3] = Simd.sumLanes(total3);
+    out[o0] = Simd.sumLanes(t00);
+    out[o1] = Simd.sumLanes(t01);
+    out[o2] = Simd.sumLanes(t02);
+    out[o3] = Simd.sumLanes(t03);
   }
 }
