@@ -49,6 +49,24 @@ public interface LayerKv {
     attend(n, positions, heads, queries, scale, out, observer);
   }
 
+  /**
+   * As {@link #attend(int, int[], int, float[], float, float[], AttentionObserver, Parallel)}, in
+   * the operation order of llama.cpp's CPU backend (non-flash attention) where this layer supports
+   * it, so that the output equals llama.cpp's bit for bit: see {@link PagedLayerKv#attendLlamaCpp}.
+   * By default the layer's own order.
+   */
+  default void attendLlamaCpp(
+      int n,
+      int[] positions,
+      int heads,
+      float[] queries,
+      float scale,
+      float[] out,
+      AttentionObserver observer,
+      Parallel pool) {
+    attend(n, positions, heads, queries, scale, out, observer, pool);
+  }
+
   /** Tokens retained by a KV head. */
   int size(int kvHead);
 

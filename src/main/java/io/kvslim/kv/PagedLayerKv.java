@@ -2,10 +2,15 @@ package io.kvslim.kv;
 
 import io.kvslim.kv.quant.AttentionKernels;
 import io.kvslim.kv.quant.KvFormat;
+import io.kvslim.kv.quant.KvFormats;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.LayerStore;
+import io.kvslim.tensor.LlamaCppMath;
 import io.kvslim.tensor.Parallel;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.BitSet;
 import java.util.List;
@@ -32,7 +37,9 @@ import java.util.List;
  * </ol>
  *
  * The arithmetic is {@link DenseLayerKv}'s, in the same order, so with F32 keys and values the two
- * agree bit for bit; dead tokens are skipped.
+ * agree bit for bit; dead tokens are skipped. {@link #attendLlamaCpp} instead follows llama.cpp's
+ * order (normalized probabilities, ggml's {@code expf}, its lane sums) over an F32 cache, to
+ * reproduce llama.cpp's output bit for bit.
  *
  * <p>Tiles of distinct KV heads and rows are independent: given the engine's {@link Parallel} pool
  * they run on its threads, each thread with its own scratch (per chunk index) claiming tiles one at
@@ -97,6 +104,18 @@ public final class PagedLayerKv implements LayerKv {
     float[] work = new float[0];
     int[] rowOffsets = new int[TILE_ROWS];
     int[] rowPositions = new int[TILE_ROWS];
+    float[] blockRows = new float[0]; // llama.cpp order: one block's keys or values as floats
+    float[] lanes = new float[0]; // llama.cpp order: rows × lanes × headDim partial sums
+    final float[] dotLanes = new float[64];
+
+    void ensureLlamaCpp(int rows, int lanes, int headDim, int blockCapacity) {
+      if (blockRows.length < blockCapacity * headDim) {
+        blockRows = new float[blockCapacity * headDim];
+      }
+      if (this.lanes.length < rows * lanes * headDim) {
+        this.lanes = new float[Math.max(TILE_ROWS * 16, rows * 64) * headDim];
+      }
+    }
 
     void ensure(int rows, int size, int headDim, int blockCapacity) {
       if (stride < size) {
@@ -184,6 +203,55 @@ public final class PagedLayerKv implements LayerKv {
       float[] out,
       AttentionObserver observer,
       Parallel pool) {
+    attend(n, positions, heads, queries, scale, out, observer, pool, false);
+  }
+
+  /**
+   * Attention in the order of llama.cpp's CPU backend without flash attention, over an F32 cache
+   * (heads with a block in another format use this class's order). For each query head, as ggml
+   * computes {@code KQ}, {@code soft_max_ext} and {@code KQV} (AVX-512 build):
+   *
+   * <ol>
+   *   <li>score of each visible token: {@link LlamaCppMath#dot} of query and key ({@code
+   *       ggml_vec_dot_f32}), times {@code scale}; other tokens {@code −∞};
+   *   <li>{@code M} the largest score; {@code e_t = exp(s_t − M)} with {@link LlamaCppMath#exp};
+   *       {@code S} the double sum, over groups of 16 consecutive tokens (retained order, from the
+   *       first), of each group's {@link LlamaCppMath#sum16}; probabilities {@code p_t = e_t ·
+   *       (float) (1/S)};
+   *   <li>output element d: with two or more queries in the call (llama.cpp's prompt processing,
+   *       tinyBLAS), 16 partial sums, token t added to sum {@code t mod 16} by fused multiply-add,
+   *       then {@link LlamaCppMath#sum16}; with one query ({@code ggml_vec_dot_f32} over the cache
+   *       length padded to 32, as llama.cpp pads it), 64 partial sums over the tokens before the
+   *       last multiple of 64 of that length, folded as {@link LlamaCppMath#dot} does, then the
+   *       remaining tokens added one by one.
+   * </ol>
+   *
+   * With a full cache the retained tokens are llama.cpp's KV cells, so the result equals
+   * llama.cpp's bit for bit.
+   */
+  @Override
+  public void attendLlamaCpp(
+      int n,
+      int[] positions,
+      int heads,
+      float[] queries,
+      float scale,
+      float[] out,
+      AttentionObserver observer,
+      Parallel pool) {
+    attend(n, positions, heads, queries, scale, out, observer, pool, true);
+  }
+
+  private void attend(
+      int n,
+      int[] positions,
+      int heads,
+      float[] queries,
+      float scale,
+      float[] out,
+      AttentionObserver observer,
+      Parallel pool,
+      boolean llamaCpp) {
     int kvHeads = store.kvHeads();
     if (heads % kvHeads != 0) {
       throw new IllegalArgumentException(
@@ -196,6 +264,8 @@ public final class PagedLayerKv implements LayerKv {
     c.queries = queries;
     c.scale = scale;
     c.out = out;
+    c.llamaCpp = llamaCpp;
+    c.queries1 = n == 1;
     scratch.ensureThreads(pool == null ? 1 : pool.threads());
     try {
       if (observer == null) {
@@ -250,6 +320,8 @@ public final class PagedLayerKv implements LayerKv {
     float[] out;
     float[][] observed;
     int items;
+    boolean llamaCpp;
+    boolean queries1; // one query in the call: llama.cpp's KQV is a dot product, not tinyBLAS
 
     /** The next item to claim: threads take items one at a time, so a late thread takes fewer. */
     final java.util.concurrent.atomic.AtomicInteger next =
@@ -269,7 +341,7 @@ public final class PagedLayerKv implements LayerKv {
       int g = item / c.tiles;
       int first = (item % c.tiles) * TILE_ROWS;
       int last = Math.min(c.rows, first + TILE_ROWS);
-      attendTile(tile, g, first, last, c);
+      attend(tile, g, first, last, c);
     }
   }
 
@@ -281,8 +353,25 @@ public final class PagedLayerKv implements LayerKv {
     Call c = call;
     Tile tile = scratch.tile(chunk);
     for (int g; (g = c.next.getAndIncrement()) < c.items; ) {
-      attendTile(tile, g, c.rows, c.rows + c.group, c);
+      attend(tile, g, c.rows, c.rows + c.group, c);
     }
+  }
+
+  private void attend(Tile tile, int g, int first, int last, Call c) {
+    if (c.llamaCpp && allF32(store.head(g))) {
+      attendTileLlamaCpp(tile, g, first, last, c);
+    } else {
+      attendTile(tile, g, first, last, c);
+    }
+  }
+
+  private static boolean allF32(HeadStore head) {
+    for (KvBlock block : head.blocks()) {
+      if (block.keyFormat() != KvFormats.F32 || block.valueFormat() != KvFormats.F32) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** Runs {@code task} on up to {@code items} chunks; each chunk claims items from {@code call}. */
@@ -301,8 +390,6 @@ public final class PagedLayerKv implements LayerKv {
    */
   private void attendTile(Tile tile, int g, int first, int last, Call c) {
     int group = c.group;
-    int[] positions = c.positions;
-    int heads = c.heads;
     float[] queries = c.queries;
     float scale = c.scale;
     float[] out = c.out;
@@ -312,14 +399,9 @@ public final class PagedLayerKv implements LayerKv {
     int size = head.size();
     int rows = last - first;
     tile.ensure(rows, size, headDim, store.format().blockTokens());
-    int[] rowOffsets = tile.rowOffsets;
+    setUpRows(tile, g, first, last, c);
     int[] rowPositions = tile.rowPositions;
-    for (int r = 0; r < rows; r++) {
-      int query = (first + r) / group;
-      int h = g * group + (first + r) % group;
-      rowOffsets[r] = (query * heads + h) * headDim;
-      rowPositions[r] = positions[query];
-    }
+    int[] rowOffsets = tile.rowOffsets;
     float[] scores = tile.scores;
     int stride = tile.stride;
     float[] slots = tile.slots;
@@ -442,6 +524,199 @@ public final class PagedLayerKv implements LayerKv {
         int h = g * group + (first + r) % group;
         AttentionKernels.scale(scores, r * stride, inverse, observed[h], 0, size);
       }
+    }
+  }
+
+  /** Query offset and position of each row of the tile. */
+  private void setUpRows(Tile tile, int g, int first, int last, Call c) {
+    for (int r = 0; r < last - first; r++) {
+      int query = (first + r) / c.group;
+      int h = g * c.group + (first + r) % c.group;
+      tile.rowOffsets[r] = (query * c.heads + h) * headDim;
+      tile.rowPositions[r] = c.positions[query];
+    }
+  }
+
+  private static final ValueLayout.OfFloat FLOAT_LE =
+      ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+  /** Copies the {@code filled} F32 rows of a block's keys or values to {@code dst}. */
+  private void readRows(MemorySegment rows, int filled, float[] dst) {
+    MemorySegment.copy(rows, FLOAT_LE, 0, dst, 0, filled * headDim);
+  }
+
+  /** {@link #attendLlamaCpp}'s arithmetic for rows {@code [first, last)} of KV head {@code g}. */
+  private void attendTileLlamaCpp(Tile tile, int g, int first, int last, Call c) {
+    HeadStore head = store.head(g);
+    List<KvBlock> blocks = head.blocks();
+    int size = head.size();
+    int rows = last - first;
+    int blockCapacity = store.format().blockTokens();
+    for (KvBlock block : blocks) {
+      blockCapacity = Math.max(blockCapacity, block.capacity());
+    }
+    // tinyBLAS: 16 partial sums over all tokens; vec_dot: 64 over the tokens before the last
+    // multiple of 64 of the length llama.cpp pads the cache to (32), then one by one
+    int laneCount = c.queries1 ? 64 : 16;
+    int laneEnd = c.queries1 ? ((size + 31) & ~31) & ~63 : size;
+    tile.ensure(rows, size, headDim, blockCapacity);
+    tile.ensureLlamaCpp(rows, laneCount, headDim, blockCapacity);
+    setUpRows(tile, g, first, last, c);
+    int[] rowPositions = tile.rowPositions;
+    int[] rowOffsets = tile.rowOffsets;
+    float[] scores = tile.scores;
+    int stride = tile.stride;
+    float[] keys = tile.blockRows;
+    float[] queries = c.queries;
+    int retained = 0;
+    for (KvBlock block : blocks) {
+      int live = block.liveCount();
+      int filled = block.filled();
+      if (live == 0) {
+        continue;
+      }
+      readRows(block.keys(), filled, keys);
+      for (int r = 0; r < rows; r++) {
+        int position = rowPositions[r];
+        int at = r * stride + retained;
+        for (int s = 0; s < filled; s++) {
+          if (block.isLive(s)) {
+            scores[at++] =
+                block.position(s) > position
+                    ? Float.NEGATIVE_INFINITY
+                    : LlamaCppMath.dot(
+                            queries, rowOffsets[r], keys, s * headDim, headDim, tile.dotLanes)
+                        * c.scale;
+          }
+        }
+      }
+      retained += live;
+    }
+    for (int r = 0; r < rows; r++) {
+      softmax(scores, r * stride, size, tile.dotLanes);
+    }
+    float[] values = tile.blockRows;
+    float[] lanes = tile.lanes;
+    int laneRow = laneCount * headDim;
+    Arrays.fill(lanes, 0, rows * laneRow, 0f);
+    retained = 0;
+    for (KvBlock block : blocks) {
+      int live = block.liveCount();
+      int filled = block.filled();
+      if (live == 0) {
+        continue;
+      }
+      int blockFirst = retained;
+      retained += live;
+      if (blockFirst >= laneEnd) {
+        continue;
+      }
+      readRows(block.values(), filled, values);
+      for (int r = 0; r < rows; r++) {
+        int k = blockFirst;
+        for (int s = 0; s < filled && k < laneEnd; s++) {
+          if (!block.isLive(s)) {
+            continue;
+          }
+          float p = scores[r * stride + k];
+          if (p != 0f) { // fma(0, v, sum) = sum
+            int lane = k % laneCount;
+            AttentionKernels.addWeighted(
+                p, values, s * headDim, lanes, r * laneRow + lane * headDim, headDim);
+          }
+          k++;
+        }
+      }
+    }
+    float[] out = c.out;
+    for (int r = 0; r < rows; r++) {
+      int base = r * laneRow;
+      if (laneCount == 64) {
+        for (int d = 0; d < headDim; d++) {
+          for (int l = 0; l < 16; l++) {
+            int at = base + l * headDim + d;
+            lanes[at] =
+                (lanes[at] + lanes[at + 32 * headDim])
+                    + (lanes[at + 16 * headDim] + lanes[at + 48 * headDim]);
+          }
+        }
+      }
+      for (int d = 0; d < headDim; d++) {
+        out[rowOffsets[r] + d] = LlamaCppMath.sum16(lanes, base + d, headDim);
+      }
+    }
+    if (laneEnd < size) {
+      addRemaining(tile, blocks, rows, laneEnd, c);
+    }
+    if (c.observed != null) {
+      for (int r = 0; r < rows; r++) {
+        int h = g * c.group + (first + r) % c.group;
+        System.arraycopy(scores, r * stride, c.observed[h], 0, size);
+      }
+    }
+  }
+
+  /**
+   * The tokens from retained index {@code from} on, added one at a time to the output ({@code
+   * ggml_vec_dot_f32}'s leftovers: product rounded, then sum).
+   */
+  private void addRemaining(Tile tile, List<KvBlock> blocks, int rows, int from, Call c) {
+    float[] values = tile.blockRows;
+    float[] scores = tile.scores;
+    int retained = 0;
+    for (KvBlock block : blocks) {
+      int live = block.liveCount();
+      int filled = block.filled();
+      int blockFirst = retained;
+      retained += live;
+      if (live == 0 || retained <= from) {
+        continue;
+      }
+      readRows(block.values(), filled, values);
+      for (int r = 0; r < rows; r++) {
+        int o = tile.rowOffsets[r];
+        int k = blockFirst;
+        for (int s = 0; s < filled; s++) {
+          if (!block.isLive(s)) {
+            continue;
+          }
+          if (k >= from) {
+            float p = scores[r * tile.stride + k];
+            for (int d = 0; d < headDim; d++) {
+              c.out[o + d] += p * values[s * headDim + d];
+            }
+          }
+          k++;
+        }
+      }
+    }
+  }
+
+  /**
+   * Replaces the scores {@code x[off..+n)} by their probabilities as ggml's {@code soft_max}
+   * computes them (see {@link #attendLlamaCpp}); all 0 when no token is visible.
+   */
+  private static void softmax(float[] x, int off, int n, float[] group) {
+    float max = AttentionKernels.max(x, off, n);
+    if (max == Float.NEGATIVE_INFINITY) {
+      Arrays.fill(x, off, off + n, 0f);
+      return;
+    }
+    double sum = 0;
+    for (int k0 = 0; k0 < n; k0 += 16) {
+      for (int l = 0; l < 16; l++) {
+        int k = k0 + l;
+        float e = k < n ? LlamaCppMath.exp(x[off + k] - max) : 0f;
+        group[l] = e;
+        if (k < n) {
+          x[off + k] = e;
+        }
+      }
+      sum += LlamaCppMath.sum16(group, 0);
+    }
+    float inverse = (float) (1.0 / sum);
+    for (int k = 0; k < n; k++) {
+      x[off + k] *= inverse;
     }
   }
 

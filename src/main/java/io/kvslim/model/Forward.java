@@ -29,7 +29,7 @@ public final class Forward {
   private final WeightMatrix[] qkv = new WeightMatrix[3];
   private final float[][] qkvOut = new float[3][];
   private AttentionObserver observer;
-  private boolean quantizeActivations;
+  private boolean llamaCppNumerics;
 
   public Forward(Model model, Parallel pool) {
     this.model = model;
@@ -164,48 +164,60 @@ public final class Forward {
           (s, e) -> {
             gate.dotRows(s, e - s, xb, hb);
             up.dotRows(s, e - s, xb, hb2);
-            Ops.swiglu(hb, hb2, s, e);
+            Ops.swigluRange(hb, hb2, c.ffnDim(), s, e);
           });
     } else {
       mm(w.gate(), xb, n, hb);
       mm(w.up(), xb, n, hb2);
-      Ops.swiglu(hb, hb2, n * c.ffnDim());
+      Ops.swiglu(hb, hb2, n, c.ffnDim());
     }
     mm(w.down(), hb, n, proj);
     Ops.add(x, proj, n * dim);
   }
 
   /**
-   * With {@code on}, matmuls over quantized, F16 and BF16 weights convert activations as
-   * llama.cpp's CPU backend does (8-bit blocks, or F16/BF16) and use integer block dot products,
-   * reproducing its numerics; off (the default), activations stay F32.
+   * With {@code on}, the forward pass computes what llama.cpp's CPU backend computes (x86-64,
+   * AVX-512 build, F32 KV cache, no flash attention), bit for bit where every operation is covered:
+   * matmuls over quantized, F16 and BF16 weights convert activations as llama.cpp does (8-bit
+   * blocks, or F16/BF16) and use integer block dot products ({@link ActivationQuant}); attention
+   * runs in llama.cpp's order ({@link LayerKv#attendLlamaCpp}). RMSNorm, RoPE, SwiGLU and the
+   * residual adds are llama.cpp's in both modes. Off (the default), activations stay F32 and
+   * attention uses the cache's own fixed order.
    */
-  public void setQuantizeActivations(boolean on) {
-    this.quantizeActivations = on;
+  public void setLlamaCppNumerics(boolean on) {
+    this.llamaCppNumerics = on;
   }
 
-  public boolean quantizeActivations() {
-    return quantizeActivations;
+  public boolean llamaCppNumerics() {
+    return llamaCppNumerics;
   }
 
-  /** Whether these matmuls take the llama.cpp-numerics path (activation conversion). */
+  /** Whether these matmuls take the llama.cpp-numerics path (one matmul per matrix). */
   private boolean quantized(WeightMatrix a, WeightMatrix b, WeightMatrix c) {
-    return quantizeActivations
+    return llamaCppNumerics
         && (ActivationQuant.applies(a.type())
             || ActivationQuant.applies(b.type())
             || ActivationQuant.applies(c.type()));
   }
 
   private void mm(WeightMatrix w, float[] in, int n, float[] out) {
-    if (quantizeActivations && ActivationQuant.applies(w.type())) {
+    if (llamaCppNumerics && ActivationQuant.applies(w.type())) {
       ActivationQuant.matmul(w, in, n, out, pool);
     } else {
       MatMul.matmul(w, in, n, out, pool);
     }
   }
 
+  private void attend(LayerKv kv, int n, int[] positions, float[] q, float scale, float[] out) {
+    if (llamaCppNumerics) {
+      kv.attendLlamaCpp(n, positions, c.heads(), q, scale, out, observer, pool);
+    } else {
+      kv.attend(n, positions, c.heads(), q, scale, out, observer, pool);
+    }
+  }
+
   private void attention(int l, Batch b) {
-    float scale = (float) (1.0 / Math.sqrt(c.headDim()));
+    float scale = 1.0f / (float) Math.sqrt(c.headDim()); // llama.cpp's 1.0f/sqrtf(n_embd_head)
     int qd = c.qDim();
     int kd = c.kvDim();
     for (int s = 0; s < b.segments(); s++) {
@@ -214,7 +226,7 @@ public final class Forward {
       LayerKv kv = b.cache(s).layer(l);
       if (start == 0) {
         kv.append(cnt, b.positions(), k, v);
-        kv.attend(cnt, b.positions(), c.heads(), q, scale, att, observer, pool);
+        attend(kv, cnt, b.positions(), q, scale, att);
         continue;
       }
       if (segPositions.length < cnt) {
@@ -234,7 +246,7 @@ public final class Forward {
       System.arraycopy(v, start * kd, segV, 0, cnt * kd);
       kv.append(cnt, segPositions, segK, segV);
       Arrays.fill(segOut, 0, cnt * qd, 0f);
-      kv.attend(cnt, segPositions, c.heads(), segQ, scale, segOut, observer, pool);
+      attend(kv, cnt, segPositions, segQ, scale, segOut);
       System.arraycopy(segOut, 0, att, start * qd, cnt * qd);
     }
   }

@@ -1,5 +1,6 @@
 package io.kvslim.model;
 
+import io.kvslim.tensor.LlamaCppMath;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -34,18 +35,36 @@ public final class Ops {
     }
   }
 
-  /** SwiGLU (Shazeer 2020): {@code gate[i] = silu(gate[i]) * up[i]}, silu(x) = x / (1 + e^-x). */
-  public static void swiglu(float[] gate, float[] up, int n) {
-    swiglu(gate, up, 0, n);
+  /**
+   * SwiGLU (Shazeer 2020) over {@code rows} rows of {@code cols}: {@code gate[i] = silu(gate[i]) *
+   * up[i]}, silu(x) = x / (1 + e^-x), with the exponential ggml's SiLU uses ({@link
+   * LlamaCppMath#silu}: its vector path over the first {@code cols − cols mod 16} of each row, the
+   * C library's {@code expf} after), so the result equals llama.cpp's {@code ffn_gate_par} bit for
+   * bit. Scalar on purpose: the Vector API's transcendental functions differ between the
+   * interpreter and C2; this is plain float arithmetic, the same in both.
+   */
+  public static void swiglu(float[] gate, float[] up, int rows, int cols) {
+    int vectorPart = cols & ~15;
+    for (int r = 0; r < rows; r++) {
+      int off = r * cols;
+      for (int i = off; i < off + vectorPart; i++) {
+        gate[i] = LlamaCppMath.silu(gate[i]) * up[i];
+      }
+      for (int i = off + vectorPart; i < off + cols; i++) {
+        gate[i] = LlamaCppMath.siluTail(gate[i]) * up[i];
+      }
+    }
   }
 
-  /** {@link #swiglu(float[], float[], int)} over {@code [from, to)}. */
-  public static void swiglu(float[] gate, float[] up, int from, int to) {
-    // Scalar Math.exp on purpose: the Vector API's EXP is computed differently by the
-    // interpreter and by C2, which would make results depend on JIT warm-up.
+  /**
+   * {@link #swiglu(float[], float[], int, int)} on the elements {@code [from, to)} of one row of
+   * {@code cols} (a decode step's slice), with the same per-element functions.
+   */
+  public static void swigluRange(float[] gate, float[] up, int cols, int from, int to) {
+    int vectorPart = cols & ~15;
     for (int i = from; i < to; i++) {
-      float g = gate[i];
-      gate[i] = g / (1.0f + (float) Math.exp(-g)) * up[i];
+      gate[i] =
+          (i < vectorPart ? LlamaCppMath.silu(gate[i]) : LlamaCppMath.siluTail(gate[i])) * up[i];
     }
   }
 

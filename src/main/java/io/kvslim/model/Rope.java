@@ -1,10 +1,14 @@
 package io.kvslim.model;
 
+import io.kvslim.tensor.LlamaCppMath;
+
 /**
- * Rotary position embedding (Su et al. 2021, "RoFormer", eq. 34), computed as ggml does: the angle
- * for pair i is {@code pos * freqScale * base^(-2i/dims) / factor_i}, with {@code base^(-2/dims)}
- * raised by repeated float multiplication, so rotations match llama.cpp's bit for bit in most
- * cases. NORMAL rotates adjacent pairs (x[2i], x[2i+1]); NEOX rotates (x[i], x[i + dims/2]).
+ * Rotary position embedding (Su et al. 2021, "RoFormer", eq. 34), computed bit for bit as ggml's
+ * CPU backend does: the angle for pair i is {@code pos * freqScale * base^(-2i/dims) / factor_i},
+ * with {@code base^(-2/dims)} (float exponent) raised by repeated float multiplication; cosine and
+ * sine are glibc's ({@link LlamaCppMath#sinCos}), and the rotation {@code (x0·cos − x1·sin, x0·sin
+ * + x1·cos)} fuses the first product of each pair into a multiply-add, as GCC compiles ggml's
+ * expression. NORMAL rotates adjacent pairs (x[2i], x[2i+1]); NEOX rotates (x[i], x[i + dims/2]).
  */
 public final class Rope {
   private final int dims;
@@ -15,7 +19,8 @@ public final class Rope {
 
   public Rope(ModelConfig c, float[] freqFactors) {
     this.dims = c.ropeDims();
-    this.thetaScale = (float) Math.pow(c.ropeBase(), -2.0 / dims);
+    // powf(base, -2.0f/dims) in ggml: the exponent is a float
+    this.thetaScale = (float) Math.pow(c.ropeBase(), -2.0f / dims);
     this.freqScale = c.ropeFreqScale();
     this.freqFactors = freqFactors;
     this.type = c.ropeType();
@@ -27,8 +32,7 @@ public final class Rope {
     for (int i = 0; i < dims / 2; i++) {
       float ff = freqFactors != null ? freqFactors[i] : 1f;
       float t = freqScale * (theta / ff);
-      cos[off + i] = (float) Math.cos(t);
-      sin[off + i] = (float) Math.sin(t);
+      LlamaCppMath.sinCos(t, sin, cos, off + i);
       theta *= thetaScale;
     }
   }
@@ -45,15 +49,15 @@ public final class Rope {
         for (int i = 0; i < half; i++) {
           float x0 = x[base + 2 * i];
           float x1 = x[base + 2 * i + 1];
-          x[base + 2 * i] = x0 * cos[a + i] - x1 * sin[a + i];
-          x[base + 2 * i + 1] = x0 * sin[a + i] + x1 * cos[a + i];
+          x[base + 2 * i] = Math.fma(x0, cos[a + i], -(x1 * sin[a + i]));
+          x[base + 2 * i + 1] = Math.fma(x0, sin[a + i], x1 * cos[a + i]);
         }
       } else {
         for (int i = 0; i < half; i++) {
           float x0 = x[base + i];
           float x1 = x[base + i + half];
-          x[base + i] = x0 * cos[a + i] - x1 * sin[a + i];
-          x[base + i + half] = x0 * sin[a + i] + x1 * cos[a + i];
+          x[base + i] = Math.fma(x0, cos[a + i], -(x1 * sin[a + i]));
+          x[base + i + half] = Math.fma(x0, sin[a + i], x1 * cos[a + i]);
         }
       }
     }

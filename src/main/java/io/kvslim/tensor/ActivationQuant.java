@@ -23,9 +23,12 @@ public final class ActivationQuant {
 
   private ActivationQuant() {}
 
-  /** Whether this path changes anything for {@code type} (F32 weights use F32 activations). */
+  /** Whether this class has llama.cpp's path for {@code type}. */
   public static boolean applies(GgmlType type) {
-    return type != GgmlType.F32;
+    return switch (type) {
+      case F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q5_K, Q6_K -> true;
+      default -> false;
+    };
   }
 
   /** {@code out (n × rows) = x (n × cols) · wᵀ} with llama.cpp's activation conversion. */
@@ -33,9 +36,31 @@ public final class ActivationQuant {
     int rows = w.rows();
     int cols = w.cols();
     GgmlType t = w.type();
-    Activations a = quantize(t, x, n, cols);
+    Activations a = t == GgmlType.F32 ? null : quantize(t, x, n, cols);
     MemorySegment data = w.data();
     long rowBytes = t.bytesFor(cols);
+    if (t == GgmlType.F16 || t == GgmlType.F32) {
+      // tinyBLAS takes prompt batches whose shapes fit its tiles; ggml_vec_dot_f16/f32 the rest
+      boolean tiles = n >= 2 && cols % 16 == 0 && rows % 4 == 0;
+      float[] act = t == GgmlType.F32 ? x : a.f;
+      boolean half = t == GgmlType.F16;
+      pool.forRange(
+          rows,
+          16,
+          (s, e) -> {
+            float[] lanes = new float[64];
+            for (int r = s; r < e; r++) {
+              long base = r * rowBytes;
+              for (int tk = 0; tk < n; tk++) {
+                out[tk * rows + r] =
+                    tiles
+                        ? dotLanes(data, base, half, cols, act, tk * cols, lanes)
+                        : dotSteps(data, base, half, cols, act, tk * cols, lanes);
+              }
+            }
+          });
+      return;
+    }
     pool.forRange(
         rows,
         16,
@@ -186,13 +211,7 @@ public final class ActivationQuant {
   static float dot(GgmlType t, MemorySegment w, long base, int cols, Activations a, int row) {
     int xo = row * cols;
     return switch (t) {
-      case F16 -> {
-        float sum = 0f;
-        for (int i = 0; i < cols; i++) {
-          sum += half(w, base + 2L * i) * a.f[xo + i];
-        }
-        yield sum;
-      }
+      case F16 -> dotSteps(w, base, true, cols, a.f, xo, new float[64]);
       case BF16 -> {
         float sum = 0f;
         for (int i = 0; i < cols; i++) {
@@ -209,6 +228,56 @@ public final class ActivationQuant {
       case Q6_K -> dotQ6K(w, base, cols, a, row);
       default -> throw new UnsupportedOperationException("no llama.cpp activation path for " + t);
     };
+  }
+
+  private static float weight(MemorySegment w, long base, boolean half, int k) {
+    return half ? half(w, base + 2L * k) : w.get(F32, base + 4L * k);
+  }
+
+  /**
+   * A row of F16 or F32 weights times activations {@code x[xOff..+cols)} as llama.cpp's tinyBLAS
+   * (AVX-512) computes a prompt batch: element k added by fused multiply-add to lane {@code k mod
+   * 16}, then {@link LlamaCppMath#sum16}.
+   */
+  private static float dotLanes(
+      MemorySegment w, long base, boolean half, int cols, float[] x, int xOff, float[] lanes) {
+    java.util.Arrays.fill(lanes, 0, 16, 0f);
+    for (int i = 0; i < cols; i += 16) {
+      for (int l = 0; l < 16; l++) {
+        lanes[l] = Math.fma(weight(w, base, half, i + l), x[xOff + i + l], lanes[l]);
+      }
+    }
+    return LlamaCppMath.sum16(lanes, 0);
+  }
+
+  /**
+   * As {@link #dotLanes}, in the order of ggml's {@code ggml_vec_dot_f16} / {@code
+   * ggml_vec_dot_f32} (AVX-512): {@link LlamaCppMath#dot}'s 64-element steps, then the leftovers'
+   * products added one by one to the sum, in double for F16 and in float for F32.
+   */
+  private static float dotSteps(
+      MemorySegment w, long base, boolean half, int cols, float[] x, int xOff, float[] lanes) {
+    int steps = cols & ~63;
+    java.util.Arrays.fill(lanes, 0, 64, 0f);
+    for (int i = 0; i < steps; i += 64) {
+      for (int e = 0; e < 64; e++) {
+        lanes[e] = Math.fma(weight(w, base, half, i + e), x[xOff + i + e], lanes[e]);
+      }
+    }
+    LlamaCppMath.foldSteps(lanes);
+    float reduced = LlamaCppMath.sum16(lanes, 0);
+    if (half) {
+      double sum = reduced;
+      for (int i = steps; i < cols; i++) {
+        sum += weight(w, base, true, i) * x[xOff + i];
+      }
+      return (float) sum;
+    }
+    float sum = reduced;
+    for (int i = steps; i < cols; i++) {
+      sum += weight(w, base, false, i) * x[xOff + i];
+    }
+    return sum;
   }
 
   /**

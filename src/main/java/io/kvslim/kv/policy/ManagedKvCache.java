@@ -202,6 +202,32 @@ public final class ManagedKvCache implements KvCache {
         float[] out,
         AttentionObserver engineObserver,
         Parallel pool) {
+      attend(n, positions, heads, queries, scale, out, engineObserver, pool, false);
+    }
+
+    @Override
+    public void attendLlamaCpp(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        float[] out,
+        AttentionObserver engineObserver,
+        Parallel pool) {
+      attend(n, positions, heads, queries, scale, out, engineObserver, pool, true);
+    }
+
+    private void attend(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        float[] out,
+        AttentionObserver engineObserver,
+        Parallel pool,
+        boolean llamaCpp) {
       if (wantsQueries) {
         for (KvPolicy p : policies) {
           if (p.wantsQueries(layer)) {
@@ -219,7 +245,11 @@ public final class ManagedKvCache implements KvCache {
                   engineObserver.observe(qi, h, g, probs, count);
                 };
       }
-      paged.attend(n, positions, heads, queries, scale, out, o, pool);
+      if (llamaCpp) {
+        paged.attendLlamaCpp(n, positions, heads, queries, scale, out, o, pool);
+      } else {
+        paged.attend(n, positions, heads, queries, scale, out, o, pool);
+      }
     }
 
     @Override
