@@ -179,29 +179,19 @@ public final class Q8_0Matrix extends WeightMatrix {
   }
 
   /**
-   * Prefill and batched decode: blocks of four weight rows × four activation rows, so each widened
-   * weight vector serves four activations and each activation vector four weight rows.
+   * Prefill and batched decode: four weight rows decoded into a float panel ({@code cast(q) * d},
+   * the weights {@link #dot} multiplies), then {@link PanelKernel} tiles of four activation rows.
    */
   @Override
   public void matmulRows(int row, int count, float[] x, int n, float[] out) {
     int r = row;
-    for (; r + 4 <= row + count; r += 4) {
-      for (int t = 0; t < n; t += 4) {
-        int last = Math.min(3, n - 1 - t);
-        int x0 = t * cols;
-        int o0 = t * rows + r;
-        tile4x4(
-            r,
-            x,
-            x0,
-            x0 + Math.min(1, last) * cols,
-            x0 + Math.min(2, last) * cols,
-            x0 + last * cols,
-            out,
-            o0,
-            o0 + Math.min(1, last) * rows,
-            o0 + Math.min(2, last) * rows,
-            o0 + last * rows);
+    if (n >= 4) {
+      float[] panel = PanelKernel.panel(4 * cols);
+      for (; r + 4 <= row + count; r += 4) {
+        for (int i = 0; i < 4; i++) {
+          decodeRow(r + i, panel, i * cols);
+        }
+        PanelKernel.tiles(panel, cols, x, n, out, r, rows);
       }
     }
     for (; r < row + count; r++) {
@@ -209,96 +199,21 @@ public final class Q8_0Matrix extends WeightMatrix {
     }
   }
 
-  private void tile4x4(
-      int row,
-      float[] x,
-      int x0,
-      int x1,
-      int x2,
-      int x3,
-      float[] out,
-      int o0,
-      int o1,
-      int o2,
-      int o3) {
-    long b0 = row * rowBytes;
-    FloatVector t00 = FloatVector.zero(F);
-    FloatVector t01 = FloatVector.zero(F);
-    FloatVector t02 = FloatVector.zero(F);
-    FloatVector t03 = FloatVector.zero(F);
-    FloatVector t10 = FloatVector.zero(F);
-    FloatVector t11 = FloatVector.zero(F);
-    FloatVector t12 = FloatVector.zero(F);
-    FloatVector t13 = FloatVector.zero(F);
-    FloatVector t20 = FloatVector.zero(F);
-    FloatVector t21 = FloatVector.zero(F);
-    FloatVector t22 = FloatVector.zero(F);
-    FloatVector t23 = FloatVector.zero(F);
-    FloatVector t30 = FloatVector.zero(F);
-    FloatVector t31 = FloatVector.zero(F);
-    FloatVector t32 = FloatVector.zero(F);
-    FloatVector t33 = FloatVector.zero(F);
+  /** Row {@code row}'s weights as {@link #dot} forms them, into {@code out[off..off+cols)}. */
+  private void decodeRow(int row, float[] out, int off) {
+    long base = row * rowBytes;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long r0 = b0 + (long) b * BLOCK_BYTES;
-      long r1 = r0 + rowBytes;
-      long r2 = r1 + rowBytes;
-      long r3 = r2 + rowBytes;
-      int xo = b * BLOCK;
-      FloatVector d0 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, r0)));
-      FloatVector d1 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, r1)));
-      FloatVector d2 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, r2)));
-      FloatVector d3 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, r3)));
+      long block = base + (long) b * BLOCK_BYTES;
+      int xo = off + b * BLOCK;
+      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE);
-        ByteVector q1 = ByteVector.fromMemorySegment(B, data, r1 + 2 + j, LE);
-        ByteVector q2 = ByteVector.fromMemorySegment(B, data, r2 + 2 + j, LE);
-        ByteVector q3 = ByteVector.fromMemorySegment(B, data, r3 + 2 + j, LE);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
         for (int p = 0; p < PARTS; p++) {
-          int e = xo + j + p * FL;
-          FloatVector w0 = ((FloatVector) q0.castShape(F, p)).mul(d0);
-          FloatVector w1 = ((FloatVector) q1.castShape(F, p)).mul(d1);
-          FloatVector w2 = ((FloatVector) q2.castShape(F, p)).mul(d2);
-          FloatVector w3 = ((FloatVector) q3.castShape(F, p)).mul(d3);
-          FloatVector v0 = FloatVector.fromArray(F, x, x0 + e);
-          t00 = w0.fma(v0, t00);
-          t10 = w1.fma(v0, t10);
-          t20 = w2.fma(v0, t20);
-          t30 = w3.fma(v0, t30);
-          FloatVector v1 = FloatVector.fromArray(F, x, x1 + e);
-          t01 = w0.fma(v1, t01);
-          t11 = w1.fma(v1, t11);
-          t21 = w2.fma(v1, t21);
-          t31 = w3.fma(v1, t31);
-          FloatVector v2 = FloatVector.fromArray(F, x, x2 + e);
-          t02 = w0.fma(v2, t02);
-          t12 = w1.fma(v2, t12);
-          t22 = w2.fma(v2, t22);
-          t32 = w3.fma(v2, t32);
-          FloatVector v3 = FloatVector.fromArray(F, x, x3 + e);
-          t03 = w0.fma(v3, t03);
-          t13 = w1.fma(v3, t13);
-          t23 = w2.fma(v3, t23);
-          t33 = w3.fma(v3, t33);
+          ((FloatVector) q.castShape(F, p)).mul(d).intoArray(out, xo + j + p * FL);
         }
       }
     }
-    out[o0 + 0] = Simd.sumLanes(t00);
-    out[o0 + 1] = Simd.sumLanes(t10);
-    out[o0 + 2] = Simd.sumLanes(t20);
-    out[o0 + 3] = Simd.sumLanes(t30);
-    out[o1 + 0] = Simd.sumLanes(t01);
-    out[o1 + 1] = Simd.sumLanes(t11);
-    out[o1 + 2] = Simd.sumLanes(t21);
-    out[o1 + 3] = Simd.sumLanes(t31);
-    out[o2 + 0] = Simd.sumLanes(t02);
-    out[o2 + 1] = Simd.sumLanes(t12);
-    out[o2 + 2] = Simd.sumLanes(t22);
-    out[o2 + 3] = Simd.sumLanes(t32);
-    out[o3 + 0] = Simd.sumLanes(t03);
-    out[o3 + 1] = Simd.sumLanes(t13);
-    out[o3 + 2] = Simd.sumLanes(t23);
-    out[o3 + 3] = Simd.sumLanes(t33);
   }
 
   @Override

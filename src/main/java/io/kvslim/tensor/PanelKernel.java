@@ -1,0 +1,198 @@
+package io.kvslim.tensor;
+
+import static io.kvslim.tensor.Simd.F;
+import static io.kvslim.tensor.Simd.FL;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorShuffle;
+
+/**
+ * Prefill and batched-decode matmul over a panel of dequantized weights: a type decodes four weight
+ * rows once into a float panel (exactly the per-element weights its {@code dot} multiplies, in the
+ * same order), then every tile of four activation rows runs an F32 4×4 register-blocked kernel on
+ * it. The per-element work of decoding is paid once per panel instead of once per activation tile,
+ * and the inner loop is four weight loads, four activation loads and sixteen fused multiply-adds.
+ * Products are bit-identical to the type's {@code dot} when its {@code dot} accumulates {@code
+ * w.fma(x, total)} element run by element run, as Q8_0 and Q4_0 do.
+ */
+final class PanelKernel {
+  private PanelKernel() {}
+
+  private static final VectorMask<Float> M8 = bit(8);
+  private static final VectorMask<Float> M4 = bit(4);
+  private static final VectorMask<Float> M2 = bit(2);
+  private static final VectorMask<Float> M1 = bit(1);
+  private static final VectorShuffle<Float> X8 = flip(8);
+  private static final VectorShuffle<Float> X4 = flip(4);
+  private static final VectorShuffle<Float> X2 = flip(2);
+  private static final VectorShuffle<Float> X1 = flip(1);
+
+  /** Lanes whose index has {@code bit} set. */
+  private static VectorMask<Float> bit(int bit) {
+    boolean[] m = new boolean[FL];
+    for (int i = 0; i < FL; i++) {
+      m[i] = (i & bit) != 0;
+    }
+    return VectorMask.fromArray(F, m, 0);
+  }
+
+  /** Lane i takes lane {@code i ^ bit} (within the vector). */
+  private static VectorShuffle<Float> flip(int bit) {
+    return VectorShuffle.fromOp(F, i -> (i ^ bit) & (FL - 1));
+  }
+
+  private static final ThreadLocal<float[]> PANELS = ThreadLocal.withInitial(() -> new float[0]);
+
+  /**
+   * A per-thread panel of at least {@code size} floats, plus 16 floats of scratch after them that
+   * {@link #tiles} uses.
+   */
+  static float[] panel(int size) {
+    float[] p = PANELS.get();
+    if (p.length < size + 16) {
+      p = new float[size + 16];
+      PANELS.set(p);
+    }
+    return p;
+  }
+
+  /**
+   * For the four weight rows {@code row..row+3} held in {@code panel} (row-major, {@code cols}
+   * each): {@code out[t * rows + row + i] = panel_i · x_t} for every activation row {@code t < n}.
+   */
+  static void tiles(float[] panel, int cols, float[] x, int n, float[] out, int row, int rows) {
+    for (int t = 0; t < n; t += 4) {
+      int last = Math.min(3, n - 1 - t);
+      int x0 = t * cols;
+      int o0 = t * rows + row;
+      tile4x4(
+          panel,
+          cols,
+          x,
+          x0,
+          x0 + Math.min(1, last) * cols,
+          x0 + Math.min(2, last) * cols,
+          x0 + last * cols,
+          out,
+          o0,
+          o0 + Math.min(1, last) * rows,
+          o0 + Math.min(2, last) * rows,
+          o0 + last * rows);
+    }
+  }
+
+  private static void tile4x4(
+      float[] panel,
+      int cols,
+      float[] x,
+      int x0,
+      int x1,
+      int x2,
+      int x3,
+      float[] out,
+      int o0,
+      int o1,
+      int o2,
+      int o3) {
+    FloatVector t00 = FloatVector.zero(F);
+    FloatVector t01 = FloatVector.zero(F);
+    FloatVector t02 = FloatVector.zero(F);
+    FloatVector t03 = FloatVector.zero(F);
+    FloatVector t10 = FloatVector.zero(F);
+    FloatVector t11 = FloatVector.zero(F);
+    FloatVector t12 = FloatVector.zero(F);
+    FloatVector t13 = FloatVector.zero(F);
+    FloatVector t20 = FloatVector.zero(F);
+    FloatVector t21 = FloatVector.zero(F);
+    FloatVector t22 = FloatVector.zero(F);
+    FloatVector t23 = FloatVector.zero(F);
+    FloatVector t30 = FloatVector.zero(F);
+    FloatVector t31 = FloatVector.zero(F);
+    FloatVector t32 = FloatVector.zero(F);
+    FloatVector t33 = FloatVector.zero(F);
+    int c1 = cols;
+    int c2 = 2 * cols;
+    int c3 = 3 * cols;
+    for (int e = 0; e < cols; e += FL) {
+      FloatVector w0 = FloatVector.fromArray(F, panel, e);
+      FloatVector w1 = FloatVector.fromArray(F, panel, c1 + e);
+      FloatVector w2 = FloatVector.fromArray(F, panel, c2 + e);
+      FloatVector w3 = FloatVector.fromArray(F, panel, c3 + e);
+      FloatVector v0 = FloatVector.fromArray(F, x, x0 + e);
+      t00 = w0.fma(v0, t00);
+      t10 = w1.fma(v0, t10);
+      t20 = w2.fma(v0, t20);
+      t30 = w3.fma(v0, t30);
+      FloatVector v1 = FloatVector.fromArray(F, x, x1 + e);
+      t01 = w0.fma(v1, t01);
+      t11 = w1.fma(v1, t11);
+      t21 = w2.fma(v1, t21);
+      t31 = w3.fma(v1, t31);
+      FloatVector v2 = FloatVector.fromArray(F, x, x2 + e);
+      t02 = w0.fma(v2, t02);
+      t12 = w1.fma(v2, t12);
+      t22 = w2.fma(v2, t22);
+      t32 = w3.fma(v2, t32);
+      FloatVector v3 = FloatVector.fromArray(F, x, x3 + e);
+      t03 = w0.fma(v3, t03);
+      t13 = w1.fma(v3, t13);
+      t23 = w2.fma(v3, t23);
+      t33 = w3.fma(v3, t33);
+    }
+    if (FL == 16) {
+      // the sixteen lane sums together: four levels of pairwise combining, each lane following
+      // exactly the tree of Simd.sumLanes for its own accumulator (addition commutes exactly)
+      int scratch = 4 * cols;
+      FloatVector r8_0 = t00.blend(t10, M8).add(t10.blend(t00, M8).rearrange(X8));
+      FloatVector r8_1 = t20.blend(t30, M8).add(t30.blend(t20, M8).rearrange(X8));
+      FloatVector r8_2 = t01.blend(t11, M8).add(t11.blend(t01, M8).rearrange(X8));
+      FloatVector r8_3 = t21.blend(t31, M8).add(t31.blend(t21, M8).rearrange(X8));
+      FloatVector r8_4 = t02.blend(t12, M8).add(t12.blend(t02, M8).rearrange(X8));
+      FloatVector r8_5 = t22.blend(t32, M8).add(t32.blend(t22, M8).rearrange(X8));
+      FloatVector r8_6 = t03.blend(t13, M8).add(t13.blend(t03, M8).rearrange(X8));
+      FloatVector r8_7 = t23.blend(t33, M8).add(t33.blend(t23, M8).rearrange(X8));
+      FloatVector r4_0 = r8_0.blend(r8_1, M4).add(r8_1.blend(r8_0, M4).rearrange(X4));
+      FloatVector r4_1 = r8_2.blend(r8_3, M4).add(r8_3.blend(r8_2, M4).rearrange(X4));
+      FloatVector r4_2 = r8_4.blend(r8_5, M4).add(r8_5.blend(r8_4, M4).rearrange(X4));
+      FloatVector r4_3 = r8_6.blend(r8_7, M4).add(r8_7.blend(r8_6, M4).rearrange(X4));
+      FloatVector r2_0 = r4_0.blend(r4_1, M2).add(r4_1.blend(r4_0, M2).rearrange(X2));
+      FloatVector r2_1 = r4_2.blend(r4_3, M2).add(r4_3.blend(r4_2, M2).rearrange(X2));
+      FloatVector r1_0 = r2_0.blend(r2_1, M1).add(r2_1.blend(r2_0, M1).rearrange(X1));
+      r1_0.intoArray(panel, scratch);
+      out[o0 + 0] = panel[scratch + 0];
+      out[o2 + 0] = panel[scratch + 1];
+      out[o1 + 0] = panel[scratch + 2];
+      out[o3 + 0] = panel[scratch + 3];
+      out[o0 + 2] = panel[scratch + 4];
+      out[o2 + 2] = panel[scratch + 5];
+      out[o1 + 2] = panel[scratch + 6];
+      out[o3 + 2] = panel[scratch + 7];
+      out[o0 + 1] = panel[scratch + 8];
+      out[o2 + 1] = panel[scratch + 9];
+      out[o1 + 1] = panel[scratch + 10];
+      out[o3 + 1] = panel[scratch + 11];
+      out[o0 + 3] = panel[scratch + 12];
+      out[o2 + 3] = panel[scratch + 13];
+      out[o1 + 3] = panel[scratch + 14];
+      out[o3 + 3] = panel[scratch + 15];
+    } else {
+      out[o0 + 0] = Simd.sumLanes(t00);
+      out[o0 + 1] = Simd.sumLanes(t10);
+      out[o0 + 2] = Simd.sumLanes(t20);
+      out[o0 + 3] = Simd.sumLanes(t30);
+      out[o1 + 0] = Simd.sumLanes(t01);
+      out[o1 + 1] = Simd.sumLanes(t11);
+      out[o1 + 2] = Simd.sumLanes(t21);
+      out[o1 + 3] = Simd.sumLanes(t31);
+      out[o2 + 0] = Simd.sumLanes(t02);
+      out[o2 + 1] = Simd.sumLanes(t12);
+      out[o2 + 2] = Simd.sumLanes(t22);
+      out[o2 + 3] = Simd.sumLanes(t32);
+      out[o3 + 0] = Simd.sumLanes(t03);
+      out[o3 + 1] = Simd.sumLanes(t13);
+      out[o3 + 2] = Simd.sumLanes(t23);
+      out[o3 + 3] = Simd.sumLanes(t33);
+    }
+  }
+}
