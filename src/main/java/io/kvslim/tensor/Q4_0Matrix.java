@@ -146,6 +146,40 @@ public final class Q4_0Matrix extends WeightMatrix {
     }
   }
 
+  /**
+   * With 16 float lanes one byte load holds a block's whole low-nibble run, so {@link #dot}
+   * accumulates elements in index order, as the panel kernel does; narrower widths interleave the
+   * low and high runs.
+   */
+  @Override
+  protected boolean hasPanel() {
+    return FL == 16;
+  }
+
+  @Override
+  protected void decodeRow(int row, float[] out, int off) {
+    long base = row * rowBytes;
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long block = base + (long) b * BLOCK_BYTES;
+      int o = off + b * BLOCK;
+      float d = Float.float16ToFloat(data.get(SHORT_LE, block));
+      IntVector u = TABLE1.mul(d).reinterpretAsInts();
+      IntVector v = TABLE2.mul(d).reinterpretAsInts();
+      for (int j = 0; j < BLOCK / 2; j += BL) {
+        IntVector q =
+            (IntVector)
+                ByteVector.fromMemorySegment(B, data, block + 2 + j, LE)
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+        q.selectFrom(u, v).reinterpretAsFloats().intoArray(out, o + j);
+        q.lanewise(VectorOperators.LSHR, 4)
+            .selectFrom(u, v)
+            .reinterpretAsFloats()
+            .intoArray(out, o + BLOCK / 2 + j);
+      }
+    }
+  }
+
   @Override
   public void dotTile(
       int row,

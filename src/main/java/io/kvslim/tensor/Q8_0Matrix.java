@@ -178,29 +178,13 @@ public final class Q8_0Matrix extends WeightMatrix {
     out[row + 7 * q] = Simd.sumLanes(t7);
   }
 
-  /**
-   * Prefill and batched decode: four weight rows decoded into a float panel ({@code cast(q) * d},
-   * the weights {@link #dot} multiplies), then {@link PanelKernel} tiles of four activation rows.
-   */
   @Override
-  public void matmulRows(int row, int count, float[] x, int n, float[] out) {
-    int r = row;
-    if (n >= 4) {
-      float[] panel = PanelKernel.panel(4 * cols);
-      for (; r + 4 <= row + count; r += 4) {
-        for (int i = 0; i < 4; i++) {
-          decodeRow(r + i, panel, i * cols);
-        }
-        PanelKernel.tiles(panel, cols, x, n, out, r, rows);
-      }
-    }
-    for (; r < row + count; r++) {
-      dotTile(r, x, 0, cols, n, out, r, rows);
-    }
+  protected boolean hasPanel() {
+    return true;
   }
 
-  /** Row {@code row}'s weights as {@link #dot} forms them, into {@code out[off..off+cols)}. */
-  private void decodeRow(int row, float[] out, int off) {
+  @Override
+  protected void decodeRow(int row, float[] out, int off) {
     long base = row * rowBytes;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {

@@ -149,14 +149,42 @@ public abstract class WeightMatrix {
 
   /**
    * {@code out[t * rows + r] = dot(r, x, t * cols)} for weight rows {@code [row, row + count)} and
-   * activation rows {@code t < n} ({@code x} is {@code n × cols}, {@code out} is {@code n × rows}).
-   * Types may override it with kernels that block several weight rows and activation rows; results
-   * stay bit-identical to {@link #dot}. This default runs {@link #dotTile} per weight row.
+   * activation rows {@code t < n} ({@code x} is {@code n × cols}, {@code out} is {@code n × rows}),
+   * bit-identical to {@link #dot}. With four or more activation rows, types that can {@link
+   * #decodeRow decode rows} take {@link PanelKernel}: four weight rows decoded once, then an F32
+   * register-blocked kernel per tile of four activation rows. Otherwise {@link #dotTile} per row.
    */
   public void matmulRows(int row, int count, float[] x, int n, float[] out) {
-    for (int r = row; r < row + count; r++) {
+    int r = row;
+    if (n >= 4 && hasPanel()) {
+      float[] panel = PanelKernel.panel(4 * cols);
+      for (; r + 4 <= row + count; r += 4) {
+        for (int i = 0; i < 4; i++) {
+          decodeRow(r + i, panel, i * cols);
+        }
+        PanelKernel.tiles(panel, cols, x, n, out, r, rows);
+      }
+    }
+    for (; r < row + count; r++) {
       dotTile(r, x, 0, cols, n, out, r, rows);
     }
+  }
+
+  /**
+   * Whether {@link #decodeRow} is implemented: this type's {@link #dot} accumulates {@code w.fma(x,
+   * total)} over runs of {@code FL} elements in order into one lane-wise total and sums the lanes
+   * with {@link Simd#sumLanes}, so the panel kernel reproduces it.
+   */
+  protected boolean hasPanel() {
+    return false;
+  }
+
+  /**
+   * Row {@code row}'s weights exactly as {@link #dot} multiplies them, into {@code out[off ..
+   * off+cols)}. Only types whose {@link #hasPanel} is true implement it.
+   */
+  protected void decodeRow(int row, float[] out, int off) {
+    throw new UnsupportedOperationException(type() + " has no panel decoding");
   }
 
   /** Wraps tensor bytes of the given type; fails with a clear message for unsupported types. */

@@ -21,9 +21,45 @@ public final class VectorWidthCheck {
         failures += check(type, cols);
       }
     }
+    for (GgmlType type : RandomWeights.TYPES) {
+      failures += checkMatMul(type, type.blockSize() == 1 ? 64 : 2 * type.blockSize());
+    }
     System.out.println(
         "float lanes " + Simd.FL + ", byte lanes " + Simd.BL + ", failures " + failures);
     System.exit(failures == 0 ? 0 : 1);
+  }
+
+  /**
+   * The decode (matvec: several weight rows per pass) and prefill (matmul: panels and tiles)
+   * kernels must give exactly {@link WeightMatrix#dot}'s bits at this width too.
+   */
+  private static int checkMatMul(GgmlType type, int cols) {
+    int rows = 37;
+    int n = 6;
+    WeightMatrix w = RandomWeights.matrix(type, rows, cols, cols + 7);
+    float[] x = RandomWeights.activations(n * cols, cols + 8);
+    float[] mm = new float[n * rows];
+    float[] mv = new float[rows];
+    int failures = 0;
+    try (Parallel pool = new Parallel(1)) {
+      for (int round = 0; round < ROUNDS && failures == 0; round++) {
+        MatMul.matmul(w, x, n, mm, pool);
+        MatMul.matvec(w, x, mv, pool);
+        for (int r = 0; r < rows; r++) {
+          if (mv[r] != w.dot(r, x, 0)) {
+            System.out.printf("MISMATCH %s matvec row=%d round=%d%n", type, r, round);
+            failures++;
+          }
+          for (int t = 0; t < n; t++) {
+            if (mm[t * rows + r] != w.dot(r, x, t * cols)) {
+              System.out.printf("MISMATCH %s matmul row=%d t=%d round=%d%n", type, r, t, round);
+              failures++;
+            }
+          }
+        }
+      }
+    }
+    return failures;
   }
 
   private static int check(GgmlType type, int cols) {
