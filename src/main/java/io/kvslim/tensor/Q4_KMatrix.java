@@ -4,6 +4,7 @@ import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
+import static io.kvslim.tensor.Simd.I;
 import static io.kvslim.tensor.Simd.INT_LE;
 import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.LONG_LE;
@@ -16,6 +17,7 @@ import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
@@ -29,6 +31,25 @@ import jdk.incubator.vector.VectorOperators;
 public final class Q4_KMatrix extends WeightMatrix {
   static final int BLOCK = 256;
   static final int BLOCK_BYTES = 144;
+
+  /**
+   * With at least eight float lanes, a sub-block's sixteen possible weights {@code d·scale·k −
+   * dmin·min} (k = 0..15) sit in the two table vectors and each nibble becomes its weight by a
+   * two-vector {@code selectFrom}, which wraps the index modulo twice the lane count (so the low
+   * nibble needs no mask): one lookup and one fused multiply-add per run of {@code FL} weights.
+   */
+  private static final boolean LUT = FL >= 8;
+
+  private static final FloatVector TABLE1 = table(0);
+  private static final FloatVector TABLE2 = table(FL);
+
+  private static FloatVector table(int first) {
+    float[] t = new float[FL];
+    for (int i = 0; i < FL; i++) {
+      t[i] = (first + i) % 16;
+    }
+    return FloatVector.fromArray(F, t, 0);
+  }
 
   public Q4_KMatrix(MemorySegment data, int rows, int cols) {
     super(data, rows, cols, GgmlType.Q4_K);
@@ -74,6 +95,11 @@ public final class Q4_KMatrix extends WeightMatrix {
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
     FloatVector total = FloatVector.zero(F);
+    // the table path: four independent accumulation chains (low/high nibbles x even/odd runs)
+    FloatVector lo0 = total;
+    FloatVector hi0 = total;
+    FloatVector lo1 = total;
+    FloatVector hi1 = total;
     for (int sb = 0; sb < cols / BLOCK; sb++) {
       long block = base + (long) sb * BLOCK_BYTES;
       float d = Float.float16ToFloat(data.get(SHORT_LE, block));
@@ -85,28 +111,76 @@ public final class Q4_KMatrix extends WeightMatrix {
       // an unrolled body per sub-block: C2 inlines every vector operation of a method only while
       // the
       // method stays under its inlining node budget, and a vector from a method left out is boxed.
-      for (int s = 0; s < 8; s++) {
-        long qs = block + 16 + 32 * (s >> 1);
-        int shift = 4 * (s & 1);
-        int xo = xOffset + sb * BLOCK + 32 * s;
-        FloatVector acc = FloatVector.zero(F);
-        FloatVector xSum = FloatVector.zero(F);
-        for (int j = 0; j < 32; j += BL) {
-          ByteVector q =
-              ByteVector.fromMemorySegment(B, data, qs + j, LE)
-                  .reinterpretAsShorts()
-                  .lanewise(VectorOperators.LSHR, shift)
-                  .reinterpretAsBytes()
-                  .and((byte) 0x0F);
-          for (int p = 0; p < PARTS; p++) {
-            FloatVector xv = FloatVector.fromArray(F, x, xo + j + p * FL);
-            acc = ((FloatVector) q.castShape(F, p)).fma(xv, acc);
-            xSum = xSum.add(xv);
+      if (LUT) {
+        // chunk c: its 32 bytes hold sub-block 2c in the low nibbles, 2c+1 in the high ones
+        for (int c = 0; c < 4; c++) {
+          long qs = block + 16 + 32 * c;
+          int xo = xOffset + sb * BLOCK + 64 * c;
+          float dsc = d * scale(packed0to7, packed8to11, 2 * c);
+          float dm = dmin * min(packed0to7, packed8to11, 2 * c);
+          IntVector u = TABLE1.mul(dsc).sub(dm).reinterpretAsInts();
+          IntVector v = TABLE2.mul(dsc).sub(dm).reinterpretAsInts();
+          float dsc2 = d * scale(packed0to7, packed8to11, 2 * c + 1);
+          float dm2 = dmin * min(packed0to7, packed8to11, 2 * c + 1);
+          IntVector u2 = TABLE1.mul(dsc2).sub(dm2).reinterpretAsInts();
+          IntVector v2 = TABLE2.mul(dsc2).sub(dm2).reinterpretAsInts();
+          for (int j = 0; j < 32; j += 2 * BL) {
+            IntVector q =
+                (IntVector)
+                    ByteVector.fromMemorySegment(B, data, qs + j, LE)
+                        .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+            IntVector r =
+                (IntVector)
+                    ByteVector.fromMemorySegment(B, data, qs + j + BL, LE)
+                        .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+            lo0 =
+                q.selectFrom(u, v)
+                    .reinterpretAsFloats()
+                    .fma(FloatVector.fromArray(F, x, xo + j), lo0);
+            hi0 =
+                q.lanewise(VectorOperators.LSHR, 4)
+                    .selectFrom(u2, v2)
+                    .reinterpretAsFloats()
+                    .fma(FloatVector.fromArray(F, x, xo + 32 + j), hi0);
+            lo1 =
+                r.selectFrom(u, v)
+                    .reinterpretAsFloats()
+                    .fma(FloatVector.fromArray(F, x, xo + j + BL), lo1);
+            hi1 =
+                r.lanewise(VectorOperators.LSHR, 4)
+                    .selectFrom(u2, v2)
+                    .reinterpretAsFloats()
+                    .fma(FloatVector.fromArray(F, x, xo + 32 + j + BL), hi1);
           }
         }
-        total = acc.fma(FloatVector.broadcast(F, d * scale(packed0to7, packed8to11, s)), total);
-        total = xSum.fma(FloatVector.broadcast(F, -dmin * min(packed0to7, packed8to11, s)), total);
+      } else {
+        for (int s = 0; s < 8; s++) {
+          long qs = block + 16 + 32 * (s >> 1);
+          int shift = 4 * (s & 1);
+          int xo = xOffset + sb * BLOCK + 32 * s;
+          FloatVector acc = FloatVector.zero(F);
+          FloatVector xSum = FloatVector.zero(F);
+          for (int j = 0; j < 32; j += BL) {
+            ByteVector q =
+                ByteVector.fromMemorySegment(B, data, qs + j, LE)
+                    .reinterpretAsShorts()
+                    .lanewise(VectorOperators.LSHR, shift)
+                    .reinterpretAsBytes()
+                    .and((byte) 0x0F);
+            for (int p = 0; p < PARTS; p++) {
+              FloatVector xv = FloatVector.fromArray(F, x, xo + j + p * FL);
+              acc = ((FloatVector) q.castShape(F, p)).fma(xv, acc);
+              xSum = xSum.add(xv);
+            }
+          }
+          total = acc.fma(FloatVector.broadcast(F, d * scale(packed0to7, packed8to11, s)), total);
+          total =
+              xSum.fma(FloatVector.broadcast(F, -dmin * min(packed0to7, packed8to11, s)), total);
+        }
       }
+    }
+    if (LUT) {
+      total = lo0.add(lo1).add(hi0.add(hi1));
     }
     return Simd.sumLanes(total);
   }
