@@ -144,6 +144,7 @@ public final class PerplexityCommand implements Callable<Integer> {
         m.put("threads", engine.threads());
         m.put("decode_from", from);
         m.put("kv_bytes_final", r.kvBytesFinal());
+        m.put("kv_tokens", r.kvTokens());
         m.put("compression_ratio", ratio);
         if (!full) {
           m.put("kld_mean", cmp.kldMean());

@@ -30,10 +30,11 @@ import java.util.List;
  *       written in retained order, {@code −∞} for tokens after the row's position (a block wholly
  *       after it is skipped);
  *   <li>softmax per row over its retained tokens ({@link AttentionKernels#softmaxWeights});
- *   <li>values: the value format adds each slot with its weight ({@link KvFormat#accumulateBlock}),
- *       then the row is normalized (blocks whose format {@link KvFormat#accumulatesProbabilities()
- *       takes probabilities}, f16, get normalized weights and a sum of their own, added after the
- *       normalization).
+ *   <li>values: the value format adds each slot with its weight ({@link KvFormat#accumulateBlock};
+ *       a block whose values are partly in KIVI's residual window adds its two parts in slot
+ *       order), then the row is normalized (blocks whose format {@link
+ *       KvFormat#accumulatesProbabilities() takes probabilities}, f16, get normalized weights and a
+ *       sum of their own, added after the normalization).
  * </ol>
  *
  * The arithmetic is {@link DenseLayerKv}'s, in the same order, so with F32 keys and values the two
@@ -117,6 +118,9 @@ public final class PagedLayerKv implements LayerKv {
       }
     }
 
+    int[] slotPositions = new int[0]; // one block's positions, read when a row needs the mask
+    boolean probabilities; // whether some block of the tile added normalized probabilities
+
     void ensure(int rows, int size, int headDim, int blockCapacity) {
       if (stride < size) {
         stride = Math.max(size, stride + stride / 2 + 64); // grows geometrically with the cache
@@ -129,6 +133,9 @@ public final class PagedLayerKv implements LayerKv {
       }
       if (slots.length < blockCapacity) {
         slots = new float[blockCapacity];
+      }
+      if (slotPositions.length < blockCapacity) {
+        slotPositions = new int[blockCapacity];
       }
     }
 
@@ -427,6 +434,8 @@ public final class PagedLayerKv implements LayerKv {
         prepared = keyFormat;
       }
       boolean dense = live == filled;
+      boolean positionsRead = false;
+      int[] slotPositions = tile.slotPositions;
       for (int r = 0; r < rows; r++) {
         int position = rowPositions[r];
         int at = r * stride + retained;
@@ -446,10 +455,14 @@ public final class PagedLayerKv implements LayerKv {
         if (dense && block.maxPosition() <= position) {
           AttentionKernels.scale(slots, 0, scale, scores, at, filled);
         } else {
+          if (!positionsRead) {
+            block.positions(slotPositions, 0);
+            positionsRead = true;
+          }
           for (int s = 0; s < filled; s++) {
             if (block.isLive(s)) {
               scores[at++] =
-                  block.position(s) > position ? Float.NEGATIVE_INFINITY : slots[s] * scale;
+                  slotPositions[s] > position ? Float.NEGATIVE_INFINITY : slots[s] * scale;
             }
           }
         }
@@ -463,55 +476,45 @@ public final class PagedLayerKv implements LayerKv {
     }
     float[] acc = tile.acc;
     Arrays.fill(acc, 0, rows * headDim, 0f);
-    boolean probabilities = false;
+    tile.probabilities = false;
     retained = 0;
     for (int b = 0, count = blocks.size(); b < count; b++) {
       KvBlock block = blocks.get(b);
       int live = block.liveCount();
-      int filled = block.filled();
       if (live == 0) {
         continue;
       }
-      KvFormat valueFormat = block.valueFormat();
-      boolean dense = live == filled;
-      boolean normalized = valueFormat.accumulatesProbabilities();
-      if (normalized && !probabilities) {
-        Arrays.fill(tile.accOfProbabilities, 0, rows * headDim, 0f);
-        probabilities = true;
-      }
-      for (int r = 0; r < rows; r++) {
-        if (block.minPosition() > rowPositions[r]) {
-          continue;
-        }
-        float[] weights = scores;
-        int from = r * stride + retained;
-        if (normalized) {
-          float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
-          for (int s = 0, k = from; s < filled; s++) {
-            slots[s] = dense || block.isLive(s) ? scores[k++] * inverse : 0f;
-          }
-          weights = slots;
-          from = 0;
-        } else if (!dense) {
-          for (int s = 0, k = from; s < filled; s++) {
-            slots[s] = block.isLive(s) ? scores[k++] : 0f;
-          }
-          weights = slots;
-          from = 0;
-        }
-        valueFormat.accumulateBlock(
+      int filled = block.filled();
+      int split = Math.min(block.split(), filled);
+      if (split > 0) {
+        accumulatePart(
+            tile,
+            block,
+            rows,
+            stride,
+            retained,
+            block.valueFormat(),
             block.values(),
+            0,
+            split,
+            split);
+      }
+      if (split < filled) {
+        accumulatePart(
+            tile,
+            block,
+            rows,
+            stride,
+            retained,
+            block.residualValueFormat(),
+            block.residualValues(),
+            split,
             filled,
-            block.capacity(),
-            headDim,
-            weights,
-            from,
-            normalized ? tile.accOfProbabilities : acc,
-            r * headDim,
-            tile.work);
+            block.capacity() - block.split());
       }
       retained += live;
     }
+    boolean probabilities = tile.probabilities;
     for (int r = 0; r < rows; r++) {
       float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
       AttentionKernels.scale(acc, r * headDim, inverse, out, rowOffsets[r], headDim);
@@ -717,6 +720,74 @@ public final class PagedLayerKv implements LayerKv {
     float inverse = (float) (1.0 / sum);
     for (int k = 0; k < n; k++) {
       x[off + k] *= inverse;
+    }
+  }
+
+  /**
+   * Adds the values of slots {@code [from, to)} of a block, stored in {@code format} at {@code
+   * segment} (slot {@code s} is row {@code s − from}), weighted by the rows' softmax weights, whose
+   * first live slot of the block sits at {@code retained} in each row's scores.
+   */
+  private void accumulatePart(
+      Tile tile,
+      KvBlock block,
+      int rows,
+      int stride,
+      int retained,
+      KvFormat format,
+      MemorySegment segment,
+      int from,
+      int to,
+      int capacity) {
+    float[] scores = tile.scores;
+    float[] slots = tile.slots;
+    float[] sums = tile.sums;
+    int filled = block.filled();
+    boolean dense = block.liveCount() == filled;
+    boolean normalized = format.accumulatesProbabilities();
+    if (normalized && !tile.probabilities) {
+      Arrays.fill(tile.accOfProbabilities, 0, rows * headDim, 0f);
+      tile.probabilities = true;
+    }
+    // live slots before `from` shift where this part's weights start in the row's scores
+    int skipped = 0;
+    if (!dense) {
+      for (int s = 0; s < from; s++) {
+        skipped += block.isLive(s) ? 1 : 0;
+      }
+    } else {
+      skipped = from;
+    }
+    for (int r = 0; r < rows; r++) {
+      if (block.minPosition() > tile.rowPositions[r]) {
+        continue;
+      }
+      float[] weights = scores;
+      int wOff = r * stride + retained + skipped;
+      if (normalized) {
+        float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
+        for (int s = from, k = wOff; s < to; s++) {
+          slots[s - from] = dense || block.isLive(s) ? scores[k++] * inverse : 0f;
+        }
+        weights = slots;
+        wOff = 0;
+      } else if (!dense) {
+        for (int s = from, k = wOff; s < to; s++) {
+          slots[s - from] = block.isLive(s) ? scores[k++] : 0f;
+        }
+        weights = slots;
+        wOff = 0;
+      }
+      format.accumulateBlock(
+          segment,
+          to - from,
+          capacity,
+          headDim,
+          weights,
+          wOff,
+          normalized ? tile.accOfProbabilities : tile.acc,
+          r * headDim,
+          tile.work);
     }
   }
 

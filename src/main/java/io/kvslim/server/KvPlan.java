@@ -98,6 +98,10 @@ public final class KvPlan {
       long blocks = (tokens + bt - 1) / bt + 1; // one block of slack for a partly filled tail
       long blockBytes = KvBlock.bytesFor(bt, hd, f.keys(), f.values());
       long perHead = blocks * blockBytes;
+      if (evicts(spec.callsFor(l))) {
+        // gaps in the positions: at most 4 bytes per slot, and a live mask
+        perHead += blocks * KvBlock.maxBookkeepingBytes(bt);
+      }
       if (f.hasResidual()) {
         long residualBlock = KvBlock.bytesFor(bt, hd, f.residualKeys(), f.residualValues());
         long residualBlocks = Math.min(blocks, (f.residualTokens() + bt - 1) / bt + 2);
@@ -106,6 +110,15 @@ public final class KvPlan {
       total += perHead * config.kvHeads();
     }
     return (long) Math.ceil(total * estimateScale);
+  }
+
+  private static boolean evicts(List<MethodCall> calls) {
+    for (MethodCall c : calls) {
+      if (c.method().family().equals("eviction")) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Most tokens one (layer, head) holds under {@code calls}' eviction policies. */

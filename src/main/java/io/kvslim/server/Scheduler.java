@@ -410,17 +410,17 @@ public final class Scheduler implements AutoCloseable {
     long needed = 0;
     for (int i = 0; i < segments.size(); i++) {
       int rows = batch.segmentEnd(i) - batch.segmentStart(i);
-      needed += appendBytes(segments.get(i).cache, rows);
+      needed += appendBytes(segments.get(i).cache, rows, batch.positions()[batch.segmentStart(i)]);
     }
     return needed <= pool.limitBytes() - pool.usedBytes();
   }
 
-  private static long appendBytes(ManagedKvCache cache, int rows) {
+  private static long appendBytes(ManagedKvCache cache, int rows, int firstPosition) {
     long bytes = 0;
     for (int l = 0; l < cache.layerCount(); l++) {
       var layer = cache.paged(l);
       for (int g = 0; g < layer.kvHeads(); g++) {
-        bytes += layer.head(g).appendBytes(rows);
+        bytes += layer.head(g).appendBytes(rows, firstPosition);
       }
     }
     return bytes;

@@ -80,6 +80,7 @@ class ModelCommandsTest {
             "top1_agreement",
             "kv_bytes_peak",
             "kv_bytes_final",
+            "kv_tokens",
             "compression_ratio")) {
       assertThat(j.has(key)).as(key).isTrue();
     }

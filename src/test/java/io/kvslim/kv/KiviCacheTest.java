@@ -5,21 +5,26 @@ import static io.kvslim.kv.KvTestData.range;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.kvslim.kv.quant.KiviKeyFormat;
+import io.kvslim.kv.quant.KiviValueFormat;
 import io.kvslim.kv.quant.KvFormats;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.KvCacheFormat;
+import java.util.Arrays;
 import java.util.BitSet;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
-/** KIVI (arXiv:2402.02750) in the paged cache: residual window, flush boundaries, grouping. */
+/**
+ * KIVI (arXiv:2402.02750, METHODS.md Q3) in the paged cache: residual window, flushes, grouping.
+ */
 class KiviCacheTest {
   static final int KV_HEADS = 2;
   static final int HEADS = 4;
   static final int HEAD_DIM = 32;
 
-  static int quantizedTokens(HeadStore head) {
+  /** Live tokens whose keys are quantized (per channel). */
+  static int quantizedKeys(HeadStore head) {
     int n = 0;
     for (KvBlock b : head.blocks()) {
       if (b.keyFormat() instanceof KiviKeyFormat) {
@@ -29,46 +34,167 @@ class KiviCacheTest {
     return n;
   }
 
+  /** Tokens whose values are quantized (per token). */
+  static int quantizedValues(HeadStore head) {
+    int n = 0;
+    for (KvBlock b : head.blocks()) {
+      n += Math.min(b.split(), b.filled());
+    }
+    return n;
+  }
+
+  static float[] headRow(float[] rows, int token, int kvHead) {
+    int at = (token * KV_HEADS + kvHead) * HEAD_DIM;
+    return Arrays.copyOfRange(rows, at, at + HEAD_DIM);
+  }
+
   @Test
-  void residualFlushesAGroupOnceGroupTokensPassTheWindow() {
+  void keysFlushTheWholeResidualAtRAndValuesKeepExactlyTheLatestR() {
     int group = 4;
     int residual = 8;
     Random random = new Random(1);
     PagedLayerKv layer =
         PagedKvCache.create(1, KV_HEADS, HEAD_DIM, KvCacheFormat.kivi(2, 2, group, residual))
             .layer(0);
-    float[][] keys = new float[40][];
-    for (int n = 1; n <= 40; n++) {
-      keys[n - 1] = gaussian(random, KV_HEADS * HEAD_DIM);
-      layer.append(1, new int[] {n - 1}, keys[n - 1], gaussian(random, KV_HEADS * HEAD_DIM));
-      int expected = Math.max(0, (n - residual) / group) * group;
-      assertThat(quantizedTokens(layer.head(0))).as("after %d tokens", n).isEqualTo(expected);
-      // The newest `residual` tokens are always exact.
-      float[] row = new float[HEAD_DIM];
-      for (int t = Math.max(0, n - residual); t < n; t++) {
+    int total = 40;
+    float[] keys = gaussian(random, total * KV_HEADS * HEAD_DIM);
+    float[] values = gaussian(random, total * KV_HEADS * HEAD_DIM);
+    float[] row = new float[HEAD_DIM];
+    for (int n = 1; n <= total; n++) {
+      int at = (n - 1) * KV_HEADS * HEAD_DIM;
+      layer.append(
+          1,
+          new int[] {n - 1},
+          Arrays.copyOfRange(keys, at, at + KV_HEADS * HEAD_DIM),
+          Arrays.copyOfRange(values, at, at + KV_HEADS * HEAD_DIM));
+      // Q3: keys of the first n − (n mod R) tokens, values of the first n − R
+      assertThat(quantizedKeys(layer.head(0))).as("keys after %d", n).isEqualTo(n - n % residual);
+      assertThat(quantizedValues(layer.head(0)))
+          .as("values after %d", n)
+          .isEqualTo(Math.max(0, n - residual));
+      for (int t = n - n % residual; t < n; t++) {
         layer.head(1).readKey(t, row);
-        assertThat(row).isEqualTo(java.util.Arrays.copyOfRange(keys[t], HEAD_DIM, 2 * HEAD_DIM));
+        assertThat(row).isEqualTo(headRow(keys, t, 1));
+      }
+      for (int t = Math.max(0, n - residual); t < n; t++) {
+        layer.head(1).readValue(t, row);
+        assertThat(row).isEqualTo(headRow(values, t, 1));
       }
     }
-    // Boundary: 8 + 4 − 1 tokens keep everything in full precision, the 12th flushes one group.
-    assertThat(Math.max(0, (11 - residual) / group)).isZero();
-    assertThat((12 - residual) / group).isOne();
+    // the key residual is empty right after a flush: 40 = 5·8
+    assertThat(quantizedKeys(layer.head(1))).isEqualTo(total);
   }
 
   @Test
-  void aPrefillFlushesEveryGroupBeyondTheWindowAtOnce() {
+  void aPrefillQuantizesKeysUpToAMultipleOfRAndValuesUpToTheLastR() {
     Random random = new Random(2);
     PagedLayerKv layer =
-        PagedKvCache.create(1, KV_HEADS, HEAD_DIM, KvCacheFormat.kivi(2, 2, 32, 32)).layer(0);
+        PagedKvCache.create(1, KV_HEADS, HEAD_DIM, KvCacheFormat.kivi(2, 2, 32, 64)).layer(0);
     int n = 100;
     layer.append(
         n,
         range(0, n),
         gaussian(random, n * KV_HEADS * HEAD_DIM),
         gaussian(random, n * KV_HEADS * HEAD_DIM));
-    assertThat(quantizedTokens(layer.head(0))).isEqualTo(64);
+    assertThat(quantizedKeys(layer.head(0))).isEqualTo(64); // 100 − 100 mod 64
+    assertThat(quantizedValues(layer.head(0))).isEqualTo(36); // 100 − 64
     assertThat(layer.head(0).blocks()).hasSize(4);
+    assertThat(layer.head(0).blocks().get(1).split()).isEqualTo(4);
     assertThat(layer.size(0)).isEqualTo(n);
+  }
+
+  @Test
+  void quantizedElementsStayWithinHalfAStepOfTheirGroup() {
+    Random random = new Random(6);
+    PagedLayerKv layer =
+        PagedKvCache.create(1, KV_HEADS, HEAD_DIM, KvCacheFormat.kivi(2, 2, 32, 32)).layer(0);
+    int n = 90;
+    float[] keys = gaussian(random, n * KV_HEADS * HEAD_DIM);
+    float[] values = gaussian(random, n * KV_HEADS * HEAD_DIM);
+    layer.append(n, range(0, n), keys, values);
+    HeadStore head = layer.head(1);
+    KiviKeyFormat kf = new KiviKeyFormat(2);
+    KiviValueFormat vf = new KiviValueFormat(2, 32);
+    float[] row = new float[HEAD_DIM];
+    int token = 0;
+    for (KvBlock b : head.blocks()) {
+      for (int s = 0; s < b.filled(); s++, token++) {
+        b.decodeKey(s, row, 0);
+        float[] key = headRow(keys, token, 1);
+        for (int c = 0; c < HEAD_DIM; c++) {
+          float bound =
+              b.keyFormat() instanceof KiviKeyFormat ? kf.channelScale(b.keys(), c) / 2 : 0f;
+          assertThat(Math.abs(row[c] - key[c])).isLessThanOrEqualTo(bound * (1 + 1e-5f) + 1e-6f);
+        }
+        b.decodeValue(s, row, 0);
+        float[] value = headRow(values, token, 1);
+        for (int c = 0; c < HEAD_DIM; c++) {
+          float bound = s < b.split() ? vf.groupScale(b.values(), s, HEAD_DIM, c / 32) / 2 : 0f;
+          assertThat(Math.abs(row[c] - value[c])).isLessThanOrEqualTo(bound * (1 + 1e-5f) + 1e-6f);
+        }
+      }
+    }
+    assertThat(token).isEqualTo(n);
+  }
+
+  @Test
+  void aResidualCoveringTheSequenceKeepsDecodeStepsBitIdentical() {
+    Random random = new Random(7);
+    int n = 48;
+    PagedLayerKv kivi =
+        PagedKvCache.create(1, KV_HEADS, HEAD_DIM, KvCacheFormat.kivi(2, 2, 16, 64)).layer(0);
+    DenseLayerKv dense = new DenseLayerKv(KV_HEADS, HEAD_DIM);
+    for (int t = 0; t < n; t++) {
+      float[] k = gaussian(random, KV_HEADS * HEAD_DIM);
+      float[] v = gaussian(random, KV_HEADS * HEAD_DIM);
+      kivi.append(1, new int[] {t}, k, v);
+      dense.append(1, new int[] {t}, k, v);
+      float[] q = gaussian(random, HEADS * HEAD_DIM);
+      float[] expected = new float[q.length];
+      float[] actual = new float[q.length];
+      dense.attend(1, new int[] {t}, HEADS, q, 0.2f, expected, null);
+      kivi.attend(1, new int[] {t}, HEADS, q, 0.2f, actual, null);
+      assertThat(actual).as("step %d", t).isEqualTo(expected);
+    }
+    assertThat(quantizedKeys(kivi.head(0))).isZero();
+    assertThat(quantizedValues(kivi.head(0))).isZero();
+  }
+
+  @Test
+  void aNeverEvictedCacheHoldsNoPositionBytesAndCountsEachPartExactly() {
+    Random random = new Random(8);
+    int n = 100;
+    int residual = 64;
+    PagedLayerKv layer =
+        PagedKvCache.create(
+                1,
+                KV_HEADS,
+                HEAD_DIM,
+                KvCacheFormat.kivi(2, 2, 32, residual).withResidual(residual, KvFormats.F16))
+            .layer(0);
+    layer.append(
+        n,
+        range(0, n),
+        gaussian(random, n * KV_HEADS * HEAD_DIM),
+        gaussian(random, n * KV_HEADS * HEAD_DIM));
+    KiviKeyFormat kf = new KiviKeyFormat(2);
+    KiviValueFormat vf = new KiviValueFormat(2, 32);
+    long f16Row = KvFormats.F16.blockBytes(1, HEAD_DIM);
+    long vRow = vf.blockBytes(1, HEAD_DIM);
+    // 4 blocks: keys 64 quantized (2 blocks) + 36 in f16 (2 blocks of 32 slots);
+    // values 36 quantized, the last 64 in f16, rows for every slot of each block
+    long expected =
+        4L * KvBlock.HEADER_BYTES
+            + 2 * kf.blockBytes(32, HEAD_DIM)
+            + 2 * 32 * f16Row
+            + 36 * vRow
+            + (4 * 32 - 36) * f16Row;
+    assertThat(layer.bytes(0)).isEqualTo(expected);
+    for (KvBlock b : layer.head(0).blocks()) {
+      assertThat(b.positionBytes()).isZero();
+      assertThat(b.bookkeepingBytes()).isEqualTo(KvBlock.HEADER_BYTES);
+    }
+    assertThat(layer.positions(0)).containsExactly(range(0, n));
   }
 
   @Test
@@ -88,7 +214,27 @@ class KiviCacheTest {
     dense.attend(n, range(0, n), HEADS, queries, 0.2f, expected, null);
     kivi.attend(n, range(0, n), HEADS, queries, 0.2f, actual, null);
     assertThat(actual).isEqualTo(expected);
-    assertThat(quantizedTokens(kivi.head(0))).isZero();
+    assertThat(quantizedKeys(kivi.head(0))).isZero();
+  }
+
+  @Test
+  void aQ8ResidualFollowsTheSameFlushesInFewerBytes() {
+    Random random = new Random(9);
+    int n = 100;
+    float[] keys = gaussian(random, n * KV_HEADS * HEAD_DIM);
+    float[] values = gaussian(random, n * KV_HEADS * HEAD_DIM);
+    KvCacheFormat f16 = KvCacheFormat.kivi(2, 2, 32, 64).withResidual(64, KvFormats.F16);
+    KvCacheFormat q8 = KvCacheFormat.kivi(2, 2, 32, 64).withResidual(64, KvFormats.Q8_0);
+    PagedLayerKv a = PagedKvCache.create(1, KV_HEADS, HEAD_DIM, f16).layer(0);
+    PagedLayerKv b = PagedKvCache.create(1, KV_HEADS, HEAD_DIM, q8).layer(0);
+    a.append(n, range(0, n), keys, values);
+    b.append(n, range(0, n), keys, values);
+    assertThat(quantizedKeys(b.head(0))).isEqualTo(quantizedKeys(a.head(0))).isEqualTo(64);
+    assertThat(quantizedValues(b.head(0))).isEqualTo(quantizedValues(a.head(0))).isEqualTo(36);
+    assertThat(b.head(0).blocks().get(3).keyFormat()).isSameAs(KvFormats.Q8_0);
+    assertThat(b.head(0).blocks().get(1).residualValueFormat()).isSameAs(KvFormats.Q8_0);
+    // 64 residual key slots and 92 residual value slots, each 32 + 2 bytes (q8_0) instead of 2·32
+    assertThat(a.bytes(0) - b.bytes(0)).isEqualTo((64 + 92) * (2 * HEAD_DIM - 34));
   }
 
   @Test
@@ -139,7 +285,7 @@ class KiviCacheTest {
     assertThat(first.filled()).isEqualTo(32);
     assertThat(first.liveCount()).isEqualTo(31);
     assertThat(first.isLive(3)).isFalse();
-    assertThat(kivi.bytes(0)).isEqualTo(bytes);
+    assertThat(kivi.bytes(0)).isEqualTo(bytes + 8); // the block's first death adds its live mask
     assertThat(kivi.positions(0)).doesNotContain(3).hasSize(n - 1);
     KvTestData.RecordingObserver seen = new KvTestData.RecordingObserver();
     float[] q = gaussian(random, HEADS * HEAD_DIM);

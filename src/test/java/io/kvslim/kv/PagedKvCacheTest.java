@@ -166,7 +166,7 @@ class PagedKvCacheTest {
         Stream.of(
             KvCacheFormat.of(KvFormats.Q8_0, KvFormats.Q4_0),
             KvCacheFormat.kivi(2, 2, 32, 0),
-            KvCacheFormat.kivi(4, 2, 32, 16)));
+            KvCacheFormat.kivi(4, 2, 32, 32)));
   }
 
   /**
@@ -244,12 +244,12 @@ class PagedKvCacheTest {
   void bytesPerTokenForHeadDim64() {
     List<KvCacheFormat> formats = compressedFormats().toList();
     System.out.println(
-        "bytes per token and KV head, headDim 64, blocks of 32 (K+V codes+scales | with positions and mask)");
+        "bytes per token and KV head, headDim 64, blocks of 32 (K+V codes+scales | with header)");
     for (KvCacheFormat f : formats) {
       long payload = f.keys().blockBytes(32, 64) + f.values().blockBytes(32, 64);
       long block = io.kvslim.kv.store.KvBlock.bytesFor(32, 64, f.keys(), f.values());
       System.out.printf("  %-40s %7.2f | %7.2f%n", f, payload / 32.0, block / 32.0);
-      assertThat(block).isEqualTo(payload + 4 * 32 + 8);
+      assertThat(block).isEqualTo(payload + io.kvslim.kv.store.KvBlock.HEADER_BYTES);
     }
     KvFormat q8 = KvFormats.Q8_0;
     assertThat(q8.blockBytes(32, 64)).isEqualTo(32 * 2 * 34);
@@ -264,6 +264,9 @@ class PagedKvCacheTest {
     KvCacheFormat kivi = KvCacheFormat.parse("kivi:kbits=2,vbits=4,group=32,residual=64");
     assertThat(kivi.residualTokens()).isEqualTo(64);
     assertThat(kivi.values().name()).isEqualTo("kivi_v4_g32");
+    org.assertj.core.api.Assertions.assertThatThrownBy(
+            () -> KvCacheFormat.parse("k=q8_0,v=q8_0,residual=48"))
+        .hasMessageContaining("multiple of the block size (32)");
     org.assertj.core.api.Assertions.assertThatThrownBy(() -> KvCacheFormat.parse("kivi:bits=2"))
         .hasMessageContaining("bits")
         .hasMessageContaining("kbits, vbits, group, residual");

@@ -47,7 +47,7 @@ class ParallelAttentionTest {
         KvCacheFormat.of(KvFormats.Q4_0),
         KvCacheFormat.of(KvFormats.Q5_1),
         KvCacheFormat.kivi(2, 2, 32, 0),
-        KvCacheFormat.kivi(4, 2, 32, 16));
+        KvCacheFormat.kivi(4, 2, 32, 32));
   }
 
   /** A layer with 90 tokens, some evicted per head (so blocks have dead slots or were repacked). */

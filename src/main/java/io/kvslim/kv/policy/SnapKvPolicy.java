@@ -177,11 +177,13 @@ public final class SnapKvPolicy implements KvPolicy {
     float[] keys = new float[n * headDim];
     int[] pos = new int[n];
     int i = 0;
+    int[] slotPositions = new int[head.format().blockTokens()];
     for (KvBlock b : head.blocks()) {
+      b.positions(slotPositions, 0);
       for (int s = 0; s < b.filled(); s++) {
         if (b.isLive(s)) {
-          b.keyFormat().decode(b.keys(), s, b.capacity(), headDim, keys, i * headDim);
-          pos[i++] = b.position(s);
+          b.decodeKey(s, keys, i * headDim);
+          pos[i++] = slotPositions[s];
         }
       }
     }

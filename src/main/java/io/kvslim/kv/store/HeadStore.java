@@ -5,6 +5,7 @@ import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.Collections;
 import java.util.List;
+import java.util.Objects;
 
 /**
  * The retained tokens of one (layer, KV head): an ordered list of {@link KvBlock}s from a {@link
@@ -16,6 +17,12 @@ import java.util.List;
  * any set of tokens ({@link #evict}), change the format of a block ({@link #convertBlock}), and
  * keep a token budget ({@link #setTokenBudget}; enforcing it is the policy's job).
  *
+ * <p>With a residual window ({@link KvCacheFormat#hasResidual()}), {@link #flushResidual} follows
+ * KIVI (METHODS.md Q3): keys wait in the residual format until it holds R tokens, then all R are
+ * quantized at once (R/G groups of G tokens per channel, one block each); values stay in the
+ * residual format for exactly the latest R tokens, the oldest being quantized when a new token
+ * pushes the window past R.
+ *
  * <p>Not thread-safe; distinct heads may be used from distinct threads.
  */
 public final class HeadStore {
@@ -23,6 +30,8 @@ public final class HeadStore {
   private final KvCacheFormat format;
   private final int headDim;
   private final ArrayList<KvBlock> blocks = new ArrayList<>();
+  private final int[] slotPositions;
+  private final BlockRepacker repacker;
   private int size;
   private long bytes;
   private int tokenBudget = Integer.MAX_VALUE;
@@ -31,6 +40,8 @@ public final class HeadStore {
     this.pool = pool;
     this.format = format;
     this.headDim = headDim;
+    this.slotPositions = new int[format.blockTokens()];
+    this.repacker = new BlockRepacker(headDim, slotPositions);
   }
 
   /** Live tokens. */
@@ -74,9 +85,10 @@ public final class HeadStore {
   public int positions(int[] dst) {
     int i = 0;
     for (KvBlock b : blocks) {
+      b.positions(slotPositions, 0);
       for (int s = 0; s < b.filled(); s++) {
         if (b.isLive(s)) {
-          dst[i++] = b.position(s);
+          dst[i++] = slotPositions[s];
         }
       }
     }
@@ -103,14 +115,19 @@ public final class HeadStore {
       }
       for (int s = 0; s < b.filled(); s++) {
         if (b.isLive(s) && index-- == 0) {
-          KvFormat f = key ? b.keyFormat() : b.valueFormat();
-          f.decode(key ? b.keys() : b.values(), s, b.capacity(), headDim, dst, 0);
+          if (key) {
+            b.decodeKey(s, dst, 0);
+          } else {
+            b.decodeValue(s, dst, 0);
+          }
           return;
         }
       }
     }
     throw new IllegalStateException("live counts are inconsistent");
   }
+
+  // ---- appending -------------------------------------------------------------------------------
 
   private KvBlock appendableTail() {
     if (blocks.isEmpty()) {
@@ -119,82 +136,172 @@ public final class HeadStore {
     KvBlock tail = blocks.getLast();
     boolean sameFormats =
         tail.keyFormat().equals(format.appendKeys())
-            && tail.valueFormat().equals(format.appendValues());
+            && tail.valueFormat().equals(format.values())
+            && Objects.equals(tail.residualValueFormat(), format.valueResidual());
     return sameFormats && !tail.isFull() ? tail : null;
   }
 
-  /** Bytes of the new blocks that appending {@code n} tokens allocates. */
-  public long appendBytes(int n) {
-    KvBlock tail = appendableTail();
-    int extra = n - (tail == null ? 0 : tail.capacity() - tail.filled());
-    if (extra <= 0) {
-      return 0;
-    }
-    int newBlocks = (extra + format.blockTokens() - 1) / format.blockTokens();
-    return newBlocks * newBlockBytes();
+  private KvBlock newBlock() {
+    return new KvBlock(
+        format.blockTokens(),
+        headDim,
+        format.appendKeys(),
+        format.values(),
+        format.valueResidual());
   }
 
   private long newBlockBytes() {
     return KvBlock.bytesFor(
-        format.blockTokens(), headDim, format.appendKeys(), format.appendValues());
+        format.blockTokens(),
+        headDim,
+        format.appendKeys(),
+        format.values(),
+        format.valueResidual());
+  }
+
+  /**
+   * Bytes that appending {@code n} tokens at consecutive positions from {@code firstPosition}
+   * allocates (new blocks, and the tail's position codes if the run breaks).
+   */
+  public long appendBytes(int n, int firstPosition) {
+    int[] pos = new int[n];
+    for (int i = 0; i < n; i++) {
+      pos[i] = firstPosition + i;
+    }
+    return appendBytes(n, pos, 0);
+  }
+
+  /** Bytes that appending {@code n} tokens at {@code positions[off..off+n)} allocates. */
+  public long appendBytes(int n, int[] positions, int off) {
+    KvBlock tail = appendableTail();
+    long extra = 0;
+    int done = 0;
+    if (tail != null && n > 0) {
+      done = Math.min(n, tail.capacity() - tail.filled());
+      extra += tail.positionBytesAfter(positions, off, done) - tail.positionBytes();
+    }
+    while (done < n) {
+      int count = Math.min(n - done, format.blockTokens());
+      extra += newBlockBytes() + PositionCodes.bytes(positions, off + done, count);
+      done += count;
+    }
+    return extra;
   }
 
   /**
    * Appends {@code n} tokens whose rows start at {@code off} with stride {@code stride}. The caller
-   * has reserved {@link #appendBytes(int) appendBytes(n)} on the pool.
+   * has reserved {@code expected}, that is {@link #appendBytes(int, int[], int) appendBytes(n,
+   * positions, 0)}, on the pool.
    */
-  void appendReserved(int n, int[] positions, float[] keys, float[] values, int off, int stride) {
+  void appendReserved(
+      int n, int[] positions, float[] keys, float[] values, int off, int stride, long expected) {
     int done = 0;
+    long before = bytes;
     while (done < n) {
       KvBlock tail = appendableTail();
       if (tail == null) {
-        tail =
-            new KvBlock(format.blockTokens(), headDim, format.appendKeys(), format.appendValues());
+        tail = newBlock();
         blocks.add(tail);
         bytes += tail.bytes();
       }
+      long tailBefore = tail.bytes();
       int count = Math.min(n - done, tail.capacity() - tail.filled());
       int rows = off + done * stride;
       tail.append(count, positions, done, keys, rows, values, rows, stride);
+      bytes += tail.bytes() - tailBefore;
       done += count;
     }
     size += n;
+    if (bytes - before != expected) {
+      throw new IllegalStateException(
+          "append took " + (bytes - before) + " bytes but reserved " + expected);
+    }
   }
 
+  // ---- the residual window (KIVI) --------------------------------------------------------------
+
   /**
-   * Converts residual blocks to the cache's formats while the oldest one is closed and at least
-   * {@code residualTokens} live tokens follow it (KIVI's residual flush). Never grows the pool
-   * (checked by {@link KvCacheFormat#checkHeadDim}).
+   * Quantizes what has left the residual window: keys once the residual holds R tokens (all of
+   * them, a whole block at a time), values beyond the latest R tokens (one token at a time). Never
+   * grows the pool (checked by {@link KvCacheFormat#checkHeadDim}).
+   *
+   * @param scratch at least {@code blockTokens · headDim} floats
    */
   void flushResidual(float[] scratch) {
     if (!format.hasResidual()) {
       return;
     }
-    while (true) {
-      int start = blocks.size();
-      while (start > 0 && isResidual(blocks.get(start - 1))) {
-        start--;
-      }
-      if (start == blocks.size()) {
+    flushKeys(scratch);
+    flushValues(scratch);
+  }
+
+  private void flushKeys(float[] scratch) {
+    KvFormat residual = format.appendKeys();
+    if (residual.equals(format.keys())) {
+      return;
+    }
+    int start = blocks.size();
+    int waiting = 0;
+    while (start > 0 && blocks.get(start - 1).keyFormat().equals(residual)) {
+      start--;
+      waiting += blocks.get(start).liveCount();
+    }
+    int window = format.keyFlushTokens();
+    int target = waiting / window * window;
+    int converted = 0;
+    for (int i = start; i < blocks.size() && target > 0; i++) {
+      KvBlock b = blocks.get(i);
+      boolean closed = b.isFull() || i < blocks.size() - 1;
+      if (!closed || converted + b.liveCount() > target) {
         return;
       }
-      KvBlock oldest = blocks.get(start);
-      boolean closed = start < blocks.size() - 1 || oldest.isFull();
-      int after = 0;
-      for (int i = start + 1; i < blocks.size(); i++) {
-        after += blocks.get(i).liveCount();
-      }
-      if (!closed || after < format.residualTokens()) {
-        return;
-      }
-      convertBlock(start, format.keys(), format.values(), scratch);
+      long before = b.bytes();
+      b.convertKeys(format.keys(), scratch);
+      shrink(before, b.bytes());
+      converted += b.liveCount();
     }
   }
 
-  private boolean isResidual(KvBlock b) {
-    return b.keyFormat().equals(format.residualKeys())
-        && b.valueFormat().equals(format.residualValues());
+  private void flushValues(float[] scratch) {
+    if (format.valueResidual() == null) {
+      return;
+    }
+    int start = blocks.size();
+    int waiting = 0;
+    while (start > 0 && blocks.get(start - 1).residualValueFormat() != null) {
+      start--;
+      KvBlock b = blocks.get(start);
+      if (b.liveCount() == b.filled()) {
+        waiting += b.filled() - b.split();
+      } else {
+        for (int s = b.split(); s < b.filled(); s++) {
+          waiting += b.isLive(s) ? 1 : 0;
+        }
+      }
+    }
+    int excess = waiting - format.residualTokens();
+    for (int i = start; i < blocks.size() && excess > 0; i++) {
+      KvBlock b = blocks.get(i);
+      int upTo = b.split();
+      while (upTo < b.filled() && excess > 0) {
+        excess -= b.isLive(upTo++) ? 1 : 0;
+      }
+      long before = b.bytes();
+      b.quantizeValues(upTo, scratch);
+      shrink(before, b.bytes());
+    }
   }
+
+  /** A flush made a block smaller: count it and give the difference back. */
+  private void shrink(long before, long after) {
+    if (after > before) {
+      throw new IllegalStateException("a residual flush grew a block from " + before + " bytes");
+    }
+    bytes -= before - after;
+    pool.release(before - after);
+  }
+
+  // ---- conversion ------------------------------------------------------------------------------
 
   /**
    * Re-encodes the live tokens of block {@code index} in new formats (dead slots are dropped). The
@@ -207,31 +314,43 @@ public final class HeadStore {
     keys.checkHeadDim(headDim);
     values.checkHeadDim(headDim);
     KvBlock old = blocks.get(index);
-    long newBytes = KvBlock.bytesFor(old.capacity(), headDim, keys, values);
-    pool.resize(old.bytes(), newBytes);
     int live = old.liveCount();
-    int valueOff = old.capacity() * headDim;
     int[] positions = new int[live];
+    old.positions(slotPositions, 0);
+    int valueOff = old.capacity() * headDim;
     int t = 0;
     for (int s = 0; s < old.filled(); s++) {
       if (old.isLive(s)) {
-        old.keyFormat().decode(old.keys(), s, old.capacity(), headDim, scratch, t * headDim);
-        old.valueFormat()
-            .decode(old.values(), s, old.capacity(), headDim, scratch, valueOff + t * headDim);
-        positions[t++] = old.position(s);
+        old.decodeKey(s, scratch, t * headDim);
+        old.decodeValue(s, scratch, valueOff + t * headDim);
+        positions[t++] = slotPositions[s];
       }
     }
+    long newBytes =
+        KvBlock.bytesFor(old.capacity(), headDim, keys, values)
+            + PositionCodes.bytes(positions, 0, live);
+    pool.resize(old.bytes(), newBytes);
     KvBlock converted = new KvBlock(old.capacity(), headDim, keys, values);
     converted.append(live, positions, 0, scratch, 0, scratch, valueOff, headDim);
     blocks.set(index, converted);
-    bytes += newBytes - old.bytes();
+    bytes += converted.bytes() - old.bytes();
+    if (converted.bytes() != newBytes) {
+      throw new IllegalStateException("conversion holds " + converted.bytes() + " not " + newBytes);
+    }
   }
+
+  // ---- eviction --------------------------------------------------------------------------------
 
   /**
    * Evicts the live tokens whose indices (in retained order, before this call) are set in {@code
    * indices}: marks them dead, frees blocks left without live tokens, and repacks runs of per-token
-   * blocks of the same formats so the live tokens fill as few blocks as possible. Token-group
-   * blocks (KIVI keys) keep their dead slots under the live mask.
+   * blocks of the same formats so the live tokens fill as few slots as possible (the last block of
+   * a repacked run is cut to its tokens). Blocks that cannot move rows (KIVI's per-channel keys, or
+   * values in two formats) keep their dead slots under a live mask. The bytes after the eviction
+   * are worked out first: if the position codes or masks it adds do not fit in the pool, nothing
+   * changes.
+   *
+   * @throws KvMemoryExhaustedException if the eviction would need more bytes than the pool has
    */
   public void evict(BitSet indices) {
     if (indices.isEmpty()) {
@@ -241,24 +360,40 @@ public final class HeadStore {
       throw new IndexOutOfBoundsException(
           "evicting token " + (indices.length() - 1) + " but head holds " + size);
     }
+    List<KvBlock> killedIn = new ArrayList<>();
+    List<Integer> killedSlots = new ArrayList<>();
     int index = 0;
     for (KvBlock b : blocks) {
       for (int s = 0; s < b.filled(); s++) {
         if (b.isLive(s)) {
           if (indices.get(index)) {
             b.kill(s);
-            size--;
+            killedIn.add(b);
+            killedSlots.add(s);
           }
           index++;
         }
       }
     }
-    for (int i = blocks.size() - 1; i >= 0; i--) {
-      if (blocks.get(i).liveCount() == 0) {
-        freeBlock(i);
+    long planned = repacker.compact(blocks, false);
+    try {
+      pool.resize(bytes, planned);
+    } catch (KvMemoryExhaustedException e) {
+      for (int i = killedIn.size() - 1; i >= 0; i--) {
+        killedIn.get(i).revive(killedSlots.get(i));
       }
+      throw e;
     }
-    compact();
+    size -= killedIn.size();
+    repacker.compact(blocks, true);
+    long held = 0;
+    for (KvBlock b : blocks) {
+      held += b.bytes();
+    }
+    if (held != planned) {
+      throw new IllegalStateException("eviction holds " + held + " bytes, planned " + planned);
+    }
+    bytes = held;
   }
 
   /** Evicts the tokens at the given retained indices. */
@@ -270,77 +405,12 @@ public final class HeadStore {
     evict(set);
   }
 
-  private void freeBlock(int i) {
-    KvBlock b = blocks.remove(i);
-    bytes -= b.bytes();
-    pool.release(b.bytes());
-  }
-
-  /** Repacks each run of consecutive per-token blocks with equal formats. */
-  private void compact() {
-    int start = 0;
-    while (start < blocks.size()) {
-      KvBlock first = blocks.get(start);
-      int end = start + 1;
-      if (first.keyFormat().perToken() && first.valueFormat().perToken()) {
-        while (end < blocks.size() && sameFormats(first, blocks.get(end))) {
-          end++;
-        }
-        end = repack(start, end);
-      }
-      start = end;
-    }
-  }
-
-  private static boolean sameFormats(KvBlock a, KvBlock b) {
-    return a.keyFormat().equals(b.keyFormat()) && a.valueFormat().equals(b.valueFormat());
-  }
-
-  /** Repacks blocks {@code [start, end)}; returns the new end of the run. */
-  private int repack(int start, int end) {
-    int live = 0;
-    boolean holes = false;
-    for (int i = start; i < end; i++) {
-      KvBlock b = blocks.get(i);
-      live += b.liveCount();
-      holes |= b.liveCount() < b.filled() || (i < end - 1 && !b.isFull());
-    }
-    if (!holes) {
-      return end;
-    }
-    int writeBlock = start;
-    int writeSlot = 0;
-    for (int i = start; i < end; i++) {
-      KvBlock from = blocks.get(i);
-      for (int s = 0; s < from.filled(); s++) {
-        if (!from.isLive(s)) {
-          continue;
-        }
-        KvBlock to = blocks.get(writeBlock);
-        if (to != from || writeSlot != s) {
-          to.moveRowFrom(from, s, writeSlot);
-        }
-        if (++writeSlot == to.capacity()) {
-          writeBlock++;
-          writeSlot = 0;
-        }
-      }
-    }
-    int capacity = format.blockTokens();
-    int needed = (live + capacity - 1) / capacity;
-    for (int i = 0; i < needed; i++) {
-      blocks.get(start + i).resetToDense(Math.min(capacity, live - i * capacity));
-    }
-    for (int i = end - 1; i >= start + needed; i--) {
-      freeBlock(i);
-    }
-    return start + needed;
-  }
-
   /** Gives every block back to the pool. */
   void release() {
     for (int i = blocks.size() - 1; i >= 0; i--) {
-      freeBlock(i);
+      KvBlock b = blocks.remove(i);
+      bytes -= b.bytes();
+      pool.release(b.bytes());
     }
     size = 0;
   }

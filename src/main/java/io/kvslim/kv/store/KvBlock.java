@@ -2,62 +2,139 @@ package io.kvslim.kv.store;
 
 import io.kvslim.kv.quant.KvFormat;
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 /**
- * A fixed number of token slots of one (layer, KV head): keys and values in their own formats, each
- * token's original position, and a live mask (DESIGN.md §3.2). Slots {@code [0, filled)} have been
- * written; a dead slot stays in place until its block is compacted or freed.
+ * Up to {@link #capacity()} token slots of one (layer, KV head): keys in one format, values in one
+ * or two, each token's original position, and which slots are live (DESIGN.md §3.2). Slots {@code
+ * [0, filled)} have been written; a dead slot stays in place until its block is compacted or freed.
  *
- * <p>{@link #bytes()} is exact: key block + value block (codes, scales, zero points) + 4 bytes of
- * position per slot + the live mask's 64-bit words. JVM object headers are not counted.
+ * <p>Values: slots {@code [0, split)} are in {@link #valueFormat()}, slots {@code [split,
+ * capacity)} in {@link #residualValueFormat()} (KIVI's full-precision value window, METHODS.md Q3:
+ * the oldest token of the window is quantized when a new one pushes it out, so the window moves one
+ * slot at a time through a block). A block without a residual has {@code split == capacity}.
+ *
+ * <p>{@link #bytes()} is exact: the key block, the value rows of both parts (codes, scales, zero
+ * points), the positions ({@link PositionCodes}: nothing while they are one run of consecutive
+ * positions), the live mask (only once a slot has died here) and a {@link #HEADER_BYTES} header.
+ * JVM object headers and the references to the formats are not counted.
  */
 public final class KvBlock {
+  /**
+   * Bytes of the block header: first and last position (4 each), capacity, fill count, live count
+   * and value split (2 each).
+   */
+  public static final int HEADER_BYTES = 16;
+
   private final int capacity;
   private final int headDim;
-  private final KvFormat keyFormat;
+  private KvFormat keyFormat;
+  private MemorySegment keys;
   private final KvFormat valueFormat;
-  private final MemorySegment keys;
-  private final MemorySegment values;
-  private final int[] positions;
-  private final long[] liveMask;
-  private final long bytes;
+  private MemorySegment values; // rows of slots [0, split)
+  private final KvFormat residualValueFormat; // null when the block has no value residual
+  private MemorySegment residualValues; // rows of slots [split, capacity), or null
+  private int split;
+  private PositionCodes positions;
+  private long[] liveMask; // null while every filled slot is live
   private int filled;
   private int liveCount;
   private int minPosition = Integer.MAX_VALUE;
   private int maxPosition = Integer.MIN_VALUE;
 
+  /** A block whose values are all in {@code valueFormat}. */
   KvBlock(int capacity, int headDim, KvFormat keyFormat, KvFormat valueFormat) {
+    this(capacity, headDim, keyFormat, valueFormat, null);
+  }
+
+  /**
+   * A block whose values are written in {@code residualValueFormat} (per token) and quantized to
+   * {@code valueFormat} later, slot by slot ({@link #quantizeValues}); {@code null} for none.
+   */
+  KvBlock(
+      int capacity,
+      int headDim,
+      KvFormat keyFormat,
+      KvFormat valueFormat,
+      KvFormat residualValueFormat) {
+    if (residualValueFormat != null
+        && (!valueFormat.perToken() || !residualValueFormat.perToken())) {
+      throw new IllegalArgumentException(
+          "a value residual needs per-token formats, got "
+              + valueFormat.name()
+              + "/"
+              + residualValueFormat.name());
+    }
     this.capacity = capacity;
     this.headDim = headDim;
     this.keyFormat = keyFormat;
     this.valueFormat = valueFormat;
-    this.keys = MemorySegment.ofArray(new byte[(int) keyFormat.blockBytes(capacity, headDim)]);
-    this.values = MemorySegment.ofArray(new byte[(int) valueFormat.blockBytes(capacity, headDim)]);
-    this.positions = new int[capacity];
-    this.liveMask = new long[(capacity + 63) / 64];
-    this.bytes = bytesFor(capacity, headDim, keyFormat, valueFormat);
+    this.residualValueFormat = residualValueFormat;
+    this.keys = allocate(keyFormat.blockBytes(capacity, headDim));
+    if (residualValueFormat == null) {
+      this.split = capacity;
+      this.values = allocate(valueFormat.blockBytes(capacity, headDim));
+    } else {
+      this.split = 0;
+      this.values = allocate(0);
+      this.residualValues = allocate(residualValueFormat.blockBytes(capacity, headDim));
+    }
   }
 
-  /** Exact bytes of a block with these parameters. */
+  private static MemorySegment allocate(long bytes) {
+    return MemorySegment.ofArray(new byte[Math.toIntExact(bytes)]);
+  }
+
+  /** Exact bytes of an empty block, or of a full one whose positions are one run. */
   public static long bytesFor(int capacity, int headDim, KvFormat keys, KvFormat values) {
-    return keys.blockBytes(capacity, headDim)
-        + values.blockBytes(capacity, headDim)
-        + 4L * capacity
-        + 8L * ((capacity + 63) / 64);
+    return HEADER_BYTES + keys.blockBytes(capacity, headDim) + values.blockBytes(capacity, headDim);
+  }
+
+  /** Exact bytes of an empty block whose values start in a residual format. */
+  public static long bytesFor(
+      int capacity, int headDim, KvFormat keys, KvFormat values, KvFormat residualValues) {
+    return residualValues == null
+        ? bytesFor(capacity, headDim, keys, values)
+        : HEADER_BYTES
+            + keys.blockBytes(capacity, headDim)
+            + residualValues.blockBytes(capacity, headDim);
+  }
+
+  /** The most bytes positions and a live mask can add to a block of {@code capacity} slots. */
+  public static long maxBookkeepingBytes(int capacity) {
+    return 4L * capacity + 8L * ((capacity + 63) / 64);
+  }
+
+  /**
+   * Of {@link #bytes()}: the header, keys and values, that is everything but positions and mask.
+   */
+  long fixedBytes() {
+    return HEADER_BYTES
+        + keys.byteSize()
+        + values.byteSize()
+        + (residualValues == null ? 0 : residualValues.byteSize());
+  }
+
+  public long bytes() {
+    return fixedBytes() + positionBytes() + (liveMask == null ? 0 : 8L * liveMask.length);
   }
 
   /** Of {@link #bytes()}: bytes that are scales and zero points. */
   public long scaleBytes() {
-    return keyFormat.scaleBytes(capacity, headDim) + valueFormat.scaleBytes(capacity, headDim);
+    long s = keyFormat.scaleBytes(capacity, headDim) + valueFormat.scaleBytes(split, headDim);
+    return residualValueFormat == null
+        ? s
+        : s + residualValueFormat.scaleBytes(capacity - split, headDim);
   }
 
-  /** Of {@link #bytes()}: bytes of positions and live mask. */
+  /** Of {@link #bytes()}: the header, the positions and the live mask. */
   public long bookkeepingBytes() {
-    return 4L * capacity + 8L * liveMask.length;
+    return HEADER_BYTES + positionBytes() + (liveMask == null ? 0 : 8L * liveMask.length);
   }
 
-  public long bytes() {
-    return bytes;
+  /** Of {@link #bytes()}: the position codes. */
+  public long positionBytes() {
+    return positions == null ? 0 : positions.bytes();
   }
 
   public int capacity() {
@@ -76,8 +153,19 @@ public final class KvBlock {
     return keyFormat;
   }
 
+  /** Format of the values in slots {@code [0, split())}. */
   public KvFormat valueFormat() {
     return valueFormat;
+  }
+
+  /** Format of the values in slots {@code [split(), capacity())}, or null when all are settled. */
+  public KvFormat residualValueFormat() {
+    return split == capacity ? null : residualValueFormat;
+  }
+
+  /** The first slot whose value is in {@link #residualValueFormat()} ({@code capacity} if none). */
+  public int split() {
+    return split;
   }
 
   /** A lower bound of the positions in the block: a query before it attends to none of them. */
@@ -90,12 +178,25 @@ public final class KvBlock {
     return maxPosition;
   }
 
+  /**
+   * The position of {@code slot} (a search for some encodings; use {@link #positions} in loops).
+   */
   public int position(int slot) {
-    return positions[slot];
+    if (slot < 0 || slot >= filled) {
+      throw new IndexOutOfBoundsException("slot " + slot + " of " + filled);
+    }
+    return positions.position(slot);
+  }
+
+  /** Writes the positions of the filled slots into {@code dst[off..off+filled)}. */
+  public void positions(int[] dst, int off) {
+    if (filled > 0) {
+      positions.decode(filled, dst, off);
+    }
   }
 
   public boolean isLive(int slot) {
-    return (liveMask[slot >>> 6] & (1L << slot)) != 0;
+    return liveMask == null ? slot < filled : (liveMask[slot >>> 6] & (1L << slot)) != 0;
   }
 
   /** Raw key storage, in {@link #keyFormat()} (read-only use). */
@@ -103,17 +204,44 @@ public final class KvBlock {
     return keys;
   }
 
-  /** Raw value storage, in {@link #valueFormat()} (read-only use). */
+  /** Raw storage of the values of slots {@code [0, split())}, in {@link #valueFormat()}. */
   public MemorySegment values() {
     return values;
   }
 
-  int[] positions() {
-    return positions;
+  /**
+   * Raw storage of the values of slots {@code [split(), capacity())}, in {@link
+   * #residualValueFormat()}: slot {@code s} is row {@code s − split()}.
+   */
+  public MemorySegment residualValues() {
+    return residualValues;
   }
 
   boolean isFull() {
     return filled == capacity;
+  }
+
+  /** The value format of every slot, or null when the block holds values in two formats. */
+  KvFormat uniformValueFormat() {
+    if (split == capacity) {
+      return valueFormat;
+    }
+    return split == 0 ? residualValueFormat : null;
+  }
+
+  /** Decodes the key of {@code slot}. */
+  public void decodeKey(int slot, float[] dst, int dstOff) {
+    keyFormat.decode(keys, slot, capacity, headDim, dst, dstOff);
+  }
+
+  /** Decodes the value of {@code slot}, from whichever part holds it. */
+  public void decodeValue(int slot, float[] dst, int dstOff) {
+    if (slot < split) {
+      valueFormat.decode(values, slot, split, headDim, dst, dstOff);
+    } else {
+      residualValueFormat.decode(
+          residualValues, slot - split, capacity - split, headDim, dst, dstOff);
+    }
   }
 
   /**
@@ -122,45 +250,203 @@ public final class KvBlock {
    */
   void append(
       int count, int[] pos, int posOff, float[] k, int kOff, float[] v, int vOff, int stride) {
-    keyFormat.encode(k, kOff, stride, count, keys, filled, capacity, headDim);
-    valueFormat.encode(v, vOff, stride, count, values, filled, capacity, headDim);
-    for (int t = 0; t < count; t++) {
-      positions[filled] = pos[posOff + t];
-      minPosition = Math.min(minPosition, positions[filled]);
-      maxPosition = Math.max(maxPosition, positions[filled]);
-      liveMask[filled >>> 6] |= 1L << filled;
-      filled++;
+    if (count == 0) {
+      return;
     }
+    keyFormat.encode(k, kOff, stride, count, keys, filled, capacity, headDim);
+    if (split == capacity) {
+      valueFormat.encode(v, vOff, stride, count, values, filled, capacity, headDim);
+    } else {
+      residualValueFormat.encode(
+          v, vOff, stride, count, residualValues, filled - split, capacity - split, headDim);
+    }
+    for (int t = 0; t < count; t++) {
+      minPosition = Math.min(minPosition, pos[posOff + t]);
+      maxPosition = Math.max(maxPosition, pos[posOff + t]);
+    }
+    if (filled == 0) {
+      positions = PositionCodes.encode(pos, posOff, count);
+    } else if (!positions.isSingleRun() || !runContinues(pos, posOff, count)) {
+      int[] all = new int[filled + count];
+      positions(all, 0);
+      System.arraycopy(pos, posOff, all, filled, count);
+      positions = PositionCodes.encode(all, 0, filled + count);
+    }
+    if (liveMask != null) {
+      for (int t = 0; t < count; t++) {
+        liveMask[(filled + t) >>> 6] |= 1L << (filled + t);
+      }
+    }
+    filled += count;
     liveCount += count;
   }
 
-  /** Marks a live slot dead. */
+  private boolean runContinues(int[] pos, int posOff, int count) {
+    int next = positions.next(filled);
+    for (int t = 0; t < count; t++) {
+      if (pos[posOff + t] != next + t) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Bytes the positions would take after appending {@code pos[posOff..posOff+count)}. */
+  long positionBytesAfter(int[] pos, int posOff, int count) {
+    if (filled == 0) {
+      return PositionCodes.bytes(pos, posOff, count);
+    }
+    if (positions.isSingleRun() && runContinues(pos, posOff, count)) {
+      return 0;
+    }
+    int[] all = new int[filled + count];
+    positions(all, 0);
+    System.arraycopy(pos, posOff, all, filled, count);
+    return PositionCodes.bytes(all, 0, filled + count);
+  }
+
+  /** Marks a live slot dead; the first death here allocates the live mask. */
   void kill(int slot) {
     assert isLive(slot);
+    if (liveMask == null) {
+      liveMask = new long[(capacity + 63) / 64];
+      for (int s = 0; s < filled; s++) {
+        liveMask[s >>> 6] |= 1L << s;
+      }
+    }
     liveMask[slot >>> 6] &= ~(1L << slot);
     liveCount--;
   }
 
-  /** Moves a live row from {@code from} (any block of the same formats) into slot {@code slot}. */
-  void moveRowFrom(KvBlock from, int fromSlot, int slot) {
-    keyFormat.copyRow(from.keys, fromSlot, keys, slot, capacity, headDim);
-    valueFormat.copyRow(from.values, fromSlot, values, slot, capacity, headDim);
-    positions[slot] = from.positions[fromSlot];
+  /** Brings a dead slot back (undoing {@link #kill} when an eviction is refused). */
+  void revive(int slot) {
+    assert !isLive(slot);
+    liveMask[slot >>> 6] |= 1L << slot;
+    liveCount++;
+    if (liveCount == filled) {
+      liveMask = null;
+    }
   }
 
-  /** After a repack: slots {@code [0, count)} are the live tokens, the rest unused. */
-  void resetToDense(int count) {
-    java.util.Arrays.fill(liveMask, 0L);
-    for (int s = 0; s < count; s++) {
-      liveMask[s >>> 6] |= 1L << s;
+  /** Whether the block carries a live mask. */
+  boolean hasMask() {
+    return liveMask != null;
+  }
+
+  /**
+   * Re-encodes the keys of the filled slots in {@code to} (KIVI's key flush: a group of tokens per
+   * channel is quantized at once). Dead slots are encoded too, and stay dead.
+   *
+   * @param scratch at least {@code filled · headDim} floats
+   */
+  void convertKeys(KvFormat to, float[] scratch) {
+    for (int s = 0; s < filled; s++) {
+      decodeKey(s, scratch, s * headDim);
     }
+    MemorySegment converted = allocate(to.blockBytes(capacity, headDim));
+    to.encode(scratch, 0, headDim, filled, converted, 0, capacity, headDim);
+    keys = converted;
+    keyFormat = to;
+  }
+
+  /**
+   * Moves the values of slots {@code [split, upTo)} from the residual into {@link #valueFormat()}
+   * (KIVI's value flush, one token at a time). Both value parts are reallocated to their new sizes.
+   *
+   * @param scratch at least {@code (upTo − split) · headDim} floats
+   */
+  void quantizeValues(int upTo, float[] scratch) {
+    if (upTo <= split) {
+      return;
+    }
+    if (upTo > filled) {
+      throw new IllegalStateException("slot " + upTo + " has not been written (" + filled + ")");
+    }
+    int moved = upTo - split;
+    for (int t = 0; t < moved; t++) {
+      decodeValue(split + t, scratch, t * headDim);
+    }
+    MemorySegment settled = allocate(valueFormat.blockBytes(upTo, headDim));
+    MemorySegment.copy(values, 0, settled, 0, values.byteSize());
+    valueFormat.encode(scratch, 0, headDim, moved, settled, split, upTo, headDim);
+    MemorySegment residual = null;
+    if (upTo < capacity) {
+      long row = residualValueFormat.blockBytes(1, headDim);
+      residual = allocate(residualValueFormat.blockBytes(capacity - upTo, headDim));
+      MemorySegment.copy(residualValues, moved * row, residual, 0, residual.byteSize());
+    }
+    values = settled;
+    residualValues = residual;
+    split = upTo;
+  }
+
+  /**
+   * Moves a live row from {@code from} into slot {@code slot}; both blocks hold every value in the
+   * same per-token format ({@link #uniformValueFormat()}). Positions are set by {@link
+   * #resetToDense}.
+   */
+  void moveRowFrom(KvBlock from, int fromSlot, int slot) {
+    keyFormat.copyRow(from.keys, fromSlot, keys, slot, capacity, headDim);
+    KvFormat vf = uniformValueFormat();
+    vf.copyRow(from.uniformValues(), fromSlot, uniformValues(), slot, capacity, headDim);
+  }
+
+  private MemorySegment uniformValues() {
+    return split == capacity ? values : residualValues;
+  }
+
+  /**
+   * A copy of slots {@code [0, count)} in a block of exactly {@code count} slots (uniform only).
+   */
+  KvBlock trimmed(int count, int[] pos, int posOff) {
+    KvFormat vf = uniformValueFormat();
+    KvBlock t = new KvBlock(count, headDim, keyFormat, valueFormat, split == capacity ? null : vf);
+    long keyRow = keyFormat.blockBytes(1, headDim);
+    long valueRow = vf.blockBytes(1, headDim);
+    MemorySegment.copy(keys, 0, t.keys, 0, count * keyRow);
+    MemorySegment.copy(uniformValues(), 0, t.uniformValues(), 0, count * valueRow);
+    t.resetToDense(count, pos, posOff);
+    return t;
+  }
+
+  /**
+   * After a repack: slots {@code [0, count)} are live and hold the tokens at {@code
+   * pos[posOff..posOff+count)}; the rest are unused.
+   */
+  void resetToDense(int count, int[] pos, int posOff) {
+    liveMask = null;
     filled = count;
     liveCount = count;
     minPosition = Integer.MAX_VALUE;
     maxPosition = Integer.MIN_VALUE;
     for (int s = 0; s < count; s++) {
-      minPosition = Math.min(minPosition, positions[s]);
-      maxPosition = Math.max(maxPosition, positions[s]);
+      minPosition = Math.min(minPosition, pos[posOff + s]);
+      maxPosition = Math.max(maxPosition, pos[posOff + s]);
     }
+    positions = count == 0 ? null : PositionCodes.encode(pos, posOff, count);
+  }
+
+  @Override
+  public String toString() {
+    return "KvBlock["
+        + filled
+        + "/"
+        + capacity
+        + " "
+        + keyFormat.name()
+        + "/"
+        + valueFormat.name()
+        + (residualValueFormat() == null ? "" : "+" + residualValueFormat.name() + "@" + split)
+        + ", live "
+        + liveCount
+        + ", positions "
+        + Arrays.toString(positionArray())
+        + "]";
+  }
+
+  private int[] positionArray() {
+    int[] p = new int[filled];
+    positions(p, 0);
+    return p;
   }
 }

@@ -8,14 +8,16 @@ import java.util.Locale;
 
 /**
  * How a paged cache stores tokens: the formats of keys and values, the block size in tokens, and an
- * optional full-precision residual window (KIVI, Liu et al. 2024, arXiv:2402.02750 §3.3).
+ * optional full-precision residual window (KIVI, Liu et al. 2024, arXiv:2402.02750 §3.3; METHODS.md
+ * Q3).
  *
- * <p>With a residual, new tokens are written in {@code residualKeys/residualValues}; once a
- * residual block is closed (full, or not the last) and at least {@code residualTokens} live tokens
- * follow it, it is converted to {@code keys/values}. So the newest {@code R..R+G−1} tokens stay in
- * full precision and quantization happens a whole block (a group of G tokens) at a time. A residual
- * is needed when a format encodes whole blocks (KIVI keys); {@code residualTokens = 0} then flushes
- * a block as soon as it is full.
+ * <p>With a residual of R tokens, new tokens are written in {@code residualKeys/residualValues}.
+ * Keys: the residual fills up to R tokens and is then quantized all at once, R/G groups of G tokens
+ * (G = the block size; R = 0 flushes each block as it fills), so after n tokens the keys of the
+ * first n − (n mod R) are quantized. Values: exactly the latest R tokens stay in the residual
+ * format; when a new token pushes the window past R, the oldest is quantized, so the values of the
+ * first n − R are quantized. R must be a multiple of the block size. A residual is needed when a
+ * format encodes whole blocks (KIVI keys).
  */
 public record KvCacheFormat(
     KvFormat keys,
@@ -33,6 +35,14 @@ public record KvCacheFormat(
     }
     if (residualTokens < 0) {
       throw new IllegalArgumentException("residual must be >= 0 tokens, got " + residualTokens);
+    }
+    if (residualTokens % blockTokens != 0) {
+      throw new IllegalArgumentException(
+          "the residual ("
+              + residualTokens
+              + " tokens) must be a multiple of the block size ("
+              + blockTokens
+              + ")");
     }
     if (!residualKeys.perToken() || !residualValues.perToken()) {
       throw new IllegalArgumentException(
@@ -80,13 +90,26 @@ public record KvCacheFormat(
     return !sameFormats && (residualTokens > 0 || !keys.perToken() || !values.perToken());
   }
 
+  /** Tokens the key residual holds before it is quantized at once (R, or G when R is 0). */
+  public int keyFlushTokens() {
+    return residualTokens > 0 ? residualTokens : blockTokens;
+  }
+
+  /**
+   * Format new tokens' values are written in before they leave the window of the latest R tokens,
+   * or null when values are written in {@link #values()} directly.
+   */
+  public KvFormat valueResidual() {
+    return hasResidual() && !residualValues.equals(values) ? residualValues : null;
+  }
+
   /** Format new tokens' keys are written in. */
   public KvFormat appendKeys() {
     return hasResidual() ? residualKeys : keys;
   }
 
   public KvFormat appendValues() {
-    return hasResidual() ? residualValues : values;
+    return valueResidual() != null ? residualValues : values;
   }
 
   /**
@@ -98,11 +121,17 @@ public record KvCacheFormat(
     values.checkHeadDim(headDim);
     residualKeys.checkHeadDim(headDim);
     residualValues.checkHeadDim(headDim);
-    if (hasResidual()
-        && KvBlock.bytesFor(blockTokens, headDim, keys, values)
-            > KvBlock.bytesFor(blockTokens, headDim, residualKeys, residualValues)) {
+    if (!hasResidual()) {
+      return;
+    }
+    if (keys.blockBytes(blockTokens, headDim) > residualKeys.blockBytes(blockTokens, headDim)
+        || values.blockBytes(1, headDim) > residualValues.blockBytes(1, headDim)) {
       throw new IllegalArgumentException(
           "the residual format " + residualKeys.name() + " must not be smaller than " + this);
+    }
+    if (valueResidual() != null && !values.perToken()) {
+      throw new IllegalArgumentException(
+          "a value residual needs a per-token value format, got " + values.name());
     }
   }
 

@@ -13,6 +13,7 @@ public final class LayerStore {
   private final int headDim;
   private final HeadStore[] heads;
   private final float[] conversionScratch;
+  private final long[] headBytes;
   private boolean released;
 
   public LayerStore(BlockPool pool, int kvHeads, int headDim, KvCacheFormat format) {
@@ -28,6 +29,7 @@ public final class LayerStore {
       heads[g] = new HeadStore(pool, format, headDim);
     }
     this.conversionScratch = new float[2 * format.blockTokens() * headDim];
+    this.headBytes = new long[kvHeads];
   }
 
   public int kvHeads() {
@@ -61,13 +63,14 @@ public final class LayerStore {
       throw new IllegalStateException("this KV cache has been closed");
     }
     long needed = 0;
-    for (HeadStore head : heads) {
-      needed += head.appendBytes(n);
+    for (int g = 0; g < heads.length; g++) {
+      headBytes[g] = heads[g].appendBytes(n, positions, 0);
+      needed += headBytes[g];
     }
     pool.reserve(needed);
     int stride = heads.length * headDim;
     for (int g = 0; g < heads.length; g++) {
-      heads[g].appendReserved(n, positions, keys, values, g * headDim, stride);
+      heads[g].appendReserved(n, positions, keys, values, g * headDim, stride, headBytes[g]);
       heads[g].flushResidual(conversionScratch);
     }
   }

@@ -9,6 +9,7 @@ import io.kvslim.kv.KvCache;
 import io.kvslim.kv.PagedLayerKv;
 import io.kvslim.kv.spec.KvSpec;
 import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.KvBlock;
 import io.kvslim.model.Model;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.AfterAll;
@@ -138,6 +139,59 @@ class PolicyInvariantTest {
     }
   }
 
+  /** Slots the blocks of every head hold, written or not, and their bytes summed. */
+  static void assertBytesAreTheBlocksAndSlotsAreTheTokens(ManagedKvCache c, boolean noSlack) {
+    long total = 0;
+    for (int l = 0; l < c.layerCount(); l++) {
+      PagedLayerKv layer = c.paged(l);
+      for (int g = 0; g < layer.kvHeads(); g++) {
+        long sum = 0;
+        int slots = 0;
+        for (KvBlock b : layer.head(g).blocks()) {
+          sum += b.bytes();
+          slots += b.capacity();
+        }
+        assertThat(layer.bytes(g)).isEqualTo(sum);
+        if (noSlack) {
+          assertThat(slots).as("slots of layer %d head %d", l, g).isEqualTo(layer.size(g));
+        }
+        total += sum;
+      }
+    }
+    assertThat(c.bytes()).isEqualTo(total);
+  }
+
+  @ParameterizedTest
+  @ValueSource(
+      strings = {
+        "streaming:budget=40 + f16",
+        "h2o:budget=40 + f16",
+        "tova:budget=40 + f16",
+        "snapkv:budget=40,window=16 + f16",
+        "pyramidkv:budget=40,window=16 + f16",
+        "adakv:budget=40,window=16 + f16",
+        "h2o:budget=40 + kivi:kbits=2,vbits=2,group=32,residual=32"
+      })
+  void evictingCachesHoldTheirTokensWithoutSlackAndCountEveryBlock(String spec) {
+    SharedData.require();
+    BlockPool pool = new BlockPool();
+    boolean decodeEvicts = !spec.contains("snapkv") && !spec.contains("kv:");
+    boolean perToken = !spec.contains("kivi");
+    try (ManagedKvCache c = KvSpecs.caches(KvSpec.parse(spec), pool, model.config()).create()) {
+      int vocab = model.config().vocabSize();
+      float[] logits = new float[vocab];
+      engine.prefill(c, tokens, 0, PROMPT, 0, false, logits);
+      // the prefill's eviction repacked every head and cut its last block to its tokens
+      assertBytesAreTheBlocksAndSlotsAreTheTokens(c, perToken);
+      for (int i = 0; i < DECODE; i++) {
+        engine.decode(c, tokens[PROMPT + i], PROMPT + i, logits);
+        assertBytesAreTheBlocksAndSlotsAreTheTokens(c, perToken && decodeEvicts);
+        assertThat(pool.usedBytes()).isEqualTo(c.bytes());
+      }
+    }
+    assertThat(pool.usedBytes()).isZero();
+  }
+
   @Test
   void tovaKeepsTheSameTokensInEveryHeadOfALayer() {
     SharedData.require();
@@ -197,9 +251,12 @@ class PolicyInvariantTest {
           sum += layer.size(g) - 8;
           assertThat(layer.size(g)).isGreaterThanOrEqualTo(8 + (int) Math.floor(0.2 * 16));
           differ |= layer.size(g) != layer.size(0);
-          // memory follows the head's own length: whole blocks of 32 tokens
-          assertThat(layer.bytes(g) / ((layer.size(g) + 31) / 32))
-              .isEqualTo(layer.bytes(0) / ((layer.size(0) + 31) / 32));
+          // memory follows the head's own length: the repacked blocks hold its tokens' rows only
+          long rows = 0;
+          for (KvBlock b : layer.head(g).blocks()) {
+            rows += b.bytes() - b.bookkeepingBytes();
+          }
+          assertThat(rows).isEqualTo(layer.size(g) * 2L * 4 * layer.headDim());
         }
         assertThat(Math.abs(sum - 16 * layer.kvHeads())).isLessThanOrEqualTo(layer.kvHeads());
       }

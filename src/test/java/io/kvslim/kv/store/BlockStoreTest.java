@@ -125,7 +125,12 @@ class BlockStoreTest {
     assertThat(layer.head(0).blocks()).hasSize(2);
     assertThat(layer.head(0).blocks().get(0).filled()).isEqualTo(32);
     assertThat(layer.head(0).blocks().get(1).filled()).isEqualTo(16);
-    assertThat(layer.bytes(0) * 3).isEqualTo(layer.bytes(1) * 2);
+    assertThat(layer.head(0).blocks().get(1).capacity()).isEqualTo(16); // cut to its tokens
+    // 48 rows, two headers, and the even positions as bitmaps: 63 and 31 bits
+    long row = KvFormats.Q4_0.blockBytes(1, HEAD_DIM);
+    assertThat(layer.bytes(0)).isEqualTo(2 * KvBlock.HEADER_BYTES + 48 * 2 * row + 8 + 4);
+    assertThat(layer.bytes(1))
+        .isEqualTo(3 * KvBlock.bytesFor(32, HEAD_DIM, KvFormats.Q4_0, KvFormats.Q4_0));
     int[] expected = new int[48];
     for (int i = 0; i < 48; i++) {
       expected[i] = 2 * i;
@@ -173,6 +178,64 @@ class BlockStoreTest {
     layer.append(24, positions(40, 24), rows(random, 24), rows(random, 24));
     assertThat(pool.usedBytes()).isEqualTo(used);
     assertThat(layer.size(0)).isEqualTo(64);
+  }
+
+  @Test
+  void anEvictionWhoseMaskDoesNotFitChangesNothing() {
+    Random random = new Random(6);
+    KvCacheFormat kivi = KvCacheFormat.kivi(2, 2, 32, 0);
+    BlockPool pool = new BlockPool(1 << 20);
+    PagedKvCache cache = new PagedKvCache(pool, 1, KV_HEADS, HEAD_DIM, kivi);
+    PagedLayerKv layer = cache.layer(0);
+    layer.append(32, positions(0, 32), rows(random, 32), rows(random, 32));
+    long others = pool.limitBytes() - pool.usedBytes(); // another sequence takes the rest
+    pool.reserve(others);
+    BitSet one = new BitSet();
+    one.set(5);
+    // per-channel keys cannot move rows: the dead slot needs a live mask, 8 bytes the pool lacks
+    assertThatThrownBy(() -> layer.evict(0, one)).isInstanceOf(KvMemoryExhaustedException.class);
+    assertThat(layer.size(0)).isEqualTo(32);
+    assertThat(layer.head(0).blocks().get(0).isLive(5)).isTrue();
+    assertThat(layer.head(0).blocks().get(0).bookkeepingBytes()).isEqualTo(KvBlock.HEADER_BYTES);
+    assertThat(pool.usedBytes()).isEqualTo(cache.bytes() + others);
+    // evicting a whole block frees it
+    BitSet all = new BitSet();
+    all.set(0, 32);
+    layer.evict(1, all);
+    assertThat(layer.head(1).blocks()).isEmpty();
+    layer.evict(0, one);
+    assertThat(layer.size(0)).isEqualTo(31);
+    assertThat(pool.usedBytes()).isEqualTo(cache.bytes() + others);
+  }
+
+  @Test
+  void positionsAfterEvictionAreExactAndCostOnlyWhereThereAreGaps() {
+    Random random = new Random(7);
+    PagedKvCache cache =
+        PagedKvCache.create(1, KV_HEADS, HEAD_DIM, KvCacheFormat.of(KvFormats.F16));
+    PagedLayerKv layer = cache.layer(0);
+    layer.append(96, positions(0, 96), rows(random, 96), rows(random, 96));
+    BitSet middle = new BitSet();
+    middle.set(40, 50); // one gap, inside the second block once repacked
+    layer.evict(0, middle);
+    int[] expected = new int[86];
+    for (int i = 0; i < 86; i++) {
+      expected[i] = i < 40 ? i : i + 10;
+    }
+    assertThat(layer.positions(0)).containsExactly(expected);
+    var blocks = layer.head(0).blocks();
+    assertThat(blocks).hasSize(3);
+    assertThat(blocks.get(0).positionBytes()).isZero();
+    assertThat(blocks.get(1).positionBytes()).isEqualTo(4); // two runs
+    assertThat(blocks.get(2).positionBytes()).isZero();
+    assertThat(blocks.get(2).capacity()).isEqualTo(22);
+    long row = KvFormats.F16.blockBytes(1, HEAD_DIM);
+    assertThat(layer.bytes(0)).isEqualTo(3 * KvBlock.HEADER_BYTES + 86 * 2 * row + 4);
+    // appends go on in a new block, and attention sees the original positions
+    layer.append(5, positions(96, 5), rows(random, 5), rows(random, 5));
+    assertThat(blocks).hasSize(4);
+    assertThat(layer.positions(0)).endsWith(95, 96, 97, 98, 99, 100);
+    assertThat(cache.pool().usedBytes()).isEqualTo(cache.bytes());
   }
 
   @Test
