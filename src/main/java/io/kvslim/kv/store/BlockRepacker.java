@@ -72,6 +72,28 @@ final class BlockRepacker {
    * run afterwards; adds its blocks to {@code out} when it is not null (and then moves the rows).
    */
   private long repack(List<KvBlock> run, List<KvBlock> out) {
+    // leading full blocks without holes keep their place whatever follows: leave them as they are
+    // (an eviction near the end of a long run then moves only the rows after it)
+    int dense = 0;
+    long prefix = 0;
+    while (dense < run.size() - 1
+        && run.get(dense).isFull()
+        && run.get(dense).liveCount() == run.get(dense).filled()) {
+      KvBlock b = run.get(dense);
+      prefix += b.bytes();
+      if (out != null) {
+        out.add(b);
+      }
+      dense++;
+    }
+    if (dense > 0) {
+      return prefix + repackAll(run.subList(dense, run.size()), out);
+    }
+    return repackAll(run, out);
+  }
+
+  /** {@link #repack} without the dense-prefix shortcut. */
+  private long repackAll(List<KvBlock> run, List<KvBlock> out) {
     int live = 0;
     boolean holes = false;
     for (int i = 0; i < run.size(); i++) {
