@@ -65,7 +65,6 @@ public final class Q4_0Matrix extends WeightMatrix {
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long b0 = row * rowBytes;
-    long st = 0;
     int x0 = xOffset;
     FloatVector t00 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
@@ -357,7 +356,6 @@ public final class Q4_0Matrix extends WeightMatrix {
       int o2,
       int o3) {
     long b0 = row * rowBytes;
-    long st = 0;
     FloatVector t00 = FloatVector.zero(F);
     FloatVector t01 = FloatVector.zero(F);
     FloatVector t02 = FloatVector.zero(F);

@@ -8,8 +8,9 @@ import java.util.Locale;
  * Weight bandwidth of each kernel: GB/s of weight bytes read by a {@code rows × cols} matvec on
  * random weights in a shared arena (as a mapped GGUF file is). Columns: {@code dot} per row on one
  * thread; the scalar reference; a 4-activation-row {@code dotTile} pass (weight bytes per pass, so
- * four products per byte); and, with {@code -Dthreads=N} (N > 1), {@link MatMul#matvec} on a pool.
- * Each figure is the best pass after a warm-up. Not a test; run with
+ * four products per byte); {@link MatMul#matvec} on a pool of {@code -Dthreads=N} threads (default
+ * 1: the decode kernel, {@code dotRows}); and a 16-row {@link MatMul#matmul} in GFLOP/s. Each
+ * figure is the best pass after a warm-up. Not a test; run with
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp target/classes:target/test-classes \
