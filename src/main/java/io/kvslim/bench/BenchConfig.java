@@ -33,6 +33,14 @@ public final class BenchConfig {
   public Niah niah = new Niah();
   public List<String> rulerVariants = new ArrayList<>(List.of("mk", "mv", "vt", "cwe"));
 
+  /**
+   * Prefill once per storage format (specs that store the same formats hold the same tokens until
+   * their policies act after the prefill) and run the specs' lockstep decode steps as one batch.
+   * The results are the same bit for bit as running every spec alone (tested); false runs them
+   * alone.
+   */
+  public boolean share = true;
+
   /** Perplexity and KL divergence settings. */
   public static final class Ppl {
     /** Tokens per window (BOS included). */

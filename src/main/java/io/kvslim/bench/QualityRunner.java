@@ -37,6 +37,7 @@ public final class QualityRunner {
   private final Path outDir;
   private final String modelName;
   private final RetrievalTasks tasks;
+  private final List<int[]> groups; // spec indices prefilled together, "full"'s group first
   private Progress progress;
   private long advanced;
 
@@ -74,6 +75,66 @@ public final class QualityRunner {
       caches.add(KvSpecs.caches(KvSpec.parse(s), new BlockPool(), engine.config()));
     }
     this.tasks = new RetrievalTasks(tokenizer, config.niah, CodeCorpus.builtIn(), config.seed);
+    this.groups = groups(caches, config.share);
+  }
+
+  /**
+   * Specs whose caches store the same formats in every layer, in spec order: they take a prompt
+   * together. Each spec alone when {@code share} is off.
+   */
+  static List<int[]> groups(List<KvCaches> caches, boolean share) {
+    List<List<Integer>> gs = new ArrayList<>();
+    List<ManagedKvCache> probes = new ArrayList<>();
+    try {
+      for (int s = 0; s < caches.size(); s++) {
+        ManagedKvCache probe = caches.get(s).create();
+        probes.add(probe);
+        List<Integer> into = null;
+        if (share) {
+          for (List<Integer> g : gs) {
+            if (probes.get(g.get(0)).sameFormats(probe)) {
+              into = g;
+              break;
+            }
+          }
+        }
+        if (into == null) {
+          into = new ArrayList<>();
+          gs.add(into);
+        }
+        into.add(s);
+      }
+    } finally {
+      for (ManagedKvCache p : probes) {
+        p.close();
+      }
+    }
+    List<int[]> out = new ArrayList<>();
+    for (List<Integer> g : gs) {
+      out.add(g.stream().mapToInt(Integer::intValue).toArray());
+    }
+    return out;
+  }
+
+  /** The specs' groups (indices into {@link #specs()}) that take a prompt together. */
+  public List<int[]> groups() {
+    return groups;
+  }
+
+  /**
+   * Fresh caches for the specs of {@code group}, into {@code cs}, and the prompt {@code
+   * tokens[0..n)} prefilled into all of them at once.
+   */
+  private void prefillGroup(
+      int[] group, KvCache[] cs, int[] tokens, int n, boolean allLogits, float[] out) {
+    List<ManagedKvCache> members = new ArrayList<>();
+    for (int s : group) {
+      ManagedKvCache c = caches.get(s).create();
+      cs[s] = c;
+      members.add(c);
+    }
+    KvCache target = members.size() == 1 ? members.get(0) : ManagedKvCache.sharedPrefill(members);
+    engine.prefill(target, tokens, 0, n, 0, allLogits, out);
   }
 
   public List<String> specs() {
@@ -245,8 +306,7 @@ public final class QualityRunner {
     }
     float[] full = new float[(ctx - decode) * vocab];
     float[] other = new float[(ctx - decode) * vocab];
-    float[] fullRow = new float[vocab];
-    float[] row = new float[vocab];
+    float[] rows = new float[n * vocab];
     int[] window = new int[ctx];
     int next = 0;
     for (int w = 0; w < config.ppl.windows && next < tokens.length; w++) {
@@ -267,28 +327,28 @@ public final class QualityRunner {
       }
       KvCache[] cs = new KvCache[n];
       try {
-        for (int s = 0; s < n; s++) {
-          cs[s] = caches.get(s).create();
-          float[] out = s == 0 ? full : other;
-          engine.prefill(cs[s], window, 0, prefill, 0, true, out);
-          for (int i = 0; i < prefill && i + 1 < len; i++) {
-            int off = i * vocab;
-            stats[s].add(
-                Metrics.nll(out, off, vocab, window[i + 1]),
-                Metrics.klDivergence(full, off, out, off, vocab),
-                Metrics.argmax(full, off, vocab) == Metrics.argmax(out, off, vocab),
-                false);
+        for (int[] group : groups) {
+          float[] out = group[0] == 0 ? full : other;
+          prefillGroup(group, cs, window, prefill, true, out);
+          for (int s : group) {
+            for (int i = 0; i < prefill && i + 1 < len; i++) {
+              int off = i * vocab;
+              stats[s].add(
+                  Metrics.nll(out, off, vocab, window[i + 1]),
+                  Metrics.klDivergence(full, off, out, off, vocab),
+                  Metrics.argmax(full, off, vocab) == Metrics.argmax(out, off, vocab),
+                  false);
+            }
           }
         }
         // decode phase, in lockstep: every cache takes the same token, rows compared at once
         for (int pos = prefill; pos + 1 < len; pos++) {
+          decodeAll(cs, window[pos], pos, rows);
           for (int s = 0; s < n; s++) {
-            float[] out = s == 0 ? fullRow : row;
-            engine.decode(cs[s], window[pos], pos, out);
             stats[s].add(
-                Metrics.nll(out, 0, vocab, window[pos + 1]),
-                Metrics.klDivergence(fullRow, 0, out, 0, vocab),
-                Metrics.argmax(fullRow, 0, vocab) == Metrics.argmax(out, 0, vocab),
+                Metrics.nll(rows, s * vocab, vocab, window[pos + 1]),
+                Metrics.klDivergence(rows, 0, rows, s * vocab, vocab),
+                Metrics.argmax(rows, 0, vocab) == Metrics.argmax(rows, s * vocab, vocab),
                 true);
             stats[s].decodeSteps++;
           }
@@ -346,6 +406,25 @@ public final class QualityRunner {
     return out;
   }
 
+  /** One decode step of every cache with the same token: logits row s is cache s's. */
+  private void decodeAll(KvCache[] cs, int token, int pos, float[] rows) {
+    int n = cs.length;
+    if (config.share) {
+      int[] tokens = new int[n];
+      int[] positions = new int[n];
+      Arrays.fill(tokens, token);
+      Arrays.fill(positions, pos);
+      engine.decodeBatch(cs, tokens, positions, n, rows);
+    } else {
+      int vocab = engine.config().vocabSize();
+      float[] row = new float[vocab];
+      for (int s = 0; s < n; s++) {
+        engine.decode(cs[s], token, pos, row);
+        System.arraycopy(row, 0, rows, s * vocab, vocab);
+      }
+    }
+  }
+
   private static void putBytes(Map<String, Object> r, long bytes, long f16, long peak) {
     r.put("kv_bytes", bytes);
     r.put("kv_bytes_peak", peak);
@@ -381,35 +460,89 @@ public final class QualityRunner {
   /** What one cache produced for one case. */
   private record Outcome(int[] generated, String text, float[] queryLogits, long bytes, long f16) {}
 
-  private Outcome answer(KvCaches kv, TaskCase c) {
+  /**
+   * Every spec answers {@code c} greedily: the prompt is prefilled once per group, then the specs
+   * generate in lockstep (one batched step for the specs still answering when sharing, else one
+   * step per spec), each stopping where it would alone.
+   */
+  private Outcome[] answerAll(TaskCase c) {
+    int n = specTexts.size();
     int vocab = engine.config().vocabSize();
-    float[] logits = new float[vocab];
     int[] prompt = c.prompt();
-    try (KvCache cache = kv.create()) {
-      engine.prefill(cache, prompt, 0, prompt.length, 0, false, logits);
-      long bytes = cache.bytes();
-      float[] query = logits.clone();
-      int[] gen = new int[c.maxNewTokens()];
-      int n = 0;
-      int pos = prompt.length;
-      while (n < gen.length && pos < engine.config().contextLength()) {
-        int t = Metrics.argmax(logits, 0, vocab);
-        if (tokenizer.isEog(t)) {
-          break;
+    KvCache[] cs = new KvCache[n];
+    float[][] logits = new float[n][];
+    Outcome[] out = new Outcome[n];
+    try {
+      long[] bytes = new long[n];
+      float[][] query = new float[n][];
+      for (int[] group : groups) {
+        float[] l = new float[vocab];
+        prefillGroup(group, cs, prompt, prompt.length, false, l);
+        for (int s : group) {
+          logits[s] = l.clone();
+          query[s] = l.clone();
+          bytes[s] = cs[s].bytes();
         }
-        gen[n++] = t;
-        if (c.scoring() == Metrics.Scoring.LINE
-            && tokenizer.decode(Arrays.copyOf(gen, n)).indexOf('\n') >= 0) {
-          break;
-        }
-        if (n == gen.length) {
-          break;
-        }
-        engine.decode(cache, t, pos++, logits);
       }
-      int[] g = Arrays.copyOf(gen, n);
-      return new Outcome(
-          g, tokenizer.decode(g), query, bytes, f16Bytes(engine.config(), prompt.length));
+      int[][] gen = new int[n][c.maxNewTokens()];
+      int[] made = new int[n];
+      boolean[] answering = new boolean[n];
+      Arrays.fill(answering, c.maxNewTokens() > 0);
+      KvCache[] step = new KvCache[n];
+      int[] who = new int[n];
+      int[] tokens = new int[n];
+      int[] positions = new int[n];
+      float[] rows = new float[n * vocab];
+      for (int pos = prompt.length; pos < engine.config().contextLength(); pos++) {
+        int k = 0;
+        for (int s = 0; s < n; s++) {
+          if (!answering[s]) {
+            continue;
+          }
+          int t = Metrics.argmax(logits[s], 0, vocab);
+          if (tokenizer.isEog(t)) {
+            answering[s] = false;
+            continue;
+          }
+          gen[s][made[s]++] = t;
+          if ((c.scoring() == Metrics.Scoring.LINE
+                  && tokenizer.decode(Arrays.copyOf(gen[s], made[s])).indexOf('\n') >= 0)
+              || made[s] == gen[s].length) {
+            answering[s] = false;
+            continue;
+          }
+          step[k] = cs[s];
+          who[k] = s;
+          tokens[k] = t;
+          positions[k] = pos;
+          k++;
+        }
+        if (k == 0) {
+          break;
+        }
+        if (config.share) {
+          engine.decodeBatch(step, tokens, positions, k, rows);
+          for (int i = 0; i < k; i++) {
+            System.arraycopy(rows, i * vocab, logits[who[i]], 0, vocab);
+          }
+        } else {
+          for (int i = 0; i < k; i++) {
+            engine.decode(step[i], tokens[i], pos, logits[who[i]]);
+          }
+        }
+      }
+      long f16 = f16Bytes(engine.config(), prompt.length);
+      for (int s = 0; s < n; s++) {
+        int[] g = Arrays.copyOf(gen[s], made[s]);
+        out[s] = new Outcome(g, tokenizer.decode(g), query[s], bytes[s], f16);
+      }
+      return out;
+    } finally {
+      for (KvCache k : cs) {
+        if (k != null) {
+          k.close();
+        }
+      }
     }
   }
 
@@ -432,12 +565,10 @@ public final class QualityRunner {
     long[] f16 = new long[n];
     String[] firstOutput = new String[n];
     for (TaskCase c : cs) {
-      Outcome base = null;
+      Outcome[] outcomes = answerAll(c);
+      Outcome base = outcomes[0];
       for (int s = 0; s < n; s++) {
-        Outcome o = answer(caches.get(s), c);
-        if (s == 0) {
-          base = o;
-        }
+        Outcome o = outcomes[s];
         correct[s] += Metrics.exactMatch(c.scoring(), c.answer(), o.text()) ? 1 : 0;
         matchFull[s] += Arrays.equals(o.generated(), base.generated()) ? 1 : 0;
         kldSum[s] += Metrics.klDivergence(base.queryLogits(), 0, o.queryLogits(), 0, vocab);

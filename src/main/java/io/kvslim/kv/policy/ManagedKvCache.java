@@ -18,7 +18,8 @@ import java.util.List;
  */
 public final class ManagedKvCache implements KvCache {
   private final PagedLayerKv[] layers;
-  private final LayerKv[] views;
+  private final View[] views;
+  private final KvCacheFormat[] formats;
   private final List<KvPolicy> policies;
   private final BlockPool pool;
   private int tokens; // tokens appended so far (the next position when positions are 0..n-1)
@@ -32,8 +33,9 @@ public final class ManagedKvCache implements KvCache {
       BlockPool pool, int kvHeads, int headDim, KvCacheFormat[] formats, List<KvPolicy> policies) {
     this.pool = pool;
     this.policies = List.copyOf(policies);
+    this.formats = formats.clone();
     this.layers = new PagedLayerKv[formats.length];
-    this.views = new LayerKv[formats.length];
+    this.views = new View[formats.length];
     PagedLayerKv.Scratch scratch = new PagedLayerKv.Scratch(); // layers attend one at a time
     try {
       for (int l = 0; l < formats.length; l++) {
@@ -54,6 +56,183 @@ public final class ManagedKvCache implements KvCache {
   @Override
   public LayerKv layer(int layer) {
     return views[layer];
+  }
+
+  /**
+   * One cache through which several fresh caches with the same storage formats take the same prompt
+   * at once. Each member stores the same keys and values, and its policies see the same queries and
+   * attention probabilities, as when it is prefilled alone; attention runs once, over the first
+   * member's storage. This is exact because policies act only after a step: until the prefill ends,
+   * caches with equal formats hold equal tokens, whatever their policies. {@code afterStep} reaches
+   * every member in order; closing the shared cache closes nothing (the members stay the caller's).
+   * Use it for one prefill step only, then go on with the members.
+   *
+   * @throws IllegalArgumentException when the list is empty, a member has taken tokens, or the
+   *     members' formats differ
+   */
+  public static KvCache sharedPrefill(List<ManagedKvCache> members) {
+    if (members.isEmpty()) {
+      throw new IllegalArgumentException("a shared prefill needs at least one cache");
+    }
+    ManagedKvCache first = members.get(0);
+    for (ManagedKvCache m : members) {
+      if (m.tokens != 0 || m.closed) {
+        throw new IllegalArgumentException("a shared prefill needs fresh, open caches");
+      }
+      if (!m.sameFormats(first)) {
+        throw new IllegalArgumentException(
+            "caches in a shared prefill must store every layer in the same format");
+      }
+    }
+    return new Shared(List.copyOf(members));
+  }
+
+  /** Whether this cache stores every layer in the same format as {@code other}. */
+  public boolean sameFormats(ManagedKvCache other) {
+    return java.util.Arrays.equals(formats, other.formats);
+  }
+
+  /** The caches of {@link #sharedPrefill}, seen by the model as one. */
+  private static final class Shared implements KvCache {
+    private final List<ManagedKvCache> members;
+    private final LayerKv[] views;
+
+    Shared(List<ManagedKvCache> members) {
+      this.members = members;
+      this.views = new LayerKv[members.get(0).layers.length];
+      for (int l = 0; l < views.length; l++) {
+        views[l] = new SharedLayer(l);
+      }
+    }
+
+    @Override
+    public int layerCount() {
+      return views.length;
+    }
+
+    @Override
+    public LayerKv layer(int layer) {
+      return views[layer];
+    }
+
+    @Override
+    public long bytes() {
+      return members.get(0).bytes();
+    }
+
+    @Override
+    public void afterStep(StepKind kind) {
+      for (ManagedKvCache m : members) {
+        m.afterStep(kind);
+      }
+    }
+
+    @Override
+    public void close() {}
+
+    private final class SharedLayer implements LayerKv {
+      private final int layer;
+      private final PagedLayerKv paged;
+
+      SharedLayer(int layer) {
+        this.layer = layer;
+        this.paged = members.get(0).layers[layer];
+      }
+
+      @Override
+      public int kvHeads() {
+        return paged.kvHeads();
+      }
+
+      @Override
+      public int headDim() {
+        return paged.headDim();
+      }
+
+      @Override
+      public void append(int n, int[] positions, float[] keys, float[] values) {
+        for (ManagedKvCache m : members) {
+          m.views[layer].append(n, positions, keys, values);
+        }
+      }
+
+      @Override
+      public void attend(
+          int n,
+          int[] positions,
+          int heads,
+          float[] queries,
+          float scale,
+          float[] out,
+          AttentionObserver engineObserver) {
+        attend(n, positions, heads, queries, scale, out, engineObserver, null);
+      }
+
+      @Override
+      public void attend(
+          int n,
+          int[] positions,
+          int heads,
+          float[] queries,
+          float scale,
+          float[] out,
+          AttentionObserver engineObserver,
+          Parallel pool) {
+        attend(n, positions, heads, queries, scale, out, engineObserver, pool, false);
+      }
+
+      @Override
+      public void attendLlamaCpp(
+          int n,
+          int[] positions,
+          int heads,
+          float[] queries,
+          float scale,
+          float[] out,
+          AttentionObserver engineObserver,
+          Parallel pool) {
+        attend(n, positions, heads, queries, scale, out, engineObserver, pool, true);
+      }
+
+      private void attend(
+          int n,
+          int[] positions,
+          int heads,
+          float[] queries,
+          float scale,
+          float[] out,
+          AttentionObserver engineObserver,
+          Parallel pool,
+          boolean llamaCpp) {
+        AttentionObserver o = null;
+        for (ManagedKvCache m : members) {
+          View v = m.views[layer];
+          v.offerQueries(n, positions, heads, queries, scale);
+          o = View.chain(o, v.observer);
+        }
+        o = View.chain(o, engineObserver);
+        if (llamaCpp) {
+          paged.attendLlamaCpp(n, positions, heads, queries, scale, out, o, pool);
+        } else {
+          paged.attend(n, positions, heads, queries, scale, out, o, pool);
+        }
+      }
+
+      @Override
+      public int size(int kvHead) {
+        return paged.size(kvHead);
+      }
+
+      @Override
+      public long bytes() {
+        return paged.bytes();
+      }
+
+      @Override
+      public long bytes(int kvHead) {
+        return paged.bytes(kvHead);
+      }
+    }
   }
 
   /** The paged storage of a layer, for policies. */
@@ -228,6 +407,17 @@ public final class ManagedKvCache implements KvCache {
         AttentionObserver engineObserver,
         Parallel pool,
         boolean llamaCpp) {
+      offerQueries(n, positions, heads, queries, scale);
+      AttentionObserver o = chain(observer, engineObserver);
+      if (llamaCpp) {
+        paged.attendLlamaCpp(n, positions, heads, queries, scale, out, o, pool);
+      } else {
+        paged.attend(n, positions, heads, queries, scale, out, o, pool);
+      }
+    }
+
+    /** Hands the queries of an attention call to the policies that want them. */
+    void offerQueries(int n, int[] positions, int heads, float[] queries, float scale) {
       if (wantsQueries) {
         for (KvPolicy p : policies) {
           if (p.wantsQueries(layer)) {
@@ -235,21 +425,20 @@ public final class ManagedKvCache implements KvCache {
           }
         }
       }
-      AttentionObserver o = observer;
-      if (engineObserver != null) {
-        o =
-            o == null
-                ? engineObserver
-                : (qi, h, g, probs, count) -> {
-                  observer.observe(qi, h, g, probs, count);
-                  engineObserver.observe(qi, h, g, probs, count);
-                };
+    }
+
+    /** Both observers, {@code a} first; either may be null. */
+    static AttentionObserver chain(AttentionObserver a, AttentionObserver b) {
+      if (a == null) {
+        return b;
       }
-      if (llamaCpp) {
-        paged.attendLlamaCpp(n, positions, heads, queries, scale, out, o, pool);
-      } else {
-        paged.attend(n, positions, heads, queries, scale, out, o, pool);
+      if (b == null) {
+        return a;
       }
+      return (qi, h, g, probs, count) -> {
+        a.observe(qi, h, g, probs, count);
+        b.observe(qi, h, g, probs, count);
+      };
     }
 
     @Override
