@@ -108,15 +108,144 @@ public final class Q8_0Matrix extends WeightMatrix {
   @Override
   public void dotRows(int row, int count, float[] x, float[] out) {
     int q = count / 8;
+    rows(row, count, x, 0, out, 0);
+  }
+
+  /** {@link #dotRows} for the activation row at {@code x[xo..]}, results to {@code out[oo + r]}. */
+  private void rows(int row, int count, float[] x, int xo, float[] out, int oo) {
+    int q = count / 8;
     for (int r = row; r < row + q; r++) {
-      rows8(r, q, x, out);
+      rows8(r, q, x, xo, out, oo);
     }
     for (int r = row + 8 * q; r < row + count; r++) {
-      out[r] = dot(r, x, 0);
+      out[oo + r] = dot(r, x, xo);
     }
   }
 
-  private void rows8(int row, int q, float[] x, float[] out) {
+  /**
+   * Two or three activation rows (a batched decode step of a few sequences): the activation rows go
+   * in pairs, each pair in one pass of eight weight rows {@code count / 8} apart (eight memory
+   * streams, as {@link #dotRows}); a last single row takes {@link #dotRows}'s kernel. Each product
+   * keeps {@link #dot}'s order. Four or more rows take the panel kernel.
+   */
+  @Override
+  public void matmulRows(int row, int count, float[] x, int n, float[] out) {
+    if (n >= 4) {
+      super.matmulRows(row, count, x, n, out);
+      return;
+    }
+    int t = 0;
+    for (; t + 2 <= n; t += 2) {
+      int q = count / 8;
+      for (int r = row; r < row + q; r++) {
+        rows8x2(r, q, x, t * cols, (t + 1) * cols, out, t * rows, (t + 1) * rows);
+      }
+      for (int r = row + 8 * q; r < row + count; r++) {
+        out[t * rows + r] = dot(r, x, t * cols);
+        out[(t + 1) * rows + r] = dot(r, x, (t + 1) * cols);
+      }
+    }
+    if (t < n) {
+      rows(row, count, x, t * cols, out, t * rows);
+    }
+  }
+
+  private void rows8x2(int row, int q, float[] x, int xa, int xb, float[] out, int oa, int ob) {
+    long b0 = row * rowBytes;
+    long st = q * rowBytes;
+    FloatVector a0 = FloatVector.zero(F);
+    FloatVector a1 = a0;
+    FloatVector a2 = a0;
+    FloatVector a3 = a0;
+    FloatVector a4 = a0;
+    FloatVector a5 = a0;
+    FloatVector a6 = a0;
+    FloatVector a7 = a0;
+    FloatVector c0 = a0;
+    FloatVector c1 = a0;
+    FloatVector c2 = a0;
+    FloatVector c3 = a0;
+    FloatVector c4 = a0;
+    FloatVector c5 = a0;
+    FloatVector c6 = a0;
+    FloatVector c7 = a0;
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o1 = o0 + st;
+      long o2 = o1 + st;
+      long o3 = o2 + st;
+      long o4 = o3 + st;
+      long o5 = o4 + st;
+      long o6 = o5 + st;
+      long o7 = o6 + st;
+      int xo = b * BLOCK;
+      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
+      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
+      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
+      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
+      float d4 = Float.float16ToFloat(data.get(SHORT_LE, o4));
+      float d5 = Float.float16ToFloat(data.get(SHORT_LE, o5));
+      float d6 = Float.float16ToFloat(data.get(SHORT_LE, o6));
+      float d7 = Float.float16ToFloat(data.get(SHORT_LE, o7));
+      for (int j = 0; j < BLOCK; j += BL) {
+        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE);
+        ByteVector q4 = ByteVector.fromMemorySegment(B, data, o4 + 2 + j, LE);
+        ByteVector q5 = ByteVector.fromMemorySegment(B, data, o5 + 2 + j, LE);
+        ByteVector q6 = ByteVector.fromMemorySegment(B, data, o6 + 2 + j, LE);
+        ByteVector q7 = ByteVector.fromMemorySegment(B, data, o7 + 2 + j, LE);
+        for (int p = 0; p < PARTS; p++) {
+          FloatVector xv = FloatVector.fromArray(F, x, xa + xo + j + p * FL);
+          FloatVector yv = FloatVector.fromArray(F, x, xb + xo + j + p * FL);
+          FloatVector w = ((FloatVector) q0.castShape(F, p)).mul(d0);
+          a0 = w.fma(xv, a0);
+          c0 = w.fma(yv, c0);
+          w = ((FloatVector) q1.castShape(F, p)).mul(d1);
+          a1 = w.fma(xv, a1);
+          c1 = w.fma(yv, c1);
+          w = ((FloatVector) q2.castShape(F, p)).mul(d2);
+          a2 = w.fma(xv, a2);
+          c2 = w.fma(yv, c2);
+          w = ((FloatVector) q3.castShape(F, p)).mul(d3);
+          a3 = w.fma(xv, a3);
+          c3 = w.fma(yv, c3);
+          w = ((FloatVector) q4.castShape(F, p)).mul(d4);
+          a4 = w.fma(xv, a4);
+          c4 = w.fma(yv, c4);
+          w = ((FloatVector) q5.castShape(F, p)).mul(d5);
+          a5 = w.fma(xv, a5);
+          c5 = w.fma(yv, c5);
+          w = ((FloatVector) q6.castShape(F, p)).mul(d6);
+          a6 = w.fma(xv, a6);
+          c6 = w.fma(yv, c6);
+          w = ((FloatVector) q7.castShape(F, p)).mul(d7);
+          a7 = w.fma(xv, a7);
+          c7 = w.fma(yv, c7);
+        }
+      }
+    }
+    out[oa + row] = Simd.sumLanes(a0);
+    out[oa + row + q] = Simd.sumLanes(a1);
+    out[oa + row + 2 * q] = Simd.sumLanes(a2);
+    out[oa + row + 3 * q] = Simd.sumLanes(a3);
+    out[oa + row + 4 * q] = Simd.sumLanes(a4);
+    out[oa + row + 5 * q] = Simd.sumLanes(a5);
+    out[oa + row + 6 * q] = Simd.sumLanes(a6);
+    out[oa + row + 7 * q] = Simd.sumLanes(a7);
+    out[ob + row] = Simd.sumLanes(c0);
+    out[ob + row + q] = Simd.sumLanes(c1);
+    out[ob + row + 2 * q] = Simd.sumLanes(c2);
+    out[ob + row + 3 * q] = Simd.sumLanes(c3);
+    out[ob + row + 4 * q] = Simd.sumLanes(c4);
+    out[ob + row + 5 * q] = Simd.sumLanes(c5);
+    out[ob + row + 6 * q] = Simd.sumLanes(c6);
+    out[ob + row + 7 * q] = Simd.sumLanes(c7);
+  }
+
+  private void rows8(int row, int q, float[] x, int xb, float[] out, int ob) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
     FloatVector t0 = FloatVector.zero(F);
@@ -137,7 +266,7 @@ public final class Q8_0Matrix extends WeightMatrix {
       long o5 = o4 + st;
       long o6 = o5 + st;
       long o7 = o6 + st;
-      int xo = b * BLOCK;
+      int xo = xb + b * BLOCK;
       FloatVector d0 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o0)));
       FloatVector d1 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o1)));
       FloatVector d2 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o2)));
@@ -168,14 +297,14 @@ public final class Q8_0Matrix extends WeightMatrix {
         }
       }
     }
-    out[row] = Simd.sumLanes(t0);
-    out[row + 1 * q] = Simd.sumLanes(t1);
-    out[row + 2 * q] = Simd.sumLanes(t2);
-    out[row + 3 * q] = Simd.sumLanes(t3);
-    out[row + 4 * q] = Simd.sumLanes(t4);
-    out[row + 5 * q] = Simd.sumLanes(t5);
-    out[row + 6 * q] = Simd.sumLanes(t6);
-    out[row + 7 * q] = Simd.sumLanes(t7);
+    out[ob + row] = Simd.sumLanes(t0);
+    out[ob + row + 1 * q] = Simd.sumLanes(t1);
+    out[ob + row + 2 * q] = Simd.sumLanes(t2);
+    out[ob + row + 3 * q] = Simd.sumLanes(t3);
+    out[ob + row + 4 * q] = Simd.sumLanes(t4);
+    out[ob + row + 5 * q] = Simd.sumLanes(t5);
+    out[ob + row + 6 * q] = Simd.sumLanes(t6);
+    out[ob + row + 7 * q] = Simd.sumLanes(t7);
   }
 
   @Override

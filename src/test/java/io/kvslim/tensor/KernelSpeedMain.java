@@ -9,8 +9,9 @@ import java.util.Locale;
  * random weights in a shared arena (as a mapped GGUF file is). Columns: {@code dot} per row on one
  * thread; the scalar reference; a 4-activation-row {@code dotTile} pass (weight bytes per pass, so
  * four products per byte); {@link MatMul#matvec} on a pool of {@code -Dthreads=N} threads (default
- * 1: the decode kernel, {@code dotRows}); and a 16-row {@link MatMul#matmul} in GFLOP/s. Each
- * figure is the best pass after a warm-up. Not a test; run with
+ * 1: the decode kernel, {@code dotRows}); 2-, 3-, 4- and 8-row {@link MatMul#matmul} (batched
+ * decode of a few sequences) in GB/s of weights; and a 16-row {@link MatMul#matmul} in GFLOP/s.
+ * Each figure is the best pass after a warm-up. Not a test; run with
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp target/classes:target/test-classes \
@@ -35,7 +36,7 @@ public final class KernelSpeedMain {
     System.out.printf(
         Locale.ROOT,
         "%dx%d matvec, %d-bit float vectors; GB/s of weights; GFLOP/s of a 16-row matmul%n"
-            + "%-5s %8s %8s %8s %8s %8s %8s %8s%n",
+            + "%-5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s%n",
         rows,
         cols,
         Simd.F.vectorBitSize(),
@@ -46,6 +47,10 @@ public final class KernelSpeedMain {
         "tile4",
         threads + "thr",
         "ns/row",
+        "mm2",
+        "mm3",
+        "mm4",
+        "mm8",
         "mm16");
     float sink = 0;
     try (Parallel pool = new Parallel(threads)) {
@@ -60,11 +65,15 @@ public final class KernelSpeedMain {
           double scalarNs = time(() -> scalarPass(w, x, out), Math.min(seconds, 0.5));
           double tileNs = time(() -> tilePass(w, x, out), seconds);
           double poolNs = time(() -> MatMul.matvec(w, x, out, pool), seconds);
+          double mm2Ns = time(() -> MatMul.matmul(w, x, 2, out, pool), seconds);
+          double mm3Ns = time(() -> MatMul.matmul(w, x, 3, out, pool), seconds);
+          double mm4Ns = time(() -> MatMul.matmul(w, x, 4, out, pool), seconds);
+          double mm8Ns = time(() -> MatMul.matmul(w, x, 8, out, pool), seconds);
           double mmNs = time(() -> MatMul.matmul(w, x, 16, out, pool), seconds);
           sink += out[0];
           System.out.printf(
               Locale.ROOT,
-              "%-5s %8.2f %8.2f %8.2f %8.2f %8.2f %8.1f %8.1f%n",
+              "%-5s %8.2f %8.2f %8.2f %8.2f %8.2f %8.1f %8.2f %8.2f %8.2f %8.2f %8.1f%n",
               type,
               bytes / (1 << 20),
               bytes / dotNs,
@@ -72,6 +81,10 @@ public final class KernelSpeedMain {
               bytes / tileNs,
               bytes / poolNs,
               dotNs / rows,
+              bytes / mm2Ns,
+              bytes / mm3Ns,
+              bytes / mm4Ns,
+              bytes / mm8Ns,
               2.0 * 16 * rows * cols / mmNs);
         }
       }
