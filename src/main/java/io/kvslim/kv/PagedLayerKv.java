@@ -103,6 +103,9 @@ public final class PagedLayerKv implements LayerKv {
     float[] accOfProbabilities = new float[0]; // rows × headDim, blocks that take probabilities
     float[] sums = new float[TILE_ROWS];
     float[] work = new float[0];
+    int[] rowList = new int[0];
+    float[] rowScores = new float[0]; // one block's raw scores of each row that sees it
+    float[] rowWeights = new float[0]; // one block part's weights by slot, row r at r × slots
     int[] rowOffsets = new int[TILE_ROWS];
     int[] rowPositions = new int[TILE_ROWS];
     float[] blockRows = new float[0]; // llama.cpp order: one block's keys or values as floats
@@ -436,24 +439,48 @@ public final class PagedLayerKv implements LayerKv {
       boolean dense = live == filled;
       boolean positionsRead = false;
       int[] slotPositions = tile.slotPositions;
+      // the rows that see some of the block score it together (a format may decode keys once)
+      int[] list = tile.rowList;
+      if (list.length < rows) {
+        tile.rowList = list = new int[rows];
+      }
+      int seeing = 0;
       for (int r = 0; r < rows; r++) {
+        if (block.minPosition() > rowPositions[r]) {
+          int at = r * stride + retained;
+          Arrays.fill(scores, at, at + live, Float.NEGATIVE_INFINITY);
+        } else {
+          list[seeing++] = r;
+        }
+      }
+      int capacity = block.capacity();
+      if (tile.rowScores.length < seeing * capacity) {
+        tile.rowScores = new float[TILE_ROWS * capacity];
+      }
+      if (tile.blockRows.length < capacity * headDim) {
+        tile.blockRows = new float[capacity * headDim];
+      }
+      float[] rowScores = tile.rowScores;
+      keyFormat.scoresRows(
+          block.keys(),
+          filled,
+          capacity,
+          headDim,
+          tile.prepared,
+          tile.preparedStride,
+          list,
+          seeing,
+          rowScores,
+          capacity,
+          tile.work,
+          tile.blockRows);
+      for (int i = 0; i < seeing; i++) {
+        int r = list[i];
         int position = rowPositions[r];
         int at = r * stride + retained;
-        if (block.minPosition() > position) {
-          Arrays.fill(scores, at, at + live, Float.NEGATIVE_INFINITY);
-          continue;
-        }
-        keyFormat.scores(
-            block.keys(),
-            filled,
-            block.capacity(),
-            headDim,
-            tile.prepared,
-            r * tile.preparedStride,
-            slots,
-            tile.work);
+        int raw = i * capacity;
         if (dense && block.maxPosition() <= position) {
-          AttentionKernels.scale(slots, 0, scale, scores, at, filled);
+          AttentionKernels.scale(rowScores, raw, scale, scores, at, filled);
         } else {
           if (!positionsRead) {
             block.positions(slotPositions, 0);
@@ -462,7 +489,9 @@ public final class PagedLayerKv implements LayerKv {
           for (int s = 0; s < filled; s++) {
             if (block.isLive(s)) {
               scores[at++] =
-                  slotPositions[s] > position ? Float.NEGATIVE_INFINITY : slots[s] * scale;
+                  slotPositions[s] > position
+                      ? Float.NEGATIVE_INFINITY
+                      : rowScores[raw + s] * scale;
             }
           }
         }
@@ -740,7 +769,6 @@ public final class PagedLayerKv implements LayerKv {
       int to,
       int capacity) {
     float[] scores = tile.scores;
-    float[] slots = tile.slots;
     float[] sums = tile.sums;
     int filled = block.filled();
     boolean dense = block.liveCount() == filled;
@@ -758,37 +786,52 @@ public final class PagedLayerKv implements LayerKv {
     } else {
       skipped = from;
     }
-    for (int r = 0; r < rows; r++) {
-      if (block.minPosition() > tile.rowPositions[r]) {
-        continue;
-      }
-      float[] weights = scores;
-      int wOff = r * stride + retained + skipped;
-      if (normalized) {
-        float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
-        for (int s = from, k = wOff; s < to; s++) {
-          slots[s - from] = dense || block.isLive(s) ? scores[k++] * inverse : 0f;
-        }
-        weights = slots;
-        wOff = 0;
-      } else if (!dense) {
-        for (int s = from, k = wOff; s < to; s++) {
-          slots[s - from] = block.isLive(s) ? scores[k++] : 0f;
-        }
-        weights = slots;
-        wOff = 0;
-      }
-      format.accumulateBlock(
-          segment,
-          to - from,
-          capacity,
-          headDim,
-          weights,
-          wOff,
-          normalized ? tile.accOfProbabilities : tile.acc,
-          r * headDim,
-          tile.work);
+    // the rows that see the block add it together (a format may decode each value once)
+    int[] list = tile.rowList;
+    if (list.length < rows) {
+      tile.rowList = list = new int[rows];
     }
+    int k = 0;
+    for (int r = 0; r < rows; r++) {
+      if (block.minPosition() <= tile.rowPositions[r]) {
+        list[k++] = r;
+      }
+    }
+    float[] weights = scores;
+    int wOff = retained + skipped;
+    int wStride = stride;
+    int n = to - from;
+    if (normalized || !dense) {
+      // each row's weights by slot (0 for dead slots), normalized where the format asks
+      if (tile.rowWeights.length < rows * n) {
+        tile.rowWeights = new float[TILE_ROWS * Math.max(n, block.capacity())];
+      }
+      weights = tile.rowWeights;
+      for (int i = 0; i < k; i++) {
+        int r = list[i];
+        float inverse = !normalized ? 1f : sums[r] == 0f ? 0f : 1f / sums[r];
+        int kk = r * stride + retained + skipped;
+        for (int s = from; s < to; s++) {
+          float w = dense || block.isLive(s) ? scores[kk++] : 0f;
+          weights[r * n + s - from] = normalized ? w * inverse : w;
+        }
+      }
+      wOff = 0;
+      wStride = n;
+    }
+    format.accumulateBlockRows(
+        segment,
+        n,
+        capacity,
+        headDim,
+        weights,
+        wOff,
+        wStride,
+        list,
+        k,
+        normalized ? tile.accOfProbabilities : tile.acc,
+        headDim,
+        tile.work);
   }
 
   @Override

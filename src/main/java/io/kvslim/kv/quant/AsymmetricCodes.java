@@ -2,6 +2,9 @@ package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
@@ -70,12 +73,34 @@ final class AsymmetricCodes {
   static void unpack(MemorySegment block, long base, int count, int bits, float[] codes, int off) {
     int perByte = 8 / bits;
     int mask = (1 << bits) - 1;
+    byte[] array = VectorKernels.array(block);
+    if (array != null) {
+      // the block's own array: no bounds and liveness checks per byte, as a segment access has
+      int at = (int) base;
+      for (int i = 0; i < count; at++) {
+        int packed = array[at] & 0xff;
+        for (int k = 0; k < perByte && i < count; k++, i++) {
+          codes[off + i] = (packed >>> (k * bits)) & mask;
+        }
+      }
+      return;
+    }
     for (int i = 0, b = 0; i < count; b++) {
       int packed = block.get(ValueLayout.JAVA_BYTE, base + b) & 0xff;
       for (int k = 0; k < perByte && i < count; k++, i++) {
         codes[off + i] = (packed >>> (k * bits)) & mask;
       }
     }
+  }
+
+  private static final VarHandle SHORTS =
+      MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
+  private static final VarHandle INTS_LE =
+      MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+
+  /** The little-endian 16-bit word at byte {@code at} of a block ({@code array} when not null). */
+  static short shortAt(MemorySegment block, byte[] array, long at) {
+    return array != null ? (short) SHORTS.get(array, (int) at) : block.get(F16Format.SHORT_LE, at);
   }
 
   private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
@@ -117,12 +142,28 @@ final class AsymmetricCodes {
   static FloatVector codes(MemorySegment block, long base, int first, int bits) {
     int wordBits = FLOATS.length() * bits;
     long at = base + (long) first * bits / 8;
-    int word =
-        switch (wordBits) {
-          case 8 -> block.get(ValueLayout.JAVA_BYTE, at) & 0xff;
-          case 16 -> block.get(F16Format.SHORT_LE, at) & 0xffff;
-          default -> block.get(Q5_0Format.INT_LE, at);
-        };
+    return codes(block, VectorKernels.array(block), at, wordBits, bits);
+  }
+
+  /** {@link #codes} with the block's array (or null) and the word's byte offset. */
+  static FloatVector codes(MemorySegment block, byte[] array, long at, int wordBits, int bits) {
+    int word;
+    if (array != null) {
+      int i = (int) at;
+      word =
+          switch (wordBits) {
+            case 8 -> array[i] & 0xff;
+            case 16 -> (short) SHORTS.get(array, i) & 0xffff;
+            default -> (int) INTS_LE.get(array, i);
+          };
+    } else {
+      word =
+          switch (wordBits) {
+            case 8 -> block.get(ValueLayout.JAVA_BYTE, at) & 0xff;
+            case 16 -> block.get(F16Format.SHORT_LE, at) & 0xffff;
+            default -> block.get(Q5_0Format.INT_LE, at);
+          };
+    }
     IntVector lanes =
         IntVector.broadcast(INTS, word)
             .lanewise(VectorOperators.LSHR, LANE_SHIFTS[bits])

@@ -40,9 +40,16 @@ public final class F16Format extends RowFormat {
 
   @Override
   protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    byte[] array = VectorKernels.array(block);
     for (int j = 0; j < headDim; j++) {
-      dst[dstOff + j] = Float.float16ToFloat(block.get(SHORT_LE, offset + 2L * j));
+      dst[dstOff + j] =
+          Float.float16ToFloat(AsymmetricCodes.shortAt(block, array, offset + 2L * j));
     }
+  }
+
+  @Override
+  protected boolean dotDecodesRow() {
+    return true;
   }
 
   @Override
@@ -63,6 +70,39 @@ public final class F16Format extends RowFormat {
       float[] work) {
     decodeRow(block, offset, headDim, work, 0);
     AttentionKernels.addWeighted(roundToF16(weight), work, 0, acc, accOff, headDim);
+  }
+
+  /** Each slot is decoded once for all rows; each row then adds it as {@link #accumulateRow}. */
+  @Override
+  public void accumulateBlockRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] work) {
+    int rowBytes = rowBytes(headDim);
+    for (int s = 0; s < count; s++) {
+      boolean decoded = false;
+      for (int i = 0; i < rowCount; i++) {
+        int r = rows[i];
+        float weight = weights[wOff + r * wStride + s];
+        if (weight == 0f) {
+          continue;
+        }
+        if (!decoded) {
+          decodeRow(block, (long) s * rowBytes, headDim, work, 0);
+          decoded = true;
+        }
+        AttentionKernels.addWeighted(roundToF16(weight), work, 0, acc, r * accStride, headDim);
+      }
+    }
   }
 
   @Override

@@ -124,21 +124,26 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       int qOff,
       float[] scores,
       float[] work) {
+    byte[] array = VectorKernels.array(block);
     float queryTimesZero = 0f;
     for (int c = 0; c < headDim; c++) {
-      work[c] = q[qOff + c] * channelScale(block, c);
-      queryTimesZero += q[qOff + c] * channelZeroPoint(block, c);
+      float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
+      float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c));
+      work[c] = q[qOff + c] * scale;
+      queryTimesZero += q[qOff + c] * zero;
     }
     long codes = 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
     int lanes = VectorKernels.FLOATS.length();
     if (AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0) {
+      int wordBits = lanes * bits;
       for (int t = 0; t < count; t++) {
         long row = codes + (long) t * rowBytes;
         FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
         for (int c = 0; c < headDim; c += lanes) {
           FloatVector scaledQuery = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
-          sum = AsymmetricCodes.codes(block, row, c, bits).fma(scaledQuery, sum);
+          long at = row + (long) c * bits / 8;
+          sum = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(scaledQuery, sum);
         }
         scores[t] = AttentionKernels.sumLanes(sum) + queryTimesZero;
       }
@@ -147,6 +152,63 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     for (int t = 0; t < count; t++) {
       AsymmetricCodes.unpack(block, codes + (long) t * rowBytes, headDim, bits, work, headDim);
       scores[t] = VectorKernels.dot(work, 0, work, headDim, headDim) + queryTimesZero;
+    }
+  }
+
+  /** Each token's codes are unpacked once for all rows; each row then scores as {@link #scores}. */
+  @Override
+  public void scoresRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pStride,
+      int[] rows,
+      int rowCount,
+      float[] out,
+      int outStride,
+      float[] work,
+      float[] decoded) {
+    if (rowCount < 2 || decoded.length < count * headDim) {
+      KvFormat.super.scoresRows(
+          block, count, capacity, headDim, prepared, pStride, rows, rowCount, out, outStride, work,
+          decoded);
+      return;
+    }
+    byte[] array = VectorKernels.array(block);
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    for (int t = 0; t < count; t++) {
+      AsymmetricCodes.unpack(
+          block, codes + (long) t * rowBytes, headDim, bits, decoded, t * headDim);
+    }
+    int lanes = VectorKernels.FLOATS.length();
+    boolean vector = AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0;
+    for (int i = 0; i < rowCount; i++) {
+      int qOff = rows[i] * pStride;
+      float queryTimesZero = 0f;
+      for (int c = 0; c < headDim; c++) {
+        float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
+        float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c));
+        work[c] = prepared[qOff + c] * scale;
+        queryTimesZero += prepared[qOff + c] * zero;
+      }
+      int o = i * outStride;
+      for (int t = 0; t < count; t++) {
+        if (vector) {
+          FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
+          for (int c = 0; c < headDim; c += lanes) {
+            FloatVector scaledQuery = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+            sum =
+                FloatVector.fromArray(VectorKernels.FLOATS, decoded, t * headDim + c)
+                    .fma(scaledQuery, sum);
+          }
+          out[o + t] = AttentionKernels.sumLanes(sum) + queryTimesZero;
+        } else {
+          out[o + t] = VectorKernels.dot(work, 0, decoded, t * headDim, headDim) + queryTimesZero;
+        }
+      }
     }
   }
 

@@ -2,6 +2,7 @@ package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * KIVI values (Liu et al. 2024, arXiv:2402.02750, §3.3 and METHODS.md Q3): values are quantized
@@ -87,11 +88,13 @@ public final class KiviValueFormat extends RowFormat {
 
   /** Scale of channel group {@code g} of the row at {@code offset}. */
   float groupScale(MemorySegment block, long offset, int g) {
-    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, offset + 4L * g + 2));
+    return HalfFloats.fromF16(
+        AsymmetricCodes.shortAt(block, VectorKernels.array(block), offset + 4L * g + 2));
   }
 
   float groupZeroPoint(MemorySegment block, long offset, int g) {
-    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, offset + 4L * g));
+    return HalfFloats.fromF16(
+        AsymmetricCodes.shortAt(block, VectorKernels.array(block), offset + 4L * g));
   }
 
   /** Scale of channel group {@code g} of the token in {@code slot} (for bound checks). */
@@ -161,6 +164,84 @@ public final class KiviValueFormat extends RowFormat {
       float shift = weight * groupZeroPoint(block, offset, g);
       for (int c = g * group; c < (g + 1) * group; c++) {
         acc[accOff + c] += scaled * work[c] + shift;
+      }
+    }
+  }
+
+  /**
+   * Each slot's codes, scales and zero points are read once for all rows, then every row adds them
+   * exactly as {@link #accumulateRow} does: {@code (w·s_g)·code + w·z_g} fused, plus the sum, where
+   * that path is vectorized; {@code sum + ((w·s_g)·code + w·z_g)} without fusion otherwise (the
+   * same IEEE operations lane by lane).
+   */
+  @Override
+  public void accumulateBlockRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] work) {
+    int groups = headDim / group;
+    if (rowCount < 2 || work.length < headDim + 2 * groups) {
+      super.accumulateBlockRows(
+          block, count, capacity, headDim, weights, wOff, wStride, rows, rowCount, acc, accStride,
+          work);
+      return;
+    }
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    boolean fused = AsymmetricCodes.vectorizable(bits) && group % lanes == 0;
+    int rowBytes = rowBytes(headDim);
+    int scales = headDim;
+    int zeros = headDim + groups;
+    for (int s = 0; s < count; s++) {
+      long offset = (long) s * rowBytes;
+      boolean decoded = false;
+      for (int i = 0; i < rowCount; i++) {
+        int r = rows[i];
+        float weight = weights[wOff + r * wStride + s];
+        if (weight == 0f) {
+          continue;
+        }
+        if (!decoded) {
+          AsymmetricCodes.unpack(block, offset + rowScaleBytes(headDim), headDim, bits, work, 0);
+          for (int g = 0; g < groups; g++) {
+            work[scales + g] = groupScale(block, offset, g);
+            work[zeros + g] = groupZeroPoint(block, offset, g);
+          }
+          decoded = true;
+        }
+        int accOff = r * accStride;
+        for (int g = 0; g < groups; g++) {
+          float scaled = weight * work[scales + g];
+          float shift = weight * work[zeros + g];
+          int c = g * group;
+          int end = c + group;
+          if (fused) {
+            FloatVector vs = FloatVector.broadcast(species, scaled);
+            FloatVector vz = FloatVector.broadcast(species, shift);
+            for (; c < end; c += lanes) {
+              FloatVector a = FloatVector.fromArray(species, acc, accOff + c);
+              FloatVector.fromArray(species, work, c).fma(vs, vz).add(a).intoArray(acc, accOff + c);
+            }
+          } else {
+            for (; c + lanes <= end; c += lanes) {
+              FloatVector a = FloatVector.fromArray(species, acc, accOff + c);
+              a.add(FloatVector.fromArray(species, work, c).mul(scaled).add(shift))
+                  .intoArray(acc, accOff + c);
+            }
+            for (; c < end; c++) {
+              acc[accOff + c] += scaled * work[c] + shift;
+            }
+          }
+        }
       }
     }
   }

@@ -92,6 +92,32 @@ public interface KvFormat {
       float[] work);
 
   /**
+   * {@link #scores} for several prepared queries over the same slots: for each {@code i <
+   * rowCount}, query {@code rows[i]} (prepared at {@code prepared[rows[i]·pStride..)}) scores slot
+   * {@code s} into {@code out[i·outStride + s]}. Each row's scores equal {@link #scores}'s bit for
+   * bit; formats override it to decode each key once for all rows into {@code decoded} (at least
+   * {@code capacity × headDim} floats).
+   */
+  default void scoresRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pStride,
+      int[] rows,
+      int rowCount,
+      float[] out,
+      int outStride,
+      float[] work,
+      float[] decoded) {
+    for (int i = 0; i < rowCount; i++) {
+      scores(block, count, capacity, headDim, prepared, rows[i] * pStride, decoded, work);
+      System.arraycopy(decoded, 0, out, i * outStride, count);
+    }
+  }
+
+  /**
    * {@link #scores} for a raw query {@code q[qOff..+headDim)}: prepares it, then scores (allocates
    * the prepared copy; the attention loop prepares once per query instead).
    */
@@ -144,6 +170,32 @@ public interface KvFormat {
       float[] acc,
       int accOff,
       float[] work);
+
+  /**
+   * {@link #accumulateBlock} for several query rows over the same slots: for each {@code i <
+   * rowCount}, row {@code r = rows[i]} adds {@code weights[wOff + r·wStride + s] · v_s} into {@code
+   * acc[r·accStride ..)}. Each row's result equals {@link #accumulateBlock}'s bit for bit; formats
+   * override it to decode each value once for all rows (a prefill tile has 16).
+   */
+  default void accumulateBlockRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] work) {
+    for (int i = 0; i < rowCount; i++) {
+      int r = rows[i];
+      accumulateBlock(
+          block, count, capacity, headDim, weights, wOff + r * wStride, acc, r * accStride, work);
+    }
+  }
 
   /** Copies a row without requantizing. Only for {@link #perToken()} formats. */
   default void copyRow(

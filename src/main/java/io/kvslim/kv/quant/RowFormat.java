@@ -87,6 +87,47 @@ public abstract class RowFormat implements KvFormat {
     }
   }
 
+  /**
+   * True when {@link #dotRow} is {@link #decodeRow} followed by {@code VectorKernels.dot(q,
+   * decoded)}: {@link #scoresRows} then decodes each row once for all queries.
+   */
+  protected boolean dotDecodesRow() {
+    return false;
+  }
+
+  @Override
+  public void scoresRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pStride,
+      int[] rows,
+      int rowCount,
+      float[] out,
+      int outStride,
+      float[] work,
+      float[] decoded) {
+    if (!dotDecodesRow() || rowCount < 2 || decoded.length < count * headDim) {
+      KvFormat.super.scoresRows(
+          block, count, capacity, headDim, prepared, pStride, rows, rowCount, out, outStride, work,
+          decoded);
+      return;
+    }
+    int rowBytes = rowBytes(headDim);
+    for (int s = 0; s < count; s++) {
+      decodeRow(block, (long) s * rowBytes, headDim, decoded, s * headDim);
+    }
+    for (int i = 0; i < rowCount; i++) {
+      int pOff = rows[i] * pStride;
+      int o = i * outStride;
+      for (int s = 0; s < count; s++) {
+        out[o + s] = VectorKernels.dot(prepared, pOff, decoded, s * headDim, headDim);
+      }
+    }
+  }
+
   @Override
   public final void accumulate(
       MemorySegment block,

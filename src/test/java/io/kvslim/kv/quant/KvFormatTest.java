@@ -179,6 +179,84 @@ class KvFormatTest {
     assertThat(java.util.Arrays.copyOfRange(blockwise, 8, 8 + HEAD_DIM)).isEqualTo(slotwise);
   }
 
+  @ParameterizedTest
+  @MethodSource("formats")
+  void severalQueriesScoreAsEachAlone(KvFormat format) {
+    float[] rows = randomRows(21, CAPACITY);
+    MemorySegment block = encode(format, rows);
+    int queries = 5;
+    int pStride = format.preparedQueryLength(HEAD_DIM) + 3;
+    float[] raw = randomRows(22, queries);
+    float[] prepared = new float[queries * pStride];
+    for (int r = 0; r < queries; r++) {
+      format.prepareQuery(raw, r * HEAD_DIM, HEAD_DIM, prepared, r * pStride);
+    }
+    int[] list = {4, 0, 3};
+    int count = CAPACITY - 3; // a partly filled block
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    float[] together = new float[list.length * (CAPACITY + 1)];
+    format.scoresRows(
+        block,
+        count,
+        CAPACITY,
+        HEAD_DIM,
+        prepared,
+        pStride,
+        list,
+        list.length,
+        together,
+        CAPACITY + 1,
+        work,
+        new float[CAPACITY * HEAD_DIM]);
+    float[] alone = new float[CAPACITY];
+    for (int i = 0; i < list.length; i++) {
+      format.scores(block, count, CAPACITY, HEAD_DIM, prepared, list[i] * pStride, alone, work);
+      int o = i * (CAPACITY + 1);
+      assertThat(java.util.Arrays.copyOfRange(together, o, o + count))
+          .as(format.name() + " query " + list[i])
+          .isEqualTo(java.util.Arrays.copyOf(alone, count));
+    }
+  }
+
+  @ParameterizedTest
+  @MethodSource("formats")
+  void severalRowsAtOnceEqualEachRowAlone(KvFormat format) {
+    float[] rows = randomRows(19, CAPACITY);
+    MemorySegment block = encode(format, rows);
+    int queryRows = 6;
+    int stride = CAPACITY + 5;
+    float[] weights = new float[2 + queryRows * stride];
+    Random random = new Random(20);
+    for (int i = 0; i < weights.length; i++) {
+      weights[i] = random.nextInt(7) == 0 ? 0f : random.nextFloat();
+    }
+    int[] list = {0, 2, 3, 5}; // rows 1 and 4 take no part (their queries precede the block)
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    float[] together = new float[queryRows * HEAD_DIM];
+    float[] alone = new float[queryRows * HEAD_DIM];
+    for (int i = 0; i < together.length; i++) {
+      together[i] = alone[i] = (float) random.nextGaussian();
+    }
+    format.accumulateBlockRows(
+        block,
+        CAPACITY,
+        CAPACITY,
+        HEAD_DIM,
+        weights,
+        2,
+        stride,
+        list,
+        list.length,
+        together,
+        HEAD_DIM,
+        work);
+    for (int r : list) {
+      format.accumulateBlock(
+          block, CAPACITY, CAPACITY, HEAD_DIM, weights, 2 + r * stride, alone, r * HEAD_DIM, work);
+    }
+    assertThat(together).isEqualTo(alone);
+  }
+
   /**
    * Scores from a prepared query equal {@link KvFormat#dots}, and for the llama.cpp formats the
    * quantized query stays close to the exact score (within q8's rounding of the query).
