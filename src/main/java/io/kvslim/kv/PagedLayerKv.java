@@ -45,10 +45,10 @@ import java.util.List;
  * <p>Tiles of distinct KV heads and rows are independent: given the engine's {@link Parallel} pool
  * they run on its threads, each thread with its own scratch (per chunk index) claiming tiles one at
  * a time from a shared counter (so a thread the OS schedules late takes fewer), and a row's result
- * does not depend on which thread computed it. With an observer, query rows go one at a time (the
- * heads of a row in parallel) and the observer is called on the calling thread afterwards, in the
- * order of the serial loop, with {@code exp(s_t − M)/S} over the head's retained tokens (0 for
- * tokens after the query).
+ * does not depend on which thread computed it. With an observer, queries go in chunks that fill a
+ * tile (the KV heads in parallel) and the observer is called on the calling thread after each
+ * chunk, in the order of the serial loop, with {@code exp(s_t − M)/S} over the head's retained
+ * tokens (0 for tokens after the query).
  *
  * <p>Not thread-safe: one attention call at a time per layer (and per {@link Scratch}, which the
  * layers of one cache may share).
@@ -287,24 +287,33 @@ public final class PagedLayerKv implements LayerKv {
         run(pool, c.items, tilesTask);
         return;
       }
-      if (observed.length < heads) {
-        observed = Arrays.copyOf(observed, heads);
+      // queries go in chunks that fill a tile; the observer then sees them in serial order
+      int perChunk = Math.max(1, TILE_ROWS / c.group);
+      int slots = Math.min(n, perChunk) * heads;
+      if (observed.length < slots) {
+        observed = Arrays.copyOf(observed, slots);
       }
-      for (int h = 0; h < heads; h++) {
-        int size = store.head(h / c.group).size();
-        if (observed[h] == null || observed[h].length < size) {
-          int old = observed[h] == null ? 0 : observed[h].length;
-          observed[h] = new float[Math.max(size, 2 * old)];
+      for (int k = 0; k < slots; k++) {
+        int size = store.head((k % heads) / c.group).size();
+        if (observed[k] == null || observed[k].length < size) {
+          int old = observed[k] == null ? 0 : observed[k].length;
+          observed[k] = new float[Math.max(size, 2 * old)];
         }
       }
       c.observed = observed;
-      for (int i = 0; i < n; i++) {
-        c.rows = i * c.group; // the first row of query i in every KV head
+      for (int i0 = 0; i0 < n; i0 += perChunk) {
+        int i1 = Math.min(n, i0 + perChunk);
+        c.observedQuery0 = i0;
+        c.rows = i0 * c.group; // the chunk's rows in every KV head
+        c.rowsEnd = i1 * c.group;
         c.items = kvHeads;
         c.next.set(0);
         run(pool, kvHeads, observedRowTask);
-        for (int h = 0; h < heads; h++) {
-          observer.observe(i, h, h / c.group, observed[h], store.head(h / c.group).size());
+        for (int i = i0; i < i1; i++) {
+          for (int h = 0; h < heads; h++) {
+            observer.observe(
+                i, h, h / c.group, observed[(i - i0) * heads + h], store.head(h / c.group).size());
+          }
         }
       }
     } finally {
@@ -328,7 +337,9 @@ public final class PagedLayerKv implements LayerKv {
     float[] queries;
     float scale;
     float[] out;
-    float[][] observed;
+    float[][] observed; // query (from observedQuery0) × heads + head
+    int observedQuery0;
+    int rowsEnd;
     int items;
     boolean llamaCpp;
     boolean queries1; // one query in the call: llama.cpp's KQV is a dot product, not tinyBLAS
@@ -356,14 +367,14 @@ public final class PagedLayerKv implements LayerKv {
   }
 
   /**
-   * Items are KV heads, claimed one at a time; the rows are one query's (from {@code call.rows}),
-   * one per group head.
+   * Items are KV heads, claimed one at a time; the rows are those of a chunk of queries ({@code
+   * [call.rows, call.rowsEnd)}), one per query and group head.
    */
   private void runObservedRow(int chunk, int start, int end) {
     Call c = call;
     Tile tile = scratch.tile(chunk);
     for (int g; (g = c.next.getAndIncrement()) < c.items; ) {
-      attend(tile, g, c.rows, c.rows + c.group, c);
+      attend(tile, g, c.rows, c.rowsEnd, c);
     }
   }
 
@@ -554,7 +565,8 @@ public final class PagedLayerKv implements LayerKv {
       }
       if (observed != null) {
         int h = g * group + (first + r) % group;
-        AttentionKernels.scale(scores, r * stride, inverse, observed[h], 0, size);
+        int slot = ((first + r) / group - c.observedQuery0) * c.heads + h;
+        AttentionKernels.scale(scores, r * stride, inverse, observed[slot], 0, size);
       }
     }
   }
@@ -683,7 +695,8 @@ public final class PagedLayerKv implements LayerKv {
     if (c.observed != null) {
       for (int r = 0; r < rows; r++) {
         int h = g * c.group + (first + r) % c.group;
-        System.arraycopy(scores, r * stride, c.observed[h], 0, size);
+        int slot = ((first + r) / c.group - c.observedQuery0) * c.heads + h;
+        System.arraycopy(scores, r * stride, c.observed[slot], 0, size);
       }
     }
   }
