@@ -466,7 +466,7 @@ public final class PagedLayerKv implements LayerKv {
       }
       int capacity = block.capacity();
       if (tile.rowScores.length < seeing * capacity) {
-        tile.rowScores = new float[TILE_ROWS * capacity];
+        tile.rowScores = new float[Math.max(rows, TILE_ROWS) * capacity];
       }
       if (tile.blockRows.length < capacity * headDim) {
         tile.blockRows = new float[capacity * headDim];
@@ -817,7 +817,7 @@ public final class PagedLayerKv implements LayerKv {
     if (normalized || !dense) {
       // each row's weights by slot (0 for dead slots), normalized where the format asks
       if (tile.rowWeights.length < rows * n) {
-        tile.rowWeights = new float[TILE_ROWS * Math.max(n, block.capacity())];
+        tile.rowWeights = new float[Math.max(rows, TILE_ROWS) * Math.max(n, block.capacity())];
       }
       weights = tile.rowWeights;
       for (int i = 0; i < k; i++) {
