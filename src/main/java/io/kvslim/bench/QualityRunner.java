@@ -406,21 +406,33 @@ public final class QualityRunner {
     return out;
   }
 
+  private int[] stepTokens = new int[0];
+  private int[] stepPositions = new int[0];
+  private float[] rowScratch = new float[0];
+
+  private float[] rowScratch(int vocab) {
+    if (rowScratch.length < vocab) {
+      rowScratch = new float[vocab];
+    }
+    return rowScratch;
+  }
+
   /** One decode step of every cache with the same token: logits row s is cache s's. */
   private void decodeAll(KvCache[] cs, int token, int pos, float[] rows) {
     int n = cs.length;
     if (config.share) {
-      int[] tokens = new int[n];
-      int[] positions = new int[n];
-      Arrays.fill(tokens, token);
-      Arrays.fill(positions, pos);
-      engine.decodeBatch(cs, tokens, positions, n, rows);
+      if (stepTokens.length < n) {
+        stepTokens = new int[n];
+        stepPositions = new int[n];
+      }
+      Arrays.fill(stepTokens, 0, n, token);
+      Arrays.fill(stepPositions, 0, n, pos);
+      engine.decodeBatch(cs, stepTokens, stepPositions, n, rows);
     } else {
       int vocab = engine.config().vocabSize();
-      float[] row = new float[vocab];
       for (int s = 0; s < n; s++) {
-        engine.decode(cs[s], token, pos, row);
-        System.arraycopy(row, 0, rows, s * vocab, vocab);
+        engine.decode(cs[s], token, pos, rowScratch(vocab));
+        System.arraycopy(rowScratch, 0, rows, s * vocab, vocab);
       }
     }
   }

@@ -130,23 +130,12 @@ public final class ManagedKvCache implements KvCache {
     @Override
     public void close() {}
 
-    private final class SharedLayer implements LayerKv {
+    private final class SharedLayer extends Front {
       private final int layer;
-      private final PagedLayerKv paged;
 
       SharedLayer(int layer) {
+        super(members.get(0).layers[layer]);
         this.layer = layer;
-        this.paged = members.get(0).layers[layer];
-      }
-
-      @Override
-      public int kvHeads() {
-        return paged.kvHeads();
-      }
-
-      @Override
-      public int headDim() {
-        return paged.headDim();
       }
 
       @Override
@@ -157,81 +146,121 @@ public final class ManagedKvCache implements KvCache {
       }
 
       @Override
-      public void attend(
+      AttentionObserver observerFor(
           int n,
           int[] positions,
           int heads,
           float[] queries,
           float scale,
-          float[] out,
           AttentionObserver engineObserver) {
-        attend(n, positions, heads, queries, scale, out, engineObserver, null);
-      }
-
-      @Override
-      public void attend(
-          int n,
-          int[] positions,
-          int heads,
-          float[] queries,
-          float scale,
-          float[] out,
-          AttentionObserver engineObserver,
-          Parallel pool) {
-        attend(n, positions, heads, queries, scale, out, engineObserver, pool, false);
-      }
-
-      @Override
-      public void attendLlamaCpp(
-          int n,
-          int[] positions,
-          int heads,
-          float[] queries,
-          float scale,
-          float[] out,
-          AttentionObserver engineObserver,
-          Parallel pool) {
-        attend(n, positions, heads, queries, scale, out, engineObserver, pool, true);
-      }
-
-      private void attend(
-          int n,
-          int[] positions,
-          int heads,
-          float[] queries,
-          float scale,
-          float[] out,
-          AttentionObserver engineObserver,
-          Parallel pool,
-          boolean llamaCpp) {
         AttentionObserver o = null;
         for (ManagedKvCache m : members) {
           View v = m.views[layer];
           v.offerQueries(n, positions, heads, queries, scale);
-          o = View.chain(o, v.observer);
+          o = chain(o, v.observer);
         }
-        o = View.chain(o, engineObserver);
-        if (llamaCpp) {
-          paged.attendLlamaCpp(n, positions, heads, queries, scale, out, o, pool);
-        } else {
-          paged.attend(n, positions, heads, queries, scale, out, o, pool);
-        }
+        return chain(o, engineObserver);
       }
+    }
+  }
 
-      @Override
-      public int size(int kvHead) {
-        return paged.size(kvHead);
-      }
+  /**
+   * A layer as the model sees it, over one {@link PagedLayerKv}: attention runs there with the
+   * observer {@link #observerFor} returns (after handing the policies their queries).
+   */
+  private abstract static class Front implements LayerKv {
+    final PagedLayerKv paged;
 
-      @Override
-      public long bytes() {
-        return paged.bytes();
-      }
+    Front(PagedLayerKv paged) {
+      this.paged = paged;
+    }
 
-      @Override
-      public long bytes(int kvHead) {
-        return paged.bytes(kvHead);
+    /** Offers the call's queries to the policies that want them; the observer for the call. */
+    abstract AttentionObserver observerFor(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        AttentionObserver engineObserver);
+
+    @Override
+    public int kvHeads() {
+      return paged.kvHeads();
+    }
+
+    @Override
+    public int headDim() {
+      return paged.headDim();
+    }
+
+    @Override
+    public void attend(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        float[] out,
+        AttentionObserver engineObserver) {
+      attend(n, positions, heads, queries, scale, out, engineObserver, null);
+    }
+
+    @Override
+    public void attend(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        float[] out,
+        AttentionObserver engineObserver,
+        Parallel pool) {
+      AttentionObserver o = observerFor(n, positions, heads, queries, scale, engineObserver);
+      paged.attend(n, positions, heads, queries, scale, out, o, pool);
+    }
+
+    @Override
+    public void attendLlamaCpp(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        float[] out,
+        AttentionObserver engineObserver,
+        Parallel pool) {
+      AttentionObserver o = observerFor(n, positions, heads, queries, scale, engineObserver);
+      paged.attendLlamaCpp(n, positions, heads, queries, scale, out, o, pool);
+    }
+
+    @Override
+    public int size(int kvHead) {
+      return paged.size(kvHead);
+    }
+
+    @Override
+    public long bytes() {
+      return paged.bytes();
+    }
+
+    @Override
+    public long bytes(int kvHead) {
+      return paged.bytes(kvHead);
+    }
+
+    /** Both observers, {@code a} first; either may be null. */
+    static AttentionObserver chain(AttentionObserver a, AttentionObserver b) {
+      if (a == null) {
+        return b;
       }
+      if (b == null) {
+        return a;
+      }
+      return (qi, h, g, probs, count) -> {
+        a.observe(qi, h, g, probs, count);
+        b.observe(qi, h, g, probs, count);
+      };
     }
   }
 
@@ -313,15 +342,14 @@ public final class ManagedKvCache implements KvCache {
   }
 
   /** The layer as the model sees it. */
-  private final class View implements LayerKv {
+  private final class View extends Front {
     private final int layer;
-    private final PagedLayerKv paged;
     private final AttentionObserver observer;
     private final boolean wantsQueries;
 
     View(int layer) {
+      super(layers[layer]);
       this.layer = layer;
-      this.paged = layers[layer];
       boolean observes = false;
       boolean queries = false;
       for (KvPolicy p : policies) {
@@ -342,16 +370,6 @@ public final class ManagedKvCache implements KvCache {
     }
 
     @Override
-    public int kvHeads() {
-      return paged.kvHeads();
-    }
-
-    @Override
-    public int headDim() {
-      return paged.headDim();
-    }
-
-    @Override
     public void append(int n, int[] positions, float[] keys, float[] values) {
       paged.append(n, positions, keys, values);
       if (layer == 0) {
@@ -360,60 +378,15 @@ public final class ManagedKvCache implements KvCache {
     }
 
     @Override
-    public void attend(
+    AttentionObserver observerFor(
         int n,
         int[] positions,
         int heads,
         float[] queries,
         float scale,
-        float[] out,
         AttentionObserver engineObserver) {
-      attend(n, positions, heads, queries, scale, out, engineObserver, null);
-    }
-
-    @Override
-    public void attend(
-        int n,
-        int[] positions,
-        int heads,
-        float[] queries,
-        float scale,
-        float[] out,
-        AttentionObserver engineObserver,
-        Parallel pool) {
-      attend(n, positions, heads, queries, scale, out, engineObserver, pool, false);
-    }
-
-    @Override
-    public void attendLlamaCpp(
-        int n,
-        int[] positions,
-        int heads,
-        float[] queries,
-        float scale,
-        float[] out,
-        AttentionObserver engineObserver,
-        Parallel pool) {
-      attend(n, positions, heads, queries, scale, out, engineObserver, pool, true);
-    }
-
-    private void attend(
-        int n,
-        int[] positions,
-        int heads,
-        float[] queries,
-        float scale,
-        float[] out,
-        AttentionObserver engineObserver,
-        Parallel pool,
-        boolean llamaCpp) {
       offerQueries(n, positions, heads, queries, scale);
-      AttentionObserver o = chain(observer, engineObserver);
-      if (llamaCpp) {
-        paged.attendLlamaCpp(n, positions, heads, queries, scale, out, o, pool);
-      } else {
-        paged.attend(n, positions, heads, queries, scale, out, o, pool);
-      }
+      return chain(observer, engineObserver);
     }
 
     /** Hands the queries of an attention call to the policies that want them. */
@@ -425,35 +398,6 @@ public final class ManagedKvCache implements KvCache {
           }
         }
       }
-    }
-
-    /** Both observers, {@code a} first; either may be null. */
-    static AttentionObserver chain(AttentionObserver a, AttentionObserver b) {
-      if (a == null) {
-        return b;
-      }
-      if (b == null) {
-        return a;
-      }
-      return (qi, h, g, probs, count) -> {
-        a.observe(qi, h, g, probs, count);
-        b.observe(qi, h, g, probs, count);
-      };
-    }
-
-    @Override
-    public int size(int kvHead) {
-      return paged.size(kvHead);
-    }
-
-    @Override
-    public long bytes() {
-      return paged.bytes();
-    }
-
-    @Override
-    public long bytes(int kvHead) {
-      return paged.bytes(kvHead);
     }
   }
 }
