@@ -220,6 +220,10 @@ public final class Forward {
     float scale = 1.0f / (float) Math.sqrt(c.headDim()); // llama.cpp's 1.0f/sqrtf(n_embd_head)
     int qd = c.qDim();
     int kd = c.kvDim();
+    if (perSequence(b)) {
+      attentionPerSequence(l, b, scale);
+      return;
+    }
     for (int s = 0; s < b.segments(); s++) {
       int start = b.segmentStart(s);
       int cnt = b.segmentEnd(s) - start;
@@ -249,5 +253,73 @@ public final class Forward {
       attend(kv, cnt, segPositions, segQ, scale, segOut);
       System.arraycopy(segOut, 0, att, start * qd, cnt * qd);
     }
+  }
+
+  /**
+   * Whether a step's attention runs one sequence per thread: a decode step of several sequences
+   * (one row each) on a pool, with no engine-wide observer. Each sequence appends to and attends
+   * over its own cache, so sequences are independent; a sequence's attention then runs on one
+   * thread instead of its heads being split across the pool, which saves one dispatch per sequence
+   * and layer and runs the appends (quantization, for compressed caches) in parallel too. Results
+   * are the same as sequence by sequence: each sequence's arithmetic does not depend on the thread
+   * it runs on.
+   */
+  private boolean perSequence(Batch b) {
+    int segments = b.segments();
+    if (segments < 2 || pool.threads() < 2 || observer != null) {
+      return false;
+    }
+    for (int s = 0; s < segments; s++) {
+      if (b.segmentEnd(s) - b.segmentStart(s) != 1) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private final java.util.concurrent.atomic.AtomicInteger nextSequence =
+      new java.util.concurrent.atomic.AtomicInteger();
+  private float[][] seqQ = new float[0][];
+  private float[][] seqK = new float[0][];
+  private float[][] seqV = new float[0][];
+  private float[][] seqOut = new float[0][];
+  private int[][] seqPosition = new int[0][];
+
+  /** {@link #attention} for {@link #perSequence} batches: threads claim sequences one at a time. */
+  private void attentionPerSequence(int l, Batch b, float scale) {
+    int threads = pool.threads();
+    int qd = c.qDim();
+    int kd = c.kvDim();
+    if (seqQ.length < threads || (threads > 0 && seqQ[0].length < qd)) {
+      seqQ = new float[threads][qd];
+      seqK = new float[threads][kd];
+      seqV = new float[threads][kd];
+      seqOut = new float[threads][qd];
+      seqPosition = new int[threads][1];
+    }
+    int segments = b.segments();
+    nextSequence.set(0);
+    pool.forChunks(
+        Math.min(threads, segments),
+        1,
+        (chunk, start, end) -> {
+          float[] sq = seqQ[chunk];
+          float[] sk = seqK[chunk];
+          float[] sv = seqV[chunk];
+          float[] so = seqOut[chunk];
+          int[] sp = seqPosition[chunk];
+          for (int s; (s = nextSequence.getAndIncrement()) < segments; ) {
+            int row = b.segmentStart(s);
+            LayerKv kv = b.cache(s).layer(l);
+            sp[0] = b.positions()[row];
+            System.arraycopy(q, row * qd, sq, 0, qd);
+            System.arraycopy(k, row * kd, sk, 0, kd);
+            System.arraycopy(v, row * kd, sv, 0, kd);
+            kv.append(1, sp, sk, sv);
+            Arrays.fill(so, 0, qd, 0f);
+            attend(kv, 1, sp, sq, scale, so);
+            System.arraycopy(so, 0, att, row * qd, qd);
+          }
+        });
   }
 }

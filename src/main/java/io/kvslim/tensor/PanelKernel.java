@@ -62,8 +62,8 @@ final class PanelKernel {
    * each): {@code out[t * rows + row + i] = panel_i · x_t} for every activation row {@code t < n}.
    */
   static void tiles(float[] panel, int cols, float[] x, int n, float[] out, int row, int rows) {
-    for (int t = 0; t < n; t += 4) {
-      int last = Math.min(3, n - 1 - t);
+    int t = 0;
+    for (; t + 4 <= n; t += 4) {
       int x0 = t * cols;
       int o0 = t * rows + row;
       tile4x4(
@@ -71,15 +71,86 @@ final class PanelKernel {
           cols,
           x,
           x0,
-          x0 + Math.min(1, last) * cols,
-          x0 + Math.min(2, last) * cols,
-          x0 + last * cols,
+          x0 + cols,
+          x0 + 2 * cols,
+          x0 + 3 * cols,
           out,
           o0,
-          o0 + Math.min(1, last) * rows,
-          o0 + Math.min(2, last) * rows,
-          o0 + last * rows);
+          o0 + rows,
+          o0 + 2 * rows,
+          o0 + 3 * rows);
     }
+    // a last partial tile of one to three activation rows: narrower kernels, so no row is
+    // computed twice (a batch of 9 would otherwise cost as much as one of 12)
+    if (n - t >= 2) {
+      tile4x2(panel, cols, x, t * cols, (t + 1) * cols, out, t * rows + row, (t + 1) * rows + row);
+      t += 2;
+    }
+    if (t < n) {
+      tile4x1(panel, cols, x, t * cols, out, t * rows + row);
+    }
+  }
+
+  /** {@link #tile4x4} for two activation rows; each product in the same order. */
+  private static void tile4x2(
+      float[] panel, int cols, float[] x, int x0, int x1, float[] out, int o0, int o1) {
+    FloatVector t00 = FloatVector.zero(F);
+    FloatVector t01 = FloatVector.zero(F);
+    FloatVector t10 = FloatVector.zero(F);
+    FloatVector t11 = FloatVector.zero(F);
+    FloatVector t20 = FloatVector.zero(F);
+    FloatVector t21 = FloatVector.zero(F);
+    FloatVector t30 = FloatVector.zero(F);
+    FloatVector t31 = FloatVector.zero(F);
+    int c1 = cols;
+    int c2 = 2 * cols;
+    int c3 = 3 * cols;
+    for (int e = 0; e < cols; e += FL) {
+      FloatVector w0 = FloatVector.fromArray(F, panel, e);
+      FloatVector w1 = FloatVector.fromArray(F, panel, c1 + e);
+      FloatVector w2 = FloatVector.fromArray(F, panel, c2 + e);
+      FloatVector w3 = FloatVector.fromArray(F, panel, c3 + e);
+      FloatVector v0 = FloatVector.fromArray(F, x, x0 + e);
+      FloatVector v1 = FloatVector.fromArray(F, x, x1 + e);
+      t00 = w0.fma(v0, t00);
+      t10 = w1.fma(v0, t10);
+      t20 = w2.fma(v0, t20);
+      t30 = w3.fma(v0, t30);
+      t01 = w0.fma(v1, t01);
+      t11 = w1.fma(v1, t11);
+      t21 = w2.fma(v1, t21);
+      t31 = w3.fma(v1, t31);
+    }
+    out[o0] = Simd.sumLanes(t00);
+    out[o0 + 1] = Simd.sumLanes(t10);
+    out[o0 + 2] = Simd.sumLanes(t20);
+    out[o0 + 3] = Simd.sumLanes(t30);
+    out[o1] = Simd.sumLanes(t01);
+    out[o1 + 1] = Simd.sumLanes(t11);
+    out[o1 + 2] = Simd.sumLanes(t21);
+    out[o1 + 3] = Simd.sumLanes(t31);
+  }
+
+  /** {@link #tile4x4} for one activation row; each product in the same order. */
+  private static void tile4x1(float[] panel, int cols, float[] x, int x0, float[] out, int o0) {
+    FloatVector t0 = FloatVector.zero(F);
+    FloatVector t1 = FloatVector.zero(F);
+    FloatVector t2 = FloatVector.zero(F);
+    FloatVector t3 = FloatVector.zero(F);
+    int c1 = cols;
+    int c2 = 2 * cols;
+    int c3 = 3 * cols;
+    for (int e = 0; e < cols; e += FL) {
+      FloatVector v = FloatVector.fromArray(F, x, x0 + e);
+      t0 = FloatVector.fromArray(F, panel, e).fma(v, t0);
+      t1 = FloatVector.fromArray(F, panel, c1 + e).fma(v, t1);
+      t2 = FloatVector.fromArray(F, panel, c2 + e).fma(v, t2);
+      t3 = FloatVector.fromArray(F, panel, c3 + e).fma(v, t3);
+    }
+    out[o0] = Simd.sumLanes(t0);
+    out[o0 + 1] = Simd.sumLanes(t1);
+    out[o0 + 2] = Simd.sumLanes(t2);
+    out[o0 + 3] = Simd.sumLanes(t3);
   }
 
   private static void tile4x4(

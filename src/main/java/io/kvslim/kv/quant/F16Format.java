@@ -40,11 +40,7 @@ public final class F16Format extends RowFormat {
 
   @Override
   protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
-    byte[] array = VectorKernels.array(block);
-    for (int j = 0; j < headDim; j++) {
-      dst[dstOff + j] =
-          Float.float16ToFloat(AsymmetricCodes.shortAt(block, array, offset + 2L * j));
-    }
+    VectorKernels.halves(block, offset, headDim, dst, dstOff);
   }
 
   @Override
@@ -55,8 +51,7 @@ public final class F16Format extends RowFormat {
   @Override
   protected float dotRow(
       MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
-    decodeRow(block, offset, headDim, work, 0);
-    return VectorKernels.dot(q, qOff, work, 0, headDim);
+    return VectorKernels.dotHalves(q, qOff, block, offset, headDim, work);
   }
 
   @Override
@@ -68,8 +63,7 @@ public final class F16Format extends RowFormat {
       float[] acc,
       int accOff,
       float[] work) {
-    decodeRow(block, offset, headDim, work, 0);
-    AttentionKernels.addWeighted(roundToF16(weight), work, 0, acc, accOff, headDim);
+    VectorKernels.addWeightedHalves(roundToF16(weight), block, offset, acc, accOff, headDim, work);
   }
 
   /** Each slot is decoded once for all rows; each row then adds it as {@link #accumulateRow}. */
@@ -88,6 +82,17 @@ public final class F16Format extends RowFormat {
       int accStride,
       float[] work) {
     int rowBytes = rowBytes(headDim);
+    if (rowCount == 1) {
+      int accOff = rows[0] * accStride;
+      int w0 = wOff + rows[0] * wStride;
+      for (int s = 0; s < count; s++) {
+        float weight = weights[w0 + s];
+        if (weight != 0f) {
+          accumulateRow(block, (long) s * rowBytes, headDim, weight, acc, accOff, work);
+        }
+      }
+      return;
+    }
     for (int s = 0; s < count; s++) {
       boolean decoded = false;
       for (int i = 0; i < rowCount; i++) {

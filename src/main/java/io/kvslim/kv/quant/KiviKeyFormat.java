@@ -2,6 +2,7 @@ package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * KIVI keys (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
@@ -114,6 +115,90 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     }
   }
 
+  /**
+   * Per block and query: {@code work[c] = q_c·s_c} for every channel, and the returned {@code Σ_c
+   * q_c·z_c}. Where the block has an array and the channels fill whole vectors, the fp16 (zero
+   * point, scale) pairs are widened a vector at a time (zero points into {@code work[headDim ..
+   * 2·headDim)}) and the zero-point term is a lane-wise fused sum with its lanes summed by {@link
+   * AttentionKernels#sumLanes}; otherwise both are scalar in channel order. Every kernel of this
+   * format prepares through here, so all of them agree bit for bit.
+   */
+  private static float prepareBlock(
+      MemorySegment block, float[] q, int qOff, int headDim, float[] work) {
+    byte[] array = VectorKernels.array(block);
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    if (array != null && headDim % lanes == 0) {
+      VectorKernels.halfPairs(array, 0, headDim, work, headDim, work, 0);
+      FloatVector zeroTerm = FloatVector.zero(species);
+      for (int c = 0; c < headDim; c += lanes) {
+        FloatVector query = FloatVector.fromArray(species, q, qOff + c);
+        query.mul(FloatVector.fromArray(species, work, c)).intoArray(work, c);
+        zeroTerm = query.fma(FloatVector.fromArray(species, work, headDim + c), zeroTerm);
+      }
+      return AttentionKernels.sumLanes(zeroTerm);
+    }
+    float queryTimesZero = 0f;
+    for (int c = 0; c < headDim; c++) {
+      float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
+      float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c));
+      work[c] = q[qOff + c] * scale;
+      queryTimesZero += q[qOff + c] * zero;
+    }
+    return queryTimesZero;
+  }
+
+  /**
+   * Scores of tokens {@code [from, count)} against {@code work[0..headDim)} (the prepared query):
+   * {@code out[o + t] = Σ lanes(Σ_chunks codes·work) + queryTimesZero}, one lane-wise accumulator
+   * per token over its channel chunks in order, lanes summed by {@link AttentionKernels#sumLanes}.
+   * Four tokens run interleaved (independent chains); each token's arithmetic is the same as alone.
+   */
+  private void scoreTokens(
+      MemorySegment block,
+      byte[] array,
+      int count,
+      int headDim,
+      float[] work,
+      float queryTimesZero,
+      float[] out,
+      int o) {
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    int lanes = VectorKernels.FLOATS.length();
+    int wordBits = lanes * bits;
+    int step = wordBits / 8;
+    int t = 0;
+    for (; t + 4 <= count; t += 4) {
+      long row = codes + (long) t * rowBytes;
+      FloatVector s0 = FloatVector.zero(VectorKernels.FLOATS);
+      FloatVector s1 = s0;
+      FloatVector s2 = s0;
+      FloatVector s3 = s0;
+      long at = row;
+      for (int c = 0; c < headDim; c += lanes, at += step) {
+        FloatVector w = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+        s0 = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(w, s0);
+        s1 = AsymmetricCodes.codes(block, array, at + rowBytes, wordBits, bits).fma(w, s1);
+        s2 = AsymmetricCodes.codes(block, array, at + 2L * rowBytes, wordBits, bits).fma(w, s2);
+        s3 = AsymmetricCodes.codes(block, array, at + 3L * rowBytes, wordBits, bits).fma(w, s3);
+      }
+      out[o + t] = AttentionKernels.sumLanes(s0) + queryTimesZero;
+      out[o + t + 1] = AttentionKernels.sumLanes(s1) + queryTimesZero;
+      out[o + t + 2] = AttentionKernels.sumLanes(s2) + queryTimesZero;
+      out[o + t + 3] = AttentionKernels.sumLanes(s3) + queryTimesZero;
+    }
+    for (; t < count; t++) {
+      long at = codes + (long) t * rowBytes;
+      FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
+      for (int c = 0; c < headDim; c += lanes, at += step) {
+        FloatVector w = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+        sum = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(w, sum);
+      }
+      out[o + t] = AttentionKernels.sumLanes(sum) + queryTimesZero;
+    }
+  }
+
   @Override
   public void scores(
       MemorySegment block,
@@ -125,30 +210,14 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       float[] scores,
       float[] work) {
     byte[] array = VectorKernels.array(block);
-    float queryTimesZero = 0f;
-    for (int c = 0; c < headDim; c++) {
-      float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
-      float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c));
-      work[c] = q[qOff + c] * scale;
-      queryTimesZero += q[qOff + c] * zero;
+    float queryTimesZero = prepareBlock(block, q, qOff, headDim, work);
+    int lanes = VectorKernels.FLOATS.length();
+    if (AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0) {
+      scoreTokens(block, array, count, headDim, work, queryTimesZero, scores, 0);
+      return;
     }
     long codes = 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
-    int lanes = VectorKernels.FLOATS.length();
-    if (AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0) {
-      int wordBits = lanes * bits;
-      for (int t = 0; t < count; t++) {
-        long row = codes + (long) t * rowBytes;
-        FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
-        for (int c = 0; c < headDim; c += lanes) {
-          FloatVector scaledQuery = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
-          long at = row + (long) c * bits / 8;
-          sum = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(scaledQuery, sum);
-        }
-        scores[t] = AttentionKernels.sumLanes(sum) + queryTimesZero;
-      }
-      return;
-    }
     for (int t = 0; t < count; t++) {
       AsymmetricCodes.unpack(block, codes + (long) t * rowBytes, headDim, bits, work, headDim);
       scores[t] = VectorKernels.dot(work, 0, work, headDim, headDim) + queryTimesZero;
@@ -176,7 +245,6 @@ public record KiviKeyFormat(int bits) implements KvFormat {
           decoded);
       return;
     }
-    byte[] array = VectorKernels.array(block);
     long codes = 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
     for (int t = 0; t < count; t++) {
@@ -186,23 +254,15 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     int lanes = VectorKernels.FLOATS.length();
     boolean vector = AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0;
     for (int i = 0; i < rowCount; i++) {
-      int qOff = rows[i] * pStride;
-      float queryTimesZero = 0f;
-      for (int c = 0; c < headDim; c++) {
-        float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
-        float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c));
-        work[c] = prepared[qOff + c] * scale;
-        queryTimesZero += prepared[qOff + c] * zero;
-      }
+      float queryTimesZero = prepareBlock(block, prepared, rows[i] * pStride, headDim, work);
       int o = i * outStride;
       for (int t = 0; t < count; t++) {
         if (vector) {
           FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
           for (int c = 0; c < headDim; c += lanes) {
-            FloatVector scaledQuery = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
             sum =
                 FloatVector.fromArray(VectorKernels.FLOATS, decoded, t * headDim + c)
-                    .fma(scaledQuery, sum);
+                    .fma(FloatVector.fromArray(VectorKernels.FLOATS, work, c), sum);
           }
           out[o + t] = AttentionKernels.sumLanes(sum) + queryTimesZero;
         } else {

@@ -189,6 +189,11 @@ public final class KiviValueFormat extends RowFormat {
       int accStride,
       float[] work) {
     int groups = headDim / group;
+    if (rowCount == 1
+        && accumulateOneRow(
+            block, count, headDim, weights, wOff + rows[0] * wStride, acc, rows[0] * accStride)) {
+      return;
+    }
     if (rowCount < 2 || work.length < headDim + 2 * groups) {
       super.accumulateBlockRows(
           block, count, capacity, headDim, weights, wOff, wStride, rows, rowCount, acc, accStride,
@@ -244,6 +249,74 @@ public final class KiviValueFormat extends RowFormat {
         }
       }
     }
+  }
+
+  /**
+   * One query row over a block, the row's output kept in four vector registers per 4·lanes channels
+   * across all slots instead of loaded and stored per slot: each lane adds {@code (w·s_g)·code +
+   * w·z_g} slot by slot exactly as {@link #accumulateRow}. Returns false (nothing done) where the
+   * codes do not vectorize that way.
+   */
+  private boolean accumulateOneRow(
+      MemorySegment block,
+      int count,
+      int headDim,
+      float[] weights,
+      int w0,
+      float[] acc,
+      int accOff) {
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    byte[] array = VectorKernels.array(block);
+    if (array == null
+        || !AsymmetricCodes.vectorizable(bits)
+        || group % lanes != 0
+        || headDim % (4 * lanes) != 0) {
+      return false;
+    }
+    int rowBytes = rowBytes(headDim);
+    int scaleBytes = rowScaleBytes(headDim);
+    int wordBits = lanes * bits;
+    for (int c0 = 0; c0 < headDim; c0 += 4 * lanes) {
+      int g0 = c0 / group;
+      int g1 = (c0 + lanes) / group;
+      int g2 = (c0 + 2 * lanes) / group;
+      int g3 = (c0 + 3 * lanes) / group;
+      long codeAt = scaleBytes + (long) c0 * bits / 8;
+      int step = wordBits / 8;
+      FloatVector a0 = FloatVector.fromArray(species, acc, accOff + c0);
+      FloatVector a1 = FloatVector.fromArray(species, acc, accOff + c0 + lanes);
+      FloatVector a2 = FloatVector.fromArray(species, acc, accOff + c0 + 2 * lanes);
+      FloatVector a3 = FloatVector.fromArray(species, acc, accOff + c0 + 3 * lanes);
+      for (int s = 0; s < count; s++) {
+        float weight = weights[w0 + s];
+        if (weight == 0f) {
+          continue;
+        }
+        long off = (long) s * rowBytes;
+        long at = off + codeAt;
+        a0 = term(block, array, off, g0, weight, at, wordBits).add(a0);
+        a1 = term(block, array, off, g1, weight, at + step, wordBits).add(a1);
+        a2 = term(block, array, off, g2, weight, at + 2L * step, wordBits).add(a2);
+        a3 = term(block, array, off, g3, weight, at + 3L * step, wordBits).add(a3);
+      }
+      a0.intoArray(acc, accOff + c0);
+      a1.intoArray(acc, accOff + c0 + lanes);
+      a2.intoArray(acc, accOff + c0 + 2 * lanes);
+      a3.intoArray(acc, accOff + c0 + 3 * lanes);
+    }
+    return true;
+  }
+
+  /** {@code (w·s_g)·codes + w·z_g} for one vector of codes of the row at {@code off}. */
+  private FloatVector term(
+      MemorySegment block, byte[] array, long off, int g, float weight, long at, int wordBits) {
+    float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, off + 4L * g + 2));
+    float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, off + 4L * g));
+    return AsymmetricCodes.codes(block, array, at, wordBits, bits)
+        .fma(
+            FloatVector.broadcast(VectorKernels.FLOATS, weight * scale),
+            FloatVector.broadcast(VectorKernels.FLOATS, weight * zero));
   }
 
   @Override

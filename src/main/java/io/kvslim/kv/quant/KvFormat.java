@@ -205,7 +205,7 @@ public interface KvFormat {
 
   /** Scratch floats the fused kernels of any format need for rows of {@code headDim}. */
   static int workLength(int headDim) {
-    return 2 * headDim + 64;
+    return 3 * headDim + 64;
   }
 
   /**

@@ -4,6 +4,10 @@ import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /** The float Vector API loops the fused format kernels share. */
@@ -42,5 +46,129 @@ final class VectorKernels {
     return array != null
         ? ByteVector.fromArray(ByteVector.SPECIES_128, array, (int) offset)
         : ByteVector.fromMemorySegment(ByteVector.SPECIES_128, block, offset, LE);
+  }
+
+  private static final VectorSpecies<Byte> HALF_BYTES =
+      VectorSpecies.of(byte.class, VectorShape.forBitSize(FLOATS.length() * 16));
+  private static final VectorSpecies<Integer> INTS =
+      VectorSpecies.of(int.class, VectorShape.forBitSize(FLOATS.vectorBitSize()));
+
+  /**
+   * Widens {@code count} little-endian fp16 values at byte {@code offset} of a block to floats in
+   * {@code dst[dstOff..)}, each exactly {@link Float#float16ToFloat} (tested on all 65,536 bit
+   * patterns). The Vector API has no fp16 conversion, so a vector of halves is widened to ints and
+   * rebuilt in float bits: magnitude bits shifted into place and scaled by 2^112 (exact for normal
+   * and subnormal halves), the sign OR-ed back, infinities and NaNs (exponent 31) given the float
+   * exponent 255 with their payload shifted and NaNs made quiet, as {@code float16ToFloat} does.
+   */
+  static void halves(MemorySegment block, long offset, int count, float[] dst, int dstOff) {
+    byte[] array = array(block);
+    int lanes = FLOATS.length();
+    int j = 0;
+    if (array != null) {
+      int at = (int) offset;
+      for (; j + lanes <= count; j += lanes) {
+        half(array, at + 2 * j).intoArray(dst, dstOff + j);
+      }
+    }
+    for (; j < count; j++) {
+      dst[dstOff + j] = Float.float16ToFloat(block.get(F16Format.SHORT_LE, offset + 2L * j));
+    }
+  }
+
+  /**
+   * One float vector of the fp16 values at byte {@code at} of {@code array} (see {@link #halves}).
+   */
+  private static FloatVector half(byte[] array, int at) {
+    return widen(
+        (IntVector)
+            ByteVector.fromArray(HALF_BYTES, array, at)
+                .reinterpretAsShorts()
+                .convertShape(VectorOperators.S2I, INTS, 0));
+  }
+
+  /** Floats from fp16 bit patterns held sign-extended in int lanes (see {@link #halves}). */
+  private static FloatVector widen(IntVector h) {
+    IntVector magnitude = h.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+    IntVector scaled = magnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+    VectorMask<Integer> special = magnitude.compare(VectorOperators.GE, 0x7c00 << 13);
+    VectorMask<Integer> nan = magnitude.compare(VectorOperators.GT, 0x7c00 << 13);
+    scaled = scaled.blend(magnitude.or(0x7f800000), special);
+    scaled = scaled.blend(magnitude.or(0x7fc00000), nan);
+    return scaled.or(h.and(0x80000000)).reinterpretAsFloats();
+  }
+
+  private static final VectorSpecies<Byte> PAIR_BYTES =
+      VectorSpecies.of(byte.class, VectorShape.forBitSize(FLOATS.vectorBitSize()));
+
+  /**
+   * For {@code count} (a multiple of the lane count) pairs of little-endian fp16 values at byte
+   * {@code offset} of {@code array}, 4 bytes per pair: the widened first values to {@code
+   * firsts[firstsOff..)}, the second values to {@code seconds[secondsOff..)}, each exactly {@link
+   * Float#float16ToFloat}.
+   */
+  static void halfPairs(
+      byte[] array,
+      int offset,
+      int count,
+      float[] firsts,
+      int firstsOff,
+      float[] seconds,
+      int secondsOff) {
+    int lanes = FLOATS.length();
+    for (int j = 0; j < count; j += lanes) {
+      IntVector pair = ByteVector.fromArray(PAIR_BYTES, array, offset + 4 * j).reinterpretAsInts();
+      widen(pair.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16))
+          .intoArray(firsts, firstsOff + j);
+      widen(pair.lanewise(VectorOperators.ASHR, 16)).intoArray(seconds, secondsOff + j);
+    }
+  }
+
+  /**
+   * {@code q[qOff..+n) · halves(block, offset, n)}, bit for bit {@link #halves} followed by {@link
+   * #dot}, without the intermediate row.
+   */
+  static float dotHalves(
+      float[] q, int qOff, MemorySegment block, long offset, int n, float[] work) {
+    byte[] array = array(block);
+    int lanes = FLOATS.length();
+    if (array == null || n % lanes != 0) {
+      halves(block, offset, n, work, 0);
+      return dot(q, qOff, work, 0, n);
+    }
+    int at = (int) offset;
+    FloatVector sum = FloatVector.zero(FLOATS);
+    for (int j = 0; j < n; j += lanes) {
+      sum = FloatVector.fromArray(FLOATS, q, qOff + j).fma(half(array, at + 2 * j), sum);
+    }
+    return AttentionKernels.sumLanes(sum);
+  }
+
+  /**
+   * {@code acc[accOff..+n) += weight · halves(block, offset, n)}, bit for bit {@link #halves}
+   * followed by {@link AttentionKernels#addWeighted(float, float[], int, float[], int, int)}.
+   */
+  static void addWeightedHalves(
+      float weight,
+      MemorySegment block,
+      long offset,
+      float[] acc,
+      int accOff,
+      int n,
+      float[] work) {
+    byte[] array = array(block);
+    int lanes = FLOATS.length();
+    if (array == null || n % lanes != 0) {
+      halves(block, offset, n, work, 0);
+      AttentionKernels.addWeighted(weight, work, 0, acc, accOff, n);
+      return;
+    }
+    int at = (int) offset;
+    FloatVector w = FloatVector.broadcast(FLOATS, weight);
+    for (int j = 0; j < n; j += lanes) {
+      half(array, at + 2 * j)
+          .fma(w, FloatVector.fromArray(FLOATS, acc, accOff + j))
+          .intoArray(acc, accOff + j);
+    }
   }
 }

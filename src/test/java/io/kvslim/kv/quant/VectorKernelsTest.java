@@ -1,0 +1,45 @@
+package io.kvslim.kv.quant;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import org.junit.jupiter.api.Test;
+
+class VectorKernelsTest {
+
+  /** Every fp16 bit pattern, from a heap block (vector path) and a native one (scalar path). */
+  @Test
+  void halvesWidenEveryPatternExactlyAsFloat16ToFloat() {
+    int n = 1 << 16;
+    byte[] bytes = new byte[2 * n + 6];
+    MemorySegment heap = MemorySegment.ofArray(bytes);
+    for (int i = 0; i < n; i++) {
+      heap.set(F16Format.SHORT_LE, 2L * i, (short) i);
+    }
+    float[] out = new float[n + 3];
+    VectorKernels.halves(heap, 0, n, out, 3);
+    for (int i = 0; i < n; i++) {
+      int want = Float.floatToRawIntBits(Float.float16ToFloat((short) i));
+      assertThat(Float.floatToRawIntBits(out[3 + i])).as("half 0x%04x", i).isEqualTo(want);
+    }
+    // odd offsets and lengths that leave a scalar tail
+    for (int offset : new int[] {2, 6}) {
+      float[] part = new float[37];
+      VectorKernels.halves(heap, offset, 37, part, 0);
+      for (int i = 0; i < 37; i++) {
+        assertThat(part[i]).isEqualTo(Float.float16ToFloat((short) (offset / 2 + i)));
+      }
+    }
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment nat = arena.allocate(2L * n);
+      nat.copyFrom(heap.asSlice(0, 2L * n));
+      float[] fromNative = new float[n];
+      VectorKernels.halves(nat, 0, n, fromNative, 0);
+      for (int i = 0; i < n; i++) {
+        assertThat(Float.floatToRawIntBits(fromNative[i]))
+            .isEqualTo(Float.floatToRawIntBits(out[3 + i]));
+      }
+    }
+  }
+}
