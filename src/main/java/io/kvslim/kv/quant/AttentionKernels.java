@@ -50,6 +50,76 @@ public final class AttentionKernels {
     return v.lane(0);
   }
 
+  private static final VectorMask<Float>[] BITS = bitMasks();
+  private static final VectorShuffle<Float>[] FLIPS = flips();
+
+  @SuppressWarnings("unchecked")
+  private static VectorMask<Float>[] bitMasks() {
+    int lanes = FLOATS.length();
+    VectorMask<Float>[] out = new VectorMask[lanes];
+    for (int bit = 1; bit < lanes; bit <<= 1) {
+      boolean[] m = new boolean[lanes];
+      for (int i = 0; i < lanes; i++) {
+        m[i] = (i & bit) != 0;
+      }
+      out[bit] = VectorMask.fromArray(FLOATS, m, 0);
+    }
+    return out;
+  }
+
+  @SuppressWarnings("unchecked")
+  private static VectorShuffle<Float>[] flips() {
+    int lanes = FLOATS.length();
+    VectorShuffle<Float>[] out = new VectorShuffle[lanes];
+    for (int bit = 1; bit < lanes; bit <<= 1) {
+      int b = bit;
+      out[bit] = VectorShuffle.fromOp(FLOATS, i -> (i ^ b) & (lanes - 1));
+    }
+    return out;
+  }
+
+  /**
+   * Lanes {@code i} of {@code a} and {@code i ^ bit} of {@code b} combined pairwise (see below).
+   */
+  private static FloatVector combine(FloatVector a, FloatVector b, int bit) {
+    VectorMask<Float> m = BITS[bit];
+    return a.blend(b, m).add(b.blend(a, m).rearrange(FLIPS[bit]));
+  }
+
+  /**
+   * {@code out[o + i] = sumLanes(v_i)} for four vectors, bit for bit: the first two levels of the
+   * tree combine two vectors into one (lanes without the level's bit keep the first vector's
+   * partial sums, the others the second's), the last levels run within one vector, so every lane
+   * adds exactly the operands {@link #sumLanes} adds for its own vector (addition commutes
+   * exactly). About a third of the operations of four separate sums. Needs 16 lanes; with fewer it
+   * sums each vector alone. {@code scratch[sOff..+lanes)} is overwritten.
+   */
+  public static void sumLanes4(
+      FloatVector v0,
+      FloatVector v1,
+      FloatVector v2,
+      FloatVector v3,
+      float[] out,
+      int o,
+      float[] scratch,
+      int sOff) {
+    if (FLOATS.length() != 16) {
+      out[o] = sumLanes(v0);
+      out[o + 1] = sumLanes(v1);
+      out[o + 2] = sumLanes(v2);
+      out[o + 3] = sumLanes(v3);
+      return;
+    }
+    FloatVector r = combine(combine(v0, v1, 8), combine(v2, v3, 8), 4);
+    r = r.add(r.rearrange(FLIPS[2]));
+    r = r.add(r.rearrange(FLIPS[1]));
+    r.intoArray(scratch, sOff);
+    out[o] = scratch[sOff];
+    out[o + 1] = scratch[sOff + 8];
+    out[o + 2] = scratch[sOff + 4];
+    out[o + 3] = scratch[sOff + 12];
+  }
+
   /** {@code a[aOff..+n) · b[bOff..+n)} in the fixed order described above. */
   public static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
     FloatVector sum = FloatVector.zero(FLOATS);

@@ -183,10 +183,11 @@ public record KiviKeyFormat(int bits) implements KvFormat {
         s2 = AsymmetricCodes.codes(block, array, at + 2L * rowBytes, wordBits, bits).fma(w, s2);
         s3 = AsymmetricCodes.codes(block, array, at + 3L * rowBytes, wordBits, bits).fma(w, s3);
       }
-      out[o + t] = AttentionKernels.sumLanes(s0) + queryTimesZero;
-      out[o + t + 1] = AttentionKernels.sumLanes(s1) + queryTimesZero;
-      out[o + t + 2] = AttentionKernels.sumLanes(s2) + queryTimesZero;
-      out[o + t + 3] = AttentionKernels.sumLanes(s3) + queryTimesZero;
+      AttentionKernels.sumLanes4(s0, s1, s2, s3, out, o + t, work, 3 * headDim);
+      out[o + t] += queryTimesZero;
+      out[o + t + 1] += queryTimesZero;
+      out[o + t + 2] += queryTimesZero;
+      out[o + t + 3] += queryTimesZero;
     }
     for (; t < count; t++) {
       long at = codes + (long) t * rowBytes;

@@ -288,6 +288,36 @@ public final class KiviValueFormat extends RowFormat {
       FloatVector a1 = FloatVector.fromArray(species, acc, accOff + c0 + lanes);
       FloatVector a2 = FloatVector.fromArray(species, acc, accOff + c0 + 2 * lanes);
       FloatVector a3 = FloatVector.fromArray(species, acc, accOff + c0 + 3 * lanes);
+      if (group % (2 * lanes) == 0) {
+        // vectors 0-1 and 2-3 share a group: its scale and zero point are read once per slot
+        for (int s = 0; s < count; s++) {
+          float weight = weights[w0 + s];
+          if (weight == 0f) {
+            continue;
+          }
+          long off = (long) s * rowBytes;
+          long at = off + codeAt;
+          FloatVector s0 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g0));
+          FloatVector z0 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g0));
+          FloatVector s2 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g2));
+          FloatVector z2 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g2));
+          a0 = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(s0, z0).add(a0);
+          a1 = AsymmetricCodes.codes(block, array, at + step, wordBits, bits).fma(s0, z0).add(a1);
+          a2 =
+              AsymmetricCodes.codes(block, array, at + 2L * step, wordBits, bits)
+                  .fma(s2, z2)
+                  .add(a2);
+          a3 =
+              AsymmetricCodes.codes(block, array, at + 3L * step, wordBits, bits)
+                  .fma(s2, z2)
+                  .add(a3);
+        }
+        a0.intoArray(acc, accOff + c0);
+        a1.intoArray(acc, accOff + c0 + lanes);
+        a2.intoArray(acc, accOff + c0 + 2 * lanes);
+        a3.intoArray(acc, accOff + c0 + 3 * lanes);
+        continue;
+      }
       for (int s = 0; s < count; s++) {
         float weight = weights[w0 + s];
         if (weight == 0f) {
@@ -306,6 +336,14 @@ public final class KiviValueFormat extends RowFormat {
       a3.intoArray(acc, accOff + c0 + 3 * lanes);
     }
     return true;
+  }
+
+  private static float scaleAt(MemorySegment block, byte[] array, long off, int g) {
+    return HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, off + 4L * g + 2));
+  }
+
+  private static float zeroAt(MemorySegment block, byte[] array, long off, int g) {
+    return HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, off + 4L * g));
   }
 
   /** {@code (w·s_g)·codes + w·z_g} for one vector of codes of the row at {@code off}. */

@@ -4,10 +4,34 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Random;
+import jdk.incubator.vector.FloatVector;
 import org.junit.jupiter.api.Test;
 
 /** The fixed-order kernels against scalar references, and their lane and tail paths agreeing. */
 class AttentionKernelsTest {
+
+  @Test
+  void fourLaneSumsTogetherEqualEachAlone() {
+    Random random = new Random(37);
+    int lanes = VectorKernels.FLOATS.length();
+    float[] scratch = new float[lanes + 5];
+    for (int round = 0; round < 2000; round++) {
+      FloatVector[] v = new FloatVector[4];
+      for (int i = 0; i < 4; i++) {
+        float[] a = new float[lanes];
+        for (int j = 0; j < lanes; j++) {
+          // mixed magnitudes, so a different order of additions would round differently
+          a[j] = (float) (random.nextGaussian() * Math.pow(10, random.nextInt(7) - 3));
+        }
+        v[i] = FloatVector.fromArray(VectorKernels.FLOATS, a, 0);
+      }
+      float[] out = new float[6];
+      AttentionKernels.sumLanes4(v[0], v[1], v[2], v[3], out, 1, scratch, 5);
+      for (int i = 0; i < 4; i++) {
+        assertThat(out[1 + i]).isEqualTo(AttentionKernels.sumLanes(v[i]));
+      }
+    }
+  }
 
   @Test
   void expIsWithinTwoUlpOfTheExactValue() {
