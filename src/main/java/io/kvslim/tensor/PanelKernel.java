@@ -62,8 +62,11 @@ final class PanelKernel {
    * each): {@code out[t * rows + row + i] = panel_i · x_t} for every activation row {@code t < n}.
    */
   static void tiles(float[] panel, int cols, float[] x, int n, float[] out, int row, int rows) {
+    // tiles of four activation rows, the last five or fewer in the widest tiles that avoid a
+    // one-row tile (a one-row tile is load-bound: five loads per four multiply-adds)
+    int full = n % 4 == 1 && n >= 5 ? n / 4 - 1 : n / 4;
     int t = 0;
-    for (; t + 4 <= n; t += 4) {
+    for (int i = 0; i < full; i++, t += 4) {
       int x0 = t * cols;
       int o0 = t * rows + row;
       tile4x4(
@@ -80,15 +83,92 @@ final class PanelKernel {
           o0 + 2 * rows,
           o0 + 3 * rows);
     }
-    // a last partial tile of one to three activation rows: narrower kernels, so no row is
-    // computed twice (a batch of 9 would otherwise cost as much as one of 12)
-    if (n - t >= 2) {
+    int left = n - t;
+    if (left >= 3) {
+      tile4x3(
+          panel,
+          cols,
+          x,
+          t * cols,
+          (t + 1) * cols,
+          (t + 2) * cols,
+          out,
+          t * rows + row,
+          (t + 1) * rows + row,
+          (t + 2) * rows + row);
+      t += 3;
+      left -= 3;
+    }
+    if (left >= 2) {
       tile4x2(panel, cols, x, t * cols, (t + 1) * cols, out, t * rows + row, (t + 1) * rows + row);
       t += 2;
+      left -= 2;
     }
-    if (t < n) {
+    if (left == 1) {
       tile4x1(panel, cols, x, t * cols, out, t * rows + row);
     }
+  }
+
+  /** {@link #tile4x4} for three activation rows; each product in the same order. */
+  private static void tile4x3(
+      float[] panel,
+      int cols,
+      float[] x,
+      int x0,
+      int x1,
+      int x2,
+      float[] out,
+      int o0,
+      int o1,
+      int o2) {
+    FloatVector t00 = FloatVector.zero(F);
+    FloatVector t01 = FloatVector.zero(F);
+    FloatVector t02 = FloatVector.zero(F);
+    FloatVector t10 = FloatVector.zero(F);
+    FloatVector t11 = FloatVector.zero(F);
+    FloatVector t12 = FloatVector.zero(F);
+    FloatVector t20 = FloatVector.zero(F);
+    FloatVector t21 = FloatVector.zero(F);
+    FloatVector t22 = FloatVector.zero(F);
+    FloatVector t30 = FloatVector.zero(F);
+    FloatVector t31 = FloatVector.zero(F);
+    FloatVector t32 = FloatVector.zero(F);
+    int c1 = cols;
+    int c2 = 2 * cols;
+    int c3 = 3 * cols;
+    for (int e = 0; e < cols; e += FL) {
+      FloatVector w0 = FloatVector.fromArray(F, panel, e);
+      FloatVector w1 = FloatVector.fromArray(F, panel, c1 + e);
+      FloatVector w2 = FloatVector.fromArray(F, panel, c2 + e);
+      FloatVector w3 = FloatVector.fromArray(F, panel, c3 + e);
+      FloatVector v0 = FloatVector.fromArray(F, x, x0 + e);
+      t00 = w0.fma(v0, t00);
+      t10 = w1.fma(v0, t10);
+      t20 = w2.fma(v0, t20);
+      t30 = w3.fma(v0, t30);
+      FloatVector v1 = FloatVector.fromArray(F, x, x1 + e);
+      t01 = w0.fma(v1, t01);
+      t11 = w1.fma(v1, t11);
+      t21 = w2.fma(v1, t21);
+      t31 = w3.fma(v1, t31);
+      FloatVector v2 = FloatVector.fromArray(F, x, x2 + e);
+      t02 = w0.fma(v2, t02);
+      t12 = w1.fma(v2, t12);
+      t22 = w2.fma(v2, t22);
+      t32 = w3.fma(v2, t32);
+    }
+    out[o0] = Simd.sumLanes(t00);
+    out[o0 + 1] = Simd.sumLanes(t10);
+    out[o0 + 2] = Simd.sumLanes(t20);
+    out[o0 + 3] = Simd.sumLanes(t30);
+    out[o1] = Simd.sumLanes(t01);
+    out[o1 + 1] = Simd.sumLanes(t11);
+    out[o1 + 2] = Simd.sumLanes(t21);
+    out[o1 + 3] = Simd.sumLanes(t31);
+    out[o2] = Simd.sumLanes(t02);
+    out[o2 + 1] = Simd.sumLanes(t12);
+    out[o2 + 2] = Simd.sumLanes(t22);
+    out[o2 + 3] = Simd.sumLanes(t32);
   }
 
   /** {@link #tile4x4} for two activation rows; each product in the same order. */
