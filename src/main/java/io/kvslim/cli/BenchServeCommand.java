@@ -76,12 +76,13 @@ public final class BenchServeCommand implements Callable<Integer> {
         url);
     System.out.printf(
         Locale.ROOT,
-        "%-34s %5s %4s %5s %8s %9s %9s %9s %9s %7s %11s%n",
+        "%-34s %5s %4s %5s %8s %14s %9s %9s %9s %9s %7s %11s%n",
         "kv",
         "ok",
         "err",
         "429s",
         "tok/s",
+        "at peak (s)",
         "ttft p50",
         "ttft p95",
         "itl p50",
@@ -93,12 +94,14 @@ public final class BenchServeCommand implements Callable<Integer> {
       results.add(r);
       System.out.printf(
           Locale.ROOT,
-          "%-34s %5d %4d %5d %8.1f %7.0fms %7.0fms %7.0fms %7.0fms %7d %11s%n",
+          "%-34s %5d %4d %5d %8.1f %8.1f (%3.0f) %7.0fms %7.0fms %7.0fms %7.0fms %7d %11s%n",
           r.kv(),
           r.completed(),
           r.failed(),
           r.retried429(),
           r.tokensPerSecond(),
+          r.peakTokensPerSecond(),
+          r.peakSeconds(),
           r.ttftP50(),
           r.ttftP95(),
           r.itlP50(),

@@ -50,6 +50,9 @@ public final class ServeBenchmark {
       long generatedTokens,
       double wallSeconds,
       double tokensPerSecond,
+      double peakTokensPerSecond,
+      double peakSeconds,
+      int peakStreams,
       double ttftP50,
       double ttftP95,
       double itlP50,
@@ -95,6 +98,7 @@ public final class ServeBenchmark {
   public Result run(String kv) throws InterruptedException {
     List<Double> ttft = java.util.Collections.synchronizedList(new ArrayList<>());
     List<Double> itl = java.util.Collections.synchronizedList(new ArrayList<>());
+    List<long[]> arrivals = java.util.Collections.synchronizedList(new ArrayList<>());
     AtomicLong tokens = new AtomicLong();
     AtomicLong peakPerRequest = new AtomicLong();
     AtomicInteger failed = new AtomicInteger();
@@ -114,7 +118,7 @@ public final class ServeBenchmark {
                   int i;
                   while ((i = next.getAndIncrement()) < settings.requests()) {
                     try {
-                      one(kv, i, ttft, itl, tokens, peakPerRequest, retried);
+                      one(kv, i, ttft, itl, arrivals, tokens, peakPerRequest, retried);
                     } catch (IOException | RuntimeException e) {
                       failed.incrementAndGet();
                     }
@@ -135,6 +139,7 @@ public final class ServeBenchmark {
       sampler.join();
     }
     double wall = (System.nanoTime() - t0) / 1e9;
+    Peak peak = peak(arrivals);
     return new Result(
         kv,
         settings.requests() - failed.get(),
@@ -143,6 +148,9 @@ public final class ServeBenchmark {
         tokens.get(),
         wall,
         tokens.get() / wall,
+        peak.tokensPerSecond(),
+        peak.seconds(),
+        peak.streams(),
         percentile(ttft, 50),
         percentile(ttft, 95),
         percentile(itl, 50),
@@ -157,6 +165,7 @@ public final class ServeBenchmark {
       int index,
       List<Double> ttft,
       List<Double> itl,
+      List<long[]> arrivals,
       AtomicLong tokens,
       AtomicLong peakPerRequest,
       AtomicInteger retried)
@@ -196,6 +205,8 @@ public final class ServeBenchmark {
         throw new IOException("status " + r.statusCode());
       }
       long last = -1;
+      long[] times = new long[Math.max(16, settings.maxTokens() + 1)];
+      int count = 0;
       try (Stream<String> lines = r.body()) {
         Iterator<String> it = lines.iterator();
         while (it.hasNext()) {
@@ -218,6 +229,10 @@ public final class ServeBenchmark {
               itl.add((now - last) / 1e6);
             }
             last = now;
+            if (count == times.length) {
+              times = Arrays.copyOf(times, 2 * count);
+            }
+            times[count++] = now;
           }
           if (event.has("usage")) {
             tokens.addAndGet(event.at("/usage/completion_tokens").asLong());
@@ -225,6 +240,9 @@ public final class ServeBenchmark {
                 event.at("/kvslim_usage/kv_bytes_peak").asLong(), Math::max);
           }
         }
+      }
+      if (count > 1) {
+        arrivals.add(Arrays.copyOf(times, count));
       }
       return;
     }
@@ -249,6 +267,84 @@ public final class ServeBenchmark {
         return;
       }
     }
+  }
+
+  /**
+   * Decode throughput while the most streams were generating at once: a stream generates from its
+   * first token to its last; over the times when the number of generating streams is at its
+   * maximum, the tokens that arrived divided by that time. It leaves out the ramp up and down of a
+   * finite run (the first prefills, a last wave with fewer streams), which the end-to-end figure
+   * includes.
+   */
+  record Peak(double tokensPerSecond, double seconds, int streams) {}
+
+  static Peak peak(List<long[]> arrivals) {
+    List<long[]> runs;
+    synchronized (arrivals) {
+      runs = new ArrayList<>(arrivals);
+    }
+    if (runs.isEmpty()) {
+      return new Peak(Double.NaN, 0, 0);
+    }
+    // +1 at a stream's first token, -1 just after its last; ties: ends first
+    long[][] events = new long[2 * runs.size()][];
+    int e = 0;
+    for (long[] t : runs) {
+      events[e++] = new long[] {t[0], +1};
+      events[e++] = new long[] {t[t.length - 1], -1};
+    }
+    Arrays.sort(
+        events, (a, b) -> a[0] != b[0] ? Long.compare(a[0], b[0]) : Long.compare(a[1], b[1]));
+    int max = 0;
+    int active = 0;
+    for (long[] ev : events) {
+      active += (int) ev[1];
+      max = Math.max(max, active);
+    }
+    List<long[]> windows = new ArrayList<>();
+    active = 0;
+    long from = -1;
+    for (long[] ev : events) {
+      active += (int) ev[1];
+      if (active == max && from < 0) {
+        from = ev[0];
+      } else if (active < max && from >= 0) {
+        if (ev[0] > from) {
+          windows.add(new long[] {from, ev[0]});
+        }
+        from = -1;
+      }
+    }
+    long nanos = 0;
+    long tokens = 0;
+    for (long[] w : windows) {
+      nanos += w[1] - w[0];
+      for (long[] t : runs) {
+        // tokens strictly after the window opens (the opening token closes the interval before)
+        int lo = upper(t, w[0]);
+        int hi = upper(t, w[1]);
+        tokens += hi - lo;
+      }
+    }
+    if (nanos == 0) {
+      return new Peak(Double.NaN, 0, max);
+    }
+    return new Peak(tokens / (nanos / 1e9), nanos / 1e9, max);
+  }
+
+  /** Index of the first element greater than {@code key} in the sorted {@code a}. */
+  private static int upper(long[] a, long key) {
+    int lo = 0;
+    int hi = a.length;
+    while (lo < hi) {
+      int mid = (lo + hi) >>> 1;
+      if (a[mid] <= key) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    return lo;
   }
 
   static double percentile(List<Double> values, double p) {

@@ -75,6 +75,30 @@ public final class DecodeStepMain {
             }
             ms[r] = (System.nanoTime() - t0) / 1e6 / steps;
           }
+          if (Boolean.getBoolean("attention")) {
+            // attention alone over the same caches (no matmuls in between): 12 layers per step
+            int heads = engine.config().heads();
+            int qd = engine.config().qDim();
+            float[] qv = new float[qd];
+            float[] out = new float[qd];
+            int[] one1 = new int[1];
+            for (int i = 0; i < qd; i++) {
+              qv[i] = (float) rnd.nextGaussian();
+            }
+            double best = Double.MAX_VALUE;
+            for (int r = 0; r < 20; r++) {
+              long t0 = System.nanoTime();
+              for (int i = 0; i < b; i++) {
+                one1[0] = pos[i] - 1;
+                for (int l = 0; l < engine.config().layers(); l++) {
+                  arr[i].layer(l).attend(1, one1, heads, qv, 0.125f, out, null, engine.pool());
+                }
+              }
+              best = Math.min(best, (System.nanoTime() - t0) / 1e6);
+            }
+            System.out.printf(
+                Locale.ROOT, "  attention alone: %.2f ms per step of %d sequences%n", best, b);
+          }
           double[] timed = java.util.Arrays.copyOfRange(ms, 1, ms.length);
           java.util.Arrays.sort(timed);
           double med = timed[timed.length / 2];
