@@ -42,9 +42,12 @@ public final class Batch {
       boolean lastLogits) {
     int n = to - from;
     ensureRows(rows + n);
-    if (segments + 1 >= segmentStart.length - 1) {
-      segmentStart = Arrays.copyOf(segmentStart, segmentStart.length * 2);
-      caches = Arrays.copyOf(caches, caches.length * 2);
+    // segment s needs caches[s] and segmentStart[s + 1]
+    if (segments + 2 > segmentStart.length) {
+      segmentStart = Arrays.copyOf(segmentStart, Math.max(segments + 2, segmentStart.length * 2));
+    }
+    if (segments + 1 > caches.length) {
+      caches = Arrays.copyOf(caches, Math.max(segments + 1, caches.length * 2));
     }
     segmentStart[segments] = rows;
     caches[segments] = cache;
