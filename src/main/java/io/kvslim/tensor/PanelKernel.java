@@ -44,14 +44,17 @@ final class PanelKernel {
 
   private static final ThreadLocal<float[]> PANELS = ThreadLocal.withInitial(() -> new float[0]);
 
+  /** Scratch floats after a panel: one vector per accumulator of the widest partial tile. */
+  private static final int SCRATCH = 12 * 16;
+
   /**
-   * A per-thread panel of at least {@code size} floats, plus 16 floats of scratch after them that
-   * {@link #tiles} uses.
+   * A per-thread panel of at least {@code size} floats, plus {@link #SCRATCH} floats of scratch
+   * after them that {@link #tiles} uses.
    */
   static float[] panel(int size) {
     float[] p = PANELS.get();
-    if (p.length < size + 16) {
-      p = new float[size + 16];
+    if (p.length < size + SCRATCH) {
+      p = new float[size + SCRATCH];
       PANELS.set(p);
     }
     return p;
@@ -157,18 +160,25 @@ final class PanelKernel {
       t22 = w2.fma(v2, t22);
       t32 = w3.fma(v2, t32);
     }
-    out[o0] = Simd.sumLanes(t00);
-    out[o0 + 1] = Simd.sumLanes(t10);
-    out[o0 + 2] = Simd.sumLanes(t20);
-    out[o0 + 3] = Simd.sumLanes(t30);
-    out[o1] = Simd.sumLanes(t01);
-    out[o1 + 1] = Simd.sumLanes(t11);
-    out[o1 + 2] = Simd.sumLanes(t21);
-    out[o1 + 3] = Simd.sumLanes(t31);
-    out[o2] = Simd.sumLanes(t02);
-    out[o2 + 1] = Simd.sumLanes(t12);
-    out[o2 + 2] = Simd.sumLanes(t22);
-    out[o2 + 3] = Simd.sumLanes(t32);
+    // lane sums in scalar code from the scratch after the panel (see Simd.sumLanes(float[], int))
+    int sc = 4 * cols;
+    t00.intoArray(panel, sc);
+    t10.intoArray(panel, sc + FL);
+    t20.intoArray(panel, sc + 2 * FL);
+    t30.intoArray(panel, sc + 3 * FL);
+    t01.intoArray(panel, sc + 4 * FL);
+    t11.intoArray(panel, sc + 5 * FL);
+    t21.intoArray(panel, sc + 6 * FL);
+    t31.intoArray(panel, sc + 7 * FL);
+    t02.intoArray(panel, sc + 8 * FL);
+    t12.intoArray(panel, sc + 9 * FL);
+    t22.intoArray(panel, sc + 10 * FL);
+    t32.intoArray(panel, sc + 11 * FL);
+    for (int i = 0; i < 4; i++) {
+      out[o0 + i] = Simd.sumLanes(panel, sc + i * FL);
+      out[o1 + i] = Simd.sumLanes(panel, sc + (4 + i) * FL);
+      out[o2 + i] = Simd.sumLanes(panel, sc + (8 + i) * FL);
+    }
   }
 
   /** {@link #tile4x4} for two activation rows; each product in the same order. */
@@ -201,14 +211,19 @@ final class PanelKernel {
       t21 = w2.fma(v1, t21);
       t31 = w3.fma(v1, t31);
     }
-    out[o0] = Simd.sumLanes(t00);
-    out[o0 + 1] = Simd.sumLanes(t10);
-    out[o0 + 2] = Simd.sumLanes(t20);
-    out[o0 + 3] = Simd.sumLanes(t30);
-    out[o1] = Simd.sumLanes(t01);
-    out[o1 + 1] = Simd.sumLanes(t11);
-    out[o1 + 2] = Simd.sumLanes(t21);
-    out[o1 + 3] = Simd.sumLanes(t31);
+    int sc = 4 * cols;
+    t00.intoArray(panel, sc);
+    t10.intoArray(panel, sc + FL);
+    t20.intoArray(panel, sc + 2 * FL);
+    t30.intoArray(panel, sc + 3 * FL);
+    t01.intoArray(panel, sc + 4 * FL);
+    t11.intoArray(panel, sc + 5 * FL);
+    t21.intoArray(panel, sc + 6 * FL);
+    t31.intoArray(panel, sc + 7 * FL);
+    for (int i = 0; i < 4; i++) {
+      out[o0 + i] = Simd.sumLanes(panel, sc + i * FL);
+      out[o1 + i] = Simd.sumLanes(panel, sc + (4 + i) * FL);
+    }
   }
 
   /** {@link #tile4x4} for one activation row; each product in the same order. */
@@ -227,10 +242,14 @@ final class PanelKernel {
       t2 = FloatVector.fromArray(F, panel, c2 + e).fma(v, t2);
       t3 = FloatVector.fromArray(F, panel, c3 + e).fma(v, t3);
     }
-    out[o0] = Simd.sumLanes(t0);
-    out[o0 + 1] = Simd.sumLanes(t1);
-    out[o0 + 2] = Simd.sumLanes(t2);
-    out[o0 + 3] = Simd.sumLanes(t3);
+    int sc = 4 * cols;
+    t0.intoArray(panel, sc);
+    t1.intoArray(panel, sc + FL);
+    t2.intoArray(panel, sc + 2 * FL);
+    t3.intoArray(panel, sc + 3 * FL);
+    for (int i = 0; i < 4; i++) {
+      out[o0 + i] = Simd.sumLanes(panel, sc + i * FL);
+    }
   }
 
   private static void tile4x4(

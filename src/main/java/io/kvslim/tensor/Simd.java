@@ -115,4 +115,20 @@ final class Simd {
     v = v.add(v.rearrange(STEP1));
     return v.lane(0);
   }
+
+  /**
+   * {@link #sumLanes(FloatVector)} of a vector already stored at {@code a[off..off+FL)}, in scalar
+   * code: the same additions in the same tree, so the same bits (the array is overwritten). Kernels
+   * with many accumulators store them and reduce here: a vector passed to a method C2 did not
+   * inline is boxed on the heap, and a kernel that calls {@code sumLanes(FloatVector)} a dozen
+   * times can run out of inlining budget (seen in the server: tens of MB/s of boxed vectors).
+   */
+  static float sumLanes(float[] a, int off) {
+    for (int h = FL >> 1; h >= 1; h >>= 1) {
+      for (int j = 0; j < h; j++) {
+        a[off + j] = a[off + j] + a[off + j + h];
+      }
+    }
+    return a[off];
+  }
 }

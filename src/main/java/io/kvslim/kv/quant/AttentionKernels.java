@@ -42,6 +42,21 @@ public final class AttentionKernels {
     return out;
   }
 
+  /**
+   * {@link #sumLanes(FloatVector)} of a vector stored at {@code a[off..off + lanes)}, in scalar
+   * code: the same additions in the same tree, so the same bits (the array is overwritten). Used
+   * where a kernel would otherwise pass a vector to a method C2 may not inline (the vector is then
+   * boxed).
+   */
+  public static float sumLanes(float[] a, int off) {
+    for (int h = FLOATS.length() >> 1; h >= 1; h >>= 1) {
+      for (int j = 0; j < h; j++) {
+        a[off + j] = a[off + j] + a[off + j + h];
+      }
+    }
+    return a[off];
+  }
+
   /** Sum of the lanes as a fixed pairwise tree: lanes {@code i} and {@code i + L/2}, and so on. */
   public static float sumLanes(FloatVector v) {
     for (VectorShuffle<Float> s : HALVES) {

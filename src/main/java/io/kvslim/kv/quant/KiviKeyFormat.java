@@ -136,7 +136,8 @@ public record KiviKeyFormat(int bits) implements KvFormat {
         query.mul(FloatVector.fromArray(species, work, c)).intoArray(work, c);
         zeroTerm = query.fma(FloatVector.fromArray(species, work, headDim + c), zeroTerm);
       }
-      return AttentionKernels.sumLanes(zeroTerm);
+      zeroTerm.intoArray(work, 3 * headDim);
+      return AttentionKernels.sumLanes(work, 3 * headDim);
     }
     float queryTimesZero = 0f;
     for (int c = 0; c < headDim; c++) {
@@ -196,7 +197,8 @@ public record KiviKeyFormat(int bits) implements KvFormat {
         FloatVector w = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
         sum = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(w, sum);
       }
-      out[o + t] = AttentionKernels.sumLanes(sum) + queryTimesZero;
+      sum.intoArray(work, 3 * headDim);
+      out[o + t] = AttentionKernels.sumLanes(work, 3 * headDim) + queryTimesZero;
     }
   }
 
@@ -265,7 +267,8 @@ public record KiviKeyFormat(int bits) implements KvFormat {
                 FloatVector.fromArray(VectorKernels.FLOATS, decoded, t * headDim + c)
                     .fma(FloatVector.fromArray(VectorKernels.FLOATS, work, c), sum);
           }
-          out[o + t] = AttentionKernels.sumLanes(sum) + queryTimesZero;
+          sum.intoArray(work, 3 * headDim);
+          out[o + t] = AttentionKernels.sumLanes(work, 3 * headDim) + queryTimesZero;
         } else {
           out[o + t] = VectorKernels.dot(work, 0, decoded, t * headDim, headDim) + queryTimesZero;
         }

@@ -115,12 +115,31 @@ final class VectorKernels {
       int firstsOff,
       float[] seconds,
       int secondsOff) {
+    // widen's steps written out for both halves: no vector crosses a call that C2 might not
+    // inline (where it would be boxed)
     int lanes = FLOATS.length();
     for (int j = 0; j < count; j += lanes) {
       IntVector pair = ByteVector.fromArray(PAIR_BYTES, array, offset + 4 * j).reinterpretAsInts();
-      widen(pair.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16))
-          .intoArray(firsts, firstsOff + j);
-      widen(pair.lanewise(VectorOperators.ASHR, 16)).intoArray(seconds, secondsOff + j);
+      IntVector lo = pair.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16);
+      IntVector loMagnitude = lo.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+      IntVector loBits = loMagnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+      loBits =
+          loBits.blend(
+              loMagnitude.or(0x7f800000), loMagnitude.compare(VectorOperators.GE, 0x7c00 << 13));
+      loBits =
+          loBits.blend(
+              loMagnitude.or(0x7fc00000), loMagnitude.compare(VectorOperators.GT, 0x7c00 << 13));
+      loBits.or(lo.and(0x80000000)).reinterpretAsFloats().intoArray(firsts, firstsOff + j);
+      IntVector hi = pair.lanewise(VectorOperators.ASHR, 16);
+      IntVector hiMagnitude = hi.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+      IntVector hiBits = hiMagnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+      hiBits =
+          hiBits.blend(
+              hiMagnitude.or(0x7f800000), hiMagnitude.compare(VectorOperators.GE, 0x7c00 << 13));
+      hiBits =
+          hiBits.blend(
+              hiMagnitude.or(0x7fc00000), hiMagnitude.compare(VectorOperators.GT, 0x7c00 << 13));
+      hiBits.or(hi.and(0x80000000)).reinterpretAsFloats().intoArray(seconds, secondsOff + j);
     }
   }
 

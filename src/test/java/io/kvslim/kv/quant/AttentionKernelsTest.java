@@ -29,6 +29,10 @@ class AttentionKernelsTest {
       AttentionKernels.sumLanes4(v[0], v[1], v[2], v[3], out, 1, scratch, 5);
       for (int i = 0; i < 4; i++) {
         assertThat(out[1 + i]).isEqualTo(AttentionKernels.sumLanes(v[i]));
+        // the scalar tree over the stored lanes: the same bits
+        float[] stored = new float[lanes + 3];
+        v[i].intoArray(stored, 3);
+        assertThat(AttentionKernels.sumLanes(stored, 3)).isEqualTo(AttentionKernels.sumLanes(v[i]));
       }
     }
   }
