@@ -218,64 +218,84 @@ public final class Forward {
 
   private void attention(int l, Batch b) {
     float scale = 1.0f / (float) Math.sqrt(c.headDim()); // llama.cpp's 1.0f/sqrtf(n_embd_head)
-    int qd = c.qDim();
-    int kd = c.kvDim();
-    if (perSequence(b)) {
-      attentionPerSequence(l, b, scale);
+    int singles = perSequence(b);
+    if (singles < 2) {
+      for (int s = 0; s < b.segments(); s++) {
+        attendSegment(l, b, s, scale);
+      }
       return;
     }
+    // prompts (segments of several rows) first, each with its heads split over the pool; then
+    // the one-row segments, one sequence per thread
     for (int s = 0; s < b.segments(); s++) {
-      int start = b.segmentStart(s);
-      int cnt = b.segmentEnd(s) - start;
-      LayerKv kv = b.cache(s).layer(l);
-      if (start == 0) {
-        kv.append(cnt, b.positions(), k, v);
-        attend(kv, cnt, b.positions(), q, scale, att);
-        continue;
+      if (b.segmentEnd(s) - b.segmentStart(s) != 1) {
+        attendSegment(l, b, s, scale);
       }
-      if (segPositions.length < cnt) {
-        segPositions = new int[cnt];
-      }
-      if (segQ.length < cnt * qd) {
-        segQ = new float[cnt * qd];
-        segOut = new float[cnt * qd];
-      }
-      if (segK.length < cnt * kd) {
-        segK = new float[cnt * kd];
-        segV = new float[cnt * kd];
-      }
-      System.arraycopy(b.positions(), start, segPositions, 0, cnt);
-      System.arraycopy(q, start * qd, segQ, 0, cnt * qd);
-      System.arraycopy(k, start * kd, segK, 0, cnt * kd);
-      System.arraycopy(v, start * kd, segV, 0, cnt * kd);
-      kv.append(cnt, segPositions, segK, segV);
-      Arrays.fill(segOut, 0, cnt * qd, 0f);
-      attend(kv, cnt, segPositions, segQ, scale, segOut);
-      System.arraycopy(segOut, 0, att, start * qd, cnt * qd);
     }
+    attentionPerSequence(l, b, scale, singles);
+  }
+
+  /** Appends segment {@code s}'s keys and values to its cache and attends over it. */
+  private void attendSegment(int l, Batch b, int s, float scale) {
+    int qd = c.qDim();
+    int kd = c.kvDim();
+    int start = b.segmentStart(s);
+    int cnt = b.segmentEnd(s) - start;
+    LayerKv kv = b.cache(s).layer(l);
+    if (start == 0) {
+      kv.append(cnt, b.positions(), k, v);
+      attend(kv, cnt, b.positions(), q, scale, att);
+      return;
+    }
+    if (segPositions.length < cnt) {
+      segPositions = new int[cnt];
+    }
+    if (segQ.length < cnt * qd) {
+      segQ = new float[cnt * qd];
+      segOut = new float[cnt * qd];
+    }
+    if (segK.length < cnt * kd) {
+      segK = new float[cnt * kd];
+      segV = new float[cnt * kd];
+    }
+    System.arraycopy(b.positions(), start, segPositions, 0, cnt);
+    System.arraycopy(q, start * qd, segQ, 0, cnt * qd);
+    System.arraycopy(k, start * kd, segK, 0, cnt * kd);
+    System.arraycopy(v, start * kd, segV, 0, cnt * kd);
+    kv.append(cnt, segPositions, segK, segV);
+    Arrays.fill(segOut, 0, cnt * qd, 0f);
+    attend(kv, cnt, segPositions, segQ, scale, segOut);
+    System.arraycopy(segOut, 0, att, start * qd, cnt * qd);
   }
 
   /**
-   * Whether a step's attention runs one sequence per thread: a decode step of several sequences
-   * (one row each) on a pool, with no engine-wide observer. Each sequence appends to and attends
+   * How many of the step's segments are single rows whose attention can run one sequence per thread
+   * (a decode step of several sequences, or decode rows next to a prompt chunk), 0 when that does
+   * not apply: no pool to share, or an engine-wide observer. Each sequence appends to and attends
    * over its own cache, so sequences are independent; a sequence's attention then runs on one
    * thread instead of its heads being split across the pool, which saves one dispatch per sequence
    * and layer and runs the appends (quantization, for compressed caches) in parallel too. Results
    * are the same as sequence by sequence: each sequence's arithmetic does not depend on the thread
-   * it runs on.
+   * it runs on. Lists those segments in {@link #singleSegments}.
    */
-  private boolean perSequence(Batch b) {
+  private int perSequence(Batch b) {
     int segments = b.segments();
     if (segments < 2 || pool.threads() < 2 || observer != null) {
-      return false;
+      return 0;
     }
+    if (singleSegments.length < segments) {
+      singleSegments = new int[Math.max(segments, 2 * singleSegments.length)];
+    }
+    int n = 0;
     for (int s = 0; s < segments; s++) {
-      if (b.segmentEnd(s) - b.segmentStart(s) != 1) {
-        return false;
+      if (b.segmentEnd(s) - b.segmentStart(s) == 1) {
+        singleSegments[n++] = s;
       }
     }
-    return true;
+    return n;
   }
+
+  private int[] singleSegments = new int[16];
 
   private final java.util.concurrent.atomic.AtomicInteger nextSequence =
       new java.util.concurrent.atomic.AtomicInteger();
@@ -285,22 +305,22 @@ public final class Forward {
   private float[][] seqOut = new float[0][];
   private int[][] seqPosition = new int[0][];
 
-  /** {@link #attention} for {@link #perSequence} batches: threads claim sequences one at a time. */
-  private void attentionPerSequence(int l, Batch b, float scale) {
+  /** The one-row segments {@code singleSegments[0..count)}: threads claim them one at a time. */
+  private void attentionPerSequence(int l, Batch b, float scale, int count) {
     int threads = pool.threads();
     int qd = c.qDim();
     int kd = c.kvDim();
-    if (seqQ.length < threads || (threads > 0 && seqQ[0].length < qd)) {
+    if (seqQ.length < threads || seqQ[0].length < qd) {
       seqQ = new float[threads][qd];
       seqK = new float[threads][kd];
       seqV = new float[threads][kd];
       seqOut = new float[threads][qd];
       seqPosition = new int[threads][1];
     }
-    int segments = b.segments();
+    int[] list = singleSegments;
     nextSequence.set(0);
     pool.forChunks(
-        Math.min(threads, segments),
+        Math.min(threads, count),
         1,
         (chunk, start, end) -> {
           float[] sq = seqQ[chunk];
@@ -308,7 +328,8 @@ public final class Forward {
           float[] sv = seqV[chunk];
           float[] so = seqOut[chunk];
           int[] sp = seqPosition[chunk];
-          for (int s; (s = nextSequence.getAndIncrement()) < segments; ) {
+          for (int i; (i = nextSequence.getAndIncrement()) < count; ) {
+            int s = list[i];
             int row = b.segmentStart(s);
             LayerKv kv = b.cache(s).layer(l);
             sp[0] = b.positions()[row];

@@ -7,6 +7,7 @@ import io.kvslim.kv.KvCache;
 import io.kvslim.kv.policy.KvCaches;
 import io.kvslim.kv.spec.KvSpec;
 import io.kvslim.kv.store.BlockPool;
+import io.kvslim.model.Batch;
 import io.kvslim.model.Model;
 import java.util.Arrays;
 import java.util.Random;
@@ -68,6 +69,78 @@ class BatchedDecodeTest {
       }
       for (int s = 0; s < sequences; s++) {
         batched[s].close();
+        alone[s].close();
+      }
+    }
+  }
+
+  /**
+   * A server step: a prompt chunk of one sequence next to decode rows of others. Every segment's
+   * logits equal the same segment run alone (the prompt's heads over the pool, the decode rows one
+   * sequence per thread).
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"full", "kivi:kbits=2,vbits=2,residual=32", "h2o:budget=40"})
+  void promptChunksNextToDecodeRowsEqualEachAlone(String spec) {
+    int decoding = 3;
+    try (Model model = Model.load(SharedData.model("llama-spm-f32.gguf"));
+        Engine engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
+      int vocab = engine.config().vocabSize();
+      KvCaches kv = KvSpecs.caches(KvSpec.parse(spec), new BlockPool(), engine.config());
+      Random random = new Random(13);
+      int[][] tokens = new int[decoding + 1][];
+      KvCache[] together = new KvCache[decoding + 1];
+      KvCache[] alone = new KvCache[decoding + 1];
+      float[] scratch = new float[vocab];
+      int[] length = new int[decoding + 1];
+      for (int s = 0; s <= decoding; s++) {
+        tokens[s] = random.ints(200, 3, vocab).toArray();
+        together[s] = kv.create();
+        alone[s] = kv.create();
+        if (s < decoding) {
+          length[s] = 30 + 11 * s;
+          engine.prefill(together[s], tokens[s], 0, length[s], 0, false, scratch);
+          engine.prefill(alone[s], tokens[s], 0, length[s], 0, false, scratch);
+        }
+      }
+      int prompt = decoding; // the last sequence arrives with a prompt, in chunks of 16
+      float[] logits = new float[(decoding + 1) * vocab];
+      float[] one = new float[vocab];
+      Batch batch = new Batch();
+      Batch single = new Batch();
+      for (int step = 0; step < 4; step++) {
+        batch.clear();
+        int from = length[prompt];
+        batch.add(together[prompt], tokens[prompt], from, from + 16, from, false, true);
+        for (int s = 0; s < decoding; s++) {
+          batch.add(together[s], tokens[s], length[s], length[s] + 1, length[s], false, true);
+        }
+        engine.forward().run(batch, logits);
+        together[prompt].afterStep(KvCache.StepKind.PREFILL);
+        for (int s = 0; s < decoding; s++) {
+          together[s].afterStep(KvCache.StepKind.DECODE);
+        }
+        // the same rows, one segment at a time
+        single.clear().add(alone[prompt], tokens[prompt], from, from + 16, from, false, true);
+        engine.forward().run(single, one);
+        alone[prompt].afterStep(KvCache.StepKind.PREFILL);
+        assertThat(Arrays.copyOfRange(logits, 0, vocab))
+            .as("%s prompt step %d", spec, step)
+            .isEqualTo(one);
+        for (int s = 0; s < decoding; s++) {
+          single.clear().add(alone[s], tokens[s], length[s], length[s] + 1, length[s], false, true);
+          engine.forward().run(single, one);
+          alone[s].afterStep(KvCache.StepKind.DECODE);
+          assertThat(Arrays.copyOfRange(logits, (s + 1) * vocab, (s + 2) * vocab))
+              .as("%s sequence %d step %d", spec, s, step)
+              .isEqualTo(one);
+          length[s]++;
+        }
+        length[prompt] += 16;
+      }
+      for (int s = 0; s <= decoding; s++) {
+        assertThat(together[s].bytes()).isEqualTo(alone[s].bytes());
+        together[s].close();
         alone[s].close();
       }
     }
