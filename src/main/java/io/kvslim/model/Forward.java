@@ -20,11 +20,8 @@ public final class Forward {
   private int capacity;
   private float[] x, xb, q, k, v, att, proj, hb, hb2;
   private float[] cos, sin;
-  private int[] segPositions = new int[16];
-  private float[] segQ = new float[0],
-      segK = new float[0],
-      segV = new float[0],
-      segOut = new float[0];
+  // per thread of the pool: copies of one segment's rows (index 0 also for serial calls)
+  private SegmentRows[] segmentRows = {new SegmentRows()};
   private float[] normed = new float[0];
   private final WeightMatrix[] qkv = new WeightMatrix[3];
   private final float[][] qkvOut = new float[3][];
@@ -221,7 +218,7 @@ public final class Forward {
     int singles = perSequence(b);
     if (singles < 2) {
       for (int s = 0; s < b.segments(); s++) {
-        attendSegment(l, b, s, scale);
+        attendSegment(l, b, s, scale, segmentRows[0]);
       }
       return;
     }
@@ -229,14 +226,43 @@ public final class Forward {
     // the one-row segments, one sequence per thread
     for (int s = 0; s < b.segments(); s++) {
       if (b.segmentEnd(s) - b.segmentStart(s) != 1) {
-        attendSegment(l, b, s, scale);
+        attendSegment(l, b, s, scale, segmentRows[0]);
       }
     }
     attentionPerSequence(l, b, scale, singles);
   }
 
-  /** Appends segment {@code s}'s keys and values to its cache and attends over it. */
-  private void attendSegment(int l, Batch b, int s, float scale) {
+  /**
+   * A segment's positions, queries, keys and values copied to index 0 (attention and appends read
+   * their rows from there), and its output before it is copied back.
+   */
+  private static final class SegmentRows {
+    int[] positions = new int[16];
+    float[] q = new float[0];
+    float[] k = new float[0];
+    float[] v = new float[0];
+    float[] out = new float[0];
+
+    void ensure(int rows, int qd, int kd) {
+      if (positions.length < rows) {
+        positions = new int[rows];
+      }
+      if (q.length < rows * qd) {
+        q = new float[rows * qd];
+        out = new float[rows * qd];
+      }
+      if (k.length < rows * kd) {
+        k = new float[rows * kd];
+        v = new float[rows * kd];
+      }
+    }
+  }
+
+  /**
+   * Appends segment {@code s}'s keys and values to its cache and attends over it; a segment after
+   * the first goes through the copies in {@code rows}.
+   */
+  private void attendSegment(int l, Batch b, int s, float scale, SegmentRows rows) {
     int qd = c.qDim();
     int kd = c.kvDim();
     int start = b.segmentStart(s);
@@ -247,25 +273,15 @@ public final class Forward {
       attend(kv, cnt, b.positions(), q, scale, att);
       return;
     }
-    if (segPositions.length < cnt) {
-      segPositions = new int[cnt];
-    }
-    if (segQ.length < cnt * qd) {
-      segQ = new float[cnt * qd];
-      segOut = new float[cnt * qd];
-    }
-    if (segK.length < cnt * kd) {
-      segK = new float[cnt * kd];
-      segV = new float[cnt * kd];
-    }
-    System.arraycopy(b.positions(), start, segPositions, 0, cnt);
-    System.arraycopy(q, start * qd, segQ, 0, cnt * qd);
-    System.arraycopy(k, start * kd, segK, 0, cnt * kd);
-    System.arraycopy(v, start * kd, segV, 0, cnt * kd);
-    kv.append(cnt, segPositions, segK, segV);
-    Arrays.fill(segOut, 0, cnt * qd, 0f);
-    attend(kv, cnt, segPositions, segQ, scale, segOut);
-    System.arraycopy(segOut, 0, att, start * qd, cnt * qd);
+    rows.ensure(cnt, qd, kd);
+    System.arraycopy(b.positions(), start, rows.positions, 0, cnt);
+    System.arraycopy(q, start * qd, rows.q, 0, cnt * qd);
+    System.arraycopy(k, start * kd, rows.k, 0, cnt * kd);
+    System.arraycopy(v, start * kd, rows.v, 0, cnt * kd);
+    kv.append(cnt, rows.positions, rows.k, rows.v);
+    Arrays.fill(rows.out, 0, cnt * qd, 0f);
+    attend(kv, cnt, rows.positions, rows.q, scale, rows.out);
+    System.arraycopy(rows.out, 0, att, start * qd, cnt * qd);
   }
 
   /**
@@ -297,50 +313,41 @@ public final class Forward {
 
   private int[] singleSegments = new int[16];
 
+  // the current per-sequence call, read by perSequenceTask (no lambda allocated per layer)
   private final java.util.concurrent.atomic.AtomicInteger nextSequence =
       new java.util.concurrent.atomic.AtomicInteger();
-  private float[][] seqQ = new float[0][];
-  private float[][] seqK = new float[0][];
-  private float[][] seqV = new float[0][];
-  private float[][] seqOut = new float[0][];
-  private int[][] seqPosition = new int[0][];
+  private int callLayer;
+  private Batch callBatch;
+  private float callScale;
+  private int callCount;
+  private final Parallel.ChunkTask perSequenceTask = this::runPerSequence;
 
   /** The one-row segments {@code singleSegments[0..count)}: threads claim them one at a time. */
   private void attentionPerSequence(int l, Batch b, float scale, int count) {
     int threads = pool.threads();
-    int qd = c.qDim();
-    int kd = c.kvDim();
-    if (seqQ.length < threads || seqQ[0].length < qd) {
-      seqQ = new float[threads][qd];
-      seqK = new float[threads][kd];
-      seqV = new float[threads][kd];
-      seqOut = new float[threads][qd];
-      seqPosition = new int[threads][1];
+    if (segmentRows.length < threads) {
+      SegmentRows[] grown = Arrays.copyOf(segmentRows, threads);
+      for (int i = segmentRows.length; i < threads; i++) {
+        grown[i] = new SegmentRows();
+      }
+      segmentRows = grown;
     }
-    int[] list = singleSegments;
+    callLayer = l;
+    callBatch = b;
+    callScale = scale;
+    callCount = count;
     nextSequence.set(0);
-    pool.forChunks(
-        Math.min(threads, count),
-        1,
-        (chunk, start, end) -> {
-          float[] sq = seqQ[chunk];
-          float[] sk = seqK[chunk];
-          float[] sv = seqV[chunk];
-          float[] so = seqOut[chunk];
-          int[] sp = seqPosition[chunk];
-          for (int i; (i = nextSequence.getAndIncrement()) < count; ) {
-            int s = list[i];
-            int row = b.segmentStart(s);
-            LayerKv kv = b.cache(s).layer(l);
-            sp[0] = b.positions()[row];
-            System.arraycopy(q, row * qd, sq, 0, qd);
-            System.arraycopy(k, row * kd, sk, 0, kd);
-            System.arraycopy(v, row * kd, sv, 0, kd);
-            kv.append(1, sp, sk, sv);
-            Arrays.fill(so, 0, qd, 0f);
-            attend(kv, 1, sp, sq, scale, so);
-            System.arraycopy(so, 0, att, row * qd, qd);
-          }
-        });
+    try {
+      pool.forChunks(Math.min(threads, count), 1, perSequenceTask);
+    } finally {
+      callBatch = null;
+    }
+  }
+
+  private void runPerSequence(int chunk, int start, int end) {
+    SegmentRows rows = segmentRows[chunk];
+    for (int i; (i = nextSequence.getAndIncrement()) < callCount; ) {
+      attendSegment(callLayer, callBatch, singleSegments[i], callScale, rows);
+    }
   }
 }

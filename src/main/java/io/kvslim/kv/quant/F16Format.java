@@ -81,18 +81,13 @@ public final class F16Format extends RowFormat {
       float[] acc,
       int accStride,
       float[] work) {
-    int rowBytes = rowBytes(headDim);
-    if (rowCount == 1) {
-      int accOff = rows[0] * accStride;
-      int w0 = wOff + rows[0] * wStride;
-      for (int s = 0; s < count; s++) {
-        float weight = weights[w0 + s];
-        if (weight != 0f) {
-          accumulateRow(block, (long) s * rowBytes, headDim, weight, acc, accOff, work);
-        }
-      }
+    if (rowCount < 2) {
+      super.accumulateBlockRows(
+          block, count, capacity, headDim, weights, wOff, wStride, rows, rowCount, acc, accStride,
+          work);
       return;
     }
+    int rowBytes = rowBytes(headDim);
     for (int s = 0; s < count; s++) {
       boolean decoded = false;
       for (int i = 0; i < rowCount; i++) {

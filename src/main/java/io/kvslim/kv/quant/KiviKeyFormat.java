@@ -116,29 +116,41 @@ public record KiviKeyFormat(int bits) implements KvFormat {
   }
 
   /**
-   * Per block and query: {@code work[c] = q_c·s_c} for every channel, and the returned {@code Σ_c
-   * q_c·z_c}. Where the block has an array and the channels fill whole vectors, the fp16 (zero
-   * point, scale) pairs are widened a vector at a time (zero points into {@code work[headDim ..
-   * 2·headDim)}) and the zero-point term is a lane-wise fused sum with its lanes summed by {@link
-   * AttentionKernels#sumLanes}; otherwise both are scalar in channel order. Every kernel of this
-   * format prepares through here, so all of them agree bit for bit.
+   * Widens a block's fp16 (zero point, scale) pairs a vector at a time, zero points into {@code
+   * work[headDim .. 2·headDim)} and scales into {@code work[2·headDim .. 3·headDim)}, where the
+   * block has an array and the channels fill whole vectors; returns whether it did. Once per block,
+   * whatever the number of query rows.
    */
-  private static float prepareBlock(
-      MemorySegment block, float[] q, int qOff, int headDim, float[] work) {
+  private static boolean widenScales(MemorySegment block, int headDim, float[] work) {
     byte[] array = VectorKernels.array(block);
-    VectorSpecies<Float> species = VectorKernels.FLOATS;
-    int lanes = species.length();
-    if (array != null && headDim % lanes == 0) {
-      VectorKernels.halfPairs(array, 0, headDim, work, headDim, work, 0);
+    if (array == null || headDim % VectorKernels.FLOATS.length() != 0) {
+      return false;
+    }
+    VectorKernels.halfPairs(array, 0, headDim, work, headDim, work, 2 * headDim);
+    return true;
+  }
+
+  /**
+   * Per block and query row: {@code work[c] = q_c·s_c} for every channel, and the returned {@code
+   * Σ_c q_c·z_c}. With {@code widened} ({@link #widenScales}) both are vector loops, the zero-point
+   * term a lane-wise fused sum with its lanes summed by {@link AttentionKernels#sumLanes};
+   * otherwise both are scalar in channel order. Every kernel of this format prepares through here,
+   * so all of them agree bit for bit.
+   */
+  private static float prepareRow(
+      MemorySegment block, boolean widened, float[] q, int qOff, int headDim, float[] work) {
+    if (widened) {
+      VectorSpecies<Float> species = VectorKernels.FLOATS;
       FloatVector zeroTerm = FloatVector.zero(species);
-      for (int c = 0; c < headDim; c += lanes) {
+      for (int c = 0; c < headDim; c += species.length()) {
         FloatVector query = FloatVector.fromArray(species, q, qOff + c);
-        query.mul(FloatVector.fromArray(species, work, c)).intoArray(work, c);
+        query.mul(FloatVector.fromArray(species, work, 2 * headDim + c)).intoArray(work, c);
         zeroTerm = query.fma(FloatVector.fromArray(species, work, headDim + c), zeroTerm);
       }
       zeroTerm.intoArray(work, 3 * headDim);
       return AttentionKernels.sumLanes(work, 3 * headDim);
     }
+    byte[] array = VectorKernels.array(block);
     float queryTimesZero = 0f;
     for (int c = 0; c < headDim; c++) {
       float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
@@ -150,7 +162,7 @@ public record KiviKeyFormat(int bits) implements KvFormat {
   }
 
   /**
-   * Scores of tokens {@code [from, count)} against {@code work[0..headDim)} (the prepared query):
+   * Scores of tokens {@code [0, count)} against {@code work[0..headDim)} (the prepared query):
    * {@code out[o + t] = Σ lanes(Σ_chunks codes·work) + queryTimesZero}, one lane-wise accumulator
    * per token over its channel chunks in order, lanes summed by {@link AttentionKernels#sumLanes}.
    * Four tokens run interleaved (independent chains); each token's arithmetic is the same as alone.
@@ -213,7 +225,8 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       float[] scores,
       float[] work) {
     byte[] array = VectorKernels.array(block);
-    float queryTimesZero = prepareBlock(block, q, qOff, headDim, work);
+    float queryTimesZero =
+        prepareRow(block, widenScales(block, headDim, work), q, qOff, headDim, work);
     int lanes = VectorKernels.FLOATS.length();
     if (AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0) {
       scoreTokens(block, array, count, headDim, work, queryTimesZero, scores, 0);
@@ -256,8 +269,9 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     }
     int lanes = VectorKernels.FLOATS.length();
     boolean vector = AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0;
+    boolean widened = widenScales(block, headDim, work);
     for (int i = 0; i < rowCount; i++) {
-      float queryTimesZero = prepareBlock(block, prepared, rows[i] * pStride, headDim, work);
+      float queryTimesZero = prepareRow(block, widened, prepared, rows[i] * pStride, headDim, work);
       int o = i * outStride;
       for (int t = 0; t < count; t++) {
         if (vector) {

@@ -88,13 +88,11 @@ public final class KiviValueFormat extends RowFormat {
 
   /** Scale of channel group {@code g} of the row at {@code offset}. */
   float groupScale(MemorySegment block, long offset, int g) {
-    return HalfFloats.fromF16(
-        AsymmetricCodes.shortAt(block, VectorKernels.array(block), offset + 4L * g + 2));
+    return scaleAt(block, VectorKernels.array(block), offset, g);
   }
 
   float groupZeroPoint(MemorySegment block, long offset, int g) {
-    return HalfFloats.fromF16(
-        AsymmetricCodes.shortAt(block, VectorKernels.array(block), offset + 4L * g));
+    return zeroAt(block, VectorKernels.array(block), offset, g);
   }
 
   /** Scale of channel group {@code g} of the token in {@code slot} (for bound checks). */
@@ -254,8 +252,9 @@ public final class KiviValueFormat extends RowFormat {
   /**
    * One query row over a block, the row's output kept in four vector registers per 4·lanes channels
    * across all slots instead of loaded and stored per slot: each lane adds {@code (w·s_g)·code +
-   * w·z_g} slot by slot exactly as {@link #accumulateRow}. Returns false (nothing done) where the
-   * codes do not vectorize that way.
+   * w·z_g} slot by slot exactly as {@link #accumulateRow}. A group's scale and zero point are read
+   * once per slot, however many of the four vectors it spans. Returns false (nothing done) where
+   * the codes do not vectorize that way.
    */
   private boolean accumulateOneRow(
       MemorySegment block,
@@ -277,47 +276,19 @@ public final class KiviValueFormat extends RowFormat {
     int rowBytes = rowBytes(headDim);
     int scaleBytes = rowScaleBytes(headDim);
     int wordBits = lanes * bits;
+    int step = wordBits / 8;
     for (int c0 = 0; c0 < headDim; c0 += 4 * lanes) {
+      // groups only grow along the channels, so a vector shares its group with the one before
+      // exactly when their group numbers are equal
       int g0 = c0 / group;
       int g1 = (c0 + lanes) / group;
       int g2 = (c0 + 2 * lanes) / group;
       int g3 = (c0 + 3 * lanes) / group;
       long codeAt = scaleBytes + (long) c0 * bits / 8;
-      int step = wordBits / 8;
       FloatVector a0 = FloatVector.fromArray(species, acc, accOff + c0);
       FloatVector a1 = FloatVector.fromArray(species, acc, accOff + c0 + lanes);
       FloatVector a2 = FloatVector.fromArray(species, acc, accOff + c0 + 2 * lanes);
       FloatVector a3 = FloatVector.fromArray(species, acc, accOff + c0 + 3 * lanes);
-      if (group % (2 * lanes) == 0) {
-        // vectors 0-1 and 2-3 share a group: its scale and zero point are read once per slot
-        for (int s = 0; s < count; s++) {
-          float weight = weights[w0 + s];
-          if (weight == 0f) {
-            continue;
-          }
-          long off = (long) s * rowBytes;
-          long at = off + codeAt;
-          FloatVector s0 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g0));
-          FloatVector z0 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g0));
-          FloatVector s2 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g2));
-          FloatVector z2 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g2));
-          a0 = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(s0, z0).add(a0);
-          a1 = AsymmetricCodes.codes(block, array, at + step, wordBits, bits).fma(s0, z0).add(a1);
-          a2 =
-              AsymmetricCodes.codes(block, array, at + 2L * step, wordBits, bits)
-                  .fma(s2, z2)
-                  .add(a2);
-          a3 =
-              AsymmetricCodes.codes(block, array, at + 3L * step, wordBits, bits)
-                  .fma(s2, z2)
-                  .add(a3);
-        }
-        a0.intoArray(acc, accOff + c0);
-        a1.intoArray(acc, accOff + c0 + lanes);
-        a2.intoArray(acc, accOff + c0 + 2 * lanes);
-        a3.intoArray(acc, accOff + c0 + 3 * lanes);
-        continue;
-      }
       for (int s = 0; s < count; s++) {
         float weight = weights[w0 + s];
         if (weight == 0f) {
@@ -325,10 +296,32 @@ public final class KiviValueFormat extends RowFormat {
         }
         long off = (long) s * rowBytes;
         long at = off + codeAt;
-        a0 = term(block, array, off, g0, weight, at, wordBits).add(a0);
-        a1 = term(block, array, off, g1, weight, at + step, wordBits).add(a1);
-        a2 = term(block, array, off, g2, weight, at + 2L * step, wordBits).add(a2);
-        a3 = term(block, array, off, g3, weight, at + 3L * step, wordBits).add(a3);
+        FloatVector s0 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g0));
+        FloatVector z0 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g0));
+        FloatVector s1 = s0;
+        FloatVector z1 = z0;
+        if (g1 != g0) {
+          s1 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g1));
+          z1 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g1));
+        }
+        FloatVector s2 = s1;
+        FloatVector z2 = z1;
+        if (g2 != g1) {
+          s2 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g2));
+          z2 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g2));
+        }
+        FloatVector s3 = s2;
+        FloatVector z3 = z2;
+        if (g3 != g2) {
+          s3 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g3));
+          z3 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g3));
+        }
+        a0 = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(s0, z0).add(a0);
+        a1 = AsymmetricCodes.codes(block, array, at + step, wordBits, bits).fma(s1, z1).add(a1);
+        a2 =
+            AsymmetricCodes.codes(block, array, at + 2L * step, wordBits, bits).fma(s2, z2).add(a2);
+        a3 =
+            AsymmetricCodes.codes(block, array, at + 3L * step, wordBits, bits).fma(s3, z3).add(a3);
       }
       a0.intoArray(acc, accOff + c0);
       a1.intoArray(acc, accOff + c0 + lanes);
@@ -338,23 +331,13 @@ public final class KiviValueFormat extends RowFormat {
     return true;
   }
 
+  /** {@link #groupScale} with the block's array (or null) looked up by the caller. */
   private static float scaleAt(MemorySegment block, byte[] array, long off, int g) {
     return HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, off + 4L * g + 2));
   }
 
   private static float zeroAt(MemorySegment block, byte[] array, long off, int g) {
     return HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, off + 4L * g));
-  }
-
-  /** {@code (w·s_g)·codes + w·z_g} for one vector of codes of the row at {@code off}. */
-  private FloatVector term(
-      MemorySegment block, byte[] array, long off, int g, float weight, long at, int wordBits) {
-    float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, off + 4L * g + 2));
-    float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, off + 4L * g));
-    return AsymmetricCodes.codes(block, array, at, wordBits, bits)
-        .fma(
-            FloatVector.broadcast(VectorKernels.FLOATS, weight * scale),
-            FloatVector.broadcast(VectorKernels.FLOATS, weight * zero));
   }
 
   @Override

@@ -115,31 +115,31 @@ final class VectorKernels {
       int firstsOff,
       float[] seconds,
       int secondsOff) {
-    // widen's steps written out for both halves: no vector crosses a call that C2 might not
-    // inline (where it would be boxed)
+    // widen's steps written out here, once for both halves of each pair: no vector crosses a call
+    // that C2 might not inline (where it would be boxed)
     int lanes = FLOATS.length();
     for (int j = 0; j < count; j += lanes) {
       IntVector pair = ByteVector.fromArray(PAIR_BYTES, array, offset + 4 * j).reinterpretAsInts();
-      IntVector lo = pair.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16);
-      IntVector loMagnitude = lo.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
-      IntVector loBits = loMagnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
-      loBits =
-          loBits.blend(
-              loMagnitude.or(0x7f800000), loMagnitude.compare(VectorOperators.GE, 0x7c00 << 13));
-      loBits =
-          loBits.blend(
-              loMagnitude.or(0x7fc00000), loMagnitude.compare(VectorOperators.GT, 0x7c00 << 13));
-      loBits.or(lo.and(0x80000000)).reinterpretAsFloats().intoArray(firsts, firstsOff + j);
-      IntVector hi = pair.lanewise(VectorOperators.ASHR, 16);
-      IntVector hiMagnitude = hi.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
-      IntVector hiBits = hiMagnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
-      hiBits =
-          hiBits.blend(
-              hiMagnitude.or(0x7f800000), hiMagnitude.compare(VectorOperators.GE, 0x7c00 << 13));
-      hiBits =
-          hiBits.blend(
-              hiMagnitude.or(0x7fc00000), hiMagnitude.compare(VectorOperators.GT, 0x7c00 << 13));
-      hiBits.or(hi.and(0x80000000)).reinterpretAsFloats().intoArray(seconds, secondsOff + j);
+      for (int second = 0; second < 2; second++) {
+        IntVector h =
+            second == 0
+                ? pair.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)
+                : pair.lanewise(VectorOperators.ASHR, 16);
+        IntVector magnitude = h.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+        IntVector bits = magnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+        bits =
+            bits.blend(
+                magnitude.or(0x7f800000), magnitude.compare(VectorOperators.GE, 0x7c00 << 13));
+        bits =
+            bits.blend(
+                magnitude.or(0x7fc00000), magnitude.compare(VectorOperators.GT, 0x7c00 << 13));
+        FloatVector widened = bits.or(h.and(0x80000000)).reinterpretAsFloats();
+        if (second == 0) {
+          widened.intoArray(firsts, firstsOff + j);
+        } else {
+          widened.intoArray(seconds, secondsOff + j);
+        }
+      }
     }
   }
 

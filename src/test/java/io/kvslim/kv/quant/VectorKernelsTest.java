@@ -42,4 +42,27 @@ class VectorKernelsTest {
       }
     }
   }
+
+  /** Pairs (first, second): every fp16 pattern in both places. */
+  @Test
+  void halfPairsWidenEveryPatternExactly() {
+    int n = 1 << 16;
+    byte[] bytes = new byte[4 * n];
+    MemorySegment seg = MemorySegment.ofArray(bytes);
+    for (int i = 0; i < n; i++) {
+      seg.set(F16Format.SHORT_LE, 4L * i, (short) i);
+      seg.set(F16Format.SHORT_LE, 4L * i + 2, (short) (n - 1 - i));
+    }
+    float[] firsts = new float[n + 2];
+    float[] seconds = new float[n + 5];
+    VectorKernels.halfPairs(bytes, 0, n, firsts, 2, seconds, 5);
+    for (int i = 0; i < n; i++) {
+      assertThat(Float.floatToRawIntBits(firsts[2 + i]))
+          .as("first 0x%04x", i)
+          .isEqualTo(Float.floatToRawIntBits(Float.float16ToFloat((short) i)));
+      assertThat(Float.floatToRawIntBits(seconds[5 + i]))
+          .as("second 0x%04x", n - 1 - i)
+          .isEqualTo(Float.floatToRawIntBits(Float.float16ToFloat((short) (n - 1 - i))));
+    }
+  }
 }
