@@ -42,6 +42,12 @@ final class PanelKernel {
     return VectorShuffle.fromOp(F, i -> (i ^ bit) & (FL - 1));
   }
 
+  /**
+   * Where tile4x4's transposing lane sums leave weight row {@code i}'s product with the first
+   * activation row; the second, third and fourth activation rows sit 2, 1 and 3 lanes further.
+   */
+  private static final int[] LANE_OF = {0, 8, 4, 12};
+
   private static final ThreadLocal<float[]> PANELS = ThreadLocal.withInitial(() -> new float[0]);
 
   /** Scratch floats after a panel: one vector per accumulator of the widest partial tile. */
@@ -160,8 +166,32 @@ final class PanelKernel {
       t22 = w2.fma(v2, t22);
       t32 = w3.fma(v2, t32);
     }
-    // lane sums in scalar code from the scratch after the panel (see Simd.sumLanes(float[], int))
     int sc = 4 * cols;
+    if (FL == 16) {
+      // tile4x4's transposing lane sums with a zero fourth activation row: each lane depends only
+      // on its own accumulator, so the three real rows get exactly tile4x4's bits
+      FloatVector z = FloatVector.zero(F);
+      FloatVector r8_0 = t00.blend(t10, M8).add(t10.blend(t00, M8).rearrange(X8));
+      FloatVector r8_1 = t20.blend(t30, M8).add(t30.blend(t20, M8).rearrange(X8));
+      FloatVector r8_2 = t01.blend(t11, M8).add(t11.blend(t01, M8).rearrange(X8));
+      FloatVector r8_3 = t21.blend(t31, M8).add(t31.blend(t21, M8).rearrange(X8));
+      FloatVector r8_4 = t02.blend(t12, M8).add(t12.blend(t02, M8).rearrange(X8));
+      FloatVector r8_5 = t22.blend(t32, M8).add(t32.blend(t22, M8).rearrange(X8));
+      FloatVector r4_0 = r8_0.blend(r8_1, M4).add(r8_1.blend(r8_0, M4).rearrange(X4));
+      FloatVector r4_1 = r8_2.blend(r8_3, M4).add(r8_3.blend(r8_2, M4).rearrange(X4));
+      FloatVector r4_2 = r8_4.blend(r8_5, M4).add(r8_5.blend(r8_4, M4).rearrange(X4));
+      FloatVector r2_0 = r4_0.blend(r4_1, M2).add(r4_1.blend(r4_0, M2).rearrange(X2));
+      FloatVector r2_1 = r4_2.blend(z, M2).add(z.blend(r4_2, M2).rearrange(X2));
+      r2_0.blend(r2_1, M1).add(r2_1.blend(r2_0, M1).rearrange(X1)).intoArray(panel, sc);
+      for (int i = 0; i < 4; i++) {
+        int lane = LANE_OF[i];
+        out[o0 + i] = panel[sc + lane];
+        out[o1 + i] = panel[sc + lane + 2];
+        out[o2 + i] = panel[sc + lane + 1];
+      }
+      return;
+    }
+    // lane sums in scalar code from the scratch after the panel (see Simd.sumLanes(float[], int))
     t00.intoArray(panel, sc);
     t10.intoArray(panel, sc + FL);
     t20.intoArray(panel, sc + 2 * FL);
@@ -212,6 +242,24 @@ final class PanelKernel {
       t31 = w3.fma(v1, t31);
     }
     int sc = 4 * cols;
+    if (FL == 16) {
+      // tile4x4's transposing lane sums with zero third and fourth rows (see tile4x3)
+      FloatVector z = FloatVector.zero(F);
+      FloatVector r8_0 = t00.blend(t10, M8).add(t10.blend(t00, M8).rearrange(X8));
+      FloatVector r8_1 = t20.blend(t30, M8).add(t30.blend(t20, M8).rearrange(X8));
+      FloatVector r8_2 = t01.blend(t11, M8).add(t11.blend(t01, M8).rearrange(X8));
+      FloatVector r8_3 = t21.blend(t31, M8).add(t31.blend(t21, M8).rearrange(X8));
+      FloatVector r4_0 = r8_0.blend(r8_1, M4).add(r8_1.blend(r8_0, M4).rearrange(X4));
+      FloatVector r4_1 = r8_2.blend(r8_3, M4).add(r8_3.blend(r8_2, M4).rearrange(X4));
+      FloatVector r2_0 = r4_0.blend(r4_1, M2).add(r4_1.blend(r4_0, M2).rearrange(X2));
+      r2_0.blend(z, M1).add(z.blend(r2_0, M1).rearrange(X1)).intoArray(panel, sc);
+      for (int i = 0; i < 4; i++) {
+        int lane = LANE_OF[i];
+        out[o0 + i] = panel[sc + lane];
+        out[o1 + i] = panel[sc + lane + 2];
+      }
+      return;
+    }
     t00.intoArray(panel, sc);
     t10.intoArray(panel, sc + FL);
     t20.intoArray(panel, sc + 2 * FL);
@@ -243,6 +291,19 @@ final class PanelKernel {
       t3 = FloatVector.fromArray(F, panel, c3 + e).fma(v, t3);
     }
     int sc = 4 * cols;
+    if (FL == 16) {
+      // tile4x4's transposing lane sums with zero second to fourth rows (see tile4x3)
+      FloatVector z = FloatVector.zero(F);
+      FloatVector r8_0 = t0.blend(t1, M8).add(t1.blend(t0, M8).rearrange(X8));
+      FloatVector r8_1 = t2.blend(t3, M8).add(t3.blend(t2, M8).rearrange(X8));
+      FloatVector r4_0 = r8_0.blend(r8_1, M4).add(r8_1.blend(r8_0, M4).rearrange(X4));
+      FloatVector r2_0 = r4_0.blend(z, M2).add(z.blend(r4_0, M2).rearrange(X2));
+      r2_0.blend(z, M1).add(z.blend(r2_0, M1).rearrange(X1)).intoArray(panel, sc);
+      for (int i = 0; i < 4; i++) {
+        out[o0 + i] = panel[sc + LANE_OF[i]];
+      }
+      return;
+    }
     t0.intoArray(panel, sc);
     t1.intoArray(panel, sc + FL);
     t2.intoArray(panel, sc + 2 * FL);

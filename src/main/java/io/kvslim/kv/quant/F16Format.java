@@ -1,18 +1,29 @@
 package io.kvslim.kv.quant;
 
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.S2I;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * IEEE half precision, 2 bytes per value, round to nearest even: llama.cpp's default KV type and
- * the baseline of every compression ratio (DESIGN.md §3.2). The fused kernels widen one row at a
- * time into the scratch (the JIT turns that loop into {@code vcvtph2ps}) and run the float Vector
- * API loop on it.
+ * the baseline of every compression ratio (DESIGN.md §3.2). The fused kernels widen a vector of
+ * halves at a time ({@link VectorKernels#half}) straight into their multiply-adds; a block's
+ * weighted value sum keeps the output in registers across the block's rows.
  */
 public final class F16Format extends RowFormat {
   static final ValueLayout.OfShort SHORT_LE =
       ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+  private static final VectorSpecies<Byte> HALF_BYTES =
+      VectorSpecies.of(byte.class, VectorShape.forBitSize(VectorKernels.FLOATS.length() * 16));
 
   F16Format() {}
 
@@ -52,6 +63,80 @@ public final class F16Format extends RowFormat {
   protected float dotRow(
       MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
     return VectorKernels.dotHalves(q, qOff, block, offset, headDim, work);
+  }
+
+  /**
+   * The block's rows added in slot order with the output held in registers, four vectors of
+   * channels at a time: each lane computes {@code acc = half·w + acc} slot by slot exactly as
+   * {@link #accumulateRow} does (same rounded weights, same zero-weight skips), so the bits are the
+   * same. Blocks holding an infinity or NaN take the row-by-row path.
+   */
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    int rowBytes = rowBytes(headDim);
+    if (array == null
+        || headDim % (4 * lanes) != 0
+        || VectorKernels.anyInfinityOrNaN(array, 0, count * rowBytes)) {
+      super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
+      return;
+    }
+    for (int c = 0; c < headDim; c += 4 * lanes) {
+      int a = accOff + c;
+      FloatVector v0 = FloatVector.fromArray(species, acc, a);
+      FloatVector v1 = FloatVector.fromArray(species, acc, a + lanes);
+      FloatVector v2 = FloatVector.fromArray(species, acc, a + 2 * lanes);
+      FloatVector v3 = FloatVector.fromArray(species, acc, a + 3 * lanes);
+      for (int s = 0; s < count; s++) {
+        float weight = weights[wOff + s];
+        if (weight == 0f) {
+          continue;
+        }
+        FloatVector w = FloatVector.broadcast(species, roundToF16(weight));
+        int at = s * rowBytes + 2 * c;
+        // VectorKernels.widenFinite written out: no vector crosses a call C2 might not inline
+        // (where it would be boxed), whatever the JIT compiled first
+        IntVector h0 =
+            (IntVector)
+                ByteVector.fromArray(HALF_BYTES, array, at)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        IntVector h1 =
+            (IntVector)
+                ByteVector.fromArray(HALF_BYTES, array, at + 2 * lanes)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        IntVector h2 =
+            (IntVector)
+                ByteVector.fromArray(HALF_BYTES, array, at + 4 * lanes)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        IntVector h3 =
+            (IntVector)
+                ByteVector.fromArray(HALF_BYTES, array, at + 6 * lanes)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        v0 = h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v0);
+        v1 = h1.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v1);
+        v2 = h2.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v2);
+        v3 = h3.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v3);
+      }
+      v0.intoArray(acc, a);
+      v1.intoArray(acc, a + lanes);
+      v2.intoArray(acc, a + 2 * lanes);
+      v3.intoArray(acc, a + 3 * lanes);
+    }
   }
 
   @Override

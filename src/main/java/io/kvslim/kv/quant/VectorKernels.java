@@ -50,7 +50,7 @@ final class VectorKernels {
 
   private static final VectorSpecies<Byte> HALF_BYTES =
       VectorSpecies.of(byte.class, VectorShape.forBitSize(FLOATS.length() * 16));
-  private static final VectorSpecies<Integer> INTS =
+  static final VectorSpecies<Integer> INTS =
       VectorSpecies.of(int.class, VectorShape.forBitSize(FLOATS.vectorBitSize()));
 
   /**
@@ -79,16 +79,76 @@ final class VectorKernels {
   /**
    * One float vector of the fp16 values at byte {@code at} of {@code array} (see {@link #halves}).
    */
-  private static FloatVector half(byte[] array, int at) {
-    return widen(
-        (IntVector)
-            ByteVector.fromArray(HALF_BYTES, array, at)
-                .reinterpretAsShorts()
-                .convertShape(VectorOperators.S2I, INTS, 0));
+  static FloatVector half(byte[] array, int at) {
+    return widen(halfBits(array, at));
+  }
+
+  /** The fp16 bit patterns at byte {@code at} of {@code array}, sign-extended into int lanes. */
+  static IntVector halfBits(byte[] array, int at) {
+    return (IntVector)
+        ByteVector.fromArray(HALF_BYTES, array, at)
+            .reinterpretAsShorts()
+            .convertShape(VectorOperators.S2I, INTS, 0);
   }
 
   /** Floats from fp16 bit patterns held sign-extended in int lanes (see {@link #halves}). */
   private static FloatVector widen(IntVector h) {
+    if (hasInfinityOrNaN(h.and(0x7fff))) {
+      return widenSpecials(h);
+    }
+    return widenFinite(h);
+  }
+
+  /**
+   * {@link #widen} for lanes without infinities or NaNs (exponent below 31), exact there: shifting
+   * the sign-extended pattern left by 13 puts the sign at bit 31 (copies of it at bits 28–30 are
+   * masked off) and the exponent and mantissa at bits 13–27, a float that times 2^112 is the half's
+   * value, normal or subnormal, with its sign. Kernels that call it directly check their block once
+   * with {@link #anyInfinityOrNaN} first, which keeps their hot loops free of branches and calls.
+   */
+  static FloatVector widenFinite(IntVector h) {
+    return h.lanewise(VectorOperators.LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f);
+  }
+
+  /** Whether magnitudes {@code h & 0x7fff} include an infinity or NaN (exponent 31). */
+  private static boolean hasInfinityOrNaN(IntVector magnitudes) {
+    return magnitudes.compare(VectorOperators.GE, 0x7c00).anyTrue();
+  }
+
+  private static final VectorSpecies<Byte> INT_BYTES =
+      VectorSpecies.of(byte.class, VectorShape.forBitSize(INTS.vectorBitSize()));
+
+  /**
+   * Whether the little-endian fp16 values in {@code bytes} bytes at {@code offset} of {@code array}
+   * include an infinity or NaN: per vector of pairs, the lane-wise maxima of both halves' exponent
+   * fields, so that kernels can widen a block with {@link #widenFinite} after one check.
+   */
+  static boolean anyInfinityOrNaN(byte[] array, int offset, int bytes) {
+    IntVector low = IntVector.zero(INTS);
+    IntVector high = low;
+    int step = INT_BYTES.length();
+    int i = 0;
+    for (; i + step <= bytes; i += step) {
+      IntVector pairs = ByteVector.fromArray(INT_BYTES, array, offset + i).reinterpretAsInts();
+      low = low.max(pairs.and(0x7c00));
+      high = high.max(pairs.and(0x7c000000));
+    }
+    boolean found =
+        low.compare(VectorOperators.EQ, 0x7c00)
+            .or(high.compare(VectorOperators.EQ, 0x7c000000))
+            .anyTrue();
+    for (; i + 1 < bytes; i += 2) {
+      found |= (array[offset + i + 1] & 0x7c) == 0x7c;
+    }
+    return found;
+  }
+
+  /**
+   * {@link #widen} for a vector holding an infinity or NaN: the exponent-31 lanes get the float
+   * exponent 255 with their payload shifted and NaNs made quiet, as {@code float16ToFloat} does. A
+   * separate method keeps {@link #widen} small; KV caches hold no infinities or NaNs.
+   */
+  private static FloatVector widenSpecials(IntVector h) {
     IntVector magnitude = h.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
     IntVector scaled = magnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
     VectorMask<Integer> special = magnitude.compare(VectorOperators.GE, 0x7c00 << 13);

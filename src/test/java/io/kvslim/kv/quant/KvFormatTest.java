@@ -179,6 +179,29 @@ class KvFormatTest {
     assertThat(java.util.Arrays.copyOfRange(blockwise, 8, 8 + HEAD_DIM)).isEqualTo(slotwise);
   }
 
+  /**
+   * A slot's score does not depend on how many slots are scored with it: kernels that score several
+   * slots together (four at a time, lane sums combined) give each slot the bits of the one-slot
+   * path that handles a block's tail.
+   */
+  @ParameterizedTest
+  @MethodSource("formats")
+  void eachSlotScoresTheSameWhateverTheCount(KvFormat format) {
+    MemorySegment block = encode(format, randomRows(23, CAPACITY));
+    float[] prepared = new float[format.preparedQueryLength(HEAD_DIM)];
+    format.prepareQuery(randomRows(24, 1), 0, HEAD_DIM, prepared, 0);
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    float[] all = new float[CAPACITY];
+    format.scores(block, CAPACITY, CAPACITY, HEAD_DIM, prepared, 0, all, work);
+    for (int count = 1; count < CAPACITY; count++) {
+      float[] some = new float[CAPACITY];
+      format.scores(block, count, CAPACITY, HEAD_DIM, prepared, 0, some, work);
+      assertThat(java.util.Arrays.copyOf(some, count))
+          .as("%s, %d slots", format.name(), count)
+          .isEqualTo(java.util.Arrays.copyOf(all, count));
+    }
+  }
+
   @ParameterizedTest
   @MethodSource("formats")
   void severalQueriesScoreAsEachAlone(KvFormat format) {

@@ -43,6 +43,43 @@ class VectorKernelsTest {
     }
   }
 
+  /** Every pattern again in a scrambled order, so infinities and NaNs share vectors with others. */
+  @Test
+  void halvesWidenMixedVectorsExactly() {
+    int n = 1 << 16;
+    byte[] bytes = new byte[2 * n];
+    MemorySegment heap = MemorySegment.ofArray(bytes);
+    for (int i = 0; i < n; i++) {
+      heap.set(F16Format.SHORT_LE, 2L * i, (short) (i * 4099)); // odd factor: a permutation
+    }
+    float[] out = new float[n];
+    VectorKernels.halves(heap, 0, n, out, 0);
+    for (int i = 0; i < n; i++) {
+      short h = (short) (i * 4099);
+      assertThat(Float.floatToRawIntBits(out[i]))
+          .as("half 0x%04x", h & 0xffff)
+          .isEqualTo(Float.floatToRawIntBits(Float.float16ToFloat(h)));
+    }
+  }
+
+  /** One pattern among zeros, in a full vector or in the scalar tail. */
+  @Test
+  void anyInfinityOrNaNFindsExactlyTheExponent31Patterns() {
+    int halves = 75; // two or more vectors of halves and a tail on any vector width
+    byte[] bytes = new byte[2 * halves + 4];
+    MemorySegment seg = MemorySegment.ofArray(bytes);
+    for (int at : new int[] {0, 17, halves - 1}) {
+      for (int h = 0; h < 1 << 16; h++) {
+        seg.set(F16Format.SHORT_LE, 4 + 2L * at, (short) h);
+        boolean special = (h & 0x7c00) == 0x7c00;
+        assertThat(VectorKernels.anyInfinityOrNaN(bytes, 4, 2 * halves))
+            .as("half 0x%04x at %d", h, at)
+            .isEqualTo(special);
+      }
+      seg.set(F16Format.SHORT_LE, 4 + 2L * at, (short) 0);
+    }
+  }
+
   /** Pairs (first, second): every fp16 pattern in both places. */
   @Test
   void halfPairsWidenEveryPatternExactly() {
