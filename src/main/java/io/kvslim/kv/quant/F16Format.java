@@ -66,6 +66,47 @@ public final class F16Format extends RowFormat {
   }
 
   /**
+   * Row by row as {@link #dotRow}, with the widening written out (see {@link #accumulateBlock})
+   * after one check of the block for infinities and NaNs: the same bits.
+   */
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    int rowBytes = rowBytes(headDim);
+    if (array == null
+        || headDim % lanes != 0
+        || VectorKernels.anyInfinityOrNaN(array, 0, count * rowBytes)) {
+      super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
+      return;
+    }
+    for (int s = 0; s < count; s++) {
+      int at = s * rowBytes;
+      FloatVector sum = FloatVector.zero(species);
+      for (int j = 0; j < headDim; j += lanes) {
+        IntVector h =
+            (IntVector)
+                ByteVector.fromArray(HALF_BYTES, array, at + 2 * j)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        sum =
+            FloatVector.fromArray(species, prepared, pOff + j)
+                .fma(h.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f), sum);
+      }
+      scores[s] = AttentionKernels.sumLanes(sum);
+    }
+  }
+
+  /**
    * The block's rows added in slot order with the output held in registers, four vectors of
    * channels at a time: each lane computes {@code acc = half·w + acc} slot by slot exactly as
    * {@link #accumulateRow} does (same rounded weights, same zero-weight skips), so the bits are the

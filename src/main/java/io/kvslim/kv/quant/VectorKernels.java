@@ -120,23 +120,19 @@ final class VectorKernels {
 
   /**
    * Whether the little-endian fp16 values in {@code bytes} bytes at {@code offset} of {@code array}
-   * include an infinity or NaN: per vector of pairs, the lane-wise maxima of both halves' exponent
-   * fields, so that kernels can widen a block with {@link #widenFinite} after one check.
+   * include an infinity or NaN: three integer operations per vector of pairs, so that kernels can
+   * widen a block with {@link #widenFinite}'s steps after one check.
    */
   static boolean anyInfinityOrNaN(byte[] array, int offset, int bytes) {
-    IntVector low = IntVector.zero(INTS);
-    IntVector high = low;
+    // per 16-bit half, exponent + 1 carries into the half's top bit exactly when the exponent is 31
+    IntVector carries = IntVector.zero(INTS);
     int step = INT_BYTES.length();
     int i = 0;
     for (; i + step <= bytes; i += step) {
       IntVector pairs = ByteVector.fromArray(INT_BYTES, array, offset + i).reinterpretAsInts();
-      low = low.max(pairs.and(0x7c00));
-      high = high.max(pairs.and(0x7c000000));
+      carries = carries.or(pairs.and(0x7c007c00).add(0x04000400));
     }
-    boolean found =
-        low.compare(VectorOperators.EQ, 0x7c00)
-            .or(high.compare(VectorOperators.EQ, 0x7c000000))
-            .anyTrue();
+    boolean found = carries.and(0x80008000).compare(VectorOperators.NE, 0).anyTrue();
     for (; i + 1 < bytes; i += 2) {
       found |= (array[offset + i + 1] & 0x7c) == 0x7c;
     }
