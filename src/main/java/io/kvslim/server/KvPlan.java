@@ -7,6 +7,7 @@ import io.kvslim.kv.spec.Budget;
 import io.kvslim.kv.spec.KvSpec;
 import io.kvslim.kv.spec.MethodCall;
 import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.KvCacheFormat;
 import io.kvslim.model.ModelConfig;
@@ -29,18 +30,21 @@ public final class KvPlan {
   private final KvCacheFormat[] formats;
 
   private final double estimateScale;
+  private final int prefillChunk;
 
   private KvPlan(
       KvSpec spec,
       KvCaches caches,
       ModelConfig config,
       KvCacheFormat[] formats,
-      double estimateScale) {
+      double estimateScale,
+      int prefillChunk) {
     this.spec = spec;
     this.caches = caches;
     this.config = config;
     this.formats = formats;
     this.estimateScale = estimateScale;
+    this.prefillChunk = prefillChunk;
   }
 
   /**
@@ -48,7 +52,7 @@ public final class KvPlan {
    * (tests use it to reach the scheduler's out-of-memory path).
    */
   KvPlan withEstimateScale(double factor) {
-    return new KvPlan(spec, caches, config, formats, factor);
+    return new KvPlan(spec, caches, config, formats, factor, prefillChunk);
   }
 
   /**
@@ -57,6 +61,14 @@ public final class KvPlan {
    * @throws ApiException a 400 naming the bad part of the spec (param {@code kv})
    */
   public static KvPlan resolve(String text, BlockPool pool, ModelConfig config) {
+    return resolve(text, pool, config, Integer.MAX_VALUE);
+  }
+
+  /**
+   * As {@link #resolve(String, BlockPool, ModelConfig)} for a server that appends prompts in chunks
+   * of at most {@code prefillChunk} tokens (a smaller transient while a chunk is appended).
+   */
+  public static KvPlan resolve(String text, BlockPool pool, ModelConfig config, int prefillChunk) {
     try {
       KvSpec spec = KvSpec.parse(text);
       KvCaches caches = KvSpecs.caches(spec, pool, config);
@@ -66,7 +78,7 @@ public final class KvPlan {
           formats[l] = probe.paged(l).store().format();
         }
       }
-      return new KvPlan(spec, caches, config, formats, 1.0);
+      return new KvPlan(spec, caches, config, formats, 1.0, prefillChunk);
     } catch (IllegalArgumentException e) { // KvSpecException, or a format that does not fit
       throw new ApiException(
           400, e.getMessage(), ApiException.INVALID_REQUEST, "kv", "bad_kv_spec");
@@ -87,18 +99,49 @@ public final class KvPlan {
     return tokens * config.layers() * config.kvHeads() * config.headDim() * 2L * 2L;
   }
 
-  /** Upper estimate of the bytes a sequence with this prompt and generation limit holds at most. */
+  /**
+   * Upper estimate of the bytes a sequence with this prompt and generation limit holds at most.
+   *
+   * <p>Layers with a residual window and no eviction (KIVI) are bounded exactly by their layout:
+   * whole blocks of the compressed formats for every token, and on top the difference to the
+   * residual formats for the blocks that can hold residual parts, those covering the window of the
+   * latest {@code max(R, key flush)} tokens plus the one being written: {@code ⌈window/G⌉ + 1}
+   * blocks per head ({@link HeadStore#flushResidual} keeps keys and values in the residual formats
+   * only there). While a prompt chunk of {@code n} tokens is appended to one layer, before its
+   * flush, that layer's heads can hold {@code ⌈(window + n)/G⌉ + 1} such blocks; the estimate is
+   * the larger of the final size and the prompt's size with that transient. Other layers keep one
+   * block of slack for a partly filled tail.
+   */
   public long estimateBytes(int promptTokens, int maxTokens) {
     int hd = config.headDim();
+    int heads = config.kvHeads();
+    int chunk = Math.min(prefillChunk, promptTokens);
     long total = 0;
+    long atPrompt = 0;
+    long transientBytes = 0;
     for (int l = 0; l < formats.length; l++) {
       KvCacheFormat f = formats[l];
-      long tokens = heldTokens(spec.callsFor(l), promptTokens, maxTokens);
+      List<MethodCall> calls = spec.callsFor(l);
+      long tokens = heldTokens(calls, promptTokens, maxTokens);
       int bt = f.blockTokens();
-      long blocks = (tokens + bt - 1) / bt + 1; // one block of slack for a partly filled tail
       long blockBytes = KvBlock.bytesFor(bt, hd, f.keys(), f.values());
+      if (f.hasResidual() && !evicts(calls)) {
+        long keyExtra =
+            Math.max(0, f.appendKeys().blockBytes(bt, hd) - f.keys().blockBytes(bt, hd));
+        long valueExtra =
+            Math.max(0, f.appendValues().blockBytes(bt, hd) - f.values().blockBytes(bt, hd));
+        long blocks = ceilDiv(tokens, bt);
+        long promptBlocks = ceilDiv(promptTokens, bt);
+        total += heads * (blocks * blockBytes + residualBytes(f, blocks, 1, keyExtra, valueExtra));
+        long prompted = residualBytes(f, promptBlocks, 1, keyExtra, valueExtra);
+        atPrompt += heads * (promptBlocks * blockBytes + prompted);
+        long chunked = residualBytes(f, promptBlocks, chunk, keyExtra, valueExtra);
+        transientBytes = Math.max(transientBytes, heads * (chunked - prompted));
+        continue;
+      }
+      long blocks = (tokens + bt - 1) / bt + 1; // one block of slack for a partly filled tail
       long perHead = blocks * blockBytes;
-      if (evicts(spec.callsFor(l))) {
+      if (evicts(calls)) {
         // gaps in the positions: at most 4 bytes per slot, and a live mask
         perHead += blocks * KvBlock.maxBookkeepingBytes(bt);
       }
@@ -107,9 +150,31 @@ public final class KvPlan {
         long residualBlocks = Math.min(blocks, (f.residualTokens() + bt - 1) / bt + 2);
         perHead += residualBlocks * Math.max(0, residualBlock - blockBytes);
       }
-      total += perHead * config.kvHeads();
+      total += perHead * heads;
+      atPrompt += perHead * heads;
     }
-    return (long) Math.ceil(total * estimateScale);
+    long most = Math.max(total, atPrompt + transientBytes);
+    return (long) Math.ceil(most * estimateScale);
+  }
+
+  /**
+   * The most bytes beyond its compressed size one head of {@code blocks} blocks holds in residual
+   * formats right after appending {@code n} tokens, before the flush: keys in the residual format
+   * for fewer than the key window {@code W} tokens before the append, counted from a block
+   * boundary, so at most {@code ⌈(W − 1 + n)/G⌉} blocks; values for the latest {@code R} tokens
+   * plus the {@code n} new ones, in slots up to the end of the tail block, so at most {@code R + n
+   * + G − 1} slots (per-token formats: bytes proportional to slots).
+   */
+  private static long residualBytes(
+      KvCacheFormat f, long blocks, int n, long keyExtra, long valueExtra) {
+    int bt = f.blockTokens();
+    long keyBlocks = Math.min(blocks, ceilDiv(f.keyFlushTokens() - 1L + n, bt));
+    long valueSlots = Math.min(blocks * bt, (long) f.residualTokens() + n + bt - 1);
+    return keyBlocks * keyExtra + ceilDiv(valueSlots * valueExtra, bt);
+  }
+
+  private static long ceilDiv(long a, long b) {
+    return (a + b - 1) / b;
   }
 
   private static boolean evicts(List<MethodCall> calls) {

@@ -68,7 +68,8 @@ public final class OpenAiServer implements AutoCloseable {
     this.config = config;
     this.template = ChatTemplate.recognize(chatTemplate);
     this.pool = new BlockPool(config.kvMemoryBytes());
-    this.defaultPlan = KvPlan.resolve(config.defaultKv(), pool, engine.config());
+    this.defaultPlan =
+        KvPlan.resolve(config.defaultKv(), pool, engine.config(), config.prefillChunk());
     this.plans =
         new LinkedHashMap<>(16, 0.75f, true) {
           @Override
@@ -297,7 +298,7 @@ public final class OpenAiServer implements AutoCloseable {
     synchronized (plans) {
       KvPlan p = plans.get(kv);
       if (p == null) {
-        p = KvPlan.resolve(kv, pool, engine.config());
+        p = KvPlan.resolve(kv, pool, engine.config(), config.prefillChunk());
         plans.put(kv, p);
       }
       return p;

@@ -8,10 +8,12 @@ import io.kvslim.engine.Generator;
 import io.kvslim.engine.KvCacheFactory;
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.SamplerConfig;
+import io.kvslim.kv.KvCache;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import java.util.Random;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 class KvPlanTest {
@@ -39,6 +41,58 @@ class KvPlanTest {
                   * model.config().kvHeads()
                   * model.config().headDim()
                   * 4);
+    }
+  }
+
+  /**
+   * KIVI's estimate follows its layout (DESIGN.md §4): for prompts appended in chunks and a long
+   * generation, the pool's peak never exceeds it, and it is tight (within 25% of the peak; the
+   * slack left is the window's worst case, which a given run need not reach).
+   */
+  @ParameterizedTest
+  @CsvSource({
+    "'kivi:kbits=2,vbits=2', 40, 16",
+    "'kivi:kbits=2,vbits=2', 200, 64",
+    "'kivi:kbits=2,vbits=2', 200, 512",
+    "'kivi:kbits=2,vbits=2,residual=32', 75, 8",
+    "'kivi:kbits=4,vbits=2,group=16,residual=64', 130, 100",
+    "'kivi:kbits=2,vbits=4,residual=0', 33, 32"
+  })
+  void kiviEstimateIsAnExactUpperBoundForChunkedPrefill(String spec, int promptLength, int chunk) {
+    int generated = 150;
+    try (Model model = TestServer.loadModel()) {
+      BlockPool pool = new BlockPool();
+      KvPlan plan = KvPlan.resolve(spec, pool, model.config(), chunk);
+      int[] prompt = new Random(5).ints(promptLength, 3, 32000).toArray();
+      try (Engine engine = new Engine(model, 2, cfg -> plan.create())) {
+        engine.setPrefillChunk(chunk);
+        float[] logits = new float[model.config().vocabSize()];
+        try (KvCache cache = engine.newCache()) {
+          engine.prefill(cache, prompt, 0, promptLength, 0, false, logits);
+          Random random = new Random(6);
+          for (int i = 0; i < generated - 1; i++) {
+            engine.decode(cache, random.nextInt(3, 32000), promptLength + i, logits);
+          }
+        }
+      }
+      long estimate = plan.estimateBytes(promptLength, generated);
+      long oneBlockPerHead =
+          (long) model.config().layers()
+              * model.config().kvHeads()
+              * estimate
+              / Math.max(1, estimate / 1)
+              * 0;
+      assertThat(pool.peakBytes()).as(spec).isPositive().isLessThanOrEqualTo(estimate);
+      assertThat(estimate).as(spec).isLessThanOrEqualTo(pool.peakBytes() * 5 / 4);
+      assertThat(pool.usedBytes()).isZero();
+      System.out.printf(
+          "%s prompt %d chunk %d: peak %d estimate %d (%.1f%% over)%n",
+          spec,
+          promptLength,
+          chunk,
+          pool.peakBytes(),
+          estimate,
+          100.0 * (estimate - pool.peakBytes()) / pool.peakBytes());
     }
   }
 
