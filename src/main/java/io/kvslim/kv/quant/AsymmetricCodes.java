@@ -100,7 +100,11 @@ final class AsymmetricCodes {
 
   /** The little-endian 16-bit word at byte {@code at} of a block ({@code array} when not null). */
   static short shortAt(MemorySegment block, byte[] array, long at) {
-    return array != null ? (short) SHORTS.get(array, (int) at) : block.get(F16Format.SHORT_LE, at);
+    if (array != null) {
+      int i = (int) at;
+      return (short) ((array[i] & 0xff) | array[i + 1] << 8);
+    }
+    return block.get(F16Format.SHORT_LE, at);
   }
 
   private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
