@@ -94,6 +94,7 @@ public final class PagedLayerKv implements LayerKv {
 
   /** One thread's buffers for a tile of rows. */
   static final class Tile {
+    int touched; // sum of prefetching reads, kept so that they are not dropped
     float[] scores = new float[0]; // rows × stride, retained order
     int stride;
     float[] prepared = new float[0]; // rows × preparedStride
@@ -428,6 +429,9 @@ public final class PagedLayerKv implements LayerKv {
     float[] slots = tile.slots;
     KvFormat prepared = null;
     int retained = 0;
+    if (PREFETCH) {
+      tile.touched += touchBlocks(blocks);
+    }
     for (int b = 0, count = blocks.size(); b < count; b++) {
       KvBlock block = blocks.get(b);
       int live = block.liveCount();
@@ -569,6 +573,42 @@ public final class PagedLayerKv implements LayerKv {
         AttentionKernels.scale(scores, r * stride, inverse, observed[slot], 0, size);
       }
     }
+  }
+
+  static final boolean PREFETCH = !Boolean.getBoolean("kvslim.noprefetch");
+
+  /** Arrays up to this size are touched ahead; larger ones stream well by themselves (F32). */
+  private static final long TOUCHED_BYTES = 4096;
+
+  /**
+   * Reads one byte of every cache line of a head's small block arrays before the attention reads
+   * them: compressed blocks are many small arrays reached through a chain of objects, and a pass
+   * that only loads lets the core overlap all of their misses instead of meeting them one block at
+   * a time (eleven KIVI-2 caches at depth 384: attention 20% faster, `DecodeStepMain`).
+   */
+  static int touchBlocks(List<KvBlock> blocks) {
+    int sum = 0;
+    for (int b = 0, count = blocks.size(); b < count; b++) {
+      KvBlock block = blocks.get(b);
+      sum += touch(block.keys()) + touch(block.values());
+      MemorySegment residual = block.residualValues();
+      if (residual != null) {
+        sum += touch(residual);
+      }
+    }
+    return sum;
+  }
+
+  private static int touch(MemorySegment segment) {
+    if (segment.byteSize() > TOUCHED_BYTES
+        || !(segment.heapBase().orElse(null) instanceof byte[] array)) {
+      return 0;
+    }
+    int sum = 0;
+    for (int i = 0; i < array.length; i += 64) {
+      sum += array[i];
+    }
+    return sum;
   }
 
   /** Query offset and position of each row of the tile. */
