@@ -19,14 +19,14 @@ import jdk.incubator.vector.VectorShuffle;
 final class PanelKernel {
   private PanelKernel() {}
 
-  private static final VectorMask<Float> M8 = bit(8);
-  private static final VectorMask<Float> M4 = bit(4);
-  private static final VectorMask<Float> M2 = bit(2);
-  private static final VectorMask<Float> M1 = bit(1);
-  private static final VectorShuffle<Float> X8 = flip(8);
-  private static final VectorShuffle<Float> X4 = flip(4);
-  private static final VectorShuffle<Float> X2 = flip(2);
-  private static final VectorShuffle<Float> X1 = flip(1);
+  static final VectorMask<Float> M8 = bit(8);
+  static final VectorMask<Float> M4 = bit(4);
+  static final VectorMask<Float> M2 = bit(2);
+  static final VectorMask<Float> M1 = bit(1);
+  static final VectorShuffle<Float> X8 = flip(8);
+  static final VectorShuffle<Float> X4 = flip(4);
+  static final VectorShuffle<Float> X2 = flip(2);
+  static final VectorShuffle<Float> X1 = flip(1);
 
   /** Lanes whose index has {@code bit} set. */
   private static VectorMask<Float> bit(int bit) {

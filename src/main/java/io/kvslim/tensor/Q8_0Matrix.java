@@ -1,5 +1,13 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.tensor.PanelKernel.M1;
+import static io.kvslim.tensor.PanelKernel.M2;
+import static io.kvslim.tensor.PanelKernel.M4;
+import static io.kvslim.tensor.PanelKernel.M8;
+import static io.kvslim.tensor.PanelKernel.X1;
+import static io.kvslim.tensor.PanelKernel.X2;
+import static io.kvslim.tensor.PanelKernel.X4;
+import static io.kvslim.tensor.PanelKernel.X8;
 import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
@@ -22,6 +30,12 @@ import jdk.incubator.vector.FloatVector;
 public final class Q8_0Matrix extends WeightMatrix {
   static final int BLOCK = 32;
   static final int BLOCK_BYTES = 34;
+
+  /** Where tile4x4's lane sums leave weight row {@code i}'s first product (see PanelKernel). */
+  private static final int[] LANE_OF = {0, 8, 4, 12};
+
+  /** Per-thread scratch for the sixteen lane sums of a tile. */
+  private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[16]);
 
   public Q8_0Matrix(MemorySegment data, int rows, int cols) {
     super(data, rows, cols, GgmlType.Q8_0);
@@ -227,6 +241,36 @@ public final class Q8_0Matrix extends WeightMatrix {
         }
       }
     }
+    if (FL == 16) {
+      // PanelKernel.tile4x4's transposing lane sums, written out here (no vector crosses a call
+      // that C2 might not inline, where it would be boxed): each lane follows Simd.sumLanes's tree
+      // for its own accumulator; a0..a3 sit where tile4x4 has t00..t30, c0..c3 at t01..t31, a4..a7
+      // at t02..t32 and c4..c7 at t03..t33
+      float[] lanes = LANES.get();
+      FloatVector r80 = a0.blend(a1, M8).add(a1.blend(a0, M8).rearrange(X8));
+      FloatVector r81 = a2.blend(a3, M8).add(a3.blend(a2, M8).rearrange(X8));
+      FloatVector r82 = c0.blend(c1, M8).add(c1.blend(c0, M8).rearrange(X8));
+      FloatVector r83 = c2.blend(c3, M8).add(c3.blend(c2, M8).rearrange(X8));
+      FloatVector r84 = a4.blend(a5, M8).add(a5.blend(a4, M8).rearrange(X8));
+      FloatVector r85 = a6.blend(a7, M8).add(a7.blend(a6, M8).rearrange(X8));
+      FloatVector r86 = c4.blend(c5, M8).add(c5.blend(c4, M8).rearrange(X8));
+      FloatVector r87 = c6.blend(c7, M8).add(c7.blend(c6, M8).rearrange(X8));
+      FloatVector r40 = r80.blend(r81, M4).add(r81.blend(r80, M4).rearrange(X4));
+      FloatVector r41 = r82.blend(r83, M4).add(r83.blend(r82, M4).rearrange(X4));
+      FloatVector r42 = r84.blend(r85, M4).add(r85.blend(r84, M4).rearrange(X4));
+      FloatVector r43 = r86.blend(r87, M4).add(r87.blend(r86, M4).rearrange(X4));
+      FloatVector r20 = r40.blend(r41, M2).add(r41.blend(r40, M2).rearrange(X2));
+      FloatVector r21 = r42.blend(r43, M2).add(r43.blend(r42, M2).rearrange(X2));
+      r20.blend(r21, M1).add(r21.blend(r20, M1).rearrange(X1)).intoArray(lanes, 0);
+      for (int i = 0; i < 4; i++) {
+        int lane = LANE_OF[i];
+        out[oa + row + i * q] = lanes[lane];
+        out[ob + row + i * q] = lanes[lane + 2];
+        out[oa + row + (4 + i) * q] = lanes[lane + 1];
+        out[ob + row + (4 + i) * q] = lanes[lane + 3];
+      }
+      return;
+    }
     out[oa + row] = Simd.sumLanes(a0);
     out[oa + row + q] = Simd.sumLanes(a1);
     out[oa + row + 2 * q] = Simd.sumLanes(a2);
@@ -296,6 +340,26 @@ public final class Q8_0Matrix extends WeightMatrix {
           t7 = ((FloatVector) q7.castShape(F, p)).mul(d7).fma(xv, t7);
         }
       }
+    }
+    if (FL == 16) {
+      // as rows8x2, t0..t3 where tile4x4 has t00..t30 and t4..t7 at t02..t32, zeros elsewhere
+      float[] lanes = LANES.get();
+      FloatVector z = FloatVector.zero(F);
+      FloatVector r80 = t0.blend(t1, M8).add(t1.blend(t0, M8).rearrange(X8));
+      FloatVector r81 = t2.blend(t3, M8).add(t3.blend(t2, M8).rearrange(X8));
+      FloatVector r84 = t4.blend(t5, M8).add(t5.blend(t4, M8).rearrange(X8));
+      FloatVector r85 = t6.blend(t7, M8).add(t7.blend(t6, M8).rearrange(X8));
+      FloatVector r40 = r80.blend(r81, M4).add(r81.blend(r80, M4).rearrange(X4));
+      FloatVector r42 = r84.blend(r85, M4).add(r85.blend(r84, M4).rearrange(X4));
+      FloatVector r20 = r40.blend(z, M2).add(z.blend(r40, M2).rearrange(X2));
+      FloatVector r21 = r42.blend(z, M2).add(z.blend(r42, M2).rearrange(X2));
+      r20.blend(r21, M1).add(r21.blend(r20, M1).rearrange(X1)).intoArray(lanes, 0);
+      for (int i = 0; i < 4; i++) {
+        int lane = LANE_OF[i];
+        out[ob + row + i * q] = lanes[lane];
+        out[ob + row + (4 + i) * q] = lanes[lane + 1];
+      }
+      return;
     }
     out[ob + row] = Simd.sumLanes(t0);
     out[ob + row + 1 * q] = Simd.sumLanes(t1);

@@ -487,38 +487,61 @@ public final class AttentionKernels {
     return FloatVector.broadcast(FLOATS, c);
   }
 
-  private static FloatVector exp(FloatVector x) {
-    VectorMask<Float> underflow = x.compare(VectorOperators.GE, UNDERFLOW).not();
-    FloatVector t = x.fma(constant(LOG2E), constant(ROUNDING));
-    FloatVector n = t.sub(ROUNDING);
-    FloatVector r = n.fma(constant(-LN2_HIGH), x);
-    r = n.fma(constant(-LN2_LOW), r);
-    FloatVector p = constant(C7).fma(r, constant(C6));
-    p = p.fma(r, constant(C5));
-    p = p.fma(r, constant(C4));
-    p = p.fma(r, constant(C3));
-    p = p.fma(r, constant(C2));
-    p = p.fma(r, constant(1f));
-    p = p.fma(r, constant(1f));
-    IntVector bits = (IntVector) t.reinterpretAsInts();
-    FloatVector twoToN =
-        bits.sub(ROUNDING_BITS_MINUS_BIAS).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-    return p.mul(twoToN).blend(0f, underflow);
-  }
+  private static final ThreadLocal<float[]> LANES =
+      ThreadLocal.withInitial(() -> new float[FLOATS.length()]);
 
   /**
    * Replaces {@code x[off..+n)} by {@code exp(x − max)} ({@link #exp(float)}) and returns their
    * sum, accumulated lane-wise, then over the lanes as a tree, then the tail in order.
+   *
+   * <p>The lane computation is written out in the loop with its constants broadcast once, and the
+   * lanes are summed from a stored vector ({@link #sumLanes(float[], int)}, the same tree): no
+   * vector crosses a method call. A JFR allocation profile of the server showed a vector {@code
+   * exp} helper compiled on its own, its vectors boxed and some of its operations left to the
+   * Vector API's Java fallback (gigabytes of garbage per minute).
    */
   public static float expAndSum(float[] x, int off, int n, float max) {
-    FloatVector sum = FloatVector.zero(FLOATS);
+    FloatVector top = constant(max);
+    FloatVector log2e = constant(LOG2E);
+    FloatVector rounding = constant(ROUNDING);
+    FloatVector ln2High = constant(-LN2_HIGH);
+    FloatVector ln2Low = constant(-LN2_LOW);
+    FloatVector c7 = constant(C7);
+    FloatVector c6 = constant(C6);
+    FloatVector c5 = constant(C5);
+    FloatVector c4 = constant(C4);
+    FloatVector c3 = constant(C3);
+    FloatVector c2 = constant(C2);
+    FloatVector one = constant(1f);
+    FloatVector zero = FloatVector.zero(FLOATS);
+    FloatVector sum = zero;
     int j = 0;
     for (int upper = FLOATS.loopBound(n); j < upper; j += FLOATS.length()) {
-      FloatVector e = exp(FloatVector.fromArray(FLOATS, x, off + j).sub(max));
+      FloatVector v = FloatVector.fromArray(FLOATS, x, off + j).sub(top);
+      VectorMask<Float> underflow = v.compare(VectorOperators.GE, UNDERFLOW).not();
+      FloatVector t = v.fma(log2e, rounding);
+      FloatVector k = t.sub(rounding);
+      FloatVector r = k.fma(ln2High, v);
+      r = k.fma(ln2Low, r);
+      FloatVector p = c7.fma(r, c6);
+      p = p.fma(r, c5);
+      p = p.fma(r, c4);
+      p = p.fma(r, c3);
+      p = p.fma(r, c2);
+      p = p.fma(r, one);
+      p = p.fma(r, one);
+      FloatVector twoToN =
+          ((IntVector) t.reinterpretAsInts())
+              .sub(ROUNDING_BITS_MINUS_BIAS)
+              .lanewise(VectorOperators.LSHL, 23)
+              .reinterpretAsFloats();
+      FloatVector e = p.mul(twoToN).blend(zero, underflow);
       e.intoArray(x, off + j);
       sum = sum.add(e);
     }
-    float result = sumLanes(sum);
+    float[] lanes = LANES.get();
+    sum.intoArray(lanes, 0);
+    float result = sumLanes(lanes, 0);
     for (; j < n; j++) {
       float e = exp(x[off + j] - max);
       x[off + j] = e;
