@@ -139,13 +139,27 @@ public final class Q8_0Matrix extends WeightMatrix {
   /**
    * Two or three activation rows (a batched decode step of a few sequences): the activation rows go
    * in pairs, each pair in one pass of eight weight rows {@code count / 8} apart (eight memory
-   * streams, as {@link #dotRows}); a last single row takes {@link #dotRows}'s kernel. Each product
-   * keeps {@link #dot}'s order. Four or more rows take the panel kernel.
+   * streams, as {@link #dotRows}); a last single row takes {@link #dotRows}'s kernel. Three rows
+   * (with 16-lane vectors) go in one pass of four weight rows {@code count / 4} apart instead of a
+   * pair pass and a single pass over the weights. Each product keeps {@link #dot}'s order. Four or
+   * more rows take the panel kernel.
    */
   @Override
   public void matmulRows(int row, int count, float[] x, int n, float[] out) {
     if (n >= 4) {
       super.matmulRows(row, count, x, n, out);
+      return;
+    }
+    if (n == 3 && FL == 16) {
+      int q = count / 4;
+      for (int r = row; r < row + q; r++) {
+        rows4x3(r, q, x, out);
+      }
+      for (int r = row + 4 * q; r < row + count; r++) {
+        for (int t = 0; t < 3; t++) {
+          out[t * rows + r] = dot(r, x, t * cols);
+        }
+      }
       return;
     }
     int t = 0;
@@ -287,6 +301,94 @@ public final class Q8_0Matrix extends WeightMatrix {
     out[ob + row + 5 * q] = Simd.sumLanes(c5);
     out[ob + row + 6 * q] = Simd.sumLanes(c6);
     out[ob + row + 7 * q] = Simd.sumLanes(c7);
+  }
+
+  /**
+   * Weight rows {@code row + i·q} (i &lt; 4) against the three activation rows: twelve
+   * accumulators, each {@link #dot}'s sequence of {@code w.fma(x, acc)}; their lanes summed with
+   * the panel tile's transposing reduction over a zero fourth row (see {@link #rows8x2}). Needs 16
+   * lanes.
+   */
+  private void rows4x3(int row, int q, float[] x, float[] out) {
+    long b0 = row * rowBytes;
+    long st = q * rowBytes;
+    int x1 = cols;
+    int x2 = 2 * cols;
+    FloatVector a0 = FloatVector.zero(F);
+    FloatVector a1 = a0;
+    FloatVector a2 = a0;
+    FloatVector a3 = a0;
+    FloatVector b0v = a0;
+    FloatVector b1 = a0;
+    FloatVector b2 = a0;
+    FloatVector b3 = a0;
+    FloatVector c0 = a0;
+    FloatVector c1 = a0;
+    FloatVector c2 = a0;
+    FloatVector c3 = a0;
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o1 = o0 + st;
+      long o2 = o1 + st;
+      long o3 = o2 + st;
+      int xo = b * BLOCK;
+      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
+      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
+      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
+      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
+      for (int j = 0; j < BLOCK; j += BL) {
+        FloatVector u = FloatVector.fromArray(F, x, xo + j);
+        FloatVector v = FloatVector.fromArray(F, x, x1 + xo + j);
+        FloatVector y = FloatVector.fromArray(F, x, x2 + xo + j);
+        FloatVector w =
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE).castShape(F, 0))
+                .mul(d0);
+        a0 = w.fma(u, a0);
+        b0v = w.fma(v, b0v);
+        c0 = w.fma(y, c0);
+        w =
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE).castShape(F, 0))
+                .mul(d1);
+        a1 = w.fma(u, a1);
+        b1 = w.fma(v, b1);
+        c1 = w.fma(y, c1);
+        w =
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE).castShape(F, 0))
+                .mul(d2);
+        a2 = w.fma(u, a2);
+        b2 = w.fma(v, b2);
+        c2 = w.fma(y, c2);
+        w =
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE).castShape(F, 0))
+                .mul(d3);
+        a3 = w.fma(u, a3);
+        b3 = w.fma(v, b3);
+        c3 = w.fma(y, c3);
+      }
+    }
+    // weight row i, activation row t sits where tile4x4 has t_it
+    float[] lanes = LANES.get();
+    FloatVector z = FloatVector.zero(F);
+    FloatVector r80 = a0.blend(a1, M8).add(a1.blend(a0, M8).rearrange(X8));
+    FloatVector r81 = a2.blend(a3, M8).add(a3.blend(a2, M8).rearrange(X8));
+    FloatVector r82 = b0v.blend(b1, M8).add(b1.blend(b0v, M8).rearrange(X8));
+    FloatVector r83 = b2.blend(b3, M8).add(b3.blend(b2, M8).rearrange(X8));
+    FloatVector r84 = c0.blend(c1, M8).add(c1.blend(c0, M8).rearrange(X8));
+    FloatVector r85 = c2.blend(c3, M8).add(c3.blend(c2, M8).rearrange(X8));
+    FloatVector r40 = r80.blend(r81, M4).add(r81.blend(r80, M4).rearrange(X4));
+    FloatVector r41 = r82.blend(r83, M4).add(r83.blend(r82, M4).rearrange(X4));
+    FloatVector r42 = r84.blend(r85, M4).add(r85.blend(r84, M4).rearrange(X4));
+    FloatVector r20 = r40.blend(r41, M2).add(r41.blend(r40, M2).rearrange(X2));
+    FloatVector r21 = r42.blend(z, M2).add(z.blend(r42, M2).rearrange(X2));
+    r20.blend(r21, M1).add(r21.blend(r20, M1).rearrange(X1)).intoArray(lanes, 0);
+    for (int i = 0; i < 4; i++) {
+      int lane = LANE_OF[i];
+      int r = row + i * q;
+      out[r] = lanes[lane];
+      out[rows + r] = lanes[lane + 2];
+      out[2 * rows + r] = lanes[lane + 1];
+    }
   }
 
   private void rows8(int row, int q, float[] x, int xb, float[] out, int ob) {
