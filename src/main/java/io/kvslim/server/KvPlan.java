@@ -102,15 +102,13 @@ public final class KvPlan {
   /**
    * Upper estimate of the bytes a sequence with this prompt and generation limit holds at most.
    *
-   * <p>Layers with a residual window and no eviction (KIVI) are bounded exactly by their layout:
-   * whole blocks of the compressed formats for every token, and on top the difference to the
-   * residual formats for the blocks that can hold residual parts, those covering the window of the
-   * latest {@code max(R, key flush)} tokens plus the one being written: {@code ⌈window/G⌉ + 1}
-   * blocks per head ({@link HeadStore#flushResidual} keeps keys and values in the residual formats
-   * only there). While a prompt chunk of {@code n} tokens is appended to one layer, before its
-   * flush, that layer's heads can hold {@code ⌈(window + n)/G⌉ + 1} such blocks; the estimate is
-   * the larger of the final size and the prompt's size with that transient. Other layers keep one
-   * block of slack for a partly filled tail.
+   * <p>Layers with a residual window and no eviction (KIVI) are bounded by their layout: whole
+   * blocks of the compressed formats for every token, and on top the difference to the residual
+   * formats for the keys and value slots the window can hold ({@link #residualBytes}; see {@link
+   * HeadStore#flushResidual}). A layer is appended and flushed as a whole, so while a prompt chunk
+   * of {@code n} tokens goes in, one layer's heads hold the larger residual of an {@code n}-token
+   * append; the estimate is the larger of the final size and the prompt's size with that transient.
+   * Other layers keep one block of slack for a partly filled tail.
    */
   public long estimateBytes(int promptTokens, int maxTokens) {
     int hd = config.headDim();

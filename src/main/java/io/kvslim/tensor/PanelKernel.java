@@ -46,7 +46,7 @@ final class PanelKernel {
    * Where tile4x4's transposing lane sums leave weight row {@code i}'s product with the first
    * activation row; the second, third and fourth activation rows sit 2, 1 and 3 lanes further.
    */
-  private static final int[] LANE_OF = {0, 8, 4, 12};
+  static final int[] LANE_OF = {0, 8, 4, 12};
 
   private static final ThreadLocal<float[]> PANELS = ThreadLocal.withInitial(() -> new float[0]);
 

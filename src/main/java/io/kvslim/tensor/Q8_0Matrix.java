@@ -1,5 +1,6 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.tensor.PanelKernel.LANE_OF;
 import static io.kvslim.tensor.PanelKernel.M1;
 import static io.kvslim.tensor.PanelKernel.M2;
 import static io.kvslim.tensor.PanelKernel.M4;
@@ -30,9 +31,6 @@ import jdk.incubator.vector.FloatVector;
 public final class Q8_0Matrix extends WeightMatrix {
   static final int BLOCK = 32;
   static final int BLOCK_BYTES = 34;
-
-  /** Where tile4x4's lane sums leave weight row {@code i}'s first product (see PanelKernel). */
-  private static final int[] LANE_OF = {0, 8, 4, 12};
 
   /** Per-thread scratch for the sixteen lane sums of a tile. */
   private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[16]);

@@ -9,7 +9,6 @@ import java.nio.ByteOrder;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -21,9 +20,6 @@ import jdk.incubator.vector.VectorSpecies;
 public final class F16Format extends RowFormat {
   static final ValueLayout.OfShort SHORT_LE =
       ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-
-  private static final VectorSpecies<Byte> HALF_BYTES =
-      VectorSpecies.of(byte.class, VectorShape.forBitSize(VectorKernels.FLOATS.length() * 16));
 
   F16Format() {}
 
@@ -95,7 +91,7 @@ public final class F16Format extends RowFormat {
       for (int j = 0; j < headDim; j += lanes) {
         IntVector h =
             (IntVector)
-                ByteVector.fromArray(HALF_BYTES, array, at + 2 * j)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at + 2 * j)
                     .reinterpretAsShorts()
                     .convertShape(S2I, VectorKernels.INTS, 0);
         sum =
@@ -146,26 +142,27 @@ public final class F16Format extends RowFormat {
         }
         FloatVector w = FloatVector.broadcast(species, roundToF16(weight));
         int at = s * rowBytes + 2 * c;
-        // VectorKernels.widenFinite written out: no vector crosses a call C2 might not inline
+        // VectorKernels.widenFinite's steps written out: no vector crosses a call C2 might not
+        // inline
         // (where it would be boxed), whatever the JIT compiled first
         IntVector h0 =
             (IntVector)
-                ByteVector.fromArray(HALF_BYTES, array, at)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at)
                     .reinterpretAsShorts()
                     .convertShape(S2I, VectorKernels.INTS, 0);
         IntVector h1 =
             (IntVector)
-                ByteVector.fromArray(HALF_BYTES, array, at + 2 * lanes)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at + 2 * lanes)
                     .reinterpretAsShorts()
                     .convertShape(S2I, VectorKernels.INTS, 0);
         IntVector h2 =
             (IntVector)
-                ByteVector.fromArray(HALF_BYTES, array, at + 4 * lanes)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at + 4 * lanes)
                     .reinterpretAsShorts()
                     .convertShape(S2I, VectorKernels.INTS, 0);
         IntVector h3 =
             (IntVector)
-                ByteVector.fromArray(HALF_BYTES, array, at + 6 * lanes)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at + 6 * lanes)
                     .reinterpretAsShorts()
                     .convertShape(S2I, VectorKernels.INTS, 0);
         v0 = h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v0);

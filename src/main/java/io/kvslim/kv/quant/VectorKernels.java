@@ -48,8 +48,10 @@ final class VectorKernels {
         : ByteVector.fromMemorySegment(ByteVector.SPECIES_128, block, offset, LE);
   }
 
-  private static final VectorSpecies<Byte> HALF_BYTES =
+  /** Bytes of one vector of halves: as many halves as {@link #FLOATS} has lanes. */
+  static final VectorSpecies<Byte> HALF_BYTES =
       VectorSpecies.of(byte.class, VectorShape.forBitSize(FLOATS.length() * 16));
+
   static final VectorSpecies<Integer> INTS =
       VectorSpecies.of(int.class, VectorShape.forBitSize(FLOATS.vectorBitSize()));
 
@@ -84,7 +86,7 @@ final class VectorKernels {
   }
 
   /** The fp16 bit patterns at byte {@code at} of {@code array}, sign-extended into int lanes. */
-  static IntVector halfBits(byte[] array, int at) {
+  private static IntVector halfBits(byte[] array, int at) {
     return (IntVector)
         ByteVector.fromArray(HALF_BYTES, array, at)
             .reinterpretAsShorts()
@@ -103,10 +105,11 @@ final class VectorKernels {
    * {@link #widen} for lanes without infinities or NaNs (exponent below 31), exact there: shifting
    * the sign-extended pattern left by 13 puts the sign at bit 31 (copies of it at bits 28–30 are
    * masked off) and the exponent and mantissa at bits 13–27, a float that times 2^112 is the half's
-   * value, normal or subnormal, with its sign. Kernels that call it directly check their block once
-   * with {@link #anyInfinityOrNaN} first, which keeps their hot loops free of branches and calls.
+   * value, normal or subnormal, with its sign. {@link F16Format}'s block kernels write these steps
+   * out in their loops after checking the block once with {@link #anyInfinityOrNaN}, which keeps
+   * them free of branches and calls.
    */
-  static FloatVector widenFinite(IntVector h) {
+  private static FloatVector widenFinite(IntVector h) {
     return h.lanewise(VectorOperators.LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f);
   }
 
