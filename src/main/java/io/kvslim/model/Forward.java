@@ -129,6 +129,15 @@ public final class Forward {
       qkvOut[1] = k;
       qkvOut[2] = v;
       MatMul.matvecs(qkv, xb, qkvOut, pool);
+    } else if (!quantized(w.wq(), w.wk(), w.wv())) {
+      // batched decode or prefill: the three projections in one dispatch too
+      qkv[0] = w.wq();
+      qkv[1] = w.wk();
+      qkv[2] = w.wv();
+      qkvOut[0] = q;
+      qkvOut[1] = k;
+      qkvOut[2] = v;
+      MatMul.matmuls(qkv, xb, n, qkvOut, pool);
     } else {
       mm(w.wq(), xb, n, q);
       mm(w.wk(), xb, n, k);
@@ -162,6 +171,22 @@ public final class Forward {
             gate.dotRows(s, e - s, xb, hb);
             up.dotRows(s, e - s, xb, hb2);
             Ops.swigluRange(hb, hb2, c.ffnDim(), s, e);
+          });
+    } else if (!quantized(w.gate(), w.up(), w.up())) {
+      // batched decode or prefill: gate, up and SwiGLU in one dispatch too, each thread on its own
+      // rows of every activation row (each row's products are bit-identical whatever the split)
+      WeightMatrix gate = w.gate();
+      WeightMatrix up = w.up();
+      int ffn = c.ffnDim();
+      pool.forRange(
+          ffn,
+          MatMul.ROW_GRAIN,
+          (s, e) -> {
+            gate.matmulRows(s, e - s, xb, n, hb);
+            up.matmulRows(s, e - s, xb, n, hb2);
+            for (int r = 0; r < n; r++) {
+              Ops.swigluRange(hb, hb2, ffn, r * ffn, s, e);
+            }
           });
     } else {
       mm(w.gate(), xb, n, hb);

@@ -61,10 +61,18 @@ public final class Ops {
    * {@code cols} (a decode step's slice), with the same per-element functions.
    */
   public static void swigluRange(float[] gate, float[] up, int cols, int from, int to) {
+    swigluRange(gate, up, cols, 0, from, to);
+  }
+
+  /**
+   * {@link #swigluRange(float[], float[], int, int, int)} on the row that starts at {@code off}.
+   */
+  public static void swigluRange(float[] gate, float[] up, int cols, int off, int from, int to) {
     int vectorPart = cols & ~15;
     for (int i = from; i < to; i++) {
-      gate[i] =
-          (i < vectorPart ? LlamaCppMath.silu(gate[i]) : LlamaCppMath.siluTail(gate[i])) * up[i];
+      float g = gate[off + i];
+      gate[off + i] =
+          (i < vectorPart ? LlamaCppMath.silu(g) : LlamaCppMath.siluTail(g)) * up[off + i];
     }
   }
 

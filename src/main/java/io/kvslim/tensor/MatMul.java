@@ -45,6 +45,35 @@ public final class MatMul {
   }
 
   /**
+   * {@link #matmul} of each matrix {@code ws[i]} (all with the same columns) with the same {@code
+   * n} activation rows into {@code outs[i]}, in one dispatch over their rows together: one barrier
+   * instead of one per matrix (the Q, K and V projections of a batched step). Each product is
+   * bit-identical to {@link #matmul}'s.
+   */
+  public static void matmuls(WeightMatrix[] ws, float[] x, int n, float[][] outs, Parallel pool) {
+    int total = 0;
+    for (int i = 0; i < ws.length; i++) {
+      checkLengths(ws[i], x, n, outs[i]);
+      total += ws[i].rows();
+    }
+    pool.forRange(
+        total,
+        ROW_GRAIN,
+        (start, end) -> {
+          int first = 0;
+          for (int i = 0; i < ws.length && start < end; i++) {
+            int rows = ws[i].rows();
+            int s = Math.max(start, first);
+            int e = Math.min(end, first + rows);
+            if (s < e) {
+              ws[i].matmulRows(s - first, e - s, x, n, outs[i]);
+            }
+            first += rows;
+          }
+        });
+  }
+
+  /**
    * {@code out[t][r] = w.row(r) · x[t]} for {@code n} activation rows: {@code x} is {@code n ×
    * cols} and {@code out} is {@code n × rows}, both row-major. Each weight row is decoded once for
    * all activation rows by {@link WeightMatrix#dotTile} (the activations, re-read per weight row,

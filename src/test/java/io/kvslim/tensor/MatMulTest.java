@@ -97,6 +97,29 @@ class MatMulTest {
   }
 
   @Test
+  void matmulsOfSeveralMatricesEqualEachMatmulBitForBit() {
+    int cols = 96;
+    WeightMatrix[] ws = {
+      RandomWeights.matrix(GgmlType.Q8_0, ROWS, cols, 51),
+      RandomWeights.matrix(GgmlType.F32, 29, cols, 52),
+      RandomWeights.matrix(GgmlType.Q4_0, 40, cols, 53)
+    };
+    for (int n = 1; n <= 11; n++) {
+      float[] x = RandomWeights.activations(n * cols, 54 + n);
+      float[][] outs = new float[ws.length][];
+      for (int i = 0; i < ws.length; i++) {
+        outs[i] = new float[n * ws[i].rows()];
+      }
+      MatMul.matmuls(ws, x, n, outs, pool);
+      for (int i = 0; i < ws.length; i++) {
+        float[] alone = new float[n * ws[i].rows()];
+        MatMul.matmul(ws[i], x, n, alone, pool);
+        assertThat(outs[i]).as("matrix %d, n=%d", i, n).containsExactly(alone);
+      }
+    }
+  }
+
+  @Test
   void singleThreadPoolGivesTheSameResults() {
     WeightMatrix w = RandomWeights.matrix(GgmlType.Q8_0, ROWS, 128, 31);
     float[] x = RandomWeights.activations(3 * 128, 32);

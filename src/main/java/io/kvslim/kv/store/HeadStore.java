@@ -135,10 +135,15 @@ public final class HeadStore {
     }
     KvBlock tail = blocks.getLast();
     boolean sameFormats =
-        tail.keyFormat().equals(format.appendKeys())
-            && tail.valueFormat().equals(format.values())
-            && Objects.equals(tail.residualValueFormat(), format.valueResidual());
+        same(tail.keyFormat(), format.appendKeys())
+            && same(tail.valueFormat(), format.values())
+            && same(tail.residualValueFormat(), format.valueResidual());
     return sameFormats && !tail.isFull() ? tail : null;
+  }
+
+  /** Equal formats, checked by identity first (formats are shared; records compare slowly). */
+  private static boolean same(KvFormat a, KvFormat b) {
+    return a == b || Objects.equals(a, b);
   }
 
   private KvBlock newBlock() {
@@ -164,6 +169,12 @@ public final class HeadStore {
    * allocates (new blocks, and the tail's position codes if the run breaks).
    */
   public long appendBytes(int n, int firstPosition) {
+    KvBlock tail = appendableTail();
+    if (tail != null
+        && n <= tail.capacity() - tail.filled()
+        && tail.runContinuesAt(firstPosition)) {
+      return 0; // room in the tail, whose positions stay one run (the common decode step)
+    }
     int[] pos = new int[n];
     for (int i = 0; i < n; i++) {
       pos[i] = firstPosition + i;

@@ -291,6 +291,14 @@ public final class KvBlock {
     return true;
   }
 
+  /**
+   * Whether appending consecutive positions from {@code firstPosition} keeps the positions one run
+   * (then they cost no bytes: {@link #positionBytesAfter} is 0).
+   */
+  boolean runContinuesAt(int firstPosition) {
+    return filled > 0 && positions.isSingleRun() && positions.next(filled) == firstPosition;
+  }
+
   /** Bytes the positions would take after appending {@code pos[posOff..posOff+count)}. */
   long positionBytesAfter(int[] pos, int posOff, int count) {
     if (filled == 0) {
