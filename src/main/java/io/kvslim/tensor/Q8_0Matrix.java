@@ -144,6 +144,18 @@ public final class Q8_0Matrix extends WeightMatrix {
    */
   @Override
   public void matmulRows(int row, int count, float[] x, int n, float[] out) {
+    if (n == 4 && FL == 16) {
+      int q = count / 4;
+      for (int r = row; r < row + q; r++) {
+        rows4x4(r, q, x, out);
+      }
+      for (int r = row + 4 * q; r < row + count; r++) {
+        for (int t = 0; t < 4; t++) {
+          out[t * rows + r] = dot(r, x, t * cols);
+        }
+      }
+      return;
+    }
     if (n >= 4) {
       super.matmulRows(row, count, x, n, out);
       return;
@@ -386,6 +398,107 @@ public final class Q8_0Matrix extends WeightMatrix {
       out[r] = lanes[lane];
       out[rows + r] = lanes[lane + 2];
       out[2 * rows + r] = lanes[lane + 1];
+    }
+  }
+
+  /**
+   * Four activation rows (four streams) in one pass of four weight rows {@code q} apart, decoded in
+   * registers: sixteen accumulators, summed by {@link PanelKernel}'s 4×4 transposing tree. Where
+   * the panel kernel would decode the four rows to memory and read them back for a single tile,
+   * this reads each weight once.
+   */
+  private void rows4x4(int row, int q, float[] x, float[] out) {
+    long b0 = row * rowBytes;
+    long st = q * rowBytes;
+    int x1 = cols;
+    int x2 = 2 * cols;
+    int x3 = 3 * cols;
+    FloatVector a0 = FloatVector.zero(F);
+    FloatVector a1 = a0;
+    FloatVector a2 = a0;
+    FloatVector a3 = a0;
+    FloatVector b0v = a0;
+    FloatVector b1 = a0;
+    FloatVector b2 = a0;
+    FloatVector b3 = a0;
+    FloatVector c0 = a0;
+    FloatVector c1 = a0;
+    FloatVector c2 = a0;
+    FloatVector c3 = a0;
+    FloatVector e0 = a0;
+    FloatVector e1 = a0;
+    FloatVector e2 = a0;
+    FloatVector e3 = a0;
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o1 = o0 + st;
+      long o2 = o1 + st;
+      long o3 = o2 + st;
+      int xo = b * BLOCK;
+      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
+      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
+      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
+      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
+      for (int j = 0; j < BLOCK; j += BL) {
+        FloatVector u = FloatVector.fromArray(F, x, xo + j);
+        FloatVector v = FloatVector.fromArray(F, x, x1 + xo + j);
+        FloatVector y = FloatVector.fromArray(F, x, x2 + xo + j);
+        FloatVector z = FloatVector.fromArray(F, x, x3 + xo + j);
+        FloatVector w =
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE).castShape(F, 0))
+                .mul(d0);
+        a0 = w.fma(u, a0);
+        b0v = w.fma(v, b0v);
+        c0 = w.fma(y, c0);
+        e0 = w.fma(z, e0);
+        w =
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE).castShape(F, 0))
+                .mul(d1);
+        a1 = w.fma(u, a1);
+        b1 = w.fma(v, b1);
+        c1 = w.fma(y, c1);
+        e1 = w.fma(z, e1);
+        w =
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE).castShape(F, 0))
+                .mul(d2);
+        a2 = w.fma(u, a2);
+        b2 = w.fma(v, b2);
+        c2 = w.fma(y, c2);
+        e2 = w.fma(z, e2);
+        w =
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE).castShape(F, 0))
+                .mul(d3);
+        a3 = w.fma(u, a3);
+        b3 = w.fma(v, b3);
+        c3 = w.fma(y, c3);
+        e3 = w.fma(z, e3);
+      }
+    }
+    // weight row i, activation row t sits where tile4x4 has t_it
+    float[] lanes = LANES.get();
+    FloatVector r80 = a0.blend(a1, M8).add(a1.blend(a0, M8).rearrange(X8));
+    FloatVector r81 = a2.blend(a3, M8).add(a3.blend(a2, M8).rearrange(X8));
+    FloatVector r82 = b0v.blend(b1, M8).add(b1.blend(b0v, M8).rearrange(X8));
+    FloatVector r83 = b2.blend(b3, M8).add(b3.blend(b2, M8).rearrange(X8));
+    FloatVector r84 = c0.blend(c1, M8).add(c1.blend(c0, M8).rearrange(X8));
+    FloatVector r85 = c2.blend(c3, M8).add(c3.blend(c2, M8).rearrange(X8));
+    FloatVector r86 = e0.blend(e1, M8).add(e1.blend(e0, M8).rearrange(X8));
+    FloatVector r87 = e2.blend(e3, M8).add(e3.blend(e2, M8).rearrange(X8));
+    FloatVector r40 = r80.blend(r81, M4).add(r81.blend(r80, M4).rearrange(X4));
+    FloatVector r41 = r82.blend(r83, M4).add(r83.blend(r82, M4).rearrange(X4));
+    FloatVector r42 = r84.blend(r85, M4).add(r85.blend(r84, M4).rearrange(X4));
+    FloatVector r43 = r86.blend(r87, M4).add(r87.blend(r86, M4).rearrange(X4));
+    FloatVector r20 = r40.blend(r41, M2).add(r41.blend(r40, M2).rearrange(X2));
+    FloatVector r21 = r42.blend(r43, M2).add(r43.blend(r42, M2).rearrange(X2));
+    r20.blend(r21, M1).add(r21.blend(r20, M1).rearrange(X1)).intoArray(lanes, 0);
+    for (int i = 0; i < 4; i++) {
+      int lane = LANE_OF[i];
+      int r = row + i * q;
+      out[r] = lanes[lane];
+      out[rows + r] = lanes[lane + 2];
+      out[2 * rows + r] = lanes[lane + 1];
+      out[3 * rows + r] = lanes[lane + 3];
     }
   }
 
