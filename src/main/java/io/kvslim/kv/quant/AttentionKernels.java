@@ -57,10 +57,43 @@ public final class AttentionKernels {
     return a[off];
   }
 
-  /** Sum of the lanes as a fixed pairwise tree: lanes {@code i} and {@code i + L/2}, and so on. */
+  /** Rotations by 8, 4, 2 and 1 lanes (where the species has more lanes than the step). */
+  private static final VectorShuffle<Float> ROTATE8 = rotation(8);
+
+  private static final VectorShuffle<Float> ROTATE4 = rotation(4);
+  private static final VectorShuffle<Float> ROTATE2 = rotation(2);
+  private static final VectorShuffle<Float> ROTATE1 = rotation(1);
+
+  private static VectorShuffle<Float> rotation(int step) {
+    int lanes = FLOATS.length();
+    return VectorShuffle.fromOp(FLOATS, lane -> (lane + step) & (lanes - 1));
+  }
+
+  /**
+   * Sum of the lanes as a fixed pairwise tree: lanes {@code i} and {@code i + L/2}, and so on. Up
+   * to 16 lanes the steps are unrolled over constant shuffles, which C2 compiles to permutes: a
+   * shuffle read from an array is not a constant, and its rearrange ran on the Vector API's Java
+   * fallback (a JFR allocation profile of the server showed it in the F32 key scores).
+   */
   public static float sumLanes(FloatVector v) {
-    for (VectorShuffle<Float> s : HALVES) {
-      v = v.add(v.rearrange(s));
+    int lanes = FLOATS.length();
+    if (lanes > 16) {
+      for (VectorShuffle<Float> s : HALVES) {
+        v = v.add(v.rearrange(s));
+      }
+      return v.lane(0);
+    }
+    if (lanes == 16) {
+      v = v.add(v.rearrange(ROTATE8));
+    }
+    if (lanes >= 8) {
+      v = v.add(v.rearrange(ROTATE4));
+    }
+    if (lanes >= 4) {
+      v = v.add(v.rearrange(ROTATE2));
+    }
+    if (lanes >= 2) {
+      v = v.add(v.rearrange(ROTATE1));
     }
     return v.lane(0);
   }
