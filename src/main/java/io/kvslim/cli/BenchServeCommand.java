@@ -23,6 +23,9 @@ import picocli.CommandLine.Option;
           + " and the most KV bytes its pool held."
     })
 public final class BenchServeCommand implements Callable<Integer> {
+  /** Tokens each warm-up request generates (at most --gen). */
+  static final int WARMUP_TOKENS = 128;
+
   @Option(names = "--url", description = "Server base URL (default ${DEFAULT-VALUE}).")
   String url = "http://127.0.0.1:8080";
 
@@ -50,6 +53,15 @@ public final class BenchServeCommand implements Callable<Integer> {
   @Option(names = "--seed", description = "Seed of the prompts (default ${DEFAULT-VALUE}).")
   long seed = 1;
 
+  @Option(
+      names = "--warmup",
+      paramLabel = "N",
+      description =
+          "Requests per spec sent first and not counted, so the server's JIT has compiled the"
+              + " spec's kernels at every batch size before the measured run (default: as many"
+              + " as --clients; 0 for none).")
+  Integer warmup;
+
   @Option(names = "--json", paramLabel = "FILE", description = "Write the results as JSON.")
   Path json;
 
@@ -58,6 +70,10 @@ public final class BenchServeCommand implements Callable<Integer> {
     if (clients < 1 || requests < 1 || prompt < 1 || gen < 1) {
       throw new IllegalArgumentException("--clients, --requests, --prompt and --gen must be >= 1");
     }
+    int warmups = warmup == null ? clients : warmup;
+    if (warmups < 0) {
+      throw new IllegalArgumentException("--warmup must be >= 0, got " + warmups);
+    }
     if (specs.isEmpty()) {
       specs.add("full");
     }
@@ -65,6 +81,19 @@ public final class BenchServeCommand implements Callable<Integer> {
         new ServeBenchmark(
             new ServeBenchmark.Settings(
                 url.replaceAll("/+$", ""), apiKey, clients, requests, prompt, gen, seed));
+    // the warm-up: as many streams at once as the measured run, shorter generations
+    ServeBenchmark warm =
+        warmups == 0
+            ? null
+            : new ServeBenchmark(
+                new ServeBenchmark.Settings(
+                    url.replaceAll("/+$", ""),
+                    apiKey,
+                    clients,
+                    warmups,
+                    prompt,
+                    Math.min(gen, WARMUP_TOKENS),
+                    seed + 1));
     List<ServeBenchmark.Result> results = new ArrayList<>();
     System.out.printf(
         Locale.ROOT,
@@ -74,6 +103,14 @@ public final class BenchServeCommand implements Callable<Integer> {
         gen,
         clients,
         url);
+    if (warm != null) {
+      System.out.printf(
+          Locale.ROOT,
+          "warm-up before each spec: %d requests of %d prompt + %d generated tokens, not counted%n",
+          warmups,
+          prompt,
+          Math.min(gen, WARMUP_TOKENS));
+    }
     System.out.printf(
         Locale.ROOT,
         "%-34s %5s %4s %5s %8s %14s %9s %9s %9s %9s %7s %11s%n",
@@ -90,6 +127,19 @@ public final class BenchServeCommand implements Callable<Integer> {
         "streams",
         "max KV");
     for (String spec : specs) {
+      if (warm != null) {
+        ServeBenchmark.Result w = warm.run(spec);
+        if (w.failed() > 0) {
+          throw new IllegalStateException(
+              "the warm-up with kv "
+                  + spec
+                  + " failed "
+                  + w.failed()
+                  + " of "
+                  + warmups
+                  + " requests");
+        }
+      }
       ServeBenchmark.Result r = bench.run(spec);
       results.add(r);
       System.out.printf(

@@ -65,10 +65,39 @@ class ServeCommandTest {
               "--kv",
               "full",
               "--kv",
-              "q8_0");
+              "q8_0",
+              "--warmup",
+              "3");
       assertThat(r.exitCode()).as(r.err()).isZero();
       assertThat(server.pool().usedBytes()).isZero();
+      // two specs, each 3 warm-up requests and 2 measured ones, all answered
+      assertThat(metrics(server.port()))
+          .contains("kvslim_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 10.0");
     }
+  }
+
+  private static String metrics(int port) {
+    try {
+      return java.net.http.HttpClient.newHttpClient()
+          .send(
+              java.net.http.HttpRequest.newBuilder(
+                      java.net.URI.create("http://127.0.0.1:" + port + "/metrics"))
+                  .build(),
+              java.net.http.HttpResponse.BodyHandlers.ofString())
+          .body();
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
+  }
+
+  @Test
+  void benchServeRejectsANegativeWarmUp() {
+    CliResult r = CliResult.run("bench", "serve", "--url", "http://127.0.0.1:1", "--warmup", "-1");
+    assertThat(r.exitCode()).isNotZero();
+    assertThat(r.err()).contains("--warmup must be >= 0, got -1");
   }
 
   @Test
