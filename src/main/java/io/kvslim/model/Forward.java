@@ -120,24 +120,19 @@ public final class Forward {
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.attnNorm(), dim, c.rmsEps());
     }
-    if (n == 1 && !quantized(w.wq(), w.wk(), w.wv())) {
-      // decode: the three projections in one dispatch
+    if (!quantized(w.wq(), w.wk(), w.wv())) {
+      // the three projections in one dispatch
       qkv[0] = w.wq();
       qkv[1] = w.wk();
       qkv[2] = w.wv();
       qkvOut[0] = q;
       qkvOut[1] = k;
       qkvOut[2] = v;
-      MatMul.matvecs(qkv, xb, qkvOut, pool);
-    } else if (!quantized(w.wq(), w.wk(), w.wv())) {
-      // batched decode or prefill: the three projections in one dispatch too
-      qkv[0] = w.wq();
-      qkv[1] = w.wk();
-      qkv[2] = w.wv();
-      qkvOut[0] = q;
-      qkvOut[1] = k;
-      qkvOut[2] = v;
-      MatMul.matmuls(qkv, xb, n, qkvOut, pool);
+      if (n == 1) {
+        MatMul.matvecs(qkv, xb, qkvOut, pool);
+      } else {
+        MatMul.matmuls(qkv, xb, n, qkvOut, pool);
+      }
     } else {
       mm(w.wq(), xb, n, q);
       mm(w.wk(), xb, n, k);
@@ -160,21 +155,9 @@ public final class Forward {
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.ffnNorm(), dim, c.rmsEps());
     }
-    if (n == 1 && !quantized(w.gate(), w.up(), w.up())) {
-      // decode: gate, up and SwiGLU in one dispatch, each thread on its own rows
-      WeightMatrix gate = w.gate();
-      WeightMatrix up = w.up();
-      pool.forRange(
-          c.ffnDim(),
-          MatMul.ROW_GRAIN,
-          (s, e) -> {
-            gate.dotRows(s, e - s, xb, hb);
-            up.dotRows(s, e - s, xb, hb2);
-            Ops.swigluRange(hb, hb2, c.ffnDim(), s, e);
-          });
-    } else if (!quantized(w.gate(), w.up(), w.up())) {
-      // batched decode or prefill: gate, up and SwiGLU in one dispatch too, each thread on its own
-      // rows of every activation row (each row's products are bit-identical whatever the split)
+    if (!quantized(w.gate(), w.up(), w.up())) {
+      // gate, up and SwiGLU in one dispatch, each thread on its own rows of every activation row
+      // (each row's products are bit-identical whatever the split)
       WeightMatrix gate = w.gate();
       WeightMatrix up = w.up();
       int ffn = c.ffnDim();
@@ -182,8 +165,13 @@ public final class Forward {
           ffn,
           MatMul.ROW_GRAIN,
           (s, e) -> {
-            gate.matmulRows(s, e - s, xb, n, hb);
-            up.matmulRows(s, e - s, xb, n, hb2);
+            if (n == 1) {
+              gate.dotRows(s, e - s, xb, hb);
+              up.dotRows(s, e - s, xb, hb2);
+            } else {
+              gate.matmulRows(s, e - s, xb, n, hb);
+              up.matmulRows(s, e - s, xb, n, hb2);
+            }
             for (int r = 0; r < n; r++) {
               Ops.swigluRange(hb, hb2, ffn, r * ffn, s, e);
             }

@@ -57,15 +57,9 @@ public final class Ops {
   }
 
   /**
-   * {@link #swiglu(float[], float[], int, int)} on the elements {@code [from, to)} of one row of
-   * {@code cols} (a decode step's slice), with the same per-element functions.
-   */
-  public static void swigluRange(float[] gate, float[] up, int cols, int from, int to) {
-    swigluRange(gate, up, cols, 0, from, to);
-  }
-
-  /**
-   * {@link #swigluRange(float[], float[], int, int, int)} on the row that starts at {@code off}.
+   * {@link #swiglu(float[], float[], int, int)} on the elements {@code [from, to)} of the row of
+   * {@code cols} that starts at {@code off} (one thread's slice of a step), with the same
+   * per-element functions.
    */
   public static void swigluRange(float[] gate, float[] up, int cols, int off, int from, int to) {
     int vectorPart = cols & ~15;

@@ -22,26 +22,10 @@ public final class MatMul {
    * Q, K and V projections of a decode step). Each product is bit-identical to {@link #matvec}'s.
    */
   public static void matvecs(WeightMatrix[] ws, float[] x, float[][] outs, Parallel pool) {
-    int total = 0;
     for (int i = 0; i < ws.length; i++) {
       checkLengths(ws[i], x, 1, outs[i]);
-      total += ws[i].rows();
     }
-    pool.forRange(
-        total,
-        ROW_GRAIN,
-        (start, end) -> {
-          int first = 0;
-          for (int i = 0; i < ws.length && start < end; i++) {
-            int rows = ws[i].rows();
-            int s = Math.max(start, first);
-            int e = Math.min(end, first + rows);
-            if (s < e) {
-              ws[i].dotRows(s - first, e - s, x, outs[i]);
-            }
-            first += rows;
-          }
-        });
+    forRowsOf(ws, pool, (i, start, count) -> ws[i].dotRows(start, count, x, outs[i]));
   }
 
   /**
@@ -51,10 +35,23 @@ public final class MatMul {
    * bit-identical to {@link #matmul}'s.
    */
   public static void matmuls(WeightMatrix[] ws, float[] x, int n, float[][] outs, Parallel pool) {
-    int total = 0;
     for (int i = 0; i < ws.length; i++) {
       checkLengths(ws[i], x, n, outs[i]);
-      total += ws[i].rows();
+    }
+    forRowsOf(ws, pool, (i, start, count) -> ws[i].matmulRows(start, count, x, n, outs[i]));
+  }
+
+  /** Rows {@code [start, start + count)} of matrix {@code matrix}. */
+  @FunctionalInterface
+  private interface RowsTask {
+    void run(int matrix, int start, int count);
+  }
+
+  /** Splits the rows of all the matrices, one after the other, over the pool. */
+  private static void forRowsOf(WeightMatrix[] ws, Parallel pool, RowsTask task) {
+    int total = 0;
+    for (WeightMatrix w : ws) {
+      total += w.rows();
     }
     pool.forRange(
         total,
@@ -66,7 +63,7 @@ public final class MatMul {
             int s = Math.max(start, first);
             int e = Math.min(end, first + rows);
             if (s < e) {
-              ws[i].matmulRows(s - first, e - s, x, n, outs[i]);
+              task.run(i, s - first, e - s);
             }
             first += rows;
           }
