@@ -54,6 +54,40 @@ class BlockStoreTest {
   }
 
   @Test
+  void appendBytesOfARunEqualsAppendBytesOfItsPositionsInEveryState() {
+    Random random = new Random(5);
+    for (KvCacheFormat format :
+        new KvCacheFormat[] {
+          KvCacheFormat.of(KvFormats.F32),
+          KvCacheFormat.kivi(2, 2, 32, 128),
+          KvCacheFormat.kivi(2, 2, 32, 0)
+        }) {
+      LayerStore store = new LayerStore(new BlockPool(), KV_HEADS, HEAD_DIM, format);
+      int next = 0;
+      for (int step = 0; step < 40; step++) {
+        for (int n : new int[] {1, 2, 31, 32, 33}) {
+          for (int first : new int[] {next, next + 5}) {
+            HeadStore head = store.head(0);
+            assertThat(head.appendBytes(n, first))
+                .as("%s, %d tokens held, %d from %d", format, head.size(), n, first)
+                .isEqualTo(head.appendBytes(n, positions(first, n), 0));
+          }
+        }
+        int n = 1 + random.nextInt(step % 7 == 0 ? 40 : 3);
+        store.append(n, positions(next, n), rows(random, n), rows(random, n));
+        next += n;
+        if (step % 9 == 4 && store.head(0).size() > 4) {
+          BitSet gone = new BitSet();
+          gone.set(1);
+          gone.set(store.head(0).size() - 1);
+          store.evict(0, gone);
+        }
+      }
+      store.release();
+    }
+  }
+
+  @Test
   void bytesEqualTheSumOverBlocksAndCloseReturnsToTheBaseline() {
     Random random = new Random(1);
     BlockPool pool = new BlockPool();
