@@ -18,7 +18,10 @@ import java.util.SplittableRandom;
  * tokens are admitted into one {@link BlockPool} with the byte limit until the next would not fit
  * (its prefill is refused by the pool, or the pool could not hold every admitted sequence's growth
  * over N decode steps, measured on a probe sequence first); then they decode together with {@link
- * Engine#decodeBatch}, at batch sizes 1, 2, 4, ... up to all of them.
+ * Engine#decodeBatch} for all N steps from the prompt, so every spec's rate "all together" covers
+ * the same depths, L to L + N (the rate the specs are compared by). The smaller batch sizes 1, 2,
+ * 4, ... are measured after, each on fresh sequences in the same pool over the first max(16,
+ * N/sizes) steps.
  */
 public final class ThroughputRunner {
   /** Settings of a run. */
@@ -112,35 +115,46 @@ public final class ThroughputRunner {
         sizes.add(n);
       }
       warmUp(parsed, sizes);
-      int steps = Math.max(1, s.gen() / Math.max(1, sizes.size()));
+      // all together first, over every decode step from the prompt: the rate the specs are
+      // compared by then covers the same depths (L to L + N) for every spec
       KvCache[] caches = admitted.toArray(new KvCache[0]);
-      int[] pos = new int[n];
-      java.util.Arrays.fill(pos, s.length());
-      float[] logits = new float[Math.max(1, n) * vocab];
       double atMax = 0;
+      if (n > 0) {
+        Timed all = decode(caches, seqTokens, n, s.gen());
+        exhausted = all.exhausted();
+        atMax = all.tokensPerSecond();
+      }
+      // then the smaller batch sizes, each on fresh sequences in the same pool (the admitted ones
+      // are closed first), over the first decode steps
+      for (KvCache c : admitted) {
+        c.close();
+      }
+      admitted.clear();
+      int sweepSteps =
+          Math.max(1, Math.min(s.gen(), Math.max(16, s.gen() / Math.max(1, sizes.size()))));
       for (int b : sizes) {
-        int[] step = new int[b];
-        int[] positions = new int[b];
-        long t0 = System.nanoTime();
-        int done = 0;
-        try {
-          for (int g = 0; g < steps && pos[0] < s.length() + s.gen(); g++) {
-            for (int i = 0; i < b; i++) {
-              step[i] = seqTokens.get(i)[pos[i]];
-              positions[i] = pos[i];
-            }
-            engine.decodeBatch(caches, step, positions, b, logits);
-            for (int i = 0; i < b; i++) {
-              pos[i]++;
-            }
-            done++;
-          }
-        } catch (KvMemoryExhaustedException e) {
-          exhausted = true;
-        }
-        double tps = done == 0 ? 0 : (double) done * b * 1e9 / (System.nanoTime() - t0);
+        double tps;
+        int done;
         if (b == n) {
-          atMax = tps;
+          tps = atMax;
+          done = s.gen();
+        } else {
+          KvCache[] fresh = new KvCache[b];
+          try {
+            for (int i = 0; i < b; i++) {
+              fresh[i] = kv.create();
+              engine.prefill(fresh[i], seqTokens.get(i), 0, s.length(), 0, false, one);
+            }
+            Timed t = decode(fresh, seqTokens, b, sweepSteps);
+            tps = t.tokensPerSecond();
+            done = t.steps();
+          } finally {
+            for (KvCache c : fresh) {
+              if (c != null) {
+                c.close();
+              }
+            }
+          }
         }
         Map<String, Object> r =
             ResultStore.record(modelName, spec, "throughput", "sweep", s.length(), null);
@@ -175,6 +189,34 @@ public final class ThroughputRunner {
         c.close();
       }
     }
+  }
+
+  /** A timed batched decode: its rate, its steps, and whether the pool refused a step. */
+  private record Timed(double tokensPerSecond, int steps, boolean exhausted) {}
+
+  /** Decodes the first {@code b} sequences together for up to {@code steps} steps from L. */
+  private Timed decode(KvCache[] caches, List<int[]> seqTokens, int b, int steps) {
+    int vocab = engine.config().vocabSize();
+    float[] logits = new float[b * vocab];
+    int[] step = new int[b];
+    int[] positions = new int[b];
+    long t0 = System.nanoTime();
+    int done = 0;
+    boolean exhausted = false;
+    try {
+      for (int g = 0; g < steps; g++) {
+        for (int i = 0; i < b; i++) {
+          step[i] = seqTokens.get(i)[s.length() + g];
+          positions[i] = s.length() + g;
+        }
+        engine.decodeBatch(caches, step, positions, b, logits);
+        done++;
+      }
+    } catch (KvMemoryExhaustedException e) {
+      exhausted = true;
+    }
+    double tps = done == 0 ? 0 : (double) done * b * 1e9 / (System.nanoTime() - t0);
+    return new Timed(tps, done, exhausted);
   }
 
   /**

@@ -50,6 +50,22 @@ class ThroughputRunnerTest {
               .filter(r -> "q8_0".equals(r.get("spec")) && "sweep".equals(r.get("variant")))
               .count();
       assertThat(sweeps).isEqualTo(Integer.toBinaryString((int) q8Seqs - 1).length() + 1);
+      // every spec's rate all together covers every decode step from the prompt (same depths)
+      for (String spec : List.of("full", "q8_0")) {
+        double all = ReportWriter.num(max(records, spec), "max_sequences");
+        Map<String, Object> together =
+            records.stream()
+                .filter(
+                    r ->
+                        spec.equals(r.get("spec"))
+                            && "sweep".equals(r.get("variant"))
+                            && ReportWriter.num(r, "batch") == all)
+                .findFirst()
+                .orElseThrow();
+        assertThat(ReportWriter.num(together, "decode_steps")).as(spec).isEqualTo(8);
+        assertThat(ReportWriter.num(together, "decode_tokens_per_second"))
+            .isEqualTo(ReportWriter.num(max(records, spec), "decode_tokens_per_second"));
+      }
     }
   }
 
