@@ -117,27 +117,25 @@ public final class ThroughputRunner {
       warmUp(parsed, sizes);
       // all together first, over every decode step from the prompt: the rate the specs are
       // compared by then covers the same depths (L to L + N) for every spec
-      KvCache[] caches = admitted.toArray(new KvCache[0]);
-      double atMax = 0;
-      if (n > 0) {
-        Timed all = decode(caches, seqTokens, n, s.gen());
-        exhausted = all.exhausted();
-        atMax = all.tokensPerSecond();
-      }
+      Timed all =
+          n == 0
+              ? new Timed(0, 0, false)
+              : decode(admitted.toArray(new KvCache[0]), seqTokens, n, s.gen());
+      exhausted = all.exhausted();
+      double atMax = all.tokensPerSecond();
       // then the smaller batch sizes, each on fresh sequences in the same pool (the admitted ones
       // are closed first), over the first decode steps
       for (KvCache c : admitted) {
         c.close();
       }
       admitted.clear();
-      int sweepSteps =
-          Math.max(1, Math.min(s.gen(), Math.max(16, s.gen() / Math.max(1, sizes.size()))));
+      int sweepSteps = Math.min(s.gen(), Math.max(16, s.gen() / Math.max(1, sizes.size())));
       for (int b : sizes) {
         double tps;
         int done;
         if (b == n) {
           tps = atMax;
-          done = s.gen();
+          done = all.steps();
         } else {
           KvCache[] fresh = new KvCache[b];
           try {

@@ -77,17 +77,17 @@ public final class BenchServeCommand implements Callable<Integer> {
     if (specs.isEmpty()) {
       specs.add("full");
     }
+    String base = url.replaceAll("/+$", "");
     ServeBenchmark bench =
         new ServeBenchmark(
-            new ServeBenchmark.Settings(
-                url.replaceAll("/+$", ""), apiKey, clients, requests, prompt, gen, seed));
+            new ServeBenchmark.Settings(base, apiKey, clients, requests, prompt, gen, seed));
     // the warm-up: as many streams at once as the measured run, shorter generations
     ServeBenchmark warm =
         warmups == 0
             ? null
             : new ServeBenchmark(
                 new ServeBenchmark.Settings(
-                    url.replaceAll("/+$", ""),
+                    base,
                     apiKey,
                     clients,
                     warmups,
@@ -130,14 +130,14 @@ public final class BenchServeCommand implements Callable<Integer> {
       if (warm != null) {
         ServeBenchmark.Result w = warm.run(spec);
         if (w.failed() > 0) {
-          throw new IllegalStateException(
+          throw new CliErrors.UserError(
               "the warm-up with kv "
                   + spec
                   + " failed "
                   + w.failed()
                   + " of "
                   + warmups
-                  + " requests");
+                  + " requests (does the server accept this spec?)");
         }
       }
       ServeBenchmark.Result r = bench.run(spec);

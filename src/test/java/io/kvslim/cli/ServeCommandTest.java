@@ -73,6 +73,20 @@ class ServeCommandTest {
       // two specs, each 3 warm-up requests and 2 measured ones, all answered
       assertThat(metrics(server.port()))
           .contains("kvslim_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 10.0");
+      CliResult bad =
+          CliResult.run(
+              "bench",
+              "serve",
+              "--url",
+              "http://127.0.0.1:" + server.port(),
+              "--requests",
+              "1",
+              "--kv",
+              "nosuch");
+      assertThat(bad.exitCode()).isEqualTo(1);
+      assertThat(bad.err())
+          .startsWith("kvslim: the warm-up with kv nosuch failed")
+          .doesNotContain("Exception");
     }
   }
 
