@@ -107,6 +107,19 @@ final class AsymmetricCodes {
     return block.get(F16Format.SHORT_LE, at);
   }
 
+  /** The little-endian 32-bit word at byte {@code at} of {@code array}. */
+  static int intAt(byte[] array, int at) {
+    return (int) INTS_LE.get(array, at);
+  }
+
+  private static final VarHandle LONGS_LE =
+      MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
+
+  /** The little-endian 64-bit word at byte {@code at} of {@code array}. */
+  static long longAt(byte[] array, int at) {
+    return (long) LONGS_LE.get(array, at);
+  }
+
   private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
   private static final VectorSpecies<Integer> INTS =
       VectorSpecies.of(int.class, VectorShape.forBitSize(FLOATS.vectorBitSize()));
@@ -125,6 +138,21 @@ final class AsymmetricCodes {
       shifts[i] = (i * bits) & 31;
     }
     return shifts;
+  }
+
+  private static final IntVector SHIFTS2 =
+      INTS.length() == 16 ? IntVector.fromArray(INTS, laneShifts(2), 0) : null;
+
+  /**
+   * {@link #codes} for 2-bit codes and 16 lanes (one little-endian 32-bit word at byte {@code at}
+   * of {@code array}), with every constant folded.
+   */
+  static FloatVector codes2(byte[] array, int at) {
+    return (FloatVector)
+        IntVector.broadcast(INTS, (int) INTS_LE.get(array, at))
+            .lanewise(VectorOperators.LSHR, SHIFTS2)
+            .and(3)
+            .convert(VectorOperators.I2F, 0);
   }
 
   /**

@@ -189,7 +189,14 @@ public final class KiviValueFormat extends RowFormat {
     int groups = headDim / group;
     if (rowCount == 1
         && accumulateOneRow(
-            block, count, headDim, weights, wOff + rows[0] * wStride, acc, rows[0] * accStride)) {
+            block,
+            count,
+            headDim,
+            weights,
+            wOff + rows[0] * wStride,
+            acc,
+            rows[0] * accStride,
+            work)) {
       return;
     }
     if (rowCount < 2 || work.length < headDim + 2 * groups) {
@@ -252,11 +259,51 @@ public final class KiviValueFormat extends RowFormat {
   /**
    * One query row over a block, the row's output kept in four vector registers per 4·lanes channels
    * across all slots instead of loaded and stored per slot: each lane adds {@code (w·s_g)·code +
-   * w·z_g} slot by slot exactly as {@link #accumulateRow}. A group's scale and zero point are read
-   * once per slot, however many of the four vectors it spans. Returns false (nothing done) where
-   * the codes do not vectorize that way.
+   * w·z_g} slot by slot exactly as {@link #accumulateRow}. Per run of slots, the products {@code
+   * w·s_g} and {@code w·z_g} are computed first into {@code work} (a row's (zero point, scale)
+   * pairs read as one word per two groups); the vector loop then only broadcasts them. Returns
+   * false (nothing done) where the codes do not vectorize that way.
    */
   private boolean accumulateOneRow(
+      MemorySegment block,
+      int count,
+      int headDim,
+      float[] weights,
+      int w0,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    int lanes = VectorKernels.FLOATS.length();
+    byte[] array = VectorKernels.array(block);
+    int groups = headDim / group;
+    int run = work.length / (2 * groups); // slots whose products fit in work at once
+    if (array == null
+        || bits != 2
+        || lanes != 16
+        || group % lanes != 0
+        || headDim % (4 * lanes) != 0
+        || groups % 2 != 0
+        || run == 0) {
+      return accumulateOneRowAnyWidth(block, count, headDim, weights, w0, acc, accOff);
+    }
+    for (int first = 0; first < count; first += run) {
+      int last = Math.min(count, first + run);
+      products(array, first, last, headDim, weights, w0, work);
+      for (int c0 = 0; c0 < headDim; c0 += 4 * lanes) {
+        addRun(array, first, last, headDim, c0, weights, w0, acc, accOff + c0, work);
+      }
+    }
+    return true;
+  }
+
+  /**
+   * One query row over a block, the row's output kept in four vector registers per 4·lanes channels
+   * across all slots instead of loaded and stored per slot: each lane adds {@code (w·s_g)·code +
+   * w·z_g} slot by slot exactly as {@link #accumulateRow}. A group's scale and zero point are read
+   * once per slot, however many of the four vectors it spans. Returns false (nothing done) where
+   * the codes do not vectorize that way. (Other widths and lane counts than {@link #addRun2}'s.)
+   */
+  private boolean accumulateOneRowAnyWidth(
       MemorySegment block,
       int count,
       int headDim,
@@ -329,6 +376,123 @@ public final class KiviValueFormat extends RowFormat {
       a3.intoArray(acc, accOff + c0 + 3 * lanes);
     }
     return true;
+  }
+
+  /**
+   * For slots {@code [first, last)}: {@code work[2·(k·groups + g)] = w·s_g} and {@code
+   * work[2·(k·groups + g) + 1] = w·z_g} for slot {@code first + k}, two groups' (zero point, scale)
+   * pairs read as one 64-bit word.
+   */
+  private void products(
+      byte[] array, int first, int last, int headDim, float[] weights, int w0, float[] work) {
+    int perSlot = 2 * (headDim / group);
+    int rowBytes = rowBytes(headDim);
+    for (int g = 0; 2 * g < perSlot; g += 2) {
+      // two groups a pass, the slots innermost (a long loop the compiler unrolls)
+      for (int s = first, k = 2 * g; s < last; s++, k += perSlot) {
+        float weight = weights[w0 + s];
+        long pairs = AsymmetricCodes.longAt(array, s * rowBytes + 4 * g); // z_g, s_g, z_g+1, s_g+1
+        work[k] = weight * HalfFloats.fromF16((short) (pairs >>> 16));
+        work[k + 1] = weight * HalfFloats.fromF16((short) pairs);
+        work[k + 2] = weight * HalfFloats.fromF16((short) (pairs >>> 48));
+        work[k + 3] = weight * HalfFloats.fromF16((short) (pairs >>> 32));
+      }
+    }
+  }
+
+  /**
+   * Adds slots {@code [first, last)} to channels {@code [c0, c0 + 4·lanes)} of the row ({@code
+   * acc[a..]}) with the products {@link #products} left in {@code work}: 2-bit codes, 16 lanes (one
+   * 32-bit word per vector), every other shape and width through {@link #accumulateRow}'s steps.
+   */
+  private void addRun(
+      byte[] array,
+      int first,
+      int last,
+      int headDim,
+      int c0,
+      float[] weights,
+      int w0,
+      float[] acc,
+      int a,
+      float[] work) {
+    addRun2(
+        array,
+        first,
+        last,
+        rowBytes(headDim),
+        rowScaleBytes(headDim) + c0 / 4,
+        2 * (headDim / group),
+        2 * (c0 / group),
+        2 * ((c0 + 16) / group),
+        2 * ((c0 + 32) / group),
+        2 * ((c0 + 48) / group),
+        weights,
+        w0,
+        acc,
+        a,
+        work);
+  }
+
+  /**
+   * {@link #addRun} for 2-bit codes and 16 lanes, constants folded: {@code k·perSlot + g_i} indexes
+   * slot {@code first + k}'s products of vector {@code i}'s group.
+   */
+  private static void addRun2(
+      byte[] array,
+      int first,
+      int last,
+      int rowBytes,
+      int codeAt,
+      int perSlot,
+      int g0,
+      int g1,
+      int g2,
+      int g3,
+      float[] weights,
+      int w0,
+      float[] acc,
+      int a,
+      float[] work) {
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    FloatVector a0 = FloatVector.fromArray(species, acc, a);
+    FloatVector a1 = FloatVector.fromArray(species, acc, a + 16);
+    FloatVector a2 = FloatVector.fromArray(species, acc, a + 32);
+    FloatVector a3 = FloatVector.fromArray(species, acc, a + 48);
+    for (int s = first, k = 0; s < last; s++, k += perSlot) {
+      if (weights[w0 + s] == 0f) {
+        continue;
+      }
+      int at = s * rowBytes + codeAt;
+      a0 =
+          AsymmetricCodes.codes2(array, at)
+              .fma(
+                  FloatVector.broadcast(species, work[k + g0]),
+                  FloatVector.broadcast(species, work[k + g0 + 1]))
+              .add(a0);
+      a1 =
+          AsymmetricCodes.codes2(array, at + 4)
+              .fma(
+                  FloatVector.broadcast(species, work[k + g1]),
+                  FloatVector.broadcast(species, work[k + g1 + 1]))
+              .add(a1);
+      a2 =
+          AsymmetricCodes.codes2(array, at + 8)
+              .fma(
+                  FloatVector.broadcast(species, work[k + g2]),
+                  FloatVector.broadcast(species, work[k + g2 + 1]))
+              .add(a2);
+      a3 =
+          AsymmetricCodes.codes2(array, at + 12)
+              .fma(
+                  FloatVector.broadcast(species, work[k + g3]),
+                  FloatVector.broadcast(species, work[k + g3 + 1]))
+              .add(a3);
+    }
+    a0.intoArray(acc, a);
+    a1.intoArray(acc, a + 16);
+    a2.intoArray(acc, a + 32);
+    a3.intoArray(acc, a + 48);
   }
 
   /** {@link #groupScale} with the block's array (or null) looked up by the caller. */

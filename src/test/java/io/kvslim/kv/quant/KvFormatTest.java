@@ -180,6 +180,45 @@ class KvFormatTest {
   }
 
   /**
+   * One query row over a block (the decode step's kernel, which computes a run of slots' weighted
+   * scales first and holds the row in registers) equals the block sum slot by slot, bit for bit:
+   * blocks longer than one run of the work array, partly filled, with zero weights, for value
+   * groups of 16 and 32 channels.
+   */
+  @ParameterizedTest
+  @MethodSource("oneRowFormats")
+  void oneRowOverALongBlockEqualsTheBlockSum(KvFormat format) {
+    int capacity = 160;
+    MemorySegment block =
+        MemorySegment.ofArray(new byte[(int) format.blockBytes(capacity, HEAD_DIM)]);
+    format.encode(randomRows(31, capacity), 0, HEAD_DIM, capacity, block, 0, capacity, HEAD_DIM);
+    Random random = new Random(32);
+    float[] weights = new float[5 + capacity];
+    for (int s = 0; s < capacity; s++) {
+      weights[5 + s] = s % 9 == 4 ? 0f : random.nextFloat();
+    }
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    for (int count : new int[] {1, 31, 64, 65, 150, capacity}) {
+      float[] start = randomRows(33, 1);
+      float[] oneRow = java.util.Arrays.copyOf(start, HEAD_DIM + 3);
+      format.accumulateBlockRows(
+          block, count, capacity, HEAD_DIM, weights, 5, 0, new int[] {0}, 1, oneRow, 0, work);
+      float[] blockwise = java.util.Arrays.copyOf(start, HEAD_DIM + 3);
+      format.accumulateBlock(block, count, capacity, HEAD_DIM, weights, 5, blockwise, 0, work);
+      assertThat(oneRow).as("%s, %d slots", format.name(), count).isEqualTo(blockwise);
+    }
+  }
+
+  static Stream<KvFormat> oneRowFormats() {
+    return Stream.of(
+        new KiviValueFormat(2, 32),
+        new KiviValueFormat(2, 16),
+        new KiviValueFormat(4, 32),
+        KvFormats.F16,
+        KvFormats.F32);
+  }
+
+  /**
    * A slot's score does not depend on how many slots are scored with it: kernels that score several
    * slots together (four at a time, lane sums combined) give each slot the bits of the one-slot
    * path that handles a block's tail.
