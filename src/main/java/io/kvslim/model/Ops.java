@@ -2,6 +2,8 @@ package io.kvslim.model;
 
 import io.kvslim.tensor.LlamaCppMath;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /** Elementwise kernels of the forward pass: RMSNorm, SwiGLU, residual adds, softmax. */
@@ -40,19 +42,14 @@ public final class Ops {
    * up[i]}, silu(x) = x / (1 + e^-x), with the exponential ggml's SiLU uses ({@link
    * LlamaCppMath#silu}: its vector path over the first {@code cols − cols mod 16} of each row, the
    * C library's {@code expf} after), so the result equals llama.cpp's {@code ffn_gate_par} bit for
-   * bit. Scalar on purpose: the Vector API's transcendental functions differ between the
-   * interpreter and C2; this is plain float arithmetic, the same in both.
+   * bit. The vector part runs {@link LlamaCppMath#exp}'s operations lane-wise ({@link
+   * #swigluVectors}): fused multiply-adds, products, a sum and a quotient, each correctly rounded
+   * whether C2 compiles it or the Vector API's Java fallback runs it, so the bits are those of the
+   * scalar function.
    */
   public static void swiglu(float[] gate, float[] up, int rows, int cols) {
-    int vectorPart = cols & ~15;
     for (int r = 0; r < rows; r++) {
-      int off = r * cols;
-      for (int i = off; i < off + vectorPart; i++) {
-        gate[i] = LlamaCppMath.silu(gate[i]) * up[i];
-      }
-      for (int i = off + vectorPart; i < off + cols; i++) {
-        gate[i] = LlamaCppMath.siluTail(gate[i]) * up[i];
-      }
+      swigluRange(gate, up, cols, r * cols, 0, cols);
     }
   }
 
@@ -63,11 +60,66 @@ public final class Ops {
    */
   public static void swigluRange(float[] gate, float[] up, int cols, int off, int from, int to) {
     int vectorPart = cols & ~15;
-    for (int i = from; i < to; i++) {
+    int i = from;
+    int vectorEnd = Math.min(to, vectorPart);
+    if (vectorEnd > i) {
+      i = swigluVectors(gate, up, off + i, off + vectorEnd) - off;
+    }
+    for (; i < to; i++) {
       float g = gate[off + i];
       gate[off + i] =
           (i < vectorPart ? LlamaCppMath.silu(g) : LlamaCppMath.siluTail(g)) * up[off + i];
     }
+  }
+
+  private static final float LOG2E = 0x1.715476p+0f;
+  private static final float ROUNDER = 0x1.8p23f;
+
+  /**
+   * {@code gate[i] = LlamaCppMath.silu(gate[i]) * up[i]} for whole vectors from {@code i}, bit for
+   * bit: {@link LlamaCppMath#exp} of {@code 0 − x} lane by lane, its {@code 2^n} scaling a product
+   * with {@code 2^n} built from its exponent bits (exact, or one rounding to a subnormal, as {@code
+   * Math.scalb}). A vector with a lane whose {@code n} lies outside [−126, 127] (|x| above ~87,
+   * where e^-x over- or underflows) is left to the scalar function. Returns the first element not
+   * done.
+   */
+  private static int swigluVectors(float[] gate, float[] up, int i, int end) {
+    int lanes = S.length();
+    for (; i + lanes <= end; i += lanes) {
+      FloatVector x = FloatVector.fromArray(S, gate, i);
+      FloatVector y = FloatVector.zero(S).sub(x);
+      FloatVector n =
+          y.fma(FloatVector.broadcast(S, LOG2E), FloatVector.broadcast(S, ROUNDER)).sub(ROUNDER);
+      if (n.compare(VectorOperators.GT, 127f).or(n.compare(VectorOperators.LT, -126f)).anyTrue()) {
+        for (int j = i; j < i + lanes; j++) {
+          gate[j] = LlamaCppMath.silu(gate[j]) * up[j];
+        }
+        continue;
+      }
+      FloatVector minusN = n.neg();
+      FloatVector b =
+          minusN.fma(
+              FloatVector.broadcast(S, 0x1.7f7d1cp-20f),
+              minusN.fma(FloatVector.broadcast(S, 0x1.62e4p-1f), y));
+      FloatVector u = b.mul(b);
+      FloatVector p =
+          b.fma(FloatVector.broadcast(S, 0x1.0e4020p-7f), FloatVector.broadcast(S, 0x1.573e2ep-5f))
+              .fma(
+                  u,
+                  b.fma(
+                      FloatVector.broadcast(S, 0x1.555e66p-3f),
+                      FloatVector.broadcast(S, 0x1.fffdb6p-2f)))
+              .fma(
+                  u, b.fma(FloatVector.broadcast(S, 0x1.ffffecp-1f), FloatVector.broadcast(S, 1f)));
+      FloatVector twoToN =
+          ((IntVector) n.convert(VectorOperators.F2I, 0))
+              .add(127)
+              .lanewise(VectorOperators.LSHL, 23)
+              .reinterpretAsFloats();
+      FloatVector e = p.mul(twoToN);
+      x.div(e.add(1f)).mul(FloatVector.fromArray(S, up, i)).intoArray(gate, i);
+    }
+    return i;
   }
 
   /** {@code a[i] += b[i]}. */

@@ -155,6 +155,44 @@ final class AsymmetricCodes {
             .convert(VectorOperators.I2F, 0);
   }
 
+  /** Whether {@link #pack2} applies: 16-lane vectors. */
+  static boolean packs2() {
+    return INTS.length() == 16 && FLOATS.length() == 16;
+  }
+
+  /**
+   * The 2-bit codes of {@code src[off..off+16)} packed into one 32-bit word (channel {@code i} at
+   * bits {@code 2i}), each exactly {@link #code}{@code (x, zeros[z + i], scales[z + i], 2)}: the
+   * same quotient, first limited to [−1, 4] (rounding is monotonic, so the clamped code does not
+   * change, and infinities stay in integer range), rounded as {@code Math.round} (the truncation of
+   * {@code q + 0.5}, one less where that sum rounded up past {@code q + 0.5}), clamped to 0..3, 0
+   * where the scale is 0 (NaN quotients give 0, as {@code Math.round(NaN)}).
+   */
+  static int pack2(float[] src, int off, float[] zeros, float[] scales, int z) {
+    FloatVector scale = FloatVector.fromArray(FLOATS, scales, z);
+    FloatVector q =
+        FloatVector.fromArray(FLOATS, src, off)
+            .sub(FloatVector.fromArray(FLOATS, zeros, z))
+            .div(scale)
+            .max(-1f)
+            .min(4f);
+    IntVector t = (IntVector) q.add(0.5f).convert(VectorOperators.F2I, 0);
+    FloatVector below = ((FloatVector) t.convert(VectorOperators.I2F, 0)).sub(0.5f);
+    t = t.sub(1, q.compare(VectorOperators.LT, below).cast(INTS));
+    t = t.max(0).min(3).blend(0, scale.compare(VectorOperators.EQ, 0f).cast(INTS));
+    return t.lanewise(VectorOperators.LSHL, SHIFTS2).reduceLanes(VectorOperators.OR);
+  }
+
+  /** {@link #pack2} with one zero point and scale for all sixteen channels. */
+  static int pack2(float[] src, int off, float zero, float scale) {
+    FloatVector q = FloatVector.fromArray(FLOATS, src, off).sub(zero).div(scale).max(-1f).min(4f);
+    IntVector t = (IntVector) q.add(0.5f).convert(VectorOperators.F2I, 0);
+    FloatVector below = ((FloatVector) t.convert(VectorOperators.I2F, 0)).sub(0.5f);
+    t = t.sub(1, q.compare(VectorOperators.LT, below).cast(INTS));
+    t = scale == 0f ? IntVector.zero(INTS) : t.max(0).min(3);
+    return t.lanewise(VectorOperators.LSHL, SHIFTS2).reduceLanes(VectorOperators.OR);
+  }
+
   /**
    * True when the codes of one float vector's worth of channels fill exactly one 8-, 16- or 32-bit
    * word, so {@link #codes} can read them with one load (2-bit codes with 4 to 16 lanes, 4-bit with

@@ -68,6 +68,10 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     if (firstSlot != 0) {
       throw new IllegalStateException(name() + " encodes whole blocks, not slot " + firstSlot);
     }
+    if (bits == 2 && AsymmetricCodes.packs2() && headDim % 16 == 0 && count > 0) {
+      encode2(src, srcOff, srcStride, count, block, headDim);
+      return;
+    }
     long codes = 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
     for (int c = 0; c < headDim; c++) {
@@ -91,6 +95,48 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       for (int t = 0; t < count; t++) {
         int code = AsymmetricCodes.code(src[srcOff + t * srcStride + c], zero, scale, bits);
         AsymmetricCodes.put(block, codes + (long) t * rowBytes, c, bits, code);
+      }
+    }
+  }
+
+  /**
+   * {@link #encode} for 2-bit codes, sixteen channels a vector: the same minimum and maximum per
+   * channel (order does not change them), the same fp16 zero point and scale, and each token's
+   * codes of sixteen channels packed at once ({@link AsymmetricCodes#pack2}), so the same bytes.
+   */
+  private void encode2(
+      float[] src, int srcOff, int srcStride, int count, MemorySegment block, int headDim) {
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    float[] zeros = new float[headDim];
+    float[] scales = new float[headDim];
+    for (int c = 0; c < headDim; c += 16) {
+      FloatVector min = FloatVector.fromArray(species, src, srcOff + c);
+      FloatVector max = min;
+      for (int t = 1; t < count; t++) {
+        FloatVector v = FloatVector.fromArray(species, src, srcOff + t * srcStride + c);
+        min = min.min(v);
+        max = max.max(v);
+      }
+      min.intoArray(zeros, c);
+      max.intoArray(scales, c);
+    }
+    for (int c = 0; c < headDim; c++) {
+      short zeroBits = AsymmetricCodes.zeroPoint(zeros[c]);
+      float zero = HalfFloats.fromF16(zeroBits);
+      short scaleBits = AsymmetricCodes.scale(zero, scales[c], bits);
+      block.set(F16Format.SHORT_LE, 4L * c, zeroBits);
+      block.set(F16Format.SHORT_LE, 4L * c + 2, scaleBits);
+      zeros[c] = zero;
+      scales[c] = HalfFloats.fromF16(scaleBits);
+    }
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    for (int t = 0; t < count; t++) {
+      for (int c = 0; c < headDim; c += 16) {
+        block.set(
+            Q5_0Format.INT_LE,
+            codes + (long) t * rowBytes + c / 4,
+            AsymmetricCodes.pack2(src, srcOff + t * srcStride + c, zeros, scales, c));
       }
     }
   }

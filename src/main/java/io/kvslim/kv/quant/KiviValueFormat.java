@@ -2,6 +2,7 @@ package io.kvslim.kv.quant;
 
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -66,6 +67,33 @@ public final class KiviValueFormat extends RowFormat {
   @Override
   protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
     long codes = offset + rowScaleBytes(headDim);
+    if (bits == 2 && group % 16 == 0 && AsymmetricCodes.packs2()) {
+      // sixteen channels a vector (AsymmetricCodes.pack2): the same minimum, maximum and codes
+      VectorSpecies<Float> species = VectorKernels.FLOATS;
+      for (int g = 0; g < headDim / group; g++) {
+        int first = srcOff + g * group;
+        FloatVector min = FloatVector.fromArray(species, src, first);
+        FloatVector max = min;
+        for (int c = 16; c < group; c += 16) {
+          FloatVector v = FloatVector.fromArray(species, src, first + c);
+          min = min.min(v);
+          max = max.max(v);
+        }
+        short zeroBits = AsymmetricCodes.zeroPoint(min.reduceLanes(VectorOperators.MIN));
+        float zero = HalfFloats.fromF16(zeroBits);
+        short scaleBits = AsymmetricCodes.scale(zero, max.reduceLanes(VectorOperators.MAX), bits);
+        float scale = HalfFloats.fromF16(scaleBits);
+        block.set(F16Format.SHORT_LE, offset + 4L * g, zeroBits);
+        block.set(F16Format.SHORT_LE, offset + 4L * g + 2, scaleBits);
+        for (int c = 0; c < group; c += 16) {
+          block.set(
+              Q5_0Format.INT_LE,
+              codes + (g * group + c) / 4,
+              AsymmetricCodes.pack2(src, first + c, zero, scale));
+        }
+      }
+      return;
+    }
     for (int g = 0; g < headDim / group; g++) {
       float min = Float.POSITIVE_INFINITY;
       float max = Float.NEGATIVE_INFINITY;

@@ -35,10 +35,19 @@ public final class HeadStore {
   private int size;
   private long bytes;
   private int tokenBudget = Integer.MAX_VALUE;
+  // the format's derived parts, computed once: each call compares records (a per-step cost)
+  private final boolean hasResidual;
+  private final KvFormat appendKeys;
+  private final KvFormat values;
+  private final KvFormat valueResidual;
 
   HeadStore(BlockPool pool, KvCacheFormat format, int headDim) {
     this.pool = pool;
     this.format = format;
+    this.hasResidual = format.hasResidual();
+    this.appendKeys = format.appendKeys();
+    this.values = format.values();
+    this.valueResidual = format.valueResidual();
     this.headDim = headDim;
     this.slotPositions = new int[format.blockTokens()];
     this.repacker = new BlockRepacker(headDim, slotPositions);
@@ -135,9 +144,9 @@ public final class HeadStore {
     }
     KvBlock tail = blocks.getLast();
     boolean sameFormats =
-        same(tail.keyFormat(), format.appendKeys())
-            && same(tail.valueFormat(), format.values())
-            && same(tail.residualValueFormat(), format.valueResidual());
+        same(tail.keyFormat(), appendKeys)
+            && same(tail.valueFormat(), values)
+            && same(tail.residualValueFormat(), valueResidual);
     return sameFormats && !tail.isFull() ? tail : null;
   }
 
@@ -147,21 +156,11 @@ public final class HeadStore {
   }
 
   private KvBlock newBlock() {
-    return new KvBlock(
-        format.blockTokens(),
-        headDim,
-        format.appendKeys(),
-        format.values(),
-        format.valueResidual());
+    return new KvBlock(format.blockTokens(), headDim, appendKeys, values, valueResidual);
   }
 
   private long newBlockBytes() {
-    return KvBlock.bytesFor(
-        format.blockTokens(),
-        headDim,
-        format.appendKeys(),
-        format.values(),
-        format.valueResidual());
+    return KvBlock.bytesFor(format.blockTokens(), headDim, appendKeys, values, valueResidual);
   }
 
   /**
@@ -239,7 +238,7 @@ public final class HeadStore {
    * @param scratch at least {@code blockTokens · headDim} floats
    */
   void flushResidual(float[] scratch) {
-    if (!format.hasResidual()) {
+    if (!hasResidual) {
       return;
     }
     flushKeys(scratch);
@@ -247,13 +246,13 @@ public final class HeadStore {
   }
 
   private void flushKeys(float[] scratch) {
-    KvFormat residual = format.appendKeys();
-    if (residual.equals(format.keys())) {
+    KvFormat residual = appendKeys;
+    if (same(residual, format.keys())) {
       return;
     }
     int start = blocks.size();
     int waiting = 0;
-    while (start > 0 && blocks.get(start - 1).keyFormat().equals(residual)) {
+    while (start > 0 && same(blocks.get(start - 1).keyFormat(), residual)) {
       start--;
       waiting += blocks.get(start).liveCount();
     }
@@ -274,7 +273,7 @@ public final class HeadStore {
   }
 
   private void flushValues(float[] scratch) {
-    if (format.valueResidual() == null) {
+    if (valueResidual == null) {
       return;
     }
     int start = blocks.size();

@@ -84,4 +84,52 @@ class KiviEncodingTest {
       }
     }
   }
+
+  /**
+   * The sixteen-channel packer equals {@link AsymmetricCodes#code} on quotients a few ulps either
+   * side of every rounding boundary k + 1/2 (where adding 1/2 in float rounds past it), on exact
+   * halves, below zero, beyond the top code, with a zero scale, infinities and NaN.
+   */
+  @Test
+  void packedCodesEqualTheCodeOfEachElementAtRoundingBoundaries() {
+    if (!AsymmetricCodes.packs2()) {
+      return; // the packer needs 16-lane vectors; the encoders fall back to code() elsewhere
+    }
+    SplittableRandom r = new SplittableRandom(5);
+    float[] zeros = new float[16];
+    float[] scales = new float[16];
+    float[] x = new float[16];
+    for (int round = 0; round < 20000; round++) {
+      float zero = (float) r.nextGaussian();
+      float scale = round % 97 == 0 ? 0f : (float) Math.abs(r.nextGaussian()) + 1e-3f;
+      for (int i = 0; i < 16; i++) {
+        zeros[i] = round % 2 == 0 ? zero : (float) r.nextGaussian();
+        scales[i] = round % 2 == 0 ? scale : (float) Math.abs(r.nextGaussian()) + 1e-3f;
+        float boundary = r.nextInt(-2, 6) + 0.5f;
+        float q = boundary;
+        int ulps = r.nextInt(-3, 4);
+        for (int k = 0; k < Math.abs(ulps); k++) {
+          q = ulps > 0 ? Math.nextUp(q) : Math.nextDown(q);
+        }
+        x[i] =
+            switch (r.nextInt(40)) {
+              case 0 -> Float.NaN;
+              case 1 -> Float.POSITIVE_INFINITY;
+              case 2 -> Float.NEGATIVE_INFINITY;
+              case 3 -> zeros[i];
+              default -> zeros[i] + q * scales[i];
+            };
+      }
+      int packed = AsymmetricCodes.pack2(x, 0, zeros, scales, 0);
+      int shared = AsymmetricCodes.pack2(x, 0, zeros[0], scales[0]);
+      for (int i = 0; i < 16; i++) {
+        assertThat((packed >>> (2 * i)) & 3)
+            .as("x %s zero %s scale %s", x[i], zeros[i], scales[i])
+            .isEqualTo(AsymmetricCodes.code(x[i], zeros[i], scales[i], 2));
+        assertThat((shared >>> (2 * i)) & 3)
+            .as("x %s zero %s scale %s", x[i], zeros[0], scales[0])
+            .isEqualTo(AsymmetricCodes.code(x[i], zeros[0], scales[0], 2));
+      }
+    }
+  }
 }
