@@ -431,7 +431,7 @@ public final class KiviValueFormat extends RowFormat {
   /**
    * Adds slots {@code [first, last)} to channels {@code [c0, c0 + 4·lanes)} of the row ({@code
    * acc[a..]}) with the products {@link #products} left in {@code work}: 2-bit codes, 16 lanes (one
-   * 32-bit word per vector), every other shape and width through {@link #accumulateRow}'s steps.
+   * 32-bit word per vector); other widths and lane counts take {@link #accumulateOneRowAnyWidth}.
    */
   private void addRun(
       byte[] array,
