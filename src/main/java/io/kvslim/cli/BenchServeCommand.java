@@ -58,8 +58,9 @@ public final class BenchServeCommand implements Callable<Integer> {
       paramLabel = "N",
       description =
           "Requests per spec sent first and not counted, so the server's JIT has compiled the"
-              + " spec's kernels at every batch size before the measured run (default: as many"
-              + " as --clients; 0 for none).")
+              + " spec's kernels at every batch size before the measured run: they start together"
+              + " and generate staggered lengths up to 128 tokens, so the batch shrinks through"
+              + " every size (default: as many as --clients; 0 for none).")
   Integer warmup;
 
   @Option(names = "--json", paramLabel = "FILE", description = "Write the results as JSON.")
@@ -80,8 +81,9 @@ public final class BenchServeCommand implements Callable<Integer> {
     String base = url.replaceAll("/+$", "");
     ServeBenchmark bench =
         new ServeBenchmark(
-            new ServeBenchmark.Settings(base, apiKey, clients, requests, prompt, gen, seed));
-    // the warm-up: as many streams at once as the measured run, shorter generations
+            new ServeBenchmark.Settings(base, apiKey, clients, requests, prompt, gen, seed, false));
+    // the warm-up: as many streams at once as the measured run, shorter generations of staggered
+    // lengths, so the batch shrinks through every size and the JIT compiles each size's kernels
     ServeBenchmark warm =
         warmups == 0
             ? null
@@ -93,7 +95,8 @@ public final class BenchServeCommand implements Callable<Integer> {
                     warmups,
                     prompt,
                     Math.min(gen, WARMUP_TOKENS),
-                    seed + 1));
+                    seed + 1,
+                    true));
     List<ServeBenchmark.Result> results = new ArrayList<>();
     System.out.printf(
         Locale.ROOT,
@@ -106,7 +109,8 @@ public final class BenchServeCommand implements Callable<Integer> {
     if (warm != null) {
       System.out.printf(
           Locale.ROOT,
-          "warm-up before each spec: %d requests of %d prompt + %d generated tokens, not counted%n",
+          "warm-up before each spec: %d requests of %d prompt + up to %d generated tokens"
+              + " (staggered), not counted%n",
           warmups,
           prompt,
           Math.min(gen, WARMUP_TOKENS));

@@ -31,7 +31,11 @@ import java.util.stream.Stream;
  * its pool held. A 429 is retried after its {@code Retry-After} and counted.
  */
 public final class ServeBenchmark {
-  /** What to send. */
+  /**
+   * What to send. With {@code staggered}, request {@code i} of {@code n} generates {@code max(1,
+   * maxTokens·(i + 1)/n)} tokens instead of {@code maxTokens}, so that the streams end one after
+   * another and the server's batch passes through every size (a warm-up for the JIT).
+   */
   public record Settings(
       String baseUrl,
       String apiKey,
@@ -39,7 +43,13 @@ public final class ServeBenchmark {
       int requests,
       int promptTokens,
       int maxTokens,
-      long seed) {}
+      long seed,
+      boolean staggered) {
+    /** Tokens request {@code index} generates. */
+    public int maxTokens(int index) {
+      return staggered ? (int) Math.max(1, (long) maxTokens * (index + 1) / requests) : maxTokens;
+    }
+  }
 
   /** What one spec's run measured; latencies in milliseconds. */
   public record Result(
@@ -176,7 +186,7 @@ public final class ServeBenchmark {
     for (int i = 0; i < settings.promptTokens(); i++) {
       prompt.add(random.nextInt(3, vocab));
     }
-    body.put("max_tokens", settings.maxTokens());
+    body.put("max_tokens", settings.maxTokens(index));
     body.put("temperature", 0);
     body.put("ignore_eos", true);
     body.put("stream", true);

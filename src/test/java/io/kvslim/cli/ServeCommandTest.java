@@ -70,9 +70,12 @@ class ServeCommandTest {
               "3");
       assertThat(r.exitCode()).as(r.err()).isZero();
       assertThat(server.pool().usedBytes()).isZero();
-      // two specs, each 3 warm-up requests and 2 measured ones, all answered
-      assertThat(metrics(server.port()))
-          .contains("kvslim_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 10.0");
+      // two specs, each 3 warm-up requests and 2 measured ones, all answered; the warm-up's
+      // staggered lengths are 1, 1 and 2 tokens (2·(i + 1)/3, at least 1), the measured ones 2 each
+      String m = metrics(server.port());
+      assertThat(m)
+          .contains("kvslim_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 10.0")
+          .contains("kvslim_generated_tokens_total 16.0");
       CliResult bad =
           CliResult.run(
               "bench",
