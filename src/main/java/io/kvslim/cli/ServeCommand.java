@@ -1,12 +1,14 @@
 package io.kvslim.cli;
 
 import io.kvslim.engine.Engine;
+import io.kvslim.engine.JitWarmup;
 import io.kvslim.kv.spec.Budget;
 import io.kvslim.model.Model;
 import io.kvslim.server.ApiException;
 import io.kvslim.server.OpenAiServer;
 import io.kvslim.server.ServerConfig;
 import io.kvslim.tokenizer.Tokenizer;
+import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
@@ -72,8 +74,20 @@ public final class ServeCommand implements Callable<Integer> {
       description = "On stop, how long running requests may finish (default ${DEFAULT-VALUE}).")
   int shutdownGrace = 10;
 
+  @Option(
+      names = "--warmup-steps",
+      paramLabel = "N",
+      description =
+          "Before serving, decode N steps at every batch size up to --max-batch (at most 16) on"
+              + " throwaway caches, so the JIT has compiled each size's kernels before the first"
+              + " request (default ${DEFAULT-VALUE}; 0 for none).")
+  int warmupSteps = 4;
+
   @Override
   public Integer call() throws InterruptedException {
+    if (warmupSteps < 0) {
+      throw new IllegalArgumentException("--warmup-steps must be >= 0, got " + warmupSteps);
+    }
     long memory = kvMemoryBytes(kvMemory);
     kvOptions.parsed(); // a bad --kv fails before the model loads
     String id = modelOptions.model.getFileName().toString().replaceFirst("\\.gguf$", "");
@@ -89,6 +103,16 @@ public final class ServeCommand implements Callable<Integer> {
         server = new OpenAiServer(engine, tok, template, cfg);
       } catch (ApiException e) {
         throw new IllegalArgumentException("--kv: " + e.getMessage());
+      }
+      if (warmupSteps > 0) {
+        JitWarmup.Report w =
+            JitWarmup.run(engine, kvOptions.parsed(), maxBatch, prefillChunk, warmupSteps);
+        System.err.printf(
+            Locale.ROOT,
+            "kvslim: warmed up batches of 1..%d (%d steps each) in %.1f s%n",
+            w.batchSizes(),
+            w.stepsPerSize(),
+            w.seconds());
       }
       server.start();
       System.err.printf(

@@ -31,6 +31,9 @@ class ServeCommandTest {
     CliResult badBatch = CliResult.run("serve", "-m", tiny(), "--max-batch", "0");
     assertThat(badBatch.exitCode()).isEqualTo(1);
     assertThat(badBatch.err()).startsWith("kvslim: --max-batch must be at least 1");
+    CliResult badWarmup = CliResult.run("serve", "-m", tiny(), "--warmup-steps", "-1");
+    assertThat(badWarmup.exitCode()).isEqualTo(1);
+    assertThat(badWarmup.err()).isEqualTo("kvslim: --warmup-steps must be >= 0, got -1\n");
     CliResult badLayers =
         CliResult.run("serve", "-m", tiny(), "--kv", "full;q8_0@layers=7-9", "--port", "0");
     assertThat(badLayers.exitCode()).isEqualTo(1);
