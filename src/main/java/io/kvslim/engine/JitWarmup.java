@@ -21,7 +21,10 @@ public final class JitWarmup {
 
   private JitWarmup() {}
 
-  /** What ran: the largest batch, the steps per batch size, and how long it took. */
+  /**
+   * What ran: the largest batch, the steps per batch size (fewer than asked where the model's
+   * context would not hold them), and how long it took.
+   */
   public record Report(int batchSizes, int stepsPerSize, double seconds) {}
 
   /**
@@ -44,6 +47,8 @@ public final class JitWarmup {
     long t0 = System.nanoTime();
     int sizes = Math.min(maxBatch, MAX_BATCH);
     int context = engine.config().contextLength();
+    // the first cache decodes at every batch size: keep its last position inside the context
+    steps = Math.min(steps, Math.max(0, (context - 8) / sizes - 1));
     int prompt = Math.max(1, Math.min(promptTokens, context - steps * sizes - 4));
     int vocab = engine.config().vocabSize();
     KvCaches factory = KvSpecs.caches(spec, new BlockPool(), engine.config());

@@ -45,6 +45,17 @@ class JitWarmupTest {
     }
   }
 
+  /** More steps than the context holds are cut to what fits, instead of failing at startup. */
+  @org.junit.jupiter.api.Test
+  void stepsBeyondTheContextAreCut() {
+    try (Model model = Model.load(SharedData.model("llama-spm-f32.gguf"));
+        Engine engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
+      int context = engine.config().contextLength();
+      JitWarmup.Report r = JitWarmup.run(engine, KvSpec.FULL, 16, 8, 1_000_000);
+      assertThat(r.stepsPerSize()).isPositive().isLessThanOrEqualTo((context - 8) / 16);
+    }
+  }
+
   @org.junit.jupiter.api.Test
   void rejectsImpossibleCounts() {
     try (Model model = Model.load(SharedData.model("llama-spm-f32.gguf"));
