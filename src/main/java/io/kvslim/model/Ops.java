@@ -72,9 +72,6 @@ public final class Ops {
     }
   }
 
-  private static final float LOG2E = 0x1.715476p+0f;
-  private static final float ROUNDER = 0x1.8p23f;
-
   /**
    * {@code gate[i] = LlamaCppMath.silu(gate[i]) * up[i]} for whole vectors from {@code i}, bit for
    * bit: {@link LlamaCppMath#exp} of {@code 0 − x} lane by lane, its {@code 2^n} scaling a product
@@ -89,7 +86,10 @@ public final class Ops {
       FloatVector x = FloatVector.fromArray(S, gate, i);
       FloatVector y = FloatVector.zero(S).sub(x);
       FloatVector n =
-          y.fma(FloatVector.broadcast(S, LOG2E), FloatVector.broadcast(S, ROUNDER)).sub(ROUNDER);
+          y.fma(
+                  FloatVector.broadcast(S, LlamaCppMath.EXP_LOG2E),
+                  FloatVector.broadcast(S, LlamaCppMath.EXP_ROUNDER))
+              .sub(LlamaCppMath.EXP_ROUNDER);
       if (n.compare(VectorOperators.GT, 127f).or(n.compare(VectorOperators.LT, -126f)).anyTrue()) {
         for (int j = i; j < i + lanes; j++) {
           gate[j] = LlamaCppMath.silu(gate[j]) * up[j];
@@ -99,18 +99,22 @@ public final class Ops {
       FloatVector minusN = n.neg();
       FloatVector b =
           minusN.fma(
-              FloatVector.broadcast(S, 0x1.7f7d1cp-20f),
-              minusN.fma(FloatVector.broadcast(S, 0x1.62e4p-1f), y));
+              FloatVector.broadcast(S, LlamaCppMath.EXP_LN2_LO),
+              minusN.fma(FloatVector.broadcast(S, LlamaCppMath.EXP_LN2_HI), y));
       FloatVector u = b.mul(b);
       FloatVector p =
-          b.fma(FloatVector.broadcast(S, 0x1.0e4020p-7f), FloatVector.broadcast(S, 0x1.573e2ep-5f))
+          b.fma(
+                  FloatVector.broadcast(S, LlamaCppMath.EXP_C5),
+                  FloatVector.broadcast(S, LlamaCppMath.EXP_C4))
               .fma(
                   u,
                   b.fma(
-                      FloatVector.broadcast(S, 0x1.555e66p-3f),
-                      FloatVector.broadcast(S, 0x1.fffdb6p-2f)))
+                      FloatVector.broadcast(S, LlamaCppMath.EXP_C3),
+                      FloatVector.broadcast(S, LlamaCppMath.EXP_C2)))
               .fma(
-                  u, b.fma(FloatVector.broadcast(S, 0x1.ffffecp-1f), FloatVector.broadcast(S, 1f)));
+                  u,
+                  b.fma(
+                      FloatVector.broadcast(S, LlamaCppMath.EXP_C1), FloatVector.broadcast(S, 1f)));
       FloatVector twoToN =
           ((IntVector) n.convert(VectorOperators.F2I, 0))
               .add(127)

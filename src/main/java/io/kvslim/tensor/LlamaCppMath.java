@@ -26,22 +26,39 @@ import java.math.BigInteger;
 public final class LlamaCppMath {
   private LlamaCppMath() {}
 
+  // ggml_v_expf's constants, shared with the lane-wise copy in Ops.swigluVectors
+  /** log2(e), rounded to float. */
+  public static final float EXP_LOG2E = 0x1.715476p+0f;
+
+  /** 1.5·2^23: added and subtracted, it rounds to an integer. */
+  public static final float EXP_ROUNDER = 0x1.8p23f;
+
+  /** ln 2 in two parts, high and low. */
+  public static final float EXP_LN2_HI = 0x1.62e4p-1f;
+
+  public static final float EXP_LN2_LO = 0x1.7f7d1cp-20f;
+
+  /** The polynomial's coefficients, from the constant term (1) to the fifth power. */
+  public static final float EXP_C1 = 0x1.ffffecp-1f;
+
+  public static final float EXP_C2 = 0x1.fffdb6p-2f;
+  public static final float EXP_C3 = 0x1.555e66p-3f;
+  public static final float EXP_C4 = 0x1.573e2ep-5f;
+  public static final float EXP_C5 = 0x1.0e4020p-7f;
+
   /** ggml's {@code ggml_v_expf} for one lane (see the class comment). */
   public static float exp(float x) {
-    float n = Math.fma(x, 0x1.715476p+0f, 0x1.8p23f) - 0x1.8p23f; // round(x·log2 e)
+    float n = Math.fma(x, EXP_LOG2E, EXP_ROUNDER) - EXP_ROUNDER; // round(x·log2 e)
     if (Math.abs(n) > 192) {
       return n <= 0 ? 0f : Float.POSITIVE_INFINITY;
     }
-    float b = Math.fma(-n, 0x1.7f7d1cp-20f, Math.fma(-n, 0x1.62e4p-1f, x));
+    float b = Math.fma(-n, EXP_LN2_LO, Math.fma(-n, EXP_LN2_HI, x));
     float u = b * b;
     float p =
         Math.fma(
-            Math.fma(
-                Math.fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f),
-                u,
-                Math.fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+            Math.fma(Math.fma(EXP_C5, b, EXP_C4), u, Math.fma(EXP_C3, b, EXP_C2)),
             u,
-            Math.fma(0x1.ffffecp-1f, b, 1.0f));
+            Math.fma(EXP_C1, b, 1.0f));
     return Math.scalb(p, (int) n); // exact, or one rounding to a subnormal, as vscalefps
   }
 

@@ -107,11 +107,6 @@ final class AsymmetricCodes {
     return block.get(F16Format.SHORT_LE, at);
   }
 
-  /** The little-endian 32-bit word at byte {@code at} of {@code array}. */
-  static int intAt(byte[] array, int at) {
-    return (int) INTS_LE.get(array, at);
-  }
-
   private static final VarHandle LONGS_LE =
       MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
 
@@ -140,8 +135,7 @@ final class AsymmetricCodes {
     return shifts;
   }
 
-  private static final IntVector SHIFTS2 =
-      INTS.length() == 16 ? IntVector.fromArray(INTS, laneShifts(2), 0) : null;
+  private static final IntVector SHIFTS2 = LANE_SHIFTS[2];
 
   /**
    * {@link #codes} for 2-bit codes and 16 lanes (one little-endian 32-bit word at byte {@code at}
