@@ -6,7 +6,7 @@ import io.kvslim.bench.QualityRunner;
 import io.kvslim.bench.ResultStore;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvSpecs;
-import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import io.kvslim.tensor.Parallel;

@@ -2,7 +2,7 @@ package io.kvslim.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import io.kvslim.eval.ServeBenchmark;
+import io.kvslim.bench.ServeBenchmark;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;

@@ -1,8 +1,8 @@
 package io.kvslim.cli;
 
-import io.kvslim.kv.spec.KvMethods;
-import io.kvslim.kv.spec.MethodDef;
-import io.kvslim.kv.spec.ParamDef;
+import io.kvslim.kv.method.KvMethods;
+import io.kvslim.kv.method.MethodDef;
+import io.kvslim.kv.method.ParamDef;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 

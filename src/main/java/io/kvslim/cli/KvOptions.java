@@ -2,7 +2,7 @@ package io.kvslim.cli;
 
 import io.kvslim.engine.KvCacheFactory;
 import io.kvslim.engine.KvSpecs;
-import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import picocli.CommandLine.Option;
 

@@ -2,11 +2,11 @@ package io.kvslim.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import io.kvslim.bench.PerplexityEvaluator;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvCacheFactory;
 import io.kvslim.engine.KvSpecs;
-import io.kvslim.eval.PerplexityEvaluator;
-import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import io.kvslim.model.ModelConfig;

@@ -2,7 +2,7 @@ package io.kvslim.cli;
 
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.JitWarmup;
-import io.kvslim.kv.spec.Budget;
+import io.kvslim.kv.method.Budget;
 import io.kvslim.model.Model;
 import io.kvslim.server.ApiException;
 import io.kvslim.server.OpenAiServer;

@@ -1,8 +1,8 @@
 package io.kvslim.engine;
 
 import io.kvslim.kv.KvCache;
-import io.kvslim.kv.policy.KvCaches;
-import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.cache.KvCaches;
+import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import java.util.SplittableRandom;
 

@@ -1,6 +1,6 @@
 package io.kvslim.kv;
 
-import io.kvslim.kv.quant.AttentionKernels;
+import io.kvslim.kv.attention.AttentionKernels;
 import java.util.Arrays;
 
 /**

@@ -1,5 +1,6 @@
 package io.kvslim.kv;
 
+import io.kvslim.kv.cache.PagedLayerKv;
 import io.kvslim.tensor.Parallel;
 
 /**

@@ -1,11 +1,11 @@
 package io.kvslim.server;
 
 import io.kvslim.engine.KvSpecs;
-import io.kvslim.kv.policy.KvCaches;
-import io.kvslim.kv.policy.ManagedKvCache;
-import io.kvslim.kv.spec.Budget;
-import io.kvslim.kv.spec.KvSpec;
-import io.kvslim.kv.spec.MethodCall;
+import io.kvslim.kv.cache.KvCaches;
+import io.kvslim.kv.cache.ManagedKvCache;
+import io.kvslim.kv.method.Budget;
+import io.kvslim.kv.method.KvSpec;
+import io.kvslim.kv.method.MethodCall;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;

@@ -4,7 +4,7 @@ import io.kvslim.engine.Engine;
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.SamplerConfig;
 import io.kvslim.kv.KvCache;
-import io.kvslim.kv.policy.ManagedKvCache;
+import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvMemoryExhaustedException;
 import io.kvslim.model.Batch;

@@ -1,7 +1,7 @@
 package io.kvslim.server;
 
 import io.kvslim.engine.Sampler;
-import io.kvslim.kv.policy.ManagedKvCache;
+import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.tokenizer.StreamingDecoder;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;

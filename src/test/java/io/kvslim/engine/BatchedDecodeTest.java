@@ -4,8 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.kvslim.SharedData;
 import io.kvslim.kv.KvCache;
-import io.kvslim.kv.policy.KvCaches;
-import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.cache.KvCaches;
+import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Batch;
 import io.kvslim.model.Model;

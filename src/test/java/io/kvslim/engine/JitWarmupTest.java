@@ -5,7 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.kvslim.SharedData;
 import io.kvslim.kv.KvCache;
-import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import java.util.Random;

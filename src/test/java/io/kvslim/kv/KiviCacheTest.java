@@ -4,9 +4,11 @@ import static io.kvslim.kv.KvTestData.gaussian;
 import static io.kvslim.kv.KvTestData.range;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.kvslim.kv.quant.KiviKeyFormat;
-import io.kvslim.kv.quant.KiviValueFormat;
-import io.kvslim.kv.quant.KvFormats;
+import io.kvslim.kv.cache.PagedKvCache;
+import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.format.KiviKeyFormat;
+import io.kvslim.kv.format.KiviValueFormat;
+import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.KvCacheFormat;

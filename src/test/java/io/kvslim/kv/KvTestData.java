@@ -5,10 +5,10 @@ import java.util.List;
 import java.util.Random;
 
 /** Random tokens and queries with fixed seeds, and an observer that records what it sees. */
-final class KvTestData {
+public final class KvTestData {
   private KvTestData() {}
 
-  static float[] gaussian(Random random, int count) {
+  public static float[] gaussian(Random random, int count) {
     float[] x = new float[count];
     for (int i = 0; i < count; i++) {
       x[i] = (float) random.nextGaussian();
@@ -16,7 +16,7 @@ final class KvTestData {
     return x;
   }
 
-  static int[] range(int from, int count) {
+  public static int[] range(int from, int count) {
     int[] p = new int[count];
     for (int i = 0; i < count; i++) {
       p[i] = from + i;
@@ -25,9 +25,9 @@ final class KvTestData {
   }
 
   /** Records every observed probability row as a copy. */
-  static final class RecordingObserver implements AttentionObserver {
-    final List<String> heads = new ArrayList<>();
-    final List<float[]> rows = new ArrayList<>();
+  public static final class RecordingObserver implements AttentionObserver {
+    public final List<String> heads = new ArrayList<>();
+    public final List<float[]> rows = new ArrayList<>();
 
     @Override
     public void observe(int queryIndex, int head, int kvHead, float[] probs, int count) {

@@ -5,7 +5,9 @@ import static io.kvslim.kv.KvTestData.range;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.kvslim.kv.KvTestData.RecordingObserver;
-import io.kvslim.kv.quant.KvFormats;
+import io.kvslim.kv.cache.PagedKvCache;
+import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.store.KvCacheFormat;
 import io.kvslim.tensor.Parallel;
 import java.util.BitSet;

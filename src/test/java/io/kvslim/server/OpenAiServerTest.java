@@ -8,7 +8,7 @@ import io.kvslim.engine.Generator;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.SamplerConfig;
-import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import java.util.ArrayList;

@@ -5,7 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.engine.SamplerConfig;
-import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import io.kvslim.server.SequenceEvent.FinishReason;

@@ -7,7 +7,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.kvslim.SharedData;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvSpecs;
-import io.kvslim.kv.spec.KvSpec;
+import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import io.kvslim.tokenizer.Tokenizer;

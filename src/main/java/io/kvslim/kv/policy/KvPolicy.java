@@ -1,6 +1,7 @@
 package io.kvslim.kv.policy;
 
 import io.kvslim.kv.KvCache;
+import io.kvslim.kv.cache.ManagedKvCache;
 
 /**
  * Decides what one sequence's cache keeps (DESIGN.md §3.4): which tokens each (layer, KV head)

@@ -1,8 +1,9 @@
 package io.kvslim.kv.policy;
 
 import io.kvslim.kv.KvCache;
-import io.kvslim.kv.PagedLayerKv;
-import io.kvslim.kv.spec.Budget;
+import io.kvslim.kv.cache.ManagedKvCache;
+import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.method.Budget;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import java.util.Arrays;

@@ -1,7 +1,8 @@
 package io.kvslim.kv.policy;
 
 import io.kvslim.kv.KvCache;
-import io.kvslim.kv.PagedLayerKv;
+import io.kvslim.kv.cache.ManagedKvCache;
+import io.kvslim.kv.cache.PagedLayerKv;
 import java.util.BitSet;
 
 /**

@@ -1,6 +1,6 @@
 package io.kvslim.kv.store;
 
-import io.kvslim.kv.quant.KvFormat;
+import io.kvslim.kv.format.KvFormat;
 import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.Collections;

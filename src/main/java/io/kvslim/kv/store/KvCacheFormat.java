@@ -1,9 +1,9 @@
 package io.kvslim.kv.store;
 
-import io.kvslim.kv.quant.KiviKeyFormat;
-import io.kvslim.kv.quant.KiviValueFormat;
-import io.kvslim.kv.quant.KvFormat;
-import io.kvslim.kv.quant.KvFormats;
+import io.kvslim.kv.format.KiviKeyFormat;
+import io.kvslim.kv.format.KiviValueFormat;
+import io.kvslim.kv.format.KvFormat;
+import io.kvslim.kv.format.KvFormats;
 import java.util.Locale;
 
 /**

@@ -84,8 +84,8 @@ public final class LayerStore {
   public void convertBlock(
       int kvHead,
       int blockIndex,
-      io.kvslim.kv.quant.KvFormat keys,
-      io.kvslim.kv.quant.KvFormat values) {
+      io.kvslim.kv.format.KvFormat keys,
+      io.kvslim.kv.format.KvFormat values) {
     heads[kvHead].convertBlock(blockIndex, keys, values, conversionScratch);
   }
 

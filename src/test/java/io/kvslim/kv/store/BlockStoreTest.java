@@ -3,9 +3,9 @@ package io.kvslim.kv.store;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.kvslim.kv.PagedKvCache;
-import io.kvslim.kv.PagedLayerKv;
-import io.kvslim.kv.quant.KvFormats;
+import io.kvslim.kv.cache.PagedKvCache;
+import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.format.KvFormats;
 import java.util.BitSet;
 import java.util.Random;
 import org.junit.jupiter.api.Test;

@@ -1,0 +1,141 @@
+package io.kvslim.bench;
+
+import io.kvslim.engine.Engine;
+import io.kvslim.kv.KvCache;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+/**
+ * Prefill and decode speed, measured like llama-bench: a prompt of P random tokens into an empty
+ * cache (prefill), and N single-token steps after a prefill of D tokens (decode at depth D), for B
+ * sequences decoding together. One warm-up run, then the median and spread of R runs.
+ */
+public final class SpeedBenchmark {
+  /** Settings of one measurement. */
+  public record Settings(int prompt, int gen, int depth, int batch, int repeat, long seed) {
+    public Settings {
+      if (prompt < 0 || gen < 0 || depth < 0) {
+        throw new IllegalArgumentException("--prompt, --gen and --depth must be >= 0");
+      }
+      if (batch < 1) {
+        throw new IllegalArgumentException("--batch must be >= 1, got " + batch);
+      }
+      if (repeat < 1) {
+        throw new IllegalArgumentException("--repeat must be >= 1, got " + repeat);
+      }
+    }
+  }
+
+  /** Median and spread (min, max) of a set of runs. */
+  public record Stat(double median, double min, double max, double[] runs) {
+    static Stat of(double[] v) {
+      double[] s = v.clone();
+      Arrays.sort(s);
+      double med =
+          s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+      return new Stat(med, s[0], s[s.length - 1], v);
+    }
+
+    /** Half the min-max range relative to the median, in percent. */
+    public double spreadPercent() {
+      return median == 0 ? 0 : 50 * (max - min) / median;
+    }
+  }
+
+  /** Results: tokens/s (aggregate over the batch for decode) and KV bytes at the end of decode. */
+  public record Result(
+      Settings settings,
+      Stat prefillTokensPerSecond,
+      Stat decodeTokensPerSecond,
+      long kvBytesAfterDecode,
+      double weightGbPerSecond,
+      double kvGbPerSecond) {}
+
+  private final Engine engine;
+
+  public SpeedBenchmark(Engine engine) {
+    this.engine = engine;
+  }
+
+  public Result run(Settings s) {
+    int ctx = engine.config().contextLength();
+    if (s.prompt() > ctx || s.depth() + s.gen() > ctx) {
+      throw new IllegalArgumentException(
+          "prompt/depth+gen exceed the model's context length " + ctx);
+    }
+    SplittableRandom rnd = new SplittableRandom(s.seed());
+    int vocab = engine.config().vocabSize();
+    int maxLen = Math.max(s.prompt(), s.depth() + s.gen()) + 1;
+    int[] tokens = new int[maxLen];
+    for (int i = 0; i < maxLen; i++) {
+      tokens[i] = rnd.nextInt(vocab);
+    }
+    double[] pre = new double[s.repeat()];
+    double[] dec = new double[s.repeat()];
+    long kvBytes = 0;
+    long kvBytesSum = 0;
+    float[] logits = new float[vocab * s.batch()];
+    for (int run = -1; run < s.repeat(); run++) {
+      if (s.prompt() > 0) {
+        try (KvCache cache = engine.newCache()) {
+          long t0 = System.nanoTime();
+          engine.prefill(cache, tokens, 0, s.prompt(), 0, false, logits);
+          long t1 = System.nanoTime();
+          if (run >= 0) {
+            pre[run] = s.prompt() * 1e9 / (t1 - t0);
+          }
+        }
+      }
+      if (s.gen() > 0) {
+        KvCache[] caches = new KvCache[s.batch()];
+        int[] step = new int[s.batch()];
+        int[] pos = new int[s.batch()];
+        try {
+          for (int b = 0; b < s.batch(); b++) {
+            caches[b] = engine.newCache();
+            if (s.depth() > 0) {
+              engine.prefill(caches[b], tokens, 0, s.depth(), 0, false, logits);
+            }
+          }
+          long t0 = System.nanoTime();
+          long bytesSum = 0;
+          for (int g = 0; g < s.gen(); g++) {
+            for (int b = 0; b < s.batch(); b++) {
+              step[b] = tokens[s.depth() + g];
+              pos[b] = s.depth() + g;
+            }
+            if (s.batch() == 1) {
+              engine.decode(caches[0], step[0], pos[0], logits);
+            } else {
+              engine.decodeBatch(caches, step, pos, s.batch(), logits);
+            }
+          }
+          long t1 = System.nanoTime();
+          for (KvCache c : caches) {
+            bytesSum += c.bytes();
+          }
+          if (run >= 0) {
+            dec[run] = (double) s.gen() * s.batch() * 1e9 / (t1 - t0);
+            kvBytes = bytesSum;
+            kvBytesSum = bytesSum;
+          }
+        } finally {
+          for (KvCache c : caches) {
+            if (c != null) {
+              c.close();
+            }
+          }
+        }
+      }
+    }
+    Stat p = Stat.of(pre);
+    Stat d = Stat.of(dec);
+    double steps = d.median() / s.batch();
+    double weightGbs = engine.model().weightBytesPerToken() * steps / 1e9;
+    // average KV bytes read per step: about the mean cache size over the decode run
+    double kvPerStep =
+        s.gen() == 0 ? 0 : kvBytesSum * (s.depth() + s.gen() / 2.0) / (s.depth() + s.gen());
+    double kvGbs = kvPerStep * steps / 1e9;
+    return new Result(s, p, d, kvBytes, weightGbs, kvGbs);
+  }
+}

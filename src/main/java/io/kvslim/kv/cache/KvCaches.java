@@ -1,0 +1,192 @@
+package io.kvslim.kv.cache;
+
+import io.kvslim.kv.format.KvFormats;
+import io.kvslim.kv.method.KvSpec;
+import io.kvslim.kv.method.KvSpecException;
+import io.kvslim.kv.method.MethodCall;
+import io.kvslim.kv.policy.H2oPolicy;
+import io.kvslim.kv.policy.KvPolicy;
+import io.kvslim.kv.policy.SnapKvPolicy;
+import io.kvslim.kv.policy.StreamingPolicy;
+import io.kvslim.kv.policy.TovaPolicy;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.KvBlock;
+import io.kvslim.kv.store.KvCacheFormat;
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Builds sequences' caches from a {@link KvSpec}: per layer the storage format its rule names (F32
+ * when none), and the eviction policies of each rule over the layers it covers. The spec is checked
+ * against the model's shape once, up front, so a bad spec fails before any work.
+ */
+public final class KvCaches {
+  private final KvSpec spec;
+  private final BlockPool pool;
+  private final int layers;
+  private final int kvHeads;
+  private final int headDim;
+  private final KvCacheFormat[] formats;
+  private final double bytesPerTokenAll;
+
+  public KvCaches(KvSpec spec, BlockPool pool, int layers, int kvHeads, int headDim) {
+    this.spec = spec;
+    this.pool = pool;
+    this.layers = layers;
+    this.kvHeads = kvHeads;
+    this.headDim = headDim;
+    spec.checkLayers(layers);
+    this.formats = new KvCacheFormat[layers];
+    double perToken = 0;
+    for (int l = 0; l < layers; l++) {
+      formats[l] = formatOf(spec.callsFor(l));
+      try {
+        formats[l].checkHeadDim(headDim);
+      } catch (IllegalArgumentException e) {
+        throw new KvSpecException("KV spec '" + spec + "' cannot be used here: " + e.getMessage());
+      }
+      KvCacheFormat f = formats[l];
+      perToken +=
+          kvHeads
+              * (double) KvBlock.bytesFor(f.blockTokens(), headDim, f.keys(), f.values())
+              / f.blockTokens();
+    }
+    this.bytesPerTokenAll = perToken;
+    create().close(); // builds the policies once so their settings are checked
+  }
+
+  public KvSpec spec() {
+    return spec;
+  }
+
+  public BlockPool pool() {
+    return pool;
+  }
+
+  /** Bytes one token costs across all layers and heads in the spec's formats (no eviction). */
+  public double bytesPerToken() {
+    return bytesPerTokenAll;
+  }
+
+  /** A fresh cache for a new sequence, drawing from the shared pool. */
+  public ManagedKvCache create() {
+    return new ManagedKvCache(pool, kvHeads, headDim, formats, policies());
+  }
+
+  private List<KvPolicy> policies() {
+    // one policy instance per (rule, method), covering the layers where that rule applies
+    Map<List<MethodCall>, boolean[]> masks = new IdentityHashMap<>();
+    List<List<MethodCall>> order = new ArrayList<>();
+    for (int l = 0; l < layers; l++) {
+      List<MethodCall> calls = spec.callsFor(l);
+      boolean[] mask = masks.get(calls);
+      if (mask == null) {
+        mask = new boolean[layers];
+        masks.put(calls, mask);
+        order.add(calls);
+      }
+      mask[l] = true;
+    }
+    List<KvPolicy> out = new ArrayList<>();
+    for (List<MethodCall> calls : order) {
+      boolean[] mask = masks.get(calls);
+      for (MethodCall c : calls) {
+        KvPolicy p = policyOf(c, mask);
+        if (p != null) {
+          out.add(p);
+        }
+      }
+    }
+    return out;
+  }
+
+  private KvPolicy policyOf(MethodCall c, boolean[] mask) {
+    return switch (c.name()) {
+      case "streaming" -> {
+        int sinks = c.integer("sinks");
+        int window =
+            c.budget("budget") == null
+                ? c.integer("window")
+                : c.budget("budget").tokens(Integer.MAX_VALUE / 2, bytesPerTokenAll) - sinks;
+        if (c.budget("budget") != null
+            && c.budget("budget").kind() != io.kvslim.kv.method.Budget.Kind.TOKENS
+            && c.budget("budget").kind() != io.kvslim.kv.method.Budget.Kind.BYTES) {
+          throw new KvSpecException(
+              "streaming:budget must be in tokens or bytes (the cache is fixed before the prompt"
+                  + " is known), got "
+                  + c.budget("budget"));
+        }
+        if (window < 1) {
+          throw new KvSpecException(
+              "streaming:budget="
+                  + c.budget("budget")
+                  + " leaves no room beyond "
+                  + sinks
+                  + " sinks");
+        }
+        yield new StreamingPolicy(mask, sinks, window);
+      }
+      case "h2o" ->
+          new H2oPolicy(
+              mask, c.budget("budget"), c.number("recent"), c.integer("sinks"), bytesPerTokenAll);
+      case "tova" -> new TovaPolicy(mask, c.budget("budget"), bytesPerTokenAll);
+      case "snapkv" -> snap(c, mask, SnapKvPolicy.Allocation.UNIFORM, 1, 0);
+      case "pyramidkv" -> snap(c, mask, SnapKvPolicy.Allocation.PYRAMID, c.number("beta"), 0);
+      case "adakv" -> snap(c, mask, SnapKvPolicy.Allocation.ADAPTIVE, 1, c.number("alpha"));
+      default -> null; // formats and the baseline have no policy
+    };
+  }
+
+  private SnapKvPolicy snap(
+      MethodCall c, boolean[] mask, SnapKvPolicy.Allocation a, double beta, double alpha) {
+    return new SnapKvPolicy(
+        mask,
+        c.budget("budget"),
+        c.integer("window"),
+        c.integer("kernel"),
+        c.string("pool").equals("max"),
+        a,
+        beta,
+        alpha,
+        bytesPerTokenAll);
+  }
+
+  /** The storage format a rule's calls name; at most one format per rule. */
+  static KvCacheFormat formatOf(List<MethodCall> calls) {
+    KvCacheFormat format = null;
+    String from = null;
+    for (MethodCall c : calls) {
+      KvCacheFormat f =
+          switch (c.method().family()) {
+            case "format" ->
+                c.name().equals("format")
+                    ? KvCacheFormat.of(
+                        KvFormats.byName(c.string("k")), KvFormats.byName(c.string("v")))
+                    : KvCacheFormat.of(KvFormats.byName(c.name()));
+            case "quantization" ->
+                KvCacheFormat.kivi(
+                        Integer.parseInt(c.string("kbits")),
+                        Integer.parseInt(c.string("vbits")),
+                        c.integer("group"),
+                        c.integer("residual"))
+                    .withResidual(c.integer("residual"), KvFormats.byName(c.string("rformat")));
+            default -> null;
+          };
+      if (f != null) {
+        if (format != null) {
+          throw new KvSpecException(
+              "two storage formats in one rule ('"
+                  + from
+                  + "' and '"
+                  + c.name()
+                  + "'); use one, or 'format:k=...,v=...'");
+        }
+        format = f;
+        from = c.name();
+      }
+    }
+    return format != null ? format : KvCacheFormat.of(KvFormats.F32);
+  }
+}

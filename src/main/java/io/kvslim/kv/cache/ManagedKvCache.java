@@ -1,0 +1,403 @@
+package io.kvslim.kv.cache;
+
+import io.kvslim.kv.AttentionObserver;
+import io.kvslim.kv.KvCache;
+import io.kvslim.kv.LayerKv;
+import io.kvslim.kv.policy.KvPolicy;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.KvCacheFormat;
+import io.kvslim.kv.store.LayerStore;
+import io.kvslim.tensor.Parallel;
+import java.util.List;
+
+/**
+ * A sequence's compressible cache: per layer a {@link PagedLayerKv} in that layer's storage format,
+ * plus the {@link KvPolicy}s that evict from it. Each layer is handed to the model through a thin
+ * decorator that feeds the policies the queries and attention probabilities they asked for, so the
+ * model knows nothing of policies.
+ */
+public final class ManagedKvCache implements KvCache {
+  private final PagedLayerKv[] layers;
+  private final View[] views;
+  private final KvCacheFormat[] formats;
+  private final List<KvPolicy> policies;
+  private final BlockPool pool;
+  private int tokens; // tokens appended so far (the next position when positions are 0..n-1)
+  private int promptTokens = -1;
+  private int steps;
+  private long peakBytes;
+  private long policyNanos;
+  private boolean closed;
+
+  public ManagedKvCache(
+      BlockPool pool, int kvHeads, int headDim, KvCacheFormat[] formats, List<KvPolicy> policies) {
+    this.pool = pool;
+    this.policies = List.copyOf(policies);
+    this.formats = formats.clone();
+    this.layers = new PagedLayerKv[formats.length];
+    this.views = new View[formats.length];
+    PagedLayerKv.Scratch scratch = new PagedLayerKv.Scratch(); // layers attend one at a time
+    try {
+      for (int l = 0; l < formats.length; l++) {
+        layers[l] = new PagedLayerKv(new LayerStore(pool, kvHeads, headDim, formats[l]), scratch);
+        views[l] = new View(l);
+      }
+    } catch (RuntimeException e) {
+      close();
+      throw e;
+    }
+  }
+
+  @Override
+  public int layerCount() {
+    return layers.length;
+  }
+
+  @Override
+  public LayerKv layer(int layer) {
+    return views[layer];
+  }
+
+  /**
+   * One cache through which several fresh caches with the same storage formats take the same prompt
+   * at once. Each member stores the same keys and values, and its policies see the same queries and
+   * attention probabilities, as when it is prefilled alone; attention runs once, over the first
+   * member's storage. This is exact because policies act only after a step: until the prefill ends,
+   * caches with equal formats hold equal tokens, whatever their policies. {@code afterStep} reaches
+   * every member in order; closing the shared cache closes nothing (the members stay the caller's).
+   * Use it for one prefill step only, then go on with the members.
+   *
+   * @throws IllegalArgumentException when the list is empty, a member has taken tokens, or the
+   *     members' formats differ
+   */
+  public static KvCache sharedPrefill(List<ManagedKvCache> members) {
+    if (members.isEmpty()) {
+      throw new IllegalArgumentException("a shared prefill needs at least one cache");
+    }
+    ManagedKvCache first = members.get(0);
+    for (ManagedKvCache m : members) {
+      if (m.tokens != 0 || m.closed) {
+        throw new IllegalArgumentException("a shared prefill needs fresh, open caches");
+      }
+      if (!m.sameFormats(first)) {
+        throw new IllegalArgumentException(
+            "caches in a shared prefill must store every layer in the same format");
+      }
+    }
+    return new Shared(List.copyOf(members));
+  }
+
+  /** Whether this cache stores every layer in the same format as {@code other}. */
+  public boolean sameFormats(ManagedKvCache other) {
+    return java.util.Arrays.equals(formats, other.formats);
+  }
+
+  /** The caches of {@link #sharedPrefill}, seen by the model as one. */
+  private static final class Shared implements KvCache {
+    private final List<ManagedKvCache> members;
+    private final LayerKv[] views;
+
+    Shared(List<ManagedKvCache> members) {
+      this.members = members;
+      this.views = new LayerKv[members.get(0).layers.length];
+      for (int l = 0; l < views.length; l++) {
+        views[l] = new SharedLayer(l);
+      }
+    }
+
+    @Override
+    public int layerCount() {
+      return views.length;
+    }
+
+    @Override
+    public LayerKv layer(int layer) {
+      return views[layer];
+    }
+
+    @Override
+    public long bytes() {
+      return members.get(0).bytes();
+    }
+
+    @Override
+    public void afterStep(StepKind kind) {
+      for (ManagedKvCache m : members) {
+        m.afterStep(kind);
+      }
+    }
+
+    @Override
+    public void close() {}
+
+    private final class SharedLayer extends Front {
+      private final int layer;
+
+      SharedLayer(int layer) {
+        super(members.get(0).layers[layer]);
+        this.layer = layer;
+      }
+
+      @Override
+      public void append(int n, int[] positions, float[] keys, float[] values) {
+        for (ManagedKvCache m : members) {
+          m.views[layer].append(n, positions, keys, values);
+        }
+      }
+
+      @Override
+      AttentionObserver observerFor(
+          int n,
+          int[] positions,
+          int heads,
+          float[] queries,
+          float scale,
+          AttentionObserver engineObserver) {
+        AttentionObserver o = null;
+        for (ManagedKvCache m : members) {
+          View v = m.views[layer];
+          v.offerQueries(n, positions, heads, queries, scale);
+          o = chain(o, v.observer);
+        }
+        return chain(o, engineObserver);
+      }
+    }
+  }
+
+  /**
+   * A layer as the model sees it, over one {@link PagedLayerKv}: attention runs there with the
+   * observer {@link #observerFor} returns (after handing the policies their queries).
+   */
+  private abstract static class Front implements LayerKv {
+    final PagedLayerKv paged;
+
+    Front(PagedLayerKv paged) {
+      this.paged = paged;
+    }
+
+    /** Offers the call's queries to the policies that want them; the observer for the call. */
+    abstract AttentionObserver observerFor(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        AttentionObserver engineObserver);
+
+    @Override
+    public int kvHeads() {
+      return paged.kvHeads();
+    }
+
+    @Override
+    public int headDim() {
+      return paged.headDim();
+    }
+
+    @Override
+    public void attend(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        float[] out,
+        AttentionObserver engineObserver) {
+      attend(n, positions, heads, queries, scale, out, engineObserver, null);
+    }
+
+    @Override
+    public void attend(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        float[] out,
+        AttentionObserver engineObserver,
+        Parallel pool) {
+      AttentionObserver o = observerFor(n, positions, heads, queries, scale, engineObserver);
+      paged.attend(n, positions, heads, queries, scale, out, o, pool);
+    }
+
+    @Override
+    public void attendLlamaCpp(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        float[] out,
+        AttentionObserver engineObserver,
+        Parallel pool) {
+      AttentionObserver o = observerFor(n, positions, heads, queries, scale, engineObserver);
+      paged.attendLlamaCpp(n, positions, heads, queries, scale, out, o, pool);
+    }
+
+    @Override
+    public int size(int kvHead) {
+      return paged.size(kvHead);
+    }
+
+    @Override
+    public long bytes() {
+      return paged.bytes();
+    }
+
+    @Override
+    public long bytes(int kvHead) {
+      return paged.bytes(kvHead);
+    }
+
+    /** Both observers, {@code a} first; either may be null. */
+    static AttentionObserver chain(AttentionObserver a, AttentionObserver b) {
+      if (a == null) {
+        return b;
+      }
+      if (b == null) {
+        return a;
+      }
+      return (qi, h, g, probs, count) -> {
+        a.observe(qi, h, g, probs, count);
+        b.observe(qi, h, g, probs, count);
+      };
+    }
+  }
+
+  /** The paged storage of a layer, for policies. */
+  public PagedLayerKv paged(int layer) {
+    return layers[layer];
+  }
+
+  public BlockPool pool() {
+    return pool;
+  }
+
+  /** Tokens appended so far to layer 0. */
+  public int tokensSeen() {
+    return tokens;
+  }
+
+  /** Length of the prompt (the first prefill), or -1 before it ended. */
+  public int promptTokens() {
+    return promptTokens;
+  }
+
+  /** Decode steps so far. */
+  public int decodeSteps() {
+    return steps;
+  }
+
+  @Override
+  public long bytes() {
+    long b = 0;
+    for (PagedLayerKv l : layers) {
+      if (l != null) {
+        b += l.bytes();
+      }
+    }
+    return b;
+  }
+
+  /** The most bytes this cache held at the end of any step. */
+  public long peakBytes() {
+    return Math.max(peakBytes, bytes());
+  }
+
+  @Override
+  public void afterStep(StepKind kind) {
+    peakBytes = Math.max(peakBytes, bytes());
+    if (kind == StepKind.PREFILL && promptTokens < 0) {
+      promptTokens = tokens;
+    }
+    if (kind == StepKind.DECODE) {
+      steps++;
+    }
+    if (policies.isEmpty()) {
+      return;
+    }
+    long t0 = System.nanoTime();
+    for (KvPolicy p : policies) {
+      p.afterStep(this, kind);
+    }
+    policyNanos += System.nanoTime() - t0;
+  }
+
+  /** Time spent in the policies' {@code afterStep} (scoring and eviction), summed over steps. */
+  public long policyNanos() {
+    return policyNanos;
+  }
+
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    for (PagedLayerKv l : layers) {
+      if (l != null) {
+        l.store().release();
+      }
+    }
+  }
+
+  /** The layer as the model sees it. */
+  private final class View extends Front {
+    private final int layer;
+    private final AttentionObserver observer;
+    private final boolean wantsQueries;
+
+    View(int layer) {
+      super(layers[layer]);
+      this.layer = layer;
+      boolean observes = false;
+      boolean queries = false;
+      for (KvPolicy p : policies) {
+        observes |= p.observes(layer);
+        queries |= p.wantsQueries(layer);
+      }
+      this.wantsQueries = queries;
+      this.observer =
+          observes
+              ? (qi, h, g, probs, count) -> {
+                for (KvPolicy p : policies) {
+                  if (p.observes(layer)) {
+                    p.observe(ManagedKvCache.this, layer, qi, h, g, probs, count);
+                  }
+                }
+              }
+              : null;
+    }
+
+    @Override
+    public void append(int n, int[] positions, float[] keys, float[] values) {
+      paged.append(n, positions, keys, values);
+      if (layer == 0) {
+        tokens += n;
+      }
+    }
+
+    @Override
+    AttentionObserver observerFor(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        AttentionObserver engineObserver) {
+      offerQueries(n, positions, heads, queries, scale);
+      return chain(observer, engineObserver);
+    }
+
+    /** Hands the queries of an attention call to the policies that want them. */
+    void offerQueries(int n, int[] positions, int heads, float[] queries, float scale) {
+      if (wantsQueries) {
+        for (KvPolicy p : policies) {
+          if (p.wantsQueries(layer)) {
+            p.onQueries(ManagedKvCache.this, layer, n, positions, heads, queries, scale);
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,260 @@
+package io.kvslim.kv.format;
+
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.S2I;
+
+import io.kvslim.kv.attention.AttentionKernels;
+import io.kvslim.kv.attention.VectorKernels;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * IEEE half precision, 2 bytes per value, round to nearest even: llama.cpp's default KV type and
+ * the baseline of every compression ratio (DESIGN.md §3.2). The fused kernels widen a vector of
+ * halves at a time ({@link VectorKernels#half}) straight into their multiply-adds; a block's
+ * weighted value sum keeps the output in registers across the block's rows.
+ */
+public final class F16Format extends RowFormat {
+  public static final ValueLayout.OfShort SHORT_LE =
+      ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+  F16Format() {}
+
+  @Override
+  public String name() {
+    return "f16";
+  }
+
+  @Override
+  public int rowBytes(int headDim) {
+    return 2 * headDim;
+  }
+
+  @Override
+  protected int rowScaleBytes(int headDim) {
+    return 0;
+  }
+
+  @Override
+  protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    for (int j = 0; j < headDim; j++) {
+      block.set(SHORT_LE, offset + 2L * j, HalfFloats.toF16(src[srcOff + j]));
+    }
+  }
+
+  @Override
+  protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    VectorKernels.halves(block, offset, headDim, dst, dstOff);
+  }
+
+  @Override
+  protected boolean dotDecodesRow() {
+    return true;
+  }
+
+  @Override
+  protected float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    return VectorKernels.dotHalves(q, qOff, block, offset, headDim, work);
+  }
+
+  /**
+   * Row by row as {@link #dotRow}, with the widening written out (see {@link #accumulateBlock})
+   * after one check of the block for infinities and NaNs: the same bits.
+   */
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    int rowBytes = rowBytes(headDim);
+    if (array == null
+        || headDim % lanes != 0
+        || VectorKernels.anyInfinityOrNaN(array, 0, count * rowBytes)) {
+      super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
+      return;
+    }
+    for (int s = 0; s < count; s++) {
+      int at = s * rowBytes;
+      FloatVector sum = FloatVector.zero(species);
+      for (int j = 0; j < headDim; j += lanes) {
+        IntVector h =
+            (IntVector)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at + 2 * j)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        sum =
+            FloatVector.fromArray(species, prepared, pOff + j)
+                .fma(h.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f), sum);
+      }
+      scores[s] = AttentionKernels.sumLanes(sum);
+    }
+  }
+
+  /**
+   * The block's rows added in slot order with the output held in registers, four vectors of
+   * channels at a time: each lane computes {@code acc = half·w + acc} slot by slot exactly as
+   * {@link #accumulateRow} does (same rounded weights, same zero-weight skips), so the bits are the
+   * same. Blocks holding an infinity or NaN take the row-by-row path.
+   */
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    int rowBytes = rowBytes(headDim);
+    if (array == null
+        || headDim % (4 * lanes) != 0
+        || VectorKernels.anyInfinityOrNaN(array, 0, count * rowBytes)) {
+      super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
+      return;
+    }
+    for (int c = 0; c < headDim; c += 4 * lanes) {
+      int a = accOff + c;
+      FloatVector v0 = FloatVector.fromArray(species, acc, a);
+      FloatVector v1 = FloatVector.fromArray(species, acc, a + lanes);
+      FloatVector v2 = FloatVector.fromArray(species, acc, a + 2 * lanes);
+      FloatVector v3 = FloatVector.fromArray(species, acc, a + 3 * lanes);
+      for (int s = 0; s < count; s++) {
+        float weight = weights[wOff + s];
+        if (weight == 0f) {
+          continue;
+        }
+        FloatVector w = FloatVector.broadcast(species, roundToF16(weight));
+        int at = s * rowBytes + 2 * c;
+        // VectorKernels.widenFinite's steps written out: no vector crosses a call C2 might not
+        // inline
+        // (where it would be boxed), whatever the JIT compiled first
+        IntVector h0 =
+            (IntVector)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        IntVector h1 =
+            (IntVector)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at + 2 * lanes)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        IntVector h2 =
+            (IntVector)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at + 4 * lanes)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        IntVector h3 =
+            (IntVector)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at + 6 * lanes)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        v0 = h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v0);
+        v1 = h1.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v1);
+        v2 = h2.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v2);
+        v3 = h3.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v3);
+      }
+      v0.intoArray(acc, a);
+      v1.intoArray(acc, a + lanes);
+      v2.intoArray(acc, a + 2 * lanes);
+      v3.intoArray(acc, a + 3 * lanes);
+    }
+  }
+
+  @Override
+  protected void accumulateRow(
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    VectorKernels.addWeightedHalves(roundToF16(weight), block, offset, acc, accOff, headDim, work);
+  }
+
+  /** Each slot is decoded once for all rows; each row then adds it as {@link #accumulateRow}. */
+  @Override
+  public void accumulateBlockRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] work) {
+    if (rowCount < 2) {
+      super.accumulateBlockRows(
+          block, count, capacity, headDim, weights, wOff, wStride, rows, rowCount, acc, accStride,
+          work);
+      return;
+    }
+    int rowBytes = rowBytes(headDim);
+    for (int s = 0; s < count; s++) {
+      boolean decoded = false;
+      for (int i = 0; i < rowCount; i++) {
+        int r = rows[i];
+        float weight = weights[wOff + r * wStride + s];
+        if (weight == 0f) {
+          continue;
+        }
+        if (!decoded) {
+          decodeRow(block, (long) s * rowBytes, headDim, work, 0);
+          decoded = true;
+        }
+        AttentionKernels.addWeighted(roundToF16(weight), work, 0, acc, r * accStride, headDim);
+      }
+    }
+  }
+
+  @Override
+  public boolean accumulatesProbabilities() {
+    return true;
+  }
+
+  /** Rounds the weight to f16 as {@link #accumulate} does. */
+  @Override
+  public void accumulateReference(
+      MemorySegment block, int slot, int capacity, int headDim, float weight, float[] acc) {
+    super.accumulateReference(block, slot, capacity, headDim, roundToF16(weight), acc);
+  }
+
+  /**
+   * The weight (a softmax probability) rounded to f16: llama.cpp's {@code KQV} product with f16
+   * values converts the probabilities to f16 first ({@code vec_dot_type} of f16).
+   */
+  private static float roundToF16(float weight) {
+    return Float.float16ToFloat(Float.floatToFloat16(weight));
+  }
+
+  /** llama.cpp converts the query to f16 before its f16 dot product ({@code vec_dot_type}). */
+  @Override
+  public void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    for (int j = 0; j < headDim; j++) {
+      dst[dstOff + j] = Float.float16ToFloat(Float.floatToFloat16(q[qOff + j]));
+    }
+  }
+}

@@ -1,0 +1,226 @@
+package io.kvslim.kv.format;
+
+import io.kvslim.kv.attention.AttentionKernels;
+import io.kvslim.kv.attention.VectorKernels;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Base of the llama.cpp block formats (ggml {@code block_q8_0}, {@code block_q4_0}, ...): a row of
+ * {@code headDim} values is {@code headDim / 32} consecutive blocks of 32 values, each laid out
+ * byte for byte as in ggml so a row can be compared with llama.cpp's {@code -ctk/-ctv} caches.
+ *
+ * <p>Scores are computed as llama.cpp's CPU {@code vec_dot} for these types does: the query is
+ * first quantized to {@code q8_0} (for q8_0, q4_0, q5_0 keys) or {@code q8_1} (q4_1, q5_1: q8_0
+ * plus {@code s = fp16(d·Σq)}) by {@link #prepareQuery}, then each 32-value block contributes its
+ * integer dot product {@code Σ q_k·q_q} times both fp16 scales, plus {@code m_k·s_q} for the
+ * formats with a minimum. The integer dot is computed in float lanes, exactly: every partial sum is
+ * an integer below {@code 2^24} ({@code 32·127·127}), so any summation order gives the same value.
+ *
+ * <p>The weighted sum of values decodes one 32-value block at a time; formats with a cheap
+ * in-register decoding override it.
+ */
+public abstract class GgmlBlockFormat extends RowFormat {
+  /** Values per ggml block ({@code QK8_0}, {@code QK4_0}, ...). */
+  public static final int BLOCK_VALUES = 32;
+
+  /** Bytes of one 32-value block, e.g. 34 for q8_0. */
+  public abstract int typeBytes();
+
+  /** Of {@link #typeBytes}, the fp16 scale and minimum bytes. */
+  protected abstract int typeScaleBytes();
+
+  /** Quantizes {@code x[xOff..+32)} into the block at {@code offset}, as ggml's reference. */
+  protected abstract void encodeBlock(float[] x, int xOff, MemorySegment block, long offset);
+
+  /** Dequantizes the block at {@code offset} into {@code dst[dstOff..+32)}, as ggml does. */
+  protected abstract void decodeBlock(MemorySegment block, long offset, float[] dst, int dstOff);
+
+  /**
+   * The integer codes of the block at {@code offset} into {@code dst[dstOff..+32)}: {@code x̂ =
+   * code·d + m}, so centred codes ({@code q − 8}, {@code q − 16}) for the formats without a
+   * minimum.
+   */
+  protected abstract void decodeCodes(MemorySegment block, long offset, float[] dst, int dstOff);
+
+  /** True for q4_1 and q5_1, which store a minimum {@code m} after the scale. */
+  protected boolean hasMinimum() {
+    return false;
+  }
+
+  /**
+   * {@code Σ code_j · qCodes[qOff + j]} over the block's 32 values: an integer, exact in float.
+   * Formats override it with an in-register decoding.
+   */
+  protected float integerDot(
+      MemorySegment block, long offset, float[] qCodes, int qOff, float[] work) {
+    decodeCodes(block, offset, work, 0);
+    return exactDot(qCodes, qOff, work, 0);
+  }
+
+  /** A dot product of 32 integer-valued floats whose partial sums stay below 2^24 (exact). */
+  static float exactDot(float[] a, int aOff, float[] b, int bOff) {
+    return VectorKernels.dot(a, aOff, b, bOff, BLOCK_VALUES);
+  }
+
+  /** {@code acc[accOff..+32) += weight * block}. */
+  protected void accumulateBlock(
+      MemorySegment block, long offset, float weight, float[] acc, int accOff, float[] work) {
+    decodeBlock(block, offset, work, 0);
+    AttentionKernels.addWeighted(weight, work, 0, acc, accOff, BLOCK_VALUES);
+  }
+
+  /** Codes, then one scale per block, then one {@code s} per block (see {@link #prepareQuery}). */
+  @Override
+  public final int preparedQueryLength(int headDim) {
+    return headDim + 2 * (headDim / BLOCK_VALUES);
+  }
+
+  /**
+   * Quantizes the query as ggml's {@code quantize_row_q8_1_ref} (which is {@code
+   * quantize_row_q8_0_ref} plus the sum): per 32 values {@code d = amax/127}, {@code q_j =
+   * roundf(x_j/d)}, then {@code fp16(d)} and {@code s = fp16(d·Σq_j)}. Layout in {@code dst}: the
+   * {@code headDim} codes, the {@code headDim/32} scales (as floats), the {@code headDim/32} sums.
+   */
+  @Override
+  public final void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    int blocks = headDim / BLOCK_VALUES;
+    for (int b = 0; b < blocks; b++) {
+      int from = qOff + b * BLOCK_VALUES;
+      float amax = 0f;
+      for (int j = 0; j < BLOCK_VALUES; j++) {
+        amax = Math.max(amax, Math.abs(q[from + j]));
+      }
+      float d = amax / 127;
+      float id = d != 0f ? 1.0f / d : 0f;
+      int sum = 0;
+      for (int j = 0; j < BLOCK_VALUES; j++) {
+        float code = HalfFloats.roundHalfAwayFromZero(q[from + j] * id);
+        dst[dstOff + b * BLOCK_VALUES + j] = code;
+        sum += (int) code;
+      }
+      dst[dstOff + headDim + b] = HalfFloats.fromF16(HalfFloats.toF16(d));
+      dst[dstOff + headDim + blocks + b] = HalfFloats.fromF16(HalfFloats.toF16(sum * d));
+    }
+  }
+
+  /**
+   * llama.cpp's scalar {@code ggml_vec_dot_qX_q8_Y} per row: integer sums in {@code int}, then
+   * {@code sumf += sumi·(d_k·d_q) [+ m_k·s_q]} block after block.
+   */
+  @Override
+  public final void dotsReference(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores) {
+    float[] prepared = new float[preparedQueryLength(headDim)];
+    prepareQuery(q, qOff, headDim, prepared, 0);
+    float[] codes = new float[BLOCK_VALUES];
+    int blocks = headDim / BLOCK_VALUES;
+    for (int s = 0; s < count; s++) {
+      long row = (long) s * rowBytes(headDim);
+      float sum = 0f;
+      for (int b = 0; b < blocks; b++) {
+        long at = row + (long) b * typeBytes();
+        decodeCodes(block, at, codes, 0);
+        int sumi = 0;
+        for (int j = 0; j < BLOCK_VALUES; j++) {
+          sumi += (int) codes[j] * (int) prepared[b * BLOCK_VALUES + j];
+        }
+        float term = sumi * (scale(block, at) * prepared[headDim + b]);
+        if (hasMinimum()) {
+          term += scale(block, at + 2) * prepared[headDim + blocks + b];
+        }
+        sum += term;
+      }
+      scores[s] = sum;
+    }
+  }
+
+  @Override
+  public final int rowBytes(int headDim) {
+    return headDim / BLOCK_VALUES * typeBytes();
+  }
+
+  @Override
+  protected final int rowScaleBytes(int headDim) {
+    return headDim / BLOCK_VALUES * typeScaleBytes();
+  }
+
+  @Override
+  public final void checkHeadDim(int headDim) {
+    if (headDim <= 0 || headDim % BLOCK_VALUES != 0) {
+      throw new IllegalArgumentException(
+          "format "
+              + name()
+              + " needs a head dimension that is a multiple of "
+              + BLOCK_VALUES
+              + ", got "
+              + headDim);
+    }
+  }
+
+  @Override
+  protected final void encodeRow(
+      float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    for (int b = 0; b < headDim / BLOCK_VALUES; b++) {
+      encodeBlock(src, srcOff + b * BLOCK_VALUES, block, offset + (long) b * typeBytes());
+    }
+  }
+
+  @Override
+  protected final void decodeRow(
+      MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    for (int b = 0; b < headDim / BLOCK_VALUES; b++) {
+      decodeBlock(block, offset + (long) b * typeBytes(), dst, dstOff + b * BLOCK_VALUES);
+    }
+  }
+
+  @Override
+  protected final float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    int blocks = headDim / BLOCK_VALUES;
+    boolean minimum = hasMinimum();
+    float sum = 0f;
+    for (int b = 0; b < blocks; b++) {
+      long at = offset + (long) b * typeBytes();
+      float sumi = integerDot(block, at, q, qOff + b * BLOCK_VALUES, work);
+      float term = sumi * (scale(block, at) * q[qOff + headDim + b]);
+      if (minimum) {
+        term += scale(block, at + 2) * q[qOff + headDim + blocks + b];
+      }
+      sum += term;
+    }
+    return sum;
+  }
+
+  @Override
+  protected final void accumulateRow(
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    for (int b = 0; b < headDim / BLOCK_VALUES; b++) {
+      accumulateBlock(
+          block, offset + (long) b * typeBytes(), weight, acc, accOff + b * BLOCK_VALUES, work);
+    }
+  }
+
+  static short scaleBits(MemorySegment block, long offset) {
+    return block.get(F16Format.SHORT_LE, offset);
+  }
+
+  static float scale(MemorySegment block, long offset) {
+    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, offset));
+  }
+
+  static void putScale(MemorySegment block, long offset, float value) {
+    block.set(F16Format.SHORT_LE, offset, HalfFloats.toF16(value));
+  }
+}

@@ -1,0 +1,377 @@
+package io.kvslim.kv.format;
+
+import io.kvslim.kv.attention.AttentionKernels;
+import io.kvslim.kv.attention.VectorKernels;
+import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * KIVI keys (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
+ * arXiv:2402.02750, §3.3 and METHODS.md Q3): keys are quantized <em>per channel</em>, because key
+ * outliers sit in fixed channels; one group is one channel over the block's tokens (the paper's
+ * group of G tokens, G = the block size). Asymmetric {@code bits}-bit codes with fp16 scale and
+ * zero point per channel (see {@link AsymmetricCodes}); bound {@code |x − x̂| ≤ s_c/2}.
+ *
+ * <p>Layout: {@code headDim} pairs (zero point, scale) as fp16, then the codes token-major, {@code
+ * headDim·bits/8} bytes per token slot. A block is encoded once, with all its tokens.
+ *
+ * <p>Fused score (M8): {@code q·k̂_t = Σ_c (q_c s_c)·code_{c,t} + Σ_c q_c z_c}; the two per-channel
+ * terms are computed once per query and block.
+ */
+public record KiviKeyFormat(int bits) implements KvFormat {
+
+  public KiviKeyFormat {
+    AsymmetricCodes.checkBits("kivi keys", bits);
+  }
+
+  @Override
+  public String name() {
+    return "kivi_k" + bits;
+  }
+
+  @Override
+  public boolean perToken() {
+    return false;
+  }
+
+  private int codeBytesPerToken(int headDim) {
+    return headDim * bits / 8;
+  }
+
+  @Override
+  public long blockBytes(int capacity, int headDim) {
+    return scaleBytes(capacity, headDim) + (long) capacity * codeBytesPerToken(headDim);
+  }
+
+  @Override
+  public long scaleBytes(int capacity, int headDim) {
+    return 4L * headDim;
+  }
+
+  @Override
+  public void checkHeadDim(int headDim) {
+    if (headDim <= 0 || headDim * bits % 8 != 0) {
+      throw new IllegalArgumentException(
+          "format " + name() + " needs headDim·bits to be a multiple of 8, got headDim " + headDim);
+    }
+  }
+
+  @Override
+  public void encode(
+      float[] src,
+      int srcOff,
+      int srcStride,
+      int count,
+      MemorySegment block,
+      int firstSlot,
+      int capacity,
+      int headDim) {
+    if (firstSlot != 0) {
+      throw new IllegalStateException(name() + " encodes whole blocks, not slot " + firstSlot);
+    }
+    if (bits == 2 && AsymmetricCodes.packs2() && headDim % 16 == 0 && count > 0) {
+      encode2(src, srcOff, srcStride, count, block, headDim);
+      return;
+    }
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    for (int c = 0; c < headDim; c++) {
+      float min = Float.POSITIVE_INFINITY;
+      float max = Float.NEGATIVE_INFINITY;
+      for (int t = 0; t < count; t++) {
+        float v = src[srcOff + t * srcStride + c];
+        min = Math.min(min, v);
+        max = Math.max(max, v);
+      }
+      if (count == 0) {
+        min = 0f;
+        max = 0f;
+      }
+      short zeroBits = AsymmetricCodes.zeroPoint(min);
+      float zero = HalfFloats.fromF16(zeroBits);
+      short scaleBits = AsymmetricCodes.scale(zero, max, bits);
+      float scale = HalfFloats.fromF16(scaleBits);
+      block.set(F16Format.SHORT_LE, 4L * c, zeroBits);
+      block.set(F16Format.SHORT_LE, 4L * c + 2, scaleBits);
+      for (int t = 0; t < count; t++) {
+        int code = AsymmetricCodes.code(src[srcOff + t * srcStride + c], zero, scale, bits);
+        AsymmetricCodes.put(block, codes + (long) t * rowBytes, c, bits, code);
+      }
+    }
+  }
+
+  /**
+   * {@link #encode} for 2-bit codes, sixteen channels a vector: the same minimum and maximum per
+   * channel (order does not change them), the same fp16 zero point and scale, and each token's
+   * codes of sixteen channels packed at once ({@link AsymmetricCodes#pack2}), so the same bytes.
+   */
+  private void encode2(
+      float[] src, int srcOff, int srcStride, int count, MemorySegment block, int headDim) {
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    float[] zeros = new float[headDim];
+    float[] scales = new float[headDim];
+    for (int c = 0; c < headDim; c += 16) {
+      FloatVector min = FloatVector.fromArray(species, src, srcOff + c);
+      FloatVector max = min;
+      for (int t = 1; t < count; t++) {
+        FloatVector v = FloatVector.fromArray(species, src, srcOff + t * srcStride + c);
+        min = min.min(v);
+        max = max.max(v);
+      }
+      min.intoArray(zeros, c);
+      max.intoArray(scales, c);
+    }
+    for (int c = 0; c < headDim; c++) {
+      short zeroBits = AsymmetricCodes.zeroPoint(zeros[c]);
+      float zero = HalfFloats.fromF16(zeroBits);
+      short scaleBits = AsymmetricCodes.scale(zero, scales[c], bits);
+      block.set(F16Format.SHORT_LE, 4L * c, zeroBits);
+      block.set(F16Format.SHORT_LE, 4L * c + 2, scaleBits);
+      zeros[c] = zero;
+      scales[c] = HalfFloats.fromF16(scaleBits);
+    }
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    for (int t = 0; t < count; t++) {
+      for (int c = 0; c < headDim; c += 16) {
+        block.set(
+            Q5_0Format.INT_LE,
+            codes + (long) t * rowBytes + c / 4,
+            AsymmetricCodes.pack2(src, srcOff + t * srcStride + c, zeros, scales, c));
+      }
+    }
+  }
+
+  /** Scale of channel {@code c}, as stored. */
+  public float channelScale(MemorySegment block, int c) {
+    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, 4L * c + 2));
+  }
+
+  /** Zero point of channel {@code c}, as stored. */
+  public float channelZeroPoint(MemorySegment block, int c) {
+    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, 4L * c));
+  }
+
+  @Override
+  public void decode(
+      MemorySegment block, int slot, int capacity, int headDim, float[] dst, int dstOff) {
+    long base = 4L * headDim + (long) slot * codeBytesPerToken(headDim);
+    for (int c = 0; c < headDim; c++) {
+      int code = AsymmetricCodes.get(block, base, c, bits);
+      dst[dstOff + c] = code * channelScale(block, c) + channelZeroPoint(block, c);
+    }
+  }
+
+  /**
+   * Widens a block's fp16 (zero point, scale) pairs a vector at a time, zero points into {@code
+   * work[headDim .. 2·headDim)} and scales into {@code work[2·headDim .. 3·headDim)}, where the
+   * block has an array and the channels fill whole vectors; returns whether it did. Once per block,
+   * whatever the number of query rows.
+   */
+  private static boolean widenScales(MemorySegment block, int headDim, float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (array == null || headDim % VectorKernels.FLOATS.length() != 0) {
+      return false;
+    }
+    VectorKernels.halfPairs(array, 0, headDim, work, headDim, work, 2 * headDim);
+    return true;
+  }
+
+  /**
+   * Per block and query row: {@code work[c] = q_c·s_c} for every channel, and the returned {@code
+   * Σ_c q_c·z_c}. With {@code widened} ({@link #widenScales}) both are vector loops, the zero-point
+   * term a lane-wise fused sum with its lanes summed by {@link AttentionKernels#sumLanes};
+   * otherwise both are scalar in channel order. Every kernel of this format prepares through here,
+   * so all of them agree bit for bit.
+   */
+  private static float prepareRow(
+      MemorySegment block, boolean widened, float[] q, int qOff, int headDim, float[] work) {
+    if (widened) {
+      VectorSpecies<Float> species = VectorKernels.FLOATS;
+      FloatVector zeroTerm = FloatVector.zero(species);
+      for (int c = 0; c < headDim; c += species.length()) {
+        FloatVector query = FloatVector.fromArray(species, q, qOff + c);
+        query.mul(FloatVector.fromArray(species, work, 2 * headDim + c)).intoArray(work, c);
+        zeroTerm = query.fma(FloatVector.fromArray(species, work, headDim + c), zeroTerm);
+      }
+      zeroTerm.intoArray(work, 3 * headDim);
+      return AttentionKernels.sumLanes(work, 3 * headDim);
+    }
+    byte[] array = VectorKernels.array(block);
+    float queryTimesZero = 0f;
+    for (int c = 0; c < headDim; c++) {
+      float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
+      float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c));
+      work[c] = q[qOff + c] * scale;
+      queryTimesZero += q[qOff + c] * zero;
+    }
+    return queryTimesZero;
+  }
+
+  /**
+   * Scores of tokens {@code [0, count)} against {@code work[0..headDim)} (the prepared query):
+   * {@code out[o + t] = Σ lanes(Σ_chunks codes·work) + queryTimesZero}, one lane-wise accumulator
+   * per token over its channel chunks in order, lanes summed by {@link AttentionKernels#sumLanes}.
+   * Four tokens run interleaved (independent chains); each token's arithmetic is the same as alone.
+   */
+  private void scoreTokens(
+      MemorySegment block,
+      byte[] array,
+      int count,
+      int headDim,
+      float[] work,
+      float queryTimesZero,
+      float[] out,
+      int o) {
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    int lanes = VectorKernels.FLOATS.length();
+    int wordBits = lanes * bits;
+    int step = wordBits / 8;
+    int t = 0;
+    for (; t + 4 <= count; t += 4) {
+      long row = codes + (long) t * rowBytes;
+      FloatVector s0 = FloatVector.zero(VectorKernels.FLOATS);
+      FloatVector s1 = s0;
+      FloatVector s2 = s0;
+      FloatVector s3 = s0;
+      long at = row;
+      for (int c = 0; c < headDim; c += lanes, at += step) {
+        FloatVector w = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+        s0 = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(w, s0);
+        s1 = AsymmetricCodes.codes(block, array, at + rowBytes, wordBits, bits).fma(w, s1);
+        s2 = AsymmetricCodes.codes(block, array, at + 2L * rowBytes, wordBits, bits).fma(w, s2);
+        s3 = AsymmetricCodes.codes(block, array, at + 3L * rowBytes, wordBits, bits).fma(w, s3);
+      }
+      AttentionKernels.sumLanes4(s0, s1, s2, s3, out, o + t, work, 3 * headDim);
+      out[o + t] += queryTimesZero;
+      out[o + t + 1] += queryTimesZero;
+      out[o + t + 2] += queryTimesZero;
+      out[o + t + 3] += queryTimesZero;
+    }
+    for (; t < count; t++) {
+      long at = codes + (long) t * rowBytes;
+      FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
+      for (int c = 0; c < headDim; c += lanes, at += step) {
+        FloatVector w = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+        sum = AsymmetricCodes.codes(block, array, at, wordBits, bits).fma(w, sum);
+      }
+      sum.intoArray(work, 3 * headDim);
+      out[o + t] = AttentionKernels.sumLanes(work, 3 * headDim) + queryTimesZero;
+    }
+  }
+
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    float queryTimesZero =
+        prepareRow(block, widenScales(block, headDim, work), q, qOff, headDim, work);
+    int lanes = VectorKernels.FLOATS.length();
+    if (AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0) {
+      scoreTokens(block, array, count, headDim, work, queryTimesZero, scores, 0);
+      return;
+    }
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    for (int t = 0; t < count; t++) {
+      AsymmetricCodes.unpack(block, codes + (long) t * rowBytes, headDim, bits, work, headDim);
+      scores[t] = VectorKernels.dot(work, 0, work, headDim, headDim) + queryTimesZero;
+    }
+  }
+
+  /** Each token's codes are unpacked once for all rows; each row then scores as {@link #scores}. */
+  @Override
+  public void scoresRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pStride,
+      int[] rows,
+      int rowCount,
+      float[] out,
+      int outStride,
+      float[] work,
+      float[] decoded) {
+    if (rowCount < 2 || decoded.length < count * headDim) {
+      KvFormat.super.scoresRows(
+          block, count, capacity, headDim, prepared, pStride, rows, rowCount, out, outStride, work,
+          decoded);
+      return;
+    }
+    long codes = 4L * headDim;
+    int rowBytes = codeBytesPerToken(headDim);
+    for (int t = 0; t < count; t++) {
+      AsymmetricCodes.unpack(
+          block, codes + (long) t * rowBytes, headDim, bits, decoded, t * headDim);
+    }
+    int lanes = VectorKernels.FLOATS.length();
+    boolean vector = AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0;
+    boolean widened = widenScales(block, headDim, work);
+    for (int i = 0; i < rowCount; i++) {
+      float queryTimesZero = prepareRow(block, widened, prepared, rows[i] * pStride, headDim, work);
+      int o = i * outStride;
+      for (int t = 0; t < count; t++) {
+        if (vector) {
+          FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
+          for (int c = 0; c < headDim; c += lanes) {
+            sum =
+                FloatVector.fromArray(VectorKernels.FLOATS, decoded, t * headDim + c)
+                    .fma(FloatVector.fromArray(VectorKernels.FLOATS, work, c), sum);
+          }
+          sum.intoArray(work, 3 * headDim);
+          out[o + t] = AttentionKernels.sumLanes(work, 3 * headDim) + queryTimesZero;
+        } else {
+          out[o + t] = VectorKernels.dot(work, 0, decoded, t * headDim, headDim) + queryTimesZero;
+        }
+      }
+    }
+  }
+
+  @Override
+  public void accumulate(
+      MemorySegment block,
+      int slot,
+      int capacity,
+      int headDim,
+      float weight,
+      float[] acc,
+      float[] work) {
+    decode(block, slot, capacity, headDim, work, 0);
+    AttentionKernels.addWeighted(weight, work, 0, acc, 0, headDim);
+  }
+
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    for (int s = 0; s < count; s++) {
+      if (weights[wOff + s] != 0f) {
+        decode(block, s, capacity, headDim, work, 0);
+        AttentionKernels.addWeighted(weights[wOff + s], work, 0, acc, accOff, headDim);
+      }
+    }
+  }
+
+  @Override
+  public String toString() {
+    return name();
+  }
+}

@@ -1,0 +1,245 @@
+package io.kvslim.kv.format;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * How one block stores the keys (or the values) of its tokens (DESIGN.md §3.3). A block holds up to
+ * {@code capacity} token slots of {@code headDim} values each, in one {@link MemorySegment} of
+ * {@link #blockBytes} bytes.
+ *
+ * <p>Two kinds exist. Per-token formats ({@link #perToken()}: F32, F16, BF16, the llama.cpp blocks,
+ * KIVI values) encode each token's row on its own: tokens can be appended one at a time and rows
+ * can be moved between blocks without requantizing. Token-group formats (KIVI keys, per channel
+ * over the block's tokens) encode all tokens of a block at once and never move rows.
+ *
+ * <p>The attention kernels are fused and work on a whole block: {@link #scores} (the query prepared
+ * once by {@link #prepareQuery}) and {@link #accumulateBlock} read the block in its own format; no
+ * dequantized copy of the cache is made. {@link #dots} and {@link #accumulate} are their one-query,
+ * one-slot forms. {@link #dotsReference} and {@link #accumulateReference} are the scalar references
+ * they are tested against (dequantize, then plain loops; llama.cpp's scalar kernel for the formats
+ * that quantize the query).
+ */
+public interface KvFormat {
+
+  /** Name as accepted by {@link KvFormats#byName}, e.g. {@code q8_0}. */
+  String name();
+
+  /** True when each token's row is encoded independently (appendable, movable). */
+  boolean perToken();
+
+  /** Exact bytes of one block: codes plus scales and zero points. */
+  long blockBytes(int capacity, int headDim);
+
+  /** Of {@link #blockBytes}, the bytes that are scales and zero points (for reports). */
+  long scaleBytes(int capacity, int headDim);
+
+  /**
+   * Checks that this format can store rows of {@code headDim} values.
+   *
+   * @throws IllegalArgumentException naming the format and what it needs
+   */
+  void checkHeadDim(int headDim);
+
+  /**
+   * Encodes {@code count} rows {@code src[srcOff + t*srcStride ..+headDim)} into slots {@code
+   * firstSlot..firstSlot+count)}. Token-group formats require {@code firstSlot == 0} and encode the
+   * whole block in one call.
+   */
+  void encode(
+      float[] src,
+      int srcOff,
+      int srcStride,
+      int count,
+      MemorySegment block,
+      int firstSlot,
+      int capacity,
+      int headDim);
+
+  /** Decodes the row in {@code slot} into {@code dst[dstOff..+headDim)}. */
+  void decode(MemorySegment block, int slot, int capacity, int headDim, float[] dst, int dstOff);
+
+  /**
+   * Floats of query this format's {@link #scores} reads for rows of {@code headDim}: the query
+   * itself by default, a quantized copy for the llama.cpp block formats.
+   */
+  default int preparedQueryLength(int headDim) {
+    return headDim;
+  }
+
+  /**
+   * Writes into {@code dst[dstOff..+preparedQueryLength)} the form of {@code q[qOff..+headDim)}
+   * that {@link #scores} reads. Done once per query and format, not once per block. By default a
+   * copy; formats whose llama.cpp kernel converts the query first (to q8_0/q8_1 for the block
+   * formats, to f16 for f16 keys) do that conversion here, so scores equal llama.cpp's.
+   */
+  default void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    System.arraycopy(q, qOff, dst, dstOff, headDim);
+  }
+
+  /**
+   * Fused scores: {@code scores[s] = q · k_s} for slots {@code 0..count)}, where {@code q} is a
+   * query prepared by {@link #prepareQuery} at {@code prepared[pOff..)}. {@code work} has at least
+   * {@link #workLength(int)} floats.
+   */
+  void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work);
+
+  /**
+   * {@link #scores} for several prepared queries over the same slots: for each {@code i <
+   * rowCount}, query {@code rows[i]} (prepared at {@code prepared[rows[i]·pStride..)}) scores slot
+   * {@code s} into {@code out[i·outStride + s]}. Each row's scores equal {@link #scores}'s bit for
+   * bit; formats override it to decode each key once for all rows into {@code decoded} (at least
+   * {@code capacity × headDim} floats).
+   */
+  default void scoresRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pStride,
+      int[] rows,
+      int rowCount,
+      float[] out,
+      int outStride,
+      float[] work,
+      float[] decoded) {
+    for (int i = 0; i < rowCount; i++) {
+      scores(block, count, capacity, headDim, prepared, rows[i] * pStride, decoded, work);
+      System.arraycopy(decoded, 0, out, i * outStride, count);
+    }
+  }
+
+  /**
+   * {@link #scores} for a raw query {@code q[qOff..+headDim)}: prepares it, then scores (allocates
+   * the prepared copy; the attention loop prepares once per query instead).
+   */
+  default void dots(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores,
+      float[] work) {
+    float[] prepared = new float[preparedQueryLength(headDim)];
+    prepareQuery(q, qOff, headDim, prepared, 0);
+    scores(block, count, capacity, headDim, prepared, 0, scores, work);
+  }
+
+  /** Fused weighted sum: {@code acc[0..headDim) += weight * v_slot}. */
+  void accumulate(
+      MemorySegment block,
+      int slot,
+      int capacity,
+      int headDim,
+      float weight,
+      float[] acc,
+      float[] work);
+
+  /**
+   * True when {@link #accumulate} and {@link #accumulateBlock} take normalized probabilities rather
+   * than unnormalized softmax weights: f16 values, which round each probability to f16 first, as
+   * llama.cpp's (non-flash) {@code KQV} product with an f16 cache does. The attention loop then
+   * normalizes those blocks' weights first instead of the sum at the end.
+   */
+  default boolean accumulatesProbabilities() {
+    return false;
+  }
+
+  /**
+   * Fused weighted sum of a block: {@code acc[accOff..+headDim) += weights[wOff + s] * v_s} for the
+   * slots {@code s < count} in order, skipping zero weights (adding {@code 0·v} to a sum that
+   * started at {@code +0} would not change it, so skipping is exact).
+   */
+  void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work);
+
+  /**
+   * {@link #accumulateBlock} for several query rows over the same slots: for each {@code i <
+   * rowCount}, row {@code r = rows[i]} adds {@code weights[wOff + r·wStride + s] · v_s} into {@code
+   * acc[r·accStride ..)}. Each row's result equals {@link #accumulateBlock}'s bit for bit; formats
+   * override it to decode each value once for all rows (a prefill tile has 16).
+   */
+  default void accumulateBlockRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] work) {
+    for (int i = 0; i < rowCount; i++) {
+      int r = rows[i];
+      accumulateBlock(
+          block, count, capacity, headDim, weights, wOff + r * wStride, acc, r * accStride, work);
+    }
+  }
+
+  /** Copies a row without requantizing. Only for {@link #perToken()} formats. */
+  default void copyRow(
+      MemorySegment from, int fromSlot, MemorySegment to, int toSlot, int capacity, int headDim) {
+    throw new UnsupportedOperationException(name() + " rows cannot be moved one at a time");
+  }
+
+  /** Scratch floats the fused kernels of any format need for rows of {@code headDim}. */
+  static int workLength(int headDim) {
+    return 3 * headDim + 64;
+  }
+
+  /**
+   * Scalar reference of {@link #dots}: dequantize each row, then a sequential dot product with the
+   * prepared query (formats that quantize the query override this with llama.cpp's scalar kernel).
+   */
+  default void dotsReference(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores) {
+    float[] row = new float[headDim];
+    float[] prepared = new float[preparedQueryLength(headDim)];
+    prepareQuery(q, qOff, headDim, prepared, 0);
+    for (int s = 0; s < count; s++) {
+      decode(block, s, capacity, headDim, row, 0);
+      float sum = 0f;
+      for (int j = 0; j < headDim; j++) {
+        sum += prepared[j] * row[j];
+      }
+      scores[s] = sum;
+    }
+  }
+
+  /** Scalar reference of {@link #accumulate}: dequantize the row, then add it weighted. */
+  default void accumulateReference(
+      MemorySegment block, int slot, int capacity, int headDim, float weight, float[] acc) {
+    float[] row = new float[headDim];
+    decode(block, slot, capacity, headDim, row, 0);
+    for (int j = 0; j < headDim; j++) {
+      acc[j] += weight * row[j];
+    }
+  }
+}

@@ -1,8 +1,0 @@
-package io.kvslim.kv.spec;
-
-/** A KV spec that cannot be used; the message names the bad part and what is accepted. */
-public final class KvSpecException extends IllegalArgumentException {
-  public KvSpecException(String message) {
-    super(message);
-  }
-}
