@@ -163,7 +163,7 @@ public final class PerplexityCommand implements Callable<Integer> {
   private static boolean evicts(KvOptions kv) {
     for (var rule : kv.parsed().rules()) {
       for (var call : rule.calls()) {
-        if (call.method().family().equals("eviction")) {
+        if (call.method().family() == io.kvslim.kv.method.KvMethod.Family.EVICTION) {
           return true;
         }
       }

@@ -3,7 +3,7 @@ package io.kvslim.server;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.cache.KvCaches;
 import io.kvslim.kv.cache.ManagedKvCache;
-import io.kvslim.kv.method.Budget;
+import io.kvslim.kv.method.KvMethod;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.method.MethodCall;
 import io.kvslim.kv.store.BlockPool;
@@ -177,36 +177,19 @@ public final class KvPlan {
 
   private static boolean evicts(List<MethodCall> calls) {
     for (MethodCall c : calls) {
-      if (c.method().family().equals("eviction")) {
+      if (c.method().family() == KvMethod.Family.EVICTION) {
         return true;
       }
     }
     return false;
   }
 
-  /** Most tokens one (layer, head) holds under {@code calls}' eviction policies. */
+  /** Most tokens one (layer, head) holds under {@code calls}: the least any method allows. */
   private long heldTokens(List<MethodCall> calls, int prompt, int max) {
-    long all = (long) prompt + max;
-    long held = all;
+    long held = (long) prompt + max;
     for (MethodCall c : calls) {
-      long limit =
-          switch (c.name()) {
-            case "snapkv", "adakv" -> Math.max(prompt, budget(c, prompt) + max);
-            case "pyramidkv" -> Math.max(prompt, 2L * budget(c, prompt) + max);
-            case "h2o", "tova" -> Math.max(prompt, budget(c, prompt) + 2L);
-            case "streaming" ->
-                c.budget("budget") != null
-                    ? Math.max(prompt, budget(c, prompt) + 2L)
-                    : Math.max(prompt, c.integer("sinks") + (long) c.integer("window") + 2);
-            default -> all;
-          };
-      held = Math.min(held, limit);
+      held = Math.min(held, c.method().heldTokens(c, prompt, max, caches.bytesPerToken()));
     }
     return held;
-  }
-
-  private long budget(MethodCall c, int prompt) {
-    Budget b = c.budget("budget");
-    return b == null ? Integer.MAX_VALUE : b.tokens(prompt, caches.bytesPerToken());
   }
 }

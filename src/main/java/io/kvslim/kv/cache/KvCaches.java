@@ -4,11 +4,8 @@ import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.method.KvSpecException;
 import io.kvslim.kv.method.MethodCall;
-import io.kvslim.kv.policy.H2oPolicy;
+import io.kvslim.kv.method.PolicyContext;
 import io.kvslim.kv.policy.KvPolicy;
-import io.kvslim.kv.policy.SnapKvPolicy;
-import io.kvslim.kv.policy.StreamingPolicy;
-import io.kvslim.kv.policy.TovaPolicy;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.KvCacheFormat;
@@ -103,54 +100,7 @@ public final class KvCaches {
   }
 
   private KvPolicy policyOf(MethodCall c, boolean[] mask) {
-    return switch (c.name()) {
-      case "streaming" -> {
-        int sinks = c.integer("sinks");
-        int window =
-            c.budget("budget") == null
-                ? c.integer("window")
-                : c.budget("budget").tokens(Integer.MAX_VALUE / 2, bytesPerTokenAll) - sinks;
-        if (c.budget("budget") != null
-            && c.budget("budget").kind() != io.kvslim.kv.method.Budget.Kind.TOKENS
-            && c.budget("budget").kind() != io.kvslim.kv.method.Budget.Kind.BYTES) {
-          throw new KvSpecException(
-              "streaming:budget must be in tokens or bytes (the cache is fixed before the prompt"
-                  + " is known), got "
-                  + c.budget("budget"));
-        }
-        if (window < 1) {
-          throw new KvSpecException(
-              "streaming:budget="
-                  + c.budget("budget")
-                  + " leaves no room beyond "
-                  + sinks
-                  + " sinks");
-        }
-        yield new StreamingPolicy(mask, sinks, window);
-      }
-      case "h2o" ->
-          new H2oPolicy(
-              mask, c.budget("budget"), c.number("recent"), c.integer("sinks"), bytesPerTokenAll);
-      case "tova" -> new TovaPolicy(mask, c.budget("budget"), bytesPerTokenAll);
-      case "snapkv" -> snap(c, mask, SnapKvPolicy.Allocation.UNIFORM, 1, 0);
-      case "pyramidkv" -> snap(c, mask, SnapKvPolicy.Allocation.PYRAMID, c.number("beta"), 0);
-      case "adakv" -> snap(c, mask, SnapKvPolicy.Allocation.ADAPTIVE, 1, c.number("alpha"));
-      default -> null; // formats and the baseline have no policy
-    };
-  }
-
-  private SnapKvPolicy snap(
-      MethodCall c, boolean[] mask, SnapKvPolicy.Allocation a, double beta, double alpha) {
-    return new SnapKvPolicy(
-        mask,
-        c.budget("budget"),
-        c.integer("window"),
-        c.integer("kernel"),
-        c.string("pool").equals("max"),
-        a,
-        beta,
-        alpha,
-        bytesPerTokenAll);
+    return c.method().policy(c, new PolicyContext(mask, kvHeads, headDim, bytesPerTokenAll));
   }
 
   /** The storage format a rule's calls name; at most one format per rule. */
@@ -158,22 +108,7 @@ public final class KvCaches {
     KvCacheFormat format = null;
     String from = null;
     for (MethodCall c : calls) {
-      KvCacheFormat f =
-          switch (c.method().family()) {
-            case "format" ->
-                c.name().equals("format")
-                    ? KvCacheFormat.of(
-                        KvFormats.byName(c.string("k")), KvFormats.byName(c.string("v")))
-                    : KvCacheFormat.of(KvFormats.byName(c.name()));
-            case "quantization" ->
-                KvCacheFormat.kivi(
-                        Integer.parseInt(c.string("kbits")),
-                        Integer.parseInt(c.string("vbits")),
-                        c.integer("group"),
-                        c.integer("residual"))
-                    .withResidual(c.integer("residual"), KvFormats.byName(c.string("rformat")));
-            default -> null;
-          };
+      KvCacheFormat f = c.method().format(c);
       if (f != null) {
         if (format != null) {
           throw new KvSpecException(

@@ -82,7 +82,7 @@ public record KvSpec(String text, List<Rule> rules) {
     }
     int colon = callText.indexOf(':');
     String name = (colon < 0 ? callText : callText.substring(0, colon)).trim();
-    MethodDef def = KvMethods.get(name);
+    KvMethod def = KvMethods.get(name);
     if (def == null) {
       throw new KvSpecException(
           "unknown KV method '" + name + "' (known: " + String.join(", ", KvMethods.names()) + ")");
@@ -100,7 +100,7 @@ public record KvSpec(String text, List<Rule> rules) {
                     + "' for method '"
                     + name
                     + "' (expected key=value; accepted keys: "
-                    + def.acceptedKeys()
+                    + MethodCall.acceptedKeys(def)
                     + ")");
           }
           String key = kv.substring(0, eq).trim();
@@ -110,7 +110,7 @@ public record KvSpec(String text, List<Rule> rules) {
         }
       }
     }
-    return def.bind(raw);
+    return MethodCall.bind(def, raw);
   }
 
   /** The calls that apply to {@code layer}: those of the last rule covering it. */

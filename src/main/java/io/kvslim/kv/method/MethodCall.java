@@ -1,9 +1,47 @@
 package io.kvslim.kv.method;
 
+import java.util.LinkedHashMap;
 import java.util.Map;
 
-/** One method in a spec with its parameters, defaults filled in and values parsed. */
-public record MethodCall(MethodDef method, Map<String, Object> params) {
+/** One method in a spec with its knobs' values, defaults filled in and values parsed. */
+public record MethodCall(KvMethod method, Map<String, Object> params) {
+
+  /**
+   * Binds the raw {@code key=value} strings of a spec to {@code method}'s knobs: unknown keys are
+   * refused naming the accepted ones, absent keys take their default, every value is parsed and
+   * range-checked, then the method checks the values against each other.
+   */
+  static MethodCall bind(KvMethod method, Map<String, String> raw) {
+    for (String key : raw.keySet()) {
+      if (method.knobs().stream().noneMatch(k -> k.name().equals(key))) {
+        throw new KvSpecException(
+            "unknown key '"
+                + key
+                + "' for method '"
+                + method.name()
+                + "' (accepted: "
+                + acceptedKeys(method)
+                + ")");
+      }
+    }
+    Map<String, Object> values = new LinkedHashMap<>();
+    for (Knob k : method.knobs()) {
+      String v = raw.getOrDefault(k.name(), k.defaultValue());
+      values.put(k.name(), v == null ? null : k.parse(method.name(), v));
+    }
+    MethodCall call = new MethodCall(method, values);
+    method.validate(call);
+    return call;
+  }
+
+  /** The method's keys, comma-separated, or "none". */
+  public static String acceptedKeys(KvMethod method) {
+    if (method.knobs().isEmpty()) {
+      return "none";
+    }
+    return String.join(", ", method.knobs().stream().map(Knob::name).toList());
+  }
+
   public String name() {
     return method.name();
   }
@@ -26,6 +64,14 @@ public record MethodCall(MethodDef method, Map<String, Object> params) {
 
   public boolean bool(String key) {
     return (Boolean) params.get(key);
+  }
+
+  /**
+   * Tokens per head {@code key}'s budget gives for a prompt, or {@code Integer.MAX_VALUE} unset.
+   */
+  public int budgetTokens(String key, int promptTokens, double bytesPerToken) {
+    Budget b = budget(key);
+    return b == null ? Integer.MAX_VALUE : b.tokens(promptTokens, bytesPerToken);
   }
 
   @Override

@@ -65,33 +65,6 @@ class PolicyInvariantTest {
     return KvSpecs.caches(KvSpec.parse(spec), new BlockPool(), model.config()).create();
   }
 
-  @ParameterizedTest
-  @ValueSource(
-      strings = {
-        "streaming:sinks=4,window=1000",
-        "h2o:budget=1000",
-        "tova:budget=1000",
-        "snapkv:budget=1000,window=16",
-        "pyramidkv:budget=1000,window=16",
-        "adakv:budget=1000,window=16",
-        "kivi:kbits=2,vbits=2,group=32,residual=1024,rformat=f32",
-        "f32"
-      })
-  void aBudgetCoveringTheSequenceChangesNothingBitForBit(String spec) {
-    SharedData.require();
-    float[][] full;
-    float[][] got;
-    try (ManagedKvCache a = cache("full");
-        ManagedKvCache b = cache(spec)) {
-      full = run(a);
-      got = run(b);
-      assertThat(b.bytes()).isEqualTo(a.bytes());
-    }
-    for (int i = 0; i < full.length; i++) {
-      assertThat(got[i]).as("step %d of %s", i, spec).containsExactly(full[i]);
-    }
-  }
-
   @Test
   void streamingKeepsSinksAndWindowAtItsCapacity() {
     SharedData.require();
