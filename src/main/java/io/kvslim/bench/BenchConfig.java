@@ -4,6 +4,8 @@ import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import io.kvslim.kv.method.KvMethod;
+import io.kvslim.kv.method.KvMethods;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -74,6 +76,9 @@ public final class BenchConfig {
     public int digits = 7;
   }
 
+  /** Specs of several methods together that the full suite runs after each method's own. */
+  public static final List<String> COMPOSITIONS = List.of("snapkv:budget=25%,window=32 + q8_0");
+
   /** The preset of a suite: "quick" (minutes on a tiny model) or "full". */
   public static BenchConfig suite(String name) {
     BenchConfig c = new BenchConfig();
@@ -96,26 +101,12 @@ public final class BenchConfig {
         c.ppl.decode = 64;
       }
       case "full" -> {
-        c.specs =
-            new ArrayList<>(
-                List.of(
-                    "streaming:sinks=4,window=124",
-                    "streaming:sinks=4,window=252",
-                    "h2o:budget=12.5%",
-                    "h2o:budget=25%",
-                    "h2o:budget=50%",
-                    "tova:budget=25%",
-                    "snapkv:budget=12.5%,window=32",
-                    "snapkv:budget=25%,window=32",
-                    "snapkv:budget=50%,window=32",
-                    "pyramidkv:budget=25%,window=32",
-                    "adakv:budget=25%,window=32",
-                    "f16",
-                    "q8_0",
-                    "q4_0",
-                    "kivi:kbits=4,vbits=4,group=32,residual=128",
-                    "kivi:kbits=2,vbits=2,group=32,residual=128",
-                    "snapkv:budget=25%,window=32 + q8_0"));
+        // every registered method's benchmark specs, then compositions
+        c.specs = new ArrayList<>();
+        for (KvMethod m : KvMethods.all()) {
+          c.specs.addAll(m.benchmarkSpecs());
+        }
+        c.specs.addAll(COMPOSITIONS);
         c.lengths = new ArrayList<>(List.of(512, 1024, 2000));
         c.depths = new ArrayList<>(List.of(0.0, 0.25, 0.5, 0.75, 1.0));
         c.samples = 3;

@@ -68,6 +68,11 @@ public final class AdaKvMethod implements KvMethod {
   }
 
   @Override
+  public List<String> benchmarkSpecs() {
+    return List.of("adakv:budget=25%,window=32");
+  }
+
+  @Override
   public String specKeeping(int tokens) {
     return "adakv:budget=" + Math.max(tokens, 17) + ",window=16";
   }

@@ -70,6 +70,11 @@ public final class H2oMethod implements KvMethod {
   }
 
   @Override
+  public List<String> benchmarkSpecs() {
+    return List.of("h2o:budget=12.5%", "h2o:budget=25%", "h2o:budget=50%");
+  }
+
+  @Override
   public String specKeeping(int tokens) {
     return "h2o:budget=" + tokens;
   }

@@ -76,6 +76,12 @@ public final class KiviMethod implements KvMethod {
 
   /** With an F32 residual at least as long as the sequence nothing is quantized. */
   @Override
+  public List<String> benchmarkSpecs() {
+    return List.of(
+        "kivi:kbits=4,vbits=4,group=32,residual=128", "kivi:kbits=2,vbits=2,group=32,residual=128");
+  }
+
+  @Override
   public String specKeeping(int tokens) {
     int residual = (tokens + 31) / 32 * 32;
     return "kivi:kbits=2,vbits=2,group=32,residual=" + residual + ",rformat=f32";

@@ -109,4 +109,14 @@ public interface KvMethod {
   default String specCompressing(int tokens) {
     return name();
   }
+
+  /**
+   * The specs of this method the full benchmark suite ({@code bench quality --suite full}) runs,
+   * next to the full cache: typically the 12.5%, 25% and 50% budgets of an eviction method, the bit
+   * widths of a quantizer. The suite is drawn from the registry, so a registered method is in the
+   * full report.
+   */
+  default List<String> benchmarkSpecs() {
+    return List.of(name());
+  }
 }

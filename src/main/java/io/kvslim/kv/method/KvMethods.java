@@ -22,6 +22,7 @@ public final class KvMethods {
     register(new SnapKvMethod());
     register(new PyramidKvMethod());
     register(new AdaKvMethod());
+    register(new KeyDiffMethod());
     register(new KiviMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }

@@ -69,6 +69,11 @@ public final class PyramidKvMethod implements KvMethod {
   }
 
   @Override
+  public List<String> benchmarkSpecs() {
+    return List.of("pyramidkv:budget=25%,window=32");
+  }
+
+  @Override
   public String specKeeping(int tokens) {
     return "pyramidkv:budget=" + Math.max(tokens, 17) + ",window=16";
   }

@@ -81,6 +81,13 @@ public final class SnapKvMethod implements KvMethod {
   }
 
   @Override
+  public List<String> benchmarkSpecs() {
+    return List.of(
+        "snapkv:budget=12.5%,window=32",
+        "snapkv:budget=25%,window=32", "snapkv:budget=50%,window=32");
+  }
+
+  @Override
   public String specKeeping(int tokens) {
     return "snapkv:budget=" + Math.max(tokens, 17) + ",window=16";
   }

@@ -80,6 +80,12 @@ public final class StorageFormatMethod implements KvMethod {
         : KvCacheFormat.of(KvFormats.byName(name));
   }
 
+  /** F32 is the full cache; the other formats as themselves, {@code format} as q8_0 keys. */
+  @Override
+  public List<String> benchmarkSpecs() {
+    return name.equals("f32") ? List.of() : List.of(split() ? "format:k=q8_0,v=q4_0" : name);
+  }
+
   @Override
   public String specKeeping(int tokens) {
     return name.equals("f32") ? "f32" : split() ? "format:k=f32,v=f32" : null;

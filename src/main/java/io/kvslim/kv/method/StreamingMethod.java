@@ -79,6 +79,11 @@ public final class StreamingMethod implements KvMethod {
   }
 
   @Override
+  public List<String> benchmarkSpecs() {
+    return List.of("streaming:sinks=4,window=124", "streaming:sinks=4,window=252");
+  }
+
+  @Override
   public String specKeeping(int tokens) {
     return "streaming:sinks=4,window=" + tokens;
   }

@@ -53,6 +53,11 @@ public final class TovaMethod implements KvMethod {
   }
 
   @Override
+  public List<String> benchmarkSpecs() {
+    return List.of("tova:budget=25%");
+  }
+
+  @Override
   public String specKeeping(int tokens) {
     return "tova:budget=" + tokens;
   }

@@ -3,16 +3,16 @@ package io.kvslim.kv.policy;
 import java.util.BitSet;
 
 /** Picking the k lowest or highest scores in a range, ties broken by the earlier index. */
-final class Selection {
+public final class Selection {
   private Selection() {}
 
   /** Sets in {@code out} the indices of the {@code k} lowest scores in {@code [from, to)}. */
-  static void lowest(float[] scores, int from, int to, int k, BitSet out) {
+  public static void lowest(float[] scores, int from, int to, int k, BitSet out) {
     select(scores, from, to, k, out, false);
   }
 
   /** Sets in {@code out} the indices of the {@code k} highest scores in {@code [from, to)}. */
-  static void highest(float[] scores, int from, int to, int k, BitSet out) {
+  public static void highest(float[] scores, int from, int to, int k, BitSet out) {
     select(scores, from, to, k, out, true);
   }
 

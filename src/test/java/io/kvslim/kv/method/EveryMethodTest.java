@@ -277,6 +277,19 @@ class EveryMethodTest {
     return out;
   }
 
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("methods")
+  void theFullBenchmarkSuiteRunsTheMethod(KvMethod m) {
+    List<String> suite = io.kvslim.bench.BenchConfig.suite("full").specs;
+    assertThat(suite).containsAll(m.benchmarkSpecs());
+    if (m.family() != KvMethod.Family.BASELINE && !m.name().equals("f32")) {
+      assertThat(m.benchmarkSpecs()).as("%s in the full report", m.name()).isNotEmpty();
+    }
+    for (String spec : m.benchmarkSpecs()) {
+      assertThat(KvSpec.parse(spec).rules().get(0).calls().get(0).method()).isSameAs(m);
+    }
+  }
+
   @Test
   void theReadmeMethodTableListsEveryRegisteredMethod() throws Exception {
     Path readme = Path.of("README.md");
