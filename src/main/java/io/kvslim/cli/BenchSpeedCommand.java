@@ -91,7 +91,7 @@ public final class BenchSpeedCommand implements Callable<Integer> {
     List<Map<String, Object>> jsonRuns = new ArrayList<>();
     List<Map<String, Object>> records = new ArrayList<>();
     try (Model model = modelOptions.load()) {
-      String name = modelOptions.model.getFileName().toString();
+      String name = modelOptions.modelPath().getFileName().toString();
       for (int depth : ds) {
         SpeedBenchmark.Settings s =
             new SpeedBenchmark.Settings(prompt, gen, depth, batch, repeat, seed);
@@ -118,7 +118,7 @@ public final class BenchSpeedCommand implements Callable<Integer> {
       ResultStore store = ResultStore.open(out, true);
       store.setEnvironment(Environment.describe(modelOptions.threads));
       Map<String, Object> stamp =
-          BenchOutput.stamp(modelOptions.model, modelOptions.threads, store.environment());
+          BenchOutput.stamp(modelOptions.modelPath(), modelOptions.threads, store.environment());
       for (Map<String, Object> r : records) {
         r.putAll(stamp);
       }
@@ -139,7 +139,7 @@ public final class BenchSpeedCommand implements Callable<Integer> {
             + "decode   tg%-5d %9.1f tokens/s  (min %.1f, max %.1f, ±%.1f%%) depth %d, batch %d%n"
             + "bandwidth: weights %.2f GB/s + KV %.2f GB/s; KV bytes after decode %s;"
             + " policy %.3f ms/step%n",
-        modelOptions.model.getFileName(),
+        modelOptions.modelPath().getFileName(),
         modelOptions.threads,
         run.spec(),
         prompt,
@@ -165,7 +165,7 @@ public final class BenchSpeedCommand implements Callable<Integer> {
     var p = r.prefillTokensPerSecond();
     var d = r.decodeTokensPerSecond();
     Map<String, Object> m = new LinkedHashMap<>();
-    m.put("model", modelOptions.model.toString());
+    m.put("model", modelOptions.modelPath().toString());
     m.put("kv", run.spec());
     m.put("threads", modelOptions.threads);
     m.put("batch", batch);

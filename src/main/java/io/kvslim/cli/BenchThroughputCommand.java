@@ -80,7 +80,7 @@ public final class BenchThroughputCommand implements Callable<Integer> {
     try (Model model = modelOptions.load();
         Engine engine = modelOptions.engine(model, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
       ThroughputRunner runner = new ThroughputRunner(engine, settings);
-      String name = modelOptions.model.getFileName().toString();
+      String name = modelOptions.modelPath().getFileName().toString();
       List<Map<String, Object>> records = new ArrayList<>();
       Progress progress = Progress.onStderr((long) all.size() * (length * 16L + gen * 16L));
       for (String s : all) {
@@ -123,7 +123,7 @@ public final class BenchThroughputCommand implements Callable<Integer> {
         ResultStore store = ResultStore.open(out, true);
         store.setEnvironment(Environment.describe(engine.threads()));
         Map<String, Object> stamp =
-            BenchOutput.stamp(modelOptions.model, engine.threads(), store.environment());
+            BenchOutput.stamp(modelOptions.modelPath(), engine.threads(), store.environment());
         for (Map<String, Object> r : records) {
           r.putAll(stamp);
         }

@@ -107,6 +107,17 @@ public final class GenerateCommand implements Callable<Integer> {
           Format.bytes(r.kvBytesFinal()),
           kvOptions.spec(),
           engine.threads());
+      var cfg = model.config();
+      long tokens = r.promptTokens() + r.generatedTokens();
+      long f16 = tokens * cfg.layers() * cfg.kvHeads() * cfg.headDim() * 2L * 2L;
+      System.err.printf(
+          "KV cache: holds %s (peak %s) for %d tokens; a full F16 cache would hold %s: %.2fx"
+              + " smaller%n",
+          Format.bytes(r.kvBytesFinal()),
+          Format.bytes(r.kvBytesPeak()),
+          tokens,
+          Format.bytes(f16),
+          f16 / (double) Math.max(1, r.kvBytesFinal()));
       return 0;
     }
   }

@@ -11,9 +11,9 @@ import picocli.CommandLine.Option;
 public final class ModelOptions {
   @Option(
       names = {"-m", "--model"},
-      required = true,
       paramLabel = "MODEL",
-      description = "GGUF model file.")
+      description =
+          "GGUF model file (default: the bundled code model " + BundledModel.RELATIVE_PATH + ").")
   Path model;
 
   @Option(
@@ -26,7 +26,15 @@ public final class ModelOptions {
     if (threads < 1) {
       throw new IllegalArgumentException("--threads must be at least 1, got " + threads);
     }
-    return Model.load(model);
+    return Model.load(modelPath());
+  }
+
+  /** The model file: {@code -m}, or the bundled model. */
+  Path modelPath() {
+    if (model == null) {
+      model = BundledModel.require();
+    }
+    return model;
   }
 
   Engine engine(Model m, KvCacheFactory kv) {

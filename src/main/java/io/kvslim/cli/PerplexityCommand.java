@@ -133,7 +133,7 @@ public final class PerplexityCommand implements Callable<Integer> {
       }
       if (json != null) {
         Map<String, Object> m = new LinkedHashMap<>();
-        m.put("model", modelOptions.model.toString());
+        m.put("model", modelOptions.modelPath().toString());
         m.put("kv", kvOptions.spec());
         m.put("ctx", ctx);
         m.put("ppl", r.perplexity());

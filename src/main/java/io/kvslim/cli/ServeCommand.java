@@ -90,7 +90,7 @@ public final class ServeCommand implements Callable<Integer> {
     }
     long memory = kvMemoryBytes(kvMemory);
     kvOptions.parsed(); // a bad --kv fails before the model loads
-    String id = modelOptions.model.getFileName().toString().replaceFirst("\\.gguf$", "");
+    String id = modelOptions.modelPath().getFileName().toString().replaceFirst("\\.gguf$", "");
     ServerConfig cfg =
         new ServerConfig(
             host, port, kvOptions.spec(), memory, maxBatch, queue, prefillChunk, apiKey, id);

@@ -39,9 +39,10 @@ public final class TokenizeCommand implements Callable<Integer> {
 
   @Option(
       names = {"-m", "--model"},
-      required = true,
       paramLabel = "MODEL",
-      description = "GGUF model (or vocabulary-only GGUF) whose tokenizer to use.")
+      description =
+          "GGUF model (or vocabulary-only GGUF) whose tokenizer to use (default: the bundled"
+              + " model).")
   Path model;
 
   @ArgGroup(exclusive = true, multiplicity = "1")
@@ -82,7 +83,7 @@ public final class TokenizeCommand implements Callable<Integer> {
   public Integer call() {
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    try (GgufFile gguf = GgufFile.open(model)) {
+    try (GgufFile gguf = GgufFile.open(model == null ? BundledModel.require() : model)) {
       Tokenizer tokenizer = Tokenizer.fromGguf(gguf);
       if (input.jsonl != null) {
         tokenizeJsonLines(tokenizer, out);
