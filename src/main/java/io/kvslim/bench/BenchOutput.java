@@ -1,5 +1,6 @@
 package io.kvslim.bench;
 
+import io.kvslim.model.Numerics;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -10,11 +11,15 @@ import java.util.Map;
 public final class BenchOutput {
   private BenchOutput() {}
 
-  /** Model hash, threads and the environment's CPU, JVM and commit, added to every record. */
-  public static Map<String, Object> stamp(Path model, int threads, Map<String, Object> env) {
+  /**
+   * Model hash, threads, numerics and the environment's CPU, JVM and commit, added to every record.
+   */
+  public static Map<String, Object> stamp(
+      Path model, int threads, Numerics numerics, Map<String, Object> env) {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("model_sha256", Environment.sha256(model));
     m.put("threads", threads);
+    m.put("numerics", numerics.name());
     m.put("cpu", env.get("cpu"));
     m.put("jvm", env.get("jvm"));
     m.put("commit", env.get("commit"));

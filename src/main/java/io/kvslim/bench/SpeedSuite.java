@@ -8,6 +8,7 @@ import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
+import io.kvslim.model.Numerics;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -32,9 +33,12 @@ public final class SpeedSuite {
     }
   }
 
-  /** Measures {@code spec} with {@code settings} on its own engine (the model is shared). */
+  /**
+   * Measures {@code spec} with {@code settings} on its own engine with {@code numerics} (the model
+   * is shared).
+   */
   public static Run measure(
-      Model model, int threads, String spec, SpeedBenchmark.Settings settings) {
+      Model model, int threads, Numerics numerics, String spec, SpeedBenchmark.Settings settings) {
     List<ManagedKvCache> made = new ArrayList<>();
     KvCacheFactory inner = KvSpecs.factory(KvSpec.parse(spec), new BlockPool());
     KvCacheFactory recording =
@@ -45,7 +49,7 @@ public final class SpeedSuite {
           }
           return c;
         };
-    try (Engine engine = new Engine(model, threads, recording)) {
+    try (Engine engine = new Engine(model, threads, recording, numerics)) {
       SpeedBenchmark.Result r = new SpeedBenchmark(engine).run(settings);
       long nanos = 0;
       long steps = 0;

@@ -9,6 +9,7 @@ import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
+import io.kvslim.model.Numerics;
 import io.kvslim.tensor.Parallel;
 import io.kvslim.tokenizer.Tokenizer;
 import java.io.IOException;
@@ -18,6 +19,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code kvslim bench quality}: the quality tasks for the full cache and each spec. */
@@ -42,6 +44,8 @@ public final class BenchQualityCommand implements Callable<Integer> {
       paramLabel = "T",
       description = "Worker threads (default: the number of CPUs, ${DEFAULT-VALUE}).")
   int threads = Parallel.defaultThreads();
+
+  @Mixin NumericsOptions numericsOptions;
 
   @Option(
       names = "--kv",
@@ -95,6 +99,7 @@ public final class BenchQualityCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws IOException {
+    Numerics numerics = numericsOptions.numerics();
     BenchConfig config = config();
     List<String> specTexts = new ArrayList<>();
     for (String s : config.specs) {
@@ -114,7 +119,7 @@ public final class BenchQualityCommand implements Callable<Integer> {
     for (Path mp : modelPaths) {
       try (Model model = Model.load(mp);
           Engine engine =
-              new Engine(model, threads, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
+              new Engine(model, threads, KvSpecs.factory(KvSpec.FULL, new BlockPool()), numerics)) {
         Tokenizer tok = Tokenizer.fromGguf(model.file());
         QualityRunner runner =
             new QualityRunner(
@@ -124,7 +129,7 @@ public final class BenchQualityCommand implements Callable<Integer> {
                 config,
                 specTexts,
                 store,
-                BenchOutput.stamp(mp, threads, store.environment()),
+                BenchOutput.stamp(mp, threads, numerics, store.environment()),
                 out);
         runner.run();
       }

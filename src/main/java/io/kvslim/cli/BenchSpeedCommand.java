@@ -9,6 +9,7 @@ import io.kvslim.bench.SpeedBenchmark;
 import io.kvslim.bench.SpeedSuite;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.model.Model;
+import io.kvslim.model.Numerics;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -34,6 +35,7 @@ import picocli.CommandLine.Option;
     })
 public final class BenchSpeedCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
+  @Mixin NumericsOptions numericsOptions;
 
   @Option(
       names = "--kv",
@@ -75,6 +77,7 @@ public final class BenchSpeedCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws IOException {
+    Numerics numerics = numericsOptions.numerics(); // a bad name fails before the model loads
     List<String> texts = new ArrayList<>();
     for (String s : specs.isEmpty() ? List.of("full") : specs) {
       String t = KvSpec.parse(s).text(); // a bad spec fails before the model loads
@@ -97,7 +100,7 @@ public final class BenchSpeedCommand implements Callable<Integer> {
             new SpeedBenchmark.Settings(prompt, gen, depth, batch, repeat, seed);
         SpeedSuite.Run full = null;
         for (String spec : texts) {
-          SpeedSuite.Run run = SpeedSuite.measure(model, modelOptions.threads, spec, s);
+          SpeedSuite.Run run = SpeedSuite.measure(model, modelOptions.threads, numerics, spec, s);
           if (spec.equals("full")) {
             full = run;
           }
@@ -118,7 +121,8 @@ public final class BenchSpeedCommand implements Callable<Integer> {
       ResultStore store = ResultStore.open(out, true);
       store.setEnvironment(Environment.describe(modelOptions.threads));
       Map<String, Object> stamp =
-          BenchOutput.stamp(modelOptions.modelPath(), modelOptions.threads, store.environment());
+          BenchOutput.stamp(
+              modelOptions.modelPath(), modelOptions.threads, numerics, store.environment());
       for (Map<String, Object> r : records) {
         r.putAll(stamp);
       }
@@ -134,13 +138,14 @@ public final class BenchSpeedCommand implements Callable<Integer> {
     var d = r.decodeTokensPerSecond();
     System.out.printf(
         Locale.ROOT,
-        "model %s | %d threads | KV %s%n"
+        "model %s | %d threads | numerics %s | KV %s%n"
             + "prefill  pp%-5d %9.1f tokens/s  (min %.1f, max %.1f, ±%.1f%%)%n"
             + "decode   tg%-5d %9.1f tokens/s  (min %.1f, max %.1f, ±%.1f%%) depth %d, batch %d%n"
             + "bandwidth: weights %.2f GB/s + KV %.2f GB/s; KV bytes after decode %s;"
             + " policy %.3f ms/step%n",
         modelOptions.modelPath().getFileName(),
         modelOptions.threads,
+        numericsOptions.numerics(),
         run.spec(),
         prompt,
         p.median(),
@@ -168,6 +173,7 @@ public final class BenchSpeedCommand implements Callable<Integer> {
     m.put("model", modelOptions.modelPath().toString());
     m.put("kv", run.spec());
     m.put("threads", modelOptions.threads);
+    m.put("numerics", numericsOptions.numerics().name());
     m.put("batch", batch);
     m.put("depth", depth);
     m.put("prompt", prompt);

@@ -11,6 +11,7 @@ import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
+import io.kvslim.model.Numerics;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -34,6 +35,7 @@ import picocli.CommandLine.Option;
     })
 public final class BenchThroughputCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
+  @Mixin NumericsOptions numericsOptions;
 
   @Option(names = "--kv", paramLabel = "SPEC", description = "KV spec(s); 'full' is always run.")
   List<String> specs = new ArrayList<>();
@@ -67,6 +69,7 @@ public final class BenchThroughputCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws IOException {
+    Numerics numerics = numericsOptions.numerics();
     long limit = parseBytes(kvMemory);
     List<String> all = new ArrayList<>(List.of("full"));
     for (String s : specs) {
@@ -78,7 +81,8 @@ public final class BenchThroughputCommand implements Callable<Integer> {
     ThroughputRunner.Settings settings =
         new ThroughputRunner.Settings(limit, length, gen, maxBatch, seed);
     try (Model model = modelOptions.load();
-        Engine engine = modelOptions.engine(model, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
+        Engine engine =
+            modelOptions.engine(model, KvSpecs.factory(KvSpec.FULL, new BlockPool()), numerics)) {
       ThroughputRunner runner = new ThroughputRunner(engine, settings);
       String name = modelOptions.modelPath().getFileName().toString();
       List<Map<String, Object>> records = new ArrayList<>();
@@ -90,9 +94,10 @@ public final class BenchThroughputCommand implements Callable<Integer> {
       ThroughputRunner.addRatios(records);
       System.out.printf(
           Locale.ROOT,
-          "model %s | %d threads | KV budget %s | length %d + %d decode%n",
+          "model %s | %d threads | numerics %s | KV budget %s | length %d + %d decode%n",
           name,
           engine.threads(),
+          numerics,
           ReportWriter.bytes(limit),
           length,
           gen);
@@ -123,7 +128,8 @@ public final class BenchThroughputCommand implements Callable<Integer> {
         ResultStore store = ResultStore.open(out, true);
         store.setEnvironment(Environment.describe(engine.threads()));
         Map<String, Object> stamp =
-            BenchOutput.stamp(modelOptions.modelPath(), engine.threads(), store.environment());
+            BenchOutput.stamp(
+                modelOptions.modelPath(), engine.threads(), numerics, store.environment());
         for (Map<String, Object> r : records) {
           r.putAll(stamp);
         }

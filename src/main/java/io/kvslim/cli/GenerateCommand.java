@@ -21,6 +21,7 @@ import picocli.CommandLine.Option;
 public final class GenerateCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
   @Mixin KvOptions kvOptions;
+  @Mixin NumericsOptions numericsOptions;
 
   @Option(
       names = {"-p", "--prompt"},
@@ -74,8 +75,9 @@ public final class GenerateCommand implements Callable<Integer> {
     SamplerConfig sc =
         new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
     var kvFactory = kvOptions.factory();
+    var numerics = numericsOptions.numerics();
     try (Model model = modelOptions.load();
-        Engine engine = modelOptions.engine(model, kvFactory)) {
+        Engine engine = modelOptions.engine(model, kvFactory, numerics)) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());
       int[] ids = tok.encode(prompt, !noBos, parseSpecial);
       PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);

@@ -3,6 +3,7 @@ package io.kvslim.cli;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvCacheFactory;
 import io.kvslim.model.Model;
+import io.kvslim.model.Numerics;
 import io.kvslim.tensor.Parallel;
 import java.nio.file.Path;
 import picocli.CommandLine.Option;
@@ -39,6 +40,10 @@ public final class ModelOptions {
 
   Engine engine(Model m, KvCacheFactory kv) {
     return new Engine(m, threads, kv);
+  }
+
+  Engine engine(Model m, KvCacheFactory kv, Numerics numerics) {
+    return new Engine(m, threads, kv, numerics);
   }
 
   static Path requireFile(Path p, String what) {

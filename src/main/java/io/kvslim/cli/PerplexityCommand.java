@@ -10,6 +10,7 @@ import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import io.kvslim.model.ModelConfig;
+import io.kvslim.model.Numerics;
 import io.kvslim.tokenizer.Tokenizer;
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -36,6 +37,7 @@ import picocli.CommandLine.Option;
 public final class PerplexityCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
   @Mixin KvOptions kvOptions;
+  @Mixin NumericsOptions numericsOptions;
 
   static final class Input {
     @Option(
@@ -77,8 +79,9 @@ public final class PerplexityCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws IOException {
+    Numerics numerics = numericsOptions.numerics(); // a bad name fails before the model loads
     try (Model model = modelOptions.load();
-        Engine engine = modelOptions.engine(model, kvOptions.factory())) {
+        Engine engine = modelOptions.engine(model, kvOptions.factory(), numerics)) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());
       int[] tokens =
           input.file != null ? tokenizeFile(tok, input.file) : readIds(input.tokensIn, model);
@@ -105,13 +108,14 @@ public final class PerplexityCommand implements Callable<Integer> {
       System.out.printf(
           Locale.ROOT,
           "perplexity: %.4f  mean NLL: %.6f  tokens scored: %d  (%.1f tokens/s, ctx %d, %d threads,"
-              + " KV %s peak %s)%n",
+              + " numerics %s, KV %s peak %s)%n",
           r.perplexity(),
           r.meanNll(),
           r.scoredTokens(),
           r.tokensPerSecond(),
           ctx,
           engine.threads(),
+          numerics,
           kvOptions.spec(),
           Format.bytes(r.kvBytesPeak()));
       if (!full) {
@@ -142,6 +146,7 @@ public final class PerplexityCommand implements Callable<Integer> {
         m.put("tokens_per_second", r.tokensPerSecond());
         m.put("kv_bytes_peak", r.kvBytesPeak());
         m.put("threads", engine.threads());
+        m.put("numerics", numerics.name());
         m.put("decode_from", from);
         m.put("kv_bytes_final", r.kvBytesFinal());
         m.put("kv_tokens", r.kvTokens());

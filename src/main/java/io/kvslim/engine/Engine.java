@@ -5,11 +5,13 @@ import io.kvslim.model.Batch;
 import io.kvslim.model.Forward;
 import io.kvslim.model.Model;
 import io.kvslim.model.ModelConfig;
+import io.kvslim.model.Numerics;
 import io.kvslim.tensor.Parallel;
 
 /**
  * A model with its thread pool, forward pass and a KV cache factory: what every command and the
- * server run on. Not thread-safe: one step at a time (the scheduler batches sequences).
+ * server run on, with the {@link Numerics} chosen when it is built. Not thread-safe: one step at a
+ * time (the scheduler batches sequences).
  */
 public final class Engine implements AutoCloseable {
   /** Rows per prefill step: long prompts are split so scratch buffers stay bounded. */
@@ -22,10 +24,15 @@ public final class Engine implements AutoCloseable {
   private final Batch batch = new Batch();
   private int prefillChunk = DEFAULT_PREFILL_CHUNK;
 
+  /** An engine with kvslim's own numerics ({@link Numerics#DEFAULT}). */
   public Engine(Model model, int threads, KvCacheFactory kvFactory) {
+    this(model, threads, kvFactory, Numerics.DEFAULT);
+  }
+
+  public Engine(Model model, int threads, KvCacheFactory kvFactory, Numerics numerics) {
     this.model = model;
     this.pool = new Parallel(threads);
-    this.forward = new Forward(model, pool);
+    this.forward = new Forward(model, pool, numerics);
     this.kvFactory = kvFactory;
   }
 
@@ -39,6 +46,10 @@ public final class Engine implements AutoCloseable {
 
   public Forward forward() {
     return forward;
+  }
+
+  public Numerics numerics() {
+    return forward.numerics();
   }
 
   public Parallel pool() {

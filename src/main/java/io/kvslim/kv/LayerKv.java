@@ -52,11 +52,13 @@ public interface LayerKv {
 
   /**
    * As {@link #attend(int, int[], int, float[], float, float[], AttentionObserver, Parallel)}, in
-   * the operation order of llama.cpp's CPU backend (non-flash attention) where this layer supports
-   * it, so that the output equals llama.cpp's bit for bit: see {@link PagedLayerKv#attendLlamaCpp}.
-   * By default the layer's own order.
+   * {@code order}: with {@link AttentionOrder#LLAMA_CPP}, the operation order of llama.cpp's CPU
+   * backend (non-flash attention) where this layer supports it, so that the output equals
+   * llama.cpp's bit for bit (see {@link PagedLayerKv#attend(int, int[], int, float[], float,
+   * float[], AttentionObserver, Parallel, AttentionOrder)}). By default the layer's own order
+   * whatever {@code order} asks.
    */
-  default void attendLlamaCpp(
+  default void attend(
       int n,
       int[] positions,
       int heads,
@@ -64,7 +66,8 @@ public interface LayerKv {
       float scale,
       float[] out,
       AttentionObserver observer,
-      Parallel pool) {
+      Parallel pool,
+      AttentionOrder order) {
     attend(n, positions, heads, queries, scale, out, observer, pool);
   }
 

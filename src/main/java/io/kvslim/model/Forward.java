@@ -1,17 +1,19 @@
 package io.kvslim.model;
 
 import io.kvslim.kv.AttentionObserver;
+import io.kvslim.kv.AttentionOrder;
 import io.kvslim.kv.LayerKv;
-import io.kvslim.tensor.ActivationQuant;
 import io.kvslim.tensor.MatMul;
 import io.kvslim.tensor.Parallel;
 import io.kvslim.tensor.WeightMatrix;
 import java.util.Arrays;
+import java.util.Objects;
 
 /**
  * The transformer forward pass over a {@link Batch}: every matmul sees all rows of the batch at
  * once (weights are read once per step), attention runs per sequence against its own cache. Buffers
- * are reused across steps; nothing is allocated per token once they have grown.
+ * are reused across steps; nothing is allocated per token once they have grown. How matmuls and
+ * attention round is the {@link Numerics} it was built with.
  */
 public final class Forward {
   private final Model model;
@@ -26,12 +28,20 @@ public final class Forward {
   private final WeightMatrix[] qkv = new WeightMatrix[3];
   private final float[][] qkvOut = new float[3][];
   private AttentionObserver observer;
-  private boolean llamaCppNumerics;
+  private final Numerics numerics;
+  private final AttentionOrder attentionOrder;
 
+  /** A forward pass with kvslim's own numerics ({@link Numerics#DEFAULT}). */
   public Forward(Model model, Parallel pool) {
+    this(model, pool, Numerics.DEFAULT);
+  }
+
+  public Forward(Model model, Parallel pool, Numerics numerics) {
     this.model = model;
     this.c = model.config();
     this.pool = pool;
+    this.numerics = Objects.requireNonNull(numerics, "numerics");
+    this.attentionOrder = numerics.attentionOrder();
     this.cos = new float[c.ropeDims() / 2];
     this.sin = new float[c.ropeDims() / 2];
     ensure(1);
@@ -43,6 +53,10 @@ public final class Forward {
 
   public Parallel pool() {
     return pool;
+  }
+
+  public Numerics numerics() {
+    return numerics;
   }
 
   /** An observer handed to every attention call (null for none); policies install it. */
@@ -120,7 +134,7 @@ public final class Forward {
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.attnNorm(), dim, c.rmsEps());
     }
-    if (!quantized(w.wq(), w.wk(), w.wv())) {
+    if (fusable(w.wq(), w.wk(), w.wv())) {
       // the three projections in one dispatch
       qkv[0] = w.wq();
       qkv[1] = w.wk();
@@ -155,7 +169,7 @@ public final class Forward {
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.ffnNorm(), dim, c.rmsEps());
     }
-    if (!quantized(w.gate(), w.up(), w.up())) {
+    if (fusable(w.gate(), w.up(), w.up())) {
       // gate, up and SwiGLU in one dispatch, each thread on its own rows of every activation row
       // (each row's products are bit-identical whatever the split)
       WeightMatrix gate = w.gate();
@@ -185,45 +199,17 @@ public final class Forward {
     Ops.add(x, proj, n * dim);
   }
 
-  /**
-   * With {@code on}, the forward pass computes what llama.cpp's CPU backend computes (x86-64,
-   * AVX-512 build, F32 KV cache, no flash attention), bit for bit where every operation is covered:
-   * matmuls over quantized, F16 and BF16 weights convert activations as llama.cpp does (8-bit
-   * blocks, or F16/BF16) and use integer block dot products ({@link ActivationQuant}); attention
-   * runs in llama.cpp's order ({@link LayerKv#attendLlamaCpp}). RMSNorm, RoPE, SwiGLU and the
-   * residual adds are llama.cpp's in both modes. Off (the default), activations stay F32 and
-   * attention uses the cache's own fixed order.
-   */
-  public void setLlamaCppNumerics(boolean on) {
-    this.llamaCppNumerics = on;
-  }
-
-  public boolean llamaCppNumerics() {
-    return llamaCppNumerics;
-  }
-
-  /** Whether these matmuls take the llama.cpp-numerics path (one matmul per matrix). */
-  private boolean quantized(WeightMatrix a, WeightMatrix b, WeightMatrix c) {
-    return llamaCppNumerics
-        && (ActivationQuant.applies(a.type())
-            || ActivationQuant.applies(b.type())
-            || ActivationQuant.applies(c.type()));
+  /** Whether the three matmuls are {@link MatMul}'s (one dispatch may run them together). */
+  private boolean fusable(WeightMatrix a, WeightMatrix b, WeightMatrix c) {
+    return numerics.fusable(a) && numerics.fusable(b) && numerics.fusable(c);
   }
 
   private void mm(WeightMatrix w, float[] in, int n, float[] out) {
-    if (llamaCppNumerics && ActivationQuant.applies(w.type())) {
-      ActivationQuant.matmul(w, in, n, out, pool);
-    } else {
-      MatMul.matmul(w, in, n, out, pool);
-    }
+    numerics.matmul(w, in, n, out, pool);
   }
 
   private void attend(LayerKv kv, int n, int[] positions, float[] q, float scale, float[] out) {
-    if (llamaCppNumerics) {
-      kv.attendLlamaCpp(n, positions, c.heads(), q, scale, out, observer, pool);
-    } else {
-      kv.attend(n, positions, c.heads(), q, scale, out, observer, pool);
-    }
+    kv.attend(n, positions, c.heads(), q, scale, out, observer, pool, attentionOrder);
   }
 
   private void attention(int l, Batch b) {

@@ -161,9 +161,13 @@ public final class Ops {
     return best;
   }
 
-  /** log of the softmax normalizer, computed in double: {@code log(sum exp(x - max)) + max}. */
+  /**
+   * log of the softmax normalizer, computed in double: {@code log(sum exp(x - max)) + max}, the
+   * differences {@code x - max} too (as the golden NLL files were computed: in float they would
+   * move an NLL by up to ~1e-9, enough to change its 6th decimal now and then).
+   */
   public static double logSumExp(float[] x, int off, int n) {
-    float max = Float.NEGATIVE_INFINITY;
+    double max = Double.NEGATIVE_INFINITY;
     for (int i = 0; i < n; i++) {
       max = Math.max(max, x[off + i]);
     }

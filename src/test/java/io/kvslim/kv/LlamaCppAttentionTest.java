@@ -17,8 +17,8 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * {@link PagedLayerKv#attendLlamaCpp} against llama.cpp's non-flash attention written as ggml
- * computes it: the whole {@code KQ} row over the cache padded to 32 cells (masked cells −∞), {@code
+ * {@link AttentionOrder#LLAMA_CPP} against llama.cpp's non-flash attention written as ggml computes
+ * it: the whole {@code KQ} row over the cache padded to 32 cells (masked cells −∞), {@code
  * soft_max} over it, and {@code KQV} by tinyBLAS (several queries) or {@code ggml_vec_dot_f32} (one
  * query) over the padded row.
  */
@@ -61,13 +61,15 @@ class LlamaCppAttentionTest {
         float[] expected = reference(keys, values, size, headDim, chunk, positions, queries, probs);
         float[] serial = new float[queries.length];
         RecordingObserver seen = new RecordingObserver();
-        paged.attendLlamaCpp(chunk, positions, HEADS, queries, SCALE, serial, seen, null);
+        paged.attend(
+            chunk, positions, HEADS, queries, SCALE, serial, seen, null, AttentionOrder.LLAMA_CPP);
         assertThat(serial).as("size %d", size).isEqualTo(expected);
         for (int r = 0; r < probs.length; r++) {
           assertThat(seen.rows.get(r)).isEqualTo(probs[r]);
         }
         float[] pooled = new float[queries.length];
-        paged.attendLlamaCpp(chunk, positions, HEADS, queries, SCALE, pooled, null, pool);
+        paged.attend(
+            chunk, positions, HEADS, queries, SCALE, pooled, null, pool, AttentionOrder.LLAMA_CPP);
         assertThat(pooled).isEqualTo(expected);
       }
     }
@@ -155,7 +157,8 @@ class LlamaCppAttentionTest {
     float[] own = new float[queries.length];
     float[] llamaCpp = new float[queries.length];
     paged.attend(n, range(0, n), HEADS, queries, SCALE, own, null);
-    paged.attendLlamaCpp(n, range(0, n), HEADS, queries, SCALE, llamaCpp, null, null);
+    paged.attend(
+        n, range(0, n), HEADS, queries, SCALE, llamaCpp, null, null, AttentionOrder.LLAMA_CPP);
     assertThat(llamaCpp).isEqualTo(own);
   }
 }

@@ -27,15 +27,15 @@ import org.junit.jupiter.params.provider.MethodSource;
  * The forward pass against llama.cpp's goldens (F32 KV cache cases, one prefill of the whole text,
  * as llama.cpp's goldens were computed).
  *
- * <p>With llama.cpp's numerics ({@link Forward#setLlamaCppNumerics}) kvslim computes what the
- * goldens' llama.cpp build (x86-64, AVX-512, no flash attention) computes, bit for bit, for every
- * model and text: activations converted to Q8_0/Q8_1/Q8_K blocks (F16 for F16 weights) with
- * llama.cpp's block dot products and accumulation order, F32 and F16 products in tinyBLAS's or
- * {@code ggml_vec_dot}'s order, attention in {@code KQ}/{@code soft_max}/{@code KQV}'s order, RoPE
- * with glibc's {@code sincosf}, SiLU with ggml's vector {@code expf}. So the logits equal the
- * golden logits exactly, and the per-token NLL equals the golden NLL up to the 6 decimals the NLL
- * files keep. The issue's bounds (mean |dNLL| <= 1e-2, same argmax at >= 99% of positions) are
- * asserted too; argmax only where golden logits exist (the short texts).
+ * <p>With llama.cpp's numerics ({@link Numerics#LLAMA_CPP}) kvslim computes what the goldens'
+ * llama.cpp build (x86-64, AVX-512, no flash attention) computes, bit for bit, for every model and
+ * text: activations converted to Q8_0/Q8_1/Q8_K blocks (F16 for F16 weights) with llama.cpp's block
+ * dot products and accumulation order, F32 and F16 products in tinyBLAS's or {@code ggml_vec_dot}'s
+ * order, attention in {@code KQ}/{@code soft_max}/{@code KQV}'s order, RoPE with glibc's {@code
+ * sincosf}, SiLU with ggml's vector {@code expf}. So the logits equal the golden logits exactly,
+ * and the per-token NLL equals the golden NLL up to the 6 decimals the NLL files keep. The issue's
+ * bounds (mean |dNLL| <= 1e-2, same argmax at >= 99% of positions) are asserted too; argmax only
+ * where golden logits exist (the short texts).
  *
  * <p>kvslim's default numerics (F32 activations, its own attention order) are checked on the
  * F32-weight models, within 1e-3 on NLL and logits. (With quantized weights the default path
@@ -74,8 +74,12 @@ class GoldenTest {
     }
     List<String> lines = Files.readAllLines(golden.resolve(c.get("nll_file").asText()));
     try (Model m = Model.load(shared.resolve(c.get("model").asText()));
-        Engine e = new Engine(m, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
-      e.forward().setLlamaCppNumerics(llamaCppNumerics);
+        Engine e =
+            new Engine(
+                m,
+                2,
+                KvSpecs.factory(KvSpec.FULL, new BlockPool()),
+                llamaCppNumerics ? Numerics.LLAMA_CPP : Numerics.DEFAULT)) {
       int vocab = m.config().vocabSize();
       double[] maxLogitDiff = {0};
       int[] argmaxAgree = {0, 0};

@@ -1,6 +1,7 @@
 package io.kvslim.kv.cache;
 
 import io.kvslim.kv.AttentionObserver;
+import io.kvslim.kv.AttentionOrder;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.LayerKv;
 import io.kvslim.kv.policy.KvPolicy;
@@ -216,12 +217,11 @@ public final class ManagedKvCache implements KvCache {
         float[] out,
         AttentionObserver engineObserver,
         Parallel pool) {
-      AttentionObserver o = observerFor(n, positions, heads, queries, scale, engineObserver);
-      paged.attend(n, positions, heads, queries, scale, out, o, pool);
+      attend(n, positions, heads, queries, scale, out, engineObserver, pool, AttentionOrder.OWN);
     }
 
     @Override
-    public void attendLlamaCpp(
+    public void attend(
         int n,
         int[] positions,
         int heads,
@@ -229,9 +229,10 @@ public final class ManagedKvCache implements KvCache {
         float scale,
         float[] out,
         AttentionObserver engineObserver,
-        Parallel pool) {
+        Parallel pool,
+        AttentionOrder order) {
       AttentionObserver o = observerFor(n, positions, heads, queries, scale, engineObserver);
-      paged.attendLlamaCpp(n, positions, heads, queries, scale, out, o, pool);
+      paged.attend(n, positions, heads, queries, scale, out, o, pool, order);
     }
 
     @Override

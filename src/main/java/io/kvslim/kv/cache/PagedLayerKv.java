@@ -1,6 +1,7 @@
 package io.kvslim.kv.cache;
 
 import io.kvslim.kv.AttentionObserver;
+import io.kvslim.kv.AttentionOrder;
 import io.kvslim.kv.DenseLayerKv;
 import io.kvslim.kv.LayerKv;
 import io.kvslim.kv.attention.AttentionKernels;
@@ -41,9 +42,10 @@ import java.util.List;
  * </ol>
  *
  * The arithmetic is {@link DenseLayerKv}'s, in the same order, so with F32 keys and values the two
- * agree bit for bit; dead tokens are skipped. {@link #attendLlamaCpp} instead follows llama.cpp's
- * order (normalized probabilities, ggml's {@code expf}, its lane sums) over an F32 cache, to
- * reproduce llama.cpp's output bit for bit.
+ * agree bit for bit; dead tokens are skipped. With {@link AttentionOrder#LLAMA_CPP} ({@link
+ * #attend(int, int[], int, float[], float, float[], AttentionObserver, Parallel, AttentionOrder)})
+ * attention instead follows llama.cpp's order (normalized probabilities, ggml's {@code expf}, its
+ * lane sums) over an F32 cache, to reproduce llama.cpp's output bit for bit.
  *
  * <p>Tiles of distinct KV heads and rows are independent: given the engine's {@link Parallel} pool
  * they run on its threads, each thread with its own scratch (per chunk index) claiming tiles one at
@@ -217,13 +219,14 @@ public final class PagedLayerKv implements LayerKv {
       float[] out,
       AttentionObserver observer,
       Parallel pool) {
-    attend(n, positions, heads, queries, scale, out, observer, pool, false);
+    attend(n, positions, heads, queries, scale, out, observer, pool, AttentionOrder.OWN);
   }
 
   /**
-   * Attention in the order of llama.cpp's CPU backend without flash attention, over an F32 cache
-   * (heads with a block in another format use this class's order). For each query head, as ggml
-   * computes {@code KQ}, {@code soft_max_ext} and {@code KQV} (AVX-512 build):
+   * Attention in {@code order}; with {@link AttentionOrder#LLAMA_CPP}, in the order of llama.cpp's
+   * CPU backend without flash attention, over an F32 cache (heads with a block in another format
+   * use this class's order). For each query head, as ggml computes {@code KQ}, {@code soft_max_ext}
+   * and {@code KQV} (AVX-512 build):
    *
    * <ol>
    *   <li>score of each visible token: {@link LlamaCppMath#dot} of query and key ({@code
@@ -241,22 +244,11 @@ public final class PagedLayerKv implements LayerKv {
    * </ol>
    *
    * With a full cache the retained tokens are llama.cpp's KV cells, so the result equals
-   * llama.cpp's bit for bit.
+   * llama.cpp's bit for bit. With {@link AttentionOrder#OWN}, this class's order (see the class
+   * comment).
    */
   @Override
-  public void attendLlamaCpp(
-      int n,
-      int[] positions,
-      int heads,
-      float[] queries,
-      float scale,
-      float[] out,
-      AttentionObserver observer,
-      Parallel pool) {
-    attend(n, positions, heads, queries, scale, out, observer, pool, true);
-  }
-
-  private void attend(
+  public void attend(
       int n,
       int[] positions,
       int heads,
@@ -265,7 +257,7 @@ public final class PagedLayerKv implements LayerKv {
       float[] out,
       AttentionObserver observer,
       Parallel pool,
-      boolean llamaCpp) {
+      AttentionOrder order) {
     int kvHeads = store.kvHeads();
     if (heads % kvHeads != 0) {
       throw new IllegalArgumentException(
@@ -278,7 +270,7 @@ public final class PagedLayerKv implements LayerKv {
     c.queries = queries;
     c.scale = scale;
     c.out = out;
-    c.llamaCpp = llamaCpp;
+    c.order = order;
     c.queries1 = n == 1;
     scratch.ensureThreads(pool == null ? 1 : pool.threads());
     try {
@@ -345,7 +337,7 @@ public final class PagedLayerKv implements LayerKv {
     int observedQuery0;
     int rowsEnd;
     int items;
-    boolean llamaCpp;
+    AttentionOrder order;
     boolean queries1; // one query in the call: llama.cpp's KQV is a dot product, not tinyBLAS
 
     /** The next item to claim: threads take items one at a time, so a late thread takes fewer. */
@@ -383,7 +375,7 @@ public final class PagedLayerKv implements LayerKv {
   }
 
   private void attend(Tile tile, int g, int first, int last, Call c) {
-    if (c.llamaCpp && allF32(store.head(g))) {
+    if (c.order == AttentionOrder.LLAMA_CPP && allF32(store.head(g))) {
       attendTileLlamaCpp(tile, g, first, last, c);
     } else {
       attendTile(tile, g, first, last, c);
@@ -632,7 +624,10 @@ public final class PagedLayerKv implements LayerKv {
     MemorySegment.copy(rows, FLOAT_LE, 0, dst, 0, filled * headDim);
   }
 
-  /** {@link #attendLlamaCpp}'s arithmetic for rows {@code [first, last)} of KV head {@code g}. */
+  /**
+   * {@link AttentionOrder#LLAMA_CPP}'s arithmetic for rows {@code [first, last)} of KV head {@code
+   * g}.
+   */
   private void attendTileLlamaCpp(Tile tile, int g, int first, int last, Call c) {
     HeadStore head = store.head(g);
     List<KvBlock> blocks = head.blocks();
@@ -782,7 +777,7 @@ public final class PagedLayerKv implements LayerKv {
 
   /**
    * Replaces the scores {@code x[off..+n)} by their probabilities as ggml's {@code soft_max}
-   * computes them (see {@link #attendLlamaCpp}); all 0 when no token is visible.
+   * computes them (see {@link AttentionOrder#LLAMA_CPP}); all 0 when no token is visible.
    */
   private static void softmax(float[] x, int off, int n, float[] group) {
     float max = AttentionKernels.max(x, off, n);
