@@ -16,6 +16,9 @@ public record ServerConfig(
     String apiKey,
     String modelId) {
 
+  /** Prompt tokens prefilled per step by default ({@code --prefill-chunk}). */
+  public static final int DEFAULT_PREFILL_CHUNK = 64;
+
   public ServerConfig {
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException("--port must be 0..65535, got " + port);
