@@ -5,7 +5,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Base64;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -14,7 +13,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
-import java.util.TreeSet;
 import java.util.function.Predicate;
 
 /**
@@ -52,12 +50,14 @@ public final class ReportWriter {
     sections.add(environmentTable());
     nllSection("ppl", "", "Perplexity and KL divergence vs the full cache (ppl)", charts);
     nllSection("code", "nll", "Code NLL and KL divergence vs the full cache (code)", charts);
-    retrievalSection(charts);
-    speedSection(charts);
-    throughputSection(charts);
+    RetrievalReport.add(this, charts);
+    SpeedReport.speed(this, charts);
+    SpeedReport.throughput(this, charts);
     peerSection();
-    Files.writeString(dir.resolve("report.md"), markdown(), StandardCharsets.UTF_8);
-    Files.writeString(dir.resolve("report.html"), html(), StandardCharsets.UTF_8);
+    Files.writeString(
+        dir.resolve("report.md"), ReportPages.markdown(sections), StandardCharsets.UTF_8);
+    Files.writeString(
+        dir.resolve("report.html"), ReportPages.html(sections), StandardCharsets.UTF_8);
     return charts;
   }
 
@@ -106,7 +106,18 @@ public final class ReportWriter {
 
   // ---- helpers ------------------------------------------------------------------------------
 
-  private List<Map<String, Object>> select(Predicate<Map<String, Object>> p) {
+  /** Appends a section: a {@link Table}, a note (String) or a {@link Charts.Saved} chart. */
+  void add(Object section) {
+    sections.add(section);
+  }
+
+  /** Where the charts go. */
+  Path chartsDir() {
+    return dir.resolve("charts");
+  }
+
+  /** The records {@code p} accepts, in order. */
+  List<Map<String, Object>> select(Predicate<Map<String, Object>> p) {
     List<Map<String, Object>> out = new ArrayList<>();
     for (Map<String, Object> r : records) {
       if (p.test(r)) {
@@ -116,7 +127,7 @@ public final class ReportWriter {
     return out;
   }
 
-  private static boolean isPeer(Map<String, Object> r) {
+  static boolean isPeer(Map<String, Object> r) {
     return !"kvslim".equals(r.get("peer"));
   }
 
@@ -129,14 +140,14 @@ public final class ReportWriter {
     return Objects.toString(r.get(key), "");
   }
 
-  private static String fmt(double v, int decimals) {
+  static String fmt(double v, int decimals) {
     if (Double.isNaN(v)) {
       return "–";
     }
     return String.format(Locale.ROOT, "%." + decimals + "f", v);
   }
 
-  private static String fmtG(double v) {
+  static String fmtG(double v) {
     return Double.isNaN(v) ? "–" : String.format(Locale.ROOT, "%.4g", v);
   }
 
@@ -166,7 +177,7 @@ public final class ReportWriter {
     return Double.isNaN(v) ? Double.MAX_VALUE : v;
   }
 
-  private static Set<String> models(List<Map<String, Object>> rs) {
+  static Set<String> models(List<Map<String, Object>> rs) {
     Set<String> m = new LinkedHashSet<>();
     for (Map<String, Object> r : rs) {
       m.add(str(r, "model"));
@@ -189,25 +200,6 @@ public final class ReportWriter {
       rows.add(List.of("model " + e.getKey() + " sha256", e.getValue()));
     }
     return new Table("Environment", List.of("what", "value"), rows);
-  }
-
-  /** Averages a metric of records grouped by spec (records of one model and task). */
-  private static Map<String, double[]> averageBySpec(
-      List<Map<String, Object>> rs, List<String> keys) {
-    Map<String, double[]> sums = new LinkedHashMap<>();
-    for (Map<String, Object> r : rs) {
-      double[] s = sums.computeIfAbsent(str(r, "spec"), k -> new double[keys.size() + 1]);
-      for (int i = 0; i < keys.size(); i++) {
-        s[i] += num(r, keys.get(i));
-      }
-      s[keys.size()]++;
-    }
-    for (double[] s : sums.values()) {
-      for (int i = 0; i < s.length - 1; i++) {
-        s[i] /= s[s.length - 1];
-      }
-    }
-    return sums;
   }
 
   // ---- sections -----------------------------------------------------------------------------
@@ -277,7 +269,7 @@ public final class ReportWriter {
                   "mean KLD vs full cache",
                   series,
                   true),
-              dir.resolve("charts"),
+              chartsDir(),
               name,
               "KLD vs compression");
       charts.add(s);
@@ -298,7 +290,7 @@ public final class ReportWriter {
     return toSeries(pts);
   }
 
-  private static Map<String, double[][]> toSeries(Map<String, List<double[]>> pts) {
+  static Map<String, double[][]> toSeries(Map<String, List<double[]>> pts) {
     Map<String, double[][]> out = new LinkedHashMap<>();
     for (Map.Entry<String, List<double[]>> e : pts.entrySet()) {
       List<double[]> p = e.getValue();
@@ -312,299 +304,6 @@ public final class ReportWriter {
       out.put(e.getKey(), new double[][] {x, y});
     }
     return out;
-  }
-
-  private void retrievalSection(List<Charts.Saved> charts) throws IOException {
-    List<Map<String, Object>> all =
-        select(
-            r ->
-                !isPeer(r)
-                    && Set.of("passkey", "niah", "ruler", "code").contains(str(r, "task"))
-                    && !"nll".equals(r.get("variant")));
-    if (all.isEmpty()) {
-      return;
-    }
-    List<String> keys =
-        List.of(
-            "compression_ratio",
-            "kv_bytes",
-            "accuracy",
-            "match_full",
-            "kld_query",
-            "top1_agreement");
-    for (String model : models(all)) {
-      List<Map<String, Object>> byModel =
-          select(r -> all.contains(r) && model.equals(r.get("model")));
-      Set<String> taskNames = new LinkedHashSet<>();
-      for (Map<String, Object> r : byModel) {
-        taskNames.add(
-            str(r, "task") + (str(r, "variant").isEmpty() ? "" : ":" + str(r, "variant")));
-      }
-      Map<String, List<double[]>> accPts = new LinkedHashMap<>();
-      Map<String, List<double[]>> matchPts = new LinkedHashMap<>();
-      for (String tn : taskNames) {
-        List<Map<String, Object>> rs =
-            select(
-                r ->
-                    byModel.contains(r)
-                        && tn.equals(
-                            str(r, "task")
-                                + (str(r, "variant").isEmpty() ? "" : ":" + str(r, "variant"))));
-        Map<String, double[]> avg = averageBySpec(rs, keys);
-        List<Map<String, Object>> summary = new ArrayList<>();
-        for (Map.Entry<String, double[]> e : avg.entrySet()) {
-          Map<String, Object> m = new LinkedHashMap<>();
-          m.put("spec", e.getKey());
-          m.put("family", ResultStore.family(e.getKey()));
-          for (int i = 0; i < keys.size(); i++) {
-            m.put(keys.get(i), e.getValue()[i]);
-          }
-          m.put("settings", (int) e.getValue()[keys.size()]);
-          summary.add(m);
-        }
-        summary.sort(BY_COMPRESSION);
-        List<List<String>> rows = new ArrayList<>();
-        for (Map<String, Object> m : summary) {
-          rows.add(
-              List.of(
-                  str(m, "spec"),
-                  fmt(num(m, "compression_ratio"), 2),
-                  bytes(num(m, "kv_bytes")),
-                  fmt(num(m, "accuracy"), 3),
-                  fmt(num(m, "match_full"), 3),
-                  fmtG(num(m, "kld_query")),
-                  fmt(num(m, "top1_agreement"), 3),
-                  str(m, "settings")));
-          String fam = str(m, "family");
-          accPts.computeIfAbsent(fam + " " + tn, k -> new ArrayList<>());
-          accPts
-              .get(fam + " " + tn)
-              .add(new double[] {num(m, "compression_ratio"), num(m, "accuracy")});
-          matchPts.computeIfAbsent(fam + " " + tn, k -> new ArrayList<>());
-          matchPts
-              .get(fam + " " + tn)
-              .add(new double[] {num(m, "compression_ratio"), num(m, "match_full")});
-        }
-        sections.add(
-            new Table(
-                "Retrieval: " + tn + " — " + model + " (mean over lengths × depths)",
-                List.of(
-                    "spec",
-                    "compression",
-                    "KV bytes",
-                    "accuracy",
-                    "same answer as full",
-                    "KLD at question",
-                    "top-1 at question",
-                    "settings"),
-                rows));
-        if (tn.equals("niah")) {
-          heatMaps(rs, tn, model, charts);
-        }
-      }
-      for (var e : List.of(Map.entry("accuracy", accPts), Map.entry("match_full", matchPts))) {
-        String name = Slug.of(e.getKey() + "-vs-compression-" + model);
-        Charts.Saved s =
-            Charts.save(
-                Charts.lines(
-                    (e.getKey().equals("accuracy") ? "Task accuracy" : "Same answer as full cache")
-                        + " vs compression ("
-                        + model
-                        + ")",
-                    "compression ratio (F16 full bytes / bytes held)",
-                    e.getKey().equals("accuracy")
-                        ? "exact-match accuracy"
-                        : "share of answers equal to full",
-                    toSeries(e.getValue()),
-                    true),
-                dir.resolve("charts"),
-                name,
-                e.getKey() + " vs compression");
-        charts.add(s);
-        sections.add(s);
-      }
-    }
-  }
-
-  private void heatMaps(
-      List<Map<String, Object>> rs, String task, String model, List<Charts.Saved> charts)
-      throws IOException {
-    Set<String> specs = new LinkedHashSet<>();
-    TreeSet<Double> depths = new TreeSet<>();
-    TreeSet<Integer> lengths = new TreeSet<>();
-    for (Map<String, Object> r : rs) {
-      specs.add(str(r, "spec"));
-      depths.add(num(r, "depth"));
-      lengths.add((int) num(r, "length"));
-    }
-    List<String> cols = new ArrayList<>();
-    for (int l : lengths) {
-      cols.add(Integer.toString(l));
-    }
-    List<String> rowNames = new ArrayList<>();
-    for (double d : depths) {
-      rowNames.add(fmt(d, 2));
-    }
-    for (String metric : List.of("accuracy", "match_full")) {
-      for (String spec : specs) {
-        double[][] v = new double[depths.size()][lengths.size()];
-        for (double[] row : v) {
-          java.util.Arrays.fill(row, Double.NaN);
-        }
-        for (Map<String, Object> r : rs) {
-          if (spec.equals(r.get("spec"))) {
-            int ri = depths.headSet(num(r, "depth")).size();
-            int ci = lengths.headSet((int) num(r, "length")).size();
-            v[ri][ci] = num(r, metric);
-          }
-        }
-        String name = Slug.of("heatmap-" + task + "-" + metric + "-" + spec + "-" + model);
-        String what = metric.equals("accuracy") ? "accuracy" : "same answer as full";
-        Charts.Saved s =
-            Charts.save(
-                Charts.heatMap(
-                    task + " " + what + ": " + spec,
-                    "context length",
-                    "needle depth",
-                    cols,
-                    rowNames,
-                    v),
-                dir.resolve("charts"),
-                name,
-                task + " " + what + " " + spec);
-        charts.add(s);
-        sections.add(s);
-      }
-    }
-  }
-
-  private void speedSection(List<Charts.Saved> charts) throws IOException {
-    List<Map<String, Object>> all = select(r -> !isPeer(r) && "speed".equals(r.get("task")));
-    if (all.isEmpty()) {
-      return;
-    }
-    for (String model : models(all)) {
-      List<Map<String, Object>> rs = select(r -> all.contains(r) && model.equals(r.get("model")));
-      rs.sort(BY_COMPRESSION.thenComparingDouble(r -> num(r, "depth")));
-      List<List<String>> rows = new ArrayList<>();
-      Map<String, List<double[]>> decode = new LinkedHashMap<>();
-      Map<String, List<double[]>> prefill = new LinkedHashMap<>();
-      for (Map<String, Object> r : rs) {
-        rows.add(
-            List.of(
-                str(r, "spec"),
-                fmt(num(r, "depth"), 0),
-                fmt(num(r, "compression_ratio"), 2),
-                bytes(num(r, "kv_bytes")),
-                fmt(num(r, "prefill_tokens_per_second"), 1),
-                fmt(num(r, "decode_tokens_per_second"), 1),
-                fmt(num(r, "decode_vs_full"), 3),
-                fmt(num(r, "decode_tokens_per_second_spread_percent"), 1),
-                fmt(num(r, "policy_ms_per_step"), 3)));
-        decode
-            .computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
-            .add(new double[] {num(r, "depth"), num(r, "decode_tokens_per_second")});
-        prefill
-            .computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
-            .add(new double[] {num(r, "depth"), num(r, "prefill_tokens_per_second")});
-      }
-      sections.add(
-          new Table(
-              "Speed — " + model,
-              List.of(
-                  "spec",
-                  "depth",
-                  "compression",
-                  "KV bytes",
-                  "prefill tok/s",
-                  "decode tok/s",
-                  "decode vs full",
-                  "decode ±%",
-                  "policy ms/step"),
-              rows));
-      for (var e : List.of(Map.entry("decode", decode), Map.entry("prefill", prefill))) {
-        String name = Slug.of(e.getKey() + "-tokens-per-second-vs-depth-" + model);
-        Charts.Saved s =
-            Charts.save(
-                Charts.lines(
-                    e.getKey() + " tokens/s vs context depth (" + model + ")",
-                    "context depth (tokens)",
-                    e.getKey() + " tokens/s",
-                    toSeries(e.getValue()),
-                    false),
-                dir.resolve("charts"),
-                name,
-                e.getKey() + " tokens/s vs depth");
-        charts.add(s);
-        sections.add(s);
-      }
-    }
-  }
-
-  private void throughputSection(List<Charts.Saved> charts) throws IOException {
-    List<Map<String, Object>> all = select(r -> !isPeer(r) && "throughput".equals(r.get("task")));
-    if (all.isEmpty()) {
-      return;
-    }
-    for (String model : models(all)) {
-      List<Map<String, Object>> summary =
-          select(
-              r ->
-                  all.contains(r)
-                      && model.equals(r.get("model"))
-                      && "max".equals(r.get("variant")));
-      summary.sort(BY_COMPRESSION);
-      List<List<String>> rows = new ArrayList<>();
-      for (Map<String, Object> r : summary) {
-        rows.add(
-            List.of(
-                str(r, "spec"),
-                fmt(num(r, "compression_ratio"), 2),
-                bytes(num(r, "kv_memory_limit")),
-                str(r, "length"),
-                str(r, "batch"),
-                fmt(num(r, "decode_tokens_per_second"), 1),
-                fmt(num(r, "sequences_vs_full"), 2),
-                fmt(num(r, "tokens_per_second_vs_full"), 2)));
-      }
-      sections.add(
-          new Table(
-              "Throughput under a fixed KV budget — " + model,
-              List.of(
-                  "spec",
-                  "compression",
-                  "KV budget",
-                  "length",
-                  "max sequences",
-                  "tok/s at max",
-                  "sequences vs full",
-                  "tok/s vs full"),
-              rows));
-      Map<String, List<double[]>> pts = new LinkedHashMap<>();
-      for (Map<String, Object> r :
-          select(
-              r ->
-                  all.contains(r)
-                      && model.equals(r.get("model"))
-                      && "sweep".equals(r.get("variant")))) {
-        pts.computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
-            .add(new double[] {num(r, "batch"), num(r, "decode_tokens_per_second")});
-      }
-      String name = Slug.of("throughput-vs-batch-" + model);
-      Charts.Saved s =
-          Charts.save(
-              Charts.lines(
-                  "Aggregate decode tokens/s vs batch size (" + model + ")",
-                  "sequences decoding together",
-                  "tokens/s",
-                  toSeries(pts),
-                  false),
-              dir.resolve("charts"),
-              name,
-              "throughput vs batch size");
-      charts.add(s);
-      sections.add(s);
-    }
   }
 
   private void peerSection() {
@@ -640,84 +339,5 @@ public final class ReportWriter {
     header.addAll(
         List.of("PPL", "KLD mean", "KLD p99", "KLD max", "top-1", "prefill tok/s", "decode tok/s"));
     sections.add(new Table("Peer results (imported)", header, rows));
-  }
-
-  // ---- rendering ----------------------------------------------------------------------------
-
-  private String markdown() {
-    StringBuilder sb = new StringBuilder("# kvslim bench report\n\n");
-    for (Object s : sections) {
-      switch (s) {
-        case String text -> sb.append("> ").append(text).append("\n\n");
-        case Table t -> {
-          sb.append("## ").append(t.title()).append("\n\n");
-          sb.append("| ").append(String.join(" | ", t.header())).append(" |\n");
-          sb.append("|").append("---|".repeat(t.header().size())).append('\n');
-          for (List<String> row : t.rows()) {
-            sb.append("| ").append(String.join(" | ", row).replace("\n", " ")).append(" |\n");
-          }
-          sb.append('\n');
-        }
-        case Charts.Saved c ->
-            sb.append("![")
-                .append(c.title())
-                .append("](charts/")
-                .append(c.name())
-                .append(".png) ([svg](charts/")
-                .append(c.name())
-                .append(".svg))\n\n");
-        default -> throw new IllegalStateException("unknown section " + s);
-      }
-    }
-    return sb.toString();
-  }
-
-  private static String esc(String s) {
-    return s.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace("\"", "&quot;");
-  }
-
-  private String html() {
-    StringBuilder sb =
-        new StringBuilder(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                + "<title>kvslim bench report</title><style>"
-                + "body{font-family:sans-serif;margin:2em;max-width:1100px}"
-                + "table{border-collapse:collapse;margin:1em 0}"
-                + "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-                + "td:first-child,th:first-child{text-align:left}"
-                + "blockquote{background:#fff8e1;padding:.5em 1em;border-left:4px solid #f0b400}"
-                + "img{max-width:100%;display:block;margin:1em 0}"
-                + "</style></head><body>\n<h1>kvslim bench report</h1>\n");
-    for (Object s : sections) {
-      switch (s) {
-        case String text -> sb.append("<blockquote>").append(esc(text)).append("</blockquote>\n");
-        case Table t -> {
-          sb.append("<h2>").append(esc(t.title())).append("</h2>\n<table><tr>");
-          for (String h : t.header()) {
-            sb.append("<th>").append(esc(h)).append("</th>");
-          }
-          sb.append("</tr>\n");
-          for (List<String> row : t.rows()) {
-            sb.append("<tr>");
-            for (String c : row) {
-              sb.append("<td>").append(esc(c)).append("</td>");
-            }
-            sb.append("</tr>\n");
-          }
-          sb.append("</table>\n");
-        }
-        case Charts.Saved c ->
-            sb.append("<img alt=\"")
-                .append(esc(c.title()))
-                .append("\" src=\"data:image/png;base64,")
-                .append(Base64.getEncoder().encodeToString(c.png()))
-                .append("\">\n");
-        default -> throw new IllegalStateException("unknown section " + s);
-      }
-    }
-    return sb.append("</body></html>\n").toString();
   }
 }

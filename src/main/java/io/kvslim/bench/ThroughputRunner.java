@@ -8,24 +8,31 @@ import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvMemoryExhaustedException;
+import io.kvslim.server.Admission;
+import io.kvslim.server.KvPlan;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * Batch throughput under a fixed KV memory budget (BENCHMARKS.md, Speed): sequences of L random
- * tokens are admitted into one {@link BlockPool} with the byte limit until the next would not fit
- * (its prefill is refused by the pool, or the pool could not hold every admitted sequence's growth
- * over N decode steps, measured on a probe sequence first); then they decode together with {@link
- * Engine#decodeBatch} for all N steps from the prompt, so every spec's rate "all together" covers
- * the same depths, L to L + N (the rate the specs are compared by). The smaller batch sizes 1, 2,
- * 4, ... are measured after, each on fresh sequences in the same pool over the first max(16,
- * N/sizes) steps.
+ * Batch throughput under a fixed KV memory budget (BENCHMARKS.md, Speed), admitting sequences as
+ * the server does: one {@link BlockPool} with the byte limit, a {@link KvPlan} of the spec for
+ * prompts appended in chunks of {@code prefillChunk} tokens, and the server's {@link Admission}
+ * rule: sequences of L random tokens, each reserving the plan's estimate for L + N tokens, are
+ * admitted while a slot is free and the reservation fits beside the others' (so the count is the
+ * number of such requests a server with this {@code --kv-memory} and {@code --max-batch} runs at
+ * once). They are prefilled, then decode together with {@link Engine#decodeBatch} for all N steps
+ * from the prompt, so every spec's rate "all together" covers the same depths, L to L + N (the rate
+ * the specs are compared by). The smaller batch sizes 1, 2, 4, ... are measured after, each on
+ * fresh sequences admitted into the same pool, over the first max(16, N/sizes) steps. A probe
+ * sequence in its own pool first gives the bytes one sequence actually holds after prefill and at
+ * its peak, reported beside the reservation.
  */
 public final class ThroughputRunner {
   /** Settings of a run. */
-  public record Settings(long limitBytes, int length, int gen, int maxBatch, long seed) {
+  public record Settings(
+      long limitBytes, int length, int gen, int maxBatch, int prefillChunk, long seed) {
     public Settings {
       if (limitBytes < 1) {
         throw new IllegalArgumentException("--kv-memory must be positive");
@@ -36,12 +43,17 @@ public final class ThroughputRunner {
       if (maxBatch < 1) {
         throw new IllegalArgumentException("--max-batch must be at least 1, got " + maxBatch);
       }
+      if (prefillChunk < 1) {
+        throw new IllegalArgumentException(
+            "--prefill-chunk must be at least 1, got " + prefillChunk);
+      }
     }
   }
 
   private final Engine engine;
   private final Settings s;
 
+  /** A runner on {@code engine}, whose prefill chunk it sets to the settings' one. */
   public ThroughputRunner(Engine engine, Settings settings) {
     this.engine = engine;
     this.s = settings;
@@ -50,6 +62,7 @@ public final class ThroughputRunner {
       throw new IllegalArgumentException(
           "--length + --gen = " + (s.length() + s.gen()) + " exceeds the model's context " + ctx);
     }
+    engine.setPrefillChunk(s.prefillChunk());
   }
 
   private int[] tokens(int sequence) {
@@ -78,28 +91,24 @@ public final class ThroughputRunner {
       }
       peak = probe.peakBytes();
     }
-    long growth = Math.max(0, peak - afterPrefill);
     BlockPool pool = new BlockPool(s.limitBytes());
-    KvCaches kv = KvSpecs.caches(parsed, pool, engine.config());
+    KvPlan plan = KvPlan.of(parsed, pool, engine.config(), s.prefillChunk());
+    long reservation = plan.estimateBytes(s.length(), s.gen());
+    Admission admission = new Admission(pool.limitBytes(), s.maxBatch());
     List<KvCache> admitted = new ArrayList<>();
     List<int[]> seqTokens = new ArrayList<>();
     List<Map<String, Object>> out = new ArrayList<>();
-    boolean exhausted = false;
+    boolean prefillExhausted = false;
     try {
-      while (admitted.size() < s.maxBatch()) {
+      while (admission.tryAdmit(reservation)) {
         int[] t = tokens(admitted.size());
-        KvCache c = null;
+        KvCache c = plan.create();
         try {
-          c = kv.create();
           engine.prefill(c, t, 0, s.length(), 0, false, one);
-        } catch (KvMemoryExhaustedException e) {
-          if (c != null) {
-            c.close();
-          }
-          break;
-        }
-        if (pool.usedBytes() + (admitted.size() + 1) * growth > s.limitBytes()) {
+        } catch (KvMemoryExhaustedException e) { // the estimate fell short: reported, not hidden
           c.close();
+          admission.release(reservation);
+          prefillExhausted = true;
           break;
         }
         admitted.add(c);
@@ -121,12 +130,12 @@ public final class ThroughputRunner {
           n == 0
               ? new Timed(0, 0, false)
               : decode(admitted.toArray(new KvCache[0]), seqTokens, n, s.gen());
-      exhausted = all.exhausted();
       double atMax = all.tokensPerSecond();
       // then the smaller batch sizes, each on fresh sequences in the same pool (the admitted ones
-      // are closed first), over the first decode steps
+      // retire first), over the first decode steps
       for (KvCache c : admitted) {
         c.close();
+        admission.release(reservation);
       }
       admitted.clear();
       int sweepSteps = Math.min(s.gen(), Math.max(16, s.gen() / Math.max(1, sizes.size())));
@@ -137,22 +146,9 @@ public final class ThroughputRunner {
           tps = atMax;
           done = all.steps();
         } else {
-          KvCache[] fresh = new KvCache[b];
-          try {
-            for (int i = 0; i < b; i++) {
-              fresh[i] = kv.create();
-              engine.prefill(fresh[i], seqTokens.get(i), 0, s.length(), 0, false, one);
-            }
-            Timed t = decode(fresh, seqTokens, b, sweepSteps);
-            tps = t.tokensPerSecond();
-            done = t.steps();
-          } finally {
-            for (KvCache c : fresh) {
-              if (c != null) {
-                c.close();
-              }
-            }
-          }
+          Timed t = sweep(plan, admission, reservation, seqTokens, b, sweepSteps);
+          tps = t.tokensPerSecond();
+          done = t.steps();
         }
         Map<String, Object> r =
             ResultStore.record(modelName, spec, "throughput", "sweep", s.length(), null);
@@ -162,6 +158,7 @@ public final class ThroughputRunner {
         out.add(r);
         progress.advance((long) s.gen() * b / Math.max(1, sizes.size()), spec + " batch " + b);
       }
+      long f16 = QualityRunner.f16Bytes(engine.config(), s.length());
       Map<String, Object> r =
           ResultStore.record(modelName, spec, "throughput", "max", s.length(), null);
       r.put("batch", n);
@@ -169,22 +166,45 @@ public final class ThroughputRunner {
       r.put("decode_tokens_per_second", atMax);
       r.put("kv_memory_limit", s.limitBytes());
       r.put("gen", s.gen());
+      r.put("prefill_chunk", s.prefillChunk());
+      r.put("kv_bytes_reserved", reservation);
       r.put("kv_bytes", afterPrefill);
       r.put("kv_bytes_peak", peak);
-      r.put("kv_bytes_f16_full", QualityRunner.f16Bytes(engine.config(), s.length()));
-      r.put(
-          "compression_ratio",
-          afterPrefill == 0
-              ? Double.NaN
-              : QualityRunner.f16Bytes(engine.config(), s.length()) / (double) afterPrefill);
+      r.put("kv_bytes_f16_full", f16);
+      r.put("compression_ratio", afterPrefill == 0 ? Double.NaN : f16 / (double) afterPrefill);
       r.put("pool_peak_bytes", pool.peakBytes());
-      r.put("exhausted_during_decode", exhausted);
+      r.put("exhausted_during_prefill", prefillExhausted);
+      r.put("exhausted_during_decode", all.exhausted());
       r.put("capped_by_max_batch", n == s.maxBatch());
       out.add(r);
       return out;
     } finally {
       for (KvCache c : admitted) {
         c.close();
+      }
+    }
+  }
+
+  /** Admits {@code b} fresh sequences, prefills them, decodes them together, retires them. */
+  private Timed sweep(
+      KvPlan plan, Admission admission, long reservation, List<int[]> seqTokens, int b, int steps) {
+    float[] one = new float[engine.config().vocabSize()];
+    KvCache[] fresh = new KvCache[b];
+    try {
+      for (int i = 0; i < b; i++) {
+        if (!admission.tryAdmit(reservation)) {
+          throw new IllegalStateException("batch " + b + " no longer fits what fitted before");
+        }
+        fresh[i] = plan.create();
+        engine.prefill(fresh[i], seqTokens.get(i), 0, s.length(), 0, false, one);
+      }
+      return decode(fresh, seqTokens, b, steps);
+    } finally {
+      for (KvCache c : fresh) {
+        if (c != null) {
+          c.close();
+          admission.release(reservation);
+        }
       }
     }
   }

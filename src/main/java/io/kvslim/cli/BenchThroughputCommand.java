@@ -12,6 +12,7 @@ import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import io.kvslim.model.Numerics;
+import io.kvslim.server.ServerConfig;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -30,8 +31,10 @@ import picocli.CommandLine.Option;
     mixinStandardHelpOptions = true,
     description = {
       "How many sequences of --length tokens fit in --kv-memory bytes of KV cache with each spec"
-          + " (admitted until the pool refuses, leaving room for --gen decode steps each), and the"
-          + " aggregate decode tokens/s when they decode together; ratios to the full cache."
+          + " (admitted as 'kvslim serve' admits requests of --length prompt tokens and --gen"
+          + " max_tokens: while each one's estimated KV bytes fit beside the others' reservations),"
+          + " and the aggregate decode tokens/s when they decode together; ratios to the full"
+          + " cache."
     })
 public final class BenchThroughputCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
@@ -61,6 +64,14 @@ public final class BenchThroughputCommand implements Callable<Integer> {
       description = "Admit at most N sequences (default ${DEFAULT-VALUE}).")
   int maxBatch = 256;
 
+  @Option(
+      names = "--prefill-chunk",
+      paramLabel = "N",
+      description =
+          "Prompt tokens appended per step, as 'kvslim serve --prefill-chunk' (default"
+              + " ${DEFAULT-VALUE}).")
+  int prefillChunk = ServerConfig.DEFAULT_PREFILL_CHUNK;
+
   @Option(names = "--seed", description = "Seed of the random tokens (default ${DEFAULT-VALUE}).")
   long seed = 1;
 
@@ -79,7 +90,7 @@ public final class BenchThroughputCommand implements Callable<Integer> {
       }
     }
     ThroughputRunner.Settings settings =
-        new ThroughputRunner.Settings(limit, length, gen, maxBatch, seed);
+        new ThroughputRunner.Settings(limit, length, gen, maxBatch, prefillChunk, seed);
     try (Model model = modelOptions.load();
         Engine engine =
             modelOptions.engine(model, KvSpecs.factory(KvSpec.FULL, new BlockPool()), numerics)) {
@@ -103,9 +114,10 @@ public final class BenchThroughputCommand implements Callable<Integer> {
           gen);
       System.out.printf(
           Locale.ROOT,
-          "%-44s %10s %8s %12s %10s %10s%n",
+          "%-44s %10s %10s %8s %12s %10s %10s%n",
           "spec",
-          "bytes/seq",
+          "reserved",
+          "peak/seq",
           "max seqs",
           "tok/s",
           "seqs/full",
@@ -114,8 +126,9 @@ public final class BenchThroughputCommand implements Callable<Integer> {
         if ("max".equals(r.get("variant"))) {
           System.out.printf(
               Locale.ROOT,
-              "%-44s %10s %8d %12.1f %10.2f %10.2f%n",
+              "%-44s %10s %10s %8d %12.1f %10.2f %10.2f%n",
               r.get("spec"),
+              ReportWriter.bytes(((Number) r.get("kv_bytes_reserved")).doubleValue()),
               ReportWriter.bytes(((Number) r.get("kv_bytes_peak")).doubleValue()),
               ((Number) r.get("max_sequences")).intValue(),
               ((Number) r.get("decode_tokens_per_second")).doubleValue(),

@@ -60,7 +60,7 @@ public final class ServeCommand implements Callable<Integer> {
       paramLabel = "N",
       description =
           "Prompt tokens prefilled per step, between decode steps (default ${DEFAULT-VALUE}).")
-  int prefillChunk = 64;
+  int prefillChunk = ServerConfig.DEFAULT_PREFILL_CHUNK;
 
   @Option(
       names = "--api-key",

@@ -70,19 +70,28 @@ public final class KvPlan {
    */
   public static KvPlan resolve(String text, BlockPool pool, ModelConfig config, int prefillChunk) {
     try {
-      KvSpec spec = KvSpec.parse(text);
-      KvCaches caches = KvSpecs.caches(spec, pool, config);
-      KvCacheFormat[] formats = new KvCacheFormat[config.layers()];
-      try (ManagedKvCache probe = caches.create()) {
-        for (int l = 0; l < formats.length; l++) {
-          formats[l] = probe.paged(l).store().format();
-        }
-      }
-      return new KvPlan(spec, caches, config, formats, 1.0, prefillChunk);
+      return of(KvSpec.parse(text), pool, config, prefillChunk);
     } catch (IllegalArgumentException e) { // KvSpecException, or a format that does not fit
       throw new ApiException(
           400, e.getMessage(), ApiException.INVALID_REQUEST, "kv", "bad_kv_spec");
     }
+  }
+
+  /**
+   * The plan of a parsed {@code spec} for sequences whose prompts are appended in chunks of at most
+   * {@code prefillChunk} tokens, outside the server ({@code kvslim bench throughput} admits by it).
+   *
+   * @throws IllegalArgumentException if the spec does not fit the model's shape
+   */
+  public static KvPlan of(KvSpec spec, BlockPool pool, ModelConfig config, int prefillChunk) {
+    KvCaches caches = KvSpecs.caches(spec, pool, config);
+    KvCacheFormat[] formats = new KvCacheFormat[config.layers()];
+    try (ManagedKvCache probe = caches.create()) {
+      for (int l = 0; l < formats.length; l++) {
+        formats[l] = probe.paged(l).store().format();
+      }
+    }
+    return new KvPlan(spec, caches, config, formats, 1.0, prefillChunk);
   }
 
   public String text() {

@@ -3,7 +3,6 @@ package io.kvslim.server;
 import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.javalin.Javalin;
 import io.javalin.compression.CompressionStrategy;
@@ -261,7 +260,13 @@ public final class OpenAiServer implements AutoCloseable {
     }
     Sequence seq =
         scheduler.submit(prompt, maxTokens, req.sampling(), plan, req.ignoreEos(), stops);
-    Response r = new Response(req, chat, "%s-%d".formatted(chat ? "chatcmpl" : "cmpl", seq.id));
+    CompletionResponse r =
+        new CompletionResponse(
+            json,
+            req,
+            chat,
+            "%s-%d".formatted(chat ? "chatcmpl" : "cmpl", seq.id),
+            config.modelId());
     boolean ended = false;
     try {
       ended = req.stream() ? stream(ctx, seq, r) : collect(ctx, seq, r);
@@ -276,13 +281,13 @@ public final class OpenAiServer implements AutoCloseable {
     }
   }
 
-  /** The largest default generation limit whose KV estimate fits the pool. */
+  /** The largest default generation limit whose KV estimate the scheduler could ever admit. */
   private int fittingMaxTokens(KvPlan plan, int prompt, int upTo) {
     int lo = 0;
     int hi = upTo;
     while (lo < hi) {
       int mid = (lo + hi + 1) >>> 1;
-      if (plan.estimateBytes(prompt, mid) <= pool.limitBytes()) {
+      if (scheduler.admission().fitsAlone(plan.estimateBytes(prompt, mid))) {
         lo = mid;
       } else {
         hi = mid - 1;
@@ -329,7 +334,8 @@ public final class OpenAiServer implements AutoCloseable {
   }
 
   /** Waits for the whole completion, then answers with one JSON object. */
-  private boolean collect(Context ctx, Sequence seq, Response r) throws InterruptedException {
+  private boolean collect(Context ctx, Sequence seq, CompletionResponse r)
+      throws InterruptedException {
     StringBuilder text = new StringBuilder();
     List<Integer> tokens = new ArrayList<>();
     while (true) {
@@ -353,7 +359,8 @@ public final class OpenAiServer implements AutoCloseable {
   /**
    * Streams server-sent events as tokens come; returns false when a write failed (the client left).
    */
-  private boolean stream(Context ctx, Sequence seq, Response r) throws InterruptedException {
+  private boolean stream(Context ctx, Sequence seq, CompletionResponse r)
+      throws InterruptedException {
     ctx.res().setStatus(200);
     ctx.res().setContentType("text/event-stream; charset=utf-8");
     ctx.res().setHeader("Cache-Control", "no-cache");
@@ -428,99 +435,6 @@ public final class OpenAiServer implements AutoCloseable {
       ctx.result(json.writeValueAsBytes(body));
     } catch (IOException e) {
       throw new IllegalStateException("cannot serialize a response", e);
-    }
-  }
-
-  /** Builds one request's response objects in OpenAI's shapes. */
-  private final class Response {
-    final CompletionRequest req;
-    final boolean chat;
-    final String id;
-    final String model;
-
-    Response(CompletionRequest req, boolean chat, String id) {
-      this.req = req;
-      this.chat = chat;
-      this.id = id;
-      this.model = req.model() != null ? req.model() : config.modelId();
-    }
-
-    ObjectNode header() {
-      ObjectNode o = json.createObjectNode();
-      o.put("id", id);
-      o.put(
-          "object",
-          chat ? (req.stream() ? "chat.completion.chunk" : "chat.completion") : "text_completion");
-      o.put("created", System.currentTimeMillis() / 1000);
-      o.put("model", model);
-      return o;
-    }
-
-    ObjectNode complete(String text, List<Integer> tokens, SequenceEvent.Done done) {
-      ObjectNode o = header();
-      ObjectNode choice = o.putArray("choices").addObject();
-      choice.put("index", 0);
-      if (chat) {
-        ObjectNode message = choice.putObject("message");
-        message.put("role", "assistant");
-        message.put("content", text);
-      } else {
-        choice.put("text", text);
-      }
-      choice.putNull("logprobs");
-      choice.put("finish_reason", done.reason().openAiName());
-      if (req.returnTokenIds()) {
-        ArrayNode ids = choice.putArray("token_ids");
-        tokens.forEach(ids::add);
-      }
-      o.set("usage", usage(done.usage()));
-      o.set("kvslim_usage", kvUsage(done.usage()));
-      return o;
-    }
-
-    ObjectNode chunk(String text, List<Integer> tokens, String finish, boolean role) {
-      ObjectNode o = header();
-      ObjectNode choice = o.putArray("choices").addObject();
-      choice.put("index", 0);
-      if (chat) {
-        ObjectNode delta = choice.putObject("delta");
-        if (role) {
-          delta.put("role", "assistant");
-        }
-        if (finish == null) {
-          delta.put("content", text);
-        }
-      } else {
-        choice.put("text", text);
-      }
-      choice.putNull("logprobs");
-      if (finish == null) {
-        choice.putNull("finish_reason");
-      } else {
-        choice.put("finish_reason", finish);
-      }
-      if (!tokens.isEmpty()) {
-        ArrayNode ids = choice.putArray("token_ids");
-        tokens.forEach(ids::add);
-      }
-      return o;
-    }
-
-    ObjectNode usage(SequenceEvent.Usage u) {
-      ObjectNode o = json.createObjectNode();
-      o.put("prompt_tokens", u.promptTokens());
-      o.put("completion_tokens", u.completionTokens());
-      o.put("total_tokens", u.promptTokens() + u.completionTokens());
-      return o;
-    }
-
-    ObjectNode kvUsage(SequenceEvent.Usage u) {
-      ObjectNode o = json.createObjectNode();
-      o.put("kv", u.kv());
-      o.put("kv_bytes", u.kvBytes());
-      o.put("kv_bytes_peak", u.kvBytesPeak());
-      o.put("compression_ratio", Math.round(u.compressionRatio() * 1000) / 1000.0);
-      return o;
     }
   }
 }

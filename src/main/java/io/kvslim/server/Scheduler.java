@@ -26,11 +26,12 @@ import java.util.concurrent.locks.ReentrantLock;
  * Between steps it retires finished and cancelled sequences (closing their caches at once, which
  * returns their bytes to the pool) and admits waiting ones.
  *
- * <p>Admission: a sequence is admitted when its {@link KvPlan#estimateBytes estimated} KV bytes fit
- * next to the reservations of the running ones under the pool's limit, in arrival order. Before
- * every step the bytes the step's appends will allocate are computed exactly; if the pool cannot
- * hold them, sequences are ended with {@code "length"} (newest prefill first, else the one furthest
- * over its reservation) until it can, so a step never fails half-way and the limit is never passed.
+ * <p>Admission ({@link Admission}): a sequence is admitted when a batch slot is free and its {@link
+ * KvPlan#estimateBytes estimated} KV bytes fit next to the reservations of the running ones under
+ * the pool's limit, in arrival order; retiring releases both. Before every step the bytes the
+ * step's appends will allocate are computed exactly; if the pool cannot hold them, sequences are
+ * ended with {@code "length"} (newest prefill first, else the one furthest over its reservation)
+ * until it can, so a step never fails half-way and the limit is never passed.
  */
 public final class Scheduler implements AutoCloseable {
   private final Engine engine;
@@ -38,6 +39,7 @@ public final class Scheduler implements AutoCloseable {
   private final BlockPool pool;
   private final ServerConfig config;
   private final ServerMetrics metrics;
+  private final Admission admission;
   private final int vocab;
   private final int context;
   private final AtomicLong ids = new AtomicLong();
@@ -55,7 +57,6 @@ public final class Scheduler implements AutoCloseable {
   private final List<Sequence> segments = new ArrayList<>();
   private final List<Sequence> sampled = new ArrayList<>();
   private float[] logits = new float[0];
-  private long reserved;
 
   public Scheduler(
       Engine engine,
@@ -68,6 +69,7 @@ public final class Scheduler implements AutoCloseable {
     this.pool = pool;
     this.config = config;
     this.metrics = metrics;
+    this.admission = new Admission(pool.limitBytes(), config.maxBatch());
     this.vocab = engine.config().vocabSize();
     this.context = engine.config().contextLength();
     this.thread = Thread.ofPlatform().name("kvslim-scheduler").daemon(true).unstarted(this::run);
@@ -95,6 +97,14 @@ public final class Scheduler implements AutoCloseable {
   }
 
   /**
+   * The admission rule and reservations. Other threads may only ask {@link Admission#fitsAlone}
+   * (the rest belongs to the scheduler thread).
+   */
+  public Admission admission() {
+    return admission;
+  }
+
+  /**
    * Queues a sequence for {@code prompt}. Checks happen here, in the caller's thread: the prompt
    * and {@code maxTokens} must fit the context, the estimate the KV memory limit, and the queue
    * must have room.
@@ -109,46 +119,9 @@ public final class Scheduler implements AutoCloseable {
       KvPlan plan,
       boolean ignoreEos,
       List<String> stops) {
-    if (prompt.length == 0) {
-      throw ApiException.badRequest("the prompt has no tokens", "prompt");
-    }
-    for (int t : prompt) {
-      if (t < 0 || t >= vocab) {
-        throw ApiException.badRequest(
-            "token id " + t + " in 'prompt' is outside the vocabulary (0.." + (vocab - 1) + ")",
-            "prompt");
-      }
-    }
-    if (prompt.length >= context) {
-      throw new ApiException(
-          400,
-          "the prompt has "
-              + prompt.length
-              + " tokens; the model's context is "
-              + context
-              + " tokens",
-          ApiException.INVALID_REQUEST,
-          "prompt",
-          "context_length_exceeded");
-    }
-    if ((long) prompt.length + maxTokens > context) {
-      throw new ApiException(
-          400,
-          "'max_tokens' is "
-              + maxTokens
-              + " but the prompt has "
-              + prompt.length
-              + " tokens and the model's context is "
-              + context
-              + " (at most "
-              + (context - prompt.length)
-              + " more)",
-          ApiException.INVALID_REQUEST,
-          "max_tokens",
-          "context_length_exceeded");
-    }
+    RequestLimits.check(prompt, maxTokens, vocab, context);
     long estimate = plan.estimateBytes(prompt.length, maxTokens);
-    if (estimate > pool.limitBytes()) {
+    if (!admission.fitsAlone(estimate)) {
       metrics.rejected("too_large");
       throw new ApiException(
           400,
@@ -305,17 +278,10 @@ public final class Scheduler implements AutoCloseable {
         });
   }
 
-  /** Moves waiting sequences into the batch, in order, while their reservations fit (lock held). */
+  /** Moves waiting sequences into the batch, in order, while {@link #admission} admits them. */
   private void admit(List<Sequence> admitted) {
-    while (!waiting.isEmpty()) {
-      Sequence s = waiting.peek();
-      if (active.size() + admitted.size() >= config.maxBatch()
-          || reserved + s.reservation > pool.limitBytes()) {
-        return;
-      }
-      waiting.poll();
-      reserved += s.reservation;
-      admitted.add(s);
+    while (!waiting.isEmpty() && admission.tryAdmit(waiting.peek().reservation)) {
+      admitted.add(waiting.poll());
     }
   }
 
@@ -482,7 +448,7 @@ public final class Scheduler implements AutoCloseable {
     long peak = Math.max(s.peakBytes, bytes);
     s.cache.close();
     active.remove(s);
-    reserved -= s.reservation;
+    admission.release(s.reservation);
     s.state = Sequence.State.DONE;
     metrics.finished(reason);
     s.emit(new SequenceEvent.Done(reason, usage(s, bytes, peak), error));

@@ -16,6 +16,9 @@ public record ServerConfig(
     String apiKey,
     String modelId) {
 
+  /** Prompt tokens prefilled per step by default ({@code --prefill-chunk}). */
+  public static final int DEFAULT_PREFILL_CHUNK = 64;
+
   public ServerConfig {
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException("--port must be 0..65535, got " + port);
@@ -35,30 +38,5 @@ public record ServerConfig(
     if (apiKey != null && apiKey.isBlank()) {
       throw new IllegalArgumentException("--api-key must not be blank");
     }
-  }
-
-  /** Loopback, an ephemeral port, full KV, 256 MiB: the settings tests start from. */
-  public static ServerConfig defaults(String modelId) {
-    return new ServerConfig("127.0.0.1", 0, "full", 256L << 20, 16, 64, 64, null, modelId);
-  }
-
-  public ServerConfig withKvMemory(long bytes) {
-    return new ServerConfig(
-        host, port, defaultKv, bytes, maxBatch, queueCapacity, prefillChunk, apiKey, modelId);
-  }
-
-  public ServerConfig withQueue(int capacity) {
-    return new ServerConfig(
-        host, port, defaultKv, kvMemoryBytes, maxBatch, capacity, prefillChunk, apiKey, modelId);
-  }
-
-  public ServerConfig withApiKey(String key) {
-    return new ServerConfig(
-        host, port, defaultKv, kvMemoryBytes, maxBatch, queueCapacity, prefillChunk, key, modelId);
-  }
-
-  public ServerConfig withMaxBatch(int n) {
-    return new ServerConfig(
-        host, port, defaultKv, kvMemoryBytes, n, queueCapacity, prefillChunk, apiKey, modelId);
   }
 }

@@ -74,10 +74,6 @@ public final class ServerMetrics {
         .register(registry);
   }
 
-  public PrometheusMeterRegistry registry() {
-    return registry;
-  }
-
   /** The Prometheus text exposition. */
   public String scrape() {
     return registry.scrape();

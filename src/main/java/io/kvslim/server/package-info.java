@@ -6,8 +6,9 @@
  * io.kvslim.server.ChatTemplate}) and streams results; the {@link io.kvslim.server.Scheduler}
  * thread owns the engine and batches all running sequences continuously; {@link
  * io.kvslim.server.KvPlan} turns a request's {@code kv} spec into caches from the shared, limited
- * pool and an estimate of the bytes to reserve; {@link io.kvslim.server.ServerMetrics} exposes
- * Prometheus metrics.
+ * pool and an estimate of the bytes to reserve, which {@link io.kvslim.server.Admission} reserves
+ * (the rule {@code kvslim bench throughput} admits by too); {@link io.kvslim.server.ServerMetrics}
+ * exposes Prometheus metrics.
  *
  * <p>Request extensions: {@code kv} (KV spec for this request), {@code top_k}, {@code min_p},
  * {@code repeat_penalty}, {@code ignore_eos}, {@code return_token_ids} (the generated ids, per

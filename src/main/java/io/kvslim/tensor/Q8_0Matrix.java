@@ -27,6 +27,8 @@ import jdk.incubator.vector.FloatVector;
 /**
  * Q8_0 weights (llama.cpp {@code block_q8_0}): blocks of 32 elements in 34 bytes, an fp16 scale
  * {@code d} then 32 signed bytes {@code qs}; element {@code j} is {@code d * qs[j]}.
+ *
+ * <p>Written-out SIMD kernels (Vector API): longer than ~500 lines on purpose.
  */
 public final class Q8_0Matrix extends WeightMatrix {
   static final int BLOCK = 32;

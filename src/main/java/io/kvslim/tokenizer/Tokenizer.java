@@ -283,11 +283,6 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
     return types[id];
   }
 
-  public float score(int id) {
-    checkId(id);
-    return scores[id];
-  }
-
   public int vocabSize() {
     return pieces.length;
   }
@@ -310,11 +305,6 @@ public abstract sealed class Tokenizer permits SpmTokenizer, BpeTokenizer {
   /** Whether {@link #encode} with {@code addSpecial} starts with {@link #bos()}. */
   public boolean addsBos() {
     return addBos && bos >= 0;
-  }
-
-  /** Whether {@link #encode} with {@code addSpecial} ends with {@link #eos()}. */
-  public boolean addsEos() {
-    return addEos && eos >= 0;
   }
 
   /** Whether generation stops at this token (EOS, end of turn, end of message...). */

@@ -9,7 +9,7 @@ import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import io.kvslim.server.OpenAiServer;
-import io.kvslim.server.ServerConfig;
+import io.kvslim.server.TestConfigs;
 import io.kvslim.tokenizer.Tokenizer;
 import org.junit.jupiter.api.Test;
 
@@ -46,10 +46,7 @@ class ServeCommandTest {
         Engine engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
         OpenAiServer server =
             new OpenAiServer(
-                    engine,
-                    Tokenizer.fromGguf(model.file()),
-                    null,
-                    ServerConfig.defaults("tiny").withKvMemory(16L << 20))
+                    engine, Tokenizer.fromGguf(model.file()), null, TestConfigs.tiny(16L << 20))
                 .start()) {
       CliResult r =
           CliResult.run(

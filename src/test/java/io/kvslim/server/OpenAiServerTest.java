@@ -31,7 +31,7 @@ class OpenAiServerTest {
   @BeforeAll
   static void start() {
     model = TestServer.loadModel();
-    server = new TestServer(model, ServerConfig.defaults("tiny").withKvMemory(64L << 20));
+    server = new TestServer(model, TestConfigs.tiny(64L << 20));
   }
 
   @AfterAll
@@ -307,9 +307,7 @@ class OpenAiServerTest {
 
   @Test
   void apiKeyIsRequiredWhenSet() {
-    try (TestServer keyed =
-        new TestServer(
-            model, ServerConfig.defaults("tiny").withKvMemory(16L << 20).withApiKey("s3cret"))) {
+    try (TestServer keyed = new TestServer(model, TestConfigs.tiny(16L << 20, 16, 64, "s3cret"))) {
       String body = "{\"prompt\":\"Hi\",\"max_tokens\":2}";
       var missing = keyed.post("/v1/completions", body);
       assertThat(missing.status()).isEqualTo(401);

@@ -34,7 +34,7 @@ class SchedulerMemoryTest {
       // room for three blocks per (layer, head): one 20-token prompt each for three sequences
       long limit = 3 * 66_624L;
       BlockPool pool = new BlockPool(limit);
-      ServerConfig cfg = ServerConfig.defaults("tiny").withKvMemory(limit);
+      ServerConfig cfg = TestConfigs.tiny(limit);
       try (Scheduler scheduler = new Scheduler(engine, tok, pool, cfg, new ServerMetrics(pool))) {
         KvPlan plan = KvPlan.resolve("full", pool, model.config()).withEstimateScale(0.01);
         List<Sequence> seqs = new ArrayList<>();

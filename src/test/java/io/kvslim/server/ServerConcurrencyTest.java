@@ -64,8 +64,7 @@ class ServerConcurrencyTest {
 
   @Test
   void sixteenConcurrentRequestsEqualTheSamePromptsRunAlone() throws Exception {
-    try (TestServer s =
-        new TestServer(model, ServerConfig.defaults("tiny").withKvMemory(32L << 20))) {
+    try (TestServer s = new TestServer(model, TestConfigs.tiny(32L << 20))) {
       int n = 16;
       List<String> prompts = new ArrayList<>();
       for (int i = 0; i < n; i++) {
@@ -100,8 +99,7 @@ class ServerConcurrencyTest {
 
   @Test
   void disconnectMidStreamFreesTheSequence() throws Exception {
-    try (TestServer s =
-        new TestServer(model, ServerConfig.defaults("tiny").withKvMemory(32L << 20))) {
+    try (TestServer s = new TestServer(model, TestConfigs.tiny(32L << 20))) {
       // a raw socket, reset on close, so the server's next write fails at once: the JDK client
       // may drain a closed stream in the background while a fast machine generates everything
       byte[] body = greedy("Tell a long story", 1500, true).getBytes(StandardCharsets.UTF_8);
@@ -145,7 +143,7 @@ class ServerConcurrencyTest {
   void admissionWaitsForKvMemoryAndNeverPassesTheLimit() throws Exception {
     // room for about two of these sequences' estimates at once
     long limit = 300_000;
-    try (TestServer s = new TestServer(model, ServerConfig.defaults("tiny").withKvMemory(limit))) {
+    try (TestServer s = new TestServer(model, TestConfigs.tiny(limit))) {
       ExecutorService clients = Executors.newFixedThreadPool(5);
       try {
         List<Future<TestServer.Reply>> futures = new ArrayList<>();
@@ -170,8 +168,7 @@ class ServerConcurrencyTest {
 
   @Test
   void boundedLoadHasOnlyExpected429sAndLeaksNothing() throws Exception {
-    ServerConfig cfg =
-        ServerConfig.defaults("tiny").withKvMemory(8L << 20).withMaxBatch(2).withQueue(1);
+    ServerConfig cfg = TestConfigs.tiny(8L << 20, 2, 1, null);
     try (TestServer s = new TestServer(model, cfg)) {
       int[] threadsAfter = new int[2];
       for (int round = 0; round < 2; round++) {
@@ -220,7 +217,7 @@ class ServerConcurrencyTest {
 
   @Test
   void shutdownEndsRunningStreamsAndFreesTheirMemory() throws Exception {
-    TestServer s = new TestServer(model, ServerConfig.defaults("tiny").withKvMemory(32L << 20));
+    TestServer s = new TestServer(model, TestConfigs.tiny(32L << 20));
     try {
       HttpRequest req =
           HttpRequest.newBuilder(URI.create(s.base + "/v1/completions"))

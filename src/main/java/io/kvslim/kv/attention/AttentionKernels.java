@@ -22,6 +22,8 @@ import jdk.incubator.vector.VectorSpecies;
  * the Vector API leaves open), then the tail elements in index order. The JIT-compiled and the
  * interpreted Vector API compute the same bits for these operations, so the results do not depend
  * on compilation state either.
+ *
+ * <p>Written-out SIMD kernels (Vector API): longer than ~500 lines on purpose.
  */
 public final class AttentionKernels {
   private AttentionKernels() {}

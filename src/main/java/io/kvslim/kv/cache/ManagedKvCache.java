@@ -274,11 +274,6 @@ public final class ManagedKvCache implements KvCache {
     return pool;
   }
 
-  /** Tokens appended so far to layer 0. */
-  public int tokensSeen() {
-    return tokens;
-  }
-
   /** Length of the prompt (the first prefill), or -1 before it ended. */
   public int promptTokens() {
     return promptTokens;

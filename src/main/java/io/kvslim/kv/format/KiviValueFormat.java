@@ -14,6 +14,8 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Row layout: {@code headDim/group} pairs (zero point, scale) as fp16, then {@code
  * headDim·bits/8} bytes of codes. The fused weighted sum adds {@code (w·s_g)·code + w·z_g}.
+ *
+ * <p>Written-out SIMD kernels (Vector API): longer than ~500 lines on purpose.
  */
 public final class KiviValueFormat extends RowFormat {
   private final int bits;

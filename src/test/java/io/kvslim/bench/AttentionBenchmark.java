@@ -19,7 +19,13 @@ import java.util.SplittableRandom;
  * disturbs much less than wall time.
  *
  * <p>Usage: {@code AttentionBenchmark [depth] [threads] [rounds] spec[@tokens]...}; {@code
- * full@512} fills that cache with 512 tokens only (what an eviction to 25% of 2048 leaves).
+ * full@512} fills that cache with 512 tokens only (what an eviction to 25% of 2048 leaves). A
+ * developer's tool, kept with the tests; after {@code mvn test-compile}:
+ *
+ * <pre>
+ * java --add-modules jdk.incubator.vector -cp target/classes:target/test-classes \
+ *     io.kvslim.bench.AttentionBenchmark 384 1 5 full f16 'kivi:kbits=2,vbits=2'
+ * </pre>
  */
 public final class AttentionBenchmark {
   private AttentionBenchmark() {}

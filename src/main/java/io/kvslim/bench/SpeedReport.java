@@ -1,0 +1,155 @@
+package io.kvslim.bench;
+
+import static io.kvslim.bench.ReportWriter.BY_COMPRESSION;
+import static io.kvslim.bench.ReportWriter.bytes;
+import static io.kvslim.bench.ReportWriter.fmt;
+import static io.kvslim.bench.ReportWriter.isPeer;
+import static io.kvslim.bench.ReportWriter.models;
+import static io.kvslim.bench.ReportWriter.num;
+import static io.kvslim.bench.ReportWriter.str;
+import static io.kvslim.bench.ReportWriter.toSeries;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The speed parts of a {@link ReportWriter} report: prefill and decode tokens/s at each depth
+ * ({@code bench speed}) and batch throughput under a KV byte budget ({@code bench throughput}).
+ */
+final class SpeedReport {
+  private SpeedReport() {}
+
+  /** Per model, the speed table (every spec at every depth) and tokens/s against depth. */
+  static void speed(ReportWriter w, List<Charts.Saved> charts) throws IOException {
+    List<Map<String, Object>> all = w.select(r -> !isPeer(r) && "speed".equals(r.get("task")));
+    if (all.isEmpty()) {
+      return;
+    }
+    for (String model : models(all)) {
+      List<Map<String, Object>> rs = w.select(r -> all.contains(r) && model.equals(r.get("model")));
+      rs.sort(BY_COMPRESSION.thenComparingDouble(r -> num(r, "depth")));
+      List<List<String>> rows = new ArrayList<>();
+      Map<String, List<double[]>> decode = new LinkedHashMap<>();
+      Map<String, List<double[]>> prefill = new LinkedHashMap<>();
+      for (Map<String, Object> r : rs) {
+        rows.add(
+            List.of(
+                str(r, "spec"),
+                fmt(num(r, "depth"), 0),
+                fmt(num(r, "compression_ratio"), 2),
+                bytes(num(r, "kv_bytes")),
+                fmt(num(r, "prefill_tokens_per_second"), 1),
+                fmt(num(r, "decode_tokens_per_second"), 1),
+                fmt(num(r, "decode_vs_full"), 3),
+                fmt(num(r, "decode_tokens_per_second_spread_percent"), 1),
+                fmt(num(r, "policy_ms_per_step"), 3)));
+        decode
+            .computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
+            .add(new double[] {num(r, "depth"), num(r, "decode_tokens_per_second")});
+        prefill
+            .computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
+            .add(new double[] {num(r, "depth"), num(r, "prefill_tokens_per_second")});
+      }
+      w.add(
+          new ReportWriter.Table(
+              "Speed — " + model,
+              List.of(
+                  "spec",
+                  "depth",
+                  "compression",
+                  "KV bytes",
+                  "prefill tok/s",
+                  "decode tok/s",
+                  "decode vs full",
+                  "decode ±%",
+                  "policy ms/step"),
+              rows));
+      for (var e : List.of(Map.entry("decode", decode), Map.entry("prefill", prefill))) {
+        String name = Slug.of(e.getKey() + "-tokens-per-second-vs-depth-" + model);
+        Charts.Saved s =
+            Charts.save(
+                Charts.lines(
+                    e.getKey() + " tokens/s vs context depth (" + model + ")",
+                    "context depth (tokens)",
+                    e.getKey() + " tokens/s",
+                    toSeries(e.getValue()),
+                    false),
+                w.chartsDir(),
+                name,
+                e.getKey() + " tokens/s vs depth");
+        charts.add(s);
+        w.add(s);
+      }
+    }
+  }
+
+  /** Per model, the sequences that fit the KV budget and their tokens/s; tokens/s per batch. */
+  static void throughput(ReportWriter w, List<Charts.Saved> charts) throws IOException {
+    List<Map<String, Object>> all = w.select(r -> !isPeer(r) && "throughput".equals(r.get("task")));
+    if (all.isEmpty()) {
+      return;
+    }
+    for (String model : models(all)) {
+      List<Map<String, Object>> summary =
+          w.select(
+              r ->
+                  all.contains(r)
+                      && model.equals(r.get("model"))
+                      && "max".equals(r.get("variant")));
+      summary.sort(BY_COMPRESSION);
+      List<List<String>> rows = new ArrayList<>();
+      for (Map<String, Object> r : summary) {
+        rows.add(
+            List.of(
+                str(r, "spec"),
+                fmt(num(r, "compression_ratio"), 2),
+                bytes(num(r, "kv_memory_limit")),
+                str(r, "length"),
+                str(r, "batch"),
+                fmt(num(r, "decode_tokens_per_second"), 1),
+                fmt(num(r, "sequences_vs_full"), 2),
+                fmt(num(r, "tokens_per_second_vs_full"), 2)));
+      }
+      w.add(
+          new ReportWriter.Table(
+              "Throughput under a fixed KV budget — " + model,
+              List.of(
+                  "spec",
+                  "compression",
+                  "KV budget",
+                  "length",
+                  "max sequences",
+                  "tok/s at max",
+                  "sequences vs full",
+                  "tok/s vs full"),
+              rows));
+      Map<String, List<double[]>> pts = new LinkedHashMap<>();
+      for (Map<String, Object> r :
+          w.select(
+              r ->
+                  all.contains(r)
+                      && model.equals(r.get("model"))
+                      && "sweep".equals(r.get("variant")))) {
+        pts.computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
+            .add(new double[] {num(r, "batch"), num(r, "decode_tokens_per_second")});
+      }
+      String name = Slug.of("throughput-vs-batch-" + model);
+      Charts.Saved s =
+          Charts.save(
+              Charts.lines(
+                  "Aggregate decode tokens/s vs batch size (" + model + ")",
+                  "sequences decoding together",
+                  "tokens/s",
+                  toSeries(pts),
+                  false),
+              w.chartsDir(),
+              name,
+              "throughput vs batch size");
+      charts.add(s);
+      w.add(s);
+    }
+  }
+}
