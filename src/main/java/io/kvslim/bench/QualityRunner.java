@@ -166,6 +166,8 @@ public final class QualityRunner {
         for (String v : config.rulerVariants) {
           named.add("ruler:" + v);
         }
+      } else if (t.equals("pycode")) {
+        named.addAll(CodeRetrievalTasks.TASKS);
       } else {
         named.add(t);
       }
@@ -220,9 +222,9 @@ public final class QualityRunner {
     if (task.endsWith(":nll")) {
       task = task.substring(0, task.length() - 4);
       variant = task.equals("code") ? "nll" : "";
-    } else if (task.startsWith("ruler:")) {
-      variant = task.substring(6);
-      task = "ruler";
+    } else if (task.startsWith("ruler:") || task.startsWith("pycode:")) {
+      variant = task.substring(task.indexOf(':') + 1);
+      task = task.substring(0, task.indexOf(':'));
     } else if (task.equals("code")) {
       variant = "next_line";
     }
@@ -609,6 +611,7 @@ public final class QualityRunner {
       putBytes(r, bytes[s] / cs.size(), f16[s] / cs.size(), bytes[s] / cs.size());
       r.put("answer", cs.get(0).answer());
       r.put("output", firstOutput[s]);
+      cs.get(0).setting().forEach(r::putIfAbsent); // what a task adds (pycode: its haystack)
       out.add(finish(r));
     }
     return out;

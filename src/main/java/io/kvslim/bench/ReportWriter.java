@@ -53,6 +53,7 @@ public final class ReportWriter {
     nllSection("ppl", "", "Perplexity and KL divergence vs the full cache (ppl)", charts);
     nllSection("code", "nll", "Code NLL and KL divergence vs the full cache (code)", charts);
     retrievalSection(charts);
+    sections.addAll(CodeRetrievalReport.sections(records));
     speedSection(charts);
     throughputSection(charts);
     peerSection();
@@ -319,7 +320,7 @@ public final class ReportWriter {
         select(
             r ->
                 !isPeer(r)
-                    && Set.of("passkey", "niah", "ruler", "code").contains(str(r, "task"))
+                    && Set.of("passkey", "niah", "ruler", "code", "pycode").contains(str(r, "task"))
                     && !"nll".equals(r.get("variant")));
     if (all.isEmpty()) {
       return;
