@@ -20,13 +20,24 @@ import java.util.Set;
  */
 @JsonIgnoreProperties(ignoreUnknown = false)
 public final class BenchConfig {
-  public static final Set<String> TASKS = Set.of("ppl", "passkey", "niah", "ruler", "code");
+  public static final Set<String> TASKS =
+      Set.of(
+          "ppl",
+          "passkey",
+          "niah",
+          "ruler",
+          "code",
+          "pycode",
+          "pycode:assign",
+          "pycode:vt",
+          "pycode:arg");
   public static final Set<String> RULER_VARIANTS = Set.of("mk", "mv", "vt", "cwe");
 
   public String suite = "quick";
   public List<String> models = new ArrayList<>();
   public List<String> specs = new ArrayList<>();
-  public List<String> tasks = new ArrayList<>(List.of("ppl", "passkey", "niah", "ruler", "code"));
+  public List<String> tasks =
+      new ArrayList<>(List.of("ppl", "passkey", "niah", "ruler", "code", "pycode"));
   public List<Integer> lengths = new ArrayList<>();
   public List<Double> depths = new ArrayList<>();
   public int samples = 1;
@@ -157,7 +168,13 @@ public final class BenchConfig {
     for (String t : tasks) {
       if (!TASKS.contains(t)) {
         throw new IllegalArgumentException(
-            "unknown task '" + t + "' (known: ppl, passkey, niah, ruler, code)");
+            "unknown task '"
+                + t
+                + "' (known: ppl, passkey, niah, ruler, code, pycode, pycode:assign, pycode:vt,"
+                + " pycode:arg)");
+      }
+      if (t.startsWith("pycode")) {
+        PythonHaystack.locate(PythonHaystack.SYSTEM_ROOT); // its one error sentence when missing
       }
     }
     for (String v : rulerVariants) {

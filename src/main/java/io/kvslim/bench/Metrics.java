@@ -104,7 +104,12 @@ public final class Metrics {
     /** Every expected item occurs in the output, as a whole word, in any order. */
     ALL,
     /** The output's first line equals the answer, ignoring surrounding whitespace. */
-    LINE
+    LINE,
+    /**
+     * After leading whitespace, the output starts with the answer's integer literal, and that
+     * literal ends there (no further digit, letter, underscore or decimal point).
+     */
+    INTEGER
   }
 
   /** Whether {@code output} answers {@code expected} (items separated by ", " for ALL). */
@@ -127,7 +132,19 @@ public final class Metrics {
         yield all;
       }
       case LINE -> firstLine(output).strip().equals(expected.strip());
+      case INTEGER -> integerMatch(expected.strip(), output.stripLeading());
     };
+  }
+
+  private static boolean integerMatch(String expected, String output) {
+    if (expected.isEmpty() || !output.startsWith(expected)) {
+      return false;
+    }
+    if (output.length() == expected.length()) {
+      return true;
+    }
+    char c = output.charAt(expected.length());
+    return !Character.isLetterOrDigit(c) && c != '_' && c != '.';
   }
 
   private static String normalize(String s) {

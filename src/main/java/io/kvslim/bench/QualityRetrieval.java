@@ -175,6 +175,7 @@ final class QualityRetrieval {
       QualityRunner.putBytes(r, bytes[s] / cs.size(), f16[s] / cs.size(), bytes[s] / cs.size());
       r.put("answer", cs.get(0).answer());
       r.put("output", firstOutput[s]);
+      cs.get(0).setting().forEach(r::putIfAbsent); // what a task adds (pycode: its haystack)
       out.add(runner.finish(r));
     }
     return out;

@@ -169,6 +169,8 @@ public final class QualityRunner {
         for (String v : config.rulerVariants) {
           named.add("ruler:" + v);
         }
+      } else if (t.equals("pycode")) {
+        named.addAll(CodeRetrievalTasks.TASKS);
       } else {
         named.add(t);
       }
@@ -225,9 +227,9 @@ public final class QualityRunner {
     if (task.endsWith(":nll")) {
       task = task.substring(0, task.length() - 4);
       variant = task.equals("code") ? "nll" : "";
-    } else if (task.startsWith("ruler:")) {
-      variant = task.substring(6);
-      task = "ruler";
+    } else if (task.startsWith("ruler:") || task.startsWith("pycode:")) {
+      variant = task.substring(task.indexOf(':') + 1);
+      task = task.substring(0, task.indexOf(':'));
     } else if (task.equals("code")) {
       variant = "next_line";
     }

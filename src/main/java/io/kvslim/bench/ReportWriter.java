@@ -51,6 +51,7 @@ public final class ReportWriter {
     nllSection("ppl", "", "Perplexity and KL divergence vs the full cache (ppl)", charts);
     nllSection("code", "nll", "Code NLL and KL divergence vs the full cache (code)", charts);
     RetrievalReport.add(this, charts);
+    sections.addAll(CodeRetrievalReport.sections(records));
     SpeedReport.speed(this, charts);
     SpeedReport.throughput(this, charts);
     peerSection();

@@ -34,7 +34,7 @@ final class RetrievalReport {
         w.select(
             r ->
                 !isPeer(r)
-                    && Set.of("passkey", "niah", "ruler", "code").contains(str(r, "task"))
+                    && Set.of("passkey", "niah", "ruler", "code", "pycode").contains(str(r, "task"))
                     && !"nll".equals(r.get("variant")));
     if (all.isEmpty()) {
       return;

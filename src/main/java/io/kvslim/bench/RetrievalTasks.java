@@ -18,8 +18,9 @@ import java.util.SplittableRandom;
 /**
  * The seeded retrieval tasks of BENCHMARKS.md: llama.cpp-style passkey, needle in a haystack, the
  * RULER-style variants (multi-key, multi-value, variable tracking, common-word extraction) and
- * next-line code completion. A case depends only on (seed, task, length, depth, sample); hidden
- * numbers and names occur in the prompt only inside their needles.
+ * next-line code completion, and the code-retrieval tasks of {@link CodeRetrievalTasks} (pycode:*,
+ * in real Python code). A case depends only on (seed, task, length, depth, sample); hidden numbers
+ * and names occur in the prompt only inside their needles.
  */
 public final class RetrievalTasks {
   /** llama.cpp's passkey filler: no digits, so the key cannot appear in it by chance. */
@@ -35,6 +36,7 @@ public final class RetrievalTasks {
   private final CodeCorpus code;
   private final long seed;
   private String haystackText;
+  private CodeRetrievalTasks pycode;
 
   public RetrievalTasks(
       io.kvslim.tokenizer.Tokenizer tokenizer, BenchConfig.Niah niah, CodeCorpus code, long seed) {
@@ -58,10 +60,20 @@ public final class RetrievalTasks {
             case "ruler:vt" -> variableTracking(length, depth, s, r);
             case "ruler:cwe" -> commonWords(length, s, r);
             case "code" -> codeLine(length, s, r);
+            case "pycode:assign", "pycode:vt", "pycode:arg" ->
+                pycode().task(task, length, depth, s, r);
             default -> throw new IllegalArgumentException("unknown retrieval task '" + task + "'");
           });
     }
     return out;
+  }
+
+  /** The code-retrieval tasks, on the system's Python standard library read at first use. */
+  private CodeRetrievalTasks pycode() {
+    if (pycode == null) {
+      pycode = new CodeRetrievalTasks(assembler.tokenizer(), PythonHaystack.system());
+    }
+    return pycode;
   }
 
   /** The code corpus's text, for the code NLL. */

@@ -28,7 +28,8 @@ import picocli.CommandLine.Option;
     mixinStandardHelpOptions = true,
     description = {
       "Run the quality tasks (perplexity with KL divergence and top-1 agreement, passkey, needle in"
-          + " a haystack, RULER-style tasks, code completion) for the full cache and each --kv"
+          + " a haystack, RULER-style tasks, code completion, retrieval in real Python code) for"
+          + " the full cache and each --kv"
           + " spec on the same inputs, and write results.json, results.csv, report.md,"
           + " report.html and charts into --out."
     })
@@ -57,7 +58,9 @@ public final class BenchQualityCommand implements Callable<Integer> {
       names = "--task",
       split = ",",
       paramLabel = "TASK",
-      description = "Tasks: ppl, passkey, niah, ruler, code (default: all).")
+      description =
+          "Tasks: ppl, passkey, niah, ruler, code, pycode (all three of pycode:assign,"
+              + " pycode:vt, pycode:arg) (default: all).")
   List<String> tasks;
 
   @Option(names = "--lengths", split = ",", paramLabel = "L", description = "Prompt lengths.")

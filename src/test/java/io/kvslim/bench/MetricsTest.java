@@ -58,6 +58,27 @@ class MetricsTest {
   }
 
   @Test
+  void integerScoringReadsTheLiteralAtTheStartOfTheOutput() {
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "48213")).isTrue();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", " 48213\nassert")).isTrue();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "48213,)\n")).isTrue();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "48213 # ok")).isTrue();
+    // garbage before the number
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "x48213")).isFalse();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "= 48213")).isFalse();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "-48213")).isFalse();
+    // extra or missing digits, or a literal that goes on
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "482130")).isFalse();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "4821")).isFalse();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "048213")).isFalse();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "48213.5")).isFalse();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "48213_0")).isFalse();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "48213L")).isFalse();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "48213", "")).isFalse();
+    assertThat(Metrics.exactMatch(Scoring.INTEGER, "", "48213")).isFalse();
+  }
+
+  @Test
   void exactMatchScoresPrefixesWholeWordsAndLines() {
     assertThat(Metrics.exactMatch(Scoring.PREFIX, "12345", " 12345. Remember")).isTrue();
     assertThat(Metrics.exactMatch(Scoring.PREFIX, "12345", "123456")).isFalse();
