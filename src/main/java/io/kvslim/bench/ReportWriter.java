@@ -22,7 +22,8 @@ import java.util.function.Predicate;
  */
 public final class ReportWriter {
   static final String RANDOM_WEIGHTS_NOTE =
-      "The shared test models and `kvslim synth` models have random weights: their text is"
+      "The shared test models (except `pycoder-6m-f16.gguf`, the bundled trained code model) and"
+          + " `kvslim synth` models have random weights: their text is"
           + " gibberish, so retrieval accuracy is near zero for every cache. On such models the"
           + " retrieval tasks show what each method keeps (agreement with the full cache, KL"
           + " divergence at the question), not how a trained model answers.";
