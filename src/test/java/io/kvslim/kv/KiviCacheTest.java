@@ -69,6 +69,7 @@ class KiviCacheTest {
           new int[] {n - 1},
           Arrays.copyOfRange(keys, at, at + KV_HEADS * HEAD_DIM),
           Arrays.copyOfRange(values, at, at + KV_HEADS * HEAD_DIM));
+      layer.flushResidual(); // as the step's attention does when it ends
       // Q3: keys of the first n − (n mod R) tokens, values of the first n − R
       assertThat(quantizedKeys(layer.head(0))).as("keys after %d", n).isEqualTo(n - n % residual);
       assertThat(quantizedValues(layer.head(0)))
@@ -98,6 +99,10 @@ class KiviCacheTest {
         range(0, n),
         gaussian(random, n * KV_HEADS * HEAD_DIM),
         gaussian(random, n * KV_HEADS * HEAD_DIM));
+    // the prompt waits in the residual format until the step's attention has read it
+    assertThat(quantizedKeys(layer.head(0))).isZero();
+    assertThat(quantizedValues(layer.head(0))).isZero();
+    layer.flushResidual();
     assertThat(quantizedKeys(layer.head(0))).isEqualTo(64); // 100 − 100 mod 64
     assertThat(quantizedValues(layer.head(0))).isEqualTo(36); // 100 − 64
     assertThat(layer.head(0).blocks()).hasSize(4);
@@ -114,6 +119,7 @@ class KiviCacheTest {
     float[] keys = gaussian(random, n * KV_HEADS * HEAD_DIM);
     float[] values = gaussian(random, n * KV_HEADS * HEAD_DIM);
     layer.append(n, range(0, n), keys, values);
+    layer.flushResidual();
     HeadStore head = layer.head(1);
     KiviKeyFormat kf = new KiviKeyFormat(2);
     KiviValueFormat vf = new KiviValueFormat(2, 32);
@@ -179,6 +185,7 @@ class KiviCacheTest {
         range(0, n),
         gaussian(random, n * KV_HEADS * HEAD_DIM),
         gaussian(random, n * KV_HEADS * HEAD_DIM));
+    layer.flushResidual();
     KiviKeyFormat kf = new KiviKeyFormat(2);
     KiviValueFormat vf = new KiviValueFormat(2, 32);
     long f16Row = KvFormats.F16.blockBytes(1, HEAD_DIM);
@@ -231,6 +238,8 @@ class KiviCacheTest {
     PagedLayerKv b = PagedKvCache.create(1, KV_HEADS, HEAD_DIM, q8).layer(0);
     a.append(n, range(0, n), keys, values);
     b.append(n, range(0, n), keys, values);
+    a.flushResidual();
+    b.flushResidual();
     assertThat(quantizedKeys(b.head(0))).isEqualTo(quantizedKeys(a.head(0))).isEqualTo(64);
     assertThat(quantizedValues(b.head(0))).isEqualTo(quantizedValues(a.head(0))).isEqualTo(36);
     assertThat(b.head(0).blocks().get(3).keyFormat()).isSameAs(KvFormats.Q8_0);
@@ -254,6 +263,8 @@ class KiviCacheTest {
     PagedLayerKv without = PagedKvCache.create(1, KV_HEADS, HEAD_DIM, format).layer(0);
     withOutlier.append(n, range(0, n), keys, values);
     without.append(n, range(0, n), plain, values);
+    withOutlier.flushResidual();
+    without.flushResidual();
     KvBlock a = withOutlier.head(0).blocks().get(0);
     KvBlock b = without.head(0).blocks().get(0);
     KiviKeyFormat kf = (KiviKeyFormat) a.keyFormat();
@@ -279,6 +290,7 @@ class KiviCacheTest {
         range(0, n),
         gaussian(random, n * KV_HEADS * HEAD_DIM),
         gaussian(random, n * KV_HEADS * HEAD_DIM));
+    kivi.flushResidual();
     long bytes = kivi.bytes(0);
     BitSet one = new BitSet();
     one.set(3);

@@ -146,6 +146,14 @@ public final class ManagedKvCache implements KvCache {
         }
       }
 
+      /** Attention ran over the first member (which flushed); the others quantize now too. */
+      @Override
+      void attended() {
+        for (ManagedKvCache m : members) {
+          m.layers[layer].flushResidual();
+        }
+      }
+
       @Override
       AttentionObserver observerFor(
           int n,
@@ -233,7 +241,11 @@ public final class ManagedKvCache implements KvCache {
         AttentionOrder order) {
       AttentionObserver o = observerFor(n, positions, heads, queries, scale, engineObserver);
       paged.attend(n, positions, heads, queries, scale, out, o, pool, order);
+      attended();
     }
+
+    /** After an attention call over {@link #paged}, which has flushed its residual window. */
+    void attended() {}
 
     @Override
     public int size(int kvHead) {
@@ -295,13 +307,19 @@ public final class ManagedKvCache implements KvCache {
     return b;
   }
 
-  /** The most bytes this cache held at the end of any step. */
+  /**
+   * The most bytes this cache held: at the end of any step, or during one right after a layer with
+   * a residual window took the step's tokens exact (before its attention quantized them).
+   */
   public long peakBytes() {
     return Math.max(peakBytes, bytes());
   }
 
   @Override
   public void afterStep(StepKind kind) {
+    for (PagedLayerKv l : layers) {
+      l.flushResidual(); // a layer appended to without attention (nothing to do after attention)
+    }
     peakBytes = Math.max(peakBytes, bytes());
     if (kind == StepKind.PREFILL && promptTokens < 0) {
       promptTokens = tokens;
@@ -342,10 +360,12 @@ public final class ManagedKvCache implements KvCache {
     private final int layer;
     private final AttentionObserver observer;
     private final boolean wantsQueries;
+    private final boolean residual;
 
     View(int layer) {
       super(layers[layer]);
       this.layer = layer;
+      this.residual = formats[layer].hasResidual();
       boolean observes = false;
       boolean queries = false;
       for (KvPolicy p : policies) {
@@ -370,6 +390,10 @@ public final class ManagedKvCache implements KvCache {
       paged.append(n, positions, keys, values);
       if (layer == 0) {
         tokens += n;
+      }
+      if (residual) {
+        // the step's tokens are held exact until this layer's attention: the peak of the step
+        peakBytes = Math.max(peakBytes, ManagedKvCache.this.bytes());
       }
     }
 

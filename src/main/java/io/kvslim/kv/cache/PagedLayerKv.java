@@ -47,6 +47,10 @@ import java.util.List;
  * attention instead follows llama.cpp's order (normalized probabilities, ggml's {@code expf}, its
  * lane sums) over an F32 cache, to reproduce llama.cpp's output bit for bit.
  *
+ * <p>With a residual window (KIVI), an attention call reads the tokens appended for it as they were
+ * appended, exact, and then quantizes what they pushed out of the window ({@link
+ * LayerStore#flushResidual}), as the authors' code does (see {@link LayerStore}).
+ *
  * <p>Tiles of distinct KV heads and rows are independent: given the engine's {@link Parallel} pool
  * they run on its threads, each thread with its own scratch (per chunk index) claiming tiles one at
  * a time from a shared counter (so a thread the OS schedules late takes fewer), and a row's result
@@ -175,9 +179,22 @@ public final class PagedLayerKv implements LayerKv {
     return headDim;
   }
 
+  /**
+   * Appends {@code n} tokens; with a residual window (KIVI) they stay exact until the next
+   * attention call has read them, which then quantizes what left the window ({@link
+   * LayerStore#flushResidual}).
+   */
   @Override
   public void append(int n, int[] positions, float[] keys, float[] values) {
     store.append(n, positions, keys, values);
+  }
+
+  /**
+   * Quantizes what the last append pushed out of the residual window, as an attention call does
+   * when it ends; for callers that append without attending.
+   */
+  public void flushResidual() {
+    store.flushResidual();
   }
 
   /** Evicts the tokens of {@code kvHead} whose retained indices are set. */
@@ -187,7 +204,7 @@ public final class PagedLayerKv implements LayerKv {
 
   /** Evicts the tokens of {@code kvHead} at retained indices {@code indices[0..count)}. */
   public void evict(int kvHead, int[] indices, int count) {
-    store.head(kvHead).evict(indices, count);
+    store.evict(kvHead, indices, count);
   }
 
   /** Positions of the retained tokens of {@code kvHead}, in order. */
@@ -249,6 +266,21 @@ public final class PagedLayerKv implements LayerKv {
    */
   @Override
   public void attend(
+      int n,
+      int[] positions,
+      int heads,
+      float[] queries,
+      float scale,
+      float[] out,
+      AttentionObserver observer,
+      Parallel pool,
+      AttentionOrder order) {
+    attendStored(n, positions, heads, queries, scale, out, observer, pool, order);
+    // KIVI: the step's attention has read its tokens exact; now what left the window is quantized
+    store.flushResidual();
+  }
+
+  private void attendStored(
       int n,
       int[] positions,
       int heads,

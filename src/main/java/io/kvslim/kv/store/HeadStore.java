@@ -21,7 +21,8 @@ import java.util.Objects;
  * KIVI (METHODS.md Q3): keys wait in the residual format until it holds R tokens, then all R are
  * quantized at once (R/G groups of G tokens per channel, one block each); values stay in the
  * residual format for exactly the latest R tokens, the oldest being quantized when a new token
- * pushes the window past R.
+ * pushes the window past R. {@link LayerStore} flushes after the step's attention, which so reads
+ * the step's tokens exact (up to R + 1 values and R keys in a decode step).
  *
  * <p>Not thread-safe; distinct heads may be used from distinct threads.
  */

@@ -6,6 +6,16 @@ import java.util.BitSet;
  * The store of one layer: one {@link HeadStore} per KV head, all drawing from one {@link
  * BlockPool}. Appends are all-or-nothing: the bytes every head needs are reserved at once, so a
  * refused append leaves every head and the pool unchanged.
+ *
+ * <p>With a residual window (KIVI), an append leaves the new tokens in the residual format and the
+ * step's attention reads them exact; {@link #flushResidual} then quantizes what has left the
+ * window. This is the order of the authors' {@code LlamaAttention_KIVI.forward} ({@code
+ * models/llama_kivi.py}, jy-yuan/KIVI): the decode branch concatenates the new key and value to the
+ * full-precision parts, attends, and only then quantizes (keys at lines 131–144 when the key
+ * residual reaches R, the oldest value at lines 174–187 once R + 1 are held); the prefill branch
+ * attends over the exact prompt (lines 190–191, 243) and quantizes for the cache it returns (lines
+ * 193–220). An append flushes what an earlier append left pending first, so the window never holds
+ * more than R tokens plus one append's.
  */
 public final class LayerStore {
   private final BlockPool pool;
@@ -14,6 +24,8 @@ public final class LayerStore {
   private final HeadStore[] heads;
   private final float[] conversionScratch;
   private final long[] headBytes;
+  private final boolean hasResidual;
+  private boolean pending; // appended to the residual since the last flush
   private boolean released;
 
   public LayerStore(BlockPool pool, int kvHeads, int headDim, KvCacheFormat format) {
@@ -30,6 +42,7 @@ public final class LayerStore {
     }
     this.conversionScratch = new float[2 * format.blockTokens() * headDim];
     this.headBytes = new long[kvHeads];
+    this.hasResidual = format.hasResidual();
   }
 
   public int kvHeads() {
@@ -54,14 +67,18 @@ public final class LayerStore {
 
   /**
    * Appends {@code n} tokens to every head ({@code keys}/{@code values} are {@code n × kvHeads ×
-   * headDim}, token-major), then flushes full residual blocks.
+   * headDim}, token-major). With a residual window they stay in the residual format, exact, until
+   * {@link #flushResidual} (after the step's attention); a flush an earlier append left pending is
+   * done first.
    *
-   * @throws KvMemoryExhaustedException before any change if the pool cannot hold the new blocks
+   * @throws KvMemoryExhaustedException before any change (but the pending flush, which only gives
+   *     bytes back) if the pool cannot hold the new blocks
    */
   public void append(int n, int[] positions, float[] keys, float[] values) {
     if (released) {
       throw new IllegalStateException("this KV cache has been closed");
     }
+    flushResidual();
     long needed = 0;
     for (int g = 0; g < heads.length; g++) {
       headBytes[g] = heads[g].appendBytes(n, positions, 0);
@@ -71,21 +88,49 @@ public final class LayerStore {
     int stride = heads.length * headDim;
     for (int g = 0; g < heads.length; g++) {
       heads[g].appendReserved(n, positions, keys, values, g * headDim, stride, headBytes[g]);
-      heads[g].flushResidual(conversionScratch);
+    }
+    pending = hasResidual && n > 0;
+  }
+
+  /**
+   * Quantizes what the appends since the last flush pushed out of the residual window, in every
+   * head ({@link HeadStore#flushResidual}): keys once the residual holds R tokens, values beyond
+   * the latest R. Only gives bytes back to the pool. Does nothing without a pending append.
+   */
+  public void flushResidual() {
+    if (!pending) {
+      return;
+    }
+    pending = false;
+    for (HeadStore head : heads) {
+      head.flushResidual(conversionScratch);
     }
   }
 
-  /** Evicts tokens of one head by retained index; see {@link HeadStore#evict(BitSet)}. */
+  /**
+   * Evicts tokens of one head by retained index; see {@link HeadStore#evict(BitSet)}. A pending
+   * flush is done first, so eviction always meets the window's settled layout.
+   */
   public void evict(int kvHead, BitSet indices) {
+    flushResidual();
     heads[kvHead].evict(indices);
   }
 
-  /** Changes the formats of one block; see {@link HeadStore#convertBlock}. */
+  /** Evicts the tokens of one head at retained indices {@code indices[0..count)}. */
+  public void evict(int kvHead, int[] indices, int count) {
+    flushResidual();
+    heads[kvHead].evict(indices, count);
+  }
+
+  /**
+   * Changes the formats of one block (after a pending flush); see {@link HeadStore#convertBlock}.
+   */
   public void convertBlock(
       int kvHead,
       int blockIndex,
       io.kvslim.kv.format.KvFormat keys,
       io.kvslim.kv.format.KvFormat values) {
+    flushResidual();
     heads[kvHead].convertBlock(blockIndex, keys, values, conversionScratch);
   }
 

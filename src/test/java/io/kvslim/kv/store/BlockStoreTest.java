@@ -222,6 +222,7 @@ class BlockStoreTest {
     PagedKvCache cache = new PagedKvCache(pool, 1, KV_HEADS, HEAD_DIM, kivi);
     PagedLayerKv layer = cache.layer(0);
     layer.append(32, positions(0, 32), rows(random, 32), rows(random, 32));
+    layer.flushResidual(); // as attention does after the step
     long others = pool.limitBytes() - pool.usedBytes(); // another sequence takes the rest
     pool.reserve(others);
     BitSet one = new BitSet();
