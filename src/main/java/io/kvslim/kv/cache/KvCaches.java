@@ -126,7 +126,7 @@ public final class KvCaches {
                   + sinks
                   + " sinks");
         }
-        yield new StreamingPolicy(mask, sinks, window);
+        yield new StreamingPolicy(mask, sinks, window, c.string("positions").equals("rolling"));
       }
       case "h2o" ->
           new H2oPolicy(

@@ -33,7 +33,13 @@ public final class KvMethods {
         List.of(
             integer("sinks", "4", "first tokens always kept"),
             integer("window", "1020", "recent tokens kept"),
-            budget("budget", null, "total kept per head (sinks + window); overrides window")),
+            budget("budget", null, "total kept per head (sinks + window); overrides window"),
+            choice(
+                "positions",
+                "rolling",
+                "RoPE positions: rolling = index in the cache (the paper), original = in the text",
+                "rolling",
+                "original")),
         c -> {
           nonNegative(c, "sinks");
           positive(c, "window");
