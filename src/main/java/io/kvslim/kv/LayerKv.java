@@ -16,8 +16,22 @@ public interface LayerKv {
 
   int headDim();
 
-  /** Appends {@code n} tokens at {@code positions[0..n)} (keys already rotated by RoPE). */
+  /**
+   * Appends {@code n} tokens at {@code positions[0..n)} (keys already rotated by RoPE, unless this
+   * layer {@link #appliesRope applies it itself}).
+   */
   void append(int n, int[] positions, float[] keys, float[] values);
+
+  /**
+   * Whether this layer applies RoPE itself, at positions of its own (StreamingLLM's cache-relative
+   * positions, METHODS.md E1): the model then appends keys and passes queries <em>before</em> RoPE,
+   * and the layer rotates them with {@code rope} when it attends. The model asks before each step's
+   * append, for each layer. By default false: the model rotates queries and keys by the tokens'
+   * positions.
+   */
+  default boolean appliesRope(Rotary rope) {
+    return false;
+  }
 
   /**
    * Attention of {@code n} queries (heads {@code heads}, GQA groups sharing a KV head) against the

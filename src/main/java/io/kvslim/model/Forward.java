@@ -22,6 +22,7 @@ public final class Forward {
   private int capacity;
   private float[] x, xb, q, k, v, att, proj, hb, hb2;
   private float[] cos, sin;
+  private boolean anglesReady; // cos and sin hold this step's angles
   // per thread of the pool: copies of one segment's rows (index 0 also for serial calls)
   private SegmentRows[] segmentRows = {new SegmentRows()};
   private float[] normed = new float[0];
@@ -99,15 +100,7 @@ public final class Forward {
       }
       model.tokenEmbedding().dequantizeRow(tok, x, r * dim);
     }
-    // rotary angles depend only on the position: compute them once for all layers
-    int half = c.ropeDims() / 2;
-    if (cos.length < n * half) {
-      cos = new float[n * half];
-      sin = new float[n * half];
-    }
-    for (int r = 0; r < n; r++) {
-      model.rope().angles(b.positions()[r], cos, sin, r * half);
-    }
+    anglesReady = false;
     for (int l = 0; l < c.layers(); l++) {
       layer(l, b, n);
     }
@@ -126,6 +119,25 @@ public final class Forward {
       throw new IllegalArgumentException("logits buffer too small");
     }
     mm(model.output(), normed, nl, logits);
+  }
+
+  /**
+   * The rotary angles of every row's position, computed once per step for all layers, when a layer
+   * first needs them (none does when every cache applies RoPE itself).
+   */
+  private void angles(Batch b, int n) {
+    if (anglesReady) {
+      return;
+    }
+    int half = c.ropeDims() / 2;
+    if (cos.length < n * half) {
+      cos = new float[n * half];
+      sin = new float[n * half];
+    }
+    for (int r = 0; r < n; r++) {
+      model.rope().angles(b.positions()[r], cos, sin, r * half);
+    }
+    anglesReady = true;
   }
 
   private void layer(int l, Batch b, int n) {
@@ -159,9 +171,15 @@ public final class Forward {
     }
     Rope rope = model.rope();
     int half = c.ropeDims() / 2;
-    for (int r = 0; r < n; r++) {
-      rope.rotate(q, r * c.qDim(), c.heads(), c.headDim(), cos, sin, r * half);
-      rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin, r * half);
+    for (int s = 0; s < b.segments(); s++) {
+      if (b.cache(s).layer(l).appliesRope(rope)) {
+        continue; // the cache stores keys before RoPE and rotates at positions of its own
+      }
+      angles(b, n);
+      for (int r = b.segmentStart(s); r < b.segmentEnd(s); r++) {
+        rope.rotate(q, r * c.qDim(), c.heads(), c.headDim(), cos, sin, r * half);
+        rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin, r * half);
+      }
     }
     attention(l, b);
     mm(w.wo(), att, n, proj);

@@ -1,5 +1,6 @@
 package io.kvslim.model;
 
+import io.kvslim.kv.Rotary;
 import io.kvslim.tensor.LlamaCppMath;
 
 /**
@@ -10,7 +11,7 @@ import io.kvslim.tensor.LlamaCppMath;
  * + x1·cos)} fuses the first product of each pair into a multiply-add, as GCC compiles ggml's
  * expression. NORMAL rotates adjacent pairs (x[2i], x[2i+1]); NEOX rotates (x[i], x[i + dims/2]).
  */
-public final class Rope {
+public final class Rope implements Rotary {
   private final int dims;
   private final float thetaScale;
   private final float freqScale;
@@ -27,6 +28,7 @@ public final class Rope {
   }
 
   /** Fills {@code cos[off..off+dims/2)} and {@code sin[...]} for a position. */
+  @Override
   public void angles(int pos, float[] cos, float[] sin, int off) {
     float theta = pos;
     for (int i = 0; i < dims / 2; i++) {
@@ -41,6 +43,7 @@ public final class Rope {
    * Rotates {@code heads} consecutive head vectors of size {@code headDim} starting at {@code off},
    * with the angles at {@code cos[a..a+dims/2)} and {@code sin[a..]}.
    */
+  @Override
   public void rotate(float[] x, int off, int heads, int headDim, float[] cos, float[] sin, int a) {
     int half = dims / 2;
     for (int h = 0; h < heads; h++) {
@@ -63,6 +66,7 @@ public final class Rope {
     }
   }
 
+  @Override
   public int dims() {
     return dims;
   }

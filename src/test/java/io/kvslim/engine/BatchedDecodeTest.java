@@ -27,7 +27,9 @@ class BatchedDecodeTest {
         "full",
         "kivi:kbits=2,vbits=2,residual=32",
         "h2o:budget=40",
-        "snapkv:budget=40,window=8"
+        "snapkv:budget=40,window=8",
+        // sequences alternate: caches that apply RoPE themselves next to ones that do not
+        "full|streaming:sinks=4,window=28|streaming:sinks=4,window=28,positions=original"
       })
   void batchedStepsEqualEachSequenceAlone(String spec) {
     int sequences = 5;
@@ -35,7 +37,11 @@ class BatchedDecodeTest {
     try (Model model = Model.load(SharedData.model("llama-spm-f32.gguf"));
         Engine engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
       int vocab = engine.config().vocabSize();
-      KvCaches kv = KvSpecs.caches(KvSpec.parse(spec), new BlockPool(), engine.config());
+      String[] specs = spec.split("\\|");
+      KvCaches[] kvs = new KvCaches[specs.length];
+      for (int i = 0; i < specs.length; i++) {
+        kvs[i] = KvSpecs.caches(KvSpec.parse(specs[i]), new BlockPool(), engine.config());
+      }
       Random random = new Random(11);
       int[][] tokens = new int[sequences][];
       KvCache[] batched = new KvCache[sequences];
@@ -44,8 +50,8 @@ class BatchedDecodeTest {
       for (int s = 0; s < sequences; s++) {
         int prompt = 20 + 7 * s; // different lengths, so sequences sit at different positions
         tokens[s] = random.ints(prompt + steps, 3, vocab).toArray();
-        batched[s] = kv.create();
-        alone[s] = kv.create();
+        batched[s] = kvs[s % kvs.length].create();
+        alone[s] = kvs[s % kvs.length].create();
         engine.prefill(batched[s], tokens[s], 0, prompt, 0, false, scratch);
         engine.prefill(alone[s], tokens[s], 0, prompt, 0, false, scratch);
       }
@@ -80,7 +86,13 @@ class BatchedDecodeTest {
    * sequence per thread).
    */
   @ParameterizedTest
-  @ValueSource(strings = {"full", "kivi:kbits=2,vbits=2,residual=32", "h2o:budget=40"})
+  @ValueSource(
+      strings = {
+        "full",
+        "kivi:kbits=2,vbits=2,residual=32",
+        "h2o:budget=40",
+        "streaming:sinks=4,window=28"
+      })
   void promptChunksNextToDecodeRowsEqualEachAlone(String spec) {
     int decoding = 3;
     try (Model model = Model.load(SharedData.model("llama-spm-f32.gguf"));

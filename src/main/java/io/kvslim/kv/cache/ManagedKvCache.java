@@ -4,6 +4,7 @@ import io.kvslim.kv.AttentionObserver;
 import io.kvslim.kv.AttentionOrder;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.LayerKv;
+import io.kvslim.kv.Rotary;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvCacheFormat;
@@ -21,6 +22,7 @@ public final class ManagedKvCache implements KvCache {
   private final PagedLayerKv[] layers;
   private final View[] views;
   private final KvCacheFormat[] formats;
+  private final boolean[] cacheRelative; // per layer: keys stored before RoPE (rolling positions)
   private final List<KvPolicy> policies;
   private final BlockPool pool;
   private int tokens; // tokens appended so far (the next position when positions are 0..n-1)
@@ -37,10 +39,18 @@ public final class ManagedKvCache implements KvCache {
     this.formats = formats.clone();
     this.layers = new PagedLayerKv[formats.length];
     this.views = new View[formats.length];
+    this.cacheRelative = new boolean[formats.length];
+    for (int l = 0; l < formats.length; l++) {
+      for (KvPolicy p : this.policies) {
+        cacheRelative[l] |= p.cacheRelativePositions(l);
+      }
+    }
     PagedLayerKv.Scratch scratch = new PagedLayerKv.Scratch(); // layers attend one at a time
     try {
       for (int l = 0; l < formats.length; l++) {
-        layers[l] = new PagedLayerKv(new LayerStore(pool, kvHeads, headDim, formats[l]), scratch);
+        layers[l] =
+            new PagedLayerKv(
+                new LayerStore(pool, kvHeads, headDim, formats[l]), scratch, cacheRelative[l]);
         views[l] = new View(l);
       }
     } catch (RuntimeException e) {
@@ -88,9 +98,13 @@ public final class ManagedKvCache implements KvCache {
     return new Shared(List.copyOf(members));
   }
 
-  /** Whether this cache stores every layer in the same format as {@code other}. */
+  /**
+   * Whether this cache stores every layer as {@code other} does: in the same format, with keys
+   * before or after RoPE alike (cache-relative positions store them before).
+   */
   public boolean sameFormats(ManagedKvCache other) {
-    return java.util.Arrays.equals(formats, other.formats);
+    return java.util.Arrays.equals(formats, other.formats)
+        && java.util.Arrays.equals(cacheRelative, other.cacheRelative);
   }
 
   /** The caches of {@link #sharedPrefill}, seen by the model as one. */
@@ -152,6 +166,15 @@ public final class ManagedKvCache implements KvCache {
         for (ManagedKvCache m : members) {
           m.layers[layer].flushResidual();
         }
+      }
+
+      @Override
+      public boolean appliesRope(Rotary rope) {
+        boolean own = false;
+        for (ManagedKvCache m : members) {
+          own = m.views[layer].appliesRope(rope); // the same in every member (sameFormats)
+        }
+        return own;
       }
 
       @Override
@@ -246,6 +269,11 @@ public final class ManagedKvCache implements KvCache {
 
     /** After an attention call over {@link #paged}, which has flushed its residual window. */
     void attended() {}
+
+    @Override
+    public boolean appliesRope(Rotary rope) {
+      return paged.appliesRope(rope);
+    }
 
     @Override
     public int size(int kvHead) {
@@ -387,6 +415,9 @@ public final class ManagedKvCache implements KvCache {
 
     @Override
     public void append(int n, int[] positions, float[] keys, float[] values) {
+      for (int i = 0; i < policies.size(); i++) { // no iterator per layer and step
+        policies.get(i).beforeAppend(ManagedKvCache.this, layer, n);
+      }
       paged.append(n, positions, keys, values);
       if (layer == 0) {
         tokens += n;

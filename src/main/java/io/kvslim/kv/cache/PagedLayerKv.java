@@ -4,6 +4,7 @@ import io.kvslim.kv.AttentionObserver;
 import io.kvslim.kv.AttentionOrder;
 import io.kvslim.kv.DenseLayerKv;
 import io.kvslim.kv.LayerKv;
+import io.kvslim.kv.Rotary;
 import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.format.KvFormat;
 import io.kvslim.kv.format.KvFormats;
@@ -69,6 +70,8 @@ public final class PagedLayerKv implements LayerKv {
   private final LayerStore store;
   private final int headDim;
   private final Scratch scratch;
+  private final boolean cacheRelative;
+  private Rotary rope; // with cache-relative positions: the model's RoPE, applied at read time
   private float[][] observed = new float[0][];
 
   public PagedLayerKv(LayerStore store) {
@@ -77,14 +80,24 @@ public final class PagedLayerKv implements LayerKv {
 
   /** A layer using {@code scratch}, which other layers attended from the same thread may share. */
   public PagedLayerKv(LayerStore store, Scratch scratch) {
+    this(store, scratch, false);
+  }
+
+  /**
+   * A layer using {@code scratch}; with {@code cacheRelative}, it stores keys before RoPE and
+   * attends at cache-relative positions (StreamingLLM's rolling positions, {@link #appliesRope}).
+   */
+  public PagedLayerKv(LayerStore store, Scratch scratch, boolean cacheRelative) {
     this.store = store;
     this.headDim = store.headDim();
     this.scratch = scratch;
+    this.cacheRelative = cacheRelative;
   }
 
   /** Per-thread attention buffers, grown on demand and reused: nothing is allocated per token. */
   public static final class Scratch {
     private Tile[] tiles = new Tile[0];
+    private final CacheRelativeRope relative = new CacheRelativeRope();
 
     Tile tile(int chunk) {
       return tiles[chunk];
@@ -132,6 +145,11 @@ public final class PagedLayerKv implements LayerKv {
     }
 
     int[] slotPositions = new int[0]; // one block's positions, read when a row needs the mask
+    // cache-relative positions: the rows' queries and one block's keys, rotated by cache index
+    float[] rolledQueries = new float[0];
+    final int[] rolledOffsets = new int[TILE_ROWS];
+    float[] rolledKeys = new float[0];
+    MemorySegment rolledKeySegment = MemorySegment.NULL;
     boolean probabilities; // whether some block of the tile added normalized probabilities
 
     void ensure(int rows, int size, int headDim, int blockCapacity) {
@@ -195,6 +213,28 @@ public final class PagedLayerKv implements LayerKv {
    */
   public void flushResidual() {
     store.flushResidual();
+  }
+
+  /**
+   * With cache-relative positions (StreamingLLM's rolling positions, METHODS.md E1), true: this
+   * layer keeps keys as appended, before RoPE, and attention rotates each retained key by its index
+   * in its head's cache (sinks 0..S−1, then the window in cache order) and each query by the index
+   * of its own token, so the largest position RoPE ever sees is the cache's size minus one (the
+   * reference does the same: {@code streaming_llm/pos_shift/modify_llama.py}, lines 89–103 of
+   * mit-han-lab/streaming-llm @2e50426, keys cached before RoPE at line 99 and rotated by {@code
+   * arange(kv_seq_len)} at lines 102–103). Keys and values are stored in the layer's formats as
+   * usual (quantized formats quantize the key before RoPE); a key is decoded, rotated and scored in
+   * F32 at each attention call. With nothing evicted and tokens at positions 0, 1, 2, … the cache
+   * index of every token is its position, so an F32 cache attends bit for bit as the model would
+   * with RoPE applied before append.
+   */
+  @Override
+  public boolean appliesRope(Rotary rope) {
+    if (!cacheRelative) {
+      return false;
+    }
+    this.rope = rope;
+    return true;
   }
 
   /** Evicts the tokens of {@code kvHead} whose retained indices are set. */
@@ -304,6 +344,21 @@ public final class PagedLayerKv implements LayerKv {
     c.out = out;
     c.order = order;
     c.queries1 = n == 1;
+    c.n = n;
+    c.relative = null;
+    if (cacheRelative) {
+      if (rope == null) {
+        throw new IllegalStateException(
+            "this layer stores keys before RoPE (cache-relative positions) and attends only"
+                + " through the model, which hands it its RoPE");
+      }
+      int largest = 0;
+      for (int g = 0; g < kvHeads; g++) {
+        largest = Math.max(largest, store.head(g).size());
+      }
+      scratch.relative.ensure(rope, largest);
+      c.relative = scratch.relative;
+    }
     scratch.ensureThreads(pool == null ? 1 : pool.threads());
     try {
       if (observer == null) {
@@ -371,6 +426,8 @@ public final class PagedLayerKv implements LayerKv {
     int items;
     AttentionOrder order;
     boolean queries1; // one query in the call: llama.cpp's KQV is a dot product, not tinyBLAS
+    int n; // queries in the call
+    CacheRelativeRope relative; // non-null: keys before RoPE, rotated here by cache index
 
     /** The next item to claim: threads take items one at a time, so a late thread takes fewer. */
     final java.util.concurrent.atomic.AtomicInteger next =
@@ -451,6 +508,11 @@ public final class PagedLayerKv implements LayerKv {
     setUpRows(tile, g, first, last, c);
     int[] rowPositions = tile.rowPositions;
     int[] rowOffsets = tile.rowOffsets;
+    int[] queryOffsets = rowOffsets;
+    if (c.relative != null) {
+      queries = c.relative.queries(tile, c.queries, headDim, size - c.n, c.group, first, rows);
+      queryOffsets = tile.rolledOffsets;
+    }
     float[] scores = tile.scores;
     int stride = tile.stride;
     float[] slots = tile.slots;
@@ -470,11 +532,16 @@ public final class PagedLayerKv implements LayerKv {
         tile.slots = slots = new float[block.capacity()];
       }
       KvFormat keyFormat = block.keyFormat();
+      MemorySegment keys = block.keys();
+      if (c.relative != null) {
+        keys = c.relative.keys(tile, block, retained, headDim);
+        keyFormat = KvFormats.F32;
+      }
       if (keyFormat != prepared) {
         tile.ensurePrepared(rows, keyFormat.preparedQueryLength(headDim));
         for (int r = 0; r < rows; r++) {
           keyFormat.prepareQuery(
-              queries, rowOffsets[r], headDim, tile.prepared, r * tile.preparedStride);
+              queries, queryOffsets[r], headDim, tile.prepared, r * tile.preparedStride);
         }
         prepared = keyFormat;
       }
@@ -504,7 +571,7 @@ public final class PagedLayerKv implements LayerKv {
       }
       float[] rowScores = tile.rowScores;
       keyFormat.scoresRows(
-          block.keys(),
+          keys,
           filled,
           capacity,
           headDim,
@@ -682,6 +749,11 @@ public final class PagedLayerKv implements LayerKv {
     int stride = tile.stride;
     float[] keys = tile.blockRows;
     float[] queries = c.queries;
+    int[] queryOffsets = rowOffsets;
+    if (c.relative != null) {
+      queries = c.relative.queries(tile, c.queries, headDim, size - c.n, c.group, first, rows);
+      queryOffsets = tile.rolledOffsets;
+    }
     int retained = 0;
     for (KvBlock block : blocks) {
       int live = block.liveCount();
@@ -690,6 +762,9 @@ public final class PagedLayerKv implements LayerKv {
         continue;
       }
       readRows(block.keys(), filled, keys);
+      if (c.relative != null) {
+        c.relative.rotateLive(block, retained, keys, headDim);
+      }
       for (int r = 0; r < rows; r++) {
         int position = rowPositions[r];
         int at = r * stride + retained;
@@ -699,7 +774,7 @@ public final class PagedLayerKv implements LayerKv {
                 block.position(s) > position
                     ? Float.NEGATIVE_INFINITY
                     : LlamaCppMath.dot(
-                            queries, rowOffsets[r], keys, s * headDim, headDim, tile.dotLanes)
+                            queries, queryOffsets[r], keys, s * headDim, headDim, tile.dotLanes)
                         * c.scale;
           }
         }

@@ -1,6 +1,7 @@
 package io.kvslim.kv.method;
 
 import static io.kvslim.kv.method.Knob.budget;
+import static io.kvslim.kv.method.Knob.choice;
 import static io.kvslim.kv.method.Knob.integer;
 
 import io.kvslim.kv.policy.KvPolicy;
@@ -39,7 +40,13 @@ public final class StreamingMethod implements KvMethod {
     return List.of(
         integer("sinks", "4", "first tokens always kept").atLeast(0),
         integer("window", "1020", "recent tokens kept").atLeast(1),
-        budget("budget", null, "total kept per head (sinks + window); overrides window"));
+        budget("budget", null, "total kept per head (sinks + window); overrides window"),
+        choice(
+            "positions",
+            "rolling",
+            "RoPE positions: rolling = index in the cache (the paper), original = in the text",
+            "rolling",
+            "original"));
   }
 
   @Override
@@ -66,7 +73,8 @@ public final class StreamingMethod implements KvMethod {
       throw new KvSpecException(
           "streaming:budget=" + b + " leaves no room beyond " + sinks + " sinks");
     }
-    return new StreamingPolicy(ctx.layers(), sinks, window);
+    return new StreamingPolicy(
+        ctx.layers(), sinks, window, c.string("positions").equals("rolling"));
   }
 
   @Override

@@ -36,6 +36,21 @@ public interface KvPolicy {
   default void onQueries(
       ManagedKvCache cache, int layer, int n, int[] positions, int heads, float[] q, float scale) {}
 
+  /**
+   * Whether {@code layer} uses cache-relative positions (StreamingLLM's rolling positions): its
+   * keys are stored before RoPE, and attention rotates each retained key by its index in the head's
+   * cache and each query by the index of its own token ({@link io.kvslim.kv.LayerKv#appliesRope}).
+   */
+  default boolean cacheRelativePositions(int layer) {
+    return false;
+  }
+
+  /**
+   * Called before {@code n} tokens are appended to {@code layer}, so that a policy can free room
+   * first (StreamingLLM: attention then sees at most the cache's capacity).
+   */
+  default void beforeAppend(ManagedKvCache cache, int layer, int n) {}
+
   /** Called when a step has appended to every layer. */
   void afterStep(ManagedKvCache cache, KvCache.StepKind kind);
 }

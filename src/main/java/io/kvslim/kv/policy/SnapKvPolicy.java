@@ -156,7 +156,7 @@ public final class SnapKvPolicy implements KvPolicy {
     }
     int[] keep = new int[kvHeads];
     if (allocation == Allocation.ADAPTIVE) {
-      adaptiveBudgets(votes, prefix, prefixBudget, keep);
+      adaptiveBudgets(votes, prefix, prefixBudget, alpha, keep);
     } else {
       Arrays.fill(keep, prefixBudget);
     }
@@ -247,8 +247,16 @@ public final class SnapKvPolicy implements KvPolicy {
     return out;
   }
 
-  /** Ada-KV: global top-(G·B) over all heads' votes, then c'_g = round(c_g(1−α) + ⌊αB⌋). */
-  private void adaptiveBudgets(float[][] votes, int prefix, int base, int[] keep) {
+  /**
+   * Ada-KV's head budgets (FFY0/AdaKV @efe4e2e, {@code adaptive_snapkv/monkeypatch/snapkv_utils.py}
+   * lines 452–460): a global top-(G·B) over all heads' votes gives head g a count c_g, and its
+   * budget is {@code round(c_g·(1−α) + ⌊αB⌋)}, computed as the reference computes it: in float32,
+   * rounded half to even ({@code torch.round}). Rounding up can take the layer past its G·B tokens,
+   * by up to G/2 (the reference asserts the sum only before rounding, line 459); here the heads
+   * that rounded up the most (the lowest index first among equals) then give back one token each
+   * until the layer is within G·B. No head keeps more than the {@code prefix} tokens it has.
+   */
+  static void adaptiveBudgets(float[][] votes, int prefix, int base, double alpha, int[] keep) {
     int g = votes.length;
     float[] flat = new float[g * prefix];
     for (int h = 0; h < g; h++) {
@@ -257,9 +265,23 @@ public final class SnapKvPolicy implements KvPolicy {
     BitSet top = new BitSet();
     Selection.highest(flat, 0, flat.length, g * base, top);
     int floor = (int) Math.floor(alpha * base);
+    float share = (float) (1 - alpha);
+    float[] exact = new float[g];
+    long total = 0;
     for (int h = 0; h < g; h++) {
       int c = top.get(h * prefix, (h + 1) * prefix).cardinality();
-      keep[h] = Math.min(prefix, (int) Math.round(c * (1 - alpha) + floor));
+      exact[h] = (float) c * share + (float) floor;
+      keep[h] = Math.min(prefix, (int) Math.rint(exact[h]));
+      total += keep[h];
+    }
+    for (; total > (long) g * base; total--) {
+      int most = -1;
+      for (int h = 0; h < g; h++) {
+        if (keep[h] > 0 && (most < 0 || keep[h] - exact[h] > keep[most] - exact[most])) {
+          most = h;
+        }
+      }
+      keep[most]--;
     }
   }
 }

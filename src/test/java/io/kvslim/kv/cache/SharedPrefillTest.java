@@ -112,12 +112,26 @@ class SharedPrefillTest {
     assertSameAsAlone(
         List.of(
             "full",
-            "streaming:sinks=4,window=24",
+            "streaming:sinks=4,window=24,positions=original",
             "h2o:budget=25%",
             "tova:budget=25%",
             "snapkv:budget=25%,window=8",
             "pyramidkv:budget=25%,window=8",
             "adakv:budget=25%,window=8"));
+  }
+
+  @Test
+  void cachesWithRollingPositionsShareWithEachOtherOnly() {
+    // keys are stored before RoPE: the full cache's prompt is not theirs
+    assertSameAsAlone(List.of("streaming:sinks=4,window=24", "streaming:sinks=2,window=40"));
+    assumeTrue(SharedData.present());
+    try (ManagedKvCache full = caches("full").create();
+        ManagedKvCache rolling = caches("streaming:sinks=4,window=24").create()) {
+      assertThat(full.sameFormats(rolling)).isFalse();
+      assertThatThrownBy(() -> ManagedKvCache.sharedPrefill(List.of(full, rolling)))
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("same format");
+    }
   }
 
   @Test
