@@ -75,7 +75,7 @@ public final class Q4_KMatrix extends WeightMatrix {
       float d = Float.float16ToFloat(data.get(SHORT_LE, block));
       float dmin = Float.float16ToFloat(data.get(SHORT_LE, block + DMIN));
       long packed0to7 = data.get(LONG_LE, block + SCALES);
-      int packed8to11 = data.get(INT_LE, block + SCALES + 8);
+      int packed8to11 = data.get(INT_LE, block + (SCALES + 8));
       // One loop body over sub-blocks, with the nibble (and fifth-bit) shifts as variables, instead
       // of
       // an unrolled body per sub-block: C2 inlines every vector operation of a method only while
