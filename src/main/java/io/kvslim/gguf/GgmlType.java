@@ -1,24 +1,36 @@
 package io.kvslim.gguf;
 
+import io.kvslim.ggml.Q4_0Codec;
+import io.kvslim.ggml.Q4_1Codec;
+import io.kvslim.ggml.Q4_KCodec;
+import io.kvslim.ggml.Q5_0Codec;
+import io.kvslim.ggml.Q5_1Codec;
+import io.kvslim.ggml.Q5_KCodec;
+import io.kvslim.ggml.Q6_KCodec;
+import io.kvslim.ggml.Q8_0Codec;
+import io.kvslim.ggml.Q8_1Codec;
+import io.kvslim.ggml.Q8_KCodec;
+
 /**
  * Tensor element types of GGML/GGUF, with llama.cpp's numeric ids and block layouts: {@code
- * blockSize} elements are stored in {@code typeSize} bytes.
+ * blockSize} elements are stored in {@code typeSize} bytes (for the block types kvslim reads or
+ * writes, the sizes of their codecs in {@code io.kvslim.ggml}).
  */
 public enum GgmlType {
   F32(0, 1, 4),
   F16(1, 1, 2),
-  Q4_0(2, 32, 18),
-  Q4_1(3, 32, 20),
-  Q5_0(6, 32, 22),
-  Q5_1(7, 32, 24),
-  Q8_0(8, 32, 34),
-  Q8_1(9, 32, 36),
+  Q4_0(2, Q4_0Codec.BLOCK, Q4_0Codec.BYTES),
+  Q4_1(3, Q4_1Codec.BLOCK, Q4_1Codec.BYTES),
+  Q5_0(6, Q5_0Codec.BLOCK, Q5_0Codec.BYTES),
+  Q5_1(7, Q5_1Codec.BLOCK, Q5_1Codec.BYTES),
+  Q8_0(8, Q8_0Codec.BLOCK, Q8_0Codec.BYTES),
+  Q8_1(9, Q8_1Codec.BLOCK, Q8_1Codec.BYTES),
   Q2_K(10, 256, 84),
   Q3_K(11, 256, 110),
-  Q4_K(12, 256, 144),
-  Q5_K(13, 256, 176),
-  Q6_K(14, 256, 210),
-  Q8_K(15, 256, 292),
+  Q4_K(12, Q4_KCodec.BLOCK, Q4_KCodec.BYTES),
+  Q5_K(13, Q5_KCodec.BLOCK, Q5_KCodec.BYTES),
+  Q6_K(14, Q6_KCodec.BLOCK, Q6_KCodec.BYTES),
+  Q8_K(15, Q8_KCodec.BLOCK, Q8_KCodec.BYTES),
   I8(24, 1, 1),
   I16(25, 1, 2),
   I32(26, 1, 4),

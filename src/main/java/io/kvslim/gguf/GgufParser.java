@@ -1,9 +1,9 @@
 package io.kvslim.gguf;
 
+import io.kvslim.ggml.LittleEndian;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
@@ -12,12 +12,9 @@ import java.nio.file.Path;
 
 /** A bounds-checked little-endian cursor over a GGUF header. */
 final class GgufParser {
-  private static final ValueLayout.OfInt I32 =
-      ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-  private static final ValueLayout.OfLong I64 =
-      ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-  private static final ValueLayout.OfShort I16 =
-      ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+  private static final ValueLayout.OfInt I32 = LittleEndian.INT;
+  private static final ValueLayout.OfLong I64 = LittleEndian.LONG;
+  private static final ValueLayout.OfShort I16 = LittleEndian.SHORT;
   private static final int MAX_NESTING = 8;
 
   /**

@@ -1,9 +1,16 @@
 package io.kvslim.tensor;
 
+import io.kvslim.ggml.BlockCodec;
+import io.kvslim.ggml.LittleEndian;
+import io.kvslim.ggml.Q4_KCodec;
+import io.kvslim.ggml.Q5_KCodec;
+import io.kvslim.ggml.Q6_KCodec;
+import io.kvslim.ggml.Q8_0Codec;
+import io.kvslim.ggml.Q8_1Codec;
+import io.kvslim.ggml.Q8_KCodec;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 
 /**
  * Matrix products the way llama.cpp's CPU backend computes them: the activations are first
@@ -13,14 +20,11 @@ import java.nio.ByteOrder;
  * both blocks' scales. This trades a little accuracy (8-bit activations) for llama.cpp's exact
  * numerics; kvslim's default path multiplies with F32 activations instead.
  *
- * <p>Plain scalar Java, written for fidelity, not speed.
+ * <p>The activation blocks come from {@link Q8_1Codec#quantizeX86} and {@link Q8_KCodec#quantize},
+ * the weights' codes and scales from their codecs. Plain scalar Java, written for fidelity, not
+ * speed.
  */
 public final class ActivationQuant {
-  private static final ValueLayout.OfShort I16 =
-      ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-  private static final ValueLayout.OfFloat F32 =
-      ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-
   private ActivationQuant() {}
 
   /** Whether this class has llama.cpp's path for {@code type}. */
@@ -108,87 +112,32 @@ public final class ActivationQuant {
         return a;
       }
       case Q8_0, Q4_0, Q5_0, Q4_1, Q5_1 -> {
-        Activations a = new Activations(n, cols, 32, false);
-        for (int r = 0; r < n; r++) {
-          for (int b = 0; b < cols / 32; b++) {
-            quantizeQ8Block(x, r * cols + b * 32, a, r * (cols / 32) + b);
-          }
+        Activations a = new Activations(n, cols, Q8_1Codec.BLOCK, false);
+        MemorySegment block = MemorySegment.ofArray(new byte[Q8_1Codec.BYTES]);
+        for (int i = 0; i < n * a.blocksPerRow; i++) {
+          int off = i * Q8_1Codec.BLOCK;
+          Q8_1Codec.INSTANCE.quantizeX86(x, off, block, 0);
+          a.d[i] = Q8_1Codec.INSTANCE.d(block, 0);
+          a.s[i] = Q8_1Codec.INSTANCE.s(block, 0);
+          MemorySegment.copy(block, ValueLayout.JAVA_BYTE, Q8_1Codec.QS, a.q, off, Q8_1Codec.BLOCK);
         }
         return a;
       }
       case Q4_K, Q5_K, Q6_K -> {
-        Activations a = new Activations(n, cols, 256, false);
-        for (int r = 0; r < n; r++) {
-          for (int b = 0; b < cols / 256; b++) {
-            quantizeQ8KBlock(x, r * cols + b * 256, a, r * (cols / 256) + b);
-          }
+        Activations a = new Activations(n, cols, Q8_KCodec.BLOCK, false);
+        MemorySegment block = MemorySegment.ofArray(new byte[Q8_KCodec.BYTES]);
+        for (int i = 0; i < n * a.blocksPerRow; i++) {
+          int off = i * Q8_KCodec.BLOCK;
+          Q8_KCodec.INSTANCE.quantize(x, off, block, 0);
+          a.d[i] = Q8_KCodec.INSTANCE.d(block, 0);
+          MemorySegment.copy(block, ValueLayout.JAVA_BYTE, Q8_KCodec.QS, a.q, off, Q8_KCodec.BLOCK);
+          MemorySegment.copy(
+              block, LittleEndian.SHORT, Q8_KCodec.BSUMS, a.bsums, off / 16, Q8_KCodec.BLOCK / 16);
         }
         return a;
       }
       default -> throw new UnsupportedOperationException("no llama.cpp activation path for " + t);
     }
-  }
-
-  /**
-   * Q8_0/Q8_1 as llama.cpp's x86 SIMD quantizer: d = max|x|/127, codes round(x·127/max) with ties
-   * to even; d is stored as F16; the Q8_1 sum is d·Σcodes.
-   */
-  private static void quantizeQ8Block(float[] x, int off, Activations a, int block) {
-    float amax = 0f;
-    for (int j = 0; j < 32; j++) {
-      amax = Math.max(amax, Math.abs(x[off + j]));
-    }
-    float d = amax / 127f;
-    float id = amax != 0f ? 127f / amax : 0f;
-    int sum = 0;
-    for (int j = 0; j < 32; j++) {
-      int v = (int) Math.rint(x[off + j] * id);
-      a.q[off + j] = (byte) v;
-      sum += v;
-    }
-    a.d[block] = Float.float16ToFloat(Float.floatToFloat16(d));
-    a.s[block] = Float.float16ToFloat(Float.floatToFloat16(d * sum));
-  }
-
-  /** Q8_K as ggml's reference quantizer: scale from the signed extreme, 16-value sums. */
-  private static void quantizeQ8KBlock(float[] x, int off, Activations a, int block) {
-    float max = 0f;
-    float amax = 0f;
-    for (int j = 0; j < 256; j++) {
-      float ax = Math.abs(x[off + j]);
-      if (ax > amax) {
-        amax = ax;
-        max = x[off + j];
-      }
-    }
-    if (amax == 0f) {
-      a.d[block] = 0f;
-      for (int j = 0; j < 256; j++) {
-        a.q[off + j] = 0;
-      }
-      for (int j = 0; j < 16; j++) {
-        a.bsums[off / 16 + j] = 0;
-      }
-      return;
-    }
-    float iscale = -127f / max;
-    for (int j = 0; j < 256; j++) {
-      int v = nearestInt(iscale * x[off + j]);
-      a.q[off + j] = (byte) Math.min(127, v);
-    }
-    for (int j = 0; j < 16; j++) {
-      int sum = 0;
-      for (int i = 0; i < 16; i++) {
-        sum += a.q[off + j * 16 + i];
-      }
-      a.bsums[off / 16 + j] = (short) sum;
-    }
-    a.d[block] = 1f / iscale;
-  }
-
-  /** ggml's nearest_int: round half to even through the float magic number. */
-  private static int nearestInt(float f) {
-    return (int) Math.rint(f);
   }
 
   private static float bf16Round(float v) {
@@ -200,14 +149,6 @@ public final class ActivationQuant {
     return Float.intBitsToFloat(bits & 0xffff0000);
   }
 
-  private static float half(MemorySegment m, long off) {
-    return Float.float16ToFloat(m.get(I16, off));
-  }
-
-  private static int u8(MemorySegment m, long off) {
-    return m.get(ValueLayout.JAVA_BYTE, off) & 0xff;
-  }
-
   static float dot(GgmlType t, MemorySegment w, long base, int cols, Activations a, int row) {
     int xo = row * cols;
     return switch (t) {
@@ -215,14 +156,14 @@ public final class ActivationQuant {
       case BF16 -> {
         float sum = 0f;
         for (int i = 0; i < cols; i++) {
-          float wv = Float.intBitsToFloat((w.get(I16, base + 2L * i) & 0xffff) << 16);
+          float wv =
+              Float.intBitsToFloat((w.get(LittleEndian.SHORT, base + 2L * i) & 0xffff) << 16);
           sum += wv * a.f[xo + i];
         }
         yield sum;
       }
       case Q8_0 -> dotQ8_0(w, base, cols, a, row);
-      case Q4_0, Q4_1 -> dotQ4(t, w, base, cols, a, row);
-      case Q5_0, Q5_1 -> dotQ5(t, w, base, cols, a, row);
+      case Q4_0, Q4_1, Q5_0, Q5_1 -> dot32(t, w, base, cols, a, row);
       case Q4_K -> dotQ4K(w, base, cols, a, row);
       case Q5_K -> dotQ5K(w, base, cols, a, row);
       case Q6_K -> dotQ6K(w, base, cols, a, row);
@@ -231,7 +172,7 @@ public final class ActivationQuant {
   }
 
   private static float weight(MemorySegment w, long base, boolean half, int k) {
-    return half ? half(w, base + 2L * k) : w.get(F32, base + 4L * k);
+    return half ? LittleEndian.half(w, base + 2L * k) : w.get(LittleEndian.FLOAT, base + 4L * k);
   }
 
   /**
@@ -286,92 +227,56 @@ public final class ActivationQuant {
    * block after block, then {@code r_i = acc_{i+4} + acc_i} and {@code (r0+r2)+(r1+r3)}.
    */
   private static float dotQ8_0(MemorySegment w, long base, int cols, Activations a, int row) {
+    Q8_0Codec codec = Q8_0Codec.INSTANCE;
     float[] acc = new float[8];
-    int nb = cols / 32;
+    float[] codes = new float[Q8_0Codec.BLOCK];
+    int nb = cols / Q8_0Codec.BLOCK;
     for (int b = 0; b < nb; b++) {
-      long blk = base + 34L * b;
-      int xo = row * cols + b * 32;
-      float s = half(w, blk) * a.d[row * nb + b];
+      long blk = base + (long) Q8_0Codec.BYTES * b;
+      int xo = row * cols + b * Q8_0Codec.BLOCK;
+      codec.codes(w, blk, codes, 0);
+      float s = codec.d(w, blk) * a.d[row * nb + b];
       for (int lane = 0; lane < 8; lane++) {
         int sumi = 0;
         for (int j = 4 * lane; j < 4 * lane + 4; j++) {
-          sumi += w.get(ValueLayout.JAVA_BYTE, blk + 2 + j) * a.q[xo + j];
+          sumi += (int) codes[j] * a.q[xo + j];
         }
         acc[lane] = Math.fma(s, (float) sumi, acc[lane]);
       }
     }
-    float r0 = acc[4] + acc[0];
-    float r1 = acc[5] + acc[1];
-    float r2 = acc[6] + acc[2];
-    float r3 = acc[7] + acc[3];
-    return (r0 + r2) + (r1 + r3);
+    return reduce8(acc);
   }
 
-  private static float dotQ4(
+  /**
+   * Q4_0, Q4_1, Q5_0, Q5_1 × Q8_0/Q8_1: per block the exact integer {@code Σ code·q}, scaled as
+   * llama.cpp's kernel for the type does; the minimum of q4_1/q5_1 multiplies the activations'
+   * {@code s}.
+   */
+  private static float dot32(
       GgmlType t, MemorySegment w, long base, int cols, Activations a, int row) {
-    boolean q41 = t == GgmlType.Q4_1;
-    int size = q41 ? 20 : 18;
-    int qs = q41 ? 4 : 2;
-    int offset = q41 ? 0 : 8;
+    BlockCodec codec = BlockCodec.of(t);
+    float[] codes = new float[32];
     float sum = 0f;
     int nb = cols / 32;
     for (int b = 0; b < nb; b++) {
-      long blk = base + (long) size * b;
+      long blk = base + (long) codec.blockBytes() * b;
       int xo = row * cols + b * 32;
+      codec.codes(w, blk, codes, 0);
       int sumi = 0;
-      for (int j = 0; j < 16; j++) {
-        int v = u8(w, blk + qs + j);
-        sumi += ((v & 0xF) - offset) * a.q[xo + j] + ((v >> 4) - offset) * a.q[xo + j + 16];
+      for (int j = 0; j < 32; j++) {
+        sumi += (int) codes[j] * a.q[xo + j];
       }
       int ab = row * nb + b;
-      if (q41) {
-        sum += (half(w, blk) * a.d[ab]) * sumi + half(w, blk + 2) * a.s[ab];
-      } else {
-        // llama.cpp (repacked q4_0 gemm/gemv): acc = fma(float(int dot), d_w·d_x, acc)
-        sum = Math.fma((float) sumi, half(w, blk) * a.d[ab], sum);
-      }
+      float scale = codec.d(w, blk) * a.d[ab];
+      sum =
+          switch (t) {
+            // llama.cpp (repacked q4_0 gemm/gemv): acc = fma(float(int dot), d_w·d_x, acc)
+            case Q4_0 -> Math.fma((float) sumi, scale, sum);
+            case Q5_0 -> sum + sumi * scale;
+            default -> sum + (scale * sumi + codec.m(w, blk) * a.s[ab]);
+          };
     }
     return sum;
-  }
-
-  private static float dotQ5(
-      GgmlType t, MemorySegment w, long base, int cols, Activations a, int row) {
-    boolean q51 = t == GgmlType.Q5_1;
-    int size = q51 ? 24 : 22;
-    int qhOff = q51 ? 4 : 2;
-    int offset = q51 ? 0 : 16;
-    float sum = 0f;
-    int nb = cols / 32;
-    for (int b = 0; b < nb; b++) {
-      long blk = base + (long) size * b;
-      int qh =
-          w.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), blk + qhOff);
-      int xo = row * cols + b * 32;
-      int sumi = 0;
-      for (int j = 0; j < 16; j++) {
-        int v = u8(w, blk + qhOff + 4 + j);
-        int h0 = ((qh >>> j) << 4) & 0x10;
-        int h1 = (qh >>> (j + 12)) & 0x10;
-        sumi += (((v & 0xF) | h0) - offset) * a.q[xo + j];
-        sumi += (((v >> 4) | h1) - offset) * a.q[xo + j + 16];
-      }
-      int ab = row * nb + b;
-      if (q51) {
-        sum += (half(w, blk) * a.d[ab]) * sumi + half(w, blk + 2) * a.s[ab];
-      } else {
-        sum += sumi * (half(w, blk) * a.d[ab]);
-      }
-    }
-    return sum;
-  }
-
-  /** The 6-bit scale and min of sub-block j from K-quant packed scales at {@code sc}. */
-  private static int scaleK4(MemorySegment w, long sc, int j) {
-    return j < 4 ? u8(w, sc + j) & 63 : (u8(w, sc + j + 4) & 0xF) | ((u8(w, sc + j - 4) >> 6) << 4);
-  }
-
-  private static int minK4(MemorySegment w, long sc, int j) {
-    return j < 4 ? u8(w, sc + j + 4) & 63 : (u8(w, sc + j + 4) >> 4) | ((u8(w, sc + j) >> 6) << 4);
   }
 
   /**
@@ -381,35 +286,34 @@ public final class ActivationQuant {
    * reduced as (a₀+a₄ + a₂+a₆) + (a₁+a₅ + a₃+a₇).
    */
   private static float dotQ4K(MemorySegment w, long base, int cols, Activations a, int row) {
-    int nb = cols / 256;
+    Q4_KCodec codec = Q4_KCodec.INSTANCE;
+    int nb = cols / Q4_KCodec.BLOCK;
     float[] acc = new float[8];
     float[] accMin = new float[4];
     int[] lane = new int[8];
+    float[] codes = new float[Q4_KCodec.BLOCK];
     for (int b = 0; b < nb; b++) {
-      long blk = base + 144L * b;
-      long sc = blk + 4;
-      long qs = blk + 16;
-      int xo = row * cols + b * 256;
+      long blk = base + (long) Q4_KCodec.BYTES * b;
+      long sc = blk + Q4_KCodec.SCALES;
+      int xo = row * cols + b * Q4_KCodec.BLOCK;
       int bs = xo / 16;
       float yd = a.d[row * nb + b];
-      float d = yd * half(w, blk);
-      float dmin = -yd * half(w, blk + 2);
+      float d = yd * codec.d(w, blk);
+      float dmin = -yd * codec.dmin(w, blk);
       for (int k = 0; k < 4; k++) {
         int s0 = a.bsums[bs + 4 * k] + a.bsums[bs + 4 * k + 1];
         int s1 = a.bsums[bs + 4 * k + 2] + a.bsums[bs + 4 * k + 3];
-        int prod = minK4(w, sc, 2 * k) * s0 + minK4(w, sc, 2 * k + 1) * s1;
+        int prod = Q4_KCodec.min(w, sc, 2 * k) * s0 + Q4_KCodec.min(w, sc, 2 * k + 1) * s1;
         accMin[k] = Math.fma(dmin, (float) prod, accMin[k]);
       }
+      codec.codes(w, blk, codes, 0);
       java.util.Arrays.fill(lane, 0);
       for (int j = 0; j < 8; j++) {
-        int scale = scaleK4(w, sc, j);
-        long q = qs + 32L * (j / 2);
-        boolean high = (j & 1) == 1;
+        int scale = Q4_KCodec.scale(w, sc, j);
         for (int m = 0; m < 8; m++) {
           int part = 0;
-          for (int e = 4 * m; e < 4 * m + 4; e++) {
-            int v = u8(w, q + e);
-            part += (high ? v >> 4 : v & 0xF) * a.q[xo + 32 * j + e];
+          for (int e = 32 * j + 4 * m; e < 32 * j + 4 * m + 4; e++) {
+            part += (int) codes[e] * a.q[xo + e];
           }
           lane[m] += scale * part;
         }
@@ -431,41 +335,32 @@ public final class ActivationQuant {
     return (r0 + r2) + (r1 + r3);
   }
 
+  /**
+   * Q5_K × Q8_K as llama.cpp's scalar kernel: per super-block the integer sums of scale × codes ×
+   * activation codes and of min × the activations' 32-value sums, then {@code d·Σ − dmin·Σmins}.
+   */
   private static float dotQ5K(MemorySegment w, long base, int cols, Activations a, int row) {
-    return dotK(w, base, cols, a, row, true);
-  }
-
-  /** Q4_K (144-byte blocks) and Q5_K (176-byte blocks, with a high bit per value) × Q8_K. */
-  private static float dotK(
-      MemorySegment w, long base, int cols, Activations a, int row, boolean q5) {
-    int size = q5 ? 176 : 144;
-    int nb = cols / 256;
+    Q5_KCodec codec = Q5_KCodec.INSTANCE;
+    int nb = cols / Q5_KCodec.BLOCK;
+    float[] codes = new float[Q5_KCodec.BLOCK];
     float sum = 0f;
     for (int b = 0; b < nb; b++) {
-      long blk = base + (long) size * b;
-      long sc = blk + 4;
-      long qh = blk + 16;
-      long qs = blk + (q5 ? 48 : 16);
-      int xo = row * cols + b * 256;
+      long blk = base + (long) Q5_KCodec.BYTES * b;
+      long sc = blk + Q5_KCodec.SCALES;
+      int xo = row * cols + b * Q5_KCodec.BLOCK;
       int bs = xo / 16;
-      float d = a.d[row * nb + b] * half(w, blk);
-      float dmin = a.d[row * nb + b] * half(w, blk + 2);
+      float d = a.d[row * nb + b] * codec.d(w, blk);
+      float dmin = a.d[row * nb + b] * codec.dmin(w, blk);
+      codec.codes(w, blk, codes, 0);
       int sumMins = 0;
       int sumScaled = 0;
       for (int j = 0; j < 8; j++) {
-        sumMins += minK4(w, sc, j) * (a.bsums[bs + 2 * j] + a.bsums[bs + 2 * j + 1]);
-        int chunk = j / 2;
-        boolean high = (j & 1) == 1;
+        sumMins += Q4_KCodec.min(w, sc, j) * (a.bsums[bs + 2 * j] + a.bsums[bs + 2 * j + 1]);
         int sumi = 0;
-        for (int l = 0; l < 32; l++) {
-          int v = u8(w, qs + 32L * chunk + l);
-          int q = high ? v >> 4 : v & 0xF;
-          if (q5 && (u8(w, qh + l) & (1 << j)) != 0) {
-            q += 16;
-          }
-          sumi += q * a.q[xo + 32 * j + l];
+        for (int e = 32 * j; e < 32 * j + 32; e++) {
+          sumi += (int) codes[e] * a.q[xo + e];
         }
-        sumScaled += scaleK4(w, sc, j) * sumi;
+        sumScaled += Q4_KCodec.scale(w, sc, j) * sumi;
       }
       sum += d * sumScaled - dmin * sumMins;
     }
@@ -473,41 +368,29 @@ public final class ActivationQuant {
   }
 
   /**
-   * Q6_K (210-byte blocks: ql[128], qh[64], int8 scales[16], fp16 d) × Q8_K in llama.cpp's x86
-   * order: eight int32 lanes, lane m summing scale × the products of elements 4m..4m+3 of every
-   * 32-element group, {@code acc_m = fma(d, lane_m, acc_m)} per super-block, then the 8-lane sum.
+   * Q6_K × Q8_K in llama.cpp's x86 order: eight int32 lanes, lane m summing scale × the products of
+   * elements 4m..4m+3 of every 32-element group, {@code acc_m = fma(d, lane_m, acc_m)} per
+   * super-block, then the 8-lane sum.
    */
   private static float dotQ6K(MemorySegment w, long base, int cols, Activations a, int row) {
-    int nb = cols / 256;
+    Q6_KCodec codec = Q6_KCodec.INSTANCE;
+    int nb = cols / Q6_KCodec.BLOCK;
     float[] acc = new float[8];
     int[] lane = new int[8];
-    int[] q6 = new int[128];
+    float[] codes = new float[Q6_KCodec.BLOCK];
     for (int b = 0; b < nb; b++) {
-      long blk = base + 210L * b;
-      float d = half(w, blk + 208) * a.d[row * nb + b];
-      int xo = row * cols + b * 256;
+      long blk = base + (long) Q6_KCodec.BYTES * b;
+      float d = codec.d(w, blk) * a.d[row * nb + b];
+      int xo = row * cols + b * Q6_KCodec.BLOCK;
+      codec.codes(w, blk, codes, 0);
       java.util.Arrays.fill(lane, 0);
-      for (int h = 0; h < 2; h++) {
-        long l0 = blk + 64L * h;
-        long h0 = blk + 128 + 32L * h;
-        long sc = blk + 192 + 8L * h;
-        for (int l = 0; l < 32; l++) {
-          int hb = u8(w, h0 + l);
-          q6[l] = ((u8(w, l0 + l) & 0xF) | ((hb & 3) << 4)) - 32;
-          q6[l + 32] = ((u8(w, l0 + l + 32) & 0xF) | (((hb >> 2) & 3) << 4)) - 32;
-          q6[l + 64] = ((u8(w, l0 + l) >> 4) | (((hb >> 4) & 3) << 4)) - 32;
-          q6[l + 96] = ((u8(w, l0 + l + 32) >> 4) | (((hb >> 6) & 3) << 4)) - 32;
-        }
-        int y = xo + 128 * h;
-        for (int g = 0; g < 4; g++) {
-          for (int m = 0; m < 8; m++) {
-            int part = 0;
-            for (int e = 4 * m; e < 4 * m + 4; e++) {
-              part += q6[32 * g + e] * a.q[y + 32 * g + e];
-            }
-            int scale = w.get(ValueLayout.JAVA_BYTE, sc + 2L * g + (4 * m) / 16);
-            lane[m] += scale * part;
+      for (int g = 0; g < 8; g++) {
+        for (int m = 0; m < 8; m++) {
+          int part = 0;
+          for (int e = 32 * g + 4 * m; e < 32 * g + 4 * m + 4; e++) {
+            part += (int) codes[e] * a.q[xo + e];
           }
+          lane[m] += codec.scale(w, blk, (32 * g + 4 * m) / 16) * part;
         }
       }
       for (int m = 0; m < 8; m++) {

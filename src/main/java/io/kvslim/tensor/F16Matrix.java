@@ -1,12 +1,12 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.ggml.LittleEndian.half;
 import static io.kvslim.tensor.Simd.F;
 import static io.kvslim.tensor.Simd.FL;
 import static io.kvslim.tensor.Simd.I;
 import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.S;
 import static io.kvslim.tensor.Simd.SHORT_LE;
-import static io.kvslim.tensor.Simd.half;
 
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;

@@ -1,5 +1,8 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.ggml.Q4_0Codec.BLOCK;
+import static io.kvslim.ggml.Q4_0Codec.BYTES;
+import static io.kvslim.ggml.Q4_0Codec.QS;
 import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
@@ -8,9 +11,8 @@ import static io.kvslim.tensor.Simd.I;
 import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.SHORT_LE;
-import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.u8;
 
+import io.kvslim.ggml.Q4_0Codec;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
@@ -19,14 +21,11 @@ import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
- * Q4_0 weights (llama.cpp {@code block_q4_0}): blocks of 32 elements in 18 bytes, an fp16 scale
- * {@code d} then 16 bytes {@code qs}. Element {@code j < 16} is {@code d * ((qs[j] & 0xF) - 8)},
- * element {@code j + 16} is {@code d * ((qs[j] >> 4) - 8)}.
+ * Q4_0 weights: blocks of 32 elements in 18 bytes, an fp16 scale {@code d} then 16 bytes of
+ * nibbles; element {@code j} is {@code d·(q_j − 8)}. The layout's offsets, the dequantization and
+ * the scalar reference come from {@link Q4_0Codec}; this class holds the Vector API kernels.
  */
 public final class Q4_0Matrix extends WeightMatrix {
-  static final int BLOCK = 32;
-  static final int BLOCK_BYTES = 18;
-
   /**
    * With at least eight float lanes a nibble becomes its float by a table lookup: the two vectors
    * {@link #TABLE1} and {@link #TABLE2} hold {@code k - 8} for k = 0..15 (scaled by the block's d),
@@ -69,7 +68,7 @@ public final class Q4_0Matrix extends WeightMatrix {
     FloatVector t00 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long r0 = b0 + (long) b * BLOCK_BYTES;
+      long r0 = b0 + (long) b * BYTES;
       int xo = b * BLOCK;
       float d0 = Float.float16ToFloat(data.get(SHORT_LE, r0));
       if (LUT) {
@@ -78,7 +77,7 @@ public final class Q4_0Matrix extends WeightMatrix {
         for (int j = 0; j < BLOCK / 2; j += BL) {
           IntVector q0 =
               (IntVector)
-                  ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE)
+                  ByteVector.fromMemorySegment(B, data, r0 + QS + j, LE)
                       .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
           FloatVector l0 = q0.selectFrom(u0, v0).reinterpretAsFloats();
           FloatVector h0 =
@@ -91,7 +90,7 @@ public final class Q4_0Matrix extends WeightMatrix {
       } else {
         FloatVector e0 = FloatVector.broadcast(F, d0);
         for (int j = 0; j < BLOCK / 2; j += BL) {
-          ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE);
+          ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + QS + j, LE);
           ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8);
           ByteVector h0 =
               q0.reinterpretAsShorts()
@@ -113,38 +112,6 @@ public final class Q4_0Matrix extends WeightMatrix {
     return Simd.sumLanes(t00);
   }
 
-  @Override
-  public float dotScalar(int row, float[] x, int xOffset) {
-    long base = row * rowBytes;
-    float sum = 0f;
-    for (int b = 0; b < cols / BLOCK; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      int xo = xOffset + b * BLOCK;
-      float blockSum = 0f;
-      for (int j = 0; j < BLOCK / 2; j++) {
-        int q = u8(data, block + 2 + j);
-        blockSum += ((q & 0xF) - 8) * x[xo + j] + ((q >> 4) - 8) * x[xo + j + BLOCK / 2];
-      }
-      sum += half(data, block) * blockSum;
-    }
-    return sum;
-  }
-
-  @Override
-  public void dequantizeRow(int row, float[] out, int outOffset) {
-    long base = row * rowBytes;
-    for (int b = 0; b < cols / BLOCK; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      float d = half(data, block);
-      int o = outOffset + b * BLOCK;
-      for (int j = 0; j < BLOCK / 2; j++) {
-        int q = u8(data, block + 2 + j);
-        out[o + j] = d * ((q & 0xF) - 8);
-        out[o + j + BLOCK / 2] = d * ((q >> 4) - 8);
-      }
-    }
-  }
-
   /**
    * With 16 float lanes one byte load holds a block's whole low-nibble run, so {@link #dot}
    * accumulates elements in index order, as the panel kernel does; narrower widths interleave the
@@ -160,7 +127,7 @@ public final class Q4_0Matrix extends WeightMatrix {
     long base = row * rowBytes;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
+      long block = base + (long) b * BYTES;
       int o = off + b * BLOCK;
       float d = Float.float16ToFloat(data.get(SHORT_LE, block));
       IntVector u = TABLE1.mul(d).reinterpretAsInts();
@@ -168,7 +135,7 @@ public final class Q4_0Matrix extends WeightMatrix {
       for (int j = 0; j < BLOCK / 2; j += BL) {
         IntVector q =
             (IntVector)
-                ByteVector.fromMemorySegment(B, data, block + 2 + j, LE)
+                ByteVector.fromMemorySegment(B, data, block + QS + j, LE)
                     .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
         q.selectFrom(u, v).reinterpretAsFloats().intoArray(out, o + j);
         q.lanewise(VectorOperators.LSHR, 4)
@@ -217,7 +184,7 @@ public final class Q4_0Matrix extends WeightMatrix {
     FloatVector t30 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long r0 = b0 + (long) b * BLOCK_BYTES;
+      long r0 = b0 + (long) b * BYTES;
       long r1 = r0 + st;
       long r2 = r1 + st;
       long r3 = r2 + st;
@@ -238,28 +205,28 @@ public final class Q4_0Matrix extends WeightMatrix {
         for (int j = 0; j < BLOCK / 2; j += BL) {
           IntVector q0 =
               (IntVector)
-                  ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE)
+                  ByteVector.fromMemorySegment(B, data, r0 + QS + j, LE)
                       .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
           FloatVector l0 = q0.selectFrom(u0, v0).reinterpretAsFloats();
           FloatVector h0 =
               q0.lanewise(VectorOperators.LSHR, 4).selectFrom(u0, v0).reinterpretAsFloats();
           IntVector q1 =
               (IntVector)
-                  ByteVector.fromMemorySegment(B, data, r1 + 2 + j, LE)
+                  ByteVector.fromMemorySegment(B, data, r1 + QS + j, LE)
                       .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
           FloatVector l1 = q1.selectFrom(u1, v1).reinterpretAsFloats();
           FloatVector h1 =
               q1.lanewise(VectorOperators.LSHR, 4).selectFrom(u1, v1).reinterpretAsFloats();
           IntVector q2 =
               (IntVector)
-                  ByteVector.fromMemorySegment(B, data, r2 + 2 + j, LE)
+                  ByteVector.fromMemorySegment(B, data, r2 + QS + j, LE)
                       .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
           FloatVector l2 = q2.selectFrom(u2, v2).reinterpretAsFloats();
           FloatVector h2 =
               q2.lanewise(VectorOperators.LSHR, 4).selectFrom(u2, v2).reinterpretAsFloats();
           IntVector q3 =
               (IntVector)
-                  ByteVector.fromMemorySegment(B, data, r3 + 2 + j, LE)
+                  ByteVector.fromMemorySegment(B, data, r3 + QS + j, LE)
                       .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
           FloatVector l3 = q3.selectFrom(u3, v3).reinterpretAsFloats();
           FloatVector h3 =
@@ -281,7 +248,7 @@ public final class Q4_0Matrix extends WeightMatrix {
         FloatVector e2 = FloatVector.broadcast(F, d2);
         FloatVector e3 = FloatVector.broadcast(F, d3);
         for (int j = 0; j < BLOCK / 2; j += BL) {
-          ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE);
+          ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + QS + j, LE);
           ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8);
           ByteVector h0 =
               q0.reinterpretAsShorts()
@@ -289,7 +256,7 @@ public final class Q4_0Matrix extends WeightMatrix {
                   .reinterpretAsBytes()
                   .and((byte) 0x0F)
                   .sub((byte) 8);
-          ByteVector q1 = ByteVector.fromMemorySegment(B, data, r1 + 2 + j, LE);
+          ByteVector q1 = ByteVector.fromMemorySegment(B, data, r1 + QS + j, LE);
           ByteVector l1 = q1.and((byte) 0x0F).sub((byte) 8);
           ByteVector h1 =
               q1.reinterpretAsShorts()
@@ -297,7 +264,7 @@ public final class Q4_0Matrix extends WeightMatrix {
                   .reinterpretAsBytes()
                   .and((byte) 0x0F)
                   .sub((byte) 8);
-          ByteVector q2 = ByteVector.fromMemorySegment(B, data, r2 + 2 + j, LE);
+          ByteVector q2 = ByteVector.fromMemorySegment(B, data, r2 + QS + j, LE);
           ByteVector l2 = q2.and((byte) 0x0F).sub((byte) 8);
           ByteVector h2 =
               q2.reinterpretAsShorts()
@@ -305,7 +272,7 @@ public final class Q4_0Matrix extends WeightMatrix {
                   .reinterpretAsBytes()
                   .and((byte) 0x0F)
                   .sub((byte) 8);
-          ByteVector q3 = ByteVector.fromMemorySegment(B, data, r3 + 2 + j, LE);
+          ByteVector q3 = ByteVector.fromMemorySegment(B, data, r3 + QS + j, LE);
           ByteVector l3 = q3.and((byte) 0x0F).sub((byte) 8);
           ByteVector h3 =
               q3.reinterpretAsShorts()
@@ -362,7 +329,7 @@ public final class Q4_0Matrix extends WeightMatrix {
     FloatVector t03 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long r0 = b0 + (long) b * BLOCK_BYTES;
+      long r0 = b0 + (long) b * BYTES;
       int xo = b * BLOCK;
       float d0 = Float.float16ToFloat(data.get(SHORT_LE, r0));
       if (LUT) {
@@ -371,7 +338,7 @@ public final class Q4_0Matrix extends WeightMatrix {
         for (int j = 0; j < BLOCK / 2; j += BL) {
           IntVector q0 =
               (IntVector)
-                  ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE)
+                  ByteVector.fromMemorySegment(B, data, r0 + QS + j, LE)
                       .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
           FloatVector l0 = q0.selectFrom(u0, v0).reinterpretAsFloats();
           FloatVector h0 =
@@ -396,7 +363,7 @@ public final class Q4_0Matrix extends WeightMatrix {
       } else {
         FloatVector e0 = FloatVector.broadcast(F, d0);
         for (int j = 0; j < BLOCK / 2; j += BL) {
-          ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + 2 + j, LE);
+          ByteVector q0 = ByteVector.fromMemorySegment(B, data, r0 + QS + j, LE);
           ByteVector l0 = q0.and((byte) 0x0F).sub((byte) 8);
           ByteVector h0 =
               q0.reinterpretAsShorts()

@@ -1,5 +1,9 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.ggml.Q4_1Codec.BLOCK;
+import static io.kvslim.ggml.Q4_1Codec.BYTES;
+import static io.kvslim.ggml.Q4_1Codec.M;
+import static io.kvslim.ggml.Q4_1Codec.QS;
 import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
@@ -7,9 +11,8 @@ import static io.kvslim.tensor.Simd.FL;
 import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.SHORT_LE;
-import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.u8;
 
+import io.kvslim.ggml.Q4_1Codec;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
@@ -17,14 +20,12 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
- * Q4_1 weights (llama.cpp {@code block_q4_1}): blocks of 32 elements in 20 bytes, fp16 scale {@code
- * d}, fp16 minimum {@code m}, then 16 bytes {@code qs}. Element {@code j < 16} is {@code d * (qs[j]
- * & 0xF) + m}, element {@code j + 16} is {@code d * (qs[j] >> 4) + m}.
+ * Q4_1 weights: blocks of 32 elements in 20 bytes, fp16 {@code d} and minimum {@code m}, then 16
+ * bytes of nibbles; element {@code j} is {@code d·q_j + m}. The layout's offsets, the
+ * dequantization and the scalar reference come from {@link Q4_1Codec}; this class holds the Vector
+ * API kernels.
  */
 public final class Q4_1Matrix extends WeightMatrix {
-  static final int BLOCK = 32;
-  static final int BLOCK_BYTES = 20;
-
   public Q4_1Matrix(MemorySegment data, int rows, int cols) {
     super(data, rows, cols, GgmlType.Q4_1);
   }
@@ -41,12 +42,12 @@ public final class Q4_1Matrix extends WeightMatrix {
     FloatVector total = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
+      long block = base + (long) b * BYTES;
       int xo = xOffset + b * BLOCK;
       FloatVector acc = FloatVector.zero(F);
       FloatVector xSum = FloatVector.zero(F);
       for (int j = 0; j < BLOCK / 2; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 4 + j, LE);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + QS + j, LE);
         ByteVector lo = q.and((byte) 0x0F);
         ByteVector hi =
             q.reinterpretAsShorts()
@@ -65,41 +66,8 @@ public final class Q4_1Matrix extends WeightMatrix {
           acc.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block))), total);
       total =
           xSum.fma(
-              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + 2))), total);
+              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + M))), total);
     }
     return Simd.sumLanes(total);
-  }
-
-  @Override
-  public float dotScalar(int row, float[] x, int xOffset) {
-    long base = row * rowBytes;
-    float sum = 0f;
-    for (int b = 0; b < cols / BLOCK; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      float d = half(data, block);
-      float m = half(data, block + 2);
-      int xo = xOffset + b * BLOCK;
-      for (int j = 0; j < BLOCK / 2; j++) {
-        int q = u8(data, block + 4 + j);
-        sum += (d * (q & 0xF) + m) * x[xo + j] + (d * (q >> 4) + m) * x[xo + j + BLOCK / 2];
-      }
-    }
-    return sum;
-  }
-
-  @Override
-  public void dequantizeRow(int row, float[] out, int outOffset) {
-    long base = row * rowBytes;
-    for (int b = 0; b < cols / BLOCK; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      float d = half(data, block);
-      float m = half(data, block + 2);
-      int o = outOffset + b * BLOCK;
-      for (int j = 0; j < BLOCK / 2; j++) {
-        int q = u8(data, block + 4 + j);
-        out[o + j] = d * (q & 0xF) + m;
-        out[o + j + BLOCK / 2] = d * (q >> 4) + m;
-      }
-    }
   }
 }

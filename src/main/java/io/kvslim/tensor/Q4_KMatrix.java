@@ -1,5 +1,12 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.ggml.Q4_KCodec.BLOCK;
+import static io.kvslim.ggml.Q4_KCodec.BYTES;
+import static io.kvslim.ggml.Q4_KCodec.DMIN;
+import static io.kvslim.ggml.Q4_KCodec.QS;
+import static io.kvslim.ggml.Q4_KCodec.SCALES;
+import static io.kvslim.ggml.Q4_KCodec.min;
+import static io.kvslim.ggml.Q4_KCodec.scale;
 import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
@@ -10,9 +17,8 @@ import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.LONG_LE;
 import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.SHORT_LE;
-import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.u8;
 
+import io.kvslim.ggml.Q4_KCodec;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
@@ -21,17 +27,12 @@ import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
- * Q4_K weights (llama.cpp {@code block_q4_K}): super-blocks of 256 elements in 144 bytes: fp16
- * {@code d}, fp16 {@code dmin}, 12 bytes of eight 6-bit scales and eight 6-bit mins (see {@link
- * #scale}), then 128 bytes {@code qs}. The super-block is four chunks of 64: chunk {@code c} reads
- * {@code qs[32c .. 32c+32)}; its low nibbles are sub-block {@code 2c} (elements {@code 64c ..
- * 64c+32)}), its high nibbles sub-block {@code 2c+1}. Element value: {@code d * scale[s] * q - dmin
- * * min[s]}.
+ * Q4_K weights: super-blocks of 256 elements in 144 bytes, eight sub-blocks of 32 with 6-bit scales
+ * and mins; element value {@code d·scale[s]·q − dmin·min[s]}. The layout's offsets, the
+ * dequantization and the scalar reference come from {@link Q4_KCodec}; this class holds the Vector
+ * API kernels.
  */
 public final class Q4_KMatrix extends WeightMatrix {
-  static final int BLOCK = 256;
-  static final int BLOCK_BYTES = 144;
-
   /**
    * With at least eight float lanes, a sub-block's sixteen possible weights {@code d·scale·k −
    * dmin·min} (k = 0..15) sit in the two table vectors and each nibble becomes its weight by a
@@ -60,37 +61,6 @@ public final class Q4_KMatrix extends WeightMatrix {
     return GgmlType.Q4_K;
   }
 
-  /**
-   * The 6-bit scale of sub-block {@code s} (0..7) from the 12 packed bytes at {@code scales}:
-   * sub-blocks 0..3 keep theirs in the low 6 bits of bytes 0..3; sub-blocks 4..7 in the low nibble
-   * of bytes 8..11 plus the top 2 bits of bytes 0..3 (llama.cpp's {@code get_scale_min_k4}).
-   */
-  static int scale(MemorySegment data, long scales, int s) {
-    return scale(data.get(LONG_LE, scales), data.get(INT_LE, scales + 8), s);
-  }
-
-  /**
-   * The 6-bit min of sub-block {@code s}: sub-blocks 0..3 in the low 6 bits of bytes 4..7; 4..7 in
-   * the high nibble of bytes 8..11 plus the top 2 bits of bytes 4..7.
-   */
-  static int min(MemorySegment data, long scales, int s) {
-    return min(data.get(LONG_LE, scales), data.get(INT_LE, scales + 8), s);
-  }
-
-  /** {@link #scale} from the packed bytes read as {@code bytes0to7} and {@code bytes8to11}. */
-  static int scale(long bytes0to7, int bytes8to11, int s) {
-    return s < 4
-        ? (int) (bytes0to7 >>> 8 * s) & 63
-        : (bytes8to11 >>> 8 * (s - 4)) & 0xF | ((int) (bytes0to7 >>> 8 * (s - 4) + 6) & 3) << 4;
-  }
-
-  /** {@link #min} from the packed bytes read as {@code bytes0to7} and {@code bytes8to11}. */
-  static int min(long bytes0to7, int bytes8to11, int s) {
-    return s < 4
-        ? (int) (bytes0to7 >>> 8 * (s + 4)) & 63
-        : (bytes8to11 >>> 8 * (s - 4) + 4) & 0xF | ((int) (bytes0to7 >>> 8 * s + 6) & 3) << 4;
-  }
-
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
@@ -101,11 +71,11 @@ public final class Q4_KMatrix extends WeightMatrix {
     FloatVector lo1 = total;
     FloatVector hi1 = total;
     for (int sb = 0; sb < cols / BLOCK; sb++) {
-      long block = base + (long) sb * BLOCK_BYTES;
+      long block = base + (long) sb * BYTES;
       float d = Float.float16ToFloat(data.get(SHORT_LE, block));
-      float dmin = Float.float16ToFloat(data.get(SHORT_LE, block + 2));
-      long packed0to7 = data.get(LONG_LE, block + 4);
-      int packed8to11 = data.get(INT_LE, block + 12);
+      float dmin = Float.float16ToFloat(data.get(SHORT_LE, block + DMIN));
+      long packed0to7 = data.get(LONG_LE, block + SCALES);
+      int packed8to11 = data.get(INT_LE, block + (SCALES + 8));
       // One loop body over sub-blocks, with the nibble (and fifth-bit) shifts as variables, instead
       // of
       // an unrolled body per sub-block: C2 inlines every vector operation of a method only while
@@ -114,7 +84,7 @@ public final class Q4_KMatrix extends WeightMatrix {
       if (LUT) {
         // chunk c: its 32 bytes hold sub-block 2c in the low nibbles, 2c+1 in the high ones
         for (int c = 0; c < 4; c++) {
-          long qs = block + 16 + 32 * c;
+          long qs = block + QS + 32 * c;
           int xo = xOffset + sb * BLOCK + 64 * c;
           float dsc = d * scale(packed0to7, packed8to11, 2 * c);
           float dm = dmin * min(packed0to7, packed8to11, 2 * c);
@@ -155,7 +125,7 @@ public final class Q4_KMatrix extends WeightMatrix {
         }
       } else {
         for (int s = 0; s < 8; s++) {
-          long qs = block + 16 + 32 * (s >> 1);
+          long qs = block + QS + 32 * (s >> 1);
           int shift = 4 * (s & 1);
           int xo = xOffset + sb * BLOCK + 32 * s;
           FloatVector acc = FloatVector.zero(F);
@@ -183,42 +153,5 @@ public final class Q4_KMatrix extends WeightMatrix {
       total = lo0.add(lo1).add(hi0.add(hi1));
     }
     return Simd.sumLanes(total);
-  }
-
-  @Override
-  public float dotScalar(int row, float[] x, int xOffset) {
-    float sum = 0f;
-    float[] w = new float[BLOCK];
-    for (int sb = 0; sb < cols / BLOCK; sb++) {
-      decodeBlock(row * rowBytes + (long) sb * BLOCK_BYTES, w, 0);
-      for (int i = 0; i < BLOCK; i++) {
-        sum += w[i] * x[xOffset + sb * BLOCK + i];
-      }
-    }
-    return sum;
-  }
-
-  @Override
-  public void dequantizeRow(int row, float[] out, int outOffset) {
-    for (int sb = 0; sb < cols / BLOCK; sb++) {
-      decodeBlock(row * rowBytes + (long) sb * BLOCK_BYTES, out, outOffset + sb * BLOCK);
-    }
-  }
-
-  private void decodeBlock(long block, float[] out, int o) {
-    float d = half(data, block);
-    float dmin = half(data, block + 2);
-    for (int c = 0; c < 4; c++) {
-      for (int h = 0; h < 2; h++) {
-        int s = 2 * c + h;
-        float scale = d * scale(data, block + 4, s);
-        float min = dmin * min(data, block + 4, s);
-        for (int l = 0; l < 32; l++) {
-          int q = u8(data, block + 16 + 32 * c + l);
-          int nibble = h == 0 ? q & 0xF : q >> 4;
-          out[o + 64 * c + 32 * h + l] = scale * nibble - min;
-        }
-      }
-    }
   }
 }

@@ -1,5 +1,10 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.ggml.Q5_1Codec.BLOCK;
+import static io.kvslim.ggml.Q5_1Codec.BYTES;
+import static io.kvslim.ggml.Q5_1Codec.M;
+import static io.kvslim.ggml.Q5_1Codec.QH;
+import static io.kvslim.ggml.Q5_1Codec.QS;
 import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
@@ -8,9 +13,8 @@ import static io.kvslim.tensor.Simd.INT_LE;
 import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.SHORT_LE;
-import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.u8;
 
+import io.kvslim.ggml.Q5_1Codec;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
@@ -19,15 +23,12 @@ import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 
 /**
- * Q5_1 weights (llama.cpp {@code block_q5_1}): blocks of 32 elements in 24 bytes, fp16 scale {@code
- * d}, fp16 minimum {@code m}, a little-endian 32-bit word {@code qh} of fifth bits, then 16 bytes
- * {@code qs} of low nibbles. Element {@code j < 16} is {@code d * ((qs[j] & 0xF) | bit j of qh <<
- * 4) + m}, element {@code j + 16} is {@code d * ((qs[j] >> 4) | bit (j + 16) of qh << 4) + m}.
+ * Q5_1 weights: blocks of 32 elements in 24 bytes, fp16 {@code d} and minimum {@code m}, a 32-bit
+ * word of fifth bits, then 16 bytes of low nibbles; element {@code j} is {@code d·q_j + m}. The
+ * layout's offsets, the dequantization and the scalar reference come from {@link Q5_1Codec}; this
+ * class holds the Vector API kernels.
  */
 public final class Q5_1Matrix extends WeightMatrix {
-  static final int BLOCK = 32;
-  static final int BLOCK_BYTES = 24;
-
   public Q5_1Matrix(MemorySegment data, int rows, int cols) {
     super(data, rows, cols, GgmlType.Q5_1);
   }
@@ -37,26 +38,19 @@ public final class Q5_1Matrix extends WeightMatrix {
     return GgmlType.Q5_1;
   }
 
-  /** The 5-bit value of element {@code j} of the block at {@code block}. */
-  private int quant(long block, int qh, int j) {
-    int q = u8(data, block + 8 + (j & 15));
-    int nibble = j < 16 ? q & 0xF : q >> 4;
-    return nibble | ((qh >>> j) & 1) << 4;
-  }
-
   @Override
   public float dot(int row, float[] x, int xOffset) {
     long base = row * rowBytes;
     FloatVector total = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      long qh = data.get(INT_LE, block + 4) & 0xFFFFFFFFL;
+      long block = base + (long) b * BYTES;
+      long qh = data.get(INT_LE, block + QH) & 0xFFFFFFFFL;
       int xo = xOffset + b * BLOCK;
       FloatVector acc = FloatVector.zero(F);
       FloatVector xSum = FloatVector.zero(F);
       for (int j = 0; j < BLOCK / 2; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 8 + j, LE);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + QS + j, LE);
         VectorMask<Byte> loHigh = VectorMask.fromLong(B, qh >>> j);
         VectorMask<Byte> hiHigh = VectorMask.fromLong(B, qh >>> (16 + j));
         ByteVector lo = q.and((byte) 0x0F).lanewise(VectorOperators.OR, (byte) 16, loHigh);
@@ -78,38 +72,8 @@ public final class Q5_1Matrix extends WeightMatrix {
           acc.fma(FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block))), total);
       total =
           xSum.fma(
-              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + 2))), total);
+              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + M))), total);
     }
     return Simd.sumLanes(total);
-  }
-
-  @Override
-  public float dotScalar(int row, float[] x, int xOffset) {
-    long base = row * rowBytes;
-    float sum = 0f;
-    for (int b = 0; b < cols / BLOCK; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      float d = half(data, block);
-      float m = half(data, block + 2);
-      int qh = data.get(INT_LE, block + 4);
-      for (int j = 0; j < BLOCK; j++) {
-        sum += (d * quant(block, qh, j) + m) * x[xOffset + b * BLOCK + j];
-      }
-    }
-    return sum;
-  }
-
-  @Override
-  public void dequantizeRow(int row, float[] out, int outOffset) {
-    long base = row * rowBytes;
-    for (int b = 0; b < cols / BLOCK; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      float d = half(data, block);
-      float m = half(data, block + 2);
-      int qh = data.get(INT_LE, block + 4);
-      for (int j = 0; j < BLOCK; j++) {
-        out[outOffset + b * BLOCK + j] = d * quant(block, qh, j) + m;
-      }
-    }
   }
 }

@@ -1,5 +1,11 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.ggml.Q6_KCodec.BLOCK;
+import static io.kvslim.ggml.Q6_KCodec.BYTES;
+import static io.kvslim.ggml.Q6_KCodec.D;
+import static io.kvslim.ggml.Q6_KCodec.QH;
+import static io.kvslim.ggml.Q6_KCodec.QL;
+import static io.kvslim.ggml.Q6_KCodec.SCALES;
 import static io.kvslim.tensor.Simd.B;
 import static io.kvslim.tensor.Simd.BL;
 import static io.kvslim.tensor.Simd.F;
@@ -7,10 +13,8 @@ import static io.kvslim.tensor.Simd.FL;
 import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.SHORT_LE;
-import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.s8;
-import static io.kvslim.tensor.Simd.u8;
 
+import io.kvslim.ggml.Q6_KCodec;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -19,18 +23,11 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
- * Q6_K weights (llama.cpp {@code block_q6_K}): super-blocks of 256 elements in 210 bytes: 128 bytes
- * {@code ql} (low nibbles), 64 bytes {@code qh} (2-bit high parts), 16 signed 8-bit {@code scales}
- * (one per 16 elements), then fp16 {@code d}. Each half {@code n} of 128 elements reads {@code
- * ql[64n ..]}, {@code qh[32n ..]}, {@code scales[8n ..]}; for {@code l < 32}, elements {@code l,
- * l+32, l+64, l+96} take the low nibble of {@code ql[l]}, low nibble of {@code ql[l+32]}, high
- * nibble of {@code ql[l]}, high nibble of {@code ql[l+32]}, with bits 0-1, 2-3, 4-5, 6-7 of {@code
- * qh[l]} on top; value {@code d * scale * (q - 32)}.
+ * Q6_K weights: super-blocks of 256 elements in 210 bytes, 6-bit codes with a signed 8-bit scale
+ * per 16 elements; element value {@code d·scale·(q − 32)}. The layout's offsets, the dequantization
+ * and the scalar reference come from {@link Q6_KCodec}; this class holds the Vector API kernels.
  */
 public final class Q6_KMatrix extends WeightMatrix {
-  static final int BLOCK = 256;
-  static final int BLOCK_BYTES = 210;
-
   public Q6_KMatrix(MemorySegment data, int rows, int cols) {
     super(data, rows, cols, GgmlType.Q6_K);
   }
@@ -45,17 +42,17 @@ public final class Q6_KMatrix extends WeightMatrix {
     long base = row * rowBytes;
     FloatVector total = FloatVector.zero(F);
     for (int sb = 0; sb < cols / BLOCK; sb++) {
-      long block = base + (long) sb * BLOCK_BYTES;
+      long block = base + (long) sb * BYTES;
       FloatVector sum = FloatVector.zero(F);
       for (int n = 0; n < 2; n++) {
-        long qh = block + 128 + 32 * n;
-        long sc = block + 192 + 8 * n;
+        long qh = block + QH + 32 * n;
+        long sc = block + SCALES + 8 * n;
         // Group g of 32 elements: low nibbles of ql[l] (g = 0) and ql[l + 32] (g = 1), then high
         // nibbles of the same (g = 2, 3), with bits 2g, 2g+1 of qh[l] on top. One loop body with
         // the shifts as variables keeps the method under C2's inlining node budget (a vector from a
         // method left out is boxed).
         for (int g = 0; g < 4; g++) {
-          long ql = block + 64 * n + 32 * (g & 1);
+          long ql = block + QL + 64 * n + 32 * (g & 1);
           int nibbleShift = 4 * (g >> 1);
           int xo = xOffset + sb * BLOCK + 128 * n + 32 * g;
           for (int l = 0; l < 32; l += BL) {
@@ -95,49 +92,8 @@ public final class Q6_KMatrix extends WeightMatrix {
       }
       total =
           sum.fma(
-              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + 208))),
-              total);
+              FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block + D))), total);
     }
     return Simd.sumLanes(total);
-  }
-
-  @Override
-  public float dotScalar(int row, float[] x, int xOffset) {
-    float sum = 0f;
-    float[] w = new float[BLOCK];
-    for (int sb = 0; sb < cols / BLOCK; sb++) {
-      decodeBlock(row * rowBytes + (long) sb * BLOCK_BYTES, w, 0);
-      for (int i = 0; i < BLOCK; i++) {
-        sum += w[i] * x[xOffset + sb * BLOCK + i];
-      }
-    }
-    return sum;
-  }
-
-  @Override
-  public void dequantizeRow(int row, float[] out, int outOffset) {
-    for (int sb = 0; sb < cols / BLOCK; sb++) {
-      decodeBlock(row * rowBytes + (long) sb * BLOCK_BYTES, out, outOffset + sb * BLOCK);
-    }
-  }
-
-  private void decodeBlock(long block, float[] out, int o) {
-    float d = half(data, block + 208);
-    for (int n = 0; n < 2; n++) {
-      long ql = block + 64 * n;
-      long qh = block + 128 + 32 * n;
-      long sc = block + 192 + 8 * n;
-      int on = o + 128 * n;
-      for (int l = 0; l < 32; l++) {
-        int is = l / 16;
-        int a = u8(data, ql + l);
-        int b = u8(data, ql + 32 + l);
-        int h = u8(data, qh + l);
-        out[on + l] = d * s8(data, sc + is) * (((a & 0xF) | (h & 3) << 4) - 32);
-        out[on + l + 32] = d * s8(data, sc + is + 2) * (((b & 0xF) | ((h >> 2) & 3) << 4) - 32);
-        out[on + l + 64] = d * s8(data, sc + is + 4) * (((a >> 4) | ((h >> 4) & 3) << 4) - 32);
-        out[on + l + 96] = d * s8(data, sc + is + 6) * (((b >> 4) | ((h >> 6) & 3) << 4) - 32);
-      }
-    }
   }
 }

@@ -1,5 +1,8 @@
 package io.kvslim.tensor;
 
+import static io.kvslim.ggml.Q8_0Codec.BLOCK;
+import static io.kvslim.ggml.Q8_0Codec.BYTES;
+import static io.kvslim.ggml.Q8_0Codec.QS;
 import static io.kvslim.tensor.PanelKernel.LANE_OF;
 import static io.kvslim.tensor.PanelKernel.M1;
 import static io.kvslim.tensor.PanelKernel.M2;
@@ -16,24 +19,21 @@ import static io.kvslim.tensor.Simd.FL;
 import static io.kvslim.tensor.Simd.LE;
 import static io.kvslim.tensor.Simd.PARTS;
 import static io.kvslim.tensor.Simd.SHORT_LE;
-import static io.kvslim.tensor.Simd.half;
-import static io.kvslim.tensor.Simd.s8;
 
+import io.kvslim.ggml.Q8_0Codec;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 
 /**
- * Q8_0 weights (llama.cpp {@code block_q8_0}): blocks of 32 elements in 34 bytes, an fp16 scale
- * {@code d} then 32 signed bytes {@code qs}; element {@code j} is {@code d * qs[j]}.
+ * Q8_0 weights: blocks of 32 elements in 34 bytes, an fp16 scale {@code d} then 32 signed bytes;
+ * element {@code j} is {@code d·q_j}. The layout's offsets, the dequantization and the scalar
+ * reference come from {@link Q8_0Codec}; this class holds the Vector API kernels.
  *
  * <p>Written-out SIMD kernels (Vector API): longer than ~500 lines on purpose.
  */
 public final class Q8_0Matrix extends WeightMatrix {
-  static final int BLOCK = 32;
-  static final int BLOCK_BYTES = 34;
-
   /** Per-thread scratch for the sixteen lane sums of a tile. */
   private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[32]);
 
@@ -58,11 +58,11 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector total = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
+      long block = base + (long) b * BYTES;
       int xo = xOffset + b * BLOCK;
       FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector w = ((FloatVector) q.castShape(F, p)).mul(d);
           total = w.fma(FloatVector.fromArray(F, x, xo + j + p * FL), total);
@@ -70,34 +70,6 @@ public final class Q8_0Matrix extends WeightMatrix {
       }
     }
     return Simd.sumLanes(total);
-  }
-
-  @Override
-  public float dotScalar(int row, float[] x, int xOffset) {
-    long base = row * rowBytes;
-    float sum = 0f;
-    for (int b = 0; b < cols / BLOCK; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      float d = half(data, block);
-      float blockSum = 0f;
-      for (int j = 0; j < BLOCK; j++) {
-        blockSum += s8(data, block + 2 + j) * x[xOffset + b * BLOCK + j];
-      }
-      sum += d * blockSum;
-    }
-    return sum;
-  }
-
-  @Override
-  public void dequantizeRow(int row, float[] out, int outOffset) {
-    long base = row * rowBytes;
-    for (int b = 0; b < cols / BLOCK; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
-      float d = half(data, block);
-      for (int j = 0; j < BLOCK; j++) {
-        out[outOffset + b * BLOCK + j] = d * s8(data, block + 2 + j);
-      }
-    }
   }
 
   @Override
@@ -230,7 +202,7 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector c7 = a0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o0 = b0 + (long) b * BYTES;
       long o1 = o0 + st;
       long o2 = o1 + st;
       long o3 = o2 + st;
@@ -248,14 +220,14 @@ public final class Q8_0Matrix extends WeightMatrix {
       float d6 = Float.float16ToFloat(data.get(SHORT_LE, o6));
       float d7 = Float.float16ToFloat(data.get(SHORT_LE, o7));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE);
-        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE);
-        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE);
-        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE);
-        ByteVector q4 = ByteVector.fromMemorySegment(B, data, o4 + 2 + j, LE);
-        ByteVector q5 = ByteVector.fromMemorySegment(B, data, o5 + 2 + j, LE);
-        ByteVector q6 = ByteVector.fromMemorySegment(B, data, o6 + 2 + j, LE);
-        ByteVector q7 = ByteVector.fromMemorySegment(B, data, o7 + 2 + j, LE);
+        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE);
+        ByteVector q4 = ByteVector.fromMemorySegment(B, data, o4 + QS + j, LE);
+        ByteVector q5 = ByteVector.fromMemorySegment(B, data, o5 + QS + j, LE);
+        ByteVector q6 = ByteVector.fromMemorySegment(B, data, o6 + QS + j, LE);
+        ByteVector q7 = ByteVector.fromMemorySegment(B, data, o7 + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector xv = FloatVector.fromArray(F, x, xa + xo + j + p * FL);
           FloatVector yv = FloatVector.fromArray(F, x, xb + xo + j + p * FL);
@@ -359,7 +331,7 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector c3 = a0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o0 = b0 + (long) b * BYTES;
       long o1 = o0 + st;
       long o2 = o1 + st;
       long o3 = o2 + st;
@@ -373,25 +345,25 @@ public final class Q8_0Matrix extends WeightMatrix {
         FloatVector v = FloatVector.fromArray(F, x, x1 + xo + j);
         FloatVector y = FloatVector.fromArray(F, x, x2 + xo + j);
         FloatVector w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE).castShape(F, 0))
                 .mul(d0);
         a0 = w.fma(u, a0);
         b0v = w.fma(v, b0v);
         c0 = w.fma(y, c0);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE).castShape(F, 0))
                 .mul(d1);
         a1 = w.fma(u, a1);
         b1 = w.fma(v, b1);
         c1 = w.fma(y, c1);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE).castShape(F, 0))
                 .mul(d2);
         a2 = w.fma(u, a2);
         b2 = w.fma(v, b2);
         c2 = w.fma(y, c2);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE).castShape(F, 0))
                 .mul(d3);
         a3 = w.fma(u, a3);
         b3 = w.fma(v, b3);
@@ -452,7 +424,7 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector e3 = a0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o0 = b0 + (long) b * BYTES;
       long o1 = o0 + st;
       long o2 = o1 + st;
       long o3 = o2 + st;
@@ -467,28 +439,28 @@ public final class Q8_0Matrix extends WeightMatrix {
         FloatVector y = FloatVector.fromArray(F, x, x2 + xo + j);
         FloatVector z = FloatVector.fromArray(F, x, x3 + xo + j);
         FloatVector w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE).castShape(F, 0))
                 .mul(d0);
         a0 = w.fma(u, a0);
         b0v = w.fma(v, b0v);
         c0 = w.fma(y, c0);
         e0 = w.fma(z, e0);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE).castShape(F, 0))
                 .mul(d1);
         a1 = w.fma(u, a1);
         b1 = w.fma(v, b1);
         c1 = w.fma(y, c1);
         e1 = w.fma(z, e1);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE).castShape(F, 0))
                 .mul(d2);
         a2 = w.fma(u, a2);
         b2 = w.fma(v, b2);
         c2 = w.fma(y, c2);
         e2 = w.fma(z, e2);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE).castShape(F, 0))
                 .mul(d3);
         a3 = w.fma(u, a3);
         b3 = w.fma(v, b3);
@@ -555,7 +527,7 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector t43 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o0 = b0 + (long) b * BYTES;
       long o1 = o0 + st;
       long o2 = o1 + st;
       long o3 = o2 + st;
@@ -566,16 +538,16 @@ public final class Q8_0Matrix extends WeightMatrix {
       float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
       for (int j = 0; j < BLOCK; j += BL) {
         FloatVector w0 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE).castShape(F, 0))
                 .mul(d0);
         FloatVector w1 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE).castShape(F, 0))
                 .mul(d1);
         FloatVector w2 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE).castShape(F, 0))
                 .mul(d2);
         FloatVector w3 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE).castShape(F, 0))
                 .mul(d3);
         FloatVector x0 = FloatVector.fromArray(F, x, 0 * cols + xo + j);
         t00 = w0.fma(x0, t00);
@@ -683,7 +655,7 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector t53 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o0 = b0 + (long) b * BYTES;
       long o1 = o0 + st;
       long o2 = o1 + st;
       long o3 = o2 + st;
@@ -694,16 +666,16 @@ public final class Q8_0Matrix extends WeightMatrix {
       float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
       for (int j = 0; j < BLOCK; j += BL) {
         FloatVector w0 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE).castShape(F, 0))
                 .mul(d0);
         FloatVector w1 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE).castShape(F, 0))
                 .mul(d1);
         FloatVector w2 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE).castShape(F, 0))
                 .mul(d2);
         FloatVector w3 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE).castShape(F, 0))
                 .mul(d3);
         FloatVector x0 = FloatVector.fromArray(F, x, 0 * cols + xo + j);
         t00 = w0.fma(x0, t00);
@@ -794,7 +766,7 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector t7 = t0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BLOCK_BYTES;
+      long o0 = b0 + (long) b * BYTES;
       long o1 = o0 + st;
       long o2 = o1 + st;
       long o3 = o2 + st;
@@ -812,14 +784,14 @@ public final class Q8_0Matrix extends WeightMatrix {
       FloatVector d6 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o6)));
       FloatVector d7 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o7)));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + 2 + j, LE);
-        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + 2 + j, LE);
-        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + 2 + j, LE);
-        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + 2 + j, LE);
-        ByteVector q4 = ByteVector.fromMemorySegment(B, data, o4 + 2 + j, LE);
-        ByteVector q5 = ByteVector.fromMemorySegment(B, data, o5 + 2 + j, LE);
-        ByteVector q6 = ByteVector.fromMemorySegment(B, data, o6 + 2 + j, LE);
-        ByteVector q7 = ByteVector.fromMemorySegment(B, data, o7 + 2 + j, LE);
+        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE);
+        ByteVector q4 = ByteVector.fromMemorySegment(B, data, o4 + QS + j, LE);
+        ByteVector q5 = ByteVector.fromMemorySegment(B, data, o5 + QS + j, LE);
+        ByteVector q6 = ByteVector.fromMemorySegment(B, data, o6 + QS + j, LE);
+        ByteVector q7 = ByteVector.fromMemorySegment(B, data, o7 + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector xv = FloatVector.fromArray(F, x, xo + j + p * FL);
           t0 = ((FloatVector) q0.castShape(F, p)).mul(d0).fma(xv, t0);
@@ -873,11 +845,11 @@ public final class Q8_0Matrix extends WeightMatrix {
     long base = row * rowBytes;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
+      long block = base + (long) b * BYTES;
       int xo = off + b * BLOCK;
       FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           ((FloatVector) q.castShape(F, p)).mul(d).intoArray(out, xo + j + p * FL);
         }
@@ -905,11 +877,11 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector total3 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BLOCK_BYTES;
+      long block = base + (long) b * BYTES;
       int xo = b * BLOCK;
       FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + 2 + j, LE);
+        ByteVector q = ByteVector.fromMemorySegment(B, data, block + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector w = ((FloatVector) q.castShape(F, p)).mul(d);
           int i = xo + j + p * FL;

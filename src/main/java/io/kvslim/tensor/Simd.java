@@ -1,6 +1,6 @@
 package io.kvslim.tensor;
 
-import java.lang.foreign.MemorySegment;
+import io.kvslim.ggml.LittleEndian;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.ByteVector;
@@ -26,7 +26,7 @@ import jdk.incubator.vector.VectorSpecies;
  *       vectors. The JDK's vector methods are force-inlined, but once a compilation has spent its
  *       inlining node budget ({@code NodeCountInliningCutoff}) C2 leaves other callees out of line,
  *       and a vector returned from an out-of-line method is boxed: 10-100x slower. Scalar helpers
- *       ({@link #half}) are safe in scalar paths.
+ *       (as {@link LittleEndian#half}) are safe in scalar paths.
  *   <li>A kernel keeps its vector operations few per method: K-quant kernels loop over sub-blocks
  *       with shift counts as variables instead of unrolling one body per sub-block.
  *   <li>Nibbles and bit fields are shifted in 16-bit lanes, then masked: x86 has no byte-lane
@@ -61,29 +61,10 @@ final class Simd {
   static final int PARTS = BL / FL;
 
   static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
-  static final ValueLayout.OfShort SHORT_LE =
-      ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-  static final ValueLayout.OfInt INT_LE =
-      ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-  static final ValueLayout.OfLong LONG_LE =
-      ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-  static final ValueLayout.OfFloat FLOAT_LE =
-      ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-
-  /** The IEEE half-precision value at {@code offset} (block scales and mins). */
-  static float half(MemorySegment data, long offset) {
-    return Float.float16ToFloat(data.get(SHORT_LE, offset));
-  }
-
-  /** Unsigned byte at {@code offset}. */
-  static int u8(MemorySegment data, long offset) {
-    return data.get(ValueLayout.JAVA_BYTE, offset) & 0xFF;
-  }
-
-  /** Signed byte at {@code offset}. */
-  static int s8(MemorySegment data, long offset) {
-    return data.get(ValueLayout.JAVA_BYTE, offset);
-  }
+  static final ValueLayout.OfShort SHORT_LE = LittleEndian.SHORT;
+  static final ValueLayout.OfInt INT_LE = LittleEndian.INT;
+  static final ValueLayout.OfLong LONG_LE = LittleEndian.LONG;
+  static final ValueLayout.OfFloat FLOAT_LE = LittleEndian.FLOAT;
 
   private static final VectorShuffle<Float> STEP1 = rotation(1);
   private static final VectorShuffle<Float> STEP2 = rotation(2);

@@ -1,13 +1,14 @@
 package io.kvslim.tensor;
 
+import io.kvslim.ggml.BlockCodec;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.MemorySegment;
 
 /**
  * A weight matrix of {@code rows × cols} elements stored row-major in one GGML type ({@code cols}
- * contiguous, as ggml's {@code ne0}). Each type is one small final subclass holding its block
- * decoding next to its kernels: a scalar reference {@link #dotScalar} (the test oracle) and a
- * Vector API {@link #dot}.
+ * contiguous, as ggml's {@code ne0}). Each type is one small final subclass holding its Vector API
+ * kernels ({@link #dot} and the batched ones); a block type's layout, dequantization and scalar
+ * reference {@link #dotScalar} (the test oracle) come from its {@link BlockCodec}.
  */
 public abstract class WeightMatrix {
   protected final MemorySegment data;
@@ -15,11 +16,15 @@ public abstract class WeightMatrix {
   protected final int cols;
   protected final long rowBytes;
 
+  /** The block type's codec; {@code null} for F32, F16 and BF16, which override its uses. */
+  private final BlockCodec codec;
+
   protected WeightMatrix(MemorySegment data, int rows, int cols, GgmlType type) {
     this.data = data;
     this.rows = rows;
     this.cols = cols;
     this.rowBytes = type.bytesFor(cols);
+    this.codec = BlockCodec.of(type);
     if (data.byteSize() < rowBytes * rows) {
       throw new IllegalArgumentException(
           type
@@ -56,11 +61,18 @@ public abstract class WeightMatrix {
   /** Dot product of row {@code row} with {@code x[xOffset .. xOffset+cols)}, Vector API path. */
   public abstract float dot(int row, float[] x, int xOffset);
 
-  /** Same as {@link #dot}, plain scalar Java: the reference the vector path is tested against. */
-  public abstract float dotScalar(int row, float[] x, int xOffset);
+  /**
+   * Same as {@link #dot}, plain scalar Java: the reference the vector path is tested against (for
+   * block types, {@link BlockCodec#dot} block after block).
+   */
+  public float dotScalar(int row, float[] x, int xOffset) {
+    return codec.dotRow(data, row * rowBytes, cols, x, xOffset);
+  }
 
   /** Writes row {@code row} as floats into {@code out[outOffset .. outOffset+cols)}. */
-  public abstract void dequantizeRow(int row, float[] out, int outOffset);
+  public void dequantizeRow(int row, float[] out, int outOffset) {
+    codec.dequantizeRow(data, row * rowBytes, cols, out, outOffset);
+  }
 
   /**
    * Dot products of row {@code row} with {@code n} activation rows: for {@code t < n}, {@code

@@ -3,6 +3,7 @@ package io.kvslim.tensor;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
+import io.kvslim.ggml.Q4_KCodec;
 import io.kvslim.gguf.GgmlType;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -165,14 +166,14 @@ class KnownBlockTest {
       b.u8(i, K_SCALE_BYTES[i]);
     }
     for (int s = 0; s < 8; s++) {
-      assertThat(Q4_KMatrix.scale(b.s, 0, s)).as("scale %d", s).isEqualTo(K_SCALES[s]);
-      assertThat(Q4_KMatrix.min(b.s, 0, s)).as("min %d", s).isEqualTo(K_MINS[s]);
+      assertThat(Q4_KCodec.scale(b.s, 0, s)).as("scale %d", s).isEqualTo(K_SCALES[s]);
+      assertThat(Q4_KCodec.min(b.s, 0, s)).as("min %d", s).isEqualTo(K_MINS[s]);
     }
     // All 6 bits of a high sub-block: low nibble from bytes 8..11, top bits from bytes 0..7.
     Block full = new Block(12).fill(0, 12, 0xFF);
     for (int s = 0; s < 8; s++) {
-      assertThat(Q4_KMatrix.scale(full.s, 0, s)).isEqualTo(63);
-      assertThat(Q4_KMatrix.min(full.s, 0, s)).isEqualTo(63);
+      assertThat(Q4_KCodec.scale(full.s, 0, s)).isEqualTo(63);
+      assertThat(Q4_KCodec.min(full.s, 0, s)).isEqualTo(63);
     }
   }
 

@@ -4,6 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.kvslim.SharedData;
+import io.kvslim.ggml.BlockCodec;
+import io.kvslim.ggml.GgmlReference;
 import io.kvslim.gguf.GgmlType;
 import io.kvslim.gguf.GgufFile;
 import java.lang.foreign.ValueLayout;
@@ -18,7 +20,7 @@ class QuantizerTest {
   // ---- scalar reference dequantizers (test oracle) ----
 
   private static float f16(byte[] b, int o) {
-    return Float.float16ToFloat((short) ((b[o] & 0xff) | (b[o + 1] << 8)));
+    return GgmlReference.f16(b, o);
   }
 
   private static float[] dequantize(GgmlType type, byte[] b, int n) {
@@ -33,14 +35,9 @@ class QuantizerTest {
                         | (b[4 * i + 2] & 0xff) << 16
                         | (b[4 * i + 3] & 0xff) << 24);
             case F16 -> f16(b, 2 * i);
-            case Q8_0 -> f16(b, (i / 32) * 34) * b[(i / 32) * 34 + 2 + i % 32];
-            case Q4_0 -> {
-              int o = (i / 32) * 18;
-              int j = i % 32;
-              int q = j < 16 ? b[o + 2 + j] & 0x0f : (b[o + 2 + j - 16] >> 4) & 0x0f;
-              yield (q - 8) * f16(b, o);
-            }
-            default -> throw new IllegalArgumentException(type.toString());
+            default ->
+                GgmlReference.value(
+                    type, b, i / type.blockSize() * type.typeSize(), i % type.blockSize());
           };
     }
     return out;
@@ -114,19 +111,19 @@ class QuantizerTest {
     assertThat(f16(q, 0)).isEqualTo(Float.float16ToFloat(Float.floatToFloat16(1.27f / 127f)));
     assertThat(q[2]).isEqualTo((byte) 127);
     assertThat(q[3]).isEqualTo((byte) -127);
-    assertThat(q[4]).isEqualTo((byte) Quantizer.roundf(0.005f * (1f / (1.27f / 127f))));
+    assertThat(q[4]).isEqualTo((byte) BlockCodec.roundf(0.005f * (1f / (1.27f / 127f))));
     assertThat(q[5]).isEqualTo((byte) -q[4]);
     assertThat(q[6]).isEqualTo((byte) 0);
   }
 
   @Test
   void roundfRoundsHalvesAwayFromZero() {
-    assertThat(Quantizer.roundf(2.5f)).isEqualTo(3);
-    assertThat(Quantizer.roundf(-2.5f)).isEqualTo(-3);
-    assertThat(Quantizer.roundf(-63.5f)).isEqualTo(-64);
-    assertThat(Quantizer.roundf(0.49999997f)).isEqualTo(0);
-    assertThat(Quantizer.roundf(-0.4f)).isEqualTo(0);
-    assertThat(Quantizer.roundf(126.6f)).isEqualTo(127);
+    assertThat(BlockCodec.roundf(2.5f)).isEqualTo(3);
+    assertThat(BlockCodec.roundf(-2.5f)).isEqualTo(-3);
+    assertThat(BlockCodec.roundf(-63.5f)).isEqualTo(-64);
+    assertThat(BlockCodec.roundf(0.49999997f)).isEqualTo(0);
+    assertThat(BlockCodec.roundf(-0.4f)).isEqualTo(0);
+    assertThat(BlockCodec.roundf(126.6f)).isEqualTo(127);
   }
 
   @Test
@@ -171,14 +168,14 @@ class QuantizerTest {
     float[] x = randomRow(4, 96, 1f);
     byte[] whole = Quantizer.quantize(GgmlType.Q8_0, x);
     byte[] part = new byte[10 + 68];
-    Quantizer.quantizeQ8_0(x, 32, 64, part, 10);
+    Quantizer.quantize(GgmlType.Q8_0, x, 32, 64, part, 10);
     for (int i = 0; i < 68; i++) {
       assertThat(part[10 + i]).isEqualTo(whole[34 + i]);
     }
     assertThatThrownBy(() -> Quantizer.quantize(GgmlType.Q6_K, new float[256]))
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("Q6_K");
-    assertThatThrownBy(() -> Quantizer.quantizeQ4_0(x, 0, 33, new byte[100], 0))
+    assertThatThrownBy(() -> Quantizer.quantize(GgmlType.Q4_0, x, 0, 33, new byte[100], 0))
         .isInstanceOf(IllegalArgumentException.class);
   }
 

@@ -1,5 +1,6 @@
 package io.kvslim.kv.format;
 
+import io.kvslim.ggml.LittleEndian;
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -226,7 +227,7 @@ final class AsymmetricCodes {
           switch (wordBits) {
             case 8 -> block.get(ValueLayout.JAVA_BYTE, at) & 0xff;
             case 16 -> block.get(F16Format.SHORT_LE, at) & 0xffff;
-            default -> block.get(Q5_0Format.INT_LE, at);
+            default -> block.get(LittleEndian.INT, at);
           };
     }
     IntVector lanes =

@@ -1,13 +1,16 @@
 package io.kvslim.kv.format;
 
+import io.kvslim.ggml.BlockCodec;
+import io.kvslim.ggml.Q8_1Codec;
 import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 
 /**
- * Base of the llama.cpp block formats (ggml {@code block_q8_0}, {@code block_q4_0}, ...): a row of
- * {@code headDim} values is {@code headDim / 32} consecutive blocks of 32 values, each laid out
- * byte for byte as in ggml so a row can be compared with llama.cpp's {@code -ctk/-ctv} caches.
+ * The llama.cpp block formats (ggml {@code block_q8_0}, {@code block_q4_0}, ...): a row of {@code
+ * headDim} values is {@code headDim / 32} consecutive blocks of 32 values, each read and written by
+ * the type's {@link BlockCodec}, so a row is byte for byte as in ggml and can be compared with
+ * llama.cpp's {@code -ctk/-ctv} caches.
  *
  * <p>Scores are computed as llama.cpp's CPU {@code vec_dot} for these types does: the query is
  * first quantized to {@code q8_0} (for q8_0, q4_0, q5_0 keys) or {@code q8_1} (q4_1, q5_1: q8_0
@@ -17,34 +20,36 @@ import java.lang.foreign.MemorySegment;
  * an integer below {@code 2^24} ({@code 32·127·127}), so any summation order gives the same value.
  *
  * <p>The weighted sum of values decodes one 32-value block at a time; formats with a cheap
- * in-register decoding override it.
+ * in-register decoding (q8_0, q4_0) override it and the integer dot.
  */
-public abstract class GgmlBlockFormat extends RowFormat {
+public class GgmlBlockFormat extends RowFormat {
   /** Values per ggml block ({@code QK8_0}, {@code QK4_0}, ...). */
   public static final int BLOCK_VALUES = 32;
 
+  private final String name;
+  private final BlockCodec codec;
+
+  GgmlBlockFormat(String name, BlockCodec codec) {
+    if (codec.blockSize() != BLOCK_VALUES) {
+      throw new IllegalArgumentException(codec.type() + " is not a 32-value block type");
+    }
+    this.name = name;
+    this.codec = codec;
+  }
+
+  @Override
+  public final String name() {
+    return name;
+  }
+
+  /** The codec of this format's blocks. */
+  public final BlockCodec codec() {
+    return codec;
+  }
+
   /** Bytes of one 32-value block, e.g. 34 for q8_0. */
-  public abstract int typeBytes();
-
-  /** Of {@link #typeBytes}, the fp16 scale and minimum bytes. */
-  protected abstract int typeScaleBytes();
-
-  /** Quantizes {@code x[xOff..+32)} into the block at {@code offset}, as ggml's reference. */
-  protected abstract void encodeBlock(float[] x, int xOff, MemorySegment block, long offset);
-
-  /** Dequantizes the block at {@code offset} into {@code dst[dstOff..+32)}, as ggml does. */
-  protected abstract void decodeBlock(MemorySegment block, long offset, float[] dst, int dstOff);
-
-  /**
-   * The integer codes of the block at {@code offset} into {@code dst[dstOff..+32)}: {@code x̂ =
-   * code·d + m}, so centred codes ({@code q − 8}, {@code q − 16}) for the formats without a
-   * minimum.
-   */
-  protected abstract void decodeCodes(MemorySegment block, long offset, float[] dst, int dstOff);
-
-  /** True for q4_1 and q5_1, which store a minimum {@code m} after the scale. */
-  protected boolean hasMinimum() {
-    return false;
+  public final int typeBytes() {
+    return codec.blockBytes();
   }
 
   /**
@@ -53,7 +58,7 @@ public abstract class GgmlBlockFormat extends RowFormat {
    */
   protected float integerDot(
       MemorySegment block, long offset, float[] qCodes, int qOff, float[] work) {
-    decodeCodes(block, offset, work, 0);
+    codec.codes(block, offset, work, 0);
     return exactDot(qCodes, qOff, work, 0);
   }
 
@@ -65,7 +70,7 @@ public abstract class GgmlBlockFormat extends RowFormat {
   /** {@code acc[accOff..+32) += weight * block}. */
   protected void accumulateBlock(
       MemorySegment block, long offset, float weight, float[] acc, int accOff, float[] work) {
-    decodeBlock(block, offset, work, 0);
+    codec.dequantize(block, offset, work, 0);
     AttentionKernels.addWeighted(weight, work, 0, acc, accOff, BLOCK_VALUES);
   }
 
@@ -76,30 +81,21 @@ public abstract class GgmlBlockFormat extends RowFormat {
   }
 
   /**
-   * Quantizes the query as ggml's {@code quantize_row_q8_1_ref} (which is {@code
-   * quantize_row_q8_0_ref} plus the sum): per 32 values {@code d = amax/127}, {@code q_j =
-   * roundf(x_j/d)}, then {@code fp16(d)} and {@code s = fp16(d·Σq_j)}. Layout in {@code dst}: the
+   * Quantizes the query as ggml's {@code quantize_row_q8_1_ref} ({@link Q8_1Codec#quantize}, which
+   * is {@code quantize_row_q8_0_ref} plus the sum): per 32 values {@code d = amax/127}, {@code q_j
+   * = roundf(x_j/d)}, then {@code fp16(d)} and {@code s = fp16(d·Σq_j)}. Layout in {@code dst}: the
    * {@code headDim} codes, the {@code headDim/32} scales (as floats), the {@code headDim/32} sums.
    */
   @Override
   public final void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
     int blocks = headDim / BLOCK_VALUES;
+    Q8_1Codec q8 = Q8_1Codec.INSTANCE;
+    MemorySegment block = MemorySegment.ofArray(new byte[Q8_1Codec.BYTES]);
     for (int b = 0; b < blocks; b++) {
-      int from = qOff + b * BLOCK_VALUES;
-      float amax = 0f;
-      for (int j = 0; j < BLOCK_VALUES; j++) {
-        amax = Math.max(amax, Math.abs(q[from + j]));
-      }
-      float d = amax / 127;
-      float id = d != 0f ? 1.0f / d : 0f;
-      int sum = 0;
-      for (int j = 0; j < BLOCK_VALUES; j++) {
-        float code = HalfFloats.roundHalfAwayFromZero(q[from + j] * id);
-        dst[dstOff + b * BLOCK_VALUES + j] = code;
-        sum += (int) code;
-      }
-      dst[dstOff + headDim + b] = HalfFloats.fromF16(HalfFloats.toF16(d));
-      dst[dstOff + headDim + blocks + b] = HalfFloats.fromF16(HalfFloats.toF16(sum * d));
+      q8.quantize(q, qOff + b * BLOCK_VALUES, block, 0);
+      q8.codes(block, 0, dst, dstOff + b * BLOCK_VALUES);
+      dst[dstOff + headDim + b] = q8.d(block, 0);
+      dst[dstOff + headDim + blocks + b] = q8.s(block, 0);
     }
   }
 
@@ -125,14 +121,14 @@ public abstract class GgmlBlockFormat extends RowFormat {
       float sum = 0f;
       for (int b = 0; b < blocks; b++) {
         long at = row + (long) b * typeBytes();
-        decodeCodes(block, at, codes, 0);
+        codec.codes(block, at, codes, 0);
         int sumi = 0;
         for (int j = 0; j < BLOCK_VALUES; j++) {
           sumi += (int) codes[j] * (int) prepared[b * BLOCK_VALUES + j];
         }
-        float term = sumi * (scale(block, at) * prepared[headDim + b]);
-        if (hasMinimum()) {
-          term += scale(block, at + 2) * prepared[headDim + blocks + b];
+        float term = sumi * (codec.d(block, at) * prepared[headDim + b]);
+        if (codec.hasMinimum()) {
+          term += codec.m(block, at) * prepared[headDim + blocks + b];
         }
         sum += term;
       }
@@ -147,7 +143,8 @@ public abstract class GgmlBlockFormat extends RowFormat {
 
   @Override
   protected final int rowScaleBytes(int headDim) {
-    return headDim / BLOCK_VALUES * typeScaleBytes();
+    // the fp16 scale, and the fp16 minimum where there is one
+    return headDim / BLOCK_VALUES * (codec.hasMinimum() ? 4 : 2);
   }
 
   @Override
@@ -166,31 +163,27 @@ public abstract class GgmlBlockFormat extends RowFormat {
   @Override
   protected final void encodeRow(
       float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
-    for (int b = 0; b < headDim / BLOCK_VALUES; b++) {
-      encodeBlock(src, srcOff + b * BLOCK_VALUES, block, offset + (long) b * typeBytes());
-    }
+    codec.quantizeRow(src, srcOff, headDim, block, offset);
   }
 
   @Override
   protected final void decodeRow(
       MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
-    for (int b = 0; b < headDim / BLOCK_VALUES; b++) {
-      decodeBlock(block, offset + (long) b * typeBytes(), dst, dstOff + b * BLOCK_VALUES);
-    }
+    codec.dequantizeRow(block, offset, headDim, dst, dstOff);
   }
 
   @Override
   protected final float dotRow(
       MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
     int blocks = headDim / BLOCK_VALUES;
-    boolean minimum = hasMinimum();
+    boolean minimum = codec.hasMinimum();
     float sum = 0f;
     for (int b = 0; b < blocks; b++) {
       long at = offset + (long) b * typeBytes();
       float sumi = integerDot(block, at, q, qOff + b * BLOCK_VALUES, work);
-      float term = sumi * (scale(block, at) * q[qOff + headDim + b]);
+      float term = sumi * (codec.d(block, at) * q[qOff + headDim + b]);
       if (minimum) {
-        term += scale(block, at + 2) * q[qOff + headDim + blocks + b];
+        term += codec.m(block, at) * q[qOff + headDim + blocks + b];
       }
       sum += term;
     }
@@ -210,17 +203,5 @@ public abstract class GgmlBlockFormat extends RowFormat {
       accumulateBlock(
           block, offset + (long) b * typeBytes(), weight, acc, accOff + b * BLOCK_VALUES, work);
     }
-  }
-
-  static short scaleBits(MemorySegment block, long offset) {
-    return block.get(F16Format.SHORT_LE, offset);
-  }
-
-  static float scale(MemorySegment block, long offset) {
-    return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, offset));
-  }
-
-  static void putScale(MemorySegment block, long offset, float value) {
-    block.set(F16Format.SHORT_LE, offset, HalfFloats.toF16(value));
   }
 }

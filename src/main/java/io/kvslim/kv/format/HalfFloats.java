@@ -32,12 +32,6 @@ public final class HalfFloats {
     return Float.intBitsToFloat((bits & 0xffff) << 16);
   }
 
-  /** C's {@code roundf}: nearest integer, halves away from zero (exact for every float). */
-  public static float roundHalfAwayFromZero(float value) {
-    double magnitude = Math.floor(Math.abs((double) value) + 0.5);
-    return (float) Math.copySign(magnitude, value);
-  }
-
   /** The largest fp16 value {@code <= value} (assumes {@code |value| <= 65504}). */
   public static short toF16RoundedDown(float value) {
     short h = toF16(value);

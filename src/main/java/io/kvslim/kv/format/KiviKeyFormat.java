@@ -1,5 +1,6 @@
 package io.kvslim.kv.format;
 
+import io.kvslim.ggml.LittleEndian;
 import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
@@ -136,7 +137,7 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     for (int t = 0; t < count; t++) {
       for (int c = 0; c < headDim; c += 16) {
         block.set(
-            Q5_0Format.INT_LE,
+            LittleEndian.INT,
             codes + (long) t * rowBytes + c / 4,
             AsymmetricCodes.pack2(src, srcOff + t * srcStride + c, zeros, scales, c));
       }

@@ -1,5 +1,6 @@
 package io.kvslim.kv.format;
 
+import io.kvslim.ggml.LittleEndian;
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
@@ -90,7 +91,7 @@ public final class KiviValueFormat extends RowFormat {
         block.set(F16Format.SHORT_LE, offset + 4L * g + 2, scaleBits);
         for (int c = 0; c < group; c += 16) {
           block.set(
-              Q5_0Format.INT_LE,
+              LittleEndian.INT,
               codes + (g * group + c) / 4,
               AsymmetricCodes.pack2(src, first + c, zero, scale));
         }

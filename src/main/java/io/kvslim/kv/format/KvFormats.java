@@ -1,5 +1,8 @@
 package io.kvslim.kv.format;
 
+import io.kvslim.ggml.Q4_1Codec;
+import io.kvslim.ggml.Q5_0Codec;
+import io.kvslim.ggml.Q5_1Codec;
 import java.util.List;
 
 /** The formats by name, one place for the names the CLI and specs accept. */
@@ -11,9 +14,9 @@ public final class KvFormats {
   public static final KvFormat BF16 = new Bf16Format();
   public static final KvFormat Q8_0 = new Q8_0Format();
   public static final KvFormat Q4_0 = new Q4_0Format();
-  public static final KvFormat Q4_1 = new Q4_1Format();
-  public static final KvFormat Q5_0 = new Q5_0Format();
-  public static final KvFormat Q5_1 = new Q5_1Format();
+  public static final KvFormat Q4_1 = new GgmlBlockFormat("q4_1", Q4_1Codec.INSTANCE);
+  public static final KvFormat Q5_0 = new GgmlBlockFormat("q5_0", Q5_0Codec.INSTANCE);
+  public static final KvFormat Q5_1 = new GgmlBlockFormat("q5_1", Q5_1Codec.INSTANCE);
 
   /** The fixed-name formats: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1. */
   public static final List<KvFormat> NAMED = List.of(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1);

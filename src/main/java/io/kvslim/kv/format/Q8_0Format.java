@@ -1,70 +1,29 @@
 package io.kvslim.kv.format;
 
+import static io.kvslim.ggml.Q8_0Codec.QS;
+
+import io.kvslim.ggml.Q8_0Codec;
 import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * llama.cpp {@code q8_0} (METHODS.md Q1): 34 bytes per 32 values, an fp16 scale {@code d =
- * amax/127} then 32 signed bytes {@code q_j = roundf(x_j/d)}; {@code x̂_j = q_j·d}. Quantization
- * follows ggml's {@code quantize_row_q8_0_ref}. Error bound per value: {@code |x − x̂| ≤ d/2} plus
- * the fp16 rounding of {@code d} times {@code |q_j| ≤ 127}, i.e. {@code ≤ d/2 + 127·|d − fp16(d)|}.
+ * llama.cpp {@code q8_0} (METHODS.md Q1): 34-byte blocks of 32 values read and written by {@link
+ * Q8_0Codec} (ggml's {@code quantize_row_q8_0_ref}; error per value at most {@code d/2 + 127·|d −
+ * fp16(d)|}). This class adds the vector kernels: the integer dot with the prepared query and the
+ * weighted sum of values decode the signed bytes in registers.
  */
 public final class Q8_0Format extends GgmlBlockFormat {
   private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
   private static final VectorSpecies<Byte> BYTES16 = ByteVector.SPECIES_128;
   private static final int PARTS = 16 / Math.min(16, FLOATS.length());
 
-  Q8_0Format() {}
-
-  @Override
-  public String name() {
-    return "q8_0";
-  }
-
-  @Override
-  public int typeBytes() {
-    return 34;
-  }
-
-  @Override
-  protected int typeScaleBytes() {
-    return 2;
-  }
-
-  @Override
-  protected void encodeBlock(float[] x, int xOff, MemorySegment block, long offset) {
-    float amax = 0f;
-    for (int j = 0; j < BLOCK_VALUES; j++) {
-      amax = Math.max(amax, Math.abs(x[xOff + j]));
-    }
-    float d = amax / 127;
-    float id = d != 0f ? 1.0f / d : 0f;
-    putScale(block, offset, d);
-    for (int j = 0; j < BLOCK_VALUES; j++) {
-      float q = HalfFloats.roundHalfAwayFromZero(x[xOff + j] * id);
-      block.set(ValueLayout.JAVA_BYTE, offset + 2 + j, (byte) (int) q);
-    }
-  }
-
-  @Override
-  protected void decodeBlock(MemorySegment block, long offset, float[] dst, int dstOff) {
-    float d = scale(block, offset);
-    for (int j = 0; j < BLOCK_VALUES; j++) {
-      dst[dstOff + j] = block.get(ValueLayout.JAVA_BYTE, offset + 2 + j) * d;
-    }
-  }
-
-  @Override
-  protected void decodeCodes(MemorySegment block, long offset, float[] dst, int dstOff) {
-    for (int j = 0; j < BLOCK_VALUES; j++) {
-      dst[dstOff + j] = block.get(ValueLayout.JAVA_BYTE, offset + 2 + j);
-    }
+  Q8_0Format() {
+    super("q8_0", Q8_0Codec.INSTANCE);
   }
 
   @Override
@@ -75,7 +34,7 @@ public final class Q8_0Format extends GgmlBlockFormat {
     }
     FloatVector sum = FloatVector.zero(FLOATS);
     for (int half = 0; half < 2; half++) {
-      ByteVector codes = VectorKernels.bytes16(block, offset + 2 + 16 * half);
+      ByteVector codes = VectorKernels.bytes16(block, offset + QS + 16 * half);
       for (int part = 0; part < PARTS; part++) {
         FloatVector k = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
         int j = qOff + 16 * half + part * FLOATS.length();
@@ -92,9 +51,9 @@ public final class Q8_0Format extends GgmlBlockFormat {
       super.accumulateBlock(block, offset, weight, acc, accOff, work);
       return;
     }
-    float wd = weight * scale(block, offset);
+    float wd = weight * Q8_0Codec.INSTANCE.d(block, offset);
     for (int half = 0; half < 2; half++) {
-      ByteVector codes = VectorKernels.bytes16(block, offset + 2 + 16 * half);
+      ByteVector codes = VectorKernels.bytes16(block, offset + QS + 16 * half);
       for (int part = 0; part < PARTS; part++) {
         FloatVector v = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
         int j = accOff + 16 * half + part * FLOATS.length();
@@ -127,14 +86,14 @@ public final class Q8_0Format extends GgmlBlockFormat {
       return;
     }
     int blocks = headDim / BLOCK_VALUES;
-    int rowBytes = blocks * 34;
+    int rowBytes = blocks * Q8_0Codec.BYTES;
     for (int s = 0; s < count; s++) {
       float sum = 0f;
       for (int b = 0; b < blocks; b++) {
-        int at = s * rowBytes + b * 34;
+        int at = s * rowBytes + b * Q8_0Codec.BYTES;
         FloatVector partial = FloatVector.zero(FLOATS);
         for (int half = 0; half < 2; half++) {
-          ByteVector codes = ByteVector.fromArray(BYTES16, array, at + 2 + 16 * half);
+          ByteVector codes = ByteVector.fromArray(BYTES16, array, at + QS + 16 * half);
           for (int part = 0; part < PARTS; part++) {
             FloatVector k = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
             int j = pOff + b * BLOCK_VALUES + 16 * half + part * FLOATS.length();
@@ -164,7 +123,7 @@ public final class Q8_0Format extends GgmlBlockFormat {
       super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
       return;
     }
-    int rowBytes = headDim / BLOCK_VALUES * 34;
+    int rowBytes = headDim / BLOCK_VALUES * Q8_0Codec.BYTES;
     int lanes = FLOATS.length();
     for (int j = 0; j < headDim; j += lanes) {
       int b = j / BLOCK_VALUES;
@@ -174,9 +133,9 @@ public final class Q8_0Format extends GgmlBlockFormat {
       for (int s = 0; s < count; s++) {
         float weight = weights[wOff + s];
         if (weight != 0f) {
-          int at = s * rowBytes + b * 34;
+          int at = s * rowBytes + b * Q8_0Codec.BYTES;
           float wd = weight * scaleAt(array, at);
-          ByteVector codes = ByteVector.fromArray(BYTES16, array, at + 2 + 16 * half);
+          ByteVector codes = ByteVector.fromArray(BYTES16, array, at + QS + 16 * half);
           FloatVector v = (FloatVector) codes.convertShape(VectorOperators.B2F, FLOATS, part);
           sum = v.fma(FloatVector.broadcast(FLOATS, wd), sum);
         }

@@ -57,7 +57,7 @@ class KvFormatTest {
     }
     if (format instanceof GgmlBlockFormat ggml) {
       long offset = (long) slot * ggml.rowBytes(HEAD_DIM) + (long) (j / 32) * ggml.typeBytes();
-      float d = Math.abs(GgmlBlockFormat.scale(block, offset));
+      float d = Math.abs(ggml.codec().d(block, offset));
       float slack = 1e-6f * (Math.abs(x) + d);
       return switch (format.name()) {
         case "q8_0" -> d / 2 + 127 * half * d + slack;

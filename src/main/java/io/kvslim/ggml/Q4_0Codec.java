@@ -1,0 +1,54 @@
+package io.kvslim.ggml;
+
+import io.kvslim.gguf.GgmlType;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * ggml {@code block_q4_0}: 32 values in 18 bytes, an fp16 scale {@code d} then 16 bytes {@code qs}
+ * whose low nibble is value {@code j} and high nibble value {@code j + 16}; value {@code j} is
+ * {@code (q_j − 8)·d}. Quantized as ggml's {@code quantize_row_q4_0_ref} (ggml/src/ggml-quants.c):
+ * {@code max} the value of largest magnitude with its sign, {@code d = max/−8}, {@code q_j =
+ * min(15, (int8) (x_j/d + 8.5))}. Error per value: {@code |d|/2} plus {@code 8·|d − fp16(d)|},
+ * except values opposite the extreme beyond {@code 7.5·|d|}, which clamp to code 15: up to {@code
+ * |d|} (the extreme itself maps to code 0 exactly).
+ */
+public final class Q4_0Codec extends BlockCodec {
+  public static final int BLOCK = 32;
+  public static final int BYTES = 18;
+
+  /** Offset of the nibbles {@code qs} (the scale {@code d} is at 0). */
+  public static final int QS = 2;
+
+  public static final Q4_0Codec INSTANCE = new Q4_0Codec();
+
+  private Q4_0Codec() {
+    super(GgmlType.Q4_0);
+  }
+
+  @Override
+  public void quantize(float[] x, int xOff, MemorySegment dst, long block) {
+    float id = putSignedScale(x, xOff, -8f, dst, block);
+    for (int j = 0; j < 16; j++) {
+      int lo = Math.min(15, (byte) (int) (x[xOff + j] * id + 8.5f));
+      int hi = Math.min(15, (byte) (int) (x[xOff + 16 + j] * id + 8.5f));
+      LittleEndian.putByte(dst, block + QS + j, lo | hi << 4);
+    }
+  }
+
+  /** The centred codes {@code q_j − 8}. */
+  @Override
+  public void codes(MemorySegment src, long block, float[] dst, int dstOff) {
+    nibbles(src, block + QS, 8, dst, dstOff);
+  }
+
+  /** {@code d · Σ (q_j − 8)·x_j}, summed in pairs {@code (j, j + 16)}. */
+  @Override
+  public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
+    codes(src, block, work, 0);
+    float blockSum = 0f;
+    for (int j = 0; j < 16; j++) {
+      blockSum += work[j] * x[xOff + j] + work[16 + j] * x[xOff + 16 + j];
+    }
+    return sum + d(src, block) * blockSum;
+  }
+}

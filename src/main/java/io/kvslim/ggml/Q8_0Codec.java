@@ -1,0 +1,59 @@
+package io.kvslim.ggml;
+
+import io.kvslim.gguf.GgmlType;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * ggml {@code block_q8_0}: 32 values in 34 bytes, an fp16 scale {@code d} then 32 signed bytes
+ * {@code qs}; value {@code j} is {@code qs[j]·d}. Quantized as ggml's {@code quantize_row_q8_0_ref}
+ * (ggml/src/ggml-quants.c): {@code d = amax/127}, {@code qs[j] = roundf(x_j/d)}. Error per value:
+ * at most {@code d/2} plus {@code 127·|d − fp16(d)|}.
+ */
+public final class Q8_0Codec extends BlockCodec {
+  public static final int BLOCK = 32;
+  public static final int BYTES = 34;
+
+  /** Offset of the codes {@code qs} (the scale {@code d} is at 0). */
+  public static final int QS = 2;
+
+  public static final Q8_0Codec INSTANCE = new Q8_0Codec();
+
+  private Q8_0Codec() {
+    super(GgmlType.Q8_0);
+  }
+
+  @Override
+  public void quantize(float[] x, int xOff, MemorySegment dst, long block) {
+    LittleEndian.putHalf(dst, block, quantizeCodes(x, xOff, dst, block + QS));
+  }
+
+  /**
+   * The 32 codes of {@code quantize_row_q8_0_ref} (also those of {@code quantize_row_q8_1_ref}) for
+   * {@code x[xOff..+32)}, written as signed bytes at {@code dst[at..+32)}; returns {@code d =
+   * amax/127} before its fp16 rounding.
+   */
+  static float quantizeCodes(float[] x, int xOff, MemorySegment dst, long at) {
+    float amax = 0f;
+    for (int j = 0; j < BLOCK; j++) {
+      amax = Math.max(amax, Math.abs(x[xOff + j]));
+    }
+    float d = amax / 127f;
+    float id = d != 0f ? 1f / d : 0f;
+    for (int j = 0; j < BLOCK; j++) {
+      LittleEndian.putByte(dst, at + j, roundf(x[xOff + j] * id));
+    }
+    return d;
+  }
+
+  @Override
+  public void codes(MemorySegment src, long block, float[] dst, int dstOff) {
+    signedBytes(src, block + QS, dst, dstOff, BLOCK);
+  }
+
+  /** {@code d · Σ qs[j]·x_j}, the sum in index order. */
+  @Override
+  public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
+    codes(src, block, work, 0);
+    return scaledDot(work, d(src, block), x, xOff, sum);
+  }
+}
