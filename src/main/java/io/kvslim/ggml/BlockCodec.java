@@ -24,11 +24,23 @@ public abstract class BlockCodec {
   private final GgmlType type;
   private final int blockSize;
   private final int blockBytes;
+  private final int dOffset;
+  private final boolean floatScale;
+  private final int mOffset;
 
-  BlockCodec(GgmlType type) {
+  /**
+   * A codec whose blocks keep the scale {@code d} at {@code dOffset} (fp16, or float32 when {@code
+   * floatScale}) and the fp16 minimum {@code m} at {@code mOffset} ({@code −1}: none). The scale
+   * fields are data rather than overridden methods, so that generic code (the KV formats, the
+   * activation dot products) reads them without a virtual call per block.
+   */
+  BlockCodec(GgmlType type, int dOffset, boolean floatScale, int mOffset) {
     this.type = type;
     this.blockSize = type.blockSize();
     this.blockBytes = type.typeSize();
+    this.dOffset = dOffset;
+    this.floatScale = floatScale;
+    this.mOffset = mOffset;
   }
 
   /** The codec of {@code type}, or {@code null} for the types that are not blocks (F32, F16...). */
@@ -80,37 +92,32 @@ public abstract class BlockCodec {
 
   /**
    * The values of the block at {@code src[block..]} into {@code dst[dstOff..+blockSize)}, as ggml's
-   * {@code dequantize_row_*}. By default {@code code·d}, or {@code code·d + m} for the types with a
-   * minimum; the K-quants, with a scale per sub-block, override it.
+   * {@code dequantize_row_*}: {@code d·code}, {@code d·code + m} for the types with a minimum, and
+   * per sub-block scales for the K-quants.
    */
-  public void dequantize(MemorySegment src, long block, float[] dst, int dstOff) {
-    codes(src, block, dst, dstOff);
-    if (hasMinimum()) {
-      scale(dst, dstOff, blockSize, d(src, block), m(src, block));
-    } else {
-      scale(dst, dstOff, blockSize, d(src, block));
-    }
-  }
+  public abstract void dequantize(MemorySegment src, long block, float[] dst, int dstOff);
 
   /** The block's integer codes, as floats (exact), into {@code dst[dstOff..+blockSize)}. */
   public abstract void codes(MemorySegment src, long block, float[] dst, int dstOff);
 
-  /**
-   * The block's scale {@code d} (the super-block scale for K-quants): by default the fp16 at the
-   * start of the block, where every type but q6_K and q8_K keeps it.
-   */
-  public float d(MemorySegment src, long block) {
-    return LittleEndian.half(src, block);
+  /** The block's scale {@code d} (the super-block scale for K-quants). */
+  public final float d(MemorySegment src, long block) {
+    return floatScale
+        ? src.get(LittleEndian.FLOAT, block + dOffset)
+        : LittleEndian.half(src, block + dOffset);
   }
 
   /** Whether the blocks store a minimum {@code m} (q4_1, q5_1): values are {@code d·q + m}. */
-  public boolean hasMinimum() {
-    return false;
+  public final boolean hasMinimum() {
+    return mOffset >= 0;
   }
 
   /** The block's minimum {@code m}, for the types that have one ({@link #hasMinimum}). */
-  public float m(MemorySegment src, long block) {
-    throw new UnsupportedOperationException(type + " blocks have no minimum");
+  public final float m(MemorySegment src, long block) {
+    if (mOffset < 0) {
+      throw new UnsupportedOperationException(type + " blocks have no minimum");
+    }
+    return LittleEndian.half(src, block + mOffset);
   }
 
   /**
@@ -235,28 +242,41 @@ public abstract class BlockCodec {
   }
 
   /**
-   * The 4-bit codes of a 32-value block minus {@code offset}: the 16 bytes at {@code qs} hold value
-   * {@code j} in the low nibble of byte {@code j} and value {@code j + 16} in its high nibble.
+   * The values {@code (q_j − offset)·d + m} of a 32-value block whose 16 bytes at {@code qs} hold
+   * code {@code q_j} in the low nibble of byte {@code j} and {@code q_{j+16}} in its high nibble.
+   * With {@code d = 1}, {@code m = −0} they are the codes; {@code m = −0} is how the types without
+   * a minimum pass none, as adding −0 leaves every value, −0 included, unchanged.
    */
-  static void nibbles(MemorySegment src, long qs, int offset, float[] dst, int dstOff) {
+  static void nibbles(
+      MemorySegment src, long qs, int offset, float d, float m, float[] dst, int dstOff) {
     for (int j = 0; j < 16; j++) {
       int b = LittleEndian.u8(src, qs + j);
-      dst[dstOff + j] = (b & 0x0F) - offset;
-      dst[dstOff + 16 + j] = (b >>> 4) - offset;
+      dst[dstOff + j] = ((b & 0x0F) - offset) * d + m;
+      dst[dstOff + 16 + j] = ((b >>> 4) - offset) * d + m;
     }
   }
 
   /**
-   * The 5-bit codes of a 32-value block minus {@code offset}: low nibbles as {@link #nibbles}, bit
-   * 4 of value {@code j} is bit {@code j} of the little-endian word at {@code qh}.
+   * As {@link #nibbles} for 5-bit codes: bit 4 of code {@code j} is bit {@code j} of the
+   * little-endian word at {@code qh}.
    */
-  static void fiveBits(MemorySegment src, long qh, long qs, int offset, float[] dst, int dstOff) {
+  static void fiveBits(
+      MemorySegment src, long qh, long qs, int offset, float d, float m, float[] dst, int dstOff) {
     int high = src.get(LittleEndian.INT, qh);
     for (int j = 0; j < 16; j++) {
       int b = LittleEndian.u8(src, qs + j);
-      dst[dstOff + j] = ((b & 0x0F) | ((high >>> j) & 1) << 4) - offset;
-      dst[dstOff + 16 + j] = ((b >>> 4) | ((high >>> (j + 16)) & 1) << 4) - offset;
+      dst[dstOff + j] = (((b & 0x0F) | ((high >>> j) & 1) << 4) - offset) * d + m;
+      dst[dstOff + 16 + j] = (((b >>> 4) | ((high >>> (j + 16)) & 1) << 4) - offset) * d + m;
     }
+  }
+
+  /**
+   * Code {@code j} of a 5-bit block, for loops that take the values one by one: as {@link
+   * #fiveBits}, with the fifth-bit word already read into {@code qh}.
+   */
+  static int fiveBit(MemorySegment src, int qh, long qs, int j) {
+    int b = LittleEndian.u8(src, qs + (j & 15));
+    return (j < 16 ? b & 0x0F : b >>> 4) | ((qh >>> j) & 1) << 4;
   }
 
   /**
@@ -268,34 +288,11 @@ public abstract class BlockCodec {
     return ((lo >>> 4) & 1) << j | ((hi >>> 4) & 1) << (j + 16);
   }
 
-  /** Signed bytes {@code src[at..+n)} as floats into {@code dst[dstOff..+n)}. */
-  static void signedBytes(MemorySegment src, long at, float[] dst, int dstOff, int n) {
+  /** The values {@code q_j·d} of {@code n} signed byte codes at {@code at} (d = 1: the codes). */
+  static void signedBytes(MemorySegment src, long at, int n, float d, float[] dst, int dstOff) {
     for (int j = 0; j < n; j++) {
-      dst[dstOff + j] = LittleEndian.s8(src, at + j);
+      dst[dstOff + j] = LittleEndian.s8(src, at + j) * d;
     }
-  }
-
-  /** {@code values[off..+n) *= d}: codes to values for a block with one scale. */
-  static void scale(float[] values, int off, int n, float d) {
-    for (int j = 0; j < n; j++) {
-      values[off + j] *= d;
-    }
-  }
-
-  /** {@code values[off..+n) = values·d + m}: codes to values for a block with a minimum. */
-  static void scale(float[] values, int off, int n, float d, float m) {
-    for (int j = 0; j < n; j++) {
-      values[off + j] = values[off + j] * d + m;
-    }
-  }
-
-  /** {@code d · Σ codes[j]·x[xOff+j]} over 32 values in index order, added to {@code sum}. */
-  static float scaledDot(float[] codes, float d, float[] x, int xOff, float sum) {
-    float blockSum = 0f;
-    for (int j = 0; j < 32; j++) {
-      blockSum += codes[j] * x[xOff + j];
-    }
-    return sum + d * blockSum;
   }
 
   /** {@code Σ values[i]·x[xOff+i]} over {@code n} values in index order, added to {@code sum}. */

@@ -22,7 +22,7 @@ public final class Q4_0Codec extends BlockCodec {
   public static final Q4_0Codec INSTANCE = new Q4_0Codec();
 
   private Q4_0Codec() {
-    super(GgmlType.Q4_0);
+    super(GgmlType.Q4_0, 0, false, -1);
   }
 
   @Override
@@ -38,16 +38,21 @@ public final class Q4_0Codec extends BlockCodec {
   /** The centred codes {@code q_j − 8}. */
   @Override
   public void codes(MemorySegment src, long block, float[] dst, int dstOff) {
-    nibbles(src, block + QS, 8, dst, dstOff);
+    nibbles(src, block + QS, 8, 1f, -0f, dst, dstOff);
+  }
+
+  @Override
+  public void dequantize(MemorySegment src, long block, float[] dst, int dstOff) {
+    nibbles(src, block + QS, 8, d(src, block), -0f, dst, dstOff);
   }
 
   /** {@code d · Σ (q_j − 8)·x_j}, summed in pairs {@code (j, j + 16)}. */
   @Override
   public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    codes(src, block, work, 0);
     float blockSum = 0f;
     for (int j = 0; j < 16; j++) {
-      blockSum += work[j] * x[xOff + j] + work[16 + j] * x[xOff + 16 + j];
+      int b = LittleEndian.u8(src, block + QS + j);
+      blockSum += ((b & 0x0F) - 8) * x[xOff + j] + ((b >>> 4) - 8) * x[xOff + 16 + j];
     }
     return sum + d(src, block) * blockSum;
   }

@@ -23,7 +23,7 @@ public final class Q4_1Codec extends BlockCodec {
   public static final Q4_1Codec INSTANCE = new Q4_1Codec();
 
   private Q4_1Codec() {
-    super(GgmlType.Q4_1);
+    super(GgmlType.Q4_1, 0, false, M);
   }
 
   @Override
@@ -37,30 +37,25 @@ public final class Q4_1Codec extends BlockCodec {
     }
   }
 
-  @Override
-  public boolean hasMinimum() {
-    return true;
-  }
-
-  @Override
-  public float m(MemorySegment src, long block) {
-    return LittleEndian.half(src, block + M);
-  }
-
   /** The nibbles {@code q_j} (0..15). */
   @Override
   public void codes(MemorySegment src, long block, float[] dst, int dstOff) {
-    nibbles(src, block + QS, 0, dst, dstOff);
+    nibbles(src, block + QS, 0, 1f, -0f, dst, dstOff);
+  }
+
+  @Override
+  public void dequantize(MemorySegment src, long block, float[] dst, int dstOff) {
+    nibbles(src, block + QS, 0, d(src, block), m(src, block), dst, dstOff);
   }
 
   /** {@code Σ (d·q_j + m)·x_j}, summed in pairs {@code (j, j + 16)}. */
   @Override
   public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    codes(src, block, work, 0);
     float d = d(src, block);
     float m = m(src, block);
     for (int j = 0; j < 16; j++) {
-      sum += (d * work[j] + m) * x[xOff + j] + (d * work[16 + j] + m) * x[xOff + 16 + j];
+      int b = LittleEndian.u8(src, block + QS + j);
+      sum += (d * (b & 0x0F) + m) * x[xOff + j] + (d * (b >>> 4) + m) * x[xOff + 16 + j];
     }
     return sum;
   }

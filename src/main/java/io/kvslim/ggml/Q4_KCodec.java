@@ -28,7 +28,7 @@ public final class Q4_KCodec extends BlockCodec {
   public static final Q4_KCodec INSTANCE = new Q4_KCodec();
 
   private Q4_KCodec() {
-    super(GgmlType.Q4_K);
+    super(GgmlType.Q4_K, 0, false, -1);
   }
 
   @Override

@@ -25,7 +25,7 @@ public final class Q5_0Codec extends BlockCodec {
   public static final Q5_0Codec INSTANCE = new Q5_0Codec();
 
   private Q5_0Codec() {
-    super(GgmlType.Q5_0);
+    super(GgmlType.Q5_0, 0, false, -1);
   }
 
   @Override
@@ -43,13 +43,22 @@ public final class Q5_0Codec extends BlockCodec {
   /** The centred codes {@code q_j − 16}. */
   @Override
   public void codes(MemorySegment src, long block, float[] dst, int dstOff) {
-    fiveBits(src, block + QH, block + QS, 16, dst, dstOff);
+    fiveBits(src, block + QH, block + QS, 16, 1f, -0f, dst, dstOff);
+  }
+
+  @Override
+  public void dequantize(MemorySegment src, long block, float[] dst, int dstOff) {
+    fiveBits(src, block + QH, block + QS, 16, d(src, block), -0f, dst, dstOff);
   }
 
   /** {@code d · Σ (q_j − 16)·x_j}, the sum in index order. */
   @Override
   public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    codes(src, block, work, 0);
-    return scaledDot(work, d(src, block), x, xOff, sum);
+    int qh = src.get(LittleEndian.INT, block + QH);
+    float blockSum = 0f;
+    for (int j = 0; j < BLOCK; j++) {
+      blockSum += (fiveBit(src, qh, block + QS, j) - 16) * x[xOff + j];
+    }
+    return sum + d(src, block) * blockSum;
   }
 }

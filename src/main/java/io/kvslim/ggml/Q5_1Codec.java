@@ -27,7 +27,7 @@ public final class Q5_1Codec extends BlockCodec {
   public static final Q5_1Codec INSTANCE = new Q5_1Codec();
 
   private Q5_1Codec() {
-    super(GgmlType.Q5_1);
+    super(GgmlType.Q5_1, 0, false, M);
   }
 
   @Override
@@ -43,30 +43,25 @@ public final class Q5_1Codec extends BlockCodec {
     dst.set(LittleEndian.INT, block + QH, qh);
   }
 
-  @Override
-  public boolean hasMinimum() {
-    return true;
-  }
-
-  @Override
-  public float m(MemorySegment src, long block) {
-    return LittleEndian.half(src, block + M);
-  }
-
   /** The codes {@code q_j} (0..31). */
   @Override
   public void codes(MemorySegment src, long block, float[] dst, int dstOff) {
-    fiveBits(src, block + QH, block + QS, 0, dst, dstOff);
+    fiveBits(src, block + QH, block + QS, 0, 1f, -0f, dst, dstOff);
+  }
+
+  @Override
+  public void dequantize(MemorySegment src, long block, float[] dst, int dstOff) {
+    fiveBits(src, block + QH, block + QS, 0, d(src, block), m(src, block), dst, dstOff);
   }
 
   /** {@code Σ (d·q_j + m)·x_j}, the sum in index order. */
   @Override
   public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    codes(src, block, work, 0);
+    int qh = src.get(LittleEndian.INT, block + QH);
     float d = d(src, block);
     float m = m(src, block);
     for (int j = 0; j < BLOCK; j++) {
-      sum += (d * work[j] + m) * x[xOff + j];
+      sum += (d * fiveBit(src, qh, block + QS, j) + m) * x[xOff + j];
     }
     return sum;
   }

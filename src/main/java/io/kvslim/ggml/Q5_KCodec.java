@@ -31,7 +31,7 @@ public final class Q5_KCodec extends BlockCodec {
   public static final Q5_KCodec INSTANCE = new Q5_KCodec();
 
   private Q5_KCodec() {
-    super(GgmlType.Q5_K);
+    super(GgmlType.Q5_K, 0, false, -1);
   }
 
   @Override

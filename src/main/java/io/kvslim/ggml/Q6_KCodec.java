@@ -32,17 +32,12 @@ public final class Q6_KCodec extends BlockCodec {
   public static final Q6_KCodec INSTANCE = new Q6_KCodec();
 
   private Q6_KCodec() {
-    super(GgmlType.Q6_K);
+    super(GgmlType.Q6_K, D, false, -1);
   }
 
   @Override
   public boolean quantizes() {
     return false;
-  }
-
-  @Override
-  public float d(MemorySegment src, long block) {
-    return LittleEndian.half(src, block + D);
   }
 
   /** The signed scale of values {@code 16·group .. 16·group + 16}. */

@@ -19,7 +19,7 @@ public final class Q8_0Codec extends BlockCodec {
   public static final Q8_0Codec INSTANCE = new Q8_0Codec();
 
   private Q8_0Codec() {
-    super(GgmlType.Q8_0);
+    super(GgmlType.Q8_0, 0, false, -1);
   }
 
   @Override
@@ -47,13 +47,21 @@ public final class Q8_0Codec extends BlockCodec {
 
   @Override
   public void codes(MemorySegment src, long block, float[] dst, int dstOff) {
-    signedBytes(src, block + QS, dst, dstOff, BLOCK);
+    signedBytes(src, block + QS, BLOCK, 1f, dst, dstOff);
   }
 
-  /** {@code d · Σ qs[j]·x_j}, the sum in index order. */
+  @Override
+  public void dequantize(MemorySegment src, long block, float[] dst, int dstOff) {
+    signedBytes(src, block + QS, BLOCK, d(src, block), dst, dstOff);
+  }
+
+  /** {@code d · Σ q_j·x_j}, the sum in index order. */
   @Override
   public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    codes(src, block, work, 0);
-    return scaledDot(work, d(src, block), x, xOff, sum);
+    float blockSum = 0f;
+    for (int j = 0; j < BLOCK; j++) {
+      blockSum += LittleEndian.s8(src, block + QS + j) * x[xOff + j];
+    }
+    return sum + d(src, block) * blockSum;
   }
 }

@@ -22,7 +22,7 @@ public final class Q8_1Codec extends BlockCodec {
   public static final Q8_1Codec INSTANCE = new Q8_1Codec();
 
   private Q8_1Codec() {
-    super(GgmlType.Q8_1);
+    super(GgmlType.Q8_1, 0, false, -1);
   }
 
   /**
@@ -70,6 +70,11 @@ public final class Q8_1Codec extends BlockCodec {
 
   @Override
   public void codes(MemorySegment src, long block, float[] dst, int dstOff) {
-    signedBytes(src, block + QS, dst, dstOff, BLOCK);
+    signedBytes(src, block + QS, BLOCK, 1f, dst, dstOff);
+  }
+
+  @Override
+  public void dequantize(MemorySegment src, long block, float[] dst, int dstOff) {
+    signedBytes(src, block + QS, BLOCK, d(src, block), dst, dstOff);
   }
 }

@@ -21,7 +21,7 @@ public final class Q8_KCodec extends BlockCodec {
   public static final Q8_KCodec INSTANCE = new Q8_KCodec();
 
   private Q8_KCodec() {
-    super(GgmlType.Q8_K);
+    super(GgmlType.Q8_K, 0, true, -1);
   }
 
   /**
@@ -49,11 +49,6 @@ public final class Q8_KCodec extends BlockCodec {
     dst.set(LittleEndian.FLOAT, block, max != 0f ? 1f / iscale : 0f);
   }
 
-  @Override
-  public float d(MemorySegment src, long block) {
-    return src.get(LittleEndian.FLOAT, block);
-  }
-
   /** The sum of codes {@code 16·group .. 16·group + 16}. */
   public int bsum(MemorySegment src, long block, int group) {
     return src.get(LittleEndian.SHORT, block + BSUMS + 2 * group);
@@ -61,6 +56,11 @@ public final class Q8_KCodec extends BlockCodec {
 
   @Override
   public void codes(MemorySegment src, long block, float[] dst, int dstOff) {
-    signedBytes(src, block + QS, dst, dstOff, BLOCK);
+    signedBytes(src, block + QS, BLOCK, 1f, dst, dstOff);
+  }
+
+  @Override
+  public void dequantize(MemorySegment src, long block, float[] dst, int dstOff) {
+    signedBytes(src, block + QS, BLOCK, d(src, block), dst, dstOff);
   }
 }
