@@ -46,12 +46,12 @@ final class CacheRelativeRope {
 
   /**
    * The queries of a tile's rows, each rotated by the cache index of its own token, into {@link
-   * PagedLayerKv.Tile#rolledQueries} (row r at {@code r·headDim}, offsets in {@code
-   * rolledOffsets}). Row r is query {@code (first + r) / group}; query i's token has index {@code
-   * firstNew + i} (the call's tokens are the head's last).
+   * AttentionTile#rolledQueries} (row r at {@code r·headDim}, offsets in {@code rolledOffsets}).
+   * Row r is query {@code (first + r) / group}; query i's token has index {@code firstNew + i} (the
+   * call's tokens are the head's last).
    */
   float[] queries(
-      PagedLayerKv.Tile tile,
+      AttentionTile tile,
       float[] queries,
       int headDim,
       int firstNew,
@@ -72,10 +72,10 @@ final class CacheRelativeRope {
 
   /**
    * A block's keys decoded, each live one rotated by its cache index (the block's first live token
-   * has index {@code retained}), as an F32 block in {@link PagedLayerKv.Tile#rolledKeySegment}.
-   * Dead slots hold stale rows, which are scored and dropped.
+   * has index {@code retained}), as an F32 block in {@link AttentionTile#rolledKeySegment}. Dead
+   * slots hold stale rows, which are scored and dropped.
    */
-  MemorySegment keys(PagedLayerKv.Tile tile, KvBlock block, int retained, int headDim) {
+  MemorySegment keys(AttentionTile tile, KvBlock block, int retained, int headDim) {
     int capacity = block.capacity();
     if (tile.rolledKeys.length < capacity * headDim) {
       tile.rolledKeys = new float[capacity * headDim];

@@ -13,12 +13,8 @@ import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.LayerStore;
 import io.kvslim.tensor.LlamaCppMath;
 import io.kvslim.tensor.Parallel;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.BitSet;
-import java.util.List;
 
 /**
  * One layer of the compressible cache: the {@link LayerStore} (paged blocks per KV head, each in
@@ -60,6 +56,9 @@ import java.util.List;
  * chunk, in the order of the serial loop, with {@code exp(s_t − M)/S} over the head's retained
  * tokens (0 for tokens after the query).
  *
+ * <p>The tiles' arithmetic is in {@link OwnTileAttention} and {@link LlamaCppTileAttention}, their
+ * buffers in {@link AttentionTile}.
+ *
  * <p>Not thread-safe: one attention call at a time per layer (and per {@link Scratch}, which the
  * layers of one cache may share).
  */
@@ -71,6 +70,8 @@ public final class PagedLayerKv implements LayerKv {
   private final int headDim;
   private final Scratch scratch;
   private final boolean cacheRelative;
+  private final OwnTileAttention own;
+  private final LlamaCppTileAttention llamaCpp;
   private Rotary rope; // with cache-relative positions: the model's RoPE, applied at read time
   private float[][] observed = new float[0][];
 
@@ -92,88 +93,26 @@ public final class PagedLayerKv implements LayerKv {
     this.headDim = store.headDim();
     this.scratch = scratch;
     this.cacheRelative = cacheRelative;
+    this.own = new OwnTileAttention(store);
+    this.llamaCpp = new LlamaCppTileAttention(store);
   }
 
   /** Per-thread attention buffers, grown on demand and reused: nothing is allocated per token. */
   public static final class Scratch {
-    private Tile[] tiles = new Tile[0];
+    private AttentionTile[] tiles = new AttentionTile[0];
     private final CacheRelativeRope relative = new CacheRelativeRope();
 
-    Tile tile(int chunk) {
+    AttentionTile tile(int chunk) {
       return tiles[chunk];
     }
 
     void ensureThreads(int threads) {
       if (tiles.length < threads) {
-        Tile[] grown = Arrays.copyOf(tiles, threads);
+        AttentionTile[] grown = Arrays.copyOf(tiles, threads);
         for (int t = tiles.length; t < threads; t++) {
-          grown[t] = new Tile();
+          grown[t] = new AttentionTile();
         }
         tiles = grown;
-      }
-    }
-  }
-
-  /** One thread's buffers for a tile of rows. */
-  static final class Tile {
-    int touched; // sum of prefetching reads, kept so that they are not dropped
-    float[] scores = new float[0]; // rows × stride, retained order
-    int stride;
-    float[] prepared = new float[0]; // rows × preparedStride
-    int preparedStride;
-    float[] slots = new float[0]; // one block's raw scores, or its weights by slot
-    float[] acc = new float[0]; // rows × headDim
-    float[] accOfProbabilities = new float[0]; // rows × headDim, blocks that take probabilities
-    float[] sums = new float[TILE_ROWS];
-    float[] work = new float[0];
-    int[] rowList = new int[0];
-    float[] rowScores = new float[0]; // one block's raw scores of each row that sees it
-    float[] rowWeights = new float[0]; // one block part's weights by slot, row r at r × slots
-    int[] rowOffsets = new int[TILE_ROWS];
-    int[] rowPositions = new int[TILE_ROWS];
-    float[] blockRows = new float[0]; // llama.cpp order: one block's keys or values as floats
-    float[] lanes = new float[0]; // llama.cpp order: rows × lanes × headDim partial sums
-    final float[] dotLanes = new float[64];
-
-    void ensureLlamaCpp(int rows, int lanes, int headDim, int blockCapacity) {
-      if (blockRows.length < blockCapacity * headDim) {
-        blockRows = new float[blockCapacity * headDim];
-      }
-      if (this.lanes.length < rows * lanes * headDim) {
-        this.lanes = new float[Math.max(TILE_ROWS * 16, rows * 64) * headDim];
-      }
-    }
-
-    int[] slotPositions = new int[0]; // one block's positions, read when a row needs the mask
-    // cache-relative positions: the rows' queries and one block's keys, rotated by cache index
-    float[] rolledQueries = new float[0];
-    final int[] rolledOffsets = new int[TILE_ROWS];
-    float[] rolledKeys = new float[0];
-    MemorySegment rolledKeySegment = MemorySegment.NULL;
-    boolean probabilities; // whether some block of the tile added normalized probabilities
-
-    void ensure(int rows, int size, int headDim, int blockCapacity) {
-      if (stride < size) {
-        stride = Math.max(size, stride + stride / 2 + 64); // grows geometrically with the cache
-        scores = new float[TILE_ROWS * stride];
-      }
-      if (acc.length < rows * headDim) {
-        acc = new float[TILE_ROWS * headDim];
-        accOfProbabilities = new float[TILE_ROWS * headDim];
-        work = new float[KvFormat.workLength(headDim)];
-      }
-      if (slots.length < blockCapacity) {
-        slots = new float[blockCapacity];
-      }
-      if (slotPositions.length < blockCapacity) {
-        slotPositions = new int[blockCapacity];
-      }
-    }
-
-    void ensurePrepared(int rows, int length) {
-      preparedStride = length;
-      if (prepared.length < rows * length) {
-        prepared = new float[TILE_ROWS * length];
       }
     }
   }
@@ -411,7 +350,7 @@ public final class PagedLayerKv implements LayerKv {
    * The arguments of the attention call in progress, read by the pool's threads (published to them
    * by the pool's dispatch), so the tasks are built once and a call allocates nothing.
    */
-  private static final class Call {
+  static final class Call {
     int group;
     int rows;
     int tiles;
@@ -442,7 +381,7 @@ public final class PagedLayerKv implements LayerKv {
   /** Items are (KV head, tile of rows), KV head major, claimed one at a time. */
   private void runTiles(int chunk, int start, int end) {
     Call c = call;
-    Tile tile = scratch.tile(chunk);
+    AttentionTile tile = scratch.tile(chunk);
     for (int item; (item = c.next.getAndIncrement()) < c.items; ) {
       int g = item / c.tiles;
       int first = (item % c.tiles) * TILE_ROWS;
@@ -457,17 +396,17 @@ public final class PagedLayerKv implements LayerKv {
    */
   private void runObservedRow(int chunk, int start, int end) {
     Call c = call;
-    Tile tile = scratch.tile(chunk);
+    AttentionTile tile = scratch.tile(chunk);
     for (int g; (g = c.next.getAndIncrement()) < c.items; ) {
       attend(tile, g, c.rows, c.rowsEnd, c);
     }
   }
 
-  private void attend(Tile tile, int g, int first, int last, Call c) {
+  private void attend(AttentionTile tile, int g, int first, int last, Call c) {
     if (c.order == AttentionOrder.LLAMA_CPP && allF32(store.head(g))) {
-      attendTileLlamaCpp(tile, g, first, last, c);
+      llamaCpp.attendTile(tile, g, first, last, c);
     } else {
-      attendTile(tile, g, first, last, c);
+      own.attendTile(tile, g, first, last, c);
     }
   }
 
@@ -487,509 +426,6 @@ public final class PagedLayerKv implements LayerKv {
     } else {
       pool.forChunks(Math.min(items, pool.threads()), 1, task);
     }
-  }
-
-  /**
-   * Attention of rows {@code [first, last)} of KV head {@code g} (row {@code r} is query {@code r /
-   * group}, head {@code g·group + r % group}); with {@code observed}, each row's probabilities go
-   * to {@code observed[head]}.
-   */
-  private void attendTile(Tile tile, int g, int first, int last, Call c) {
-    int group = c.group;
-    float[] queries = c.queries;
-    float scale = c.scale;
-    float[] out = c.out;
-    float[][] observed = c.observed;
-    HeadStore head = store.head(g);
-    List<KvBlock> blocks = head.blocks();
-    int size = head.size();
-    int rows = last - first;
-    tile.ensure(rows, size, headDim, store.format().blockTokens());
-    setUpRows(tile, g, first, last, c);
-    int[] rowPositions = tile.rowPositions;
-    int[] rowOffsets = tile.rowOffsets;
-    int[] queryOffsets = rowOffsets;
-    if (c.relative != null) {
-      queries = c.relative.queries(tile, c.queries, headDim, size - c.n, c.group, first, rows);
-      queryOffsets = tile.rolledOffsets;
-    }
-    float[] scores = tile.scores;
-    int stride = tile.stride;
-    float[] slots = tile.slots;
-    KvFormat prepared = null;
-    int retained = 0;
-    if (PREFETCH) {
-      tile.touched += touchBlocks(blocks);
-    }
-    for (int b = 0, count = blocks.size(); b < count; b++) {
-      KvBlock block = blocks.get(b);
-      int live = block.liveCount();
-      int filled = block.filled();
-      if (live == 0) {
-        continue;
-      }
-      if (slots.length < block.capacity()) {
-        tile.slots = slots = new float[block.capacity()];
-      }
-      KvFormat keyFormat = block.keyFormat();
-      MemorySegment keys = block.keys();
-      if (c.relative != null) {
-        keys = c.relative.keys(tile, block, retained, headDim);
-        keyFormat = KvFormats.F32;
-      }
-      if (keyFormat != prepared) {
-        tile.ensurePrepared(rows, keyFormat.preparedQueryLength(headDim));
-        for (int r = 0; r < rows; r++) {
-          keyFormat.prepareQuery(
-              queries, queryOffsets[r], headDim, tile.prepared, r * tile.preparedStride);
-        }
-        prepared = keyFormat;
-      }
-      boolean dense = live == filled;
-      boolean positionsRead = false;
-      int[] slotPositions = tile.slotPositions;
-      // the rows that see some of the block score it together (a format may decode keys once)
-      int[] list = tile.rowList;
-      if (list.length < rows) {
-        tile.rowList = list = new int[rows];
-      }
-      int seeing = 0;
-      for (int r = 0; r < rows; r++) {
-        if (block.minPosition() > rowPositions[r]) {
-          int at = r * stride + retained;
-          Arrays.fill(scores, at, at + live, Float.NEGATIVE_INFINITY);
-        } else {
-          list[seeing++] = r;
-        }
-      }
-      int capacity = block.capacity();
-      if (tile.rowScores.length < seeing * capacity) {
-        tile.rowScores = new float[Math.max(rows, TILE_ROWS) * capacity];
-      }
-      if (tile.blockRows.length < capacity * headDim) {
-        tile.blockRows = new float[capacity * headDim];
-      }
-      float[] rowScores = tile.rowScores;
-      keyFormat.scoresRows(
-          keys,
-          filled,
-          capacity,
-          headDim,
-          tile.prepared,
-          tile.preparedStride,
-          list,
-          seeing,
-          rowScores,
-          capacity,
-          tile.work,
-          tile.blockRows);
-      for (int i = 0; i < seeing; i++) {
-        int r = list[i];
-        int position = rowPositions[r];
-        int at = r * stride + retained;
-        int raw = i * capacity;
-        if (dense && block.maxPosition() <= position) {
-          AttentionKernels.scale(rowScores, raw, scale, scores, at, filled);
-        } else {
-          if (!positionsRead) {
-            block.positions(slotPositions, 0);
-            positionsRead = true;
-          }
-          for (int s = 0; s < filled; s++) {
-            if (block.isLive(s)) {
-              scores[at++] =
-                  slotPositions[s] > position
-                      ? Float.NEGATIVE_INFINITY
-                      : rowScores[raw + s] * scale;
-            }
-          }
-        }
-      }
-      retained += live;
-    }
-    assert retained == size : "live counts are inconsistent";
-    float[] sums = tile.sums;
-    for (int r = 0; r < rows; r++) {
-      sums[r] = AttentionKernels.softmaxWeights(scores, r * stride, size);
-    }
-    float[] acc = tile.acc;
-    Arrays.fill(acc, 0, rows * headDim, 0f);
-    tile.probabilities = false;
-    retained = 0;
-    for (int b = 0, count = blocks.size(); b < count; b++) {
-      KvBlock block = blocks.get(b);
-      int live = block.liveCount();
-      if (live == 0) {
-        continue;
-      }
-      int filled = block.filled();
-      int split = Math.min(block.split(), filled);
-      if (split > 0) {
-        accumulatePart(
-            tile,
-            block,
-            rows,
-            stride,
-            retained,
-            block.valueFormat(),
-            block.values(),
-            0,
-            split,
-            split);
-      }
-      if (split < filled) {
-        accumulatePart(
-            tile,
-            block,
-            rows,
-            stride,
-            retained,
-            block.residualValueFormat(),
-            block.residualValues(),
-            split,
-            filled,
-            block.capacity() - block.split());
-      }
-      retained += live;
-    }
-    boolean probabilities = tile.probabilities;
-    for (int r = 0; r < rows; r++) {
-      float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
-      AttentionKernels.scale(acc, r * headDim, inverse, out, rowOffsets[r], headDim);
-      if (probabilities) {
-        for (int j = 0; j < headDim; j++) {
-          out[rowOffsets[r] + j] += tile.accOfProbabilities[r * headDim + j];
-        }
-      }
-      if (observed != null) {
-        int h = g * group + (first + r) % group;
-        int slot = ((first + r) / group - c.observedQuery0) * c.heads + h;
-        AttentionKernels.scale(scores, r * stride, inverse, observed[slot], 0, size);
-      }
-    }
-  }
-
-  static final boolean PREFETCH = !Boolean.getBoolean("kvslim.noprefetch");
-
-  /** Arrays up to this size are touched ahead; larger ones stream well by themselves (F32). */
-  private static final long TOUCHED_BYTES = 4096;
-
-  /**
-   * Reads one byte of every cache line of a head's small block arrays before the attention reads
-   * them: compressed blocks are many small arrays reached through a chain of objects, and a pass
-   * that only loads lets the core overlap all of their misses instead of meeting them one block at
-   * a time (eleven KIVI-2 caches at depth 384: attention 20% faster, `DecodeStepMain`).
-   */
-  static int touchBlocks(List<KvBlock> blocks) {
-    int sum = 0;
-    for (int b = 0, count = blocks.size(); b < count; b++) {
-      KvBlock block = blocks.get(b);
-      sum += touch(block.keys()) + touch(block.values());
-      MemorySegment residual = block.residualValues();
-      if (residual != null) {
-        sum += touch(residual);
-      }
-    }
-    return sum;
-  }
-
-  private static int touch(MemorySegment segment) {
-    if (segment.byteSize() > TOUCHED_BYTES
-        || !(segment.heapBase().orElse(null) instanceof byte[] array)) {
-      return 0;
-    }
-    int sum = 0;
-    for (int i = 0; i < array.length; i += 64) {
-      sum += array[i];
-    }
-    return sum;
-  }
-
-  /** Query offset and position of each row of the tile. */
-  private void setUpRows(Tile tile, int g, int first, int last, Call c) {
-    for (int r = 0; r < last - first; r++) {
-      int query = (first + r) / c.group;
-      int h = g * c.group + (first + r) % c.group;
-      tile.rowOffsets[r] = (query * c.heads + h) * headDim;
-      tile.rowPositions[r] = c.positions[query];
-    }
-  }
-
-  private static final ValueLayout.OfFloat FLOAT_LE =
-      ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-
-  /** Copies the {@code filled} F32 rows of a block's keys or values to {@code dst}. */
-  private void readRows(MemorySegment rows, int filled, float[] dst) {
-    MemorySegment.copy(rows, FLOAT_LE, 0, dst, 0, filled * headDim);
-  }
-
-  /**
-   * {@link AttentionOrder#LLAMA_CPP}'s arithmetic for rows {@code [first, last)} of KV head {@code
-   * g}.
-   */
-  private void attendTileLlamaCpp(Tile tile, int g, int first, int last, Call c) {
-    HeadStore head = store.head(g);
-    List<KvBlock> blocks = head.blocks();
-    int size = head.size();
-    int rows = last - first;
-    int blockCapacity = store.format().blockTokens();
-    for (KvBlock block : blocks) {
-      blockCapacity = Math.max(blockCapacity, block.capacity());
-    }
-    // tinyBLAS: 16 partial sums over all tokens; vec_dot: 64 over the tokens before the last
-    // multiple of 64 of the length llama.cpp pads the cache to (32), then one by one
-    int laneCount = c.queries1 ? 64 : 16;
-    int laneEnd = c.queries1 ? ((size + 31) & ~31) & ~63 : size;
-    tile.ensure(rows, size, headDim, blockCapacity);
-    tile.ensureLlamaCpp(rows, laneCount, headDim, blockCapacity);
-    setUpRows(tile, g, first, last, c);
-    int[] rowPositions = tile.rowPositions;
-    int[] rowOffsets = tile.rowOffsets;
-    float[] scores = tile.scores;
-    int stride = tile.stride;
-    float[] keys = tile.blockRows;
-    float[] queries = c.queries;
-    int[] queryOffsets = rowOffsets;
-    if (c.relative != null) {
-      queries = c.relative.queries(tile, c.queries, headDim, size - c.n, c.group, first, rows);
-      queryOffsets = tile.rolledOffsets;
-    }
-    int retained = 0;
-    for (KvBlock block : blocks) {
-      int live = block.liveCount();
-      int filled = block.filled();
-      if (live == 0) {
-        continue;
-      }
-      readRows(block.keys(), filled, keys);
-      if (c.relative != null) {
-        c.relative.rotateLive(block, retained, keys, headDim);
-      }
-      for (int r = 0; r < rows; r++) {
-        int position = rowPositions[r];
-        int at = r * stride + retained;
-        for (int s = 0; s < filled; s++) {
-          if (block.isLive(s)) {
-            scores[at++] =
-                block.position(s) > position
-                    ? Float.NEGATIVE_INFINITY
-                    : LlamaCppMath.dot(
-                            queries, queryOffsets[r], keys, s * headDim, headDim, tile.dotLanes)
-                        * c.scale;
-          }
-        }
-      }
-      retained += live;
-    }
-    for (int r = 0; r < rows; r++) {
-      softmax(scores, r * stride, size, tile.dotLanes);
-    }
-    float[] values = tile.blockRows;
-    float[] lanes = tile.lanes;
-    int laneRow = laneCount * headDim;
-    Arrays.fill(lanes, 0, rows * laneRow, 0f);
-    retained = 0;
-    for (KvBlock block : blocks) {
-      int live = block.liveCount();
-      int filled = block.filled();
-      if (live == 0) {
-        continue;
-      }
-      int blockFirst = retained;
-      retained += live;
-      if (blockFirst >= laneEnd) {
-        continue;
-      }
-      readRows(block.values(), filled, values);
-      for (int r = 0; r < rows; r++) {
-        int k = blockFirst;
-        for (int s = 0; s < filled && k < laneEnd; s++) {
-          if (!block.isLive(s)) {
-            continue;
-          }
-          float p = scores[r * stride + k];
-          if (p != 0f) { // fma(0, v, sum) = sum
-            int lane = k % laneCount;
-            AttentionKernels.addWeighted(
-                p, values, s * headDim, lanes, r * laneRow + lane * headDim, headDim);
-          }
-          k++;
-        }
-      }
-    }
-    float[] out = c.out;
-    for (int r = 0; r < rows; r++) {
-      int base = r * laneRow;
-      if (laneCount == 64) {
-        for (int d = 0; d < headDim; d++) {
-          for (int l = 0; l < 16; l++) {
-            int at = base + l * headDim + d;
-            lanes[at] =
-                (lanes[at] + lanes[at + 32 * headDim])
-                    + (lanes[at + 16 * headDim] + lanes[at + 48 * headDim]);
-          }
-        }
-      }
-      for (int d = 0; d < headDim; d++) {
-        out[rowOffsets[r] + d] = LlamaCppMath.sum16(lanes, base + d, headDim);
-      }
-    }
-    if (laneEnd < size) {
-      addRemaining(tile, blocks, rows, laneEnd, c);
-    }
-    if (c.observed != null) {
-      for (int r = 0; r < rows; r++) {
-        int h = g * c.group + (first + r) % c.group;
-        int slot = ((first + r) / c.group - c.observedQuery0) * c.heads + h;
-        System.arraycopy(scores, r * stride, c.observed[slot], 0, size);
-      }
-    }
-  }
-
-  /**
-   * The tokens from retained index {@code from} on, added one at a time to the output ({@code
-   * ggml_vec_dot_f32}'s leftovers: product rounded, then sum).
-   */
-  private void addRemaining(Tile tile, List<KvBlock> blocks, int rows, int from, Call c) {
-    float[] values = tile.blockRows;
-    float[] scores = tile.scores;
-    int retained = 0;
-    for (KvBlock block : blocks) {
-      int live = block.liveCount();
-      int filled = block.filled();
-      int blockFirst = retained;
-      retained += live;
-      if (live == 0 || retained <= from) {
-        continue;
-      }
-      readRows(block.values(), filled, values);
-      for (int r = 0; r < rows; r++) {
-        int o = tile.rowOffsets[r];
-        int k = blockFirst;
-        for (int s = 0; s < filled; s++) {
-          if (!block.isLive(s)) {
-            continue;
-          }
-          if (k >= from) {
-            float p = scores[r * tile.stride + k];
-            for (int d = 0; d < headDim; d++) {
-              c.out[o + d] += p * values[s * headDim + d];
-            }
-          }
-          k++;
-        }
-      }
-    }
-  }
-
-  /**
-   * Replaces the scores {@code x[off..+n)} by their probabilities as ggml's {@code soft_max}
-   * computes them (see {@link AttentionOrder#LLAMA_CPP}); all 0 when no token is visible.
-   */
-  private static void softmax(float[] x, int off, int n, float[] group) {
-    float max = AttentionKernels.max(x, off, n);
-    if (max == Float.NEGATIVE_INFINITY) {
-      Arrays.fill(x, off, off + n, 0f);
-      return;
-    }
-    double sum = 0;
-    for (int k0 = 0; k0 < n; k0 += 16) {
-      for (int l = 0; l < 16; l++) {
-        int k = k0 + l;
-        float e = k < n ? LlamaCppMath.exp(x[off + k] - max) : 0f;
-        group[l] = e;
-        if (k < n) {
-          x[off + k] = e;
-        }
-      }
-      sum += LlamaCppMath.sum16(group, 0);
-    }
-    float inverse = (float) (1.0 / sum);
-    for (int k = 0; k < n; k++) {
-      x[off + k] *= inverse;
-    }
-  }
-
-  /**
-   * Adds the values of slots {@code [from, to)} of a block, stored in {@code format} at {@code
-   * segment} (slot {@code s} is row {@code s − from}), weighted by the rows' softmax weights, whose
-   * first live slot of the block sits at {@code retained} in each row's scores.
-   */
-  private void accumulatePart(
-      Tile tile,
-      KvBlock block,
-      int rows,
-      int stride,
-      int retained,
-      KvFormat format,
-      MemorySegment segment,
-      int from,
-      int to,
-      int capacity) {
-    float[] scores = tile.scores;
-    float[] sums = tile.sums;
-    int filled = block.filled();
-    boolean dense = block.liveCount() == filled;
-    boolean normalized = format.accumulatesProbabilities();
-    if (normalized && !tile.probabilities) {
-      Arrays.fill(tile.accOfProbabilities, 0, rows * headDim, 0f);
-      tile.probabilities = true;
-    }
-    // live slots before `from` shift where this part's weights start in the row's scores
-    int skipped = 0;
-    if (!dense) {
-      for (int s = 0; s < from; s++) {
-        skipped += block.isLive(s) ? 1 : 0;
-      }
-    } else {
-      skipped = from;
-    }
-    // the rows that see the block add it together (a format may decode each value once)
-    int[] list = tile.rowList;
-    if (list.length < rows) {
-      tile.rowList = list = new int[rows];
-    }
-    int k = 0;
-    for (int r = 0; r < rows; r++) {
-      if (block.minPosition() <= tile.rowPositions[r]) {
-        list[k++] = r;
-      }
-    }
-    float[] weights = scores;
-    int wOff = retained + skipped;
-    int wStride = stride;
-    int n = to - from;
-    if (normalized || !dense) {
-      // each row's weights by slot (0 for dead slots), normalized where the format asks
-      if (tile.rowWeights.length < rows * n) {
-        tile.rowWeights = new float[Math.max(rows, TILE_ROWS) * Math.max(n, block.capacity())];
-      }
-      weights = tile.rowWeights;
-      for (int i = 0; i < k; i++) {
-        int r = list[i];
-        float inverse = !normalized ? 1f : sums[r] == 0f ? 0f : 1f / sums[r];
-        int kk = r * stride + retained + skipped;
-        for (int s = from; s < to; s++) {
-          float w = dense || block.isLive(s) ? scores[kk++] : 0f;
-          weights[r * n + s - from] = normalized ? w * inverse : w;
-        }
-      }
-      wOff = 0;
-      wStride = n;
-    }
-    format.accumulateBlockRows(
-        segment,
-        n,
-        capacity,
-        headDim,
-        weights,
-        wOff,
-        wStride,
-        list,
-        k,
-        normalized ? tile.accOfProbabilities : tile.acc,
-        headDim,
-        tile.work);
   }
 
   @Override
