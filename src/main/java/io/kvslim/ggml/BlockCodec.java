@@ -121,49 +121,48 @@ public abstract class BlockCodec {
   }
 
   /**
-   * The scalar reference dot product of the block with {@code x[xOff..+blockSize)}, added to {@code
-   * sum}; {@code work} holds at least {@link #blockSize} floats. The vector kernels of the weight
-   * matrices are tested against it. By default {@code Σ w_i·x_i} over the dequantized values in
-   * index order; q8_0, q4_0 and q5_0 scale each block's {@code Σ code·x} once instead, q4_1 and
-   * q5_1 add {@code (d·q + m)·x} value by value.
+   * The scalar reference dot product of {@code n} values (whole blocks) from {@code src[offset..]}
+   * with {@code x[xOff..+n)}, the reference the weight matrices' vector kernels are tested against.
+   * By default {@code Σ w_i·x_i} over the dequantized values in index order; q8_0, q4_0 and q5_0
+   * instead add {@code d·Σ code·x} block by block, q4_1 and q5_1 {@code (d·q + m)·x} value by value
+   * (their loops decode in place).
    */
-  public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    dequantize(src, block, work, 0);
-    return plainDot(work, blockSize, x, xOff, sum);
+  public float dot(MemorySegment src, long offset, int n, float[] x, int xOff) {
+    float[] values = new float[blockSize];
+    float sum = 0f;
+    int blocks = blocks(n);
+    for (int b = 0; b < blocks; b++) {
+      dequantize(src, offset + (long) b * blockBytes, values, 0);
+      for (int i = 0; i < blockSize; i++) {
+        sum += values[i] * x[xOff + b * blockSize + i];
+      }
+    }
+    return sum;
   }
 
   /** {@link #quantize} over {@code n} values (a multiple of the block) into consecutive blocks. */
   public final void quantizeRow(float[] x, int xOff, int n, MemorySegment dst, long offset) {
-    checkRow(n);
-    for (int b = 0; b < n / blockSize; b++) {
+    int blocks = blocks(n);
+    for (int b = 0; b < blocks; b++) {
       quantize(x, xOff + b * blockSize, dst, offset + (long) b * blockBytes);
     }
   }
 
   /** {@link #dequantize} of {@code n} values (a multiple of the block) from consecutive blocks. */
   public final void dequantizeRow(MemorySegment src, long offset, int n, float[] dst, int dstOff) {
-    checkRow(n);
-    for (int b = 0; b < n / blockSize; b++) {
+    int blocks = blocks(n);
+    for (int b = 0; b < blocks; b++) {
       dequantize(src, offset + (long) b * blockBytes, dst, dstOff + b * blockSize);
     }
   }
 
-  /** {@link #dot} over {@code n} values of consecutive blocks, block after block. */
-  public final float dotRow(MemorySegment src, long offset, int n, float[] x, int xOff) {
-    checkRow(n);
-    float[] work = new float[blockSize];
-    float sum = 0f;
-    for (int b = 0; b < n / blockSize; b++) {
-      sum = dot(src, offset + (long) b * blockBytes, x, xOff + b * blockSize, sum, work);
-    }
-    return sum;
-  }
-
-  private void checkRow(int n) {
+  /** The blocks in a row of {@code n} values, which must be a multiple of the block. */
+  final int blocks(int n) {
     if (n % blockSize != 0) {
       throw new IllegalArgumentException(
           type + " needs a multiple of " + blockSize + " values, got " + n);
     }
+    return n / blockSize;
   }
 
   /** C's {@code roundf}: to nearest, halves away from zero ({@link Math#round} rounds them up). */
@@ -293,13 +292,5 @@ public abstract class BlockCodec {
     for (int j = 0; j < n; j++) {
       dst[dstOff + j] = LittleEndian.s8(src, at + j) * d;
     }
-  }
-
-  /** {@code Σ values[i]·x[xOff+i]} over {@code n} values in index order, added to {@code sum}. */
-  static float plainDot(float[] values, int n, float[] x, int xOff, float sum) {
-    for (int i = 0; i < n; i++) {
-      sum += values[i] * x[xOff + i];
-    }
-    return sum;
   }
 }

@@ -46,14 +46,21 @@ public final class Q4_0Codec extends BlockCodec {
     nibbles(src, block + QS, 8, d(src, block), -0f, dst, dstOff);
   }
 
-  /** {@code d · Σ (q_j − 8)·x_j}, summed in pairs {@code (j, j + 16)}. */
+  /** {@code Σ_blocks d·Σ (q_j − 8)·x_j}, each block's sum in pairs {@code (j, j + 16)}. */
   @Override
-  public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    float blockSum = 0f;
-    for (int j = 0; j < 16; j++) {
-      int b = LittleEndian.u8(src, block + QS + j);
-      blockSum += ((b & 0x0F) - 8) * x[xOff + j] + ((b >>> 4) - 8) * x[xOff + 16 + j];
+  public float dot(MemorySegment src, long offset, int n, float[] x, int xOff) {
+    float sum = 0f;
+    int blocks = blocks(n);
+    for (int b = 0; b < blocks; b++) {
+      long block = offset + (long) b * BYTES;
+      int xo = xOff + b * BLOCK;
+      float blockSum = 0f;
+      for (int j = 0; j < 16; j++) {
+        int q = LittleEndian.u8(src, block + QS + j);
+        blockSum += ((q & 0x0F) - 8) * x[xo + j] + ((q >>> 4) - 8) * x[xo + 16 + j];
+      }
+      sum += d(src, block) * blockSum;
     }
-    return sum + d(src, block) * blockSum;
+    return sum;
   }
 }

@@ -48,14 +48,20 @@ public final class Q4_1Codec extends BlockCodec {
     nibbles(src, block + QS, 0, d(src, block), m(src, block), dst, dstOff);
   }
 
-  /** {@code Σ (d·q_j + m)·x_j}, summed in pairs {@code (j, j + 16)}. */
+  /** {@code Σ (d·q_j + m)·x_j}, in pairs {@code (j, j + 16)}. */
   @Override
-  public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    float d = d(src, block);
-    float m = m(src, block);
-    for (int j = 0; j < 16; j++) {
-      int b = LittleEndian.u8(src, block + QS + j);
-      sum += (d * (b & 0x0F) + m) * x[xOff + j] + (d * (b >>> 4) + m) * x[xOff + 16 + j];
+  public float dot(MemorySegment src, long offset, int n, float[] x, int xOff) {
+    float sum = 0f;
+    int blocks = blocks(n);
+    for (int b = 0; b < blocks; b++) {
+      long block = offset + (long) b * BYTES;
+      int xo = xOff + b * BLOCK;
+      float d = d(src, block);
+      float m = m(src, block);
+      for (int j = 0; j < 16; j++) {
+        int q = LittleEndian.u8(src, block + QS + j);
+        sum += (d * (q & 0x0F) + m) * x[xo + j] + (d * (q >>> 4) + m) * x[xo + 16 + j];
+      }
     }
     return sum;
   }

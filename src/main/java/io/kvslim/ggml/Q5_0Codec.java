@@ -51,14 +51,21 @@ public final class Q5_0Codec extends BlockCodec {
     fiveBits(src, block + QH, block + QS, 16, d(src, block), -0f, dst, dstOff);
   }
 
-  /** {@code d · Σ (q_j − 16)·x_j}, the sum in index order. */
+  /** {@code Σ_blocks d·Σ (q_j − 16)·x_j}, each block's sum in index order. */
   @Override
-  public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    int qh = src.get(LittleEndian.INT, block + QH);
-    float blockSum = 0f;
-    for (int j = 0; j < BLOCK; j++) {
-      blockSum += (fiveBit(src, qh, block + QS, j) - 16) * x[xOff + j];
+  public float dot(MemorySegment src, long offset, int n, float[] x, int xOff) {
+    float sum = 0f;
+    int blocks = blocks(n);
+    for (int b = 0; b < blocks; b++) {
+      long block = offset + (long) b * BYTES;
+      int xo = xOff + b * BLOCK;
+      int qh = src.get(LittleEndian.INT, block + QH);
+      float blockSum = 0f;
+      for (int j = 0; j < BLOCK; j++) {
+        blockSum += (fiveBit(src, qh, block + QS, j) - 16) * x[xo + j];
+      }
+      sum += d(src, block) * blockSum;
     }
-    return sum + d(src, block) * blockSum;
+    return sum;
   }
 }

@@ -54,14 +54,20 @@ public final class Q5_1Codec extends BlockCodec {
     fiveBits(src, block + QH, block + QS, 0, d(src, block), m(src, block), dst, dstOff);
   }
 
-  /** {@code Σ (d·q_j + m)·x_j}, the sum in index order. */
+  /** {@code Σ (d·q_j + m)·x_j}, in index order. */
   @Override
-  public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    int qh = src.get(LittleEndian.INT, block + QH);
-    float d = d(src, block);
-    float m = m(src, block);
-    for (int j = 0; j < BLOCK; j++) {
-      sum += (d * fiveBit(src, qh, block + QS, j) + m) * x[xOff + j];
+  public float dot(MemorySegment src, long offset, int n, float[] x, int xOff) {
+    float sum = 0f;
+    int blocks = blocks(n);
+    for (int b = 0; b < blocks; b++) {
+      long block = offset + (long) b * BYTES;
+      int xo = xOff + b * BLOCK;
+      int qh = src.get(LittleEndian.INT, block + QH);
+      float d = d(src, block);
+      float m = m(src, block);
+      for (int j = 0; j < BLOCK; j++) {
+        sum += (d * fiveBit(src, qh, block + QS, j) + m) * x[xo + j];
+      }
     }
     return sum;
   }

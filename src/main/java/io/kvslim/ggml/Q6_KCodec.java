@@ -68,8 +68,11 @@ public final class Q6_KCodec extends BlockCodec {
   public void dequantize(MemorySegment src, long block, float[] dst, int dstOff) {
     codes(src, block, dst, dstOff);
     float d = d(src, block);
-    for (int i = 0; i < BLOCK; i++) {
-      dst[dstOff + i] = d * scale(src, block, i / 16) * dst[dstOff + i];
+    for (int g = 0; g < 16; g++) {
+      float scale = d * scale(src, block, g);
+      for (int i = dstOff + 16 * g; i < dstOff + 16 * g + 16; i++) {
+        dst[i] = scale * dst[i];
+      }
     }
   }
 }

@@ -55,13 +55,20 @@ public final class Q8_0Codec extends BlockCodec {
     signedBytes(src, block + QS, BLOCK, d(src, block), dst, dstOff);
   }
 
-  /** {@code d · Σ q_j·x_j}, the sum in index order. */
+  /** {@code Σ_blocks d·Σ q_j·x_j}, each block's sum in index order. */
   @Override
-  public float dot(MemorySegment src, long block, float[] x, int xOff, float sum, float[] work) {
-    float blockSum = 0f;
-    for (int j = 0; j < BLOCK; j++) {
-      blockSum += LittleEndian.s8(src, block + QS + j) * x[xOff + j];
+  public float dot(MemorySegment src, long offset, int n, float[] x, int xOff) {
+    float sum = 0f;
+    int blocks = blocks(n);
+    for (int b = 0; b < blocks; b++) {
+      long block = offset + (long) b * BYTES;
+      int xo = xOff + b * BLOCK;
+      float blockSum = 0f;
+      for (int j = 0; j < BLOCK; j++) {
+        blockSum += LittleEndian.s8(src, block + QS + j) * x[xo + j];
+      }
+      sum += d(src, block) * blockSum;
     }
-    return sum + d(src, block) * blockSum;
+    return sum;
   }
 }

@@ -63,10 +63,10 @@ public abstract class WeightMatrix {
 
   /**
    * Same as {@link #dot}, plain scalar Java: the reference the vector path is tested against (for
-   * block types, {@link BlockCodec#dot} block after block).
+   * block types, the codec's {@link BlockCodec#dot}).
    */
   public float dotScalar(int row, float[] x, int xOffset) {
-    return codec.dotRow(data, row * rowBytes, cols, x, xOffset);
+    return codec.dot(data, row * rowBytes, cols, x, xOffset);
   }
 
   /** Writes row {@code row} as floats into {@code out[outOffset .. outOffset+cols)}. */

@@ -370,12 +370,12 @@ class GgmlCodecTest {
       exact += p;
       magnitude += Math.abs(p);
     }
-    assertThat((double) codec.dotRow(s, 0, n, x, 2)).isCloseTo(exact, within(1e-5 * magnitude));
+    assertThat((double) codec.dot(s, 0, n, x, 2)).isCloseTo(exact, within(1e-5 * magnitude));
     float[] oneHot = new float[n];
     for (int i = 0; i < n; i += 37) {
       oneHot[i] = 1f;
       float value = GgmlReference.value(t, b, i / t.blockSize() * t.typeSize(), i % t.blockSize());
-      assertThat(codec.dotRow(s, 0, n, oneHot, 0)).as("%s e%d", t, i).isEqualTo(value + 0f);
+      assertThat(codec.dot(s, 0, n, oneHot, 0)).as("%s e%d", t, i).isEqualTo(value + 0f);
       oneHot[i] = 0f;
     }
   }
