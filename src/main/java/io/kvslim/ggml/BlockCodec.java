@@ -91,6 +91,16 @@ public abstract class BlockCodec {
   }
 
   /**
+   * Quantizes as llama.cpp's CPU backend does on x86-64 (the type's {@code from_float}, which its
+   * KV-cache writes and its conversion of queries and activations run): the reference quantizer
+   * ({@link #quantize}) for every type but q8_0 and q8_1, whose AVX quantizers
+   * (ggml/src/ggml-cpu/arch/x86/quants.c) multiply by {@code 127/amax} and round halves to even.
+   */
+  public void quantizeX86(float[] x, int xOff, MemorySegment dst, long block) {
+    quantize(x, xOff, dst, block);
+  }
+
+  /**
    * The values of the block at {@code src[block..]} into {@code dst[dstOff..+blockSize)}, as ggml's
    * {@code dequantize_row_*}: {@code d·code}, {@code d·code + m} for the types with a minimum, and
    * per sub-block scales for the K-quants.
@@ -145,6 +155,16 @@ public abstract class BlockCodec {
     int blocks = blocks(n);
     for (int b = 0; b < blocks; b++) {
       quantize(x, xOff + b * blockSize, dst, offset + (long) b * blockBytes);
+    }
+  }
+
+  /**
+   * {@link #quantizeX86} over {@code n} values (a multiple of the block) into consecutive blocks.
+   */
+  public final void quantizeRowX86(float[] x, int xOff, int n, MemorySegment dst, long offset) {
+    int blocks = blocks(n);
+    for (int b = 0; b < blocks; b++) {
+      quantizeX86(x, xOff + b * blockSize, dst, offset + (long) b * blockBytes);
     }
   }
 

@@ -46,18 +46,12 @@ public final class Q8_1Codec extends BlockCodec {
    * {@code round(x_j·(127/amax))} with ties to even ({@code _mm256_round_ps}), {@code s =
    * fp16(d·Σqs)}. It differs from the reference in the reciprocal and in the ties.
    */
+  @Override
   public void quantizeX86(float[] x, int xOff, MemorySegment dst, long block) {
-    float amax = 0f;
-    for (int j = 0; j < BLOCK; j++) {
-      amax = Math.max(amax, Math.abs(x[xOff + j]));
-    }
-    float d = amax / 127f;
-    float id = amax != 0f ? 127f / amax : 0f;
+    float d = Q8_0Codec.quantizeCodesX86(x, xOff, dst, block + QS);
     int sum = 0;
     for (int j = 0; j < BLOCK; j++) {
-      int v = nearestInt(x[xOff + j] * id);
-      LittleEndian.putByte(dst, block + QS + j, v);
-      sum += v;
+      sum += LittleEndian.s8(dst, block + QS + j);
     }
     LittleEndian.putHalf(dst, block, d);
     LittleEndian.putHalf(dst, block + S, d * sum);

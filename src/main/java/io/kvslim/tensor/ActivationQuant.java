@@ -244,7 +244,7 @@ public final class ActivationQuant {
         acc[lane] = Math.fma(s, (float) sumi, acc[lane]);
       }
     }
-    return reduce8(acc);
+    return LlamaCppMath.sum8(acc);
   }
 
   /**
@@ -323,16 +323,7 @@ public final class ActivationQuant {
       }
     }
     float mins = (accMin[0] + accMin[2]) + (accMin[1] + accMin[3]);
-    return reduce8(acc) + mins;
-  }
-
-  /** x86 horizontal sum of eight lanes: r_i = a_{i+4} + a_i, then (r0 + r2) + (r1 + r3). */
-  private static float reduce8(float[] acc) {
-    float r0 = acc[4] + acc[0];
-    float r1 = acc[5] + acc[1];
-    float r2 = acc[6] + acc[2];
-    float r3 = acc[7] + acc[3];
-    return (r0 + r2) + (r1 + r3);
+    return LlamaCppMath.sum8(acc) + mins;
   }
 
   /**
@@ -397,6 +388,6 @@ public final class ActivationQuant {
         acc[m] = Math.fma(d, (float) lane[m], acc[m]);
       }
     }
-    return reduce8(acc);
+    return LlamaCppMath.sum8(acc);
   }
 }

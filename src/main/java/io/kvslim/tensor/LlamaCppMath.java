@@ -79,6 +79,18 @@ public final class LlamaCppMath {
     return x / (1f + (float) Math.exp(-x));
   }
 
+  /**
+   * Sum of the eight lanes {@code acc[0..8)} as ggml's x86 {@code hsum_float_8}: {@code r_i =
+   * a_{i+4} + a_i}, then {@code (r0 + r2) + (r1 + r3)}.
+   */
+  public static float sum8(float[] acc) {
+    float r0 = acc[4] + acc[0];
+    float r1 = acc[5] + acc[1];
+    float r2 = acc[6] + acc[2];
+    float r3 = acc[7] + acc[3];
+    return (r0 + r2) + (r1 + r3);
+  }
+
   /** Sum of {@code v[off..off+16)} in the order of {@code _mm512_reduce_add_ps}. */
   public static float sum16(float[] v, int off) {
     float a0 = v[off] + v[off + 8];

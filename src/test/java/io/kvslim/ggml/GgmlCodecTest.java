@@ -327,6 +327,39 @@ class GgmlCodecTest {
   }
 
   @Test
+  void q8_0X86QuantizerHasTheCodesOfQ8_1sAndOnlyOtherTypesKeepTheReference() {
+    Random rnd = new Random(7);
+    for (int trial = 0; trial < 200; trial++) {
+      float[] x = new float[32];
+      for (int j = 0; j < 32; j++) {
+        // halves of the scale now and then, where the two roundings differ
+        x[j] = trial % 2 == 0 ? (float) rnd.nextGaussian() : (rnd.nextInt(255) - 127) / 2f;
+      }
+      MemorySegment q8_0 = MemorySegment.ofArray(new byte[34]);
+      MemorySegment q8_1 = MemorySegment.ofArray(new byte[36]);
+      Q8_0Codec.INSTANCE.quantizeX86(x, 0, q8_0, 0);
+      Q8_1Codec.INSTANCE.quantizeX86(x, 0, q8_1, 0);
+      float[] a = new float[32];
+      float[] b = new float[32];
+      Q8_0Codec.INSTANCE.codes(q8_0, 0, a, 0);
+      Q8_1Codec.INSTANCE.codes(q8_1, 0, b, 0);
+      assertThat(a).containsExactly(b);
+      assertThat(Q8_0Codec.INSTANCE.d(q8_0, 0)).isEqualTo(Q8_1Codec.INSTANCE.d(q8_1, 0));
+      MemorySegment q4x86 = MemorySegment.ofArray(new byte[18]);
+      Q4_0Codec.INSTANCE.quantizeX86(x, 0, q4x86, 0);
+      assertThat(q4x86.toArray(ValueLayout.JAVA_BYTE))
+          .containsExactly(quantize(Q4_0Codec.INSTANCE, x));
+    }
+    float[] tie = new float[32];
+    tie[0] = 127f;
+    tie[1] = 2.5f;
+    MemorySegment even = MemorySegment.ofArray(new byte[34]);
+    Q8_0Codec.INSTANCE.quantizeX86(tie, 0, even, 0);
+    assertThat(even.get(ValueLayout.JAVA_BYTE, Q8_0Codec.QS + 1)).isEqualTo((byte) 2);
+    assertThat(quantize(Q8_0Codec.INSTANCE, tie)[Q8_0Codec.QS + 1]).isEqualTo((byte) 3);
+  }
+
+  @Test
   void q8_KScalesByTheSignedExtremeAndSumsEachSixteenCodes() {
     float[] x = new float[256];
     x[5] = -2f; // the extreme: iscale = -127 / -2 = 63.5, its code -127

@@ -11,6 +11,7 @@ import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
+import io.kvslim.model.Numerics;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,15 +25,21 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * The paged cache with f16, q8_0 and q4_0 keys and values against llama.cpp's goldens for the same
- * KV types (q8_0/q4_0 ran with flash attention). Scores follow llama.cpp's kernels (the query is
- * quantized to q8_0 for q8_0/q4_0 keys and rounded to f16 for f16 keys), so kvslim reproduces the
- * quantization's effect on NLL, not only its size. Bound: the mean |ΔNLL| to the golden of the same
- * KV type must be at most 5% of the mean |ΔNLL| that the quantization itself causes in llama.cpp
- * (golden of the type vs golden of f32) for q8_0/q4_0, and at most 5e-3. Measured (2 threads): q8_0
- * 6e-5..2e-4 (effect 0.02..0.03), q4_0 1e-6..1.4e-5 (effect 0.3..0.38). For f16 the bound is half
- * the effect: llama.cpp ran those cases without flash attention, where f16 values meet f16-rounded
- * probabilities (reproduced, see {@code F16Format}) but also a transposed V, a double softmax sum
- * and its own dot order; measured 6e-5..4.5e-4 against an effect of 1.2e-3..1.4e-3.
+ * KV types ({@code golden/cases.json} for the random-weight model, {@code
+ * golden/kv-cases-pycoder.json} for the trained pycoder-6m), computed with llama.cpp's numerics
+ * ({@link Numerics#LLAMA_CPP}): f16 caches in the order of llama.cpp's attention without flash
+ * attention (query and probabilities rounded to F16, tinyBLAS for the scores, see {@code
+ * LlamaCppTileAttention}), q8_0 and q4_0 in the order of its CPU flash attention, which the goldens
+ * ran with ({@code LlamaCppFlashAttention}), rows written with its x86 quantizer.
+ *
+ * <p>Bound: the mean |ΔNLL| to the golden of the same KV type is at most 5% of the mean |ΔNLL| that
+ * the quantization itself causes in llama.cpp (golden of the type vs golden of f32), and at most
+ * 5e-3. Measured (2 threads): every f16 and q4_0 case and the q8_0 cases of the random-weight model
+ * within the goldens' 6 decimals (mean 2.4e-7..5e-6) but one q4_0 token (llama-spm code, 1.6e-3);
+ * pycoder q8_0 2.4e-7 (short), 7e-6 (py-b) and 2.9e-5 (py-a) against an effect of 2.6e-3..4.4e-3:
+ * one token (py-a 340, py-b 553) differs first and the F16 activations of the F16-weight model
+ * carry it on. Attention in kvslim's own order instead moves pycoder's NLL by 1.1e-4 even with an
+ * F32 cache, which is why these cases were out of bounds before.
  */
 class QuantizedKvGoldenTest {
   private static final Set<String> TYPES = Set.of("f16", "q8_0", "q4_0");
@@ -41,8 +48,13 @@ class QuantizedKvGoldenTest {
     if (!SharedData.present()) {
       return Stream.of(Arguments.of("shared-data-missing", null, null));
     }
-    JsonNode all =
-        new ObjectMapper().readTree(SharedData.root().resolve("golden/cases.json").toFile());
+    ObjectMapper json = new ObjectMapper();
+    List<JsonNode> all = new ArrayList<>();
+    json.readTree(SharedData.root().resolve("golden/cases.json").toFile()).forEach(all::add);
+    Path pycoder = SharedData.root().resolve("golden/kv-cases-pycoder.json");
+    if (Files.exists(pycoder)) {
+      json.readTree(pycoder.toFile()).forEach(all::add);
+    }
     List<Arguments> out = new ArrayList<>();
     for (JsonNode c : all) {
       if (!TYPES.contains(c.get("kv_type_k").asText())) {
@@ -98,7 +110,9 @@ class QuantizedKvGoldenTest {
     String spec = c.get("kv_type_k").asText();
     double[] nll;
     try (Model m = Model.load(shared.resolve(c.get("model").asText()));
-        Engine e = new Engine(m, 2, KvSpecs.factory(KvSpec.parse(spec), new BlockPool()))) {
+        Engine e =
+            new Engine(
+                m, 2, KvSpecs.factory(KvSpec.parse(spec), new BlockPool()), Numerics.LLAMA_CPP)) {
       nll = new PerplexityEvaluator(e).run(tokens, tokens.length, -1, null).nll();
     }
     double[] expected = goldenNll(golden, c);
@@ -121,9 +135,8 @@ class QuantizedKvGoldenTest {
         spec,
         quantizationEffect[0],
         quantizationEffect[1]);
-    double share = spec.equals("f16") ? 0.5 : 0.05;
     assertThat(toSameType[0])
         .as("mean |dNLL| to the %s golden of %s", spec, id)
-        .isLessThanOrEqualTo(Math.min(5e-3, share * quantizationEffect[0]));
+        .isLessThanOrEqualTo(Math.min(5e-3, 0.05 * quantizationEffect[0]));
   }
 }

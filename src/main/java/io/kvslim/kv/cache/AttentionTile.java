@@ -37,6 +37,44 @@ final class AttentionTile {
     }
   }
 
+  // llama.cpp's flash attention over q8_0/q4_0 blocks (LlamaCppFlashAttention)
+  float[] flashQueryCodes = new float[0];
+  float[] flashQueryScales = new float[0];
+  final float[] flashKeyCodes = new float[32];
+  final float[] flashLanes = new float[8];
+  float[] flashValue = new float[0];
+  float[] flashAcc = new float[0];
+  final MemorySegment flashQueryBlock =
+      MemorySegment.ofArray(new byte[io.kvslim.ggml.Q8_0Codec.BYTES]);
+  private int[] flashPositions = new int[0];
+
+  void ensureFlash(int headDim) {
+    if (flashAcc.length < headDim) {
+      flashQueryCodes = new float[headDim];
+      flashQueryScales = new float[headDim / 32];
+      flashValue = new float[headDim];
+      flashAcc = new float[headDim];
+    }
+  }
+
+  int[] flashPositions(int filled) {
+    if (flashPositions.length < filled) {
+      flashPositions = new int[filled];
+    }
+    return flashPositions;
+  }
+
+  // llama.cpp order over F16 blocks: the rows' queries rounded to F16
+  private float[] halfQueries = new float[0];
+  final int[] halfOffsets = new int[PagedLayerKv.TILE_ROWS];
+
+  float[] halfQueries(int length) {
+    if (halfQueries.length < length) {
+      halfQueries = new float[length];
+    }
+    return halfQueries;
+  }
+
   int[] slotPositions = new int[0]; // one block's positions, read when a row needs the mask
   // cache-relative positions: the rows' queries and one block's keys, rotated by cache index
   float[] rolledQueries = new float[0];

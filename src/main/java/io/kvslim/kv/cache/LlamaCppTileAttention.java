@@ -2,6 +2,8 @@ package io.kvslim.kv.cache;
 
 import io.kvslim.kv.AttentionOrder;
 import io.kvslim.kv.attention.AttentionKernels;
+import io.kvslim.kv.format.KvFormat;
+import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.LayerStore;
@@ -14,10 +16,13 @@ import java.util.List;
 
 /**
  * {@link PagedLayerKv}'s attention in {@link AttentionOrder#LLAMA_CPP} over one tile of rows of a
- * KV head whose blocks are all F32: llama.cpp's scores, {@code soft_max} and lane sums, to
- * reproduce its output bit for bit (see {@link PagedLayerKv#attend(int, int[], int, float[], float,
- * float[], io.kvslim.kv.AttentionObserver, io.kvslim.tensor.Parallel, AttentionOrder)}). One per
- * layer; the tile is the calling thread's.
+ * KV head whose blocks are all F32, or all F16: llama.cpp's scores, {@code soft_max} and lane sums
+ * (without flash attention), to reproduce its output bit for bit. With F16 keys and values its
+ * matrix products convert their F32 operand to F16 first ({@code vec_dot_type}): the query before
+ * the scores, the probabilities before the values; the sums are those of F32 (F16 products are
+ * exact in F32) (see {@link PagedLayerKv#attend(int, int[], int, float[], float, float[],
+ * io.kvslim.kv.AttentionObserver, io.kvslim.tensor.Parallel, AttentionOrder)}). One per layer; the
+ * tile is the calling thread's.
  */
 final class LlamaCppTileAttention {
   private final LayerStore store;
@@ -31,9 +36,57 @@ final class LlamaCppTileAttention {
   private static final ValueLayout.OfFloat FLOAT_LE =
       ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-  /** Copies the {@code filled} F32 rows of a block's keys or values to {@code dst}. */
-  private void readRows(MemorySegment rows, int filled, float[] dst) {
-    MemorySegment.copy(rows, FLOAT_LE, 0, dst, 0, filled * headDim);
+  /** Whether every block of {@code head} holds F32 keys and values, or every block F16 ones. */
+  static boolean handles(HeadStore head) {
+    KvFormat first = head.blocks().isEmpty() ? KvFormats.F32 : head.blocks().get(0).keyFormat();
+    if (first != KvFormats.F32 && first != KvFormats.F16) {
+      return false;
+    }
+    for (KvBlock block : head.blocks()) {
+      if (block.keyFormat() != first
+          || block.valueFormat() != first
+          || block.residualValueFormat() != null) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** The {@code filled} rows of a block's keys (or values) as floats into {@code dst}. */
+  private void readRows(KvBlock block, boolean keys, int filled, float[] dst) {
+    if (block.keyFormat() == KvFormats.F32) {
+      MemorySegment.copy(
+          keys ? block.keys() : block.values(), FLOAT_LE, 0, dst, 0, filled * headDim);
+    } else {
+      for (int s = 0; s < filled; s++) {
+        if (keys) {
+          block.decodeKey(s, dst, s * headDim);
+        } else {
+          block.decodeValue(s, dst, s * headDim);
+        }
+      }
+    }
+  }
+
+  /**
+   * llamafile's tinyBLAS dot product (AVX-512, 16 lanes): lane {@code l} accumulates {@code x[16c +
+   * l]·y[16c + l]} by fused multiply-add over the chunks {@code c}, then {@link
+   * LlamaCppMath#sum16}. llama.cpp's F16 {@code KQ} runs it: the query, converted to F16, is
+   * contiguous (an F32 query is a permuted view, which tinyBLAS does not take).
+   */
+  private float tinyBlasDot(float[] x, int xOff, float[] y, int yOff, float[] lanes) {
+    Arrays.fill(lanes, 0, 16, 0f);
+    for (int c = 0; c < headDim; c += 16) {
+      for (int l = 0; l < 16; l++) {
+        lanes[l] = Math.fma(x[xOff + c + l], y[yOff + c + l], lanes[l]);
+      }
+    }
+    return LlamaCppMath.sum16(lanes, 0);
+  }
+
+  /** {@code x} rounded to F16 where the cache is F16 ({@code half}), as llama.cpp converts it. */
+  private static float operand(float x, boolean half) {
+    return half ? Float.float16ToFloat(Float.floatToFloat16(x)) : x;
   }
 
   /**
@@ -67,6 +120,18 @@ final class LlamaCppTileAttention {
       queries = c.relative.queries(tile, c.queries, headDim, size - c.n, c.group, first, rows);
       queryOffsets = tile.rolledOffsets;
     }
+    boolean half = !blocks.isEmpty() && blocks.get(0).keyFormat() == KvFormats.F16;
+    if (half) {
+      float[] rounded = tile.halfQueries(rows * headDim);
+      for (int r = 0; r < rows; r++) {
+        for (int d = 0; d < headDim; d++) {
+          rounded[r * headDim + d] = operand(queries[queryOffsets[r] + d], true);
+        }
+        tile.halfOffsets[r] = r * headDim;
+      }
+      queries = rounded;
+      queryOffsets = tile.halfOffsets;
+    }
     int retained = 0;
     for (KvBlock block : blocks) {
       int live = block.liveCount();
@@ -74,7 +139,7 @@ final class LlamaCppTileAttention {
       if (live == 0) {
         continue;
       }
-      readRows(block.keys(), filled, keys);
+      readRows(block, true, filled, keys);
       if (c.relative != null) {
         c.relative.rotateLive(block, retained, keys, headDim);
       }
@@ -86,8 +151,16 @@ final class LlamaCppTileAttention {
             scores[at++] =
                 block.position(s) > position
                     ? Float.NEGATIVE_INFINITY
-                    : LlamaCppMath.dot(
-                            queries, queryOffsets[r], keys, s * headDim, headDim, tile.dotLanes)
+                    : (half && !c.queries1
+                            ? tinyBlasDot(
+                                queries, queryOffsets[r], keys, s * headDim, tile.dotLanes)
+                            : LlamaCppMath.dot(
+                                queries,
+                                queryOffsets[r],
+                                keys,
+                                s * headDim,
+                                headDim,
+                                tile.dotLanes))
                         * c.scale;
           }
         }
@@ -113,14 +186,14 @@ final class LlamaCppTileAttention {
       if (blockFirst >= laneEnd) {
         continue;
       }
-      readRows(block.values(), filled, values);
+      readRows(block, false, filled, values);
       for (int r = 0; r < rows; r++) {
         int k = blockFirst;
         for (int s = 0; s < filled && k < laneEnd; s++) {
           if (!block.isLive(s)) {
             continue;
           }
-          float p = scores[r * stride + k];
+          float p = operand(scores[r * stride + k], half);
           if (p != 0f) { // fma(0, v, sum) = sum
             int lane = k % laneCount;
             AttentionKernels.addWeighted(
@@ -148,7 +221,7 @@ final class LlamaCppTileAttention {
       }
     }
     if (laneEnd < size) {
-      addRemaining(tile, blocks, rows, laneEnd, c);
+      addRemaining(tile, blocks, rows, laneEnd, c, half);
     }
     if (c.observed != null) {
       for (int r = 0; r < rows; r++) {
@@ -164,7 +237,12 @@ final class LlamaCppTileAttention {
    * ggml_vec_dot_f32}'s leftovers: product rounded, then sum).
    */
   private void addRemaining(
-      AttentionTile tile, List<KvBlock> blocks, int rows, int from, PagedLayerKv.Call c) {
+      AttentionTile tile,
+      List<KvBlock> blocks,
+      int rows,
+      int from,
+      PagedLayerKv.Call c,
+      boolean half) {
     float[] values = tile.blockRows;
     float[] scores = tile.scores;
     int retained = 0;
@@ -176,7 +254,7 @@ final class LlamaCppTileAttention {
       if (live == 0 || retained <= from) {
         continue;
       }
-      readRows(block.values(), filled, values);
+      readRows(block, false, filled, values);
       for (int r = 0; r < rows; r++) {
         int o = tile.rowOffsets[r];
         int k = blockFirst;
@@ -185,7 +263,7 @@ final class LlamaCppTileAttention {
             continue;
           }
           if (k >= from) {
-            float p = scores[r * tile.stride + k];
+            float p = operand(scores[r * tile.stride + k], half);
             for (int d = 0; d < headDim; d++) {
               c.out[o + d] += p * values[s * headDim + d];
             }

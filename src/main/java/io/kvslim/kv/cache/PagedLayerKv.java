@@ -7,9 +7,7 @@ import io.kvslim.kv.LayerKv;
 import io.kvslim.kv.Rotary;
 import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.format.KvFormat;
-import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.store.HeadStore;
-import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.LayerStore;
 import io.kvslim.tensor.LlamaCppMath;
 import io.kvslim.tensor.Parallel;
@@ -72,6 +70,7 @@ public final class PagedLayerKv implements LayerKv {
   private final boolean cacheRelative;
   private final OwnTileAttention own;
   private final LlamaCppTileAttention llamaCpp;
+  private final LlamaCppFlashAttention flash;
   private Rotary rope; // with cache-relative positions: the model's RoPE, applied at read time
   private float[][] observed = new float[0][];
 
@@ -95,6 +94,7 @@ public final class PagedLayerKv implements LayerKv {
     this.cacheRelative = cacheRelative;
     this.own = new OwnTileAttention(store);
     this.llamaCpp = new LlamaCppTileAttention(store);
+    this.flash = new LlamaCppFlashAttention(store);
   }
 
   /** Per-thread attention buffers, grown on demand and reused: nothing is allocated per token. */
@@ -403,20 +403,16 @@ public final class PagedLayerKv implements LayerKv {
   }
 
   private void attend(AttentionTile tile, int g, int first, int last, Call c) {
-    if (c.order == AttentionOrder.LLAMA_CPP && allF32(store.head(g))) {
+    if (c.order == AttentionOrder.LLAMA_CPP && LlamaCppTileAttention.handles(store.head(g))) {
       llamaCpp.attendTile(tile, g, first, last, c);
+    } else if (c.order == AttentionOrder.LLAMA_CPP
+        && c.observed == null
+        && c.relative == null
+        && LlamaCppFlashAttention.handles(store.head(g))) {
+      flash.attendTile(tile, g, first, last, c);
     } else {
       own.attendTile(tile, g, first, last, c);
     }
-  }
-
-  private static boolean allF32(HeadStore head) {
-    for (KvBlock block : head.blocks()) {
-      if (block.keyFormat() != KvFormats.F32 || block.valueFormat() != KvFormats.F32) {
-        return false;
-      }
-    }
-    return true;
   }
 
   /** Runs {@code task} on up to {@code items} chunks; each chunk claims items from {@code call}. */

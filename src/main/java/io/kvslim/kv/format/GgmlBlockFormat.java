@@ -10,7 +10,8 @@ import java.lang.foreign.MemorySegment;
  * The llama.cpp block formats (ggml {@code block_q8_0}, {@code block_q4_0}, ...): a row of {@code
  * headDim} values is {@code headDim / 32} consecutive blocks of 32 values, each read and written by
  * the type's {@link BlockCodec}, so a row is byte for byte as in ggml and can be compared with
- * llama.cpp's {@code -ctk/-ctv} caches.
+ * llama.cpp's {@code -ctk/-ctv} caches. Rows are written with the quantizer llama.cpp's x86 CPU
+ * backend writes its cache with ({@link BlockCodec#quantizeX86}: the reference one but for q8_0).
  *
  * <p>Scores are computed as llama.cpp's CPU {@code vec_dot} for these types does: the query is
  * first quantized to {@code q8_0} (for q8_0, q4_0, q5_0 keys) or {@code q8_1} (q4_1, q5_1: q8_0
@@ -81,10 +82,11 @@ public class GgmlBlockFormat extends RowFormat {
   }
 
   /**
-   * Quantizes the query as ggml's {@code quantize_row_q8_1_ref} ({@link Q8_1Codec#quantize}, which
-   * is {@code quantize_row_q8_0_ref} plus the sum): per 32 values {@code d = amax/127}, {@code q_j
-   * = roundf(x_j/d)}, then {@code fp16(d)} and {@code s = fp16(d·Σq_j)}. Layout in {@code dst}: the
-   * {@code headDim} codes, the {@code headDim/32} scales (as floats), the {@code headDim/32} sums.
+   * Quantizes the query as llama.cpp's x86 {@code quantize_row_q8_1} ({@link
+   * Q8_1Codec#quantizeX86}, which has the codes and scale of its {@code quantize_row_q8_0}): per 32
+   * values {@code d = amax/127}, {@code q_j = round(x_j·(127/amax))} with ties to even, then {@code
+   * fp16(d)} and {@code s = fp16(d·Σq_j)}. Layout in {@code dst}: the {@code headDim} codes, the
+   * {@code headDim/32} scales (as floats), the {@code headDim/32} sums.
    */
   @Override
   public final void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
@@ -92,7 +94,7 @@ public class GgmlBlockFormat extends RowFormat {
     Q8_1Codec q8 = Q8_1Codec.INSTANCE;
     MemorySegment block = MemorySegment.ofArray(new byte[Q8_1Codec.BYTES]);
     for (int b = 0; b < blocks; b++) {
-      q8.quantize(q, qOff + b * BLOCK_VALUES, block, 0);
+      q8.quantizeX86(q, qOff + b * BLOCK_VALUES, block, 0);
       q8.codes(block, 0, dst, dstOff + b * BLOCK_VALUES);
       dst[dstOff + headDim + b] = q8.d(block, 0);
       dst[dstOff + headDim + blocks + b] = q8.s(block, 0);
@@ -163,7 +165,7 @@ public class GgmlBlockFormat extends RowFormat {
   @Override
   protected final void encodeRow(
       float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
-    codec.quantizeRow(src, srcOff, headDim, block, offset);
+    codec.quantizeRowX86(src, srcOff, headDim, block, offset);
   }
 
   @Override

@@ -13,9 +13,10 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * llama.cpp {@code q8_0} (METHODS.md Q1): 34-byte blocks of 32 values read and written by {@link
- * Q8_0Codec} (ggml's {@code quantize_row_q8_0_ref}; error per value at most {@code d/2 + 127·|d −
- * fp16(d)|}). This class adds the vector kernels: the integer dot with the prepared query and the
- * weighted sum of values decode the signed bytes in registers.
+ * Q8_0Codec} (written with llama.cpp's x86 {@code quantize_row_q8_0}, {@link
+ * Q8_0Codec#quantizeX86}; error per value at most {@code d/2 + 127·|d − fp16(d)|}). This class adds
+ * the vector kernels: the integer dot with the prepared query and the weighted sum of values decode
+ * the signed bytes in registers.
  */
 public final class Q8_0Format extends GgmlBlockFormat {
   private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
