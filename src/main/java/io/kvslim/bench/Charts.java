@@ -56,7 +56,7 @@ public final class Charts {
     return c;
   }
 
-  /** A heat map of values[row][col] (rows bottom to top as given), 0..1 colour scale. */
+  /** A heat map of accuracies values[row][col] (rows bottom to top as given), 0..1 colour scale. */
   public static HeatMapChart heatMap(
       String title,
       String xTitle,
@@ -64,6 +64,18 @@ public final class Charts {
       List<String> columns,
       List<String> rows,
       double[][] values) {
+    return heatMap(title, xTitle, yTitle, columns, rows, values, "accuracy");
+  }
+
+  /** A heat map of {@code what} in values[row][col] (rows bottom to top), 0..1 colour scale. */
+  public static HeatMapChart heatMap(
+      String title,
+      String xTitle,
+      String yTitle,
+      List<String> columns,
+      List<String> rows,
+      double[][] values,
+      String what) {
     HeatMapChart c =
         new HeatMapChartBuilder()
             .width(640)
@@ -88,7 +100,7 @@ public final class Charts {
         }
       }
     }
-    c.addSeries("accuracy", columns, rows, cells);
+    c.addSeries(what, columns, rows, cells);
     return c;
   }
 

@@ -12,7 +12,8 @@ import picocli.CommandLine.Command;
       BenchQualityCommand.class,
       BenchThroughputCommand.class,
       BenchImportCommand.class,
-      BenchServeCommand.class
+      BenchServeCommand.class,
+      BenchAttentionCommand.class
     })
 public final class BenchCommand implements Runnable {
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;

@@ -8,6 +8,7 @@ import io.kvslim.tensor.Parallel;
 import io.kvslim.tensor.WeightMatrix;
 import java.util.Arrays;
 import java.util.Objects;
+import java.util.function.IntFunction;
 
 /**
  * The transformer forward pass over a {@link Batch}: every matmul sees all rows of the batch at
@@ -28,7 +29,7 @@ public final class Forward {
   private float[] normed = new float[0];
   private final WeightMatrix[] qkv = new WeightMatrix[3];
   private final float[][] qkvOut = new float[3][];
-  private AttentionObserver observer;
+  private IntFunction<AttentionObserver> observers; // by layer, null for none
   private final Numerics numerics;
   private final AttentionOrder attentionOrder;
 
@@ -62,7 +63,15 @@ public final class Forward {
 
   /** An observer handed to every attention call (null for none); policies install it. */
   public void setObserver(AttentionObserver observer) {
-    this.observer = observer;
+    this.observers = observer == null ? null : layer -> observer;
+  }
+
+  /**
+   * An observer per layer ({@code observers.apply(layer)}, null for none): tools that profile
+   * attention layer by layer install it. Replaces {@link #setObserver}'s.
+   */
+  public void setLayerObservers(IntFunction<AttentionObserver> observers) {
+    this.observers = observers;
   }
 
   private void ensure(int n) {
@@ -226,7 +235,9 @@ public final class Forward {
     numerics.matmul(w, in, n, out, pool);
   }
 
-  private void attend(LayerKv kv, int n, int[] positions, float[] q, float scale, float[] out) {
+  private void attend(
+      int l, LayerKv kv, int n, int[] positions, float[] q, float scale, float[] out) {
+    AttentionObserver observer = observers == null ? null : observers.apply(l);
     kv.attend(n, positions, c.heads(), q, scale, out, observer, pool, attentionOrder);
   }
 
@@ -287,7 +298,7 @@ public final class Forward {
     LayerKv kv = b.cache(s).layer(l);
     if (start == 0) {
       kv.append(cnt, b.positions(), k, v);
-      attend(kv, cnt, b.positions(), q, scale, att);
+      attend(l, kv, cnt, b.positions(), q, scale, att);
       return;
     }
     rows.ensure(cnt, qd, kd);
@@ -297,7 +308,7 @@ public final class Forward {
     System.arraycopy(v, start * kd, rows.v, 0, cnt * kd);
     kv.append(cnt, rows.positions, rows.k, rows.v);
     Arrays.fill(rows.out, 0, cnt * qd, 0f);
-    attend(kv, cnt, rows.positions, rows.q, scale, rows.out);
+    attend(l, kv, cnt, rows.positions, rows.q, scale, rows.out);
     System.arraycopy(rows.out, 0, att, start * qd, cnt * qd);
   }
 
@@ -313,7 +324,7 @@ public final class Forward {
    */
   private int perSequence(Batch b) {
     int segments = b.segments();
-    if (segments < 2 || pool.threads() < 2 || observer != null) {
+    if (segments < 2 || pool.threads() < 2 || observers != null) {
       return 0;
     }
     if (singleSegments.length < segments) {
