@@ -96,7 +96,7 @@ public final class AttentionProfileReport {
     for (int l = 0; l < g.length; l++) {
       g[l] = new double[r.heads()[l].length];
       for (int h = 0; h < g[l].length; h++) {
-        g[l][h] = f.applyAsDouble(r.heads()[l][h]);
+        g[l][h] = Math.round(100 * f.applyAsDouble(r.heads()[l][h])) / 100.0; // shown in cells
       }
     }
     return g;
