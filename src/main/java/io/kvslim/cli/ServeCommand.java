@@ -5,15 +5,27 @@ import io.kvslim.engine.JitWarmup;
 import io.kvslim.kv.method.Budget;
 import io.kvslim.model.Model;
 import io.kvslim.server.ApiException;
+import io.kvslim.server.ListenAddress;
 import io.kvslim.server.OpenAiServer;
 import io.kvslim.server.ServerConfig;
 import io.kvslim.tokenizer.Tokenizer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.InetAddress;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /** {@code kvslim serve}: the OpenAI-compatible HTTP server with continuous batching. */
 @Command(
@@ -27,6 +39,10 @@ import picocli.CommandLine.Option;
           + " answers 429. Ctrl-C stops gracefully."
     })
 public final class ServeCommand implements Callable<Integer> {
+  /** The environment variable read for the API key when no option gives one. */
+  static final String API_KEY_ENV = "KVSLIM_API_KEY";
+
+  @Spec CommandSpec spec;
   @Mixin ModelOptions modelOptions;
   @Mixin KvOptions kvOptions;
 
@@ -52,7 +68,9 @@ public final class ServeCommand implements Callable<Integer> {
   @Option(
       names = "--queue",
       paramLabel = "N",
-      description = "Requests that may wait for admission before 429 (default ${DEFAULT-VALUE}).")
+      description =
+          "Requests that may wait for a batch slot or KV memory; one more is answered 429"
+              + " (default ${DEFAULT-VALUE}).")
   int queue = 64;
 
   @Option(
@@ -65,8 +83,30 @@ public final class ServeCommand implements Callable<Integer> {
   @Option(
       names = "--api-key",
       paramLabel = "KEY",
-      description = "Require 'Authorization: Bearer KEY' on /v1/* and /metrics.")
+      description =
+          "Require 'Authorization: Bearer KEY' on /v1/* and /metrics. Visible to other users in"
+              + " the process list: prefer --api-key-file or the environment variable "
+              + API_KEY_ENV
+              + ".")
   String apiKey;
+
+  @Option(
+      names = "--api-key-file",
+      paramLabel = "FILE",
+      description =
+          "Read the API key from FILE (its one line; surrounding whitespace is ignored). Without"
+              + " --api-key and --api-key-file, the key is the environment variable "
+              + API_KEY_ENV
+              + " if set.")
+  Path apiKeyFile;
+
+  @Option(
+      names = "--idle-timeout",
+      paramLabel = "SECONDS",
+      description =
+          "Close a connection silent this long: idle between requests, or sending its request"
+              + " too slowly; a request being generated is not cut (default ${DEFAULT-VALUE}).")
+  int idleTimeout = (int) (ServerConfig.DEFAULT_IDLE_TIMEOUT_MILLIS / 1000);
 
   @Option(
       names = "--shutdown-grace",
@@ -88,12 +128,41 @@ public final class ServeCommand implements Callable<Integer> {
     if (warmupSteps < 0) {
       throw new IllegalArgumentException("--warmup-steps must be >= 0, got " + warmupSteps);
     }
+    if (idleTimeout < 1) {
+      throw new IllegalArgumentException(
+          "--idle-timeout must be at least 1 second, got " + idleTimeout);
+    }
     long memory = kvMemoryBytes(kvMemory);
     kvOptions.parsed(); // a bad --kv fails before the model loads
+    String key = apiKey(apiKey, apiKeyFile, System.getenv());
+    // a bad --host or --port fails before the model loads too
+    if (port < 0 || port > 65535) {
+      throw new IllegalArgumentException("--port must be 0..65535, got " + port);
+    }
+    InetAddress address = ListenAddress.resolve(host);
+    ListenAddress.probe(address, port);
+    if (key == null && !ListenAddress.isLoopback(address)) {
+      spec.commandLine()
+          .getErr()
+          .printf(
+              "kvslim: warning: listening on %s without an API key: anyone who can reach this"
+                  + " port can use the server; set --api-key-file FILE or %s%n",
+              address.getHostAddress(), API_KEY_ENV);
+      spec.commandLine().getErr().flush();
+    }
     String id = modelOptions.modelPath().getFileName().toString().replaceFirst("\\.gguf$", "");
     ServerConfig cfg =
         new ServerConfig(
-            host, port, kvOptions.spec(), memory, maxBatch, queue, prefillChunk, apiKey, id);
+            address.getHostAddress(),
+            port,
+            kvOptions.spec(),
+            memory,
+            maxBatch,
+            queue,
+            prefillChunk,
+            key,
+            id,
+            idleTimeout * 1000L);
     try (Model model = modelOptions.load();
         Engine engine = modelOptions.engine(model, kvOptions.factory())) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());
@@ -136,6 +205,54 @@ public final class ServeCommand implements Callable<Integer> {
       stopped.await();
       return 0;
     }
+  }
+
+  /**
+   * The API key: {@code --api-key}, else the one line of {@code --api-key-file}, else {@code
+   * KVSLIM_API_KEY} from {@code env}; null for none.
+   *
+   * @throws IllegalArgumentException if both options are given, or the file is missing, unreadable,
+   *     empty or holds more than one line, or the variable is set but blank
+   */
+  static String apiKey(String option, Path file, Map<String, String> env) {
+    if (option != null && file != null) {
+      throw new IllegalArgumentException("give one of --api-key and --api-key-file, not both");
+    }
+    if (option != null) {
+      return option;
+    }
+    if (file != null) {
+      String text;
+      try {
+        text = Files.readString(file, StandardCharsets.UTF_8).strip();
+      } catch (NoSuchFileException e) {
+        throw new IllegalArgumentException("--api-key-file " + file + ": no such file");
+      } catch (CharacterCodingException e) {
+        throw new IllegalArgumentException("--api-key-file " + file + " is not UTF-8 text");
+      } catch (IOException e) {
+        throw new UncheckedIOException(
+            "--api-key-file "
+                + file
+                + (Files.isDirectory(file)
+                    ? " is a directory"
+                    : " cannot be read: " + e.getMessage()),
+            e);
+      }
+      if (text.isEmpty()) {
+        throw new IllegalArgumentException("--api-key-file " + file + " is empty");
+      }
+      if (text.lines().count() > 1) {
+        throw new IllegalArgumentException(
+            "--api-key-file " + file + " holds more than one line; write the key alone");
+      }
+      return text;
+    }
+    String fromEnv = env.get(API_KEY_ENV);
+    if (fromEnv != null && fromEnv.isBlank()) {
+      throw new IllegalArgumentException(
+          API_KEY_ENV + " is set but empty; unset it to serve without a key, or set the key");
+    }
+    return fromEnv == null ? null : fromEnv.strip();
   }
 
   static long kvMemoryBytes(String text) {

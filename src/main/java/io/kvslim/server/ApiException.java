@@ -1,5 +1,8 @@
 package io.kvslim.server;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
 /**
  * An error the client caused (or an overload it should retry), answered as OpenAI's error object
  * {@code {"error":{"message","type","param","code"}}} with an HTTP status. The message is one
@@ -24,6 +27,17 @@ public final class ApiException extends RuntimeException {
   /** A 400 about one request field. */
   public static ApiException badRequest(String message, String param) {
     return new ApiException(400, message, INVALID_REQUEST, param, null);
+  }
+
+  /** OpenAI's error object {@code {"error":{"message","type","param","code"}}}. */
+  public ObjectNode toJson(ObjectMapper json) {
+    ObjectNode body = json.createObjectNode();
+    ObjectNode err = body.putObject("error");
+    err.put("message", getMessage());
+    err.put("type", type);
+    err.put("param", param);
+    err.put("code", code);
+    return body;
   }
 
   public int status() {

@@ -1,12 +1,11 @@
 package io.kvslim.server;
 
-import com.fasterxml.jackson.core.JacksonException;
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.javalin.Javalin;
 import io.javalin.compression.CompressionStrategy;
 import io.javalin.http.Context;
+import io.javalin.http.HttpResponseException;
 import io.kvslim.engine.Engine;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.server.SequenceEvent.FinishReason;
@@ -21,21 +20,31 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.regex.Pattern;
 import org.eclipse.jetty.server.AbstractConnector;
 
 /**
  * The OpenAI-compatible HTTP API (DESIGN.md §5) on Javalin: {@code POST /v1/completions}, {@code
  * POST /v1/chat/completions} (both also streaming as server-sent events), {@code GET /v1/models},
  * {@code GET /health} and {@code GET /metrics} (Prometheus). Handlers only parse, check and write:
- * the {@link Scheduler} thread runs the model. Client errors get OpenAI's JSON error object with a
- * 4xx status, never a stack trace.
+ * the {@link Scheduler} thread runs the model. Every error, Jetty's own included (headers too
+ * large, a malformed request), is OpenAI's JSON error object, a client's with a 4xx status and
+ * never logged as the server's. A client that closes its connection ends its sequence at once,
+ * streaming or not ({@link ClientWatch}); a connection silent for the idle timeout is closed.
  */
 public final class OpenAiServer implements AutoCloseable {
   /** Default {@code max_tokens} of {@code /v1/completions}, as in OpenAI's API. */
   public static final int DEFAULT_COMPLETION_TOKENS = 16;
 
   private static final long KEEP_ALIVE_MILLIS = 2000;
-  private static final long IDLE_TIMEOUT_MILLIS = 600_000;
+
+  /** HTTP status of a request whose client left before its answer (nginx's convention). */
+  private static final int CLIENT_CLOSED = 499;
+
+  /** Marks a response whose error body is written, so Javalin's 404 handler keeps it. */
+  private static final String ERROR_WRITTEN = "kvslim.error";
+
+  private static final Pattern PLAIN_MODEL_ID = Pattern.compile("[A-Za-z0-9._:/@+-]{1,64}");
   private static final Set<String> ENDPOINTS =
       Set.of("/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics");
 
@@ -84,6 +93,8 @@ public final class OpenAiServer implements AutoCloseable {
               cfg.startup.showJavalinBanner = false;
               cfg.startup.showOldJavalinVersionWarning = false;
               cfg.http.compressionStrategy = CompressionStrategy.NONE;
+              cfg.http.maxRequestSize = RequestBody.MAX_BYTES;
+              cfg.jetty.modifyServer(server -> server.setErrorHandler(new JsonErrorHandler()));
               cfg.concurrency.useVirtualThreads = true;
               cfg.requestLogger.http(
                   (ctx, ms) ->
@@ -98,8 +109,16 @@ public final class OpenAiServer implements AutoCloseable {
               cfg.routes.get("/metrics", this::prometheus);
               cfg.routes.exception(ApiException.class, (e, ctx) -> error(ctx, e));
               cfg.routes.exception(
+                  HttpResponseException.class,
+                  (e, ctx) -> error(ctx, JsonErrorHandler.forStatus(e.getStatus())));
+              cfg.routes.exception(
                   Exception.class,
                   (e, ctx) -> {
+                    ApiException clients = RequestBody.failure(e, -1);
+                    if (clients != null) {
+                      error(ctx, clients);
+                      return;
+                    }
                     System.err.println("kvslim: internal error on " + ctx.path() + ": " + e);
                     error(
                         ctx,
@@ -107,7 +126,8 @@ public final class OpenAiServer implements AutoCloseable {
                   });
               cfg.routes.error(
                   404,
-                  ctx ->
+                  ctx -> {
+                    if (ctx.attribute(ERROR_WRITTEN) == null) {
                       error(
                           ctx,
                           new ApiException(
@@ -115,17 +135,29 @@ public final class OpenAiServer implements AutoCloseable {
                               "no endpoint " + ctx.method() + " " + ctx.path(),
                               ApiException.INVALID_REQUEST,
                               null,
-                              "not_found")));
+                              "not_found"));
+                    }
+                  });
             });
   }
 
-  /** Opens the port; returns this. */
+  /**
+   * Opens the port; returns this.
+   *
+   * @throws java.io.UncheckedIOException saying in one sentence why the address cannot be bound
+   */
   public OpenAiServer start() {
-    app.start(config.host(), config.port());
-    // a non-streaming request writes nothing until it is done, which may take minutes
+    try {
+      app.start(config.host(), config.port());
+    } catch (RuntimeException e) {
+      scheduler.shutdown(0);
+      throw ListenAddress.bindFailure(config.host(), config.port(), e);
+    }
+    // silent connections: idle between requests, or a head or body that stopped coming (a request
+    // being generated is not cut by it: Jetty times out pending reads and writes, not handlers)
     for (var connector : app.jettyServer().server().getConnectors()) {
       if (connector instanceof AbstractConnector c) {
-        c.setIdleTimeout(IDLE_TIMEOUT_MILLIS);
+        c.setIdleTimeout(config.idleTimeoutMillis());
       }
     }
     return this;
@@ -242,7 +274,8 @@ public final class OpenAiServer implements AutoCloseable {
     if (stopping) {
       throw new ApiException(503, "the server is shutting down", "server_error", null, null);
     }
-    CompletionRequest req = CompletionRequest.parse(body(ctx), chat);
+    CompletionRequest req = CompletionRequest.parse(RequestBody.json(ctx, json), chat);
+    checkModel(req.model());
     KvPlan plan = plan(req.kv());
     int[] prompt = promptTokens(req);
     int context = engine.config().contextLength();
@@ -279,6 +312,24 @@ public final class OpenAiServer implements AutoCloseable {
         scheduler.wakeUp();
       }
     }
+  }
+
+  /** A request naming another model than this server's is answered as OpenAI does: 404. */
+  private void checkModel(String model) {
+    if (model == null || model.equals(config.modelId())) {
+      return;
+    }
+    // the name is echoed only when it is plainly a name, never arbitrary input
+    String named =
+        PLAIN_MODEL_ID.matcher(model).matches()
+            ? "the model '" + model + "' does not exist"
+            : "the requested model does not exist";
+    throw new ApiException(
+        404,
+        named + "; this server serves '" + config.modelId() + "' (see GET /v1/models)",
+        ApiException.INVALID_REQUEST,
+        "model",
+        "model_not_found");
   }
 
   /** The largest default generation limit whose KV estimate the scheduler could ever admit. */
@@ -320,38 +371,44 @@ public final class OpenAiServer implements AutoCloseable {
     return tokenizer.encode(req.prompt(), true, false);
   }
 
-  private JsonNode body(Context ctx) {
-    String text = ctx.body();
-    if (text.isBlank()) {
-      throw ApiException.badRequest("the request body is empty; expected a JSON object", null);
-    }
-    try {
-      return json.readTree(text);
-    } catch (JacksonException e) {
-      throw ApiException.badRequest(
-          "the request body is not valid JSON: " + e.getOriginalMessage(), null);
-    }
-  }
-
-  /** Waits for the whole completion, then answers with one JSON object. */
+  /**
+   * Waits for the whole completion, then answers with one JSON object; returns false when the
+   * client closed its connection meanwhile (its sequence is cancelled then, not finished).
+   */
   private boolean collect(Context ctx, Sequence seq, CompletionResponse r)
       throws InterruptedException {
     StringBuilder text = new StringBuilder();
     List<Integer> tokens = new ArrayList<>();
-    while (true) {
-      SequenceEvent e = seq.poll(KEEP_ALIVE_MILLIS);
-      if (e instanceof SequenceEvent.Delta d) {
-        text.append(d.text());
-        if (d.token() >= 0) {
-          tokens.add(d.token());
+    try (ClientWatch watch =
+        ClientWatch.start(
+            ctx,
+            () -> {
+              seq.cancel();
+              scheduler.wakeUp();
+            })) {
+      while (true) {
+        SequenceEvent e = seq.poll(KEEP_ALIVE_MILLIS);
+        if (e instanceof SequenceEvent.Delta d) {
+          text.append(d.text());
+          if (d.token() >= 0) {
+            tokens.add(d.token());
+          }
+        } else if (e instanceof SequenceEvent.Done done) {
+          watch.close();
+          if (watch.gone() || done.reason() == FinishReason.CANCELLED) {
+            ctx.status(CLIENT_CLOSED);
+            return false;
+          }
+          if (watch.closeAfterAnswer()) {
+            ctx.header("Connection", "close");
+          }
+          if (done.reason() == FinishReason.ERROR) {
+            error(ctx, new ApiException(503, done.error(), "server_error", null, null));
+          } else {
+            writeJson(ctx, 200, r.complete(text.toString(), tokens, done));
+          }
+          return true;
         }
-      } else if (e instanceof SequenceEvent.Done done) {
-        if (done.reason() == FinishReason.ERROR) {
-          error(ctx, new ApiException(503, done.error(), "server_error", null, null));
-        } else {
-          writeJson(ctx, 200, r.complete(text.toString(), tokens, done));
-        }
-        return true;
       }
     }
   }
@@ -382,7 +439,7 @@ public final class OpenAiServer implements AutoCloseable {
           }
         } else if (e instanceof SequenceEvent.Done done) {
           if (done.reason() == FinishReason.ERROR) {
-            send(out, errorBody(new ApiException(503, done.error(), "server_error", null, null)));
+            send(out, new ApiException(503, done.error(), "server_error", null, null).toJson(json));
           } else {
             ObjectNode last = r.chunk("", List.of(), done.reason().openAiName(), false);
             last.set("kvslim_usage", r.kvUsage(done.usage()));
@@ -412,20 +469,11 @@ public final class OpenAiServer implements AutoCloseable {
   }
 
   private void error(Context ctx, ApiException e) {
+    ctx.attribute(ERROR_WRITTEN, true);
     if (e.status() == 429) {
       ctx.header("Retry-After", "1");
     }
-    writeJson(ctx, e.status(), errorBody(e));
-  }
-
-  private ObjectNode errorBody(ApiException e) {
-    ObjectNode body = json.createObjectNode();
-    ObjectNode err = body.putObject("error");
-    err.put("message", e.getMessage());
-    err.put("type", e.type());
-    err.put("param", e.param());
-    err.put("code", e.code());
-    return body;
+    writeJson(ctx, e.status(), e.toJson(json));
   }
 
   private void writeJson(Context ctx, int status, ObjectNode body) {

@@ -28,10 +28,11 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <p>Admission ({@link Admission}): a sequence is admitted when a batch slot is free and its {@link
  * KvPlan#estimateBytes estimated} KV bytes fit next to the reservations of the running ones under
- * the pool's limit, in arrival order; retiring releases both. Before every step the bytes the
- * step's appends will allocate are computed exactly; if the pool cannot hold them, sequences are
- * ended with {@code "length"} (newest prefill first, else the one furthest over its reservation)
- * until it can, so a step never fails half-way and the limit is never passed.
+ * the pool's limit, in arrival order; retiring releases both. At most {@code --queue} requests
+ * wait, whether for a slot or for memory; one more is refused with 429. Before every step the bytes
+ * the step's appends will allocate are computed exactly; if the pool cannot hold them, sequences
+ * are ended with {@code "length"} (newest prefill first, else the one furthest over its
+ * reservation) until it can, so a step never fails half-way and the limit is never passed.
  */
 public final class Scheduler implements AutoCloseable {
   private final Engine engine;
@@ -98,7 +99,7 @@ public final class Scheduler implements AutoCloseable {
 
   /**
    * The admission rule and reservations. Other threads may only ask {@link Admission#fitsAlone}
-   * (the rest belongs to the scheduler thread).
+   * (the rest changes under the scheduler's lock).
    */
   public Admission admission() {
     return admission;
@@ -156,12 +157,14 @@ public final class Scheduler implements AutoCloseable {
         throw new ApiException(
             503, "the server is shutting down", "server_error", null, "shutting_down");
       }
-      int freeSlots = Math.max(0, config.maxBatch() - activeCount);
-      if (waiting.size() >= config.queueCapacity() + freeSlots) {
+      int blocked = blockedWaiting(s);
+      if (blocked > config.queueCapacity()) {
         metrics.rejected("queue_full");
         throw new ApiException(
             429,
-            "the server is busy (" + waiting.size() + " requests waiting); retry shortly",
+            "the server is busy ("
+                + (blocked - 1)
+                + " requests waiting for a batch slot or KV memory); retry shortly",
             "rate_limit_error",
             null,
             "queue_full");
@@ -172,6 +175,30 @@ public final class Scheduler implements AutoCloseable {
       lock.unlock();
     }
     return s;
+  }
+
+  /**
+   * How many requests would wait with {@code next} queued (lock held). Waiting ones are admitted in
+   * order while a slot is free and their reservations fit next to the admitted ones: those count as
+   * running, each from the first that does not fit on as waiting, for a slot or for KV memory
+   * alike. Requests whose clients left are about to be dropped and do not count.
+   */
+  private int blockedWaiting(Sequence next) {
+    long free = admission.limitBytes() - admission.reservedBytes();
+    int slots = admission.maxBatch() - admission.admitted();
+    int blocked = 0;
+    for (Sequence w : waiting) {
+      if (w.cancelled()) {
+        continue;
+      }
+      if (blocked == 0 && slots > 0 && w.reservation <= free) {
+        free -= w.reservation;
+        slots--;
+      } else {
+        blocked++;
+      }
+    }
+    return blocked == 0 && slots > 0 && next.reservation <= free ? 0 : blocked + 1;
   }
 
   /** Wakes the scheduler, e.g. after a sequence was cancelled. */
@@ -448,7 +475,12 @@ public final class Scheduler implements AutoCloseable {
     long peak = Math.max(s.peakBytes, bytes);
     s.cache.close();
     active.remove(s);
-    admission.release(s.reservation);
+    lock.lock(); // submit() reads the reservations to bound the queue
+    try {
+      admission.release(s.reservation);
+    } finally {
+      lock.unlock();
+    }
     s.state = Sequence.State.DONE;
     metrics.finished(reason);
     s.emit(new SequenceEvent.Done(reason, usage(s, bytes, peak), error));

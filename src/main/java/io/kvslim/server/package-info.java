@@ -23,7 +23,14 @@
  * Completion prompts are tokenized without special-token parsing (text is text); rendered chat
  * prompts with it, so template markers become their ids. Known limits: {@code n}, {@code logprobs},
  * {@code echo}, {@code best_of}, {@code suffix}, tools and non-zero frequency/presence penalties
- * are refused with a 400; a non-streaming client that disconnects is noticed only when its answer
- * is written (a streaming one at the next event or keep-alive, within 2 s).
+ * are refused with a 400.
+ *
+ * <p>Robustness: a client that closes its connection cancels its sequence at once, streaming or
+ * not, freeing its batch slot and KV memory ({@link io.kvslim.server.ClientWatch}); at most {@code
+ * --queue} requests wait, whatever they wait for, then 429 with {@code Retry-After}; a connection
+ * silent for {@code --idle-timeout} (between requests, or sending its request) is closed, a body
+ * that stops coming answered 408, one cut short 400, one over 4 MiB 413; every error, Jetty's own
+ * included, is OpenAI's JSON error object; an unknown {@code model} is a 404 {@code
+ * model_not_found}.
  */
 package io.kvslim.server;

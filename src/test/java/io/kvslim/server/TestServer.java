@@ -11,15 +11,22 @@ import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import io.kvslim.tokenizer.Tokenizer;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.net.Socket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
+import java.util.Map;
 
 /**
  * A server on the tiny SPM test model on an ephemeral loopback port, with an HTTP client for it.
@@ -103,6 +110,110 @@ final class TestServer implements AutoCloseable {
       }
     }
     return events;
+  }
+
+  /**
+   * A raw loopback connection, for what the JDK client cannot do: half-sent bodies, closing while a
+   * request runs, huge headers. Reads time out after 30 s.
+   */
+  Socket connect() {
+    try {
+      Socket s = new Socket("127.0.0.1", server.port());
+      s.setSoTimeout(30_000);
+      return s;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /**
+   * Writes a POST's head, declaring {@code contentLength} bytes, and then {@code body} (which may
+   * be shorter); {@code extraHeaders} are whole lines ending in CRLF.
+   */
+  static void writePost(
+      Socket s, String path, String extraHeaders, long contentLength, byte[] body) {
+    try {
+      var out = s.getOutputStream();
+      out.write(
+          ("POST "
+                  + path
+                  + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  + extraHeaders
+                  + "Content-Length: "
+                  + contentLength
+                  + "\r\n\r\n")
+              .getBytes(StandardCharsets.ISO_8859_1));
+      out.write(body);
+      out.flush();
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  static void writePost(Socket s, String path, String body) {
+    byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+    writePost(s, path, "", bytes.length, bytes);
+  }
+
+  /** A response read off a raw connection: status, headers (lower-case names), body. */
+  record RawReply(int status, Map<String, String> headers, String body) {
+    JsonNode json() {
+      return parse(body);
+    }
+  }
+
+  /** Reads one response with a {@code Content-Length} body; null if the server closed first. */
+  static RawReply readReply(Socket s) {
+    try {
+      InputStream in = s.getInputStream();
+      String status = line(in);
+      if (status == null) {
+        return null;
+      }
+      Map<String, String> headers = new LinkedHashMap<>();
+      for (String h = line(in); h != null && !h.isEmpty(); h = line(in)) {
+        int colon = h.indexOf(':');
+        headers.put(
+            h.substring(0, colon).trim().toLowerCase(Locale.ROOT), h.substring(colon + 1).trim());
+      }
+      int length = Integer.parseInt(headers.getOrDefault("content-length", "0"));
+      byte[] body = in.readNBytes(length);
+      return new RawReply(
+          Integer.parseInt(status.split(" ")[1]),
+          headers,
+          new String(body, StandardCharsets.UTF_8));
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  private static String line(InputStream in) throws IOException {
+    ByteArrayOutputStream b = new ByteArrayOutputStream();
+    int c;
+    while ((c = in.read()) != -1 && c != '\n') {
+      if (c != '\r') {
+        b.write(c);
+      }
+    }
+    return c == -1 && b.size() == 0 ? null : b.toString(StandardCharsets.ISO_8859_1);
+  }
+
+  /** Waits (at most 30 s) until no sequence runs and the pool holds no bytes. */
+  void awaitIdle() {
+    long deadline = System.nanoTime() + 30_000_000_000L;
+    while ((server.pool().usedBytes() > 0 || server.scheduler().activeSequences() > 0)
+        && System.nanoTime() < deadline) {
+      sleep(20);
+    }
+  }
+
+  static void sleep(long millis) {
+    try {
+      Thread.sleep(millis);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
   }
 
   static JsonNode parse(String json) {
