@@ -11,9 +11,10 @@ import java.util.BitSet;
  * score is the attention it has received, summed over all queries so far (mean over the query heads
  * of a KV head, the GQA rule). After prefill keep the recent window plus the top-scored heavy
  * hitters; at each decode step, evict the lowest-scored tokens outside the recent window until the
- * capacity holds again. Positions stay original.
+ * capacity holds again. Positions stay original. Subclasses accumulate another score of the
+ * probabilities ({@link #accumulate}).
  */
-public final class H2oPolicy implements KvPolicy {
+public class H2oPolicy implements KvPolicy {
   private final boolean[] layers;
   private final Budget budget;
   private final double recentShare;
@@ -38,7 +39,7 @@ public final class H2oPolicy implements KvPolicy {
   }
 
   @Override
-  public void observe(
+  public final void observe(
       ManagedKvCache cache,
       int layer,
       int queryIndex,
@@ -49,7 +50,16 @@ public final class H2oPolicy implements KvPolicy {
     if (scores == null) {
       scores = new HeadScores(layers.length, cache.paged(0).kvHeads());
     }
-    // summing over the group's query heads ranks tokens exactly as their mean does
+    accumulate(layer, queryIndex, head, kvHead, probs, count);
+  }
+
+  /**
+   * Adds one query head's probabilities over the KV head's retained tokens to their scores: H2O
+   * adds them as they are (summing over the group's query heads ranks tokens exactly as their mean
+   * does).
+   */
+  protected void accumulate(
+      int layer, int queryIndex, int head, int kvHead, float[] probs, int count) {
     scores.add(layer, kvHead, probs, count, 1f);
   }
 
@@ -60,6 +70,11 @@ public final class H2oPolicy implements KvPolicy {
 
   @Override
   public void afterStep(ManagedKvCache cache, KvCache.StepKind kind) {
+    evict(cache);
+  }
+
+  /** Evicts the lowest-scored tokens outside the sinks and the recent window down to capacity. */
+  protected final void evict(ManagedKvCache cache) {
     if (capacity < 0) {
       capacity = Math.max(sinks + 1, budget.tokens(cache.promptTokens(), bytesPerToken));
     }
