@@ -112,9 +112,7 @@ public final class BenchQualityCommand implements Callable<Integer> {
     for (String m : config.models) {
       modelPaths.add(ModelOptions.requireFile(Path.of(m), "model file"));
     }
-    if (threads < 1) {
-      throw new IllegalArgumentException("--threads must be at least 1, got " + threads);
-    }
+    ModelOptions.checkThreads(threads);
     Files.createDirectories(out);
     ResultStore store = ResultStore.open(out, resume);
     store.setEnvironment(io.kvslim.bench.Environment.describe(threads));

@@ -1,6 +1,7 @@
 package io.kvslim.cli;
 
 import io.kvslim.gguf.GgufFormatException;
+import io.kvslim.gguf.SafeText;
 import java.io.UncheckedIOException;
 import java.nio.file.InvalidPathException;
 import picocli.CommandLine;
@@ -44,7 +45,8 @@ public final class CliErrors {
     if (m == null || m.isBlank()) {
       m = t.getClass().getSimpleName();
     }
-    return "kvslim: " + m.strip().replace('\n', ' ');
+    // messages quote file content and user input: no control character reaches the terminal
+    return "kvslim: " + SafeText.escape(m.strip().replace('\n', ' '));
   }
 
   /** Prints the error to the command's stderr and returns the exit code for it. */

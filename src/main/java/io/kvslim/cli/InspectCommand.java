@@ -6,6 +6,7 @@ import io.kvslim.gguf.GgmlType;
 import io.kvslim.gguf.GgufFile;
 import io.kvslim.gguf.GgufValue;
 import io.kvslim.gguf.GgufValueType;
+import io.kvslim.gguf.SafeText;
 import io.kvslim.gguf.TensorInfo;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
@@ -67,23 +68,28 @@ public final class InspectCommand implements Callable<Integer> {
         "format:    GGUF v%d, alignment %d, data at byte %d, %,d bytes%n",
         f.version(), f.alignment(), f.dataOffset(), f.fileSize());
     out.printf("metadata:  %d entries%n", f.metadata().size());
-    int keyWidth = f.metadata().keySet().stream().mapToInt(String::length).max().orElse(0);
+    // keys and tensor names are file content: printed escaped (SafeText), like quoted strings
+    int keyWidth =
+        f.metadata().keySet().stream().mapToInt(k -> SafeText.of(k).length()).max().orElse(0);
     for (Map.Entry<String, GgufValue> e : f.metadata().entrySet()) {
       GgufValue v = e.getValue();
       out.printf(
-          "  %-" + keyWidth + "s  %-14s %s%n", e.getKey(), typeName(v), formatValue(v, items));
+          "  %-" + keyWidth + "s  %-14s %s%n",
+          SafeText.of(e.getKey()),
+          typeName(v),
+          formatValue(v, items));
     }
     out.printf("tensors:   %d%n", f.tensors().size());
     int nameWidth = 4;
     for (TensorInfo t : f.tensors()) {
-      nameWidth = Math.max(nameWidth, t.name().length());
+      nameWidth = Math.max(nameWidth, SafeText.of(t.name()).length());
     }
     out.printf("  %-" + nameWidth + "s  %-5s %-22s %15s%n", "name", "type", "shape", "bytes");
     Totals totals = totals(f);
     for (TensorInfo t : f.tensors()) {
       out.printf(
           "  %-" + nameWidth + "s  %-5s %-22s %,15d%n",
-          t.name(),
+          SafeText.of(t.name()),
           t.type(),
           Arrays.toString(t.dims()),
           t.byteSize());

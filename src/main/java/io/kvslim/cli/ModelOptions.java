@@ -20,14 +20,43 @@ public final class ModelOptions {
   @Option(
       names = {"-t", "--threads"},
       paramLabel = "T",
-      description = "Worker threads (default: the number of CPUs, ${DEFAULT-VALUE}).")
+      description =
+          "Worker threads (default: the number of CPUs, ${DEFAULT-VALUE}; at most "
+              + MAX_THREADS_PER_CPU
+              + " per CPU).")
   int threads = Parallel.defaultThreads();
 
+  /**
+   * Threads allowed per CPU. Workers spin between the many short parallel loops of a token, so
+   * threads beyond the CPU count only take turns (and thousands of them stall the machine); a few
+   * times the count is still allowed for experiments, more is refused.
+   */
+  static final int MAX_THREADS_PER_CPU = 4;
+
   Model load() {
+    checkThreads(threads);
+    return Model.load(modelPath());
+  }
+
+  /** Refuses a thread count below 1 or above {@link #MAX_THREADS_PER_CPU} per CPU. */
+  static void checkThreads(int threads) {
     if (threads < 1) {
       throw new IllegalArgumentException("--threads must be at least 1, got " + threads);
     }
-    return Model.load(modelPath());
+    int cpus = Runtime.getRuntime().availableProcessors();
+    long max = (long) MAX_THREADS_PER_CPU * cpus;
+    if (threads > max) {
+      throw new IllegalArgumentException(
+          "--threads "
+              + threads
+              + " is more than "
+              + MAX_THREADS_PER_CPU
+              + " per CPU ("
+              + cpus
+              + " CPUs here, so at most "
+              + max
+              + "); extra threads only wait for a CPU");
+    }
   }
 
   /** The model file: {@code -m}, or the bundled model. */

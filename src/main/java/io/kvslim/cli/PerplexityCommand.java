@@ -80,6 +80,9 @@ public final class PerplexityCommand implements Callable<Integer> {
   @Override
   public Integer call() throws IOException {
     Numerics numerics = numericsOptions.numerics(); // a bad name fails before the model loads
+    // outputs are checked now, not found unwritable after the whole run
+    CliFiles.requireWritable(nllOut, "--nll-out");
+    CliFiles.requireWritable(json, "--json");
     try (Model model = modelOptions.load();
         Engine engine = modelOptions.engine(model, kvOptions.factory(), numerics)) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());
@@ -103,6 +106,8 @@ public final class PerplexityCommand implements Callable<Integer> {
             w.write(i + " " + String.format(Locale.ROOT, "%.6f", r.nll()[i]));
             w.newLine();
           }
+        } catch (IOException e) {
+          throw CliFiles.writeFailed(nllOut, "--nll-out", e);
         }
       }
       System.out.printf(
@@ -158,7 +163,13 @@ public final class PerplexityCommand implements Callable<Integer> {
           m.put("top1_agreement", cmp.top1Agreement());
           m.put("baseline_ppl", cmp.baseline().perplexity());
         }
-        new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), m);
+        try {
+          new ObjectMapper()
+              .enable(SerializationFeature.INDENT_OUTPUT)
+              .writeValue(json.toFile(), m);
+        } catch (IOException e) {
+          throw CliFiles.writeFailed(json, "--json", e);
+        }
       }
       return 0;
     }
@@ -176,15 +187,13 @@ public final class PerplexityCommand implements Callable<Integer> {
     return false;
   }
 
-  private static int[] tokenizeFile(Tokenizer tok, Path file) throws IOException {
-    ModelOptions.requireFile(file, "text file");
-    String text = Files.readString(file, StandardCharsets.UTF_8);
-    return tok.encode(text, true, false);
+  /** The text of {@code file}, read as {@code tokenize} reads it (strict UTF-8). */
+  private static int[] tokenizeFile(Tokenizer tok, Path file) {
+    return tok.encode(CliFiles.readUtf8(file), true, false);
   }
 
-  private static int[] readIds(Path file, Model model) throws IOException {
-    ModelOptions.requireFile(file, "token file");
-    String[] parts = Files.readString(file).trim().split("\\s+");
+  private static int[] readIds(Path file, Model model) {
+    String[] parts = CliFiles.readUtf8(file).trim().split("\\s+");
     int[] ids = new int[parts.length];
     int vocab = model.config().vocabSize();
     for (int i = 0; i < parts.length; i++) {

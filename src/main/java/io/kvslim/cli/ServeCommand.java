@@ -3,8 +3,12 @@ package io.kvslim.cli;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.JitWarmup;
 import io.kvslim.kv.method.Budget;
+import io.kvslim.kv.method.KvSpec;
+import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
+import io.kvslim.model.ModelConfig;
 import io.kvslim.server.ApiException;
+import io.kvslim.server.KvPlan;
 import io.kvslim.server.ListenAddress;
 import io.kvslim.server.OpenAiServer;
 import io.kvslim.server.ServerConfig;
@@ -132,6 +136,7 @@ public final class ServeCommand implements Callable<Integer> {
       throw new IllegalArgumentException(
           "--idle-timeout must be at least 1 second, got " + idleTimeout);
     }
+    checkShutdownGrace(shutdownGrace);
     long memory = kvMemoryBytes(kvMemory);
     kvOptions.parsed(); // a bad --kv fails before the model loads
     String key = apiKey(apiKey, apiKeyFile, System.getenv());
@@ -167,6 +172,7 @@ public final class ServeCommand implements Callable<Integer> {
         Engine engine = modelOptions.engine(model, kvOptions.factory())) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());
       String template = model.file().getString("tokenizer.chat_template", null);
+      requireRoomForOneRequest(kvMemory, kvOptions.parsed(), model.config(), prefillChunk);
       OpenAiServer server;
       try {
         server = new OpenAiServer(engine, tok, template, cfg);
@@ -255,13 +261,47 @@ public final class ServeCommand implements Callable<Integer> {
     return fromEnv == null ? null : fromEnv.strip();
   }
 
+  static void checkShutdownGrace(int seconds) {
+    if (seconds < 0) {
+      throw new IllegalArgumentException("--shutdown-grace must be >= 0 seconds, got " + seconds);
+    }
+  }
+
+  /**
+   * Refuses a {@code --kv-memory} too small for the smallest request (one prompt token, one
+   * generated) under the default spec: such a server could never admit anything. A spec that does
+   * not fit the model is left to the server, which names the bad part.
+   */
+  static void requireRoomForOneRequest(
+      String kvMemory, KvSpec spec, ModelConfig config, int prefillChunk) {
+    long memory = kvMemoryBytes(kvMemory);
+    long need;
+    try {
+      need = KvPlan.of(spec, new BlockPool(), config, prefillChunk).estimateBytes(1, 1);
+    } catch (IllegalArgumentException e) {
+      return;
+    }
+    if (memory < need) {
+      throw new IllegalArgumentException(
+          "--kv-memory "
+              + kvMemory.strip()
+              + " cannot hold the KV cache of even a one-token request with --kv '"
+              + spec.text()
+              + "' on this model (at least "
+              + need
+              + " bytes, e.g. "
+              + Format.bytes(need)
+              + ")");
+    }
+  }
+
   static long kvMemoryBytes(String text) {
     Budget b;
     try {
       b = Budget.parse(text);
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(
-          "--kv-memory must be a size like 512MiB or 2GiB, got '" + text + "'");
+          "--kv-memory must be a size like 512MiB, 2GiB or 1TiB, got '" + text + "'");
     }
     if (b.kind() != Budget.Kind.BYTES) {
       throw new IllegalArgumentException(

@@ -66,7 +66,9 @@ public final class Generator {
     }
     int vocab = engine.config().vocabSize();
     float[] logits = new float[vocab];
-    int[] history = Arrays.copyOf(prompt, prompt.length + Math.max(0, maxTokens));
+    // at most the context's room is generated, so size by that, never by maxTokens itself
+    int room = Math.min(Math.max(0, maxTokens), ctx - prompt.length);
+    int[] history = Arrays.copyOf(prompt, prompt.length + room);
     int len = prompt.length;
     try (KvCache cache = engine.newCache()) {
       long t0 = System.nanoTime();

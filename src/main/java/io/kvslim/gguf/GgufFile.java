@@ -13,8 +13,11 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.function.Consumer;
 
 /**
  * A GGUF file (versions 2 and 3) opened read-only through a memory map: the header is parsed into
@@ -36,11 +39,18 @@ public final class GgufFile implements AutoCloseable {
   private final Map<String, TensorInfo> tensorsByName;
   private final int alignment;
   private final long dataOffset;
+  private final Consumer<String> warningSink;
+  private final Set<String> warnings = new LinkedHashSet<>();
 
-  private GgufFile(Path path, Arena arena, MemorySegment file) {
+  /** Where {@link #open(Path)} sends warnings: one {@code kvslim: warning: } line on stderr. */
+  public static final Consumer<String> STDERR_WARNINGS =
+      m -> System.err.println("kvslim: warning: " + SafeText.escape(m));
+
+  private GgufFile(Path path, Arena arena, MemorySegment file, Consumer<String> warningSink) {
     this.path = path;
     this.arena = arena;
     this.file = file;
+    this.warningSink = warningSink;
     GgufParser p = new GgufParser(path, file);
     int magic = p.u32("magic");
     if (magic != MAGIC) {
@@ -48,7 +58,10 @@ public final class GgufFile implements AutoCloseable {
     }
     this.version = p.u32("version");
     if (version != 2 && version != 3) {
-      throw p.error("unsupported GGUF version " + version + " (kvslim reads versions 2 and 3)");
+      throw p.error(
+          "unsupported GGUF version "
+              + Integer.toUnsignedString(version)
+              + " (kvslim reads versions 2 and 3)");
     }
     long tensorCount = p.u64("tensor count");
     long kvCount = p.u64("metadata count");
@@ -58,9 +71,9 @@ public final class GgufFile implements AutoCloseable {
     Map<String, GgufValue> meta = new LinkedHashMap<>();
     for (long i = 0; i < kvCount; i++) {
       String key = p.string("metadata key #" + i);
-      GgufValue value = p.value(key);
+      GgufValue value = p.value(SafeText.of(key));
       if (meta.put(key, value) != null) {
-        throw p.error("duplicate metadata key '" + key + "'");
+        throw p.error("duplicate metadata key '" + SafeText.of(key) + "'");
       }
     }
     this.metadata = Collections.unmodifiableMap(meta);
@@ -68,7 +81,7 @@ public final class GgufFile implements AutoCloseable {
     int al = DEFAULT_ALIGNMENT;
     if (align != null) {
       if (!(align.value() instanceof Long l) || l <= 0 || l > 1 << 20 || Long.bitCount(l) != 1) {
-        throw p.error("general.alignment must be a power of two, got " + align);
+        throw p.error("general.alignment must be a power of two, got " + SafeText.of("" + align));
       }
       al = (int) (long) align.value();
     }
@@ -78,23 +91,27 @@ public final class GgufFile implements AutoCloseable {
     for (long i = 0; i < tensorCount; i++) {
       TensorInfo t = p.tensorInfo(i);
       if (byName.put(t.name(), t) != null) {
-        throw p.error("duplicate tensor name '" + t.name() + "'");
+        throw p.error("duplicate tensor name '" + SafeText.of(t.name()) + "'");
       }
       infos.add(t);
     }
     long afterHeader = p.position();
     this.dataOffset = (afterHeader + al - 1) / al * al;
     long dataSize = file.byteSize() - dataOffset;
+    // As llama.cpp's gguf_init_from_reader (ggml/src/gguf.cpp, "tensor '%s' has offset %" PRIu64
+    // ", expected %zu"): tensor data follow each other in the order of the infos, each at the
+    // running offset padded to the alignment, so no two overlap and none is out of order.
+    long expected = 0;
     for (TensorInfo t : infos) {
+      String name = SafeText.of(t.name());
       if (t.offset() % al != 0) {
-        throw p.error(
-            "tensor '" + t.name() + "' offset " + t.offset() + " is not aligned to " + al);
+        throw p.error("tensor '" + name + "' offset " + t.offset() + " is not aligned to " + al);
       }
       long size = t.byteSize();
       if (t.offset() < 0 || dataSize < 0 || t.offset() > dataSize - size) {
         throw p.error(
             "tensor '"
-                + t.name()
+                + name
                 + "' data ("
                 + size
                 + " bytes at offset "
@@ -103,13 +120,42 @@ public final class GgufFile implements AutoCloseable {
                 + Math.max(0, dataSize)
                 + " bytes; the file may be truncated)");
       }
+      if (t.offset() != expected) {
+        throw p.error(
+            "tensor '"
+                + name
+                + "' data starts at offset "
+                + t.offset()
+                + ", expected "
+                + expected
+                + " (tensor data must follow each other in order, each aligned to "
+                + al
+                + " bytes, without overlap)");
+      }
+      expected = t.offset() + (size + al - 1) / al * al; // in the file, so no overflow
     }
     this.tensors = Collections.unmodifiableList(infos);
     this.tensorsByName = Collections.unmodifiableMap(byName);
   }
 
-  /** Opens and parses {@code path}; the file stays mapped until {@link #close()}. */
+  /**
+   * Opens and parses {@code path}; the file stays mapped until {@link #close()}. Warnings about its
+   * content ({@link #warn}) go to stderr.
+   */
   public static GgufFile open(Path path) {
+    return open(path, STDERR_WARNINGS);
+  }
+
+  /**
+   * Parses GGUF bytes already in memory (tests and fuzzing); {@code name} stands for the file in
+   * messages, and {@link #close()} leaves {@code bytes} alone.
+   */
+  public static GgufFile read(Path name, MemorySegment bytes, Consumer<String> warningSink) {
+    return new GgufFile(name, null, bytes, warningSink);
+  }
+
+  /** As {@link #open(Path)}, sending warnings to {@code warningSink}. */
+  public static GgufFile open(Path path, Consumer<String> warningSink) {
     if (!Files.exists(path)) {
       throw new GgufFormatException(path + ": no such file");
     }
@@ -120,7 +166,7 @@ public final class GgufFile implements AutoCloseable {
     try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
       long size = ch.size();
       MemorySegment seg = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
-      return new GgufFile(path, arena, seg);
+      return new GgufFile(path, arena, seg, warningSink);
     } catch (NoSuchFileException e) {
       arena.close();
       throw new GgufFormatException(path + ": no such file", e);
@@ -135,6 +181,27 @@ public final class GgufFile implements AutoCloseable {
 
   public Path path() {
     return path;
+  }
+
+  /**
+   * Reports something wrong in the file that does not stop it from loading (a NaN weight, an
+   * out-of-range token id). Each distinct message is reported once, prefixed by the path.
+   */
+  public void warn(String message) {
+    String m = path + ": " + message;
+    synchronized (warnings) {
+      if (!warnings.add(m)) {
+        return;
+      }
+    }
+    warningSink.accept(m);
+  }
+
+  /** The warnings reported so far, in order. */
+  public List<String> warnings() {
+    synchronized (warnings) {
+      return List.copyOf(warnings);
+    }
   }
 
   public int version() {
@@ -183,7 +250,8 @@ public final class GgufFile implements AutoCloseable {
   public TensorInfo requireTensor(String name) {
     TensorInfo t = tensorsByName.get(name);
     if (t == null) {
-      throw new GgufFormatException(path + ": required tensor '" + name + "' is missing");
+      throw new GgufFormatException(
+          path + ": required tensor '" + SafeText.of(name) + "' is missing");
     }
     return t;
   }
@@ -233,7 +301,9 @@ public final class GgufFile implements AutoCloseable {
   public int getInt(String key) {
     long l = getLong(key);
     if (l < Integer.MIN_VALUE || l > Integer.MAX_VALUE) {
-      throw new GgufFormatException(path + ": metadata '" + key + "' = " + l + " is out of range");
+      String shown = get(key).type() == GgufValueType.UINT64 ? Long.toUnsignedString(l) : "" + l;
+      throw new GgufFormatException(
+          path + ": metadata '" + SafeText.of(key) + "' = " + shown + " is out of range");
     }
     return (int) l;
   }
@@ -292,7 +362,13 @@ public final class GgufFile implements AutoCloseable {
 
   private GgufFormatException wrongType(String key, String expected, GgufValue v) {
     return new GgufFormatException(
-        path + ": metadata '" + key + "' should be " + expected + ", found " + v.type());
+        path
+            + ": metadata '"
+            + SafeText.of(key)
+            + "' should be "
+            + expected
+            + ", found "
+            + v.type());
   }
 
   /** Reads a little-endian float at a byte offset of a segment (helper for kernels and tests). */
@@ -305,7 +381,9 @@ public final class GgufFile implements AutoCloseable {
 
   @Override
   public void close() {
-    arena.close();
+    if (arena != null) {
+      arena.close();
+    }
   }
 
   @Override

@@ -137,7 +137,8 @@ final class GgufParser {
     int typeId = u32("type of '" + key + "'");
     GgufValueType type = GgufValueType.byId(typeId);
     if (type == null) {
-      throw error("metadata '" + key + "' has unknown value type " + typeId);
+      throw error(
+          "metadata '" + key + "' has unknown value type " + Integer.toUnsignedString(typeId));
     }
     return value(key, type, 0);
   }
@@ -150,7 +151,8 @@ final class GgufParser {
       int elemId = u32("element type of '" + key + "'");
       GgufValueType elem = GgufValueType.byId(elemId);
       if (elem == null) {
-        throw error("array '" + key + "' has unknown element type " + elemId);
+        throw error(
+            "array '" + key + "' has unknown element type " + Integer.toUnsignedString(elemId));
       }
       long n = u64("length of '" + key + "'");
       checkCount(n, elem.minBytes(), "elements in array '" + key + "'");
@@ -245,11 +247,22 @@ final class GgufParser {
     return GgufValue.scalar(type, v);
   }
 
+  /**
+   * Reads one tensor info. Metadata keys given to {@link #value} and the names in messages are
+   * already passed through {@link SafeText#of}; 32-bit fields print unsigned, as the format stores
+   * them.
+   */
   TensorInfo tensorInfo(long index) {
-    String name = string("name of tensor #" + index);
+    String realName = string("name of tensor #" + index);
+    String name = SafeText.of(realName);
     int nDims = u32("dimension count of tensor '" + name + "'");
     if (nDims < 1 || nDims > GgufFile.MAX_DIMS) {
-      throw error("tensor '" + name + "' has " + nDims + " dimensions (1 to 4 allowed)");
+      throw error(
+          "tensor '"
+              + name
+              + "' has "
+              + Integer.toUnsignedString(nDims)
+              + " dimensions (1 to 4 allowed)");
     }
     long[] dims = new long[nDims];
     long elements = 1;
@@ -267,7 +280,8 @@ final class GgufParser {
     int typeId = u32("type of tensor '" + name + "'");
     GgmlType type = GgmlType.byId(typeId);
     if (type == null) {
-      throw error("tensor '" + name + "' has unsupported type id " + typeId);
+      throw error(
+          "tensor '" + name + "' has unsupported type id " + Integer.toUnsignedString(typeId));
     }
     if (dims[0] % type.blockSize() != 0) {
       throw error(
@@ -289,6 +303,6 @@ final class GgufParser {
     if (offset < 0) {
       throw error("tensor '" + name + "' has absurd data offset " + Long.toUnsignedString(offset));
     }
-    return new TensorInfo(name, dims, type, offset);
+    return new TensorInfo(realName, dims, type, offset);
   }
 }

@@ -35,7 +35,9 @@ public record GgufValue(GgufValueType type, GgufValueType elementType, Object va
   @Override
   public String toString() {
     if (!isArray()) {
-      return String.valueOf(value);
+      return type == GgufValueType.UINT64 && value instanceof Long l
+          ? Long.toUnsignedString(l)
+          : String.valueOf(value);
     }
     // Long arrays (vocabularies) are abbreviated without formatting every element.
     int n = length();
@@ -47,7 +49,11 @@ public record GgufValue(GgufValueType type, GgufValueType elementType, Object va
       if (sb.length() > 117) {
         return sb.append("... (").append(n).append(" items)").toString();
       }
-      sb.append(element(i));
+      Object e = element(i);
+      sb.append(
+          elementType == GgufValueType.UINT64 && e instanceof Long l
+              ? Long.toUnsignedString(l)
+              : e);
     }
     return sb.append(']').toString();
   }

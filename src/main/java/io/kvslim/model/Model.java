@@ -1,10 +1,15 @@
 package io.kvslim.model;
 
+import io.kvslim.ggml.BlockCodec;
+import io.kvslim.ggml.LittleEndian;
+import io.kvslim.ggml.Q4_KCodec;
 import io.kvslim.gguf.GgmlType;
 import io.kvslim.gguf.GgufFile;
 import io.kvslim.gguf.GgufFormatException;
+import io.kvslim.gguf.SafeText;
 import io.kvslim.gguf.TensorInfo;
 import io.kvslim.tensor.WeightMatrix;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 
 /**
@@ -30,6 +35,15 @@ public final class Model implements AutoCloseable {
             ? matrix("output.weight", c.vocabSize(), c.dim())
             : tokenEmbedding; // tied embeddings
     this.outputNorm = vector("output_norm.weight", c.dim());
+    if (c.layers() > file.tensors().size() / 9) { // each block has at least 9 tensors
+      throw new GgufFormatException(
+          file.path()
+              + ": block_count "
+              + c.layers()
+              + " is more than the file's "
+              + file.tensors().size()
+              + " tensors can hold");
+    }
     this.layers = new LayerWeights[c.layers()];
     for (int l = 0; l < c.layers(); l++) {
       String p = "blk." + l + ".";
@@ -53,9 +67,17 @@ public final class Model implements AutoCloseable {
     this.rope = new Rope(c, factors);
   }
 
-  /** Loads a model; the file stays mapped until {@link #close()}. */
+  /**
+   * Loads a model; the file stays mapped until {@link #close()}. Content that loads but will give
+   * NaN (a NaN or infinite norm weight or block scale) is reported once per tensor as a warning
+   * ({@link GgufFile#warn}) on stderr.
+   */
   public static Model load(Path path) {
-    GgufFile f = GgufFile.open(path);
+    return of(GgufFile.open(path));
+  }
+
+  /** The model in an opened file, which the model then owns (closed by {@link #close()}). */
+  public static Model of(GgufFile f) {
     try {
       return new Model(f);
     } catch (RuntimeException e) {
@@ -79,10 +101,53 @@ public final class Model implements AutoCloseable {
               + rows
               + "]");
     }
+    WeightMatrix m;
     try {
-      return WeightMatrix.of(t.type(), file.tensorData(t), rows, cols);
+      m = WeightMatrix.of(t.type(), file.tensorData(t), rows, cols);
     } catch (UnsupportedOperationException e) {
       throw new GgufFormatException(file.path() + ": tensor '" + name + "': " + e.getMessage(), e);
+    }
+    checkScales(name, t);
+    return m;
+  }
+
+  /**
+   * Warns once when blocks of a quantized tensor have a NaN or infinite scale ({@code d}, or the
+   * minimum's scale {@code m}/{@code dmin}): every value of such a block, and so every output the
+   * tensor feeds, is NaN. Reads two bytes per block, once at load.
+   */
+  private void checkScales(String name, TensorInfo t) {
+    BlockCodec c = BlockCodec.of(t.type());
+    if (c == null) {
+      return;
+    }
+    MemorySegment data = file.tensorData(t);
+    int bytes = c.blockBytes();
+    long blocks = data.byteSize() / bytes;
+    boolean kMin = t.type() == GgmlType.Q4_K || t.type() == GgmlType.Q5_K;
+    long bad = 0;
+    for (long b = 0; b < blocks; b++) {
+      long off = b * bytes;
+      float d = c.d(data, off);
+      float m =
+          c.hasMinimum()
+              ? c.m(data, off)
+              : kMin ? LittleEndian.half(data, off + Q4_KCodec.DMIN) : 0;
+      if (!Float.isFinite(d) || !Float.isFinite(m)) {
+        bad++;
+      }
+    }
+    if (bad > 0) {
+      file.warn(
+          "tensor '"
+              + SafeText.of(name)
+              + "' ("
+              + t.type()
+              + ") has "
+              + bad
+              + " of "
+              + blocks
+              + " block scales NaN or infinite; the values of those blocks are NaN");
     }
   }
 
@@ -104,6 +169,22 @@ public final class Model implements AutoCloseable {
     }
     float[] out = new float[n];
     WeightMatrix.of(t.type(), file.tensorData(t), 1, n).dequantizeRow(0, out, 0);
+    int bad = 0;
+    for (float x : out) {
+      if (!Float.isFinite(x)) {
+        bad++;
+      }
+    }
+    if (bad > 0) {
+      file.warn(
+          "tensor '"
+              + SafeText.of(name)
+              + "' has "
+              + bad
+              + " of "
+              + n
+              + " values NaN or infinite; the model's outputs will be NaN");
+    }
     return out;
   }
 

@@ -2,6 +2,7 @@ package io.kvslim.model;
 
 import io.kvslim.gguf.GgufFile;
 import io.kvslim.gguf.GgufFormatException;
+import io.kvslim.gguf.SafeText;
 
 /**
  * Hyper-parameters of a Llama-family model, all read from GGUF metadata ({@code <arch>.*} keys);
@@ -45,7 +46,10 @@ public record ModelConfig(
       }
       default ->
           throw new GgufFormatException(
-              f.path() + ": unsupported architecture '" + arch + "' (supported: llama, qwen2)");
+              f.path()
+                  + ": unsupported architecture '"
+                  + SafeText.of(arch)
+                  + "' (supported: llama, qwen2)");
     }
     int dim = f.getInt(arch + ".embedding_length");
     int layers = f.getInt(arch + ".block_count");
@@ -54,10 +58,7 @@ public record ModelConfig(
     int headDim = f.getInt(arch + ".attention.key_length", heads > 0 ? dim / heads : 0);
     int valueDim = f.getInt(arch + ".attention.value_length", headDim);
     int ffn = f.getInt(arch + ".feed_forward_length");
-    int vocab =
-        f.has(arch + ".vocab_size")
-            ? f.getInt(arch + ".vocab_size")
-            : (int) f.requireTensor("token_embd.weight").dims()[1];
+    int vocab = f.has(arch + ".vocab_size") ? f.getInt(arch + ".vocab_size") : embeddingRows(f);
     int ctx = f.getInt(arch + ".context_length", 2048);
     float eps = (float) f.getDouble(arch + ".attention.layer_norm_rms_epsilon", 1e-5);
     float base = (float) f.getDouble(arch + ".rope.freq_base", 10000.0);
@@ -66,14 +67,31 @@ public record ModelConfig(
     String scaling = f.getString(arch + ".rope.scaling.type", "none");
     switch (scaling) {
       case "none" -> {}
-      case "linear" -> freqScale = 1f / (float) f.getDouble(arch + ".rope.scaling.factor", 1.0);
+      case "linear" -> {
+        float factor = (float) f.getDouble(arch + ".rope.scaling.factor", 1.0);
+        requirePositiveFinite(f, arch + ".rope.scaling.factor", factor);
+        freqScale = 1f / factor;
+      }
       default ->
           throw new GgufFormatException(
-              f.path() + ": unsupported rope scaling '" + scaling + "' (supported: none, linear)");
+              f.path()
+                  + ": unsupported rope scaling '"
+                  + SafeText.of(scaling)
+                  + "' (supported: none, linear)");
     }
     if (dim <= 0 || layers <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0 || ffn <= 0) {
       throw new GgufFormatException(f.path() + ": model dimensions must be positive");
     }
+    if (vocab <= 0 || ctx <= 0) {
+      throw new GgufFormatException(
+          f.path() + ": vocab_size " + vocab + " and context_length " + ctx + " must be positive");
+    }
+    if ((long) heads * headDim > Integer.MAX_VALUE) {
+      throw new GgufFormatException(
+          f.path() + ": head_count " + heads + " x key_length " + headDim + " is too large");
+    }
+    requirePositiveFinite(f, arch + ".attention.layer_norm_rms_epsilon", eps);
+    requirePositiveFinite(f, arch + ".rope.freq_base", base);
     if (heads % kvHeads != 0) {
       throw new GgufFormatException(
           f.path() + ": head_count " + heads + " is not a multiple of head_count_kv " + kvHeads);
@@ -87,13 +105,42 @@ public record ModelConfig(
               + valueDim
               + " is not supported");
     }
-    if (ropeDims > headDim || ropeDims % 2 != 0) {
+    if (ropeDims <= 0 || ropeDims > headDim || ropeDims % 2 != 0) {
       throw new GgufFormatException(
-          f.path() + ": rope.dimension_count " + ropeDims + " is invalid for head size " + headDim);
+          f.path()
+              + ": rope.dimension_count "
+              + ropeDims
+              + " is invalid for head size "
+              + headDim
+              + " (expected a positive even number at most the head size)");
     }
     return new ModelConfig(
         arch, dim, layers, heads, kvHeads, headDim, ffn, vocab, ctx, eps, base, ropeDims, rope,
         freqScale, bias);
+  }
+
+  /**
+   * A value the forward pass divides by or raises to a power: NaN, an infinity, zero or a negative
+   * value would only show up later as NaN logits, so the file is refused at load.
+   */
+  private static void requirePositiveFinite(GgufFile f, String key, float v) {
+    if (!(v > 0) || Float.isInfinite(v)) {
+      throw new GgufFormatException(
+          f.path() + ": metadata '" + key + "' = " + v + " must be a positive finite number");
+    }
+  }
+
+  /** The vocabulary size from the token embedding's shape, when the metadata does not say. */
+  private static int embeddingRows(GgufFile f) {
+    long[] dims = f.requireTensor("token_embd.weight").dims();
+    if (dims.length != 2 || dims[1] > Integer.MAX_VALUE) {
+      throw new GgufFormatException(
+          f.path()
+              + ": tensor 'token_embd.weight' has shape "
+              + java.util.Arrays.toString(dims)
+              + ", expected [embedding_length, vocab_size]");
+    }
+    return (int) dims[1];
   }
 
   public int qDim() {

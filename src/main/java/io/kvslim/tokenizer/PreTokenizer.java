@@ -1,5 +1,6 @@
 package io.kvslim.tokenizer;
 
+import io.kvslim.gguf.SafeText;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -127,7 +128,7 @@ final class PreTokenizer {
     }
     throw new IllegalArgumentException(
         "unsupported pre-tokenizer '"
-            + name
+            + SafeText.of(name)
             + "' in tokenizer.ggml.pre (supported: "
             + String.join(", ", supportedNames())
             + ")");

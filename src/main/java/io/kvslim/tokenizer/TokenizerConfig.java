@@ -1,6 +1,8 @@
 package io.kvslim.tokenizer;
 
 import io.kvslim.gguf.GgufFile;
+import io.kvslim.gguf.GgufValueType;
+import io.kvslim.gguf.SafeText;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
@@ -35,7 +37,7 @@ final class TokenizerConfig {
       throw new IllegalArgumentException(
           gguf.path()
               + ": unsupported tokenizer model '"
-              + model
+              + SafeText.of(model)
               + "' in tokenizer.ggml.model (supported: llama, gpt2)");
     }
     return model;
@@ -120,9 +122,34 @@ final class TokenizerConfig {
     phi3 = name.contains("phi-3") || name.contains("phi3");
   }
 
+  /**
+   * A special token's id: the metadata's when it names a token of the vocabulary, else {@code
+   * defaultId} (or none, -1, when that is outside too). An id outside the vocabulary is reported as
+   * a warning and the default used instead, as llama.cpp does ({@code llama_vocab::impl::load} in
+   * src/llama-vocab.cpp: "bad special token: '%s' = %u, using default id %d").
+   */
   private static int specialId(GgufFile gguf, String key, int defaultId, int n) {
-    long id = gguf.getLong("tokenizer.ggml." + key, defaultId);
-    return id >= 0 && id < n ? (int) id : (defaultId < n ? defaultId : -1);
+    int fallback = defaultId < n ? defaultId : -1;
+    String fullKey = "tokenizer.ggml." + key;
+    if (!gguf.has(fullKey)) {
+      return fallback;
+    }
+    long id = gguf.getLong(fullKey);
+    if (id >= 0 && id < n) {
+      return (int) id;
+    }
+    String shown =
+        gguf.get(fullKey).type() == GgufValueType.UINT64 ? Long.toUnsignedString(id) : "" + id;
+    gguf.warn(
+        "metadata '"
+            + fullKey
+            + "' = "
+            + shown
+            + " is outside the vocabulary of "
+            + n
+            + " tokens; using "
+            + (fallback >= 0 ? "the default id " + fallback : "no such token"));
+    return fallback;
   }
 
   private static void requireLength(GgufFile gguf, String key, int length, int n) {

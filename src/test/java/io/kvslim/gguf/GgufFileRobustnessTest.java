@@ -303,6 +303,102 @@ class GgufFileRobustnessTest {
   }
 
   @Test
+  void tensorDataMustFollowInOrderWithoutOverlapOrGap() throws IOException {
+    int f32 = GgmlType.F32.id();
+    // two tensors of 8 floats (32 bytes): the second must start at 32, as llama.cpp requires
+    Path ok =
+        file(
+            "inorder.gguf",
+            new Raw()
+                .header(3, 2, 0)
+                .tensor("a", 8, f32, 0)
+                .tensor("b", 8, f32, 32)
+                .padTo(32)
+                .zeros(64)
+                .toBytes());
+    GgufFile.open(ok).close();
+    assertRejected(
+        "overlap.gguf",
+        new Raw().header(3, 2, 0).tensor("a", 8, f32, 0).tensor("b", 8, f32, 0).padTo(32).zeros(64),
+        "'b' data starts at offset 0, expected 32");
+    assertRejected(
+        "order.gguf",
+        new Raw()
+            .header(3, 2, 0)
+            .tensor("a", 8, f32, 32)
+            .tensor("b", 8, f32, 0)
+            .padTo(32)
+            .zeros(64),
+        "'a' data starts at offset 32, expected 0");
+    assertRejected(
+        "gap.gguf",
+        new Raw()
+            .header(3, 2, 0)
+            .tensor("a", 8, f32, 0)
+            .tensor("b", 8, f32, 64)
+            .padTo(32)
+            .zeros(96),
+        "'b' data starts at offset 64, expected 32");
+  }
+
+  @Test
+  void unsigned32BitFieldsAreReportedUnsigned() throws IOException {
+    assertRejected("v-1.gguf", new Raw().header(-1, 0, 0), "unsupported GGUF version 4294967295");
+    assertRejected(
+        "valuetype-2.gguf",
+        new Raw().header(3, 0, 1).str("k").u32(-2).u32(0),
+        "'k' has unknown value type 4294967294");
+    assertRejected(
+        "elemtype-1.gguf",
+        new Raw().header(3, 0, 1).str("k").u32(GgufValueType.ARRAY.id()).u32(-1).u64(0),
+        "unknown element type 4294967295");
+    assertRejected(
+        "ndims-1.gguf",
+        new Raw().header(3, 1, 0).str("t").u32(-1).zeros(64),
+        "'t' has 4294967295 dimensions");
+    assertRejected(
+        "tensortype-min.gguf",
+        new Raw().header(3, 1, 0).tensor("t", 32, Integer.MIN_VALUE, 0).padTo(32).zeros(256),
+        "'t' has unsupported type id 2147483648");
+  }
+
+  @Test
+  void controlCharactersFromTheFileAreEscapedInMessages() throws IOException {
+    String evil = "a\u0000b\u001b[2J\nc\u202e";
+    Path tensors =
+        file(
+            "evilname.gguf",
+            new Raw()
+                .header(3, 2, 0)
+                .tensor(evil, 1, 0, 0)
+                .tensor(evil, 1, 0, 32)
+                .padTo(32)
+                .zeros(64)
+                .toBytes());
+    Path keys =
+        file(
+            "evilkey.gguf",
+            new Raw()
+                .header(3, 0, 2)
+                .str(evil)
+                .u32(GgufValueType.UINT8.id())
+                .bytes((byte) 1)
+                .str(evil)
+                .u32(GgufValueType.UINT8.id())
+                .bytes((byte) 2)
+                .toBytes());
+    for (Path p : new Path[] {tensors, keys}) {
+      assertThatThrownBy(() -> GgufFile.open(p).close())
+          .isInstanceOf(GgufFormatException.class)
+          .hasMessageContaining("'a\\x00b\\x1b[2J\\x0ac\\u202e'")
+          .satisfies(
+              e ->
+                  assertThat(e.getMessage().chars().filter(c -> c < 0x20 || c == 0x202e))
+                      .isEmpty());
+    }
+  }
+
+  @Test
   void missingPathAndDirectoryAreRejected() {
     assertRejected(dir.resolve("nope.gguf"), "no such file");
     assertRejected(dir, "directory");

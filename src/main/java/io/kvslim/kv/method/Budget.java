@@ -15,7 +15,7 @@ public record Budget(Kind kind, double value) {
 
   /**
    * Parses {@code 512} (tokens), {@code 0.25} or {@code 25%} (ratio of the prompt), or {@code
-   * 64MiB}, {@code 1.5GB}, {@code 4096B} (bytes).
+   * 64MiB}, {@code 1.5GB}, {@code 1TiB}, {@code 4096B} (bytes).
    */
   public static Budget parse(String s) {
     String t = s.trim();
@@ -32,9 +32,11 @@ public record Budget(Kind kind, double value) {
         {"KIB", "1024"},
         {"MIB", "1048576"},
         {"GIB", "1073741824"},
+        {"TIB", "1099511627776"},
         {"KB", "1000"},
         {"MB", "1000000"},
         {"GB", "1000000000"},
+        {"TB", "1000000000000"},
         {"B", "1"}
       };
       for (String[] u : units) {
