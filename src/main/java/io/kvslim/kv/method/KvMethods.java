@@ -19,6 +19,7 @@ public final class KvMethods {
     register(new StreamingMethod());
     register(new H2oMethod());
     register(new KeyformerMethod());
+    register(new NaclMethod());
     register(new TovaMethod());
     register(new SnapKvMethod());
     register(new PyramidKvMethod());
