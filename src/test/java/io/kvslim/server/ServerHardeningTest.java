@@ -253,8 +253,13 @@ class ServerHardeningTest {
         Socket held = runningStream(small, greedy("Hold the memory", 1500, true));
         try (Socket waiting = small.connect()) {
           TestServer.writePost(waiting, "/v1/completions", greedy("Patience", 4, false));
-          Thread.sleep(3000);
+          // queued (the held stream has the memory): polled, as a loaded machine may take a while
+          long deadline = System.nanoTime() + 30_000_000_000L;
+          while (small.server.scheduler().queueLength() != 1 && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+          }
           assertThat(small.server.scheduler().queueLength()).isEqualTo(1);
+          Thread.sleep(3000); // three idle timeouts without a byte either way
           reset(held);
           TestServer.RawReply r = TestServer.readReply(waiting);
           assertThat(r).isNotNull();
