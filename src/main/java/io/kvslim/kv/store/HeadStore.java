@@ -59,9 +59,12 @@ public final class HeadStore {
     return size;
   }
 
-  /** Exact bytes held: the sum of {@link KvBlock#bytes()} over the blocks. */
+  /**
+   * Exact bytes held: the sum of {@link KvBlock#bytes()} over the blocks, plus the compensation
+   * entry's ({@link #compensationBytes()}).
+   */
   public long bytes() {
-    return bytes;
+    return bytes + compensationBytes();
   }
 
   public int headDim() {
@@ -416,7 +419,7 @@ public final class HeadStore {
     evict(set);
   }
 
-  /** Gives every block back to the pool. */
+  /** Gives every block and the compensation entry back to the pool. */
   void release() {
     for (int i = blocks.size() - 1; i >= 0; i--) {
       KvBlock b = blocks.remove(i);
@@ -424,5 +427,133 @@ public final class HeadStore {
       pool.release(b.bytes());
     }
     size = 0;
+    if (compensationKey != null) {
+      pool.release(compensationBytes());
+      compensationKey = null;
+      compensationValue = null;
+      compensationWeight = 0;
+    }
+  }
+
+  // ---- the compensation entry (RazorAttention) -------------------------------------------------
+
+  private float[] compensationKey; // null until tokens are folded in
+  private float[] compensationValue;
+  private int compensationWeight;
+  private int compensationPosition;
+
+  /**
+   * Bytes of a compensation entry: its key and value in F32 and two 4-byte integers, its weight and
+   * the largest position folded into it.
+   */
+  public static long compensationEntryBytes(int headDim) {
+    return 2L * headDim * Float.BYTES + 2L * Integer.BYTES;
+  }
+
+  /** Bytes the compensation entry holds, 0 without one. */
+  public long compensationBytes() {
+    return compensationKey == null ? 0 : compensationEntryBytes(headDim);
+  }
+
+  /** Whether tokens have been folded into a compensation entry. */
+  public boolean hasCompensation() {
+    return compensationKey != null;
+  }
+
+  /** The compensation entry's key (the mean of the folded keys); do not modify. */
+  public float[] compensationKey() {
+    return compensationKey;
+  }
+
+  /** The compensation entry's value (the mean of the folded values); do not modify. */
+  public float[] compensationValue() {
+    return compensationValue;
+  }
+
+  /** |D|, the tokens folded into the compensation entry, 0 without one. */
+  public int compensationWeight() {
+    return compensationWeight;
+  }
+
+  /** The largest position folded in: queries before it do not see the entry. */
+  public int compensationPosition() {
+    return compensationPosition;
+  }
+
+  /**
+   * Evicts the live tokens whose indices (in retained order) are set in {@code indices} and folds
+   * them into this head's compensation entry (METHODS.md M7, RazorAttention's compensation token):
+   * with D the tokens folded so far and M the new ones, {@code k̂ ← (|D|·k̂ + Σ_M k)/(|D| + |M|)},
+   * the same for {@code v̂}, and {@code |D| ← |D| + |M|}, summed in double and rounded to F32 once,
+   * so a single fold stores the mean of the folded keys and values as {@code (float) (Σ k / |M|)}.
+   * Attention then counts the entry as {@code |D|} copies of one token (METHODS.md M2): its logit
+   * gets {@code + ln |D|} inside the softmax (see {@link io.kvslim.kv.cache.PagedLayerKv}). The
+   * first fold takes {@link #compensationEntryBytes} from the pool.
+   *
+   * @throws KvMemoryExhaustedException if the pool cannot hold the entry (nothing changes then)
+   */
+  public void fold(BitSet indices) {
+    if (indices.isEmpty()) {
+      return;
+    }
+    if (indices.length() > size) {
+      throw new IndexOutOfBoundsException(
+          "folding token " + (indices.length() - 1) + " but head holds " + size);
+    }
+    double[] keySum = new double[headDim];
+    double[] valueSum = new double[headDim];
+    int w = compensationWeight;
+    for (int i = 0; i < headDim && w > 0; i++) {
+      keySum[i] = (double) compensationKey[i] * w;
+      valueSum[i] = (double) compensationValue[i] * w;
+    }
+    float[] row = new float[headDim];
+    int folded = 0;
+    int lastPosition = compensationPosition;
+    int index = 0;
+    for (KvBlock b : blocks) {
+      b.positions(slotPositions, 0);
+      for (int s = 0; s < b.filled(); s++) {
+        if (!b.isLive(s)) {
+          continue;
+        }
+        if (indices.get(index)) {
+          b.decodeKey(s, row, 0);
+          for (int i = 0; i < headDim; i++) {
+            keySum[i] += row[i];
+          }
+          b.decodeValue(s, row, 0);
+          for (int i = 0; i < headDim; i++) {
+            valueSum[i] += row[i];
+          }
+          lastPosition = Math.max(lastPosition, slotPositions[s]);
+          folded++;
+        }
+        index++;
+      }
+    }
+    boolean fresh = compensationKey == null;
+    if (fresh) {
+      pool.reserve(compensationEntryBytes(headDim));
+    }
+    try {
+      evict(indices);
+    } catch (RuntimeException e) {
+      if (fresh) {
+        pool.release(compensationEntryBytes(headDim));
+      }
+      throw e;
+    }
+    if (fresh) {
+      compensationKey = new float[headDim];
+      compensationValue = new float[headDim];
+    }
+    int total = w + folded;
+    for (int i = 0; i < headDim; i++) {
+      compensationKey[i] = (float) (keySum[i] / total);
+      compensationValue[i] = (float) (valueSum[i] / total);
+    }
+    compensationWeight = total;
+    compensationPosition = lastPosition;
   }
 }
