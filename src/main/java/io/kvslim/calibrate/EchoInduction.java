@@ -47,7 +47,7 @@ final class EchoInduction {
         int t = shuffled[i];
         shuffled[i] = shuffled[j];
         shuffled[j] = t;
-        x[i] = t;
+        x[i] = shuffled[i];
       }
     } else {
       for (int i = 0; i < m; i++) {
