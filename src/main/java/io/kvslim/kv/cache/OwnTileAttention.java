@@ -3,6 +3,7 @@ package io.kvslim.kv.cache;
 import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.format.KvFormat;
 import io.kvslim.kv.format.KvFormats;
+import io.kvslim.kv.store.CompensationEntry;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.LayerStore;
@@ -199,7 +200,7 @@ final class OwnTileAttention {
       retained += live;
     }
     if (compensated) {
-      float[] v = head.compensationValue();
+      float[] v = head.compensation().value();
       for (int r = 0; r < rows; r++) {
         float w = scores[r * stride + size];
         for (int j = 0; j < headDim; j++) {
@@ -240,11 +241,12 @@ final class OwnTileAttention {
       float[] scores,
       int stride,
       int size) {
-    float[] k = head.compensationKey();
-    float lnWeight = (float) Math.log(head.compensationWeight());
+    CompensationEntry entry = head.compensation();
+    float[] k = entry.key();
+    float lnWeight = (float) Math.log(entry.weight());
     for (int r = 0; r < rows; r++) {
       float z = Float.NEGATIVE_INFINITY;
-      if (rowPositions[r] >= head.compensationPosition()) {
+      if (rowPositions[r] >= entry.position()) {
         float dot = 0f;
         int q = queryOffsets[r];
         for (int j = 0; j < headDim; j++) {

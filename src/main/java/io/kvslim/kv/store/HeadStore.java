@@ -427,68 +427,37 @@ public final class HeadStore {
       pool.release(b.bytes());
     }
     size = 0;
-    if (compensationKey != null) {
+    if (compensation != null) {
       pool.release(compensationBytes());
-      compensationKey = null;
-      compensationValue = null;
-      compensationWeight = 0;
+      compensation = null;
     }
   }
 
   // ---- the compensation entry (RazorAttention) -------------------------------------------------
 
-  private float[] compensationKey; // null until tokens are folded in
-  private float[] compensationValue;
-  private int compensationWeight;
-  private int compensationPosition;
-
-  /**
-   * Bytes of a compensation entry: its key and value in F32 and two 4-byte integers, its weight and
-   * the largest position folded into it.
-   */
-  public static long compensationEntryBytes(int headDim) {
-    return 2L * headDim * Float.BYTES + 2L * Integer.BYTES;
-  }
+  private CompensationEntry compensation; // null until tokens are folded in
 
   /** Bytes the compensation entry holds, 0 without one. */
   public long compensationBytes() {
-    return compensationKey == null ? 0 : compensationEntryBytes(headDim);
+    return compensation == null ? 0 : CompensationEntry.bytes(headDim);
   }
 
   /** Whether tokens have been folded into a compensation entry. */
   public boolean hasCompensation() {
-    return compensationKey != null;
+    return compensation != null;
   }
 
-  /** The compensation entry's key (the mean of the folded keys); do not modify. */
-  public float[] compensationKey() {
-    return compensationKey;
-  }
-
-  /** The compensation entry's value (the mean of the folded values); do not modify. */
-  public float[] compensationValue() {
-    return compensationValue;
-  }
-
-  /** |D|, the tokens folded into the compensation entry, 0 without one. */
-  public int compensationWeight() {
-    return compensationWeight;
-  }
-
-  /** The largest position folded in: queries before it do not see the entry. */
-  public int compensationPosition() {
-    return compensationPosition;
+  /** The compensation entry, or null. */
+  public CompensationEntry compensation() {
+    return compensation;
   }
 
   /**
    * Evicts the live tokens whose indices (in retained order) are set in {@code indices} and folds
-   * them into this head's compensation entry (METHODS.md M7, RazorAttention's compensation token):
-   * with D the tokens folded so far and M the new ones, {@code k̂ ← (|D|·k̂ + Σ_M k)/(|D| + |M|)},
-   * the same for {@code v̂}, and {@code |D| ← |D| + |M|}, summed in double and rounded to F32 once,
-   * so a single fold stores the mean of the folded keys and values as {@code (float) (Σ k / |M|)}.
-   * Attention then counts the entry as {@code |D|} copies of one token (METHODS.md M2): its logit
-   * gets {@code + ln |D|} inside the softmax (see {@link io.kvslim.kv.cache.PagedLayerKv}). The
-   * first fold takes {@link #compensationEntryBytes} from the pool.
+   * them into this head's {@link CompensationEntry} (METHODS.md M7, RazorAttention's compensation
+   * token), which attention counts as |D| copies of the mean token (METHODS.md M2; see {@link
+   * io.kvslim.kv.cache.PagedLayerKv#fold}). The first fold takes {@link CompensationEntry#bytes}
+   * from the pool.
    *
    * @throws KvMemoryExhaustedException if the pool cannot hold the entry (nothing changes then)
    */
@@ -500,60 +469,33 @@ public final class HeadStore {
       throw new IndexOutOfBoundsException(
           "folding token " + (indices.length() - 1) + " but head holds " + size);
     }
-    double[] keySum = new double[headDim];
-    double[] valueSum = new double[headDim];
-    int w = compensationWeight;
-    for (int i = 0; i < headDim && w > 0; i++) {
-      keySum[i] = (double) compensationKey[i] * w;
-      valueSum[i] = (double) compensationValue[i] * w;
-    }
-    float[] row = new float[headDim];
-    int folded = 0;
-    int lastPosition = compensationPosition;
+    CompensationEntry.Sum sum = new CompensationEntry.Sum(compensation, headDim);
+    float[] key = new float[headDim];
+    float[] value = new float[headDim];
     int index = 0;
     for (KvBlock b : blocks) {
       b.positions(slotPositions, 0);
       for (int s = 0; s < b.filled(); s++) {
-        if (!b.isLive(s)) {
-          continue;
+        if (b.isLive(s) && indices.get(index++)) {
+          b.decodeKey(s, key, 0);
+          b.decodeValue(s, value, 0);
+          sum.add(key, value, slotPositions[s]);
         }
-        if (indices.get(index)) {
-          b.decodeKey(s, row, 0);
-          for (int i = 0; i < headDim; i++) {
-            keySum[i] += row[i];
-          }
-          b.decodeValue(s, row, 0);
-          for (int i = 0; i < headDim; i++) {
-            valueSum[i] += row[i];
-          }
-          lastPosition = Math.max(lastPosition, slotPositions[s]);
-          folded++;
-        }
-        index++;
       }
     }
-    boolean fresh = compensationKey == null;
+    boolean fresh = compensation == null;
+    long entryBytes = CompensationEntry.bytes(headDim);
     if (fresh) {
-      pool.reserve(compensationEntryBytes(headDim));
+      pool.reserve(entryBytes);
     }
     try {
       evict(indices);
     } catch (RuntimeException e) {
       if (fresh) {
-        pool.release(compensationEntryBytes(headDim));
+        pool.release(entryBytes);
       }
       throw e;
     }
-    if (fresh) {
-      compensationKey = new float[headDim];
-      compensationValue = new float[headDim];
-    }
-    int total = w + folded;
-    for (int i = 0; i < headDim; i++) {
-      compensationKey[i] = (float) (keySum[i] / total);
-      compensationValue[i] = (float) (valueSum[i] / total);
-    }
-    compensationWeight = total;
-    compensationPosition = lastPosition;
+    compensation = sum.entry();
   }
 }

@@ -55,9 +55,9 @@ class CompensationEntryTest {
       HeadStore head = folded.head(g);
       for (int t = 2; t < 7; t++) {
         System.arraycopy(
-            head.compensationKey(), 0, copyKeys, (t * KV_HEADS + g) * HEAD_DIM, HEAD_DIM);
+            head.compensation().key(), 0, copyKeys, (t * KV_HEADS + g) * HEAD_DIM, HEAD_DIM);
         System.arraycopy(
-            head.compensationValue(), 0, copyValues, (t * KV_HEADS + g) * HEAD_DIM, HEAD_DIM);
+            head.compensation().value(), 0, copyValues, (t * KV_HEADS + g) * HEAD_DIM, HEAD_DIM);
       }
     }
     PagedLayerKv copies = cache().layer(0);
@@ -94,9 +94,9 @@ class CompensationEntryTest {
     drop.set(4, 30);
     layer.fold(1, drop);
     HeadStore head = layer.head(1);
-    assertThat(head.compensationWeight() + head.size()).isEqualTo(n);
-    assertThat(head.compensationWeight()).isEqualTo(26);
-    assertThat(head.compensationPosition()).isEqualTo(29);
+    assertThat(head.compensation().weight() + head.size()).isEqualTo(n);
+    assertThat(head.compensation().weight()).isEqualTo(26);
+    assertThat(head.compensation().position()).isEqualTo(29);
     for (int j = 0; j < HEAD_DIM; j++) {
       double k = 0;
       double v = 0;
@@ -104,8 +104,8 @@ class CompensationEntryTest {
         k += row(keys, t, 1)[j];
         v += row(values, t, 1)[j];
       }
-      assertThat(head.compensationKey()[j]).isEqualTo((float) (k / 26));
-      assertThat(head.compensationValue()[j]).isEqualTo((float) (v / 26));
+      assertThat(head.compensation().key()[j]).isEqualTo((float) (k / 26));
+      assertThat(head.compensation().value()[j]).isEqualTo((float) (v / 26));
     }
     assertThat(layer.head(0).hasCompensation()).isFalse();
     assertThat(layer.positions(1))
@@ -114,14 +114,14 @@ class CompensationEntryTest {
     BitSet one = new BitSet();
     one.set(4);
     layer.fold(1, one);
-    assertThat(head.compensationWeight()).isEqualTo(27);
-    assertThat(head.compensationWeight() + head.size()).isEqualTo(n);
+    assertThat(head.compensation().weight()).isEqualTo(27);
+    assertThat(head.compensation().weight() + head.size()).isEqualTo(n);
     for (int j = 0; j < HEAD_DIM; j++) {
       double k = 0;
       for (int t = 4; t < 31; t++) {
         k += row(keys, t, 1)[j];
       }
-      assertThat((double) head.compensationKey()[j]).isCloseTo(k / 27, within(1e-6));
+      assertThat((double) head.compensation().key()[j]).isCloseTo(k / 27, within(1e-6));
     }
   }
 

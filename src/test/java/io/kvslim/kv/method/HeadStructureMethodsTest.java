@@ -195,7 +195,7 @@ class HeadStructureMethodsTest {
                   continue;
                 }
                 assertThat(head.size()).as("kept at %d", n).isEqualTo(sinks + buffer);
-                assertThat(head.compensationWeight() + head.size()).isEqualTo(n);
+                assertThat(head.compensation().weight() + head.size()).isEqualTo(n);
                 int[] p = c.paged(l).positions(g);
                 assertThat(p[sinks]).isEqualTo(n - buffer);
                 if (n == PROMPT) {
@@ -223,10 +223,10 @@ class HeadStructureMethodsTest {
         v[j] += row[j];
       }
     }
-    assertThat(head.compensationWeight()).isEqualTo(to - from);
+    assertThat(head.compensation().weight()).isEqualTo(to - from);
     for (int j = 0; j < d; j++) {
-      assertThat(head.compensationKey()[j]).isEqualTo((float) (k[j] / (to - from)));
-      assertThat(head.compensationValue()[j]).isEqualTo((float) (v[j] / (to - from)));
+      assertThat(head.compensation().key()[j]).isEqualTo((float) (k[j] / (to - from)));
+      assertThat(head.compensation().value()[j]).isEqualTo((float) (v[j] / (to - from)));
     }
   }
 
