@@ -1,5 +1,8 @@
 package io.kvslim.bench;
 
+import io.kvslim.calibrate.CalibrationProfile;
+import io.kvslim.calibrate.Calibrator;
+import io.kvslim.calibrate.ModelIdentity;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.KvCache;
@@ -59,7 +62,7 @@ public final class QualityRunner {
     this.modelName = modelName;
     this.specTexts = new ArrayList<>();
     this.specTexts.add("full");
-    for (String s : specs) {
+    for (String s : profiled(engine, tokenizer, specs, config.seed, outDir)) {
       String t = KvSpec.parse(s).text();
       if (!specTexts.contains(t)) {
         specTexts.add(t);
@@ -74,6 +77,52 @@ public final class QualityRunner {
     this.groups = groups(caches, config.share);
     this.nll = new QualityNll(this, engine, tokenizer, config, tasks);
     this.retrieval = new QualityRetrieval(this, engine, tokenizer, config, tasks);
+  }
+
+  /**
+   * The specs, with a calibration profile added to those whose methods need one and name none (the
+   * full suite's {@code razor} and {@code duo}): calibrated here once, before any timing, on the
+   * first 8,192 tokens of the built-in code corpus with the suite's seed ({@link Calibrator}), and
+   * written to {@code OUT/calibration-profile.json}.
+   */
+  static List<String> profiled(
+      Engine engine, Tokenizer tokenizer, List<String> specs, long seed, Path outDir) {
+    if (specs.stream().noneMatch(KvSpec::lacksProfile)) {
+      return specs;
+    }
+    ModelConfig c = engine.config();
+    ModelIdentity id =
+        new ModelIdentity(
+            io.kvslim.model.Model.fileOf(c), c.layers(), c.heads(), c.kvHeads(), c.headDim());
+    String text = CodeCorpus.builtIn().text();
+    CalibrationProfile p =
+        Calibrator.run(
+            engine,
+            id,
+            tokenizer,
+            tokenizer.encode(text, true, false),
+            "kvslim built-in code corpus",
+            ModelIdentity.sha256Of(text.getBytes(java.nio.charset.StandardCharsets.UTF_8)),
+            new Calibrator.Options(8192, seed, 0, 4),
+            null);
+    Path file;
+    try {
+      if (outDir != null) {
+        java.nio.file.Files.createDirectories(outDir);
+        file = outDir.resolve("calibration-profile.json");
+      } else {
+        file = java.nio.file.Files.createTempFile("kvslim-profile", ".json");
+        file.toFile().deleteOnExit();
+      }
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException("cannot write the calibration profile", e);
+    }
+    p.write(file);
+    List<String> out = new ArrayList<>();
+    for (String s : specs) {
+      out.add(KvSpec.withProfile(s, file));
+    }
+    return out;
   }
 
   /**

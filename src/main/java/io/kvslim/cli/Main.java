@@ -17,6 +17,7 @@ import picocli.CommandLine.Command;
       TokenizeCommand.class,
       GenerateCommand.class,
       PerplexityCommand.class,
+      CalibrateCommand.class,
       BenchCommand.class,
       KvMethodsCommand.class,
       ServeCommand.class

@@ -1,17 +1,30 @@
 package io.kvslim.engine;
 
+import io.kvslim.calibrate.ModelIdentity;
 import io.kvslim.kv.cache.KvCaches;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
+import io.kvslim.model.Model;
 import io.kvslim.model.ModelConfig;
 
 /** Adapts a KV spec to the engine: a cache factory for a model's shape. */
 public final class KvSpecs {
   private KvSpecs() {}
 
-  /** Caches for {@code spec} and {@code config}'s shape, drawing from {@code pool}. */
+  /**
+   * Caches for {@code spec} and {@code config}'s shape, drawing from {@code pool}; a method's
+   * calibration profile is checked against the model {@code config} belongs to ({@link
+   * Model#fileOf}).
+   */
   public static KvCaches caches(KvSpec spec, BlockPool pool, ModelConfig config) {
-    return new KvCaches(spec, pool, config.layers(), config.kvHeads(), config.headDim());
+    ModelIdentity model =
+        new ModelIdentity(
+            Model.fileOf(config),
+            config.layers(),
+            config.heads(),
+            config.kvHeads(),
+            config.headDim());
+    return new KvCaches(spec, pool, config.layers(), config.kvHeads(), config.headDim(), model);
   }
 
   /** A factory that builds (and checks) the spec's caches on first use, per model shape. */

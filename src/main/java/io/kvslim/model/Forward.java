@@ -30,6 +30,7 @@ public final class Forward {
   private final WeightMatrix[] qkv = new WeightMatrix[3];
   private final float[][] qkvOut = new float[3][];
   private IntFunction<AttentionObserver> observers; // by layer, null for none
+  private ProjectionListener projections; // pre-RoPE queries and keys, null for none
   private final Numerics numerics;
   private final AttentionOrder attentionOrder;
 
@@ -72,6 +73,25 @@ public final class Forward {
    */
   public void setLayerObservers(IntFunction<AttentionObserver> observers) {
     this.observers = observers;
+  }
+
+  /**
+   * Receives each layer's queries and keys after the projections (and their biases), before RoPE:
+   * calibration passes that need them ({@code kvslim calibrate}'s DuoAttention scores) read them
+   * here instead of recomputing the model.
+   */
+  @FunctionalInterface
+  public interface ProjectionListener {
+    /**
+     * @param q {@code rows × heads × headDim} queries, row-major (read {@code rows} rows only)
+     * @param k {@code rows × kvHeads × headDim} keys
+     */
+    void onProjections(int layer, int rows, float[] q, float[] k);
+  }
+
+  /** Installs {@code listener} for every layer of every later step (null removes it). */
+  public void setProjectionListener(ProjectionListener listener) {
+    this.projections = listener;
   }
 
   private void ensure(int n) {
@@ -177,6 +197,9 @@ public final class Forward {
       Ops.addBias(q, n, w.bq(), c.qDim());
       Ops.addBias(k, n, w.bk(), c.kvDim());
       Ops.addBias(v, n, w.bv(), c.kvDim());
+    }
+    if (projections != null) {
+      projections.onProjections(l, n, q, k);
     }
     Rope rope = model.rope();
     int half = c.ropeDims() / 2;

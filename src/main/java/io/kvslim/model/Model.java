@@ -79,7 +79,9 @@ public final class Model implements AutoCloseable {
   /** The model in an opened file, which the model then owns (closed by {@link #close()}). */
   public static Model of(GgufFile f) {
     try {
-      return new Model(f);
+      Model m = new Model(f);
+      register(m);
+      return m;
     } catch (RuntimeException e) {
       f.close();
       throw e;
@@ -229,5 +231,30 @@ public final class Model implements AutoCloseable {
   @Override
   public void close() {
     file.close();
+  }
+
+  // the loaded models, so that a configuration (the instance a model made) leads back to its file
+  private static final java.util.List<java.lang.ref.WeakReference<Model>> LOADED =
+      new java.util.ArrayList<>();
+
+  private static synchronized void register(Model m) {
+    LOADED.removeIf(r -> r.get() == null);
+    LOADED.add(new java.lang.ref.WeakReference<>(m));
+  }
+
+  /**
+   * The GGUF file of the loaded model whose configuration is {@code config} (that very instance:
+   * two files of the same shape have equal but distinct configurations), or null. Calibration
+   * profiles are checked against it ({@link io.kvslim.engine.KvSpecs#caches}), where only the
+   * configuration is at hand.
+   */
+  public static synchronized Path fileOf(ModelConfig config) {
+    for (var r : LOADED) {
+      Model m = r.get();
+      if (m != null && m.config == config) {
+        return m.file.path();
+      }
+    }
+    return null;
   }
 }

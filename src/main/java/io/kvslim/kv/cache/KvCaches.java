@@ -1,5 +1,6 @@
 package io.kvslim.kv.cache;
 
+import io.kvslim.calibrate.ModelIdentity;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.method.KvSpecException;
@@ -27,8 +28,19 @@ public final class KvCaches {
   private final int headDim;
   private final KvCacheFormat[] formats;
   private final double bytesPerTokenAll;
+  private final ModelIdentity model;
 
   public KvCaches(KvSpec spec, BlockPool pool, int layers, int kvHeads, int headDim) {
+    this(spec, pool, layers, kvHeads, headDim, null);
+  }
+
+  /**
+   * Caches of {@code spec} for a model of this shape; {@code model} (null when unknown) is the
+   * model's identity, against which methods check their calibration profiles.
+   */
+  public KvCaches(
+      KvSpec spec, BlockPool pool, int layers, int kvHeads, int headDim, ModelIdentity model) {
+    this.model = model;
     this.spec = spec;
     this.pool = pool;
     this.layers = layers;
@@ -100,7 +112,7 @@ public final class KvCaches {
   }
 
   private KvPolicy policyOf(MethodCall c, boolean[] mask) {
-    return c.method().policy(c, new PolicyContext(mask, kvHeads, headDim, bytesPerTokenAll));
+    return c.method().policy(c, new PolicyContext(mask, kvHeads, headDim, bytesPerTokenAll, model));
   }
 
   /** The storage format a rule's calls name; at most one format per rule. */

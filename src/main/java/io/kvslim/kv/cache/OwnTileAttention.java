@@ -3,6 +3,7 @@ package io.kvslim.kv.cache;
 import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.format.KvFormat;
 import io.kvslim.kv.format.KvFormats;
+import io.kvslim.kv.store.CompensationEntry;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.LayerStore;
@@ -40,12 +41,17 @@ final class OwnTileAttention {
     List<KvBlock> blocks = head.blocks();
     int size = head.size();
     int rows = last - first;
-    tile.ensure(rows, size, headDim, store.format().blockTokens());
+    boolean compensated = head.hasCompensation();
+    tile.ensure(rows, size + 1, headDim, store.format().blockTokens());
     tile.setUpRows(g, first, last, c, headDim);
     int[] rowPositions = tile.rowPositions;
     int[] rowOffsets = tile.rowOffsets;
     int[] queryOffsets = rowOffsets;
     if (c.relative != null) {
+      if (compensated) {
+        throw new IllegalStateException(
+            "a compensation entry cannot be read at cache-relative positions");
+      }
       queries = c.relative.queries(tile, c.queries, headDim, size - c.n, c.group, first, rows);
       queryOffsets = tile.rolledOffsets;
     }
@@ -144,9 +150,14 @@ final class OwnTileAttention {
       retained += live;
     }
     assert retained == size : "live counts are inconsistent";
+    if (compensated) {
+      scoreCompensation(
+          head, rows, rowPositions, queries, queryOffsets, scale, scores, stride, size);
+    }
     float[] sums = tile.sums;
+    int entries = compensated ? size + 1 : size;
     for (int r = 0; r < rows; r++) {
-      sums[r] = AttentionKernels.softmaxWeights(scores, r * stride, size);
+      sums[r] = AttentionKernels.softmaxWeights(scores, r * stride, entries);
     }
     float[] acc = tile.acc;
     Arrays.fill(acc, 0, rows * headDim, 0f);
@@ -188,6 +199,15 @@ final class OwnTileAttention {
       }
       retained += live;
     }
+    if (compensated) {
+      float[] v = head.compensation().value();
+      for (int r = 0; r < rows; r++) {
+        float w = scores[r * stride + size];
+        for (int j = 0; j < headDim; j++) {
+          acc[r * headDim + j] += w * v[j];
+        }
+      }
+    }
     boolean probabilities = tile.probabilities;
     for (int r = 0; r < rows; r++) {
       float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
@@ -202,6 +222,39 @@ final class OwnTileAttention {
         int slot = ((first + r) / group - c.observedQuery0) * c.heads + h;
         AttentionKernels.scale(scores, r * stride, inverse, observed[slot], 0, size);
       }
+    }
+  }
+
+  /**
+   * The logit of the head's compensation entry for each row, after the retained tokens' ({@code
+   * scores[r·stride + size]}): {@code q·k̂ · scale + ln |D|}, so that the softmax counts it as |D|
+   * copies of the mean token (METHODS.md M2; RazorAttention eq. 5, {@code [Σ e^z v + |D| e^{q·k̂}
+   * v̂] / [Σ e^z + |D| e^{q·k̂}]}); {@code −∞} for a row before the last folded position.
+   */
+  private void scoreCompensation(
+      HeadStore head,
+      int rows,
+      int[] rowPositions,
+      float[] queries,
+      int[] queryOffsets,
+      float scale,
+      float[] scores,
+      int stride,
+      int size) {
+    CompensationEntry entry = head.compensation();
+    float[] k = entry.key();
+    float lnWeight = (float) Math.log(entry.weight());
+    for (int r = 0; r < rows; r++) {
+      float z = Float.NEGATIVE_INFINITY;
+      if (rowPositions[r] >= entry.position()) {
+        float dot = 0f;
+        int q = queryOffsets[r];
+        for (int j = 0; j < headDim; j++) {
+          dot += queries[q + j] * k[j];
+        }
+        z = dot * scale + lnWeight;
+      }
+      scores[r * stride + size] = z;
     }
   }
 

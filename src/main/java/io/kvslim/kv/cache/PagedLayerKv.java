@@ -181,6 +181,15 @@ public final class PagedLayerKv implements LayerKv {
     store.evict(kvHead, indices);
   }
 
+  /**
+   * Evicts the tokens of {@code kvHead} whose retained indices are set and folds them into the
+   * head's compensation entry ({@link HeadStore#fold}), which attention then counts as that many
+   * copies of their mean (METHODS.md M2: its logit gets {@code + ln |D|}).
+   */
+  public void fold(int kvHead, BitSet indices) {
+    store.fold(kvHead, indices);
+  }
+
   /** Evicts the tokens of {@code kvHead} at retained indices {@code indices[0..count)}. */
   public void evict(int kvHead, int[] indices, int count) {
     store.evict(kvHead, indices, count);

@@ -25,6 +25,8 @@ public final class KvMethods {
     register(new PyramidKvMethod());
     register(new AdaKvMethod());
     register(new KeyDiffMethod());
+    register(new DuoMethod());
+    register(new RazorMethod());
     register(new KiviMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }

@@ -1,10 +1,44 @@
 package io.kvslim.kv.method;
 
+import io.kvslim.calibrate.CalibrationProfile;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
-/** One method in a spec with its knobs' values, defaults filled in and values parsed. */
-public record MethodCall(KvMethod method, Map<String, Object> params) {
+/**
+ * One method in a spec with its knobs' values, defaults filled in and values parsed, and the
+ * calibration profile its rule names ({@code @profile=FILE}), or null.
+ */
+public record MethodCall(KvMethod method, Map<String, Object> params, CalibrationProfile profile) {
+  public MethodCall(KvMethod method, Map<String, Object> params) {
+    this(method, params, null);
+  }
+
+  /** This call with {@code p} as its profile. */
+  MethodCall withProfile(CalibrationProfile p) {
+    return new MethodCall(method, params, p);
+  }
+
+  /**
+   * The profile, checked against the model the policy is built for.
+   *
+   * @throws KvSpecException when there is none, or it was measured on another model
+   */
+  public CalibrationProfile profileFor(PolicyContext context) {
+    if (profile == null) {
+      throw new KvSpecException(KvSpec.missingProfile(method));
+    }
+    if (context.model() == null) {
+      throw new KvSpecException(
+          method.name()
+              + " cannot check its calibration profile against a model of unknown origin");
+    }
+    try {
+      profile.checkModel(context.model());
+    } catch (CalibrationProfile.ProfileException e) {
+      throw new KvSpecException(e.getMessage());
+    }
+    return profile;
+  }
 
   /**
    * Binds the raw {@code key=value} strings of a spec to {@code method}'s knobs: unknown keys are

@@ -59,9 +59,12 @@ public final class HeadStore {
     return size;
   }
 
-  /** Exact bytes held: the sum of {@link KvBlock#bytes()} over the blocks. */
+  /**
+   * Exact bytes held: the sum of {@link KvBlock#bytes()} over the blocks, plus the compensation
+   * entry's ({@link #compensationBytes()}).
+   */
   public long bytes() {
-    return bytes;
+    return bytes + compensationBytes();
   }
 
   public int headDim() {
@@ -416,7 +419,7 @@ public final class HeadStore {
     evict(set);
   }
 
-  /** Gives every block back to the pool. */
+  /** Gives every block and the compensation entry back to the pool. */
   void release() {
     for (int i = blocks.size() - 1; i >= 0; i--) {
       KvBlock b = blocks.remove(i);
@@ -424,5 +427,75 @@ public final class HeadStore {
       pool.release(b.bytes());
     }
     size = 0;
+    if (compensation != null) {
+      pool.release(compensationBytes());
+      compensation = null;
+    }
+  }
+
+  // ---- the compensation entry (RazorAttention) -------------------------------------------------
+
+  private CompensationEntry compensation; // null until tokens are folded in
+
+  /** Bytes the compensation entry holds, 0 without one. */
+  public long compensationBytes() {
+    return compensation == null ? 0 : CompensationEntry.bytes(headDim);
+  }
+
+  /** Whether tokens have been folded into a compensation entry. */
+  public boolean hasCompensation() {
+    return compensation != null;
+  }
+
+  /** The compensation entry, or null. */
+  public CompensationEntry compensation() {
+    return compensation;
+  }
+
+  /**
+   * Evicts the live tokens whose indices (in retained order) are set in {@code indices} and folds
+   * them into this head's {@link CompensationEntry} (METHODS.md M7, RazorAttention's compensation
+   * token), which attention counts as |D| copies of the mean token (METHODS.md M2; see {@link
+   * io.kvslim.kv.cache.PagedLayerKv#fold}). The first fold takes {@link CompensationEntry#bytes}
+   * from the pool.
+   *
+   * @throws KvMemoryExhaustedException if the pool cannot hold the entry (nothing changes then)
+   */
+  public void fold(BitSet indices) {
+    if (indices.isEmpty()) {
+      return;
+    }
+    if (indices.length() > size) {
+      throw new IndexOutOfBoundsException(
+          "folding token " + (indices.length() - 1) + " but head holds " + size);
+    }
+    CompensationEntry.Sum sum = new CompensationEntry.Sum(compensation, headDim);
+    float[] key = new float[headDim];
+    float[] value = new float[headDim];
+    int index = 0;
+    for (KvBlock b : blocks) {
+      b.positions(slotPositions, 0);
+      for (int s = 0; s < b.filled(); s++) {
+        if (b.isLive(s) && indices.get(index++)) {
+          b.decodeKey(s, key, 0);
+          b.decodeValue(s, value, 0);
+          sum.add(key, value, slotPositions[s]);
+        }
+      }
+    }
+    boolean fresh = compensation == null;
+    long entryBytes = CompensationEntry.bytes(headDim);
+    if (fresh) {
+      pool.reserve(entryBytes);
+    }
+    try {
+      evict(indices);
+    } catch (RuntimeException e) {
+      if (fresh) {
+        pool.release(entryBytes);
+      }
+      throw e;
+    }
+    compensation = sum.entry();
   }
 }

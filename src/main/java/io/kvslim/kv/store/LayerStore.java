@@ -116,6 +116,15 @@ public final class LayerStore {
     heads[kvHead].evict(indices);
   }
 
+  /**
+   * Evicts tokens of one head by retained index and folds them into its compensation entry; see
+   * {@link HeadStore#fold}. A pending flush is done first.
+   */
+  public void fold(int kvHead, BitSet indices) {
+    flushResidual();
+    heads[kvHead].fold(indices);
+  }
+
   /** Evicts the tokens of one head at retained indices {@code indices[0..count)}. */
   public void evict(int kvHead, int[] indices, int count) {
     flushResidual();

@@ -37,6 +37,7 @@ class EveryMethodTest {
   static Model model;
   static Engine engine;
   static int[] tokens;
+  static Path profile; // a calibration profile of the model, for the methods that need one
 
   static Stream<KvMethod> methods() {
     return KvMethods.all().stream();
@@ -49,6 +50,8 @@ class EveryMethodTest {
     }
     model = Model.load(SharedData.model("llama-spm-f32.gguf"));
     engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
+    profile =
+        io.kvslim.calibrate.TestProfiles.quick(engine, SharedData.model("llama-spm-f32.gguf"));
     SplittableRandom r = new SplittableRandom(11);
     tokens = new int[PROMPT + DECODE];
     for (int i = 0; i < tokens.length; i++) {
@@ -78,7 +81,12 @@ class EveryMethodTest {
   }
 
   static ManagedKvCache cache(String spec, BlockPool pool) {
-    return KvSpecs.caches(KvSpec.parse(spec), pool, model.config()).create();
+    return KvSpecs.caches(KvSpec.parse(profiled(spec)), pool, model.config()).create();
+  }
+
+  /** {@code spec} with the model's calibration profile for the methods that need one. */
+  static String profiled(String spec) {
+    return profile == null ? spec : KvSpec.withProfile(spec, profile);
   }
 
   @ParameterizedTest(name = "{0}")
@@ -91,8 +99,14 @@ class EveryMethodTest {
       assertThat(k.description()).as("%s:%s", m.name(), k.name()).isNotBlank();
     }
     // the defaults parse, and the examples the generic tests use parse
-    assertThat(KvSpec.parse(m.name()).rules()).hasSize(1);
-    assertThat(KvSpec.parse(m.specCompressing(PROMPT)).rules().get(0).calls().get(0).method())
+    assertThat(KvSpec.parse(profiled(m.name())).rules()).hasSize(1);
+    assertThat(
+            KvSpec.parse(profiled(m.specCompressing(PROMPT)))
+                .rules()
+                .get(0)
+                .calls()
+                .get(0)
+                .method())
         .isSameAs(m);
     if (m.family() == KvMethod.Family.EVICTION || m.family() == KvMethod.Family.BASELINE) {
       assertThat(m.specKeeping(PROMPT + DECODE))
@@ -153,6 +167,7 @@ class EveryMethodTest {
         for (KvBlock b : layer.head(g).blocks()) {
           sum += b.bytes();
         }
+        sum += layer.head(g).compensationBytes(); // RazorAttention's weighted entry
         assertThat(layer.bytes(g)).isEqualTo(sum);
         total += sum;
       }
@@ -199,7 +214,8 @@ class EveryMethodTest {
     SharedData.require();
     for (String spec : specsOf(m)) {
       long estimate =
-          KvPlan.resolve(spec, new BlockPool(), model.config()).estimateBytes(PROMPT, DECODE);
+          KvPlan.resolve(profiled(spec), new BlockPool(), model.config())
+              .estimateBytes(PROMPT, DECODE);
       BlockPool pool = new BlockPool();
       try (ManagedKvCache c = cache(spec, pool)) {
         run(c, () -> {});
@@ -286,7 +302,7 @@ class EveryMethodTest {
       assertThat(m.benchmarkSpecs()).as("%s in the full report", m.name()).isNotEmpty();
     }
     for (String spec : m.benchmarkSpecs()) {
-      assertThat(KvSpec.parse(spec).rules().get(0).calls().get(0).method()).isSameAs(m);
+      assertThat(KvSpec.parse(profiled(spec)).rules().get(0).calls().get(0).method()).isSameAs(m);
     }
   }
 
