@@ -265,6 +265,9 @@ class OpenAiServerTest {
         Arguments.of("/v1/completions", "{\"prompt\":\"a\",\"kv\":\"snapkv:budgt=3\"}", 400, "kv"),
         Arguments.of("/v1/completions", "{\"prompt\":\"a\",\"kv\":\"nosuch\"}", 400, "kv"),
         Arguments.of("/v1/completions", "{\"prompt\":\"a\",\"kv\":5}", 400, "kv"),
+        // a request may not make the server read a file (nor learn whether one exists)
+        Arguments.of(
+            "/v1/completions", "{\"prompt\":\"a\",\"kv\":\"duo@profile=/etc/passwd\"}", 400, "kv"),
         Arguments.of("/v1/chat/completions", "{\"prompt\":\"a\"}", 400, "messages"),
         Arguments.of("/v1/chat/completions", "{\"messages\":[]}", 400, "messages"),
         Arguments.of(
