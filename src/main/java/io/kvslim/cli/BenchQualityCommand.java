@@ -106,7 +106,9 @@ public final class BenchQualityCommand implements Callable<Integer> {
     BenchConfig config = config();
     List<String> specTexts = new ArrayList<>();
     for (String s : config.specs) {
-      specTexts.add(KvSpec.parse(s).text()); // a bad spec fails before any model is loaded
+      // a bad spec fails before any model is loaded; one that needs a calibration profile and
+      // names none is parsed once the run has calibrated the model (QualityRunner)
+      specTexts.add(KvSpec.lacksProfile(s) ? s : KvSpec.parse(s).text());
     }
     List<Path> modelPaths = new ArrayList<>();
     for (String m : config.models) {
