@@ -205,6 +205,40 @@ class BenchCommandsTest {
   }
 
   @Test
+  void aSpecThatNeedsACalibrationProfileIsCalibratedForOnce() throws IOException {
+    Path cfg = tmp.resolve("calibrated.json");
+    Files.writeString(
+        cfg,
+        """
+        {
+          "specs": ["duo:ratio=0.5,sinks=4,recent=16"],
+          "tasks": ["ppl"],
+          "seed": 3,
+          "ppl": {"ctx": 64, "windows": 1, "decode": 16}
+        }
+        """);
+    Path out = tmp.resolve("calibrated");
+    CliResult r =
+        CliResult.run(
+            "bench",
+            "quality",
+            "-m",
+            model(),
+            "-t",
+            "1",
+            "--config",
+            cfg.toString(),
+            "--out",
+            out.toString());
+    assertThat(r.exitCode()).as(r.err()).isZero();
+    assertThat(out.resolve("calibration-profile.json")).isNotEmptyFile();
+    String spec =
+        "duo:ratio=0.5,sinks=4,recent=16@profile=" + out.resolve("calibration-profile.json");
+    assertThat(find(records(out), spec, "ppl", "").get("kld_mean").asDouble())
+        .isGreaterThanOrEqualTo(0);
+  }
+
+  @Test
   void badInputsGiveOneLineErrors() throws IOException {
     String out = tmp.resolve("bad").toString();
     Path unreadable = tmp.resolve("broken.json");
