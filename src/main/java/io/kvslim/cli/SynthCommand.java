@@ -53,10 +53,73 @@ public final class SynthCommand implements Callable<Integer> {
               + " when present, else a generated vocabulary)")
   Path vocab;
 
+  @Option(
+      names = "--ctx",
+      paramLabel = "N",
+      description =
+          "context length written to the file (llama.context_length), 16..32768 (default: the"
+              + " shape's, 2048 for tiny and 110m, 8192 for llama-1b)")
+  Integer ctx;
+
+  @Option(
+      names = "--kv-heads",
+      paramLabel = "K",
+      description =
+          "KV heads (grouped-query attention when fewer than the query heads; must divide them;"
+              + " default: the shape's)")
+  Integer kvHeads;
+
+  @Option(
+      names = "--rope-base",
+      paramLabel = "B",
+      description =
+          "RoPE frequency base (llama.rope.freq_base; default: the shape's, raised to 500000 when"
+              + " --ctx is above 8192, as Llama 3 does for long contexts)")
+  Double ropeBase;
+
+  /** Longest context {@code --ctx} accepts. */
+  static final int MAX_CTX = 32768;
+
+  /** {@code s} with the {@code --ctx}, {@code --kv-heads} and {@code --rope-base} overrides. */
+  SyntheticShape shaped(SyntheticShape s) {
+    int c = s.contextLength();
+    if (ctx != null) {
+      if (ctx < 16 || ctx > MAX_CTX) {
+        throw new IllegalArgumentException(
+            "--ctx must be between 16 and " + MAX_CTX + " tokens, got " + ctx);
+      }
+      c = ctx;
+    }
+    int k = s.kvHeads();
+    if (kvHeads != null) {
+      if (kvHeads < 1 || s.heads() % kvHeads != 0) {
+        throw new IllegalArgumentException(
+            "--kv-heads must divide the "
+                + s.heads()
+                + " query heads of shape "
+                + s.name()
+                + ", got "
+                + kvHeads);
+      }
+      k = kvHeads;
+    }
+    double base = s.ropeBase();
+    if (ropeBase != null) {
+      if (!(ropeBase > 1) || Double.isInfinite(ropeBase)) {
+        throw new IllegalArgumentException("--rope-base must be a finite number above 1");
+      }
+      base = ropeBase;
+    } else if (c > 8192) {
+      base = Math.max(base, 500000);
+    }
+    return new SyntheticShape(
+        s.name(), s.dim(), s.layers(), s.heads(), k, s.ffn(), s.vocab(), c, base, s.rmsEps());
+  }
+
   @Override
   public Integer call() {
     PrintWriter w = spec.commandLine().getOut();
-    SyntheticShape s = SyntheticShape.byName(shape);
+    SyntheticShape s = shaped(SyntheticShape.byName(shape));
     GgmlType t = parseType(type);
     SyntheticVocabulary v;
     if (vocab != null) {
@@ -74,8 +137,9 @@ public final class SynthCommand implements Callable<Integer> {
     double seconds = (System.nanoTime() - start) / 1e9;
     w.printf(
         Locale.ROOT,
-        "wrote %s: llama %s (dim %d, %d layers, %d heads, %d KV heads, FFN %d, vocab %d),"
-            + " %.1fM params, %s, %d tensors, %.1f MiB in %.1f s (seed %d)%n",
+        "wrote %s: llama %s (dim %d, %d layers, %d heads, %d KV heads, FFN %d, vocab %d,"
+            + " context %d, RoPE base %.0f), %.1fM params, %s, %d tensors, %.1f MiB in %.1f s"
+            + " (seed %d)%n",
         sum.file(),
         s.name(),
         s.dim(),
@@ -84,6 +148,8 @@ public final class SynthCommand implements Callable<Integer> {
         s.kvHeads(),
         s.ffn(),
         s.vocab(),
+        s.contextLength(),
+        s.ropeBase(),
         sum.parameters() / 1e6,
         t,
         sum.tensors(),

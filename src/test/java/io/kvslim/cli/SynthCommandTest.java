@@ -38,7 +38,66 @@ class SynthCommandTest {
   }
 
   @Test
+  void longContextAndGqaVariantsLoadWithTheirShape() {
+    Path out = dir.resolve("long.gguf");
+    CliResult r =
+        CliResult.run(
+            "synth",
+            "--shape",
+            "tiny",
+            "--type",
+            "q4_0",
+            "--ctx",
+            "16384",
+            "--kv-heads",
+            "2",
+            "--out",
+            out.toString());
+    assertThat(r.exitCode()).as(r.err()).isZero();
+    assertThat(r.out()).contains("2 KV heads").contains("context 16384, RoPE base 500000");
+    try (io.kvslim.model.Model m = io.kvslim.model.Model.load(out)) {
+      assertThat(m.config().contextLength()).isEqualTo(16384);
+      assertThat(m.config().kvHeads()).isEqualTo(2);
+      assertThat(m.config().heads()).isEqualTo(8);
+    }
+    Path based = dir.resolve("based.gguf");
+    assertThat(
+            CliResult.run(
+                    "synth",
+                    "--shape",
+                    "tiny",
+                    "--ctx",
+                    "4096",
+                    "--rope-base",
+                    "20000",
+                    "--out",
+                    based.toString())
+                .out())
+        .contains("context 4096, RoPE base 20000");
+  }
+
+  @Test
   void badOptionsAreOneErrorLine() {
+    for (String[] bad :
+        new String[][] {
+          {"--ctx", "40000", "--ctx must be between 16 and 32768"},
+          {"--ctx", "0", "--ctx must be between"},
+          {"--kv-heads", "3", "--kv-heads must divide the 8 query heads"},
+          {"--rope-base", "NaN", "--rope-base must be a finite number above 1"}
+        }) {
+      CliResult r =
+          CliResult.run(
+              "synth",
+              "--shape",
+              "tiny",
+              bad[0],
+              bad[1],
+              "--out",
+              dir.resolve("y.gguf").toString());
+      assertThat(r.exitCode()).isEqualTo(1);
+      assertThat(r.err()).startsWith("kvslim: " + bad[2]);
+      assertThat(dir.resolve("y.gguf")).doesNotExist();
+    }
     Path out = dir.resolve("x.gguf");
     CliResult badType =
         CliResult.run("synth", "--shape", "tiny", "--type", "q5_k", "--out", out.toString());
