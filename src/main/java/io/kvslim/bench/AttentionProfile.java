@@ -148,10 +148,7 @@ public final class AttentionProfile {
                               + count
                               + " tokens");
                     }
-                    double[] s = sums[layer][head];
-                    synchronized (s) {
-                      accumulate(probs, p, s);
-                    }
+                    accumulate(probs, p, sums[layer][head]); // observers run serially
                   }
                 });
     KvCache cache = engine.newCache();

@@ -151,7 +151,6 @@ public final class KeyDiffMethod implements KvMethod {
         }
         PagedLayerKv layer = cache.paged(l);
         int dim = layer.headDim();
-        float[] row = new float[dim];
         for (int g = 0; g < layer.kvHeads(); g++) {
           int n = layer.size(g);
           if (n <= keep) {
@@ -159,10 +158,7 @@ public final class KeyDiffMethod implements KvMethod {
           }
           HeadStore head = layer.head(g);
           float[] keys = new float[n * dim];
-          for (int i = 0; i < n; i++) {
-            head.readKey(i, row);
-            System.arraycopy(row, 0, keys, i * dim, dim);
-          }
+          head.readKeys(keys);
           float[] s = scores(keys, n, dim);
           kept.clear();
           Selection.highest(s, 0, n, keep, kept);

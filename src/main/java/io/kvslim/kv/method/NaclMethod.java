@@ -9,7 +9,6 @@ import io.kvslim.kv.cache.PagedLayerKv;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.Selection;
 import io.kvslim.kv.store.HeadStore;
-import io.kvslim.kv.store.KvBlock;
 import java.util.BitSet;
 import java.util.List;
 import java.util.Set;
@@ -25,15 +24,17 @@ import java.util.SplittableRandom;
  * the rest of the middle range (which reduces the bias of the scores), and the recent tokens. No
  * eviction while decoding. Sizes, ranges, the non-causal proxy attention and the sampling follow
  * the authors' {@code kvcache_eviction} in {@code llama_nacl_patch.py} (PaddlePaddle/Research,
- * ACL2024-NACL): {@code proxy_tokens = int(ratio·n)}, {@code recent = int(protect·n) − sinks},
- * {@code int(keep·n)} and {@code int(random·n)}, {@code flash_attn(..., causal=False)} reduced over
- * the proxy queries, {@code np.random.choice(rest, size, replace=False, p=softmax(rest scores))};
- * eviction only when {@code n > min_len}. Departures: the recent count is clamped at 0 (the
- * authors' code assumes {@code protect·n ≥ sinks}); where the sizes cover the prompt nothing is
- * evicted (the authors assert); a GQA head's score is the mean over its query heads (their models
- * are MHA), so the softmax sees scores on the scale of one head's. Defaults are the authors'
- * ({@code args.py}: 0.01, 0.12, 0.07, 0.01, 256 sinks, min 2048); on small contexts lower {@code
- * sinks} and {@code min_len} (the benchmark specs do).
+ * ACL2024-NACL, the patch of PaddleNLP PR #8839; the function after {@code forward}, its size
+ * lines, the non-causal {@code flash_attn} call and the per-head loop): {@code proxy_tokens =
+ * int(ratio·n)}, {@code recent = int(protect·n) − sinks}, {@code int(keep·n)} and {@code
+ * int(random·n)}, {@code flash_attn(..., causal=False)} reduced over the proxy queries, {@code
+ * np.random.choice(rest, size, replace=False, p=softmax(rest scores))}; eviction only when {@code n
+ * > min_len}. Departures: the recent count is clamped at 0 (the authors' code assumes {@code
+ * protect·n ≥ sinks}); where the sizes cover the prompt nothing is evicted (the authors assert); a
+ * GQA head's score is the mean over its query heads (their models are MHA), so the softmax sees
+ * scores on the scale of one head's. Defaults are the authors' ({@code args.py}: 0.01, 0.12, 0.07,
+ * 0.01, 256 sinks, min 2048); on small contexts lower {@code sinks} and {@code min_len} (the
+ * benchmark specs do).
  */
 public final class NaclMethod implements KvMethod {
   @Override
@@ -310,14 +311,7 @@ public final class NaclMethod implements KvMethod {
     private float[] proxyScores(HeadStore head, int l, int g, int kvHeads, int proxyRows) {
       int n = head.size();
       float[] keys = new float[n * headDim];
-      int i = 0;
-      for (KvBlock b : head.blocks()) {
-        for (int s = 0; s < b.filled(); s++) {
-          if (b.isLive(s)) {
-            b.decodeKey(s, keys, i++ * headDim);
-          }
-        }
-      }
+      head.readKeys(keys);
       int group = heads / kvHeads;
       int rowLen = heads * headDim;
       float[] q = rows[l];

@@ -5,7 +5,6 @@ import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.cache.PagedLayerKv;
 import io.kvslim.kv.method.Budget;
 import io.kvslim.kv.store.HeadStore;
-import io.kvslim.kv.store.KvBlock;
 import java.util.Arrays;
 import java.util.BitSet;
 
@@ -177,17 +176,8 @@ public final class SnapKvPolicy implements KvPolicy {
     int n = head.size();
     float[] keys = new float[n * headDim];
     int[] pos = new int[n];
-    int i = 0;
-    int[] slotPositions = new int[head.format().blockTokens()];
-    for (KvBlock b : head.blocks()) {
-      b.positions(slotPositions, 0);
-      for (int s = 0; s < b.filled(); s++) {
-        if (b.isLive(s)) {
-          b.decodeKey(s, keys, i * headDim);
-          pos[i++] = slotPositions[s];
-        }
-      }
-    }
+    head.readKeys(keys);
+    head.positions(pos);
     int group = heads / kvHeads;
     float[] votes = new float[prefix];
     float[] logits = new float[n];
