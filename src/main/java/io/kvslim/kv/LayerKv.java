@@ -85,6 +85,18 @@ public interface LayerKv {
     attend(n, positions, heads, queries, scale, out, observer, pool);
   }
 
+  /** Whether {@link #attentionOutput} should be called for this layer's prefill steps. */
+  default boolean wantsAttentionOutput() {
+    return false;
+  }
+
+  /**
+   * The residual stream entering this layer's attention block and the block's output (after the
+   * output projection), rows {@code 0..rows)} of {@code dim} floats from {@code off} in both
+   * arrays. Called by the model when {@link #wantsAttentionOutput} is true.
+   */
+  default void attentionOutput(int rows, int dim, float[] x, float[] out, int off) {}
+
   /** Tokens retained by a KV head. */
   int size(int kvHead);
 

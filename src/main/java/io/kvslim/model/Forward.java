@@ -215,6 +215,13 @@ public final class Forward {
     }
     attention(l, b);
     mm(w.wo(), att, n, proj);
+    for (int s = 0; s < b.segments(); s++) {
+      LayerKv kv = b.cache(s).layer(l);
+      if (b.segmentEnd(s) - b.segmentStart(s) > 1 && kv.wantsAttentionOutput()) {
+        int start = b.segmentStart(s);
+        kv.attentionOutput(b.segmentEnd(s) - start, dim, x, proj, start * dim);
+      }
+    }
     Ops.add(x, proj, n * dim);
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.ffnNorm(), dim, c.rmsEps());

@@ -7,6 +7,7 @@ import io.kvslim.kv.method.KvSpecException;
 import io.kvslim.kv.method.MethodCall;
 import io.kvslim.kv.method.PolicyContext;
 import io.kvslim.kv.policy.KvPolicy;
+import io.kvslim.kv.policy.LayerAllocator;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.KvCacheFormat;
@@ -101,18 +102,27 @@ public final class KvCaches {
     List<KvPolicy> out = new ArrayList<>();
     for (List<MethodCall> calls : order) {
       boolean[] mask = masks.get(calls);
+      PolicyContext ctx = new PolicyContext(mask, kvHeads, headDim, bytesPerTokenAll, model);
+      LayerAllocator allocator = null;
+      boolean taken = false;
       for (MethodCall c : calls) {
-        KvPolicy p = policyOf(c, mask);
+        LayerAllocator a = c.method().allocator(c, ctx);
+        allocator = a != null ? a : allocator;
+        taken |= c.method().takesAllocator();
+      }
+      for (MethodCall c : calls) {
+        KvPolicy p = c.method().policy(c, ctx.withAllocator(allocator));
         if (p != null) {
           out.add(p);
         }
       }
+      if (allocator != null && !taken) {
+        // an allocator alone drives SnapKV's selection with SnapKV's defaults
+        MethodCall snap = KvSpec.parse("snapkv").rules().get(0).calls().get(0);
+        out.add(snap.method().policy(snap, ctx.withAllocator(allocator)));
+      }
     }
     return out;
-  }
-
-  private KvPolicy policyOf(MethodCall c, boolean[] mask) {
-    return c.method().policy(c, new PolicyContext(mask, kvHeads, headDim, bytesPerTokenAll, model));
   }
 
   /** The storage format a rule's calls name; at most one format per rule. */

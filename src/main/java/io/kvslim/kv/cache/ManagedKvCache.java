@@ -160,6 +160,25 @@ public final class ManagedKvCache implements KvCache {
         }
       }
 
+      @Override
+      public boolean wantsAttentionOutput() {
+        for (ManagedKvCache m : members) {
+          if (m.views[layer].wantsAttentionOutput()) {
+            return true;
+          }
+        }
+        return false;
+      }
+
+      @Override
+      public void attentionOutput(int rows, int dim, float[] x, float[] out, int off) {
+        for (ManagedKvCache m : members) {
+          if (m.views[layer].wantsAttentionOutput()) {
+            m.views[layer].attentionOutput(rows, dim, x, out, off);
+          }
+        }
+      }
+
       /** Attention ran over the first member (which flushed); the others quantize now too. */
       @Override
       void attended() {
@@ -389,6 +408,8 @@ public final class ManagedKvCache implements KvCache {
     private final AttentionObserver observer;
     private final boolean wantsQueries;
     private final boolean residual;
+    private float[] xRows = new float[0];
+    private float[] outRows = new float[0];
 
     View(int layer) {
       super(layers[layer]);
@@ -438,6 +459,37 @@ public final class ManagedKvCache implements KvCache {
         AttentionObserver engineObserver) {
       offerQueries(n, positions, heads, queries, scale);
       return chain(observer, engineObserver);
+    }
+
+    @Override
+    public boolean wantsAttentionOutput() {
+      for (KvPolicy p : policies) {
+        if (p.wantsAttentionOutput(layer)) {
+          return true;
+        }
+      }
+      return false;
+    }
+
+    @Override
+    public void attentionOutput(int rows, int dim, float[] x, float[] out, int off) {
+      float[] xs = x;
+      float[] os = out;
+      if (off != 0) {
+        if (xRows.length < rows * dim) {
+          xRows = new float[rows * dim];
+          outRows = new float[rows * dim];
+        }
+        System.arraycopy(x, off, xRows, 0, rows * dim);
+        System.arraycopy(out, off, outRows, 0, rows * dim);
+        xs = xRows;
+        os = outRows;
+      }
+      for (KvPolicy p : policies) {
+        if (p.wantsAttentionOutput(layer)) {
+          p.onAttentionOutput(ManagedKvCache.this, layer, rows, dim, xs, os);
+        }
+      }
     }
 
     /** Hands the queries of an attention call to the policies that want them. */

@@ -63,6 +63,11 @@ public final class AdaKvMethod implements KvMethod {
   }
 
   @Override
+  public boolean takesAllocator() {
+    return true;
+  }
+
+  @Override
   public long heldTokens(MethodCall c, int prompt, int maxNew, double bytesPerToken) {
     return Math.max(prompt, (long) c.budgetTokens("budget", prompt, bytesPerToken) + maxNew);
   }

@@ -1,6 +1,7 @@
 package io.kvslim.kv.method;
 
 import io.kvslim.kv.policy.KvPolicy;
+import io.kvslim.kv.policy.LayerAllocator;
 import io.kvslim.kv.store.KvCacheFormat;
 import java.util.List;
 import java.util.Set;
@@ -18,6 +19,8 @@ public interface KvMethod {
   enum Family {
     BASELINE,
     EVICTION,
+    /** splits a token budget over layers for the eviction policy it is composed with */
+    ALLOCATOR,
     QUANTIZATION,
     FORMAT;
 
@@ -73,6 +76,21 @@ public interface KvMethod {
    */
   default KvPolicy policy(MethodCall call, PolicyContext context) {
     return null;
+  }
+
+  /**
+   * The per-layer budget allocator of one call ({@link Family#ALLOCATOR} methods), or {@code null}.
+   * The rule's eviction policy that {@link #takesAllocator takes one} receives it through {@link
+   * PolicyContext#allocator}; alone in a rule, an allocator drives SnapKV's selection with SnapKV's
+   * default knobs.
+   */
+  default LayerAllocator allocator(MethodCall call, PolicyContext context) {
+    return null;
+  }
+
+  /** Whether this method's policy spends a per-layer allocator's budgets (SnapKV, Ada-KV). */
+  default boolean takesAllocator() {
+    return false;
   }
 
   /** The storage format of keys and values, or {@code null} when the method stores nothing. */

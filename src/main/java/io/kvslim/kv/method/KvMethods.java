@@ -24,6 +24,9 @@ public final class KvMethods {
     register(new SnapKvMethod());
     register(new PyramidKvMethod());
     register(new AdaKvMethod());
+    register(new ZigZagKvMethod());
+    register(new SqueezeAttentionMethod());
+    register(new XkvMethod());
     register(new KeyDiffMethod());
     register(new DuoMethod());
     register(new RazorMethod());

@@ -94,7 +94,46 @@ public record KvSpec(String text, List<Rule> rules) {
     for (String callText : ruleText.split("\\+", -1)) {
       calls.add(parseCall(callText.trim(), whole));
     }
+    checkAllocators(calls, whole);
     return new Rule(List.copyOf(withProfile(calls, profilePath, whole)), first, last);
+  }
+
+  /**
+   * At most one per-layer allocator per rule, and only beside an eviction method that spends its
+   * budgets (SnapKV, Ada-KV) or no eviction method (then SnapKV's defaults select).
+   */
+  private static void checkAllocators(List<MethodCall> calls, String whole) {
+    MethodCall allocator = null;
+    for (MethodCall c : calls) {
+      if (c.method().family() != KvMethod.Family.ALLOCATOR) {
+        continue;
+      }
+      if (allocator != null) {
+        throw new KvSpecException(
+            "two budget allocators in one rule ('"
+                + allocator.name()
+                + "' and '"
+                + c.name()
+                + "') of KV spec '"
+                + whole
+                + "'; use one");
+      }
+      allocator = c;
+    }
+    if (allocator == null) {
+      return;
+    }
+    for (MethodCall c : calls) {
+      if (c.method().family() == KvMethod.Family.EVICTION && !c.method().takesAllocator()) {
+        throw new KvSpecException(
+            allocator.name()
+                + " splits a budget over layers for snapkv or adakv, not for '"
+                + c.name()
+                + "' (e.g. '"
+                + allocator.name()
+                + " + snapkv:budget=25%')");
+      }
+    }
   }
 
   private static int[] layerRange(String range, String whole) {

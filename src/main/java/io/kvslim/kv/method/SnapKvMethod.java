@@ -72,7 +72,13 @@ public final class SnapKvMethod implements KvMethod {
         a,
         beta,
         alpha,
-        ctx.bytesPerToken());
+        ctx.bytesPerToken(),
+        a == SnapKvPolicy.Allocation.PYRAMID ? null : ctx.allocator());
+  }
+
+  @Override
+  public boolean takesAllocator() {
+    return true;
   }
 
   @Override

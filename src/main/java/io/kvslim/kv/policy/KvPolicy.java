@@ -37,6 +37,22 @@ public interface KvPolicy {
       ManagedKvCache cache, int layer, int n, int[] positions, int heads, float[] q, float scale) {}
 
   /**
+   * Whether this policy wants {@link #onAttentionOutput} for {@code layer} (SqueezeAttention's
+   * layer importance).
+   */
+  default boolean wantsAttentionOutput(int layer) {
+    return false;
+  }
+
+  /**
+   * The residual stream entering {@code layer}'s attention block ({@code x}) and the block's output
+   * ({@code out}: after the output projection, before it is added), {@code rows × dim} each from
+   * index 0. Called only when {@link #wantsAttentionOutput} is true.
+   */
+  default void onAttentionOutput(
+      ManagedKvCache cache, int layer, int rows, int dim, float[] x, float[] out) {}
+
+  /**
    * Whether {@code layer} uses cache-relative positions (StreamingLLM's rolling positions): its
    * keys are stored before RoPE, and attention rotates each retained key by its index in the head's
    * cache and each query by the index of its own token ({@link io.kvslim.kv.LayerKv#appliesRope}).

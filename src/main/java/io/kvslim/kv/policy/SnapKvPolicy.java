@@ -41,6 +41,7 @@ public final class SnapKvPolicy implements KvPolicy {
   private final double beta;
   private final double alpha;
   private final double bytesPerToken;
+  private final LayerAllocator allocator; // per-layer budgets (ZigZagKV, ...), null for none
   private final float[][] windowQueries; // per layer: last `window` rows, heads × headDim each
   private final int[][] windowPositions;
   private final int[] windowRows;
@@ -59,6 +60,25 @@ public final class SnapKvPolicy implements KvPolicy {
       double beta,
       double alpha,
       double bytesPerTokenAll) {
+    this(layers, budget, window, kernel, maxPool, allocation, beta, alpha, bytesPerTokenAll, null);
+  }
+
+  /**
+   * As above, with the per-layer budgets of {@code allocator} (null for none) instead of the
+   * allocation's layer rule; heads within a layer still follow {@code allocation}.
+   */
+  public SnapKvPolicy(
+      boolean[] layers,
+      Budget budget,
+      int window,
+      int kernel,
+      boolean maxPool,
+      Allocation allocation,
+      double beta,
+      double alpha,
+      double bytesPerTokenAll,
+      LayerAllocator allocator) {
+    this.allocator = allocator;
     this.layers = layers;
     this.budget = budget;
     this.window = window;
@@ -76,6 +96,17 @@ public final class SnapKvPolicy implements KvPolicy {
   @Override
   public boolean wantsQueries(int layer) {
     return layers[layer] && !done;
+  }
+
+  @Override
+  public boolean wantsAttentionOutput(int layer) {
+    return allocator != null && layers[layer] && !done && allocator.wantsAttentionOutput(layer);
+  }
+
+  @Override
+  public void onAttentionOutput(
+      ManagedKvCache cache, int layer, int rows, int dim, float[] x, float[] out) {
+    allocator.onAttentionOutput(layer, rows, dim, x, out);
   }
 
   @Override
@@ -115,15 +146,54 @@ public final class SnapKvPolicy implements KvPolicy {
     for (boolean b : layers) {
       scoped += b ? 1 : 0;
     }
+    if (allocator != null) {
+      allocateAndCompress(cache, total, scoped);
+      return;
+    }
     int li = 0;
     for (int l = 0; l < layers.length; l++) {
       if (!layers[l]) {
         continue;
       }
       int prefixBudget = layerPrefixBudget(total, n, li++, scoped);
-      compressLayer(cache.paged(l), l, prefixBudget);
+      PagedLayerKv layer = cache.paged(l);
+      if (evicts(layer, l, prefixBudget)) {
+        compressLayer(layer, l, prefixBudget, windowVotes(layer, l));
+      }
       windowQueries[l] = null;
     }
+  }
+
+  /** Every scoped layer's votes first, then the allocator's budgets, then the evictions. */
+  private void allocateAndCompress(ManagedKvCache cache, int total, int scoped) {
+    LayerAllocator.LayerVotes[] votes = new LayerAllocator.LayerVotes[scoped];
+    int li = 0;
+    for (int l = 0; l < layers.length; l++) {
+      if (layers[l]) {
+        PagedLayerKv layer = cache.paged(l);
+        boolean any = windowQueries[l] != null && prefixOf(layer, l) > 0;
+        votes[li++] =
+            new LayerAllocator.LayerVotes(
+                l, any ? windowVotes(layer, l) : new float[layer.kvHeads()][0]);
+      }
+    }
+    int[] budgets = allocator.allocate(votes, (long) scoped * Math.max(0, total - window));
+    for (int i = 0; i < scoped; i++) {
+      int l = votes[i].layer();
+      PagedLayerKv layer = cache.paged(l);
+      if (evicts(layer, l, budgets[i])) {
+        compressLayer(layer, l, budgets[i], votes[i].votes());
+      }
+      windowQueries[l] = null;
+    }
+  }
+
+  private int prefixOf(PagedLayerKv layer, int l) {
+    return layer.size(0) - Math.min(window, windowRows[l]);
+  }
+
+  private boolean evicts(PagedLayerKv layer, int l, int prefixBudget) {
+    return windowQueries[l] != null && prefixOf(layer, l) > prefixBudget;
   }
 
   /** Prefix tokens (window excluded) each head of the li-th scoped layer keeps on average. */
@@ -141,17 +211,24 @@ public final class SnapKvPolicy implements KvPolicy {
     return Math.max(0, max - li * ((max - min) / (scopedLayers - 1)));
   }
 
-  private void compressLayer(PagedLayerKv layer, int l, int prefixBudget) {
+  /** Each KV head's mean window attention on each prefix token (before pooling). */
+  private float[][] windowVotes(PagedLayerKv layer, int l) {
     int kvHeads = layer.kvHeads();
-    int n = layer.size(0);
     int w = Math.min(window, windowRows[l]);
-    int prefix = n - w;
-    if (prefix <= prefixBudget || windowQueries[l] == null) {
-      return; // nothing to evict
-    }
+    int prefix = layer.size(0) - w;
     float[][] votes = new float[kvHeads][];
     for (int g = 0; g < kvHeads; g++) {
-      votes[g] = pool(windowVotes(layer.store().head(g), l, g, kvHeads, w, prefix));
+      votes[g] = windowVotes(layer.store().head(g), l, g, kvHeads, w, prefix);
+    }
+    return votes;
+  }
+
+  private void compressLayer(PagedLayerKv layer, int l, int prefixBudget, float[][] raw) {
+    int kvHeads = layer.kvHeads();
+    int prefix = prefixOf(layer, l);
+    float[][] votes = new float[kvHeads][];
+    for (int g = 0; g < kvHeads; g++) {
+      votes[g] = pool(raw[g]);
     }
     int[] keep = new int[kvHeads];
     if (allocation == Allocation.ADAPTIVE) {
