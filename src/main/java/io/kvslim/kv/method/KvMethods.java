@@ -28,6 +28,7 @@ public final class KvMethods {
     register(new SqueezeAttentionMethod());
     register(new XkvMethod());
     register(new KeyDiffMethod());
+    register(new KvCompressMethod());
     register(new DuoMethod());
     register(new RazorMethod());
     register(new KiviMethod());
