@@ -27,7 +27,9 @@ import java.nio.file.Path;
  *   "razor": {"echo": [L][H], "induction": [L][H], "kv_echo": [L][G], "kv_induction": [L][G]},
  *   "duo": {"scores": [L][G]},
  *   "attention_mass": {"tokens", "from", "queries", "sink_tokens", "near_tokens", "local_tokens",
- *                      "heads": [L][H] of {"bos", "sink", "near", "local", "rest", "distance"}}
+ *                      "heads": [L][H] of {"bos", "sink", "near", "local", "rest", "distance"}},
+ *   "kvsharer": {"samples", "sample_tokens", "threshold", "distance": [L][L],
+ *                "accepted": [[i, j], ...], "similarity": [...]}
  * }
  * </pre>
  *
@@ -46,6 +48,8 @@ import java.nio.file.Path;
  *       io.kvslim.bench.AttentionProfile}): the mass on the first {@code sink_tokens} tokens, on
  *       the last {@code near_tokens} and {@code local_tokens}, on neither ({@code rest}), and the
  *       mean distance back.
+ *   <li>{@code kvsharer}: KVSharer's layer distances and the layer pairs its search accepted, in
+ *       order ({@link KvSharer}); absent from profiles written before it existed.
  * </ul>
  *
  * The file is written with the keys in this order and numbers as Java prints doubles, so the same
@@ -62,6 +66,7 @@ public record CalibrationProfile(
     double[][] kvInduction,
     double[][] duo,
     AttentionMass attentionMass,
+    KvSharer kvSharer,
     Path source) {
 
   public static final String FORMAT = "kvslim-calibration-profile";
@@ -95,6 +100,21 @@ public record CalibrationProfile(
       int nearTokens,
       int localTokens,
       io.kvslim.bench.AttentionProfile.Head[][] heads) {}
+
+  /**
+   * KVSharer's calibration search (METHODS.md S3, {@link KvSharerSearch}): {@code distance[i][j]}
+   * (i > j; 0 elsewhere) between layers' mean keys and values over {@code samples} samples of
+   * {@code sampleTokens} tokens, and the pairs {@code accepted[k] = {i, j}} (layer i to read layer
+   * j's keys and values) in the order the search accepted them, each with the mean cosine {@code
+   * similarity[k]} of the final hidden states it kept (above {@code threshold}).
+   */
+  public record KvSharer(
+      int samples,
+      int sampleTokens,
+      double threshold,
+      double[][] distance,
+      int[][] accepted,
+      double[] similarity) {}
 
   /** A profile file that cannot be used; the message is one sentence naming the file. */
   public static final class ProfileException extends IllegalArgumentException {
@@ -203,6 +223,21 @@ public record CalibrationProfile(
         o.put("local", h.local());
         o.put("rest", h.rest());
         o.put("distance", h.distance());
+      }
+    }
+    if (kvSharer != null) {
+      ObjectNode k = root.putObject("kvsharer");
+      k.put("samples", kvSharer.samples());
+      k.put("sample_tokens", kvSharer.sampleTokens());
+      k.put("threshold", kvSharer.threshold());
+      k.set("distance", matrix(kvSharer.distance()));
+      ArrayNode acc = k.putArray("accepted");
+      for (int[] pair : kvSharer.accepted()) {
+        acc.addArray().add(pair[0]).add(pair[1]);
+      }
+      ArrayNode sim = k.putArray("similarity");
+      for (double v : kvSharer.similarity()) {
+        sim.add(v);
       }
     }
     try {
@@ -329,7 +364,52 @@ public record CalibrationProfile(
             r.number(a, "local_tokens").asInt(),
             mass);
     return new CalibrationProfile(
-        model, settings, echo, induction, kvEcho, kvInd, duo, attention, file);
+        model,
+        settings,
+        echo,
+        induction,
+        kvEcho,
+        kvInd,
+        duo,
+        attention,
+        root.has("kvsharer") ? readKvSharer(r, r.object(root, "kvsharer"), layers) : null,
+        file);
+  }
+
+  private static KvSharer readKvSharer(Reader r, JsonNode k, int layers) {
+    double[][] distance = r.matrix(k, "distance", "kvsharer.distance", layers, layers);
+    JsonNode acc = k.path("accepted");
+    JsonNode sim = k.path("similarity");
+    if (!acc.isArray() || !sim.isArray() || acc.size() != sim.size()) {
+      throw r.bad("kvsharer.accepted and kvsharer.similarity are not arrays of one length");
+    }
+    int[][] accepted = new int[acc.size()][];
+    double[] similarity = new double[acc.size()];
+    boolean[] shared = new boolean[layers];
+    for (int i = 0; i < accepted.length; i++) {
+      JsonNode pair = acc.get(i);
+      if (!pair.isArray()
+          || pair.size() != 2
+          || !pair.get(0).canConvertToInt()
+          || !pair.get(1).canConvertToInt()) {
+        throw r.bad("kvsharer.accepted[" + i + "] is not a pair of layer indices");
+      }
+      int a = pair.get(0).asInt();
+      int b = pair.get(1).asInt();
+      if (b < 0 || a <= b || a >= layers || shared[a]) {
+        throw r.bad("kvsharer.accepted[" + i + "] = [" + a + ", " + b + "] is not a valid pair");
+      }
+      shared[a] = true;
+      accepted[i] = new int[] {a, b};
+      similarity[i] = r.finite(sim, i);
+    }
+    return new KvSharer(
+        r.positive(k, "samples"),
+        r.positive(k, "sample_tokens"),
+        r.finite(k, "threshold"),
+        distance,
+        accepted,
+        similarity);
   }
 
   /** Field access with one-sentence errors naming the file and the field. */
@@ -368,6 +448,14 @@ public record CalibrationProfile(
         throw bad("'" + key + "' is not a positive integer");
       }
       return n.asInt();
+    }
+
+    double finite(JsonNode array, int index) {
+      JsonNode v = array.get(index);
+      if (v == null || !v.isNumber() || !Double.isFinite(v.asDouble())) {
+        throw bad("value " + index + " is not a finite number");
+      }
+      return v.asDouble();
     }
 
     double finite(JsonNode parent, String key) {

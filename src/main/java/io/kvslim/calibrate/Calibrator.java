@@ -28,6 +28,9 @@ import java.util.function.LongConsumer;
  *   <li>RazorAttention's echo and induction scores ({@link EchoInduction}) come from {@code
  *       sequences} random sequences [BOS, X, X] of the model's normal tokens, X of length {@code
  *       sequenceLength}, drawn from a {@link SplittableRandom} seeded with {@code seed}.
+ *   <li>KVSharer's layer distances and sharing search ({@link KvSharerSearch}) on up to 30 samples
+ *       of 64 tokens of the text, accepting up to {@code kvSharerLayers} layers (half the layers by
+ *       default, 0 to skip).
  * </ol>
  *
  * Everything is a function of the model, the text and the settings: the same inputs give the same
@@ -48,8 +51,18 @@ public final class Calibrator {
    * @param sequenceLength m, the length of RazorAttention's random sequences X (0: the smaller of
    *     256 and half the context)
    */
-  public record Options(int tokens, long seed, int sequenceLength, int sequences) {
+  public record Options(
+      int tokens, long seed, int sequenceLength, int sequences, int kvSharerLayers) {
+    /** With KVSharer's search accepting up to half the layers. */
+    public Options(int tokens, long seed, int sequenceLength, int sequences) {
+      this(tokens, seed, sequenceLength, sequences, -1);
+    }
+
     public Options {
+      if (kvSharerLayers < -1) {
+        throw new IllegalArgumentException(
+            "--kvsharer-layers must be at least 0, got " + kvSharerLayers);
+      }
       if (tokens < 2) {
         throw new IllegalArgumentException("--tokens must be at least 2, got " + tokens);
       }
@@ -67,7 +80,24 @@ public final class Calibrator {
     return Math.min(textTokens, o.tokens())
         + windows(Math.min(textTokens, o.tokens()), c.contextLength())
         - 1
-        + (long) o.sequences() * (1 + 2L * sequenceLength(c, o));
+        + (long) o.sequences() * (1 + 2L * sequenceLength(c, o))
+        + kvSharerWork(c, Math.min(textTokens, o.tokens()), o);
+  }
+
+  /** KVSharer's search at most: every sample once, then once per candidate pair. */
+  private static long kvSharerWork(ModelConfig c, int used, Options o) {
+    if (kvSharerLayers(c, o) == 0) {
+      return 0;
+    }
+    int n = Math.min(KvSharerSearch.SAMPLE_TOKENS, c.contextLength());
+    long samples = Math.max(1, Math.min(KvSharerSearch.SAMPLES, (used - 1) / Math.max(1, n - 1)));
+    long pairs = (long) c.layers() * (c.layers() - 1) / 2;
+    return samples * n * (1 + pairs);
+  }
+
+  private static int kvSharerLayers(ModelConfig c, Options o) {
+    int max = o.kvSharerLayers() < 0 ? c.layers() / 2 : o.kvSharerLayers();
+    return Math.min(max, c.layers() - 1);
   }
 
   /**
@@ -150,6 +180,25 @@ public final class Calibrator {
         induction[l][h] = sums[l][h][1] / queries;
       }
     }
+    // 3. KVSharer's layer distances and sharing search on samples of the text
+    CalibrationProfile.KvSharer sharer = null;
+    int maxShared = kvSharerLayers(c, o);
+    if (maxShared > 0) {
+      long budget = kvSharerWork(c, used, o);
+      long[] spent = {0};
+      List<int[]> samples =
+          KvSharerSearch.samples(Arrays.copyOf(text, used), bos, KvSharerSearch.SAMPLE_TOKENS, ctx);
+      sharer =
+          KvSharerSearch.run(
+              engine,
+              samples,
+              maxShared,
+              u -> {
+                spent[0] += u;
+                done.accept(u);
+              });
+      done.accept(Math.max(0, budget - spent[0]));
+    }
     CalibrationProfile.ModelInfo info =
         new CalibrationProfile.ModelInfo(
             identity.fileName(),
@@ -179,6 +228,7 @@ public final class Calibrator {
         EchoInduction.perKvHead(induction, c.kvHeads()),
         duo.scores(),
         attention,
+        sharer,
         null);
   }
 

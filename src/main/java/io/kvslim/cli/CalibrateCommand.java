@@ -76,6 +76,13 @@ public final class CalibrateCommand implements Callable<Integer> {
       description = "Length of X (default: the smaller of 256 and half the model's context).")
   int sequenceLength = 0;
 
+  @Option(
+      names = "--kvsharer-layers",
+      paramLabel = "N",
+      description =
+          "Most layers KVSharer's search may share (default: half the layers; 0 skips the search).")
+  int kvSharerLayers = -1;
+
   @Option(names = "--out", required = true, paramLabel = "FILE", description = "Profile to write.")
   Path out;
 
@@ -89,7 +96,8 @@ public final class CalibrateCommand implements Callable<Integer> {
       throw new IllegalArgumentException(
           "--sequence-length must be at least 1, got " + sequenceLength);
     }
-    Calibrator.Options options = new Calibrator.Options(tokens, seed, sequenceLength, sequences);
+    Calibrator.Options options =
+        new Calibrator.Options(tokens, seed, sequenceLength, sequences, kvSharerLayers);
     byte[] bytes = Files.readAllBytes(file);
     String text = utf8(bytes, file);
     long t0 = System.nanoTime();

@@ -60,6 +60,11 @@ public final class Engine implements AutoCloseable {
     return pool.threads();
   }
 
+  /** Rows per prefill run ({@link #setPrefillChunk}). */
+  public int prefillChunk() {
+    return prefillChunk;
+  }
+
   public void setPrefillChunk(int rows) {
     if (rows < 1) {
       throw new IllegalArgumentException("prefill chunk must be >= 1, got " + rows);

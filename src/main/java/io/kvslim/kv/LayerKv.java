@@ -85,6 +85,14 @@ public interface LayerKv {
     attend(n, positions, heads, queries, scale, out, observer, pool);
   }
 
+  /**
+   * Whether this layer stores keys and values of its own; false when it reads an earlier layer's
+   * (KVSharer), and then the model need not compute them and {@link #append} ignores them.
+   */
+  default boolean storesKv() {
+    return true;
+  }
+
   /** Whether {@link #attentionOutput} should be called for this layer's prefill steps. */
   default boolean wantsAttentionOutput() {
     return false;

@@ -151,6 +151,17 @@ public final class Forward {
   }
 
   /**
+   * The final hidden states (after the output norm) of rows {@code 0..rows)} of the last {@link
+   * #run}, {@code rows × dim} into {@code out}: what KVSharer's calibration compares.
+   */
+  public void finalHidden(int rows, float[] out) {
+    int dim = c.dim();
+    for (int r = 0; r < rows; r++) {
+      Ops.rmsNorm(out, r * dim, x, r * dim, model.outputNorm(), dim, c.rmsEps());
+    }
+  }
+
+  /**
    * The rotary angles of every row's position, computed once per step for all layers, when a layer
    * first needs them (none does when every cache applies RoPE itself).
    */
@@ -175,7 +186,17 @@ public final class Forward {
     for (int r = 0; r < n; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.attnNorm(), dim, c.rmsEps());
     }
-    if (fusable(w.wq(), w.wk(), w.wv())) {
+    boolean stores = false;
+    for (int s = 0; s < b.segments() && !stores; s++) {
+      stores = b.cache(s).layer(l).storesKv();
+    }
+    if (!stores) {
+      // every sequence reads an earlier layer's keys and values (KVSharer): queries only
+      mm(w.wq(), xb, n, q);
+      if (w.bq() != null) {
+        Ops.addBias(q, n, w.bq(), c.qDim());
+      }
+    } else if (fusable(w.wq(), w.wk(), w.wv())) {
       // the three projections in one dispatch
       qkv[0] = w.wq();
       qkv[1] = w.wk();
@@ -193,12 +214,12 @@ public final class Forward {
       mm(w.wk(), xb, n, k);
       mm(w.wv(), xb, n, v);
     }
-    if (w.bq() != null) {
+    if (stores && w.bq() != null) {
       Ops.addBias(q, n, w.bq(), c.qDim());
       Ops.addBias(k, n, w.bk(), c.kvDim());
       Ops.addBias(v, n, w.bv(), c.kvDim());
     }
-    if (projections != null) {
+    if (projections != null && stores) {
       projections.onProjections(l, n, q, k);
     }
     Rope rope = model.rope();
@@ -210,7 +231,9 @@ public final class Forward {
       angles(b, n);
       for (int r = b.segmentStart(s); r < b.segmentEnd(s); r++) {
         rope.rotate(q, r * c.qDim(), c.heads(), c.headDim(), cos, sin, r * half);
-        rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin, r * half);
+        if (stores) {
+          rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin, r * half);
+        }
       }
     }
     attention(l, b);

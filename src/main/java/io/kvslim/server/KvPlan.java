@@ -127,6 +127,9 @@ public final class KvPlan {
     long atPrompt = 0;
     long transientBytes = 0;
     for (int l = 0; l < formats.length; l++) {
+      if (caches.isShared(l)) {
+        continue; // KVSharer: the layer reads another's keys and values and holds no block
+      }
       KvCacheFormat f = formats[l];
       List<MethodCall> calls = spec.callsFor(l);
       long tokens = heldTokens(calls, promptTokens, maxTokens);

@@ -47,8 +47,17 @@ public final class TestProfiles {
             kvInduction,
             duo,
             new CalibrationProfile.AttentionMass(100, 50, 50, 4, 16, 64, mass),
+            syntheticSharer(c.layers()),
             null);
     return write(p);
+  }
+
+  /** KVSharer's section: the last layer reads the first's keys and values, when there are two. */
+  static CalibrationProfile.KvSharer syntheticSharer(int layers) {
+    int[][] accepted = layers > 1 ? new int[][] {{layers - 1, 0}} : new int[0][];
+    double[] similarity = layers > 1 ? new double[] {0.9} : new double[0];
+    return new CalibrationProfile.KvSharer(
+        1, 64, 0.5, new double[layers][layers], accepted, similarity);
   }
 
   static Path write(CalibrationProfile p) {

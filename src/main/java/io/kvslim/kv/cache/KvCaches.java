@@ -28,6 +28,7 @@ public final class KvCaches {
   private final int kvHeads;
   private final int headDim;
   private final KvCacheFormat[] formats;
+  private final int[] shareOf; // KVSharer's layer map, null when no layer is shared
   private final double bytesPerTokenAll;
   private final ModelIdentity model;
 
@@ -49,6 +50,7 @@ public final class KvCaches {
     this.headDim = headDim;
     spec.checkLayers(layers);
     this.formats = new KvCacheFormat[layers];
+    this.shareOf = shareMap(spec, new PolicyContext(all(layers), kvHeads, headDim, 0, model));
     double perToken = 0;
     for (int l = 0; l < layers; l++) {
       formats[l] = formatOf(spec.callsFor(l));
@@ -58,6 +60,9 @@ public final class KvCaches {
         throw new KvSpecException("KV spec '" + spec + "' cannot be used here: " + e.getMessage());
       }
       KvCacheFormat f = formats[l];
+      if (isShared(l)) {
+        continue; // reads another layer's keys and values: no bytes of its own
+      }
       perToken +=
           kvHeads
               * (double) KvBlock.bytesFor(f.blockTokens(), headDim, f.keys(), f.values())
@@ -82,7 +87,49 @@ public final class KvCaches {
 
   /** A fresh cache for a new sequence, drawing from the shared pool. */
   public ManagedKvCache create() {
-    return new ManagedKvCache(pool, kvHeads, headDim, formats, policies());
+    return new ManagedKvCache(pool, kvHeads, headDim, formats, policies(), shareOf);
+  }
+
+  /** Whether layer {@code l} reads an earlier layer's keys and values (KVSharer). */
+  public boolean isShared(int l) {
+    return shareOf != null && shareOf[l] != l;
+  }
+
+  /**
+   * The layer map of the spec's KVSharer call, checked: it must cover every layer (one rule, no
+   * {@code @layers} scope) and share nothing with an eviction policy, which would evict from a
+   * storage two layers read.
+   */
+  private static boolean[] all(int layers) {
+    boolean[] out = new boolean[layers];
+    java.util.Arrays.fill(out, true);
+    return out;
+  }
+
+  private static int[] shareMap(KvSpec spec, PolicyContext ctx) {
+    int[] map = null;
+    String from = null;
+    boolean policies = false;
+    for (KvSpec.Rule rule : spec.rules()) {
+      for (MethodCall c : rule.calls()) {
+        int[] m = c.method().layerMap(c, ctx);
+        if (m != null) {
+          if (rule.firstLayer() >= 0) {
+            throw new KvSpecException(
+                c.name() + " maps the whole model's layers; do not scope it with @layers");
+          }
+          map = m;
+          from = c.name();
+        }
+        policies |= c.method().family() == io.kvslim.kv.method.KvMethod.Family.EVICTION;
+        policies |= c.method().family() == io.kvslim.kv.method.KvMethod.Family.ALLOCATOR;
+      }
+    }
+    if (map != null && policies) {
+      throw new KvSpecException(
+          from + " composes with storage formats only, not with eviction (KV spec '" + spec + "')");
+    }
+    return map;
   }
 
   private List<KvPolicy> policies() {

@@ -20,7 +20,8 @@ import java.util.List;
  */
 public final class ManagedKvCache implements KvCache {
   private final PagedLayerKv[] layers;
-  private final View[] views;
+  private final Front[] views;
+  private final int[] shareOf; // per layer: the layer whose keys and values it reads (itself)
   private final KvCacheFormat[] formats;
   private final boolean[] cacheRelative; // per layer: keys stored before RoPE (rolling positions)
   private final List<KvPolicy> policies;
@@ -34,11 +35,27 @@ public final class ManagedKvCache implements KvCache {
 
   public ManagedKvCache(
       BlockPool pool, int kvHeads, int headDim, KvCacheFormat[] formats, List<KvPolicy> policies) {
+    this(pool, kvHeads, headDim, formats, policies, null);
+  }
+
+  /**
+   * A cache whose layer {@code l} reads the keys and values of layer {@code shareOf[l]} (an earlier
+   * layer that stores its own, KVSharer) instead of storing any: such a layer holds no block and
+   * the model computes no keys or values for it. {@code shareOf} null: every layer stores its own.
+   */
+  public ManagedKvCache(
+      BlockPool pool,
+      int kvHeads,
+      int headDim,
+      KvCacheFormat[] formats,
+      List<KvPolicy> policies,
+      int[] shareOf) {
+    this.shareOf = identityOr(shareOf, formats.length);
     this.pool = pool;
     this.policies = List.copyOf(policies);
     this.formats = formats.clone();
     this.layers = new PagedLayerKv[formats.length];
-    this.views = new View[formats.length];
+    this.views = new Front[formats.length];
     this.cacheRelative = new boolean[formats.length];
     for (int l = 0; l < formats.length; l++) {
       for (KvPolicy p : this.policies) {
@@ -51,7 +68,7 @@ public final class ManagedKvCache implements KvCache {
         layers[l] =
             new PagedLayerKv(
                 new LayerStore(pool, kvHeads, headDim, formats[l]), scratch, cacheRelative[l]);
-        views[l] = new View(l);
+        views[l] = this.shareOf[l] == l ? new View(l) : new Borrowed(layers[this.shareOf[l]]);
       }
     } catch (RuntimeException e) {
       close();
@@ -100,11 +117,69 @@ public final class ManagedKvCache implements KvCache {
 
   /**
    * Whether this cache stores every layer as {@code other} does: in the same format, with keys
-   * before or after RoPE alike (cache-relative positions store them before).
+   * before or after RoPE alike (cache-relative positions store them before), the same layers
+   * reading others' keys and values.
    */
   public boolean sameFormats(ManagedKvCache other) {
     return java.util.Arrays.equals(formats, other.formats)
-        && java.util.Arrays.equals(cacheRelative, other.cacheRelative);
+        && java.util.Arrays.equals(cacheRelative, other.cacheRelative)
+        && java.util.Arrays.equals(shareOf, other.shareOf);
+  }
+
+  /** The layer whose keys and values {@code layer} reads: itself unless KVSharer shares it. */
+  public int shareOf(int layer) {
+    return shareOf[layer];
+  }
+
+  private static int[] identityOr(int[] shareOf, int layers) {
+    int[] out = new int[layers];
+    for (int l = 0; l < layers; l++) {
+      out[l] = shareOf == null ? l : shareOf[l];
+      if (out[l] < 0 || out[l] > l || (out[l] != l && shareOf[out[l]] != out[l])) {
+        throw new IllegalArgumentException(
+            "layer " + l + " cannot read layer " + out[l] + "'s keys and values");
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A layer that reads an earlier layer's keys and values (KVSharer): appends nothing, holds no
+   * bytes, and attends over the other layer's storage with its own queries.
+   */
+  private static final class Borrowed extends Front {
+    Borrowed(PagedLayerKv source) {
+      super(source);
+    }
+
+    @Override
+    public boolean storesKv() {
+      return false;
+    }
+
+    @Override
+    public void append(int n, int[] positions, float[] keys, float[] values) {}
+
+    @Override
+    AttentionObserver observerFor(
+        int n,
+        int[] positions,
+        int heads,
+        float[] queries,
+        float scale,
+        AttentionObserver engineObserver) {
+      return engineObserver;
+    }
+
+    @Override
+    public long bytes() {
+      return 0;
+    }
+
+    @Override
+    public long bytes(int kvHead) {
+      return 0;
+    }
   }
 
   /** The caches of {@link #sharedPrefill}, seen by the model as one. */
@@ -149,8 +224,13 @@ public final class ManagedKvCache implements KvCache {
       private final int layer;
 
       SharedLayer(int layer) {
-        super(members.get(0).layers[layer]);
+        super(members.get(0).views[layer].paged);
         this.layer = layer;
+      }
+
+      @Override
+      public boolean storesKv() {
+        return members.get(0).views[layer].storesKv(); // the same in every member (sameFormats)
       }
 
       @Override
@@ -206,9 +286,10 @@ public final class ManagedKvCache implements KvCache {
           AttentionObserver engineObserver) {
         AttentionObserver o = null;
         for (ManagedKvCache m : members) {
-          View v = m.views[layer];
-          v.offerQueries(n, positions, heads, queries, scale);
-          o = chain(o, v.observer);
+          if (m.views[layer] instanceof View v) {
+            v.offerQueries(n, positions, heads, queries, scale);
+            o = chain(o, v.observer);
+          }
         }
         return chain(o, engineObserver);
       }

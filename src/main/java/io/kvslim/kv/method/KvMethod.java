@@ -93,6 +93,15 @@ public interface KvMethod {
     return false;
   }
 
+  /**
+   * KVSharer's layer map over the model's layers ({@code map[l]}: the layer whose keys and values
+   * layer {@code l} reads; {@code l} itself when it stores its own), or {@code null} when the
+   * method shares nothing. {@code context} covers every layer.
+   */
+  default int[] layerMap(MethodCall call, PolicyContext context) {
+    return null;
+  }
+
   /** The storage format of keys and values, or {@code null} when the method stores nothing. */
   default KvCacheFormat format(MethodCall call) {
     return null;

@@ -31,6 +31,7 @@ public final class KvMethods {
     register(new KvCompressMethod());
     register(new DuoMethod());
     register(new RazorMethod());
+    register(new KvSharerMethod());
     register(new KiviMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
