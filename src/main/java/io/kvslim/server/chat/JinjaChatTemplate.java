@@ -11,6 +11,7 @@ import com.hubspot.jinjava.interpret.JinjavaInterpreter;
 import com.hubspot.jinjava.interpret.RenderResult;
 import com.hubspot.jinjava.interpret.TemplateError;
 import com.hubspot.jinjava.lib.fn.ELFunctionDefinition;
+import java.time.Clock;
 import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
@@ -52,6 +53,9 @@ final class JinjaChatTemplate {
   private static final ThreadLocal<String> RAISED = new ThreadLocal<>();
 
   private static final long MAX_OUTPUT_CHARS = 64L << 20;
+
+  /** The clock of {@code strftime_now}; tests fix it. */
+  static volatile Clock clock = Clock.systemDefaultZone();
 
   private final String source;
   private final String bosToken;
@@ -184,7 +188,7 @@ final class JinjaChatTemplate {
 
   /** {@code strftime_now(format)}: the local time formatted with Python's strftime codes. */
   public static String strftimeNow(String format) {
-    return strftime(ZonedDateTime.now(), format);
+    return strftime(ZonedDateTime.now(clock), format);
   }
 
   /** Python's {@code strftime} directives in the C locale; others are kept as written. */

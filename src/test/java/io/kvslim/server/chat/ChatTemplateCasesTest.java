@@ -9,25 +9,42 @@ import io.kvslim.server.chat.ChatTemplate.Message;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
+import java.time.Clock;
+import java.time.Instant;
+import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Real chat templates (ChatML, Qwen2, Llama 3, Mistral v0.1 and v0.3, Gemma, Phi-3, Llama 2, and
- * one exercising the Python string methods, namespace, loop controls and tojson) render exactly the
- * prompt Python's jinja2 renders for them in the environment Hugging Face transformers uses for
- * {@code apply_chat_template}. The expected strings in {@code chat/cases.json} were produced by
- * {@code chat/gen_cases.py} running jinja2 3.1.6 (trim_blocks, lstrip_blocks, loopcontrols,
- * raise_exception, transformers' tojson), not by kvslim; the templates are the models' published
- * {@code chat_template} values. Templates that call {@code raise_exception} (Gemma and Mistral on a
- * system message, roles that do not alternate) must fail with the template's own sentence.
+ * Real chat templates (ChatML, Qwen2, Qwen2.5, Llama 3, Llama 3.2, Mistral v0.1 and v0.3, Gemma,
+ * Phi-3, Llama 2, and one exercising the Python string methods, namespace, loop controls and
+ * tojson) render exactly the prompt Python's jinja2 renders for them in the environment Hugging
+ * Face transformers uses for {@code apply_chat_template}. The expected strings in {@code
+ * chat/cases.json} were produced by {@code chat/gen_cases.py} running jinja2 3.1.6 (trim_blocks,
+ * lstrip_blocks, loopcontrols, raise_exception, transformers' tojson), not by kvslim; the templates
+ * are the models' published {@code chat_template} values. Templates that call {@code
+ * raise_exception} (Gemma and Mistral on a system message, roles that do not alternate) must fail
+ * with the template's own sentence.
  */
 class ChatTemplateCasesTest {
   private static final String PREFIX = "the model's chat template rejects these messages: ";
+
+  /** gen_cases.py fixes strftime_now to this moment (Llama 3.2 prints the date). */
+  @BeforeAll
+  static void fixTheClock() {
+    JinjaChatTemplate.clock = Clock.fixed(Instant.parse("2024-07-26T09:05:03Z"), ZoneOffset.UTC);
+  }
+
+  @AfterAll
+  static void freeTheClock() {
+    JinjaChatTemplate.clock = Clock.systemDefaultZone();
+  }
 
   static Stream<Arguments> cases() throws IOException {
     JsonNode root = new ObjectMapper().readTree(resource("cases.json"));
