@@ -80,6 +80,38 @@ class JinjaChatTemplateTest {
   }
 
   @Test
+  void oneTemplateRendersOnManyThreadsAtOnce() throws Exception {
+    ChatTemplate t =
+        ChatTemplate.of(
+            "{% for m in messages %}{% if m.content == 'bad' %}{{ raise_exception('bad ' +"
+                + " m.role) }}{% endif %}<{{ m.role }}>{{ m.content.strip() }}{% endfor %}",
+            "<s>", "</s>");
+    try (var pool = java.util.concurrent.Executors.newFixedThreadPool(8)) {
+      List<java.util.concurrent.Future<?>> runs = new java.util.ArrayList<>();
+      for (int i = 0; i < 8; i++) {
+        int n = i;
+        runs.add(
+            pool.submit(
+                () -> {
+                  for (int k = 0; k < 200; k++) {
+                    String text = " t" + n + "k" + k + " ";
+                    assertThat(t.render(List.of(new Message("user", text)), true))
+                        .isEqualTo("<user>" + text.strip());
+                    if (k % 10 == 0) {
+                      assertThatThrownBy(() -> t.render(List.of(new Message("u" + n, "bad")), true))
+                          .hasMessageEndingWith(": bad u" + n);
+                    }
+                  }
+                  return null;
+                }));
+      }
+      for (var r : runs) {
+        r.get();
+      }
+    }
+  }
+
+  @Test
   void aMissingBosTokenIsUndefined() {
     assertThat(
             ChatTemplate.of("[{{ bos_token }}]{{ bos_token is defined }}", null, "</s>")
