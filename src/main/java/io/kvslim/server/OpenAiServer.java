@@ -385,9 +385,7 @@ public final class OpenAiServer implements AutoCloseable {
       try {
         return template.encode(tokenizer, req.messages());
       } catch (ChatTemplateException e) {
-        throw e.rejectsMessages()
-            ? ApiException.badRequest(e.getMessage(), "messages")
-            : new ApiException(500, e.getMessage(), "server_error", null, null);
+        throw ApiException.of(e);
       }
     }
     return tokenizer.encode(req.prompt(), true, false);
