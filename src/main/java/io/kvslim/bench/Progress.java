@@ -1,24 +1,41 @@
 package io.kvslim.bench;
 
 import java.io.PrintStream;
+import java.time.Duration;
 import java.util.Locale;
+import me.tongfei.progressbar.ConsoleProgressBarConsumer;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarConsumer;
+import me.tongfei.progressbar.ProgressBarStyle;
+import me.tongfei.progressbar.ProgressState;
 
 /**
- * Progress of a long run with an ETA from the work done so far: a redrawn bar on a terminal, plain
- * lines otherwise (logs, CI). Work is counted in arbitrary units (tokens processed, roughly).
+ * Progress of a long run with an ETA from the work done so far, drawn by Tongfei Chen's progressbar
+ * library ({@code me.tongfei:progressbar}): on a terminal an ASCII bar redrawn in place; otherwise
+ * (logs, CI) plain lines, one per whole percent, so a log gets no carriage returns or escape codes.
+ * Work is counted in arbitrary units (tokens processed, roughly).
  */
-public final class Progress {
-  private final PrintStream out;
-  private final boolean terminal;
+public final class Progress implements AutoCloseable {
+  /** How often the library redraws (a background daemon thread), in milliseconds. */
+  private static final int REDRAW_MILLIS = 200;
+
+  private final ProgressBar bar;
   private final long total;
-  private final long t0 = System.nanoTime();
-  private long done;
-  private int lastPercentLine = -1;
 
   public Progress(PrintStream out, boolean terminal, long total) {
-    this.out = out;
-    this.terminal = terminal;
     this.total = Math.max(1, total);
+    ProgressBarBuilder b =
+        new ProgressBarBuilder()
+            .setTaskName("kvslim")
+            .setInitialMax(this.total)
+            .setUpdateIntervalMillis(REDRAW_MILLIS);
+    if (terminal) {
+      b.setStyle(ProgressBarStyle.ASCII).setConsumer(new ConsoleProgressBarConsumer(out));
+    } else {
+      b.setRenderer(Progress::logLine).setConsumer(new LogLines(out));
+    }
+    this.bar = b.build();
   }
 
   /** Progress to stderr, as a bar when it is a terminal. */
@@ -29,48 +46,77 @@ public final class Progress {
 
   /** Counts {@code units} more as done and shows what was just finished. */
   public synchronized void advance(long units, String what) {
-    done = Math.min(total, done + units);
-    double frac = done / (double) total;
-    double elapsed = (System.nanoTime() - t0) / 1e9;
-    String eta = done == 0 ? "?" : duration(elapsed / frac - elapsed);
-    int percent = (int) Math.floor(frac * 100);
-    if (terminal) {
-      int width = 30;
-      int filled = (int) Math.round(frac * width);
-      String bar = "#".repeat(filled) + "-".repeat(width - filled);
-      String label = what.length() > 40 ? what.substring(0, 40) : what;
-      out.printf(Locale.ROOT, "\r[%s] %3d%% ETA %-8s %-40s", bar, percent, eta, label);
-      if (done >= total) {
-        out.println();
-      }
-    } else if (percent != lastPercentLine || done >= total) {
-      out.printf(
-          Locale.ROOT,
-          "progress %3d%% (elapsed %s, ETA %s) %s%n",
-          percent,
-          duration(elapsed),
-          eta,
-          what);
-    }
-    lastPercentLine = percent;
-    out.flush();
+    bar.stepTo(Math.min(total, bar.getCurrent() + units));
+    bar.setExtraMessage(what.length() > 40 ? what.substring(0, 40) : what);
   }
 
-  /** Marks the run finished. */
-  public void finish() {
-    if (done < total) {
-      advance(total - done, "done");
+  /** Marks the run finished and draws the last state. */
+  public synchronized void finish() {
+    if (bar.getCurrent() < total) {
+      advance(total - bar.getCurrent(), "done");
     }
+    bar.close();
+  }
+
+  @Override
+  public void close() {
+    finish();
+  }
+
+  /** The line a log gets: {@code progress 42% (elapsed 1m05s, ETA 1m30s) what}. */
+  static String logLine(ProgressState p, int maxLength) {
+    long done = p.getCurrent();
+    long max = Math.max(1, p.getMax());
+    double elapsed = p.getTotalElapsed().toMillis() / 1e3;
+    String eta = done == 0 ? "?" : duration(elapsed * (max - done) / done);
+    return String.format(
+        Locale.ROOT,
+        "progress %3d%% (elapsed %s, ETA %s) %s",
+        (int) Math.floor(100.0 * done / max),
+        duration(elapsed),
+        eta,
+        p.getExtraMessage());
   }
 
   static String duration(double seconds) {
-    long s = Math.round(seconds);
+    Duration d = Duration.ofSeconds(Math.round(seconds));
+    long s = d.toSeconds();
     if (s < 60) {
       return s + "s";
     }
     if (s < 3600) {
-      return (s / 60) + "m" + String.format(Locale.ROOT, "%02d", s % 60) + "s";
+      return d.toMinutesPart() + "m" + String.format(Locale.ROOT, "%02d", d.toSecondsPart()) + "s";
     }
-    return (s / 3600) + "h" + String.format(Locale.ROOT, "%02d", (s % 3600) / 60) + "m";
+    return d.toHours() + "h" + String.format(Locale.ROOT, "%02d", d.toMinutesPart()) + "m";
+  }
+
+  /** The library's periodic redraws as log lines: a line only when the whole percent changed. */
+  private static final class LogLines implements ProgressBarConsumer {
+    private final PrintStream out;
+    private String lastPercent = "";
+
+    LogLines(PrintStream out) {
+      this.out = out;
+    }
+
+    @Override
+    public int getMaxRenderedLength() {
+      return Integer.MAX_VALUE;
+    }
+
+    @Override
+    public synchronized void accept(String line) {
+      String percent = line.substring(0, Math.min(line.length(), "progress 100%".length()));
+      if (!percent.equals(lastPercent)) {
+        lastPercent = percent;
+        out.println(line);
+        out.flush();
+      }
+    }
+
+    @Override
+    public void close() {
+      out.flush();
+    }
   }
 }

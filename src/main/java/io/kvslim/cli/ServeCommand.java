@@ -198,7 +198,12 @@ public final class ServeCommand implements Callable<Integer> {
           cfg.defaultKv(),
           Format.bytes(memory),
           engine.threads(),
-          server.chatTemplate().name().toLowerCase());
+          server.chatTemplate().fromModel() ? "from the GGUF" : "chatml (none in the GGUF)");
+      String problem = server.chatTemplate().probe();
+      if (problem != null) {
+        System.err.println(
+            "kvslim: warning: chat completions will fail with this error: " + problem);
+      }
       CountDownLatch stopped = new CountDownLatch(1);
       Thread hook =
           new Thread(

@@ -2,6 +2,7 @@ package io.kvslim.server;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.kvslim.server.chat.ChatTemplateException;
 
 /**
  * An error the client caused (or an overload it should retry), answered as OpenAI's error object
@@ -27,6 +28,16 @@ public final class ApiException extends RuntimeException {
   /** A 400 about one request field. */
   public static ApiException badRequest(String message, String param) {
     return new ApiException(400, message, INVALID_REQUEST, param, null);
+  }
+
+  /**
+   * A chat template's failure: a 400 about {@code messages} when the template rejected them ({@code
+   * raise_exception}), a 500 when the model's template itself cannot run.
+   */
+  public static ApiException of(ChatTemplateException e) {
+    return e.rejectsMessages()
+        ? badRequest(e.getMessage(), "messages")
+        : new ApiException(500, e.getMessage(), "server_error", null, null);
   }
 
   /** OpenAI's error object {@code {"error":{"message","type","param","code"}}}. */

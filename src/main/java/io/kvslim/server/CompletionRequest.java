@@ -2,6 +2,7 @@ package io.kvslim.server;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.kvslim.engine.SamplerConfig;
+import io.kvslim.server.chat.ChatTemplate;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;

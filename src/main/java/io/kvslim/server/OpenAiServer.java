@@ -9,6 +9,8 @@ import io.javalin.http.HttpResponseException;
 import io.kvslim.engine.Engine;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.server.SequenceEvent.FinishReason;
+import io.kvslim.server.chat.ChatTemplate;
+import io.kvslim.server.chat.ChatTemplateException;
 import io.kvslim.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -66,7 +68,8 @@ public final class OpenAiServer implements AutoCloseable {
   /**
    * Builds the server over a loaded engine; {@link #start()} opens the port.
    *
-   * @param chatTemplate the GGUF {@code tokenizer.chat_template}, or null
+   * @param chatTemplate the GGUF {@code tokenizer.chat_template} (run with Jinja), or null for the
+   *     ChatML fallback
    * @throws ApiException if the default KV spec is bad (its message names the bad part)
    */
   public OpenAiServer(
@@ -74,7 +77,7 @@ public final class OpenAiServer implements AutoCloseable {
     this.engine = engine;
     this.tokenizer = tokenizer;
     this.config = config;
-    this.template = ChatTemplate.recognize(chatTemplate);
+    this.template = ChatTemplate.of(chatTemplate, tokenizer);
     this.pool = new BlockPool(config.kvMemoryBytes());
     this.defaultPlan =
         KvPlan.resolve(config.defaultKv(), pool, engine.config(), config.prefillChunk());
@@ -254,7 +257,7 @@ public final class OpenAiServer implements AutoCloseable {
     info.put("vocab_size", engine.config().vocabSize());
     info.put("default_kv", defaultPlan.text());
     info.put("kv_memory_bytes", pool.limitBytes());
-    info.put("chat_template", template.name().toLowerCase());
+    info.put("chat_template", template.describe());
     ObjectNode body = json.createObjectNode();
     body.put("object", "list");
     body.putArray("data").add(model);
@@ -379,7 +382,11 @@ public final class OpenAiServer implements AutoCloseable {
       return req.promptTokens();
     }
     if (req.chat()) {
-      return tokenizer.encode(template.render(req.messages()), true, true);
+      try {
+        return template.encode(tokenizer, req.messages());
+      } catch (ChatTemplateException e) {
+        throw ApiException.of(e);
+      }
     }
     return tokenizer.encode(req.prompt(), true, false);
   }

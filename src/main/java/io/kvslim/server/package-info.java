@@ -2,13 +2,13 @@
  * The OpenAI-compatible HTTP server ({@code kvslim serve}, DESIGN.md §5).
  *
  * <p>{@link io.kvslim.server.OpenAiServer} (Javalin) parses and checks requests ({@link
- * io.kvslim.server.CompletionRequest}), turns chat messages into a prompt ({@link
- * io.kvslim.server.ChatTemplate}) and streams results; the {@link io.kvslim.server.Scheduler}
- * thread owns the engine and batches all running sequences continuously; {@link
- * io.kvslim.server.KvPlan} turns a request's {@code kv} spec into caches from the shared, limited
- * pool and an estimate of the bytes to reserve, which {@link io.kvslim.server.Admission} reserves
- * (the rule {@code kvslim bench throughput} admits by too); {@link io.kvslim.server.ServerMetrics}
- * exposes Prometheus metrics.
+ * io.kvslim.server.CompletionRequest}), turns chat messages into a prompt with the model's Jinja
+ * chat template ({@link io.kvslim.server.chat.ChatTemplate}) and streams results; the {@link
+ * io.kvslim.server.Scheduler} thread owns the engine and batches all running sequences
+ * continuously; {@link io.kvslim.server.KvPlan} turns a request's {@code kv} spec into caches from
+ * the shared, limited pool and an estimate of the bytes to reserve, which {@link
+ * io.kvslim.server.Admission} reserves (the rule {@code kvslim bench throughput} admits by too);
+ * {@link io.kvslim.server.ServerMetrics} exposes Prometheus metrics.
  *
  * <p>Request extensions: {@code kv} (KV spec for this request), {@code top_k}, {@code min_p},
  * {@code repeat_penalty}, {@code ignore_eos}, {@code return_token_ids} (the generated ids, per

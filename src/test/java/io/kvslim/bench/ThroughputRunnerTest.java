@@ -27,10 +27,10 @@ class ThroughputRunnerTest {
     long limit = 1L << 20;
     int chunk = 32;
     try (Model model = Model.load(SharedData.model("llama-spm-f32.gguf"));
-        Engine engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
+        Engine engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
+        Progress progress = new Progress(new PrintStream(new ByteArrayOutputStream()), false, 1)) {
       ThroughputRunner runner =
           new ThroughputRunner(engine, new ThroughputRunner.Settings(limit, 96, 8, 64, chunk, 1));
-      Progress progress = new Progress(new PrintStream(new ByteArrayOutputStream()), false, 1);
       List<Map<String, Object>> records = new ArrayList<>();
       for (String spec : List.of("full", "q8_0")) {
         records.addAll(runner.run("llama-spm-f32.gguf", spec, progress));
@@ -89,10 +89,10 @@ class ThroughputRunnerTest {
   @Test
   void maxBatchCapsAdmissionAsInTheServer() {
     try (Model model = Model.load(SharedData.model("llama-spm-f32.gguf"));
-        Engine engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
+        Engine engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
+        Progress progress = new Progress(new PrintStream(new ByteArrayOutputStream()), false, 1)) {
       ThroughputRunner runner =
           new ThroughputRunner(engine, new ThroughputRunner.Settings(1L << 20, 32, 4, 3, 64, 1));
-      Progress progress = new Progress(new PrintStream(new ByteArrayOutputStream()), false, 1);
       Map<String, Object> q8 = max(runner.run("llama-spm-f32.gguf", "q8_0", progress), "q8_0");
       assertThat(ReportWriter.num(q8, "max_sequences")).isEqualTo(3);
       assertThat(q8.get("capped_by_max_batch")).isEqualTo(true);

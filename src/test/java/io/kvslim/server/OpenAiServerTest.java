@@ -11,6 +11,8 @@ import io.kvslim.engine.SamplerConfig;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
+import io.kvslim.server.chat.ChatFamily;
+import io.kvslim.server.chat.ChatTemplate;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -168,10 +170,11 @@ class OpenAiServerTest {
     assertThat(r.body().at("/choices/0/message/role").asText()).isEqualTo("assistant");
     String content = r.body().at("/choices/0/message/content").asText();
     String rendered =
-        ChatTemplate.CHATML.render(
+        ChatFamily.CHATML.render(
             List.of(
                 new ChatTemplate.Message("system", "Be brief."),
-                new ChatTemplate.Message("user", "Tell me a story")));
+                new ChatTemplate.Message("user", "Tell me a story")),
+            true);
     assertThat(r.body().at("/usage/prompt_tokens").asInt())
         .isEqualTo(server.tokenizer.encode(rendered, true, true).length);
 

@@ -43,10 +43,15 @@ final class TestServer implements AutoCloseable {
   final String base;
 
   TestServer(Model model, ServerConfig config) {
+    this(model, config, null);
+  }
+
+  /** A server whose model's chat template is {@code chatTemplate} (Jinja), or none if null. */
+  TestServer(Model model, ServerConfig config, String chatTemplate) {
     this.model = model;
     this.tokenizer = Tokenizer.fromGguf(model.file());
     this.engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
-    this.server = new OpenAiServer(engine, tokenizer, null, config).start();
+    this.server = new OpenAiServer(engine, tokenizer, chatTemplate, config).start();
     this.base = "http://127.0.0.1:" + server.port();
   }
 

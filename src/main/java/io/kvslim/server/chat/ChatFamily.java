@@ -1,20 +1,21 @@
-package io.kvslim.server;
+package io.kvslim.server.chat;
 
+import io.kvslim.server.chat.ChatTemplate.Message;
 import java.util.List;
 
 /**
- * Renders chat messages into a prompt the way a model's GGUF {@code tokenizer.chat_template} would.
- * The Jinja template is not run: it is recognised by the markers that identify the common families
- * (ChatML {@code <|im_start|>}, Llama 3 {@code <|start_header_id|>}, Llama 2 / Mistral {@code
- * [INST]}, Gemma {@code <start_of_turn>}, Phi-3 {@code <|end|>}, Zephyr {@code <|user|>}). A model
- * without a template, or with one not recognised, gets {@link #CHATML}: role headers between {@code
- * <|im_start|>} and {@code <|im_end|>}, which many instruction-tuned models know and which is
- * harmless text to the others.
+ * The chat prompt families kvslim knows by their markers (ChatML {@code <|im_start|>}, Llama 3
+ * {@code <|start_header_id|>}, Llama 2 / Mistral {@code [INST]}, Gemma {@code <start_of_turn>},
+ * Phi-3 {@code <|end|>}, Zephyr {@code <|user|>}). A GGUF's Jinja template is run by {@link
+ * ChatTemplate}; a family is used for two things only: the end-of-turn text of a template (a stop
+ * string), recognised from its markers, and the prompt of a model without a template, which gets
+ * {@link #CHATML}: role headers between {@code <|im_start|>} and {@code <|im_end|>}, which many
+ * instruction-tuned models know and which is harmless text to the others.
  *
  * <p>The beginning-of-sequence token is not rendered: the tokenizer adds it when the model asks for
  * it. Rendered text is tokenized with special-token parsing on, so markers become their ids.
  */
-public enum ChatTemplate {
+public enum ChatFamily {
   CHATML("<|im_end|>"),
   LLAMA3("<|eot_id|>"),
   LLAMA2("</s>"),
@@ -23,12 +24,9 @@ public enum ChatTemplate {
   PHI3("<|end|>"),
   ZEPHYR("</s>");
 
-  /** One message of a conversation. */
-  public record Message(String role, String content) {}
-
   private final String endOfTurn;
 
-  ChatTemplate(String endOfTurn) {
+  ChatFamily(String endOfTurn) {
     this.endOfTurn = endOfTurn;
   }
 
@@ -40,7 +38,7 @@ public enum ChatTemplate {
   /**
    * The family of {@code template} (a GGUF Jinja chat template, or null), {@link #CHATML} if none.
    */
-  public static ChatTemplate recognize(String template) {
+  public static ChatFamily recognize(String template) {
     if (template == null || template.isBlank()) {
       return CHATML;
     }
@@ -62,8 +60,11 @@ public enum ChatTemplate {
     return CHATML;
   }
 
-  /** The prompt for {@code messages}, ending where the assistant's reply begins. */
-  public String render(List<Message> messages) {
+  /**
+   * The prompt for {@code messages}; with {@code addGenerationPrompt} it ends where the assistant's
+   * reply begins.
+   */
+  public String render(List<Message> messages, boolean addGenerationPrompt) {
     StringBuilder sb = new StringBuilder();
     switch (this) {
       case CHATML -> {
@@ -71,14 +72,18 @@ public enum ChatTemplate {
           sb.append("<|im_start|>").append(m.role()).append('\n');
           sb.append(m.content()).append("<|im_end|>\n");
         }
-        sb.append("<|im_start|>assistant\n");
+        if (addGenerationPrompt) {
+          sb.append("<|im_start|>assistant\n");
+        }
       }
       case LLAMA3 -> {
         for (Message m : messages) {
           sb.append("<|start_header_id|>").append(m.role()).append("<|end_header_id|>\n\n");
           sb.append(m.content().strip()).append("<|eot_id|>");
         }
-        sb.append("<|start_header_id|>assistant<|end_header_id|>\n\n");
+        if (addGenerationPrompt) {
+          sb.append("<|start_header_id|>assistant<|end_header_id|>\n\n");
+        }
       }
       case LLAMA2, MISTRAL -> renderInst(messages, sb, this == LLAMA2);
       case GEMMA -> {
@@ -93,19 +98,25 @@ public enum ChatTemplate {
           first = false;
           sb.append(m.content().strip()).append("<end_of_turn>\n");
         }
-        sb.append("<start_of_turn>model\n");
+        if (addGenerationPrompt) {
+          sb.append("<start_of_turn>model\n");
+        }
       }
       case PHI3 -> {
         for (Message m : messages) {
           sb.append("<|").append(m.role()).append("|>\n").append(m.content()).append("<|end|>\n");
         }
-        sb.append("<|assistant|>\n");
+        if (addGenerationPrompt) {
+          sb.append("<|assistant|>\n");
+        }
       }
       case ZEPHYR -> {
         for (Message m : messages) {
           sb.append("<|").append(m.role()).append("|>\n").append(m.content()).append("</s>\n");
         }
-        sb.append("<|assistant|>\n");
+        if (addGenerationPrompt) {
+          sb.append("<|assistant|>\n");
+        }
       }
       default -> throw new IllegalStateException("unhandled template " + this);
     }
