@@ -250,7 +250,7 @@ public final class Calibrator {
   }
 
   /** The text in windows of {@code ctx}: the first as is, the next ones BOS + ctx − 1 tokens. */
-  static List<int[]> split(int[] tokens, int ctx, int bos) {
+  public static List<int[]> split(int[] tokens, int ctx, int bos) {
     List<int[]> out = new ArrayList<>();
     int next = Math.min(ctx, tokens.length);
     out.add(Arrays.copyOf(tokens, next));

@@ -168,7 +168,7 @@ public final class CalibrateCommand implements Callable<Integer> {
     return b.toString();
   }
 
-  private static String utf8(byte[] bytes, Path file) {
+  static String utf8(byte[] bytes, Path file) {
     try {
       return StandardCharsets.UTF_8
           .newDecoder()

@@ -18,6 +18,7 @@ import picocli.CommandLine.Command;
       GenerateCommand.class,
       PerplexityCommand.class,
       CalibrateCommand.class,
+      ConvertCommand.class,
       BenchCommand.class,
       KvMethodsCommand.class,
       ServeCommand.class
