@@ -28,6 +28,7 @@ public final class KvMethods {
     register(new DuoMethod());
     register(new RazorMethod());
     register(new KiviMethod());
+    register(new TurboQuantMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 
