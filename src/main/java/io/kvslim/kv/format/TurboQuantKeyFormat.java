@@ -122,6 +122,11 @@ public final class TurboQuantKeyFormat extends RowFormat {
         AsymmetricCodes.shortAt(block, VectorKernels.array(block), offset + codeBytes(headDim)));
   }
 
+  /** ρ (the fp16 norm) of the token in {@code slot} (for bound checks). */
+  public float norm(MemorySegment block, int slot, int headDim) {
+    return norm(block, (long) slot * rowBytes(headDim), headDim);
+  }
+
   /** The row's centroid vector c[idx] into {@code dst[dstOff..+headDim)}. */
   private void centroids(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
     PackedCodes.lookup(
@@ -167,6 +172,47 @@ public final class TurboQuantKeyFormat extends RowFormat {
     centroids(block, offset, headDim, work, 0);
     float dot = VectorKernels.dot(q, qOff, work, 0, headDim);
     return norm(block, offset, headDim) * (dot * correction(work, 0, headDim));
+  }
+
+  /**
+   * Each key's centroids, norm and correction are read once for all rows (a prefill tile, or the
+   * query heads of a KV head), then every row scores it exactly as {@link #dotRow} does.
+   */
+  @Override
+  public void scoresRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pStride,
+      int[] rows,
+      int rowCount,
+      float[] out,
+      int outStride,
+      float[] work,
+      float[] decoded) {
+    if (rowCount < 2 || decoded.length < count * headDim || work.length < 2 * count) {
+      super.scoresRows(
+          block, count, capacity, headDim, prepared, pStride, rows, rowCount, out, outStride, work,
+          decoded);
+      return;
+    }
+    int rowBytes = rowBytes(headDim);
+    for (int s = 0; s < count; s++) {
+      long offset = (long) s * rowBytes;
+      centroids(block, offset, headDim, decoded, s * headDim);
+      work[2 * s] = norm(block, offset, headDim);
+      work[2 * s + 1] = correction(decoded, s * headDim, headDim);
+    }
+    for (int i = 0; i < rowCount; i++) {
+      int pOff = rows[i] * pStride;
+      int o = i * outStride;
+      for (int s = 0; s < count; s++) {
+        float dot = VectorKernels.dot(prepared, pOff, decoded, s * headDim, headDim);
+        out[o + s] = work[2 * s] * (dot * work[2 * s + 1]);
+      }
+    }
   }
 
   @Override

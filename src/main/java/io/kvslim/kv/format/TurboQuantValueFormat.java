@@ -134,16 +134,69 @@ public final class TurboQuantValueFormat extends RowFormat {
     PackedCodes.lookup(block, offset, headDim, bits, null, work, 0);
     float scaled = weight * scale(block, offset, headDim);
     float shift = weight * zero(block, offset, headDim);
+    add(work, scaled, shift, acc, accOff, headDim);
+  }
+
+  /** {@code acc[accOff..+headDim) += scaled·codes + shift}, fused lane by lane. */
+  private static void add(
+      float[] codes, float scaled, float shift, float[] acc, int accOff, int headDim) {
     VectorSpecies<Float> species = VectorKernels.FLOATS;
     int j = 0;
     FloatVector vs = FloatVector.broadcast(species, scaled);
     FloatVector vz = FloatVector.broadcast(species, shift);
     for (int end = species.loopBound(headDim); j < end; j += species.length()) {
       FloatVector a = FloatVector.fromArray(species, acc, accOff + j);
-      FloatVector.fromArray(species, work, j).fma(vs, vz).add(a).intoArray(acc, accOff + j);
+      FloatVector.fromArray(species, codes, j).fma(vs, vz).add(a).intoArray(acc, accOff + j);
     }
     for (; j < headDim; j++) {
-      acc[accOff + j] += Math.fma(work[j], scaled, shift);
+      acc[accOff + j] += Math.fma(codes[j], scaled, shift);
+    }
+  }
+
+  /**
+   * Each slot's codes, scale and zero point are read once for all rows, then every row adds them
+   * exactly as {@link #accumulateRow} does (bit for bit per row).
+   */
+  @Override
+  public void accumulateBlockRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] work) {
+    if (rowCount < 2) {
+      super.accumulateBlockRows(
+          block, count, capacity, headDim, weights, wOff, wStride, rows, rowCount, acc, accStride,
+          work);
+      return;
+    }
+    int rowBytes = rowBytes(headDim);
+    for (int s = 0; s < count; s++) {
+      long offset = (long) s * rowBytes;
+      boolean decoded = false;
+      float scale = 0f;
+      float zero = 0f;
+      for (int i = 0; i < rowCount; i++) {
+        int r = rows[i];
+        float weight = weights[wOff + r * wStride + s];
+        if (weight == 0f) {
+          continue;
+        }
+        if (!decoded) {
+          PackedCodes.lookup(block, offset, headDim, bits, null, work, 0);
+          scale = scale(block, offset, headDim);
+          zero = zero(block, offset, headDim);
+          decoded = true;
+        }
+        add(work, weight * scale, weight * zero, acc, r * accStride, headDim);
+      }
     }
   }
 
