@@ -4,6 +4,8 @@ import static io.kvslim.kv.method.Knob.bool;
 import static io.kvslim.kv.method.Knob.choice;
 import static io.kvslim.kv.method.Knob.integer;
 
+import io.kvslim.kv.format.Fp8E4m3Format;
+import io.kvslim.kv.format.KvFormat;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.format.TurboQuantKeyFormat;
 import io.kvslim.kv.format.TurboQuantValueFormat;
@@ -19,17 +21,18 @@ import java.util.Map;
  *
  * <p>Presets are vLLM's (vllm-project/vllm, {@code
  * vllm/model_executor/layers/quantization/turboquant/config.py}, {@code TQ_PRESETS}, lines 20–41):
- * {@code 4bit_nc} (keys 4, values 4, norm correction), {@code k3v4_nc} (3, 4, nc), {@code 3bit_nc}
- * (3, 3, nc), plus the same without norm correction. {@code k8v4} (fp8 e4m3 keys) is not offered:
- * there is no fp8 format here. {@code skip_layers} follows {@code get_boundary_skip_layers} in the
- * same file: n = min(skip_layers, layers/2), the first n and last n layers keep the unquantized
- * cache (fp16 by default, as vLLM's skipped layers keep the model's 16-bit dtype). The QJL residual
- * (the paper's TurboQuant_prod) is left out, as in vLLM.
+ * {@code k8v4} (keys cast to fp8 e4m3, {@link Fp8E4m3Format}, no rotation; values 4), {@code
+ * 4bit_nc} (keys 4, values 4, norm correction), {@code k3v4_nc} (3, 4, nc), {@code 3bit_nc} (3, 3,
+ * nc), plus the three without norm correction. {@code skip_layers} follows {@code
+ * get_boundary_skip_layers} in the same file: n = min(skip_layers, layers/2), the first n and last
+ * n layers keep the unquantized cache (fp16 by default, as vLLM's skipped layers keep the model's
+ * 16-bit dtype). The QJL residual (the paper's TurboQuant_prod) is left out, as in vLLM.
  */
 public final class TurboQuantMethod implements KvMethod {
   /** Preset → {key bits, value bits, norm correction (1/0)}. */
   static final Map<String, int[]> PRESETS =
       Map.of(
+          "k8v4", new int[] {8, 4, 0},
           "4bit_nc", new int[] {4, 4, 1},
           "k3v4_nc", new int[] {3, 4, 1},
           "3bit_nc", new int[] {3, 3, 1},
@@ -64,14 +67,23 @@ public final class TurboQuantMethod implements KvMethod {
         choice(
             "preset",
             null,
-            "vLLM's presets (keys/values bits, nc = norm correction); not with kbits/vbits/nc",
+            "vLLM's presets (keys/values bits, k8 = fp8 e4m3 keys, nc = norm correction); not with"
+                + " kbits/vbits/nc",
+            "k8v4",
             "4bit_nc",
             "k3v4_nc",
             "3bit_nc",
             "4bit",
             "k3v4",
             "3bit"),
-        choice("kbits", null, "key bits per coordinate (4 unless a preset says)", "2", "3", "4"),
+        choice(
+            "kbits",
+            null,
+            "key bits per coordinate, 8 = fp8 e4m3 keys without rotation (4 unless a preset says)",
+            "2",
+            "3",
+            "4",
+            "8"),
         choice("vbits", null, "value bits per channel (4 unless a preset says)", "2", "3", "4"),
         bool(
             "nc",
@@ -96,6 +108,10 @@ public final class TurboQuantMethod implements KvMethod {
               + c.string("preset")
               + " sets kbits, vbits and nc; give either a preset or those keys");
     }
+    if ("8".equals(c.string("kbits")) && c.params().get("nc") != null && c.bool("nc")) {
+      throw new KvSpecException(
+          "turboquant:nc=true applies to codebook keys, not to kbits=8 (fp8 keys)");
+    }
   }
 
   /** {key bits, value bits, norm correction (1/0)} of a call. */
@@ -106,7 +122,7 @@ public final class TurboQuantMethod implements KvMethod {
     }
     int kbits = c.string("kbits") != null ? Integer.parseInt(c.string("kbits")) : 4;
     int vbits = c.string("vbits") != null ? Integer.parseInt(c.string("vbits")) : 4;
-    boolean nc = c.params().get("nc") == null || c.bool("nc");
+    boolean nc = kbits != 8 && (c.params().get("nc") == null || c.bool("nc"));
     return new int[] {kbits, vbits, nc ? 1 : 0};
   }
 
@@ -114,8 +130,8 @@ public final class TurboQuantMethod implements KvMethod {
   @Override
   public KvCacheFormat format(MethodCall c) {
     int[] s = settings(c);
-    return KvCacheFormat.of(
-        new TurboQuantKeyFormat(s[0], s[2] == 1), new TurboQuantValueFormat(s[1]));
+    KvFormat keys = s[0] == 8 ? new Fp8E4m3Format() : new TurboQuantKeyFormat(s[0], s[2] == 1);
+    return KvCacheFormat.of(keys, new TurboQuantValueFormat(s[1]));
   }
 
   /** The first and last n = min(skip_layers, layers/2) layers in {@code skip_format}. */
@@ -131,7 +147,10 @@ public final class TurboQuantMethod implements KvMethod {
   @Override
   public List<String> benchmarkSpecs() {
     return List.of(
-        "turboquant:preset=4bit_nc", "turboquant:preset=k3v4_nc", "turboquant:preset=3bit_nc");
+        "turboquant:preset=k8v4",
+        "turboquant:preset=4bit_nc",
+        "turboquant:preset=k3v4_nc",
+        "turboquant:preset=3bit_nc");
   }
 
   @Override

@@ -29,7 +29,8 @@ class KvFormatTest {
             new TurboQuantKeyFormat(4, true),
             new TurboQuantValueFormat(2),
             new TurboQuantValueFormat(3),
-            new TurboQuantValueFormat(4)));
+            new TurboQuantValueFormat(4),
+            new Fp8E4m3Format()));
   }
 
   static float[] randomRows(long seed, int rows) {
@@ -82,6 +83,9 @@ class KvFormatTest {
       // 0.117, 0.0345, 0.0095 for 2, 3, 4 bits); twice that
       double distortion = new double[] {0, 0, 0.117, 0.0345, 0.0095}[tq.bits()];
       return (float) (2 * Math.sqrt(distortion) * tq.norm(block, slot, HEAD_DIM));
+    }
+    if (format instanceof Fp8E4m3Format) {
+      return Math.max(Math.abs(x) / 16, 0x1p-10f); // half a unit in the last place
     }
     if (format instanceof TurboQuantValueFormat tq) {
       // s/2 from rounding, the fp16 roundings of s (times the code) and of the minimum

@@ -351,6 +351,41 @@ class TurboQuantFormatTest {
         + new TurboQuantValueFormat(vb).blockBytes(1, d);
   }
 
+  /** FP8 E4M3 (e4m3fn): every code round-trips, and conversion is the nearest code, ties even. */
+  @Test
+  void fp8RoundsToTheNearestCodeTiesToEvenAndSaturates() {
+    for (int b = 0; b < 256; b++) {
+      float v = Fp8E4m3Format.toFloat((byte) b);
+      if ((b & 0x7f) == 0x7f) {
+        assertThat(v).isNaN();
+        continue;
+      }
+      assertThat(Fp8E4m3Format.fromFloat(v) & 0xff).as("code %02x", b).isEqualTo(b);
+    }
+    assertThat(Fp8E4m3Format.toFloat((byte) 0x7e)).isEqualTo(448f);
+    assertThat(Fp8E4m3Format.toFloat((byte) 0x01)).isEqualTo(0x1p-9f);
+    assertThat(Fp8E4m3Format.toFloat((byte) 0x38)).isEqualTo(1f);
+    assertThat(Fp8E4m3Format.fromFloat(1e6f)).isEqualTo((byte) 0x7e);
+    assertThat(Fp8E4m3Format.fromFloat(-500f)).isEqualTo((byte) 0xfe);
+    assertThat(Fp8E4m3Format.fromFloat(Float.NaN)).isEqualTo((byte) 0x7f);
+    // 1.0625 is halfway between 1 (0x38, even) and 1.125 (0x39): even; 1.1875 → 1.25 (0x3a)
+    assertThat(Fp8E4m3Format.fromFloat(1.0625f)).isEqualTo((byte) 0x38);
+    assertThat(Fp8E4m3Format.fromFloat(1.1875f)).isEqualTo((byte) 0x3a);
+    Random r = new Random(8);
+    for (int i = 0; i < 20_000; i++) {
+      float x = (float) (r.nextGaussian() * Math.pow(10, r.nextInt(6) - 3));
+      float got = Fp8E4m3Format.toFloat(Fp8E4m3Format.fromFloat(x));
+      double best = Double.MAX_VALUE;
+      for (int b = 0; b < 256; b++) {
+        float v = Fp8E4m3Format.toFloat((byte) b);
+        if (!Float.isNaN(v)) {
+          best = Math.min(best, Math.abs(v - (double) x));
+        }
+      }
+      assertThat(Math.abs(got - (double) x)).as("%s", x).isEqualTo(best);
+    }
+  }
+
   @Test
   void badSettingsAreOneSentence() {
     assertThatThrownBy(() -> new TurboQuantKeyFormat(3, true).checkHeadDim(96))

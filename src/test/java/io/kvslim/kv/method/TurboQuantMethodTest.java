@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.cache.ManagedKvCache;
+import io.kvslim.kv.format.Fp8E4m3Format;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.format.TurboQuantKeyFormat;
 import io.kvslim.kv.format.TurboQuantValueFormat;
@@ -32,6 +33,9 @@ class TurboQuantMethodTest {
     c = call("turboquant:kbits=2,vbits=3,nc=false");
     assertThat(c.method().format(c).keys()).isEqualTo(new TurboQuantKeyFormat(2, false));
     assertThat(c.method().format(c).values()).isEqualTo(new TurboQuantValueFormat(3));
+    c = call("turboquant:preset=k8v4");
+    assertThat(c.method().format(c).keys()).isEqualTo(new Fp8E4m3Format());
+    assertThat(c.method().format(c).values()).isEqualTo(new TurboQuantValueFormat(4));
     c = call("turboquant"); // 4bit_nc
     assertThat(c.method().format(c).keys()).isEqualTo(new TurboQuantKeyFormat(4, true));
     assertThat(c.method().format(c).values()).isEqualTo(new TurboQuantValueFormat(4));
@@ -63,7 +67,10 @@ class TurboQuantMethodTest {
         .isInstanceOf(KvSpecException.class)
         .hasMessage(
             "turboquant:preset=4bit_nc sets kbits, vbits and nc; give either a preset or those keys");
-    assertThatThrownBy(() -> KvSpec.parse("turboquant:preset=k8v4"))
+    assertThatThrownBy(() -> KvSpec.parse("turboquant:kbits=8,nc=true"))
+        .isInstanceOf(KvSpecException.class)
+        .hasMessage("turboquant:nc=true applies to codebook keys, not to kbits=8 (fp8 keys)");
+    assertThatThrownBy(() -> KvSpec.parse("turboquant:preset=k2v2"))
         .isInstanceOf(KvSpecException.class)
         .hasMessageContaining("preset")
         .hasMessageNotContaining("\n");
