@@ -81,6 +81,10 @@ final class PackedCodes {
       MemorySegment block, long base, int count, int bits, float[] table, float[] dst, int dstOff) {
     byte[] array = io.kvslim.kv.attention.VectorKernels.array(block);
     int mask = (1 << bits) - 1;
+    if (array != null && CodeVectors.applies(bits, count, table)) {
+      CodeVectors.lookup(array, (int) base, count, bits, table, dst, dstOff);
+      return;
+    }
     if (array != null && bits == 4 && (count & 1) == 0) {
       int at = (int) base;
       for (int j = 0; j < count; j += 2, at++) {
