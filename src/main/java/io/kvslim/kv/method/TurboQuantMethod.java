@@ -8,6 +8,7 @@ import io.kvslim.kv.format.Fp8E4m3Format;
 import io.kvslim.kv.format.KvFormat;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.format.TurboQuantKeyFormat;
+import io.kvslim.kv.format.TurboQuantProdKeyFormat;
 import io.kvslim.kv.format.TurboQuantValueFormat;
 import io.kvslim.kv.store.KvCacheFormat;
 import java.util.List;
@@ -39,6 +40,9 @@ public final class TurboQuantMethod implements KvMethod {
           "4bit", new int[] {4, 4, 0},
           "k3v4", new int[] {3, 4, 0},
           "3bit", new int[] {3, 3, 0});
+
+  /** Seed of the QJL projection (vLLM's config keeps {@code seed: int = 42}, now unused). */
+  static final long QJL_SEED = 42;
 
   @Override
   public String name() {
@@ -94,7 +98,12 @@ public final class TurboQuantMethod implements KvMethod {
                 "2",
                 "the first and last N layers stay unquantized (N at most half the layers)")
             .atLeast(0),
-        choice("skip_format", "f16", "format of the unquantized layers", "f16", "f32"));
+        choice("skip_format", "f16", "format of the unquantized layers", "f16", "f32"),
+        bool(
+            "qjl",
+            "false",
+            "the paper's TurboQuant_prod keys: kbits-1 codebook bits + a 1-bit QJL sketch of the"
+                + " residual (unbiased scores; not in vLLM)"));
   }
 
   @Override
@@ -107,6 +116,18 @@ public final class TurboQuantMethod implements KvMethod {
           "turboquant:preset="
               + c.string("preset")
               + " sets kbits, vbits and nc; give either a preset or those keys");
+    }
+    if (c.bool("qjl")) {
+      String preset = c.string("preset");
+      boolean nc =
+          preset != null
+              ? PRESETS.get(preset)[2] == 1
+              : c.params().get("nc") != null && c.bool("nc");
+      if (settings(c)[0] == 8 || nc) {
+        throw new KvSpecException(
+            "turboquant:qjl=true needs codebook keys without norm correction (kbits 2..4 and"
+                + " nc=false, or a preset without _nc)");
+      }
     }
     if ("8".equals(c.string("kbits")) && c.params().get("nc") != null && c.bool("nc")) {
       throw new KvSpecException(
@@ -122,7 +143,7 @@ public final class TurboQuantMethod implements KvMethod {
     }
     int kbits = c.string("kbits") != null ? Integer.parseInt(c.string("kbits")) : 4;
     int vbits = c.string("vbits") != null ? Integer.parseInt(c.string("vbits")) : 4;
-    boolean nc = kbits != 8 && (c.params().get("nc") == null || c.bool("nc"));
+    boolean nc = kbits != 8 && !c.bool("qjl") && (c.params().get("nc") == null || c.bool("nc"));
     return new int[] {kbits, vbits, nc ? 1 : 0};
   }
 
@@ -130,7 +151,12 @@ public final class TurboQuantMethod implements KvMethod {
   @Override
   public KvCacheFormat format(MethodCall c) {
     int[] s = settings(c);
-    KvFormat keys = s[0] == 8 ? new Fp8E4m3Format() : new TurboQuantKeyFormat(s[0], s[2] == 1);
+    KvFormat keys =
+        s[0] == 8
+            ? new Fp8E4m3Format()
+            : c.bool("qjl")
+                ? new TurboQuantProdKeyFormat(s[0], QJL_SEED)
+                : new TurboQuantKeyFormat(s[0], s[2] == 1);
     return KvCacheFormat.of(keys, new TurboQuantValueFormat(s[1]));
   }
 

@@ -30,7 +30,8 @@ class KvFormatTest {
             new TurboQuantValueFormat(2),
             new TurboQuantValueFormat(3),
             new TurboQuantValueFormat(4),
-            new Fp8E4m3Format()));
+            new Fp8E4m3Format(),
+            new TurboQuantProdKeyFormat(3, 42)));
   }
 
   static float[] randomRows(long seed, int rows) {
@@ -83,6 +84,11 @@ class KvFormatTest {
       // 0.117, 0.0345, 0.0095 for 2, 3, 4 bits); twice that
       double distortion = new double[] {0, 0, 0.117, 0.0345, 0.0095}[tq.bits()];
       return (float) (2 * Math.sqrt(distortion) * tq.norm(block, slot, HEAD_DIM));
+    }
+    if (format instanceof TurboQuantProdKeyFormat tq) {
+      // statistical: ‖x − x̃‖ ≈ √(π/2)·√D_{b−1}·ρ with the QJL sketch's noise; twice that
+      double distortion = new double[] {0, 0.36, 0.117, 0.0345}[tq.bits() - 1];
+      return (float) (2 * Math.sqrt(Math.PI / 2 * distortion) * tq.norm(block, slot, HEAD_DIM));
     }
     if (format instanceof Fp8E4m3Format) {
       return Math.max(Math.abs(x) / 16, 0x1p-10f); // half a unit in the last place

@@ -9,6 +9,7 @@ import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.format.Fp8E4m3Format;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.format.TurboQuantKeyFormat;
+import io.kvslim.kv.format.TurboQuantProdKeyFormat;
 import io.kvslim.kv.format.TurboQuantValueFormat;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvCacheFormat;
@@ -36,6 +37,10 @@ class TurboQuantMethodTest {
     c = call("turboquant:preset=k8v4");
     assertThat(c.method().format(c).keys()).isEqualTo(new Fp8E4m3Format());
     assertThat(c.method().format(c).values()).isEqualTo(new TurboQuantValueFormat(4));
+    c = call("turboquant:preset=3bit,qjl=true");
+    assertThat(c.method().format(c).keys()).isEqualTo(new TurboQuantProdKeyFormat(3, 42));
+    c = call("turboquant:kbits=2,qjl=true");
+    assertThat(c.method().format(c).keys()).isEqualTo(new TurboQuantProdKeyFormat(2, 42));
     c = call("turboquant"); // 4bit_nc
     assertThat(c.method().format(c).keys()).isEqualTo(new TurboQuantKeyFormat(4, true));
     assertThat(c.method().format(c).values()).isEqualTo(new TurboQuantValueFormat(4));
@@ -70,6 +75,18 @@ class TurboQuantMethodTest {
     assertThatThrownBy(() -> KvSpec.parse("turboquant:kbits=8,nc=true"))
         .isInstanceOf(KvSpecException.class)
         .hasMessage("turboquant:nc=true applies to codebook keys, not to kbits=8 (fp8 keys)");
+    for (String spec :
+        new String[] {
+          "turboquant:qjl=true,nc=true",
+          "turboquant:preset=4bit_nc,qjl=true",
+          "turboquant:kbits=8,qjl=true"
+        }) {
+      assertThatThrownBy(() -> KvSpec.parse(spec))
+          .isInstanceOf(KvSpecException.class)
+          .hasMessage(
+              "turboquant:qjl=true needs codebook keys without norm correction (kbits 2..4 and"
+                  + " nc=false, or a preset without _nc)");
+    }
     assertThatThrownBy(() -> KvSpec.parse("turboquant:preset=k2v2"))
         .isInstanceOf(KvSpecException.class)
         .hasMessageContaining("preset")
