@@ -27,7 +27,13 @@ import java.util.Map;
  * nc), plus the three without norm correction. {@code skip_layers} follows {@code
  * get_boundary_skip_layers} in the same file: n = min(skip_layers, layers/2), the first n and last
  * n layers keep the unquantized cache (fp16 by default, as vLLM's skipped layers keep the model's
- * 16-bit dtype). The QJL residual (the paper's TurboQuant_prod) is left out, as in vLLM.
+ * 16-bit dtype). {@code qjl=true} gives the paper's TurboQuant_prod keys ({@link
+ * TurboQuantProdKeyFormat}), which vLLM leaves out.
+ *
+ * <p>One deviation: a prefill chunk here attends over its own keys and values as stored
+ * (quantized), where vLLM's prefill attends the chunk's raw K/V and reads only earlier chunks
+ * quantized (METHODS.md N1 step 6); decode steps read the cache as vLLM's do, the new token's key
+ * and value quantized first.
  */
 public final class TurboQuantMethod implements KvMethod {
   /** Preset → {key bits, value bits, norm correction (1/0)}. */
