@@ -53,7 +53,7 @@ public final class KvCaches {
     this.shareOf = shareMap(spec, new PolicyContext(all(layers), kvHeads, headDim, 0, model));
     double perToken = 0;
     for (int l = 0; l < layers; l++) {
-      formats[l] = formatOf(spec.callsFor(l));
+      formats[l] = formatOf(spec.callsFor(l), l, layers);
       try {
         formats[l].checkHeadDim(headDim);
       } catch (IllegalArgumentException e) {
@@ -172,12 +172,12 @@ public final class KvCaches {
     return out;
   }
 
-  /** The storage format a rule's calls name; at most one format per rule. */
-  static KvCacheFormat formatOf(List<MethodCall> calls) {
+  /** The storage format a rule's calls name for one layer; at most one format per rule. */
+  static KvCacheFormat formatOf(List<MethodCall> calls, int layer, int layers) {
     KvCacheFormat format = null;
     String from = null;
     for (MethodCall c : calls) {
-      KvCacheFormat f = c.method().format(c);
+      KvCacheFormat f = c.method().format(c, layer, layers);
       if (f != null) {
         if (format != null) {
           throw new KvSpecException(

@@ -108,6 +108,15 @@ public interface KvMethod {
   }
 
   /**
+   * The storage format of layer {@code layer} of a model with {@code layers} layers, or {@code
+   * null}: {@link #format(MethodCall)} for every layer by default; a method that stores some layers
+   * differently (TurboQuant leaves its first and last layers unquantized) overrides this.
+   */
+  default KvCacheFormat format(MethodCall call, int layer, int layers) {
+    return format(call);
+  }
+
+  /**
    * The most tokens one (layer, KV head) holds at any point of a sequence with {@code prompt}
    * prompt tokens and up to {@code maxNew} generated ones, the prompt appended at once. The
    * server's admission reserves bytes from this; an estimate below what the cache really holds lets

@@ -33,6 +33,7 @@ public final class KvMethods {
     register(new RazorMethod());
     register(new KvSharerMethod());
     register(new KiviMethod());
+    register(new TurboQuantMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 

@@ -23,7 +23,15 @@ class KvFormatTest {
             new KiviKeyFormat(8),
             new KiviValueFormat(2, 32),
             new KiviValueFormat(4, 32),
-            new KiviValueFormat(8, 16)));
+            new KiviValueFormat(8, 16),
+            new TurboQuantKeyFormat(2, false),
+            new TurboQuantKeyFormat(3, true),
+            new TurboQuantKeyFormat(4, true),
+            new TurboQuantValueFormat(2),
+            new TurboQuantValueFormat(3),
+            new TurboQuantValueFormat(4),
+            new Fp8E4m3Format(),
+            new TurboQuantProdKeyFormat(3, 42)));
   }
 
   static float[] randomRows(long seed, int rows) {
@@ -70,6 +78,27 @@ class KvFormatTest {
     }
     if (format instanceof KiviKeyFormat kivi) {
       return kivi.channelScale(block, j) / 2 * (1 + 1e-5f) + 1e-6f * Math.abs(x);
+    }
+    if (format instanceof TurboQuantKeyFormat tq) {
+      // statistical, not worst case: |x_j − x̂_j| ≤ ‖x − x̂‖ ≈ √D_b·ρ (D_b the paper's distortion
+      // 0.117, 0.0345, 0.0095 for 2, 3, 4 bits); twice that
+      double distortion = new double[] {0, 0, 0.117, 0.0345, 0.0095}[tq.bits()];
+      return (float) (2 * Math.sqrt(distortion) * tq.norm(block, slot, HEAD_DIM));
+    }
+    if (format instanceof TurboQuantProdKeyFormat tq) {
+      // statistical: ‖x − x̃‖ ≈ √(π/2)·√D_{b−1}·ρ with the QJL sketch's noise; twice that
+      double distortion = new double[] {0, 0.36, 0.117, 0.0345}[tq.bits() - 1];
+      return (float) (2 * Math.sqrt(Math.PI / 2 * distortion) * tq.norm(block, slot, HEAD_DIM));
+    }
+    if (format instanceof Fp8E4m3Format) {
+      return Math.max(Math.abs(x) / 16, 0x1p-10f); // half a unit in the last place
+    }
+    if (format instanceof TurboQuantValueFormat tq) {
+      // s/2 from rounding, the fp16 roundings of s (times the code) and of the minimum
+      float s = tq.scale(block, slot, HEAD_DIM);
+      int top = (1 << tq.bits()) - 1;
+      return (s / 2 + top * s * half + half * (Math.abs(x) + top * s)) * (1 + 1e-5f)
+          + 1e-6f * Math.abs(x);
     }
     KiviValueFormat kivi = (KiviValueFormat) format;
     return kivi.groupScale(block, slot, HEAD_DIM, j / kivi.group()) / 2 * (1 + 1e-5f)

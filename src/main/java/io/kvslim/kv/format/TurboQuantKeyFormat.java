@@ -1,0 +1,265 @@
+package io.kvslim.kv.format;
+
+import io.kvslim.kv.attention.VectorKernels;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * TurboQuant keys (Zandieh et al., arXiv:2504.19874; METHODS.md N1 steps 2–4), as vLLM ships them
+ * (vllm-project/vllm): per token, the norm ρ = ‖k‖ as fp16 and the codes of the rotated unit vector
+ * u = Π·k/(ρ + 1e-8), Π the Sylvester Hadamard/√d ({@link Hadamard}), each coordinate coded by the
+ * Lloyd–Max codebook of {@code bits} for N(0, 1/d) ({@link LloydMaxCodebook}): {@code idx_j} = the
+ * number of midpoints ≤ u_j ({@code vllm/v1/attention/ops/triton_turboquant_store.py}, {@code
+ * triton_turboquant_store}: {@code x_hat = k / (norms + 1e-8); y = x_hat @ PiT}, and {@code
+ * _tq_fused_store_mse}: binary-search bucketize, pack, fp16 norm after the codes).
+ *
+ * <p>Row layout: {@code ⌈d·bits/8⌉} bytes of codes ({@link PackedCodes}, little-endian), then ρ as
+ * fp16: {@code ⌈d·bits/8⌉ + 2} bytes per token (no scale or zero point).
+ *
+ * <p>Dequantized key: k̂ = ρ·Πᵀ·ĉ with ĉ = c[idx], or with norm correction ({@code nc}) ĉ =
+ * c[idx]/√(‖c[idx]‖² + 1e-16), the centroid vector renormalized to unit length before the inverse
+ * rotation ({@code vllm/v1/attention/ops/triton_turboquant_decode.py}, {@code _tq_decode_stage1}
+ * and {@code _tq_full_dequant_kv}, the {@code NORM_CORRECTION} branches).
+ *
+ * <p>Fused score without dequantizing: {@link #prepareQuery} rotates the query once, q' = Π·q (fast
+ * Walsh–Hadamard transform); then {@code q·k̂ = ρ·(q'·ĉ)} since Π is orthogonal — vLLM's decode
+ * score before its 1/√d attention scale, which the attention loop applies here.
+ */
+public final class TurboQuantKeyFormat extends RowFormat {
+  private static final ThreadLocal<float[]> SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
+
+  private final int bits;
+  private final boolean normCorrection;
+
+  /**
+   * @throws IllegalArgumentException unless {@code bits} is 2, 3 or 4
+   */
+  public TurboQuantKeyFormat(int bits, boolean normCorrection) {
+    if (bits < 2 || bits > 4) {
+      throw new IllegalArgumentException(
+          "turboquant keys need 2, 3 or 4 bits per coordinate, got " + bits);
+    }
+    this.bits = bits;
+    this.normCorrection = normCorrection;
+  }
+
+  public int bits() {
+    return bits;
+  }
+
+  public boolean normCorrection() {
+    return normCorrection;
+  }
+
+  @Override
+  public String name() {
+    return "tq_k" + bits + (normCorrection ? "_nc" : "");
+  }
+
+  /** Bytes of the codes of one row: ⌈headDim·bits/8⌉. */
+  public int codeBytes(int headDim) {
+    return PackedCodes.bytes(headDim, bits);
+  }
+
+  @Override
+  public int rowBytes(int headDim) {
+    return codeBytes(headDim) + 2;
+  }
+
+  @Override
+  protected int rowScaleBytes(int headDim) {
+    return 2; // the fp16 norm
+  }
+
+  @Override
+  public void checkHeadDim(int headDim) {
+    if (!Hadamard.fits(headDim)) {
+      throw new IllegalArgumentException(
+          "format "
+              + name()
+              + " needs a head dimension that is a power of 2 (for the Hadamard rotation), got "
+              + headDim);
+    }
+  }
+
+  private LloydMaxCodebook codebook(int headDim) {
+    return LloydMaxCodebook.of(headDim, bits);
+  }
+
+  private static float[] scratch(int n) {
+    float[] s = SCRATCH.get();
+    if (s.length < n) {
+      s = new float[n];
+      SCRATCH.set(s);
+    }
+    return s;
+  }
+
+  @Override
+  protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    LloydMaxCodebook book = codebook(headDim);
+    double sumSquares = 0;
+    for (int j = 0; j < headDim; j++) {
+      sumSquares += (double) src[srcOff + j] * src[srcOff + j];
+    }
+    float norm = (float) Math.sqrt(sumSquares);
+    float[] u = scratch(headDim);
+    float divisor = norm + 1e-8f;
+    for (int j = 0; j < headDim; j++) {
+      u[j] = src[srcOff + j] / divisor;
+    }
+    Hadamard.rotate(u, 0, headDim);
+    int[] codes = PackedCodes.scratch(headDim);
+    for (int j = 0; j < headDim; j++) {
+      codes[j] = book.code(u[j]);
+    }
+    PackedCodes.pack(codes, headDim, bits, block, offset);
+    block.set(F16Format.SHORT_LE, offset + codeBytes(headDim), HalfFloats.toF16(norm));
+  }
+
+  /** ρ of the row at {@code offset}. */
+  private float norm(MemorySegment block, long offset, int headDim) {
+    return HalfFloats.fromF16(
+        AsymmetricCodes.shortAt(block, VectorKernels.array(block), offset + codeBytes(headDim)));
+  }
+
+  /** ρ (the fp16 norm) of the token in {@code slot} (for bound checks). */
+  public float norm(MemorySegment block, int slot, int headDim) {
+    return norm(block, (long) slot * rowBytes(headDim), headDim);
+  }
+
+  /** The row's centroid vector c[idx] into {@code dst[dstOff..+headDim)}. */
+  private void centroids(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    PackedCodes.lookup(
+        block, offset, headDim, bits, codebook(headDim).centroidsView(), dst, dstOff);
+  }
+
+  /** 1/√(‖c‖² + 1e-16) with norm correction, else 1. */
+  private float correction(float[] c, int off, int headDim) {
+    if (!normCorrection) {
+      return 1f;
+    }
+    float sumSquares = VectorKernels.dot(c, off, c, off, headDim);
+    return (float) (1.0 / Math.sqrt(sumSquares + 1e-16));
+  }
+
+  @Override
+  protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    centroids(block, offset, headDim, dst, dstOff);
+    float inv = correction(dst, dstOff, headDim);
+    if (inv != 1f) {
+      for (int j = 0; j < headDim; j++) {
+        dst[dstOff + j] *= inv;
+      }
+    }
+    Hadamard.rotate(dst, dstOff, headDim); // Πᵀ = Π
+    float norm = norm(block, offset, headDim);
+    for (int j = 0; j < headDim; j++) {
+      dst[dstOff + j] *= norm;
+    }
+  }
+
+  /** q' = Π·q, once per query. */
+  @Override
+  public void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    System.arraycopy(q, qOff, dst, dstOff, headDim);
+    Hadamard.rotate(dst, dstOff, headDim);
+  }
+
+  /** ρ·(q'·ĉ), the centroids looked up from the codes (no inverse rotation). */
+  @Override
+  protected float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    centroids(block, offset, headDim, work, 0);
+    float dot = VectorKernels.dot(q, qOff, work, 0, headDim);
+    return norm(block, offset, headDim) * (dot * correction(work, 0, headDim));
+  }
+
+  /**
+   * Each key's centroids, norm and correction are read once for all rows (a prefill tile, or the
+   * query heads of a KV head), then every row scores it exactly as {@link #dotRow} does.
+   */
+  @Override
+  public void scoresRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pStride,
+      int[] rows,
+      int rowCount,
+      float[] out,
+      int outStride,
+      float[] work,
+      float[] decoded) {
+    if (rowCount < 2 || decoded.length < count * headDim || work.length < 2 * count) {
+      super.scoresRows(
+          block, count, capacity, headDim, prepared, pStride, rows, rowCount, out, outStride, work,
+          decoded);
+      return;
+    }
+    int rowBytes = rowBytes(headDim);
+    for (int s = 0; s < count; s++) {
+      long offset = (long) s * rowBytes;
+      centroids(block, offset, headDim, decoded, s * headDim);
+      work[2 * s] = norm(block, offset, headDim);
+      work[2 * s + 1] = correction(decoded, s * headDim, headDim);
+    }
+    for (int i = 0; i < rowCount; i++) {
+      int pOff = rows[i] * pStride;
+      int o = i * outStride;
+      for (int s = 0; s < count; s++) {
+        float dot = VectorKernels.dot(prepared, pOff, decoded, s * headDim, headDim);
+        out[o + s] = work[2 * s] * (dot * work[2 * s + 1]);
+      }
+    }
+  }
+
+  @Override
+  protected void accumulateRow(
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    decodeRow(block, offset, headDim, work, 0);
+    for (int j = 0; j < headDim; j++) {
+      acc[accOff + j] += weight * work[j];
+    }
+  }
+
+  /** Dequantize each key (k̂ = ρ·Πᵀ·ĉ), then a sequential dot product with the raw query. */
+  @Override
+  public void dotsReference(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores) {
+    float[] row = new float[headDim];
+    for (int s = 0; s < count; s++) {
+      decode(block, s, capacity, headDim, row, 0);
+      float sum = 0f;
+      for (int j = 0; j < headDim; j++) {
+        sum += q[qOff + j] * row[j];
+      }
+      scores[s] = sum;
+    }
+  }
+
+  @Override
+  public boolean equals(Object other) {
+    return other instanceof TurboQuantKeyFormat o
+        && o.bits == bits
+        && o.normCorrection == normCorrection;
+  }
+
+  @Override
+  public int hashCode() {
+    return 31 * bits + (normCorrection ? 1 : 0);
+  }
+}
