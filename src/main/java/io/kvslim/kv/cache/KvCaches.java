@@ -1,6 +1,7 @@
 package io.kvslim.kv.cache;
 
 import io.kvslim.calibrate.ModelIdentity;
+import io.kvslim.kv.Rotary;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.method.KvSpecException;
@@ -29,18 +30,32 @@ public final class KvCaches {
   private final KvCacheFormat[] formats;
   private final double bytesPerTokenAll;
   private final ModelIdentity model;
+  private final Rotary rope;
 
   public KvCaches(KvSpec spec, BlockPool pool, int layers, int kvHeads, int headDim) {
-    this(spec, pool, layers, kvHeads, headDim, null);
+    this(spec, pool, layers, kvHeads, headDim, null, null);
+  }
+
+  public KvCaches(
+      KvSpec spec, BlockPool pool, int layers, int kvHeads, int headDim, ModelIdentity model) {
+    this(spec, pool, layers, kvHeads, headDim, model, null);
   }
 
   /**
    * Caches of {@code spec} for a model of this shape; {@code model} (null when unknown) is the
-   * model's identity, against which methods check their calibration profiles.
+   * model's identity, against which methods check their calibration profiles, and {@code rope}
+   * (null when unknown) the model's rotary embedding, for methods that need it.
    */
   public KvCaches(
-      KvSpec spec, BlockPool pool, int layers, int kvHeads, int headDim, ModelIdentity model) {
+      KvSpec spec,
+      BlockPool pool,
+      int layers,
+      int kvHeads,
+      int headDim,
+      ModelIdentity model,
+      Rotary rope) {
     this.model = model;
+    this.rope = rope;
     this.spec = spec;
     this.pool = pool;
     this.layers = layers;
@@ -112,7 +127,8 @@ public final class KvCaches {
   }
 
   private KvPolicy policyOf(MethodCall c, boolean[] mask) {
-    return c.method().policy(c, new PolicyContext(mask, kvHeads, headDim, bytesPerTokenAll, model));
+    return c.method()
+        .policy(c, new PolicyContext(mask, kvHeads, headDim, bytesPerTokenAll, model, rope));
   }
 
   /** The storage format a rule's calls name; at most one format per rule. */

@@ -25,6 +25,7 @@ public final class KvMethods {
     register(new PyramidKvMethod());
     register(new AdaKvMethod());
     register(new KeyDiffMethod());
+    register(new ExpectedMethod());
     register(new DuoMethod());
     register(new RazorMethod());
     register(new KiviMethod());
