@@ -104,6 +104,11 @@ public final class ExpectedAttentionPolicy implements KvPolicy {
     }
   }
 
+  /** The query statistics of {@code layer} gathered so far (null once it was compressed). */
+  QueryStats statsOf(int layer) {
+    return stats[layer];
+  }
+
   /** Rotates {@code heads} post-RoPE vectors back to before RoPE: R(position)ᵀ. */
   static void unrotate(
       Rotary rope, int position, float[] x, int heads, int d, float[] cos, float[] sin) {
