@@ -5,6 +5,7 @@ import static io.kvslim.kv.method.Knob.budget;
 import static io.kvslim.kv.method.Knob.integer;
 import static io.kvslim.kv.method.Knob.number;
 
+import io.kvslim.kv.policy.ChunkedPrefill;
 import io.kvslim.kv.policy.ExpectedAttentionPolicy;
 import io.kvslim.kv.policy.KvPolicy;
 import java.util.List;
@@ -54,7 +55,9 @@ public final class ExpectedMethod implements KvMethod {
         number("epsilon", "0.01", "added to the attention before the value-norm weighting")
             .atLeast(0),
         number("safeguard", "0.2", "Ada-KV: share of the budget each head keeps by its own top")
-            .between(0, 1));
+            .between(0, 1),
+        integer("chunk", "0", "compress inside the prefill every N prompt tokens (0: after it)")
+            .atLeast(0));
   }
 
   @Override
@@ -64,18 +67,20 @@ public final class ExpectedMethod implements KvMethod {
 
   @Override
   public KvPolicy policy(MethodCall c, PolicyContext ctx) {
-    return new ExpectedAttentionPolicy(
-        ctx.layers(),
-        new ExpectedAttentionPolicy.Settings(
-            c.budget("budget"),
-            c.integer("n_future"),
-            c.integer("n_sink"),
-            c.bool("cov"),
-            c.bool("vnorm"),
-            c.number("epsilon"),
-            c.number("safeguard")),
-        ctx.rope(),
-        ctx.bytesPerToken());
+    ExpectedAttentionPolicy p =
+        new ExpectedAttentionPolicy(
+            ctx.layers(),
+            new ExpectedAttentionPolicy.Settings(
+                c.budget("budget"),
+                c.integer("n_future"),
+                c.integer("n_sink"),
+                c.bool("cov"),
+                c.bool("vnorm"),
+                c.number("epsilon"),
+                c.number("safeguard")),
+            ctx.rope(),
+            ctx.bytesPerToken());
+    return ChunkedPrefill.wrap(p, ctx.layers(), c.integer("chunk"));
   }
 
   @Override

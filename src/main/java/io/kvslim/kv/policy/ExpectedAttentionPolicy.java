@@ -40,7 +40,7 @@ import java.util.BitSet;
  * Computation runs in double; decode steps evict nothing (kvpress's {@code DecodingPress} variant
  * is not implemented). With no query left after the sinks, μ = 0 and Σ = 0 (every z is 0).
  */
-public final class ExpectedAttentionPolicy implements KvPolicy {
+public final class ExpectedAttentionPolicy implements ChunkedPrefill.Compressor {
   /** The method's knobs. */
   public record Settings(
       Budget budget,
@@ -125,12 +125,18 @@ public final class ExpectedAttentionPolicy implements KvPolicy {
       return;
     }
     done = true;
-    int keep = s.budget().tokens(cache.promptTokens(), bytesPerToken);
     for (int l = 0; l < layers.length; l++) {
-      if (layers[l] && stats[l] != null) {
-        compressLayer(cache.paged(l), stats[l], keep);
-      }
+      compressLayer(cache, l, cache.promptTokens());
       stats[l] = null;
+    }
+  }
+
+  /** Inside a chunked prefill, the statistics go on accumulating over every query seen. */
+  @Override
+  public void compressLayer(ManagedKvCache cache, int layer, int promptTokens) {
+    if (layers[layer] && stats[layer] != null) {
+      int keep = s.budget().tokens(promptTokens, bytesPerToken);
+      compressLayer(cache.paged(layer), stats[layer], keep);
     }
   }
 

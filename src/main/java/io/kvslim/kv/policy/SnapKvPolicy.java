@@ -24,7 +24,7 @@ import java.util.BitSet;
  *       the base budget; heads then really hold different numbers of tokens.
  * </ul>
  */
-public final class SnapKvPolicy implements KvPolicy {
+public final class SnapKvPolicy implements ChunkedPrefill.Compressor {
   /** How the token budget is spread over layers and heads. */
   public enum Allocation {
     UNIFORM,
@@ -126,6 +126,21 @@ public final class SnapKvPolicy implements KvPolicy {
     }
   }
 
+  @Override
+  public void compressLayer(ManagedKvCache cache, int layer, int promptTokens) {
+    if (!layers[layer] || windowQueries[layer] == null) {
+      return;
+    }
+    int scoped = 0;
+    int li = 0;
+    for (int l = 0; l < layers.length; l++) {
+      scoped += layers[l] ? 1 : 0;
+      li += layers[l] && l < layer ? 1 : 0;
+    }
+    int total = budget.tokens(promptTokens, bytesPerToken);
+    compressLayer(cache.paged(layer), layer, layerPrefixBudget(total, promptTokens, li, scoped));
+  }
+
   /** Prefix tokens (window excluded) each head of the li-th scoped layer keeps on average. */
   int layerPrefixBudget(int total, int n, int li, int scopedLayers) {
     int avg = Math.max(0, total - window);
@@ -143,29 +158,37 @@ public final class SnapKvPolicy implements KvPolicy {
 
   private void compressLayer(PagedLayerKv layer, int l, int prefixBudget) {
     int kvHeads = layer.kvHeads();
-    int n = layer.size(0);
     int w = Math.min(window, windowRows[l]);
-    int prefix = n - w;
-    if (prefix <= prefixBudget || windowQueries[l] == null) {
+    // heads hold equal counts, except after an Ada-KV compression inside a chunked prefill
+    int[] prefix = new int[kvHeads];
+    boolean over = false;
+    for (int g = 0; g < kvHeads; g++) {
+      prefix[g] = layer.size(g) - w;
+      over |= prefix[g] > prefixBudget;
+    }
+    if (!over || windowQueries[l] == null) {
       return; // nothing to evict
     }
     float[][] votes = new float[kvHeads][];
     for (int g = 0; g < kvHeads; g++) {
-      votes[g] = pool(windowVotes(layer.store().head(g), l, g, kvHeads, w, prefix));
+      votes[g] = pool(windowVotes(layer.store().head(g), l, g, kvHeads, w, prefix[g]));
     }
     int[] keep = new int[kvHeads];
     if (allocation == Allocation.ADAPTIVE) {
-      adaptiveBudgets(votes, prefix, prefixBudget, alpha, keep);
+      adaptiveBudgets(votes, prefixBudget, alpha, keep);
     } else {
       Arrays.fill(keep, prefixBudget);
     }
     BitSet evict = new BitSet();
     BitSet kept = new BitSet();
     for (int g = 0; g < kvHeads; g++) {
+      if (prefix[g] <= keep[g]) {
+        continue;
+      }
       kept.clear();
-      Selection.highest(votes[g], 0, prefix, keep[g], kept);
+      Selection.highest(votes[g], 0, prefix[g], keep[g], kept);
       evict.clear();
-      evict.set(0, prefix);
+      evict.set(0, prefix[g]);
       evict.andNot(kept);
       layer.evict(g, evict);
     }
@@ -247,10 +270,27 @@ public final class SnapKvPolicy implements KvPolicy {
    * until the layer is within G·B. No head keeps more than the {@code prefix} tokens it has.
    */
   static void adaptiveBudgets(float[][] votes, int prefix, int base, double alpha, int[] keep) {
+    for (float[] v : votes) {
+      if (v.length != prefix) {
+        throw new IllegalArgumentException("votes of " + v.length + " tokens, not " + prefix);
+      }
+    }
+    adaptiveBudgets(votes, base, alpha, keep);
+  }
+
+  /**
+   * As above, head h's prefix being {@code votes[h].length} tokens (heads differ after a
+   * compression inside a chunked prefill); with equal lengths it is the reference's allocation.
+   */
+  static void adaptiveBudgets(float[][] votes, int base, double alpha, int[] keep) {
     int g = votes.length;
-    float[] flat = new float[g * prefix];
+    int[] off = new int[g + 1];
     for (int h = 0; h < g; h++) {
-      System.arraycopy(votes[h], 0, flat, h * prefix, prefix);
+      off[h + 1] = off[h] + votes[h].length;
+    }
+    float[] flat = new float[off[g]];
+    for (int h = 0; h < g; h++) {
+      System.arraycopy(votes[h], 0, flat, off[h], votes[h].length);
     }
     BitSet top = new BitSet();
     Selection.highest(flat, 0, flat.length, g * base, top);
@@ -259,9 +299,9 @@ public final class SnapKvPolicy implements KvPolicy {
     float[] exact = new float[g];
     long total = 0;
     for (int h = 0; h < g; h++) {
-      int c = top.get(h * prefix, (h + 1) * prefix).cardinality();
+      int c = top.get(off[h], off[h + 1]).cardinality();
       exact[h] = (float) c * share + (float) floor;
-      keep[h] = Math.min(prefix, (int) Math.rint(exact[h]));
+      keep[h] = Math.min(votes[h].length, (int) Math.rint(exact[h]));
       total += keep[h];
     }
     for (; total > (long) g * base; total--) {
