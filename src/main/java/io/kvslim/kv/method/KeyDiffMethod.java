@@ -29,9 +29,9 @@ import java.util.List;
  * </ol>
  *
  * Like the reference press, no recent window is protected and decode steps evict nothing. The
- * paper's block-wise prefill (score kept ∪ next block of 128) is the chunked-prefill option of
- * METHODS.md N10, not implemented here; with a block at least the prompt's length it equals this
- * one-shot form.
+ * paper's block-wise prefill (score kept ∪ next block of 128, kvpress's {@code block_keydiff}) is
+ * {@code chunk=128}, the chunked-prefill option of METHODS.md N10 ({@link ChunkedPrefill}); with a
+ * chunk at least the prompt's length it equals this one-shot form.
  */
 public final class KeyDiffMethod implements KvMethod {
   @Override
@@ -77,7 +77,7 @@ public final class KeyDiffMethod implements KvMethod {
 
   @Override
   public List<String> benchmarkSpecs() {
-    return List.of("keydiff:budget=12.5%", "keydiff:budget=25%");
+    return List.of("keydiff:budget=12.5%", "keydiff:budget=25%", "keydiff:budget=25%,chunk=128");
   }
 
   @Override

@@ -95,7 +95,9 @@ public final class SnapKvMethod implements KvMethod {
   public List<String> benchmarkSpecs() {
     return List.of(
         "snapkv:budget=12.5%,window=32",
-        "snapkv:budget=25%,window=32", "snapkv:budget=50%,window=32");
+        "snapkv:budget=25%,window=32",
+        "snapkv:budget=50%,window=32",
+        "snapkv:budget=25%,window=32,chunk=128"); // compressing inside the prefill (N10)
   }
 
   @Override
