@@ -3,6 +3,7 @@ package io.kvslim.bench;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvCacheFactory;
 import io.kvslim.kv.KvCache;
+import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.model.Ops;
 import java.util.Arrays;
 
@@ -182,7 +183,10 @@ public final class PerplexityEvaluator {
       // rows [0, pre) come from one prefill; row i >= pre from the decode step of token i
       int pre = Math.min(len, decodeFrom);
       engine.prefill(cache, window, 0, pre, 0, true, logits);
-      bytes[0] = Math.max(bytes[0], cache.bytes());
+      // a managed cache knows its peak inside the prefill (before a one-shot compression, or
+      // between the chunks of one compressing inside it)
+      long held = cache instanceof ManagedKvCache m ? m.peakBytes() : cache.bytes();
+      bytes[0] = Math.max(bytes[0], held);
       for (int i = pre; i < len - 1; i++) {
         float[] row = decodeRow(logits, i, vocab);
         engine.decode(cache, window[i], i, row);

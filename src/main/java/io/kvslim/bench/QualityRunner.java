@@ -139,7 +139,11 @@ public final class QualityRunner {
         List<Integer> into = null;
         if (share) {
           for (List<Integer> g : gs) {
-            if (probes.get(g.get(0)).sameFormats(probe)) {
+            ManagedKvCache first = probes.get(g.get(0));
+            boolean oneShot = // a cache compressing inside its prefill takes it alone
+                first.prefillChunk() == Integer.MAX_VALUE
+                    && probe.prefillChunk() == Integer.MAX_VALUE;
+            if (oneShot && first.sameFormats(probe)) {
               into = g;
               break;
             }

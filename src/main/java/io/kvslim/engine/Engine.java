@@ -91,8 +91,13 @@ public final class Engine implements AutoCloseable {
       float[] logits) {
     int vocab = model.config().vocabSize();
     float[] chunkLogits = allLogits ? null : logits;
-    for (int s = from; s < to; s += prefillChunk) {
+    cache.beginPrompt(to - from);
+    int chunk = cache.prefillChunk(); // a method compressing inside the prefill: its chunks
+    for (int s = from; s < to; ) {
       int e = Math.min(to, s + prefillChunk);
+      if (chunk != Integer.MAX_VALUE) {
+        e = Math.min(e, from + ((s - from) / chunk + 1) * chunk); // steps never cross a chunk end
+      }
       boolean last = e == to;
       batch.clear().add(cache, tokens, s, e, firstPos + (s - from), allLogits, last);
       if (allLogits) {
@@ -110,6 +115,7 @@ public final class Engine implements AutoCloseable {
       } else {
         forward.run(batch, logits);
       }
+      s = e;
     }
     cache.afterStep(KvCache.StepKind.PREFILL);
   }

@@ -14,7 +14,7 @@ public final class KvSpecs {
   /**
    * Caches for {@code spec} and {@code config}'s shape, drawing from {@code pool}; a method's
    * calibration profile is checked against the model {@code config} belongs to ({@link
-   * Model#fileOf}).
+   * Model#fileOf}), and methods that need the model's RoPE get its ({@link Model#ropeOf}).
    */
   public static KvCaches caches(KvSpec spec, BlockPool pool, ModelConfig config) {
     ModelIdentity model =
@@ -24,7 +24,14 @@ public final class KvSpecs {
             config.heads(),
             config.kvHeads(),
             config.headDim());
-    return new KvCaches(spec, pool, config.layers(), config.kvHeads(), config.headDim(), model);
+    return new KvCaches(
+        spec,
+        pool,
+        config.layers(),
+        config.kvHeads(),
+        config.headDim(),
+        model,
+        Model.ropeOf(config));
   }
 
   /** A factory that builds (and checks) the spec's caches on first use, per model shape. */

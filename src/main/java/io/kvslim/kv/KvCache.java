@@ -12,6 +12,22 @@ public interface KvCache extends AutoCloseable {
   /** Exact bytes held now, all layers and heads (payload, scales, positions, bookkeeping). */
   long bytes();
 
+  /**
+   * The most prompt tokens this cache takes between two of its compressions inside the prefill
+   * ({@code chunk=N} of a method that compresses during it, METHODS.md N10), {@link
+   * Integer#MAX_VALUE} when it compresses only after the prefill. Whoever feeds the prompt cuts it
+   * at multiples of this, counted from the prompt's start, and calls {@link #beginPrompt} first.
+   */
+  default int prefillChunk() {
+    return Integer.MAX_VALUE;
+  }
+
+  /**
+   * Called before the prompt's first token is appended, with the prompt's length: a method that
+   * compresses inside the prefill sizes a budget given as a share of the prompt from it.
+   */
+  default void beginPrompt(int tokens) {}
+
   /** Called by the engine after a prefill or decode step has appended to every layer. */
   default void afterStep(StepKind kind) {}
 

@@ -257,4 +257,19 @@ public final class Model implements AutoCloseable {
     }
     return null;
   }
+
+  /**
+   * The rotary embedding of the loaded model whose configuration is {@code config} (that very
+   * instance, with the file's frequency factors), or, for a configuration no loaded model made, the
+   * embedding its RoPE settings describe without factors.
+   */
+  public static synchronized Rope ropeOf(ModelConfig config) {
+    for (var r : LOADED) {
+      Model m = r.get();
+      if (m != null && m.config == config) {
+        return m.rope;
+      }
+    }
+    return new Rope(config, null);
+  }
 }

@@ -270,6 +270,7 @@ public final class Scheduler implements AutoCloseable {
       }
       for (Sequence s : admitted) {
         s.cache = s.plan.create();
+        s.cache.beginPrompt(s.prompt.length);
         s.history = new int[s.prompt.length + s.maxTokens];
         System.arraycopy(s.prompt, 0, s.history, 0, s.prompt.length);
         s.length = s.prompt.length;
@@ -390,6 +391,10 @@ public final class Scheduler implements AutoCloseable {
       }
       if (s.state == Sequence.State.PREFILL) {
         int n = Math.min(budget, s.prompt.length - s.prefilled);
+        int chunk = s.cache.prefillChunk(); // compresses inside the prefill: not across a chunk end
+        if (chunk != Integer.MAX_VALUE) {
+          n = Math.min(n, (s.prefilled / chunk + 1) * chunk - s.prefilled);
+        }
         boolean last = s.prefilled + n == s.prompt.length;
         batch.add(s.cache, s.prompt, s.prefilled, s.prefilled + n, s.prefilled, false, last);
         segments.add(s);

@@ -91,7 +91,10 @@ class OpenAiServerTest {
     assertThat(b.at("/kvslim_usage/compression_ratio").asDouble()).isPositive();
   }
 
-  /** Prompts of 1 and 12 sentences: the long one is prefilled in chunks of 64 by the server. */
+  /**
+   * Prompts of 1 and 12 sentences: the long one is prefilled in chunks of 64 by the server, or of
+   * the spec's {@code chunk} when it compresses inside the prefill (cut where the engine cuts it).
+   */
   @ParameterizedTest
   @CsvSource(
       delimiter = '|',
@@ -100,7 +103,9 @@ class OpenAiServerTest {
         "kivi:kbits=2,vbits=2,residual=32|1",
         "snapkv:budget=8,window=4|1",
         "full|12",
-        "snapkv:budget=32,window=8|12"
+        "snapkv:budget=32,window=8|12",
+        "snapkv:budget=32,window=8,chunk=24|12",
+        "expected:budget=32,chunk=24|12"
       })
   void greedyOverHttpEqualsGeneratorForTheSameSpec(String spec, int sentences) {
     String prompt = "The quick brown fox jumps over the lazy dog and then".repeat(sentences);

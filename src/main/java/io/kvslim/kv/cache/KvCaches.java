@@ -1,6 +1,7 @@
 package io.kvslim.kv.cache;
 
 import io.kvslim.calibrate.ModelIdentity;
+import io.kvslim.kv.Rotary;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.method.KvSpecException;
@@ -31,18 +32,32 @@ public final class KvCaches {
   private final int[] shareOf; // KVSharer's layer map, null when no layer is shared
   private final double bytesPerTokenAll;
   private final ModelIdentity model;
+  private final Rotary rope;
 
   public KvCaches(KvSpec spec, BlockPool pool, int layers, int kvHeads, int headDim) {
-    this(spec, pool, layers, kvHeads, headDim, null);
+    this(spec, pool, layers, kvHeads, headDim, null, null);
+  }
+
+  public KvCaches(
+      KvSpec spec, BlockPool pool, int layers, int kvHeads, int headDim, ModelIdentity model) {
+    this(spec, pool, layers, kvHeads, headDim, model, null);
   }
 
   /**
    * Caches of {@code spec} for a model of this shape; {@code model} (null when unknown) is the
-   * model's identity, against which methods check their calibration profiles.
+   * model's identity, against which methods check their calibration profiles, and {@code rope}
+   * (null when unknown) the model's rotary embedding, for methods that need it.
    */
   public KvCaches(
-      KvSpec spec, BlockPool pool, int layers, int kvHeads, int headDim, ModelIdentity model) {
+      KvSpec spec,
+      BlockPool pool,
+      int layers,
+      int kvHeads,
+      int headDim,
+      ModelIdentity model,
+      Rotary rope) {
     this.model = model;
+    this.rope = rope;
     this.spec = spec;
     this.pool = pool;
     this.layers = layers;
@@ -149,7 +164,7 @@ public final class KvCaches {
     List<KvPolicy> out = new ArrayList<>();
     for (List<MethodCall> calls : order) {
       boolean[] mask = masks.get(calls);
-      PolicyContext ctx = new PolicyContext(mask, kvHeads, headDim, bytesPerTokenAll, model);
+      PolicyContext ctx = new PolicyContext(mask, kvHeads, headDim, bytesPerTokenAll, model, rope);
       LayerAllocator allocator = null;
       boolean taken = false;
       for (MethodCall c : calls) {

@@ -28,6 +28,8 @@ public final class ManagedKvCache implements KvCache {
   private final BlockPool pool;
   private int tokens; // tokens appended so far (the next position when positions are 0..n-1)
   private int promptTokens = -1;
+  private int announcedPrompt = -1; // beginPrompt's length, until the prompt ends
+  private final int prefillChunk; // the smallest of the policies' (N10), MAX_VALUE for none
   private int steps;
   private long peakBytes;
   private long policyNanos;
@@ -62,6 +64,11 @@ public final class ManagedKvCache implements KvCache {
         cacheRelative[l] |= p.cacheRelativePositions(l);
       }
     }
+    int chunk = Integer.MAX_VALUE;
+    for (KvPolicy p : this.policies) {
+      chunk = Math.min(chunk, p.prefillChunk());
+    }
+    this.prefillChunk = chunk;
     PagedLayerKv.Scratch scratch = new PagedLayerKv.Scratch(); // layers attend one at a time
     try {
       for (int l = 0; l < formats.length; l++) {
@@ -106,6 +113,10 @@ public final class ManagedKvCache implements KvCache {
     for (ManagedKvCache m : members) {
       if (m.tokens != 0 || m.closed) {
         throw new IllegalArgumentException("a shared prefill needs fresh, open caches");
+      }
+      if (m.prefillChunk != Integer.MAX_VALUE) {
+        throw new IllegalArgumentException(
+            "a cache that compresses inside its prefill (chunk=) cannot share one");
       }
       if (!m.sameFormats(first)) {
         throw new IllegalArgumentException(
@@ -419,6 +430,34 @@ public final class ManagedKvCache implements KvCache {
     return promptTokens;
   }
 
+  /**
+   * The prompt's length while it is being prefilled: as {@link #beginPrompt} announced it, or the
+   * tokens so far when nobody did; {@link #promptTokens} once it ended.
+   */
+  public int plannedPromptTokens() {
+    if (promptTokens >= 0) {
+      return promptTokens;
+    }
+    return Math.max(announcedPrompt, tokens);
+  }
+
+  /** Tokens appended so far (counted at layer 0). */
+  public int tokens() {
+    return tokens;
+  }
+
+  @Override
+  public int prefillChunk() {
+    return prefillChunk;
+  }
+
+  @Override
+  public void beginPrompt(int n) {
+    if (promptTokens < 0 && tokens == 0) {
+      announcedPrompt = n;
+    }
+  }
+
   /** Decode steps so far. */
   public int decodeSteps() {
     return steps;
@@ -524,9 +563,17 @@ public final class ManagedKvCache implements KvCache {
       if (layer == 0) {
         tokens += n;
       }
-      if (residual) {
-        // the step's tokens are held exact until this layer's attention: the peak of the step
+      if (residual || prefillChunk != Integer.MAX_VALUE) {
+        // the step's tokens are held exact until this layer's attention, or until a policy
+        // compresses the layer inside the prefill: the peak of the step
         peakBytes = Math.max(peakBytes, ManagedKvCache.this.bytes());
+      }
+    }
+
+    @Override
+    void attended() {
+      for (int i = 0; i < policies.size(); i++) {
+        policies.get(i).afterAttention(ManagedKvCache.this, layer);
       }
     }
 

@@ -176,6 +176,14 @@ public final class PagedLayerKv implements LayerKv {
     return true;
   }
 
+  /**
+   * Whether this layer stores keys before RoPE and attends at cache-relative positions (without
+   * handing the model's rotary embedding over, as {@link #appliesRope} does).
+   */
+  public boolean cacheRelative() {
+    return cacheRelative;
+  }
+
   /** Evicts the tokens of {@code kvHead} whose retained indices are set. */
   public void evict(int kvHead, BitSet indices) {
     store.evict(kvHead, indices);

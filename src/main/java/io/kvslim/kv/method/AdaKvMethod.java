@@ -44,6 +44,8 @@ public final class AdaKvMethod implements KvMethod {
         integer("window", "32", "observation window").atLeast(1),
         integer("kernel", "7", "pooling kernel (odd)").atLeast(1),
         choice("pool", "max", "pooling", "avg", "max"),
+        integer("chunk", "0", "compress inside the prefill every N prompt tokens (0: after it)")
+            .atLeast(0),
         number("alpha", "0.2", "floor: share of the base budget every head keeps").between(0, 1));
   }
 

@@ -1,10 +1,12 @@
 package io.kvslim.kv.method;
 
 import static io.kvslim.kv.method.Knob.budget;
+import static io.kvslim.kv.method.Knob.integer;
 
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.policy.ChunkedPrefill;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.Selection;
 import io.kvslim.kv.store.HeadStore;
@@ -27,9 +29,9 @@ import java.util.List;
  * </ol>
  *
  * Like the reference press, no recent window is protected and decode steps evict nothing. The
- * paper's block-wise prefill (score kept ∪ next block of 128) is the chunked-prefill option of
- * METHODS.md N10, not implemented here; with a block at least the prompt's length it equals this
- * one-shot form.
+ * paper's block-wise prefill (score kept ∪ next block of 128, kvpress's {@code block_keydiff}) is
+ * {@code chunk=128}, the chunked-prefill option of METHODS.md N10 ({@link ChunkedPrefill}); with a
+ * chunk at least the prompt's length it equals this one-shot form.
  */
 public final class KeyDiffMethod implements KvMethod {
   @Override
@@ -54,12 +56,18 @@ public final class KeyDiffMethod implements KvMethod {
 
   @Override
   public List<Knob> knobs() {
-    return List.of(budget("budget", "25%", "tokens kept per head"));
+    return List.of(
+        budget("budget", "25%", "tokens kept per head"),
+        integer("chunk", "0", "compress inside the prefill every N prompt tokens (0: after it)")
+            .atLeast(0));
   }
 
   @Override
   public KvPolicy policy(MethodCall c, PolicyContext ctx) {
-    return new Policy(ctx.layers(), c.budget("budget"), ctx.bytesPerToken());
+    return ChunkedPrefill.wrap(
+        new Policy(ctx.layers(), c.budget("budget"), ctx.bytesPerToken()),
+        ctx.layers(),
+        c.integer("chunk"));
   }
 
   @Override
@@ -69,7 +77,7 @@ public final class KeyDiffMethod implements KvMethod {
 
   @Override
   public List<String> benchmarkSpecs() {
-    return List.of("keydiff:budget=12.5%", "keydiff:budget=25%");
+    return List.of("keydiff:budget=12.5%", "keydiff:budget=25%", "keydiff:budget=25%,chunk=128");
   }
 
   @Override
@@ -125,7 +133,7 @@ public final class KeyDiffMethod implements KvMethod {
   }
 
   /** The eviction: once, after the prefill. */
-  static final class Policy implements KvPolicy {
+  static final class Policy implements ChunkedPrefill.Compressor {
     private final boolean[] layers;
     private final Budget budget;
     private final double bytesPerToken;
@@ -143,28 +151,34 @@ public final class KeyDiffMethod implements KvMethod {
         return;
       }
       done = true;
-      int keep = budget.tokens(cache.promptTokens(), bytesPerToken);
-      BitSet kept = new BitSet();
       for (int l = 0; l < layers.length; l++) {
-        if (!layers[l]) {
+        compressLayer(cache, l, cache.promptTokens());
+      }
+    }
+
+    /** Inside a chunked prefill: scores kept ∪ chunk (the anchor recomputed), keeps the budget. */
+    @Override
+    public void compressLayer(ManagedKvCache cache, int l, int promptTokens) {
+      if (!layers[l]) {
+        return;
+      }
+      int keep = budget.tokens(promptTokens, bytesPerToken);
+      BitSet kept = new BitSet();
+      PagedLayerKv layer = cache.paged(l);
+      int dim = layer.headDim();
+      for (int g = 0; g < layer.kvHeads(); g++) {
+        int n = layer.size(g);
+        if (n <= keep) {
           continue;
         }
-        PagedLayerKv layer = cache.paged(l);
-        int dim = layer.headDim();
-        for (int g = 0; g < layer.kvHeads(); g++) {
-          int n = layer.size(g);
-          if (n <= keep) {
-            continue;
-          }
-          HeadStore head = layer.head(g);
-          float[] keys = new float[n * dim];
-          head.readKeys(keys);
-          float[] s = scores(keys, n, dim);
-          kept.clear();
-          Selection.highest(s, 0, n, keep, kept);
-          kept.flip(0, n);
-          layer.evict(g, kept);
-        }
+        HeadStore head = layer.head(g);
+        float[] keys = new float[n * dim];
+        head.readKeys(keys);
+        float[] s = scores(keys, n, dim);
+        kept.clear();
+        Selection.highest(s, 0, n, keep, kept);
+        kept.flip(0, n);
+        layer.evict(g, kept);
       }
     }
   }

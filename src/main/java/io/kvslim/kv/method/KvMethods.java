@@ -29,6 +29,7 @@ public final class KvMethods {
     register(new XkvMethod());
     register(new KeyDiffMethod());
     register(new KvCompressMethod());
+    register(new ExpectedMethod());
     register(new DuoMethod());
     register(new RazorMethod());
     register(new KvSharerMethod());

@@ -124,6 +124,17 @@ public record KvSpec(String text, List<Rule> rules) {
       return;
     }
     for (MethodCall c : calls) {
+      if (c.method().takesAllocator()
+          && c.params().get("chunk") instanceof Number n
+          && n.intValue() > 0) {
+        throw new KvSpecException(
+            allocator.name()
+                + " splits the budget over layers once the whole prompt is in; it does not"
+                + " combine with "
+                + c.name()
+                + ":chunk="
+                + n.intValue());
+      }
       if (c.method().family() == KvMethod.Family.EVICTION && !c.method().takesAllocator()) {
         throw new KvSpecException(
             allocator.name()

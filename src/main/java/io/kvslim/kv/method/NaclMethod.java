@@ -6,6 +6,7 @@ import static io.kvslim.kv.method.Knob.number;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.policy.ChunkedPrefill;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.Selection;
 import io.kvslim.kv.store.HeadStore;
@@ -72,7 +73,9 @@ public final class NaclMethod implements KvMethod {
         integer("sinks", "256", "first tokens always kept").atLeast(0),
         integer("min_len", "2048", "prompts of at most this many tokens are not compressed")
             .atLeast(0),
-        integer("seed", "0", "seed of the sampling").atLeast(0));
+        integer("seed", "0", "seed of the sampling").atLeast(0),
+        integer("chunk", "0", "compress inside the prefill every N prompt tokens (0: after it)")
+            .atLeast(0));
   }
 
   @Override
@@ -93,15 +96,17 @@ public final class NaclMethod implements KvMethod {
 
   @Override
   public KvPolicy policy(MethodCall c, PolicyContext ctx) {
-    return new Policy(
-        ctx.layers(),
-        c.number("proxy"),
-        c.number("keep"),
-        c.number("random"),
-        c.number("protect"),
-        c.integer("sinks"),
-        c.integer("min_len"),
-        c.integer("seed"));
+    Policy p =
+        new Policy(
+            ctx.layers(),
+            c.number("proxy"),
+            c.number("keep"),
+            c.number("random"),
+            c.number("protect"),
+            c.integer("sinks"),
+            c.integer("min_len"),
+            c.integer("seed"));
+    return ChunkedPrefill.wrap(p, ctx.layers(), c.integer("chunk"));
   }
 
   @Override
@@ -146,7 +151,7 @@ public final class NaclMethod implements KvMethod {
   }
 
   /** NACL's eviction: see {@link NaclMethod}. */
-  static final class Policy implements KvPolicy {
+  static final class Policy implements ChunkedPrefill.Compressor {
     private final boolean[] layers;
     private final double proxy;
     private final double keep;
@@ -227,19 +232,29 @@ public final class NaclMethod implements KvMethod {
         return;
       }
       done = true;
-      int n = cache.promptTokens();
-      Sizes z = Sizes.of(n, proxy, keep, random, protect, sinks);
-      boolean evicts = n > minLen && z.kept(n) < n && z.proxy > 0;
       for (int l = 0; l < layers.length; l++) {
-        if (layers[l] && evicts) {
-          compressLayer(cache.paged(l), l, n, z);
-        }
+        compressLayer(cache, l, cache.promptTokens());
         rows[l] = null;
       }
     }
 
-    private void compressLayer(PagedLayerKv layer, int l, int n, Sizes z) {
+    /**
+     * Sizes are shares of the prompt's {@code promptTokens}; the ranges (sinks, middle, recent) are
+     * of what each head holds, which inside a chunked prefill is the kept tokens plus the chunk,
+     * scored by the last proxy rows seen so far.
+     */
+    @Override
+    public void compressLayer(ManagedKvCache cache, int l, int promptTokens) {
+      Sizes z = Sizes.of(promptTokens, proxy, keep, random, protect, sinks);
+      if (!layers[l] || rows[l] == null || promptTokens <= minLen || z.proxy <= 0) {
+        return;
+      }
+      PagedLayerKv layer = cache.paged(l);
       for (int g = 0; g < layer.kvHeads(); g++) {
+        int n = layer.size(g);
+        if (z.kept(n) >= n) {
+          continue;
+        }
         float[] score = proxyScores(layer.store().head(g), l, g, layer.kvHeads(), z.proxy);
         layer.evict(
             g,

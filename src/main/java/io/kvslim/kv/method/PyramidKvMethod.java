@@ -44,6 +44,8 @@ public final class PyramidKvMethod implements KvMethod {
         integer("window", "64", "observation window").atLeast(1),
         integer("kernel", "5", "pooling kernel (odd)").atLeast(1),
         choice("pool", "avg", "pooling", "avg", "max"),
+        integer("chunk", "0", "compress inside the prefill every N prompt tokens (0: after it)")
+            .atLeast(0),
         number("beta", "20", "pyramid steepness (1 = uniform)").atLeast(1));
   }
 

@@ -4,6 +4,7 @@ import static io.kvslim.kv.method.Knob.budget;
 import static io.kvslim.kv.method.Knob.choice;
 import static io.kvslim.kv.method.Knob.integer;
 
+import io.kvslim.kv.policy.ChunkedPrefill;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.SnapKvPolicy;
 import java.util.List;
@@ -42,7 +43,9 @@ public final class SnapKvMethod implements KvMethod {
         budget("budget", "2048", "tokens kept per head, window included"),
         integer("window", "32", "observation window (last prompt tokens)").atLeast(1),
         integer("kernel", "5", "pooling kernel (odd)").atLeast(1),
-        choice("pool", "avg", "pooling", "avg", "max"));
+        choice("pool", "avg", "pooling", "avg", "max"),
+        integer("chunk", "0", "compress inside the prefill every N prompt tokens (0: after it)")
+            .atLeast(0));
   }
 
   @Override
@@ -60,8 +63,16 @@ public final class SnapKvMethod implements KvMethod {
     return build(c, ctx, SnapKvPolicy.Allocation.UNIFORM, 1, 0);
   }
 
-  /** The policy of SnapKV and its budget variants (PyramidKV, Ada-KV). */
-  static SnapKvPolicy build(
+  /**
+   * The policy of SnapKV and its budget variants (PyramidKV, Ada-KV), compressing inside the
+   * prefill when the call has {@code chunk > 0} ({@link ChunkedPrefill}).
+   */
+  static KvPolicy build(
+      MethodCall c, PolicyContext ctx, SnapKvPolicy.Allocation a, double beta, double alpha) {
+    return ChunkedPrefill.wrap(scorer(c, ctx, a, beta, alpha), ctx.layers(), c.integer("chunk"));
+  }
+
+  private static SnapKvPolicy scorer(
       MethodCall c, PolicyContext ctx, SnapKvPolicy.Allocation a, double beta, double alpha) {
     return new SnapKvPolicy(
         ctx.layers(),
@@ -90,7 +101,9 @@ public final class SnapKvMethod implements KvMethod {
   public List<String> benchmarkSpecs() {
     return List.of(
         "snapkv:budget=12.5%,window=32",
-        "snapkv:budget=25%,window=32", "snapkv:budget=50%,window=32");
+        "snapkv:budget=25%,window=32",
+        "snapkv:budget=50%,window=32",
+        "snapkv:budget=25%,window=32,chunk=128"); // compressing inside the prefill (N10)
   }
 
   @Override

@@ -67,6 +67,21 @@ public interface KvPolicy {
    */
   default void beforeAppend(ManagedKvCache cache, int layer, int n) {}
 
+  /**
+   * Called after {@code layer}'s attention in a step, once the step's tokens are in it: nothing
+   * reads the layer again in this step, so a policy compressing inside the prefill (METHODS.md N10)
+   * may evict here.
+   */
+  default void afterAttention(ManagedKvCache cache, int layer) {}
+
+  /**
+   * The most prompt tokens between two compressions inside the prefill ({@link
+   * KvCache#prefillChunk}), {@link Integer#MAX_VALUE} for a policy that waits for the prompt's end.
+   */
+  default int prefillChunk() {
+    return Integer.MAX_VALUE;
+  }
+
   /** Called when a step has appended to every layer. */
   void afterStep(ManagedKvCache cache, KvCache.StepKind kind);
 }

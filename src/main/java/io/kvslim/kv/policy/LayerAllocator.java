@@ -17,8 +17,13 @@ public interface LayerAllocator {
    * @param votes {@code votes[g][i]} for KV head g and prefix token i
    */
   record LayerVotes(int layer, float[][] votes) {
+    /** The most prefix tokens a head of the layer holds. */
     public int prefix() {
-      return votes.length == 0 ? 0 : votes[0].length;
+      int most = 0;
+      for (float[] head : votes) {
+        most = Math.max(most, head.length);
+      }
+      return most;
     }
   }
 

@@ -24,7 +24,7 @@ import java.util.BitSet;
  *       the base budget; heads then really hold different numbers of tokens.
  * </ul>
  */
-public final class SnapKvPolicy implements KvPolicy {
+public final class SnapKvPolicy implements ChunkedPrefill.Compressor {
   /** How the token budget is spread over layers and heads. */
   public enum Allocation {
     UNIFORM,
@@ -188,12 +188,36 @@ public final class SnapKvPolicy implements KvPolicy {
     }
   }
 
+  /** The most prefix tokens (window excluded) a head of the layer holds. */
   private int prefixOf(PagedLayerKv layer, int l) {
-    return layer.size(0) - Math.min(window, windowRows[l]);
+    int most = 0;
+    for (int g = 0; g < layer.kvHeads(); g++) {
+      most = Math.max(most, layer.size(g));
+    }
+    return most - Math.min(window, windowRows[l]);
   }
 
   private boolean evicts(PagedLayerKv layer, int l, int prefixBudget) {
     return windowQueries[l] != null && prefixOf(layer, l) > prefixBudget;
+  }
+
+  @Override
+  public void compressLayer(ManagedKvCache cache, int layer, int promptTokens) {
+    if (!layers[layer] || windowQueries[layer] == null) {
+      return;
+    }
+    int scoped = 0;
+    int li = 0;
+    for (int l = 0; l < layers.length; l++) {
+      scoped += layers[l] ? 1 : 0;
+      li += layers[l] && l < layer ? 1 : 0;
+    }
+    int total = budget.tokens(promptTokens, bytesPerToken);
+    int prefixBudget = layerPrefixBudget(total, promptTokens, li, scoped);
+    PagedLayerKv paged = cache.paged(layer);
+    if (evicts(paged, layer, prefixBudget)) {
+      compressLayer(paged, layer, prefixBudget, windowVotes(paged, layer));
+    }
   }
 
   /** Prefix tokens (window excluded) each head of the li-th scoped layer keeps on average. */
@@ -215,34 +239,38 @@ public final class SnapKvPolicy implements KvPolicy {
   private float[][] windowVotes(PagedLayerKv layer, int l) {
     int kvHeads = layer.kvHeads();
     int w = Math.min(window, windowRows[l]);
-    int prefix = layer.size(0) - w;
     float[][] votes = new float[kvHeads][];
     for (int g = 0; g < kvHeads; g++) {
-      votes[g] = windowVotes(layer.store().head(g), l, g, kvHeads, w, prefix);
+      // heads hold equal counts, except after an Ada-KV compression inside a chunked prefill
+      votes[g] = windowVotes(layer.store().head(g), l, g, kvHeads, w, layer.size(g) - w);
     }
     return votes;
   }
 
   private void compressLayer(PagedLayerKv layer, int l, int prefixBudget, float[][] raw) {
     int kvHeads = layer.kvHeads();
-    int prefix = prefixOf(layer, l);
+    int[] prefix = new int[kvHeads];
     float[][] votes = new float[kvHeads][];
     for (int g = 0; g < kvHeads; g++) {
+      prefix[g] = raw[g].length;
       votes[g] = pool(raw[g]);
     }
     int[] keep = new int[kvHeads];
     if (allocation == Allocation.ADAPTIVE) {
-      adaptiveBudgets(votes, prefix, prefixBudget, alpha, keep);
+      adaptiveBudgets(votes, prefixBudget, alpha, keep);
     } else {
       Arrays.fill(keep, prefixBudget);
     }
     BitSet evict = new BitSet();
     BitSet kept = new BitSet();
     for (int g = 0; g < kvHeads; g++) {
+      if (prefix[g] <= keep[g]) {
+        continue;
+      }
       kept.clear();
-      Selection.highest(votes[g], 0, prefix, keep[g], kept);
+      Selection.highest(votes[g], 0, prefix[g], keep[g], kept);
       evict.clear();
-      evict.set(0, prefix);
+      evict.set(0, prefix[g]);
       evict.andNot(kept);
       layer.evict(g, evict);
     }
@@ -324,10 +352,27 @@ public final class SnapKvPolicy implements KvPolicy {
    * until the layer is within G·B. No head keeps more than the {@code prefix} tokens it has.
    */
   static void adaptiveBudgets(float[][] votes, int prefix, int base, double alpha, int[] keep) {
+    for (float[] v : votes) {
+      if (v.length != prefix) {
+        throw new IllegalArgumentException("votes of " + v.length + " tokens, not " + prefix);
+      }
+    }
+    adaptiveBudgets(votes, base, alpha, keep);
+  }
+
+  /**
+   * As above, head h's prefix being {@code votes[h].length} tokens (heads differ after a
+   * compression inside a chunked prefill); with equal lengths it is the reference's allocation.
+   */
+  static void adaptiveBudgets(float[][] votes, int base, double alpha, int[] keep) {
     int g = votes.length;
-    float[] flat = new float[g * prefix];
+    int[] off = new int[g + 1];
     for (int h = 0; h < g; h++) {
-      System.arraycopy(votes[h], 0, flat, h * prefix, prefix);
+      off[h + 1] = off[h] + votes[h].length;
+    }
+    float[] flat = new float[off[g]];
+    for (int h = 0; h < g; h++) {
+      System.arraycopy(votes[h], 0, flat, off[h], votes[h].length);
     }
     BitSet top = new BitSet();
     Selection.highest(flat, 0, flat.length, g * base, top);
@@ -336,9 +381,9 @@ public final class SnapKvPolicy implements KvPolicy {
     float[] exact = new float[g];
     long total = 0;
     for (int h = 0; h < g; h++) {
-      int c = top.get(h * prefix, (h + 1) * prefix).cardinality();
+      int c = top.get(off[h], off[h + 1]).cardinality();
       exact[h] = (float) c * share + (float) floor;
-      keep[h] = Math.min(prefix, (int) Math.rint(exact[h]));
+      keep[h] = Math.min(votes[h].length, (int) Math.rint(exact[h]));
       total += keep[h];
     }
     for (; total > (long) g * base; total--) {

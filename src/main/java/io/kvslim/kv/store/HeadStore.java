@@ -124,6 +124,22 @@ public final class HeadStore {
     return i;
   }
 
+  /**
+   * Decodes the values of all live tokens, in retained order, into {@code dst[0..size·headDim)},
+   * one pass over the blocks; returns the count.
+   */
+  public int readValues(float[] dst) {
+    int i = 0;
+    for (KvBlock b : blocks) {
+      for (int s = 0; s < b.filled(); s++) {
+        if (b.isLive(s)) {
+          b.decodeValue(s, dst, i++ * headDim);
+        }
+      }
+    }
+    return i;
+  }
+
   /** Decodes the key of live token {@code index} (in retained order) into {@code dst}. */
   public void readKey(int index, float[] dst) {
     read(index, dst, true);

@@ -48,7 +48,7 @@ class KvSpecTest {
       delimiter = '|',
       value = {
         "foo|unknown KV method 'foo' (known: full, streaming",
-        "snapkv:bugdet=5|unknown key 'bugdet' for method 'snapkv' (accepted: budget, window, kernel, pool)",
+        "snapkv:bugdet=5|unknown key 'bugdet' for method 'snapkv' (accepted: budget, window, kernel, pool, chunk)",
         "h2o:budget=-5|a token budget must be at least 1",
         "streaming:sinks=4,budget=3|must exceed the sink count (4)",
         "kivi:kbits=3|expected one of 2, 4, 8",

@@ -180,6 +180,9 @@ class LayerAllocatorsTest {
         .hasMessage(
             "zigzagkv splits a budget over layers for snapkv or adakv, not for 'h2o'"
                 + " (e.g. 'zigzagkv + snapkv:budget=25%')");
+    assertThatThrownBy(() -> KvSpec.parse("xkv + snapkv:budget=64,chunk=32"))
+        .isInstanceOf(KvSpecException.class)
+        .hasMessageContaining("does not combine with snapkv:chunk=32");
     assertThatThrownBy(() -> KvSpec.parse("zigzagkv + xkv + snapkv"))
         .isInstanceOf(KvSpecException.class)
         .hasMessageContaining("two budget allocators in one rule ('zigzagkv' and 'xkv')");
