@@ -182,7 +182,10 @@ public final class TurboQuantMethod implements KvMethod {
         "turboquant:preset=k8v4",
         "turboquant:preset=4bit_nc",
         "turboquant:preset=k3v4_nc",
-        "turboquant:preset=3bit_nc");
+        "turboquant:preset=3bit_nc",
+        // every layer quantized: the codecs at their own compression (vLLM keeps 2 + 2 layers)
+        "turboquant:preset=4bit_nc,skip_layers=0",
+        "turboquant:preset=3bit_nc,skip_layers=0");
   }
 
   @Override
