@@ -8,15 +8,16 @@ import io.kvslim.kv.store.KvCacheFormat;
 import java.util.List;
 
 /**
- * AsymKV (Tao et al. 2024, "AsymKV: Enabling 1-Bit Quantization of KV Cache with Layer-Wise
+ * AsymKV (Tao, Yu and Zhou 2024, "AsymKV: Enabling 1-Bit Quantization of KV Cache with Layer-Wise
  * Asymmetric Quantization Configurations", arXiv:2410.13212; METHODS.md Q7): KIVI's scheme (keys
  * per channel over a group of tokens, values per token over a group of channels, a full-precision
  * residual window; {@link KiviMethod}) with a bit width per layer and per matrix. Configuration
- * "AsymKV-l_k/l_v" (the paper's §3, layer-wise asymmetric configuration): layers {@code l < l_k}
- * store keys at 2 bits and the others at 1 bit; layers {@code l < l_v} store values at 2 bits and
- * the others at 1 bit. The 1-bit quantizer is KIVI's asymmetric one with one level: {@code s = max
- * − min}, {@code q ∈ {0, 1}}, every element its group's min or max, threshold at the midpoint
- * ({@code KiviKeyFormat}, {@code KiviValueFormat} with {@code bits = 1}).
+ * "AsymKV-l_k/l_v" (the paper's layer-wise asymmetric configuration; the section number was not
+ * checked, the paper's text was not available here): layers {@code l < l_k} store keys at 2 bits
+ * and the others at 1 bit; layers {@code l < l_v} store values at 2 bits and the others at 1 bit.
+ * The 1-bit quantizer is KIVI's asymmetric one with one level: {@code s = max − min}, {@code q ∈
+ * {0, 1}}, every element its group's min or max, threshold at the midpoint ({@code KiviKeyFormat},
+ * {@code KiviValueFormat} with {@code bits = 1}).
  *
  * <p>No code by the authors was found (a search for an AsymKV repository found only an unrelated
  * 2025 paper of the same name, the-scale-lab/Asymkv); this follows the paper's description as
@@ -36,8 +37,8 @@ public final class AsymKvMethod implements KvMethod {
 
   @Override
   public String paper() {
-    return "Tao et al. 2024, AsymKV: Enabling 1-Bit Quantization of KV Cache with Layer-Wise"
-        + " Asymmetric Quantization Configurations, arXiv:2410.13212 §3";
+    return "Tao, Yu and Zhou 2024, AsymKV: Enabling 1-Bit Quantization of KV Cache with Layer-Wise"
+        + " Asymmetric Quantization Configurations, arXiv:2410.13212 (COLING 2025)";
   }
 
   @Override
