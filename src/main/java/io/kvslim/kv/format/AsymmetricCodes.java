@@ -151,7 +151,7 @@ final class AsymmetricCodes {
             .convert(VectorOperators.I2F, 0);
   }
 
-  /** Whether {@link #pack2} applies: 16-lane vectors. */
+  /** Whether {@link #pack2} and {@link #pack1} apply: 16-lane vectors. */
   static boolean packs2() {
     return INTS.length() == 16 && FLOATS.length() == 16;
   }
@@ -187,6 +187,33 @@ final class AsymmetricCodes {
     t = t.sub(1, q.compare(VectorOperators.LT, below).cast(INTS));
     t = scale == 0f ? IntVector.zero(INTS) : t.max(0).min(3);
     return t.lanewise(VectorOperators.LSHL, SHIFTS2).reduceLanes(VectorOperators.OR);
+  }
+
+  /**
+   * The 1-bit codes of {@code src[off..off+16)} packed into one 16-bit word (channel {@code i} at
+   * bit {@code i}), each exactly {@link #code}{@code (x, zeros[z + i], scales[z + i], 1)}: with
+   * {@code levels = 1} the scale is {@code max − min} and {@code Math.round(q)} reaches 1 exactly
+   * when {@code q ≥ 1/2} (round half up), so the code is the comparison of the same quotient with
+   * 1/2 — the midpoint threshold, each element becoming its group's min or max; 0 where the scale
+   * is 0, and for NaN quotients (the comparison is false, as {@code Math.round(NaN)} is 0).
+   */
+  static int pack1(float[] src, int off, float[] zeros, float[] scales, int z) {
+    FloatVector scale = FloatVector.fromArray(FLOATS, scales, z);
+    FloatVector q =
+        FloatVector.fromArray(FLOATS, src, off)
+            .sub(FloatVector.fromArray(FLOATS, zeros, z))
+            .div(scale);
+    return (int)
+        q.compare(VectorOperators.GE, 0.5f).andNot(scale.compare(VectorOperators.EQ, 0f)).toLong();
+  }
+
+  /** {@link #pack1} with one zero point and scale for all sixteen channels. */
+  static int pack1(float[] src, int off, float zero, float scale) {
+    if (scale == 0f) {
+      return 0;
+    }
+    FloatVector q = FloatVector.fromArray(FLOATS, src, off).sub(zero).div(scale);
+    return (int) q.compare(VectorOperators.GE, 0.5f).toLong();
   }
 
   /**

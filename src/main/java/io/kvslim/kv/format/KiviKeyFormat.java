@@ -12,7 +12,10 @@ import jdk.incubator.vector.VectorSpecies;
  * arXiv:2402.02750, §3.3 and METHODS.md Q3): keys are quantized <em>per channel</em>, because key
  * outliers sit in fixed channels; one group is one channel over the block's tokens (the paper's
  * group of G tokens, G = the block size). Asymmetric {@code bits}-bit codes with fp16 scale and
- * zero point per channel (see {@link AsymmetricCodes}); bound {@code |x − x̂| ≤ s_c/2}.
+ * zero point per channel (see {@link AsymmetricCodes}); bound {@code |x − x̂| ≤ s_c/2}. With {@code
+ * bits = 1} (AsymKV, METHODS.md Q7) {@code s_c = max − min} and every element decodes to its
+ * channel's stored min or max, whichever is nearer (threshold at the midpoint); the codes are read
+ * sixteen bits a vector by the same fused kernels.
  *
  * <p>Layout: {@code headDim} pairs (zero point, scale) as fp16, then the codes token-major, {@code
  * headDim·bits/8} bytes per token slot. A block is encoded once, with all its tokens.
@@ -71,8 +74,8 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     if (firstSlot != 0) {
       throw new IllegalStateException(name() + " encodes whole blocks, not slot " + firstSlot);
     }
-    if (bits == 2 && AsymmetricCodes.packs2() && headDim % 16 == 0 && count > 0) {
-      encode2(src, srcOff, srcStride, count, block, headDim);
+    if (bits <= 2 && AsymmetricCodes.packs2() && headDim % 16 == 0 && count > 0) {
+      encodeVector(src, srcOff, srcStride, count, block, headDim);
       return;
     }
     long codes = 4L * headDim;
@@ -103,11 +106,12 @@ public record KiviKeyFormat(int bits) implements KvFormat {
   }
 
   /**
-   * {@link #encode} for 2-bit codes, sixteen channels a vector: the same minimum and maximum per
-   * channel (order does not change them), the same fp16 zero point and scale, and each token's
-   * codes of sixteen channels packed at once ({@link AsymmetricCodes#pack2}), so the same bytes.
+   * {@link #encode} for 1- and 2-bit codes, sixteen channels a vector: the same minimum and maximum
+   * per channel (order does not change them), the same fp16 zero point and scale, and each token's
+   * codes of sixteen channels packed at once ({@link AsymmetricCodes#pack1}, {@link
+   * AsymmetricCodes#pack2}), so the same bytes.
    */
-  private void encode2(
+  private void encodeVector(
       float[] src, int srcOff, int srcStride, int count, MemorySegment block, int headDim) {
     VectorSpecies<Float> species = VectorKernels.FLOATS;
     float[] zeros = new float[headDim];
@@ -135,11 +139,18 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     long codes = 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
     for (int t = 0; t < count; t++) {
+      long row = codes + (long) t * rowBytes;
       for (int c = 0; c < headDim; c += 16) {
-        block.set(
-            LittleEndian.INT,
-            codes + (long) t * rowBytes + c / 4,
-            AsymmetricCodes.pack2(src, srcOff + t * srcStride + c, zeros, scales, c));
+        int at = srcOff + t * srcStride + c;
+        if (bits == 1) {
+          block.set(
+              F16Format.SHORT_LE,
+              row + c / 8,
+              (short) AsymmetricCodes.pack1(src, at, zeros, scales, c));
+        } else {
+          block.set(
+              LittleEndian.INT, row + c / 4, AsymmetricCodes.pack2(src, at, zeros, scales, c));
+        }
       }
     }
   }

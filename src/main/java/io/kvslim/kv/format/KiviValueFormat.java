@@ -11,7 +11,9 @@ import jdk.incubator.vector.VectorSpecies;
  * KIVI values (Liu et al. 2024, arXiv:2402.02750, §3.3 and METHODS.md Q3): values are quantized
  * <em>per token</em>, in groups of {@code group} consecutive channels, because value errors act per
  * token in the attention output. Asymmetric {@code bits}-bit codes with fp16 zero point and scale
- * per group ({@link AsymmetricCodes}); bound {@code |x − x̂| ≤ s_g/2}.
+ * per group ({@link AsymmetricCodes}); bound {@code |x − x̂| ≤ s_g/2}. With {@code bits = 1}
+ * (AsymKV, METHODS.md Q7) each element decodes to its group's stored min or max; the fused kernels
+ * read the codes sixteen bits a vector.
  *
  * <p>Row layout: {@code headDim/group} pairs (zero point, scale) as fp16, then {@code
  * headDim·bits/8} bytes of codes. The fused weighted sum adds {@code (w·s_g)·code + w·z_g}.
@@ -71,8 +73,8 @@ public final class KiviValueFormat extends RowFormat {
   @Override
   protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
     long codes = offset + rowScaleBytes(headDim);
-    if (bits == 2 && group % 16 == 0 && AsymmetricCodes.packs2()) {
-      // sixteen channels a vector (AsymmetricCodes.pack2): the same minimum, maximum and codes
+    if (bits <= 2 && group % 16 == 0 && AsymmetricCodes.packs2()) {
+      // sixteen channels a vector (AsymmetricCodes.pack1/pack2): the same minimum, maximum, codes
       VectorSpecies<Float> species = VectorKernels.FLOATS;
       for (int g = 0; g < headDim / group; g++) {
         int first = srcOff + g * group;
@@ -90,10 +92,17 @@ public final class KiviValueFormat extends RowFormat {
         block.set(F16Format.SHORT_LE, offset + 4L * g, zeroBits);
         block.set(F16Format.SHORT_LE, offset + 4L * g + 2, scaleBits);
         for (int c = 0; c < group; c += 16) {
-          block.set(
-              LittleEndian.INT,
-              codes + (g * group + c) / 4,
-              AsymmetricCodes.pack2(src, first + c, zero, scale));
+          if (bits == 1) {
+            block.set(
+                F16Format.SHORT_LE,
+                codes + (g * group + c) / 8,
+                (short) AsymmetricCodes.pack1(src, first + c, zero, scale));
+          } else {
+            block.set(
+                LittleEndian.INT,
+                codes + (g * group + c) / 4,
+                AsymmetricCodes.pack2(src, first + c, zero, scale));
+          }
         }
       }
       return;

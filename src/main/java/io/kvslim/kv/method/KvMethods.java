@@ -34,6 +34,7 @@ public final class KvMethods {
     register(new RazorMethod());
     register(new KvSharerMethod());
     register(new KiviMethod());
+    register(new AsymKvMethod());
     register(new TurboQuantMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }

@@ -132,4 +132,113 @@ class KiviEncodingTest {
       }
     }
   }
+
+  /**
+   * The 1-bit packer equals {@link AsymmetricCodes#code} with one bit: quotients a few ulps either
+   * side of the threshold 1/2, below 0, beyond 1, a zero scale, infinities and NaN.
+   */
+  @Test
+  void oneBitPackedCodesEqualTheCodeOfEachElementAtTheMidpoint() {
+    if (!AsymmetricCodes.packs2()) {
+      return; // the packer needs 16-lane vectors; the encoders fall back to code() elsewhere
+    }
+    SplittableRandom r = new SplittableRandom(6);
+    float[] zeros = new float[16];
+    float[] scales = new float[16];
+    float[] x = new float[16];
+    for (int round = 0; round < 20000; round++) {
+      for (int i = 0; i < 16; i++) {
+        zeros[i] = (float) r.nextGaussian();
+        scales[i] = round % 97 == 0 ? 0f : (float) Math.abs(r.nextGaussian()) + 1e-3f;
+        float q = r.nextInt(4) == 0 ? r.nextInt(-2, 4) + 0.5f : 0.5f;
+        int ulps = r.nextInt(-3, 4);
+        for (int k = 0; k < Math.abs(ulps); k++) {
+          q = ulps > 0 ? Math.nextUp(q) : Math.nextDown(q);
+        }
+        x[i] =
+            switch (r.nextInt(40)) {
+              case 0 -> Float.NaN;
+              case 1 -> Float.POSITIVE_INFINITY;
+              case 2 -> Float.NEGATIVE_INFINITY;
+              case 3 -> zeros[i];
+              case 4 -> zeros[i] + scales[i];
+              default -> zeros[i] + q * scales[i];
+            };
+      }
+      int packed = AsymmetricCodes.pack1(x, 0, zeros, scales, 0);
+      int shared = AsymmetricCodes.pack1(x, 0, zeros[0], scales[0]);
+      assertThat(packed >>> 16).isZero();
+      assertThat(shared >>> 16).isZero();
+      for (int i = 0; i < 16; i++) {
+        assertThat((packed >>> i) & 1)
+            .as("x %s zero %s scale %s", x[i], zeros[i], scales[i])
+            .isEqualTo(AsymmetricCodes.code(x[i], zeros[i], scales[i], 1));
+        assertThat((shared >>> i) & 1)
+            .as("x %s zero %s scale %s", x[i], zeros[0], scales[0])
+            .isEqualTo(AsymmetricCodes.code(x[i], zeros[0], scales[0], 1));
+      }
+    }
+  }
+
+  /**
+   * AsymKV's 1-bit quantizer (METHODS.md Q7): every decoded key is its channel's stored min or max
+   * and every decoded value its group's, the nearer one (threshold at the midpoint); the stored
+   * pair brackets the group's true min and max; bytes follow the formula.
+   */
+  @Test
+  void oneBitOutputsAreTheGroupsMinOrMax() {
+    SplittableRandom r = new SplittableRandom(7);
+    KiviKeyFormat keys = new KiviKeyFormat(1);
+    int count = 32;
+    assertThat(keys.blockBytes(count, HEAD_DIM)).isEqualTo(4L * HEAD_DIM + count * HEAD_DIM / 8);
+    float[] src = data(r, count * HEAD_DIM);
+    MemorySegment block = MemorySegment.ofArray(new byte[(int) keys.blockBytes(count, HEAD_DIM)]);
+    keys.encode(src, 0, HEAD_DIM, count, block, 0, count, HEAD_DIM);
+    float[] out = new float[HEAD_DIM];
+    for (int c = 0; c < HEAD_DIM; c++) {
+      float min = Float.POSITIVE_INFINITY;
+      float max = Float.NEGATIVE_INFINITY;
+      for (int t = 0; t < count; t++) {
+        min = Math.min(min, src[t * HEAD_DIM + c]);
+        max = Math.max(max, src[t * HEAD_DIM + c]);
+      }
+      float lo = keys.channelZeroPoint(block, c);
+      float hi = lo + keys.channelScale(block, c);
+      assertThat(lo)
+          .isLessThanOrEqualTo(min)
+          .isCloseTo(min, org.assertj.core.data.Offset.offset(Math.abs(min) / 512));
+      assertThat(hi)
+          .isGreaterThanOrEqualTo(max)
+          .isCloseTo(
+              max, org.assertj.core.data.Offset.offset((Math.abs(max) + Math.abs(min)) / 256));
+    }
+    for (int t = 0; t < count; t++) {
+      keys.decode(block, t, count, HEAD_DIM, out, 0);
+      for (int c = 0; c < HEAD_DIM; c++) {
+        float lo = keys.channelZeroPoint(block, c);
+        float hi = lo + keys.channelScale(block, c);
+        float x = src[t * HEAD_DIM + c];
+        assertThat(out[c])
+            .as("token %d channel %d", t, c)
+            .isEqualTo((x - lo) / (hi - lo) >= 0.5f ? hi : lo);
+      }
+    }
+    int group = 32;
+    KiviValueFormat values = new KiviValueFormat(1, group);
+    assertThat(values.rowBytes(HEAD_DIM)).isEqualTo(HEAD_DIM / group * 4 + HEAD_DIM / 8);
+    MemorySegment rows = MemorySegment.ofArray(new byte[(int) values.blockBytes(count, HEAD_DIM)]);
+    values.encode(src, 0, HEAD_DIM, count, rows, 0, count, HEAD_DIM);
+    for (int t = 0; t < count; t++) {
+      values.decode(rows, t, count, HEAD_DIM, out, 0);
+      long offset = (long) t * values.rowBytes(HEAD_DIM);
+      for (int c = 0; c < HEAD_DIM; c++) {
+        float lo = values.groupZeroPoint(rows, offset, c / group);
+        float hi = lo + values.groupScale(rows, offset, c / group);
+        float x = src[t * HEAD_DIM + c];
+        assertThat(out[c])
+            .as("token %d channel %d", t, c)
+            .isEqualTo((x - lo) / (hi - lo) >= 0.5f ? hi : lo);
+      }
+    }
+  }
 }

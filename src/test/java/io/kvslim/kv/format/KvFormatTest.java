@@ -18,9 +18,12 @@ class KvFormatTest {
     return Stream.concat(
         KvFormats.NAMED.stream(),
         Stream.of(
+            new KiviKeyFormat(1),
             new KiviKeyFormat(2),
             new KiviKeyFormat(4),
             new KiviKeyFormat(8),
+            new KiviValueFormat(1, 32),
+            new KiviValueFormat(1, 8),
             new KiviValueFormat(2, 32),
             new KiviValueFormat(4, 32),
             new KiviValueFormat(8, 16),
@@ -240,6 +243,8 @@ class KvFormatTest {
 
   static Stream<KvFormat> oneRowFormats() {
     return Stream.of(
+        new KiviValueFormat(1, 32),
+        new KiviValueFormat(1, 16),
         new KiviValueFormat(2, 32),
         new KiviValueFormat(2, 16),
         new KiviValueFormat(4, 32),
