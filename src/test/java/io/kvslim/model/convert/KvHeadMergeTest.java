@@ -108,7 +108,7 @@ class KvHeadMergeTest {
       c = m.config();
       t = tokens(c, 40, 9);
     }
-    assertThat(logits(convert(in, 1, true), t)).containsExactly(logits(in, t));
+    assertThat(logits(convert(in, 1, true), t)).isEqualTo(logits(in, t)); // bit for bit
     Path merged = convert(in, 2, true);
     try (Model m = Model.load(merged)) {
       assertThat(m.config().kvHeads()).isEqualTo(c.kvHeads() / 2);
