@@ -236,6 +236,11 @@ public final class KvCompressMethod implements KvMethod {
       }
     }
 
+    /** The accumulated metrics of one (layer, KV head), for tests. */
+    float[] accumulated(int layer, int kvHead) {
+      return scores == null ? new float[0] : scores.of(layer, kvHead);
+    }
+
     /** The head's metrics, one per retained token (divided by the queries seen if asked). */
     private float[] metrics(PagedLayerKv layer, int l, int g) {
       int size = layer.size(g);

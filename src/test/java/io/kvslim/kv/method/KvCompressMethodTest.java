@@ -1,6 +1,7 @@
 package io.kvslim.kv.method;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
 
 import io.kvslim.SharedData;
 import io.kvslim.engine.Engine;
@@ -55,6 +56,42 @@ class KvCompressMethodTest {
       // and a head's lost groups are always its lowest ones (a prefix of its groups)
       for (int h = 0; h < heads; h++) {
         assertThat(got[h] * block).isLessThanOrEqualTo(asc[h].length);
+      }
+    }
+  }
+
+  @Test
+  void theMetricIsTheSquaredAttentionSummedOverQueriesAndTheGroupsHeads() {
+    // a hand-built attention matrix: 3 queries x 2 query heads of one KV head over 4 tokens
+    float[][][] p = {
+      {{1f, 0f, 0f, 0f}, {0.5f, 0.5f, 0f, 0f}},
+      {{0.2f, 0.3f, 0.5f, 0f}, {0f, 0f, 1f, 0f}},
+      {{0.25f, 0.25f, 0.25f, 0.25f}, {0.1f, 0.2f, 0.3f, 0.4f}}
+    };
+    var formats = new io.kvslim.kv.store.KvCacheFormat[1];
+    formats[0] = io.kvslim.kv.store.KvCacheFormat.of(io.kvslim.kv.format.KvFormats.F32);
+    try (ManagedKvCache cache =
+        new ManagedKvCache(new BlockPool(), 1, 4, formats, java.util.List.of())) {
+      KvCompressMethod.Policy policy =
+          (KvCompressMethod.Policy)
+              new KvCompressMethod()
+                  .policy(
+                      KvSpec.parse("kvcompress").rules().get(0).calls().get(0),
+                      new PolicyContext(new boolean[] {true}, 1, 4, 1));
+      for (int q = 0; q < 3; q++) {
+        for (int h = 0; h < 2; h++) {
+          policy.observe(cache, 0, q, h, 0, p[q][h].clone(), 4);
+        }
+      }
+      float[] got = policy.accumulated(0, 0);
+      for (int i = 0; i < 4; i++) {
+        double want = 0;
+        for (float[][] query : p) {
+          for (float[] head : query) {
+            want += head[i] * head[i];
+          }
+        }
+        assertThat((double) got[i]).as("token %d", i).isCloseTo(want, within(1e-6));
       }
     }
   }
