@@ -122,10 +122,20 @@ final class AsymmetricCodes {
       VectorSpecies.of(int.class, VectorShape.forBitSize(FLOATS.vectorBitSize()));
   private static final IntVector[] LANE_SHIFTS = new IntVector[9];
 
+  /** Per code width, the lanes whose codes lie in the second 32-bit word of a 64-bit word. */
+  @SuppressWarnings("unchecked")
+  private static final jdk.incubator.vector.VectorMask<Integer>[] HIGH_WORD =
+      new jdk.incubator.vector.VectorMask[9];
+
   static {
     for (int bits : new int[] {1, 2, 4, 8}) {
       int b = bits;
       LANE_SHIFTS[bits] = IntVector.fromArray(INTS, laneShifts(b), 0);
+      boolean[] high = new boolean[INTS.length()];
+      for (int i = 0; i < high.length; i++) {
+        high[i] = i * b >= 32;
+      }
+      HIGH_WORD[bits] = jdk.incubator.vector.VectorMask.fromArray(INTS, high, 0);
     }
   }
 
@@ -223,7 +233,7 @@ final class AsymmetricCodes {
    */
   static boolean vectorizable(int bits) {
     int wordBits = FLOATS.length() * bits;
-    return wordBits == 8 || wordBits == 16 || wordBits == 32;
+    return wordBits == 8 || wordBits == 16 || wordBits == 32 || wordBits == 64;
   }
 
   /**
@@ -257,10 +267,17 @@ final class AsymmetricCodes {
             default -> block.get(LittleEndian.INT, at);
           };
     }
+    IntVector broadcast = IntVector.broadcast(INTS, word);
+    if (wordBits == 64) {
+      // two 32-bit words: the lanes whose codes start at bit 32 or later read the second one
+      int high =
+          array != null
+              ? (int) INTS_LE.get(array, (int) at + 4)
+              : block.get(LittleEndian.INT, at + 4);
+      broadcast = broadcast.blend(IntVector.broadcast(INTS, high), HIGH_WORD[bits]);
+    }
     IntVector lanes =
-        IntVector.broadcast(INTS, word)
-            .lanewise(VectorOperators.LSHR, LANE_SHIFTS[bits])
-            .and((1 << bits) - 1);
+        broadcast.lanewise(VectorOperators.LSHR, LANE_SHIFTS[bits]).and((1 << bits) - 1);
     return (FloatVector) lanes.convert(VectorOperators.I2F, 0);
   }
 }
