@@ -24,7 +24,7 @@ import java.lang.foreign.MemorySegment;
  * Walsh–Hadamard transform); then {@code q·k̂ = ρ·(q'·ĉ)} since Π is orthogonal — vLLM's decode
  * score before its 1/√d attention scale, which the attention loop applies here.
  */
-public final class TurboQuantKeyFormat extends RowFormat {
+public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
   private static final ThreadLocal<float[]> SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
 
   private final int bits;
@@ -212,42 +212,6 @@ public final class TurboQuantKeyFormat extends RowFormat {
         float dot = VectorKernels.dot(prepared, pOff, decoded, s * headDim, headDim);
         out[o + s] = work[2 * s] * (dot * work[2 * s + 1]);
       }
-    }
-  }
-
-  @Override
-  protected void accumulateRow(
-      MemorySegment block,
-      long offset,
-      int headDim,
-      float weight,
-      float[] acc,
-      int accOff,
-      float[] work) {
-    decodeRow(block, offset, headDim, work, 0);
-    for (int j = 0; j < headDim; j++) {
-      acc[accOff + j] += weight * work[j];
-    }
-  }
-
-  /** Dequantize each key (k̂ = ρ·Πᵀ·ĉ), then a sequential dot product with the raw query. */
-  @Override
-  public void dotsReference(
-      MemorySegment block,
-      int count,
-      int capacity,
-      int headDim,
-      float[] q,
-      int qOff,
-      float[] scores) {
-    float[] row = new float[headDim];
-    for (int s = 0; s < count; s++) {
-      decode(block, s, capacity, headDim, row, 0);
-      float sum = 0f;
-      for (int j = 0; j < headDim; j++) {
-        sum += q[qOff + j] * row[j];
-      }
-      scores[s] = sum;
     }
   }
 

@@ -21,7 +21,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * <p>Fused score: {@link #prepareQuery} stores q' = Π·q and S·q' (O(d²) once per query); then
  * {@code q·k̃ = ρ·(q'·ĉ + √(π/2)/d·γ·(S·q')·z)}.
  */
-public final class TurboQuantProdKeyFormat extends RowFormat {
+public final class TurboQuantProdKeyFormat extends RawQueryKeyFormat {
   private static final float[] SIGNS = {-1f, 1f};
 
   private final int bits;
@@ -199,42 +199,6 @@ public final class TurboQuantProdKeyFormat extends RowFormat {
     float sketch = VectorKernels.dot(q, qOff + headDim, work, 0, headDim);
     float weight = qjlScale(headDim) * residualNorm(block, offset, headDim);
     return norm(block, offset, headDim) * (mse + weight * sketch);
-  }
-
-  @Override
-  protected void accumulateRow(
-      MemorySegment block,
-      long offset,
-      int headDim,
-      float weight,
-      float[] acc,
-      int accOff,
-      float[] work) {
-    decodeRow(block, offset, headDim, work, 0);
-    for (int j = 0; j < headDim; j++) {
-      acc[accOff + j] += weight * work[j];
-    }
-  }
-
-  /** Dequantize each key (k̃), then a sequential dot product with the raw query. */
-  @Override
-  public void dotsReference(
-      MemorySegment block,
-      int count,
-      int capacity,
-      int headDim,
-      float[] q,
-      int qOff,
-      float[] scores) {
-    float[] row = new float[headDim];
-    for (int s = 0; s < count; s++) {
-      decode(block, s, capacity, headDim, row, 0);
-      float sum = 0f;
-      for (int j = 0; j < headDim; j++) {
-        sum += q[qOff + j] * row[j];
-      }
-      scores[s] = sum;
-    }
   }
 
   @Override
