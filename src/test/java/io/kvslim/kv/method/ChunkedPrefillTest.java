@@ -116,7 +116,7 @@ class ChunkedPrefillTest {
     public void afterStep(ManagedKvCache cache, KvCache.StepKind kind) {}
   }
 
-  static ManagedKvCache cache(String spec, Probe probe) {
+  static ManagedKvCache cache(String spec, KvPolicy probe) {
     ModelConfig c = model.config();
     MethodCall call = KvSpec.parse(spec).callsFor(0).get(0);
     boolean[] all = new boolean[c.layers()];
