@@ -13,8 +13,10 @@ import java.util.regex.Pattern;
 
 /**
  * Reads llama.cpp's own reports into records marked {@code "peer": "llama.cpp"}: the summary that
- * {@code llama-perplexity} prints (with or without {@code --kl-divergence}) and the JSON lines of
- * {@code llama-bench -o jsonl}.
+ * {@code llama-perplexity} prints (with or without {@code --kl-divergence}), the JSON lines of
+ * {@code llama-bench -o jsonl}, and {@code llama-batched-bench}'s table or its {@code
+ * --output-format jsonl} lines (prompt PP then TG decode steps for B sequences: kvslim's {@code
+ * bench speed} at depth PP).
  */
 public final class LlamaCppImport {
   private LlamaCppImport() {}
@@ -25,6 +27,9 @@ public final class LlamaCppImport {
   /** Records from one file's text; {@code source} names the file in the records. */
   public static List<Map<String, Object>> parse(String source, String text) {
     String t = text.strip();
+    if (text.contains("{\"n_kv_max\"") || text.contains("S_TG t/s")) {
+      return parseBatchedBench(source, text);
+    }
     if (t.startsWith("{") || t.startsWith("[")) {
       return parseBench(source, t);
     }
@@ -32,8 +37,8 @@ public final class LlamaCppImport {
     if (r == null) {
       throw new IllegalArgumentException(
           source
-              + " is neither llama-perplexity output (no 'Final estimate' or 'Mean PPL' line) nor"
-              + " llama-bench -o jsonl output");
+              + " is neither llama-perplexity output (no 'Final estimate' or 'Mean PPL' line),"
+              + " llama-bench -o jsonl output nor llama-batched-bench output");
     }
     return List.of(r);
   }
@@ -168,6 +173,112 @@ public final class LlamaCppImport {
       out.add(ordered);
     }
     return out;
+  }
+
+  private static final Pattern BATCHED_ROW =
+      Pattern.compile(
+          "^\\|\\s*(\\d+)\\s*\\|\\s*(\\d+)\\s*\\|\\s*(\\d+)\\s*\\|\\s*(\\d+)\\s*\\|"
+              + "\\s*NUM\\s*\\|\\s*NUM\\s*\\|\\s*NUM\\s*\\|\\s*NUM\\s*\\|".replace("NUM", NUM),
+          Pattern.MULTILINE);
+
+  /**
+   * llama-batched-bench: one record per (PP, TG, B) row, at depth PP, its decode and prefill
+   * tokens/s; the KV types from the loader's {@code K (f16)} line when the log is included.
+   */
+  static List<Map<String, Object>> parseBatchedBench(String source, String text) {
+    List<Map<String, Object>> rows = new ArrayList<>();
+    String model = findText(text, "llama_model_loader: loaded meta data .* from (\\S+)");
+    String typeK = findText(text, "K \\((\\w+)\\)");
+    String typeV = findText(text, "V \\((\\w+)\\)");
+    Double threads = find(text, "n_threads = " + NUM);
+    Double flash = find(text, "flash_attn = " + NUM);
+    if (text.contains("{\"n_kv_max\"")) {
+      for (String line : text.split("\n")) {
+        if (!line.strip().startsWith("{")) {
+          continue;
+        }
+        Map<String, Object> l;
+        try {
+          l = MAPPER.readValue(line, new TypeReference<Map<String, Object>>() {});
+        } catch (IOException e) {
+          throw new IllegalArgumentException(
+              source
+                  + " is not valid llama-batched-bench JSON: "
+                  + e.getMessage().lines().findFirst().orElse(""));
+        }
+        rows.add(
+            batched(
+                source,
+                model,
+                typeK,
+                typeV,
+                intOf(l.get("pp")),
+                intOf(l.get("tg")),
+                intOf(l.get("pl")),
+                doubleOf(l.get("speed_pp")),
+                doubleOf(l.get("speed_tg")),
+                l.get("n_threads"),
+                l.get("flash_attn")));
+      }
+    } else {
+      Matcher m = BATCHED_ROW.matcher(text);
+      while (m.find()) {
+        rows.add(
+            batched(
+                source,
+                model,
+                typeK,
+                typeV,
+                Integer.parseInt(m.group(1)),
+                Integer.parseInt(m.group(2)),
+                Integer.parseInt(m.group(3)),
+                toDouble(m.group(6)),
+                toDouble(m.group(8)),
+                threads == null ? null : threads.intValue(),
+                flash == null ? null : flash.intValue()));
+      }
+    }
+    if (rows.isEmpty()) {
+      throw new IllegalArgumentException(source + " has no llama-batched-bench result rows");
+    }
+    return rows;
+  }
+
+  private static Map<String, Object> batched(
+      String source,
+      String model,
+      String typeK,
+      String typeV,
+      int pp,
+      int tg,
+      int pl,
+      double prefill,
+      double decode,
+      Object threads,
+      Object flash) {
+    String types = (typeK == null ? "f16" : typeK) + "/" + (typeV == null ? "f16" : typeV);
+    Map<String, Object> r =
+        ResultStore.record(
+            model == null ? "unknown" : model.replaceAll(".*/", ""),
+            types,
+            "speed",
+            "batched-b" + pl + "-tg" + tg,
+            pp,
+            (double) pp);
+    r.put("peer", "llama.cpp");
+    r.put("family", "llama.cpp");
+    r.put("source", source);
+    r.put("batch", pl);
+    r.put("gen", tg);
+    r.put("threads", threads);
+    r.put("flash_attn", flash);
+    r.put("prefill_tokens_per_second", prefill);
+    r.put("decode_tokens_per_second", decode);
+    return r;
+  }
+
+  private static double doubleOf(Object o) {
+    return o instanceof Number n ? n.doubleValue() : Double.NaN;
   }
 
   private static int intOf(Object o) {

@@ -11,6 +11,7 @@ import static io.kvslim.bench.ReportWriter.toSeries;
 
 import java.io.IOException;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -45,6 +46,7 @@ final class SpeedReport {
                 fmt(num(r, "decode_tokens_per_second"), 1),
                 fmt(num(r, "decode_vs_full"), 3),
                 fmt(num(r, "decode_tokens_per_second_spread_percent"), 1),
+                fmt(num(r, "kv_gb_per_second"), 2),
                 fmt(num(r, "policy_ms_per_step"), 3)));
         decode
             .computeIfAbsent(str(r, "spec"), k -> new ArrayList<>())
@@ -65,8 +67,10 @@ final class SpeedReport {
                   "decode tok/s",
                   "decode vs full",
                   "decode ±%",
+                  "KV GB/s",
                   "policy ms/step"),
               rows));
+      peers(w, model, rs, decode, prefill);
       for (var e : List.of(Map.entry("decode", decode), Map.entry("prefill", prefill))) {
         String name = Slug.of(e.getKey() + "-tokens-per-second-vs-depth-" + model);
         Charts.Saved s =
@@ -83,6 +87,61 @@ final class SpeedReport {
         charts.add(s);
         w.add(s);
       }
+    }
+  }
+
+  /**
+   * llama.cpp's imported speed rows of {@code model} ({@code llama-batched-bench}: depth = its
+   * prompt) as lines of the charts, and a table of kvslim's specs against llama.cpp at each depth
+   * both measured.
+   */
+  private static void peers(
+      ReportWriter w,
+      String model,
+      List<Map<String, Object>> ours,
+      Map<String, List<double[]>> decode,
+      Map<String, List<double[]>> prefill) {
+    List<Map<String, Object>> peers =
+        w.select(
+            r ->
+                isPeer(r)
+                    && "speed".equals(r.get("task"))
+                    && model.equals(r.get("model"))
+                    && num(r, "depth") > 0
+                    && !Double.isNaN(num(r, "decode_tokens_per_second")));
+    if (peers.isEmpty()) {
+      return;
+    }
+    peers.sort(Comparator.comparingDouble(r -> num(r, "depth")));
+    List<List<String>> rows = new ArrayList<>();
+    for (Map<String, Object> p : peers) {
+      String name = "llama.cpp " + str(p, "spec");
+      decode
+          .computeIfAbsent(name, k -> new ArrayList<>())
+          .add(new double[] {num(p, "depth"), num(p, "decode_tokens_per_second")});
+      prefill
+          .computeIfAbsent(name, k -> new ArrayList<>())
+          .add(new double[] {num(p, "depth"), num(p, "prefill_tokens_per_second")});
+      for (Map<String, Object> r : ours) {
+        if (num(r, "depth") == num(p, "depth") && num(r, "batch") == num(p, "batch")) {
+          double d = num(r, "decode_tokens_per_second") / num(p, "decode_tokens_per_second");
+          rows.add(
+              List.of(
+                  str(r, "spec"),
+                  fmt(num(r, "depth"), 0),
+                  fmt(num(r, "decode_tokens_per_second"), 1),
+                  name,
+                  fmt(num(p, "decode_tokens_per_second"), 1),
+                  fmt(d, 3)));
+        }
+      }
+    }
+    if (!rows.isEmpty()) {
+      w.add(
+          new ReportWriter.Table(
+              "Decode vs llama.cpp at the same depth — " + model,
+              List.of("spec", "depth", "decode tok/s", "peer", "peer tok/s", "kvslim / peer"),
+              rows));
     }
   }
 

@@ -22,7 +22,9 @@ import picocli.CommandLine.Parameters;
     description = {
       "Add llama.cpp results to DIR/results.json as rows marked \"peer\": \"llama.cpp\": the"
           + " stdout of llama-perplexity (with or without --kl-divergence) and the output of"
-          + " llama-bench -o jsonl. Then rewrite the reports."
+          + " llama-bench -o jsonl, and llama-batched-bench's table or --output-format jsonl"
+          + " (decode tokens/s at depth PP, drawn beside kvslim's bench speed). Then rewrite the"
+          + " reports."
     })
 public final class BenchImportCommand implements Callable<Integer> {
   @Parameters(arity = "1..*", paramLabel = "FILE", description = "llama.cpp output files.")
@@ -30,6 +32,14 @@ public final class BenchImportCommand implements Callable<Integer> {
 
   @Option(names = "--out", required = true, paramLabel = "DIR", description = "Results folder.")
   Path out;
+
+  @Option(
+      names = "--model",
+      paramLabel = "NAME",
+      description =
+          "Model file name for records whose output does not name it (llama-batched-bench's"
+              + " jsonl without its log), e.g. synth-110m-q8_0.gguf.")
+  String model;
 
   @Override
   public Integer call() throws IOException {
@@ -39,6 +49,11 @@ public final class BenchImportCommand implements Callable<Integer> {
       records.addAll(
           LlamaCppImport.parse(
               f.getFileName().toString(), Files.readString(f, StandardCharsets.UTF_8)));
+    }
+    for (Map<String, Object> r : records) {
+      if (model != null && "unknown".equals(r.get("model"))) {
+        r.put("model", Path.of(model).getFileName().toString());
+      }
     }
     Files.createDirectories(out);
     ResultStore store = ResultStore.open(out, true);

@@ -177,6 +177,33 @@ class BenchCommandsTest {
     assertThat(r.exitCode()).as(r.err()).isZero();
     assertThat(find(records(out), "q8_0/q8_0", "ppl", "").get("peer").asText())
         .isEqualTo("llama.cpp");
+
+    // llama-batched-bench: its table with the log, and its jsonl lines (no model named in them)
+    r =
+        CliResult.run(
+            "bench",
+            "import-llamacpp",
+            resource("batched-bench.txt"),
+            resource("batched-bench.jsonl"),
+            "--model",
+            "llama-spm-f32.gguf",
+            "--out",
+            out.toString());
+    assertThat(r.exitCode()).as(r.err()).isZero();
+    int peerSpeed = 0;
+    for (JsonNode rec : records(out)) {
+      if (rec.get("peer").asText().equals("llama.cpp")
+          && rec.get("task").asText().equals("speed")) {
+        peerSpeed += rec.get("variant").asText().startsWith("batched") ? 1 : 0;
+      }
+    }
+    assertThat(peerSpeed).isEqualTo(2); // depths 16 and 48; the jsonl's rows replace the table's
+    JsonNode peer = find(records(out), "f16/f16", "speed", "batched-b1-tg4");
+    assertThat(peer.get("model").asText()).isEqualTo("llama-spm-f32.gguf");
+    assertThat(peer.get("decode_tokens_per_second").asDouble()).isPositive();
+    assertThat(Files.readString(out.resolve("report.md")))
+        .contains("Decode vs llama.cpp at the same depth — llama-spm-f32.gguf")
+        .contains("| q8_0 | 48 |");
     assertThat(Files.readString(out.resolve("report.md")))
         .contains("Speed — llama-spm-f32.gguf")
         .contains("Throughput under a fixed KV budget")
