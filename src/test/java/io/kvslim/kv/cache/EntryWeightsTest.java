@@ -115,6 +115,33 @@ class EntryWeightsTest {
     assertThat(d).isNotEqualTo(b);
   }
 
+  @ParameterizedTest
+  @ValueSource(strings = {"f32", "q8_0"})
+  void manyTilesOnThreadsAddTheWeightsToo(String name) {
+    float[][] kv = withDuplicate(8);
+    KvCacheFormat f = format(name);
+    PagedLayerKv both = PagedKvCache.create(1, KV_HEADS, HEAD_DIM, f).layer(0);
+    both.append(N, range(0, N), kv[0], kv[1]);
+    PagedLayerKv merged = PagedKvCache.create(1, KV_HEADS, HEAD_DIM, f).layer(0);
+    merged.append(N, range(0, N), kv[0], kv[1]);
+    mergeDuplicate(merged);
+    int rows = 2 * PagedLayerKv.TILE_ROWS + 3; // several tiles per KV head
+    float[] q = gaussian(new Random(9), rows * HEADS * HEAD_DIM);
+    int[] at = range(N, rows);
+    float[] a = new float[q.length];
+    float[] b = new float[q.length];
+    float[] serial = new float[q.length];
+    try (io.kvslim.tensor.Parallel pool = new io.kvslim.tensor.Parallel(3)) {
+      both.attend(rows, at, HEADS, q, SCALE, a, null, pool);
+      merged.attend(rows, at, HEADS, q, SCALE, b, null, pool);
+    }
+    merged.attend(rows, at, HEADS, q, SCALE, serial, null);
+    assertThat(b).isEqualTo(serial);
+    for (int i = 0; i < a.length; i++) {
+      assertThat(b[i]).as("%s output %d", name, i).isCloseTo(a[i], within(2e-5f));
+    }
+  }
+
   /**
    * Attention of one query over a head, from the format's scalar references: {@code z_i =
    * dotsReference · scale + ln w_i} for the entries at or before {@code position}, softmax in
