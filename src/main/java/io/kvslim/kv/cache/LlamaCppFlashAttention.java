@@ -57,8 +57,8 @@ final class LlamaCppFlashAttention {
 
   /** Whether every block of {@code head} holds q8_0 or q4_0 keys and values (and nothing else). */
   static boolean handles(HeadStore head) {
-    if (head.hasCompensation()) {
-      return false; // a weighted entry: PagedLayerKv's own order adds it
+    if (head.hasCompensation() || head.weights().any()) {
+      return false; // weighted entries: PagedLayerKv's own order adds ln w to their logits
     }
     if (head.blocks().isEmpty()) {
       return false;

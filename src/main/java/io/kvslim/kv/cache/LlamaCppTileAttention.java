@@ -38,8 +38,8 @@ final class LlamaCppTileAttention {
 
   /** Whether every block of {@code head} holds F32 keys and values, or every block F16 ones. */
   static boolean handles(HeadStore head) {
-    if (head.hasCompensation()) {
-      return false; // a weighted entry: PagedLayerKv's own order adds it
+    if (head.hasCompensation() || head.weights().any()) {
+      return false; // weighted entries: PagedLayerKv's own order adds ln w to their logits
     }
     KvFormat first = head.blocks().isEmpty() ? KvFormats.F32 : head.blocks().get(0).keyFormat();
     if (first != KvFormats.F32 && first != KvFormats.F16) {

@@ -150,6 +150,12 @@ final class OwnTileAttention {
       retained += live;
     }
     assert retained == size : "live counts are inconsistent";
+    if (head.weights().any()) {
+      // merged entries (METHODS.md M2): an entry of weight w enters the softmax as z + ln w
+      for (int r = 0; r < rows; r++) {
+        head.weights().addLogs(scores, r * stride, size);
+      }
+    }
     if (compensated) {
       scoreCompensation(
           head, rows, rowPositions, queries, queryOffsets, scale, scores, stride, size);

@@ -198,6 +198,17 @@ public final class PagedLayerKv implements LayerKv {
     store.fold(kvHead, indices);
   }
 
+  /**
+   * Evicts the tokens of {@code kvHead} whose retained indices are set in {@code evicted} and
+   * rewrites kept entries {@code targets[0..n)} as merged entries: new key and value rows and a
+   * weight each, which attention counts as that many copies (METHODS.md M2: logit {@code + ln w});
+   * see {@link HeadStore#merge}.
+   */
+  public void merge(
+      int kvHead, int[] targets, int n, float[] keys, float[] values, float[] w, BitSet evicted) {
+    store.merge(kvHead, targets, n, keys, values, w, evicted);
+  }
+
   /** Evicts the tokens of {@code kvHead} at retained indices {@code indices[0..count)}. */
   public void evict(int kvHead, int[] indices, int count) {
     store.evict(kvHead, indices, count);

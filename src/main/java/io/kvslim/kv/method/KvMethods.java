@@ -20,6 +20,7 @@ public final class KvMethods {
     register(new H2oMethod());
     register(new KeyformerMethod());
     register(new NaclMethod());
+    register(new EmsMethod());
     register(new TovaMethod());
     register(new SnapKvMethod());
     register(new PyramidKvMethod());

@@ -36,6 +36,7 @@ public final class HeadStore {
   private int size;
   private long bytes;
   private int tokenBudget = Integer.MAX_VALUE;
+  private final EntryWeights weights = new EntryWeights();
   // the format's derived parts, computed once: each call compares records (a per-step cost)
   private final boolean hasResidual;
   private final KvFormat appendKeys;
@@ -61,10 +62,23 @@ public final class HeadStore {
 
   /**
    * Exact bytes held: the sum of {@link KvBlock#bytes()} over the blocks, plus the compensation
-   * entry's ({@link #compensationBytes()}).
+   * entry's ({@link #compensationBytes()}) and the entry weights' ({@link #weightBytes()}).
    */
   public long bytes() {
-    return bytes + compensationBytes();
+    return bytes + compensationBytes() + weights.bytes();
+  }
+
+  /** Bytes the per-entry merge weights hold ({@link EntryWeights#bytes()}), 0 without any. */
+  public long weightBytes() {
+    return weights.bytes();
+  }
+
+  /**
+   * The merge weights of the retained entries (read-only use): attention adds {@code ln w} to each
+   * entry's logit (METHODS.md M2).
+   */
+  public EntryWeights weights() {
+    return weights;
   }
 
   public int headDim() {
@@ -440,6 +454,11 @@ public final class HeadStore {
       throw new IllegalStateException("eviction holds " + held + " bytes, planned " + planned);
     }
     bytes = held;
+    if (weights.any()) {
+      long before = weights.bytes();
+      weights.evict(indices);
+      pool.release(before - weights.bytes());
+    }
   }
 
   /** Evicts the tokens at the given retained indices. */
@@ -459,6 +478,8 @@ public final class HeadStore {
       pool.release(b.bytes());
     }
     size = 0;
+    pool.release(weights.bytes());
+    weights.clear();
     if (compensation != null) {
       pool.release(compensationBytes());
       compensation = null;
@@ -529,5 +550,73 @@ public final class HeadStore {
       throw e;
     }
     compensation = sum.entry();
+  }
+
+  // ---- merged entries (EMS, LOOK-M) ------------------------------------------------------------
+
+  /**
+   * Merges tokens into kept entries (METHODS.md M7, M2): evicts the live tokens whose retained
+   * indices are set in {@code evicted}, then gives each kept entry {@code targets[i]} (a retained
+   * index before this call, not evicted) the key {@code keys[i·headDim..+headDim)}, the value
+   * {@code values[i·headDim..+headDim)} and the weight {@code w[i]}, for {@code i < n}. The entry
+   * keeps its position; keys are written as given (post-RoPE, no re-rotation) in the block's own
+   * formats ({@link KvBlock#rewriteRow}). Weights cost {@link EntryWeights#BYTES_PER_ENTRY} per
+   * entry up to the last weighted one; bytes are reserved first, so a refused merge changes
+   * nothing.
+   *
+   * @throws KvMemoryExhaustedException if the pool cannot hold the weights or the eviction
+   */
+  public void merge(int[] targets, int n, float[] keys, float[] values, float[] w, BitSet evicted) {
+    int[] after = new int[n];
+    int most = -1;
+    for (int i = 0; i < n; i++) {
+      if (!(w[i] > 0) || Float.isInfinite(w[i])) {
+        throw new IllegalArgumentException("an entry weight must be positive, got " + w[i]);
+      }
+      int t = targets[i];
+      if (t < 0 || t >= size || evicted.get(t)) {
+        throw new IllegalArgumentException(
+            "merge target " + t + " is not a kept entry of the " + size + " held");
+      }
+      after[i] = t - evicted.get(0, t).cardinality();
+      most = Math.max(most, after[i]);
+    }
+    long kept = EntryWeights.bytesFor(weights.countAfterEvict(evicted));
+    long extra = Math.max(0, EntryWeights.bytesFor(Math.max(most + 1, 0)) - kept);
+    pool.reserve(extra);
+    try {
+      evict(evicted);
+    } catch (RuntimeException e) {
+      pool.release(extra);
+      throw e;
+    }
+    rewriteRows(after, n, keys, values);
+    long before = weights.bytes();
+    weights.set(after, w, n);
+    pool.release(before + extra - weights.bytes());
+  }
+
+  /** Overwrites the rows of live entries {@code indices[i]} with rows {@code i} of the arrays. */
+  private void rewriteRows(int[] indices, int n, float[] keys, float[] values) {
+    int[] rowOf = new int[size];
+    java.util.Arrays.fill(rowOf, -1);
+    for (int i = 0; i < n; i++) {
+      rowOf[indices[i]] = i;
+    }
+    float[] scratch = new float[format.blockTokens() * headDim];
+    int index = 0;
+    for (KvBlock b : blocks) {
+      if (scratch.length < b.filled() * headDim) {
+        scratch = new float[b.filled() * headDim];
+      }
+      for (int s = 0; s < b.filled(); s++) {
+        if (b.isLive(s)) {
+          int r = rowOf[index++];
+          if (r >= 0) {
+            b.rewriteRow(s, keys, r * headDim, values, r * headDim, scratch);
+          }
+        }
+      }
+    }
   }
 }

@@ -389,6 +389,62 @@ public final class KvBlock {
   }
 
   /**
+   * Overwrites the key and value of filled slot {@code slot} with {@code k[kOff..+headDim)} and
+   * {@code v[vOff..+headDim)} (a merged entry, METHODS.md M7), in the slot's formats: a per-token
+   * format encodes the one row; a token-group format (KIVI keys) re-encodes the block's filled rows
+   * with the one replaced. Sizes do not change.
+   *
+   * @param scratch at least {@code filled · headDim} floats
+   */
+  void rewriteRow(int slot, float[] k, int kOff, float[] v, int vOff, float[] scratch) {
+    if (slot < 0 || slot >= filled) {
+      throw new IndexOutOfBoundsException("slot " + slot + " of " + filled + " filled");
+    }
+    if (keyFormat.perToken()) {
+      keyFormat.encode(k, kOff, headDim, 1, keys, slot, capacity, headDim);
+    } else {
+      for (int s = 0; s < filled; s++) {
+        decodeKey(s, scratch, s * headDim);
+      }
+      System.arraycopy(k, kOff, scratch, slot * headDim, headDim);
+      keyFormat.encode(scratch, 0, headDim, filled, keys, 0, capacity, headDim);
+    }
+    if (slot < split) {
+      rewriteValue(valueFormat, values, slot, split, Math.min(split, filled), v, vOff, scratch);
+    } else {
+      rewriteValue(
+          residualValueFormat,
+          residualValues,
+          slot - split,
+          capacity - split,
+          filled - split,
+          v,
+          vOff,
+          scratch);
+    }
+  }
+
+  private void rewriteValue(
+      KvFormat f,
+      MemorySegment part,
+      int row,
+      int rows,
+      int used,
+      float[] v,
+      int vOff,
+      float[] scratch) {
+    if (f.perToken()) {
+      f.encode(v, vOff, headDim, 1, part, row, rows, headDim);
+      return;
+    }
+    for (int s = 0; s < used; s++) {
+      f.decode(part, s, rows, headDim, scratch, s * headDim);
+    }
+    System.arraycopy(v, vOff, scratch, row * headDim, headDim);
+    f.encode(scratch, 0, headDim, used, part, 0, rows, headDim);
+  }
+
+  /**
    * Moves a live row from {@code from} into slot {@code slot}; both blocks hold every value in the
    * same per-token format ({@link #uniformValueFormat()}). Positions are set by {@link
    * #resetToDense}.

@@ -125,6 +125,16 @@ public final class LayerStore {
     heads[kvHead].fold(indices);
   }
 
+  /**
+   * Merges tokens of one head into kept entries with weights (after a pending flush); see {@link
+   * HeadStore#merge}.
+   */
+  public void merge(
+      int kvHead, int[] targets, int n, float[] keys, float[] values, float[] w, BitSet evicted) {
+    flushResidual();
+    heads[kvHead].merge(targets, n, keys, values, w, evicted);
+  }
+
   /** Evicts the tokens of one head at retained indices {@code indices[0..count)}. */
   public void evict(int kvHead, int[] indices, int count) {
     flushResidual();

@@ -174,6 +174,7 @@ class EveryMethodTest {
           sum += b.bytes();
         }
         sum += layer.head(g).compensationBytes(); // RazorAttention's weighted entry
+        sum += layer.head(g).weightBytes(); // merged entries' weights (EMS)
         assertThat(layer.bytes(g)).isEqualTo(sum);
         total += sum;
       }
