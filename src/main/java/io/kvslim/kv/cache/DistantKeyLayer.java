@@ -49,6 +49,7 @@ final class DistantKeyLayer extends ManagedKvCache.Front {
   /** Per KV head buffers, grown on demand. */
   private static final class Head {
     int[] positions = new int[0];
+    int[] firstPositions = new int[0];
     float[] ownKeys = new float[0];
     float[] firstKeys = new float[0];
     float[] values = new float[0];
@@ -62,6 +63,7 @@ final class DistantKeyLayer extends ManagedKvCache.Front {
       if (positions.length < count) {
         int c = Math.max(count, 2 * positions.length);
         positions = new int[c];
+        firstPositions = new int[c];
         ownKeys = new float[c * headDim];
         firstKeys = new float[c * headDim];
         values = new float[c * headDim];
@@ -173,6 +175,11 @@ final class DistantKeyLayer extends ManagedKvCache.Front {
       throw new IllegalStateException(
           "a POD layer holds " + count + " tokens but its group's first layer " + lead.size());
     }
+    lead.positions(s.firstPositions);
+    if (!Arrays.equals(s.positions, 0, count, s.firstPositions, 0, count)) {
+      throw new IllegalStateException(
+          "a POD layer holds other positions than its group's first layer");
+    }
     int t = 0;
     for (KvBlock b : own.blocks()) {
       boolean dropped = b.keyFormat() == DroppedKeys.INSTANCE;
@@ -199,14 +206,6 @@ final class DistantKeyLayer extends ManagedKvCache.Front {
           continue;
         }
         int pos = s.positions[t];
-        if (b.position(slot) != pos) {
-          throw new IllegalStateException(
-              "a POD layer's token "
-                  + t
-                  + " is at position "
-                  + pos
-                  + " in it but not in its group's first layer");
-        }
         if (groups.distant(pos, hi)) {
           b.decodeKey(slot, s.firstKeys, t * d);
         }
