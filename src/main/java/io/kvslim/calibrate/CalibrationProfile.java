@@ -73,32 +73,6 @@ public record CalibrationProfile(
     Pod pod,
     Path source) {
 
-  /** A profile without POD's section (as written before it existed). */
-  public CalibrationProfile(
-      ModelInfo model,
-      Settings calibration,
-      double[][] echo,
-      double[][] induction,
-      double[][] kvEcho,
-      double[][] kvInduction,
-      double[][] duo,
-      AttentionMass attentionMass,
-      KvSharer kvSharer,
-      Path source) {
-    this(
-        model,
-        calibration,
-        echo,
-        induction,
-        kvEcho,
-        kvInduction,
-        duo,
-        attentionMass,
-        kvSharer,
-        null,
-        source);
-  }
-
   public static final String FORMAT = "kvslim-calibration-profile";
   public static final int VERSION = 1;
 

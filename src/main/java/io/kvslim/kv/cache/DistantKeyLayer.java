@@ -38,12 +38,18 @@ import java.util.List;
 final class DistantKeyLayer extends ManagedKvCache.Front {
   private final PagedLayerKv first;
   private final DistantKeys groups;
+  private final Runnable appended;
   private Head[] scratch = new Head[0];
 
-  DistantKeyLayer(PagedLayerKv own, PagedLayerKv first, DistantKeys groups) {
+  /**
+   * @param appended called after each append, while this layer holds the step's keys whole (the
+   *     cache's peak)
+   */
+  DistantKeyLayer(PagedLayerKv own, PagedLayerKv first, DistantKeys groups, Runnable appended) {
     super(own);
     this.first = first;
     this.groups = groups;
+    this.appended = appended;
   }
 
   /** Per KV head buffers, grown on demand. */
@@ -79,6 +85,7 @@ final class DistantKeyLayer extends ManagedKvCache.Front {
   @Override
   public void append(int n, int[] positions, float[] keys, float[] values) {
     paged.append(n, positions, keys, values);
+    appended.run();
   }
 
   @Override

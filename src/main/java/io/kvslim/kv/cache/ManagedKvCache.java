@@ -102,7 +102,8 @@ public final class ManagedKvCache implements KvCache {
         if (this.shareOf[l] != l) {
           views[l] = new Borrowed(layers[this.shareOf[l]]);
         } else if (distant != null && distant.follows(l)) {
-          views[l] = new DistantKeyLayer(layers[l], layers[distant.firstOf()[l]], distant);
+          views[l] =
+              new DistantKeyLayer(layers[l], layers[distant.firstOf()[l]], distant, this::notePeak);
         } else {
           views[l] = new View(l);
         }
@@ -509,6 +510,11 @@ public final class ManagedKvCache implements KvCache {
       }
     }
     return b;
+  }
+
+  /** A layer took a step's tokens whole (a POD layer, before it drops distant keys): the peak. */
+  private void notePeak() {
+    peakBytes = Math.max(peakBytes, bytes());
   }
 
   /**

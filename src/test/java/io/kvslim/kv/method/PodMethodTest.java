@@ -150,6 +150,17 @@ class PodMethodTest {
               assertThat(pod.bytes()).as("p=%d g=%d", p, g).isEqualTo(fullBytes[p] - dropped);
             });
         assertThat(pod.bytes()).isLessThan(full.bytes());
+        try (ManagedKvCache fresh = cache("pod:group=" + g + ",sinks=32,window=32")) {
+          // the peak of a prefill: the last key-sharing layer holds the prompt's keys whole after
+          // its append, when the ones before it have dropped their distant keys
+          float[] logits = new float[model.config().vocabSize()];
+          engine.prefill(fresh, tokens, 0, PROMPT, 0, false, logits);
+          int followers = g == 2 ? 2 : 3;
+          int distantBlocks = (PROMPT - window) / 32 - sinks / 32;
+          long earlier = (long) (followers - 1) * kvHeads * distantBlocks * blockKeyBytes();
+          assertThat(fresh.peakBytes()).isEqualTo(fullBytes[PROMPT - 1] - earlier);
+          assertThat(fresh.peakBytes()).isGreaterThan(fresh.bytes());
+        }
         for (int l = 0; l < 4; l++) {
           boolean follower = g == 2 ? l % 2 == 1 : l > 0;
           if (!follower) {
