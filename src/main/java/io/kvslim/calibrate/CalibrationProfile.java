@@ -29,7 +29,8 @@ import java.nio.file.Path;
  *   "attention_mass": {"tokens", "from", "queries", "sink_tokens", "near_tokens", "local_tokens",
  *                      "heads": [L][H] of {"bos", "sink", "near", "local", "rest", "distance"}},
  *   "kvsharer": {"samples", "sample_tokens", "threshold", "distance": [L][L],
- *                "accepted": [[i, j], ...], "similarity": [...]}
+ *                "accepted": [[i, j], ...], "similarity": [...]},
+ *   "pod": {"measure", "sinks", "window", "windows", "queries", "similarity": [L - 1]}
  * }
  * </pre>
  *
@@ -50,6 +51,8 @@ import java.nio.file.Path;
  *       mean distance back.
  *   <li>{@code kvsharer}: KVSharer's layer distances and the layer pairs its search accepted, in
  *       order ({@link KvSharer}); absent from profiles written before it existed.
+ *   <li>{@code pod}: POD's similarity of distant-token attention between consecutive layers ({@link
+ *       Pod}, {@link PodSimilarity}); absent from profiles written before it existed.
  * </ul>
  *
  * The file is written with the keys in this order and numbers as Java prints doubles, so the same
@@ -67,6 +70,7 @@ public record CalibrationProfile(
     double[][] duo,
     AttentionMass attentionMass,
     KvSharer kvSharer,
+    Pod pod,
     Path source) {
 
   public static final String FORMAT = "kvslim-calibration-profile";
@@ -115,6 +119,14 @@ public record CalibrationProfile(
       double[][] distance,
       int[][] accepted,
       double[] similarity) {}
+
+  /**
+   * POD's calibration ({@link PodSimilarity}): {@code similarity[l]} is the mean over {@code
+   * windows} windows, {@code queries} query positions each and every query head of 1 − the
+   * Jensen-Shannon divergence (bits) between layers {@code l} and {@code l + 1}'s attention over
+   * the query's distant tokens (positions {@code sinks .. p − window}), each renormalized to 1.
+   */
+  public record Pod(int sinks, int window, int windows, int queries, double[] similarity) {}
 
   /** A profile file that cannot be used; the message is one sentence naming the file. */
   public static final class ProfileException extends IllegalArgumentException {
@@ -237,6 +249,18 @@ public record CalibrationProfile(
       }
       ArrayNode sim = k.putArray("similarity");
       for (double v : kvSharer.similarity()) {
+        sim.add(v);
+      }
+    }
+    if (pod != null) {
+      ObjectNode o = root.putObject("pod");
+      o.put("measure", PodSimilarity.MEASURE);
+      o.put("sinks", pod.sinks());
+      o.put("window", pod.window());
+      o.put("windows", pod.windows());
+      o.put("queries", pod.queries());
+      ArrayNode sim = o.putArray("similarity");
+      for (double v : pod.similarity()) {
         sim.add(v);
       }
     }
@@ -373,6 +397,7 @@ public record CalibrationProfile(
         duo,
         attention,
         root.has("kvsharer") ? readKvSharer(r, r.object(root, "kvsharer"), layers) : null,
+        root.has("pod") ? readPod(r, r.object(root, "pod"), layers) : null,
         file);
   }
 
@@ -409,6 +434,23 @@ public record CalibrationProfile(
         r.finite(k, "threshold"),
         distance,
         accepted,
+        similarity);
+  }
+
+  private static Pod readPod(Reader r, JsonNode o, int layers) {
+    JsonNode sim = o.path("similarity");
+    if (!sim.isArray() || sim.size() != layers - 1) {
+      throw r.bad("pod.similarity is not an array of " + (layers - 1) + " values");
+    }
+    double[] similarity = new double[layers - 1];
+    for (int l = 0; l < similarity.length; l++) {
+      similarity[l] = r.finite(sim, l);
+    }
+    return new Pod(
+        r.number(o, "sinks").asInt(),
+        r.positive(o, "window"),
+        r.number(o, "windows").asInt(),
+        r.positive(o, "queries"),
         similarity);
   }
 

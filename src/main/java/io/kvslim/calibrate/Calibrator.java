@@ -31,6 +31,8 @@ import java.util.function.LongConsumer;
  *   <li>KVSharer's layer distances and sharing search ({@link KvSharerSearch}) on up to 30 samples
  *       of 64 tokens of the text, accepting up to {@code kvSharerLayers} layers (half the layers by
  *       default, 0 to skip).
+ *   <li>POD's similarity of consecutive layers' attention over distant tokens ({@link
+ *       PodSimilarity}) on the first windows of the text.
  * </ol>
  *
  * Everything is a function of the model, the text and the settings: the same inputs give the same
@@ -81,7 +83,8 @@ public final class Calibrator {
         + windows(Math.min(textTokens, o.tokens()), c.contextLength())
         - 1
         + (long) o.sequences() * (1 + 2L * sequenceLength(c, o))
-        + kvSharerWork(c, Math.min(textTokens, o.tokens()), o);
+        + kvSharerWork(c, Math.min(textTokens, o.tokens()), o)
+        + PodSimilarity.work(c, Math.min(textTokens, o.tokens()));
   }
 
   /** KVSharer's search at most: every sample once, then once per candidate pair. */
@@ -199,6 +202,18 @@ public final class Calibrator {
               });
       done.accept(Math.max(0, budget - spent[0]));
     }
+    // 4. POD's similarity of distant-token attention between consecutive layers
+    long podBudget = PodSimilarity.work(c, used);
+    long[] podSpent = {0};
+    CalibrationProfile.Pod pod =
+        PodSimilarity.run(
+            engine,
+            windows,
+            u -> {
+              podSpent[0] += u;
+              done.accept(u);
+            });
+    done.accept(Math.max(0, podBudget - podSpent[0]));
     CalibrationProfile.ModelInfo info =
         new CalibrationProfile.ModelInfo(
             identity.fileName(),
@@ -229,6 +244,7 @@ public final class Calibrator {
         duo.scores(),
         attention,
         sharer,
+        pod,
         null);
   }
 

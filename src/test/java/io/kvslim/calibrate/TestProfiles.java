@@ -48,6 +48,7 @@ public final class TestProfiles {
             duo,
             new CalibrationProfile.AttentionMass(100, 50, 50, 4, 16, 64, mass),
             syntheticSharer(c.layers()),
+            syntheticPod(c.layers()),
             null);
     return write(p);
   }
@@ -58,6 +59,15 @@ public final class TestProfiles {
     double[] similarity = layers > 1 ? new double[] {0.9} : new double[0];
     return new CalibrationProfile.KvSharer(
         1, 64, 0.5, new double[layers][layers], accepted, similarity);
+  }
+
+  /** POD's section: similarities falling with depth, so greedy groups start at layer 0. */
+  static CalibrationProfile.Pod syntheticPod(int layers) {
+    double[] similarity = new double[Math.max(0, layers - 1)];
+    for (int l = 0; l < similarity.length; l++) {
+      similarity[l] = 0.9 - 0.1 * l / layers;
+    }
+    return new CalibrationProfile.Pod(4, 16, 1, 8, similarity);
   }
 
   static Path write(CalibrationProfile p) {

@@ -3,6 +3,7 @@ package io.kvslim.kv.cache;
 import io.kvslim.calibrate.ModelIdentity;
 import io.kvslim.kv.Rotary;
 import io.kvslim.kv.format.KvFormats;
+import io.kvslim.kv.method.DistantKeys;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.method.KvSpecException;
 import io.kvslim.kv.method.MethodCall;
@@ -30,6 +31,7 @@ public final class KvCaches {
   private final int headDim;
   private final KvCacheFormat[] formats;
   private final int[] shareOf; // KVSharer's layer map, null when no layer is shared
+  private final DistantKeys distant; // POD's groups, null when no layer shares distant keys
   private final double bytesPerTokenAll;
   private final ModelIdentity model;
   private final Rotary rope;
@@ -66,9 +68,17 @@ public final class KvCaches {
     spec.checkLayers(layers);
     this.formats = new KvCacheFormat[layers];
     this.shareOf = shareMap(spec, new PolicyContext(all(layers), kvHeads, headDim, 0, model));
+    this.distant = distantKeys(spec, new PolicyContext(all(layers), kvHeads, headDim, 0, model));
     double perToken = 0;
     for (int l = 0; l < layers; l++) {
       formats[l] = formatOf(spec.callsFor(l), l, layers);
+      if (distant != null && formats[l].hasResidual()) {
+        throw new KvSpecException(
+            "pod shares distant keys between whole blocks and cannot use a residual window"
+                + " format (KV spec '"
+                + spec
+                + "')");
+      }
       try {
         formats[l].checkHeadDim(headDim);
       } catch (IllegalArgumentException e) {
@@ -102,7 +112,7 @@ public final class KvCaches {
 
   /** A fresh cache for a new sequence, drawing from the shared pool. */
   public ManagedKvCache create() {
-    return new ManagedKvCache(pool, kvHeads, headDim, formats, policies(), shareOf);
+    return new ManagedKvCache(pool, kvHeads, headDim, formats, policies(), shareOf, distant);
   }
 
   /** Whether layer {@code l} reads an earlier layer's keys and values (KVSharer). */
@@ -145,6 +155,42 @@ public final class KvCaches {
           from + " composes with storage formats only, not with eviction (KV spec '" + spec + "')");
     }
     return map;
+  }
+
+  /**
+   * POD's groups of the spec's call that shares distant keys, checked like {@link #shareMap}'s: one
+   * rule over every layer, no eviction, no KVSharer beside it.
+   */
+  private static DistantKeys distantKeys(KvSpec spec, PolicyContext ctx) {
+    DistantKeys out = null;
+    String from = null;
+    boolean other = false;
+    for (KvSpec.Rule rule : spec.rules()) {
+      for (MethodCall c : rule.calls()) {
+        DistantKeys d = c.method().distantKeys(c, ctx);
+        if (d != null) {
+          if (rule.firstLayer() >= 0) {
+            throw new KvSpecException(
+                c.name() + " groups the whole model's layers; do not scope it with @layers");
+          }
+          out = d;
+          from = c.name();
+        } else {
+          var f = c.method().family();
+          other |= f == io.kvslim.kv.method.KvMethod.Family.EVICTION;
+          other |= f == io.kvslim.kv.method.KvMethod.Family.ALLOCATOR;
+          other |= c.method().layerMap(c, ctx) != null;
+        }
+      }
+    }
+    if (out != null && other) {
+      throw new KvSpecException(
+          from
+              + " composes with storage formats only, not with eviction or layer sharing (KV spec '"
+              + spec
+              + "')");
+    }
+    return out;
   }
 
   private List<KvPolicy> policies() {

@@ -5,6 +5,7 @@ import io.kvslim.kv.AttentionOrder;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.LayerKv;
 import io.kvslim.kv.Rotary;
+import io.kvslim.kv.method.DistantKeys;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvCacheFormat;
@@ -22,6 +23,7 @@ public final class ManagedKvCache implements KvCache {
   private final PagedLayerKv[] layers;
   private final Front[] views;
   private final int[] shareOf; // per layer: the layer whose keys and values it reads (itself)
+  private final DistantKeys distant; // POD's groups sharing distant keys, or null
   private final KvCacheFormat[] formats;
   private final boolean[] cacheRelative; // per layer: keys stored before RoPE (rolling positions)
   private final List<KvPolicy> policies;
@@ -52,6 +54,28 @@ public final class ManagedKvCache implements KvCache {
       KvCacheFormat[] formats,
       List<KvPolicy> policies,
       int[] shareOf) {
+    this(pool, kvHeads, headDim, formats, policies, shareOf, null);
+  }
+
+  /**
+   * As {@link #ManagedKvCache(BlockPool, int, int, KvCacheFormat[], List, int[])}, with POD's
+   * groups ({@code distant}, null for none): a layer that is not first in its group attends through
+   * a {@link DistantKeyLayer} that reads its group's first layer's keys for distant tokens and
+   * drops its own.
+   */
+  public ManagedKvCache(
+      BlockPool pool,
+      int kvHeads,
+      int headDim,
+      KvCacheFormat[] formats,
+      List<KvPolicy> policies,
+      int[] shareOf,
+      DistantKeys distant) {
+    if (distant != null && distant.firstOf().length != formats.length) {
+      throw new IllegalArgumentException(
+          "POD's groups do not cover the " + formats.length + " layers");
+    }
+    this.distant = distant;
     this.shareOf = identityOr(shareOf, formats.length);
     this.pool = pool;
     this.policies = List.copyOf(policies);
@@ -75,7 +99,14 @@ public final class ManagedKvCache implements KvCache {
         layers[l] =
             new PagedLayerKv(
                 new LayerStore(pool, kvHeads, headDim, formats[l]), scratch, cacheRelative[l]);
-        views[l] = this.shareOf[l] == l ? new View(l) : new Borrowed(layers[this.shareOf[l]]);
+        if (this.shareOf[l] != l) {
+          views[l] = new Borrowed(layers[this.shareOf[l]]);
+        } else if (distant != null && distant.follows(l)) {
+          views[l] =
+              new DistantKeyLayer(layers[l], layers[distant.firstOf()[l]], distant, this::notePeak);
+        } else {
+          views[l] = new View(l);
+        }
       }
     } catch (RuntimeException e) {
       close();
@@ -118,6 +149,10 @@ public final class ManagedKvCache implements KvCache {
         throw new IllegalArgumentException(
             "a cache that compresses inside its prefill (chunk=) cannot share one");
       }
+      if (m.distant != null && members.size() > 1) {
+        throw new IllegalArgumentException(
+            "a cache whose layers share distant keys (pod) takes its prompt alone");
+      }
       if (!m.sameFormats(first)) {
         throw new IllegalArgumentException(
             "caches in a shared prefill must store every layer in the same format");
@@ -129,10 +164,13 @@ public final class ManagedKvCache implements KvCache {
   /**
    * Whether this cache stores every layer as {@code other} does: in the same format, with keys
    * before or after RoPE alike (cache-relative positions store them before), the same layers
-   * reading others' keys and values.
+   * reading others' keys and values; never for a cache whose layers share distant keys (pod), which
+   * attends differently from what its storage alone says.
    */
   public boolean sameFormats(ManagedKvCache other) {
-    return java.util.Arrays.equals(formats, other.formats)
+    return distant == null
+        && other.distant == null
+        && java.util.Arrays.equals(formats, other.formats)
         && java.util.Arrays.equals(cacheRelative, other.cacheRelative)
         && java.util.Arrays.equals(shareOf, other.shareOf);
   }
@@ -311,7 +349,7 @@ public final class ManagedKvCache implements KvCache {
    * A layer as the model sees it, over one {@link PagedLayerKv}: attention runs there with the
    * observer {@link #observerFor} returns (after handing the policies their queries).
    */
-  private abstract static class Front implements LayerKv {
+  abstract static class Front implements LayerKv {
     final PagedLayerKv paged;
 
     Front(PagedLayerKv paged) {
@@ -472,6 +510,11 @@ public final class ManagedKvCache implements KvCache {
       }
     }
     return b;
+  }
+
+  /** A layer took a step's tokens whole (a POD layer, before it drops distant keys): the peak. */
+  private void notePeak() {
+    peakBytes = Math.max(peakBytes, bytes());
   }
 
   /**

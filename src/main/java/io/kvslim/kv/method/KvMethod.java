@@ -102,6 +102,14 @@ public interface KvMethod {
     return null;
   }
 
+  /**
+   * POD's layer groups sharing distant tokens' keys ({@link DistantKeys}), or {@code null} when the
+   * method shares none. {@code context} covers every layer.
+   */
+  default DistantKeys distantKeys(MethodCall call, PolicyContext context) {
+    return null;
+  }
+
   /** The storage format of keys and values, or {@code null} when the method stores nothing. */
   default KvCacheFormat format(MethodCall call) {
     return null;

@@ -34,6 +34,7 @@ public final class KvMethods {
     register(new DuoMethod());
     register(new RazorMethod());
     register(new KvSharerMethod());
+    register(new PodMethod());
     register(new KiviMethod());
     register(new AsymKvMethod());
     register(new TurboQuantMethod());

@@ -399,6 +399,30 @@ public final class HeadStore {
     }
   }
 
+  /**
+   * Drops the keys of block {@code index} (its values, positions and tokens stay) and gives their
+   * bytes back to the pool: POD's layers that read another layer's keys for these tokens
+   * (METHODS.md S4). Only a full block without residual values can drop its keys (a tail block
+   * still takes tokens); dropping twice does nothing.
+   *
+   * @return the bytes given back
+   */
+  public long dropKeys(int index) {
+    KvBlock b = blocks.get(index);
+    if (b.keyFormat() == io.kvslim.kv.format.DroppedKeys.INSTANCE) {
+      return 0;
+    }
+    if (!b.isFull() || b.residualValueFormat() != null) {
+      throw new IllegalStateException("only a full, settled block can drop its keys");
+    }
+    long before = b.bytes();
+    b.dropKeys();
+    long freed = before - b.bytes();
+    bytes -= freed;
+    pool.release(freed);
+    return freed;
+  }
+
   // ---- eviction --------------------------------------------------------------------------------
 
   /**

@@ -358,6 +358,16 @@ public final class KvBlock {
   }
 
   /**
+   * Frees the keys of every slot: the block keeps its values, positions and header, and its key
+   * format becomes {@link io.kvslim.kv.format.DroppedKeys} (POD, METHODS.md S4: another layer's
+   * keys stand in for them).
+   */
+  void dropKeys() {
+    keys = allocate(0);
+    keyFormat = io.kvslim.kv.format.DroppedKeys.INSTANCE;
+  }
+
+  /**
    * Moves the values of slots {@code [split, upTo)} from the residual into {@link #valueFormat()}
    * (KIVI's value flush, one token at a time). Both value parts are reallocated to their new sizes.
    *
