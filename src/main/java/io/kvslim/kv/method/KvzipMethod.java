@@ -18,7 +18,10 @@ import java.util.List;
  *
  * <p>{@code budget} is what stays: kvpress's {@code compression_ratio} r is {@code budget=(1−r)}
  * (the authors' {@code --ratio 0.3} keeps 30%). The repeat passes cost about one more prefill whose
- * attention also reads the whole prompt (measured in the README's method table).
+ * attention also reads the whole prompt (measured in the README's method table). A repeat runs at
+ * the positions after the prompt, up to prompt + {@code chunk} + about 20 tokens: beyond the
+ * model's trained context when the prompt fills it (then a smaller {@code chunk} keeps the repeat
+ * closer to it; README, "KVzip").
  */
 public final class KvzipMethod implements KvMethod {
   @Override
@@ -34,7 +37,7 @@ public final class KvzipMethod implements KvMethod {
   @Override
   public String paper() {
     return "Kim et al. 2025, KVzip: Query-Agnostic KV Cache Compression with Context"
-        + " Reconstruction, arXiv:2505.23416 §3";
+        + " Reconstruction, arXiv:2505.23416 (METHODS.md N4)";
   }
 
   @Override
