@@ -1,5 +1,6 @@
 package io.kvslim.engine;
 
+import io.kvslim.kv.ContextReplay;
 import io.kvslim.kv.KvCache;
 import io.kvslim.model.Batch;
 import io.kvslim.model.Forward;
@@ -7,6 +8,7 @@ import io.kvslim.model.Model;
 import io.kvslim.model.ModelConfig;
 import io.kvslim.model.Numerics;
 import io.kvslim.tensor.Parallel;
+import io.kvslim.tokenizer.Tokenizer;
 
 /**
  * A model with its thread pool, forward pass and a KV cache factory: what every command and the
@@ -23,6 +25,7 @@ public final class Engine implements AutoCloseable {
   private final KvCacheFactory kvFactory;
   private final Batch batch = new Batch();
   private int prefillChunk = DEFAULT_PREFILL_CHUNK;
+  private Tokenizer tokenizer; // the model's, read when a replay first needs it
 
   /** An engine with kvslim's own numerics ({@link Numerics#DEFAULT}). */
   public Engine(Model model, int threads, KvCacheFactory kvFactory) {
@@ -117,7 +120,62 @@ public final class Engine implements AutoCloseable {
       }
       s = e;
     }
+    replayPrompt(cache, tokens, from, to, firstPos);
     cache.afterStep(KvCache.StepKind.PREFILL);
+  }
+
+  /**
+   * Lends {@code cache} the prompt {@code tokens[from..to)} (at positions from {@code firstPos}),
+   * the model's tokenizer and extra forward passes ({@link ContextReplay}) when it {@link
+   * KvCache#wantsReplay wants them}: whoever feeds a prompt calls this after its last step and
+   * before {@code afterStep(PREFILL)} ({@link #prefill} does). The passes overwrite the forward
+   * pass's scratch buffers, so the prompt's logits must have been read.
+   */
+  public void replayPrompt(KvCache cache, int[] tokens, int from, int to, int firstPos) {
+    if (!cache.wantsReplay()) {
+      return;
+    }
+    int[] prompt = java.util.Arrays.copyOfRange(tokens, from, to);
+    cache.replay(
+        new ContextReplay() {
+          @Override
+          public int[] prompt() {
+            return prompt.clone();
+          }
+
+          @Override
+          public int firstPosition() {
+            return firstPos;
+          }
+
+          @Override
+          public int[] encode(String text) {
+            return tokenizer().encode(text, false, false);
+          }
+
+          @Override
+          public void forward(KvCache target, int[] toks, int n, int first) {
+            for (int s = 0; s < n; ) {
+              int e = Math.min(n, s + prefillChunk);
+              batch.clear().add(target, toks, s, e, first + s, false, false);
+              forward.run(batch, NO_LOGITS);
+              s = e;
+            }
+          }
+        });
+  }
+
+  private static final float[] NO_LOGITS = new float[0];
+
+  /** The model's tokenizer, read from its file when first needed. */
+  private Tokenizer tokenizer() {
+    if (tokenizer == null) {
+      if (model.file() == null) {
+        throw new IllegalStateException("the model has no file to read a tokenizer from");
+      }
+      tokenizer = Tokenizer.fromGguf(model.file());
+    }
+    return tokenizer;
   }
 
   /** One decode step of one sequence: appends {@code token} at {@code pos}, logits to out. */

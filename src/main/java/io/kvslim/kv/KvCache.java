@@ -28,6 +28,21 @@ public interface KvCache extends AutoCloseable {
    */
   default void beginPrompt(int tokens) {}
 
+  /**
+   * Whether this cache wants {@link #replay} after its prompt (a policy scoring the prompt by extra
+   * forward passes, KVzip); whoever feeds the prompt asks once it is in.
+   */
+  default boolean wantsReplay() {
+    return false;
+  }
+
+  /**
+   * Called after the prompt's last step and before {@code afterStep(PREFILL)} when {@link
+   * #wantsReplay} is true: the policies run their extra passes through {@code replay}. The cache
+   * holds afterwards exactly what it held before.
+   */
+  default void replay(ContextReplay replay) {}
+
   /** Called by the engine after a prefill or decode step has appended to every layer. */
   default void afterStep(StepKind kind) {}
 

@@ -359,6 +359,7 @@ public final class Scheduler implements AutoCloseable {
       } else {
         s.prefilled += rows;
         if (s.prefilled == s.prompt.length) {
+          engine.replayPrompt(s.cache, s.prompt, 0, s.prompt.length, 0); // KVzip scores here
           s.cache.afterStep(KvCache.StepKind.PREFILL);
           s.state = Sequence.State.DECODE;
           sampled.add(s);

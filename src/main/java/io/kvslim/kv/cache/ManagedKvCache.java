@@ -2,6 +2,7 @@ package io.kvslim.kv.cache;
 
 import io.kvslim.kv.AttentionObserver;
 import io.kvslim.kv.AttentionOrder;
+import io.kvslim.kv.ContextReplay;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.LayerKv;
 import io.kvslim.kv.Rotary;
@@ -257,6 +258,23 @@ public final class ManagedKvCache implements KvCache {
     @Override
     public long bytes() {
       return members.get(0).bytes();
+    }
+
+    @Override
+    public boolean wantsReplay() {
+      for (ManagedKvCache m : members) {
+        if (m.wantsReplay()) {
+          return true;
+        }
+      }
+      return false;
+    }
+
+    @Override
+    public void replay(ContextReplay replay) {
+      for (ManagedKvCache m : members) { // each over its own storage, which the passes leave as is
+        m.replay(replay);
+      }
     }
 
     @Override
@@ -523,6 +541,37 @@ public final class ManagedKvCache implements KvCache {
    */
   public long peakBytes() {
     return Math.max(peakBytes, bytes());
+  }
+
+  @Override
+  public boolean wantsReplay() {
+    if (promptTokens >= 0) {
+      return false; // only the prompt is replayed
+    }
+    for (KvPolicy p : policies) {
+      if (p.wantsReplay()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Runs the policies' replays; their time counts in {@link #policyNanos}. */
+  @Override
+  public void replay(ContextReplay replay) {
+    if (promptTokens >= 0) {
+      return;
+    }
+    long t0 = System.nanoTime();
+    for (PagedLayerKv l : layers) {
+      l.flushResidual(); // as afterStep would: the replay reads what the prompt left
+    }
+    for (KvPolicy p : policies) {
+      if (p.wantsReplay()) {
+        p.replay(this, replay);
+      }
+    }
+    policyNanos += System.nanoTime() - t0;
   }
 
   @Override

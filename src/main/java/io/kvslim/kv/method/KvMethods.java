@@ -31,6 +31,7 @@ public final class KvMethods {
     register(new KeyDiffMethod());
     register(new KvCompressMethod());
     register(new ExpectedMethod());
+    register(new KvzipMethod());
     register(new DuoMethod());
     register(new RazorMethod());
     register(new KvSharerMethod());

@@ -82,6 +82,21 @@ public interface KvPolicy {
     return Integer.MAX_VALUE;
   }
 
+  /**
+   * Whether this policy wants {@link #replay} now (KVzip: once, after the prompt, while it has not
+   * scored it).
+   */
+  default boolean wantsReplay() {
+    return false;
+  }
+
+  /**
+   * After the prompt's last step and before {@code afterStep(PREFILL)}: extra forward passes on top
+   * of {@code cache} through {@code replay} ({@link io.kvslim.kv.ContextReplay}). The passes must
+   * leave {@code cache} as it was (their keys and values go to a cache of the policy's own).
+   */
+  default void replay(ManagedKvCache cache, io.kvslim.kv.ContextReplay replay) {}
+
   /** Called when a step has appended to every layer. */
   void afterStep(ManagedKvCache cache, KvCache.StepKind kind);
 }
