@@ -42,8 +42,8 @@ class LauncherTest {
     // the launcher beside a jar newer than any source (there is no src/main here): no build runs
     Path home = Files.createDirectories(dir.resolve("home"));
     Files.copy(launcher, home.resolve("kvslim"));
-    Files.createDirectories(home.resolve("target"));
-    Files.createFile(home.resolve("target/kvslim-0.1.0-SNAPSHOT.jar"));
+    Files.createDirectories(home.resolve("kvslim-cli/target"));
+    Files.createFile(home.resolve("kvslim-cli/target/kvslim-0.1.0-SNAPSHOT.jar"));
     Path java = Files.createDirectories(dir.resolve("jdk/bin")).resolve("java");
     Files.writeString(java, FAKE_JAVA);
     Files.setPosixFilePermissions(java, PosixFilePermissions.fromString("rwxr-xr-x"));
