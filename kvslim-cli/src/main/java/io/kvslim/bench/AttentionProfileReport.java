@@ -2,8 +2,9 @@ package io.kvslim.bench;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import io.kvslim.bench.AttentionProfile.Head;
-import io.kvslim.bench.AttentionProfile.Result;
+import io.kvslim.calibrate.AttentionProfile;
+import io.kvslim.calibrate.AttentionProfile.Head;
+import io.kvslim.calibrate.AttentionProfile.Result;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

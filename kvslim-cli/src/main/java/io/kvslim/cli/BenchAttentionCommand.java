@@ -1,8 +1,8 @@
 package io.kvslim.cli;
 
-import io.kvslim.bench.AttentionProfile;
 import io.kvslim.bench.AttentionProfileReport;
 import io.kvslim.bench.Progress;
+import io.kvslim.calibrate.AttentionProfile;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.method.KvSpec;

@@ -26,7 +26,9 @@ class BenchAttentionCommandTest {
   void writesTheProfileAndRefusesBadInput() throws Exception {
     Path text = dir.resolve("code.py");
     Files.writeString(
-        text, Files.readString(Path.of("src/main/java/io/kvslim/bench/AttentionProfile.java")));
+        text,
+        Files.readString(
+            Path.of("kvslim-core/src/main/java/io/kvslim/calibrate/AttentionProfile.java")));
     Path out = dir.resolve("out");
     PrintStream saved = System.out;
     ByteArrayOutputStream buf = new ByteArrayOutputStream();

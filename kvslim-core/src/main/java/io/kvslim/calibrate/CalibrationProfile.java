@@ -45,9 +45,9 @@ import java.nio.file.Path;
  *   <li>{@code duo}: DuoAttention's training-free retrieval score per KV head (METHODS.md S2 step
  *       4b, kvpress's {@code duo_attention_on_the_fly}): high means the head reads far back.
  *   <li>{@code attention_mass}: where each query head looks on the first window ({@link
- *       io.kvslim.bench.AttentionProfile}): the mass on the first {@code sink_tokens} tokens, on
- *       the last {@code near_tokens} and {@code local_tokens}, on neither ({@code rest}), and the
- *       mean distance back.
+ *       io.kvslim.calibrate.AttentionProfile}): the mass on the first {@code sink_tokens} tokens,
+ *       on the last {@code near_tokens} and {@code local_tokens}, on neither ({@code rest}), and
+ *       the mean distance back.
  *   <li>{@code kvsharer}: KVSharer's layer distances and the layer pairs its search accepted, in
  *       order ({@link KvSharer}); absent from profiles written before it existed.
  * </ul>
@@ -99,7 +99,7 @@ public record CalibrationProfile(
       int sinkTokens,
       int nearTokens,
       int localTokens,
-      io.kvslim.bench.AttentionProfile.Head[][] heads) {}
+      io.kvslim.calibrate.AttentionProfile.Head[][] heads) {}
 
   /**
    * KVSharer's calibration search (METHODS.md S3, {@link KvSharerSearch}): {@code distance[i][j]}
@@ -336,7 +336,7 @@ public record CalibrationProfile(
     if (!heads.isArray() || heads.size() != layers) {
       throw r.bad("attention_mass.heads is not an array of " + layers + " layers");
     }
-    var mass = new io.kvslim.bench.AttentionProfile.Head[layers][model.heads()];
+    var mass = new io.kvslim.calibrate.AttentionProfile.Head[layers][model.heads()];
     for (int l = 0; l < layers; l++) {
       JsonNode row = heads.get(l);
       if (!row.isArray() || row.size() != model.heads()) {
@@ -345,7 +345,7 @@ public record CalibrationProfile(
       for (int h = 0; h < model.heads(); h++) {
         JsonNode o = row.get(h);
         mass[l][h] =
-            new io.kvslim.bench.AttentionProfile.Head(
+            new io.kvslim.calibrate.AttentionProfile.Head(
                 r.finite(o, "bos"),
                 r.finite(o, "sink"),
                 r.finite(o, "near"),

@@ -1,6 +1,5 @@
 package io.kvslim.calibrate;
 
-import io.kvslim.bench.AttentionProfile;
 import io.kvslim.engine.Engine;
 import io.kvslim.kv.AttentionObserver;
 import io.kvslim.kv.KvCache;

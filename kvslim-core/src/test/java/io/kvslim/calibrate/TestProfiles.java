@@ -23,12 +23,12 @@ public final class TestProfiles {
     int group = c.heads() / c.kvHeads();
     double[][] echo = new double[c.layers()][c.heads()];
     double[][] induction = new double[c.layers()][c.heads()];
-    var mass = new io.kvslim.bench.AttentionProfile.Head[c.layers()][c.heads()];
+    var mass = new io.kvslim.calibrate.AttentionProfile.Head[c.layers()][c.heads()];
     for (int l = 0; l < c.layers(); l++) {
       for (int h = 0; h < c.heads(); h++) {
         echo[l][h] = kvEcho[l][h / group];
         induction[l][h] = kvInduction[l][h / group];
-        mass[l][h] = new io.kvslim.bench.AttentionProfile.Head(0.1, 0.2, 0.3, 0.4, 0.5, 6);
+        mass[l][h] = new io.kvslim.calibrate.AttentionProfile.Head(0.1, 0.2, 0.3, 0.4, 0.5, 6);
       }
     }
     CalibrationProfile p =

@@ -2,7 +2,7 @@ package io.kvslim.server;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.kvslim.server.chat.ChatTemplateException;
+import io.kvslim.chat.ChatTemplateException;
 
 /**
  * An error the client caused (or an overload it should retry), answered as OpenAI's error object

@@ -1,8 +1,8 @@
 package io.kvslim.server;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.kvslim.chat.ChatTemplate;
 import io.kvslim.engine.SamplerConfig;
-import io.kvslim.server.chat.ChatTemplate;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;

@@ -1,6 +1,7 @@
 package io.kvslim.server;
 
 import io.kvslim.engine.Sampler;
+import io.kvslim.engine.StopMatcher;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.tokenizer.StreamingDecoder;
 import java.util.List;

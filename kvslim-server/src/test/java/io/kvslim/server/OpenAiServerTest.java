@@ -3,6 +3,8 @@ package io.kvslim.server;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.kvslim.chat.ChatFamily;
+import io.kvslim.chat.ChatTemplate;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.Generator;
 import io.kvslim.engine.KvSpecs;
@@ -11,8 +13,6 @@ import io.kvslim.engine.SamplerConfig;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
-import io.kvslim.server.chat.ChatFamily;
-import io.kvslim.server.chat.ChatTemplate;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;

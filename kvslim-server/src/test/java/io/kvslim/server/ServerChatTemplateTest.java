@@ -33,7 +33,7 @@ class ServerChatTemplateTest {
 
   private static String template(String name) throws IOException {
     try (InputStream in =
-        ServerChatTemplateTest.class.getResourceAsStream("/io/kvslim/server/chat/" + name)) {
+        ServerChatTemplateTest.class.getResourceAsStream("/io/kvslim/chat/" + name)) {
       return new String(in.readAllBytes(), StandardCharsets.UTF_8);
     }
   }

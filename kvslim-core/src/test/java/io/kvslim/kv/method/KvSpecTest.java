@@ -70,8 +70,8 @@ class KvSpecTest {
   /** A profile of a made-up one-layer model (parsing reads it; the model is checked later). */
   static java.nio.file.Path fakeProfile(java.nio.file.Path dir) {
     var mass =
-        new io.kvslim.bench.AttentionProfile.Head[][] {
-          {new io.kvslim.bench.AttentionProfile.Head(0, 0, 0, 1, 0, 1)}
+        new io.kvslim.calibrate.AttentionProfile.Head[][] {
+          {new io.kvslim.calibrate.AttentionProfile.Head(0, 0, 0, 1, 0, 1)}
         };
     var p =
         new io.kvslim.calibrate.CalibrationProfile(

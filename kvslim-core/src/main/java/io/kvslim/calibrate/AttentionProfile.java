@@ -1,4 +1,4 @@
-package io.kvslim.bench;
+package io.kvslim.calibrate;
 
 import io.kvslim.engine.Engine;
 import io.kvslim.kv.AttentionObserver;

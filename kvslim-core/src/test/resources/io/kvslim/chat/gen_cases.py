@@ -6,7 +6,7 @@ extension; globals raise_exception and strftime_now; tojson overridden to json.d
 ensure_ascii=False) and passes to it as apply_chat_template does (messages, tools=None,
 documents=None, add_generation_prompt, and the special tokens).
 
-    cd src/test/resources/io/kvslim/server/chat && python3 gen_cases.py
+    cd src/test/resources/io/kvslim/chat && python3 gen_cases.py
 
 The templates are the "chat_template" values of the models' published tokenizer_config.json
 (as quoted in llama.cpp tests/test-chat-template.cpp, swift-jinja, axolotl, FastChat and other

@@ -1,6 +1,6 @@
-package io.kvslim.server.chat;
+package io.kvslim.chat;
 
-import io.kvslim.server.chat.ChatTemplate.Message;
+import io.kvslim.chat.ChatTemplate.Message;
 import java.util.List;
 
 /**

@@ -1,4 +1,4 @@
-package io.kvslim.server;
+package io.kvslim.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

@@ -1,8 +1,8 @@
-package io.kvslim.server.chat;
+package io.kvslim.chat;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.kvslim.server.chat.ChatTemplate.Message;
+import io.kvslim.chat.ChatTemplate.Message;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 

@@ -1,4 +1,4 @@
-package io.kvslim.server.chat;
+package io.kvslim.chat;
 
 /**
  * A chat prompt that cannot be rendered: the model's template rejected the messages through {@code

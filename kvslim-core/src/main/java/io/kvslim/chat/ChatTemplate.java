@@ -1,4 +1,4 @@
-package io.kvslim.server.chat;
+package io.kvslim.chat;
 
 import io.kvslim.tokenizer.Tokenizer;
 import java.util.List;

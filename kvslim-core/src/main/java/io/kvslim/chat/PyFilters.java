@@ -1,4 +1,4 @@
-package io.kvslim.server.chat;
+package io.kvslim.chat;
 
 import com.hubspot.jinjava.interpret.JinjavaInterpreter;
 import com.hubspot.jinjava.lib.filter.AdvancedFilter;

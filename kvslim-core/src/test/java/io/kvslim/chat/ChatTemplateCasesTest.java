@@ -1,11 +1,11 @@
-package io.kvslim.server.chat;
+package io.kvslim.chat;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.kvslim.server.chat.ChatTemplate.Message;
+import io.kvslim.chat.ChatTemplate.Message;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;

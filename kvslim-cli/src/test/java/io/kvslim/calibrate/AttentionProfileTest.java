@@ -1,9 +1,10 @@
-package io.kvslim.bench;
+package io.kvslim.calibrate;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
+import io.kvslim.bench.AttentionProfileReport;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.method.KvSpec;
@@ -60,7 +61,8 @@ class AttentionProfileTest {
         Engine e = new Engine(m, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
       Tokenizer tok = Tokenizer.fromGguf(m.file());
       String code =
-          Files.readString(Path.of("src/main/java/io/kvslim/bench/AttentionProfile.java"));
+          Files.readString(
+              Path.of("kvslim-core/src/main/java/io/kvslim/calibrate/AttentionProfile.java"));
       int[] ids = Arrays.copyOf(tok.encode(code, true, false), 300);
       AttentionProfile.Result a = AttentionProfile.run(e, ids, 100, null);
       AttentionProfile.Result b = AttentionProfile.run(e, ids, 100, null);

@@ -1,4 +1,4 @@
-package io.kvslim.server.chat;
+package io.kvslim.chat;
 
 import java.util.ArrayList;
 import java.util.Iterator;

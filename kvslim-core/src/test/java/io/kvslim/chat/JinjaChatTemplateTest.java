@@ -1,9 +1,9 @@
-package io.kvslim.server.chat;
+package io.kvslim.chat;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.kvslim.server.chat.ChatTemplate.Message;
+import io.kvslim.chat.ChatTemplate.Message;
 import java.time.ZoneOffset;
 import java.time.ZonedDateTime;
 import java.util.List;

@@ -1,4 +1,4 @@
-package io.kvslim.server;
+package io.kvslim.engine;
 
 import java.util.List;
 
@@ -7,17 +7,17 @@ import java.util.List;
  * until the next piece shows whether it is, so no part of a stop string is ever emitted, even when
  * it arrives split over several tokens.
  */
-final class StopMatcher {
+public final class StopMatcher {
   private final List<String> stops;
   private final StringBuilder pending = new StringBuilder();
   private boolean stopped;
 
-  StopMatcher(List<String> stops) {
+  public StopMatcher(List<String> stops) {
     this.stops = List.copyOf(stops);
   }
 
   /** Adds generated text; returns the text that may now be emitted (never part of a stop). */
-  String feed(String text) {
+  public String feed(String text) {
     if (stopped) {
       return "";
     }
@@ -48,12 +48,12 @@ final class StopMatcher {
   }
 
   /** Whether a stop string was found. */
-  boolean stopped() {
+  public boolean stopped() {
     return stopped;
   }
 
   /** The held-back text, once generation ended without a stop. */
-  String flush() {
+  public String flush() {
     String out = pending.toString();
     pending.setLength(0);
     return out;
