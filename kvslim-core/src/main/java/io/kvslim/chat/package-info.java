@@ -5,7 +5,7 @@
  * io.kvslim.chat.PyStringMethods} and {@link io.kvslim.chat.PyFilters}); a model without a template
  * gets the marker-based ChatML of {@link io.kvslim.chat.ChatFamily}.
  *
- * <p><b>Internal:</b> not part of kvslim's public API, which is {@link io.kvslim.api}; it may change
- * in any release.
+ * <p><b>Internal:</b> not part of kvslim's public API, which is {@link io.kvslim.api}; it may
+ * change in any release.
  */
 package io.kvslim.chat;

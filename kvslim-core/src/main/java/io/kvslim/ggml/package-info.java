@@ -7,5 +7,8 @@
  * activation conversion ({@code ActivationQuant}), the quantizer that writes GGUF tensors ({@code
  * Quantizer}) and the KV cache's block formats ({@code io.kvslim.kv.format}) read and write blocks
  * only through these classes; their vector kernels take the layout constants from here.
+ *
+ * <p><b>Internal:</b> not part of kvslim's public API, which is {@link io.kvslim.api}; it may
+ * change in any release.
  */
 package io.kvslim.ggml;

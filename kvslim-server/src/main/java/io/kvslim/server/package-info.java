@@ -3,7 +3,7 @@
  *
  * <p>{@link io.kvslim.server.OpenAiServer} (Javalin) parses and checks requests ({@link
  * io.kvslim.server.CompletionRequest}), turns chat messages into a prompt with the model's Jinja
- * chat template ({@link io.kvslim.server.chat.ChatTemplate}) and streams results; the {@link
+ * chat template ({@link io.kvslim.chat.ChatTemplate}) and streams results; the {@link
  * io.kvslim.server.Scheduler} thread owns the engine and batches all running sequences
  * continuously; {@link io.kvslim.server.KvPlan} turns a request's {@code kv} spec into caches from
  * the shared, limited pool and an estimate of the bytes to reserve, which {@link
@@ -32,5 +32,8 @@
  * that stops coming answered 408, one cut short 400, one over 4 MiB 413; every error, Jetty's own
  * included, is OpenAI's JSON error object; an unknown {@code model} is a 404 {@code
  * model_not_found}.
+ *
+ * <p><b>Internal:</b> the server's classes are not a library API (that is {@code io.kvslim.api} in
+ * kvslim-core); they may change in any release.
  */
 package io.kvslim.server;
