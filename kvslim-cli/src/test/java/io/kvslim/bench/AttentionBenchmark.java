@@ -23,7 +23,9 @@ import java.util.SplittableRandom;
  * developer's tool, kept with the tests; after {@code mvn test-compile}:
  *
  * <pre>
- * java --add-modules jdk.incubator.vector -cp target/classes:target/test-classes \
+ * ./kvslim --version  # builds kvslim-cli/target/lib
+ * java --add-modules jdk.incubator.vector \
+ *     -cp kvslim-cli/target/classes:kvslim-cli/target/test-classes:kvslim-cli/target/lib/* \
  *     io.kvslim.bench.AttentionBenchmark 384 1 5 full f16 'kivi:kbits=2,vbits=2'
  * </pre>
  */

@@ -16,7 +16,9 @@ import java.util.Random;
  * run with
  *
  * <pre>
- * java --add-modules jdk.incubator.vector -cp target/classes:target/test-classes:target/lib/* \
+ * ./kvslim --version  # builds kvslim-cli/target/lib
+ * java --add-modules jdk.incubator.vector \
+ *     -cp kvslim-core/target/classes:kvslim-core/target/test-classes:kvslim-cli/target/lib/* \
  *     io.kvslim.engine.DecodeStepMain MODEL THREADS CONTEXT BATCHES SPEC...
  * </pre>
  *

@@ -14,7 +14,7 @@ import java.util.Locale;
  * Each figure is the best pass after a warm-up. Not a test; run with
  *
  * <pre>
- * java --add-modules jdk.incubator.vector -cp target/classes:target/test-classes \
+ * java --add-modules jdk.incubator.vector -cp kvslim-core/target/classes:kvslim-core/target/test-classes \
  *     io.kvslim.tensor.KernelSpeedMain [rows cols seconds-per-figure [TYPE...]]
  * </pre>
  */

@@ -31,8 +31,8 @@ import org.openjdk.jmh.infra.Blackhole;
  * profile:
  *
  * <pre>
- * mvn -Pjmh -q test-compile dependency:build-classpath -Dmdep.outputFile=target/jmh.cp
- * java -cp target/classes:target/test-classes:$(cat target/jmh.cp) org.openjdk.jmh.Main KvReadBench
+ * mvn -Pjmh -q -pl kvslim-core test-compile dependency:build-classpath -Dmdep.outputFile=target/jmh.cp
+ * cd kvslim-core && java -cp target/classes:target/test-classes:$(cat target/jmh.cp) org.openjdk.jmh.Main KvReadBench
  * </pre>
  */
 @State(Scope.Benchmark)
