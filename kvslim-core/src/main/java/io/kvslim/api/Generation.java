@@ -6,7 +6,8 @@ import java.util.List;
  * The outcome of one generation.
  *
  * @param text the generated text (without the prompt, cut before a stop string)
- * @param tokens the generated token ids (an end-of-generation token is not among them)
+ * @param tokens the generated token ids: an end-of-generation token is not among them, the tokens
+ *     that made up a stop string are
  * @param promptTokens how many tokens the prompt had
  * @param stopReason why the generation ended
  * @param kvBytes the bytes the KV cache held at the end
