@@ -15,6 +15,7 @@ import io.kvslim.api.ChatPrompt;
 import io.kvslim.api.GenerateOptions;
 import io.kvslim.api.Generation;
 import io.kvslim.api.KvConfig;
+import io.kvslim.api.KvslimException;
 import io.kvslim.api.KvslimModel;
 import io.kvslim.api.KvslimSession;
 import io.kvslim.api.TokenCallback;
@@ -37,10 +38,10 @@ final class KvslimChatEngine implements AutoCloseable {
 
   KvslimChatEngine(KvslimChatBuilder<?, ?> b) {
     if (b.model != null && b.modelPath != null) {
-      throw new IllegalArgumentException("give either model(...) or modelPath(...), not both");
+      throw new KvslimException("give either model(...) or modelPath(...), not both");
     }
     if (b.model == null && b.modelPath == null) {
-      throw new IllegalArgumentException("no model given: set modelPath(...) or model(...)");
+      throw new KvslimException("no model given: set modelPath(...) or model(...)");
     }
     this.ownsModel = b.model == null;
     this.model = ownsModel ? KvslimModel.load(b.modelPath) : b.model;

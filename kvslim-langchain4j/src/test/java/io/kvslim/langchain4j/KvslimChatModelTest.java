@@ -153,6 +153,9 @@ class KvslimChatModelTest {
     assertThatThrownBy(() -> chat().modelPath(Path.of("missing.gguf")).build())
         .isExactlyInstanceOf(KvslimException.class)
         .hasMessage("model file not found: missing.gguf");
+    assertThatThrownBy(() -> KvslimChatModel.builder().build())
+        .isExactlyInstanceOf(KvslimException.class)
+        .hasMessage("no model given: set modelPath(...) or model(...)");
     try (KvslimChatModel model = chat().maxTokens(-1).build()) {
       assertThatThrownBy(() -> model.chat("Hi"))
           .isExactlyInstanceOf(KvslimException.class)
