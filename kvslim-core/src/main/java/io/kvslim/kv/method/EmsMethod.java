@@ -38,10 +38,10 @@ import java.util.Set;
  * and at τ = 0.9 almost nothing merged on pycoder-6m (held-out Python, ppl ctx 1024, 4 windows of
  * 256 decode steps: KLD over the decode steps 0.0164 at budget 25%, the same as τ = 2, pure
  * Global-Local eviction), while τ = 0 gave 0.0015 (SnapKV at 25%: 0.0114); at 12.5%, 0.0028 against
- * 0.0269 (τ = 0.9) and 0.0187 (SnapKV). The same order holds on text that is not the held-out
- * text (calibration Python, {@code argparse.py} + {@code collections/__init__.py}, budget 25%, 2
- * windows: decode KLD 0.0018 at τ = 0, 0.0116 at τ = 0.5, 0.0209 at τ = 0.9; SnapKV 0.0130), so
- * the default is not fitted to the text the report measures.
+ * 0.0269 (τ = 0.9) and 0.0187 (SnapKV). The same order holds on text that is not the held-out text
+ * (calibration Python, {@code argparse.py} + {@code collections/__init__.py}, budget 25%, 2
+ * windows: decode KLD 0.0018 at τ = 0, 0.0116 at τ = 0.5, 0.0209 at τ = 0.9; SnapKV 0.0130), so the
+ * default is not fitted to the text the report measures.
  */
 public final class EmsMethod implements KvMethod {
   @Override
