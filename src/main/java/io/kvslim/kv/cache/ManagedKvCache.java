@@ -114,9 +114,9 @@ public final class ManagedKvCache implements KvCache {
       if (m.tokens != 0 || m.closed) {
         throw new IllegalArgumentException("a shared prefill needs fresh, open caches");
       }
-      if (m.prefillChunk != Integer.MAX_VALUE) {
+      if (m.prefillChunk != Integer.MAX_VALUE || m.thinsPrefill()) {
         throw new IllegalArgumentException(
-            "a cache that compresses inside its prefill (chunk=) cannot share one");
+            "a cache that compresses inside its prefill (chunk=, pyramidinfer) cannot share one");
       }
       if (!m.sameFormats(first)) {
         throw new IllegalArgumentException(
@@ -452,6 +452,16 @@ public final class ManagedKvCache implements KvCache {
   }
 
   @Override
+  public boolean thinsPrefill() {
+    for (KvPolicy p : policies) {
+      if (p.thinsPrefill()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  @Override
   public void beginPrompt(int n) {
     if (promptTokens < 0 && tokens == 0) {
       announcedPrompt = n;
@@ -575,6 +585,21 @@ public final class ManagedKvCache implements KvCache {
       for (int i = 0; i < policies.size(); i++) {
         policies.get(i).afterAttention(ManagedKvCache.this, layer);
       }
+    }
+
+    /** The first thinning policy's rows (one policy per cache thins; the others see them). */
+    @Override
+    public int[] keptRows(int rows) {
+      for (int i = 0; i < policies.size(); i++) {
+        KvPolicy p = policies.get(i);
+        if (p.thinsPrefill()) {
+          int[] k = p.keptRows(ManagedKvCache.this, layer, rows);
+          if (k != null) {
+            return k;
+          }
+        }
+      }
+      return null;
     }
 
     @Override

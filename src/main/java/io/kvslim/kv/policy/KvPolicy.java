@@ -75,6 +75,23 @@ public interface KvPolicy {
   default void afterAttention(ManagedKvCache cache, int layer) {}
 
   /**
+   * Whether this policy drops rows between layers during the prefill ({@link #keptRows},
+   * PyramidInfer).
+   */
+  default boolean thinsPrefill() {
+    return false;
+  }
+
+  /**
+   * After {@code layer} ran {@code rows} rows of a prefill step: the rows that go on to the deeper
+   * layers (ascending indices, at least one), or null for all ({@link
+   * io.kvslim.kv.LayerKv#keptRows}). Called only when {@link #thinsPrefill} is true.
+   */
+  default int[] keptRows(ManagedKvCache cache, int layer, int rows) {
+    return null;
+  }
+
+  /**
    * The most prompt tokens between two compressions inside the prefill ({@link
    * KvCache#prefillChunk}), {@link Integer#MAX_VALUE} for a policy that waits for the prompt's end.
    */
