@@ -33,16 +33,7 @@ public final class Forward {
   private ProjectionListener projections; // pre-RoPE queries and keys, null for none
   private final Numerics numerics;
   private final AttentionOrder attentionOrder;
-  // the step's rows as the layers see them: the batch's, until a cache thins them (keptRows)
-  private int[] rowPositions; // position of each current row
-  private int[] segBounds = new int[9]; // segment s is rows [segBounds[s], segBounds[s + 1])
-  private int[] ownPositions = new int[0]; // rowPositions once rows were thinned
-  private int[] origin = new int[0]; // the batch row of each current row, once thinned
-  private int[] originRow = new int[0]; // the current row of each batch row, -1 once dropped
-  private boolean[] logitRow = new boolean[0]; // by batch row: its logits are wanted
-  private float[] exitX = new float[0]; // hidden states of logit rows dropped before the end
-  private boolean thinned;
-  private int[] layerRows = new int[0]; // rows each layer ran in the last step
+  private final StepRows step = new StepRows(); // the step's rows as the layers see them
 
   /** A forward pass with kvslim's own numerics ({@link Numerics#DEFAULT}). */
   public Forward(Model model, Parallel pool) {
@@ -140,23 +131,14 @@ public final class Forward {
       model.tokenEmbedding().dequantizeRow(tok, x, r * dim);
     }
     anglesReady = false;
-    rowPositions = b.positions();
-    thinned = false;
-    int segments = b.segments();
-    if (segBounds.length < segments + 1) {
-      segBounds = new int[segments + 1];
-    }
-    for (int s = 0; s <= segments; s++) {
-      segBounds[s] = s < segments ? b.segmentStart(s) : b.rows();
-    }
-    if (layerRows.length != c.layers()) {
-      layerRows = new int[c.layers()];
-    }
+    step.reset(b, c.layers());
     for (int l = 0; l < c.layers(); l++) {
-      layerRows[l] = n;
+      step.ran(l, n);
       layer(l, b, n);
-      if (l + 1 < c.layers()) {
-        n = thin(l, b, n);
+      int kept = l + 1 < c.layers() ? step.thin(l, b, n, x, dim) : n;
+      if (kept != n) {
+        n = kept;
+        anglesReady = false; // the rows' positions changed
       }
     }
     int vocab = c.vocabSize();
@@ -169,13 +151,9 @@ public final class Forward {
     }
     for (int i = 0; i < nl; i++) {
       int row = b.logitRow(i);
-      if (!thinned) {
-        Ops.rmsNorm(normed, i * dim, x, row * dim, model.outputNorm(), dim, c.rmsEps());
-      } else if (originRow[row] >= 0) {
-        Ops.rmsNorm(normed, i * dim, x, originRow[row] * dim, model.outputNorm(), dim, c.rmsEps());
-      } else {
-        Ops.rmsNorm(normed, i * dim, exitX, row * dim, model.outputNorm(), dim, c.rmsEps());
-      }
+      float[] from = step.hiddenOf(row, x);
+      int off = step.hiddenRow(row) * dim;
+      Ops.rmsNorm(normed, i * dim, from, off, model.outputNorm(), dim, c.rmsEps());
     }
     if (logits.length < (long) nl * vocab) {
       throw new IllegalArgumentException("logits buffer too small");
@@ -188,107 +166,7 @@ public final class Forward {
    * layers after a cache thinned them ({@link LayerKv#keptRows}, PyramidInfer).
    */
   public int rowsOfLayer(int l) {
-    return layerRows.length == 0 ? 0 : layerRows[l];
-  }
-
-  /**
-   * After layer {@code l}: each segment's cache may keep only some of its rows for the deeper
-   * layers ({@link LayerKv#keptRows}). The kept rows' hidden states move up to form the new row
-   * set, each keeping its position (RoPE and the causal mask go by it); a dropped row whose logits
-   * are wanted keeps the hidden state it left with (its logits are those of that early exit). The
-   * number of rows that go on.
-   */
-  private int thin(int l, Batch b, int n) {
-    int segments = b.segments();
-    int[][] keep = null;
-    for (int s = 0; s < segments; s++) {
-      int cnt = segBounds[s + 1] - segBounds[s];
-      int[] k = b.cache(s).layer(l).keptRows(cnt);
-      if (k != null) {
-        checkKept(k, cnt);
-        if (keep == null) {
-          keep = new int[segments][];
-        }
-        keep[s] = k;
-      }
-    }
-    if (keep == null) {
-      return n;
-    }
-    int dim = c.dim();
-    if (!thinned) {
-      if (ownPositions.length < n) {
-        ownPositions = new int[n];
-        origin = new int[n];
-      }
-      System.arraycopy(rowPositions, 0, ownPositions, 0, n);
-      rowPositions = ownPositions;
-      if (originRow.length < n) {
-        originRow = new int[n];
-      }
-      if (logitRow.length < n) {
-        logitRow = new boolean[n];
-      }
-      for (int r = 0; r < n; r++) {
-        origin[r] = r;
-        originRow[r] = r;
-        logitRow[r] = false;
-      }
-      for (int i = 0; i < b.logitCount(); i++) {
-        logitRow[b.logitRow(i)] = true;
-      }
-      thinned = true;
-    }
-    int to = 0;
-    for (int s = 0; s < segments; s++) {
-      int start = segBounds[s];
-      int end = segBounds[s + 1];
-      segBounds[s] = to;
-      int[] k = keep[s];
-      int next = 0; // index into k
-      for (int r = start; r < end; r++) {
-        boolean kept = k == null || (next < k.length && k[next] == r - start);
-        if (!kept) {
-          dropped(b, r, origin[r]);
-          continue;
-        }
-        next++;
-        if (to != r) {
-          System.arraycopy(x, r * dim, x, to * dim, dim);
-          rowPositions[to] = rowPositions[r];
-          origin[to] = origin[r];
-        }
-        originRow[origin[to]] = to;
-        to++;
-      }
-    }
-    segBounds[segments] = to;
-    anglesReady = false;
-    return to;
-  }
-
-  /** Row {@code r} (batch row {@code row}) goes no deeper: its hidden state kept if wanted. */
-  private void dropped(Batch b, int r, int row) {
-    originRow[row] = -1;
-    if (logitRow[row]) {
-      int dim = c.dim();
-      if (exitX.length < b.rows() * dim) {
-        exitX = new float[b.rows() * dim];
-      }
-      System.arraycopy(x, r * dim, exitX, row * dim, dim);
-    }
-  }
-
-  private static void checkKept(int[] k, int cnt) {
-    for (int i = 0; i < k.length; i++) {
-      if (k[i] < 0 || k[i] >= cnt || (i > 0 && k[i] <= k[i - 1])) {
-        throw new IllegalStateException(
-            "kept rows must be ascending row indices below " + cnt + ", got " + k[i]);
-      }
-    }
-    if (k.length == 0) {
-      throw new IllegalStateException("a segment must keep at least one row");
-    }
+    return step.ranAt(l);
   }
 
   /**
@@ -316,7 +194,7 @@ public final class Forward {
       sin = new float[n * half];
     }
     for (int r = 0; r < n; r++) {
-      model.rope().angles(rowPositions[r], cos, sin, r * half);
+      model.rope().angles(step.positions()[r], cos, sin, r * half);
     }
     anglesReady = true;
   }
@@ -370,7 +248,7 @@ public final class Forward {
         continue; // the cache stores keys before RoPE and rotates at positions of its own
       }
       angles(b, n);
-      for (int r = segBounds[s]; r < segBounds[s + 1]; r++) {
+      for (int r = step.start(s); r < step.end(s); r++) {
         rope.rotate(q, r * c.qDim(), c.heads(), c.headDim(), cos, sin, r * half);
         if (stores) {
           rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin, r * half);
@@ -381,9 +259,9 @@ public final class Forward {
     mm(w.wo(), att, n, proj);
     for (int s = 0; s < b.segments(); s++) {
       LayerKv kv = b.cache(s).layer(l);
-      if (segBounds[s + 1] - segBounds[s] > 1 && kv.wantsAttentionOutput()) {
-        int start = segBounds[s];
-        kv.attentionOutput(segBounds[s + 1] - start, dim, x, proj, start * dim);
+      if (step.end(s) - step.start(s) > 1 && kv.wantsAttentionOutput()) {
+        int start = step.start(s);
+        kv.attentionOutput(step.end(s) - start, dim, x, proj, start * dim);
       }
     }
     Ops.add(x, proj, n * dim);
@@ -447,7 +325,7 @@ public final class Forward {
     // prompts (segments of several rows) first, each with its heads split over the pool; then
     // the one-row segments, one sequence per thread
     for (int s = 0; s < b.segments(); s++) {
-      if (segBounds[s + 1] - segBounds[s] != 1) {
+      if (step.end(s) - step.start(s) != 1) {
         attendSegment(l, b, s, scale, segmentRows[0]);
       }
     }
@@ -487,16 +365,16 @@ public final class Forward {
   private void attendSegment(int l, Batch b, int s, float scale, SegmentRows rows) {
     int qd = c.qDim();
     int kd = c.kvDim();
-    int start = segBounds[s];
-    int cnt = segBounds[s + 1] - start;
+    int start = step.start(s);
+    int cnt = step.end(s) - start;
     LayerKv kv = b.cache(s).layer(l);
     if (start == 0) {
-      kv.append(cnt, rowPositions, k, v);
-      attend(l, kv, cnt, rowPositions, q, scale, att);
+      kv.append(cnt, step.positions(), k, v);
+      attend(l, kv, cnt, step.positions(), q, scale, att);
       return;
     }
     rows.ensure(cnt, qd, kd);
-    System.arraycopy(rowPositions, start, rows.positions, 0, cnt);
+    System.arraycopy(step.positions(), start, rows.positions, 0, cnt);
     System.arraycopy(q, start * qd, rows.q, 0, cnt * qd);
     System.arraycopy(k, start * kd, rows.k, 0, cnt * kd);
     System.arraycopy(v, start * kd, rows.v, 0, cnt * kd);
@@ -526,7 +404,7 @@ public final class Forward {
     }
     int n = 0;
     for (int s = 0; s < segments; s++) {
-      if (segBounds[s + 1] - segBounds[s] == 1) {
+      if (step.end(s) - step.start(s) == 1) {
         singleSegments[n++] = s;
       }
     }

@@ -170,7 +170,9 @@ public final class PyramidInferMethod implements KvMethod {
 
     // decode, per layer
     private final int[] boundary; // entries before it are never compressed again
-    private float[][][] ring; // per layer: the last R + 1 query rows over entries from boundary
+    // per layer: the last R + 1 query rows over the entries from the boundary, at most
+    // (R + 1)·(R + 1 + exceed) floats, as the reference's recent_attn_weights (line 1106)
+    private float[][][] ring;
     private int[][] ringLength; // per layer and slot: entries a row covers
     private final int[] ringNewest; // slot of the newest row
 
@@ -340,7 +342,7 @@ public final class PyramidInferMethod implements KvMethod {
         for (int l = 0; l < layers.length; l++) {
           if (layers[l]) {
             boundary[l] = cache.paged(l).size(0);
-            ring[l] = new float[recent + 1][recent + exceed + 2];
+            ring[l] = new float[recent + 1][0]; // rows grow to the entries they cover
             ringLength[l] = new int[recent + 1]; // the prompt's rows: zero on what is to come
           }
         }

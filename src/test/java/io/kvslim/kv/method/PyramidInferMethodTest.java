@@ -6,11 +6,13 @@ import static org.assertj.core.api.Assertions.within;
 import io.kvslim.SharedData;
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvSpecs;
+import io.kvslim.kv.KvCache;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvCacheFormat;
+import io.kvslim.model.Batch;
 import io.kvslim.model.Model;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -186,6 +188,49 @@ class PyramidInferMethodTest {
       engine.prefill(c2, toks, 0, n, 0, false, last);
       assertSameBits(Arrays.copyOfRange(all, (n - 1) * vocab, n * vocab), last, vocab, "last row");
       assertThat(engine.forward().rowsOfLayer(model.config().layers() - 1)).isLessThan(n);
+    }
+  }
+
+  /** A thinning prompt batched with another sequence's prompt: each as when run alone. */
+  @Test
+  void aThinnedSegmentNextToAnotherIsAsWhenAlone() {
+    SharedData.require();
+    int vocab = model.config().vocabSize();
+    int[] ta = tokens(90, 5);
+    int[] tb = tokens(40, 6);
+    String spec = "pyramidinfer:decay=0.2,min_ctx=8";
+    for (boolean thinningFirst : new boolean[] {true, false}) {
+      float[] aloneA = new float[vocab];
+      float[] aloneB = new float[vocab];
+      float[] both = new float[2 * vocab];
+      try (ManagedKvCache a1 = cache(spec);
+          ManagedKvCache b1 = cache("full");
+          ManagedKvCache a2 = cache(spec);
+          ManagedKvCache b2 = cache("full")) {
+        engine.prefill(a1, ta, 0, ta.length, 0, false, aloneA);
+        engine.prefill(b1, tb, 0, tb.length, 0, false, aloneB);
+        Batch batch = new Batch();
+        if (thinningFirst) {
+          batch.add(a2, ta, 0, ta.length, 0, false, true).add(b2, tb, 0, tb.length, 0, false, true);
+        } else {
+          batch.add(b2, tb, 0, tb.length, 0, false, true).add(a2, ta, 0, ta.length, 0, false, true);
+        }
+        engine.forward().run(batch, both);
+        a2.afterStep(KvCache.StepKind.PREFILL);
+        b2.afterStep(KvCache.StepKind.PREFILL);
+        int ia = thinningFirst ? 0 : 1;
+        assertSameBits(Arrays.copyOfRange(both, ia * vocab, (ia + 1) * vocab), aloneA, vocab, "a");
+        assertSameBits(
+            Arrays.copyOfRange(both, (1 - ia) * vocab, (2 - ia) * vocab), aloneB, vocab, "b");
+        int layers = model.config().layers();
+        for (int l = 0; l < layers; l++) {
+          assertThat(a2.paged(l).positions(0)).isEqualTo(a1.paged(l).positions(0));
+          assertThat(b2.paged(l).positions(0)).isEqualTo(b1.paged(l).positions(0));
+        }
+        assertThat(engine.forward().rowsOfLayer(layers - 1))
+            .isEqualTo(a2.paged(layers - 1).size(0) + tb.length);
+        assertThat(a2.paged(layers - 1).size(0)).isLessThan(ta.length);
+      }
     }
   }
 
