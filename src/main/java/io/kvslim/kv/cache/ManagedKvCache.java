@@ -611,7 +611,17 @@ public final class ManagedKvCache implements KvCache {
         float scale,
         AttentionObserver engineObserver) {
       offerQueries(n, positions, heads, queries, scale);
-      return chain(observer, engineObserver);
+      return chain(promptTokens < 0 && !observesPrefill() ? null : observer, engineObserver);
+    }
+
+    /** Whether a policy wants this layer's probabilities in the prefill step now running. */
+    private boolean observesPrefill() {
+      for (int i = 0; i < policies.size(); i++) {
+        if (policies.get(i).observesPrefill(layer)) {
+          return true;
+        }
+      }
+      return false;
     }
 
     @Override

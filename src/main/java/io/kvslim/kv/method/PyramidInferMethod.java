@@ -212,6 +212,12 @@ public final class PyramidInferMethod implements KvMethod {
       return layers[layer];
     }
 
+    /** Only the selecting layers of a thinned prefill need probabilities (faster prefill). */
+    @Override
+    public boolean observesPrefill(int layer) {
+      return thinning && selects(layer);
+    }
+
     /** The recent rows R of this sequence's prompt (-1 before it). */
     public int recent() {
       return recent;

@@ -15,6 +15,16 @@ public interface KvPolicy {
   }
 
   /**
+   * Whether this policy needs the attention probabilities of {@code layer} in the prefill step now
+   * running (asked at each of its attention calls); by default {@link #observes}. A policy that
+   * observes for its decode steps but scores few prefill layers says no for the others, which then
+   * attend without handing out probabilities (PyramidInfer).
+   */
+  default boolean observesPrefill(int layer) {
+    return observes(layer);
+  }
+
+  /**
    * Attention probabilities of one query row and head over the retained tokens of its KV head
    * (causally masked tokens have probability 0). Called only when {@link #observes} is true.
    */
