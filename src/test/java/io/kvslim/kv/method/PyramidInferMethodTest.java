@@ -346,6 +346,75 @@ class PyramidInferMethodTest {
     }
   }
 
+  /**
+   * A decode block scored by hand: only the last R + 1 queries vote, the later ones weigh more, and
+   * the block keeps max(1, ⌊exceed·gen_compress·ρ^gen⌋) of its tokens.
+   */
+  @Test
+  void decodeBlockScoresFollowTheReferenceOnHandBuiltRows() {
+    int layers = 4;
+    boolean[] scope = new boolean[layers];
+    Arrays.fill(scope, true);
+    // R = ⌊8·0.25⌋ = 2: the last 3 queries vote; blocks of 2; weights linspace(1, 1.2, 3)
+    PyramidInferMethod.Policy p =
+        new PyramidInferMethod.Policy(scope, 0.25, 1.0, 64, 1, 4, 1.2, 0.1, 0.9, 2);
+    KvCacheFormat[] formats = new KvCacheFormat[layers];
+    Arrays.fill(formats, KvCacheFormat.of(KvFormats.F32));
+    try (ManagedKvCache cache =
+        new ManagedKvCache(new BlockPool(), 1, 4, formats, List.<KvPolicy>of(p))) {
+      int prompt = 8;
+      int[] pos = IntStream.range(0, prompt).toArray();
+      float[] kv = new float[prompt * 4];
+      for (int l = 0; l < layers; l++) {
+        cache.layer(l).append(prompt, pos, kv, kv);
+      }
+      cache.afterStep(io.kvslim.kv.KvCache.StepKind.PREFILL);
+      assertThat(p.recent()).isEqualTo(2);
+      // probabilities of decode steps 1..5 (two heads) on entries 8 and 9, the rest elsewhere:
+      // steps 1 and 2 are out of the ring by step 5; unweighted, entry 8 would win (0.70 > 0.65)
+      double[][] on8 = {{0.9, 0.9}, {0.9, 0.9}, {0.5, 0.5}, {0.1, 0.1}, {0.1, 0.1}};
+      double[][] on9 = {{0, 0}, {0.05, 0.05}, {0.1, 0.1}, {0.2, 0.2}, {0.3, 0.4}};
+      for (int t = 0; t < 5; t++) {
+        int count = prompt + t + 1;
+        for (int l = 0; l < layers; l++) {
+          cache.layer(l).append(1, new int[] {prompt + t}, new float[4], new float[4]);
+          for (int h = 0; h < 2; h++) {
+            float[] probs = new float[count];
+            probs[8] = (float) on8[t][h];
+            if (count > 9) {
+              probs[9] = (float) on9[t][h];
+            }
+            p.observe(cache, l, 0, h, 0, probs, count);
+          }
+        }
+        if (t == 4) {
+          // before the step ends: the block [8, 10) scored from the ring's rows (steps 3..5)
+          float[] s = p.decodeScores(2);
+          double[] w = {1.0, 1.1, 1.2};
+          double want8 = 0;
+          double want9 = 0;
+          for (int i = 0; i < 3; i++) {
+            want8 += w[i] * (on8[2 + i][0] + on8[2 + i][1]) / 2 / 3;
+            want9 += w[i] * (on9[2 + i][0] + on9[2 + i][1]) / 2 / 3;
+          }
+          assertThat((double) s[0]).isCloseTo(want8, within(1e-6));
+          assertThat((double) s[1]).isCloseTo(want9, within(1e-6));
+          assertThat(want9).isGreaterThan(want8);
+        }
+        cache.afterStep(io.kvslim.kv.KvCache.StepKind.DECODE);
+      }
+      for (int l = 0; l < layers; l++) {
+        double rho = 0.9 * (Math.cos(Math.PI * l / layers) + 1) / 2 + 0.1;
+        int keep = Math.max(1, (int) Math.floor(2 * 0.9 * rho));
+        int[] want =
+            keep == 2
+                ? new int[] {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+                : new int[] {0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12};
+        assertThat(cache.paged(l).positions(0)).as("layer %d keeps %d", l, keep).isEqualTo(want);
+      }
+    }
+  }
+
   @Test
   void theScheduleHelpersAreTheReferenceFormulas() {
     assertThat(PyramidInferMethod.cosine(0.9, 0, 32)).isEqualTo(1.0);
