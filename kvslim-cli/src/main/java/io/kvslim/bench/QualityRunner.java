@@ -142,7 +142,9 @@ public final class QualityRunner {
             ManagedKvCache first = probes.get(g.get(0));
             boolean oneShot = // a cache compressing inside its prefill takes it alone
                 first.prefillChunk() == Integer.MAX_VALUE
-                    && probe.prefillChunk() == Integer.MAX_VALUE;
+                    && probe.prefillChunk() == Integer.MAX_VALUE
+                    && !first.thinsPrefill()
+                    && !probe.thinsPrefill();
             if (oneShot && first.sameFormats(probe)) {
               into = g;
               break;

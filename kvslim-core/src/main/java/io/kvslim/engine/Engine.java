@@ -96,8 +96,9 @@ public final class Engine implements AutoCloseable {
     float[] chunkLogits = allLogits ? null : logits;
     cache.beginPrompt(to - from);
     int chunk = cache.prefillChunk(); // a method compressing inside the prefill: its chunks
+    int rows = cache.thinsPrefill() ? Integer.MAX_VALUE : prefillChunk; // PyramidInfer: one run
     for (int s = from; s < to; ) {
-      int e = Math.min(to, s + prefillChunk);
+      int e = (int) Math.min(to, (long) s + rows);
       if (chunk != Integer.MAX_VALUE) {
         e = Math.min(e, from + ((s - from) / chunk + 1) * chunk); // steps never cross a chunk end
       }

@@ -43,6 +43,15 @@ public interface KvCache extends AutoCloseable {
    */
   default void replay(ContextReplay replay) {}
 
+  /**
+   * Whether a layer may drop rows for the deeper layers during the prefill ({@link
+   * LayerKv#keptRows}, PyramidInfer): the prompt then goes in one forward run (its selection needs
+   * every prompt row at once), and the cache cannot share a prefill with others.
+   */
+  default boolean thinsPrefill() {
+    return false;
+  }
+
   /** Called by the engine after a prefill or decode step has appended to every layer. */
   default void afterStep(StepKind kind) {}
 

@@ -105,6 +105,17 @@ public interface LayerKv {
    */
   default void attentionOutput(int rows, int dim, float[] x, float[] out, int off) {}
 
+  /**
+   * After this layer ran {@code rows} rows of a prefill step for this sequence: the rows (indices
+   * into those rows, ascending, at least one) that go on to the deeper layers, or null for all of
+   * them (the default). A method that selects tokens layer by layer during the prefill
+   * (PyramidInfer) returns fewer: the model then runs the deeper layers on those rows only, each at
+   * its own position, so those layers never see the dropped tokens.
+   */
+  default int[] keptRows(int rows) {
+    return null;
+  }
+
   /** Tokens retained by a KV head. */
   int size(int kvHead);
 

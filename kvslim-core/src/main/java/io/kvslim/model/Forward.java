@@ -33,6 +33,7 @@ public final class Forward {
   private ProjectionListener projections; // pre-RoPE queries and keys, null for none
   private final Numerics numerics;
   private final AttentionOrder attentionOrder;
+  private final StepRows step = new StepRows(); // the step's rows as the layers see them
 
   /** A forward pass with kvslim's own numerics ({@link Numerics#DEFAULT}). */
   public Forward(Model model, Parallel pool) {
@@ -130,8 +131,15 @@ public final class Forward {
       model.tokenEmbedding().dequantizeRow(tok, x, r * dim);
     }
     anglesReady = false;
+    step.reset(b, c.layers());
     for (int l = 0; l < c.layers(); l++) {
+      step.ran(l, n);
       layer(l, b, n);
+      int kept = l + 1 < c.layers() ? step.thin(l, b, n, x, dim) : n;
+      if (kept != n) {
+        n = kept;
+        anglesReady = false; // the rows' positions changed
+      }
     }
     int vocab = c.vocabSize();
     int nl = b.logitCount();
@@ -142,12 +150,23 @@ public final class Forward {
       normed = new float[nl * dim];
     }
     for (int i = 0; i < nl; i++) {
-      Ops.rmsNorm(normed, i * dim, x, b.logitRow(i) * dim, model.outputNorm(), dim, c.rmsEps());
+      int row = b.logitRow(i);
+      float[] from = step.hiddenOf(row, x);
+      int off = step.hiddenRow(row) * dim;
+      Ops.rmsNorm(normed, i * dim, from, off, model.outputNorm(), dim, c.rmsEps());
     }
     if (logits.length < (long) nl * vocab) {
       throw new IllegalArgumentException("logits buffer too small");
     }
     mm(model.output(), normed, nl, logits);
+  }
+
+  /**
+   * How many rows layer {@code l} ran in the last {@link #run}: the batch's rows, fewer in the
+   * layers after a cache thinned them ({@link LayerKv#keptRows}, PyramidInfer).
+   */
+  public int rowsOfLayer(int l) {
+    return step.ranAt(l);
   }
 
   /**
@@ -175,7 +194,7 @@ public final class Forward {
       sin = new float[n * half];
     }
     for (int r = 0; r < n; r++) {
-      model.rope().angles(b.positions()[r], cos, sin, r * half);
+      model.rope().angles(step.positions()[r], cos, sin, r * half);
     }
     anglesReady = true;
   }
@@ -229,7 +248,7 @@ public final class Forward {
         continue; // the cache stores keys before RoPE and rotates at positions of its own
       }
       angles(b, n);
-      for (int r = b.segmentStart(s); r < b.segmentEnd(s); r++) {
+      for (int r = step.start(s); r < step.end(s); r++) {
         rope.rotate(q, r * c.qDim(), c.heads(), c.headDim(), cos, sin, r * half);
         if (stores) {
           rope.rotate(k, r * c.kvDim(), c.kvHeads(), c.headDim(), cos, sin, r * half);
@@ -240,9 +259,9 @@ public final class Forward {
     mm(w.wo(), att, n, proj);
     for (int s = 0; s < b.segments(); s++) {
       LayerKv kv = b.cache(s).layer(l);
-      if (b.segmentEnd(s) - b.segmentStart(s) > 1 && kv.wantsAttentionOutput()) {
-        int start = b.segmentStart(s);
-        kv.attentionOutput(b.segmentEnd(s) - start, dim, x, proj, start * dim);
+      if (step.end(s) - step.start(s) > 1 && kv.wantsAttentionOutput()) {
+        int start = step.start(s);
+        kv.attentionOutput(step.end(s) - start, dim, x, proj, start * dim);
       }
     }
     Ops.add(x, proj, n * dim);
@@ -306,7 +325,7 @@ public final class Forward {
     // prompts (segments of several rows) first, each with its heads split over the pool; then
     // the one-row segments, one sequence per thread
     for (int s = 0; s < b.segments(); s++) {
-      if (b.segmentEnd(s) - b.segmentStart(s) != 1) {
+      if (step.end(s) - step.start(s) != 1) {
         attendSegment(l, b, s, scale, segmentRows[0]);
       }
     }
@@ -346,16 +365,16 @@ public final class Forward {
   private void attendSegment(int l, Batch b, int s, float scale, SegmentRows rows) {
     int qd = c.qDim();
     int kd = c.kvDim();
-    int start = b.segmentStart(s);
-    int cnt = b.segmentEnd(s) - start;
+    int start = step.start(s);
+    int cnt = step.end(s) - start;
     LayerKv kv = b.cache(s).layer(l);
     if (start == 0) {
-      kv.append(cnt, b.positions(), k, v);
-      attend(l, kv, cnt, b.positions(), q, scale, att);
+      kv.append(cnt, step.positions(), k, v);
+      attend(l, kv, cnt, step.positions(), q, scale, att);
       return;
     }
     rows.ensure(cnt, qd, kd);
-    System.arraycopy(b.positions(), start, rows.positions, 0, cnt);
+    System.arraycopy(step.positions(), start, rows.positions, 0, cnt);
     System.arraycopy(q, start * qd, rows.q, 0, cnt * qd);
     System.arraycopy(k, start * kd, rows.k, 0, cnt * kd);
     System.arraycopy(v, start * kd, rows.v, 0, cnt * kd);
@@ -385,7 +404,7 @@ public final class Forward {
     }
     int n = 0;
     for (int s = 0; s < segments; s++) {
-      if (b.segmentEnd(s) - b.segmentStart(s) == 1) {
+      if (step.end(s) - step.start(s) == 1) {
         singleSegments[n++] = s;
       }
     }

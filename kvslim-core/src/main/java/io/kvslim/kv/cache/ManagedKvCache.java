@@ -146,9 +146,9 @@ public final class ManagedKvCache implements KvCache {
       if (m.tokens != 0 || m.closed) {
         throw new IllegalArgumentException("a shared prefill needs fresh, open caches");
       }
-      if (m.prefillChunk != Integer.MAX_VALUE) {
+      if (m.prefillChunk != Integer.MAX_VALUE || m.thinsPrefill()) {
         throw new IllegalArgumentException(
-            "a cache that compresses inside its prefill (chunk=) cannot share one");
+            "a cache that compresses inside its prefill (chunk=, pyramidinfer) cannot share one");
       }
       if (m.distant != null && members.size() > 1) {
         throw new IllegalArgumentException(
@@ -508,6 +508,16 @@ public final class ManagedKvCache implements KvCache {
   }
 
   @Override
+  public boolean thinsPrefill() {
+    for (KvPolicy p : policies) {
+      if (p.thinsPrefill()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  @Override
   public void beginPrompt(int n) {
     if (promptTokens < 0 && tokens == 0) {
       announcedPrompt = n;
@@ -669,6 +679,21 @@ public final class ManagedKvCache implements KvCache {
       }
     }
 
+    /** The first thinning policy's rows (one policy per cache thins; the others see them). */
+    @Override
+    public int[] keptRows(int rows) {
+      for (int i = 0; i < policies.size(); i++) {
+        KvPolicy p = policies.get(i);
+        if (p.thinsPrefill()) {
+          int[] k = p.keptRows(ManagedKvCache.this, layer, rows);
+          if (k != null) {
+            return k;
+          }
+        }
+      }
+      return null;
+    }
+
     @Override
     AttentionObserver observerFor(
         int n,
@@ -678,7 +703,17 @@ public final class ManagedKvCache implements KvCache {
         float scale,
         AttentionObserver engineObserver) {
       offerQueries(n, positions, heads, queries, scale);
-      return chain(observer, engineObserver);
+      return chain(promptTokens < 0 && !observesPrefill() ? null : observer, engineObserver);
+    }
+
+    /** Whether a policy wants this layer's probabilities in the prefill step now running. */
+    private boolean observesPrefill() {
+      for (int i = 0; i < policies.size(); i++) {
+        if (policies.get(i).observesPrefill(layer)) {
+          return true;
+        }
+      }
+      return false;
     }
 
     @Override

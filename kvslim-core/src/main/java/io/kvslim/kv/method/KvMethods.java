@@ -24,6 +24,7 @@ public final class KvMethods {
     register(new TovaMethod());
     register(new SnapKvMethod());
     register(new PyramidKvMethod());
+    register(new PyramidInferMethod());
     register(new AdaKvMethod());
     register(new ZigZagKvMethod());
     register(new SqueezeAttentionMethod());

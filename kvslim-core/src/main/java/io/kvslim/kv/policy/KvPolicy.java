@@ -15,6 +15,16 @@ public interface KvPolicy {
   }
 
   /**
+   * Whether this policy needs the attention probabilities of {@code layer} in the prefill step now
+   * running (asked at each of its attention calls); by default {@link #observes}. A policy that
+   * observes for its decode steps but scores few prefill layers says no for the others, which then
+   * attend without handing out probabilities (PyramidInfer).
+   */
+  default boolean observesPrefill(int layer) {
+    return observes(layer);
+  }
+
+  /**
    * Attention probabilities of one query row and head over the retained tokens of its KV head
    * (causally masked tokens have probability 0). Called only when {@link #observes} is true.
    */
@@ -73,6 +83,23 @@ public interface KvPolicy {
    * may evict here.
    */
   default void afterAttention(ManagedKvCache cache, int layer) {}
+
+  /**
+   * Whether this policy drops rows between layers during the prefill ({@link #keptRows},
+   * PyramidInfer).
+   */
+  default boolean thinsPrefill() {
+    return false;
+  }
+
+  /**
+   * After {@code layer} ran {@code rows} rows of a prefill step: the rows that go on to the deeper
+   * layers (ascending indices, at least one), or null for all ({@link
+   * io.kvslim.kv.LayerKv#keptRows}). Called only when {@link #thinsPrefill} is true.
+   */
+  default int[] keptRows(ManagedKvCache cache, int layer, int rows) {
+    return null;
+  }
 
   /**
    * The most prompt tokens between two compressions inside the prefill ({@link
