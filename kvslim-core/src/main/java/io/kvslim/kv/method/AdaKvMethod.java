@@ -76,7 +76,8 @@ public final class AdaKvMethod implements KvMethod {
 
   @Override
   public List<String> benchmarkSpecs() {
-    return List.of("adakv:budget=25%,window=32");
+    return List.of(
+        "adakv:budget=12.5%,window=32", "adakv:budget=25%,window=32", "adakv:budget=50%,window=32");
   }
 
   @Override

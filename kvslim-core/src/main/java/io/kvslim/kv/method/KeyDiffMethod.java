@@ -77,7 +77,9 @@ public final class KeyDiffMethod implements KvMethod {
 
   @Override
   public List<String> benchmarkSpecs() {
-    return List.of("keydiff:budget=12.5%", "keydiff:budget=25%", "keydiff:budget=25%,chunk=128");
+    return List.of(
+        "keydiff:budget=12.5%",
+        "keydiff:budget=25%", "keydiff:budget=50%", "keydiff:budget=25%,chunk=128");
   }
 
   @Override

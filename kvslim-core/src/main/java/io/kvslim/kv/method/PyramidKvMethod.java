@@ -72,7 +72,9 @@ public final class PyramidKvMethod implements KvMethod {
 
   @Override
   public List<String> benchmarkSpecs() {
-    return List.of("pyramidkv:budget=25%,window=32");
+    return List.of(
+        "pyramidkv:budget=12.5%,window=32",
+        "pyramidkv:budget=25%,window=32", "pyramidkv:budget=50%,window=32");
   }
 
   @Override

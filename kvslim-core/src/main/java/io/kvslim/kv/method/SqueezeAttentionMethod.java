@@ -69,7 +69,8 @@ public final class SqueezeAttentionMethod implements KvMethod {
   public List<String> benchmarkSpecs() {
     return List.of(
         "squeezeattention + snapkv:budget=12.5%,window=32",
-        "squeezeattention + snapkv:budget=25%,window=32");
+        "squeezeattention + snapkv:budget=25%,window=32",
+        "squeezeattention + snapkv:budget=50%,window=32");
   }
 
   @Override

@@ -54,7 +54,7 @@ public final class TovaMethod implements KvMethod {
 
   @Override
   public List<String> benchmarkSpecs() {
-    return List.of("tova:budget=25%");
+    return List.of("tova:budget=12.5%", "tova:budget=25%", "tova:budget=50%");
   }
 
   @Override

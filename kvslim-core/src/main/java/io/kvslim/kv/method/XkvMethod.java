@@ -63,7 +63,9 @@ public final class XkvMethod implements KvMethod {
 
   @Override
   public List<String> benchmarkSpecs() {
-    return List.of("xkv + snapkv:budget=12.5%,window=32", "xkv + snapkv:budget=25%,window=32");
+    return List.of(
+        "xkv + snapkv:budget=12.5%,window=32",
+        "xkv + snapkv:budget=25%,window=32", "xkv + snapkv:budget=50%,window=32");
   }
 
   @Override

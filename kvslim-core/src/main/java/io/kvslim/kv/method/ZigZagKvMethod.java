@@ -62,7 +62,8 @@ public final class ZigZagKvMethod implements KvMethod {
   @Override
   public List<String> benchmarkSpecs() {
     return List.of(
-        "zigzagkv + snapkv:budget=12.5%,window=32", "zigzagkv + snapkv:budget=25%,window=32");
+        "zigzagkv + snapkv:budget=12.5%,window=32",
+        "zigzagkv + snapkv:budget=25%,window=32", "zigzagkv + snapkv:budget=50%,window=32");
   }
 
   @Override
