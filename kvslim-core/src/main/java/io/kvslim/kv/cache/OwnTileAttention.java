@@ -9,6 +9,7 @@ import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.LayerStore;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.BitSet;
 import java.util.List;
 
 /**
@@ -60,7 +61,9 @@ final class OwnTileAttention {
     float[] slots = tile.slots;
     KvFormat prepared = null;
     int retained = 0;
-    if (PREFETCH) {
+    // Quest's page selection: blocks without a selected token are not read (score -inf, weight 0)
+    BitSet selected = c.selected == null ? null : c.selected[g];
+    if (PREFETCH && selected == null) {
       tile.touched += touchBlocks(blocks);
     }
     for (int b = 0, count = blocks.size(); b < count; b++) {
@@ -68,6 +71,14 @@ final class OwnTileAttention {
       int live = block.liveCount();
       int filled = block.filled();
       if (live == 0) {
+        continue;
+      }
+      if (selected != null && !selectsAny(selected, retained, live)) {
+        for (int r = 0; r < rows; r++) {
+          int at = r * stride + retained;
+          Arrays.fill(scores, at, at + live, Float.NEGATIVE_INFINITY);
+        }
+        retained += live;
         continue;
       }
       if (slots.length < block.capacity()) {
@@ -147,6 +158,17 @@ final class OwnTileAttention {
           }
         }
       }
+      if (selected != null) {
+        // the block's unselected tokens get weight 0: the rows attend over the selection only
+        for (int i = selected.nextClearBit(retained); i < retained + live; ) {
+          int next = selected.nextSetBit(i);
+          int end = next < 0 ? retained + live : Math.min(retained + live, next);
+          for (int r = 0; r < rows; r++) {
+            Arrays.fill(scores, r * stride + i, r * stride + end, Float.NEGATIVE_INFINITY);
+          }
+          i = selected.nextClearBit(end);
+        }
+      }
       retained += live;
     }
     assert retained == size : "live counts are inconsistent";
@@ -173,6 +195,10 @@ final class OwnTileAttention {
       KvBlock block = blocks.get(b);
       int live = block.liveCount();
       if (live == 0) {
+        continue;
+      }
+      if (selected != null && !selectsAny(selected, retained, live)) {
+        retained += live; // all its weights are 0: adding them would change nothing
         continue;
       }
       int filled = block.filled();
@@ -262,6 +288,12 @@ final class OwnTileAttention {
       }
       scores[r * stride + size] = z;
     }
+  }
+
+  /** Whether {@code selected} holds an index in {@code [from, from + count)}. */
+  private static boolean selectsAny(BitSet selected, int from, int count) {
+    int next = selected.nextSetBit(from);
+    return next >= 0 && next < from + count;
   }
 
   static final boolean PREFETCH = !Boolean.getBoolean("kvslim.noprefetch");

@@ -73,6 +73,8 @@ public final class PagedLayerKv implements LayerKv {
   private final LlamaCppFlashAttention flash;
   private Rotary rope; // with cache-relative positions: the model's RoPE, applied at read time
   private float[][] observed = new float[0][];
+  private BitSet[] selected; // per KV head, the retained tokens the next call reads (Quest)
+  private boolean restricted;
 
   public PagedLayerKv(LayerStore store) {
     this(store, new Scratch());
@@ -184,6 +186,23 @@ public final class PagedLayerKv implements LayerKv {
     return cacheRelative;
   }
 
+  /**
+   * Restricts the next attention call's reads of {@code kvHead} to the retained tokens whose
+   * indices are set in {@code tokens} (query-aware page selection, Quest: METHODS.md N7): the
+   * blocks holding none of them are not read at all, the other tokens of the blocks read get weight
+   * 0, so each query attends exactly over the selected tokens (and a compensation entry, if any).
+   * The selection must hold every token a query of that call should see; it lasts for one call and
+   * is dropped when the call ends. Such a head attends in this class's own order ({@link
+   * AttentionOrder#OWN}). The caller must not change {@code tokens} before the call ends.
+   */
+  public void restrictNextAttention(int kvHead, BitSet tokens) {
+    if (selected == null) {
+      selected = new BitSet[store.kvHeads()];
+    }
+    selected[kvHead] = tokens;
+    restricted = true;
+  }
+
   /** Evicts the tokens of {@code kvHead} whose retained indices are set. */
   public void evict(int kvHead, BitSet indices) {
     store.evict(kvHead, indices);
@@ -282,7 +301,14 @@ public final class PagedLayerKv implements LayerKv {
       AttentionObserver observer,
       Parallel pool,
       AttentionOrder order) {
-    attendStored(n, positions, heads, queries, scale, out, observer, pool, order);
+    try {
+      attendStored(n, positions, heads, queries, scale, out, observer, pool, order);
+    } finally {
+      if (restricted) {
+        Arrays.fill(selected, null);
+        restricted = false;
+      }
+    }
     // KIVI: the step's attention has read its tokens exact; now what left the window is quantized
     store.flushResidual();
   }
@@ -313,6 +339,7 @@ public final class PagedLayerKv implements LayerKv {
     c.queries1 = n == 1;
     c.n = n;
     c.relative = null;
+    c.selected = restricted ? selected : null;
     if (cacheRelative) {
       if (rope == null) {
         throw new IllegalStateException(
@@ -371,6 +398,7 @@ public final class PagedLayerKv implements LayerKv {
       c.queries = null;
       c.out = null;
       c.observed = null;
+      c.selected = null;
     }
   }
 
@@ -395,6 +423,7 @@ public final class PagedLayerKv implements LayerKv {
     boolean queries1; // one query in the call: llama.cpp's KQV is a dot product, not tinyBLAS
     int n; // queries in the call
     CacheRelativeRope relative; // non-null: keys before RoPE, rotated here by cache index
+    BitSet[] selected; // non-null: per KV head, null or the only retained tokens read (Quest)
 
     /** The next item to claim: threads take items one at a time, so a late thread takes fewer. */
     final java.util.concurrent.atomic.AtomicInteger next =
@@ -431,7 +460,10 @@ public final class PagedLayerKv implements LayerKv {
   }
 
   private void attend(AttentionTile tile, int g, int first, int last, Call c) {
-    if (c.order == AttentionOrder.LLAMA_CPP && LlamaCppTileAttention.handles(store.head(g))) {
+    if (c.selected != null && c.selected[g] != null) {
+      own.attendTile(tile, g, first, last, c);
+    } else if (c.order == AttentionOrder.LLAMA_CPP
+        && LlamaCppTileAttention.handles(store.head(g))) {
       llamaCpp.attendTile(tile, g, first, last, c);
     } else if (c.order == AttentionOrder.LLAMA_CPP
         && c.observed == null

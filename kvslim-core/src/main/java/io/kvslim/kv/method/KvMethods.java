@@ -30,6 +30,7 @@ public final class KvMethods {
     register(new SqueezeAttentionMethod());
     register(new XkvMethod());
     register(new KeyDiffMethod());
+    register(new QuestMethod());
     register(new KvCompressMethod());
     register(new ExpectedMethod());
     register(new KvzipMethod());

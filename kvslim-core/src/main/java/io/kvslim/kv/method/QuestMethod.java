@@ -1,0 +1,226 @@
+package io.kvslim.kv.method;
+
+import static io.kvslim.kv.method.Knob.budget;
+import static io.kvslim.kv.method.Knob.choice;
+import static io.kvslim.kv.method.Knob.integer;
+
+import io.kvslim.kv.KvCache;
+import io.kvslim.kv.cache.ManagedKvCache;
+import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.policy.KvPolicy;
+import io.kvslim.kv.policy.QuestPages;
+import java.util.BitSet;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * Quest (Tang et al. 2024, "Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference",
+ * arXiv:2406.10774; METHODS.md N7): nothing is evicted; each decode step, in the layers from {@code
+ * skip_layers} on, every KV head attends exactly over its current page plus the {@code K−1} other
+ * pages of {@code page_size} tokens whose key bounds promise the largest {@code q·k}, {@code K =
+ * token_budget / page_size} ({@link QuestPages}). The prefill and the first {@code skip_layers}
+ * layers attend over everything: the reference's {@code if q_len > 1 or self.layer_id < 2: return
+ * self.flash_forward(...)} ({@code evaluation/quest_attention.py} line 84 of mit-han-lab/Quest),
+ * and its page budget counts the last page ({@code quest/utils/controller.py} line 14, "Real page
+ * budget including the last page"; lines 111-118 read the top {@code budget − 1} others).
+ *
+ * <p>The KV stays in RAM (the cold tier comes later): the selection is a set of pages, i.e.
+ * retained-token ranges ({@link QuestPages#ranges}), handed to the layer as the only tokens its
+ * next attention call reads ({@link PagedLayerKv#restrictNextAttention}; blocks without a selected
+ * token are not touched). The policy counts the bytes those reads cover ({@link Policy#bytesRead}),
+ * separately from the bytes held, which are the full cache's.
+ */
+public final class QuestMethod implements KvMethod {
+  @Override
+  public String name() {
+    return "quest";
+  }
+
+  @Override
+  public Family family() {
+    return Family.EVICTION;
+  }
+
+  @Override
+  public String paper() {
+    return "Tang et al. 2024, Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference,"
+        + " arXiv:2406.10774, §3";
+  }
+
+  @Override
+  public String summary() {
+    return "Quest: each decode step attends only to the pages whose min/max keys bound q·k highest.";
+  }
+
+  @Override
+  public List<Knob> knobs() {
+    return List.of(
+        integer("page_size", "16", "tokens a page").between(1, 4096),
+        budget("token_budget", "1024", "tokens read per head and decode step (pages × page_size)"),
+        integer("skip_layers", "2", "first layers attending over every token").atLeast(0),
+        choice(
+            "gqa",
+            "max",
+            "per KV head: max of the group's page bounds, or union of each query head's pages",
+            "max",
+            "union"));
+  }
+
+  @Override
+  public Set<Need> needs() {
+    return Set.of(Need.QUERIES);
+  }
+
+  @Override
+  public KvPolicy policy(MethodCall c, PolicyContext ctx) {
+    return new Policy(
+        ctx.layers(),
+        ctx.headDim(),
+        c.integer("page_size"),
+        c.budget("token_budget"),
+        c.integer("skip_layers"),
+        c.string("gqa").equals("union"),
+        ctx.bytesPerToken());
+  }
+
+  /** Nothing is evicted: the cache holds every token. */
+  @Override
+  public long heldTokens(MethodCall c, int prompt, int maxNew, double bytesPerToken) {
+    return (long) prompt + maxNew;
+  }
+
+  @Override
+  public List<String> benchmarkSpecs() {
+    return List.of("quest:token_budget=12.5%", "quest:token_budget=25%");
+  }
+
+  @Override
+  public String specKeeping(int tokens) {
+    return "quest:token_budget=" + tokens;
+  }
+
+  @Override
+  public String specCompressing(int tokens) {
+    return "quest:token_budget=" + Math.max(1, tokens / 4) + ",page_size=4,skip_layers=0";
+  }
+
+  /** Per sequence: the page bounds of every (layer, KV head) and each decode step's selection. */
+  public static final class Policy implements KvPolicy {
+    private final boolean[] layers;
+    private final int dim;
+    private final int pageSize;
+    private final Budget budget;
+    private final int skipLayers;
+    private final boolean union;
+    private final double bytesPerToken;
+    private final QuestPages[][] pages;
+    private final BitSet chosen = new BitSet();
+    private BitSet[] tokens = new BitSet[0];
+    private double stepBytes;
+    private double readBytes;
+    private long steps;
+    private long selectedPages;
+
+    Policy(
+        boolean[] layers,
+        int dim,
+        int pageSize,
+        Budget budget,
+        int skipLayers,
+        boolean union,
+        double bytesPerToken) {
+      this.layers = layers;
+      this.dim = dim;
+      this.pageSize = pageSize;
+      this.budget = budget;
+      this.skipLayers = skipLayers;
+      this.union = union;
+      this.bytesPerToken = bytesPerToken;
+      this.pages = new QuestPages[layers.length][];
+    }
+
+    /** Every layer's queries: decode steps of the deeper layers select, the others are counted. */
+    @Override
+    public boolean wantsQueries(int layer) {
+      return layer < layers.length && layers[layer];
+    }
+
+    @Override
+    public void onQueries(
+        ManagedKvCache cache,
+        int layer,
+        int n,
+        int[] positions,
+        int heads,
+        float[] q,
+        float scale) {
+      if (n != 1 || cache.promptTokens() < 0) {
+        return; // the prefill attends over everything
+      }
+      PagedLayerKv paged = cache.paged(layer);
+      int kvHeads = paged.kvHeads();
+      int group = heads / kvHeads;
+      if (layer < skipLayers) {
+        for (int g = 0; g < kvHeads; g++) {
+          stepBytes += QuestPages.bytes(paged.head(g), null);
+        }
+        return;
+      }
+      int k = Math.max(1, budget.tokens(cache.promptTokens(), bytesPerToken) / pageSize);
+      if (pages[layer] == null) {
+        pages[layer] = new QuestPages[kvHeads];
+        for (int g = 0; g < kvHeads; g++) {
+          pages[layer][g] = new QuestPages(pageSize, dim);
+        }
+      }
+      if (tokens.length < kvHeads) {
+        tokens = new BitSet[kvHeads];
+        for (int g = 0; g < kvHeads; g++) {
+          tokens[g] = new BitSet();
+        }
+      }
+      for (int g = 0; g < kvHeads; g++) {
+        QuestPages bounds = pages[layer][g];
+        bounds.update(paged.head(g));
+        if (bounds.select(q, 0, g * group, group, k, union, chosen)) {
+          bounds.tokens(chosen, paged.size(g), tokens[g]);
+          paged.restrictNextAttention(g, tokens[g]);
+          stepBytes += QuestPages.bytes(paged.head(g), tokens[g]);
+          selectedPages += chosen.cardinality();
+        } else {
+          stepBytes += QuestPages.bytes(paged.head(g), null);
+          selectedPages += bounds.pages();
+        }
+      }
+    }
+
+    @Override
+    public void afterStep(ManagedKvCache cache, KvCache.StepKind kind) {
+      if (kind == KvCache.StepKind.DECODE) {
+        readBytes += stepBytes;
+        steps++;
+      }
+      stepBytes = 0;
+    }
+
+    /** Bytes of keys and values the decode steps so far read, over every layer and KV head. */
+    public double bytesRead() {
+      return readBytes;
+    }
+
+    /** Decode steps so far. */
+    public long decodeSteps() {
+      return steps;
+    }
+
+    /** Mean bytes read per decode step (0 before the first). */
+    public double bytesReadPerStep() {
+      return steps == 0 ? 0 : readBytes / steps;
+    }
+
+    /** Pages read, over the selecting layers and their KV heads, since the sequence began. */
+    public long pagesSelected() {
+      return selectedPages;
+    }
+  }
+}
