@@ -154,7 +154,15 @@ public final class KvslimModel implements AutoCloseable {
       msgs.add(new ChatTemplate.Message(m.role(), m.content()));
     }
     return KvslimException.wrap(
-        null, () -> new ChatPrompt(t.render(msgs, true), t.encode(tokenizer, msgs), t.endOfTurn()));
+        null,
+        () -> {
+          ChatTemplate.Segmented enc = t.encodeSegmented(tokenizer, msgs);
+          boolean[] priority = new boolean[enc.tokens().length];
+          for (int i = 0; i < priority.length; i++) {
+            priority[i] = enc.segments().isPriority(i);
+          }
+          return new ChatPrompt(t.render(msgs, true), enc.tokens(), t.endOfTurn(), priority);
+        });
   }
 
   Model model() {

@@ -5,6 +5,7 @@ import io.kvslim.engine.KvSpecs;
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.StopMatcher;
 import io.kvslim.kv.KvCache;
+import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.tokenizer.StreamingDecoder;
 import io.kvslim.tokenizer.Tokenizer;
@@ -31,6 +32,11 @@ public final class KvslimSession implements AutoCloseable {
     this.owner = owner;
     this.kv = kv;
     this.engine = new Engine(owner.model(), threads, KvSpecs.factory(kv.spec(), new BlockPool()));
+  }
+
+  /** The cache of the last generation (tests read what its policies saw), or null. */
+  KvCache cache() {
+    return cache;
   }
 
   /** The session's KV config. */
@@ -81,7 +87,11 @@ public final class KvslimSession implements AutoCloseable {
             options.seed(),
             stops,
             options.addBos());
-    return generate(prompt.tokens(), o, callback);
+    return generate(
+        prompt.tokens(),
+        prompt.priority() == null ? null : new PromptSegments(prompt.priority()),
+        o,
+        callback);
   }
 
   /**
@@ -90,6 +100,11 @@ public final class KvslimSession implements AutoCloseable {
    * @throws KvslimException as {@link #generate(String, GenerateOptions, TokenCallback)} does
    */
   public Generation generate(int[] prompt, GenerateOptions options, TokenCallback callback) {
+    return generate(prompt, null, options, callback);
+  }
+
+  private Generation generate(
+      int[] prompt, PromptSegments segments, GenerateOptions options, TokenCallback callback) {
     checkOpen();
     if (options == null || callback == null) {
       throw new KvslimException("options and callback must not be null");
@@ -104,6 +119,9 @@ public final class KvslimSession implements AutoCloseable {
     }
     freeCache();
     cache = KvslimException.wrap("the KV config does not fit the model", engine::newCache);
+    if (segments != null) {
+      cache.labelPrompt(segments);
+    }
     return run(prompt, options, callback);
   }
 

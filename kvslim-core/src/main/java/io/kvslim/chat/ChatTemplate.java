@@ -1,5 +1,6 @@
 package io.kvslim.chat;
 
+import io.kvslim.kv.PromptSegments;
 import io.kvslim.tokenizer.Tokenizer;
 import java.util.List;
 
@@ -107,7 +108,56 @@ public final class ChatTemplate {
    * @throws ChatTemplateException if the template rejects the messages or fails
    */
   public int[] encode(Tokenizer tokenizer, List<Message> messages) {
-    String text = render(messages, true);
+    return encodeText(tokenizer, render(messages, true));
+  }
+
+  /** A prompt's tokens with their segment labels ({@link #encodeSegmented}). */
+  public record Segmented(int[] tokens, PromptSegments segments) {}
+
+  /**
+   * {@link #encode}'s tokens, each labelled by the message that rendered it (LOOK-M's text prior,
+   * METHODS.md H4): the tokens of a {@code system} or {@code developer} message and of the last
+   * {@code user} message are priority, as are the generation prompt's; those of every other message
+   * (earlier turns, assistant replies, tool output or documents under their own roles) are not. A
+   * message's tokens run from the end of the rendering of the messages before it to the end of the
+   * rendering that includes it (both without the generation prompt), so its role header is its own;
+   * where a template renders a shorter conversation differently, or tokens merge across that
+   * boundary, the labels near it may be off by those tokens. A template that rejects a shorter
+   * conversation gives every token priority.
+   *
+   * @throws ChatTemplateException if the template rejects the messages or fails
+   */
+  public Segmented encodeSegmented(Tokenizer tokenizer, List<Message> messages) {
+    int[] tokens = encode(tokenizer, messages);
+    boolean[] priority = new boolean[tokens.length];
+    java.util.Arrays.fill(priority, true);
+    int lastUser = -1;
+    for (int i = 0; i < messages.size(); i++) {
+      if ("user".equals(messages.get(i).role())) {
+        lastUser = i;
+      }
+    }
+    int start = 0;
+    for (int i = 0; i < messages.size(); i++) {
+      int end;
+      try {
+        end = encodeText(tokenizer, render(messages.subList(0, i + 1), false)).length;
+      } catch (ChatTemplateException e) {
+        java.util.Arrays.fill(priority, true);
+        break;
+      }
+      end = Math.max(start, Math.min(end, tokens.length));
+      String role = messages.get(i).role();
+      boolean text = i == lastUser || "system".equals(role) || "developer".equals(role);
+      if (!text) {
+        java.util.Arrays.fill(priority, start, end, false);
+      }
+      start = end;
+    }
+    return new Segmented(tokens, new PromptSegments(priority));
+  }
+
+  private static int[] encodeText(Tokenizer tokenizer, String text) {
     if (tokenizer.addsBos()) {
       String bos = tokenizer.piece(tokenizer.bos());
       if (!bos.isEmpty() && text.startsWith(bos)) {

@@ -29,6 +29,13 @@ public interface KvCache extends AutoCloseable {
   default void beginPrompt(int tokens) {}
 
   /**
+   * Labels the prompt's tokens by segment (a chat rendering's roles, {@link PromptSegments}) before
+   * it is fed; a policy with a segment prior (LOOK-M) reads them after the prefill. A cache whose
+   * policies ignore labels ignores them too.
+   */
+  default void labelPrompt(PromptSegments segments) {}
+
+  /**
    * Whether this cache wants {@link #replay} after its prompt (a policy scoring the prompt by extra
    * forward passes, KVzip); whoever feeds the prompt asks once it is in.
    */

@@ -280,7 +280,8 @@ public final class OpenAiServer implements AutoCloseable {
     CompletionRequest req = CompletionRequest.parse(RequestBody.json(ctx, json), chat);
     checkModel(req.model());
     KvPlan plan = plan(req.kv());
-    int[] prompt = promptTokens(req);
+    ChatTemplate.Segmented encoded = promptTokens(req);
+    int[] prompt = encoded.tokens();
     int context = engine.config().contextLength();
     int maxTokens;
     if (req.maxTokens() != null) {
@@ -295,7 +296,8 @@ public final class OpenAiServer implements AutoCloseable {
       stops.add(template.endOfTurn());
     }
     Sequence seq =
-        scheduler.submit(prompt, maxTokens, req.sampling(), plan, req.ignoreEos(), stops);
+        scheduler.submit(
+            prompt, encoded.segments(), maxTokens, req.sampling(), plan, req.ignoreEos(), stops);
     CompletionResponse r =
         new CompletionResponse(
             json,
@@ -377,18 +379,19 @@ public final class OpenAiServer implements AutoCloseable {
     }
   }
 
-  private int[] promptTokens(CompletionRequest req) {
+  /** The request's prompt tokens; a chat's come with their segment labels (the others: null). */
+  private ChatTemplate.Segmented promptTokens(CompletionRequest req) {
     if (req.promptTokens() != null) {
-      return req.promptTokens();
+      return new ChatTemplate.Segmented(req.promptTokens(), null);
     }
     if (req.chat()) {
       try {
-        return template.encode(tokenizer, req.messages());
+        return template.encodeSegmented(tokenizer, req.messages());
       } catch (ChatTemplateException e) {
         throw ApiException.of(e);
       }
     }
-    return tokenizer.encode(req.prompt(), true, false);
+    return new ChatTemplate.Segmented(tokenizer.encode(req.prompt(), true, false), null);
   }
 
   /**

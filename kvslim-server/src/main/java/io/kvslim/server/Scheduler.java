@@ -4,6 +4,7 @@ import io.kvslim.engine.Engine;
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.SamplerConfig;
 import io.kvslim.kv.KvCache;
+import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvMemoryExhaustedException;
@@ -120,6 +121,22 @@ public final class Scheduler implements AutoCloseable {
       KvPlan plan,
       boolean ignoreEos,
       List<String> stops) {
+    return submit(prompt, null, maxTokens, sampling, plan, ignoreEos, stops);
+  }
+
+  /**
+   * As {@link #submit(int[], int, SamplerConfig, KvPlan, boolean, List)}, with the prompt's segment
+   * labels (a chat rendering's roles, or null) for the sequence's cache ({@code
+   * KvCache#labelPrompt}).
+   */
+  public Sequence submit(
+      int[] prompt,
+      PromptSegments segments,
+      int maxTokens,
+      SamplerConfig sampling,
+      KvPlan plan,
+      boolean ignoreEos,
+      List<String> stops) {
     RequestLimits.check(prompt, maxTokens, vocab, context);
     long estimate = plan.estimateBytes(prompt.length, maxTokens);
     if (!admission.fitsAlone(estimate)) {
@@ -145,7 +162,8 @@ public final class Scheduler implements AutoCloseable {
             ignoreEos,
             tokenizer.streamingDecoder(false),
             stops,
-            estimate);
+            estimate,
+            segments);
     if (maxTokens == 0) {
       s.state = Sequence.State.DONE;
       s.emit(new SequenceEvent.Done(FinishReason.LENGTH, usage(s, 0, 0), null));
@@ -271,6 +289,9 @@ public final class Scheduler implements AutoCloseable {
       for (Sequence s : admitted) {
         s.cache = s.plan.create();
         s.cache.beginPrompt(s.prompt.length);
+        if (s.segments != null) {
+          s.cache.labelPrompt(s.segments);
+        }
         s.history = new int[s.prompt.length + s.maxTokens];
         System.arraycopy(s.prompt, 0, s.history, 0, s.prompt.length);
         s.length = s.prompt.length;

@@ -2,6 +2,7 @@ package io.kvslim.server;
 
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.StopMatcher;
+import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.tokenizer.StreamingDecoder;
 import java.util.List;
@@ -24,6 +25,7 @@ public final class Sequence {
 
   final long id;
   final int[] prompt;
+  final PromptSegments segments; // the chat rendering's labels, or null
   final int maxTokens;
   final Sampler sampler;
   final KvPlan plan;
@@ -52,9 +54,11 @@ public final class Sequence {
       boolean ignoreEos,
       StreamingDecoder decoder,
       List<String> stops,
-      long reservation) {
+      long reservation,
+      PromptSegments segments) {
     this.id = id;
     this.prompt = prompt;
+    this.segments = segments;
     this.maxTokens = maxTokens;
     this.sampler = sampler;
     this.plan = plan;

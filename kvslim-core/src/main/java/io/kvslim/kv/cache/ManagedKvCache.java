@@ -5,6 +5,7 @@ import io.kvslim.kv.AttentionOrder;
 import io.kvslim.kv.ContextReplay;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.LayerKv;
+import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.Rotary;
 import io.kvslim.kv.method.DistantKeys;
 import io.kvslim.kv.policy.KvPolicy;
@@ -32,6 +33,7 @@ public final class ManagedKvCache implements KvCache {
   private int tokens; // tokens appended so far (the next position when positions are 0..n-1)
   private int promptTokens = -1;
   private int announcedPrompt = -1; // beginPrompt's length, until the prompt ends
+  private PromptSegments segments; // labelPrompt's labels, or null
   private final int prefillChunk; // the smallest of the policies' (N10), MAX_VALUE for none
   private int steps;
   private long peakBytes;
@@ -522,6 +524,16 @@ public final class ManagedKvCache implements KvCache {
     if (promptTokens < 0 && tokens == 0) {
       announcedPrompt = n;
     }
+  }
+
+  @Override
+  public void labelPrompt(PromptSegments labels) {
+    this.segments = labels;
+  }
+
+  /** The prompt's segment labels ({@link #labelPrompt}), or null when none were given. */
+  public PromptSegments promptSegments() {
+    return segments;
   }
 
   /** Decode steps so far. */

@@ -21,6 +21,7 @@ public final class KvMethods {
     register(new KeyformerMethod());
     register(new NaclMethod());
     register(new EmsMethod());
+    register(new LookmMethod());
     register(new TovaMethod());
     register(new SnapKvMethod());
     register(new PyramidKvMethod());
