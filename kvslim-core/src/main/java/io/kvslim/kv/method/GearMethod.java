@@ -58,7 +58,13 @@ public final class GearMethod implements KvMethod {
         number("outliers", "0.02", "fraction of each vector's entries kept exact (s)")
             .between(0, 0.5),
         integer("residual", "64", "recent tokens kept in full precision (a multiple of group)")
-            .atLeast(0));
+            .atLeast(0),
+        choice(
+            "rformat",
+            "f16",
+            "format of the recent tokens: fp16 as the authors' cache; f32 keeps them exact",
+            "f16",
+            "f32"));
   }
 
   @Override
@@ -87,8 +93,8 @@ public final class GearMethod implements KvMethod {
         new GearValueFormat(bits, group, rank, loop, outliers),
         group,
         c.integer("residual"),
-        KvFormats.F32,
-        KvFormats.F32);
+        KvFormats.byName(c.string("rformat")),
+        KvFormats.byName(c.string("rformat")));
   }
 
   @Override
