@@ -42,6 +42,7 @@ public final class KvMethods {
     register(new KiviMethod());
     register(new AsymKvMethod());
     register(new TurboQuantMethod());
+    register(new GearMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 

@@ -42,13 +42,15 @@ public final class HeadStore {
   private final KvFormat appendKeys;
   private final KvFormat values;
   private final KvFormat valueResidual;
+  private final boolean blockValues; // values re-encoded with the keys, a block at a time (GEAR)
 
   HeadStore(BlockPool pool, KvCacheFormat format, int headDim) {
     this.pool = pool;
     this.format = format;
     this.hasResidual = format.hasResidual();
     this.appendKeys = format.appendKeys();
-    this.values = format.values();
+    this.blockValues = format.blockValues();
+    this.values = blockValues ? format.residualValues() : format.values();
     this.valueResidual = format.valueResidual();
     this.headDim = headDim;
     this.slotPositions = new int[format.blockTokens()];
@@ -302,7 +304,9 @@ public final class HeadStore {
     }
     int start = blocks.size();
     int waiting = 0;
-    while (start > 0 && same(blocks.get(start - 1).keyFormat(), residual)) {
+    while (start > 0
+        && same(blocks.get(start - 1).keyFormat(), residual)
+        && !wouldGrow(blocks.get(start - 1))) {
       start--;
       waiting += blocks.get(start).liveCount();
     }
@@ -315,11 +319,33 @@ public final class HeadStore {
       if (!closed || converted + b.liveCount() > target) {
         return;
       }
+      converted += b.liveCount();
+      if (wouldGrow(b)) {
+        continue; // a block cut short by an eviction: smaller (and exact) as it is
+      }
       long before = b.bytes();
       b.convertKeys(format.keys(), scratch);
+      if (blockValues) {
+        b.convertValues(format.values(), scratch);
+      }
       shrink(before, b.bytes());
-      converted += b.liveCount();
     }
+  }
+
+  /**
+   * Whether flushing block {@code b} would take more bytes than its residual rows: a block of a few
+   * slots (cut to its live tokens by an eviction) whose quantized form's per-block scales, factors
+   * and tables outweigh its rows.
+   */
+  private boolean wouldGrow(KvBlock b) {
+    int cap = b.capacity();
+    long after = format.keys().blockBytes(cap, headDim);
+    long before = b.keys().byteSize();
+    if (blockValues) {
+      after += format.values().blockBytes(cap, headDim);
+      before += b.values().byteSize();
+    }
+    return after > before;
   }
 
   private void flushValues(float[] scratch) {

@@ -30,7 +30,7 @@ public final class KvBlock {
   private final int headDim;
   private KvFormat keyFormat;
   private MemorySegment keys;
-  private final KvFormat valueFormat;
+  private KvFormat valueFormat;
   private MemorySegment values; // rows of slots [0, split)
   private final KvFormat residualValueFormat; // null when the block has no value residual
   private MemorySegment residualValues; // rows of slots [split, capacity), or null
@@ -355,6 +355,26 @@ public final class KvBlock {
     to.encode(scratch, 0, headDim, filled, converted, 0, capacity, headDim);
     keys = converted;
     keyFormat = to;
+  }
+
+  /**
+   * Re-encodes the values of the filled slots in the token-group format {@code to} (GEAR's flush,
+   * with {@link #convertKeys}); only for a block without a value residual. Dead slots are encoded
+   * too, and stay dead.
+   *
+   * @param scratch at least {@code filled · headDim} floats
+   */
+  void convertValues(KvFormat to, float[] scratch) {
+    if (split != capacity) {
+      throw new IllegalStateException("a block with a value residual cannot convert its values");
+    }
+    for (int s = 0; s < filled; s++) {
+      decodeValue(s, scratch, s * headDim);
+    }
+    MemorySegment converted = allocate(to.blockBytes(capacity, headDim));
+    to.encode(scratch, 0, headDim, filled, converted, 0, capacity, headDim);
+    values = converted;
+    valueFormat = to;
   }
 
   /**

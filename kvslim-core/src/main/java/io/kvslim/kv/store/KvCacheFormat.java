@@ -100,7 +100,17 @@ public record KvCacheFormat(
    * or null when values are written in {@link #values()} directly.
    */
   public KvFormat valueResidual() {
-    return hasResidual() && !residualValues.equals(values) ? residualValues : null;
+    return hasResidual() && !residualValues.equals(values) && values.perToken()
+        ? residualValues
+        : null;
+  }
+
+  /**
+   * True when values are in a token-group format (GEAR): they are then written in the residual
+   * format and re-encoded a whole block at a time, together with the block's keys.
+   */
+  public boolean blockValues() {
+    return hasResidual() && !values.perToken();
   }
 
   /** Format new tokens' keys are written in. */
@@ -109,7 +119,7 @@ public record KvCacheFormat(
   }
 
   public KvFormat appendValues() {
-    return valueResidual() != null ? residualValues : values;
+    return valueResidual() != null || blockValues() ? residualValues : values;
   }
 
   /**
@@ -124,14 +134,15 @@ public record KvCacheFormat(
     if (!hasResidual()) {
       return;
     }
+    int valueRows = blockValues() ? blockTokens : 1;
     if (keys.blockBytes(blockTokens, headDim) > residualKeys.blockBytes(blockTokens, headDim)
-        || values.blockBytes(1, headDim) > residualValues.blockBytes(1, headDim)) {
+        || values.blockBytes(valueRows, headDim) > residualValues.blockBytes(valueRows, headDim)) {
       throw new IllegalArgumentException(
           "the residual format " + residualKeys.name() + " must not be smaller than " + this);
     }
-    if (valueResidual() != null && !values.perToken()) {
+    if (blockValues() && keys.perToken()) {
       throw new IllegalArgumentException(
-          "a value residual needs a per-token value format, got " + values.name());
+          "values in a token-group format (" + values.name() + ") need token-group keys");
     }
   }
 

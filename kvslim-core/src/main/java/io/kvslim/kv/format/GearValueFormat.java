@@ -1,0 +1,272 @@
+package io.kvslim.kv.format;
+
+import io.kvslim.kv.attention.AttentionKernels;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * GEAR values (Kang et al. 2024, arXiv:2403.05527; METHODS.md H3), the authors' GEAR-KIVI variant
+ * ({@code gearslkivi_tokenQ_new}, {@code compress_function.py} lines 204–211): per block of tokens,
+ * V ≈ deq(Q) + A·Bᵀ + S, where S holds each token's {@code k} smallest and {@code k} largest
+ * entries exactly, Q is KIVI's per-token quantization in groups of {@code group} channels ({@link
+ * KiviValueFormat}; groups of {@code min(group, d)}, the authors' groups running over the heads
+ * side by side) of the values with those entries set to the token's mean, and A·Bᵀ the rank-r
+ * power-iteration approximation of the residual over the block ({@link GearCodec}).
+ *
+ * <p>Layout for {@code C} slots: {@code C} {@link KiviValueFormat} rows, then A ({@code C × r}
+ * fp16), then the outliers of token after token, {@code 2k} each ({@code k = GearCodec.perSide(d,
+ * outliers)}; indices (2 bytes, the channel, −1 for none) then values (f32)), then B ({@code d × r}
+ * fp16) last. The kernels take {@code C} from the segment's size, since the attention passes the
+ * filled count of a value part as its capacity.
+ *
+ * <p>Fused weighted sum: {@code Σ_t p_t·v̂_t = Σ_t p_t·deq(Q)_t + (pᵀA)·Bᵀ + Σ_{outliers (t,c)}
+ * p_t·(x − deq_{tc} − L_{tc})}, the first term by {@link KiviValueFormat}'s fused kernel on the
+ * same bytes.
+ */
+public record GearValueFormat(int bits, int group, int rank, int loop, double outliers)
+    implements KvFormat {
+
+  public GearValueFormat {
+    GearCodec.checkKnobs(bits, rank, loop, outliers);
+    new KiviValueFormat(bits, group);
+  }
+
+  /** The value quantizer: groups of {@code min(group, headDim)} channels. */
+  private KiviValueFormat quantizer(int headDim) {
+    return new KiviValueFormat(bits, Math.min(group, headDim));
+  }
+
+  @Override
+  public String name() {
+    return "gear_v" + bits + "_g" + group + "_r" + rank + "_s" + outliers;
+  }
+
+  @Override
+  public boolean perToken() {
+    return false;
+  }
+
+  private int perSide(int headDim) {
+    return GearCodec.perSide(headDim, outliers);
+  }
+
+  private long perTokenBytes(int headDim) {
+    return quantizer(headDim).rowBytes(headDim)
+        + 2L * rank
+        + 2L * perSide(headDim) * GearCodec.OUTLIER_BYTES;
+  }
+
+  @Override
+  public long blockBytes(int capacity, int headDim) {
+    return capacity * perTokenBytes(headDim) + 2L * headDim * rank;
+  }
+
+  /** The slots a block of this size holds. */
+  private int slots(MemorySegment block, int headDim) {
+    return Math.toIntExact((block.byteSize() - 2L * headDim * rank) / perTokenBytes(headDim));
+  }
+
+  private long aOffset(int slots, int headDim) {
+    return (long) slots * quantizer(headDim).rowBytes(headDim);
+  }
+
+  private long outliersOffset(int slots, int headDim) {
+    return aOffset(slots, headDim) + 2L * slots * rank;
+  }
+
+  private long bOffset(int slots, int headDim) {
+    return outliersOffset(slots, headDim)
+        + (long) slots * 2 * perSide(headDim) * GearCodec.OUTLIER_BYTES;
+  }
+
+  @Override
+  public long scaleBytes(int capacity, int headDim) {
+    return blockBytes(capacity, headDim) - (long) capacity * headDim * bits / 8;
+  }
+
+  @Override
+  public void checkHeadDim(int headDim) {
+    quantizer(headDim).checkHeadDim(headDim);
+    if (headDim > Short.MAX_VALUE) {
+      throw new IllegalArgumentException("format " + name() + " needs headDim < 32768");
+    }
+  }
+
+  @Override
+  public void encode(
+      float[] src,
+      int srcOff,
+      int srcStride,
+      int count,
+      MemorySegment block,
+      int firstSlot,
+      int capacity,
+      int headDim) {
+    if (firstSlot != 0) {
+      throw new IllegalStateException(name() + " encodes whole blocks, not slot " + firstSlot);
+    }
+    int d = headDim;
+    int slots = slots(block, d);
+    float[] x = new float[count * d];
+    for (int t = 0; t < count; t++) {
+      System.arraycopy(src, srcOff + t * srcStride, x, t * d, d);
+    }
+    int k = perSide(d);
+    int table = slots * 2 * k;
+    short[] idx = new short[table];
+    float[] val = new float[table];
+    java.util.Arrays.fill(idx, (short) -1);
+    for (int t = 0; t < count; t++) {
+      GearCodec.takeOutliers(x, t * d, 1, d, k, idx, val, t * 2 * k);
+    }
+    KiviValueFormat q = quantizer(d);
+    q.encode(x, 0, d, count, block, 0, slots, d);
+    double[] a = new double[slots * rank];
+    double[] b = new double[d * rank];
+    if (rank > 0 && count > 0) {
+      double[] r = new double[count * d];
+      float[] row = new float[d];
+      for (int t = 0; t < count; t++) {
+        q.decode(block, t, slots, d, row, 0);
+        for (int c = 0; c < d; c++) {
+          r[t * d + c] = src[srcOff + t * srcStride + c] - row[c];
+        }
+        for (int j = 0; j < 2 * k; j++) {
+          r[t * d + idx[t * 2 * k + j]] = 0; // restored exactly: no residual there
+        }
+      }
+      GearCodec.powerIteration(r, count, d, rank, loop, a, b);
+    }
+    GearCodec.putHalves(block, aOffset(slots, d), a, slots * rank);
+    GearCodec.putHalves(block, bOffset(slots, d), b, d * rank);
+    GearCodec.putOutliers(block, outliersOffset(slots, d), idx, val, table);
+  }
+
+  @Override
+  public void decode(
+      MemorySegment block, int slot, int capacity, int headDim, float[] dst, int dstOff) {
+    int slots = slots(block, headDim);
+    quantizer(headDim).decode(block, slot, slots, headDim, dst, dstOff);
+    long a = aOffset(slots, headDim);
+    long b = bOffset(slots, headDim);
+    for (int c = 0; c < headDim; c++) {
+      float s = 0f;
+      for (int j = 0; j < rank; j++) {
+        s += GearCodec.half(block, a, slot * rank + j) * GearCodec.half(block, b, c * rank + j);
+      }
+      dst[dstOff + c] += s;
+    }
+    int k = perSide(headDim);
+    int table = slots * 2 * k;
+    long o = outliersOffset(slots, headDim);
+    for (int i = slot * 2 * k; i < (slot + 1) * 2 * k; i++) {
+      int c = GearCodec.outlierIndex(block, o, i);
+      if (c >= 0) {
+        dst[dstOff + c] = GearCodec.outlierValue(block, o, table, i);
+      }
+    }
+  }
+
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores,
+      float[] work) {
+    for (int s = 0; s < count; s++) {
+      decode(block, s, capacity, headDim, work, 0);
+      float sum = 0f;
+      for (int j = 0; j < headDim; j++) {
+        sum += q[qOff + j] * work[j];
+      }
+      scores[s] = sum;
+    }
+  }
+
+  @Override
+  public void accumulate(
+      MemorySegment block,
+      int slot,
+      int capacity,
+      int headDim,
+      float weight,
+      float[] acc,
+      float[] work) {
+    decode(block, slot, capacity, headDim, work, 0);
+    AttentionKernels.addWeighted(weight, work, 0, acc, 0, headDim);
+  }
+
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    int slots = slots(block, headDim);
+    KiviValueFormat quantizer = quantizer(headDim);
+    quantizer.accumulateBlock(block, count, slots, headDim, weights, wOff, acc, accOff, work);
+    long a = aOffset(slots, headDim);
+    long b = bOffset(slots, headDim);
+    if (rank > 0) {
+      float[] pa = new float[rank];
+      for (int t = 0; t < count; t++) {
+        float w = weights[wOff + t];
+        if (w != 0f) {
+          for (int j = 0; j < rank; j++) {
+            pa[j] += w * GearCodec.half(block, a, t * rank + j);
+          }
+        }
+      }
+      for (int c = 0; c < headDim; c++) {
+        float s = 0f;
+        for (int j = 0; j < rank; j++) {
+          s += pa[j] * GearCodec.half(block, b, c * rank + j);
+        }
+        acc[accOff + c] += s;
+      }
+    }
+    int k = perSide(headDim);
+    if (k == 0) {
+      return;
+    }
+    int table = slots * 2 * k;
+    long o = outliersOffset(slots, headDim);
+    float[] row = new float[headDim];
+    for (int t = 0; t < count; t++) {
+      float w = weights[wOff + t];
+      if (w == 0f) {
+        continue;
+      }
+      boolean decoded = false;
+      for (int i = t * 2 * k; i < (t + 1) * 2 * k; i++) {
+        int c = GearCodec.outlierIndex(block, o, i);
+        if (c < 0) {
+          continue;
+        }
+        if (!decoded) {
+          quantizer.decode(block, t, slots, headDim, row, 0);
+          decoded = true;
+        }
+        float lowRank = 0f;
+        for (int j = 0; j < rank; j++) {
+          lowRank +=
+              GearCodec.half(block, a, t * rank + j) * GearCodec.half(block, b, c * rank + j);
+        }
+        acc[accOff + c] += w * (GearCodec.outlierValue(block, o, table, i) - row[c] - lowRank);
+      }
+    }
+  }
+
+  @Override
+  public String toString() {
+    return name();
+  }
+}
