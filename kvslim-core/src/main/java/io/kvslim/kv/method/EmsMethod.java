@@ -380,40 +380,18 @@ public final class EmsMethod implements KvMethod {
    * cosine is at least {@code tau} (ties: the earlier center); keys are rows of {@code d} floats.
    */
   static Merge assign(float[] keys, int d, BitSet centers, int prefix, double tau) {
+    BitSet candidates = new BitSet();
+    candidates.set(0, prefix);
+    candidates.andNot(centers);
     int[] center = new int[prefix];
+    float[] cos = new float[prefix];
+    NearestKey.assign(keys, d, centers, candidates, center, cos);
     int[] absorbed = new int[prefix];
-    java.util.Arrays.fill(center, -1);
-    double[] norm = new double[prefix];
-    for (int i = 0; i < prefix; i++) {
-      double s = 0;
-      for (int j = 0; j < d; j++) {
-        s += (double) keys[i * d + j] * keys[i * d + j];
-      }
-      norm[i] = Math.sqrt(s);
-    }
     for (int e = 0; e < prefix; e++) {
-      if (centers.get(e) || norm[e] == 0) {
-        continue;
-      }
-      double best = Double.NEGATIVE_INFINITY;
-      int bestC = -1;
-      for (int c = centers.nextSetBit(0); c >= 0 && c < prefix; c = centers.nextSetBit(c + 1)) {
-        if (norm[c] == 0) {
-          continue;
-        }
-        double dot = 0;
-        for (int j = 0; j < d; j++) {
-          dot += (double) keys[e * d + j] * keys[c * d + j];
-        }
-        double cos = dot / (norm[e] * norm[c]);
-        if (cos > best) {
-          best = cos;
-          bestC = c;
-        }
-      }
-      if (bestC >= 0 && best >= tau) {
-        center[e] = bestC;
-        absorbed[bestC]++;
+      if (center[e] >= 0 && cos[e] >= tau) {
+        absorbed[center[e]]++;
+      } else {
+        center[e] = -1;
       }
     }
     return new Merge(center, absorbed);

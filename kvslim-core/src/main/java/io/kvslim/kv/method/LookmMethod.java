@@ -251,7 +251,7 @@ public final class LookmMethod implements KvMethod {
       kept.andNot(evicted);
       int[] target = new int[n];
       float[] cos = new float[n];
-      assign(keys, d, kept, evicted, target, cos);
+      NearestKey.assign(keys, d, kept, evicted, target, cos);
       int[] absorbed = new int[n];
       for (int e = evicted.nextSetBit(0); e >= 0; e = evicted.nextSetBit(e + 1)) {
         if (target[e] >= 0) {
@@ -321,45 +321,6 @@ public final class LookmMethod implements KvMethod {
     }
     Selection.lowest(s, 0, to, excess, out);
     return out;
-  }
-
-  /**
-   * For every token e in {@code evicted}: {@code target[e]} = the token in {@code kept} whose key
-   * (rows of {@code d} floats) has the highest cosine with e's (ties: the earlier), and {@code
-   * cos[e]} that cosine; {@code target[e] = -1} when e's key or every kept key is zero.
-   */
-  static void assign(float[] keys, int d, BitSet kept, BitSet evicted, int[] target, float[] cos) {
-    int n = target.length;
-    java.util.Arrays.fill(target, -1);
-    double[] norm = new double[n];
-    for (int i = 0; i < n; i++) {
-      double s = 0;
-      for (int j = 0; j < d; j++) {
-        s += (double) keys[i * d + j] * keys[i * d + j];
-      }
-      norm[i] = Math.sqrt(s);
-    }
-    for (int e = evicted.nextSetBit(0); e >= 0; e = evicted.nextSetBit(e + 1)) {
-      if (norm[e] == 0) {
-        continue;
-      }
-      double best = Double.NEGATIVE_INFINITY;
-      for (int c = kept.nextSetBit(0); c >= 0; c = kept.nextSetBit(c + 1)) {
-        if (norm[c] == 0) {
-          continue;
-        }
-        double dot = 0;
-        for (int j = 0; j < d; j++) {
-          dot += (double) keys[e * d + j] * keys[c * d + j];
-        }
-        double cs = dot / (norm[e] * norm[c]);
-        if (cs > best) {
-          best = cs;
-          target[e] = c;
-          cos[e] = (float) Math.max(-1, Math.min(1, cs));
-        }
-      }
-    }
   }
 
   /**

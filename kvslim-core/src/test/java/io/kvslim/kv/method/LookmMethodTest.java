@@ -141,7 +141,7 @@ class LookmMethodTest {
     evicted.andNot(kept);
     int[] target = new int[n];
     float[] cos = new float[n];
-    LookmMethod.assign(rows, d, kept, evicted, target, cos);
+    NearestKey.assign(rows, d, kept, evicted, target, cos);
     for (int e = 0; e < n; e++) {
       if (kept.get(e)) {
         assertThat(target[e]).isEqualTo(-1);
