@@ -291,6 +291,9 @@ public final class Scheduler implements AutoCloseable {
         s.cache.beginPrompt(s.prompt.length);
         if (s.segments != null) {
           s.cache.labelPrompt(s.segments);
+          if (s.cache.promptSegments() != null) {
+            metrics.labelledPrompt(s.cache.promptSegments());
+          }
         }
         s.history = new int[s.prompt.length + s.maxTokens];
         System.arraycopy(s.prompt, 0, s.history, 0, s.prompt.length);

@@ -1,5 +1,6 @@
 package io.kvslim.server;
 
+import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.server.SequenceEvent.FinishReason;
 import io.micrometer.core.instrument.Counter;
@@ -90,6 +91,18 @@ public final class ServerMetrics {
   /** A request refused: {@code queue_full} (429), {@code too_large}, {@code unauthorized}... */
   public void rejected(String reason) {
     registry.counter("kvslim.rejections", Tags.of("reason", reason)).increment();
+  }
+
+  /**
+   * A prompt whose segment labels reached its sequence's cache: its priority tokens (instruction,
+   * question) and evictable ones (earlier turns, documents), as a segment-aware policy sees them.
+   */
+  void labelledPrompt(PromptSegments labels) {
+    int evictable = labels.nonPriority();
+    registry
+        .counter("kvslim.prompt.tokens", Tags.of("segment", "priority"))
+        .increment(labels.length() - evictable);
+    registry.counter("kvslim.prompt.tokens", Tags.of("segment", "evictable")).increment(evictable);
   }
 
   void finished(FinishReason reason) {
