@@ -76,6 +76,17 @@ final class AsymmetricCodes {
     int perByte = 8 / bits;
     int mask = (1 << bits) - 1;
     byte[] array = VectorKernels.array(block);
+    int lanes = FLOATS.length();
+    if (array != null && vectorizable(bits) && count % lanes == 0) {
+      // one word of codes per vector (exact small integers, so the same floats as below)
+      int wordBits = lanes * bits;
+      int step = wordBits / 8;
+      long at = base;
+      for (int i = 0; i < count; i += lanes, at += step) {
+        codes(block, array, at, wordBits, bits).intoArray(codes, off + i);
+      }
+      return;
+    }
     if (array != null) {
       // the block's own array: no bounds and liveness checks per byte, as a segment access has
       int at = (int) base;

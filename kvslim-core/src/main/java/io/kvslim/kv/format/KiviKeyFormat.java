@@ -333,7 +333,31 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     for (int i = 0; i < rowCount; i++) {
       float queryTimesZero = prepareRow(block, widened, prepared, rows[i] * pStride, headDim, work);
       int o = i * outStride;
-      for (int t = 0; t < count; t++) {
+      int t = 0;
+      if (vector) {
+        // four tokens interleaved, as scoreTokens does over the codes: the same chains, so the
+        // same bits as each token alone
+        for (; t + 4 <= count; t += 4) {
+          FloatVector s0 = FloatVector.zero(VectorKernels.FLOATS);
+          FloatVector s1 = s0;
+          FloatVector s2 = s0;
+          FloatVector s3 = s0;
+          int d = t * headDim;
+          for (int c = 0; c < headDim; c += lanes, d += lanes) {
+            FloatVector w = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+            s0 = FloatVector.fromArray(VectorKernels.FLOATS, decoded, d).fma(w, s0);
+            s1 = FloatVector.fromArray(VectorKernels.FLOATS, decoded, d + headDim).fma(w, s1);
+            s2 = FloatVector.fromArray(VectorKernels.FLOATS, decoded, d + 2 * headDim).fma(w, s2);
+            s3 = FloatVector.fromArray(VectorKernels.FLOATS, decoded, d + 3 * headDim).fma(w, s3);
+          }
+          AttentionKernels.sumLanes4(s0, s1, s2, s3, out, o + t, work, 3 * headDim);
+          out[o + t] += queryTimesZero;
+          out[o + t + 1] += queryTimesZero;
+          out[o + t + 2] += queryTimesZero;
+          out[o + t + 3] += queryTimesZero;
+        }
+      }
+      for (; t < count; t++) {
         if (vector) {
           FloatVector sum = FloatVector.zero(VectorKernels.FLOATS);
           for (int c = 0; c < headDim; c += lanes) {
