@@ -32,6 +32,7 @@ public final class KvMethods {
     register(new XkvMethod());
     register(new KeyDiffMethod());
     register(new QuestMethod());
+    register(new PqCacheMethod());
     register(new KvCompressMethod());
     register(new ExpectedMethod());
     register(new KvzipMethod());
