@@ -55,6 +55,7 @@ final class QualityNll {
     long bytes;
     long peakBytes;
     long policyNanos;
+    double attended; // bytes of keys and values the decode steps attended over
     long decodeSteps;
     int windows;
 
@@ -144,6 +145,9 @@ final class QualityNll {
         for (int pos = prefill; pos + 1 < len; pos++) {
           decodeAll(cs, window[pos], pos, rows);
           for (int s = 0; s < n; s++) {
+            if (!(cs[s] instanceof ManagedKvCache m && m.decodeBytesAttended() >= 0)) {
+              stats[s].attended += cs[s].bytes(); // the step read the whole cache
+            }
             stats[s].add(
                 Metrics.nll(rows, s * vocab, vocab, window[pos + 1]),
                 Metrics.klDivergence(rows, 0, rows, s * vocab, vocab),
@@ -159,6 +163,9 @@ final class QualityNll {
           if (cs[s] instanceof ManagedKvCache m) {
             stats[s].peakBytes = Math.max(stats[s].peakBytes, m.peakBytes());
             stats[s].policyNanos += m.policyNanos();
+            if (m.decodeBytesAttended() >= 0) {
+              stats[s].attended += m.decodeBytesAttended();
+            }
           }
         }
         runner.advance(2L * ctx * n, label + " window " + (w + 1));
@@ -199,6 +206,7 @@ final class QualityNll {
       QualityRunner.putBytes(r, st.bytes / w, st.f16Bytes / w, st.peakBytes);
       r.put(
           "policy_ms_per_step", st.decodeSteps == 0 ? 0.0 : st.policyNanos / 1e6 / st.decodeSteps);
+      r.put("kv_read_per_step", st.decodeSteps == 0 ? Double.NaN : st.attended / st.decodeSteps);
       out.add(runner.finish(r));
       writeNllFile(u, runner.specs().get(s), st);
     }

@@ -232,6 +232,7 @@ public final class ReportWriter {
                 fmt(num(r, "top1_agreement"), 4),
                 fmtG(num(r, "kld_mean_decode")),
                 fmt(num(r, "top1_agreement_decode"), 4),
+                Double.isNaN(num(r, "kv_read_per_step")) ? "" : bytes(num(r, "kv_read_per_step")),
                 fmt(num(r, "policy_ms_per_step"), 3)));
       }
       sections.add(
@@ -256,11 +257,14 @@ public final class ReportWriter {
                   "top-1",
                   "KLD decode",
                   "top-1 decode",
+                  "KV read/step",
                   "policy ms/step"),
               rows));
       sections.add(
           "Columns 'decode' cover only the positions scored by single-token decode steps, after"
-              + " the eviction methods compressed the prefilled part.");
+              + " the eviction methods compressed the prefilled part. 'KV read/step': bytes of"
+              + " keys and values a decode step attended over, mean over the steps (the whole cache"
+              + " held, or what Quest and PQCache selected).");
       Map<String, double[][]> series = familySeries(rs, "kld_mean");
       String name = Slug.of("kld-vs-compression-" + task + "-" + model);
       Charts.Saved s =

@@ -87,6 +87,12 @@ class BenchCommandsTest {
     JsonNode q8 = find(recs, "q8_0", "ppl", "");
     assertThat(q8.get("kld_mean").asDouble()).isGreaterThan(0).isLessThan(0.1);
     assertThat(q8.get("compression_ratio").asDouble()).isGreaterThan(1.5);
+    // a decode step reads the whole cache it holds: less for a 28-token window
+    double fullRead = find(recs, "full", "ppl", "").get("kv_read_per_step").asDouble();
+    assertThat(fullRead).isPositive();
+    assertThat(
+            find(recs, "streaming:sinks=4,window=24", "ppl", "").get("kv_read_per_step").asDouble())
+        .isLessThan(fullRead);
     assertThat(find(recs, "f32", "passkey", "").get("match_full").asDouble()).isEqualTo(1.0);
     assertThat(find(recs, "streaming:sinks=4,window=24", "ruler", "mk").get("n").asInt())
         .isEqualTo(1);

@@ -618,6 +618,21 @@ public final class ManagedKvCache implements KvCache {
     policyNanos += System.nanoTime() - t0;
   }
 
+  /**
+   * Bytes of keys and values the decode steps so far attended over, as counted by the policy that
+   * restricts attention ({@link KvPolicy#decodeBytesAttended}); negative when no policy does (each
+   * step reads the whole cache, {@link #bytes}).
+   */
+  public double decodeBytesAttended() {
+    for (KvPolicy p : policies) {
+      double b = p.decodeBytesAttended();
+      if (b >= 0) {
+        return b;
+      }
+    }
+    return -1;
+  }
+
   /** Time spent in the policies' {@code afterStep} (scoring and eviction), summed over steps. */
   public long policyNanos() {
     return policyNanos;

@@ -162,6 +162,8 @@ public final class PqCacheMethod implements KvMethod {
     private float[] keys = new float[0];
     private double stepBytes;
     private double readBytes;
+    private double stepAttended;
+    private double attended;
     private long steps;
     private long fetched;
     private long hits;
@@ -222,6 +224,7 @@ public final class PqCacheMethod implements KvMethod {
       st.seen = total;
       int candidates = past - st.recent - sink;
       if (st.index == null || candidates <= st.topk) {
+        stepAttended += QuestPages.bytes(head, null);
         return; // every token is attended
       }
       while (st.index.coded() < candidates) {
@@ -259,6 +262,7 @@ public final class PqCacheMethod implements KvMethod {
       }
       tokens.set(past - st.recent, total);
       paged.restrictNextAttention(g, tokens);
+      stepAttended += QuestPages.bytes(head, tokens);
       missed.clear();
       for (int i = chosen.nextSetBit(0); i >= 0; i = chosen.nextSetBit(i + 1)) {
         missed.set(sink + i);
@@ -300,14 +304,22 @@ public final class PqCacheMethod implements KvMethod {
     public void afterStep(ManagedKvCache cache, KvCache.StepKind kind) {
       if (kind == KvCache.StepKind.DECODE) {
         readBytes += stepBytes;
+        attended += stepAttended;
         steps++;
       }
       stepBytes = 0;
+      stepAttended = 0;
     }
 
     /** Bytes of keys and values fetched from the cold tier so far (top-k tokens, LFU misses). */
     public double bytesRead() {
       return readBytes;
+    }
+
+    /** Bytes the decode steps attended over: sinks, recent window and top-k, or all tokens. */
+    @Override
+    public double decodeBytesAttended() {
+      return attended;
     }
 
     /** Mean bytes fetched per decode step (0 before the first). */

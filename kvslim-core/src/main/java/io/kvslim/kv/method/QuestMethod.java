@@ -208,6 +208,11 @@ public final class QuestMethod implements KvMethod {
       return readBytes;
     }
 
+    @Override
+    public double decodeBytesAttended() {
+      return readBytes;
+    }
+
     /** Decode steps so far. */
     public long decodeSteps() {
       return steps;

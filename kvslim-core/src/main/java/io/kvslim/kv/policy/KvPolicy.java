@@ -124,6 +124,16 @@ public interface KvPolicy {
    */
   default void replay(ManagedKvCache cache, io.kvslim.kv.ContextReplay replay) {}
 
+  /**
+   * Bytes of keys and values the decode steps so far attended over, for a policy that restricts
+   * each step's attention to part of the cache (Quest, PQCache: {@code
+   * PagedLayerKv#restrictNextAttention}); negative for a policy that does not (every decode step
+   * then reads the whole cache).
+   */
+  default double decodeBytesAttended() {
+    return -1;
+  }
+
   /** Called when a step has appended to every layer. */
   void afterStep(ManagedKvCache cache, KvCache.StepKind kind);
 }
