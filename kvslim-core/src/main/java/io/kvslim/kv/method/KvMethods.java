@@ -33,6 +33,7 @@ public final class KvMethods {
     register(new KeyDiffMethod());
     register(new QuestMethod());
     register(new PqCacheMethod());
+    register(new ShadowKvMethod());
     register(new KvCompressMethod());
     register(new ExpectedMethod());
     register(new KvzipMethod());
