@@ -16,17 +16,19 @@ var engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()))
 var tok = Tokenizer.fromGguf(model.file());
 int[] all = tok.encode(Files.readString(Path.of("/tmp/heldout.py")), true, false);
 String[] settings = System.getenv("ALISA_SETTINGS").split(";");
+int windows = Integer.parseInt(System.getenv().getOrDefault("PPL_WINDOWS", "2"));
+int decode = Integer.parseInt(System.getenv().getOrDefault("PPL_DECODE", "64"));
 for (String set : settings) {
   String[] kv = set.split(",");
   double ratio = Double.parseDouble(kv[0]), recompute = Double.parseDouble(kv[1]), decay = Double.parseDouble(kv[2]);
   long p1 = 0, p2 = 0, p3 = 0, rec = 0, restored = 0, missed = 0, steps = 0, nanos = 0;
   int next = 0;
   int[] window = new int[1024];
-  for (int w = 0; w < 2 && next < all.length; w++) {
+  for (int w = 0; w < windows && next < all.length; w++) {
     int len;
     if (w == 0) { len = Math.min(1024, all.length - next); System.arraycopy(all, next, window, 0, len); next += len; }
     else { len = 1 + Math.min(1023, all.length - next); window[0] = tok.bos(); System.arraycopy(all, next, window, 1, len - 1); next += len - 1; }
-    int prefill = len - 64;
+    int prefill = len - decode;
     boolean[] layers = new boolean[cfg.layers()]; Arrays.fill(layers, true);
     var policy = new AlisaPolicy(layers, Budget.parse(ratio + ""), 0.5, recompute, decay, 0);
     var formats = new io.kvslim.kv.store.KvCacheFormat[cfg.layers()];
