@@ -165,7 +165,11 @@ public final class AlisaPolicy implements KvPolicy {
     return !replayAsked && recomputePerStep > 0;
   }
 
-  /** Keeps the prompt's ids and the engine's passes for the recomputations of later steps. */
+  /**
+   * Keeps the prompt's ids and the engine's passes for the recomputations of later steps: {@link
+   * #afterStep} runs them after a decode step's forward pass has returned its logits, which is when
+   * the engine's scratch buffers may be overwritten ({@link ContextReplay#forward}).
+   */
   @Override
   public void replay(ManagedKvCache cache, ContextReplay r) {
     replayAsked = true;
