@@ -148,6 +148,11 @@ public final class PagedLayerKv implements LayerKv {
     store.append(n, positions, keys, values);
   }
 
+  /** Appends {@code n} tokens to {@code kvHead} alone ({@link LayerStore#appendHead}). */
+  public void appendHead(int kvHead, int n, int[] positions, float[] keys, float[] values) {
+    store.appendHead(kvHead, n, positions, keys, values);
+  }
+
   /**
    * Quantizes what the last append pushed out of the residual window, as an attention call does
    * when it ends; for callers that append without attending.

@@ -18,6 +18,7 @@ public final class KvMethods {
     register(new FullMethod());
     register(new StreamingMethod());
     register(new H2oMethod());
+    register(new AlisaMethod());
     register(new KeyformerMethod());
     register(new NaclMethod());
     register(new EmsMethod());

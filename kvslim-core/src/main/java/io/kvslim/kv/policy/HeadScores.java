@@ -30,6 +30,24 @@ public final class HeadScores {
     }
   }
 
+  /** Multiplies the first {@code count} scores by {@code factor} (a forgetting factor). */
+  public void scale(int layer, int kvHead, int count, float factor) {
+    float[] s = scores[layer][kvHead];
+    for (int i = 0, n = Math.min(count, s.length); i < n; i++) {
+      s[i] *= factor;
+    }
+  }
+
+  /** Sets the score of retained index {@code index}, growing to {@code index + 1}. */
+  public void put(int layer, int kvHead, int index, float score) {
+    float[] s = scores[layer][kvHead];
+    if (s.length <= index) {
+      s = scores[layer][kvHead] = Arrays.copyOf(s, Math.max(index + 1, s.length * 2));
+    }
+    s[index] = score;
+    sizes[layer][kvHead] = Math.max(sizes[layer][kvHead], index + 1);
+  }
+
   public float[] of(int layer, int kvHead) {
     return scores[layer][kvHead];
   }

@@ -93,6 +93,25 @@ public final class LayerStore {
   }
 
   /**
+   * Appends {@code n} tokens to head {@code kvHead} alone ({@code keys}/{@code values} are {@code n
+   * × headDim}), for a policy that brings evicted tokens back into one head (ALISA's recomputation,
+   * METHODS.md H2). Formats with a residual window are refused.
+   *
+   * @throws KvMemoryExhaustedException before any change if the pool cannot hold the new blocks
+   */
+  public void appendHead(int kvHead, int n, int[] positions, float[] keys, float[] values) {
+    if (released) {
+      throw new IllegalStateException("this KV cache has been closed");
+    }
+    if (hasResidual) {
+      throw new IllegalStateException("a per-head append needs a format without a residual window");
+    }
+    long needed = heads[kvHead].appendBytes(n, positions, 0);
+    pool.reserve(needed);
+    heads[kvHead].appendReserved(n, positions, keys, values, 0, headDim, needed);
+  }
+
+  /**
    * Quantizes what the appends since the last flush pushed out of the residual window, in every
    * head ({@link HeadStore#flushResidual}): keys once the residual holds R tokens, values beyond
    * the latest R. Only gives bytes back to the pool. Does nothing without a pending append.
