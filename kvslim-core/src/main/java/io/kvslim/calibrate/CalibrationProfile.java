@@ -30,7 +30,8 @@ import java.nio.file.Path;
  *                      "heads": [L][H] of {"bos", "sink", "near", "local", "rest", "distance"}},
  *   "kvsharer": {"samples", "sample_tokens", "threshold", "distance": [L][L],
  *                "accepted": [[i, j], ...], "similarity": [...]},
- *   "pod": {"measure", "sinks", "window", "windows", "queries", "similarity": [L - 1]}
+ *   "pod": {"measure", "sinks", "window", "windows", "queries", "similarity": [L - 1]},
+ *   "cq": {"samples", "iterations", "configs": [{"c", "keys": [L], "values": [L]}]}
  * }
  * </pre>
  *
@@ -53,6 +54,8 @@ import java.nio.file.Path;
  *       order ({@link KvSharer}); absent from profiles written before it existed.
  *   <li>{@code pod}: POD's similarity of distant-token attention between consecutive layers ({@link
  *       Pod}, {@link PodSimilarity}); absent from profiles written before it existed.
+ *   <li>{@code cq}: Coupled Quantization's k-means codebooks per layer ({@link CqCodebooks});
+ *       absent from profiles written before it existed.
  * </ul>
  *
  * The file is written with the keys in this order and numbers as Java prints doubles, so the same
@@ -71,6 +74,7 @@ public record CalibrationProfile(
     AttentionMass attentionMass,
     KvSharer kvSharer,
     Pod pod,
+    CqCodebooks cq,
     Path source) {
 
   public static final String FORMAT = "kvslim-calibration-profile";
@@ -264,6 +268,9 @@ public record CalibrationProfile(
         sim.add(v);
       }
     }
+    if (cq != null) {
+      cq.write(root);
+    }
     try {
       return JSON.writeValueAsString(root) + "\n";
     } catch (JacksonException e) {
@@ -398,6 +405,9 @@ public record CalibrationProfile(
         attention,
         root.has("kvsharer") ? readKvSharer(r, r.object(root, "kvsharer"), layers) : null,
         root.has("pod") ? readPod(r, r.object(root, "pod"), layers) : null,
+        root.has("cq")
+            ? CqCodebooks.read(r.object(root, "cq"), layers, model.headDim(), file)
+            : null,
         file);
   }
 

@@ -213,6 +213,7 @@ public final class Calibrator {
               done.accept(u);
             });
     done.accept(Math.max(0, podBudget - podSpent[0]));
+    CqCodebooks cq = CqCodebooks.train(engine, windows, o.seed()); // 5. CQ's codebooks
     CalibrationProfile.ModelInfo info =
         new CalibrationProfile.ModelInfo(
             identity.fileName(),
@@ -244,6 +245,7 @@ public final class Calibrator {
         attention,
         sharer,
         pod,
+        cq,
         null);
   }
 

@@ -49,6 +49,7 @@ public final class TestProfiles {
             new CalibrationProfile.AttentionMass(100, 50, 50, 4, 16, 64, mass),
             syntheticSharer(c.layers()),
             syntheticPod(c.layers()),
+            null,
             null);
     return write(p);
   }

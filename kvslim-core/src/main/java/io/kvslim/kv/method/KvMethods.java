@@ -46,6 +46,7 @@ public final class KvMethods {
     register(new AsymKvMethod());
     register(new TurboQuantMethod());
     register(new GearMethod());
+    register(new CqMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 

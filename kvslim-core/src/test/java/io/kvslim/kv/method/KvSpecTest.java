@@ -85,6 +85,7 @@ class KvSpecTest {
             new io.kvslim.calibrate.CalibrationProfile.AttentionMass(2, 1, 1, 4, 16, 64, mass),
             null,
             null,
+            null,
             null);
     java.nio.file.Path file = dir.resolve("p.json");
     p.write(file);

@@ -1,0 +1,213 @@
+package io.kvslim.calibrate;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.kvslim.engine.Engine;
+import io.kvslim.kv.cache.ManagedKvCache;
+import io.kvslim.kv.format.CqFormat;
+import io.kvslim.kv.format.KvFormats;
+import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.HeadStore;
+import io.kvslim.kv.store.KvCacheFormat;
+import io.kvslim.model.ModelConfig;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Base64;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * Coupled Quantization's codebooks (METHODS.md Q5 step 1), learned by {@code kvslim calibrate} and
+ * kept in the profile's {@code cq} section: for each coupling {@code c} of {@link #COUPLINGS} (with
+ * 8-bit codes: CQ-2c8b, CQ-4c8b, CQ-8c8b) and each layer, one codebook for keys and one for values,
+ * {@code d/c} groups of {@value CqFormat#CENTROIDS} centroids in R^c ({@link CqFormat}'s layout).
+ *
+ * <p>Training: the calibration windows are prefilled with an F32 cache; a reservoir sample of at
+ * most {@link #SAMPLES} (token, KV head) vectors per layer (the same tokens in every layer) is kept
+ * of the keys as stored (after RoPE) and of the values; each group's codebook is {@link KMeans} on
+ * the sample's c channels of that group. One codebook per layer serves all its KV heads (the paged
+ * store gives each layer one format; the paper learns one per layer and head).
+ *
+ * <p>JSON: {@code "cq": {"samples", "iterations", "configs": [{"c", "keys": [L], "values": [L]}]}},
+ * each codebook the base64 of its f32 values, little-endian.
+ *
+ * @param keys {@code keys[i][layer]}: the key codebook of coupling {@code COUPLINGS[i]}, or null
+ *     when the head dimension is not a multiple of it
+ */
+public record CqCodebooks(int samples, int iterations, float[][][] keys, float[][][] values) {
+  /** The couplings learned: c = 2, 4, 8 channels per 8-bit code (4, 2, 1 bits per channel). */
+  public static final int[] COUPLINGS = {2, 4, 8};
+
+  /** Most (token, KV head) vectors a layer's k-means sees. */
+  public static final int SAMPLES = 4096;
+
+  /** Most Lloyd iterations. */
+  public static final int ITERATIONS = 12;
+
+  /** The key (or value) codebook of coupling {@code c} for {@code layer}, or null. */
+  public float[] book(int c, int layer, boolean values) {
+    int i = Arrays.binarySearch(COUPLINGS, c);
+    if (i < 0) {
+      return null;
+    }
+    float[][] books = values ? this.values[i] : this.keys[i];
+    return books == null ? null : books[layer];
+  }
+
+  /** Learns the codebooks on {@code windows} (token ids, each at most the model's context). */
+  public static CqCodebooks train(Engine engine, List<int[]> windows, long seed) {
+    ModelConfig c = engine.config();
+    int layers = c.layers();
+    int d = c.headDim();
+    float[][] resK = new float[layers][SAMPLES * d];
+    float[][] resV = new float[layers][SAMPLES * d];
+    SplittableRandom random = new SplittableRandom(seed);
+    long seen = 0;
+    float[] row = new float[d];
+    float[] logits = new float[c.vocabSize()];
+    KvCacheFormat[] formats = new KvCacheFormat[layers];
+    Arrays.fill(formats, KvCacheFormat.of(KvFormats.F32));
+    for (int[] window : windows) {
+      try (ManagedKvCache cache =
+          new ManagedKvCache(new BlockPool(), c.kvHeads(), d, formats, List.of(), null)) {
+        engine.prefill(cache, window, 0, window.length, 0, false, logits);
+        for (int t = 0; t < window.length; t++) {
+          for (int g = 0; g < c.kvHeads(); g++) {
+            long index = seen++;
+            int slot = index < SAMPLES ? (int) index : (int) random.nextLong(index + 1);
+            if (slot >= SAMPLES) {
+              continue;
+            }
+            for (int l = 0; l < layers; l++) {
+              HeadStore head = cache.paged(l).store().head(g);
+              head.readKey(t, row);
+              System.arraycopy(row, 0, resK[l], slot * d, d);
+              head.readValue(t, row);
+              System.arraycopy(row, 0, resV[l], slot * d, d);
+            }
+          }
+        }
+      }
+    }
+    int n = (int) Math.min(seen, SAMPLES);
+    float[][][] keys = new float[COUPLINGS.length][][];
+    float[][][] values = new float[COUPLINGS.length][][];
+    for (int i = 0; i < COUPLINGS.length; i++) {
+      int cc = COUPLINGS[i];
+      if (d % cc != 0) {
+        continue;
+      }
+      keys[i] = new float[layers][];
+      values[i] = new float[layers][];
+      for (int l = 0; l < layers; l++) {
+        keys[i][l] = books(resK[l], n, d, cc, random.split());
+        values[i][l] = books(resV[l], n, d, cc, random.split());
+      }
+    }
+    return new CqCodebooks(n, ITERATIONS, keys, values);
+  }
+
+  /** k-means per group of {@code c} channels over {@code n} rows of {@code d}. */
+  static float[] books(float[] rows, int n, int d, int c, SplittableRandom random) {
+    int groups = d / c;
+    int k = CqFormat.CENTROIDS;
+    float[] book = new float[groups * k * c];
+    float[] data = new float[n * c];
+    for (int g = 0; g < groups; g++) {
+      for (int t = 0; t < n; t++) {
+        System.arraycopy(rows, t * d + g * c, data, t * c, c);
+      }
+      float[] centroids = KMeans.train(data, n, c, k, ITERATIONS, random.split());
+      System.arraycopy(centroids, 0, book, g * k * c, k * c);
+    }
+    return book;
+  }
+
+  /** Writes the {@code cq} section into {@code root}. */
+  public void write(ObjectNode root) {
+    ObjectNode o = root.putObject("cq");
+    o.put("samples", samples);
+    o.put("iterations", iterations);
+    ArrayNode configs = o.putArray("configs");
+    for (int i = 0; i < COUPLINGS.length; i++) {
+      if (keys[i] == null) {
+        continue;
+      }
+      ObjectNode cfg = configs.addObject();
+      cfg.put("c", COUPLINGS[i]);
+      ArrayNode k = cfg.putArray("keys");
+      ArrayNode v = cfg.putArray("values");
+      for (int l = 0; l < keys[i].length; l++) {
+        k.add(encode(keys[i][l]));
+        v.add(encode(values[i][l]));
+      }
+    }
+  }
+
+  private static String encode(float[] values) {
+    ByteBuffer b = ByteBuffer.allocate(4 * values.length).order(ByteOrder.LITTLE_ENDIAN);
+    b.asFloatBuffer().put(values);
+    return Base64.getEncoder().encodeToString(b.array());
+  }
+
+  /**
+   * Reads the {@code cq} section of profile {@code file} for a model of {@code layers} layers and
+   * head dimension {@code headDim}.
+   *
+   * @throws CalibrationProfile.ProfileException one sentence naming the file and the bad field
+   */
+  public static CqCodebooks read(JsonNode o, int layers, int headDim, Path file) {
+    JsonNode configs = o.path("configs");
+    if (!o.path("samples").canConvertToInt()
+        || !o.path("iterations").canConvertToInt()
+        || !configs.isArray()) {
+      throw bad(file, "cq needs samples, iterations and configs");
+    }
+    float[][][] keys = new float[COUPLINGS.length][][];
+    float[][][] values = new float[COUPLINGS.length][][];
+    for (JsonNode cfg : configs) {
+      int i = Arrays.binarySearch(COUPLINGS, cfg.path("c").asInt(-1));
+      if (i < 0 || headDim % COUPLINGS[i] != 0) {
+        throw bad(file, "cq.configs has a coupling other than 2, 4 or 8 dividing " + headDim);
+      }
+      keys[i] = layers(cfg.path("keys"), layers, headDim, file);
+      values[i] = layers(cfg.path("values"), layers, headDim, file);
+    }
+    return new CqCodebooks(o.path("samples").asInt(), o.path("iterations").asInt(), keys, values);
+  }
+
+  private static float[][] layers(JsonNode a, int layers, int headDim, Path file) {
+    if (!a.isArray() || a.size() != layers) {
+      throw bad(file, "a cq codebook list does not have " + layers + " layers");
+    }
+    float[][] out = new float[layers][];
+    for (int l = 0; l < layers; l++) {
+      byte[] bytes;
+      try {
+        bytes = Base64.getDecoder().decode(a.get(l).asText(""));
+      } catch (IllegalArgumentException e) {
+        throw bad(file, "cq codebook of layer " + l + " is not base64");
+      }
+      int floats = headDim * CqFormat.CENTROIDS;
+      if (bytes.length != 4 * floats) {
+        throw bad(file, "cq codebook of layer " + l + " does not have " + floats + " values");
+      }
+      out[l] = new float[floats];
+      ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out[l]);
+      for (float f : out[l]) {
+        if (!Float.isFinite(f)) {
+          throw bad(file, "cq codebook of layer " + l + " has a value that is not finite");
+        }
+      }
+    }
+    return out;
+  }
+
+  private static CalibrationProfile.ProfileException bad(Path file, String what) {
+    return new CalibrationProfile.ProfileException(
+        "calibration profile " + file + " is damaged: " + what);
+  }
+}

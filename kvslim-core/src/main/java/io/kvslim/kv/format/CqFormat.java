@@ -1,0 +1,268 @@
+package io.kvslim.kv.format;
+
+import io.kvslim.kv.attention.VectorKernels;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Coupled Quantization (Zhang et al., "KV Cache is 1 Bit Per Channel: Efficient Large Language
+ * Model Inference with Coupled Quantization", arXiv:2405.03917; METHODS.md Q5): the {@code d}
+ * channels of a key or value are split into {@code d/c} contiguous groups of {@code c} channels,
+ * and each group is stored as the index of its nearest centroid in a learned codebook of {@value
+ * #CENTROIDS} centroids in R^c (8 bits per group, so {@code 8/c} bits per channel: CQ-2c8b is 4,
+ * CQ-4c8b 2, CQ-8c8b 1). The codebooks come from k-means on calibration activations ({@code
+ * io.kvslim.calibrate.CqCodebooks}); this format only reads them.
+ *
+ * <p>Row layout: {@code d/c} bytes, the code of group g at byte g; nothing else (no scale or zero
+ * point). The codebook is a constant of the layer, {@link #tableBytes} bytes as f32, shared by
+ * every token and sequence.
+ *
+ * <p>Encoding: per group, the centroid with the smallest squared distance {@code Σ_i (x_i −
+ * C_j,i)²} (summed in channel order, ties to the lowest index). Decoding: the centroid itself, so a
+ * reconstructed group is exactly a codebook row.
+ *
+ * <p>Fused score (METHODS.md Q5 step 3): {@link #prepareQuery} computes once per query the table
+ * {@code T[g][j] = q_g · C_g,j} for every group and centroid; a key's score is then {@code Σ_g
+ * T[g][code_g]}, {@code d/c} gathers and adds, without dequantizing. The fused weighted sum adds
+ * {@code w · C_g,code_g} group by group.
+ */
+public final class CqFormat extends RawQueryKeyFormat {
+  /** Centroids per group codebook (8-bit codes). */
+  public static final int CENTROIDS = 256;
+
+  private final int coupled;
+  private final float[] book; // [group][centroid][channel]
+  private final float[] bookT; // [group][channel][centroid], for the vectorized searches
+  private final String tag;
+  private final String origin;
+
+  /**
+   * @param coupled channels per group, c
+   * @param book the codebooks, {@code [group][centroid][channel]}: {@code groups ·} {@value
+   *     #CENTROIDS} {@code · c} floats
+   * @param tag what the codebook is (e.g. {@code k3}: keys of layer 3), for the format's name
+   * @throws IllegalArgumentException when the codebook is not a whole number of groups
+   */
+  public CqFormat(int coupled, float[] book, String tag) {
+    this(coupled, book, tag, null);
+  }
+
+  /**
+   * @param origin where the codebook comes from (a profile and its model), named when it does not
+   *     fit the head dimension; may be null
+   */
+  public CqFormat(int coupled, float[] book, String tag, String origin) {
+    if (coupled < 1 || book.length == 0 || book.length % (CENTROIDS * coupled) != 0) {
+      throw new IllegalArgumentException(
+          "a cq codebook needs groups × " + CENTROIDS + " × " + coupled + " floats");
+    }
+    this.coupled = coupled;
+    this.book = book;
+    this.tag = tag;
+    this.origin = origin;
+    int groups = book.length / (CENTROIDS * coupled);
+    this.bookT = new float[book.length];
+    for (int g = 0; g < groups; g++) {
+      for (int j = 0; j < CENTROIDS; j++) {
+        for (int i = 0; i < coupled; i++) {
+          bookT[(g * coupled + i) * CENTROIDS + j] = book[(g * CENTROIDS + j) * coupled + i];
+        }
+      }
+    }
+  }
+
+  /** Channels per group, c. */
+  public int coupled() {
+    return coupled;
+  }
+
+  /** Groups, d/c. */
+  public int groups() {
+    return book.length / (CENTROIDS * coupled);
+  }
+
+  /** Bits per channel: 8/c. */
+  public double bitsPerChannel() {
+    return 8.0 / coupled;
+  }
+
+  /** Bytes of the codebook (f32), a constant of the layer: {@code d ·} {@value #CENTROIDS} · 4. */
+  public long tableBytes() {
+    return 4L * book.length;
+  }
+
+  /** Centroid {@code j} of group {@code g}, channel {@code i}. */
+  public float centroid(int g, int j, int i) {
+    return book[(g * CENTROIDS + j) * coupled + i];
+  }
+
+  @Override
+  public String name() {
+    return "cq" + coupled + "c8b_" + tag;
+  }
+
+  @Override
+  public int rowBytes(int headDim) {
+    return headDim / coupled;
+  }
+
+  @Override
+  protected int rowScaleBytes(int headDim) {
+    return 0;
+  }
+
+  @Override
+  public void checkHeadDim(int headDim) {
+    if (headDim != groups() * coupled) {
+      throw new IllegalArgumentException(
+          "format "
+              + name()
+              + " has codebooks for "
+              + groups() * coupled
+              + " channels"
+              + (origin == null ? "" : " (" + origin + ")")
+              + " but the head dimension is "
+              + headDim);
+    }
+  }
+
+  /**
+   * Index of the centroid of group {@code g} nearest to {@code x[off..+c)}; {@code dist} has at
+   * least {@value #CENTROIDS} floats. Each lane computes {@code Σ_i (x_i − C_j,i)²} in channel
+   * order with a separate multiply and add, so the distances equal the plain loop's bit for bit.
+   */
+  public int nearest(float[] x, int off, int g, float[] dist) {
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int base = g * coupled * CENTROIDS;
+    int j = 0;
+    for (int end = species.loopBound(CENTROIDS); j < end; j += species.length()) {
+      FloatVector d = FloatVector.zero(species);
+      for (int i = 0; i < coupled; i++) {
+        FloatVector t =
+            FloatVector.fromArray(species, bookT, base + i * CENTROIDS + j).neg().add(x[off + i]);
+        d = d.add(t.mul(t));
+      }
+      d.intoArray(dist, j);
+    }
+    for (; j < CENTROIDS; j++) {
+      float d = 0f;
+      for (int i = 0; i < coupled; i++) {
+        float t = x[off + i] - bookT[base + i * CENTROIDS + j];
+        d += t * t;
+      }
+      dist[j] = d;
+    }
+    int best = 0;
+    for (int k = 1; k < CENTROIDS; k++) {
+      if (dist[k] < dist[best]) {
+        best = k;
+      }
+    }
+    return best;
+  }
+
+  private static int code(MemorySegment block, long offset) {
+    return block.get(ValueLayout.JAVA_BYTE, offset) & 0xFF;
+  }
+
+  @Override
+  protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    float[] dist = new float[CENTROIDS];
+    int groups = headDim / coupled;
+    for (int g = 0; g < groups; g++) {
+      int j = nearest(src, srcOff + g * coupled, g, dist);
+      block.set(ValueLayout.JAVA_BYTE, offset + g, (byte) j);
+    }
+  }
+
+  @Override
+  protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    int groups = headDim / coupled;
+    for (int g = 0; g < groups; g++) {
+      System.arraycopy(
+          book,
+          (g * CENTROIDS + code(block, offset + g)) * coupled,
+          dst,
+          dstOff + g * coupled,
+          coupled);
+    }
+  }
+
+  /** The table {@code T[g·256 + j] = q_g · C_g,j}: {@code d/c ·} {@value #CENTROIDS} floats. */
+  @Override
+  public int preparedQueryLength(int headDim) {
+    return headDim / coupled * CENTROIDS;
+  }
+
+  @Override
+  public void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int groups = headDim / coupled;
+    for (int g = 0; g < groups; g++) {
+      int base = g * coupled * CENTROIDS;
+      int out = dstOff + g * CENTROIDS;
+      int j = 0;
+      for (int end = species.loopBound(CENTROIDS); j < end; j += species.length()) {
+        FloatVector d = FloatVector.zero(species);
+        for (int i = 0; i < coupled; i++) {
+          d =
+              FloatVector.fromArray(species, bookT, base + i * CENTROIDS + j)
+                  .mul(q[qOff + g * coupled + i])
+                  .add(d);
+        }
+        d.intoArray(dst, out + j);
+      }
+      for (; j < CENTROIDS; j++) {
+        float d = 0f;
+        for (int i = 0; i < coupled; i++) {
+          d += bookT[base + i * CENTROIDS + j] * q[qOff + g * coupled + i];
+        }
+        dst[out + j] = d;
+      }
+    }
+  }
+
+  /** {@code Σ_g T[g][code_g]}: the codes gathered from the prepared table. */
+  @Override
+  protected float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    int groups = headDim / coupled;
+    float sum = 0f;
+    for (int g = 0; g < groups; g++) {
+      sum += q[qOff + g * CENTROIDS + code(block, offset + g)];
+    }
+    return sum;
+  }
+
+  /** {@code acc += w · C_g,code_g}, group by group. */
+  @Override
+  protected void accumulateRow(
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    int groups = headDim / coupled;
+    for (int g = 0; g < groups; g++) {
+      int from = (g * CENTROIDS + code(block, offset + g)) * coupled;
+      int to = accOff + g * coupled;
+      for (int i = 0; i < coupled; i++) {
+        acc[to + i] += weight * book[from + i];
+      }
+    }
+  }
+
+  @Override
+  public boolean equals(Object other) {
+    return other instanceof CqFormat o && o.coupled == coupled && o.book == book;
+  }
+
+  @Override
+  public int hashCode() {
+    return System.identityHashCode(book) * 31 + coupled;
+  }
+}

@@ -1,0 +1,182 @@
+package io.kvslim.kv.format;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * Lexico's sparse codes (Kim et al., "Lexico: Extreme KV Cache Compression via Sparse Coding over
+ * Universal Dictionaries", arXiv:2412.08890; METHODS.md Q9 steps 3–4): each key or value is {@code
+ * s} atoms of a dictionary of N ≤ 4096 unit-norm atoms, chosen by {@link Omp}, stored as a 12-bit
+ * atom index and an fp8 e4m3 coefficient ({@link Fp8E4m3Format#fromFloat}) per atom.
+ *
+ * <p>Row layout: {@code s} entries of 20 bits, entry j at bit 20·j little-endian (index in the low
+ * 12 bits, the coefficient's byte above): {@code ⌈20·s/8⌉} bytes per token. Unused entries (OMP
+ * stopped early on a zero residual) have coefficient 0. The dictionary is a constant of the layer
+ * ({@link #tableBytes}).
+ *
+ * <p>Fused score (METHODS.md Q9 step 4): {@link #prepareQuery} computes {@code T[a] = q·D[:, a]}
+ * once per query; a key's score is {@code Σ_j c_j T[a_j]}. The fused weighted sum adds {@code (w
+ * c_j) D[:, a_j]} atom by atom.
+ */
+public final class LexicoFormat extends RawQueryKeyFormat {
+  private final float[] dict; // [atom][channel]
+  private final int atoms;
+  private final int sparsity;
+  private final String tag;
+
+  /**
+   * @param dict {@code atoms × d} floats, atom-major, each atom of unit norm
+   * @throws IllegalArgumentException when there are more than 4096 atoms or none, or no sparsity
+   */
+  public LexicoFormat(float[] dict, int atoms, int sparsity, String tag) {
+    if (atoms < 1 || atoms > 4096 || dict.length % atoms != 0 || sparsity < 1) {
+      throw new IllegalArgumentException(
+          "a lexico dictionary needs 1..4096 atoms of equal length and a sparsity >= 1");
+    }
+    this.dict = dict;
+    this.atoms = atoms;
+    this.sparsity = sparsity;
+    this.tag = tag;
+  }
+
+  public int sparsity() {
+    return sparsity;
+  }
+
+  /** Bytes of the dictionary (f32), a constant of the layer. */
+  public long tableBytes() {
+    return 4L * dict.length;
+  }
+
+  private int dim() {
+    return dict.length / atoms;
+  }
+
+  @Override
+  public String name() {
+    return "lexico_s" + sparsity + "_n" + atoms + "_" + tag;
+  }
+
+  @Override
+  public int rowBytes(int headDim) {
+    return (20 * sparsity + 7) / 8;
+  }
+
+  @Override
+  protected int rowScaleBytes(int headDim) {
+    return 0;
+  }
+
+  @Override
+  public void checkHeadDim(int headDim) {
+    if (headDim != dim()) {
+      throw new IllegalArgumentException(
+          "format " + name() + " has atoms of " + dim() + " channels, the head has " + headDim);
+    }
+  }
+
+  private static int entry(MemorySegment block, long offset, int j) {
+    long bit = 20L * j;
+    long at = offset + bit / 8;
+    int v =
+        (block.get(ValueLayout.JAVA_BYTE, at) & 0xFF)
+            | (block.get(ValueLayout.JAVA_BYTE, at + 1) & 0xFF) << 8
+            | (block.get(ValueLayout.JAVA_BYTE, at + 2) & 0xFF) << 16;
+    return (v >>> (bit % 8)) & 0xFFFFF;
+  }
+
+  @Override
+  protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    int[] index = new int[sparsity];
+    float[] coef = new float[sparsity];
+    int k = Omp.encode(dict, atoms, headDim, src, srcOff, sparsity, index, coef, null);
+    int bytes = rowBytes(headDim);
+    byte[] row = new byte[bytes + 2];
+    for (int j = 0; j < sparsity; j++) {
+      int v = j < k ? index[j] | (Fp8E4m3Format.fromFloat(coef[j]) & 0xFF) << 12 : 0;
+      long bit = 20L * j;
+      int at = (int) (bit / 8);
+      int word = v << (bit % 8);
+      row[at] |= (byte) word;
+      row[at + 1] |= (byte) (word >>> 8);
+      row[at + 2] |= (byte) (word >>> 16);
+    }
+    MemorySegment.copy(row, 0, block, ValueLayout.JAVA_BYTE, offset, bytes);
+  }
+
+  /** Atom of entry {@code j} and its fp8 coefficient, for tests. */
+  public int atom(MemorySegment block, int slot, int headDim, int j) {
+    return entry(block, (long) slot * rowBytes(headDim), j) & 0xFFF;
+  }
+
+  public float coefficient(MemorySegment block, int slot, int headDim, int j) {
+    return Fp8E4m3Format.toFloat((byte) (entry(block, (long) slot * rowBytes(headDim), j) >>> 12));
+  }
+
+  @Override
+  protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    java.util.Arrays.fill(dst, dstOff, dstOff + headDim, 0f);
+    accumulateRow(block, offset, headDim, 1f, dst, dstOff, null);
+  }
+
+  /** {@code T[a] = q·D[:, a]} for every atom. */
+  @Override
+  public int preparedQueryLength(int headDim) {
+    return atoms;
+  }
+
+  @Override
+  public void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    for (int a = 0; a < atoms; a++) {
+      dst[dstOff + a] =
+          io.kvslim.kv.attention.VectorKernels.dot(q, qOff, dict, a * headDim, headDim);
+    }
+  }
+
+  @Override
+  protected float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    float sum = 0f;
+    for (int j = 0; j < sparsity; j++) {
+      int e = entry(block, offset, j);
+      float c = Fp8E4m3Format.toFloat((byte) (e >>> 12));
+      if (c != 0f) {
+        sum += c * q[qOff + (e & 0xFFF)];
+      }
+    }
+    return sum;
+  }
+
+  @Override
+  protected void accumulateRow(
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    for (int j = 0; j < sparsity; j++) {
+      int e = entry(block, offset, j);
+      float c = Fp8E4m3Format.toFloat((byte) (e >>> 12));
+      if (c == 0f) {
+        continue;
+      }
+      float wc = weight * c;
+      int from = (e & 0xFFF) * headDim;
+      for (int i = 0; i < headDim; i++) {
+        acc[accOff + i] += wc * dict[from + i];
+      }
+    }
+  }
+
+  @Override
+  public boolean equals(Object other) {
+    return other instanceof LexicoFormat o && o.dict == dict && o.sparsity == sparsity;
+  }
+
+  @Override
+  public int hashCode() {
+    return System.identityHashCode(dict) * 31 + sparsity;
+  }
+}
