@@ -69,24 +69,32 @@ public final class DistStepTiming {
                       coordinator, first, blockTokens, cfg.layers(), cfg.kvHeads(), cfg.headDim()));
         }
         double[][] ms = new double[labels.size()][repeats + 1];
+        double[][] att = new double[labels.size()][repeats + 1];
         try (Engine engine = new Engine(model, threads, null)) {
           for (int r = 0; r <= repeats; r++) { // round 0 warms the JIT up
             for (int k = 0; k < labels.size(); k++) {
-              ms[k][r] = run(engine, factories.get(k), model, depth, steps);
+              double[] t = run(engine, factories.get(k), model, depth, steps);
+              ms[k][r] = t[0];
+              att[k][r] = t[1];
             }
           }
         }
         for (int k = 0; k < labels.size(); k++) {
           double[] timed = Arrays.copyOfRange(ms[k], 1, repeats + 1);
+          double[] inAttention = Arrays.copyOfRange(att[k], 1, repeats + 1);
           Arrays.sort(timed);
+          Arrays.sort(inAttention);
           System.out.printf(
               Locale.ROOT,
-              "%-40s decode %.2f ms/token (median of %d; min %.2f, max %.2f)%n",
+              "%-40s decode %.2f ms/token (median of %d; min %.2f, max %.2f); in attend() %.3f"
+                  + " ms/token (median; min %.3f)%n",
               labels.get(k),
               timed[timed.length / 2],
               timed.length,
               timed[0],
-              timed[timed.length - 1]);
+              timed[timed.length - 1],
+              inAttention[inAttention.length / 2],
+              inAttention[0]);
         }
       } finally {
         members.forEach(KvCluster::close);
@@ -94,8 +102,11 @@ public final class DistStepTiming {
     }
   }
 
-  /** Prefills {@code depth} tokens, then times {@code steps} decode steps: ms per step. */
-  private static double run(
+  /**
+   * Prefills {@code depth} tokens, then times {@code steps} decode steps: ms per step, and ms per
+   * step spent in the layers' attend calls (RPCs and merge included).
+   */
+  private static double[] run(
       Engine engine, KvCacheFactory caches, Model model, int depth, int steps) {
     int vocab = model.config().vocabSize();
     int[] prompt = new int[depth];
@@ -104,13 +115,114 @@ public final class DistStepTiming {
       prompt[i] = 3 + (i * 37) % (vocab - 3);
     }
     float[] logits = new float[vocab];
-    try (KvCache cache = caches.create(model.config())) {
+    try (TimedCache cache = new TimedCache(caches.create(model.config()))) {
       engine.prefill(cache, prompt, 0, depth, 0, false, logits);
+      cache.nanos[0] = 0;
       long t0 = System.nanoTime();
       for (int s = 0; s < steps; s++) {
         engine.decode(cache, 3 + (s * 11) % (vocab - 3), depth + s, logits);
       }
-      return (System.nanoTime() - t0) / 1e6 / steps;
+      return new double[] {(System.nanoTime() - t0) / 1e6 / steps, cache.nanos[0] / 1e6 / steps};
+    }
+  }
+
+  /** A cache whose layers add the time spent in attend to {@code nanos[0]}. */
+  private static final class TimedCache implements KvCache {
+    final KvCache inner;
+    final long[] nanos = new long[1];
+    final LayerKv[] layers;
+
+    TimedCache(KvCache inner) {
+      this.inner = inner;
+      this.layers = new LayerKv[inner.layerCount()];
+      for (int l = 0; l < layers.length; l++) {
+        LayerKv kv = inner.layer(l);
+        layers[l] =
+            new LayerKv() {
+              @Override
+              public int kvHeads() {
+                return kv.kvHeads();
+              }
+
+              @Override
+              public int headDim() {
+                return kv.headDim();
+              }
+
+              @Override
+              public void append(int n, int[] p, float[] k, float[] v) {
+                kv.append(n, p, k, v);
+              }
+
+              @Override
+              public void attend(
+                  int n,
+                  int[] p,
+                  int heads,
+                  float[] q,
+                  float scale,
+                  float[] out,
+                  io.kvslim.kv.AttentionObserver o) {
+                attend(n, p, heads, q, scale, out, o, null, io.kvslim.kv.AttentionOrder.OWN);
+              }
+
+              @Override
+              public void attend(
+                  int n,
+                  int[] p,
+                  int heads,
+                  float[] q,
+                  float scale,
+                  float[] out,
+                  io.kvslim.kv.AttentionObserver o,
+                  io.kvslim.tensor.Parallel pool,
+                  io.kvslim.kv.AttentionOrder order) {
+                long t = System.nanoTime();
+                kv.attend(n, p, heads, q, scale, out, o, pool, order);
+                nanos[0] += System.nanoTime() - t;
+              }
+
+              @Override
+              public int size(int g) {
+                return kv.size(g);
+              }
+
+              @Override
+              public long bytes() {
+                return kv.bytes();
+              }
+
+              @Override
+              public long bytes(int g) {
+                return kv.bytes(g);
+              }
+            };
+      }
+    }
+
+    @Override
+    public int layerCount() {
+      return layers.length;
+    }
+
+    @Override
+    public LayerKv layer(int l) {
+      return layers[l];
+    }
+
+    @Override
+    public long bytes() {
+      return inner.bytes();
+    }
+
+    @Override
+    public void afterStep(StepKind kind) {
+      inner.afterStep(kind);
+    }
+
+    @Override
+    public void close() {
+      inner.close();
     }
   }
 
