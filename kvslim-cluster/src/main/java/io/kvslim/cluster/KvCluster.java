@@ -16,7 +16,8 @@ import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
- * An embedded Hazelcast member of a kvslim cluster (METHODS.md H6, DistAttention): it holds KV
+ * An embedded Hazelcast member of a kvslim cluster (METHODS.md H6, DistAttention from
+ * "Infinite-LLM", arXiv 2401.02669, in its CPU form: members instead of GPU instances): it holds KV
  * blocks that other members place on it and computes partial attention over them, and, as a
  * coordinator, makes caches whose blocks spread over every member ({@link #cacheFactory}).
  *
