@@ -36,7 +36,8 @@ public final class CliErrors {
         || t instanceof GgufFormatException
         || t instanceof IllegalArgumentException
         || t instanceof InvalidPathException
-        || t instanceof UncheckedIOException;
+        || t instanceof UncheckedIOException
+        || t instanceof io.kvslim.kv.KvUnavailableException;
   }
 
   /** The one-line message for a user error, starting with {@code kvslim: }. */

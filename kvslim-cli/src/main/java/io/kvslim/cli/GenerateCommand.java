@@ -22,6 +22,7 @@ public final class GenerateCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
   @Mixin KvOptions kvOptions;
   @Mixin NumericsOptions numericsOptions;
+  @Mixin ClusterOptions clusterOptions;
 
   @Option(
       names = {"-p", "--prompt"},
@@ -74,10 +75,17 @@ public final class GenerateCommand implements Callable<Integer> {
     }
     SamplerConfig sc =
         new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
-    var kvFactory = kvOptions.factory();
+    clusterOptions.check(kvOptions);
     var numerics = numericsOptions.numerics();
-    try (Model model = modelOptions.load();
-        Engine engine = modelOptions.engine(model, kvFactory, numerics)) {
+    try (var cluster = clusterOptions.enabled() ? clusterOptions.join(kvOptions) : null;
+        Model model = modelOptions.load();
+        Engine engine =
+            modelOptions.engine(
+                model,
+                cluster != null
+                    ? cluster.cacheFactory(clusterOptions.blockTokens)
+                    : kvOptions.factory(),
+                numerics)) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());
       int[] ids = tok.encode(prompt, !noBos, parseSpecial);
       PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);

@@ -49,6 +49,7 @@ public final class ServeCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
   @Mixin ModelOptions modelOptions;
   @Mixin KvOptions kvOptions;
+  @Mixin ClusterOptions clusterOptions;
 
   @Option(names = "--host", description = "Address to listen on (default ${DEFAULT-VALUE}).")
   String host = "127.0.0.1";
@@ -139,6 +140,7 @@ public final class ServeCommand implements Callable<Integer> {
     checkShutdownGrace(shutdownGrace);
     long memory = kvMemoryBytes(kvMemory);
     kvOptions.parsed(); // a bad --kv fails before the model loads
+    clusterOptions.check(kvOptions); // and so does a bad --cluster
     String key = apiKey(apiKey, apiKeyFile, System.getenv());
     // a bad --host or --port fails before the model loads too
     if (port < 0 || port > 65535) {
@@ -168,7 +170,8 @@ public final class ServeCommand implements Callable<Integer> {
             key,
             id,
             idleTimeout * 1000L);
-    try (Model model = modelOptions.load();
+    try (var cluster = clusterOptions.enabled() ? clusterOptions.join(kvOptions) : null;
+        Model model = modelOptions.load();
         Engine engine = modelOptions.engine(model, kvOptions.factory())) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());
       String template = model.file().getString("tokenizer.chat_template", null);
@@ -176,6 +179,9 @@ public final class ServeCommand implements Callable<Integer> {
       OpenAiServer server;
       try {
         server = new OpenAiServer(engine, tok, template, cfg);
+        if (cluster != null) {
+          server.useCaches(cluster.cacheFactory(clusterOptions.blockTokens));
+        }
       } catch (ApiException e) {
         throw new IllegalArgumentException("--kv: " + e.getMessage());
       }

@@ -145,6 +145,20 @@ public final class OpenAiServer implements AutoCloseable {
   }
 
   /**
+   * Makes every sequence's KV cache with {@code caches} (DistAttention on a cluster: {@code kvslim
+   * serve --cluster}) instead of the default plan's; requests may then not name another kv spec. A
+   * cluster member lost mid-request ends it with a 503 naming the member. Call before {@link
+   * #start}.
+   */
+  public OpenAiServer useCaches(io.kvslim.engine.KvCacheFactory caches) {
+    clustered = caches != null;
+    scheduler.useCaches(caches);
+    return this;
+  }
+
+  private volatile boolean clustered;
+
+  /**
    * Opens the port; returns this.
    *
    * @throws java.io.UncheckedIOException saying in one sentence why the address cannot be bound
@@ -358,6 +372,15 @@ public final class OpenAiServer implements AutoCloseable {
   private KvPlan plan(String kv) {
     if (kv == null || kv.equals(defaultPlan.text())) {
       return defaultPlan;
+    }
+    if (clustered) {
+      throw new ApiException(
+          400,
+          "this server keeps every KV cache on its cluster (--cluster), so a request cannot choose"
+              + " another kv spec; leave kv out",
+          ApiException.INVALID_REQUEST,
+          "kv",
+          "bad_kv_spec");
     }
     if (REQUEST_PROFILE.matcher(kv).find()) {
       // @profile=FILE would make the server read (and report on) any file it can open

@@ -1,9 +1,11 @@
 package io.kvslim.server;
 
 import io.kvslim.engine.Engine;
+import io.kvslim.engine.KvCacheFactory;
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.SamplerConfig;
 import io.kvslim.kv.KvCache;
+import io.kvslim.kv.KvUnavailableException;
 import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.store.BlockPool;
@@ -59,6 +61,7 @@ public final class Scheduler implements AutoCloseable {
   private final List<Sequence> segments = new ArrayList<>();
   private final List<Sequence> sampled = new ArrayList<>();
   private float[] logits = new float[0];
+  private volatile KvCacheFactory remoteCaches; // DistAttention: every sequence's cache, or null
 
   public Scheduler(
       Engine engine,
@@ -77,6 +80,14 @@ public final class Scheduler implements AutoCloseable {
     this.thread = Thread.ofPlatform().name("kvslim-scheduler").daemon(true).unstarted(this::run);
     metrics.bindScheduler(this);
     thread.start();
+  }
+
+  /**
+   * Makes every sequence's cache with {@code caches} instead of its plan (DistAttention keeps the
+   * blocks on cluster members, so the local pool holds none of them); null for the plans' caches.
+   */
+  public void useCaches(KvCacheFactory caches) {
+    this.remoteCaches = caches;
   }
 
   /** Requests waiting for admission. */
@@ -287,12 +298,13 @@ public final class Scheduler implements AutoCloseable {
         finishError(s, "the server is shutting down");
       }
       for (Sequence s : admitted) {
-        s.cache = s.plan.create();
+        KvCacheFactory remote = remoteCaches;
+        s.cache = remote != null ? remote.create(engine.config()) : s.plan.create();
         s.cache.beginPrompt(s.prompt.length);
         if (s.segments != null) {
           s.cache.labelPrompt(s.segments);
-          if (s.cache.promptSegments() != null) {
-            metrics.labelledPrompt(s.cache.promptSegments());
+          if (s.cache instanceof ManagedKvCache m && m.promptSegments() != null) {
+            metrics.labelledPrompt(m.promptSegments());
           }
         }
         s.history = new int[s.prompt.length + s.maxTokens];
@@ -358,6 +370,13 @@ public final class Scheduler implements AutoCloseable {
     } catch (RuntimeException e) {
       // a failed step may leave these caches half-appended: none of them can go on
       boolean memory = e instanceof KvMemoryExhaustedException;
+      if (e instanceof KvUnavailableException) { // a cluster member left: say so (503)
+        System.err.println("kvslim: " + e.getMessage());
+        for (Sequence s : List.copyOf(segments)) {
+          finish(s, FinishReason.ERROR, e.getMessage());
+        }
+        return;
+      }
       if (!memory) {
         System.err.println("kvslim: internal error in a forward step: " + e);
         e.printStackTrace();
@@ -438,7 +457,10 @@ public final class Scheduler implements AutoCloseable {
     return needed <= pool.limitBytes() - pool.usedBytes();
   }
 
-  private static long appendBytes(ManagedKvCache cache, int rows, int firstPosition) {
+  private static long appendBytes(KvCache kv, int rows, int firstPosition) {
+    if (!(kv instanceof ManagedKvCache cache)) {
+      return 0; // held elsewhere (DistAttention's members)
+    }
     long bytes = 0;
     for (int l = 0; l < cache.layerCount(); l++) {
       var layer = cache.paged(l);

@@ -2,8 +2,8 @@ package io.kvslim.server;
 
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.StopMatcher;
+import io.kvslim.kv.KvCache;
 import io.kvslim.kv.PromptSegments;
-import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.tokenizer.StreamingDecoder;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
@@ -38,7 +38,7 @@ public final class Sequence {
   private volatile boolean cancelled;
 
   State state = State.WAITING;
-  ManagedKvCache cache;
+  KvCache cache; // a ManagedKvCache, or DistAttention's
   int[] history;
   int length;
   int prefilled;

@@ -43,7 +43,7 @@ class SchedulerSegmentsTest {
         while (!(s.poll(100) instanceof SequenceEvent.Done)) {
           assertThat(System.nanoTime()).as("sequence finishes").isLessThan(deadline);
         }
-        PromptSegments seen = s.cache.promptSegments();
+        PromptSegments seen = ((io.kvslim.kv.cache.ManagedKvCache) s.cache).promptSegments();
         assertThat(seen).isSameAs(enc.segments());
       }
     }
