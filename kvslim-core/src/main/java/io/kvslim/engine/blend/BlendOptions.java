@@ -18,7 +18,7 @@ public record BlendOptions(double recompute, int checkLayer) {
   public BlendOptions {
     if (!(recompute >= 0 && recompute <= 1)) {
       throw new IllegalArgumentException(
-          "cacheblend recompute must be between 0% and 100%, got " + recompute);
+          "cacheblend recompute must be between 0% and 100%, got " + recompute * 100 + "%");
     }
     if (checkLayer < 1) {
       throw new IllegalArgumentException(

@@ -11,6 +11,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.function.Supplier;
 
 /**
  * CacheBlend (Yao et al. 2024, "CacheBlend: Fast Large Language Model Serving for RAG with Cached
@@ -42,6 +43,7 @@ import java.util.List;
  */
 public final class CacheBlend {
   private final Engine engine;
+  private final Supplier<KvCache> caches;
   private final ChunkKvStore store;
   private final String model;
   private final String kvSpec;
@@ -53,7 +55,22 @@ public final class CacheBlend {
    *     computed with a compressed cache has other KV)
    */
   public CacheBlend(Engine engine, String kvSpec, ChunkKvStore store, BlendOptions options) {
+    this(engine, engine::newCache, kvSpec, store, options);
+  }
+
+  /**
+   * As {@link #CacheBlend(Engine, String, ChunkKvStore, BlendOptions)}, computing chunks in caches
+   * from {@code caches} (of spec {@code kvSpec}) instead of the engine's (the server's per-request
+   * KV specs).
+   */
+  public CacheBlend(
+      Engine engine,
+      Supplier<KvCache> caches,
+      String kvSpec,
+      ChunkKvStore store,
+      BlendOptions options) {
     this.engine = engine;
+    this.caches = caches;
     this.store = store;
     this.kvSpec = kvSpec;
     this.options = options;
@@ -162,7 +179,7 @@ public final class CacheBlend {
 
   /** A chunk prefilled on its own from position 0, every layer's keys and values recorded. */
   private ChunkKv compute(int[] tokens) {
-    try (ChunkCapture capture = new ChunkCapture(engine.newCache(), tokens.length)) {
+    try (ChunkCapture capture = new ChunkCapture(caches.get(), tokens.length)) {
       float[] scratch = new float[engine.config().vocabSize()];
       engine.prefill(capture, tokens, 0, tokens.length, 0, false, scratch);
       return capture.chunk(tokens);
