@@ -150,7 +150,9 @@ public final class BenchBlendCommand implements Callable<Integer> {
               + String.format(
                   "Model %s, KV %s, %d threads; prompt: BOS + %d chunks of %d tokens (%s) + %d query"
                       + " tokens from %s; %d continuation tokens compared; TTFT median of %d after %d"
-                      + " warm-up runs.%n%n",
+                      + " warm-up runs. CPU ms: the CPU time of the thread that ran the prefill;"
+                      + " with -t 1 it does all the work, so this is the work whatever else runs on"
+                      + " the machine.%n%n",
                   modelOptions.modelPath().getFileName(),
                   spec,
                   engine.threads(),
