@@ -181,6 +181,61 @@ class CacheBlendTest {
   }
 
   @Test
+  void partialRecomputeFusesFreshAndStoredKvAsThePaperSays() {
+    List<int[]> chunks = chunks(10, 45, 38, 52);
+    int[] suffix = {300, 301, 302, 303};
+    int[] all = concat(PREFIX, chunks, suffix);
+    ModelConfig c = engine.config();
+    int w = c.kvDim();
+    int cached = all.length - suffix.length;
+    float[] logits = new float[c.vocabSize()];
+    try (Recorder full = new Recorder(engine.newCache());
+        Recorder naive = new Recorder(engine.newCache());
+        Recorder blended = new Recorder(engine.newCache())) {
+      engine.prefill(full, all, 0, all.length, 0, false, logits);
+      blend("cacheblend:recompute=0%").prefill(naive, PREFIX, chunks, suffix, logits);
+      blend("cacheblend:recompute=20%,check=2").prefill(blended, PREFIX, chunks, suffix, logits);
+      // layers up to the check layer: every token's fresh KV, as the full prefill's
+      for (int l = 0; l <= 2; l++) {
+        assertThat(blended.keys(l)).as("layer %d", l).isEqualTo(full.keys(l));
+        assertThat(blended.values(l)).as("layer %d", l).isEqualTo(full.values(l));
+      }
+      // the selection: the chunk rows whose layer-2 values moved most from the stored ones
+      int k = (int) Math.floor(cached * 0.2 + 1e-9);
+      double[] d = new double[cached];
+      Integer[] order = new Integer[cached];
+      for (int r = 0; r < cached; r++) {
+        order[r] = r;
+        for (int j = r * w; j < (r + 1) * w; j++) {
+          double x = (double) full.values(2)[j] - naive.values(2)[j];
+          d[r] += x * x;
+        }
+      }
+      Arrays.sort(order, (a, b) -> Double.compare(d[b], d[a]));
+      boolean[] selected = new boolean[cached];
+      for (int i = 0; i < k; i++) {
+        selected[order[i]] = true;
+      }
+      // deeper layers: unselected chunk rows keep their stored KV, the others are recomputed
+      for (int l = 3; l < c.layers(); l++) {
+        int changed = 0;
+        for (int r = 0; r < cached; r++) {
+          float[] got = Arrays.copyOfRange(blended.values(l), r * w, (r + 1) * w);
+          float[] stored = Arrays.copyOfRange(naive.values(l), r * w, (r + 1) * w);
+          if (!selected[r]) {
+            assertThat(got).as("layer %d row %d", l, r).isEqualTo(stored);
+            assertThat(Arrays.copyOfRange(blended.keys(l), r * w, (r + 1) * w))
+                .isEqualTo(Arrays.copyOfRange(naive.keys(l), r * w, (r + 1) * w));
+          } else if (!Arrays.equals(got, stored)) {
+            changed++;
+          }
+        }
+        assertThat(changed).as("layer %d", l).isEqualTo(k);
+      }
+    }
+  }
+
+  @Test
   void reRotatedKeysEqualKeysComputedAtTheNewPositions() {
     List<int[]> chunks = chunks(4, 50, 70, 90);
     int[] all = concat(PREFIX, chunks, new int[0]);
