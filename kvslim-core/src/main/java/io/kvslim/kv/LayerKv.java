@@ -116,6 +116,17 @@ public interface LayerKv {
     return null;
   }
 
+  /**
+   * After this layer appended the {@code rows} rows of a one-sequence prefill step: the rows
+   * (indices into those rows, ascending, at least one) whose queries attend and go on to the deeper
+   * layers, or null for all of them (the default). Unlike {@link #keptRows}, asked before the
+   * layer's attention: every row's keys and values are in, only the selected rows are computed
+   * further (CacheBlend's check layer, {@code io.kvslim.kv.blend.CacheBlend}).
+   */
+  default int[] queryRows(int rows) {
+    return null;
+  }
+
   /** Tokens retained by a KV head. */
   int size(int kvHead);
 

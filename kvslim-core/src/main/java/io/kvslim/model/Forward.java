@@ -134,7 +134,11 @@ public final class Forward {
     step.reset(b, c.layers());
     for (int l = 0; l < c.layers(); l++) {
       step.ran(l, n);
-      layer(l, b, n);
+      int selected = layer(l, b, n);
+      if (selected != n) {
+        n = selected;
+        anglesReady = false; // the rows' positions changed
+      }
       int kept = l + 1 < c.layers() ? step.thin(l, b, n, x, dim) : n;
       if (kept != n) {
         n = kept;
@@ -199,7 +203,8 @@ public final class Forward {
     anglesReady = true;
   }
 
-  private void layer(int l, Batch b, int n) {
+  /** Runs layer {@code l} on {@code n} rows; the rows that go on ({@link LayerKv#queryRows}). */
+  private int layer(int l, Batch b, int n) {
     LayerWeights w = model.layer(l);
     int dim = c.dim();
     for (int r = 0; r < n; r++) {
@@ -255,8 +260,10 @@ public final class Forward {
         }
       }
     }
+    querySelected = -1;
     attention(l, b);
-    mm(w.wo(), att, n, proj);
+    int m = querySelected >= 0 ? querySelected : n; // a cache kept some rows' queries (CacheBlend)
+    mm(w.wo(), att, m, proj);
     for (int s = 0; s < b.segments(); s++) {
       LayerKv kv = b.cache(s).layer(l);
       if (step.end(s) - step.start(s) > 1 && kv.wantsAttentionOutput()) {
@@ -264,8 +271,8 @@ public final class Forward {
         kv.attentionOutput(step.end(s) - start, dim, x, proj, start * dim);
       }
     }
-    Ops.add(x, proj, n * dim);
-    for (int r = 0; r < n; r++) {
+    Ops.add(x, proj, m * dim);
+    for (int r = 0; r < m; r++) {
       Ops.rmsNorm(xb, r * dim, x, r * dim, w.ffnNorm(), dim, c.rmsEps());
     }
     if (fusable(w.gate(), w.up(), w.up())) {
@@ -278,25 +285,28 @@ public final class Forward {
           ffn,
           MatMul.ROW_GRAIN,
           (s, e) -> {
-            if (n == 1) {
+            if (m == 1) {
               gate.dotRows(s, e - s, xb, hb);
               up.dotRows(s, e - s, xb, hb2);
             } else {
-              gate.matmulRows(s, e - s, xb, n, hb);
-              up.matmulRows(s, e - s, xb, n, hb2);
+              gate.matmulRows(s, e - s, xb, m, hb);
+              up.matmulRows(s, e - s, xb, m, hb2);
             }
-            for (int r = 0; r < n; r++) {
+            for (int r = 0; r < m; r++) {
               Ops.swigluRange(hb, hb2, ffn, r * ffn, s, e);
             }
           });
     } else {
-      mm(w.gate(), xb, n, hb);
-      mm(w.up(), xb, n, hb2);
-      Ops.swiglu(hb, hb2, n, c.ffnDim());
+      mm(w.gate(), xb, m, hb);
+      mm(w.up(), xb, m, hb2);
+      Ops.swiglu(hb, hb2, m, c.ffnDim());
     }
-    mm(w.down(), hb, n, proj);
-    Ops.add(x, proj, n * dim);
+    mm(w.down(), hb, m, proj);
+    Ops.add(x, proj, m * dim);
+    return m;
   }
+
+  private int querySelected = -1; // rows left after a cache's queryRows in this layer, -1: all
 
   /** Whether the three matmuls are {@link MatMul}'s (one dispatch may run them together). */
   private boolean fusable(WeightMatrix a, WeightMatrix b, WeightMatrix c) {
@@ -370,6 +380,14 @@ public final class Forward {
     LayerKv kv = b.cache(s).layer(l);
     if (start == 0) {
       kv.append(cnt, step.positions(), k, v);
+      int[] only = b.segments() == 1 && cnt > 1 ? kv.queryRows(cnt) : null;
+      if (only != null) {
+        cnt = step.select(only, b, cnt, x, c.dim());
+        for (int i = 0; i < cnt; i++) {
+          System.arraycopy(q, only[i] * qd, q, i * qd, qd);
+        }
+        querySelected = cnt;
+      }
       attend(l, kv, cnt, step.positions(), q, scale, att);
       return;
     }

@@ -88,6 +88,25 @@ final class StepRows {
     if (keep == null) {
       return n;
     }
+    return compact(keep, b, n, x, dim);
+  }
+
+  /**
+   * Keeps the rows {@code keep} (ascending indices below {@code n}) of a one-segment step whose
+   * {@code n} rows have hidden states {@code x}: as {@link #thin}, for a cache that keeps only some
+   * of its rows' queries once their keys and values are in ({@link io.kvslim.kv.LayerKv#queryRows},
+   * CacheBlend). The rows that go on.
+   */
+  int select(int[] keep, Batch b, int n, float[] x, int dim) {
+    if (b.segments() != 1) {
+      throw new IllegalStateException("query rows can be selected in a one-sequence step only");
+    }
+    check(keep, n);
+    return compact(new int[][] {keep}, b, n, x, dim);
+  }
+
+  private int compact(int[][] keep, Batch b, int n, float[] x, int dim) {
+    int segments = b.segments();
     if (!thinned) {
       start(b, n);
     }

@@ -12,7 +12,8 @@ import java.util.concurrent.ThreadLocalRandom;
  * A checked {@code /v1/completions} or {@code /v1/chat/completions} request. Every field is
  * validated here, so a bad one fails with a 400 naming it before any work starts. Extensions to
  * OpenAI's fields: {@code kv} (a KV spec for this request), {@code top_k}, {@code min_p}, {@code
- * repeat_penalty}, {@code ignore_eos} and {@code return_token_ids}.
+ * repeat_penalty}, {@code ignore_eos}, {@code return_token_ids}, and {@code cache_chunks} with
+ * {@code cache_blend} ({@link BlendPrompt}).
  *
  * @param prompt the prompt text (completions), or null when given as token ids or messages
  * @param promptTokens the prompt as token ids, or null
@@ -32,7 +33,9 @@ public record CompletionRequest(
     boolean includeUsage,
     String kv,
     boolean ignoreEos,
-    boolean returnTokenIds) {
+    boolean returnTokenIds,
+    List<String> cacheChunks,
+    String cacheBlend) {
 
   private static final int MAX_STOPS = 16;
 
@@ -129,7 +132,9 @@ public record CompletionRequest(
         includeUsage,
         kv,
         optBool(body, "ignore_eos"),
-        optBool(body, "return_token_ids"));
+        optBool(body, "return_token_ids"),
+        BlendPrompt.chunks(body, chat, prompt),
+        BlendPrompt.spec(body));
   }
 
   private static List<ChatTemplate.Message> messages(JsonNode body) {

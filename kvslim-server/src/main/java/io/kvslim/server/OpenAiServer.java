@@ -294,7 +294,9 @@ public final class OpenAiServer implements AutoCloseable {
     CompletionRequest req = CompletionRequest.parse(RequestBody.json(ctx, json), chat);
     checkModel(req.model());
     KvPlan plan = plan(req.kv());
-    ChatTemplate.Segmented encoded = promptTokens(req);
+    BlendPrompt blend = BlendPrompt.of(req, tokenizer);
+    ChatTemplate.Segmented encoded =
+        blend != null ? new ChatTemplate.Segmented(blend.tokens(), null) : promptTokens(req);
     int[] prompt = encoded.tokens();
     int context = engine.config().contextLength();
     int maxTokens;
@@ -311,7 +313,14 @@ public final class OpenAiServer implements AutoCloseable {
     }
     Sequence seq =
         scheduler.submit(
-            prompt, encoded.segments(), maxTokens, req.sampling(), plan, req.ignoreEos(), stops);
+            prompt,
+            encoded.segments(),
+            maxTokens,
+            req.sampling(),
+            plan,
+            req.ignoreEos(),
+            stops,
+            blend);
     CompletionResponse r =
         new CompletionResponse(
             json,

@@ -58,6 +58,7 @@ public final class Scheduler implements AutoCloseable {
   // scheduler thread only
   private final List<Sequence> active = new ArrayList<>();
   private final Batch batch = new Batch();
+  private final BlendPrefill blender;
   private final List<Sequence> segments = new ArrayList<>();
   private final List<Sequence> sampled = new ArrayList<>();
   private float[] logits = new float[0];
@@ -77,6 +78,7 @@ public final class Scheduler implements AutoCloseable {
     this.admission = new Admission(pool.limitBytes(), config.maxBatch());
     this.vocab = engine.config().vocabSize();
     this.context = engine.config().contextLength();
+    this.blender = new BlendPrefill(engine);
     this.thread = Thread.ofPlatform().name("kvslim-scheduler").daemon(true).unstarted(this::run);
     metrics.bindScheduler(this);
     thread.start();
@@ -88,6 +90,11 @@ public final class Scheduler implements AutoCloseable {
    */
   public void useCaches(KvCacheFactory caches) {
     this.remoteCaches = caches;
+  }
+
+  /** CacheBlend's chunk store (hits and misses). */
+  io.kvslim.engine.blend.ChunkKvStore chunkStore() {
+    return blender.store();
   }
 
   /** Requests waiting for admission. */
@@ -148,6 +155,22 @@ public final class Scheduler implements AutoCloseable {
       KvPlan plan,
       boolean ignoreEos,
       List<String> stops) {
+    return submit(prompt, segments, maxTokens, sampling, plan, ignoreEos, stops, null);
+  }
+
+  /**
+   * As above, for a prompt of CacheBlend chunks ({@code blend}, null for none; {@link
+   * BlendPrefill}).
+   */
+  Sequence submit(
+      int[] prompt,
+      PromptSegments segments,
+      int maxTokens,
+      SamplerConfig sampling,
+      KvPlan plan,
+      boolean ignoreEos,
+      List<String> stops,
+      BlendPrompt blend) {
     RequestLimits.check(prompt, maxTokens, vocab, context);
     long estimate = plan.estimateBytes(prompt.length, maxTokens);
     if (!admission.fitsAlone(estimate)) {
@@ -175,6 +198,7 @@ public final class Scheduler implements AutoCloseable {
             stops,
             estimate,
             segments);
+    s.blend = blend;
     if (maxTokens == 0) {
       s.state = Sequence.State.DONE;
       s.emit(new SequenceEvent.Done(FinishReason.LENGTH, usage(s, 0, 0), null));
@@ -351,6 +375,11 @@ public final class Scheduler implements AutoCloseable {
 
   /** One forward pass over every decoding sequence and a prefill chunk; then sampling. */
   private void step() {
+    for (Sequence s : List.copyOf(active)) {
+      if (s.state == Sequence.State.PREFILL && s.blend != null) {
+        blendPrefill(s);
+      }
+    }
     buildBatch();
     while (!fitsInPool()) {
       Sequence victim = victim();
@@ -418,6 +447,32 @@ public final class Scheduler implements AutoCloseable {
     metrics.step(produced, System.nanoTime() - t0);
   }
 
+  /** A CacheBlend prompt's whole prefill, alone, then its first token. */
+  private void blendPrefill(Sequence s) {
+    if (appendBytes(s.cache, s.prompt.length, 0) > pool.limitBytes() - pool.usedBytes()) {
+      finish(s, FinishReason.LENGTH, null);
+      return;
+    }
+    if (logits.length < vocab) {
+      logits = new float[vocab];
+    }
+    long t0 = System.nanoTime();
+    try {
+      blender.prefill(s, logits);
+    } catch (KvMemoryExhaustedException e) {
+      finish(s, FinishReason.LENGTH, null);
+      return;
+    } catch (IllegalArgumentException e) {
+      finishError(s, e.getMessage());
+      return;
+    }
+    s.prefilled = s.prompt.length;
+    s.state = Sequence.State.DECODE;
+    s.peakBytes = Math.max(s.peakBytes, s.cache.bytes());
+    accept(s, s.sampler.sample(logits, 0, vocab, s.history, s.length));
+    metrics.step(1, System.nanoTime() - t0);
+  }
+
   /** Decode rows of every decoding sequence, then prefill chunks in admission order. */
   private void buildBatch() {
     batch.clear();
@@ -433,7 +488,7 @@ public final class Scheduler implements AutoCloseable {
       if (budget == 0) {
         break;
       }
-      if (s.state == Sequence.State.PREFILL) {
+      if (s.state == Sequence.State.PREFILL && s.blend == null) {
         int n = Math.min(budget, s.prompt.length - s.prefilled);
         int chunk = s.cache.prefillChunk(); // compresses inside the prefill: not across a chunk end
         if (chunk != Integer.MAX_VALUE) {

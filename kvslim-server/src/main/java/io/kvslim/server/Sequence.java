@@ -37,6 +37,7 @@ public final class Sequence {
   private final BlockingQueue<SequenceEvent> events = new LinkedBlockingQueue<>();
   private volatile boolean cancelled;
 
+  BlendPrompt blend; // CacheBlend's chunks, or null: set before the sequence is queued
   State state = State.WAITING;
   KvCache cache; // a ManagedKvCache, or DistAttention's
   int[] history;

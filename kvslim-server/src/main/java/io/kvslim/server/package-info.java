@@ -12,10 +12,12 @@
  *
  * <p>Request extensions: {@code kv} (KV spec for this request), {@code top_k}, {@code min_p},
  * {@code repeat_penalty}, {@code ignore_eos}, {@code return_token_ids} (the generated ids, per
- * choice or per chunk). Responses carry {@code kvslim_usage}: {@code kv}, {@code kv_bytes} held
- * when the sequence ended, {@code kv_bytes_peak}, and {@code compression_ratio}, the bytes an F16
- * full cache of the same tokens would take ({@code tokens × layers × kvHeads × headDim × 2 × 2})
- * divided by {@code kv_bytes}.
+ * choice or per chunk), {@code cache_chunks} with {@code cache_blend} (the prompt's documents as a
+ * list of strings whose KV is stored and reused in any order, CacheBlend: {@link
+ * io.kvslim.server.BlendPrompt}). Responses carry {@code kvslim_usage}: {@code kv}, {@code
+ * kv_bytes} held when the sequence ended, {@code kv_bytes_peak}, and {@code compression_ratio}, the
+ * bytes an F16 full cache of the same tokens would take ({@code tokens × layers × kvHeads × headDim
+ * × 2 × 2}) divided by {@code kv_bytes}.
  *
  * <p>Defaults: {@code max_tokens} is 16 for completions (as in OpenAI's API) and, for chat, the
  * rest of the context, lowered so the request's KV estimate fits {@code --kv-memory}. Sampling
