@@ -44,6 +44,7 @@ public final class KvMethods {
     register(new TurboQuantMethod());
     register(new GearMethod());
     register(new QaqMethod());
+    register(new AlignedKvMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 
