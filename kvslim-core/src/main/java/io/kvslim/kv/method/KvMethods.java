@@ -47,6 +47,8 @@ public final class KvMethods {
     register(new TurboQuantMethod());
     register(new GearMethod());
     register(new CqMethod());
+    register(new QaqMethod());
+    register(new AlignedKvMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 
