@@ -30,7 +30,8 @@ import java.nio.file.Path;
  *                      "heads": [L][H] of {"bos", "sink", "near", "local", "rest", "distance"}},
  *   "kvsharer": {"samples", "sample_tokens", "threshold", "distance": [L][L],
  *                "accepted": [[i, j], ...], "similarity": [...]},
- *   "pod": {"measure", "sinks", "window", "windows", "queries", "similarity": [L - 1]}
+ *   "pod": {"measure", "sinks", "window", "windows", "queries", "similarity": [L - 1]},
+ *   "kvquant": {...} (KVQuant's tables, {@link KvQuantTables})
  * }
  * </pre>
  *
@@ -71,7 +72,36 @@ public record CalibrationProfile(
     AttentionMass attentionMass,
     KvSharer kvSharer,
     Pod pod,
+    KvQuantTables kvQuant,
     Path source) {
+
+  /** A profile without KVQuant's tables. */
+  public CalibrationProfile(
+      ModelInfo model,
+      Settings calibration,
+      double[][] echo,
+      double[][] induction,
+      double[][] kvEcho,
+      double[][] kvInduction,
+      double[][] duo,
+      AttentionMass attentionMass,
+      KvSharer kvSharer,
+      Pod pod,
+      Path source) {
+    this(
+        model,
+        calibration,
+        echo,
+        induction,
+        kvEcho,
+        kvInduction,
+        duo,
+        attentionMass,
+        kvSharer,
+        pod,
+        null,
+        source);
+  }
 
   public static final String FORMAT = "kvslim-calibration-profile";
   public static final int VERSION = 1;
@@ -264,6 +294,9 @@ public record CalibrationProfile(
         sim.add(v);
       }
     }
+    if (kvQuant != null) {
+      root.set("kvquant", kvQuant.toJson(JSON));
+    }
     try {
       return JSON.writeValueAsString(root) + "\n";
     } catch (JacksonException e) {
@@ -398,6 +431,10 @@ public record CalibrationProfile(
         attention,
         root.has("kvsharer") ? readKvSharer(r, r.object(root, "kvsharer"), layers) : null,
         root.has("pod") ? readPod(r, r.object(root, "pod"), layers) : null,
+        root.has("kvquant")
+            ? KvQuantTables.fromJson(
+                root.get("kvquant"), file, layers, model.kvHeads(), model.headDim())
+            : null,
         file);
   }
 

@@ -244,6 +244,7 @@ public final class Calibrator {
         attention,
         sharer,
         pod,
+        KvQuantCalibration.run(engine, windows, KvQuantCalibration.OUTLIER_FRACTION),
         null);
   }
 

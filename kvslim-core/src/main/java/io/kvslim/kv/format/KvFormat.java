@@ -197,6 +197,22 @@ public interface KvFormat {
     }
   }
 
+  /**
+   * The format one KV head stores its rows in: this one, unless the format holds per-head tables
+   * (KVQuant's calibrated key channels) and hands each head its own.
+   */
+  default KvFormat forHead(int kvHead) {
+    return this;
+  }
+
+  /**
+   * True when this (key) format is meant for keys before RoPE: the cache then stores keys as
+   * projected and rotates each at its own position when it attends (KVQuant, METHODS.md M6).
+   */
+  default boolean keysBeforeRope() {
+    return false;
+  }
+
   /** Copies a row without requantizing. Only for {@link #perToken()} formats. */
   default void copyRow(
       MemorySegment from, int fromSlot, MemorySegment to, int toSlot, int capacity, int headDim) {

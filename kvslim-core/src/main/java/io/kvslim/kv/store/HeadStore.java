@@ -133,11 +133,33 @@ public final class HeadStore {
     for (KvBlock b : blocks) {
       for (int s = 0; s < b.filled(); s++) {
         if (b.isLive(s)) {
-          b.decodeKey(s, dst, i++ * headDim);
+          b.decodeKey(s, dst, i * headDim);
+          if (keyRope != null) {
+            rotateAt(dst, i * headDim, b.position(s));
+          }
+          i++;
         }
       }
     }
     return i;
+  }
+
+  private io.kvslim.kv.Rotary keyRope; // non-null: keys stored before RoPE, rotated when read
+  private float[] ropeCos = new float[0];
+  private float[] ropeSin = new float[0];
+
+  /** Rotates the keys {@link #readKeys} returns at their positions with {@code rope} (KVQuant). */
+  void rotateKeysOnRead(io.kvslim.kv.Rotary rope) {
+    if (rope != keyRope) {
+      keyRope = rope;
+      ropeCos = new float[rope.dims() / 2];
+      ropeSin = new float[rope.dims() / 2];
+    }
+  }
+
+  private void rotateAt(float[] x, int off, int position) {
+    keyRope.angles(position, ropeCos, ropeSin, 0);
+    keyRope.rotate(x, off, 1, headDim, ropeCos, ropeSin, 0);
   }
 
   /**
