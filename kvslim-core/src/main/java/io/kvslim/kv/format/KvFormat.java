@@ -213,6 +213,15 @@ public interface KvFormat {
     return false;
   }
 
+  /**
+   * Tokens at the start of each head that a (key) format leaves in full precision: the store keeps
+   * them, keys and values, in F16 in a block of their own (KVQuant's attention sink, the authors'
+   * {@code first_few_fp16}). 0 by default.
+   */
+  default int fullPrecisionTokens() {
+    return 0;
+  }
+
   /** Copies a row without requantizing. Only for {@link #perToken()} formats. */
   default void copyRow(
       MemorySegment from, int fromSlot, MemorySegment to, int toSlot, int capacity, int headDim) {

@@ -20,6 +20,10 @@ import java.lang.foreign.MemorySegment;
  * authors' per-token cap, {@code get_outliers} with {@code cap_outliers}, lines 30–78); further
  * outliers of the same vector are clamped to the range.
  *
+ * <p>The first {@code sinkTokens} tokens of each head (the attention sink, the authors' {@code
+ * first_few_fp16}, {@code quant_fn_nuq_recon} lines 298–360) are kept by the store in F16, keys and
+ * values, in a block of their own ({@link #fullPrecisionTokens}).
+ *
  * <p>Row layout: ⌈d·bits/8⌉ bytes of codes ({@link PackedCodes}), then {@code outliers} entries of
  * a u8 channel index (255: unused) and the fp16 value. The tables live in the format, not in the
  * block: one object per (layer, KV head) ({@link #forHead}).
@@ -38,6 +42,7 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
   private final float[] midpoints;
   private final float[][] offset; // [kvHead][channel]
   private final float[][] range;
+  private final int sinkTokens;
   private final int head; // -1: the layer's format, which hands out the heads' formats
   private final KvQuantKeyFormat[] heads;
 
@@ -51,12 +56,27 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
    */
   public KvQuantKeyFormat(
       int bits, float[] centroids, float[][] offset, float[][] range, int outliers) {
+    this(bits, centroids, offset, range, outliers, 0);
+  }
+
+  /**
+   * As above, with the first {@code sinkTokens} tokens of each head kept in F16 by the store
+   * ({@link #fullPrecisionTokens}; the authors' {@code first_few_fp16}).
+   */
+  public KvQuantKeyFormat(
+      int bits,
+      float[] centroids,
+      float[][] offset,
+      float[][] range,
+      int outliers,
+      int sinkTokens) {
     this(
         bits,
         KvQuantRows.checkCodebook("kvquant key", centroids, bits),
         offset,
         range,
         outliers,
+        sinkTokens,
         -1,
         null);
   }
@@ -67,8 +87,14 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       float[][] offset,
       float[][] range,
       int outliers,
+      int sinkTokens,
       int head,
       KvQuantKeyFormat[] heads) {
+    if (sinkTokens < 0 || sinkTokens > 4096) {
+      throw new IllegalArgumentException(
+          "kvquant keeps 0..4096 first tokens in full precision, got " + sinkTokens);
+    }
+    this.sinkTokens = sinkTokens;
     if (bits < 2 || bits > 4) {
       throw new IllegalArgumentException("kvquant keys need 2, 3 or 4 bits, got " + bits);
     }
@@ -100,7 +126,8 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
     if (head < 0) {
       this.heads = new KvQuantKeyFormat[offset.length];
       for (int g = 0; g < offset.length; g++) {
-        this.heads[g] = new KvQuantKeyFormat(bits, centroids, offset, range, outliers, g, null);
+        this.heads[g] =
+            new KvQuantKeyFormat(bits, centroids, offset, range, outliers, sinkTokens, g, null);
       }
     } else {
       this.heads = heads;
@@ -134,6 +161,12 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
   @Override
   public boolean keysBeforeRope() {
     return true;
+  }
+
+  /** The attention-sink tokens the store keeps in F16 at the start of each head. */
+  @Override
+  public int fullPrecisionTokens() {
+    return sinkTokens;
   }
 
   @Override
@@ -172,6 +205,16 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
   /** E: the largest normalized inlier error of the codebook ({@code |x − x̂| ≤ r_c·E}). */
   public float inlierError() {
     return KvQuantRows.maxError(centroids);
+  }
+
+  /** o_c per KV head and channel (shared, not copied: do not modify). */
+  public float[][] offsets() {
+    return offset;
+  }
+
+  /** r_c per KV head and channel (shared, not copied: do not modify). */
+  public float[][] ranges() {
+    return range;
   }
 
   /** Centroid {@code i} of the codebook (a normalized value in [−1, 1]). */

@@ -28,9 +28,9 @@ import java.util.Set;
  * weights=uniform}) or weighted by the squared activation ({@code act2}); the authors' Fisher
  * weights need gradients this engine does not compute.
  *
- * <p>Not implemented: the authors' attention-sink option ({@code first_few_fp16}) that keeps the
- * first token in fp16 (the first token is quantized like the others, with its outliers sparse), and
- * Q-Norm (off in the authors' defaults).
+ * <p>The first token of each head (the attention sink; {@code sink}, the authors' {@code
+ * first_few_fp16}) is kept in fp16, keys and values. Not implemented: Q-Norm (off in the authors'
+ * defaults).
  */
 public final class KvQuantMethod implements KvMethod {
 
@@ -62,10 +62,15 @@ public final class KvQuantMethod implements KvMethod {
         choice("bits", "3", "bits per key and value element (nuq2, nuq3, nuq4)", "2", "3", "4"),
         choice(
             "weights",
-            "uniform",
+            "act2",
             "k-means sample weights of the codebooks: uniform, or act2 (squared activation, a"
                 + " stand-in for the paper's Fisher information)",
-            KvQuantTables.WEIGHTINGS));
+            KvQuantTables.WEIGHTINGS),
+        Knob.integer(
+                "sink",
+                "1",
+                "first tokens of each head kept in fp16 (the authors' first_few_fp16; 0 for none)")
+            .between(0, 32));
   }
 
   @Override
@@ -120,7 +125,8 @@ public final class KvQuantMethod implements KvMethod {
             t.codebook(w, false, bits, layer),
             t.keyOffset()[layer],
             t.keyRange()[layer],
-            KvQuantCalibration.keyOutliers(headDim, t.outlierFraction())),
+            KvQuantCalibration.keyOutliers(headDim, t.outlierFraction()),
+            c.integer("sink")),
         new KvQuantValueFormat(
             bits,
             t.codebook(w, true, bits, layer),

@@ -299,4 +299,65 @@ class KvQuantFormatTest {
     assertThatThrownBy(() -> f.encode(new float[D], 0, D, 1, block(f), 0, CAP, D))
         .hasMessageContaining("forHead");
   }
+
+  @ParameterizedTest
+  @ValueSource(ints = {2, 3, 4})
+  void theStoreKeepsTheSinkInF16AndHoldsExactlyTheAnalyticalBytes(int bits) {
+    SplittableRandom r = new SplittableRandom(60 + bits);
+    KvQuantKeyFormat layer =
+        new KvQuantKeyFormat(
+            bits, codebook(bits, r), keys(bits, 1, r).offsets(), keys(bits, 1, r).ranges(), 1, 1);
+    KvQuantValueFormat vf = new KvQuantValueFormat(bits, codebook(bits, r), 1);
+    io.kvslim.kv.store.LayerStore store =
+        new io.kvslim.kv.store.LayerStore(
+            new io.kvslim.kv.store.BlockPool(),
+            HEADS,
+            D,
+            io.kvslim.kv.store.KvCacheFormat.of(layer, vf));
+    int n = 70;
+    float[] k = new float[n * HEADS * D];
+    float[] v = new float[n * HEADS * D];
+    for (int g = 0; g < HEADS; g++) {
+      float[] kr = keyRows(layer, g, n, r);
+      float[] vr = valueRows(n, r);
+      for (int t = 0; t < n; t++) {
+        System.arraycopy(kr, t * D, k, (t * HEADS + g) * D, D);
+        System.arraycopy(vr, t * D, v, (t * HEADS + g) * D, D);
+      }
+    }
+    int[] positions = new int[n];
+    for (int t = 0; t < n; t++) {
+      positions[t] = t;
+    }
+    store.append(1, positions, k, v); // the sink arrives alone (a prefill chunk of one) ...
+    store.append(
+        n - 1,
+        java.util.Arrays.copyOfRange(positions, 1, n),
+        java.util.Arrays.copyOfRange(k, HEADS * D, k.length),
+        java.util.Arrays.copyOfRange(v, HEADS * D, v.length));
+    int keyRow = (D * bits + 7) / 8 + 3;
+    int valueRow = (D * bits + 7) / 8 + 4 + 6;
+    long sink = 16 + 2L * D + 2L * D;
+    long blocks = (n - 1 + CAP - 1) / CAP;
+    for (int g = 0; g < HEADS; g++) {
+      assertThat(store.head(g).bytes())
+          .isEqualTo(sink + blocks * (16 + CAP * (long) (keyRow + valueRow)));
+      float[] keysRead = new float[n * D];
+      float[] valuesRead = new float[n * D];
+      store.head(g).readKeys(keysRead);
+      store.head(g).readValues(valuesRead);
+      for (int j = 0; j < D; j++) {
+        float x = k[g * D + j];
+        assertThat(keysRead[j]).isEqualTo(HalfFloats.fromF16(HalfFloats.toF16(x)));
+        assertThat(valuesRead[j]).isEqualTo(HalfFloats.fromF16(HalfFloats.toF16(v[g * D + j])));
+      }
+      // the others in the kvquant formats
+      KvQuantKeyFormat kf = (KvQuantKeyFormat) layer.forHead(g);
+      float[] row = new float[D];
+      MemorySegment one = MemorySegment.ofArray(new byte[kf.rowBytes(D)]);
+      kf.encode(k, (5 * HEADS + g) * D, D, 1, one, 0, 1, D);
+      kf.decode(one, 0, 1, D, row, 0);
+      assertThat(java.util.Arrays.copyOfRange(keysRead, 5 * D, 6 * D)).containsExactly(row);
+    }
+  }
 }
