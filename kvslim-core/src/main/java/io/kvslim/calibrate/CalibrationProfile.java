@@ -32,6 +32,7 @@ import java.nio.file.Path;
  *                "accepted": [[i, j], ...], "similarity": [...]},
  *   "pod": {"measure", "sinks", "window", "windows", "queries", "similarity": [L - 1]},
  *   "cq": {"samples", "iterations", "configs": [{"c", "keys": [L], "values": [L]}]}
+ *   "kvquant": {...} (KVQuant's tables, {@link KvQuantTables})
  * }
  * </pre>
  *
@@ -75,7 +76,67 @@ public record CalibrationProfile(
     KvSharer kvSharer,
     Pod pod,
     CqCodebooks cq,
+    KvQuantTables kvQuant,
     Path source) {
+
+  /** A profile without KVQuant's tables. */
+  public CalibrationProfile(
+      ModelInfo model,
+      Settings calibration,
+      double[][] echo,
+      double[][] induction,
+      double[][] kvEcho,
+      double[][] kvInduction,
+      double[][] duo,
+      AttentionMass attentionMass,
+      KvSharer kvSharer,
+      Pod pod,
+      CqCodebooks cq,
+      Path source) {
+    this(
+        model,
+        calibration,
+        echo,
+        induction,
+        kvEcho,
+        kvInduction,
+        duo,
+        attentionMass,
+        kvSharer,
+        pod,
+        cq,
+        null,
+        source);
+  }
+
+  /** A profile without CQ's codebooks and KVQuant's tables. */
+  public CalibrationProfile(
+      ModelInfo model,
+      Settings calibration,
+      double[][] echo,
+      double[][] induction,
+      double[][] kvEcho,
+      double[][] kvInduction,
+      double[][] duo,
+      AttentionMass attentionMass,
+      KvSharer kvSharer,
+      Pod pod,
+      Path source) {
+    this(
+        model,
+        calibration,
+        echo,
+        induction,
+        kvEcho,
+        kvInduction,
+        duo,
+        attentionMass,
+        kvSharer,
+        pod,
+        null,
+        null,
+        source);
+  }
 
   public static final String FORMAT = "kvslim-calibration-profile";
   public static final int VERSION = 1;
@@ -271,6 +332,9 @@ public record CalibrationProfile(
     if (cq != null) {
       cq.write(root);
     }
+    if (kvQuant != null) {
+      root.set("kvquant", kvQuant.toJson(JSON));
+    }
     try {
       return JSON.writeValueAsString(root) + "\n";
     } catch (JacksonException e) {
@@ -407,6 +471,10 @@ public record CalibrationProfile(
         root.has("pod") ? readPod(r, r.object(root, "pod"), layers) : null,
         root.has("cq")
             ? CqCodebooks.read(r.object(root, "cq"), layers, model.headDim(), file)
+            : null,
+        root.has("kvquant")
+            ? KvQuantTables.fromJson(
+                root.get("kvquant"), file, layers, model.kvHeads(), model.headDim())
             : null,
         file);
   }

@@ -246,6 +246,7 @@ public final class Calibrator {
         sharer,
         pod,
         cq,
+        KvQuantCalibration.run(engine, windows, KvQuantCalibration.OUTLIER_FRACTION),
         null);
   }
 

@@ -88,6 +88,9 @@ public final class Forward {
      * @param k {@code rows × kvHeads × headDim} keys
      */
     void onProjections(int layer, int rows, float[] q, float[] k);
+
+    /** The layer's value rows ({@code rows × kvHeads × headDim}), after {@link #onProjections}. */
+    default void onValues(int layer, int rows, float[] v) {}
   }
 
   /** Installs {@code listener} for every layer of every later step (null removes it). */
@@ -245,6 +248,7 @@ public final class Forward {
     }
     if (projections != null && stores) {
       projections.onProjections(l, n, q, k);
+      projections.onValues(l, n, v);
     }
     Rope rope = model.rope();
     int half = c.ropeDims() / 2;

@@ -22,6 +22,17 @@ final class CacheRelativeRope {
   private int count; // angles computed for indices [0, count)
   private float[] cos = new float[0];
   private float[] sin = new float[0];
+  private boolean original; // rotate at tokens' own positions (keys stored before RoPE, KVQuant)
+
+  /**
+   * Makes the table cover positions {@code [0, n)} and sets the index a key and a query are rotated
+   * by: their cache index ({@code original} false, rolling positions) or their own position (keys
+   * stored before RoPE at their original positions, KVQuant: METHODS.md M6).
+   */
+  void ensure(Rotary rope, int n, boolean original) {
+    this.original = original;
+    ensure(rope, n);
+  }
 
   /** Makes the table cover indices {@code [0, n)} of {@code rope}. */
   void ensure(Rotary rope, int n) {
@@ -64,7 +75,11 @@ final class CacheRelativeRope {
     float[] rolled = tile.rolledQueries;
     for (int r = 0; r < rows; r++) {
       System.arraycopy(queries, tile.rowOffsets[r], rolled, r * headDim, headDim);
-      rotate(rolled, r * headDim, headDim, firstNew + (first + r) / group);
+      rotate(
+          rolled,
+          r * headDim,
+          headDim,
+          original ? tile.rowPositions[r] : firstNew + (first + r) / group);
       tile.rolledOffsets[r] = r * headDim;
     }
     return rolled;
@@ -86,7 +101,8 @@ final class CacheRelativeRope {
     for (int s = 0, index = retained; s < filled; s++) {
       if (block.isLive(s)) {
         block.decodeKey(s, rolled, s * headDim);
-        rotate(rolled, s * headDim, headDim, index++);
+        rotate(rolled, s * headDim, headDim, original ? block.position(s) : index);
+        index++;
       }
     }
     MemorySegment.copy(rolled, 0, tile.rolledKeySegment, F32Format.FLOAT_LE, 0, filled * headDim);
@@ -97,7 +113,8 @@ final class CacheRelativeRope {
   void rotateLive(KvBlock block, int retained, float[] keys, int headDim) {
     for (int s = 0, index = retained, filled = block.filled(); s < filled; s++) {
       if (block.isLive(s)) {
-        rotate(keys, s * headDim, headDim, index++);
+        rotate(keys, s * headDim, headDim, original ? block.position(s) : index);
+        index++;
       }
     }
   }

@@ -774,8 +774,34 @@ public final class ManagedKvCache implements KvCache {
       }
     }
 
+    private float[] rotated = new float[0];
+
+    /**
+     * The queries of a layer that stores keys before RoPE (KVQuant) rotated at their positions, as
+     * the model would have rotated them, so policies score them against rotated keys.
+     */
+    private float[] rotatedQueries(
+        io.kvslim.kv.Rotary rope, int n, int[] positions, int heads, float[] queries) {
+      int headDim = paged.headDim();
+      int row = heads * headDim;
+      if (rotated.length < n * row) {
+        rotated = new float[n * row];
+      }
+      System.arraycopy(queries, 0, rotated, 0, n * row);
+      float[] cos = new float[rope.dims() / 2];
+      float[] sin = new float[rope.dims() / 2];
+      for (int i = 0; i < n; i++) {
+        rope.angles(positions[i], cos, sin, 0);
+        rope.rotate(rotated, i * row, heads, headDim, cos, sin, 0);
+      }
+      return rotated;
+    }
+
     /** Hands the queries of an attention call to the policies that want them. */
     void offerQueries(int n, int[] positions, int heads, float[] queries, float scale) {
+      if (wantsQueries && paged.keysBeforeRope() && paged.rope() != null) {
+        queries = rotatedQueries(paged.rope(), n, positions, heads, queries);
+      }
       if (wantsQueries) {
         for (KvPolicy p : policies) {
           if (p.wantsQueries(layer)) {

@@ -68,6 +68,7 @@ public final class PagedLayerKv implements LayerKv {
   private final int headDim;
   private final Scratch scratch;
   private final boolean cacheRelative;
+  private final boolean keysBeforeRope; // the key format wants keys before RoPE (KVQuant)
   private final OwnTileAttention own;
   private final LlamaCppTileAttention llamaCpp;
   private final LlamaCppFlashAttention flash;
@@ -94,6 +95,7 @@ public final class PagedLayerKv implements LayerKv {
     this.headDim = store.headDim();
     this.scratch = scratch;
     this.cacheRelative = cacheRelative;
+    this.keysBeforeRope = store.format().keys().keysBeforeRope();
     this.own = new OwnTileAttention(store);
     this.llamaCpp = new LlamaCppTileAttention(store);
     this.flash = new LlamaCppFlashAttention(store);
@@ -176,11 +178,29 @@ public final class PagedLayerKv implements LayerKv {
    */
   @Override
   public boolean appliesRope(Rotary rope) {
-    if (!cacheRelative) {
+    if (!cacheRelative && !keysBeforeRope) {
       return false;
     }
     this.rope = rope;
+    if (!cacheRelative) {
+      // keys before RoPE at their own positions: what policies read is rotated as the model would
+      store.rotateKeysOnRead(rope);
+    }
     return true;
+  }
+
+  /**
+   * Whether this layer stores keys before RoPE at their own positions (its key format asks for it,
+   * KVQuant) and rotates each at its position when it attends: with an F32 cache and nothing
+   * evicted that attends bit for bit as the model with RoPE applied before append.
+   */
+  public boolean keysBeforeRope() {
+    return keysBeforeRope && !cacheRelative;
+  }
+
+  /** The model's RoPE this layer applies at read time, or null when it stores rotated keys. */
+  public Rotary rope() {
+    return rope;
   }
 
   /**
@@ -345,17 +365,23 @@ public final class PagedLayerKv implements LayerKv {
     c.n = n;
     c.relative = null;
     c.selected = restricted ? selected : null;
-    if (cacheRelative) {
+    if (cacheRelative || keysBeforeRope) {
       if (rope == null) {
         throw new IllegalStateException(
             "this layer stores keys before RoPE (cache-relative positions) and attends only"
                 + " through the model, which hands it its RoPE");
       }
       int largest = 0;
-      for (int g = 0; g < kvHeads; g++) {
-        largest = Math.max(largest, store.head(g).size());
+      if (cacheRelative) {
+        for (int g = 0; g < kvHeads; g++) {
+          largest = Math.max(largest, store.head(g).size());
+        }
+      } else {
+        for (int i = 0; i < n; i++) {
+          largest = Math.max(largest, positions[i] + 1);
+        }
       }
-      scratch.relative.ensure(rope, largest);
+      scratch.relative.ensure(rope, largest, !cacheRelative);
       c.relative = scratch.relative;
     }
     scratch.ensureThreads(pool == null ? 1 : pool.threads());

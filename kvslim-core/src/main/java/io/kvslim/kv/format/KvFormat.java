@@ -197,6 +197,31 @@ public interface KvFormat {
     }
   }
 
+  /**
+   * The format one KV head stores its rows in: this one, unless the format holds per-head tables
+   * (KVQuant's calibrated key channels) and hands each head its own.
+   */
+  default KvFormat forHead(int kvHead) {
+    return this;
+  }
+
+  /**
+   * True when this (key) format is meant for keys before RoPE: the cache then stores keys as
+   * projected and rotates each at its own position when it attends (KVQuant, METHODS.md M6).
+   */
+  default boolean keysBeforeRope() {
+    return false;
+  }
+
+  /**
+   * Tokens at the start of each head that a (key) format leaves in full precision: the store keeps
+   * them, keys and values, in F16 in a block of their own (KVQuant's attention sink, the authors'
+   * {@code first_few_fp16}). 0 by default.
+   */
+  default int fullPrecisionTokens() {
+    return 0;
+  }
+
   /** Copies a row without requantizing. Only for {@link #perToken()} formats. */
   default void copyRow(
       MemorySegment from, int fromSlot, MemorySegment to, int toSlot, int capacity, int headDim) {

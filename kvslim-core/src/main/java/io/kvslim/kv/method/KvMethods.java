@@ -49,6 +49,7 @@ public final class KvMethods {
     register(new CqMethod());
     register(new QaqMethod());
     register(new AlignedKvMethod());
+    register(new KvQuantMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 

@@ -1,6 +1,7 @@
 package io.kvslim.kv.store;
 
 import io.kvslim.kv.format.KvFormat;
+import io.kvslim.kv.format.KvFormats;
 import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.Collections;
@@ -43,6 +44,8 @@ public final class HeadStore {
   private final KvFormat values;
   private final KvFormat valueResidual;
   private final boolean blockValues; // values re-encoded with the keys, a block at a time (GEAR)
+  private final int sinkTokens; // the first tokens kept in F16 in a block of their own (KVQuant)
+  private boolean started; // a token was appended (the sink block, if any, is made)
 
   HeadStore(BlockPool pool, KvCacheFormat format, int headDim) {
     this.pool = pool;
@@ -52,6 +55,7 @@ public final class HeadStore {
     this.blockValues = format.blockValues();
     this.values = blockValues ? format.residualValues() : format.values();
     this.valueResidual = format.valueResidual();
+    this.sinkTokens = hasResidual ? 0 : format.keys().fullPrecisionTokens();
     this.headDim = headDim;
     this.slotPositions = new int[format.blockTokens()];
     this.repacker = new BlockRepacker(headDim, slotPositions);
@@ -133,11 +137,33 @@ public final class HeadStore {
     for (KvBlock b : blocks) {
       for (int s = 0; s < b.filled(); s++) {
         if (b.isLive(s)) {
-          b.decodeKey(s, dst, i++ * headDim);
+          b.decodeKey(s, dst, i * headDim);
+          if (keyRope != null) {
+            rotateAt(dst, i * headDim, b.position(s));
+          }
+          i++;
         }
       }
     }
     return i;
+  }
+
+  private io.kvslim.kv.Rotary keyRope; // non-null: keys stored before RoPE, rotated when read
+  private float[] ropeCos = new float[0];
+  private float[] ropeSin = new float[0];
+
+  /** Rotates the keys {@link #readKeys} returns at their positions with {@code rope} (KVQuant). */
+  void rotateKeysOnRead(io.kvslim.kv.Rotary rope) {
+    if (rope != keyRope) {
+      keyRope = rope;
+      ropeCos = new float[rope.dims() / 2];
+      ropeSin = new float[rope.dims() / 2];
+    }
+  }
+
+  private void rotateAt(float[] x, int off, int position) {
+    keyRope.angles(position, ropeCos, ropeSin, 0);
+    keyRope.rotate(x, off, 1, headDim, ropeCos, ropeSin, 0);
   }
 
   /**
@@ -216,6 +242,14 @@ public final class HeadStore {
   }
 
   /**
+   * The block of the head's first {@link KvFormat#fullPrecisionTokens} tokens, keys and values in
+   * F16 (KVQuant's attention sink, {@code first_few_fp16}); filled by the head's first append.
+   */
+  private KvBlock sinkBlock() {
+    return new KvBlock(sinkTokens, headDim, KvFormats.F16, KvFormats.F16, null);
+  }
+
+  /**
    * Bytes that appending {@code n} tokens at consecutive positions from {@code firstPosition}
    * allocates (new blocks, and the tail's position codes if the run breaks).
    */
@@ -238,6 +272,13 @@ public final class HeadStore {
     KvBlock tail = appendableTail();
     long extra = 0;
     int done = 0;
+    if (!started && sinkTokens > 0 && n > 0) {
+      done = Math.min(n, sinkTokens);
+      extra +=
+          KvBlock.bytesFor(sinkTokens, headDim, KvFormats.F16, KvFormats.F16, null)
+              + PositionCodes.bytes(positions, off, done);
+      tail = null;
+    }
     if (tail != null && n > 0) {
       done = Math.min(n, tail.capacity() - tail.filled());
       extra += tail.positionBytesAfter(positions, off, done) - tail.positionBytes();
@@ -259,6 +300,16 @@ public final class HeadStore {
       int n, int[] positions, float[] keys, float[] values, int off, int stride, long expected) {
     int done = 0;
     long before = bytes;
+    if (!started && sinkTokens > 0 && n > 0) {
+      KvBlock sink = sinkBlock();
+      blocks.add(sink);
+      bytes += sink.bytes();
+      long sinkBefore = sink.bytes();
+      done = Math.min(n, sinkTokens);
+      sink.append(done, positions, 0, keys, off, values, off, stride);
+      bytes += sink.bytes() - sinkBefore;
+    }
+    started |= n > 0;
     while (done < n) {
       KvBlock tail = appendableTail();
       if (tail == null) {

@@ -84,6 +84,18 @@ public record KvCacheFormat(
     return new KvCacheFormat(keys, values, blockTokens, tokens, format, format);
   }
 
+  /**
+   * This format as KV head {@code kvHead} stores it: with its key and value formats' per-head forms
+   * ({@link KvFormat#forHead}; KVQuant's calibrated key channels), else this.
+   */
+  public KvCacheFormat forHead(int kvHead) {
+    KvFormat k = keys.forHead(kvHead);
+    KvFormat v = values.forHead(kvHead);
+    return k == keys && v == values
+        ? this
+        : new KvCacheFormat(k, v, blockTokens, residualTokens, residualKeys, residualValues);
+  }
+
   /** True when new tokens go to a residual window in other formats first. */
   public boolean hasResidual() {
     boolean sameFormats = residualKeys.equals(keys) && residualValues.equals(values);

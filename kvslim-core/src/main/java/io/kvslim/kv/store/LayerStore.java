@@ -38,7 +38,7 @@ public final class LayerStore {
     this.headDim = headDim;
     this.heads = new HeadStore[kvHeads];
     for (int g = 0; g < kvHeads; g++) {
-      heads[g] = new HeadStore(pool, format, headDim);
+      heads[g] = new HeadStore(pool, format.forHead(g), headDim);
     }
     this.conversionScratch = new float[2 * format.blockTokens() * headDim];
     this.headBytes = new long[kvHeads];
@@ -55,6 +55,17 @@ public final class LayerStore {
 
   public KvCacheFormat format() {
     return format;
+  }
+
+  /**
+   * For keys stored before RoPE at their own positions (KVQuant): {@link HeadStore#readKeys} then
+   * rotates each key at its position with {@code rope}, so policies read keys as the model uses
+   * them.
+   */
+  public void rotateKeysOnRead(io.kvslim.kv.Rotary rope) {
+    for (HeadStore h : heads) {
+      h.rotateKeysOnRead(rope);
+    }
   }
 
   public BlockPool pool() {

@@ -1,0 +1,315 @@
+package io.kvslim.kv.format;
+
+import io.kvslim.kv.attention.VectorKernels;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * KVQuant keys (Hooper et al., "KVQuant: Towards 10 Million Context Length LLM Inference with KV
+ * Cache Quantization", arXiv:2401.18079; METHODS.md Q4): per-channel non-uniform quantization of
+ * keys <em>before</em> RoPE ({@link #keysBeforeRope}: the cache rotates each key at its position
+ * when it attends), with a per-vector dense-and-sparse split.
+ *
+ * <p>Per KV head and channel c the calibration gives an offset o_c and a range r_c (the authors'
+ * {@code zeropoint} and {@code rangeval} from the per-channel outlier percentiles, {@code
+ * quant/kvquant/simquant_module_quantizer.py} of SqueezeAILab/KVQuant, {@code SimQuant.quantize},
+ * lines 471–484), and per layer a codebook of 2^bits centroids on [−1, 1] (the k-means "signposts",
+ * lines 495–527). A key x is normalized, u_c = (x_c − o_c)/r_c, and each channel coded as the
+ * nearest centroid ({@code quant_fn_nuq_recon}, lines 265–362, and {@code
+ * round_to_nearest_pole_sim}, lines 10–28). Channels with |u_c| > 1 are outliers; up to {@code
+ * outliers} of them per vector, the largest |u_c| first, are kept as fp16 in a sparse list (the
+ * authors' per-token cap, {@code get_outliers} with {@code cap_outliers}, lines 30–78); further
+ * outliers of the same vector are clamped to the range.
+ *
+ * <p>The first {@code sinkTokens} tokens of each head (the attention sink, the authors' {@code
+ * first_few_fp16}, {@code quant_fn_nuq_recon} lines 298–360) are kept by the store in F16, keys and
+ * values, in a block of their own ({@link #fullPrecisionTokens}).
+ *
+ * <p>Row layout: ⌈d·bits/8⌉ bytes of codes ({@link PackedCodes}), then {@code outliers} entries of
+ * a u8 channel index (255: unused) and the fp16 value. The tables live in the format, not in the
+ * block: one object per (layer, KV head) ({@link #forHead}).
+ *
+ * <p>Per-element bound: an inlier's error is at most r_c·E, E the largest distance from a point of
+ * [−1, 1] to its nearest centroid ({@link #inlierError}); a sparse outlier's is its fp16 rounding;
+ * a clamped one's is r_c·(E + |u_c| − 1).
+ *
+ * <p>Fused score without dequantizing: {@link #prepareQuery} stores q_c·r_c, Σ q_c·o_c and q; then
+ * q·k̂ = Σ_c (q_c r_c)·cent[code_c] + Σ_c q_c o_c, corrected at each sparse outlier.
+ */
+public final class KvQuantKeyFormat extends RawQueryKeyFormat {
+  private final int bits;
+  private final int outliers;
+  private final float[] centroids;
+  private final float[] midpoints;
+  private final float[][] offset; // [kvHead][channel]
+  private final float[][] range;
+  private final int sinkTokens;
+  private final int head; // -1: the layer's format, which hands out the heads' formats
+  private final KvQuantKeyFormat[] heads;
+
+  /**
+   * The format of one layer: its heads' formats are {@link #forHead}.
+   *
+   * @param offset per KV head and channel, o_c
+   * @param range per KV head and channel, r_c (positive)
+   * @param outliers sparse outlier entries per key (0..255)
+   * @throws IllegalArgumentException on a bad codebook, bits or table shape
+   */
+  public KvQuantKeyFormat(
+      int bits, float[] centroids, float[][] offset, float[][] range, int outliers) {
+    this(bits, centroids, offset, range, outliers, 0);
+  }
+
+  /**
+   * As above, with the first {@code sinkTokens} tokens of each head kept in F16 by the store
+   * ({@link #fullPrecisionTokens}; the authors' {@code first_few_fp16}).
+   */
+  public KvQuantKeyFormat(
+      int bits,
+      float[] centroids,
+      float[][] offset,
+      float[][] range,
+      int outliers,
+      int sinkTokens) {
+    this(
+        bits,
+        KvQuantRows.checkCodebook("kvquant key", centroids, bits),
+        offset,
+        range,
+        outliers,
+        sinkTokens,
+        -1,
+        null);
+  }
+
+  private KvQuantKeyFormat(
+      int bits,
+      float[] centroids,
+      float[][] offset,
+      float[][] range,
+      int outliers,
+      int sinkTokens,
+      int head,
+      KvQuantKeyFormat[] heads) {
+    if (sinkTokens < 0 || sinkTokens > 4096) {
+      throw new IllegalArgumentException(
+          "kvquant keeps 0..4096 first tokens in full precision, got " + sinkTokens);
+    }
+    this.sinkTokens = sinkTokens;
+    if (bits < 2 || bits > 4) {
+      throw new IllegalArgumentException("kvquant keys need 2, 3 or 4 bits, got " + bits);
+    }
+    if (outliers < 0 || outliers > 255) {
+      throw new IllegalArgumentException(
+          "kvquant keys keep 0..255 outliers per key, got " + outliers);
+    }
+    if (offset.length == 0 || offset.length != range.length) {
+      throw new IllegalArgumentException(
+          "kvquant key tables need one offset and range row per KV head");
+    }
+    for (int g = 0; g < range.length; g++) {
+      if (offset[g].length != range[g].length) {
+        throw new IllegalArgumentException("kvquant key tables of head " + g + " differ in length");
+      }
+      for (float r : range[g]) {
+        if (!(r > 0f) || !Float.isFinite(r)) {
+          throw new IllegalArgumentException("kvquant key ranges must be positive, got " + r);
+        }
+      }
+    }
+    this.bits = bits;
+    this.outliers = outliers;
+    this.centroids = centroids;
+    this.midpoints = KvQuantRows.midpoints(centroids);
+    this.offset = offset;
+    this.range = range;
+    this.head = head;
+    if (head < 0) {
+      this.heads = new KvQuantKeyFormat[offset.length];
+      for (int g = 0; g < offset.length; g++) {
+        this.heads[g] =
+            new KvQuantKeyFormat(bits, centroids, offset, range, outliers, sinkTokens, g, null);
+      }
+    } else {
+      this.heads = heads;
+    }
+  }
+
+  public int bits() {
+    return bits;
+  }
+
+  public int outliers() {
+    return outliers;
+  }
+
+  /** The format of KV head {@code kvHead}, with its channels' offsets and ranges. */
+  @Override
+  public KvFormat forHead(int kvHead) {
+    if (head >= 0) {
+      if (kvHead != head) {
+        throw new IllegalArgumentException("this is KV head " + head + "'s kvquant key format");
+      }
+      return this;
+    }
+    if (kvHead < 0 || kvHead >= heads.length) {
+      throw new IllegalArgumentException(
+          "kvquant key tables cover " + heads.length + " KV heads, not head " + kvHead);
+    }
+    return heads[kvHead];
+  }
+
+  @Override
+  public boolean keysBeforeRope() {
+    return true;
+  }
+
+  /** The attention-sink tokens the store keeps in F16 at the start of each head. */
+  @Override
+  public int fullPrecisionTokens() {
+    return sinkTokens;
+  }
+
+  @Override
+  public String name() {
+    return "kvquant_k" + bits;
+  }
+
+  public int codeBytes(int headDim) {
+    return PackedCodes.bytes(headDim, bits);
+  }
+
+  @Override
+  public int rowBytes(int headDim) {
+    return codeBytes(headDim) + KvQuantRows.OUTLIER_BYTES * outliers;
+  }
+
+  /** The sparse outlier entries (indices and fp16 values). */
+  @Override
+  protected int rowScaleBytes(int headDim) {
+    return KvQuantRows.OUTLIER_BYTES * outliers;
+  }
+
+  @Override
+  public void checkHeadDim(int headDim) {
+    if (headDim <= 0 || headDim > 255 || offset[0].length != headDim) {
+      throw new IllegalArgumentException(
+          "format "
+              + name()
+              + " was calibrated for a head dimension of "
+              + offset[0].length
+              + " (at most 255), not "
+              + headDim);
+    }
+  }
+
+  /** E: the largest normalized inlier error of the codebook ({@code |x − x̂| ≤ r_c·E}). */
+  public float inlierError() {
+    return KvQuantRows.maxError(centroids);
+  }
+
+  /** o_c per KV head and channel (shared, not copied: do not modify). */
+  public float[][] offsets() {
+    return offset;
+  }
+
+  /** r_c per KV head and channel (shared, not copied: do not modify). */
+  public float[][] ranges() {
+    return range;
+  }
+
+  /** Centroid {@code i} of the codebook (a normalized value in [−1, 1]). */
+  public float centroid(int i) {
+    return centroids[i];
+  }
+
+  /** r_c of this head's channel {@code c}. */
+  public float range(int c) {
+    return range[checkedHead()][c];
+  }
+
+  /** o_c of this head's channel {@code c}. */
+  public float offset(int c) {
+    return offset[checkedHead()][c];
+  }
+
+  private int checkedHead() {
+    if (head < 0) {
+      throw new IllegalStateException(
+          "the layer's kvquant key format stores no tokens; use forHead(kvHead)");
+    }
+    return head;
+  }
+
+  @Override
+  protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    int g = checkedHead();
+    float[] o = this.offset[g];
+    float[] r = this.range[g];
+    float[] excess = new float[headDim];
+    int[] codes = PackedCodes.scratch(headDim);
+    for (int j = 0; j < headDim; j++) {
+      float u = (src[srcOff + j] - o[j]) / r[j];
+      excess[j] = Math.abs(u);
+      codes[j] = KvQuantRows.nearest(midpoints, Math.max(-1f, Math.min(1f, u)));
+    }
+    int[] chosen = new int[Math.max(1, outliers)];
+    int count = KvQuantRows.pickLargest(excess, headDim, 1f, outliers, chosen);
+    float[] values = new float[chosen.length];
+    for (int i = 0; i < count; i++) {
+      values[i] = src[srcOff + chosen[i]];
+    }
+    PackedCodes.pack(codes, headDim, bits, block, offset);
+    KvQuantRows.writeOutliers(chosen, values, count, outliers, block, offset + codeBytes(headDim));
+  }
+
+  @Override
+  protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    int g = checkedHead();
+    float[] o = this.offset[g];
+    float[] r = this.range[g];
+    PackedCodes.lookup(block, offset, headDim, bits, centroids, dst, dstOff);
+    for (int j = 0; j < headDim; j++) {
+      dst[dstOff + j] = dst[dstOff + j] * r[j] + o[j];
+    }
+    KvQuantRows.applyOutliers(block, offset + codeBytes(headDim), outliers, dst, dstOff);
+  }
+
+  @Override
+  public int preparedQueryLength(int headDim) {
+    return 2 * headDim + 1;
+  }
+
+  /** [q_c·r_c (d), Σ q_c·o_c, q (d)]. */
+  @Override
+  public void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    int g = checkedHead();
+    float[] o = this.offset[g];
+    float[] r = this.range[g];
+    float qo = 0f;
+    for (int j = 0; j < headDim; j++) {
+      dst[dstOff + j] = q[qOff + j] * r[j];
+      qo += q[qOff + j] * o[j];
+    }
+    dst[dstOff + headDim] = qo;
+    System.arraycopy(q, qOff, dst, dstOff + headDim + 1, headDim);
+  }
+
+  @Override
+  protected float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    PackedCodes.lookup(block, offset, headDim, bits, centroids, work, 0);
+    float dot = VectorKernels.dot(q, qOff, work, 0, headDim) + q[qOff + headDim];
+    long at = offset + codeBytes(headDim);
+    byte[] array = VectorKernels.array(block);
+    float[] o = this.offset[head];
+    int raw = qOff + headDim + 1;
+    for (int i = 0; i < outliers; i++) {
+      int idx = KvQuantRows.outlierIndex(block, array, at, i);
+      if (idx != KvQuantRows.UNUSED) {
+        float v = KvQuantRows.outlierValue(block, array, at, i);
+        dot += q[raw + idx] * (v - o[idx]) - q[qOff + idx] * work[idx];
+      }
+    }
+    return dot;
+  }
+}

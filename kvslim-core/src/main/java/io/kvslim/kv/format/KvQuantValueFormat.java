@@ -1,0 +1,201 @@
+package io.kvslim.kv.format;
+
+import io.kvslim.kv.attention.VectorKernels;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * KVQuant values (arXiv:2401.18079; METHODS.md Q4 step 3): per-token non-uniform quantization with
+ * per-vector dense-and-sparse outliers. As the authors' per-token path does ({@code
+ * quant/kvquant/simquant_module_quantizer.py} of SqueezeAILab/KVQuant, {@code
+ * get_outliers_dynamic}, lines 80–113, and {@code quant_fn_nuq_recon} with {@code
+ * dynamicquantization}, lines 298–362), the {@code perSide} largest and {@code perSide} smallest
+ * entries of each value vector are outliers kept in fp16; the inliers' min and max give the
+ * vector's offset o = (max + min)/2 and range r = (max − min)/2, each inlier is normalized to u =
+ * (x − o)/r ∈ [−1, 1] and coded as the nearest of the layer's 2^bits calibrated centroids.
+ *
+ * <p>Row layout: ⌈d·bits/8⌉ bytes of codes ({@link PackedCodes}), o and r as fp16 (r rounded up so
+ * every inlier stays in [−1, 1] after o's rounding), then 2·{@code perSide} outlier entries (u8
+ * index, fp16 value). Per-element bound: an inlier's error is at most r·E ({@link #inlierError}),
+ * an outlier's is its fp16 rounding.
+ *
+ * <p>Fused accumulation: the centroids are looked up from the codes and added as {@code (w·r)·cent
+ * + w·o}, then each outlier's term is replaced.
+ */
+public final class KvQuantValueFormat extends RowFormat {
+  private final int bits;
+  private final int perSide;
+  private final float[] centroids;
+  private final float[] midpoints;
+
+  /**
+   * @param perSide outliers per vector at each end (largest and smallest)
+   * @throws IllegalArgumentException on a bad codebook, bits or outlier count
+   */
+  public KvQuantValueFormat(int bits, float[] centroids, int perSide) {
+    if (bits < 2 || bits > 4) {
+      throw new IllegalArgumentException("kvquant values need 2, 3 or 4 bits, got " + bits);
+    }
+    if (perSide < 0 || perSide > 64) {
+      throw new IllegalArgumentException(
+          "kvquant values keep 0..64 outliers per side, got " + perSide);
+    }
+    this.bits = bits;
+    this.perSide = perSide;
+    this.centroids = KvQuantRows.checkCodebook("kvquant value", centroids, bits);
+    this.midpoints = KvQuantRows.midpoints(this.centroids);
+  }
+
+  public int bits() {
+    return bits;
+  }
+
+  @Override
+  public String name() {
+    return "kvquant_v" + bits;
+  }
+
+  private int slots() {
+    return 2 * perSide;
+  }
+
+  public int codeBytes(int headDim) {
+    return PackedCodes.bytes(headDim, bits);
+  }
+
+  @Override
+  public int rowBytes(int headDim) {
+    return codeBytes(headDim) + 4 + KvQuantRows.OUTLIER_BYTES * slots();
+  }
+
+  /** The fp16 offset and range and the sparse outlier entries. */
+  @Override
+  protected int rowScaleBytes(int headDim) {
+    return 4 + KvQuantRows.OUTLIER_BYTES * slots();
+  }
+
+  @Override
+  public void checkHeadDim(int headDim) {
+    if (headDim <= slots() || headDim > 255) {
+      throw new IllegalArgumentException(
+          "format "
+              + name()
+              + " needs a head dimension above its "
+              + slots()
+              + " outliers and at most 255, got "
+              + headDim);
+    }
+  }
+
+  /** E: the largest normalized inlier error of the codebook ({@code |x − x̂| ≤ r·E}). */
+  public float inlierError() {
+    return KvQuantRows.maxError(centroids);
+  }
+
+  /** The fp16 range r of the token in {@code slot} (for bound checks). */
+  public float range(MemorySegment block, int slot, int headDim) {
+    long at = (long) slot * rowBytes(headDim) + codeBytes(headDim) + 2;
+    return HalfFloats.fromF16(AsymmetricCodes.shortAt(block, VectorKernels.array(block), at));
+  }
+
+  @Override
+  protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    int slots = slots();
+    int[] chosen = new int[Math.max(1, slots)];
+    float[] key = new float[headDim];
+    for (int j = 0; j < headDim; j++) {
+      key[j] = src[srcOff + j];
+    }
+    int up = KvQuantRows.pickLargest(key, headDim, Float.NEGATIVE_INFINITY, perSide, chosen);
+    boolean[] out = new boolean[headDim];
+    for (int i = 0; i < up; i++) {
+      out[chosen[i]] = true;
+    }
+    for (int j = 0; j < headDim; j++) {
+      key[j] = out[j] ? Float.NEGATIVE_INFINITY : -src[srcOff + j];
+    }
+    int[] low = new int[Math.max(1, perSide)];
+    int down = KvQuantRows.pickLargest(key, headDim, Float.NEGATIVE_INFINITY, perSide, low);
+    System.arraycopy(low, 0, chosen, up, down);
+    int count = up + down;
+    for (int i = up; i < count; i++) {
+      out[chosen[i]] = true;
+    }
+    float min = Float.POSITIVE_INFINITY;
+    float max = Float.NEGATIVE_INFINITY;
+    for (int j = 0; j < headDim; j++) {
+      if (!out[j]) {
+        min = Math.min(min, src[srcOff + j]);
+        max = Math.max(max, src[srcOff + j]);
+      }
+    }
+    short o16 = HalfFloats.toF16((max + min) / 2f);
+    float o = HalfFloats.fromF16(o16);
+    float need = Math.max(max - o, o - min);
+    short r16 = HalfFloats.toF16RoundedUp(need);
+    float r = HalfFloats.fromF16(r16);
+    int[] codes = PackedCodes.scratch(headDim);
+    for (int j = 0; j < headDim; j++) {
+      float u = r > 0f ? (src[srcOff + j] - o) / r : 0f;
+      codes[j] = KvQuantRows.nearest(midpoints, Math.max(-1f, Math.min(1f, u)));
+    }
+    float[] values = new float[chosen.length];
+    for (int i = 0; i < count; i++) {
+      values[i] = src[srcOff + chosen[i]];
+    }
+    PackedCodes.pack(codes, headDim, bits, block, offset);
+    long at = offset + codeBytes(headDim);
+    block.set(F16Format.SHORT_LE, at, o16);
+    block.set(F16Format.SHORT_LE, at + 2, r16);
+    KvQuantRows.writeOutliers(chosen, values, count, slots, block, at + 4);
+  }
+
+  @Override
+  protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    PackedCodes.lookup(block, offset, headDim, bits, centroids, dst, dstOff);
+    long at = offset + codeBytes(headDim);
+    byte[] array = VectorKernels.array(block);
+    float o = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, at));
+    float r = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, at + 2));
+    for (int j = 0; j < headDim; j++) {
+      dst[dstOff + j] = dst[dstOff + j] * r + o;
+    }
+    KvQuantRows.applyOutliers(block, at + 4, slots(), dst, dstOff);
+  }
+
+  /** Dequantize, then the dot product (values are never scored; part of the contract). */
+  @Override
+  protected float dotRow(
+      MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {
+    decodeRow(block, offset, headDim, work, 0);
+    return VectorKernels.dot(q, qOff, work, 0, headDim);
+  }
+
+  @Override
+  protected void accumulateRow(
+      MemorySegment block,
+      long offset,
+      int headDim,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    PackedCodes.lookup(block, offset, headDim, bits, centroids, work, 0);
+    long at = offset + codeBytes(headDim);
+    byte[] array = VectorKernels.array(block);
+    float o = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, at));
+    float r = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, at + 2));
+    float a = weight * r;
+    float b = weight * o;
+    for (int j = 0; j < headDim; j++) {
+      acc[accOff + j] += a * work[j] + b;
+    }
+    long sparse = at + 4;
+    for (int i = 0, slots = slots(); i < slots; i++) {
+      int idx = KvQuantRows.outlierIndex(block, array, sparse, i);
+      if (idx != KvQuantRows.UNUSED) {
+        float v = KvQuantRows.outlierValue(block, array, sparse, i);
+        acc[accOff + idx] += weight * v - (a * work[idx] + b);
+      }
+    }
+  }
+}
