@@ -13,7 +13,8 @@ import picocli.CommandLine.Command;
       BenchThroughputCommand.class,
       BenchImportCommand.class,
       BenchServeCommand.class,
-      BenchAttentionCommand.class
+      BenchAttentionCommand.class,
+      BenchTiersCommand.class
     })
 public final class BenchCommand implements Runnable {
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;

@@ -22,6 +22,7 @@ public final class GenerateCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
   @Mixin KvOptions kvOptions;
   @Mixin NumericsOptions numericsOptions;
+  @Mixin KvTierOptions tierOptions;
 
   @Option(
       names = {"-p", "--prompt"},
@@ -74,6 +75,7 @@ public final class GenerateCommand implements Callable<Integer> {
     }
     SamplerConfig sc =
         new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
+    tierOptions.check();
     var kvFactory = kvOptions.factory();
     var numerics = numericsOptions.numerics();
     try (Model model = modelOptions.load();
@@ -84,18 +86,22 @@ public final class GenerateCommand implements Callable<Integer> {
       out.print(prompt);
       out.flush();
       var dec = tok.streamingDecoder(false);
+      var prefix = tierOptions.open(model.config(), numerics);
+      Generator generator = new Generator(engine);
+      if (prefix != null) {
+        generator.withPrefixCache(prefix, kvOptions.spec());
+      }
       Generator.Result r =
-          new Generator(engine)
-              .generate(
-                  ids,
-                  maxTokens,
-                  new Sampler(sc),
-                  tok::isEog,
-                  t -> {
-                    out.print(dec.feed(t));
-                    out.flush();
-                    return true;
-                  });
+          generator.generate(
+              ids,
+              maxTokens,
+              new Sampler(sc),
+              tok::isEog,
+              t -> {
+                out.print(dec.feed(t));
+                out.flush();
+                return true;
+              });
       out.print(dec.flush());
       out.println();
       System.err.printf(
@@ -120,6 +126,19 @@ public final class GenerateCommand implements Callable<Integer> {
           tokens,
           Format.bytes(f16),
           f16 / (double) Math.max(1, r.kvBytesFinal()));
+      if (prefix != null) {
+        var st = prefix.stats();
+        System.err.printf(
+            "KV tiers: %d of %d prompt tokens restored instead of prefilled; %s read, %s written"
+                + " (%d blocks stored, %d rejected)%n",
+            generator.restoredTokens(),
+            r.promptTokens(),
+            Format.bytes(st.bytesRead.get()),
+            Format.bytes(st.bytesWritten.get()),
+            st.stored.get(),
+            st.rejected.get());
+        prefix.close();
+      }
       return 0;
     }
   }

@@ -49,6 +49,7 @@ public final class ServeCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
   @Mixin ModelOptions modelOptions;
   @Mixin KvOptions kvOptions;
+  @Mixin KvTierOptions tierOptions;
 
   @Option(names = "--host", description = "Address to listen on (default ${DEFAULT-VALUE}).")
   String host = "127.0.0.1";
@@ -168,6 +169,7 @@ public final class ServeCommand implements Callable<Integer> {
             key,
             id,
             idleTimeout * 1000L);
+    tierOptions.check();
     try (Model model = modelOptions.load();
         Engine engine = modelOptions.engine(model, kvOptions.factory())) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());
@@ -178,6 +180,12 @@ public final class ServeCommand implements Callable<Integer> {
         server = new OpenAiServer(engine, tok, template, cfg);
       } catch (ApiException e) {
         throw new IllegalArgumentException("--kv: " + e.getMessage());
+      }
+      var prefix = tierOptions.open(model.config(), engine.numerics());
+      if (prefix != null) {
+        server.usePrefixCache(prefix);
+        System.err.println(
+            "kvslim: prefix cache over the KV tiers " + String.join(", ", tierOptions.tiers));
       }
       if (warmupSteps > 0) {
         JitWarmup.Report w =

@@ -42,7 +42,7 @@ class TieredServerTest {
     s.server.usePrefixCache(
         new PrefixCache(
             tiers,
-            PrefixCache.identityOf(model.config(), s.engine.numerics().toString()),
+            PrefixCache.identityOf(model.config(), s.engine.numerics().name()),
             new TierStats(),
             System.err::println));
     return s;

@@ -17,7 +17,8 @@ import java.util.regex.Pattern;
  * A KV tier on local disk ({@code --kv-tier disk:DIR}): one file per block, {@code DIR/KEY.kvb},
  * written and read through memory-mapped {@link MemorySegment}s (FFM, no {@code Unsafe}). A block
  * is written to a temporary file and renamed into place, so a reader never sees half a block;
- * several processes may share a directory.
+ * several processes may share a directory. Writes are not synced (it is a cache: a block a crash
+ * left torn fails its checksum and is recomputed).
  */
 public final class DiskTier implements KvTier {
   private static final Pattern KEY = Pattern.compile("[A-Za-z0-9._-]{1,200}");
@@ -88,7 +89,6 @@ public final class DiskTier implements KvTier {
           Arena arena = Arena.ofConfined()) {
         MemorySegment map = ch.map(FileChannel.MapMode.READ_WRITE, 0, value.length, arena);
         MemorySegment.copy(MemorySegment.ofArray(value), 0, map, 0, value.length);
-        map.force();
       }
       try {
         Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
