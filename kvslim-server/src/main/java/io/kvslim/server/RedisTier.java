@@ -3,8 +3,10 @@ package io.kvslim.server;
 import io.kvslim.kv.tier.KvTier;
 import io.kvslim.kv.tier.TierUnavailableException;
 import io.lettuce.core.ClientOptions;
+import io.lettuce.core.KeyValue;
 import io.lettuce.core.RedisClient;
 import io.lettuce.core.RedisException;
+import io.lettuce.core.RedisFuture;
 import io.lettuce.core.RedisURI;
 import io.lettuce.core.SocketOptions;
 import io.lettuce.core.TimeoutOptions;
@@ -13,6 +15,13 @@ import io.lettuce.core.codec.ByteArrayCodec;
 import io.lettuce.core.codec.RedisCodec;
 import io.lettuce.core.codec.StringCodec;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
  * A KV tier on a Redis server ({@code --kv-tier redis://HOST:PORT}) through Lettuce: one string
@@ -114,6 +123,59 @@ public final class RedisTier implements KvTier {
       connection().sync().set(PREFIX + key, value);
     } catch (RedisException e) {
       throw unavailable(e);
+    }
+  }
+
+  /** One {@code MGET}. */
+  @Override
+  public List<byte[]> getAll(List<String> keys) {
+    if (keys.isEmpty()) {
+      return List.of();
+    }
+    String[] prefixed = new String[keys.size()];
+    for (int i = 0; i < prefixed.length; i++) {
+      prefixed[i] = PREFIX + keys.get(i);
+    }
+    try {
+      List<KeyValue<String, byte[]>> found = connection().sync().mget(prefixed);
+      List<byte[]> out = new ArrayList<>(found.size());
+      for (KeyValue<String, byte[]> kv : found) {
+        out.add(kv.hasValue() ? kv.getValue() : null);
+      }
+      return out;
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+  }
+
+  /** The {@code EXISTS} of every key pipelined, then one {@code MSET} of the missing ones. */
+  @Override
+  public boolean[] putMissing(List<String> keys, List<byte[]> values) {
+    boolean[] written = new boolean[keys.size()];
+    try {
+      var async = connection().async();
+      List<RedisFuture<Long>> exists = new ArrayList<>(keys.size());
+      for (String k : keys) {
+        exists.add(async.exists(PREFIX + k));
+      }
+      Map<String, byte[]> missing = new LinkedHashMap<>();
+      for (int i = 0; i < keys.size(); i++) {
+        if (exists.get(i).get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS) == 0) {
+          missing.put(PREFIX + keys.get(i), values.get(i));
+          written[i] = true;
+        }
+      }
+      if (!missing.isEmpty()) {
+        connection().sync().mset(missing);
+      }
+      return written;
+    } catch (RedisException e) {
+      throw unavailable(e);
+    } catch (ExecutionException | TimeoutException e) {
+      throw new TierUnavailableException(String.valueOf(e.getMessage()), e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new TierUnavailableException("interrupted", e);
     }
   }
 

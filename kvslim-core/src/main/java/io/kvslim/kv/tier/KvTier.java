@@ -1,5 +1,8 @@
 package io.kvslim.kv.tier;
 
+import java.util.ArrayList;
+import java.util.List;
+
 /**
  * A store of KV blocks below RAM, keyed by strings ({@link PrefixCache}'s hash chain). What it
  * returns is checked by the caller ({@link TierBlock#decode}); a tier only moves bytes.
@@ -29,6 +32,36 @@ public interface KvTier extends AutoCloseable {
    * @throws TierUnavailableException if the tier cannot be reached
    */
   void put(String key, byte[] value);
+
+  /**
+   * The bytes under each of {@code keys} (null where none), in one round trip where the tier can.
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   */
+  default List<byte[]> getAll(List<String> keys) {
+    List<byte[]> out = new ArrayList<>(keys.size());
+    for (String k : keys) {
+      out.add(get(k));
+    }
+    return out;
+  }
+
+  /**
+   * Stores {@code values.get(i)} under {@code keys.get(i)} where nothing is stored yet, in as few
+   * round trips as the tier can; returns which were written.
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   */
+  default boolean[] putMissing(List<String> keys, List<byte[]> values) {
+    boolean[] written = new boolean[keys.size()];
+    for (int i = 0; i < keys.size(); i++) {
+      if (!contains(keys.get(i))) {
+        put(keys.get(i), values.get(i));
+        written[i] = true;
+      }
+    }
+    return written;
+  }
 
   @Override
   void close();

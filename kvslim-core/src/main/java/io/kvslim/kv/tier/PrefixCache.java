@@ -112,20 +112,57 @@ public final class PrefixCache implements AutoCloseable {
       keyBytes[l] = f.keys().blockBytes(block, headDim);
       valueBytes[l] = f.values().blockBytes(block, headDim);
     }
-    List<TierBlock.Parts> found = new ArrayList<>();
+    List<String> keys = new ArrayList<>(maxBlocks);
+    List<byte[]> chains = new ArrayList<>(maxBlocks);
     byte[] chain = root(owner);
     for (int i = 0; i < maxBlocks; i++) {
       chain = next(chain, tokens, i * block, block);
-      stats.lookups.incrementAndGet();
-      TierBlock.Parts parts =
-          fetch(hex(chain), owner, chain, i * block, block, kvHeads, keyBytes, valueBytes);
-      if (parts == null) {
-        stats.misses.incrementAndGet();
-        break;
-      }
-      stats.hits.incrementAndGet();
-      found.add(parts);
+      chains.add(chain);
+      keys.add(hex(chain));
     }
+    TierBlock.Parts[] parts = new TierBlock.Parts[maxBlocks];
+    int run = 0; // blocks [0, run) found
+    for (int t = 0; t < tiers.size() && run < maxBlocks; t++) {
+      if (!up(t)) {
+        continue;
+      }
+      List<byte[]> data;
+      try {
+        data = tiers.get(t).getAll(keys.subList(run, maxBlocks));
+      } catch (TierUnavailableException e) {
+        down(t, e);
+        continue;
+      }
+      List<String> promoteKeys = new ArrayList<>();
+      List<byte[]> promoteData = new ArrayList<>();
+      for (int k = 0; k < data.size(); k++) {
+        int i = run + k;
+        byte[] d = data.get(k);
+        if (d == null || parts[i] != null) {
+          continue;
+        }
+        stats.bytesRead.addAndGet(d.length);
+        try {
+          parts[i] =
+              TierBlock.decode(
+                  d, owner, chains.get(i), i * block, block, kvHeads, keyBytes, valueBytes);
+          promoteKeys.add(keys.get(i));
+          promoteData.add(d);
+        } catch (TierBlock.Rejected e) {
+          stats.rejected.incrementAndGet(); // recomputed by the prefill, never used
+        }
+      }
+      for (int u = 0; u < t && !promoteKeys.isEmpty(); u++) {
+        putMissing(u, promoteKeys, promoteData); // found in a colder tier: copied up
+      }
+      while (run < maxBlocks && parts[run] != null) {
+        run++;
+      }
+    }
+    stats.lookups.addAndGet(Math.min(maxBlocks, run + 1));
+    stats.hits.addAndGet(run);
+    stats.misses.addAndGet(run < maxBlocks ? 1 : 0);
+    List<TierBlock.Parts> found = java.util.Arrays.asList(parts).subList(0, run);
     int blocks = found.size() * block / unit * unit / block;
     if (blocks == 0 || !fits(cache, blocks)) {
       return 0;
@@ -161,52 +198,66 @@ public final class PrefixCache implements AutoCloseable {
     int kvHeads = cache.paged(0).kvHeads();
     int count = Math.min(length, cache.tokens()) / block;
     byte[] chain = root(owner);
-    int written = 0;
+    List<String> keys = new ArrayList<>();
+    List<byte[]> data = new ArrayList<>();
     for (int i = 0; i < count; i++) {
       chain = next(chain, tokens, i * block, block);
       if (i * block < fromToken) {
         continue;
       }
-      MemorySegment[][] keys = new MemorySegment[layers][kvHeads];
-      MemorySegment[][] values = new MemorySegment[layers][kvHeads];
-      for (int l = 0; l < layers; l++) {
+      MemorySegment[][] keyParts = new MemorySegment[layers][kvHeads];
+      MemorySegment[][] valueParts = new MemorySegment[layers][kvHeads];
+      boolean settled = true;
+      for (int l = 0; l < layers && settled; l++) {
         PagedLayerKv layer = cache.paged(l);
-        for (int g = 0; g < kvHeads; g++) {
+        for (int g = 0; g < kvHeads && settled; g++) {
           HeadStore h = layer.head(g);
-          if (h.blocks().size() <= i || !h.settled(i, i * block)) {
-            return written; // this block and the ones after it are not settled yet
+          settled = h.blocks().size() > i && h.settled(i, i * block);
+          if (settled) {
+            keyParts[l][g] = h.blocks().get(i).keys();
+            valueParts[l][g] = h.blocks().get(i).values();
           }
-          keys[l][g] = h.blocks().get(i).keys();
-          values[l][g] = h.blocks().get(i).values();
         }
       }
-      String key = hex(chain);
-      byte[] data = null;
-      boolean any = false;
-      for (int t = 0; t < tiers.size(); t++) {
-        if (!up(t)) {
-          continue;
-        }
-        try {
-          if (tiers.get(t).contains(key)) {
-            continue;
-          }
-          if (data == null) {
-            data = TierBlock.encode(owner, chain, i * block, block, keys, values);
-          }
-          tiers.get(t).put(key, data);
-          stats.bytesWritten.addAndGet(data.length);
-          any = true;
-        } catch (TierUnavailableException e) {
-          down(t, e);
-        }
+      if (!settled) {
+        break; // this block and the ones after it are not settled yet
       }
-      if (any) {
-        stats.stored.incrementAndGet();
-        written++;
+      keys.add(hex(chain));
+      data.add(TierBlock.encode(owner, chain, i * block, block, keyParts, valueParts));
+    }
+    boolean[] any = new boolean[keys.size()];
+    for (int t = 0; t < tiers.size() && !keys.isEmpty(); t++) {
+      boolean[] w = putMissing(t, keys, data);
+      for (int i = 0; i < any.length; i++) {
+        any[i] |= w[i];
       }
     }
+    int written = 0;
+    for (boolean b : any) {
+      written += b ? 1 : 0;
+    }
+    stats.stored.addAndGet(written);
     return written;
+  }
+
+  /** {@link KvTier#putMissing} on tier {@code t} if it is up, counted; none written if down. */
+  private boolean[] putMissing(int t, List<String> keys, List<byte[]> data) {
+    boolean[] none = new boolean[keys.size()];
+    if (!up(t)) {
+      return none;
+    }
+    try {
+      boolean[] w = tiers.get(t).putMissing(keys, data);
+      for (int i = 0; i < w.length; i++) {
+        if (w[i]) {
+          stats.bytesWritten.addAndGet(data.get(i).length);
+        }
+      }
+      return w;
+    } catch (TierUnavailableException e) {
+      down(t, e);
+      return none;
+    }
   }
 
   /** The key of block {@code index} of {@code tokens} (blocks of {@code blockTokens}) for spec. */
@@ -216,52 +267,6 @@ public final class PrefixCache implements AutoCloseable {
       chain = next(chain, tokens, i * blockTokens, blockTokens);
     }
     return hex(chain);
-  }
-
-  /** The first intact block under {@code key} in the tiers, copied into the tiers before it. */
-  private TierBlock.Parts fetch(
-      String key,
-      String owner,
-      byte[] chain,
-      int first,
-      int block,
-      int kvHeads,
-      long[] keyBytes,
-      long[] valueBytes) {
-    for (int t = 0; t < tiers.size(); t++) {
-      if (!up(t)) {
-        continue;
-      }
-      byte[] data;
-      try {
-        data = tiers.get(t).get(key);
-      } catch (TierUnavailableException e) {
-        down(t, e);
-        continue;
-      }
-      if (data == null) {
-        continue;
-      }
-      stats.bytesRead.addAndGet(data.length);
-      try {
-        TierBlock.Parts parts =
-            TierBlock.decode(data, owner, chain, first, block, kvHeads, keyBytes, valueBytes);
-        for (int u = 0; u < t; u++) {
-          if (up(u)) {
-            try {
-              tiers.get(u).put(key, data);
-              stats.bytesWritten.addAndGet(data.length);
-            } catch (TierUnavailableException e) {
-              down(u, e);
-            }
-          }
-        }
-        return parts;
-      } catch (TierBlock.Rejected e) {
-        stats.rejected.incrementAndGet(); // recomputed by the prefill, never used
-      }
-    }
-    return null;
   }
 
   private boolean up(int t) {
