@@ -14,7 +14,8 @@ import picocli.CommandLine.Command;
       BenchImportCommand.class,
       BenchServeCommand.class,
       BenchAttentionCommand.class,
-      BenchBlendCommand.class
+      BenchBlendCommand.class,
+      BenchTiersCommand.class
     })
 public final class BenchCommand implements Runnable {
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;

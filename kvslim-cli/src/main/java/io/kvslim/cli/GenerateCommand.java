@@ -23,6 +23,7 @@ public final class GenerateCommand implements Callable<Integer> {
   @Mixin KvOptions kvOptions;
   @Mixin NumericsOptions numericsOptions;
   @Mixin ClusterOptions clusterOptions;
+  @Mixin KvTierOptions tierOptions;
 
   @Option(
       names = {"-p", "--prompt"},
@@ -76,6 +77,11 @@ public final class GenerateCommand implements Callable<Integer> {
     SamplerConfig sc =
         new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
     clusterOptions.check(kvOptions);
+    tierOptions.check();
+    if (clusterOptions.enabled() && !tierOptions.tiers.isEmpty()) {
+      throw new IllegalArgumentException(
+          "--kv-tier cannot be combined with --cluster: the cluster's members hold the blocks");
+    }
     var numerics = numericsOptions.numerics();
     try (var cluster = clusterOptions.enabled() ? clusterOptions.join(kvOptions) : null;
         Model model = modelOptions.load();
@@ -92,18 +98,22 @@ public final class GenerateCommand implements Callable<Integer> {
       out.print(prompt);
       out.flush();
       var dec = tok.streamingDecoder(false);
+      var prefix = tierOptions.open(model.config(), numerics);
+      Generator generator = new Generator(engine);
+      if (prefix != null) {
+        generator.withPrefixCache(prefix, kvOptions.spec());
+      }
       Generator.Result r =
-          new Generator(engine)
-              .generate(
-                  ids,
-                  maxTokens,
-                  new Sampler(sc),
-                  tok::isEog,
-                  t -> {
-                    out.print(dec.feed(t));
-                    out.flush();
-                    return true;
-                  });
+          generator.generate(
+              ids,
+              maxTokens,
+              new Sampler(sc),
+              tok::isEog,
+              t -> {
+                out.print(dec.feed(t));
+                out.flush();
+                return true;
+              });
       out.print(dec.flush());
       out.println();
       System.err.printf(
@@ -128,6 +138,19 @@ public final class GenerateCommand implements Callable<Integer> {
           tokens,
           Format.bytes(f16),
           f16 / (double) Math.max(1, r.kvBytesFinal()));
+      if (prefix != null) {
+        var st = prefix.stats();
+        System.err.printf(
+            "KV tiers: %d of %d prompt tokens restored instead of prefilled; %s read, %s written"
+                + " (%d blocks stored, %d rejected)%n",
+            generator.restoredTokens(),
+            r.promptTokens(),
+            Format.bytes(st.bytesRead.get()),
+            Format.bytes(st.bytesWritten.get()),
+            st.stored.get(),
+            st.rejected.get());
+        prefix.close();
+      }
       return 0;
     }
   }

@@ -50,6 +50,7 @@ public final class ServeCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
   @Mixin KvOptions kvOptions;
   @Mixin ClusterOptions clusterOptions;
+  @Mixin KvTierOptions tierOptions;
 
   @Option(names = "--host", description = "Address to listen on (default ${DEFAULT-VALUE}).")
   String host = "127.0.0.1";
@@ -170,6 +171,11 @@ public final class ServeCommand implements Callable<Integer> {
             key,
             id,
             idleTimeout * 1000L);
+    tierOptions.check();
+    if (clusterOptions.enabled() && !tierOptions.tiers.isEmpty()) {
+      throw new IllegalArgumentException(
+          "--kv-tier cannot be combined with --cluster: the cluster's members hold the blocks");
+    }
     try (var cluster = clusterOptions.enabled() ? clusterOptions.join(kvOptions) : null;
         Model model = modelOptions.load();
         Engine engine = modelOptions.engine(model, kvOptions.factory())) {
@@ -184,6 +190,12 @@ public final class ServeCommand implements Callable<Integer> {
         }
       } catch (ApiException e) {
         throw new IllegalArgumentException("--kv: " + e.getMessage());
+      }
+      var prefix = tierOptions.open(model.config(), engine.numerics());
+      if (prefix != null) {
+        server.usePrefixCache(prefix);
+        System.err.println(
+            "kvslim: prefix cache over the KV tiers " + String.join(", ", tierOptions.tiers));
       }
       if (warmupSteps > 0) {
         JitWarmup.Report w =

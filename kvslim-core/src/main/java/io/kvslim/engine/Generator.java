@@ -1,6 +1,8 @@
 package io.kvslim.engine;
 
 import io.kvslim.kv.KvCache;
+import io.kvslim.kv.cache.ManagedKvCache;
+import io.kvslim.kv.tier.PrefixCache;
 import java.util.Arrays;
 
 /** Prefill then decode loop for one sequence, with stop conditions and a streaming callback. */
@@ -41,9 +43,27 @@ public final class Generator {
   }
 
   private final Engine engine;
+  private PrefixCache prefixCache;
+  private String prefixSpec;
+  private int restoredTokens;
 
   public Generator(Engine engine) {
     this.engine = engine;
+  }
+
+  /**
+   * Restores the prompt's longest prefix that {@code cache}'s KV tiers hold for {@code spec} (the
+   * engine's KV spec) instead of prefilling it, and stores the blocks the prefill settles.
+   */
+  public Generator withPrefixCache(PrefixCache cache, String spec) {
+    this.prefixCache = cache;
+    this.prefixSpec = spec;
+    return this;
+  }
+
+  /** Prompt tokens the last {@link #generate} restored from the KV tiers (0 without any). */
+  public int restoredTokens() {
+    return restoredTokens;
   }
 
   /**
@@ -72,8 +92,16 @@ public final class Generator {
     int len = prompt.length;
     try (KvCache cache = engine.newCache()) {
       long t0 = System.nanoTime();
-      engine.prefill(cache, prompt, 0, prompt.length, 0, false, logits);
+      restoredTokens = 0;
+      ManagedKvCache managed = prefixCache != null ? managed(cache) : null;
+      if (managed != null) {
+        restoredTokens = prefixCache.restore(managed, prefixSpec, prompt, prompt.length);
+      }
+      engine.prefill(cache, prompt, restoredTokens, prompt.length, restoredTokens, false, logits);
       long t1 = System.nanoTime();
+      if (managed != null) {
+        prefixCache.store(managed, prefixSpec, prompt, prompt.length, restoredTokens);
+      }
       long peak = cache.bytes();
       int generated = 0;
       StopReason reason = StopReason.LENGTH;
@@ -111,5 +139,9 @@ public final class Generator {
           cache.bytes(),
           peak);
     }
+  }
+
+  private static ManagedKvCache managed(KvCache cache) {
+    return cache instanceof ManagedKvCache m ? m : null;
   }
 }

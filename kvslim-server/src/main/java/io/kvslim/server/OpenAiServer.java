@@ -10,6 +10,7 @@ import io.kvslim.chat.ChatTemplate;
 import io.kvslim.chat.ChatTemplateException;
 import io.kvslim.engine.Engine;
 import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.tier.PrefixCache;
 import io.kvslim.server.SequenceEvent.FinishReason;
 import io.kvslim.tokenizer.Tokenizer;
 import java.io.IOException;
@@ -64,6 +65,7 @@ public final class OpenAiServer implements AutoCloseable {
   private final Javalin app;
   private volatile boolean stopping;
   private final AtomicInteger inFlight = new AtomicInteger();
+  private PrefixCache prefixCache;
 
   /**
    * Builds the server over a loaded engine; {@link #start()} opens the port.
@@ -180,6 +182,18 @@ public final class OpenAiServer implements AutoCloseable {
     return this;
   }
 
+  /**
+   * Serves with a prefix cache over KV tiers ({@code --kv-tier}): prompts restore their longest
+   * stored prefix instead of prefilling it, and its counters are in {@code /metrics}. The cache's
+   * tiers are closed with the server.
+   */
+  public OpenAiServer usePrefixCache(PrefixCache cache) {
+    this.prefixCache = cache;
+    metrics.bindTiers(cache);
+    scheduler.usePrefixCache(cache);
+    return this;
+  }
+
   /** The port listened on (the ephemeral one when started with port 0). */
   public int port() {
     return app.port();
@@ -220,6 +234,9 @@ public final class OpenAiServer implements AutoCloseable {
       }
     }
     app.stop();
+    if (prefixCache != null) {
+      prefixCache.close();
+    }
   }
 
   @Override

@@ -10,6 +10,7 @@ import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvMemoryExhaustedException;
+import io.kvslim.kv.tier.PrefixCache;
 import io.kvslim.model.Batch;
 import io.kvslim.server.SequenceEvent.FinishReason;
 import io.kvslim.tokenizer.Tokenizer;
@@ -54,6 +55,7 @@ public final class Scheduler implements AutoCloseable {
   private volatile int activeCount;
   private boolean closing;
   private long drainDeadline;
+  private volatile PrefixCache prefixCache; // null: no KV tiers
 
   // scheduler thread only
   private final List<Sequence> active = new ArrayList<>();
@@ -95,6 +97,14 @@ public final class Scheduler implements AutoCloseable {
   /** CacheBlend's chunk store (hits and misses). */
   io.kvslim.engine.blend.ChunkKvStore chunkStore() {
     return blender.store();
+  }
+
+  /**
+   * Restores each admitted prompt's longest stored prefix from {@code cache}'s KV tiers instead of
+   * prefilling it, and stores the blocks each prefill settles (null: none).
+   */
+  public void usePrefixCache(PrefixCache cache) {
+    this.prefixCache = cache;
   }
 
   /** Requests waiting for admission. */
@@ -331,6 +341,7 @@ public final class Scheduler implements AutoCloseable {
             metrics.labelledPrompt(m.promptSegments());
           }
         }
+        restorePrefix(s);
         s.history = new int[s.prompt.length + s.maxTokens];
         System.arraycopy(s.prompt, 0, s.history, 0, s.prompt.length);
         s.length = s.prompt.length;
@@ -350,6 +361,40 @@ public final class Scheduler implements AutoCloseable {
       }
       activeCount = active.size();
       metrics.kvBytesBySpec(bytesBySpec());
+    }
+  }
+
+  /** The prompt's stored prefix into the new cache, if the tiers hold one: prefill starts after. */
+  private void restorePrefix(Sequence s) {
+    PrefixCache prefix = prefixCache;
+    if (prefix == null || s.blend != null || !(s.cache instanceof ManagedKvCache cache)) {
+      return; // no tiers; a CacheBlend prompt (its chunks are reused instead); a cluster cache
+    }
+    try {
+      s.restored = prefix.restore(cache, s.plan.text(), s.prompt, s.prompt.length);
+    } catch (RuntimeException e) {
+      System.err.println("kvslim: warning: restoring a prefix from the KV tiers failed: " + e);
+      s.cache.close(); // start over with an empty cache: the whole prompt is prefilled
+      s.cache = s.plan.create();
+      s.cache.beginPrompt(s.prompt.length);
+      if (s.segments != null) {
+        s.cache.labelPrompt(s.segments);
+      }
+      s.restored = 0;
+    }
+    s.prefilled = s.restored;
+  }
+
+  /** The blocks the prefill settled into the tiers (those it restored are there already). */
+  private void storePrefix(Sequence s) {
+    PrefixCache prefix = prefixCache;
+    if (prefix == null || s.blend != null || !(s.cache instanceof ManagedKvCache cache)) {
+      return;
+    }
+    try {
+      prefix.store(cache, s.plan.text(), s.prompt, s.prompt.length, s.restored);
+    } catch (RuntimeException e) {
+      System.err.println("kvslim: warning: storing a prefix in the KV tiers failed: " + e);
     }
   }
 
@@ -433,6 +478,7 @@ public final class Scheduler implements AutoCloseable {
         if (s.prefilled == s.prompt.length) {
           engine.replayPrompt(s.cache, s.prompt, 0, s.prompt.length, 0); // KVzip scores here
           s.cache.afterStep(KvCache.StepKind.PREFILL);
+          storePrefix(s);
           s.state = Sequence.State.DECODE;
           sampled.add(s);
         }

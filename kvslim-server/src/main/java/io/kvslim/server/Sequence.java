@@ -43,6 +43,7 @@ public final class Sequence {
   int[] history;
   int length;
   int prefilled;
+  int restored; // prompt tokens whose blocks came from the KV tiers (PrefixCache)
   int generated;
   long peakBytes;
 

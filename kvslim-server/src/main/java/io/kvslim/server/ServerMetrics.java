@@ -2,8 +2,11 @@ package io.kvslim.server;
 
 import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.tier.PrefixCache;
+import io.kvslim.kv.tier.TierStats;
 import io.kvslim.server.SequenceEvent.FinishReason;
 import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.Tags;
 import io.micrometer.core.instrument.Timer;
@@ -73,6 +76,41 @@ public final class ServerMetrics {
     Gauge.builder("kvslim.active.sequences", scheduler, Scheduler::activeSequences)
         .description("Sequences admitted and running")
         .register(registry);
+  }
+
+  /**
+   * Registers the prefix cache's counters: KV tier blocks looked up, hit, missed, rejected (corrupt
+   * or foreign: recomputed) and stored, bytes read and written, prompt tokens restored instead of
+   * prefilled, and per tier the times it was unreachable and skipped.
+   */
+  void bindTiers(PrefixCache cache) {
+    TierStats t = cache.stats();
+    tierCounter("lookups", "Prefix blocks looked up in the KV tiers", t.lookups, null);
+    tierCounter("hits", "Prefix blocks found intact in a KV tier", t.hits, null);
+    tierCounter("misses", "Prefix blocks no KV tier held", t.misses, null);
+    tierCounter("rejected", "Stored blocks rejected (corrupt, foreign)", t.rejected, null);
+    tierCounter("stored", "Prefix blocks written to the KV tiers", t.stored, null);
+    tierCounter("read", "Bytes read from the KV tiers", t.bytesRead, "bytes");
+    tierCounter("written", "Bytes written to the KV tiers", t.bytesWritten, "bytes");
+    tierCounter(
+        "restored.tokens", "Prompt tokens restored instead of prefilled", t.restoredTokens, null);
+    for (var tier : cache.tiers()) {
+      FunctionCounter.builder(
+              "kvslim.kv.tier.unavailable", t.unavailable(tier.name()), AtomicLong::get)
+          .description("Times a KV tier was unreachable and skipped")
+          .tag("tier", tier.name())
+          .register(registry);
+    }
+  }
+
+  private void tierCounter(String name, String description, AtomicLong value, String unit) {
+    FunctionCounter.Builder<AtomicLong> b =
+        FunctionCounter.builder("kvslim.kv.tier." + name, value, AtomicLong::get)
+            .description(description);
+    if (unit != null) {
+      b.baseUnit(unit);
+    }
+    b.register(registry);
   }
 
   /** The Prometheus text exposition. */

@@ -499,6 +499,34 @@ public final class ManagedKvCache implements KvCache {
     return Math.max(announcedPrompt, tokens);
   }
 
+  /**
+   * Whether a prefix's settled blocks are a function of the prefix's tokens alone, so a KV tier may
+   * store them and another sequence restore them ({@code io.kvslim.kv.tier.PrefixCache}): no policy
+   * (nothing evicted, merged or scored), every layer stores its own keys at their positions.
+   */
+  public boolean prefixReusable() {
+    if (!policies.isEmpty() || distant != null) {
+      return false;
+    }
+    for (int l = 0; l < layers.length; l++) {
+      if (shareOf[l] != l || cacheRelative[l]) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Counts {@code n} tokens whose blocks were restored into every layer ({@link
+   * io.kvslim.kv.store.HeadStore#restoreBlock}) as appended, before any other append.
+   */
+  public void restoredPrefix(int n) {
+    if (tokens != 0 || promptTokens >= 0) {
+      throw new IllegalStateException("a prefix is restored only into an empty cache");
+    }
+    tokens = n;
+  }
+
   /** Tokens appended so far (counted at layer 0). */
   public int tokens() {
     return tokens;

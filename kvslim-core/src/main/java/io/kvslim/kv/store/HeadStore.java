@@ -2,6 +2,7 @@ package io.kvslim.kv.store;
 
 import io.kvslim.kv.format.KvFormat;
 import io.kvslim.kv.format.KvFormats;
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.Collections;
@@ -329,6 +330,59 @@ public final class HeadStore {
       throw new IllegalStateException(
           "append took " + (bytes - before) + " bytes but reserved " + expected);
     }
+  }
+
+  // ---- prefix blocks (KV tiers) ----------------------------------------------------------------
+
+  /**
+   * Whether block {@code index} is settled: full, every slot live, positions the run {@code
+   * firstPosition..+blockTokens}, keys and values in the format's final formats (out of any
+   * residual window). A settled block never changes again while no policy evicts, so its bytes are
+   * what a KV tier stores.
+   */
+  public boolean settled(int index, int firstPosition) {
+    KvBlock b = blocks.get(index);
+    return b.capacity() == format.blockTokens()
+        && b.isFull()
+        && b.liveCount() == b.filled()
+        && !b.hasMask()
+        && b.minPosition() == firstPosition
+        && b.maxPosition() == firstPosition + b.capacity() - 1
+        && b.residualValueFormat() == null
+        && same(b.keyFormat(), format.keys())
+        && same(b.valueFormat(), format.values());
+  }
+
+  /** Bytes of one settled block ({@link #settled}): what {@link #restoreBlock} allocates. */
+  public long settledBlockBytes() {
+    return KvBlock.bytesFor(format.blockTokens(), headDim, format.keys(), format.values());
+  }
+
+  /**
+   * Appends a settled block of {@code blockTokens} consecutive positions from {@code firstPosition}
+   * whose key and value bytes are {@code keys} and {@code values} (read back from a KV tier). The
+   * head must be empty or end with a full block.
+   *
+   * @throws KvMemoryExhaustedException if the pool cannot hold the block (nothing changes then)
+   * @throws IllegalArgumentException if the sizes are not the format's
+   */
+  public void restoreBlock(int firstPosition, MemorySegment keys, MemorySegment values) {
+    if (!blocks.isEmpty() && !blocks.getLast().isFull()) {
+      throw new IllegalStateException("a block is restored only after full blocks");
+    }
+    KvBlock b =
+        KvBlock.restored(
+            format.blockTokens(),
+            headDim,
+            format.keys(),
+            format.values(),
+            firstPosition,
+            keys,
+            values);
+    pool.reserve(b.bytes());
+    blocks.add(b);
+    bytes += b.bytes();
+    size += b.filled();
   }
 
   // ---- the residual window (KIVI) --------------------------------------------------------------

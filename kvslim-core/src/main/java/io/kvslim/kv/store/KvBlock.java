@@ -85,6 +85,43 @@ public final class KvBlock {
     return MemorySegment.ofArray(new byte[Math.toIntExact(bytes)]);
   }
 
+  /**
+   * A full block of consecutive positions from {@code firstPosition} whose keys and values are the
+   * given bytes, as {@link #keys()} and {@link #values()} of a settled block in these formats held
+   * them (a block read back from a KV tier, {@code io.kvslim.kv.tier}).
+   *
+   * @throws IllegalArgumentException if a segment's size is not the formats' block size
+   */
+  static KvBlock restored(
+      int capacity,
+      int headDim,
+      KvFormat keyFormat,
+      KvFormat valueFormat,
+      int firstPosition,
+      MemorySegment keys,
+      MemorySegment values) {
+    KvBlock b = new KvBlock(capacity, headDim, keyFormat, valueFormat);
+    if (keys.byteSize() != b.keys.byteSize() || values.byteSize() != b.values.byteSize()) {
+      throw new IllegalArgumentException(
+          "a restored block has "
+              + keys.byteSize()
+              + "/"
+              + values.byteSize()
+              + " key/value bytes, its formats hold "
+              + b.keys.byteSize()
+              + "/"
+              + b.values.byteSize());
+    }
+    MemorySegment.copy(keys, 0, b.keys, 0, keys.byteSize());
+    MemorySegment.copy(values, 0, b.values, 0, values.byteSize());
+    b.positions = PositionCodes.run(firstPosition);
+    b.filled = capacity;
+    b.liveCount = capacity;
+    b.minPosition = firstPosition;
+    b.maxPosition = firstPosition + capacity - 1;
+    return b;
+  }
+
   /** Exact bytes of an empty block, or of a full one whose positions are one run. */
   public static long bytesFor(int capacity, int headDim, KvFormat keys, KvFormat values) {
     return HEADER_BYTES + keys.blockBytes(capacity, headDim) + values.blockBytes(capacity, headDim);

@@ -1,0 +1,68 @@
+package io.kvslim.kv.tier;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A store of KV blocks below RAM, keyed by strings ({@link PrefixCache}'s hash chain). What it
+ * returns is checked by the caller ({@link TierBlock#decode}); a tier only moves bytes.
+ * Implementations are used from one thread at a time.
+ */
+public interface KvTier extends AutoCloseable {
+  /** How the tier was configured, e.g. {@code disk:/var/cache/kvslim} or {@code redis://h:6379}. */
+  String name();
+
+  /**
+   * The bytes stored under {@code key}, or null if there are none.
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   */
+  byte[] get(String key);
+
+  /**
+   * Whether bytes are stored under {@code key}.
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   */
+  boolean contains(String key);
+
+  /**
+   * Stores {@code value} under {@code key}, replacing what was there.
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   */
+  void put(String key, byte[] value);
+
+  /**
+   * The bytes under each of {@code keys} (null where none), in one round trip where the tier can.
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   */
+  default List<byte[]> getAll(List<String> keys) {
+    List<byte[]> out = new ArrayList<>(keys.size());
+    for (String k : keys) {
+      out.add(get(k));
+    }
+    return out;
+  }
+
+  /**
+   * Stores {@code values.get(i)} under {@code keys.get(i)} where nothing is stored yet, in as few
+   * round trips as the tier can; returns which were written.
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   */
+  default boolean[] putMissing(List<String> keys, List<byte[]> values) {
+    boolean[] written = new boolean[keys.size()];
+    for (int i = 0; i < keys.size(); i++) {
+      if (!contains(keys.get(i))) {
+        put(keys.get(i), values.get(i));
+        written[i] = true;
+      }
+    }
+    return written;
+  }
+
+  @Override
+  void close();
+}
