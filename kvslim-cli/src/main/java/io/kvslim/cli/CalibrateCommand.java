@@ -1,6 +1,7 @@
 package io.kvslim.cli;
 
 import io.kvslim.bench.Progress;
+import io.kvslim.calibrate.AutoSensitivity;
 import io.kvslim.calibrate.CalibrationProfile;
 import io.kvslim.calibrate.Calibrator;
 import io.kvslim.calibrate.ModelIdentity;
@@ -122,6 +123,7 @@ public final class CalibrateCommand implements Callable<Integer> {
               u -> progress.advance(u, "tokens"));
       progress.finish();
       p.write(out);
+      AutoSensitivity.measure(engine, ids).addTo(out); // the adaptive controller's section
       double seconds = (System.nanoTime() - t0) / 1e9;
       System.out.print(summary(p));
       System.out.printf(

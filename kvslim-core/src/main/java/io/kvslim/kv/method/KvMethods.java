@@ -43,6 +43,7 @@ public final class KvMethods {
     register(new AsymKvMethod());
     register(new TurboQuantMethod());
     register(new GearMethod());
+    register(new AutoMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 
