@@ -123,7 +123,16 @@ public final class CalibrateCommand implements Callable<Integer> {
               u -> progress.advance(u, "tokens"));
       progress.finish();
       p.write(out);
-      AutoSensitivity.measure(engine, ids).addTo(out); // the adaptive controller's section
+      long autoStart = System.nanoTime();
+      AutoSensitivity auto = AutoSensitivity.measure(engine, ids);
+      auto.addTo(out); // the adaptive controller's section
+      System.out.printf(
+          Locale.ROOT,
+          "auto: each KV head measured at %d settings on %d + %d tokens in %.1f s%n",
+          auto.evict()[0][0].length + auto.quant()[0][0].length - 2,
+          auto.prefill(),
+          auto.decode(),
+          (System.nanoTime() - autoStart) / 1e9);
       double seconds = (System.nanoTime() - t0) / 1e9;
       System.out.print(summary(p));
       System.out.printf(

@@ -67,6 +67,13 @@ public final class GenerateCommand implements Callable<Integer> {
       description = "Map special-token text (e.g. <|im_start|>) to ids.")
   boolean parseSpecial;
 
+  @Option(
+      names = "--explain",
+      description =
+          "After generating, print per layer and KV head what the cache holds: tokens, bytes and"
+              + " tokens per format (auto's plan as carried out).")
+  boolean explain;
+
   @Override
   public Integer call() {
     if (maxTokens < 0) {
@@ -74,7 +81,15 @@ public final class GenerateCommand implements Callable<Integer> {
     }
     SamplerConfig sc =
         new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
-    var kvFactory = kvOptions.factory();
+    var specFactory = kvOptions.factory();
+    io.kvslim.kv.cache.ManagedKvCache[] held = new io.kvslim.kv.cache.ManagedKvCache[1];
+    String[] table = {null};
+    io.kvslim.engine.KvCacheFactory kvFactory =
+        cfg -> {
+          var c = specFactory.create(cfg);
+          held[0] = c instanceof io.kvslim.kv.cache.ManagedKvCache m ? m : null;
+          return c;
+        };
     var numerics = numericsOptions.numerics();
     try (Model model = modelOptions.load();
         Engine engine = modelOptions.engine(model, kvFactory, numerics)) {
@@ -92,6 +107,9 @@ public final class GenerateCommand implements Callable<Integer> {
                   new Sampler(sc),
                   tok::isEog,
                   t -> {
+                    if (explain && held[0] != null) {
+                      table[0] = io.kvslim.kv.cache.HeadTable.of(held[0]);
+                    }
                     out.print(dec.feed(t));
                     out.flush();
                     return true;
@@ -109,6 +127,9 @@ public final class GenerateCommand implements Callable<Integer> {
           Format.bytes(r.kvBytesFinal()),
           kvOptions.spec(),
           engine.threads());
+      if (explain) {
+        System.err.print(table[0] != null ? table[0] : "--explain: no token was generated\n");
+      }
       var cfg = model.config();
       long tokens = r.promptTokens() + r.generatedTokens();
       long f16 = tokens * cfg.layers() * cfg.kvHeads() * cfg.headDim() * 2L * 2L;

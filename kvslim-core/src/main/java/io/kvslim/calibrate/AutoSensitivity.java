@@ -19,7 +19,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The adaptive controller's section of a calibration profile ({@code "auto"}, read by {@code
@@ -40,7 +39,9 @@ public record AutoSensitivity(
 
   private static final ObjectMapper JSON =
       new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
-  private static final ConcurrentHashMap<Path, AutoSensitivity> READ = new ConcurrentHashMap<>();
+  // read once per profile read (a profile read again, after the file changed, reads it again)
+  private static final java.util.Map<CalibrationProfile, AutoSensitivity> READ =
+      java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
 
   /** The planner's curves, {@code [layer][kvHead]}. */
   public AutoPlanner.Head[][] curves() {
@@ -113,7 +114,7 @@ public record AutoSensitivity(
     KvCacheFormat[] formats = new KvCacheFormat[c.layers()];
     Arrays.fill(formats, AutoPolicy.LAYER_FORMAT);
     AutoPolicy policy =
-        new AutoPolicy("calibration", all, c.kvHeads(), c.headDim(), null, null, f, WINDOW);
+        new AutoPolicy("calibration", all, c.kvHeads(), c.headDim(), null, null, false, f, WINDOW);
     float[][] out = new float[decode][c.vocabSize()];
     float[] logits = new float[c.vocabSize()];
     try (ManagedKvCache cache =
@@ -202,7 +203,6 @@ public record AutoSensitivity(
       a.set("quant", cube(quant));
       root.set("auto", a);
       Files.writeString(file, JSON.writeValueAsString(root) + "\n");
-      READ.remove(file.toAbsolutePath());
     } catch (IOException e) {
       throw new UncheckedIOException("cannot add the auto section to " + file, e);
     }
@@ -223,7 +223,7 @@ public record AutoSensitivity(
   }
 
   /**
-   * The section of {@code p} (read again from the file it came from).
+   * The section of {@code p}, read from the file {@code p} was read from.
    *
    * @throws CalibrationProfile.ProfileException one sentence: no file, no section, or a section of
    *     the wrong shape
@@ -233,7 +233,7 @@ public record AutoSensitivity(
       throw new CalibrationProfile.ProfileException(
           "the adaptive controller reads its calibration from a profile file");
     }
-    return READ.computeIfAbsent(p.source().toAbsolutePath(), f -> read(f, p.model()));
+    return READ.computeIfAbsent(p, x -> read(x.source(), x.model()));
   }
 
   private static AutoSensitivity read(Path file, CalibrationProfile.ModelInfo m) {

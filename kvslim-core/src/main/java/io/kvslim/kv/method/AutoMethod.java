@@ -19,8 +19,8 @@ import java.util.function.IntToLongFunction;
  * kept (SnapKV's selection) and the bit width (F32, F16, q8_0, q5_0, q4_0, per head), chosen from
  * the profile's measured sensitivities ({@link AutoSensitivity}) to add the least KL divergence
  * under a byte budget that holds after every step: {@code bytes=64MiB} (a fixed cap) or {@code
- * ratio=0.2} (a share of the F16 bytes of the tokens seen so far). Our own method, no paper: the
- * selection is SnapKV's (Li et al. 2024, arXiv:2404.14469 §4.2), the formats ggml's.
+ * ratio=0.2} (a share of the F16 bytes of the tokens seen so far; 0.25 by default). Our own method,
+ * no paper: the selection is SnapKV's (Li et al. 2024, arXiv:2404.14469 §4.2), the formats ggml's.
  */
 public final class AutoMethod implements KvMethod {
   @Override
@@ -47,8 +47,9 @@ public final class AutoMethod implements KvMethod {
   @Override
   public List<Knob> knobs() {
     return List.of(
-        budget("bytes", null, "bytes the cache may hold after any step (e.g. 64MiB)"),
-        number("ratio", null, "or: share of the F16 bytes of the tokens seen (e.g. 0.2)")
+        budget(
+            "bytes", null, "bytes the cache may hold after any step, e.g. 64MiB (overrides ratio)"),
+        number("ratio", "0.25", "share of the F16 bytes of the tokens seen the cache may hold")
             .between(0, 2),
         integer("window", "32", "recent tokens every head keeps, and SnapKV's window").atLeast(1));
   }
@@ -60,20 +61,20 @@ public final class AutoMethod implements KvMethod {
 
   @Override
   public void validate(MethodCall c) {
-    boolean bytes = c.params().get("bytes") != null;
-    boolean ratio = c.params().get("ratio") != null;
-    if (bytes == ratio) {
-      throw new KvSpecException(
-          "auto needs exactly one budget: bytes=SIZE (e.g. auto:bytes=64MiB) or ratio=R (e.g."
-              + " auto:ratio=0.2)");
-    }
-    if (bytes && c.budget("bytes").kind() != Budget.Kind.BYTES) {
+    if (c.params().get("bytes") != null && c.budget("bytes").kind() != Budget.Kind.BYTES) {
       throw new KvSpecException(
           "auto:bytes takes a byte count like 64MiB, not '" + c.budget("bytes") + "'");
     }
-    if (ratio && !(c.number("ratio") > 0)) {
+    if (!(c.number("ratio") > 0)) {
       throw new KvSpecException("auto:ratio must be above 0, got " + c.number("ratio"));
     }
+  }
+
+  /** The call as its budget reads, for messages: {@code auto:bytes=65536B} or {@code ratio=0.2}. */
+  private static String label(MethodCall c) {
+    return c.params().get("bytes") != null
+        ? "auto:bytes=" + c.budget("bytes")
+        : "auto:ratio=" + c.number("ratio");
   }
 
   @Override
@@ -110,9 +111,9 @@ public final class AutoMethod implements KvMethod {
         throw new KvSpecException(
             String.format(
                 Locale.ROOT,
-                "auto:bytes=%s is below the %d bytes the smallest plan takes (%d KV heads, each"
+                "%s is below the %d bytes the smallest plan takes (%d KV heads, each"
                     + " at its %d-token window in q4_0 with an open F32 block)",
-                c.params().get("bytes"),
+                label(c),
                 floor,
                 heads,
                 window));
@@ -124,7 +125,15 @@ public final class AutoMethod implements KvMethod {
       budget = n -> (long) Math.floor(ratio * f16PerToken * n);
     }
     return new AutoPolicy(
-        c.toString(), ctx.layers(), ctx.kvHeads(), ctx.headDim(), s.curves(), budget, null, window);
+        label(c),
+        ctx.layers(),
+        ctx.kvHeads(),
+        ctx.headDim(),
+        s.curves(),
+        budget,
+        c.params().get("bytes") != null,
+        null,
+        window);
   }
 
   /** A byte budget holds whatever the length; a ratio at most its share of F32 past the prompt. */
@@ -149,6 +158,6 @@ public final class AutoMethod implements KvMethod {
 
   @Override
   public String specCompressing(int tokens) {
-    return "auto:ratio=0.15,window=8";
+    return "auto:ratio=0.5,window=8";
   }
 }

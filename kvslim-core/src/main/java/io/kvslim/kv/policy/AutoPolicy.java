@@ -32,8 +32,9 @@ import java.util.function.IntToLongFunction;
  *   <li>After the prompt and after every later step whose cache is over the budget, the planner
  *       lowers the least sensitive heads (drop tokens, or one level down) until the estimate fits;
  *       the cache is then measured and, if block rounding left it over, planned again. A sequence
- *       that cannot fit even with every head at its window in the lowest level is refused in one
- *       sentence.
+ *       that cannot fit a byte cap even with every head at its window in the lowest level is
+ *       refused in one sentence; under a share of the tokens seen (a short sequence) it keeps that
+ *       smallest plan.
  * </ul>
  *
  * A budget at least the full F32 cache's bytes changes nothing: the cache is then the full cache.
@@ -58,6 +59,7 @@ public final class AutoPolicy implements KvPolicy {
   private final AutoPlanner.Head[][] curves;
   private final IntToLongFunction budget; // bytes allowed with n tokens seen; null when fixed
   private final Fixed fixed;
+  private final boolean hard;
   private final int window;
   private final long[] tokenBytes;
   private SnapKvPolicy voter;
@@ -70,6 +72,8 @@ public final class AutoPolicy implements KvPolicy {
    * @param curves per layer and KV head, the measured sensitivities ({@code null} with {@code
    *     fixed})
    * @param budget the bytes the covered layers may hold once {@code n} tokens were seen
+   * @param hard whether a sequence the budget cannot hold is refused (a byte cap) or kept at the
+   *     smallest plan (a share of the tokens seen, below what a short sequence's windows take)
    */
   public AutoPolicy(
       String label,
@@ -78,6 +82,7 @@ public final class AutoPolicy implements KvPolicy {
       int headDim,
       AutoPlanner.Head[][] curves,
       IntToLongFunction budget,
+      boolean hard,
       Fixed fixed,
       int window) {
     this.label = label;
@@ -85,6 +90,7 @@ public final class AutoPolicy implements KvPolicy {
     this.curves = curves;
     this.budget = budget;
     this.fixed = fixed;
+    this.hard = hard;
     this.window = window;
     this.tokenBytes = tokenBytes(headDim);
     this.voter =
@@ -288,7 +294,10 @@ public final class AutoPolicy implements KvPolicy {
       convertClosedBlocks(cache);
       held = held(cache);
       if (held > limit && (!fits || round > 64)) {
-        throw new KvSpecException(impossible(seen, held, limit));
+        if (hard) {
+          throw new KvSpecException(impossible(seen, held, limit));
+        }
+        return; // a share of a short sequence below the smallest plan: the smallest plan
       }
     }
   }
@@ -296,7 +305,7 @@ public final class AutoPolicy implements KvPolicy {
   private String impossible(int seen, long held, long limit) {
     return String.format(
         Locale.ROOT,
-        "KV spec '%s' cannot hold %d tokens in %d bytes: with every KV head cut to its %d-token"
+        "%s cannot hold %d tokens in %d bytes: with every KV head cut to its %d-token"
             + " window in %s the cache still takes %d bytes",
         label,
         seen,
