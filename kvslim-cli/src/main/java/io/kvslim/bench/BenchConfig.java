@@ -54,6 +54,9 @@ public final class BenchConfig {
    */
   public boolean share = true;
 
+  /** ppl: print what each spec's cache holds per layer and KV head after the first window. */
+  public transient boolean explain;
+
   /** Perplexity and KL divergence settings. */
   public static final class Ppl {
     /** Tokens per window (BOS included). */

@@ -156,6 +156,17 @@ final class QualityNll {
             stats[s].decodeSteps++;
           }
         }
+        for (int s = 0; s < n && config.explain && w == 0; s++) {
+          if (cs[s] instanceof ManagedKvCache m) {
+            System.err.print(
+                "explain "
+                    + runner.specs().get(s)
+                    + " ("
+                    + label
+                    + " window 1):\n"
+                    + io.kvslim.kv.cache.HeadTable.of(m));
+          }
+        }
         for (int s = 0; s < n; s++) {
           stats[s].f16Bytes += QualityRunner.f16Bytes(engine.config(), len - 1);
           stats[s].bytes += cs[s].bytes();

@@ -118,6 +118,8 @@ public final class QualityRunner {
       throw new java.io.UncheckedIOException("cannot write the calibration profile", e);
     }
     p.write(file);
+    io.kvslim.calibrate.AutoSensitivity.measure(engine, tokenizer.encode(text, true, false))
+        .addTo(file);
     List<String> out = new ArrayList<>();
     for (String s : specs) {
       out.add(KvSpec.withProfile(s, file));

@@ -97,6 +97,13 @@ public final class BenchQualityCommand implements Callable<Integer> {
   @Option(names = "--resume", description = "Keep the records in DIR/results.json; skip them.")
   boolean resume;
 
+  @Option(
+      names = "--explain",
+      description =
+          "ppl: print per layer and KV head what each spec's cache holds after the first window"
+              + " (auto's plan as carried out).")
+  boolean explain;
+
   @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output folder.")
   Path out;
 
@@ -104,6 +111,7 @@ public final class BenchQualityCommand implements Callable<Integer> {
   public Integer call() throws IOException {
     Numerics numerics = numericsOptions.numerics();
     BenchConfig config = config();
+    config.explain = explain;
     List<String> specTexts = new ArrayList<>();
     for (String s : config.specs) {
       // a bad spec fails before any model is loaded; one that needs a calibration profile and

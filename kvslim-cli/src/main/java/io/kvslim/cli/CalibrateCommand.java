@@ -1,6 +1,7 @@
 package io.kvslim.cli;
 
 import io.kvslim.bench.Progress;
+import io.kvslim.calibrate.AutoSensitivity;
 import io.kvslim.calibrate.CalibrationProfile;
 import io.kvslim.calibrate.Calibrator;
 import io.kvslim.calibrate.ModelIdentity;
@@ -122,6 +123,16 @@ public final class CalibrateCommand implements Callable<Integer> {
               u -> progress.advance(u, "tokens"));
       progress.finish();
       p.write(out);
+      long autoStart = System.nanoTime();
+      AutoSensitivity auto = AutoSensitivity.measure(engine, ids);
+      auto.addTo(out); // the adaptive controller's section
+      System.out.printf(
+          Locale.ROOT,
+          "auto: each KV head measured at %d settings on %d + %d tokens in %.1f s%n",
+          auto.evict()[0][0].length + auto.quant()[0][0].length - 2,
+          auto.prefill(),
+          auto.decode(),
+          (System.nanoTime() - autoStart) / 1e9);
       double seconds = (System.nanoTime() - t0) / 1e9;
       System.out.print(summary(p));
       System.out.printf(

@@ -69,6 +69,13 @@ public final class GenerateCommand implements Callable<Integer> {
       description = "Map special-token text (e.g. <|im_start|>) to ids.")
   boolean parseSpecial;
 
+  @Option(
+      names = "--explain",
+      description =
+          "After generating, print per layer and KV head what the cache holds: tokens, bytes and"
+              + " tokens per format (auto's plan as carried out).")
+  boolean explain;
+
   @Override
   public Integer call() {
     if (maxTokens < 0) {
@@ -82,15 +89,22 @@ public final class GenerateCommand implements Callable<Integer> {
       throw new IllegalArgumentException(
           "--kv-tier cannot be combined with --cluster: the cluster's members hold the blocks");
     }
+    var specFactory = kvOptions.factory();
+    io.kvslim.kv.cache.ManagedKvCache[] held = new io.kvslim.kv.cache.ManagedKvCache[1];
+    String[] table = {null};
+    io.kvslim.engine.KvCacheFactory kvFactory =
+        cfg -> {
+          var c = specFactory.create(cfg);
+          held[0] = c instanceof io.kvslim.kv.cache.ManagedKvCache m ? m : null;
+          return c;
+        };
     var numerics = numericsOptions.numerics();
     try (var cluster = clusterOptions.enabled() ? clusterOptions.join(kvOptions) : null;
         Model model = modelOptions.load();
         Engine engine =
             modelOptions.engine(
                 model,
-                cluster != null
-                    ? cluster.cacheFactory(clusterOptions.blockTokens)
-                    : kvOptions.factory(),
+                cluster != null ? cluster.cacheFactory(clusterOptions.blockTokens) : kvFactory,
                 numerics)) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());
       int[] ids = tok.encode(prompt, !noBos, parseSpecial);
@@ -110,6 +124,9 @@ public final class GenerateCommand implements Callable<Integer> {
               new Sampler(sc),
               tok::isEog,
               t -> {
+                if (explain && held[0] != null) {
+                  table[0] = io.kvslim.kv.cache.HeadTable.of(held[0]);
+                }
                 out.print(dec.feed(t));
                 out.flush();
                 return true;
@@ -127,6 +144,9 @@ public final class GenerateCommand implements Callable<Integer> {
           Format.bytes(r.kvBytesFinal()),
           kvOptions.spec(),
           engine.threads());
+      if (explain) {
+        System.err.print(table[0] != null ? table[0] : "--explain: no token was generated\n");
+      }
       var cfg = model.config();
       long tokens = r.promptTokens() + r.generatedTokens();
       long f16 = tokens * cfg.layers() * cfg.kvHeads() * cfg.headDim() * 2L * 2L;

@@ -76,6 +76,7 @@ public final class TestProfiles {
       Path file = Files.createTempFile("kvslim-test-profile", ".json");
       file.toFile().deleteOnExit();
       p.write(file);
+      AutoSensitivity.synthetic(p.model().layers(), p.model().kvHeads()).addTo(file);
       return file;
     } catch (IOException e) {
       throw new UncheckedIOException(e);

@@ -50,6 +50,7 @@ public final class KvMethods {
     register(new QaqMethod());
     register(new AlignedKvMethod());
     register(new KvQuantMethod());
+    register(new AutoMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 

@@ -235,6 +235,22 @@ public final class SnapKvPolicy implements ChunkedPrefill.Compressor {
     return Math.max(0, max - li * ((max - min) / (scopedLayers - 1)));
   }
 
+  /**
+   * The pooled window votes of each KV head of {@code layer} on its prefix tokens (the window
+   * excluded), without evicting anything, or {@code null} when no query of the layer was seen: the
+   * token scores of the adaptive controller ({@link AutoPolicy}), which forwards its queries here.
+   */
+  public float[][] pooledVotes(ManagedKvCache cache, int layer) {
+    if (windowQueries[layer] == null) {
+      return null;
+    }
+    float[][] votes = windowVotes(cache.paged(layer), layer);
+    for (int g = 0; g < votes.length; g++) {
+      votes[g] = pool(votes[g]);
+    }
+    return votes;
+  }
+
   /** Each KV head's mean window attention on each prefix token (before pooling). */
   private float[][] windowVotes(PagedLayerKv layer, int l) {
     int kvHeads = layer.kvHeads();

@@ -1,0 +1,163 @@
+package io.kvslim.kv.method;
+
+import static io.kvslim.kv.method.Knob.budget;
+import static io.kvslim.kv.method.Knob.integer;
+import static io.kvslim.kv.method.Knob.number;
+
+import io.kvslim.calibrate.AutoSensitivity;
+import io.kvslim.calibrate.CalibrationProfile;
+import io.kvslim.kv.policy.AutoPolicy;
+import io.kvslim.kv.policy.KvPolicy;
+import io.kvslim.kv.store.KvCacheFormat;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.function.IntToLongFunction;
+
+/**
+ * The adaptive controller (issue 23 item 4; {@link AutoPolicy}): per layer and KV head, the tokens
+ * kept (SnapKV's selection) and the bit width (F32, F16, q8_0, q5_0, q4_0, per head), chosen from
+ * the profile's measured sensitivities ({@link AutoSensitivity}) to add the least KL divergence
+ * under a byte budget that holds after every step: {@code bytes=64MiB} (a fixed cap) or {@code
+ * ratio=0.2} (a share of the F16 bytes of the tokens seen so far; 0.25 by default). Our own method,
+ * no paper: the selection is SnapKV's (Li et al. 2024, arXiv:2404.14469 §4.2), the formats ggml's.
+ */
+public final class AutoMethod implements KvMethod {
+  @Override
+  public String name() {
+    return "auto";
+  }
+
+  @Override
+  public Family family() {
+    return Family.EVICTION;
+  }
+
+  @Override
+  public String paper() {
+    return "kvslim's adaptive controller (issue 23 item 4): SnapKV selection (Li et al. 2024,"
+        + " arXiv:2404.14469 §4.2) and ggml formats per head, planned by measured KLD per byte";
+  }
+
+  @Override
+  public String summary() {
+    return "Adaptive: per-head tokens and bits from a calibration profile, within a byte budget.";
+  }
+
+  @Override
+  public List<Knob> knobs() {
+    return List.of(
+        budget(
+            "bytes", null, "bytes the cache may hold after any step, e.g. 64MiB (overrides ratio)"),
+        number("ratio", "0.25", "share of the F16 bytes of the tokens seen the cache may hold")
+            .between(0, 2),
+        integer("window", "32", "recent tokens every head keeps, and SnapKV's window").atLeast(1));
+  }
+
+  @Override
+  public Set<Need> needs() {
+    return Set.of(Need.QUERIES, Need.CALIBRATION);
+  }
+
+  @Override
+  public void validate(MethodCall c) {
+    if (c.params().get("bytes") != null && c.budget("bytes").kind() != Budget.Kind.BYTES) {
+      throw new KvSpecException(
+          "auto:bytes takes a byte count like 64MiB, not '" + c.budget("bytes") + "'");
+    }
+    if (!(c.number("ratio") > 0)) {
+      throw new KvSpecException("auto:ratio must be above 0, got " + c.number("ratio"));
+    }
+  }
+
+  /** The call as its budget reads, for messages: {@code auto:bytes=65536B} or {@code ratio=0.2}. */
+  private static String label(MethodCall c) {
+    return c.params().get("bytes") != null
+        ? "auto:bytes=" + c.budget("bytes")
+        : "auto:ratio=" + c.number("ratio");
+  }
+
+  @Override
+  public KvCacheFormat format(MethodCall call) {
+    return AutoPolicy.LAYER_FORMAT;
+  }
+
+  @Override
+  public KvPolicy policy(MethodCall c, PolicyContext ctx) {
+    CalibrationProfile p = c.profileFor(ctx);
+    AutoSensitivity s;
+    try {
+      s = AutoSensitivity.of(p);
+    } catch (CalibrationProfile.ProfileException e) {
+      throw new KvSpecException(e.getMessage());
+    }
+    int scoped = 0;
+    for (boolean b : ctx.layers()) {
+      scoped += b ? 1 : 0;
+    }
+    int window = c.integer("window");
+    long[] tokenBytes = AutoPolicy.tokenBytes(ctx.headDim());
+    long heads = (long) scoped * ctx.kvHeads();
+    IntToLongFunction budget;
+    if (c.params().get("bytes") != null) {
+      long bytes = (long) c.budget("bytes").value();
+      // the smallest any sequence past the window can be: every head at its window in the
+      // lowest level, plus its open tail block in F32
+      long floor =
+          heads
+              * (window * tokenBytes[tokenBytes.length - 1]
+                  + (AutoPolicy.BLOCK_TOKENS - 1) * tokenBytes[0]);
+      if (bytes < floor) {
+        throw new KvSpecException(
+            String.format(
+                Locale.ROOT,
+                "%s is below the %d bytes the smallest plan takes (%d KV heads, each"
+                    + " at its %d-token window in q4_0 with an open F32 block)",
+                label(c),
+                floor,
+                heads,
+                window));
+      }
+      budget = n -> bytes;
+    } else {
+      double ratio = c.number("ratio");
+      long f16PerToken = heads * ctx.headDim() * 2L * 2L;
+      budget = n -> (long) Math.floor(ratio * f16PerToken * n);
+    }
+    return new AutoPolicy(
+        label(c),
+        ctx.layers(),
+        ctx.kvHeads(),
+        ctx.headDim(),
+        s.curves(),
+        budget,
+        c.params().get("bytes") != null,
+        null,
+        window);
+  }
+
+  /** A byte budget holds whatever the length; a ratio at most its share of F32 past the prompt. */
+  @Override
+  public long heldTokens(MethodCall c, int prompt, int maxNew, double bytesPerToken) {
+    if (c.params().get("bytes") != null) {
+      long bytes = (long) c.budget("bytes").value();
+      return Math.max(prompt, Math.min((long) prompt + maxNew, (long) (bytes / bytesPerToken) + 1));
+    }
+    return (long) prompt + maxNew;
+  }
+
+  @Override
+  public List<String> benchmarkSpecs() {
+    return List.of("auto:ratio=0.25", "auto:ratio=0.15", "auto:ratio=0.1");
+  }
+
+  @Override
+  public String specKeeping(int tokens) {
+    return "auto:bytes=1GiB";
+  }
+
+  @Override
+  public String specCompressing(int tokens) {
+    return "auto:ratio=0.5,window=8";
+  }
+}
