@@ -28,8 +28,12 @@ class ServerSegmentsHttpTest {
 
   @AfterAll
   static void stop() {
-    server.close();
-    model.close();
+    if (server != null) {
+      server.close();
+    }
+    if (model != null) {
+      model.close();
+    }
   }
 
   @Test
