@@ -31,7 +31,8 @@ import java.nio.file.Path;
  *   "kvsharer": {"samples", "sample_tokens", "threshold", "distance": [L][L],
  *                "accepted": [[i, j], ...], "similarity": [...]},
  *   "pod": {"measure", "sinks", "window", "windows", "queries", "similarity": [L - 1]},
- *   "cq": {"samples", "iterations", "configs": [{"c", "keys": [L], "values": [L]}]}
+ *   "cq": {"samples", "iterations", "configs": [{"c", "keys": [L], "values": [L]}]},
+ *   "lexico": {"samples", "rounds", "sparsity", "atoms", "keys": [L], "values": [L]}
  * }
  * </pre>
  *
@@ -56,6 +57,8 @@ import java.nio.file.Path;
  *       Pod}, {@link PodSimilarity}); absent from profiles written before it existed.
  *   <li>{@code cq}: Coupled Quantization's k-means codebooks per layer ({@link CqCodebooks});
  *       absent from profiles written before it existed.
+ *   <li>{@code lexico}: Lexico's dictionaries per layer ({@link LexicoDictionaries}); absent from
+ *       profiles written before it existed.
  * </ul>
  *
  * The file is written with the keys in this order and numbers as Java prints doubles, so the same
@@ -75,6 +78,7 @@ public record CalibrationProfile(
     KvSharer kvSharer,
     Pod pod,
     CqCodebooks cq,
+    LexicoDictionaries lexico,
     Path source) {
 
   public static final String FORMAT = "kvslim-calibration-profile";
@@ -271,6 +275,9 @@ public record CalibrationProfile(
     if (cq != null) {
       cq.write(root);
     }
+    if (lexico != null) {
+      lexico.write(root);
+    }
     try {
       return JSON.writeValueAsString(root) + "\n";
     } catch (JacksonException e) {
@@ -407,6 +414,9 @@ public record CalibrationProfile(
         root.has("pod") ? readPod(r, r.object(root, "pod"), layers) : null,
         root.has("cq")
             ? CqCodebooks.read(r.object(root, "cq"), layers, model.headDim(), file)
+            : null,
+        root.has("lexico")
+            ? LexicoDictionaries.read(r.object(root, "lexico"), layers, model.headDim(), file)
             : null,
         file);
   }

@@ -214,6 +214,7 @@ public final class Calibrator {
             });
     done.accept(Math.max(0, podBudget - podSpent[0]));
     CqCodebooks cq = CqCodebooks.train(engine, windows, o.seed()); // 5. CQ's codebooks
+    LexicoDictionaries lexico = LexicoDictionaries.train(engine, windows, o.seed()); // 6. Lexico
     CalibrationProfile.ModelInfo info =
         new CalibrationProfile.ModelInfo(
             identity.fileName(),
@@ -246,6 +247,7 @@ public final class Calibrator {
         sharer,
         pod,
         cq,
+        lexico,
         null);
   }
 
