@@ -47,6 +47,7 @@ public final class KvMethods {
     register(new TurboQuantMethod());
     register(new GearMethod());
     register(new CqMethod());
+    register(new LexicoMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 
