@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.kvslim.engine.Engine;
+import io.kvslim.kv.attention.VectorKernels;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.format.Omp;
@@ -30,8 +31,8 @@ import java.util.stream.IntStream;
  * most {@link #SAMPLES} (token, KV head) vectors per layer is kept of the keys as stored (after
  * RoPE) and of the values, as {@link CqCodebooks} does. The atoms start as distinct sampled vectors
  * (random Gaussian ones when the sample is smaller than the dictionary), normalised; then {@link
- * #ROUNDS} rounds of: code every sample with {@link Omp} at sparsity {@link #TRAIN_SPARSITY} (the
- * authors' {@code Autoencoder.encode}, krafton-ai/lexico {@code
+ * #ROUNDS} rounds of: code every sample by OMP ({@link #encode}, as {@link Omp}) at sparsity {@link
+ * #TRAIN_SPARSITY} (the authors' {@code Autoencoder.encode}, krafton-ai/lexico {@code
  * lexico/dictionary_learning/model.py} lines 24–30), replace the dictionary by the least-squares
  * solution {@code D = X Yᵀ (Y Yᵀ)⁻¹} for those codes (the method of optimal directions), and
  * renormalise every atom to unit norm ({@code normalise_decoder_weights}, same file lines 41–46).
@@ -184,20 +185,109 @@ public record LexicoDictionaries(
   /** The sparse codes of {@code n} samples: {@code s} atoms and coefficients each. */
   record Codes(int s, int[] index, float[] coef) {}
 
-  /** Codes every sample of {@code x} with {@link Omp} at sparsity {@code s}. */
+  /**
+   * Codes every sample of {@code x} by orthogonal matching pursuit at sparsity {@code s}: the same
+   * greedy choice and least-squares re-solve as {@link Omp}, computed from the Gram matrix {@code
+   * DᵀD} and {@code Dᵀx} (the correlations with the residual are {@code Dᵀx − DᵀD_S c}), so an
+   * iteration costs N·k instead of N·d; the authors' {@code omp_v0} takes {@code DᵀD} the same way
+   * ({@code lexico/dictionary_learning/model.py} line 26).
+   */
   static Codes encode(float[] dict, int atoms, float[] x, int n, int d, int s) {
+    float[] gram = new float[atoms * atoms];
+    for (int a = 0; a < atoms; a++) {
+      for (int b = 0; b <= a; b++) {
+        float g = VectorKernels.dot(dict, a * d, dict, b * d, d);
+        gram[a * atoms + b] = g;
+        gram[b * atoms + a] = g;
+      }
+    }
     int[] index = new int[n * s];
     float[] coef = new float[n * s];
+    double[] h = new double[atoms];
+    double[] corr = new double[atoms];
+    boolean[] used = new boolean[atoms];
+    double[] sub = new double[s * s];
+    double[] rhs = new double[s];
+    double[] c = new double[s];
     int[] idx = new int[s];
-    float[] cf = new float[s];
     for (int t = 0; t < n; t++) {
-      int k = Omp.encode(dict, atoms, d, x, t * d, s, idx, cf, null);
+      double x2 = 0;
+      for (int i = 0; i < d; i++) {
+        x2 += (double) x[t * d + i] * x[t * d + i];
+      }
+      for (int a = 0; a < atoms; a++) {
+        h[a] = VectorKernels.dot(dict, a * d, x, t * d, d);
+        corr[a] = h[a];
+      }
+      int k = 0;
+      while (k < s) {
+        int best = -1;
+        double bestAbs = 1e-7 * Math.sqrt(x2);
+        for (int a = 0; a < atoms; a++) {
+          if (!used[a] && Math.abs(corr[a]) > bestAbs) {
+            bestAbs = Math.abs(corr[a]);
+            best = a;
+          }
+        }
+        if (best < 0) {
+          break; // the residual is (numerically) zero
+        }
+        used[best] = true;
+        idx[k] = best;
+        for (int j = 0; j <= k; j++) {
+          sub[k * s + j] = gram[best * atoms + idx[j]];
+          sub[j * s + k] = sub[k * s + j];
+        }
+        rhs[k] = h[best];
+        k++;
+        if (!solveSmall(sub, s, rhs, k, c)) {
+          k--; // the new atom is in the span of the others: stop before it
+          solveSmall(sub, s, rhs, k, c);
+          break;
+        }
+        for (int a = 0; a < atoms; a++) {
+          double v = h[a];
+          for (int j = 0; j < k; j++) {
+            v -= c[j] * gram[idx[j] * atoms + a];
+          }
+          corr[a] = v;
+        }
+      }
       for (int j = 0; j < k; j++) {
         index[t * s + j] = idx[j];
-        coef[t * s + j] = cf[j];
+        coef[t * s + j] = (float) c[j];
+      }
+      for (int a = 0; a < atoms; a++) {
+        used[a] = false;
       }
     }
     return new Codes(s, index, coef);
+  }
+
+  /**
+   * Solves the leading {@code k × k} system by Cholesky; false when it is not positive definite.
+   */
+  private static boolean solveSmall(double[] a, int stride, double[] b, int k, double[] out) {
+    double[] l = new double[k * k];
+    for (int i = 0; i < k; i++) {
+      for (int j = 0; j <= i; j++) {
+        double sum = a[i * stride + j];
+        for (int m = 0; m < j; m++) {
+          sum -= l[i * k + m] * l[j * k + m];
+        }
+        if (i == j) {
+          if (sum <= 1e-8 * Math.max(1, a[i * stride + i])) {
+            return false;
+          }
+          l[i * k + i] = Math.sqrt(sum);
+        } else {
+          l[i * k + j] = sum / l[j * k + j];
+        }
+      }
+    }
+    System.arraycopy(b, 0, out, 0, k);
+    solveInPlace(l, k, out);
+    return true;
   }
 
   /** Σ ‖x_t − D y_t‖² over the samples. */

@@ -88,6 +88,38 @@ class LexicoDictionariesTest {
     assertThat(last).isLessThan(first * 0.7);
   }
 
+  /**
+   * The Gram-matrix OMP of training picks the same atoms as the reference {@link
+   * io.kvslim.kv.format.Omp} (on a dictionary without near ties) and its coefficients agree.
+   */
+  @Test
+  void trainingOmpMatchesTheReferenceOmp() {
+    int n = 200;
+    int atoms = 48;
+    int s = 4;
+    SplittableRandom r = new SplittableRandom(11);
+    float[] x = sparseData(n, r);
+    float[] dict = LexicoDictionaries.initial(sparseData(atoms, r), atoms, D, atoms, r);
+    LexicoDictionaries.Codes codes = LexicoDictionaries.encode(dict, atoms, x, n, D, s);
+    int[] index = new int[s];
+    float[] coef = new float[s];
+    int same = 0;
+    for (int t = 0; t < n; t++) {
+      int k = io.kvslim.kv.format.Omp.encode(dict, atoms, D, x, t * D, s, index, coef, null);
+      boolean all = k == s;
+      for (int j = 0; j < k && all; j++) {
+        all = codes.index()[t * s + j] == index[j];
+        if (all) {
+          assertThat(codes.coef()[t * s + j])
+              .isCloseTo(
+                  coef[j], org.assertj.core.data.Offset.offset(1e-3f * (1 + Math.abs(coef[j]))));
+        }
+      }
+      same += all ? 1 : 0;
+    }
+    assertThat(same).isGreaterThanOrEqualTo(n * 95 / 100);
+  }
+
   /** With fewer samples than atoms the rest start as random unit vectors; same seed, same bytes. */
   @Test
   void smallSamplesAndSeedsAreDeterministic() {
