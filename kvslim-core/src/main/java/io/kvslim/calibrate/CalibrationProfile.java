@@ -31,8 +31,9 @@ import java.nio.file.Path;
  *   "kvsharer": {"samples", "sample_tokens", "threshold", "distance": [L][L],
  *                "accepted": [[i, j], ...], "similarity": [...]},
  *   "pod": {"measure", "sinks", "window", "windows", "queries", "similarity": [L - 1]},
- *   "cq": {"samples", "iterations", "configs": [{"c", "keys": [L], "values": [L]}]}
- *   "kvquant": {...} (KVQuant's tables, {@link KvQuantTables})
+ *   "cq": {"samples", "iterations", "configs": [{"c", "keys": [L], "values": [L]}]},
+ *   "kvquant": {...} (KVQuant's tables, {@link KvQuantTables}),
+ *   "lexico": {"samples", "rounds", "sparsity", "atoms", "keys": [L], "values": [L]}
  * }
  * </pre>
  *
@@ -57,6 +58,8 @@ import java.nio.file.Path;
  *       Pod}, {@link PodSimilarity}); absent from profiles written before it existed.
  *   <li>{@code cq}: Coupled Quantization's k-means codebooks per layer ({@link CqCodebooks});
  *       absent from profiles written before it existed.
+ *   <li>{@code lexico}: Lexico's dictionaries per layer ({@link LexicoDictionaries}); absent from
+ *       profiles written before it existed.
  * </ul>
  *
  * The file is written with the keys in this order and numbers as Java prints doubles, so the same
@@ -77,6 +80,7 @@ public record CalibrationProfile(
     Pod pod,
     CqCodebooks cq,
     KvQuantTables kvQuant,
+    LexicoDictionaries lexico,
     Path source) {
 
   /** A profile without KVQuant's tables. */
@@ -106,6 +110,7 @@ public record CalibrationProfile(
         pod,
         cq,
         null,
+        null,
         source);
   }
 
@@ -133,6 +138,7 @@ public record CalibrationProfile(
         attentionMass,
         kvSharer,
         pod,
+        null,
         null,
         null,
         source);
@@ -335,6 +341,9 @@ public record CalibrationProfile(
     if (kvQuant != null) {
       root.set("kvquant", kvQuant.toJson(JSON));
     }
+    if (lexico != null) {
+      lexico.write(root);
+    }
     try {
       return JSON.writeValueAsString(root) + "\n";
     } catch (JacksonException e) {
@@ -475,6 +484,9 @@ public record CalibrationProfile(
         root.has("kvquant")
             ? KvQuantTables.fromJson(
                 root.get("kvquant"), file, layers, model.kvHeads(), model.headDim())
+            : null,
+        root.has("lexico")
+            ? LexicoDictionaries.read(r.object(root, "lexico"), layers, model.headDim(), file)
             : null,
         file);
   }

@@ -214,6 +214,7 @@ public final class Calibrator {
             });
     done.accept(Math.max(0, podBudget - podSpent[0]));
     CqCodebooks cq = CqCodebooks.train(engine, windows, o.seed()); // 5. CQ's codebooks
+    LexicoDictionaries lexico = LexicoDictionaries.train(engine, windows, o.seed()); // 6. Lexico
     CalibrationProfile.ModelInfo info =
         new CalibrationProfile.ModelInfo(
             identity.fileName(),
@@ -247,6 +248,7 @@ public final class Calibrator {
         pod,
         cq,
         KvQuantCalibration.run(engine, windows, KvQuantCalibration.OUTLIER_FRACTION),
+        lexico,
         null);
   }
 

@@ -212,6 +212,7 @@ class KvQuantCalibrationTest {
         null,
         null,
         tables,
+        null,
         null);
   }
 }

@@ -50,6 +50,8 @@ public final class TestProfiles {
             syntheticSharer(c.layers()),
             syntheticPod(c.layers()),
             null,
+            null,
+            null,
             null);
     return write(p);
   }

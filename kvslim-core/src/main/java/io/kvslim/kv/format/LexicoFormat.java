@@ -23,12 +23,21 @@ public final class LexicoFormat extends RawQueryKeyFormat {
   private final int atoms;
   private final int sparsity;
   private final String tag;
+  private final String origin;
 
   /**
    * @param dict {@code atoms × d} floats, atom-major, each atom of unit norm
    * @throws IllegalArgumentException when there are more than 4096 atoms or none, or no sparsity
    */
   public LexicoFormat(float[] dict, int atoms, int sparsity, String tag) {
+    this(dict, atoms, sparsity, tag, null);
+  }
+
+  /**
+   * @param origin where the dictionary comes from (a profile and its model), named when it does not
+   *     fit the head; or null
+   */
+  public LexicoFormat(float[] dict, int atoms, int sparsity, String tag, String origin) {
     if (atoms < 1 || atoms > 4096 || dict.length % atoms != 0 || sparsity < 1) {
       throw new IllegalArgumentException(
           "a lexico dictionary needs 1..4096 atoms of equal length and a sparsity >= 1");
@@ -37,6 +46,7 @@ public final class LexicoFormat extends RawQueryKeyFormat {
     this.atoms = atoms;
     this.sparsity = sparsity;
     this.tag = tag;
+    this.origin = origin;
   }
 
   public int sparsity() {
@@ -71,7 +81,14 @@ public final class LexicoFormat extends RawQueryKeyFormat {
   public void checkHeadDim(int headDim) {
     if (headDim != dim()) {
       throw new IllegalArgumentException(
-          "format " + name() + " has atoms of " + dim() + " channels, the head has " + headDim);
+          "format "
+              + name()
+              + " has atoms of "
+              + dim()
+              + " channels"
+              + (origin == null ? "" : " (" + origin + ")")
+              + ", the head has "
+              + headDim);
     }
   }
 

@@ -51,6 +51,7 @@ public final class KvMethods {
     register(new AlignedKvMethod());
     register(new KvQuantMethod());
     register(new AutoMethod());
+    register(new LexicoMethod());
     StorageFormatMethod.all().forEach(KvMethods::register);
   }
 

@@ -86,6 +86,8 @@ class KvSpecTest {
             null,
             null,
             null,
+            null,
+            null,
             null);
     java.nio.file.Path file = dir.resolve("p.json");
     p.write(file);
