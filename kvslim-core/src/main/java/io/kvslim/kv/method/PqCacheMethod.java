@@ -4,12 +4,11 @@ import static io.kvslim.kv.method.Knob.budget;
 import static io.kvslim.kv.method.Knob.integer;
 import static io.kvslim.kv.method.Knob.number;
 
-import io.kvslim.kv.KvCache;
-import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.cache.PagedLayerKv;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.PqIndex;
 import io.kvslim.kv.policy.QuestPages;
+import io.kvslim.kv.policy.RecallPolicy;
 import io.kvslim.kv.policy.Selection;
 import io.kvslim.kv.store.HeadStore;
 import java.util.Arrays;
@@ -141,18 +140,13 @@ public final class PqCacheMethod implements KvMethod {
   }
 
   /** Per sequence: every (layer, KV head)'s index and each decode step's selection. */
-  public static final class Policy implements KvPolicy {
-    private final boolean[] layers;
-    private final int dim;
+  public static final class Policy extends RecallPolicy<HeadState> {
     private final Budget budget;
     private final double recentRatio;
     private final int sink;
     private final int subspaces;
     private final int bits;
     private final int iterations;
-    private final int cacheBlocks;
-    private final int cacheBlock;
-    private final HeadState[][] state;
     private final BitSet chosen = new BitSet();
     private final BitSet tokens = new BitSet();
     private final BitSet missed = new BitSet();
@@ -160,60 +154,24 @@ public final class PqCacheMethod implements KvMethod {
     private float[] sum = new float[0];
     private float[] lookup = new float[0];
     private float[] keys = new float[0];
-    private double stepBytes;
-    private double readBytes;
-    private double stepAttended;
-    private double attended;
-    private long steps;
     private long fetched;
     private long hits;
 
     Policy(MethodCall c, PolicyContext ctx) {
-      this.layers = ctx.layers();
-      this.dim = ctx.headDim();
+      super(
+          ctx.layers(),
+          ctx.headDim(),
+          () -> new HeadState(c.integer("cache_blocks"), c.integer("cache_block")));
       this.budget = c.budget("budget");
       this.recentRatio = c.number("recent_ratio");
       this.sink = c.integer("sink");
       this.subspaces = c.integer("subvectors");
       this.bits = c.integer("bits");
       this.iterations = c.integer("iterations");
-      this.cacheBlocks = c.integer("cache_blocks");
-      this.cacheBlock = c.integer("cache_block");
-      this.state = new HeadState[layers.length][];
     }
 
     @Override
-    public boolean wantsQueries(int layer) {
-      return layer < layers.length && layers[layer];
-    }
-
-    @Override
-    public void onQueries(
-        ManagedKvCache cache,
-        int layer,
-        int n,
-        int[] positions,
-        int heads,
-        float[] q,
-        float scale) {
-      if (n != 1 || cache.promptTokens() < 0) {
-        return; // the prefill attends over everything
-      }
-      PagedLayerKv paged = cache.paged(layer);
-      int kvHeads = paged.kvHeads();
-      int group = heads / kvHeads;
-      if (state[layer] == null) {
-        state[layer] = new HeadState[kvHeads];
-        for (int g = 0; g < kvHeads; g++) {
-          state[layer][g] = new HeadState(cacheBlocks, cacheBlock);
-        }
-      }
-      for (int g = 0; g < kvHeads; g++) {
-        select(paged, g, state[layer][g], q, g * group, group, scale);
-      }
-    }
-
-    private void select(
+    protected void recall(
         PagedLayerKv paged, int g, HeadState st, float[] q, int head0, int group, float scale) {
       HeadStore head = paged.head(g);
       int total = paged.size(g); // with the current token
@@ -224,7 +182,7 @@ public final class PqCacheMethod implements KvMethod {
       st.seen = total;
       int candidates = past - st.recent - sink;
       if (st.index == null || candidates <= st.topk) {
-        stepAttended += QuestPages.bytes(head, null);
+        count(0, QuestPages.bytes(head, null));
         return; // every token is attended
       }
       while (st.index.coded() < candidates) {
@@ -241,17 +199,10 @@ public final class PqCacheMethod implements KvMethod {
       Arrays.fill(sum, 0, candidates, 0f);
       for (int h = head0; h < head0 + group; h++) {
         st.index.scores(q, h * dim, candidates, lookup, approx);
-        float max = Float.NEGATIVE_INFINITY;
         for (int i = 0; i < candidates; i++) {
-          max = Math.max(max, approx[i] * scale);
+          approx[i] *= scale;
         }
-        double z = 0;
-        for (int i = 0; i < candidates; i++) {
-          z += Math.exp(approx[i] * scale - max);
-        }
-        for (int i = 0; i < candidates; i++) {
-          sum[i] += (float) (Math.exp(approx[i] * scale - max) / z);
-        }
+        poolSoftmax(approx, candidates, sum, false);
       }
       chosen.clear();
       Selection.highest(sum, 0, candidates, st.topk, chosen);
@@ -262,14 +213,13 @@ public final class PqCacheMethod implements KvMethod {
       }
       tokens.set(past - st.recent, total);
       paged.restrictNextAttention(g, tokens);
-      stepAttended += QuestPages.bytes(head, tokens);
       missed.clear();
       for (int i = chosen.nextSetBit(0); i >= 0; i = chosen.nextSetBit(i + 1)) {
         missed.set(sink + i);
       }
       hits += st.lfu.serve(missed);
       fetched += missed.cardinality();
-      stepBytes += QuestPages.bytes(head, missed);
+      count(QuestPages.bytes(head, missed), QuestPages.bytes(head, tokens));
     }
 
     /** Sizes from the prompt (the tokens before the first decoded one) and the trained index. */
@@ -300,33 +250,6 @@ public final class PqCacheMethod implements KvMethod {
       return keys;
     }
 
-    @Override
-    public void afterStep(ManagedKvCache cache, KvCache.StepKind kind) {
-      if (kind == KvCache.StepKind.DECODE) {
-        readBytes += stepBytes;
-        attended += stepAttended;
-        steps++;
-      }
-      stepBytes = 0;
-      stepAttended = 0;
-    }
-
-    /** Bytes of keys and values fetched from the cold tier so far (top-k tokens, LFU misses). */
-    public double bytesRead() {
-      return readBytes;
-    }
-
-    /** Bytes the decode steps attended over: sinks, recent window and top-k, or all tokens. */
-    @Override
-    public double decodeBytesAttended() {
-      return attended;
-    }
-
-    /** Mean bytes fetched per decode step (0 before the first). */
-    public double bytesReadPerStep() {
-      return steps == 0 ? 0 : readBytes / steps;
-    }
-
     /** Top-k tokens fetched (LFU misses) and served by the LFU block cache, so far. */
     public long fetchedTokens() {
       return fetched;
@@ -339,12 +262,8 @@ public final class PqCacheMethod implements KvMethod {
     /** Bytes of the PQ codes and centroids held now, over every (layer, KV head). */
     public long indexBytes() {
       long b = 0;
-      for (HeadState[] layer : state) {
-        if (layer != null) {
-          for (HeadState st : layer) {
-            b += st.index == null ? 0 : st.index.bytes();
-          }
-        }
+      for (HeadState st : states()) {
+        b += st.index == null ? 0 : st.index.bytes();
       }
       return b;
     }

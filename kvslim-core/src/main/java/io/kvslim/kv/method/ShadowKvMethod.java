@@ -3,11 +3,10 @@ package io.kvslim.kv.method;
 import static io.kvslim.kv.method.Knob.budget;
 import static io.kvslim.kv.method.Knob.integer;
 
-import io.kvslim.kv.KvCache;
-import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.cache.PagedLayerKv;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.QuestPages;
+import io.kvslim.kv.policy.RecallPolicy;
 import io.kvslim.kv.policy.Selection;
 import io.kvslim.kv.store.HeadStore;
 import java.util.Arrays;
@@ -126,68 +125,28 @@ public final class ShadowKvMethod implements KvMethod {
   }
 
   /** Per sequence: every (layer, KV head)'s landmarks and each decode step's recall. */
-  public static final class Policy implements KvPolicy {
-    private final boolean[] layers;
-    private final int dim;
+  public static final class Policy extends RecallPolicy<HeadState> {
     private final Budget budget;
     private final int chunk;
     private final int local;
     private final int outliers;
-    private final HeadState[][] state;
     private final BitSet chosen = new BitSet();
     private final BitSet tokens = new BitSet();
     private final BitSet recalled = new BitSet();
     private float[] score = new float[0];
     private float[] head = new float[0];
     private float[] keys = new float[0];
-    private double stepRead;
-    private double stepAttended;
-    private double read;
-    private double attended;
-    private long steps;
 
     Policy(MethodCall c, PolicyContext ctx) {
-      this.layers = ctx.layers();
-      this.dim = ctx.headDim();
+      super(ctx.layers(), ctx.headDim(), HeadState::new);
       this.budget = c.budget("budget");
       this.chunk = c.integer("chunk");
       this.local = c.integer("local");
       this.outliers = c.integer("outliers");
-      this.state = new HeadState[layers.length][];
     }
 
     @Override
-    public boolean wantsQueries(int layer) {
-      return layer < layers.length && layers[layer];
-    }
-
-    @Override
-    public void onQueries(
-        ManagedKvCache cache,
-        int layer,
-        int n,
-        int[] positions,
-        int heads,
-        float[] q,
-        float scale) {
-      if (n != 1 || cache.promptTokens() < 0) {
-        return; // the prefill attends over everything
-      }
-      PagedLayerKv paged = cache.paged(layer);
-      int kvHeads = paged.kvHeads();
-      int group = heads / kvHeads;
-      if (state[layer] == null) {
-        state[layer] = new HeadState[kvHeads];
-        for (int g = 0; g < kvHeads; g++) {
-          state[layer][g] = new HeadState();
-        }
-      }
-      for (int g = 0; g < kvHeads; g++) {
-        recall(paged, g, state[layer][g], q, g * group, group, scale);
-      }
-    }
-
-    private void recall(
+    protected void recall(
         PagedLayerKv paged, int g, HeadState st, float[] q, int head0, int group, float scale) {
       HeadStore store = paged.head(g);
       int total = paged.size(g); // with the current token
@@ -197,7 +156,7 @@ public final class ShadowKvMethod implements KvMethod {
       st.seen = total;
       int landmarks = st.recallable.length;
       if (st.select >= landmarks) {
-        stepAttended += QuestPages.bytes(store, null);
+        count(0, QuestPages.bytes(store, null));
         return; // every chunk fits the budget: attend over everything
       }
       if (score.length < landmarks) {
@@ -206,22 +165,14 @@ public final class ShadowKvMethod implements KvMethod {
       }
       Arrays.fill(score, 0, landmarks, Float.NEGATIVE_INFINITY);
       for (int h = head0; h < head0 + group; h++) {
-        float max = Float.NEGATIVE_INFINITY;
         for (int i = 0; i < landmarks; i++) {
           float s = 0f;
           for (int j = 0; j < dim; j++) {
             s += q[h * dim + j] * st.landmarks[i * dim + j];
           }
           head[i] = s * scale;
-          max = Math.max(max, head[i]);
         }
-        double z = 0;
-        for (int i = 0; i < landmarks; i++) {
-          z += Math.exp(head[i] - max);
-        }
-        for (int i = 0; i < landmarks; i++) {
-          score[i] = Math.max(score[i], (float) (Math.exp(head[i] - max) / z));
-        }
+        poolSoftmax(head, landmarks, score, true);
       }
       chosen.clear();
       Selection.highest(score, 0, landmarks, st.select, chosen);
@@ -237,8 +188,7 @@ public final class ShadowKvMethod implements KvMethod {
       }
       tokens.set(st.chunks * chunk, total);
       paged.restrictNextAttention(g, tokens);
-      stepRead += QuestPages.bytes(store, recalled);
-      stepAttended += QuestPages.bytes(store, tokens);
+      count(QuestPages.bytes(store, recalled), QuestPages.bytes(store, tokens));
     }
 
     /** Chunks, landmarks and outliers of the prompt's {@code n} tokens. */
@@ -296,36 +246,10 @@ public final class ShadowKvMethod implements KvMethod {
       return (float) (dot / (Math.max(Math.sqrt(na), 1e-8) * Math.max(Math.sqrt(nb), 1e-8)));
     }
 
-    @Override
-    public void afterStep(ManagedKvCache cache, KvCache.StepKind kind) {
-      if (kind == KvCache.StepKind.DECODE) {
-        read += stepRead;
-        attended += stepAttended;
-        steps++;
-      }
-      stepRead = 0;
-      stepAttended = 0;
-    }
-
-    /** Bytes of keys and values recalled from the cold tier so far (the selected chunks). */
-    public double bytesRead() {
-      return read;
-    }
-
-    /** Mean bytes recalled per decode step (0 before the first). */
-    public double bytesReadPerStep() {
-      return steps == 0 ? 0 : read / steps;
-    }
-
-    @Override
-    public double decodeBytesAttended() {
-      return attended;
-    }
-
     /** Chunks kept exact as outliers in (layer, KV head), or -1 before the first decode step. */
     public int outlierChunks(int layer, int kvHead) {
-      HeadState[] l = state[layer];
-      return l == null ? -1 : l[kvHead].outlier.cardinality();
+      HeadState st = state(layer, kvHead);
+      return st == null ? -1 : st.outlier.cardinality();
     }
   }
 }
