@@ -94,7 +94,7 @@ public final class PqCacheMethod implements KvMethod {
   @Override
   public void validate(MethodCall c) {
     if (c.budget("budget").kind() == Budget.Kind.BYTES) {
-      throw new IllegalArgumentException(
+      throw new KvSpecException(
           "pqcache's budget is tokens or a ratio of the prompt, not bytes: it evicts nothing");
     }
   }

@@ -83,7 +83,7 @@ public final class ShadowKvMethod implements KvMethod {
   @Override
   public void validate(MethodCall c) {
     if (c.budget("budget").kind() == Budget.Kind.BYTES) {
-      throw new IllegalArgumentException(
+      throw new KvSpecException(
           "shadowkv's budget is tokens or a ratio of the prompt, not bytes: it evicts nothing");
     }
   }
