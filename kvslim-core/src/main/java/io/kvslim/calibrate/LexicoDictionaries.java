@@ -4,12 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.kvslim.engine.Engine;
-import io.kvslim.kv.cache.ManagedKvCache;
-import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.format.Omp;
-import io.kvslim.kv.store.BlockPool;
-import io.kvslim.kv.store.HeadStore;
-import io.kvslim.kv.store.KvCacheFormat;
 import io.kvslim.model.ModelConfig;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -70,37 +65,11 @@ public record LexicoDictionaries(
     ModelConfig c = engine.config();
     int layers = c.layers();
     int d = c.headDim();
-    float[][] resK = new float[layers][SAMPLES * d];
-    float[][] resV = new float[layers][SAMPLES * d];
     SplittableRandom random = new SplittableRandom(seed);
-    long seen = 0;
-    float[] row = new float[d];
-    float[] logits = new float[c.vocabSize()];
-    KvCacheFormat[] formats = new KvCacheFormat[layers];
-    Arrays.fill(formats, KvCacheFormat.of(KvFormats.F32));
-    for (int[] window : windows) {
-      try (ManagedKvCache cache =
-          new ManagedKvCache(new BlockPool(), c.kvHeads(), d, formats, List.of(), null)) {
-        engine.prefill(cache, window, 0, window.length, 0, false, logits);
-        for (int t = 0; t < window.length; t++) {
-          for (int g = 0; g < c.kvHeads(); g++) {
-            long index = seen++;
-            int slot = index < SAMPLES ? (int) index : (int) random.nextLong(index + 1);
-            if (slot >= SAMPLES) {
-              continue;
-            }
-            for (int l = 0; l < layers; l++) {
-              HeadStore head = cache.paged(l).store().head(g);
-              head.readKey(t, row);
-              System.arraycopy(row, 0, resK[l], slot * d, d);
-              head.readValue(t, row);
-              System.arraycopy(row, 0, resV[l], slot * d, d);
-            }
-          }
-        }
-      }
-    }
-    int n = (int) Math.min(seen, SAMPLES);
+    KvSamples sample = KvSamples.draw(engine, windows, SAMPLES, random);
+    float[][] resK = sample.keys();
+    float[][] resV = sample.values();
+    int n = sample.n();
     int atoms = Math.max(1, Math.min(ATOMS, n)); // no more atoms than samples
     long[] seeds = new long[2 * layers];
     for (int i = 0; i < seeds.length; i++) {
