@@ -210,7 +210,8 @@ public final class AttentionKernels {
   /**
    * {@code scores[sOff + s] = dot(a[aOff..+n), row s)} for the {@code count} little-endian f32 rows
    * at {@code offset + s·rowBytes}: each score bit for bit {@link #dot(float[], int, MemorySegment,
-   * long, int)}, four rows at a time so their independent chains overlap.
+   * long, int)}, four rows at a time so their independent chains overlap. {@code scratch} holds at
+   * least a vector's lanes of floats (overwritten).
    */
   public static void dotRows(
       float[] a,
@@ -221,10 +222,11 @@ public final class AttentionKernels {
       int count,
       int n,
       float[] scores,
-      int sOff) {
+      int sOff,
+      float[] scratch) {
     byte[] array = VectorKernels.array(rows);
     if (array != null) {
-      dotRows(a, aOff, array, (int) offset, (int) rowBytes, count, n, scores, sOff);
+      dotRows(a, aOff, array, (int) offset, (int) rowBytes, count, n, scores, sOff, scratch);
       return;
     }
     int upper = FLOATS.loopBound(n);
@@ -336,7 +338,8 @@ public final class AttentionKernels {
       int count,
       int n,
       float[] scores,
-      int sOff) {
+      int sOff,
+      float[] scratch) {
     int upper = FLOATS.loopBound(n);
     int s = 0;
     for (; s + 3 < count; s += 4) {
@@ -356,21 +359,16 @@ public final class AttentionKernels {
         sum2 = q.fma(floats(rows, r2 + at), sum2);
         sum3 = q.fma(floats(rows, r3 + at), sum3);
       }
-      float d0 = sumLanes(sum0);
-      float d1 = sumLanes(sum1);
-      float d2 = sumLanes(sum2);
-      float d3 = sumLanes(sum3);
+      // the four lane trees at once (sumLanes4: the same additions, a third of the shuffles)
+      sumLanes4(sum0, sum1, sum2, sum3, scores, sOff + s, scratch, 0);
       for (int j = upper; j < n; j++) {
         int at = 4 * j;
-        d0 = Math.fma(a[aOff + j], floatAt(rows, r0 + at), d0);
-        d1 = Math.fma(a[aOff + j], floatAt(rows, r1 + at), d1);
-        d2 = Math.fma(a[aOff + j], floatAt(rows, r2 + at), d2);
-        d3 = Math.fma(a[aOff + j], floatAt(rows, r3 + at), d3);
+        float qj = a[aOff + j];
+        scores[sOff + s] = Math.fma(qj, floatAt(rows, r0 + at), scores[sOff + s]);
+        scores[sOff + s + 1] = Math.fma(qj, floatAt(rows, r1 + at), scores[sOff + s + 1]);
+        scores[sOff + s + 2] = Math.fma(qj, floatAt(rows, r2 + at), scores[sOff + s + 2]);
+        scores[sOff + s + 3] = Math.fma(qj, floatAt(rows, r3 + at), scores[sOff + s + 3]);
       }
-      scores[sOff + s] = d0;
-      scores[sOff + s + 1] = d1;
-      scores[sOff + s + 2] = d2;
-      scores[sOff + s + 3] = d3;
     }
     for (; s < count; s++) {
       int r = offset + s * rowBytes;
@@ -397,8 +395,32 @@ public final class AttentionKernels {
       float[] acc,
       int accOff,
       int n) {
+    int lanes = FLOATS.length();
     int j = 0;
-    for (int upper = FLOATS.loopBound(n); j < upper; j += FLOATS.length()) {
+    // four vectors of channels at a time: four independent chains per slot (each lane's chain is
+    // the same fused multiply-adds in slot order as one vector alone, so the same bits)
+    for (; j + 4 * lanes <= n; j += 4 * lanes) {
+      FloatVector sum0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
+      FloatVector sum1 = FloatVector.fromArray(FLOATS, acc, accOff + j + lanes);
+      FloatVector sum2 = FloatVector.fromArray(FLOATS, acc, accOff + j + 2 * lanes);
+      FloatVector sum3 = FloatVector.fromArray(FLOATS, acc, accOff + j + 3 * lanes);
+      int at = offset + 4 * j;
+      for (int s = 0; s < count; s++, at += rowBytes) {
+        float w = weights[wOff + s];
+        if (w != 0f) {
+          FloatVector vw = FloatVector.broadcast(FLOATS, w);
+          sum0 = floats(rows, at).fma(vw, sum0);
+          sum1 = floats(rows, at + 4 * lanes).fma(vw, sum1);
+          sum2 = floats(rows, at + 8 * lanes).fma(vw, sum2);
+          sum3 = floats(rows, at + 12 * lanes).fma(vw, sum3);
+        }
+      }
+      sum0.intoArray(acc, accOff + j);
+      sum1.intoArray(acc, accOff + j + lanes);
+      sum2.intoArray(acc, accOff + j + 2 * lanes);
+      sum3.intoArray(acc, accOff + j + 3 * lanes);
+    }
+    for (int upper = FLOATS.loopBound(n); j < upper; j += lanes) {
       FloatVector sum = FloatVector.fromArray(FLOATS, acc, accOff + j);
       int at = offset + 4 * j;
       for (int s = 0; s < count; s++, at += rowBytes) {

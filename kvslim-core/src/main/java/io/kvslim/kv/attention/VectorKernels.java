@@ -178,6 +178,25 @@ public final class VectorKernels {
     // widen's steps written out here, once for both halves of each pair: no vector crosses a call
     // that C2 might not inline (where it would be boxed)
     int lanes = FLOATS.length();
+    if (!anyInfinityOrNaN(array, offset, 4 * count)) {
+      // widenFinite's steps (one check of the whole range instead of two blends per vector)
+      for (int j = 0; j < count; j += lanes) {
+        IntVector pair =
+            ByteVector.fromArray(PAIR_BYTES, array, offset + 4 * j).reinterpretAsInts();
+        pair.lanewise(VectorOperators.LSHL, 16)
+            .lanewise(VectorOperators.ASHR, 3)
+            .and(0x8fffe000)
+            .reinterpretAsFloats()
+            .mul(0x1p112f)
+            .intoArray(firsts, firstsOff + j);
+        pair.lanewise(VectorOperators.ASHR, 3)
+            .and(0x8fffe000)
+            .reinterpretAsFloats()
+            .mul(0x1p112f)
+            .intoArray(seconds, secondsOff + j);
+      }
+      return;
+    }
     for (int j = 0; j < count; j += lanes) {
       IntVector pair = ByteVector.fromArray(PAIR_BYTES, array, offset + 4 * j).reinterpretAsInts();
       for (int second = 0; second < 2; second++) {

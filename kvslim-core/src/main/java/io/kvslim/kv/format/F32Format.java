@@ -77,7 +77,8 @@ public final class F32Format extends RowFormat {
       int pOff,
       float[] scores,
       float[] work) {
-    AttentionKernels.dotRows(prepared, pOff, block, 0, 4L * headDim, count, headDim, scores, 0);
+    AttentionKernels.dotRows(
+        prepared, pOff, block, 0, 4L * headDim, count, headDim, scores, 0, work);
   }
 
   @Override

@@ -78,4 +78,130 @@ public final class Q4_0Format extends GgmlBlockFormat {
       }
     }
   }
+
+  // Block loops over the block's byte array with 16 lanes (one 16-byte load holds a 32-value
+  // block's low and high nibbles): the same operations in the same order as the per-row methods,
+  // so the same bits.
+
+  private static float scaleAt(byte[] array, int at) {
+    return Float.float16ToFloat((short) ((array[at] & 0xff) | (array[at + 1] << 8)));
+  }
+
+  /** The nibbles of the 16 bytes at {@code at} as int lanes (16 lanes). */
+  private static IntVector packed(byte[] array, int at) {
+    return (IntVector)
+        ByteVector.fromArray(BYTES16, array, at).convertShape(VectorOperators.B2I, INTS, 0);
+  }
+
+  private static FloatVector low(IntVector packed) {
+    return (FloatVector) packed.and(0x0f).sub(8).convert(VectorOperators.I2F, 0);
+  }
+
+  private static FloatVector high(IntVector packed) {
+    return (FloatVector)
+        packed.lanewise(VectorOperators.ASHR, 4).and(0x0f).sub(8).convert(VectorOperators.I2F, 0);
+  }
+
+  /**
+   * Row by row as {@link #dotRow}: a row's 32-value blocks are consecutive 18-byte units, four
+   * units' integer sums (exact integers in float, so any order gives the same) summed together by
+   * {@link AttentionKernels#sumLanes4}, then each row adds its blocks' terms in order from 0.
+   */
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (array == null || FLOATS.length() != 16 || work.length < 32) {
+      super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
+      return;
+    }
+    int blocks = headDim / BLOCK_VALUES;
+    int units = count * blocks;
+    float sum = 0f;
+    for (int u = 0; u < units; u += 4) {
+      int n = Math.min(4, units - u);
+      FloatVector p0 = unitDot(array, u, blocks, prepared, pOff);
+      FloatVector p1 = n > 1 ? unitDot(array, u + 1, blocks, prepared, pOff) : p0;
+      FloatVector p2 = n > 2 ? unitDot(array, u + 2, blocks, prepared, pOff) : p0;
+      FloatVector p3 = n > 3 ? unitDot(array, u + 3, blocks, prepared, pOff) : p0;
+      AttentionKernels.sumLanes4(p0, p1, p2, p3, work, 0, work, 16);
+      for (int k = 0; k < n; k++) {
+        int unit = u + k;
+        int b = unit % blocks;
+        if (b == 0) {
+          sum = 0f;
+        }
+        sum += work[k] * (scaleAt(array, unit * Q4_0Codec.BYTES) * prepared[pOff + headDim + b]);
+        if (b == blocks - 1) {
+          scores[unit / blocks] = sum;
+        }
+      }
+    }
+  }
+
+  private static FloatVector unitDot(byte[] array, int u, int blocks, float[] prepared, int pOff) {
+    IntVector packed = packed(array, u * Q4_0Codec.BYTES + QS);
+    int j = pOff + (u % blocks) * BLOCK_VALUES;
+    return FloatVector.fromArray(FLOATS, prepared, j + 16)
+        .fma(
+            high(packed),
+            FloatVector.fromArray(FLOATS, prepared, j).fma(low(packed), FloatVector.zero(FLOATS)));
+  }
+
+  /**
+   * Slot by slot as {@link #accumulateRow}, the output of two 32-value blocks (four vectors) held
+   * in registers across the slots: each lane the same fused multiply-adds in slot order.
+   */
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (array == null || FLOATS.length() != 16 || headDim % 64 != 0) {
+      super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
+      return;
+    }
+    int rowBytes = rowBytes(headDim);
+    for (int j = 0; j < headDim; j += 64) {
+      int a = accOff + j;
+      FloatVector sum0 = FloatVector.fromArray(FLOATS, acc, a);
+      FloatVector sum1 = FloatVector.fromArray(FLOATS, acc, a + 16);
+      FloatVector sum2 = FloatVector.fromArray(FLOATS, acc, a + 32);
+      FloatVector sum3 = FloatVector.fromArray(FLOATS, acc, a + 48);
+      int first = j / BLOCK_VALUES * Q4_0Codec.BYTES;
+      for (int s = 0; s < count; s++) {
+        float weight = weights[wOff + s];
+        if (weight != 0f) {
+          int at = s * rowBytes + first;
+          int at1 = at + Q4_0Codec.BYTES;
+          FloatVector wd0 = FloatVector.broadcast(FLOATS, weight * scaleAt(array, at));
+          FloatVector wd1 = FloatVector.broadcast(FLOATS, weight * scaleAt(array, at1));
+          IntVector k0 = packed(array, at + QS);
+          IntVector k1 = packed(array, at1 + QS);
+          sum0 = low(k0).fma(wd0, sum0);
+          sum1 = high(k0).fma(wd0, sum1);
+          sum2 = low(k1).fma(wd1, sum2);
+          sum3 = high(k1).fma(wd1, sum3);
+        }
+      }
+      sum0.intoArray(acc, a);
+      sum1.intoArray(acc, a + 16);
+      sum2.intoArray(acc, a + 32);
+      sum3.intoArray(acc, a + 48);
+    }
+  }
 }

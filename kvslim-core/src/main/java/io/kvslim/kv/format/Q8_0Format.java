@@ -67,6 +67,12 @@ public final class Q8_0Format extends GgmlBlockFormat {
   // Block loops over the block's byte array with the per-32-value kernels inlined: the same
   // operations in the same order as the per-row methods above, so the same bits.
 
+  /** Sixteen signed codes at byte {@code at}, widened to floats (16 lanes). */
+  private static FloatVector b2f(byte[] array, int at) {
+    return (FloatVector)
+        ByteVector.fromArray(BYTES16, array, at).convertShape(VectorOperators.B2F, FLOATS, 0);
+  }
+
   private static float scaleAt(byte[] array, int at) {
     return Float.float16ToFloat((short) ((array[at] & 0xff) | (array[at + 1] << 8)));
   }
@@ -88,6 +94,10 @@ public final class Q8_0Format extends GgmlBlockFormat {
     }
     int blocks = headDim / BLOCK_VALUES;
     int rowBytes = blocks * Q8_0Codec.BYTES;
+    if (FLOATS.length() == 16 && work.length >= 32) {
+      scores16(array, count, headDim, prepared, pOff, scores, work);
+      return;
+    }
     for (int s = 0; s < count; s++) {
       float sum = 0f;
       for (int b = 0; b < blocks; b++) {
@@ -108,6 +118,61 @@ public final class Q8_0Format extends GgmlBlockFormat {
     }
   }
 
+  /**
+   * {@link #scores} with 16 lanes: a row's 32-value blocks are consecutive 34-byte units over the
+   * whole block ({@code rowBytes = blocks·34}), so unit {@code u} sits at byte {@code 34u} and
+   * scores with query block {@code u % blocks}. Four units' integer sums are summed together
+   * ({@link AttentionKernels#sumLanes4}; they are exact integers in float, as in any order), then
+   * each row adds its blocks' terms in order from 0, as the per-unit loop does: the same bits.
+   */
+  private static void scores16(
+      byte[] array,
+      int count,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    int blocks = headDim / BLOCK_VALUES;
+    int units = count * blocks;
+    float sum = 0f;
+    int u = 0;
+    for (; u < units; u += 4) {
+      int n = Math.min(4, units - u);
+      FloatVector p0 = unitDot(array, u, blocks, prepared, pOff);
+      FloatVector p1 = n > 1 ? unitDot(array, u + 1, blocks, prepared, pOff) : p0;
+      FloatVector p2 = n > 2 ? unitDot(array, u + 2, blocks, prepared, pOff) : p0;
+      FloatVector p3 = n > 3 ? unitDot(array, u + 3, blocks, prepared, pOff) : p0;
+      AttentionKernels.sumLanes4(p0, p1, p2, p3, work, 0, work, 16);
+      for (int k = 0; k < n; k++) {
+        int unit = u + k;
+        int b = unit % blocks;
+        if (b == 0) {
+          sum = 0f;
+        }
+        sum += work[k] * (scaleAt(array, unit * Q8_0Codec.BYTES) * prepared[pOff + headDim + b]);
+        if (b == blocks - 1) {
+          scores[unit / blocks] = sum;
+        }
+      }
+    }
+  }
+
+  /** Lane-wise products of unit {@code u}'s 32 codes with its query block, summed over halves. */
+  private static FloatVector unitDot(byte[] array, int u, int blocks, float[] prepared, int pOff) {
+    int at = u * Q8_0Codec.BYTES + QS;
+    int j = pOff + (u % blocks) * BLOCK_VALUES;
+    FloatVector k0 =
+        (FloatVector)
+            ByteVector.fromArray(BYTES16, array, at).convertShape(VectorOperators.B2F, FLOATS, 0);
+    FloatVector k1 =
+        (FloatVector)
+            ByteVector.fromArray(BYTES16, array, at + 16)
+                .convertShape(VectorOperators.B2F, FLOATS, 0);
+    return FloatVector.fromArray(FLOATS, prepared, j + 16)
+        .fma(k1, FloatVector.fromArray(FLOATS, prepared, j).fma(k0, FloatVector.zero(FLOATS)));
+  }
+
   @Override
   public void accumulateBlock(
       MemorySegment block,
@@ -126,7 +191,39 @@ public final class Q8_0Format extends GgmlBlockFormat {
     }
     int rowBytes = headDim / BLOCK_VALUES * Q8_0Codec.BYTES;
     int lanes = FLOATS.length();
-    for (int j = 0; j < headDim; j += lanes) {
+    int j = 0;
+    if (lanes == 16) {
+      // two 32-value blocks (four vectors) at a time: four independent chains per slot, each
+      // lane's the same fused multiply-adds in slot order as below, so the same bits
+      for (; j + 4 * lanes <= headDim; j += 4 * lanes) {
+        int a = accOff + j;
+        FloatVector sum0 = FloatVector.fromArray(FLOATS, acc, a);
+        FloatVector sum1 = FloatVector.fromArray(FLOATS, acc, a + 16);
+        FloatVector sum2 = FloatVector.fromArray(FLOATS, acc, a + 32);
+        FloatVector sum3 = FloatVector.fromArray(FLOATS, acc, a + 48);
+        int first = j / BLOCK_VALUES * Q8_0Codec.BYTES;
+        for (int s = 0; s < count; s++) {
+          float weight = weights[wOff + s];
+          if (weight != 0f) {
+            int at = s * rowBytes + first;
+            FloatVector wd0 = FloatVector.broadcast(FLOATS, weight * scaleAt(array, at));
+            FloatVector wd1 =
+                FloatVector.broadcast(FLOATS, weight * scaleAt(array, at + Q8_0Codec.BYTES));
+            int q = at + QS;
+            int q1 = q + Q8_0Codec.BYTES;
+            sum0 = b2f(array, q).fma(wd0, sum0);
+            sum1 = b2f(array, q + 16).fma(wd0, sum1);
+            sum2 = b2f(array, q1).fma(wd1, sum2);
+            sum3 = b2f(array, q1 + 16).fma(wd1, sum3);
+          }
+        }
+        sum0.intoArray(acc, a);
+        sum1.intoArray(acc, a + 16);
+        sum2.intoArray(acc, a + 32);
+        sum3.intoArray(acc, a + 48);
+      }
+    }
+    for (; j < headDim; j += lanes) {
       int b = j / BLOCK_VALUES;
       int half = (j % BLOCK_VALUES) / 16;
       int part = (j % 16) / lanes;

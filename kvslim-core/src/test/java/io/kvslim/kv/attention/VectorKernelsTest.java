@@ -94,6 +94,18 @@ class VectorKernelsTest {
     float[] firsts = new float[n + 2];
     float[] seconds = new float[n + 5];
     VectorKernels.halfPairs(bytes, 0, n, firsts, 2, seconds, 5);
+    check(n, firsts, seconds);
+    // one vector of pairs a call: runs without infinities or NaNs take the finite-only path
+    int lanes = VectorKernels.FLOATS.length();
+    java.util.Arrays.fill(firsts, 0f);
+    java.util.Arrays.fill(seconds, 0f);
+    for (int j = 0; j < n; j += lanes) {
+      VectorKernels.halfPairs(bytes, 4 * j, lanes, firsts, 2 + j, seconds, 5 + j);
+    }
+    check(n, firsts, seconds);
+  }
+
+  private static void check(int n, float[] firsts, float[] seconds) {
     for (int i = 0; i < n; i++) {
       assertThat(Float.floatToRawIntBits(firsts[2 + i]))
           .as("first 0x%04x", i)

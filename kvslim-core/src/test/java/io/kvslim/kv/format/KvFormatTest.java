@@ -188,6 +188,31 @@ class KvFormatTest {
     }
   }
 
+  /**
+   * A per-token format's block scores (the decode kernel: several rows interleaved, their lane sums
+   * taken together) equal its one-row score of each slot, bit for bit.
+   */
+  @ParameterizedTest
+  @MethodSource("formats")
+  void blockScoresEqualEachRowsScore(KvFormat format) {
+    org.junit.jupiter.api.Assumptions.assumeTrue(format instanceof RowFormat);
+    RowFormat rowFormat = (RowFormat) format;
+    MemorySegment block = encode(format, randomRows(25, CAPACITY));
+    float[] prepared = new float[format.preparedQueryLength(HEAD_DIM) + 2];
+    format.prepareQuery(randomRows(26, 1), 0, HEAD_DIM, prepared, 2);
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    float[] scores = new float[CAPACITY];
+    format.scores(block, CAPACITY, CAPACITY, HEAD_DIM, prepared, 2, scores, work);
+    for (int s = 0; s < CAPACITY; s++) {
+      float row =
+          rowFormat.dotRow(
+              block, (long) s * rowFormat.rowBytes(HEAD_DIM), HEAD_DIM, prepared, 2, work);
+      assertThat(Float.floatToRawIntBits(scores[s]))
+          .as("%s slot %d", format.name(), s)
+          .isEqualTo(Float.floatToRawIntBits(row));
+    }
+  }
+
   /** The block weighted sum equals slot-by-slot fused sums, bit for bit, skipping zero weights. */
   @ParameterizedTest
   @MethodSource("formats")

@@ -1,6 +1,5 @@
 package io.kvslim.kv.format;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Random;
@@ -16,7 +15,6 @@ import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 import org.openjdk.jmh.infra.Blackhole;
 
@@ -68,11 +66,14 @@ public class KvReadBench {
   @Param({"32"})
   public int heads;
 
+  /** Query rows per KV head (1: multi-head attention; a GQA group's size otherwise). */
+  @Param({"1"})
+  public int group;
+
   /** Tokens per block (KIVI's key group is the block). */
   @Param({"32"})
   public int block;
 
-  private Arena arena;
   private KvFormat keyFormat;
   private KvFormat valueFormat;
   private MemorySegment[] keys;
@@ -82,6 +83,8 @@ public class KvReadBench {
   private float[] weights;
   private float[] acc;
   private float[] work;
+  private float[] decoded;
+  private int[] rowList;
   private long bytes;
 
   static KvFormat format(String name) {
@@ -109,15 +112,15 @@ public class KvReadBench {
     String[] kv = formats.split("/");
     keyFormat = format(kv[0]);
     valueFormat = valueFormat(kv[1]);
-    arena = Arena.ofShared();
     int blocks = heads * (depth / block);
     keys = new MemorySegment[blocks];
     values = new MemorySegment[blocks];
     Random r = new Random(1);
     float[] rows = new float[block * headDim];
     for (int b = 0; b < blocks; b++) {
-      keys[b] = arena.allocate(keyFormat.blockBytes(block, headDim), 64);
-      values[b] = arena.allocate(valueFormat.blockBytes(block, headDim), 64);
+      // heap arrays, as KvBlock allocates them (the kernels' array fast paths)
+      keys[b] = MemorySegment.ofArray(new byte[(int) keyFormat.blockBytes(block, headDim)]);
+      values[b] = MemorySegment.ofArray(new byte[(int) valueFormat.blockBytes(block, headDim)]);
       for (int i = 0; i < rows.length; i++) {
         rows[i] = (float) r.nextGaussian();
       }
@@ -129,19 +132,22 @@ public class KvReadBench {
     for (int i = 0; i < headDim; i++) {
       q[i] = (float) r.nextGaussian();
     }
-    prepared = new float[keyFormat.preparedQueryLength(headDim)];
-    keyFormat.prepareQuery(q, 0, headDim, prepared, 0);
-    scores = new float[block];
-    weights = new float[block];
+    int pl = keyFormat.preparedQueryLength(headDim);
+    prepared = new float[group * pl];
+    for (int i = 0; i < group; i++) {
+      keyFormat.prepareQuery(q, 0, headDim, prepared, i * pl);
+    }
+    rowList = new int[group];
+    for (int i = 0; i < group; i++) {
+      rowList[i] = i;
+    }
+    scores = new float[group * block];
+    weights = new float[group * block];
     java.util.Arrays.fill(weights, 1f / depth);
-    acc = new float[headDim];
+    acc = new float[group * headDim];
+    decoded = new float[block * headDim];
     work = new float[KvFormat.workLength(headDim)];
     System.out.printf("%n%s at depth %d, %d heads: %d KV bytes%n", formats, depth, heads, bytes);
-  }
-
-  @TearDown(Level.Trial)
-  public void tearDown() {
-    arena.close();
   }
 
   /** Bytes the step reads, for GB/s. */
@@ -157,9 +163,19 @@ public class KvReadBench {
       if (b % perHead == 0) {
         java.util.Arrays.fill(acc, 0f); // the next head's output
       }
-      keyFormat.scores(keys[b], block, block, headDim, prepared, 0, scores, work);
+      if (group == 1) {
+        keyFormat.scores(keys[b], block, block, headDim, prepared, 0, scores, work);
+        valueFormat.accumulateBlock(values[b], block, block, headDim, weights, 0, acc, 0, work);
+      } else {
+        int pl = prepared.length / group;
+        keyFormat.scoresRows(
+            keys[b], block, block, headDim, prepared, pl, rowList, group, scores, block, work,
+            decoded);
+        valueFormat.accumulateBlockRows(
+            values[b], block, block, headDim, weights, 0, block, rowList, group, acc, headDim,
+            work);
+      }
       max = Math.max(max, scores[0]);
-      valueFormat.accumulateBlock(values[b], block, block, headDim, weights, 0, acc, 0, work);
     }
     bh.consume(max);
     bh.consume(acc);
