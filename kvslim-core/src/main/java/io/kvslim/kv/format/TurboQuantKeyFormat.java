@@ -1,5 +1,6 @@
 package io.kvslim.kv.format;
 
+import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 
@@ -81,8 +82,16 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
     }
   }
 
+  /** The last codebook looked up (immutable; a benign race at worst looks it up again). */
+  private LloydMaxCodebook book;
+
   private LloydMaxCodebook codebook(int headDim) {
-    return LloydMaxCodebook.of(headDim, bits);
+    LloydMaxCodebook b = book;
+    if (b == null || b.dim() != headDim) {
+      b = LloydMaxCodebook.of(headDim, bits); // a map lookup: once, not per row
+      book = b;
+    }
+    return b;
   }
 
   private static float[] scratch(int n) {
@@ -172,6 +181,53 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
     centroids(block, offset, headDim, work, 0);
     float dot = VectorKernels.dot(q, qOff, work, 0, headDim);
     return norm(block, offset, headDim) * (dot * correction(work, 0, headDim));
+  }
+
+  /**
+   * Row by row as {@link #dotRow}, without its per-row calls: each row's centroids looked up into
+   * {@code work}, then one pass computes the lane-wise products with the query and with themselves
+   * (the same fused multiply-adds per lane as the two dot products, lanes summed by the same tree),
+   * so the same bits.
+   */
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    jdk.incubator.vector.VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    if (headDim % lanes != 0 || work.length < headDim + lanes) {
+      super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
+      return;
+    }
+    float[] table = codebook(headDim).centroidsView();
+    int rowBytes = rowBytes(headDim);
+    byte[] array = VectorKernels.array(block);
+    for (int s = 0; s < count; s++) {
+      long offset = (long) s * rowBytes;
+      PackedCodes.lookup(block, offset, headDim, bits, table, work, 0);
+      jdk.incubator.vector.FloatVector dot = jdk.incubator.vector.FloatVector.zero(species);
+      jdk.incubator.vector.FloatVector squares = dot;
+      for (int j = 0; j < headDim; j += lanes) {
+        jdk.incubator.vector.FloatVector c =
+            jdk.incubator.vector.FloatVector.fromArray(species, work, j);
+        dot = jdk.incubator.vector.FloatVector.fromArray(species, prepared, pOff + j).fma(c, dot);
+        squares = c.fma(c, squares);
+      }
+      float qc = AttentionKernels.sumLanes(dot);
+      float inverse = 1f;
+      if (normCorrection) {
+        inverse = (float) (1.0 / Math.sqrt(AttentionKernels.sumLanes(squares) + 1e-16));
+      }
+      float norm =
+          HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, offset + codeBytes(headDim)));
+      scores[s] = norm * (qc * inverse);
+    }
   }
 
   /**
