@@ -8,7 +8,9 @@ import java.util.SplittableRandom;
 /**
  * Prefill and decode speed, measured like llama-bench: a prompt of P random tokens into an empty
  * cache (prefill), and N single-token steps after a prefill of D tokens (decode at depth D), for B
- * sequences decoding together. One warm-up run, then the median and spread of R runs.
+ * sequences decoding together. One warm-up run, then the median and spread of R runs. At a depth,
+ * the runs decode one after another in one prefilled cache (run r at depth {@code D + (r+1)·N})
+ * when the context has room for all of them, else each run prefills its own.
  */
 public final class SpeedBenchmark {
   /** Settings of one measurement. */
@@ -65,7 +67,11 @@ public final class SpeedBenchmark {
     }
     SplittableRandom rnd = new SplittableRandom(s.seed());
     int vocab = engine.config().vocabSize();
-    int maxLen = Math.max(s.prompt(), s.depth() + s.gen()) + 1;
+    // at a depth, the runs continue one prefilled cache (a long prompt is prefilled once per
+    // measurement, not once per run) where the context has room for all of them
+    boolean continued = s.depth() > 0 && s.depth() + (long) s.gen() * (s.repeat() + 1) <= ctx;
+    int decodeEnd = continued ? s.depth() + s.gen() * (s.repeat() + 1) : s.depth() + s.gen();
+    int maxLen = Math.max(s.prompt(), decodeEnd) + 1;
     int[] tokens = new int[maxLen];
     for (int i = 0; i < maxLen; i++) {
       tokens[i] = rnd.nextInt(vocab);
@@ -73,69 +79,78 @@ public final class SpeedBenchmark {
     double[] pre = new double[s.repeat()];
     double[] dec = new double[s.repeat()];
     long kvBytes = 0;
-    long kvBytesSum = 0;
+    double kvPerStep = 0;
     float[] logits = new float[vocab * s.batch()];
-    for (int run = -1; run < s.repeat(); run++) {
-      if (s.prompt() > 0) {
-        try (KvCache cache = engine.newCache()) {
-          long t0 = System.nanoTime();
-          engine.prefill(cache, tokens, 0, s.prompt(), 0, false, logits);
-          long t1 = System.nanoTime();
-          if (run >= 0) {
-            pre[run] = s.prompt() * 1e9 / (t1 - t0);
+    KvCache[] caches = new KvCache[s.batch()];
+    try {
+      for (int run = -1; run < s.repeat(); run++) {
+        if (s.prompt() > 0) {
+          try (KvCache cache = engine.newCache()) {
+            long t0 = System.nanoTime();
+            engine.prefill(cache, tokens, 0, s.prompt(), 0, false, logits);
+            long t1 = System.nanoTime();
+            if (run >= 0) {
+              pre[run] = s.prompt() * 1e9 / (t1 - t0);
+            }
           }
         }
-      }
-      if (s.gen() > 0) {
-        KvCache[] caches = new KvCache[s.batch()];
-        int[] step = new int[s.batch()];
-        int[] pos = new int[s.batch()];
-        try {
+        if (s.gen() == 0) {
+          continue;
+        }
+        if (!continued || run == -1) {
+          close(caches);
           for (int b = 0; b < s.batch(); b++) {
             caches[b] = engine.newCache();
             if (s.depth() > 0) {
               engine.prefill(caches[b], tokens, 0, s.depth(), 0, false, logits);
             }
           }
-          long t0 = System.nanoTime();
-          long bytesSum = 0;
-          for (int g = 0; g < s.gen(); g++) {
-            for (int b = 0; b < s.batch(); b++) {
-              step[b] = tokens[s.depth() + g];
-              pos[b] = s.depth() + g;
-            }
-            if (s.batch() == 1) {
-              engine.decode(caches[0], step[0], pos[0], logits);
-            } else {
-              engine.decodeBatch(caches, step, pos, s.batch(), logits);
-            }
+        }
+        int first = s.depth() + (continued ? (run + 1) * s.gen() : 0);
+        int[] step = new int[s.batch()];
+        int[] pos = new int[s.batch()];
+        long t0 = System.nanoTime();
+        for (int g = 0; g < s.gen(); g++) {
+          for (int b = 0; b < s.batch(); b++) {
+            step[b] = tokens[first + g];
+            pos[b] = first + g;
           }
-          long t1 = System.nanoTime();
+          if (s.batch() == 1) {
+            engine.decode(caches[0], step[0], pos[0], logits);
+          } else {
+            engine.decodeBatch(caches, step, pos, s.batch(), logits);
+          }
+        }
+        long t1 = System.nanoTime();
+        if (run >= 0) {
+          long bytesSum = 0;
           for (KvCache c : caches) {
             bytesSum += c.bytes();
           }
-          if (run >= 0) {
-            dec[run] = (double) s.gen() * s.batch() * 1e9 / (t1 - t0);
-            kvBytes = bytesSum;
-            kvBytesSum = bytesSum;
-          }
-        } finally {
-          for (KvCache c : caches) {
-            if (c != null) {
-              c.close();
-            }
-          }
+          dec[run] = (double) s.gen() * s.batch() * 1e9 / (t1 - t0);
+          kvBytes = bytesSum;
+          // KV bytes read per step: about the mean cache size over the run
+          int end = first + s.gen();
+          kvPerStep = bytesSum * (end - s.gen() / 2.0) / end;
         }
       }
+    } finally {
+      close(caches);
     }
     Stat p = Stat.of(pre);
     Stat d = Stat.of(dec);
     double steps = d.median() / s.batch();
     double weightGbs = engine.model().weightBytesPerToken() * steps / 1e9;
-    // average KV bytes read per step: about the mean cache size over the decode run
-    double kvPerStep =
-        s.gen() == 0 ? 0 : kvBytesSum * (s.depth() + s.gen() / 2.0) / (s.depth() + s.gen());
     double kvGbs = kvPerStep * steps / 1e9;
     return new Result(s, p, d, kvBytes, weightGbs, kvGbs);
+  }
+
+  private static void close(KvCache[] caches) {
+    for (int b = 0; b < caches.length; b++) {
+      if (caches[b] != null) {
+        caches[b].close();
+        caches[b] = null;
+      }
+    }
   }
 }
