@@ -164,11 +164,10 @@ public final class AttentionKernels {
     FloatVector r = combine(combine(v0, v1, 8), combine(v2, v3, 8), 4);
     r = r.add(r.rearrange(FLIPS[2]));
     r = r.add(r.rearrange(FLIPS[1]));
-    r.intoArray(scratch, sOff);
-    out[o] = scratch[sOff];
-    out[o + 1] = scratch[sOff + 8];
-    out[o + 2] = scratch[sOff + 4];
-    out[o + 3] = scratch[sOff + 12];
+    out[o] = r.lane(0);
+    out[o + 1] = r.lane(8);
+    out[o + 2] = r.lane(4);
+    out[o + 3] = r.lane(12);
   }
 
   /** {@code a[aOff..+n) · b[bOff..+n)} in the fixed order described above. */

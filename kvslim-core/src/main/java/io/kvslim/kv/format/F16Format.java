@@ -87,50 +87,7 @@ public final class F16Format extends RowFormat {
       super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
       return;
     }
-    int s = 0;
-    // four rows interleaved (independent chains), their lane trees summed together (sumLanes4:
-    // the same additions as sumLanes for each): the same bits as one row at a time
-    for (; s + 4 <= count; s += 4) {
-      int at = s * rowBytes;
-      FloatVector sum0 = FloatVector.zero(species);
-      FloatVector sum1 = sum0;
-      FloatVector sum2 = sum0;
-      FloatVector sum3 = sum0;
-      for (int j = 0; j < headDim; j += lanes) {
-        FloatVector q = FloatVector.fromArray(species, prepared, pOff + j);
-        int a = at + 2 * j;
-        IntVector h0 =
-            (IntVector)
-                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a)
-                    .reinterpretAsShorts()
-                    .convertShape(S2I, VectorKernels.INTS, 0);
-        IntVector h1 =
-            (IntVector)
-                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a + rowBytes)
-                    .reinterpretAsShorts()
-                    .convertShape(S2I, VectorKernels.INTS, 0);
-        IntVector h2 =
-            (IntVector)
-                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a + 2 * rowBytes)
-                    .reinterpretAsShorts()
-                    .convertShape(S2I, VectorKernels.INTS, 0);
-        IntVector h3 =
-            (IntVector)
-                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a + 3 * rowBytes)
-                    .reinterpretAsShorts()
-                    .convertShape(S2I, VectorKernels.INTS, 0);
-        sum0 =
-            q.fma(h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f), sum0);
-        sum1 =
-            q.fma(h1.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f), sum1);
-        sum2 =
-            q.fma(h2.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f), sum2);
-        sum3 =
-            q.fma(h3.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f), sum3);
-      }
-      AttentionKernels.sumLanes4(sum0, sum1, sum2, sum3, scores, s, work, 0);
-    }
-    for (; s < count; s++) {
+    for (int s = 0; s < count; s++) {
       int at = s * rowBytes;
       FloatVector sum = FloatVector.zero(species);
       for (int j = 0; j < headDim; j += lanes) {

@@ -162,22 +162,56 @@ public class KvReadBench {
       if (b % perHead == 0) {
         java.util.Arrays.fill(acc, 0f); // the next head's output
       }
-      if (group == 1) {
-        keyFormat.scores(keys[b], block, block, headDim, prepared, 0, scores, work);
-        valueFormat.accumulateBlock(values[b], block, block, headDim, weights, 0, acc, 0, work);
-      } else {
-        int pl = prepared.length / group;
-        keyFormat.scoresRows(
-            keys[b], block, block, headDim, prepared, pl, rowList, group, scores, block, work,
-            decoded);
-        valueFormat.accumulateBlockRows(
-            values[b], block, block, headDim, weights, 0, block, rowList, group, acc, headDim,
-            work);
-      }
+      // the calls the decode step makes (OwnTileAttention): the rows of a KV head together
+      int pl = prepared.length / group;
+      keyFormat.scoresRows(
+          keys[b], block, block, headDim, prepared, pl, rowList, group, scores, block, work,
+          decoded);
+      valueFormat.accumulateBlockRows(
+          values[b], block, block, headDim, weights, 0, block, rowList, group, acc, headDim, work);
       max = Math.max(max, scores[0]);
     }
     bh.consume(max);
     bh.consume(acc);
+  }
+
+  /** The key pass of {@link #attend} alone. */
+  @Benchmark
+  public float keysOnly() {
+    float max = 0f;
+    for (int b = 0; b < keys.length; b++) {
+      keyFormat.scoresRows(
+          keys[b],
+          block,
+          block,
+          headDim,
+          prepared,
+          prepared.length / group,
+          rowList,
+          group,
+          scores,
+          block,
+          work,
+          decoded);
+      max = Math.max(max, scores[0]);
+    }
+    return max;
+  }
+
+  /** The value pass of {@link #attend} alone. */
+  @Benchmark
+  public float valuesOnly() {
+    int perHead = depth / block;
+    float sum = 0f;
+    for (int b = 0; b < values.length; b++) {
+      if (b % perHead == 0) {
+        sum += acc[0];
+        java.util.Arrays.fill(acc, 0f);
+      }
+      valueFormat.accumulateBlockRows(
+          values[b], block, block, headDim, weights, 0, block, rowList, group, acc, headDim, work);
+    }
+    return sum;
   }
 
   @Benchmark
