@@ -7,6 +7,7 @@ import static io.kvslim.kv.method.Knob.integer;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.policy.ColdSpill;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.QuestPages;
 import java.util.BitSet;
@@ -54,16 +55,18 @@ public final class QuestMethod implements KvMethod {
 
   @Override
   public List<Knob> knobs() {
-    return List.of(
-        integer("page_size", "16", "tokens a page").between(1, 4096),
-        budget("token_budget", "1024", "tokens read per head and decode step (pages × page_size)"),
-        integer("skip_layers", "2", "first layers attending over every token").atLeast(0),
-        choice(
-            "gqa",
-            "max",
-            "per KV head: max of the group's page bounds, or union of each query head's pages",
-            "max",
-            "union"));
+    return SpillKnobs.with(
+        List.of(
+            integer("page_size", "16", "tokens a page").between(1, 4096),
+            budget(
+                "token_budget", "1024", "tokens read per head and decode step (pages × page_size)"),
+            integer("skip_layers", "2", "first layers attending over every token").atLeast(0),
+            choice(
+                "gqa",
+                "max",
+                "per KV head: max of the group's page bounds, or union of each query head's pages",
+                "max",
+                "union")));
   }
 
   @Override
@@ -80,7 +83,8 @@ public final class QuestMethod implements KvMethod {
         c.budget("token_budget"),
         c.integer("skip_layers"),
         c.string("gqa").equals("union"),
-        ctx.bytesPerToken());
+        ctx.bytesPerToken(),
+        SpillKnobs.of(c));
   }
 
   /** Nothing is evicted: the cache holds every token. */
@@ -114,6 +118,8 @@ public final class QuestMethod implements KvMethod {
     private final boolean union;
     private final double bytesPerToken;
     private final QuestPages[][] pages;
+    private final ColdSpill spill; // null: everything stays in RAM
+    private final BitSet lastPage = new BitSet();
     private final BitSet chosen = new BitSet();
     private BitSet[] tokens = new BitSet[0];
     private double stepBytes;
@@ -128,7 +134,8 @@ public final class QuestMethod implements KvMethod {
         Budget budget,
         int skipLayers,
         boolean union,
-        double bytesPerToken) {
+        double bytesPerToken,
+        ColdSpill spill) {
       this.layers = layers;
       this.dim = dim;
       this.pageSize = pageSize;
@@ -136,6 +143,7 @@ public final class QuestMethod implements KvMethod {
       this.skipLayers = skipLayers;
       this.union = union;
       this.bytesPerToken = bytesPerToken;
+      this.spill = spill;
       this.pages = new QuestPages[layers.length][];
     }
 
@@ -155,6 +163,12 @@ public final class QuestMethod implements KvMethod {
         float[] q,
         float scale) {
       if (n != 1 || cache.promptTokens() < 0) {
+        if (spill != null && layer >= skipLayers) {
+          PagedLayerKv paged = cache.paged(layer);
+          for (int g = 0; g < paged.kvHeads(); g++) {
+            spill.fetchAll(paged.head(g)); // a later prefill attends over everything
+          }
+        }
         return; // the prefill attends over everything
       }
       PagedLayerKv paged = cache.paged(layer);
@@ -187,9 +201,18 @@ public final class QuestMethod implements KvMethod {
           paged.restrictNextAttention(g, tokens[g]);
           stepBytes += QuestPages.bytes(paged.head(g), tokens[g]);
           selectedPages += chosen.cardinality();
+          if (spill != null) {
+            int size = paged.size(g);
+            lastPage.clear();
+            lastPage.set((size - 1) / pageSize * pageSize, size);
+            spill.sync(paged.head(g), tokens[g], lastPage);
+          }
         } else {
           stepBytes += QuestPages.bytes(paged.head(g), null);
           selectedPages += bounds.pages();
+          if (spill != null) {
+            spill.fetchAll(paged.head(g));
+          }
         }
       }
     }
@@ -201,6 +224,26 @@ public final class QuestMethod implements KvMethod {
         steps++;
       }
       stepBytes = 0;
+      if (spill != null) {
+        spill.afterStep(kind);
+      }
+    }
+
+    /** The cold tier, or null without {@code spill=true}. */
+    public ColdSpill spill() {
+      return spill;
+    }
+
+    @Override
+    public double bytesFetched() {
+      return spill == null ? -1 : spill.bytesFetched();
+    }
+
+    @Override
+    public void close() {
+      if (spill != null) {
+        spill.close();
+      }
     }
 
     /** Bytes of keys and values the decode steps so far read, over every layer and KV head. */
