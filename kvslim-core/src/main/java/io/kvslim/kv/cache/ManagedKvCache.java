@@ -677,6 +677,18 @@ public final class ManagedKvCache implements KvCache {
   }
 
   /**
+   * Bytes the policies hold in RAM beside the blocks for their selection ({@link
+   * KvPolicy#indexBytes}).
+   */
+  public long indexBytes() {
+    long b = 0;
+    for (KvPolicy p : policies) {
+      b += p.indexBytes();
+    }
+    return b;
+  }
+
+  /**
    * Bytes the decode steps so far fetched from a cold tier ({@link KvPolicy#bytesFetched});
    * negative when no policy spills.
    */

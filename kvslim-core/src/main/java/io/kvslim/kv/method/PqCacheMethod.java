@@ -287,6 +287,7 @@ public final class PqCacheMethod implements KvMethod {
     }
 
     /** Bytes of the PQ codes and centroids held now, over every (layer, KV head). */
+    @Override
     public long indexBytes() {
       long b = 0;
       for (HeadState st : states()) {

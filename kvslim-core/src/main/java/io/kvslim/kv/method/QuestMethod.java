@@ -229,6 +229,18 @@ public final class QuestMethod implements KvMethod {
       }
     }
 
+    /** Bytes of the page bounds of every (layer, KV head). */
+    @Override
+    public long indexBytes() {
+      long b = 0;
+      for (QuestPages[] l : pages) {
+        for (int g = 0; l != null && g < l.length; g++) {
+          b += l[g].bytes();
+        }
+      }
+      return b;
+    }
+
     /** The cold tier, or null without {@code spill=true}. */
     public ColdSpill spill() {
       return spill;

@@ -200,6 +200,16 @@ public final class ShadowKvMethod implements KvMethod {
       count(QuestPages.bytes(store, recalled), QuestPages.bytes(store, tokens));
     }
 
+    /** Bytes of the landmarks (and their chunk indices) of every (layer, KV head). */
+    @Override
+    public long indexBytes() {
+      long b = 0;
+      for (HeadState st : states()) {
+        b += 4L * st.landmarks.length + 4L * st.recallable.length;
+      }
+      return b;
+    }
+
     /** The exact part: the outlier chunks and the tokens after the prompt's chunks. */
     @Override
     protected BitSet resident(HeadState st, int total) {

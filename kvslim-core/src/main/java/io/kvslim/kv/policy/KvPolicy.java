@@ -142,6 +142,14 @@ public interface KvPolicy {
     return -1;
   }
 
+  /**
+   * Bytes the policy holds in RAM beside the cache's blocks for its selection (Quest's page bounds,
+   * ShadowKV's landmarks, PQCache's codes and centroids); 0 by default.
+   */
+  default long indexBytes() {
+    return 0;
+  }
+
   /** Releases what the policy holds outside the cache (a spill file); the cache is closing. */
   default void close() {}
 

@@ -71,6 +71,13 @@ public final class QuestPages {
     return pages(covered);
   }
 
+  /**
+   * Bytes of the bounds over the tokens folded in: a max and a min of {@code dim} floats a page.
+   */
+  public long bytes() {
+    return 8L * dim * pages();
+  }
+
   /** Element {@code j} of page {@code p}'s elementwise key max. */
   public float max(int p, int j) {
     return max[p * dim + j];

@@ -127,6 +127,8 @@ class SpillRecallTest {
         assertThat(k.bytes()).isGreaterThanOrEqualTo(c.bytes());
       }
       assertThat(r.coldBytes()).isZero();
+      assertThat(c.indexBytes()).as("bounds, landmarks or codes").isPositive();
+      assertThat(c.indexBytes()).isEqualTo(r.indexBytes());
       assertThat(r.bytesFetched()).isNegative();
       ColdSpill spill = spillOf(cold);
       file = spill.spillFile().path();
@@ -139,6 +141,17 @@ class SpillRecallTest {
     }
     assertThat(file).as("the spill file is deleted with the cache").doesNotExist();
     assertThat(Files.exists(spillOf(cached).spillFile().path())).isFalse();
+  }
+
+  @org.junit.jupiter.api.Test
+  void badSpillKnobsAreOneSentence() {
+    for (String bad :
+        List.of(
+            "quest:spill=maybe", "shadowkv:spill_cache=-1", "pqcache:spill=true,spill_cache=x")) {
+      assertThatThrownBy(() -> KvSpec.parse(bad))
+          .isInstanceOf(KvSpecException.class)
+          .hasMessageContaining("spill");
+    }
   }
 
   @ParameterizedTest
