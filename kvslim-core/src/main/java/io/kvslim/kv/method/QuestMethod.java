@@ -25,11 +25,13 @@ import java.util.Set;
  * and its page budget counts the last page ({@code quest/utils/controller.py} line 14, "Real page
  * budget including the last page"; lines 111-118 read the top {@code budget − 1} others).
  *
- * <p>The KV stays in RAM (the cold tier comes later): the selection is a set of pages, i.e.
- * retained-token ranges ({@link QuestPages#ranges}), handed to the layer as the only tokens its
- * next attention call reads ({@link PagedLayerKv#restrictNextAttention}; blocks without a selected
- * token are not touched). The policy counts the bytes those reads cover ({@link Policy#bytesRead}),
- * separately from the bytes held, which are the full cache's.
+ * <p>The KV stays in RAM unless {@code spill=true} moves the blocks outside the last page to a
+ * spill file ({@link io.kvslim.kv.policy.ColdSpill}), fetched back per step as selected. The
+ * selection is a set of pages, i.e. retained-token ranges ({@link QuestPages#ranges}), handed to
+ * the layer as the only tokens its next attention call reads ({@link
+ * PagedLayerKv#restrictNextAttention}; blocks without a selected token are not touched). The policy
+ * counts the bytes those reads cover ({@link Policy#bytesRead}), separately from the bytes held,
+ * which are the full cache's.
  */
 public final class QuestMethod implements KvMethod {
   @Override
@@ -195,6 +197,9 @@ public final class QuestMethod implements KvMethod {
       }
       for (int g = 0; g < kvHeads; g++) {
         QuestPages bounds = pages[layer][g];
+        if (spill != null && paged.size(g) - bounds.covered() > 1) {
+          spill.fetchAll(paged.head(g)); // the bounds fold in many tokens: they may read all keys
+        }
         bounds.update(paged.head(g));
         if (bounds.select(q, 0, g * group, group, k, union, chosen)) {
           bounds.tokens(chosen, paged.size(g), tokens[g]);

@@ -66,6 +66,11 @@ public final class QuestPages {
     return (tokens + pageSize - 1) / pageSize;
   }
 
+  /** Tokens folded in so far. */
+  public int covered() {
+    return covered;
+  }
+
   /** Pages over the tokens folded in so far. */
   public int pages() {
     return pages(covered);

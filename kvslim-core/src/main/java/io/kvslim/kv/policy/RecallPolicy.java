@@ -11,7 +11,9 @@ import java.util.function.Supplier;
  * (layer, KV head) of the selecting layers chooses the tokens its next attention call reads ({@link
  * PagedLayerKv#restrictNextAttention}), with state of type {@code S} kept per (layer, KV head). The
  * prefill attends over everything. Subclasses {@link #count} per head and step the bytes a cold
- * tier would send and the bytes attended; this class sums them over the decode steps.
+ * tier would send and the bytes attended; this class sums them over the decode steps. With a {@link
+ * ColdSpill} ({@code spill=true}) the blocks outside {@link #resident} really leave RAM and each
+ * step fetches the selected ones.
  */
 public abstract class RecallPolicy<S> implements KvPolicy {
   protected final boolean[] layers;

@@ -99,7 +99,7 @@ class SpillRecallTest {
     int n = 201;
     int steps = 6;
     int vocab = model.config().vocabSize();
-    int[] toks = tokens(n + steps, 11);
+    int[] toks = tokens(n + steps + 123, 11);
     KvPolicy ram = policy(spec);
     KvPolicy cold = policy(spec + ",spill=true");
     KvPolicy cached = policy(spec + ",spill=true,spill_cache=2");
@@ -125,6 +125,23 @@ class SpillRecallTest {
         assertThat(c.bytes() + c.coldBytes()).isEqualTo(r.bytes());
         assertThat(k.bytes() + k.coldBytes()).isEqualTo(r.bytes());
         assertThat(k.bytes()).isGreaterThanOrEqualTo(c.bytes());
+      }
+      // a second prompt in the same caches (a chat turn), then more decode steps
+      int more = 120; // more than twice the blocks: Quest re-reads every key
+      int at = n + steps;
+      engine.prefill(r, toks, at, at + more, at, false, lr);
+      engine.prefill(c, toks, at, at + more, at, false, lc);
+      engine.prefill(k, toks, at, at + more, at, false, lk);
+      assertThat(lc).isEqualTo(lr);
+      assertThat(lk).isEqualTo(lr);
+      for (int s = 0; s < 3; s++) {
+        int p = at + more + s;
+        engine.decode(r, toks[p], p, lr);
+        engine.decode(c, toks[p], p, lc);
+        engine.decode(k, toks[p], p, lk);
+        assertThat(lc).as("turn 2, step %d with spill", s).isEqualTo(lr);
+        assertThat(lk).as("turn 2, step %d with spill and an LRU cache", s).isEqualTo(lr);
+        assertThat(c.bytes() + c.coldBytes()).isEqualTo(r.bytes());
       }
       assertThat(r.coldBytes()).isZero();
       assertThat(c.indexBytes()).as("bounds, landmarks or codes").isPositive();
