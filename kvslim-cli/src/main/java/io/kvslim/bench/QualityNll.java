@@ -56,6 +56,9 @@ final class QualityNll {
     long peakBytes;
     long policyNanos;
     double attended; // bytes of keys and values the decode steps attended over
+    double cold = -1; // bytes held in a cold tier (spill=true), summed over windows; -1: none
+    double fetched; // bytes the decode steps fetched from the cold tier
+    double index; // bytes a recall policy holds beside the blocks (page bounds, landmarks, codes)
     long decodeSteps;
     int windows;
 
@@ -177,6 +180,11 @@ final class QualityNll {
             if (m.decodeBytesAttended() >= 0) {
               stats[s].attended += m.decodeBytesAttended();
             }
+            stats[s].index += m.indexBytes();
+            if (m.bytesFetched() >= 0) {
+              stats[s].cold = Math.max(0, stats[s].cold) + m.coldBytes();
+              stats[s].fetched += m.bytesFetched();
+            }
           }
         }
         runner.advance(2L * ctx * n, label + " window " + (w + 1));
@@ -218,6 +226,12 @@ final class QualityNll {
       r.put(
           "policy_ms_per_step", st.decodeSteps == 0 ? 0.0 : st.policyNanos / 1e6 / st.decodeSteps);
       r.put("kv_read_per_step", st.decodeSteps == 0 ? Double.NaN : st.attended / st.decodeSteps);
+      // a spilling method (spill=true): kv_bytes is RAM held; these are the cold tier's part
+      r.put("kv_index_bytes", st.index == 0 ? Double.NaN : st.index / w);
+      r.put("kv_cold_bytes", st.cold < 0 ? Double.NaN : st.cold / w);
+      r.put(
+          "kv_fetched_per_step",
+          st.cold < 0 || st.decodeSteps == 0 ? Double.NaN : st.fetched / st.decodeSteps);
       out.add(runner.finish(r));
       writeNllFile(u, runner.specs().get(s), st);
     }

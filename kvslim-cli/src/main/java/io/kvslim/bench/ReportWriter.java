@@ -233,6 +233,9 @@ public final class ReportWriter {
                 fmtG(num(r, "kld_mean_decode")),
                 fmt(num(r, "top1_agreement_decode"), 4),
                 Double.isNaN(num(r, "kv_read_per_step")) ? "" : bytes(num(r, "kv_read_per_step")),
+                Double.isNaN(num(r, "kv_cold_bytes"))
+                    ? ""
+                    : bytes(num(r, "kv_cold_bytes")) + " / " + bytes(num(r, "kv_fetched_per_step")),
                 fmt(num(r, "policy_ms_per_step"), 3)));
       }
       sections.add(
@@ -258,13 +261,16 @@ public final class ReportWriter {
                   "KLD decode",
                   "top-1 decode",
                   "KV read/step",
+                  "cold / fetched/step",
                   "policy ms/step"),
               rows));
       sections.add(
           "Columns 'decode' cover only the positions scored by single-token decode steps, after"
               + " the eviction methods compressed the prefilled part. 'KV read/step': bytes of"
               + " keys and values a decode step attended over, mean over the steps (the whole cache"
-              + " held, or what Quest and PQCache selected).");
+              + " held, or what Quest and PQCache selected). With spill=true, 'KV bytes' is RAM"
+              + " held and 'cold / fetched/step' the bytes in the spill file and those a decode step"
+              + " fetched from it.");
       Map<String, double[][]> series = familySeries(rs, "kld_mean");
       String name = Slug.of("kld-vs-compression-" + task + "-" + model);
       Charts.Saved s =

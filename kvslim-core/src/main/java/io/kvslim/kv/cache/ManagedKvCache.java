@@ -661,6 +661,47 @@ public final class ManagedKvCache implements KvCache {
     return -1;
   }
 
+  /**
+   * Bytes of keys and values held in a cold tier, not in RAM ({@link
+   * io.kvslim.kv.store.HeadStore#coldBytes}): a spilling policy's ({@code spill=true}); {@link
+   * #bytes} counts only RAM.
+   */
+  public long coldBytes() {
+    long b = 0;
+    for (PagedLayerKv l : layers) {
+      for (int g = 0; l != null && g < l.kvHeads(); g++) {
+        b += l.head(g).coldBytes();
+      }
+    }
+    return b;
+  }
+
+  /**
+   * Bytes the policies hold in RAM beside the blocks for their selection ({@link
+   * KvPolicy#indexBytes}).
+   */
+  public long indexBytes() {
+    long b = 0;
+    for (KvPolicy p : policies) {
+      b += p.indexBytes();
+    }
+    return b;
+  }
+
+  /**
+   * Bytes the decode steps so far fetched from a cold tier ({@link KvPolicy#bytesFetched});
+   * negative when no policy spills.
+   */
+  public double bytesFetched() {
+    for (KvPolicy p : policies) {
+      double b = p.bytesFetched();
+      if (b >= 0) {
+        return b;
+      }
+    }
+    return -1;
+  }
+
   /** Time spent in the policies' {@code afterStep} (scoring and eviction), summed over steps. */
   public long policyNanos() {
     return policyNanos;
@@ -676,6 +717,9 @@ public final class ManagedKvCache implements KvCache {
       if (l != null) {
         l.store().release();
       }
+    }
+    for (KvPolicy p : policies) {
+      p.close(); // a spill file is deleted
     }
   }
 

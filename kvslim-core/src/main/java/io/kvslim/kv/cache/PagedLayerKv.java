@@ -228,6 +228,14 @@ public final class PagedLayerKv implements LayerKv {
     restricted = true;
   }
 
+  /**
+   * The tokens the next attention call reads of {@code kvHead} ({@link #restrictNextAttention}), or
+   * null for all.
+   */
+  public BitSet nextAttention(int kvHead) {
+    return restricted ? selected[kvHead] : null;
+  }
+
   /** Evicts the tokens of {@code kvHead} whose retained indices are set. */
   public void evict(int kvHead, BitSet indices) {
     store.evict(kvHead, indices);

@@ -73,17 +73,21 @@ public final class PqCacheMethod implements KvMethod {
 
   @Override
   public List<Knob> knobs() {
-    return List.of(
-        budget("budget", "20%", "tokens attended beyond the sinks (ratio of the prompt or tokens)"),
-        number("recent_ratio", "0.5", "share of the budget given to the recent window")
-            .between(0, 1),
-        integer("sink", "32", "first tokens always attended").atLeast(0),
-        integer("subvectors", "2", "PQ sub-vectors per key (n_subvec_per_head)").between(1, 64),
-        integer("bits", "6", "bits per PQ code: 2^bits centroids a sub-space").between(1, 12),
-        integer("iterations", "20", "most Lloyd iterations of the k-means").between(1, 1000),
-        integer("cache_blocks", "0", "LFU block cache per (layer, KV head) for top-k fetches")
-            .atLeast(0),
-        integer("cache_block", "16", "tokens a cached block").between(1, 4096));
+    return SpillKnobs.with(
+        List.of(
+            budget(
+                "budget",
+                "20%",
+                "tokens attended beyond the sinks (ratio of the prompt or tokens)"),
+            number("recent_ratio", "0.5", "share of the budget given to the recent window")
+                .between(0, 1),
+            integer("sink", "32", "first tokens always attended").atLeast(0),
+            integer("subvectors", "2", "PQ sub-vectors per key (n_subvec_per_head)").between(1, 64),
+            integer("bits", "6", "bits per PQ code: 2^bits centroids a sub-space").between(1, 12),
+            integer("iterations", "20", "most Lloyd iterations of the k-means").between(1, 1000),
+            integer("cache_blocks", "0", "LFU block cache per (layer, KV head) for top-k fetches")
+                .atLeast(0),
+            integer("cache_block", "16", "tokens a cached block").between(1, 4096)));
   }
 
   @Override
@@ -148,8 +152,9 @@ public final class PqCacheMethod implements KvMethod {
     private final int bits;
     private final int iterations;
     private final BitSet chosen = new BitSet();
-    private final BitSet tokens = new BitSet();
+    private BitSet[] selections = new BitSet[0]; // per KV head: attention reads it after the loop
     private final BitSet missed = new BitSet();
+    private final BitSet resident = new BitSet();
     private float[] approx = new float[0];
     private float[] sum = new float[0];
     private float[] lookup = new float[0];
@@ -161,7 +166,8 @@ public final class PqCacheMethod implements KvMethod {
       super(
           ctx.layers(),
           ctx.headDim(),
-          () -> new HeadState(c.integer("cache_blocks"), c.integer("cache_block")));
+          () -> new HeadState(c.integer("cache_blocks"), c.integer("cache_block")),
+          SpillKnobs.of(c));
       this.budget = c.budget("budget");
       this.recentRatio = c.number("recent_ratio");
       this.sink = c.integer("sink");
@@ -173,6 +179,13 @@ public final class PqCacheMethod implements KvMethod {
     @Override
     protected void recall(
         PagedLayerKv paged, int g, HeadState st, float[] q, int head0, int group, float scale) {
+      if (selections.length <= g) {
+        selections = java.util.Arrays.copyOf(selections, g + 1);
+      }
+      if (selections[g] == null) {
+        selections[g] = new BitSet();
+      }
+      BitSet tokens = selections[g];
       HeadStore head = paged.head(g);
       int total = paged.size(g); // with the current token
       int past = total - 1;
@@ -222,6 +235,20 @@ public final class PqCacheMethod implements KvMethod {
       count(QuestPages.bytes(head, missed), QuestPages.bytes(head, tokens));
     }
 
+    /** The exact part: the sinks and the recent window with the current token. */
+    @Override
+    protected BitSet resident(HeadState st, int total) {
+      resident.clear();
+      resident.set(0, Math.min(sink, total));
+      resident.set(Math.max(0, total - 1 - st.recent), total);
+      return resident;
+    }
+
+    @Override
+    protected boolean readsAll(HeadState st, int total) {
+      return st.seen < 0 || total != st.seen + 1;
+    }
+
     /** Sizes from the prompt (the tokens before the first decoded one) and the trained index. */
     private void start(HeadStore head, HeadState st, int past) {
       double attended =
@@ -260,6 +287,7 @@ public final class PqCacheMethod implements KvMethod {
     }
 
     /** Bytes of the PQ codes and centroids held now, over every (layer, KV head). */
+    @Override
     public long indexBytes() {
       long b = 0;
       for (HeadState st : states()) {

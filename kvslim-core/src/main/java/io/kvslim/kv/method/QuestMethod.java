@@ -7,6 +7,7 @@ import static io.kvslim.kv.method.Knob.integer;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.policy.ColdSpill;
 import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.QuestPages;
 import java.util.BitSet;
@@ -24,11 +25,13 @@ import java.util.Set;
  * and its page budget counts the last page ({@code quest/utils/controller.py} line 14, "Real page
  * budget including the last page"; lines 111-118 read the top {@code budget − 1} others).
  *
- * <p>The KV stays in RAM (the cold tier comes later): the selection is a set of pages, i.e.
- * retained-token ranges ({@link QuestPages#ranges}), handed to the layer as the only tokens its
- * next attention call reads ({@link PagedLayerKv#restrictNextAttention}; blocks without a selected
- * token are not touched). The policy counts the bytes those reads cover ({@link Policy#bytesRead}),
- * separately from the bytes held, which are the full cache's.
+ * <p>The KV stays in RAM unless {@code spill=true} moves the blocks outside the last page to a
+ * spill file ({@link io.kvslim.kv.policy.ColdSpill}), fetched back per step as selected. The
+ * selection is a set of pages, i.e. retained-token ranges ({@link QuestPages#ranges}), handed to
+ * the layer as the only tokens its next attention call reads ({@link
+ * PagedLayerKv#restrictNextAttention}; blocks without a selected token are not touched). The policy
+ * counts the bytes those reads cover ({@link Policy#bytesRead}), separately from the bytes held,
+ * which are the full cache's.
  */
 public final class QuestMethod implements KvMethod {
   @Override
@@ -54,16 +57,18 @@ public final class QuestMethod implements KvMethod {
 
   @Override
   public List<Knob> knobs() {
-    return List.of(
-        integer("page_size", "16", "tokens a page").between(1, 4096),
-        budget("token_budget", "1024", "tokens read per head and decode step (pages × page_size)"),
-        integer("skip_layers", "2", "first layers attending over every token").atLeast(0),
-        choice(
-            "gqa",
-            "max",
-            "per KV head: max of the group's page bounds, or union of each query head's pages",
-            "max",
-            "union"));
+    return SpillKnobs.with(
+        List.of(
+            integer("page_size", "16", "tokens a page").between(1, 4096),
+            budget(
+                "token_budget", "1024", "tokens read per head and decode step (pages × page_size)"),
+            integer("skip_layers", "2", "first layers attending over every token").atLeast(0),
+            choice(
+                "gqa",
+                "max",
+                "per KV head: max of the group's page bounds, or union of each query head's pages",
+                "max",
+                "union")));
   }
 
   @Override
@@ -80,7 +85,8 @@ public final class QuestMethod implements KvMethod {
         c.budget("token_budget"),
         c.integer("skip_layers"),
         c.string("gqa").equals("union"),
-        ctx.bytesPerToken());
+        ctx.bytesPerToken(),
+        SpillKnobs.of(c));
   }
 
   /** Nothing is evicted: the cache holds every token. */
@@ -114,6 +120,8 @@ public final class QuestMethod implements KvMethod {
     private final boolean union;
     private final double bytesPerToken;
     private final QuestPages[][] pages;
+    private final ColdSpill spill; // null: everything stays in RAM
+    private final BitSet lastPage = new BitSet();
     private final BitSet chosen = new BitSet();
     private BitSet[] tokens = new BitSet[0];
     private double stepBytes;
@@ -128,7 +136,8 @@ public final class QuestMethod implements KvMethod {
         Budget budget,
         int skipLayers,
         boolean union,
-        double bytesPerToken) {
+        double bytesPerToken,
+        ColdSpill spill) {
       this.layers = layers;
       this.dim = dim;
       this.pageSize = pageSize;
@@ -136,6 +145,7 @@ public final class QuestMethod implements KvMethod {
       this.skipLayers = skipLayers;
       this.union = union;
       this.bytesPerToken = bytesPerToken;
+      this.spill = spill;
       this.pages = new QuestPages[layers.length][];
     }
 
@@ -155,6 +165,12 @@ public final class QuestMethod implements KvMethod {
         float[] q,
         float scale) {
       if (n != 1 || cache.promptTokens() < 0) {
+        if (spill != null && layer >= skipLayers) {
+          PagedLayerKv paged = cache.paged(layer);
+          for (int g = 0; g < paged.kvHeads(); g++) {
+            spill.fetchAll(paged.head(g)); // a later prefill attends over everything
+          }
+        }
         return; // the prefill attends over everything
       }
       PagedLayerKv paged = cache.paged(layer);
@@ -181,15 +197,27 @@ public final class QuestMethod implements KvMethod {
       }
       for (int g = 0; g < kvHeads; g++) {
         QuestPages bounds = pages[layer][g];
+        if (spill != null && paged.size(g) - bounds.covered() > 1) {
+          spill.fetchAll(paged.head(g)); // the bounds fold in many tokens: they may read all keys
+        }
         bounds.update(paged.head(g));
         if (bounds.select(q, 0, g * group, group, k, union, chosen)) {
           bounds.tokens(chosen, paged.size(g), tokens[g]);
           paged.restrictNextAttention(g, tokens[g]);
           stepBytes += QuestPages.bytes(paged.head(g), tokens[g]);
           selectedPages += chosen.cardinality();
+          if (spill != null) {
+            int size = paged.size(g);
+            lastPage.clear();
+            lastPage.set((size - 1) / pageSize * pageSize, size);
+            spill.sync(paged.head(g), tokens[g], lastPage);
+          }
         } else {
           stepBytes += QuestPages.bytes(paged.head(g), null);
           selectedPages += bounds.pages();
+          if (spill != null) {
+            spill.fetchAll(paged.head(g));
+          }
         }
       }
     }
@@ -201,6 +229,38 @@ public final class QuestMethod implements KvMethod {
         steps++;
       }
       stepBytes = 0;
+      if (spill != null) {
+        spill.afterStep(kind);
+      }
+    }
+
+    /** Bytes of the page bounds of every (layer, KV head). */
+    @Override
+    public long indexBytes() {
+      long b = 0;
+      for (QuestPages[] l : pages) {
+        for (int g = 0; l != null && g < l.length; g++) {
+          b += l[g].bytes();
+        }
+      }
+      return b;
+    }
+
+    /** The cold tier, or null without {@code spill=true}. */
+    public ColdSpill spill() {
+      return spill;
+    }
+
+    @Override
+    public double bytesFetched() {
+      return spill == null ? -1 : spill.bytesFetched();
+    }
+
+    @Override
+    public void close() {
+      if (spill != null) {
+        spill.close();
+      }
     }
 
     /** Bytes of keys and values the decode steps so far read, over every layer and KV head. */

@@ -68,11 +68,12 @@ public final class ShadowKvMethod implements KvMethod {
 
   @Override
   public List<Knob> knobs() {
-    return List.of(
-        budget("budget", "2048", "tokens recalled per KV head and step (sparse_budget)"),
-        integer("chunk", "8", "tokens a chunk (chunk_size)").between(1, 1024),
-        integer("local", "4", "last prompt chunks kept exact (local_chunk)").atLeast(0),
-        integer("outliers", "48", "chunks with the least uniform keys kept exact").atLeast(0));
+    return SpillKnobs.with(
+        List.of(
+            budget("budget", "2048", "tokens recalled per KV head and step (sparse_budget)"),
+            integer("chunk", "8", "tokens a chunk (chunk_size)").between(1, 1024),
+            integer("local", "4", "last prompt chunks kept exact (local_chunk)").atLeast(0),
+            integer("outliers", "48", "chunks with the least uniform keys kept exact").atLeast(0)));
   }
 
   @Override
@@ -131,14 +132,15 @@ public final class ShadowKvMethod implements KvMethod {
     private final int local;
     private final int outliers;
     private final BitSet chosen = new BitSet();
-    private final BitSet tokens = new BitSet();
+    private BitSet[] selections = new BitSet[0]; // per KV head: attention reads it after the loop
     private final BitSet recalled = new BitSet();
+    private final BitSet resident = new BitSet();
     private float[] score = new float[0];
     private float[] head = new float[0];
     private float[] keys = new float[0];
 
     Policy(MethodCall c, PolicyContext ctx) {
-      super(ctx.layers(), ctx.headDim(), HeadState::new);
+      super(ctx.layers(), ctx.headDim(), HeadState::new, SpillKnobs.of(c));
       this.budget = c.budget("budget");
       this.chunk = c.integer("chunk");
       this.local = c.integer("local");
@@ -148,6 +150,13 @@ public final class ShadowKvMethod implements KvMethod {
     @Override
     protected void recall(
         PagedLayerKv paged, int g, HeadState st, float[] q, int head0, int group, float scale) {
+      if (selections.length <= g) {
+        selections = java.util.Arrays.copyOf(selections, g + 1);
+      }
+      if (selections[g] == null) {
+        selections[g] = new BitSet();
+      }
+      BitSet tokens = selections[g];
       HeadStore store = paged.head(g);
       int total = paged.size(g); // with the current token
       if (st.seen < 0 || total != st.seen + 1) {
@@ -189,6 +198,32 @@ public final class ShadowKvMethod implements KvMethod {
       tokens.set(st.chunks * chunk, total);
       paged.restrictNextAttention(g, tokens);
       count(QuestPages.bytes(store, recalled), QuestPages.bytes(store, tokens));
+    }
+
+    /** Bytes of the landmarks (and their chunk indices) of every (layer, KV head). */
+    @Override
+    public long indexBytes() {
+      long b = 0;
+      for (HeadState st : states()) {
+        b += 4L * st.landmarks.length + 4L * st.recallable.length;
+      }
+      return b;
+    }
+
+    /** The exact part: the outlier chunks and the tokens after the prompt's chunks. */
+    @Override
+    protected BitSet resident(HeadState st, int total) {
+      resident.clear();
+      for (int c = st.outlier.nextSetBit(0); c >= 0; c = st.outlier.nextSetBit(c + 1)) {
+        resident.set(c * chunk, (c + 1) * chunk);
+      }
+      resident.set(Math.min(st.chunks * chunk, total), total);
+      return resident;
+    }
+
+    @Override
+    protected boolean readsAll(HeadState st, int total) {
+      return st.seen < 0 || total != st.seen + 1;
     }
 
     /** Chunks, landmarks and outliers of the prompt's {@code n} tokens. */

@@ -134,6 +134,25 @@ public interface KvPolicy {
     return -1;
   }
 
+  /**
+   * Bytes the decode steps so far fetched from a cold tier the policy spills to ({@link
+   * ColdSpill}); negative when it spills nothing (the default).
+   */
+  default double bytesFetched() {
+    return -1;
+  }
+
+  /**
+   * Bytes the policy holds in RAM beside the cache's blocks for its selection (Quest's page bounds,
+   * ShadowKV's landmarks, PQCache's codes and centroids); 0 by default.
+   */
+  default long indexBytes() {
+    return 0;
+  }
+
+  /** Releases what the policy holds outside the cache (a spill file); the cache is closing. */
+  default void close() {}
+
   /** Called when a step has appended to every layer. */
   void afterStep(ManagedKvCache cache, KvCache.StepKind kind);
 }

@@ -66,9 +66,21 @@ public final class QuestPages {
     return (tokens + pageSize - 1) / pageSize;
   }
 
+  /** Tokens folded in so far. */
+  public int covered() {
+    return covered;
+  }
+
   /** Pages over the tokens folded in so far. */
   public int pages() {
     return pages(covered);
+  }
+
+  /**
+   * Bytes of the bounds over the tokens folded in: a max and a min of {@code dim} floats a page.
+   */
+  public long bytes() {
+    return 8L * dim * pages();
   }
 
   /** Element {@code j} of page {@code p}'s elementwise key max. */

@@ -3,6 +3,7 @@ package io.kvslim.kv.policy;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.cache.PagedLayerKv;
+import java.util.BitSet;
 import java.util.function.Supplier;
 
 /**
@@ -10,7 +11,9 @@ import java.util.function.Supplier;
  * (layer, KV head) of the selecting layers chooses the tokens its next attention call reads ({@link
  * PagedLayerKv#restrictNextAttention}), with state of type {@code S} kept per (layer, KV head). The
  * prefill attends over everything. Subclasses {@link #count} per head and step the bytes a cold
- * tier would send and the bytes attended; this class sums them over the decode steps.
+ * tier would send and the bytes attended; this class sums them over the decode steps. With a {@link
+ * ColdSpill} ({@code spill=true}) the blocks outside {@link #resident} really leave RAM and each
+ * step fetches the selected ones.
  */
 public abstract class RecallPolicy<S> implements KvPolicy {
   protected final boolean[] layers;
@@ -22,8 +25,18 @@ public abstract class RecallPolicy<S> implements KvPolicy {
   private double read;
   private double attended;
   private long steps;
+  private final ColdSpill spill; // null: everything stays in RAM
 
   protected RecallPolicy(boolean[] layers, int dim, Supplier<S> fresh) {
+    this(layers, dim, fresh, null);
+  }
+
+  /**
+   * A policy whose heads hold the blocks outside {@link #resident} in {@code spill} (null: in RAM),
+   * fetching each step the blocks the selection reads.
+   */
+  protected RecallPolicy(boolean[] layers, int dim, Supplier<S> fresh, ColdSpill spill) {
+    this.spill = spill;
     this.layers = layers;
     this.dim = dim;
     this.fresh = fresh;
@@ -37,6 +50,39 @@ public abstract class RecallPolicy<S> implements KvPolicy {
    */
   protected abstract void recall(
       PagedLayerKv paged, int g, S state, float[] q, int head0, int group, float scale);
+
+  /**
+   * The retained tokens of a head that always stay in RAM ({@code total} tokens with the current
+   * one): the method's exact part (sinks, a recent window, outliers); null for none.
+   */
+  protected BitSet resident(S state, int total) {
+    return null;
+  }
+
+  /**
+   * Whether the next {@link #recall} of a head holding {@code total} tokens reads every key (its
+   * state is rebuilt); with a spill, the head's blocks are then all fetched first.
+   */
+  protected boolean readsAll(S state, int total) {
+    return false;
+  }
+
+  /** The cold tier, or null when everything stays in RAM. */
+  public final ColdSpill spill() {
+    return spill;
+  }
+
+  @Override
+  public double bytesFetched() {
+    return spill == null ? -1 : spill.bytesFetched();
+  }
+
+  @Override
+  public void close() {
+    if (spill != null) {
+      spill.close();
+    }
+  }
 
   /** Adds a head's bytes this step: fetched from the cold tier, and attended over. */
   protected final void count(double fetched, double attendedBytes) {
@@ -71,6 +117,12 @@ public abstract class RecallPolicy<S> implements KvPolicy {
   public void onQueries(
       ManagedKvCache cache, int layer, int n, int[] positions, int heads, float[] q, float scale) {
     if (n != 1 || cache.promptTokens() < 0) {
+      if (spill != null) {
+        PagedLayerKv paged = cache.paged(layer);
+        for (int g = 0; g < paged.kvHeads(); g++) {
+          spill.fetchAll(paged.head(g)); // a later prefill attends over everything
+        }
+      }
       return; // the prefill attends over everything
     }
     PagedLayerKv paged = cache.paged(layer);
@@ -83,7 +135,14 @@ public abstract class RecallPolicy<S> implements KvPolicy {
       }
     }
     for (int g = 0; g < kvHeads; g++) {
-      recall(paged, g, state(layer, g), q, g * group, group, scale);
+      S st = state(layer, g);
+      if (spill != null && readsAll(st, paged.size(g))) {
+        spill.fetchAll(paged.head(g));
+      }
+      recall(paged, g, st, q, g * group, group, scale);
+      if (spill != null) {
+        spill.sync(paged.head(g), paged.nextAttention(g), resident(st, paged.size(g)));
+      }
     }
   }
 
@@ -96,6 +155,9 @@ public abstract class RecallPolicy<S> implements KvPolicy {
     }
     stepRead = 0;
     stepAttended = 0;
+    if (spill != null) {
+      spill.afterStep(kind);
+    }
   }
 
   /** Bytes of keys and values fetched from the cold tier by the decode steps so far. */

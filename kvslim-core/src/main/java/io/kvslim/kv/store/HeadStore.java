@@ -385,6 +385,78 @@ public final class HeadStore {
     size += b.filled();
   }
 
+  // ---- spilling (spill-and-recall methods) -----------------------------------------------------
+
+  /**
+   * Whether block {@code index} can spill ({@link #spill}): full, its keys and values in the
+   * format's final formats (out of any residual window), so they never change while no policy
+   * evicts or converts it.
+   */
+  public boolean spillable(int index) {
+    KvBlock b = blocks.get(index);
+    return b.isFull()
+        && b.residualValueFormat() == null
+        && b.residualValues() == null
+        && b.keyFormat() != io.kvslim.kv.format.DroppedKeys.INSTANCE
+        && same(b.keyFormat(), format.keys())
+        && same(b.valueFormat(), format.values());
+  }
+
+  /**
+   * Moves the keys and values of block {@code index} out of RAM into {@code file} ({@link
+   * #spillable} blocks only) and gives their bytes back to the pool; {@link #bytes()} then counts
+   * only what stays in RAM (header, positions, mask), {@link #coldBytes()} the rest. Spilling a
+   * cold block does nothing. Returns the bytes freed.
+   */
+  public long spill(int index, SpillFile file) {
+    KvBlock b = blocks.get(index);
+    if (b.cold()) {
+      return 0;
+    }
+    if (!spillable(index)) {
+      throw new IllegalStateException("block " + index + " is not settled and cannot spill");
+    }
+    long before = b.bytes();
+    b.spill(file);
+    long freed = before - b.bytes();
+    bytes -= freed;
+    cold += freed;
+    pool.release(freed);
+    return freed;
+  }
+
+  /**
+   * Reads block {@code index} back from {@code file} into RAM (checked, {@link SpillFile#read}),
+   * reserving its bytes on the pool; a block in RAM is left as it is. Returns the bytes read.
+   *
+   * @throws KvMemoryExhaustedException if the pool cannot hold them (the block stays cold)
+   * @throws SpillFile.Corrupt if the spilled bytes fail their checksum (the block stays cold)
+   */
+  public long fetch(int index, SpillFile file) {
+    KvBlock b = blocks.get(index);
+    if (!b.cold()) {
+      return 0;
+    }
+    long n = b.spilledBytes();
+    pool.reserve(n);
+    try {
+      b.fetch(file);
+    } catch (RuntimeException e) {
+      pool.release(n);
+      throw e;
+    }
+    bytes += n;
+    cold -= n;
+    return n;
+  }
+
+  /** Bytes of keys and values that are in a spill file only ({@link #spill}), not in RAM. */
+  public long coldBytes() {
+    return cold;
+  }
+
+  private long cold;
+
   // ---- the residual window (KIVI) --------------------------------------------------------------
 
   /**
@@ -627,6 +699,7 @@ public final class HeadStore {
 
   /** Gives every block and the compensation entry back to the pool. */
   void release() {
+    cold = 0;
     for (int i = blocks.size() - 1; i >= 0; i--) {
       KvBlock b = blocks.remove(i);
       bytes -= b.bytes();

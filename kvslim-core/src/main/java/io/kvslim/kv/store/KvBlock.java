@@ -41,6 +41,8 @@ public final class KvBlock {
   private int liveCount;
   private int minPosition = Integer.MAX_VALUE;
   private int maxPosition = Integer.MIN_VALUE;
+  private SpillFile.Slot spilled; // non-null: keys and values are also in a spill file
+  private boolean cold; // keys and values are only in the spill file, not in RAM
 
   /** A block whose values are all in {@code valueFormat}. */
   KvBlock(int capacity, int headDim, KvFormat keyFormat, KvFormat valueFormat) {
@@ -238,13 +240,82 @@ public final class KvBlock {
 
   /** Raw key storage, in {@link #keyFormat()} (read-only use). */
   public MemorySegment keys() {
+    requireWarm();
     return keys;
   }
 
   /** Raw storage of the values of slots {@code [0, split())}, in {@link #valueFormat()}. */
   public MemorySegment values() {
+    requireWarm();
     return values;
   }
+
+  private void requireWarm() {
+    if (cold) {
+      throw new IllegalStateException("a spilled KV block was read without being fetched");
+    }
+  }
+
+  /** Whether the block's keys and values are in a spill file only (not in RAM). */
+  public boolean cold() {
+    return cold;
+  }
+
+  /** Whether the block's keys and values have been written to a spill file. */
+  boolean spilled() {
+    return spilled != null;
+  }
+
+  /** Bytes of keys and values a spill holds for this block (0 if it was never spilled). */
+  long spilledBytes() {
+    return spilled == null ? 0 : spilled.keyBytes() + spilled.valueBytes();
+  }
+
+  /**
+   * Moves the keys and values out of RAM into {@code file} (written there once; a block spilled
+   * before only drops its RAM copy). Only a settled block spills: full, values out of any residual
+   * window (it never changes again unless evicted or converted, which a spilled block refuses).
+   */
+  void spill(SpillFile file) {
+    if (cold) {
+      return;
+    }
+    if (!isFull() || residualValues != null) {
+      throw new IllegalStateException("only a full block without a value residual spills");
+    }
+    if (spilled == null) {
+      spilled = file.write(keys, values);
+    }
+    keys = EMPTY;
+    values = EMPTY;
+    cold = true;
+  }
+
+  /**
+   * Reads the keys and values back from {@code file} into RAM and checks them ({@link
+   * SpillFile#read}); the block stays cold if they fail the check.
+   *
+   * @throws SpillFile.Corrupt if the spilled bytes no longer match their checksum
+   */
+  void fetch(SpillFile file) {
+    if (!cold) {
+      return;
+    }
+    MemorySegment k = allocate(spilled.keyBytes());
+    MemorySegment v = allocate(spilled.valueBytes());
+    file.read(spilled, k, v);
+    keys = k;
+    values = v;
+    cold = false;
+  }
+
+  /** A change to the keys, values or slots: a spilled copy no longer matches, it is dropped. */
+  private void changing() {
+    requireWarm();
+    spilled = null;
+  }
+
+  private static final MemorySegment EMPTY = MemorySegment.ofArray(new byte[0]);
 
   /**
    * Raw storage of the values of slots {@code [split(), capacity())}, in {@link
@@ -268,11 +339,13 @@ public final class KvBlock {
 
   /** Decodes the key of {@code slot}. */
   public void decodeKey(int slot, float[] dst, int dstOff) {
+    requireWarm();
     keyFormat.decode(keys, slot, capacity, headDim, dst, dstOff);
   }
 
   /** Decodes the value of {@code slot}, from whichever part holds it. */
   public void decodeValue(int slot, float[] dst, int dstOff) {
+    requireWarm();
     if (slot < split) {
       valueFormat.decode(values, slot, split, headDim, dst, dstOff);
     } else {
@@ -287,6 +360,7 @@ public final class KvBlock {
    */
   void append(
       int count, int[] pos, int posOff, float[] k, int kOff, float[] v, int vOff, int stride) {
+    changing();
     if (count == 0) {
       return;
     }
@@ -352,6 +426,7 @@ public final class KvBlock {
 
   /** Marks a live slot dead; the first death here allocates the live mask. */
   void kill(int slot) {
+    changing();
     assert isLive(slot);
     if (liveMask == null) {
       liveMask = new long[(capacity + 63) / 64];
@@ -385,6 +460,7 @@ public final class KvBlock {
    * @param scratch at least {@code filled · headDim} floats
    */
   void convertKeys(KvFormat to, float[] scratch) {
+    changing();
     for (int s = 0; s < filled; s++) {
       decodeKey(s, scratch, s * headDim);
     }
@@ -402,6 +478,7 @@ public final class KvBlock {
    * @param scratch at least {@code filled · headDim} floats
    */
   void convertValues(KvFormat to, float[] scratch) {
+    changing();
     if (split != capacity) {
       throw new IllegalStateException("a block with a value residual cannot convert its values");
     }
@@ -420,6 +497,7 @@ public final class KvBlock {
    * keys stand in for them).
    */
   void dropKeys() {
+    changing();
     keys = allocate(0);
     keyFormat = io.kvslim.kv.format.DroppedKeys.INSTANCE;
   }
@@ -431,6 +509,7 @@ public final class KvBlock {
    * @param scratch at least {@code (upTo − split) · headDim} floats
    */
   void quantizeValues(int upTo, float[] scratch) {
+    changing();
     if (upTo <= split) {
       return;
     }
@@ -464,6 +543,7 @@ public final class KvBlock {
    * @param scratch at least {@code filled · headDim} floats
    */
   void rewriteRow(int slot, float[] k, int kOff, float[] v, int vOff, float[] scratch) {
+    changing();
     if (slot < 0 || slot >= filled) {
       throw new IndexOutOfBoundsException("slot " + slot + " of " + filled + " filled");
     }
@@ -517,6 +597,8 @@ public final class KvBlock {
    * #resetToDense}.
    */
   void moveRowFrom(KvBlock from, int fromSlot, int slot) {
+    changing();
+    from.requireWarm();
     keyFormat.copyRow(from.keys, fromSlot, keys, slot, capacity, headDim);
     KvFormat vf = uniformValueFormat();
     vf.copyRow(from.uniformValues(), fromSlot, uniformValues(), slot, capacity, headDim);
@@ -530,6 +612,7 @@ public final class KvBlock {
    * A copy of slots {@code [0, count)} in a block of exactly {@code count} slots (uniform only).
    */
   KvBlock trimmed(int count, int[] pos, int posOff) {
+    requireWarm();
     KvFormat vf = uniformValueFormat();
     KvBlock t = new KvBlock(count, headDim, keyFormat, valueFormat, split == capacity ? null : vf);
     long keyRow = keyFormat.blockBytes(1, headDim);
@@ -545,6 +628,7 @@ public final class KvBlock {
    * pos[posOff..posOff+count)}; the rest are unused.
    */
   void resetToDense(int count, int[] pos, int posOff) {
+    changing();
     liveMask = null;
     filled = count;
     liveCount = count;

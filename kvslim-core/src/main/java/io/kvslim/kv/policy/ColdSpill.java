@@ -1,0 +1,194 @@
+package io.kvslim.kv.policy;
+
+import io.kvslim.kv.KvCache;
+import io.kvslim.kv.store.HeadStore;
+import io.kvslim.kv.store.KvBlock;
+import io.kvslim.kv.store.SpillFile;
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The cold tier of a spill-and-recall policy (Quest, ShadowKV, PQCache with {@code spill=true}):
+ * the blocks of a selecting head that are outside its always-resident part leave RAM for a {@link
+ * SpillFile} (one temporary, memory-mapped file per cache, deleted by {@link #close}), and each
+ * decode step fetches back only the blocks its selection reads, checked against their checksum.
+ *
+ * <p>Per (layer, KV head) and decode step, {@link #sync} runs after the policy has chosen the
+ * tokens the next attention reads: a settled block ({@link HeadStore#spillable}) holding a selected
+ * token is fetched if cold; one holding none and no token of the resident set (the method's sinks
+ * or recent window) is spilled. After the step ({@link #afterStep}) the blocks fetched for it go
+ * cold again, except the {@code cacheBlocks} most recently fetched of each head, kept in RAM as an
+ * LRU cache. So between steps the cache holds in RAM its resident tokens, the LRU blocks and the
+ * policy's own structures (page bounds, landmarks, codes); the step's working set adds the selected
+ * blocks, fetched from the file. Unselected blocks are never read: the attention skips them ({@link
+ * io.kvslim.kv.cache.PagedLayerKv#restrictNextAttention}), so the results are bit-identical to the
+ * same policy with everything in RAM.
+ *
+ * <p>Used from the decode step's calling thread.
+ */
+public final class ColdSpill implements AutoCloseable {
+  private final int cacheBlocks;
+  private SpillFile file; // created at the first spill
+  private final Map<HeadStore, LinkedHashSet<KvBlock>> recent = new IdentityHashMap<>();
+  private final List<HeadStore> fetchedHeads = new ArrayList<>();
+  private final List<KvBlock> fetchedBlocks = new ArrayList<>();
+  private double stepFetched;
+  private double fetched;
+  private long fetchedCount;
+  private long steps;
+  private boolean closed;
+
+  /** A spill keeping, per head, the {@code cacheBlocks} most recently fetched blocks in RAM. */
+  public ColdSpill(int cacheBlocks) {
+    if (cacheBlocks < 0) {
+      throw new IllegalArgumentException("spill_cache must be >= 0, got " + cacheBlocks);
+    }
+    this.cacheBlocks = cacheBlocks;
+  }
+
+  /**
+   * Brings {@code head} in line with the next attention's reads: {@code selected} the retained
+   * tokens it reads (null: all of them), {@code resident} those that always stay in RAM (null: none
+   * beyond the unsettled tail).
+   */
+  public void sync(HeadStore head, BitSet selected, BitSet resident) {
+    List<KvBlock> blocks = head.blocks();
+    int retained = 0;
+    for (int i = 0, n = blocks.size(); i < n; i++) {
+      KvBlock b = blocks.get(i);
+      int live = b.liveCount();
+      boolean read = selected == null || any(selected, retained, live);
+      if (b.cold()) {
+        if (read) {
+          fetch(head, i, b);
+        }
+      } else if (!read && !any(resident, retained, live) && !cached(head, b) && head.spillable(i)) {
+        head.spill(i, file());
+      }
+      retained += live;
+    }
+  }
+
+  /** Fetches every cold block of {@code head} (an attention over all its tokens follows). */
+  public void fetchAll(HeadStore head) {
+    sync(head, null, null);
+  }
+
+  private void fetch(HeadStore head, int index, KvBlock b) {
+    double n = head.fetch(index, file);
+    stepFetched += n;
+    fetchedCount++;
+    fetchedHeads.add(head);
+    fetchedBlocks.add(b);
+  }
+
+  private boolean cached(HeadStore head, KvBlock b) {
+    LinkedHashSet<KvBlock> lru = recent.get(head);
+    return lru != null && lru.contains(b);
+  }
+
+  private static boolean any(BitSet tokens, int from, int count) {
+    if (tokens == null) {
+      return false;
+    }
+    int next = tokens.nextSetBit(from);
+    return next >= 0 && next < from + count;
+  }
+
+  private SpillFile file() {
+    if (closed) {
+      throw new IllegalStateException("the KV spill is closed");
+    }
+    if (file == null) {
+      file = new SpillFile(null);
+    }
+    return file;
+  }
+
+  /**
+   * After a step: the blocks fetched for it go cold again, but the {@code cacheBlocks} most
+   * recently fetched of each head; a decode step's fetched bytes are added to the totals.
+   */
+  public void afterStep(KvCache.StepKind kind) {
+    for (int i = 0; i < fetchedBlocks.size(); i++) {
+      HeadStore head = fetchedHeads.get(i);
+      KvBlock b = fetchedBlocks.get(i);
+      LinkedHashSet<KvBlock> lru = recent.computeIfAbsent(head, h -> new LinkedHashSet<>());
+      lru.remove(b);
+      lru.add(b); // most recent last
+      if (cacheBlocks == 0) {
+        lru.clear();
+        spillAgain(head, b);
+      }
+      while (lru.size() > cacheBlocks) {
+        KvBlock oldest = lru.removeFirst();
+        spillAgain(head, oldest);
+      }
+    }
+    fetchedHeads.clear();
+    fetchedBlocks.clear();
+    if (kind == KvCache.StepKind.DECODE) {
+      fetched += stepFetched;
+      steps++;
+    }
+    stepFetched = 0;
+  }
+
+  /** Drops the RAM copy of {@code b} if it is still one of {@code head}'s blocks. */
+  private static void spillAgain(HeadStore head, KvBlock b, SpillFile file) {
+    List<KvBlock> blocks = head.blocks();
+    for (int i = 0; i < blocks.size(); i++) {
+      if (blocks.get(i) == b) {
+        if (!b.cold() && head.spillable(i)) {
+          head.spill(i, file);
+        }
+        return;
+      }
+    }
+  }
+
+  private void spillAgain(HeadStore head, KvBlock b) {
+    spillAgain(head, b, file());
+  }
+
+  /** Bytes fetched from the spill file by the decode steps so far. */
+  public double bytesFetched() {
+    return fetched;
+  }
+
+  /** Mean bytes fetched per decode step (0 before the first). */
+  public double bytesFetchedPerStep() {
+    return steps == 0 ? 0 : fetched / steps;
+  }
+
+  /** Blocks fetched so far (every step, decode or not). */
+  public long blocksFetched() {
+    return fetchedCount;
+  }
+
+  /** Bytes written to the spill file (each spilled block once). */
+  public long bytesSpilled() {
+    return file == null ? 0 : file.bytesWritten();
+  }
+
+  /** The spill file, or null before the first spill (for tests). */
+  public SpillFile spillFile() {
+    return file;
+  }
+
+  /** Deletes the spill file. The cache's blocks are released separately. */
+  @Override
+  public void close() {
+    closed = true;
+    recent.clear();
+    fetchedHeads.clear();
+    fetchedBlocks.clear();
+    if (file != null) {
+      file.close();
+    }
+  }
+}
