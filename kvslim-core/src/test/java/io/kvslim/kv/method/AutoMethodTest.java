@@ -11,6 +11,7 @@ import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.policy.AutoPolicy;
 import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.model.Model;
 import java.nio.file.Files;
@@ -151,12 +152,54 @@ class AutoMethodTest {
     int[][] out = new int[model.config().layers()][model.config().kvHeads()];
     for (int l = 0; l < out.length; l++) {
       for (int g = 0; g < out[l].length; g++) {
-        out[l][g] =
-            c.paged(l).size(g) * 16
-                + AutoPolicy.LEVELS.indexOf(c.paged(l).head(g).blocks().get(0).keyFormat());
+        out[l][g] = c.paged(l).size(g) * 16 + level(c.paged(l).head(g).blocks().get(0));
       }
     }
     return out;
+  }
+
+  @Test
+  void mergedEntriesCountEveryTokenTheyStandForAndDroppingKeepsNone() {
+    SharedData.require();
+    int decode = 200;
+    int seen = PROMPT + decode;
+    Set<String> values = new HashSet<>();
+    boolean anyMerged = false;
+    try (ManagedKvCache c = cache("auto:ratio=0.2")) {
+      run(c, decode, n -> {});
+      for (int l = 0; l < model.config().layers(); l++) {
+        for (int g = 0; g < model.config().kvHeads(); g++) {
+          HeadStore h = c.paged(l).head(g);
+          double sum = 0;
+          for (int i = 0; i < h.size(); i++) {
+            sum += h.weights().weight(i);
+          }
+          assertThat(sum).as("weights of layer %d head %d", l, g).isEqualTo(seen);
+          anyMerged |= h.size() < seen;
+          h.blocks().forEach(b -> values.add(b.valueFormat().name()));
+        }
+      }
+    }
+    assertThat(anyMerged).as("some head holds fewer entries than tokens").isTrue();
+    assertThat(values).as("value formats held").anyMatch(v -> v.startsWith("kivi_v"));
+    try (ManagedKvCache c = cache("auto:ratio=0.2,merge=false")) {
+      run(c, decode, n -> {});
+      for (int l = 0; l < model.config().layers(); l++) {
+        for (int g = 0; g < model.config().kvHeads(); g++) {
+          assertThat(c.paged(l).head(g).weights().any()).isFalse();
+        }
+      }
+    }
+  }
+
+  static int level(KvBlock b) {
+    for (int i = 0; i < AutoPolicy.LEVELS.size(); i++) {
+      AutoPolicy.Level v = AutoPolicy.LEVELS.get(i);
+      if (v.keys().equals(b.keyFormat()) && v.values().equals(b.valueFormat())) {
+        return i;
+      }
+    }
+    return -1;
   }
 
   @Test
