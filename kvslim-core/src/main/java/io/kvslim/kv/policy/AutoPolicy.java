@@ -294,60 +294,64 @@ public final class AutoPolicy implements KvPolicy {
     float[] cos = new float[n];
     NearestKey.assign(keys, d, kept, out, target, cos);
     EntryWeights w = head.weights();
-    double[] weight = new double[n];
-    double[] k = new double[n * d];
-    double[] v = new double[n * d];
+    int[] next = new int[n]; // members of each target: a list through next, ending at -1
+    int[] last = new int[n];
+    Arrays.fill(last, -1);
+    int count = 0;
     for (int e = out.nextSetBit(0); e >= 0; e = out.nextSetBit(e + 1)) {
       int c = target[e];
       if (c < 0) {
         continue; // a zero key: dropped
       }
-      if (weight[c] == 0) {
-        add(c, c, w.weight(c), keys, values, d, weight, k, v);
+      if (last[c] < 0) {
+        last[c] = c;
+        count++;
       }
-      add(c, e, w.weight(e), keys, values, d, weight, k, v);
-      s[c] = Math.min(Float.MAX_VALUE, s[c] + s[e]);
-    }
-    int count = 0;
-    for (int c = kept.nextSetBit(0); c >= 0; c = kept.nextSetBit(c + 1)) {
-      count += weight[c] > 0 ? 1 : 0;
+      next[last[c]] = e;
+      last[c] = e;
+      next[e] = -1;
     }
     int[] targets = new int[count];
     float[] mk = new float[count * d];
     float[] mv = new float[count * d];
     float[] mw = new float[count];
+    double[] k = new double[d];
+    double[] v = new double[d];
     int t = 0;
     for (int c = kept.nextSetBit(0); c >= 0; c = kept.nextSetBit(c + 1)) {
-      if (weight[c] > 0) {
-        targets[t] = c;
-        mw[t] = (float) weight[c];
-        for (int j = 0; j < d; j++) {
-          mk[t * d + j] = (float) (k[c * d + j] / weight[c]);
-          mv[t * d + j] = (float) (v[c * d + j] / weight[c]);
-        }
-        t++;
+      if (last[c] < 0) {
+        continue;
       }
+      // EMS weights the mean by score; tokens never voted on (after the prompt) count alike
+      double weight = 0;
+      double mass = 0;
+      boolean voted = true;
+      for (int m = c; m >= 0; m = next[m]) {
+        weight += w.weight(m);
+        mass += s[m];
+        voted &= s[m] < Float.MAX_VALUE;
+      }
+      boolean byScore = voted && mass > 0;
+      Arrays.fill(k, 0);
+      Arrays.fill(v, 0);
+      for (int m = c; m >= 0; m = next[m]) {
+        double a = byScore ? s[m] / mass : w.weight(m) / weight;
+        for (int j = 0; j < d; j++) {
+          k[j] += a * keys[m * d + j];
+          v[j] += a * values[m * d + j];
+        }
+      }
+      s[c] = (float) Math.min(Float.MAX_VALUE, mass);
+      targets[t] = c;
+      mw[t] = (float) weight;
+      for (int j = 0; j < d; j++) {
+        mk[t * d + j] = (float) k[j];
+        mv[t * d + j] = (float) v[j];
+      }
+      t++;
     }
     layer.merge(g, targets, count, mk, mv, mw, out);
     return true;
-  }
-
-  /** Adds token e, of weight {@code we}, to the running weighted sums of entry c. */
-  private static void add(
-      int c,
-      int e,
-      float we,
-      float[] keys,
-      float[] values,
-      int d,
-      double[] weight,
-      double[] k,
-      double[] v) {
-    weight[c] += we;
-    for (int j = 0; j < d; j++) {
-      k[c * d + j] += (double) we * keys[e * d + j];
-      v[c * d + j] += (double) we * values[e * d + j];
-    }
   }
 
   /** Re-encodes every closed block of every head that is not at its head's level. */
