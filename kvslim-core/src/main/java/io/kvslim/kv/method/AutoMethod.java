@@ -23,7 +23,8 @@ import java.util.function.IntToLongFunction;
  * add the least KL divergence under a byte budget that holds after every step: {@code bytes=64MiB}
  * (a fixed cap) or {@code ratio=0.2} (a share of the F16 bytes of the tokens seen so far; 0.25 by
  * default). Our own method, no paper: the selection is SnapKV's (Li et al. 2024, arXiv:2404.14469
- * §4.2), the formats ggml's.
+ * §4.2), the merge EMS's ({@link EmsMethod}, weighted by SnapKV's votes instead of its Global-Local
+ * score), the formats ggml's and KIVI's values (Liu et al. 2024, arXiv:2402.02750).
  */
 public final class AutoMethod implements KvMethod {
   @Override
@@ -39,7 +40,8 @@ public final class AutoMethod implements KvMethod {
   @Override
   public String paper() {
     return "kvslim's adaptive controller (issue 23 item 4): SnapKV selection (Li et al. 2024,"
-        + " arXiv:2404.14469 §4.2) and ggml formats per head, planned by measured KLD per byte";
+        + " arXiv:2404.14469 §4.2) with EMS-style merging, ggml formats and KIVI values"
+        + " (arXiv:2402.02750) per head, planned by measured KLD per byte";
   }
 
   @Override
