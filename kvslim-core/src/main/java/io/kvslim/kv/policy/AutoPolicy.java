@@ -40,10 +40,11 @@ import java.util.function.IntToLongFunction;
  *   <li>With {@code merge}, the tokens a head lets go are not dropped but merged the way EMS does
  *       (METHODS.md M7, M2; {@link io.kvslim.kv.method.EmsMethod}): each joins the kept token
  *       outside the window (inside it if none is kept outside) whose key has the highest cosine
- *       with its own ({@link NearestKey}), that entry becoming the weight-weighted mean of the keys
- *       and values it stands for, with the sum of their weights (an entry of weight w counts as w
- *       copies in attention). Merged entries keep their position; their score is the sum of the
- *       scores merged.
+ *       with its own ({@link NearestKey}), that entry becoming the mean of the keys and values it
+ *       stands for weighted by their scores (EMS weights by its Global-Local score, here SnapKV's
+ *       votes; by entry weight when a member was never voted on, a token after the prompt), with
+ *       the sum of their weights (an entry of weight w counts as w copies in attention). Merged
+ *       entries keep their position; their score is the sum of the scores merged.
  * </ul>
  *
  * A budget at least the full F32 cache's bytes changes nothing: the cache is then the full cache.
