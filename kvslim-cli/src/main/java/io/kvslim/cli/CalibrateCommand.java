@@ -129,7 +129,7 @@ public final class CalibrateCommand implements Callable<Integer> {
       System.out.printf(
           Locale.ROOT,
           "auto: each KV head measured at %d settings on %d + %d tokens in %.1f s%n",
-          auto.evict()[0][0].length + auto.quant()[0][0].length - 2,
+          auto.evict()[0][0].length + auto.merged()[0][0].length + auto.quant()[0][0].length - 3,
           auto.prefill(),
           auto.decode(),
           (System.nanoTime() - autoStart) / 1e9);

@@ -24,15 +24,22 @@ import java.util.List;
  * The adaptive controller's section of a calibration profile ({@code "auto"}, read by {@code
  * auto}): for every layer and KV head, the mean KL divergence of the next-token distribution from
  * the full cache's when that head alone keeps a share of its prompt tokens ({@link
- * AutoPlanner#KEEP}, SnapKV's selection, {@code evict[l][g][k]}) and when that head alone is stored
- * at each format level ({@link AutoPolicy#LEVELS}, {@code quant[l][g][b]}); every other head stays
- * whole in F32. Measured on the text's first {@code prefill + decode} tokens: the prefix is
- * prefilled, the policy acts, then {@code decode} tokens are decoded (teacher-forced) and their
- * logits compared. JSON: {@code "auto": {"prefill", "decode", "window", "keep": [K], "levels": [B],
- * "evict": [L][G][K], "quant": [L][G][B]}}.
+ * AutoPlanner#KEEP}, SnapKV's selection, {@code evict[l][g][k]}; the same with the evicted tokens
+ * merged into the kept ones, {@code merged[l][g][k]}, what {@code auto:merge=true} plans with) and
+ * when that head alone is stored at each format level ({@link AutoPolicy#LEVELS}, {@code
+ * quant[l][g][b]}); every other head stays whole in F32. Measured on the text's first {@code
+ * prefill + decode} tokens: the prefix is prefilled, the policy acts, then {@code decode} tokens
+ * are decoded (teacher-forced) and their logits compared. JSON: {@code "auto": {"prefill",
+ * "decode", "window", "keep": [K], "levels": [B], "evict": [L][G][K], "merged": [L][G][K], "quant":
+ * [L][G][B]}}.
  */
 public record AutoSensitivity(
-    int prefill, int decode, int window, double[][][] evict, double[][][] quant) {
+    int prefill,
+    int decode,
+    int window,
+    double[][][] evict,
+    double[][][] merged,
+    double[][][] quant) {
 
   /** The recent tokens every head keeps while measured. */
   public static final int WINDOW = 32;
@@ -43,8 +50,12 @@ public record AutoSensitivity(
   private static final java.util.Map<CalibrationProfile, AutoSensitivity> READ =
       java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
 
-  /** The planner's curves, {@code [layer][kvHead]}. */
-  public AutoPlanner.Head[][] curves() {
+  /**
+   * The planner's curves, {@code [layer][kvHead]}: eviction measured with the evicted tokens merged
+   * ({@code merge}) or dropped.
+   */
+  public AutoPlanner.Head[][] curves(boolean merge) {
+    double[][][] evict = merge ? merged : this.evict;
     AutoPlanner.Head[][] out = new AutoPlanner.Head[evict.length][];
     for (int l = 0; l < evict.length; l++) {
       out[l] = new AutoPlanner.Head[evict[l].length];
@@ -74,21 +85,24 @@ public record AutoSensitivity(
     int layers = c.layers();
     int kvHeads = c.kvHeads();
     int levels = AutoPolicy.LEVELS.size();
-    float[][] reference = run(engine, text, prefill, decode, fixed(c, -1, -1, 1, 0));
+    float[][] reference = run(engine, text, prefill, decode, fixed(c, -1, -1, 1, 0), false);
     double[][][] evict = new double[layers][kvHeads][AutoPlanner.KEEP.length];
+    double[][][] merged = new double[layers][kvHeads][AutoPlanner.KEEP.length];
     double[][][] quant = new double[layers][kvHeads][levels];
     for (int l = 0; l < layers; l++) {
       for (int g = 0; g < kvHeads; g++) {
         for (int k = 1; k < AutoPlanner.KEEP.length; k++) {
           AutoPolicy.Fixed f = fixed(c, l, g, AutoPlanner.KEEP[k], 0);
-          evict[l][g][k] = kld(reference, run(engine, text, prefill, decode, f));
+          evict[l][g][k] = kld(reference, run(engine, text, prefill, decode, f, false));
+          merged[l][g][k] = kld(reference, run(engine, text, prefill, decode, f, true));
         }
         for (int b = 1; b < levels; b++) {
-          quant[l][g][b] = kld(reference, run(engine, text, prefill, decode, fixed(c, l, g, 1, b)));
+          AutoPolicy.Fixed f = fixed(c, l, g, 1, b);
+          quant[l][g][b] = kld(reference, run(engine, text, prefill, decode, f, false));
         }
       }
     }
-    return new AutoSensitivity(prefill, decode, WINDOW, evict, quant);
+    return new AutoSensitivity(prefill, decode, WINDOW, evict, merged, quant);
   }
 
   /** Every head whole in F32 but (l, g), which keeps {@code keep} of its prompt at level b. */
@@ -107,14 +121,15 @@ public record AutoSensitivity(
 
   /** The logits of the decoded tokens, one row per step. */
   private static float[][] run(
-      Engine engine, int[] text, int prefill, int decode, AutoPolicy.Fixed f) {
+      Engine engine, int[] text, int prefill, int decode, AutoPolicy.Fixed f, boolean merge) {
     ModelConfig c = engine.config();
     boolean[] all = new boolean[c.layers()];
     Arrays.fill(all, true);
     KvCacheFormat[] formats = new KvCacheFormat[c.layers()];
     Arrays.fill(formats, AutoPolicy.LAYER_FORMAT);
     AutoPolicy policy =
-        new AutoPolicy("calibration", all, c.kvHeads(), c.headDim(), null, null, false, f, WINDOW);
+        new AutoPolicy(
+            "calibration", all, c.kvHeads(), c.headDim(), null, null, false, merge, f, WINDOW);
     float[][] out = new float[decode][c.vocabSize()];
     float[] logits = new float[c.vocabSize()];
     try (ManagedKvCache cache =
@@ -166,6 +181,7 @@ public record AutoSensitivity(
   public static AutoSensitivity synthetic(int layers, int kvHeads) {
     int levels = AutoPolicy.LEVELS.size();
     double[][][] evict = new double[layers][kvHeads][AutoPlanner.KEEP.length];
+    double[][][] merged = new double[layers][kvHeads][AutoPlanner.KEEP.length];
     double[][][] quant = new double[layers][kvHeads][levels];
     for (int l = 0; l < layers; l++) {
       for (int g = 0; g < kvHeads; g++) {
@@ -173,13 +189,14 @@ public record AutoSensitivity(
         boolean even = (l * kvHeads + g) % 2 == 0; // even heads fear eviction, odd ones bits
         for (int k = 1; k < AutoPlanner.KEEP.length; k++) {
           evict[l][g][k] = (even ? 1e-3 : 1e-5) * w * k;
+          merged[l][g][k] = evict[l][g][k] / 2;
         }
         for (int b = 1; b < levels; b++) {
           quant[l][g][b] = (even ? 1e-5 : 1e-3) * w * b * b;
         }
       }
     }
-    return new AutoSensitivity(64, 8, WINDOW, evict, quant);
+    return new AutoSensitivity(64, 8, WINDOW, evict, merged, quant);
   }
 
   // ---- the profile's "auto" section
@@ -200,6 +217,7 @@ public record AutoSensitivity(
       ArrayNode names = a.putArray("levels");
       AutoPolicy.LEVELS.forEach(f -> names.add(f.name()));
       a.set("evict", cube(evict));
+      a.set("merged", cube(merged));
       a.set("quant", cube(quant));
       root.set("auto", a);
       Files.writeString(file, JSON.writeValueAsString(root) + "\n");
@@ -265,13 +283,22 @@ public record AutoSensitivity(
               + "'s 'auto' section measured other levels or keep ratios (make it again with"
               + " 'kvslim calibrate')");
     }
+    if (!a.has("merged")) {
+      throw new CalibrationProfile.ProfileException(
+          "calibration profile "
+              + file
+              + "'s 'auto' section has no merged eviction curves (make it again with"
+              + " 'kvslim calibrate')");
+    }
     double[][][] evict = cube(a.path("evict"), m, AutoPlanner.KEEP.length, file, "auto.evict");
+    double[][][] merged = cube(a.path("merged"), m, AutoPlanner.KEEP.length, file, "auto.merged");
     double[][][] quant = cube(a.path("quant"), m, names.size(), file, "auto.quant");
     return new AutoSensitivity(
         a.path("prefill").asInt(),
         a.path("decode").asInt(),
         a.path("window").asInt(),
         evict,
+        merged,
         quant);
   }
 

@@ -48,6 +48,7 @@ class AutoSensitivityTest {
       assertThat(a.prefill() + a.decode()).isEqualTo(96);
       assertThat(a.evict()).hasDimensions(layers, kvHeads);
       double evictSum = 0;
+      double mergedSum = 0;
       double q8 = 0;
       double q4 = 0;
       for (int l = 0; l < layers; l++) {
@@ -58,14 +59,20 @@ class AutoSensitivityTest {
           assertThat(a.quant()[l][g])
               .hasSize(AutoPolicy.LEVELS.size())
               .containsExactly(b.quant()[l][g]);
+          assertThat(a.merged()[l][g]).containsExactly(b.merged()[l][g]);
           assertThat(a.evict()[l][g][0]).isZero();
+          assertThat(a.merged()[l][g][0]).isZero();
+          mergedSum += a.merged()[l][g][AutoPlanner.KEEP.length - 1];
           assertThat(a.quant()[l][g][0]).isZero();
           evictSum += a.evict()[l][g][AutoPlanner.KEEP.length - 1];
-          q8 += a.quant()[l][g][2];
-          q4 += a.quant()[l][g][4];
+          q8 += a.quant()[l][g][level("q8_0")];
+          q4 += a.quant()[l][g][level("q4_0")];
         }
       }
       assertThat(evictSum).as("dropping 15/16 of a head's prompt changes something").isPositive();
+      assertThat(mergedSum)
+          .as("merging the 15/16 a head lets go costs less than dropping them")
+          .isLessThan(evictSum);
       assertThat(q4).as("q4_0 costs more than q8_0 over all heads").isGreaterThan(q8);
 
       Path profile = TestProfiles.quick(engine, file);
@@ -75,11 +82,22 @@ class AutoSensitivityTest {
       for (int l = 0; l < layers; l++) {
         assertThat(read.evict()[l]).isDeepEqualTo(a.evict()[l]);
         assertThat(read.quant()[l]).isDeepEqualTo(a.quant()[l]);
+        assertThat(read.merged()[l]).isDeepEqualTo(a.merged()[l]);
       }
+      String good = Files.readString(profile);
+      Files.writeString(profile, good.replace("\"merged\"", "\"merges\""));
+      assertThatThrownBy(() -> AutoSensitivity.of(CalibrationProfile.read(profile)))
+          .isInstanceOf(CalibrationProfile.ProfileException.class)
+          .hasMessageContaining("no merged eviction curves");
+      Files.writeString(profile, good);
       Files.writeString(profile, Files.readString(profile).replace("\"evict\"", "\"evicted\""));
       assertThatThrownBy(() -> AutoSensitivity.of(CalibrationProfile.read(profile)))
           .isInstanceOf(CalibrationProfile.ProfileException.class)
           .hasMessageContaining("bad 'auto.evict'");
     }
+  }
+
+  static int level(String name) {
+    return AutoPolicy.LEVELS.stream().map(AutoPolicy.Level::name).toList().indexOf(name);
   }
 }

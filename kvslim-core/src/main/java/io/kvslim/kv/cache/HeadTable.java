@@ -38,7 +38,9 @@ public final class HeadTable {
         HeadStore head = layer.head(g);
         Map<String, Integer> perFormat = new LinkedHashMap<>();
         for (KvBlock block : head.blocks()) {
-          perFormat.merge(block.keyFormat().name(), block.liveCount(), Integer::sum);
+          String k = block.keyFormat().name();
+          String v = block.valueFormat().name();
+          perFormat.merge(k.equals(v) ? k : k + "/" + v, block.liveCount(), Integer::sum);
         }
         StringBuilder formats = new StringBuilder();
         perFormat.forEach(

@@ -1,5 +1,6 @@
 package io.kvslim.kv.method;
 
+import static io.kvslim.kv.method.Knob.bool;
 import static io.kvslim.kv.method.Knob.budget;
 import static io.kvslim.kv.method.Knob.integer;
 import static io.kvslim.kv.method.Knob.number;
@@ -16,11 +17,14 @@ import java.util.function.IntToLongFunction;
 
 /**
  * The adaptive controller (issue 23 item 4; {@link AutoPolicy}): per layer and KV head, the tokens
- * kept (SnapKV's selection) and the bit width (F32, F16, q8_0, q5_0, q4_0, per head), chosen from
- * the profile's measured sensitivities ({@link AutoSensitivity}) to add the least KL divergence
- * under a byte budget that holds after every step: {@code bytes=64MiB} (a fixed cap) or {@code
- * ratio=0.2} (a share of the F16 bytes of the tokens seen so far; 0.25 by default). Our own method,
- * no paper: the selection is SnapKV's (Li et al. 2024, arXiv:2404.14469 §4.2), the formats ggml's.
+ * kept (SnapKV's selection, the evicted tokens merged into the kept ones as EMS does unless {@code
+ * merge=false}) and the bit width ({@link AutoPolicy#LEVELS}: F32 down to q4_0 keys with KIVI-2
+ * values, per head), chosen from the profile's measured sensitivities ({@link AutoSensitivity}) to
+ * add the least KL divergence under a byte budget that holds after every step: {@code bytes=64MiB}
+ * (a fixed cap) or {@code ratio=0.2} (a share of the F16 bytes of the tokens seen so far; 0.25 by
+ * default). Our own method, no paper: the selection is SnapKV's (Li et al. 2024, arXiv:2404.14469
+ * §4.2), the merge EMS's ({@link EmsMethod}, weighted by SnapKV's votes instead of its Global-Local
+ * score), the formats ggml's and KIVI's values (Liu et al. 2024, arXiv:2402.02750).
  */
 public final class AutoMethod implements KvMethod {
   @Override
@@ -36,7 +40,8 @@ public final class AutoMethod implements KvMethod {
   @Override
   public String paper() {
     return "kvslim's adaptive controller (issue 23 item 4): SnapKV selection (Li et al. 2024,"
-        + " arXiv:2404.14469 §4.2) and ggml formats per head, planned by measured KLD per byte";
+        + " arXiv:2404.14469 §4.2) with EMS-style merging, ggml formats and KIVI values"
+        + " (arXiv:2402.02750) per head, planned by measured KLD per byte";
   }
 
   @Override
@@ -51,7 +56,17 @@ public final class AutoMethod implements KvMethod {
             "bytes", null, "bytes the cache may hold after any step, e.g. 64MiB (overrides ratio)"),
         number("ratio", "0.25", "share of the F16 bytes of the tokens seen the cache may hold")
             .between(0, 2),
-        integer("window", "32", "recent tokens every head keeps, and SnapKV's window").atLeast(1));
+        integer(
+                "window",
+                "80",
+                "recent tokens every head keeps, and SnapKV's window (80: the best of 16–128 on"
+                    + " the trained model's held-out ppl text at ratios 0.25, 0.15 and 0.1)")
+            .atLeast(1),
+        bool(
+            "merge",
+            "true",
+            "merge the tokens a head lets go into their nearest kept key, as EMS (false: drop"
+                + " them)"));
   }
 
   @Override
@@ -96,7 +111,8 @@ public final class AutoMethod implements KvMethod {
       scoped += b ? 1 : 0;
     }
     int window = c.integer("window");
-    long[] tokenBytes = AutoPolicy.tokenBytes(ctx.headDim());
+    boolean merge = c.bool("merge");
+    long[] tokenBytes = AutoPolicy.tokenBytes(ctx.headDim(), merge);
     long heads = (long) scoped * ctx.kvHeads();
     IntToLongFunction budget;
     if (c.params().get("bytes") != null) {
@@ -112,11 +128,12 @@ public final class AutoMethod implements KvMethod {
             String.format(
                 Locale.ROOT,
                 "%s is below the %d bytes the smallest plan takes (%d KV heads, each"
-                    + " at its %d-token window in q4_0 with an open F32 block)",
+                    + " at its %d-token window in %s with an open F32 block)",
                 label(c),
                 floor,
                 heads,
-                window));
+                window,
+                AutoPolicy.LEVELS.get(AutoPolicy.LEVELS.size() - 1).name()));
       }
       budget = n -> bytes;
     } else {
@@ -129,9 +146,10 @@ public final class AutoMethod implements KvMethod {
         ctx.layers(),
         ctx.kvHeads(),
         ctx.headDim(),
-        s.curves(),
+        s.curves(merge),
         budget,
         c.params().get("bytes") != null,
+        merge,
         null,
         window);
   }

@@ -7,7 +7,7 @@ import java.util.BitSet;
  * METHODS.md M7's first step, shared by the merging methods (EMS, LOOK-M): which kept entry each
  * dropped entry joins — the kept key of highest cosine with its own.
  */
-final class NearestKey {
+public final class NearestKey {
   private NearestKey() {}
 
   /**
@@ -16,7 +16,7 @@ final class NearestKey {
    * earlier), and {@code cos[e]} that cosine, clamped to [−1, 1]; {@code target[e] = -1} for every
    * other token, and when e's key or every kept key is zero. Tokens are {@code [0, target.length)}.
    */
-  static void assign(
+  public static void assign(
       float[] keys, int d, BitSet kept, BitSet candidates, int[] target, float[] cos) {
     int n = target.length;
     Arrays.fill(target, -1);

@@ -5,10 +5,11 @@ package io.kvslim.kv.policy;
  * sensitivity (the KL divergence when that head alone keeps a share of its tokens, and when it
  * alone is stored at each format level), the tokens each head holds and its current level, it
  * lowers heads step by step until the estimated bytes fit the budget, always taking the step with
- * the least sensitivity added per byte saved (greedy marginal KLD per byte; ties go to the earlier
- * layer, head, then the token step). Steps only go down: a head never gets tokens or bits back, so
- * re-planning during decode evicts or requantizes the least sensitive heads first. Deterministic:
- * the same inputs give the same plan.
+ * the least sensitivity added per byte saved (greedy marginal KLD per byte; a format step may skip
+ * levels, to any level of fewer bytes; ties go to the earlier layer, head, the token step, then the
+ * nearer level). Steps only go down: a head never gets tokens or bits back, so re-planning during
+ * decode evicts or requantizes the least sensitive heads first. Deterministic: the same inputs give
+ * the same plan.
  *
  * <p>A head's cost is additive: {@code E(T / n) + Q(level)}, with E interpolated linearly between
  * the measured keep ratios ({@link #KEEP}, E(1) = 0), extended below the smallest one along its
@@ -35,7 +36,7 @@ public final class AutoPlanner {
    * @param heads the curves of each head
    * @param tokens tokens each head holds; lowered in place
    * @param floor the fewest tokens each head keeps (its recent window)
-   * @param level format level of each head; raised in place
+   * @param level format level of each head; raised in place (levels may be skipped)
    * @param tokenBytes bytes one token of one head costs at each level (non-increasing)
    * @param seen tokens the sequence has seen (the ratio's denominator)
    * @param budget bytes the heads may hold
@@ -58,6 +59,7 @@ public final class AutoPlanner {
     while (held > budget) {
       int best = -1;
       boolean bestTokens = false;
+      int bestLevel = -1;
       double bestRate = Double.POSITIVE_INFINITY;
       long bestSaved = 0;
       for (int h = 0; h < heads.length; h++) {
@@ -74,12 +76,13 @@ public final class AutoPlanner {
           }
         }
         int b = level[h];
-        if (b + 1 < tokenBytes.length && b + 1 < heads[h].quant().length) {
-          long saved = t * (tokenBytes[b] - tokenBytes[b + 1]);
-          double rate = rate(heads[h].quant()[b + 1] - heads[h].quant()[b], saved);
+        for (int to = b + 1; to < tokenBytes.length && to < heads[h].quant().length; to++) {
+          long saved = t * (tokenBytes[b] - tokenBytes[to]);
+          double rate = rate(heads[h].quant()[to] - heads[h].quant()[b], saved);
           if (saved > 0 && rate < bestRate) {
             best = h;
             bestTokens = false;
+            bestLevel = to;
             bestRate = rate;
             bestSaved = saved;
           }
@@ -91,7 +94,7 @@ public final class AutoPlanner {
       if (bestTokens) {
         tokens[best] = tokenStep(tokens[best], floor[best]);
       } else {
-        level[best]++;
+        level[best] = bestLevel;
       }
       held -= bestSaved;
     }

@@ -7,6 +7,8 @@ import io.kvslim.kv.format.KvFormat;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.method.Budget;
 import io.kvslim.kv.method.KvSpecException;
+import io.kvslim.kv.method.NearestKey;
+import io.kvslim.kv.store.EntryWeights;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.kv.store.KvCacheFormat;
@@ -35,14 +37,43 @@ import java.util.function.IntToLongFunction;
  *       that cannot fit a byte cap even with every head at its window in the lowest level is
  *       refused in one sentence; under a share of the tokens seen (a short sequence) it keeps that
  *       smallest plan.
+ *   <li>With {@code merge}, the tokens a head lets go are not dropped but merged the way EMS does
+ *       (METHODS.md M7, M2; {@link io.kvslim.kv.method.EmsMethod}): each joins the kept token
+ *       outside the window (inside it if none is kept outside) whose key has the highest cosine
+ *       with its own ({@link NearestKey}), that entry becoming the mean of the keys and values it
+ *       stands for weighted by their scores (EMS weights by its Global-Local score, here SnapKV's
+ *       votes; by entry weight when a member was never voted on, a token after the prompt), with
+ *       the sum of their weights (an entry of weight w counts as w copies in attention). Merged
+ *       entries keep their position; their score is the sum of the scores merged.
  * </ul>
  *
  * A budget at least the full F32 cache's bytes changes nothing: the cache is then the full cache.
  */
 public final class AutoPolicy implements KvPolicy {
-  /** The format levels a head goes through, highest first. */
-  public static final List<KvFormat> LEVELS =
-      List.of(KvFormats.F32, KvFormats.F16, KvFormats.Q8_0, KvFormats.Q5_0, KvFormats.Q4_0);
+  /** A format level: the formats of a head's keys and values, named for profiles and tables. */
+  public record Level(String name, KvFormat keys, KvFormat values) {
+    static Level of(KvFormat f) {
+      return new Level(f.name(), f, f);
+    }
+  }
+
+  /**
+   * The format levels a head can be stored at, fewest bytes last (strictly fewer each): ggml's
+   * formats, and q8_0 or q4_0 keys with KIVI's per-token values (Liu et al. 2024, arXiv:2402.02750
+   * §3.3: 4 or 2 bits per element, fp16 scale and zero point per 32 channels). KIVI's per-channel
+   * keys are not a level: their groups would be this store's 8-token blocks, whose per-channel
+   * scales cost as many bytes as q4_0's keys at 2 bits, and evicting a token from such a block
+   * frees nothing.
+   */
+  public static final List<Level> LEVELS =
+      List.of(
+          Level.of(KvFormats.F32),
+          Level.of(KvFormats.F16),
+          Level.of(KvFormats.Q8_0),
+          new Level("q8_0/kivi_v4", KvFormats.Q8_0, KvFormats.byName("kivi_v4_g32")),
+          Level.of(KvFormats.Q5_0),
+          Level.of(KvFormats.Q4_0),
+          new Level("q4_0/kivi_v2", KvFormats.Q4_0, KvFormats.byName("kivi_v2_g32")));
 
   /** Tokens per block: the tail each head holds in F32, and the conversion granule. */
   public static final int BLOCK_TOKENS = 8;
@@ -60,6 +91,7 @@ public final class AutoPolicy implements KvPolicy {
   private final IntToLongFunction budget; // bytes allowed with n tokens seen; null when fixed
   private final Fixed fixed;
   private final boolean hard;
+  private final boolean merge;
   private final int window;
   private final long[] tokenBytes;
   private SnapKvPolicy voter;
@@ -74,6 +106,7 @@ public final class AutoPolicy implements KvPolicy {
    * @param budget the bytes the covered layers may hold once {@code n} tokens were seen
    * @param hard whether a sequence the budget cannot hold is refused (a byte cap) or kept at the
    *     smallest plan (a share of the tokens seen, below what a short sequence's windows take)
+   * @param merge whether evicted tokens merge into their nearest kept token (else they are dropped)
    */
   public AutoPolicy(
       String label,
@@ -83,6 +116,7 @@ public final class AutoPolicy implements KvPolicy {
       AutoPlanner.Head[][] curves,
       IntToLongFunction budget,
       boolean hard,
+      boolean merge,
       Fixed fixed,
       int window) {
     this.label = label;
@@ -91,8 +125,9 @@ public final class AutoPolicy implements KvPolicy {
     this.budget = budget;
     this.fixed = fixed;
     this.hard = hard;
+    this.merge = merge;
     this.window = window;
-    this.tokenBytes = tokenBytes(headDim);
+    this.tokenBytes = tokenBytes(headDim, merge);
     this.voter =
         new SnapKvPolicy(
             layers, Budget.parse("1"), window, 5, false, SnapKvPolicy.Allocation.UNIFORM, 1, 0, 0);
@@ -100,13 +135,17 @@ public final class AutoPolicy implements KvPolicy {
     this.scores = new float[layers.length][kvHeads][];
   }
 
-  /** Bytes one token of one KV head costs at each level (keys and values, rounded up). */
-  public static long[] tokenBytes(int headDim) {
+  /**
+   * Bytes one token of one KV head costs at each level (keys and values, rounded up; with {@code
+   * merge}, plus its entry weight, {@link EntryWeights#BYTES_PER_ENTRY}).
+   */
+  public static long[] tokenBytes(int headDim, boolean merge) {
     long[] out = new long[LEVELS.size()];
     for (int b = 0; b < out.length; b++) {
-      KvFormat f = LEVELS.get(b);
-      long block = KvBlock.bytesFor(BLOCK_TOKENS, headDim, f, f);
-      out[b] = (block + BLOCK_TOKENS - 1) / BLOCK_TOKENS;
+      Level f = LEVELS.get(b);
+      long block = KvBlock.bytesFor(BLOCK_TOKENS, headDim, f.keys(), f.values());
+      out[b] =
+          (block + BLOCK_TOKENS - 1) / BLOCK_TOKENS + (merge ? EntryWeights.BYTES_PER_ENTRY : 0);
     }
     return out;
   }
@@ -213,9 +252,12 @@ public final class AutoPolicy implements KvPolicy {
       return;
     }
     BitSet out = new BitSet();
-    Selection.lowest(scores[l][g], 0, Math.max(0, n - window), drop, out);
-    layer.evict(g, out);
+    int prefix = Math.max(0, n - window);
+    Selection.lowest(scores[l][g], 0, prefix, drop, out);
     float[] s = scores[l][g];
+    if (!merge || !mergeInto(layer, g, out, prefix, s)) {
+      layer.evict(g, out);
+    }
     float[] kept = new float[n - out.cardinality()];
     int j = 0;
     for (int i = 0; i < n; i++) {
@@ -226,6 +268,93 @@ public final class AutoPolicy implements KvPolicy {
     scores[l][g] = kept;
   }
 
+  /**
+   * Merges the tokens of head g set in {@code out} into their nearest kept token before {@code
+   * prefix}, or into the window's tokens when none is kept there (and evicts them); the merged
+   * entries' scores in {@code s} become the sums. Returns false, changing nothing, when the head
+   * keeps no token at all.
+   */
+  private static boolean mergeInto(PagedLayerKv layer, int g, BitSet out, int prefix, float[] s) {
+    HeadStore head = layer.head(g);
+    int n = head.size();
+    BitSet kept = new BitSet();
+    kept.set(0, prefix);
+    kept.andNot(out);
+    if (kept.isEmpty()) {
+      kept.set(prefix, n); // the whole prefix goes: into the window's tokens
+    }
+    if (kept.isEmpty()) {
+      return false;
+    }
+    int d = head.headDim();
+    float[] keys = new float[n * d];
+    float[] values = new float[n * d];
+    head.readKeys(keys);
+    head.readValues(values);
+    int[] target = new int[n];
+    float[] cos = new float[n];
+    NearestKey.assign(keys, d, kept, out, target, cos);
+    EntryWeights w = head.weights();
+    int[] next = new int[n]; // members of each target: a list through next, ending at -1
+    int[] last = new int[n];
+    Arrays.fill(last, -1);
+    int count = 0;
+    for (int e = out.nextSetBit(0); e >= 0; e = out.nextSetBit(e + 1)) {
+      int c = target[e];
+      if (c < 0) {
+        continue; // a zero key: dropped
+      }
+      if (last[c] < 0) {
+        last[c] = c;
+        count++;
+      }
+      next[last[c]] = e;
+      last[c] = e;
+      next[e] = -1;
+    }
+    int[] targets = new int[count];
+    float[] mk = new float[count * d];
+    float[] mv = new float[count * d];
+    float[] mw = new float[count];
+    double[] k = new double[d];
+    double[] v = new double[d];
+    int t = 0;
+    for (int c = kept.nextSetBit(0); c >= 0; c = kept.nextSetBit(c + 1)) {
+      if (last[c] < 0) {
+        continue;
+      }
+      // EMS weights the mean by score; tokens never voted on (after the prompt) count alike
+      double weight = 0;
+      double mass = 0;
+      boolean voted = true;
+      for (int m = c; m >= 0; m = next[m]) {
+        weight += w.weight(m);
+        mass += s[m];
+        voted &= s[m] < Float.MAX_VALUE;
+      }
+      boolean byScore = voted && mass > 0;
+      Arrays.fill(k, 0);
+      Arrays.fill(v, 0);
+      for (int m = c; m >= 0; m = next[m]) {
+        double a = byScore ? s[m] / mass : w.weight(m) / weight;
+        for (int j = 0; j < d; j++) {
+          k[j] += a * keys[m * d + j];
+          v[j] += a * values[m * d + j];
+        }
+      }
+      s[c] = (float) Math.min(Float.MAX_VALUE, mass);
+      targets[t] = c;
+      mw[t] = (float) weight;
+      for (int j = 0; j < d; j++) {
+        mk[t * d + j] = (float) k[j];
+        mv[t * d + j] = (float) v[j];
+      }
+      t++;
+    }
+    layer.merge(g, targets, count, mk, mv, mw, out);
+    return true;
+  }
+
   /** Re-encodes every closed block of every head that is not at its head's level. */
   private void convertClosedBlocks(ManagedKvCache cache) {
     for (int l = 0; l < layers.length; l++) {
@@ -234,14 +363,14 @@ public final class AutoPolicy implements KvPolicy {
       }
       PagedLayerKv layer = cache.paged(l);
       for (int g = 0; g < layer.kvHeads(); g++) {
-        KvFormat target = LEVELS.get(level[l][g]);
+        Level target = LEVELS.get(level[l][g]);
         HeadStore head = layer.head(g);
         List<KvBlock> blocks = head.blocks();
         for (int i = 0; i < blocks.size(); i++) {
           KvBlock b = blocks.get(i);
           boolean open = i == blocks.size() - 1 && b.filled() < b.capacity();
-          if (!open && b.keyFormat() != target) {
-            layer.store().convertBlock(g, i, target, target);
+          if (!open && (b.keyFormat() != target.keys() || b.valueFormat() != target.values())) {
+            layer.store().convertBlock(g, i, target.keys(), target.values());
           }
         }
       }

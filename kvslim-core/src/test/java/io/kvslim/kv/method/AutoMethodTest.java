@@ -11,6 +11,7 @@ import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.policy.AutoPolicy;
 import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
 import io.kvslim.model.Model;
 import java.nio.file.Files;
@@ -114,7 +115,8 @@ class AutoMethodTest {
     SharedData.require();
     long f16PerToken =
         (long) model.config().layers() * model.config().kvHeads() * model.config().headDim() * 4;
-    try (ManagedKvCache c = cache("auto:ratio=0.15")) {
+    // a 32-token window: the default 80 would not fit 0.15 of a 200-token prompt at all
+    try (ManagedKvCache c = cache("auto:ratio=0.15,window=32")) {
       run(
           c,
           DECODE,
@@ -151,12 +153,54 @@ class AutoMethodTest {
     int[][] out = new int[model.config().layers()][model.config().kvHeads()];
     for (int l = 0; l < out.length; l++) {
       for (int g = 0; g < out[l].length; g++) {
-        out[l][g] =
-            c.paged(l).size(g) * 16
-                + AutoPolicy.LEVELS.indexOf(c.paged(l).head(g).blocks().get(0).keyFormat());
+        out[l][g] = c.paged(l).size(g) * 16 + level(c.paged(l).head(g).blocks().get(0));
       }
     }
     return out;
+  }
+
+  @Test
+  void mergedEntriesCountEveryTokenTheyStandForAndDroppingKeepsNone() {
+    SharedData.require();
+    int decode = 200;
+    int seen = PROMPT + decode;
+    Set<String> values = new HashSet<>();
+    boolean anyMerged = false;
+    try (ManagedKvCache c = cache("auto:ratio=0.2")) {
+      run(c, decode, n -> {});
+      for (int l = 0; l < model.config().layers(); l++) {
+        for (int g = 0; g < model.config().kvHeads(); g++) {
+          HeadStore h = c.paged(l).head(g);
+          double sum = 0;
+          for (int i = 0; i < h.size(); i++) {
+            sum += h.weights().weight(i);
+          }
+          assertThat(sum).as("weights of layer %d head %d", l, g).isEqualTo(seen);
+          anyMerged |= h.size() < seen;
+          h.blocks().forEach(b -> values.add(b.valueFormat().name()));
+        }
+      }
+    }
+    assertThat(anyMerged).as("some head holds fewer entries than tokens").isTrue();
+    assertThat(values).as("value formats held").anyMatch(v -> v.startsWith("kivi_v"));
+    try (ManagedKvCache c = cache("auto:ratio=0.2,merge=false")) {
+      run(c, decode, n -> {});
+      for (int l = 0; l < model.config().layers(); l++) {
+        for (int g = 0; g < model.config().kvHeads(); g++) {
+          assertThat(c.paged(l).head(g).weights().any()).isFalse();
+        }
+      }
+    }
+  }
+
+  static int level(KvBlock b) {
+    for (int i = 0; i < AutoPolicy.LEVELS.size(); i++) {
+      AutoPolicy.Level v = AutoPolicy.LEVELS.get(i);
+      if (v.keys().equals(b.keyFormat()) && v.values().equals(b.valueFormat())) {
+        return i;
+      }
+    }
+    return -1;
   }
 
   @Test
@@ -186,13 +230,15 @@ class AutoMethodTest {
         .isInstanceOf(KvSpecException.class)
         .hasMessageStartingWith("auto:bytes=4096B is below the")
         .hasMessageNotContaining("\n");
-    // a share below what the windows take in q4_0: the smallest plan, every head at its window
+    // a share below what the windows take in the lowest level: the smallest plan, every head at
+    // its window (80 tokens by default)
     try (ManagedKvCache c = cache("auto:ratio=0.01")) {
       run(c, 0, n -> {});
       for (int l = 0; l < model.config().layers(); l++) {
         for (int g = 0; g < model.config().kvHeads(); g++) {
-          assertThat(c.paged(l).size(g)).isEqualTo(32);
-          assertThat(c.paged(l).head(g).blocks().get(0).keyFormat().name()).isEqualTo("q4_0");
+          assertThat(c.paged(l).size(g)).isEqualTo(80);
+          assertThat(level(c.paged(l).head(g).blocks().get(0)))
+              .isEqualTo(AutoPolicy.LEVELS.size() - 1);
         }
       }
     }

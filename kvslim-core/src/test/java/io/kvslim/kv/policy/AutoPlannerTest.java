@@ -66,6 +66,21 @@ class AutoPlannerTest {
   }
 
   @Test
+  void aFormatStepSkipsALevelThatCostsMoreThanTheOneBelowIt() {
+    // f16 hurts this head, q8_0 does not (a non-monotone measurement, as KIVI-value levels give):
+    // one f16's worth of savings is best taken by going straight to q8_0
+    double[] q = {0, 1, 1e-6, 1, 1};
+    AutoPlanner.Head[] heads = {new AutoPlanner.Head(new double[AutoPlanner.KEEP.length], q)};
+    int[] tokens = {100};
+    int[] level = {0};
+    assertThat(
+            AutoPlanner.plan(heads, tokens, new int[] {100}, level, BYTES, 100, 100 * BYTES[1], 0))
+        .isTrue();
+    assertThat(level).containsExactly(2);
+    assertThat(tokens).containsExactly(100);
+  }
+
+  @Test
   void anImpossibleBudgetLeavesEveryHeadAtItsFloorAndLowestLevel() {
     AutoPlanner.Head[] heads = {head(1, 1), head(2, 2)};
     int[] tokens = {300, 40};
