@@ -89,6 +89,7 @@ public final class CqFormat extends RawQueryKeyFormat {
   }
 
   /** Bytes of the codebook (f32), a constant of the layer: {@code d ·} {@value #CENTROIDS} · 4. */
+  @Override
   public long tableBytes() {
     return 4L * book.length;
   }

@@ -94,6 +94,12 @@ public final class CqMethod implements KvMethod {
     throw new KvSpecException("cq has a codebook per layer; ask for a layer's format");
   }
 
+  /** Per layer: the key and the value codebooks, {@value CqFormat#CENTROIDS} × d f32 each. */
+  @Override
+  public long tableBytes(MethodCall call, int kvHeads, int headDim) {
+    return 2L * 4 * CqFormat.CENTROIDS * headDim;
+  }
+
   @Override
   public KvCacheFormat format(MethodCall call, int layer, int layers) {
     CalibrationProfile p = call.profile();

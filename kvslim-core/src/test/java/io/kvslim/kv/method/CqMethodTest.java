@@ -233,9 +233,9 @@ class CqMethodTest {
 
   /**
    * Bytes are the codes (d/8 = 8 bytes per key and per value at c=8, 13 blocks of 32 slots for 400
-   * tokens) plus each block's header and positions; no scales (the codebook is the layer's
-   * constant). {@code snapkv + cq}: SnapKV's kept tokens stored as CQ codes, every layer its own
-   * codebook.
+   * tokens) plus each block's header and positions; no scales; plus once per layer the key and the
+   * value codebooks, 256 × d f32 each (the method's declared tableBytes). {@code snapkv + cq}:
+   * SnapKV's kept tokens stored as CQ codes, every layer its own codebook.
    */
   @Test
   void bytesAreTheCodesAndComposeWithEviction() throws Exception {
@@ -258,6 +258,11 @@ class CqMethodTest {
           }
           assertThat(cache.paged(l).head(g).blocks()).hasSize(13);
         }
+        long tables = 2 * 4L * CqFormat.CENTROIDS * c.headDim();
+        assertThat(cache.paged(l).tableBytes()).isEqualTo(tables);
+        MethodCall call = KvSpec.parse("cq:c=8@profile=" + p).callsFor(l).get(0);
+        assertThat(call.method().tableBytes(call, c.kvHeads(), c.headDim())).isEqualTo(tables);
+        want += tables;
       }
       assertThat(full).isEqualTo(want);
     }
@@ -271,7 +276,8 @@ class CqMethodTest {
         assertThat(f.keys().name()).isEqualTo("cq8c8b_k" + l);
         assertThat(cache.paged(l).positions(0).length).isLessThan(prompt.length / 2);
       }
-      assertThat(cache.bytes()).isLessThan(full / 2);
+      long tables = c.layers() * 2 * 4L * CqFormat.CENTROIDS * c.headDim(); // the same codebooks
+      assertThat(cache.bytes() - tables).isLessThan((full - tables) / 2);
       for (float x : logits) {
         assertThat(Float.isFinite(x)).isTrue();
       }
