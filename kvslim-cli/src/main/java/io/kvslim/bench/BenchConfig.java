@@ -43,6 +43,16 @@ public final class BenchConfig {
   public int samples = 1;
   public long seed = 1;
   public Ppl ppl = new Ppl();
+
+  /**
+   * UTF-8 text the specs that need a calibration profile and name none are calibrated on, with
+   * {@code kvslim calibrate}'s defaults ({@code --calib}); null: the built-in code corpus with the
+   * suite's seed.
+   */
+  @com.fasterxml.jackson.annotation.JsonInclude(
+      com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+  public String calib;
+
   public Niah niah = new Niah();
   public List<String> rulerVariants = new ArrayList<>(List.of("mk", "mv", "vt", "cwe"));
 
@@ -195,6 +205,10 @@ public final class BenchConfig {
       if (!(d >= 0 && d <= 1)) {
         throw new IllegalArgumentException("depth " + d + " is outside [0, 1]");
       }
+    }
+    if (calib != null && !java.nio.file.Files.isRegularFile(java.nio.file.Path.of(calib))) {
+      throw new IllegalArgumentException(
+          "--calib text " + calib + " does not exist or is not a file");
     }
     if (samples < 1) {
       throw new IllegalArgumentException("samples must be at least 1, got " + samples);

@@ -1,6 +1,5 @@
 package io.kvslim.bench;
 
-import io.kvslim.calibrate.CalibrationProfile;
 import io.kvslim.calibrate.Calibrator;
 import io.kvslim.calibrate.ModelIdentity;
 import io.kvslim.engine.Engine;
@@ -62,7 +61,7 @@ public final class QualityRunner {
     this.modelName = modelName;
     this.specTexts = new ArrayList<>();
     this.specTexts.add("full");
-    for (String s : profiled(engine, tokenizer, specs, config.seed, outDir)) {
+    for (String s : profiled(engine, tokenizer, specs, config.seed, config.calib, outDir)) {
       String t = KvSpec.parse(s).text();
       if (!specTexts.contains(t)) {
         specTexts.add(t);
@@ -81,30 +80,22 @@ public final class QualityRunner {
 
   /**
    * The specs, with a calibration profile added to those whose methods need one and name none (the
-   * full suite's {@code razor} and {@code duo}): calibrated here once, before any timing, on the
-   * first 8,192 tokens of the built-in code corpus with the suite's seed ({@link Calibrator}), and
-   * written to {@code OUT/calibration-profile.json}.
+   * full suite's {@code razor} and {@code duo}): calibrated here once, before any timing ({@link
+   * ProfileRun}), and written to {@code OUT/calibration-profile.json}. On {@code calib} (the {@code
+   * --calib} text) with {@code kvslim calibrate}'s defaults, so the profile is the one {@code
+   * kvslim calibrate -f calib} writes; without, on the first 8,192 tokens of the built-in code
+   * corpus with the suite's seed.
    */
   static List<String> profiled(
-      Engine engine, Tokenizer tokenizer, List<String> specs, long seed, Path outDir) {
+      Engine engine,
+      Tokenizer tokenizer,
+      List<String> specs,
+      long seed,
+      String calib,
+      Path outDir) {
     if (specs.stream().noneMatch(KvSpec::lacksProfile)) {
       return specs;
     }
-    ModelConfig c = engine.config();
-    ModelIdentity id =
-        new ModelIdentity(
-            io.kvslim.model.Model.fileOf(c), c.layers(), c.heads(), c.kvHeads(), c.headDim());
-    String text = CodeCorpus.builtIn().text();
-    CalibrationProfile p =
-        Calibrator.run(
-            engine,
-            id,
-            tokenizer,
-            tokenizer.encode(text, true, false),
-            "kvslim built-in code corpus",
-            ModelIdentity.sha256Of(text.getBytes(java.nio.charset.StandardCharsets.UTF_8)),
-            new Calibrator.Options(8192, seed, 0, 4),
-            null);
     Path file;
     try {
       if (outDir != null) {
@@ -114,17 +105,37 @@ public final class QualityRunner {
         file = java.nio.file.Files.createTempFile("kvslim-profile", ".json");
         file.toFile().deleteOnExit();
       }
+      Path model = io.kvslim.model.Model.fileOf(engine.config());
+      if (calib != null) {
+        Path textFile = Path.of(calib);
+        byte[] bytes = java.nio.file.Files.readAllBytes(textFile);
+        ProfileRun.write(
+            engine,
+            model,
+            tokenizer,
+            ProfileRun.utf8(bytes, textFile),
+            textFile.getFileName().toString(),
+            ModelIdentity.sha256Of(bytes),
+            ProfileRun.DEFAULTS,
+            false,
+            file);
+      } else {
+        String text = CodeCorpus.builtIn().text();
+        ProfileRun.write(
+            engine,
+            model,
+            tokenizer,
+            text,
+            "kvslim built-in code corpus",
+            ModelIdentity.sha256Of(text.getBytes(java.nio.charset.StandardCharsets.UTF_8)),
+            new Calibrator.Options(8192, seed, 0, 4),
+            false,
+            file);
+      }
     } catch (java.io.IOException e) {
       throw new java.io.UncheckedIOException("cannot write the calibration profile", e);
     }
-    p.write(file);
-    io.kvslim.calibrate.AutoSensitivity.measure(engine, tokenizer.encode(text, true, false))
-        .addTo(file);
-    List<String> out = new ArrayList<>();
-    for (String s : specs) {
-      out.add(KvSpec.withProfile(s, file));
-    }
-    return out;
+    return ProfileRun.withProfile(specs, file);
   }
 
   /**

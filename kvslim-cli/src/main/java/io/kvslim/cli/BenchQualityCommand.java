@@ -86,6 +86,15 @@ public final class BenchQualityCommand implements Callable<Integer> {
   Integer pplCtx;
 
   @Option(
+      names = "--calib",
+      paramLabel = "TEXT",
+      description =
+          "UTF-8 text the specs that need a calibration profile and name none are calibrated on"
+              + " (the profile 'kvslim calibrate -f TEXT' would write, kept as"
+              + " DIR/calibration-profile.json); default: the built-in code corpus.")
+  Path calib;
+
+  @Option(
       names = "--suite",
       paramLabel = "NAME",
       description = "Preset: quick (minutes on a tiny model) or full (default ${DEFAULT-VALUE}).")
@@ -190,6 +199,9 @@ public final class BenchQualityCommand implements Callable<Integer> {
     }
     if (pplCtx != null) {
       c.ppl.ctx = pplCtx;
+    }
+    if (calib != null) {
+      c.calib = ModelOptions.requireFile(calib, "--calib text").toString();
     }
     c.validate();
     return c;

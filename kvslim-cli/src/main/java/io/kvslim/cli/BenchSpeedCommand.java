@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.kvslim.bench.BenchOutput;
 import io.kvslim.bench.Environment;
+import io.kvslim.bench.ProfileRun;
 import io.kvslim.bench.ResultStore;
 import io.kvslim.bench.SpeedBenchmark;
 import io.kvslim.bench.SpeedSuite;
@@ -45,6 +46,15 @@ public final class BenchSpeedCommand implements Callable<Integer> {
               + " 'kvslim kv-methods'. With several, the full cache is measured first.")
   List<String> specs = new ArrayList<>();
 
+  @Option(
+      names = "--calib",
+      paramLabel = "TEXT",
+      description =
+          "UTF-8 text to calibrate the model on, before any timing, for the specs that need a"
+              + " calibration profile and name none (the profile 'kvslim calibrate -f TEXT' would"
+              + " write).")
+  Path calib;
+
   @Option(names = "--prompt", description = "Prompt tokens for prefill (default ${DEFAULT-VALUE}).")
   int prompt = 512;
 
@@ -78,22 +88,37 @@ public final class BenchSpeedCommand implements Callable<Integer> {
   @Override
   public Integer call() throws IOException {
     Numerics numerics = numericsOptions.numerics(); // a bad name fails before the model loads
-    List<String> texts = new ArrayList<>();
-    for (String s : specs.isEmpty() ? List.of("full") : specs) {
-      String t = KvSpec.parse(s).text(); // a bad spec fails before the model loads
-      if (!texts.contains(t)) {
-        texts.add(t);
+    List<String> given = specs.isEmpty() ? List.of("full") : specs;
+    for (String s : given) {
+      if (calib == null || !KvSpec.lacksProfile(s)) {
+        KvSpec.parse(s); // a bad spec fails before the model loads
       }
     }
-    if ((texts.size() > 1 || out != null) && !texts.contains("full")) {
-      texts.add(0, "full"); // ratios are to the full cache
-    } else if (texts.remove("full")) {
-      texts.add(0, "full");
+    boolean calibrates = calib != null && given.stream().anyMatch(KvSpec::lacksProfile);
+    if (calibrates) {
+      ModelOptions.requireFile(calib, "--calib text");
     }
     List<Integer> ds = depths.isEmpty() ? List.of(0) : depths;
     List<Map<String, Object>> jsonRuns = new ArrayList<>();
     List<Map<String, Object>> records = new ArrayList<>();
     try (Model model = modelOptions.load()) {
+      if (calibrates) { // once, before any timing
+        Path profile =
+            ProfileRun.onTheFly(model, modelOptions.modelPath(), modelOptions.threads, calib);
+        given = ProfileRun.withProfile(given, profile);
+      }
+      List<String> texts = new ArrayList<>();
+      for (String s : given) {
+        String t = KvSpec.parse(s).text();
+        if (!texts.contains(t)) {
+          texts.add(t);
+        }
+      }
+      if ((texts.size() > 1 || out != null) && !texts.contains("full")) {
+        texts.add(0, "full"); // ratios are to the full cache
+      } else if (texts.remove("full")) {
+        texts.add(0, "full");
+      }
       String name = modelOptions.modelPath().getFileName().toString();
       for (int depth : ds) {
         SpeedBenchmark.Settings s =

@@ -1,6 +1,6 @@
 package io.kvslim.cli;
 
-import io.kvslim.bench.Progress;
+import io.kvslim.bench.ProfileRun;
 import io.kvslim.calibrate.AutoSensitivity;
 import io.kvslim.calibrate.CalibrationProfile;
 import io.kvslim.calibrate.Calibrator;
@@ -10,13 +10,8 @@ import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
-import io.kvslim.model.ModelConfig;
 import io.kvslim.tokenizer.Tokenizer;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.charset.CharacterCodingException;
-import java.nio.charset.CodingErrorAction;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
@@ -104,42 +99,33 @@ public final class CalibrateCommand implements Callable<Integer> {
     long t0 = System.nanoTime();
     try (Model model = modelOptions.load();
         Engine engine = modelOptions.engine(model, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
-      ModelConfig c = model.config();
-      Tokenizer tok = Tokenizer.fromGguf(model.file());
-      int[] ids = tok.encode(text, true, false);
-      ModelIdentity identity =
-          new ModelIdentity(
-              modelOptions.modelPath(), c.layers(), c.heads(), c.kvHeads(), c.headDim());
-      Progress progress = Progress.onStderr(Calibrator.work(c, ids.length, options));
-      CalibrationProfile p =
-          Calibrator.run(
+      ProfileRun.Result r =
+          ProfileRun.write(
               engine,
-              identity,
-              tok,
-              ids,
+              modelOptions.modelPath(),
+              Tokenizer.fromGguf(model.file()),
+              text,
               file.getFileName().toString(),
               ModelIdentity.sha256Of(bytes),
               options,
-              u -> progress.advance(u, "tokens"));
-      progress.finish();
-      p.write(out);
-      long autoStart = System.nanoTime();
-      AutoSensitivity auto = AutoSensitivity.measure(engine, ids);
-      auto.addTo(out); // the adaptive controller's section
+              true,
+              out);
+      CalibrationProfile p = r.profile();
+      AutoSensitivity auto = r.auto();
       System.out.printf(
           Locale.ROOT,
           "auto: each KV head measured at %d settings on %d + %d tokens in %.1f s%n",
           auto.evict()[0][0].length + auto.merged()[0][0].length + auto.quant()[0][0].length - 3,
           auto.prefill(),
           auto.decode(),
-          (System.nanoTime() - autoStart) / 1e9);
+          r.autoSeconds());
       double seconds = (System.nanoTime() - t0) / 1e9;
       System.out.print(summary(p));
       System.out.printf(
           Locale.ROOT,
           "calibrated %s on %d tokens of %s (%d windows) and %d random sequences of %d in %.1f s;"
               + " wrote %s%n",
-          identity.fileName(),
+          p.model().file(),
           p.calibration().tokens(),
           p.calibration().text(),
           p.calibration().windows(),
@@ -180,15 +166,6 @@ public final class CalibrateCommand implements Callable<Integer> {
   }
 
   static String utf8(byte[] bytes, Path file) {
-    try {
-      return StandardCharsets.UTF_8
-          .newDecoder()
-          .onMalformedInput(CodingErrorAction.REPORT)
-          .onUnmappableCharacter(CodingErrorAction.REPORT)
-          .decode(ByteBuffer.wrap(bytes))
-          .toString();
-    } catch (CharacterCodingException e) {
-      throw new IllegalArgumentException("text file " + file + " is not UTF-8 text");
-    }
+    return ProfileRun.utf8(bytes, file);
   }
 }

@@ -83,6 +83,7 @@ public final class GenerateCommand implements Callable<Integer> {
     }
     SamplerConfig sc =
         new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
+    kvOptions.calibrate(modelOptions); // --calib: the profile a spec needs and names none
     clusterOptions.check(kvOptions);
     tierOptions.check();
     if (clusterOptions.enabled() && !tierOptions.tiers.isEmpty()) {

@@ -83,6 +83,7 @@ public final class PerplexityCommand implements Callable<Integer> {
     // outputs are checked now, not found unwritable after the whole run
     CliFiles.requireWritable(nllOut, "--nll-out");
     CliFiles.requireWritable(json, "--json");
+    kvOptions.calibrate(modelOptions); // --calib: the profile a spec needs and names none
     try (Model model = modelOptions.load();
         Engine engine = modelOptions.engine(model, kvOptions.factory(), numerics)) {
       Tokenizer tok = Tokenizer.fromGguf(model.file());

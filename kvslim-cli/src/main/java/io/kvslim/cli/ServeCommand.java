@@ -140,6 +140,7 @@ public final class ServeCommand implements Callable<Integer> {
     }
     checkShutdownGrace(shutdownGrace);
     long memory = kvMemoryBytes(kvMemory);
+    kvOptions.calibrate(modelOptions); // --calib: the profile a spec needs and names none
     kvOptions.parsed(); // a bad --kv fails before the model loads
     clusterOptions.check(kvOptions); // and so does a bad --cluster
     String key = apiKey(apiKey, apiKeyFile, System.getenv());

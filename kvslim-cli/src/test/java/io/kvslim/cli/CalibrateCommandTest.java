@@ -54,6 +54,118 @@ class CalibrateCommandTest {
     assertThat(Files.readString(c)).isNotEqualTo(Files.readString(a));
   }
 
+  /**
+   * {@code --calib TEXT} is {@code kvslim calibrate -f TEXT} made on the fly: the same pass and
+   * settings, so the same profile bytes; {@code generate} and {@code bench speed} run a spec that
+   * needs a profile with it, and without it or {@code @profile=} the error names both.
+   */
+  @Test
+  void calibOnTheFlyIsTheProfileCalibrateWrites() throws Exception {
+    SharedData.require();
+    Path text = dir.resolve("calib.txt");
+    Files.writeString(text, "def add(a, b):\n    return a + b\n\n".repeat(30));
+    Path model = SharedData.model("llama-spm-f32.gguf");
+    Path a = dir.resolve("a.json");
+    CliResult made =
+        CliResult.run(
+            "calibrate",
+            "-m",
+            model.toString(),
+            "-f",
+            text.toString(),
+            "-t",
+            "2",
+            "--out",
+            a.toString());
+    assertThat(made.exitCode()).as(made.err()).isZero();
+    Path onTheFly;
+    try (io.kvslim.model.Model m = io.kvslim.model.Model.load(model)) {
+      onTheFly = io.kvslim.bench.ProfileRun.onTheFly(m, model, 2, text);
+    }
+    assertThat(Files.readAllBytes(onTheFly)).isEqualTo(Files.readAllBytes(a));
+    assertThat(CalibrationProfile.read(onTheFly).cq()).isNotNull();
+
+    CliResult without =
+        CliResult.run(
+            "generate",
+            "-m",
+            model.toString(),
+            "-p",
+            "def f(x):",
+            "-n",
+            "2",
+            "--temp",
+            "0",
+            "-t",
+            "2",
+            "--kv",
+            "cq:c=4");
+    assertThat(without.exitCode()).isEqualTo(1);
+    assertThat(without.err().strip())
+        .contains("cq needs a calibration profile")
+        .contains("@profile=profile.json")
+        .contains("--calib TEXT")
+        .doesNotContain("\n");
+    CliResult gen =
+        CliResult.run(
+            "generate",
+            "-m",
+            model.toString(),
+            "-p",
+            "def f(x):",
+            "-n",
+            "2",
+            "--temp",
+            "0",
+            "-t",
+            "2",
+            "--kv",
+            "cq:c=4",
+            "--calib",
+            text.toString());
+    assertThat(gen.exitCode()).as(gen.err()).isZero();
+    CliResult speed =
+        CliResult.run(
+            "bench",
+            "speed",
+            "-m",
+            model.toString(),
+            "-t",
+            "2",
+            "--prompt",
+            "16",
+            "--gen",
+            "2",
+            "--repeat",
+            "1",
+            "--kv",
+            "lexico:s=8",
+            "--calib",
+            text.toString(),
+            "--json",
+            dir.resolve("speed.json").toString());
+    assertThat(speed.exitCode()).as(speed.err()).isZero();
+    // the spec ran with the profile made on the fly
+    assertThat(Files.readString(dir.resolve("speed.json"))).contains("lexico:s=8@profile=");
+    CliResult missing =
+        CliResult.run(
+            "generate",
+            "-m",
+            model.toString(),
+            "-p",
+            "x",
+            "-n",
+            "1",
+            "--kv",
+            "cq:c=4",
+            "--calib",
+            dir.resolve("none.txt").toString());
+    assertThat(missing.exitCode()).isEqualTo(1);
+    assertThat(missing.err().strip())
+        .isEqualTo(
+            "kvslim: --calib text " + dir.resolve("none.txt") + " does not exist or is not a file");
+  }
+
   @Test
   void badInputIsOneLine() throws Exception {
     SharedData.require();

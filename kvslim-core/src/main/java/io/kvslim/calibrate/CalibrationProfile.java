@@ -479,7 +479,7 @@ public record CalibrationProfile(
         root.has("kvsharer") ? readKvSharer(r, r.object(root, "kvsharer"), layers) : null,
         root.has("pod") ? readPod(r, r.object(root, "pod"), layers) : null,
         root.has("cq")
-            ? CqCodebooks.read(r.object(root, "cq"), layers, model.headDim(), file)
+            ? CqCodebooks.read(r.object(root, "cq"), layers, model.kvHeads(), model.headDim(), file)
             : null,
         root.has("kvquant")
             ? KvQuantTables.fromJson(

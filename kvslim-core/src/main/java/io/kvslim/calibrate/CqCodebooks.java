@@ -23,16 +23,26 @@ import java.util.SplittableRandom;
  * <p>Training: the calibration windows are prefilled with an F32 cache; a reservoir sample of at
  * most {@link #SAMPLES} (token, KV head) vectors per layer (the same tokens in every layer) is kept
  * of the keys as stored (after RoPE) and of the values; each group's codebook is {@link KMeans} on
- * the sample's c channels of that group. One codebook per layer serves all its KV heads (the paged
- * store gives each layer one format; the paper learns one per layer and head).
+ * the sample's c channels of that group. One codebook per layer serves all its KV heads; per
+ * (layer, KV head) codebooks, as the paper learns them ({@code cq:codebooks=head}), are the same
+ * k-means on the sample's rows of that head only, trained after the layer's (so those stay the
+ * same).
  *
- * <p>JSON: {@code "cq": {"samples", "iterations", "configs": [{"c", "keys": [L], "values": [L]}]}},
- * each codebook the base64 of its f32 values, little-endian.
+ * <p>JSON: {@code "cq": {"samples", "iterations", "configs": [{"c", "keys": [L], "values": [L],
+ * "keys_per_head": [L][H], "values_per_head": [L][H]}]}}, each codebook the base64 of its f32
+ * values, little-endian; the per-head lists are absent in profiles made before them.
  *
  * @param keys {@code keys[i][layer]}: the key codebook of coupling {@code COUPLINGS[i]}, or null
  *     when the head dimension is not a multiple of it
+ * @param keysPerHead {@code keysPerHead[i][layer][head]}, or null (an older profile)
  */
-public record CqCodebooks(int samples, int iterations, float[][][] keys, float[][][] values) {
+public record CqCodebooks(
+    int samples,
+    int iterations,
+    float[][][] keys,
+    float[][][] values,
+    float[][][][] keysPerHead,
+    float[][][][] valuesPerHead) {
   /** The couplings learned: c = 2, 4, 8 channels per 8-bit code (4, 2, 1 bits per channel). */
   public static final int[] COUPLINGS = {2, 4, 8};
 
@@ -50,6 +60,16 @@ public record CqCodebooks(int samples, int iterations, float[][][] keys, float[]
     }
     float[][] books = values ? this.values[i] : this.keys[i];
     return books == null ? null : books[layer];
+  }
+
+  /** The key (or value) codebook of coupling {@code c} for {@code layer} and KV head, or null. */
+  public float[] headBook(int c, int layer, int head, boolean values) {
+    int i = Arrays.binarySearch(COUPLINGS, c);
+    float[][][][] all = values ? valuesPerHead : keysPerHead;
+    if (i < 0 || all == null || all[i] == null) {
+      return null;
+    }
+    return all[i][layer][head];
   }
 
   /** Learns the codebooks on {@code windows} (token ids, each at most the model's context). */
@@ -76,7 +96,45 @@ public record CqCodebooks(int samples, int iterations, float[][][] keys, float[]
         values[i][l] = books(resV[l], n, d, cc, random.split());
       }
     }
-    return new CqCodebooks(n, ITERATIONS, keys, values);
+    int kv = c.kvHeads();
+    float[][][][] keysH = new float[COUPLINGS.length][][][];
+    float[][][][] valuesH = new float[COUPLINGS.length][][][];
+    for (int i = 0; i < COUPLINGS.length; i++) {
+      int cc = COUPLINGS[i];
+      if (d % cc != 0) {
+        continue;
+      }
+      keysH[i] = new float[layers][kv][];
+      valuesH[i] = new float[layers][kv][];
+      for (int l = 0; l < layers; l++) {
+        for (int g = 0; g < kv; g++) {
+          float[][] rows = headRows(sample, l, g, d);
+          int ng = rows[0].length / d;
+          keysH[i][l][g] = books(rows[0], ng, d, cc, random.split());
+          valuesH[i][l][g] = books(rows[1], ng, d, cc, random.split());
+        }
+      }
+    }
+    return new CqCodebooks(n, ITERATIONS, keys, values, keysH, valuesH);
+  }
+
+  /** The sample's keys and values of layer {@code l} taken from KV head {@code g}, in order. */
+  private static float[][] headRows(KvSamples s, int l, int g, int d) {
+    int ng = 0;
+    for (int t = 0; t < s.n(); t++) {
+      ng += s.heads()[t] == g ? 1 : 0;
+    }
+    float[] k = new float[Math.max(1, ng) * d];
+    float[] v = new float[Math.max(1, ng) * d];
+    int j = 0;
+    for (int t = 0; t < s.n(); t++) {
+      if (s.heads()[t] == g) {
+        System.arraycopy(s.keys()[l], t * d, k, j * d, d);
+        System.arraycopy(s.values()[l], t * d, v, j * d, d);
+        j++;
+      }
+    }
+    return new float[][] {k, v};
   }
 
   /** k-means per group of {@code c} channels over {@code n} rows of {@code d}. */
@@ -113,6 +171,18 @@ public record CqCodebooks(int samples, int iterations, float[][][] keys, float[]
         k.add(encode(keys[i][l]));
         v.add(encode(values[i][l]));
       }
+      if (keysPerHead != null && keysPerHead[i] != null) {
+        ArrayNode kh = cfg.putArray("keys_per_head");
+        ArrayNode vh = cfg.putArray("values_per_head");
+        for (int l = 0; l < keysPerHead[i].length; l++) {
+          ArrayNode kl = kh.addArray();
+          ArrayNode vl = vh.addArray();
+          for (int g = 0; g < keysPerHead[i][l].length; g++) {
+            kl.add(encode(keysPerHead[i][l][g]));
+            vl.add(encode(valuesPerHead[i][l][g]));
+          }
+        }
+      }
     }
   }
 
@@ -128,7 +198,7 @@ public record CqCodebooks(int samples, int iterations, float[][][] keys, float[]
    *
    * @throws CalibrationProfile.ProfileException one sentence naming the file and the bad field
    */
-  public static CqCodebooks read(JsonNode o, int layers, int headDim, Path file) {
+  public static CqCodebooks read(JsonNode o, int layers, int kvHeads, int headDim, Path file) {
     JsonNode configs = o.path("configs");
     if (!o.path("samples").canConvertToInt()
         || !o.path("iterations").canConvertToInt()
@@ -137,6 +207,9 @@ public record CqCodebooks(int samples, int iterations, float[][][] keys, float[]
     }
     float[][][] keys = new float[COUPLINGS.length][][];
     float[][][] values = new float[COUPLINGS.length][][];
+    float[][][][] keysH = new float[COUPLINGS.length][][][];
+    float[][][][] valuesH = new float[COUPLINGS.length][][][];
+    boolean perHead = false;
     for (JsonNode cfg : configs) {
       int i = Arrays.binarySearch(COUPLINGS, cfg.path("c").asInt(-1));
       if (i < 0 || headDim % COUPLINGS[i] != 0) {
@@ -144,8 +217,30 @@ public record CqCodebooks(int samples, int iterations, float[][][] keys, float[]
       }
       keys[i] = layers(cfg.path("keys"), layers, headDim, file);
       values[i] = layers(cfg.path("values"), layers, headDim, file);
+      if (cfg.has("keys_per_head") || cfg.has("values_per_head")) {
+        perHead = true;
+        keysH[i] = perHead(cfg.path("keys_per_head"), layers, kvHeads, headDim, file);
+        valuesH[i] = perHead(cfg.path("values_per_head"), layers, kvHeads, headDim, file);
+      }
     }
-    return new CqCodebooks(o.path("samples").asInt(), o.path("iterations").asInt(), keys, values);
+    return new CqCodebooks(
+        o.path("samples").asInt(),
+        o.path("iterations").asInt(),
+        keys,
+        values,
+        perHead ? keysH : null,
+        perHead ? valuesH : null);
+  }
+
+  private static float[][][] perHead(JsonNode a, int layers, int kvHeads, int headDim, Path file) {
+    if (!a.isArray() || a.size() != layers) {
+      throw bad(file, "a per-head cq codebook list does not have " + layers + " layers");
+    }
+    float[][][] out = new float[layers][][];
+    for (int l = 0; l < layers; l++) {
+      out[l] = layers(a.get(l), kvHeads, headDim, file);
+    }
+    return out;
   }
 
   private static float[][] layers(JsonNode a, int layers, int headDim, Path file) {

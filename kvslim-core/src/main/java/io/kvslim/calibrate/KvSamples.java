@@ -18,9 +18,10 @@ import java.util.SplittableRandom;
  *
  * @param keys {@code keys[layer]}: {@code n} post-RoPE keys of {@code headDim} floats, row-major
  * @param values {@code values[layer]}: the matching values
+ * @param heads {@code heads[i]}: the KV head row {@code i} was taken from
  * @param n rows sampled (at most the capacity asked for)
  */
-record KvSamples(float[][] keys, float[][] values, int n) {
+record KvSamples(float[][] keys, float[][] values, int[] heads, int n) {
 
   /** At most {@code capacity} rows per layer, slots drawn from {@code random} once it is full. */
   static KvSamples draw(Engine engine, List<int[]> windows, int capacity, SplittableRandom random) {
@@ -29,6 +30,7 @@ record KvSamples(float[][] keys, float[][] values, int n) {
     int d = c.headDim();
     float[][] resK = new float[layers][capacity * d];
     float[][] resV = new float[layers][capacity * d];
+    int[] heads = new int[capacity];
     long seen = 0;
     float[] row = new float[d];
     float[] logits = new float[c.vocabSize()];
@@ -45,6 +47,7 @@ record KvSamples(float[][] keys, float[][] values, int n) {
             if (slot >= capacity) {
               continue;
             }
+            heads[slot] = g;
             for (int l = 0; l < layers; l++) {
               HeadStore head = cache.paged(l).store().head(g);
               head.readKey(t, row);
@@ -56,6 +59,7 @@ record KvSamples(float[][] keys, float[][] values, int n) {
         }
       }
     }
-    return new KvSamples(resK, resV, (int) Math.min(seen, capacity));
+    int n = (int) Math.min(seen, capacity);
+    return new KvSamples(resK, resV, Arrays.copyOf(heads, n), n);
   }
 }

@@ -187,6 +187,16 @@ class KvQuantCalibrationTest {
       assertThat(back.centroids()).isDeepEqualTo(tables.centroids());
       assertThat(back.tokens()).isEqualTo(tables.tokens());
       assertThat(Files.readString(file)).contains("\"kvquant\"");
+      // the method's declared tables are the formats' tables: per layer both codebooks and every
+      // KV head's offsets and ranges, as f32
+      for (int bits = 2; bits <= 4; bits++) {
+        var call = KvSpec.parse("kvquant:bits=" + bits + "@profile=" + file).callsFor(0).get(0);
+        long want = 4L * (2 * (1 << bits) + 2L * c.kvHeads() * d);
+        assertThat(call.method().tableBytes(call, c.kvHeads(), d)).isEqualTo(want);
+        for (int l = 0; l < c.layers(); l++) {
+          assertThat(call.method().format(call, l, c.layers()).tableBytes()).isEqualTo(want);
+        }
+      }
     }
   }
 

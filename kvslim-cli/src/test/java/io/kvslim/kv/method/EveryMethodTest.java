@@ -156,16 +156,21 @@ class EveryMethodTest {
       run(
           c,
           () -> {
-            assertBytesAreTheBlocks(c);
-            assertThat(pool.usedBytes()).as(spec).isEqualTo(baseline + c.bytes());
+            long tables = assertBytesAreTheBlocks(c, KvSpec.parse(profiled(spec)));
+            assertThat(pool.usedBytes()).as(spec).isEqualTo(baseline + c.bytes() - tables);
           });
       assertThat(c.bytes()).isPositive();
     }
     assertThat(pool.usedBytes()).as("after close: %s", spec).isEqualTo(baseline);
   }
 
-  static void assertBytesAreTheBlocks(ManagedKvCache c) {
+  /**
+   * A cache's bytes are its blocks' bytes plus, once per layer, exactly the format tables its
+   * methods declare ({@link KvMethod#tableBytes}); returns those tables' bytes.
+   */
+  static long assertBytesAreTheBlocks(ManagedKvCache c, KvSpec spec) {
     long total = 0;
+    long tables = 0;
     for (int l = 0; l < c.layerCount(); l++) {
       PagedLayerKv layer = c.paged(l);
       for (int g = 0; g < layer.kvHeads(); g++) {
@@ -178,8 +183,19 @@ class EveryMethodTest {
         assertThat(layer.bytes(g)).isEqualTo(sum);
         total += sum;
       }
+      long declared = 0;
+      for (MethodCall call : spec.callsFor(l)) {
+        declared +=
+            call.method().tableBytes(call, model.config().kvHeads(), model.config().headDim());
+      }
+      assertThat(layer.tableBytes())
+          .as("tables of layer %d of %s", l, spec.text())
+          .isEqualTo(declared);
+      assertThat(layer.bytes()).isEqualTo(layer.store().bytes() + declared);
+      tables += declared;
     }
-    assertThat(c.bytes()).isEqualTo(total);
+    assertThat(c.bytes()).isEqualTo(total + tables);
+    return tables;
   }
 
   @ParameterizedTest(name = "{0}")

@@ -69,6 +69,7 @@ public final class PagedLayerKv implements LayerKv {
   private final Scratch scratch;
   private final boolean cacheRelative;
   private final boolean keysBeforeRope; // the key format wants keys before RoPE (KVQuant)
+  private final long tableBytes; // the formats' tables, once per layer
   private final OwnTileAttention own;
   private final LlamaCppTileAttention llamaCpp;
   private final LlamaCppFlashAttention flash;
@@ -96,6 +97,7 @@ public final class PagedLayerKv implements LayerKv {
     this.scratch = scratch;
     this.cacheRelative = cacheRelative;
     this.keysBeforeRope = store.format().keys().keysBeforeRope();
+    this.tableBytes = store.format().tableBytes();
     this.own = new OwnTileAttention(store);
     this.llamaCpp = new LlamaCppTileAttention(store);
     this.flash = new LlamaCppFlashAttention(store);
@@ -528,9 +530,22 @@ public final class PagedLayerKv implements LayerKv {
     return store.head(kvHead).size();
   }
 
+  /**
+   * The blocks' bytes and, once, the layer's format tables ({@link #tableBytes}): what the layer
+   * holds. {@link #bytes(int)} is a head's blocks only.
+   */
   @Override
   public long bytes() {
-    return store.bytes();
+    return store.bytes() + tableBytes;
+  }
+
+  /**
+   * Bytes of the tables the layer's formats read (CQ's codebooks, Lexico's dictionaries, KVQuant's
+   * per-channel tables; {@link io.kvslim.kv.format.KvFormat#tableBytes}), held outside the block
+   * pool: part of {@link #bytes()}, 0 for formats without tables.
+   */
+  public long tableBytes() {
+    return tableBytes;
   }
 
   @Override

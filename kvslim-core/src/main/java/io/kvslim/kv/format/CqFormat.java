@@ -17,7 +17,8 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Row layout: {@code d/c} bytes, the code of group g at byte g; nothing else (no scale or zero
  * point). The codebook is a constant of the layer, {@link #tableBytes} bytes as f32, shared by
- * every token and sequence.
+ * every token and sequence; or, made by {@link #perHead}, one codebook per KV head, each head's
+ * rows in its own ({@link #forHead}; the layer's form stores nothing itself).
  *
  * <p>Encoding: per group, the centroid with the smallest squared distance {@code Σ_i (x_i −
  * C_j,i)²} (summed in channel order, ties to the lowest index). Decoding: the centroid itself, so a
@@ -37,6 +38,7 @@ public final class CqFormat extends RawQueryKeyFormat {
   private final float[] bookT; // [group][channel][centroid], for the vectorized searches
   private final String tag;
   private final String origin;
+  private final CqFormat[] heads; // per-head codebooks: the heads' forms; else null
 
   /**
    * @param coupled channels per group, c
@@ -54,6 +56,32 @@ public final class CqFormat extends RawQueryKeyFormat {
    *     fit the head dimension; may be null
    */
   public CqFormat(int coupled, float[] book, String tag, String origin) {
+    this(coupled, book, tag, origin, null);
+  }
+
+  /**
+   * A layer's format with one codebook per KV head: head {@code g} stores its rows with {@code
+   * books[g]} ({@link #forHead}, tagged {@code tag + "h" + g}).
+   *
+   * @throws IllegalArgumentException when there is no head or a codebook is not a whole number of
+   *     groups
+   */
+  public static CqFormat perHead(int coupled, float[][] books, String tag, String origin) {
+    if (books.length == 0) {
+      throw new IllegalArgumentException("per-head cq codebooks need at least one KV head");
+    }
+    CqFormat[] heads = new CqFormat[books.length];
+    for (int g = 0; g < books.length; g++) {
+      heads[g] = new CqFormat(coupled, books[g], tag + "h" + g, origin);
+      if (heads[g].groups() != heads[0].groups()) {
+        throw new IllegalArgumentException("per-head cq codebooks differ in length");
+      }
+    }
+    return new CqFormat(coupled, books[0], tag, origin, heads);
+  }
+
+  private CqFormat(int coupled, float[] book, String tag, String origin, CqFormat[] heads) {
+    this.heads = heads;
     if (coupled < 1 || book.length == 0 || book.length % (CENTROIDS * coupled) != 0) {
       throw new IllegalArgumentException(
           "a cq codebook needs groups × " + CENTROIDS + " × " + coupled + " floats");
@@ -88,9 +116,45 @@ public final class CqFormat extends RawQueryKeyFormat {
     return 8.0 / coupled;
   }
 
-  /** Bytes of the codebook (f32), a constant of the layer: {@code d ·} {@value #CENTROIDS} · 4. */
+  /**
+   * Bytes of the codebook (f32), a constant of the layer: {@code d ·} {@value #CENTROIDS} · 4; with
+   * per-head codebooks, that times the KV heads (every head's form reports its own).
+   */
+  @Override
   public long tableBytes() {
-    return 4L * book.length;
+    if (heads == null) {
+      return 4L * book.length;
+    }
+    long b = 0;
+    for (CqFormat h : heads) {
+      b += h.tableBytes();
+    }
+    return b;
+  }
+
+  /** KV head {@code kvHead}'s format: itself, unless the codebooks are per head. */
+  @Override
+  public KvFormat forHead(int kvHead) {
+    if (heads == null) {
+      return this;
+    }
+    if (kvHead < 0 || kvHead >= heads.length) {
+      throw new IllegalArgumentException(
+          "cq codebooks cover " + heads.length + " KV heads, not head " + kvHead);
+    }
+    return heads[kvHead];
+  }
+
+  /** True when each KV head has its own codebook ({@link #perHead}). */
+  public boolean perHeadBooks() {
+    return heads != null;
+  }
+
+  private void requireHead() {
+    if (heads != null) {
+      throw new IllegalStateException(
+          "the layer's per-head cq format stores no tokens; use forHead(kvHead)");
+    }
   }
 
   /** Centroid {@code j} of group {@code g}, channel {@code i}. */
@@ -169,6 +233,7 @@ public final class CqFormat extends RawQueryKeyFormat {
 
   @Override
   protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
+    requireHead();
     float[] dist = new float[CENTROIDS];
     int groups = headDim / coupled;
     for (int g = 0; g < groups; g++) {
@@ -179,6 +244,7 @@ public final class CqFormat extends RawQueryKeyFormat {
 
   @Override
   protected void decodeRow(MemorySegment block, long offset, int headDim, float[] dst, int dstOff) {
+    requireHead();
     int groups = headDim / coupled;
     for (int g = 0; g < groups; g++) {
       System.arraycopy(
@@ -258,7 +324,10 @@ public final class CqFormat extends RawQueryKeyFormat {
 
   @Override
   public boolean equals(Object other) {
-    return other instanceof CqFormat o && o.coupled == coupled && o.book == book;
+    return other instanceof CqFormat o
+        && o.coupled == coupled
+        && o.book == book
+        && o.heads == heads;
   }
 
   @Override

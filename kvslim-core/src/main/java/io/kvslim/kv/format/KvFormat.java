@@ -206,6 +206,17 @@ public interface KvFormat {
   }
 
   /**
+   * Bytes of the tables this format reads beside its rows, held once per layer and shared by the
+   * layer's tokens and heads (CQ's codebooks, Lexico's dictionary, KVQuant's per-channel offsets,
+   * ranges and levels), as stored: the cache counts them in its bytes once per layer ({@code
+   * PagedLayerKv#tableBytes}). 0 for formats without tables. A per-head form ({@link #forHead})
+   * reports the whole layer's tables.
+   */
+  default long tableBytes() {
+    return 0;
+  }
+
+  /**
    * True when this (key) format is meant for keys before RoPE: the cache then stores keys as
    * projected and rotates each at its own position when it attends (KVQuant, METHODS.md M6).
    */

@@ -134,6 +134,19 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
     }
   }
 
+  /**
+   * The layer's tables as f32: the 2^bits centroids and every KV head's offset and range per
+   * channel, {@code 4·(2^bits + 2·kvHeads·d)} bytes (the midpoints are derived from the centroids).
+   */
+  @Override
+  public long tableBytes() {
+    long floats = centroids.length;
+    for (int g = 0; g < offset.length; g++) {
+      floats += offset[g].length + range[g].length;
+    }
+    return 4L * floats;
+  }
+
   public int bits() {
     return bits;
   }

@@ -45,6 +45,12 @@ public final class KvQuantValueFormat extends RowFormat {
     this.midpoints = KvQuantRows.midpoints(this.centroids);
   }
 
+  /** The layer's 2^bits centroids as f32 (the midpoints are derived from them). */
+  @Override
+  public long tableBytes() {
+    return 4L * centroids.length;
+  }
+
   public int bits() {
     return bits;
   }

@@ -54,6 +54,7 @@ public final class LexicoFormat extends RawQueryKeyFormat {
   }
 
   /** Bytes of the dictionary (f32), a constant of the layer. */
+  @Override
   public long tableBytes() {
     return 4L * dict.length;
   }

@@ -21,9 +21,10 @@ import java.util.Set;
  * c=8} CQ-8c8b (1).
  *
  * <p>CPU-faithful version, labelled: uniform k-means instead of the paper's Fisher-guided centroids
- * (which need gradients); one codebook per layer for all its KV heads; keys quantized as stored
- * (after RoPE). The authors' code is not public (the paper links none; a search for a repository of
- * the method found only unrelated ones), so this follows the paper's §3 and METHODS.md Q5.
+ * (which need gradients); one codebook per layer for all its KV heads by default, one per (layer,
+ * KV head) as in the paper with {@code codebooks=head}; keys quantized as stored (after RoPE). The
+ * authors' code is not public (the paper links none; a search for a repository of the method found
+ * only unrelated ones), so this follows the paper's §3 and METHODS.md Q5.
  */
 public final class CqMethod implements KvMethod {
   @Override
@@ -62,7 +63,14 @@ public final class CqMethod implements KvMethod {
                 "0",
                 "recent tokens kept unquantized (a multiple of 32; the paper's optional window)")
             .atLeast(0),
-        choice("rformat", "f16", "format of the recent window", "f16", "f32"));
+        choice("rformat", "f16", "format of the recent window", "f16", "f32"),
+        choice(
+            "codebooks",
+            "layer",
+            "one codebook per layer for all its KV heads, or one per (layer, KV head) as in the"
+                + " paper (KV heads times the table bytes)",
+            "layer",
+            "head"));
   }
 
   @Override
@@ -94,6 +102,16 @@ public final class CqMethod implements KvMethod {
     throw new KvSpecException("cq has a codebook per layer; ask for a layer's format");
   }
 
+  /**
+   * Per layer: the key and the value codebooks, {@value CqFormat#CENTROIDS} × d f32 each, once or
+   * (codebooks=head) once per KV head.
+   */
+  @Override
+  public long tableBytes(MethodCall call, int kvHeads, int headDim) {
+    long layer = 2L * 4 * CqFormat.CENTROIDS * headDim;
+    return call.string("codebooks").equals("head") ? kvHeads * layer : layer;
+  }
+
   @Override
   public KvCacheFormat format(MethodCall call, int layer, int layers) {
     CalibrationProfile p = call.profile();
@@ -114,10 +132,31 @@ public final class CqMethod implements KvMethod {
       throw new KvSpecException(source + " has cq codebooks for " + p.model().layers() + " layers");
     }
     String origin = "from " + source + ", measured on " + p.model().file();
-    KvCacheFormat f =
-        KvCacheFormat.of(
-            new CqFormat(c, books.book(c, layer, false), "k" + layer, origin),
-            new CqFormat(c, books.book(c, layer, true), "v" + layer, origin));
+    KvCacheFormat f;
+    if (call.string("codebooks").equals("head")) {
+      int kv = p.model().kvHeads();
+      if (books.headBook(c, layer, 0, false) == null) {
+        throw new KvSpecException(
+            source
+                + " has no per-head cq codebooks; make a new one with 'kvslim calibrate -f TEXT"
+                + " --out profile.json'");
+      }
+      float[][] k = new float[kv][];
+      float[][] v = new float[kv][];
+      for (int g = 0; g < kv; g++) {
+        k[g] = books.headBook(c, layer, g, false);
+        v[g] = books.headBook(c, layer, g, true);
+      }
+      f =
+          KvCacheFormat.of(
+              CqFormat.perHead(c, k, "k" + layer, origin),
+              CqFormat.perHead(c, v, "v" + layer, origin));
+    } else {
+      f =
+          KvCacheFormat.of(
+              new CqFormat(c, books.book(c, layer, false), "k" + layer, origin),
+              new CqFormat(c, books.book(c, layer, true), "v" + layer, origin));
+    }
     int residual = call.integer("residual");
     return residual > 0 ? f.withResidual(residual, KvFormats.byName(call.string("rformat"))) : f;
   }

@@ -125,6 +125,16 @@ public interface KvMethod {
   }
 
   /**
+   * Bytes of the tables this method's formats read beside the blocks, held once per layer
+   * (codebooks, dictionaries, per-channel tables: {@code KvFormat#tableBytes}) and counted in the
+   * cache's bytes, for a model with {@code kvHeads} KV heads of {@code headDim} channels; 0 by
+   * default. The registry's generic tests hold a cache's bytes to its blocks plus exactly this.
+   */
+  default long tableBytes(MethodCall call, int kvHeads, int headDim) {
+    return 0;
+  }
+
+  /**
    * The most tokens one (layer, KV head) holds at any point of a sequence with {@code prompt}
    * prompt tokens and up to {@code maxNew} generated ones, the prompt appended at once. The
    * server's admission reserves bytes from this; an estimate below what the cache really holds lets

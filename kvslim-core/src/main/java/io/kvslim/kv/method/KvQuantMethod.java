@@ -104,6 +104,16 @@ public final class KvQuantMethod implements KvMethod {
     return format(c, 0, 1);
   }
 
+  /**
+   * Per layer, as f32: the key and the value codebooks (2^bits centroids each) and every KV head's
+   * key offset and range per channel.
+   */
+  @Override
+  public long tableBytes(MethodCall c, int kvHeads, int headDim) {
+    int levels = 1 << Integer.parseInt(c.string("bits"));
+    return 4L * (2L * levels + 2L * kvHeads * headDim);
+  }
+
   @Override
   public KvCacheFormat format(MethodCall c, int layer, int layers) {
     KvQuantTables t = tables(c, c.profile());

@@ -206,11 +206,15 @@ public record KvSpec(String text, List<Rule> rules) {
     return out;
   }
 
-  /** The sentence that refuses {@code method} without a profile, naming the command making one. */
+  /**
+   * The sentence that refuses {@code method} without a profile, naming the command making one and
+   * the commands' {@code --calib TEXT} that calibrates on the fly.
+   */
   static String missingProfile(KvMethod method) {
     return method.name()
         + " needs a calibration profile: make one with 'kvslim calibrate -f TEXT --out"
-        + " profile.json' and add '@profile=profile.json' to the spec";
+        + " profile.json' and add '@profile=profile.json' to the spec, or pass '--calib TEXT' to"
+        + " calibrate on that text on the fly";
   }
 
   /**

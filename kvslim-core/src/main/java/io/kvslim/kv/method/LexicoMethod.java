@@ -91,6 +91,16 @@ public final class LexicoMethod implements KvMethod {
     throw new KvSpecException("lexico has a dictionary per layer; ask for a layer's format");
   }
 
+  /** Per layer: the key and the value dictionaries, N atoms × d f32 each (N from the profile). */
+  @Override
+  public long tableBytes(MethodCall call, int kvHeads, int headDim) {
+    CalibrationProfile p = call.profile();
+    if (p == null || p.lexico() == null) {
+      throw new KvSpecException(KvSpec.missingProfile(this));
+    }
+    return 2L * 4 * p.lexico().atoms() * headDim;
+  }
+
   @Override
   public KvCacheFormat format(MethodCall call, int layer, int layers) {
     CalibrationProfile p = call.profile();

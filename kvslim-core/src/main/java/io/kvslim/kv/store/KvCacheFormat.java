@@ -138,6 +138,22 @@ public record KvCacheFormat(
    * Checks every format against {@code headDim}, and that flushing the residual never needs more
    * bytes than it frees (so a flush cannot fail on the pool's limit).
    */
+  /**
+   * Bytes of the tables of this layer's formats ({@link KvFormat#tableBytes}), each format object
+   * counted once (keys and values in one format share it).
+   */
+  public long tableBytes() {
+    java.util.Set<KvFormat> seen =
+        java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+    long b = 0;
+    for (KvFormat f : new KvFormat[] {keys, values, residualKeys, residualValues}) {
+      if (seen.add(f)) {
+        b += f.tableBytes();
+      }
+    }
+    return b;
+  }
+
   public void checkHeadDim(int headDim) {
     keys.checkHeadDim(headDim);
     values.checkHeadDim(headDim);

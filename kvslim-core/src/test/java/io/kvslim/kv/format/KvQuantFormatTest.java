@@ -335,6 +335,13 @@ class KvQuantFormatTest {
         java.util.Arrays.copyOfRange(positions, 1, n),
         java.util.Arrays.copyOfRange(k, HEADS * D, k.length),
         java.util.Arrays.copyOfRange(v, HEADS * D, v.length));
+    // the layer's tables, held once beside the blocks: both codebooks and every head's offsets
+    // and ranges, as f32
+    long tables = 4L * (2 * (1 << bits) + 2L * HEADS * D);
+    assertThat(store.format().tableBytes()).isEqualTo(tables);
+    assertThat(layer.forHead(0).tableBytes()).isEqualTo(layer.tableBytes());
+    assertThat(new io.kvslim.kv.cache.PagedLayerKv(store).bytes())
+        .isEqualTo(store.bytes() + tables);
     int keyRow = (D * bits + 7) / 8 + 3;
     int valueRow = (D * bits + 7) / 8 + 4 + 6;
     long sink = 16 + 2L * D + 2L * D;

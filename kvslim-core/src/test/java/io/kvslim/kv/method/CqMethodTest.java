@@ -148,6 +148,129 @@ class CqMethodTest {
     }
   }
 
+  /**
+   * {@code codebooks=head}: each KV head has its own codebooks, k-means on that head's calibration
+   * rows only, so on those rows they quantize with less error than the layer's shared ones; a cache
+   * stores each head's rows with its head's codebooks (what the store reads back is what that
+   * head's codebook encodes), also through the fp16 window's flush; the layer's form itself stores
+   * nothing; the tables are the KV heads times the layer's, declared and counted.
+   */
+  @Test
+  void perHeadCodebooksAreEachHeadsOwnAndCounted() throws Exception {
+    ModelConfig c = model.config();
+    int d = c.headDim();
+    int kv = c.kvHeads();
+    int[] calib = text("py-a.txt", 300);
+    CqCodebooks books = CqCodebooks.train(engine, List.of(calib), 3);
+    float[][] act = activations(calib, false);
+    int n = calib.length;
+    for (int l = 0; l < c.layers(); l++) {
+      double shared = 0;
+      double own = 0;
+      for (int g = 0; g < kv; g++) {
+        CqFormat layerBook = new CqFormat(4, books.book(4, l, false), "l");
+        CqFormat headBook = new CqFormat(4, books.headBook(4, l, g, false), "h");
+        for (int t = 0; t < n; t++) {
+          int off = (t * kv + g) * d;
+          shared += error(layerBook, act[l], off, d);
+          own += error(headBook, act[l], off, d);
+        }
+      }
+      assertThat(own).as("layer %d", l).isLessThan(shared);
+    }
+    Path p = TestProfiles.quick(engine, file);
+    int[] prompt = text("py-b.txt", 200);
+    float[][] keys = activations(prompt, false);
+    for (String spec :
+        List.of(
+            "cq:c=4,codebooks=head@profile=" + p,
+            "cq:c=4,codebooks=head,residual=64@profile=" + p)) {
+      KvSpec parsed = KvSpec.parse(spec);
+      CalibrationProfile prof = CalibrationProfile.read(p);
+      try (ManagedKvCache cache = KvSpecs.caches(parsed, new BlockPool(), c).create()) {
+        engine.prefill(cache, prompt, 0, prompt.length, 0, false, new float[c.vocabSize()]);
+        long tables = kv * 2 * 4L * CqFormat.CENTROIDS * d;
+        for (int l = 0; l < c.layers(); l++) {
+          CqFormat layerKeys = (CqFormat) cache.paged(l).store().format().keys();
+          assertThat(layerKeys.perHeadBooks()).isTrue();
+          assertThatThrownBy(
+                  () ->
+                      layerKeys.encode(
+                          new float[d], 0, d, 1, MemorySegment.ofArray(new byte[64]), 0, 1, d))
+              .hasMessageContaining("forHead");
+          assertThat(cache.paged(l).tableBytes()).isEqualTo(tables);
+          MethodCall call = parsed.callsFor(l).get(0);
+          assertThat(call.method().tableBytes(call, kv, d)).isEqualTo(tables);
+          int quantized = spec.contains("residual") ? prompt.length / 64 * 64 : prompt.length;
+          for (int g = 0; g < kv; g++) {
+            CqFormat want = new CqFormat(4, prof.cq().headBook(4, l, g, false), "w");
+            float[] row = new float[d];
+            float[] expect = new float[d];
+            MemorySegment one = MemorySegment.ofArray(new byte[want.rowBytes(d)]);
+            for (int t = 0; t < quantized; t++) {
+              cache.paged(l).store().head(g).readKey(t, row);
+              if (l == 0) { // layer 0's keys do not depend on the cache: the same inputs
+                float[] in = Arrays.copyOfRange(keys[l], (t * kv + g) * d, (t * kv + g + 1) * d);
+                if (spec.contains("residual")) { // quantized from the fp16 window
+                  for (int i = 0; i < d; i++) {
+                    in[i] =
+                        io.kvslim.kv.format.HalfFloats.fromF16(
+                            io.kvslim.kv.format.HalfFloats.toF16(in[i]));
+                  }
+                }
+                want.encode(in, 0, d, 1, one, 0, 1, d);
+                want.decode(one, 0, 1, d, expect, 0);
+                assertThat(row).as("%s head %d token %d", spec, g, t).containsExactly(expect);
+              }
+              for (int q = 0; q < d / 4; q++) { // every group is one of this head's centroids
+                boolean found = false;
+                for (int j = 0; j < CqFormat.CENTROIDS && !found; j++) {
+                  found = true;
+                  for (int i = 0; i < 4; i++) {
+                    found &= row[q * 4 + i] == want.centroid(q, j, i);
+                  }
+                }
+                assertThat(found).as("%s layer %d head %d token %d", spec, l, g, t).isTrue();
+              }
+            }
+          }
+        }
+      }
+    }
+    // a profile made before the per-head codebooks: codebooks=head is one sentence
+    var mapper = new com.fasterxml.jackson.databind.ObjectMapper();
+    var root = (com.fasterxml.jackson.databind.node.ObjectNode) mapper.readTree(p.toFile());
+    for (var cfg : root.path("cq").path("configs")) {
+      ((com.fasterxml.jackson.databind.node.ObjectNode) cfg)
+          .remove(List.of("keys_per_head", "values_per_head"));
+    }
+    Path old = p.resolveSibling(p.getFileName() + ".old.json");
+    mapper.writeValue(old.toFile(), root);
+    assertThat(CalibrationProfile.read(old).cq().headBook(4, 0, 0, false)).isNull();
+    assertThatThrownBy(
+            () ->
+                KvSpecs.caches(
+                        KvSpec.parse("cq:c=4,codebooks=head@profile=" + old), new BlockPool(), c)
+                    .create())
+        .isInstanceOf(KvSpecException.class)
+        .hasMessageContaining("has no per-head cq codebooks")
+        .hasMessageContaining("kvslim calibrate");
+    Files.delete(old);
+  }
+
+  /** Squared error of {@code f}'s round trip of the row at {@code off}. */
+  private static double error(CqFormat f, float[] rows, int off, int d) {
+    MemorySegment one = MemorySegment.ofArray(new byte[f.rowBytes(d)]);
+    float[] out = new float[d];
+    f.encode(rows, off, d, 1, one, 0, 1, d);
+    f.decode(one, 0, 1, d, out, 0);
+    double e = 0;
+    for (int i = 0; i < d; i++) {
+      e += (rows[off + i] - out[i]) * (double) (rows[off + i] - out[i]);
+    }
+    return e;
+  }
+
   @Test
   void withAtMost256DistinctVectorsEveryCalibrationVectorReconstructsExactly() {
     SplittableRandom r = new SplittableRandom(4);
@@ -233,9 +356,9 @@ class CqMethodTest {
 
   /**
    * Bytes are the codes (d/8 = 8 bytes per key and per value at c=8, 13 blocks of 32 slots for 400
-   * tokens) plus each block's header and positions; no scales (the codebook is the layer's
-   * constant). {@code snapkv + cq}: SnapKV's kept tokens stored as CQ codes, every layer its own
-   * codebook.
+   * tokens) plus each block's header and positions; no scales; plus once per layer the key and the
+   * value codebooks, 256 × d f32 each (the method's declared tableBytes). {@code snapkv + cq}:
+   * SnapKV's kept tokens stored as CQ codes, every layer its own codebook.
    */
   @Test
   void bytesAreTheCodesAndComposeWithEviction() throws Exception {
@@ -258,6 +381,11 @@ class CqMethodTest {
           }
           assertThat(cache.paged(l).head(g).blocks()).hasSize(13);
         }
+        long tables = 2 * 4L * CqFormat.CENTROIDS * c.headDim();
+        assertThat(cache.paged(l).tableBytes()).isEqualTo(tables);
+        MethodCall call = KvSpec.parse("cq:c=8@profile=" + p).callsFor(l).get(0);
+        assertThat(call.method().tableBytes(call, c.kvHeads(), c.headDim())).isEqualTo(tables);
+        want += tables;
       }
       assertThat(full).isEqualTo(want);
     }
@@ -271,7 +399,8 @@ class CqMethodTest {
         assertThat(f.keys().name()).isEqualTo("cq8c8b_k" + l);
         assertThat(cache.paged(l).positions(0).length).isLessThan(prompt.length / 2);
       }
-      assertThat(cache.bytes()).isLessThan(full / 2);
+      long tables = c.layers() * 2 * 4L * CqFormat.CENTROIDS * c.headDim(); // the same codebooks
+      assertThat(cache.bytes() - tables).isLessThan((full - tables) / 2);
       for (float x : logits) {
         assertThat(Float.isFinite(x)).isTrue();
       }

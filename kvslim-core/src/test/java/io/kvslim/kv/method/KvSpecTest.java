@@ -135,7 +135,8 @@ class KvSpecTest {
         "full@colour=red",
         "bad scope '@colour=red' in KV spec 'full@colour=red' (accepted: @layers=A-B, @profile=FILE)"
       },
-      {"razor", "razor needs a calibration profile: make one with 'kvslim calibrate"}
+      {"razor", "razor needs a calibration profile: make one with 'kvslim calibrate"},
+      {"cq:c=4", "or pass '--calib TEXT' to calibrate on that text on the fly"}
     };
     for (String[] c : cases) {
       assertThatThrownBy(() -> KvSpec.parse(c[0]))

@@ -181,8 +181,8 @@ class LexicoMethodTest {
 
   /**
    * Without a window, bytes are the codes: ⌈20·s/8⌉ = 20 bytes per key and per value at s=8, 13
-   * blocks of 32 slots for 400 tokens, plus each block's bookkeeping; the dictionaries are the
-   * layer's constant (tableBytes), not counted.
+   * blocks of 32 slots for 400 tokens, plus each block's bookkeeping, plus once per layer the key
+   * and the value dictionaries, N atoms × d f32 each (the method's declared tableBytes).
    */
   @Test
   void bytesAreTheCodes() throws Exception {
@@ -202,6 +202,12 @@ class LexicoMethodTest {
         assertThat(atoms).isEqualTo(96 * c.kvHeads()); // the quick profile's samples
         assertThat(f.keys().name()).isEqualTo("lexico_s8_n" + atoms + "_k" + l);
         assertThat(((LexicoFormat) f.keys()).tableBytes()).isEqualTo(4L * atoms * c.headDim());
+        assertThat(f.tableBytes()).isEqualTo(2 * 4L * atoms * c.headDim());
+        assertThat(cache.paged(l).tableBytes()).isEqualTo(2 * 4L * atoms * c.headDim());
+        MethodCall call = KvSpec.parse(spec).callsFor(l).get(0);
+        assertThat(call.method().tableBytes(call, c.kvHeads(), c.headDim()))
+            .isEqualTo(2 * 4L * atoms * c.headDim());
+        want += 2 * 4L * atoms * c.headDim();
         for (int g = 0; g < c.kvHeads(); g++) {
           for (var b : cache.paged(l).head(g).blocks()) {
             assertThat(b.bytes() - b.bookkeepingBytes()).isEqualTo(2L * 32 * 20);
