@@ -61,11 +61,11 @@ public final class AttentionKernels {
   }
 
   /** Rotations by 8, 4, 2 and 1 lanes (where the species has more lanes than the step). */
-  private static final VectorShuffle<Float> ROTATE8 = rotation(8);
+  public static final VectorShuffle<Float> ROTATE8 = rotation(8);
 
-  private static final VectorShuffle<Float> ROTATE4 = rotation(4);
-  private static final VectorShuffle<Float> ROTATE2 = rotation(2);
-  private static final VectorShuffle<Float> ROTATE1 = rotation(1);
+  public static final VectorShuffle<Float> ROTATE4 = rotation(4);
+  public static final VectorShuffle<Float> ROTATE2 = rotation(2);
+  public static final VectorShuffle<Float> ROTATE1 = rotation(1);
 
   private static VectorShuffle<Float> rotation(int step) {
     int lanes = FLOATS.length();

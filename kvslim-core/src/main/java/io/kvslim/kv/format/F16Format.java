@@ -87,6 +87,18 @@ public final class F16Format extends RowFormat {
       super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
       return;
     }
+    // The widened half is bits·2^112 with bits = (h << 13) & 0x8fffe000 read as a float; instead
+    // of multiplying every key vector by 2^112 the query is, once per block: q·2^112 is exact (a
+    // prepared query is an f16 value, |q| <= 65504 < 2^16, or infinite) and bits is exact too
+    // (f16 subnormals become float subnormals, multiples of 2^-136), so each product, and each
+    // fused multiply-add, is the same as with the widened key: the same bits.
+    if (work.length < headDim) {
+      super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
+      return;
+    }
+    for (int j = 0; j < headDim; j += lanes) {
+      FloatVector.fromArray(species, prepared, pOff + j).mul(0x1p112f).intoArray(work, j);
+    }
     for (int s = 0; s < count; s++) {
       int at = s * rowBytes;
       FloatVector sum = FloatVector.zero(species);
@@ -97,10 +109,20 @@ public final class F16Format extends RowFormat {
                     .reinterpretAsShorts()
                     .convertShape(S2I, VectorKernels.INTS, 0);
         sum =
-            FloatVector.fromArray(species, prepared, pOff + j)
-                .fma(h.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f), sum);
+            FloatVector.fromArray(species, work, j)
+                .fma(h.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum);
       }
-      scores[s] = AttentionKernels.sumLanes(sum);
+      if (lanes == 16) {
+        // AttentionKernels.sumLanes' tree written out (C2 did not inline the call here, and a
+        // vector passed to a call that is not inlined is boxed): the same additions
+        sum = sum.add(sum.rearrange(AttentionKernels.ROTATE8));
+        sum = sum.add(sum.rearrange(AttentionKernels.ROTATE4));
+        sum = sum.add(sum.rearrange(AttentionKernels.ROTATE2));
+        sum = sum.add(sum.rearrange(AttentionKernels.ROTATE1));
+        scores[s] = sum.lane(0);
+      } else {
+        scores[s] = AttentionKernels.sumLanes(sum);
+      }
     }
   }
 
@@ -142,7 +164,8 @@ public final class F16Format extends RowFormat {
         if (weight == 0f) {
           continue;
         }
-        FloatVector w = FloatVector.broadcast(species, roundToF16(weight));
+        // the weight times 2^112 instead of each widened value (see scores: exact, same bits)
+        FloatVector w = FloatVector.broadcast(species, roundToF16(weight) * 0x1p112f);
         int at = s * rowBytes + 2 * c;
         // VectorKernels.widenFinite's steps written out: no vector crosses a call C2 might not
         // inline
@@ -167,10 +190,10 @@ public final class F16Format extends RowFormat {
                 ByteVector.fromArray(VectorKernels.HALF_BYTES, array, at + 6 * lanes)
                     .reinterpretAsShorts()
                     .convertShape(S2I, VectorKernels.INTS, 0);
-        v0 = h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v0);
-        v1 = h1.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v1);
-        v2 = h2.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v2);
-        v3 = h3.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().mul(0x1p112f).fma(w, v3);
+        v0 = h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().fma(w, v0);
+        v1 = h1.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().fma(w, v1);
+        v2 = h2.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().fma(w, v2);
+        v3 = h3.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats().fma(w, v3);
       }
       v0.intoArray(acc, a);
       v1.intoArray(acc, a + lanes);

@@ -87,19 +87,25 @@ public final class Q4_0Format extends GgmlBlockFormat {
     return Float.float16ToFloat((short) ((array[at] & 0xff) | (array[at + 1] << 8)));
   }
 
-  /** The nibbles of the 16 bytes at {@code at} as int lanes (16 lanes). */
-  private static IntVector packed(byte[] array, int at) {
-    return (IntVector)
-        ByteVector.fromArray(BYTES16, array, at).convertShape(VectorOperators.B2I, INTS, 0);
+  /** The 16 packed bytes at {@code at}: low nibbles elements 0..15, high nibbles 16..31. */
+  private static ByteVector packed(byte[] array, int at) {
+    return ByteVector.fromArray(BYTES16, array, at);
   }
 
-  private static FloatVector low(IntVector packed) {
-    return (FloatVector) packed.and(0x0f).sub(8).convert(VectorOperators.I2F, 0);
-  }
-
-  private static FloatVector high(IntVector packed) {
+  /** The low nibbles, centred on zero, as floats (byte lanes: exact small integers). */
+  private static FloatVector low(ByteVector packed) {
     return (FloatVector)
-        packed.lanewise(VectorOperators.ASHR, 4).and(0x0f).sub(8).convert(VectorOperators.I2F, 0);
+        packed.and((byte) 0x0f).sub((byte) 8).convertShape(VectorOperators.B2F, FLOATS, 0);
+  }
+
+  /** The high nibbles, centred on zero, as floats. */
+  private static FloatVector high(ByteVector packed) {
+    return (FloatVector)
+        packed
+            .lanewise(VectorOperators.LSHR, 4)
+            .and((byte) 0x0f)
+            .sub((byte) 8)
+            .convertShape(VectorOperators.B2F, FLOATS, 0);
   }
 
   /**
@@ -125,29 +131,24 @@ public final class Q4_0Format extends GgmlBlockFormat {
     int blocks = headDim / BLOCK_VALUES;
     int units = count * blocks;
     float sum = 0f;
-    for (int u = 0; u < units; u += 4) {
-      int n = Math.min(4, units - u);
-      FloatVector p0 = unitDot(array, u, blocks, prepared, pOff);
-      FloatVector p1 = n > 1 ? unitDot(array, u + 1, blocks, prepared, pOff) : p0;
-      FloatVector p2 = n > 2 ? unitDot(array, u + 2, blocks, prepared, pOff) : p0;
-      FloatVector p3 = n > 3 ? unitDot(array, u + 3, blocks, prepared, pOff) : p0;
-      AttentionKernels.sumLanes4(p0, p1, p2, p3, work, 0, work, 16);
-      for (int k = 0; k < n; k++) {
-        int unit = u + k;
-        int b = unit % blocks;
-        if (b == 0) {
-          sum = 0f;
-        }
-        sum += work[k] * (scaleAt(array, unit * Q4_0Codec.BYTES) * prepared[pOff + headDim + b]);
-        if (b == blocks - 1) {
-          scores[unit / blocks] = sum;
-        }
+    // unit by unit from one call site (C2 inlines it; four call sites and a four-way lane sum did
+    // not fit its inlining budget, and the vectors were boxed); the lanes hold exact integers
+    // (|sum| < 2^24), so summing them in any order gives the same float as sumLanes
+    for (int unit = 0; unit < units; unit++) {
+      int b = unit % blocks;
+      if (b == 0) {
+        sum = 0f;
+      }
+      float sumi = unitDot(array, unit, blocks, prepared, pOff).reduceLanes(VectorOperators.ADD);
+      sum += sumi * (scaleAt(array, unit * Q4_0Codec.BYTES) * prepared[pOff + headDim + b]);
+      if (b == blocks - 1) {
+        scores[unit / blocks] = sum;
       }
     }
   }
 
   private static FloatVector unitDot(byte[] array, int u, int blocks, float[] prepared, int pOff) {
-    IntVector packed = packed(array, u * Q4_0Codec.BYTES + QS);
+    ByteVector packed = packed(array, u * Q4_0Codec.BYTES + QS);
     int j = pOff + (u % blocks) * BLOCK_VALUES;
     return FloatVector.fromArray(FLOATS, prepared, j + 16)
         .fma(
@@ -190,8 +191,8 @@ public final class Q4_0Format extends GgmlBlockFormat {
           int at1 = at + Q4_0Codec.BYTES;
           FloatVector wd0 = FloatVector.broadcast(FLOATS, weight * scaleAt(array, at));
           FloatVector wd1 = FloatVector.broadcast(FLOATS, weight * scaleAt(array, at1));
-          IntVector k0 = packed(array, at + QS);
-          IntVector k1 = packed(array, at1 + QS);
+          ByteVector k0 = packed(array, at + QS);
+          ByteVector k1 = packed(array, at1 + QS);
           sum0 = low(k0).fma(wd0, sum0);
           sum1 = high(k0).fma(wd0, sum1);
           sum2 = low(k1).fma(wd1, sum2);

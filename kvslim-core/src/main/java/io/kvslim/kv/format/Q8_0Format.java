@@ -136,41 +136,27 @@ public final class Q8_0Format extends GgmlBlockFormat {
     int blocks = headDim / BLOCK_VALUES;
     int units = count * blocks;
     float sum = 0f;
-    int u = 0;
-    for (; u < units; u += 4) {
-      int n = Math.min(4, units - u);
-      FloatVector p0 = unitDot(array, u, blocks, prepared, pOff);
-      FloatVector p1 = n > 1 ? unitDot(array, u + 1, blocks, prepared, pOff) : p0;
-      FloatVector p2 = n > 2 ? unitDot(array, u + 2, blocks, prepared, pOff) : p0;
-      FloatVector p3 = n > 3 ? unitDot(array, u + 3, blocks, prepared, pOff) : p0;
-      AttentionKernels.sumLanes4(p0, p1, p2, p3, work, 0, work, 16);
-      for (int k = 0; k < n; k++) {
-        int unit = u + k;
-        int b = unit % blocks;
-        if (b == 0) {
-          sum = 0f;
-        }
-        sum += work[k] * (scaleAt(array, unit * Q8_0Codec.BYTES) * prepared[pOff + headDim + b]);
-        if (b == blocks - 1) {
-          scores[unit / blocks] = sum;
-        }
+    // unit by unit from one call site (C2 inlines it; four call sites and a four-way lane sum did
+    // not fit its inlining budget, and the vectors were boxed); the lanes hold exact integers
+    // (|sum| < 2^24), so summing them in any order gives the same float as sumLanes
+    for (int unit = 0; unit < units; unit++) {
+      int b = unit % blocks;
+      if (b == 0) {
+        sum = 0f;
+      }
+      // the unit's 32 codes against its query block, written out here (a call returning a vector
+      // that C2 does not inline boxes it)
+      int at = unit * Q8_0Codec.BYTES + QS;
+      int j = pOff + b * BLOCK_VALUES;
+      FloatVector partial =
+          FloatVector.fromArray(FLOATS, prepared, j).fma(b2f(array, at), FloatVector.zero(FLOATS));
+      partial = FloatVector.fromArray(FLOATS, prepared, j + 16).fma(b2f(array, at + 16), partial);
+      float sumi = partial.reduceLanes(VectorOperators.ADD);
+      sum += sumi * (scaleAt(array, unit * Q8_0Codec.BYTES) * prepared[pOff + headDim + b]);
+      if (b == blocks - 1) {
+        scores[unit / blocks] = sum;
       }
     }
-  }
-
-  /** Lane-wise products of unit {@code u}'s 32 codes with its query block, summed over halves. */
-  private static FloatVector unitDot(byte[] array, int u, int blocks, float[] prepared, int pOff) {
-    int at = u * Q8_0Codec.BYTES + QS;
-    int j = pOff + (u % blocks) * BLOCK_VALUES;
-    FloatVector k0 =
-        (FloatVector)
-            ByteVector.fromArray(BYTES16, array, at).convertShape(VectorOperators.B2F, FLOATS, 0);
-    FloatVector k1 =
-        (FloatVector)
-            ByteVector.fromArray(BYTES16, array, at + 16)
-                .convertShape(VectorOperators.B2F, FLOATS, 0);
-    return FloatVector.fromArray(FLOATS, prepared, j + 16)
-        .fma(k1, FloatVector.fromArray(FLOATS, prepared, j).fma(k0, FloatVector.zero(FLOATS)));
   }
 
   @Override
