@@ -214,44 +214,10 @@ public final class F16Format extends RowFormat {
     VectorKernels.addWeightedHalves(roundToF16(weight), block, offset, acc, accOff, headDim, work);
   }
 
-  /** Each slot is decoded once for all rows; each row then adds it as {@link #accumulateRow}. */
-  @Override
-  public void accumulateBlockRows(
-      MemorySegment block,
-      int count,
-      int capacity,
-      int headDim,
-      float[] weights,
-      int wOff,
-      int wStride,
-      int[] rows,
-      int rowCount,
-      float[] acc,
-      int accStride,
-      float[] work) {
-    if (rowCount < 2) {
-      super.accumulateBlockRows(
-          block, count, capacity, headDim, weights, wOff, wStride, rows, rowCount, acc, accStride,
-          work);
-      return;
-    }
-    int rowBytes = rowBytes(headDim);
-    for (int s = 0; s < count; s++) {
-      boolean decoded = false;
-      for (int i = 0; i < rowCount; i++) {
-        int r = rows[i];
-        float weight = weights[wOff + r * wStride + s];
-        if (weight == 0f) {
-          continue;
-        }
-        if (!decoded) {
-          decodeRow(block, (long) s * rowBytes, headDim, work, 0);
-          decoded = true;
-        }
-        AttentionKernels.addWeighted(roundToF16(weight), work, 0, acc, r * accStride, headDim);
-      }
-    }
-  }
+  // No accumulateBlockRows override: the rows of a GQA group each run accumulateBlock (output in
+  // registers, the block read again from L1), which measured faster than decoding each slot once
+  // and adding it to every row's output through memory (GQA 12/4 at depth 8000: 33.7 tok/s with
+  // the shared decode against 59.1 for F32).
 
   @Override
   public boolean accumulatesProbabilities() {

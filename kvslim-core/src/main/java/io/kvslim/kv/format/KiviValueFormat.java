@@ -228,7 +228,10 @@ public final class KiviValueFormat extends RowFormat {
       int accStride,
       float[] work) {
     int groups = headDim / group;
-    if (rowCount == 1
+    // each row alone through the register-held kernel where it applies (for a GQA group too: the
+    // block is read again from L1, cheaper than adding each decoded slot to every row's output in
+    // memory); the same bits as each row's accumulateBlock
+    if (rowCount >= 1
         && accumulateOneRow(
             block,
             count,
@@ -238,6 +241,17 @@ public final class KiviValueFormat extends RowFormat {
             acc,
             rows[0] * accStride,
             work)) {
+      for (int i = 1; i < rowCount; i++) {
+        accumulateOneRow(
+            block,
+            count,
+            headDim,
+            weights,
+            wOff + rows[i] * wStride,
+            acc,
+            rows[i] * accStride,
+            work);
+      }
       return;
     }
     if (rowCount < 2 || work.length < headDim + 2 * groups) {

@@ -109,9 +109,9 @@ public final class Q4_0Format extends GgmlBlockFormat {
   }
 
   /**
-   * Row by row as {@link #dotRow}: a row's 32-value blocks are consecutive 18-byte units, four
-   * units' integer sums (exact integers in float, so any order gives the same) summed together by
-   * {@link AttentionKernels#sumLanes4}, then each row adds its blocks' terms in order from 0.
+   * Row by row as {@link #dotRow}: a row's 32-value blocks are consecutive 18-byte units, each
+   * unit's lanes summed by {@code reduceLanes} (exact integers in float, so any order gives the
+   * same sum), then each row adds its blocks' terms in order from 0.
    */
   @Override
   public void scores(

@@ -121,9 +121,9 @@ public final class Q8_0Format extends GgmlBlockFormat {
   /**
    * {@link #scores} with 16 lanes: a row's 32-value blocks are consecutive 34-byte units over the
    * whole block ({@code rowBytes = blocks·34}), so unit {@code u} sits at byte {@code 34u} and
-   * scores with query block {@code u % blocks}. Four units' integer sums are summed together
-   * ({@link AttentionKernels#sumLanes4}; they are exact integers in float, as in any order), then
-   * each row adds its blocks' terms in order from 0, as the per-unit loop does: the same bits.
+   * scores with query block {@code u % blocks}. Each unit's lanes are summed by {@code reduceLanes}
+   * (they are exact integers in float, so any order gives the same sum), then each row adds its
+   * blocks' terms in order from 0, as the per-unit loop does: the same bits.
    */
   private static void scores16(
       byte[] array,
