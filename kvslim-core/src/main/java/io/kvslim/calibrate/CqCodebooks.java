@@ -6,11 +6,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.kvslim.engine.Engine;
 import io.kvslim.kv.format.CqFormat;
 import io.kvslim.model.ModelConfig;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.Base64;
 import java.util.List;
 import java.util.SplittableRandom;
 
@@ -168,8 +165,8 @@ public record CqCodebooks(
       ArrayNode k = cfg.putArray("keys");
       ArrayNode v = cfg.putArray("values");
       for (int l = 0; l < keys[i].length; l++) {
-        k.add(encode(keys[i][l]));
-        v.add(encode(values[i][l]));
+        k.add(FloatTables.encode(keys[i][l]));
+        v.add(FloatTables.encode(values[i][l]));
       }
       if (keysPerHead != null && keysPerHead[i] != null) {
         ArrayNode kh = cfg.putArray("keys_per_head");
@@ -178,18 +175,12 @@ public record CqCodebooks(
           ArrayNode kl = kh.addArray();
           ArrayNode vl = vh.addArray();
           for (int g = 0; g < keysPerHead[i][l].length; g++) {
-            kl.add(encode(keysPerHead[i][l][g]));
-            vl.add(encode(valuesPerHead[i][l][g]));
+            kl.add(FloatTables.encode(keysPerHead[i][l][g]));
+            vl.add(FloatTables.encode(valuesPerHead[i][l][g]));
           }
         }
       }
     }
-  }
-
-  private static String encode(float[] values) {
-    ByteBuffer b = ByteBuffer.allocate(4 * values.length).order(ByteOrder.LITTLE_ENDIAN);
-    b.asFloatBuffer().put(values);
-    return Base64.getEncoder().encodeToString(b.array());
   }
 
   /**
@@ -203,7 +194,7 @@ public record CqCodebooks(
     if (!o.path("samples").canConvertToInt()
         || !o.path("iterations").canConvertToInt()
         || !configs.isArray()) {
-      throw bad(file, "cq needs samples, iterations and configs");
+      throw FloatTables.damaged(file, "cq needs samples, iterations and configs");
     }
     float[][][] keys = new float[COUPLINGS.length][][];
     float[][][] values = new float[COUPLINGS.length][][];
@@ -213,7 +204,8 @@ public record CqCodebooks(
     for (JsonNode cfg : configs) {
       int i = Arrays.binarySearch(COUPLINGS, cfg.path("c").asInt(-1));
       if (i < 0 || headDim % COUPLINGS[i] != 0) {
-        throw bad(file, "cq.configs has a coupling other than 2, 4 or 8 dividing " + headDim);
+        throw FloatTables.damaged(
+            file, "cq.configs has a coupling other than 2, 4 or 8 dividing " + headDim);
       }
       keys[i] = layers(cfg.path("keys"), layers, headDim, file);
       values[i] = layers(cfg.path("values"), layers, headDim, file);
@@ -234,7 +226,8 @@ public record CqCodebooks(
 
   private static float[][][] perHead(JsonNode a, int layers, int kvHeads, int headDim, Path file) {
     if (!a.isArray() || a.size() != layers) {
-      throw bad(file, "a per-head cq codebook list does not have " + layers + " layers");
+      throw FloatTables.damaged(
+          file, "a per-head cq codebook list does not have " + layers + " layers");
     }
     float[][][] out = new float[layers][][];
     for (int l = 0; l < layers; l++) {
@@ -245,33 +238,14 @@ public record CqCodebooks(
 
   private static float[][] layers(JsonNode a, int layers, int headDim, Path file) {
     if (!a.isArray() || a.size() != layers) {
-      throw bad(file, "a cq codebook list does not have " + layers + " layers");
+      throw FloatTables.damaged(file, "a cq codebook list does not have " + layers + " layers");
     }
     float[][] out = new float[layers][];
     for (int l = 0; l < layers; l++) {
-      byte[] bytes;
-      try {
-        bytes = Base64.getDecoder().decode(a.get(l).asText(""));
-      } catch (IllegalArgumentException e) {
-        throw bad(file, "cq codebook of layer " + l + " is not base64");
-      }
-      int floats = headDim * CqFormat.CENTROIDS;
-      if (bytes.length != 4 * floats) {
-        throw bad(file, "cq codebook of layer " + l + " does not have " + floats + " values");
-      }
-      out[l] = new float[floats];
-      ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out[l]);
-      for (float f : out[l]) {
-        if (!Float.isFinite(f)) {
-          throw bad(file, "cq codebook of layer " + l + " has a value that is not finite");
-        }
-      }
+      out[l] =
+          FloatTables.decode(
+              a.get(l), headDim * CqFormat.CENTROIDS, file, "cq codebook of layer " + l);
     }
     return out;
-  }
-
-  private static CalibrationProfile.ProfileException bad(Path file, String what) {
-    return new CalibrationProfile.ProfileException(
-        "calibration profile " + file + " is damaged: " + what);
   }
 }

@@ -6,11 +6,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.kvslim.engine.Engine;
 import io.kvslim.kv.format.Omp;
 import io.kvslim.model.ModelConfig;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.Base64;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
@@ -325,15 +322,9 @@ public record LexicoDictionaries(
     ArrayNode k = o.putArray("keys");
     ArrayNode v = o.putArray("values");
     for (int l = 0; l < keys.length; l++) {
-      k.add(encode(keys[l]));
-      v.add(encode(values[l]));
+      k.add(FloatTables.encode(keys[l]));
+      v.add(FloatTables.encode(values[l]));
     }
-  }
-
-  private static String encode(float[] values) {
-    ByteBuffer b = ByteBuffer.allocate(4 * values.length).order(ByteOrder.LITTLE_ENDIAN);
-    b.asFloatBuffer().put(values);
-    return Base64.getEncoder().encodeToString(b.array());
   }
 
   /**
@@ -349,7 +340,7 @@ public record LexicoDictionaries(
         || !o.path("sparsity").canConvertToInt()
         || atoms < 1
         || atoms > 4096) {
-      throw bad(file, "lexico needs samples, rounds, sparsity and 1..4096 atoms");
+      throw FloatTables.damaged(file, "lexico needs samples, rounds, sparsity and 1..4096 atoms");
     }
     return new LexicoDictionaries(
         o.path("samples").asInt(),
@@ -362,32 +353,13 @@ public record LexicoDictionaries(
 
   private static float[][] layers(JsonNode a, int layers, int floats, Path file) {
     if (!a.isArray() || a.size() != layers) {
-      throw bad(file, "a lexico dictionary list does not have " + layers + " layers");
+      throw FloatTables.damaged(
+          file, "a lexico dictionary list does not have " + layers + " layers");
     }
     float[][] out = new float[layers][];
     for (int l = 0; l < layers; l++) {
-      byte[] bytes;
-      try {
-        bytes = Base64.getDecoder().decode(a.get(l).asText(""));
-      } catch (IllegalArgumentException e) {
-        throw bad(file, "lexico dictionary of layer " + l + " is not base64");
-      }
-      if (bytes.length != 4 * floats) {
-        throw bad(file, "lexico dictionary of layer " + l + " does not have " + floats + " values");
-      }
-      out[l] = new float[floats];
-      ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out[l]);
-      for (float f : out[l]) {
-        if (!Float.isFinite(f)) {
-          throw bad(file, "lexico dictionary of layer " + l + " has a value that is not finite");
-        }
-      }
+      out[l] = FloatTables.decode(a.get(l), floats, file, "lexico dictionary of layer " + l);
     }
     return out;
-  }
-
-  private static CalibrationProfile.ProfileException bad(Path file, String what) {
-    return new CalibrationProfile.ProfileException(
-        "calibration profile " + file + " is damaged: " + what);
   }
 }
