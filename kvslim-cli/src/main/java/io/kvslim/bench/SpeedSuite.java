@@ -71,6 +71,7 @@ public final class SpeedSuite {
     m.put("batch", s.batch());
     m.put("gen", s.gen());
     m.put("repeat", s.repeat());
+    m.put("warmup", s.warmup());
     m.put("prefill_tokens_per_second", r.prefillTokensPerSecond().median());
     m.put("prefill_tokens_per_second_min", r.prefillTokensPerSecond().min());
     m.put("prefill_tokens_per_second_max", r.prefillTokensPerSecond().max());

@@ -31,7 +31,7 @@ import picocli.CommandLine.Option;
     description = {
       "Prefill tokens/s for a prompt of P random tokens and decode tokens/s for N steps after a"
           + " prefill of D tokens, for B sequences decoding together; median and spread of R runs"
-          + " after one warm-up. Several --kv specs and --depths are measured in one process,"
+          + " after --warmup runs. Several --kv specs and --depths are measured in one process,"
           + " the full cache first, with the time spent in the policies (method overhead)."
     })
 public final class BenchSpeedCommand implements Callable<Integer> {
@@ -75,6 +75,13 @@ public final class BenchSpeedCommand implements Callable<Integer> {
 
   @Option(names = "--repeat", description = "Measured runs (default ${DEFAULT-VALUE}).")
   int repeat = 5;
+
+  @Option(
+      names = "--warmup",
+      description =
+          "Unmeasured runs before them, for the JIT (default ${DEFAULT-VALUE}; llama-bench"
+              + " makes one).")
+  int warmup = SpeedBenchmark.DEFAULT_WARMUP;
 
   @Option(names = "--seed", description = "Seed of the random tokens (default ${DEFAULT-VALUE}).")
   long seed = 1;
@@ -122,7 +129,7 @@ public final class BenchSpeedCommand implements Callable<Integer> {
       String name = modelOptions.modelPath().getFileName().toString();
       for (int depth : ds) {
         SpeedBenchmark.Settings s =
-            new SpeedBenchmark.Settings(prompt, gen, depth, batch, repeat, seed);
+            new SpeedBenchmark.Settings(prompt, gen, depth, batch, repeat, warmup, seed);
         SpeedSuite.Run full = null;
         for (String spec : texts) {
           SpeedSuite.Run run = SpeedSuite.measure(model, modelOptions.threads, numerics, spec, s);
@@ -204,6 +211,7 @@ public final class BenchSpeedCommand implements Callable<Integer> {
     m.put("prompt", prompt);
     m.put("gen", gen);
     m.put("repeat", repeat);
+    m.put("warmup", warmup);
     m.put("prefill_tokens_per_second", p.median());
     m.put("prefill_tokens_per_second_min", p.min());
     m.put("prefill_tokens_per_second_max", p.max());
