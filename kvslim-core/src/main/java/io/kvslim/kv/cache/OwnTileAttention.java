@@ -33,6 +33,28 @@ final class OwnTileAttention {
    * to {@code observed[head]}.
    */
   void attendTile(AttentionTile tile, int g, int first, int last, PagedLayerKv.Call c) {
+    attendPart(tile, g, first, last, c, 0, Integer.MAX_VALUE, 0, null, 0);
+  }
+
+  /**
+   * {@link #attendTile} over the head's blocks {@code [blockFrom, blockTo)} only, whose first live
+   * token is the head's retained token {@code base}. With {@code parts} non-null (a split decode,
+   * {@link SplitAttention}), the rows' softmax runs over those tokens alone and its state (the
+   * largest score, the sum of weights, the unnormalized value sums) goes to {@code parts} at {@code
+   * part} instead of {@code c.out}, for {@link SplitAttention#merge}; a split call has no observer,
+   * no compensation entry, no Quest selection and no cache-relative positions.
+   */
+  void attendPart(
+      AttentionTile tile,
+      int g,
+      int first,
+      int last,
+      PagedLayerKv.Call c,
+      int blockFrom,
+      int blockTo,
+      int base,
+      SplitAttention parts,
+      int part) {
     int group = c.group;
     float[] queries = c.queries;
     float scale = c.scale;
@@ -63,10 +85,12 @@ final class OwnTileAttention {
     int retained = 0;
     // Quest's page selection: blocks without a selected token are not read (score -inf, weight 0)
     BitSet selected = c.selected == null ? null : c.selected[g];
+    int blockEnd = Math.min(blockTo, blocks.size());
     if (PREFETCH && selected == null) {
-      tile.touched += touchBlocks(blocks);
+      tile.touched += touchBlocks(blocks, blockFrom, blockEnd);
     }
-    for (int b = 0, count = blocks.size(); b < count; b++) {
+    retained = base;
+    for (int b = blockFrom; b < blockEnd; b++) {
       KvBlock block = blocks.get(b);
       int live = block.liveCount();
       int filled = block.filled();
@@ -171,11 +195,12 @@ final class OwnTileAttention {
       }
       retained += live;
     }
-    assert retained == size : "live counts are inconsistent";
+    assert parts != null || retained == size : "live counts are inconsistent";
+    int end = retained; // the part's tokens are [base, end) of the head's retained order
     if (head.weights().any()) {
       // merged entries (METHODS.md M2): an entry of weight w enters the softmax as z + ln w
       for (int r = 0; r < rows; r++) {
-        head.weights().addLogs(scores, r * stride, size);
+        head.weights().addLogs(scores, r * stride, base, end);
       }
     }
     if (compensated) {
@@ -184,14 +209,27 @@ final class OwnTileAttention {
     }
     float[] sums = tile.sums;
     int entries = compensated ? size + 1 : size;
-    for (int r = 0; r < rows; r++) {
-      sums[r] = AttentionKernels.softmaxWeights(scores, r * stride, entries);
+    if (parts == null) {
+      for (int r = 0; r < rows; r++) {
+        sums[r] = AttentionKernels.softmaxWeights(scores, r * stride, entries);
+      }
+    } else {
+      for (int r = 0; r < rows; r++) {
+        float max = AttentionKernels.max(scores, r * stride + base, end - base);
+        if (max == Float.NEGATIVE_INFINITY) {
+          Arrays.fill(scores, r * stride + base, r * stride + end, 0f);
+          sums[r] = 0f;
+        } else {
+          sums[r] = AttentionKernels.expAndSum(scores, r * stride + base, end - base, max);
+        }
+        parts.max[part * PagedLayerKv.TILE_ROWS + r] = max;
+      }
     }
     float[] acc = tile.acc;
     Arrays.fill(acc, 0, rows * headDim, 0f);
     tile.probabilities = false;
-    retained = 0;
-    for (int b = 0, count = blocks.size(); b < count; b++) {
+    retained = base;
+    for (int b = blockFrom; b < blockEnd; b++) {
       KvBlock block = blocks.get(b);
       int live = block.liveCount();
       if (live == 0) {
@@ -241,6 +279,10 @@ final class OwnTileAttention {
       }
     }
     boolean probabilities = tile.probabilities;
+    if (parts != null) {
+      parts.keep(part, rows, headDim, sums, acc, probabilities ? tile.accOfProbabilities : null);
+      return;
+    }
     for (int r = 0; r < rows; r++) {
       float inverse = sums[r] == 0f ? 0f : 1f / sums[r];
       AttentionKernels.scale(acc, r * headDim, inverse, out, rowOffsets[r], headDim);
@@ -308,8 +350,13 @@ final class OwnTileAttention {
    * a time (eleven KIVI-2 caches at depth 384: attention 20% faster, `DecodeStepMain`).
    */
   static int touchBlocks(List<KvBlock> blocks) {
+    return touchBlocks(blocks, 0, blocks.size());
+  }
+
+  /** {@link #touchBlocks(List)} for the blocks {@code [from, to)}. */
+  static int touchBlocks(List<KvBlock> blocks, int from, int to) {
     int sum = 0;
-    for (int b = 0, count = blocks.size(); b < count; b++) {
+    for (int b = from; b < to; b++) {
       KvBlock block = blocks.get(b);
       sum += touch(block.keys()) + touch(block.values());
       MemorySegment residual = block.residualValues();

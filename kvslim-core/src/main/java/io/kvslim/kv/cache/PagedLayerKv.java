@@ -400,6 +400,13 @@ public final class PagedLayerKv implements LayerKv {
         c.rows = n * c.group; // per KV head: query i, head-in-group j is row i·group + j
         c.tiles = (c.rows + TILE_ROWS - 1) / TILE_ROWS;
         c.observed = null;
+        if (pool != null && split.plan(store, c, pool.threads(), false) > 1) {
+          c.items = split.slots(); // flash-decoding: each head's blocks in parts, merged after
+          c.next.set(0);
+          run(pool, c.items, splitTask);
+          split.merge(c);
+          return;
+        }
         c.items = kvHeads * c.tiles;
         c.next.set(0);
         run(pool, c.items, tilesTask);
@@ -474,6 +481,23 @@ public final class PagedLayerKv implements LayerKv {
   private final Call call = new Call();
 
   private final Parallel.ChunkTask tilesTask = this::runTiles;
+  private final Parallel.ChunkTask splitTask = this::runSplit;
+  private final SplitAttention split = new SplitAttention();
+
+  /** Parts per KV head of the last decode call without an observer (1: not split). */
+  int splitParts() {
+    return split.lastParts;
+  }
+
+  /** Items are {@link SplitAttention}'s (KV head, tile, part), claimed one at a time. */
+  private void runSplit(int chunk, int start, int end) {
+    Call c = call;
+    AttentionTile tile = scratch.tile(chunk);
+    for (int item; (item = c.next.getAndIncrement()) < c.items; ) {
+      split.attend(own, tile, item, c);
+    }
+  }
+
   private final Parallel.ChunkTask observedRowTask = this::runObservedRow;
 
   /** Items are (KV head, tile of rows), KV head major, claimed one at a time. */

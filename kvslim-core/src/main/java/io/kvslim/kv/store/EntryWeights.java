@@ -130,8 +130,16 @@ public final class EntryWeights {
    * masked logit ({@code −∞}) stays masked.
    */
   public void addLogs(float[] z, int off, int n) {
-    int m = Math.min(n, count);
-    for (int i = 0; i < m; i++) {
+    addLogs(z, off, 0, n);
+  }
+
+  /**
+   * {@link #addLogs(float[], int, int)} for the entries {@code [from, to)} only: {@code z[off + i]
+   * += ln w_i} for each of them.
+   */
+  public void addLogs(float[] z, int off, int from, int to) {
+    int m = Math.min(to, count);
+    for (int i = from; i < m; i++) {
       z[off + i] += logs[i];
     }
   }
