@@ -133,9 +133,18 @@ public final class AttentionKernels {
    * Lanes {@code i} of {@code a} and {@code i ^ bit} of {@code b} combined pairwise (see below).
    */
   private static FloatVector combine(FloatVector a, FloatVector b, int bit) {
-    VectorMask<Float> m = BITS[bit];
-    return a.blend(b, m).add(b.blend(a, m).rearrange(FLIPS[bit]));
+    // masks and shuffles from static final fields: one read from an array element is not a
+    // constant to C2, which may then run blend and rearrange out of line on boxed vectors
+    VectorMask<Float> m = bit == 8 ? BIT8 : BIT4;
+    return a.blend(b, m).add(b.blend(a, m).rearrange(bit == 8 ? FLIP8 : FLIP4));
   }
+
+  private static final VectorMask<Float> BIT8 = BITS.length > 8 ? BITS[8] : null;
+  private static final VectorMask<Float> BIT4 = BITS.length > 4 ? BITS[4] : null;
+  private static final VectorShuffle<Float> FLIP8 = FLIPS.length > 8 ? FLIPS[8] : null;
+  private static final VectorShuffle<Float> FLIP4 = FLIPS.length > 4 ? FLIPS[4] : null;
+  private static final VectorShuffle<Float> FLIP2 = FLIPS.length > 2 ? FLIPS[2] : null;
+  private static final VectorShuffle<Float> FLIP1 = FLIPS.length > 1 ? FLIPS[1] : null;
 
   /**
    * {@code out[o + i] = sumLanes(v_i)} for four vectors, bit for bit: the first two levels of the
@@ -162,8 +171,8 @@ public final class AttentionKernels {
       return;
     }
     FloatVector r = combine(combine(v0, v1, 8), combine(v2, v3, 8), 4);
-    r = r.add(r.rearrange(FLIPS[2]));
-    r = r.add(r.rearrange(FLIPS[1]));
+    r = r.add(r.rearrange(FLIP2));
+    r = r.add(r.rearrange(FLIP1));
     out[o] = r.lane(0);
     out[o + 1] = r.lane(8);
     out[o + 2] = r.lane(4);
