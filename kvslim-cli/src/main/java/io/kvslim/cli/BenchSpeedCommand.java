@@ -7,6 +7,7 @@ import io.kvslim.bench.Environment;
 import io.kvslim.bench.ProfileRun;
 import io.kvslim.bench.ResultStore;
 import io.kvslim.bench.SpeedBenchmark;
+import io.kvslim.bench.SpeedFork;
 import io.kvslim.bench.SpeedSuite;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.model.Model;
@@ -31,8 +32,9 @@ import picocli.CommandLine.Option;
     description = {
       "Prefill tokens/s for a prompt of P random tokens and decode tokens/s for N steps after a"
           + " prefill of D tokens, for B sequences decoding together; median and spread of R runs"
-          + " after --warmup runs. Several --kv specs and --depths are measured in one process,"
-          + " the full cache first, with the time spent in the policies (method overhead)."
+          + " after --warmup runs. Several --kv specs and --depths are measured in one command,"
+          + " the full cache first, each spec in a JVM of its own (--no-fork: all in this one),"
+          + " with the time spent in the policies (method overhead)."
     })
 public final class BenchSpeedCommand implements Callable<Integer> {
   @Mixin ModelOptions modelOptions;
@@ -92,6 +94,22 @@ public final class BenchSpeedCommand implements Callable<Integer> {
   @Option(names = "--out", paramLabel = "DIR", description = "Add the results to DIR's report.")
   Path out;
 
+  @Option(
+      names = "--fork",
+      negatable = true,
+      defaultValue = "true",
+      fallbackValue = "true",
+      description =
+          "With several specs, measure each in a JVM of its own, as JMH forks (default; in one"
+              + " process the JIT compiles the kernels that formats share with every format's"
+              + " type profile, which can slow the later specs down); --no-fork measures all in"
+              + " this process.")
+  boolean fork = true;
+
+  /** A child of --fork: write the runs here instead of printing them. */
+  @Option(names = "--run-file", hidden = true)
+  Path runFile;
+
   @Override
   public Integer call() throws IOException {
     Numerics numerics = numericsOptions.numerics(); // a bad name fails before the model loads
@@ -127,19 +145,44 @@ public final class BenchSpeedCommand implements Callable<Integer> {
         texts.add(0, "full");
       }
       String name = modelOptions.modelPath().getFileName().toString();
-      for (int depth : ds) {
-        SpeedBenchmark.Settings s =
-            new SpeedBenchmark.Settings(prompt, gen, depth, batch, repeat, warmup, seed);
-        SpeedSuite.Run full = null;
+      List<SpeedSuite.Run> all = new ArrayList<>();
+      if (fork && runFile == null && texts.size() > 1) {
+        // spec by spec, each in its own JVM, all depths there; the full cache comes first
+        List<SpeedSuite.Run> full = null;
         for (String spec : texts) {
-          SpeedSuite.Run run = SpeedSuite.measure(model, modelOptions.threads, numerics, spec, s);
+          List<SpeedSuite.Run> runs = forked(spec, ds, numerics);
           if (spec.equals("full")) {
-            full = run;
+            full = runs;
           }
-          print(run, depth);
-          jsonRuns.add(json(run, depth));
-          records.add(SpeedSuite.record(name, run, full));
+          for (int i = 0; i < ds.size(); i++) {
+            SpeedSuite.Run run = runs.get(i);
+            print(run, ds.get(i));
+            jsonRuns.add(json(run, ds.get(i)));
+            records.add(SpeedSuite.record(name, run, full == null ? null : full.get(i)));
+          }
         }
+      } else {
+        for (int depth : ds) {
+          SpeedBenchmark.Settings s =
+              new SpeedBenchmark.Settings(prompt, gen, depth, batch, repeat, warmup, seed);
+          SpeedSuite.Run full = null;
+          for (String spec : texts) {
+            SpeedSuite.Run run = SpeedSuite.measure(model, modelOptions.threads, numerics, spec, s);
+            if (spec.equals("full")) {
+              full = run;
+            }
+            all.add(run);
+            if (runFile == null) {
+              print(run, depth);
+            }
+            jsonRuns.add(json(run, depth));
+            records.add(SpeedSuite.record(name, run, full));
+          }
+        }
+      }
+      if (runFile != null) {
+        SpeedFork.write(runFile, all);
+        return 0;
       }
     }
     if (json != null) {
@@ -162,6 +205,32 @@ public final class BenchSpeedCommand implements Callable<Integer> {
       BenchOutput.writeReports(out, store);
     }
     return 0;
+  }
+
+  /** {@code spec} at every depth, measured by this command in a JVM of its own. */
+  private List<SpeedSuite.Run> forked(String spec, List<Integer> ds, Numerics numerics)
+      throws IOException {
+    Path file = Files.createTempFile("kvslim-speed-", ".json");
+    try {
+      List<String> args = new ArrayList<>();
+      args.addAll(List.of("bench", "speed", "-m", modelOptions.modelPath().toString()));
+      args.addAll(List.of("-t", String.valueOf(modelOptions.threads)));
+      args.addAll(List.of("--numerics", numerics.name(), "--kv", spec));
+      args.addAll(List.of("--prompt", String.valueOf(prompt), "--gen", String.valueOf(gen)));
+      args.add("--depths=" + String.join(",", ds.stream().map(String::valueOf).toList()));
+      args.addAll(List.of("--batch", String.valueOf(batch), "--repeat", String.valueOf(repeat)));
+      args.addAll(List.of("--warmup", String.valueOf(warmup), "--seed", String.valueOf(seed)));
+      args.addAll(List.of("--no-fork", "--run-file", file.toString()));
+      SpeedFork.run(args, "'" + spec + "'");
+      List<SpeedSuite.Run> runs = SpeedFork.read(file);
+      if (runs.size() != ds.size()) {
+        throw new IOException(
+            "the measurement of '" + spec + "' in its own JVM returned " + runs.size() + " runs");
+      }
+      return runs;
+    } finally {
+      Files.deleteIfExists(file);
+    }
   }
 
   private void print(SpeedSuite.Run run, int depth) {
