@@ -252,6 +252,11 @@ public final class QuestMethod implements KvMethod {
     }
 
     @Override
+    public ColdSpill coldSpill() {
+      return spill;
+    }
+
+    @Override
     public double bytesFetched() {
       return spill == null ? -1 : spill.bytesFetched();
     }

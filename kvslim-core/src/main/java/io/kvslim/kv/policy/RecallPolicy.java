@@ -73,6 +73,11 @@ public abstract class RecallPolicy<S> implements KvPolicy {
   }
 
   @Override
+  public final ColdSpill coldSpill() {
+    return spill;
+  }
+
+  @Override
   public double bytesFetched() {
     return spill == null ? -1 : spill.bytesFetched();
   }
