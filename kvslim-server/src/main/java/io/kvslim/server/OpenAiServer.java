@@ -202,6 +202,7 @@ public final class OpenAiServer implements AutoCloseable {
   public OpenAiServer useColdStorage(io.kvslim.kv.store.ColdStorage storage) {
     this.coldStorage = storage;
     pool.withColdStorage(storage);
+    metrics.bindSpill(storage);
     return this;
   }
 
