@@ -91,7 +91,8 @@ public final class GenerateCommand implements Callable<Integer> {
           "--kv-tier cannot be combined with --cluster: the cluster's members hold the blocks");
     }
     var spill = tierOptions.spillStorage(); // spill=true methods' cold blocks, with --kv-tier
-    var specFactory = kvOptions.factory(spill);
+    var kvPool = new io.kvslim.kv.store.BlockPool().withColdStorage(spill);
+    var specFactory = io.kvslim.engine.KvSpecs.factory(kvOptions.parsed(), kvPool);
     io.kvslim.kv.cache.ManagedKvCache[] held = new io.kvslim.kv.cache.ManagedKvCache[1];
     String[] table = {null};
     io.kvslim.engine.KvCacheFactory kvFactory =
@@ -161,6 +162,9 @@ public final class GenerateCommand implements Callable<Integer> {
           tokens,
           Format.bytes(f16),
           f16 / (double) Math.max(1, r.kvBytesFinal()));
+      if (held[0] != null && held[0].bytesFetched() >= 0) { // a policy spills
+        System.err.printf("KV RAM peak, inside steps too: %s%n", Format.bytes(kvPool.peakBytes()));
+      }
       if (spill != null && spill.stats().blocksSpilled.get() > 0) {
         var st = spill.stats();
         System.err.printf(

@@ -64,9 +64,4 @@ public final class KvOptions {
   public KvCacheFactory factory() {
     return KvSpecs.factory(parsed(), new BlockPool());
   }
-
-  /** As {@link #factory()}, spilling caches putting their cold blocks in {@code cold} (or null). */
-  public KvCacheFactory factory(io.kvslim.kv.store.ColdStorage cold) {
-    return KvSpecs.factory(parsed(), new BlockPool().withColdStorage(cold));
-  }
 }

@@ -123,6 +123,7 @@ public final class QuestMethod implements KvMethod {
     private final ColdSpill spill; // null: everything stays in RAM
     private final BitSet lastPage = new BitSet();
     private final BitSet chosen = new BitSet();
+    private boolean prefilling; // the layer whose queries came last is in a prefill step
     private BitSet[] tokens = new BitSet[0];
     private double stepBytes;
     private double readBytes;
@@ -164,7 +165,8 @@ public final class QuestMethod implements KvMethod {
         int heads,
         float[] q,
         float scale) {
-      if (n != 1 || cache.promptTokens() < 0) {
+      prefilling = n != 1 || cache.promptTokens() < 0;
+      if (prefilling) {
         if (spill != null && layer >= skipLayers) {
           PagedLayerKv paged = cache.paged(layer);
           for (int g = 0; g < paged.kvHeads(); g++) {
@@ -218,6 +220,28 @@ public final class QuestMethod implements KvMethod {
           if (spill != null) {
             spill.fetchAll(paged.head(g));
           }
+        }
+      }
+    }
+
+    /**
+     * After a layer's attention, the blocks fetched for it go cold again ({@link
+     * ColdSpill#release}); in a prefill step its settled blocks spill too ({@link
+     * ColdSpill#spillSettled}).
+     */
+    @Override
+    public void afterAttention(ManagedKvCache cache, int layer) {
+      if (spill != null) {
+        spill.release();
+      }
+      if (spill != null
+          && prefilling
+          && layer >= skipLayers
+          && layer < layers.length
+          && layers[layer]) {
+        PagedLayerKv paged = cache.paged(layer);
+        for (int g = 0; g < paged.kvHeads(); g++) {
+          spill.spillSettled(paged.head(g));
         }
       }
     }

@@ -125,6 +125,24 @@ public final class ColdSpill implements AutoCloseable {
 
   private static final SpillStats LOCAL_STATS = new SpillStats(); // of caches without a storage
 
+  /**
+   * During a prefill step, after a layer's attention (nothing reads the layer again in the step):
+   * every settled block of {@code head} leaves RAM, the method's resident part included, since none
+   * is known before the prompt ends (ShadowKV's outlier chunks, PQCache's index, Quest's page
+   * bounds are built from all the prompt's keys at the first decode step, which fetches them, layer
+   * by layer, and keeps its resident part). The next prefill chunk fetches the layer back for its
+   * attention ({@link #fetchAll}), so a prompt's KV is in RAM one layer at a time.
+   */
+  public void spillSettled(HeadStore head) {
+    List<KvBlock> blocks = head.blocks();
+    for (int i = 0, n = blocks.size(); i < n; i++) {
+      KvBlock b = blocks.get(i);
+      if (!b.cold() && !cached(head, b) && head.spillable(i)) {
+        spill(head, i);
+      }
+    }
+  }
+
   /** Fetches every cold block of {@code head} (an attention over all its tokens follows). */
   public void fetchAll(HeadStore head) {
     sync(head, null, null);
@@ -168,9 +186,23 @@ public final class ColdSpill implements AutoCloseable {
    * recently fetched of each head; a decode step's fetched bytes are added to the totals.
    */
   public void afterStep(KvCache.StepKind kind) {
+    release();
     if (file != null) {
       file.flush(); // the step's spilled blocks leave in one batch
     }
+    if (kind == KvCache.StepKind.DECODE) {
+      fetched += stepFetched;
+      steps++;
+    }
+    stepFetched = 0;
+  }
+
+  /**
+   * After a layer's attention (nothing reads it again in the step) or a step: the blocks fetched
+   * since go cold again, but the {@code cacheBlocks} most recently fetched of each head. So a
+   * step's fetched blocks are in RAM one layer at a time.
+   */
+  public void release() {
     for (int i = 0; i < fetchedBlocks.size(); i++) {
       HeadStore head = fetchedHeads.get(i);
       KvBlock b = fetchedBlocks.get(i);
@@ -188,11 +220,6 @@ public final class ColdSpill implements AutoCloseable {
     }
     fetchedHeads.clear();
     fetchedBlocks.clear();
-    if (kind == KvCache.StepKind.DECODE) {
-      fetched += stepFetched;
-      steps++;
-    }
-    stepFetched = 0;
   }
 
   /** Drops the RAM copy of {@code b} if it is still one of {@code head}'s blocks. */
