@@ -25,11 +25,13 @@ import java.util.Map;
  * <p>Per (layer, KV head) and decode step, {@link #sync} runs after the policy has chosen the
  * tokens the next attention reads: a settled block ({@link HeadStore#spillable}) holding a selected
  * token is fetched if cold; one holding none and no token of the resident set (the method's sinks
- * or recent window) is spilled. After the step ({@link #afterStep}) the blocks fetched for it go
- * cold again, except the {@code cacheBlocks} most recently fetched of each head, kept in RAM as an
- * LRU cache. So between steps the cache holds in RAM its resident tokens, the LRU blocks and the
- * policy's own structures (page bounds, landmarks, codes); the step's working set adds the selected
- * blocks, fetched from the file. Unselected blocks are never read: the attention skips them ({@link
+ * or recent window) is spilled. After the layer's attention ({@link #release}, or at the latest
+ * after the step, {@link #afterStep}) the blocks fetched for it go cold again, except the {@code
+ * cacheBlocks} most recently fetched of each head, kept in RAM as an LRU cache; in a prefill step
+ * every settled block spills after its layer's attention ({@link #spillSettled}). So between steps
+ * the cache holds in RAM its resident tokens, the LRU blocks and the policy's own structures (page
+ * bounds, landmarks, codes); a step's working set adds one layer's selected blocks, fetched from
+ * the store. Unselected blocks are never read: the attention skips them ({@link
  * io.kvslim.kv.cache.PagedLayerKv#restrictNextAttention}), so the results are bit-identical to the
  * same policy with everything in RAM.
  *
