@@ -134,13 +134,19 @@ public final class TierColdStorage implements ColdStorage {
       crc.update(data);
       pending.put(n, data);
       if (pending.size() >= BATCH_BLOCKS) {
-        flush();
+        send();
       }
       return new Slot(n, kb, vb, (int) crc.getValue());
     }
 
+    /** The step is over: the unsent blocks go, and prefetched ones no read took are dropped. */
     @Override
     public void flush() {
+      fetched.clear();
+      send();
+    }
+
+    private void send() {
       if (pending.isEmpty() || closed) {
         return;
       }
@@ -302,7 +308,7 @@ public final class TierColdStorage implements ColdStorage {
                 return null;
               });
         }
-      } catch (TierUnavailableException e) {
+      } catch (TierUnavailableException | UnsupportedOperationException e) {
         warn.accept(
             "kvslim: warning: cannot delete "
                 + sent.size()
