@@ -197,6 +197,9 @@ public final class QuestMethod implements KvMethod {
           tokens[g] = new BitSet();
         }
       }
+      if (spill != null) {
+        spill.name(paged, layer);
+      }
       for (int g = 0; g < kvHeads; g++) {
         QuestPages bounds = pages[layer][g];
         if (spill != null && paged.size(g) - bounds.covered() > 1) {
@@ -240,6 +243,7 @@ public final class QuestMethod implements KvMethod {
           && layer < layers.length
           && layers[layer]) {
         PagedLayerKv paged = cache.paged(layer);
+        spill.name(paged, layer);
         for (int g = 0; g < paged.kvHeads(); g++) {
           spill.spillSettled(paged.head(g));
         }

@@ -43,6 +43,7 @@ public final class ColdSpill implements AutoCloseable {
   private ColdStore file; // opened at the first spill
   private long counted; // bytes of the store already added to the storage's counters
   private final Map<HeadStore, LinkedHashSet<KvBlock>> recent = new IdentityHashMap<>();
+  private final Map<HeadStore, String> names = new IdentityHashMap<>(); // "l3-h1"
   private final List<HeadStore> fetchedHeads = new ArrayList<>();
   private final List<KvBlock> fetchedBlocks = new ArrayList<>();
   private double stepFetched;
@@ -108,9 +109,21 @@ public final class ColdSpill implements AutoCloseable {
     }
   }
 
+  /** Names the KV heads of {@code paged} (layer {@code layer}) in the keys of a tier's store. */
+  public void name(io.kvslim.kv.cache.PagedLayerKv paged, int layer) {
+    for (int g = 0; g < paged.kvHeads(); g++) {
+      names.putIfAbsent(paged.head(g), "l" + layer + "-h" + g);
+    }
+  }
+
   private void spill(HeadStore head, int index) {
     ColdStore f = file();
-    head.spill(index, f);
+    String name = names.get(head);
+    if (name != null) {
+      f.label(name + "-b" + index);
+    }
+    head.spill(index, f); // writes the block unless it was written before
+    f.label(null);
     long written = f.bytesWritten();
     if (written > counted) {
       SpillStats st = stats();

@@ -141,6 +141,9 @@ public abstract class RecallPolicy<S> implements KvPolicy {
         state[layer][g] = fresh.get();
       }
     }
+    if (spill != null) {
+      spill.name(paged, layer);
+    }
     for (int g = 0; g < kvHeads; g++) {
       S st = state(layer, g);
       if (spill != null && readsAll(st, paged.size(g))) {
@@ -164,6 +167,7 @@ public abstract class RecallPolicy<S> implements KvPolicy {
     }
     if (spill != null && prefilling && layer < layers.length && layers[layer]) {
       PagedLayerKv paged = cache.paged(layer);
+      spill.name(paged, layer);
       for (int g = 0; g < paged.kvHeads(); g++) {
         spill.spillSettled(paged.head(g));
       }

@@ -43,6 +43,12 @@ public interface ColdStore extends AutoCloseable {
    */
   void read(Slot s, MemorySegment keys, MemorySegment values);
 
+  /**
+   * Names the block the next {@link #write} stores, e.g. {@code l3-h1-b12} (layer, KV head, block),
+   * for a store whose keys carry it (null: none); ignored by the others.
+   */
+  default void label(String block) {}
+
   /** Announces the slots about to be {@link #read}, so a remote store fetches them at once. */
   default void prefetch(List<Slot> slots) {}
 

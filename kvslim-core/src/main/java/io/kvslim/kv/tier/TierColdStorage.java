@@ -17,12 +17,12 @@ import java.util.zip.CRC32C;
 
 /**
  * Spilled blocks in a {@link KvTier} ({@code --kv-tier redis://HOST:PORT} with a {@code spill=true}
- * method): each cache's store writes its blocks under keys of its own, {@code spill-ID-N} (a random
- * cache id and the block's number in the store), in batches ({@link #BATCH_BLOCKS} blocks or the
- * end of a step, one round trip), with an expiry, and deletes them when the cache closes. The
- * blocks a step reads come in one round trip ({@link ColdStore#prefetch}); each is checked against
- * the CRC32C taken when it was written, and a missing or changed one fails the step ({@link
- * ColdStore.Corrupt}), never attended over.
+ * method): each cache's store writes its blocks under keys of its own, {@code spill-ID-lL-hG-bB-N}
+ * (a random cache id, the layer, KV head and block index, and the block's number in the store), in
+ * batches ({@link #BATCH_BLOCKS} blocks or the end of a step, one round trip), with an expiry, and
+ * deletes them when the cache closes. The blocks a step reads come in one round trip ({@link
+ * ColdStore#prefetch}); each is checked against the CRC32C taken when it was written, and a missing
+ * or changed one fails the step ({@link ColdStore.Corrupt}), never attended over.
  *
  * <p>A tier that cannot be reached when blocks are written is skipped: the cache's store switches
  * to a local {@link SpillFile} (the blocks not yet sent included), with one warning line and {@link
@@ -98,6 +98,8 @@ public final class TierColdStorage implements ColdStorage {
     private final Map<Long, byte[]> fetched = new HashMap<>(); // prefetched, not yet read
     private final List<String> sent = new ArrayList<>(); // keys to delete on close
     private final Map<Long, ColdStore.Slot> local = new HashMap<>(); // blocks in the fallback file
+    private final Map<Long, String> labels = new HashMap<>(); // "l3-h1-b12" of block n
+    private String label; // of the next write
     private SpillFile fallback; // non-null: the tier was unreachable, blocks go here
     private long next;
     private long written;
@@ -111,13 +113,23 @@ public final class TierColdStorage implements ColdStorage {
     }
 
     private String key(long n) {
-      return "spill-" + id + "-" + n;
+      String l = labels.get(n);
+      return "spill-" + id + "-" + (l == null ? "" : l + "-") + n;
+    }
+
+    @Override
+    public void label(String block) {
+      this.label = block;
     }
 
     @Override
     public Slot write(MemorySegment keys, MemorySegment values) {
       check();
       long n = next++;
+      if (label != null) {
+        labels.put(n, label);
+        label = null;
+      }
       long kb = keys.byteSize();
       long vb = values.byteSize();
       written += kb + vb;

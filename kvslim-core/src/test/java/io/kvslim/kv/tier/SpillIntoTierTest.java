@@ -197,7 +197,8 @@ class SpillIntoTierTest {
       }
       assertThat(spillFiles(dir)).as("the spill file is in the tier's directory").hasSize(1);
       assertThat(tier.map).isNotEmpty();
-      assertThat(tier.map.keySet()).allMatch(key -> key.matches("spill-[0-9a-f]{32}-[0-9]+"));
+      assertThat(tier.map.keySet())
+          .allMatch(key -> key.matches("spill-[0-9a-f]{32}-l[0-9]+-h[0-9]+-b[0-9]+-[0-9]+"));
       var st = keyed.stats();
       assertThat(st.blocksSpilled.get()).isEqualTo(tier.map.size());
       assertThat(st.coldBytes.get()).isEqualTo(st.bytesSpilled.get()).isPositive();
