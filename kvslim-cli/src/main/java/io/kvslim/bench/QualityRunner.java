@@ -52,6 +52,20 @@ public final class QualityRunner {
       ResultStore store,
       Map<String, Object> stamp,
       Path outDir) {
+    this(engine, tokenizer, modelName, config, specs, store, stamp, outDir, null);
+  }
+
+  /** As above, spilling caches putting their cold blocks in {@code cold} (null: spill files). */
+  public QualityRunner(
+      Engine engine,
+      Tokenizer tokenizer,
+      String modelName,
+      BenchConfig config,
+      List<String> specs,
+      ResultStore store,
+      Map<String, Object> stamp,
+      Path outDir,
+      io.kvslim.kv.store.ColdStorage cold) {
     this.engine = engine;
     this.tokenizer = tokenizer;
     this.config = config;
@@ -70,7 +84,8 @@ public final class QualityRunner {
     this.caches = new ArrayList<>();
     for (String s : specTexts) {
       // built up front, so a spec that does not fit the model fails before any work
-      caches.add(KvSpecs.caches(KvSpec.parse(s), new BlockPool(), engine.config()));
+      caches.add(
+          KvSpecs.caches(KvSpec.parse(s), new BlockPool().withColdStorage(cold), engine.config()));
     }
     this.tasks = new RetrievalTasks(tokenizer, config.niah, CodeCorpus.builtIn(), config.seed);
     this.groups = groups(caches, config.share);

@@ -47,6 +47,7 @@ public final class BenchQualityCommand implements Callable<Integer> {
   int threads = Parallel.defaultThreads();
 
   @Mixin NumericsOptions numericsOptions;
+  @Mixin KvTierOptions tierOptions;
 
   @Option(
       names = "--kv",
@@ -136,8 +137,10 @@ public final class BenchQualityCommand implements Callable<Integer> {
     ResultStore store = ResultStore.open(out, resume);
     store.setEnvironment(io.kvslim.bench.Environment.describe(threads));
     config.write(out.resolve("config.json"));
+    tierOptions.check();
     for (Path mp : modelPaths) {
-      try (Model model = Model.load(mp);
+      try (var spill = tierOptions.spillStorage(); // spill=true methods' cold blocks
+          Model model = Model.load(mp);
           Engine engine =
               new Engine(model, threads, KvSpecs.factory(KvSpec.FULL, new BlockPool()), numerics)) {
         Tokenizer tok = Tokenizer.fromGguf(model.file());
@@ -150,8 +153,12 @@ public final class BenchQualityCommand implements Callable<Integer> {
                 specTexts,
                 store,
                 BenchOutput.stamp(mp, threads, numerics, store.environment()),
-                out);
+                out,
+                spill);
         runner.run();
+        if (spill != null) {
+          System.err.println("kvslim: KV spill into " + spill.name() + ": " + spill.stats());
+        }
       }
     }
     BenchOutput.writeReports(out, store);

@@ -90,7 +90,9 @@ public final class GenerateCommand implements Callable<Integer> {
       throw new IllegalArgumentException(
           "--kv-tier cannot be combined with --cluster: the cluster's members hold the blocks");
     }
-    var specFactory = kvOptions.factory();
+    var spill = tierOptions.spillStorage(); // spill=true methods' cold blocks, with --kv-tier
+    var kvPool = new io.kvslim.kv.store.BlockPool().withColdStorage(spill);
+    var specFactory = io.kvslim.engine.KvSpecs.factory(kvOptions.parsed(), kvPool);
     io.kvslim.kv.cache.ManagedKvCache[] held = new io.kvslim.kv.cache.ManagedKvCache[1];
     String[] table = {null};
     io.kvslim.engine.KvCacheFactory kvFactory =
@@ -100,7 +102,8 @@ public final class GenerateCommand implements Callable<Integer> {
           return c;
         };
     var numerics = numericsOptions.numerics();
-    try (var cluster = clusterOptions.enabled() ? clusterOptions.join(kvOptions) : null;
+    try (var spillStorage = spill;
+        var cluster = clusterOptions.enabled() ? clusterOptions.join(kvOptions) : null;
         Model model = modelOptions.load();
         Engine engine =
             modelOptions.engine(
@@ -159,6 +162,22 @@ public final class GenerateCommand implements Callable<Integer> {
           tokens,
           Format.bytes(f16),
           f16 / (double) Math.max(1, r.kvBytesFinal()));
+      if (held[0] != null && held[0].bytesFetched() >= 0) { // a policy spills
+        System.err.printf("KV RAM peak, inside steps too: %s%n", Format.bytes(kvPool.peakBytes()));
+      }
+      if (spill != null && spill.stats().blocksSpilled.get() > 0) {
+        var st = spill.stats();
+        System.err.printf(
+            "KV spill (%s): %d blocks, %s spilled; %d blocks, %s fetched back (%s per generated token)"
+                + "%s%n",
+            spill.name(),
+            st.blocksSpilled.get(),
+            Format.bytes(st.bytesSpilled.get()),
+            st.blocksFetched.get(),
+            Format.bytes(st.bytesFetched.get()),
+            Format.bytes(st.bytesFetched.get() / Math.max(1, r.generatedTokens())),
+            st.fallbacks.get() > 0 ? "; " + st.fallbacks.get() + " fallbacks to a local file" : "");
+      }
       if (prefix != null) {
         var st = prefix.stats();
         System.err.printf(

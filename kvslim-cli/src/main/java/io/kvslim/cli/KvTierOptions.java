@@ -1,7 +1,9 @@
 package io.kvslim.cli;
 
+import io.kvslim.kv.store.ColdStorage;
 import io.kvslim.kv.tier.KvTier;
 import io.kvslim.kv.tier.PrefixCache;
+import io.kvslim.kv.tier.TierColdStorage;
 import io.kvslim.kv.tier.TierStats;
 import io.kvslim.model.ModelConfig;
 import io.kvslim.model.Numerics;
@@ -19,7 +21,7 @@ public final class KvTierOptions {
           "A KV tier below RAM holding prompt prefixes' blocks in their compressed format:"
               + " disk:DIR or redis://HOST:PORT; repeatable, looked up in order. A prompt whose"
               + " prefix a tier holds restores it instead of prefilling it (storage-format specs"
-              + " without eviction).")
+              + " without eviction); the first also holds the cold blocks of spill=true methods.")
   List<String> tiers = new ArrayList<>();
 
   /** Checks the option's form before any model is loaded. */
@@ -32,6 +34,18 @@ public final class KvTierOptions {
             "--kv-tier must be disk:DIR or redis://HOST:PORT, got '" + t + "'");
       }
     }
+  }
+
+  /**
+   * Where {@code spill=true} methods put their cold blocks: the first tier ({@code disk:DIR}: a
+   * spill file per cache in DIR; {@code redis://}: the blocks in Redis, a local spill file when it
+   * is unreachable), or null without {@code --kv-tier}. The caller closes it.
+   */
+  public ColdStorage spillStorage() {
+    if (tiers.isEmpty()) {
+      return null;
+    }
+    return TierColdStorage.of(KvTiers.open(tiers.get(0)), System.err::println);
   }
 
   /** The prefix cache over the tiers for this model, or null without {@code --kv-tier}. */

@@ -192,6 +192,10 @@ public final class ServeCommand implements Callable<Integer> {
       } catch (ApiException e) {
         throw new IllegalArgumentException("--kv: " + e.getMessage());
       }
+      var spill = tierOptions.spillStorage();
+      if (spill != null) {
+        server.useColdStorage(spill);
+      }
       var prefix = tierOptions.open(model.config(), engine.numerics());
       if (prefix != null) {
         server.usePrefixCache(prefix);

@@ -66,6 +66,7 @@ public final class OpenAiServer implements AutoCloseable {
   private volatile boolean stopping;
   private final AtomicInteger inFlight = new AtomicInteger();
   private PrefixCache prefixCache;
+  private io.kvslim.kv.store.ColdStorage coldStorage; // --kv-tier for spill=true methods
 
   /**
    * Builds the server over a loaded engine; {@link #start()} opens the port.
@@ -194,6 +195,17 @@ public final class OpenAiServer implements AutoCloseable {
     return this;
   }
 
+  /**
+   * Spilling caches ({@code spill=true} methods) put their cold blocks in {@code storage} ({@code
+   * --kv-tier}) instead of temporary files. The storage is closed with the server.
+   */
+  public OpenAiServer useColdStorage(io.kvslim.kv.store.ColdStorage storage) {
+    this.coldStorage = storage;
+    pool.withColdStorage(storage);
+    metrics.bindSpill(storage);
+    return this;
+  }
+
   /** The port listened on (the ephemeral one when started with port 0). */
   public int port() {
     return app.port();
@@ -236,6 +248,9 @@ public final class OpenAiServer implements AutoCloseable {
     app.stop();
     if (prefixCache != null) {
       prefixCache.close();
+    }
+    if (coldStorage != null) {
+      coldStorage.close();
     }
   }
 

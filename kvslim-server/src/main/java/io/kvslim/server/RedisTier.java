@@ -8,6 +8,7 @@ import io.lettuce.core.RedisClient;
 import io.lettuce.core.RedisException;
 import io.lettuce.core.RedisFuture;
 import io.lettuce.core.RedisURI;
+import io.lettuce.core.SetArgs;
 import io.lettuce.core.SocketOptions;
 import io.lettuce.core.TimeoutOptions;
 import io.lettuce.core.api.StatefulRedisConnection;
@@ -176,6 +177,49 @@ public final class RedisTier implements KvTier {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new TierUnavailableException("interrupted", e);
+    }
+  }
+
+  /** Every {@code SET key value PX expiry} pipelined, then awaited. */
+  @Override
+  public void putAll(List<String> keys, List<byte[]> values, Duration expiry) {
+    if (keys.isEmpty()) {
+      return;
+    }
+    SetArgs px = SetArgs.Builder.px(expiry.toMillis());
+    try {
+      var async = connection().async();
+      List<RedisFuture<String>> done = new ArrayList<>(keys.size());
+      for (int i = 0; i < keys.size(); i++) {
+        done.add(async.set(PREFIX + keys.get(i), values.get(i), px));
+      }
+      for (RedisFuture<String> f : done) {
+        f.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+      }
+    } catch (RedisException e) {
+      throw unavailable(e);
+    } catch (ExecutionException | TimeoutException e) {
+      throw new TierUnavailableException(String.valueOf(e.getMessage()), e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new TierUnavailableException("interrupted", e);
+    }
+  }
+
+  /** {@code DEL} of up to 1,000 keys at a time. */
+  @Override
+  public void deleteAll(List<String> keys) {
+    try {
+      for (int from = 0; from < keys.size(); from += 1000) {
+        List<String> part = keys.subList(from, Math.min(keys.size(), from + 1000));
+        String[] prefixed = new String[part.size()];
+        for (int i = 0; i < prefixed.length; i++) {
+          prefixed[i] = PREFIX + part.get(i);
+        }
+        connection().sync().del(prefixed);
+      }
+    } catch (RedisException e) {
+      throw unavailable(e);
     }
   }
 

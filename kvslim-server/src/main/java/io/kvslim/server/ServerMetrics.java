@@ -2,6 +2,8 @@ package io.kvslim.server;
 
 import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.store.BlockPool;
+import io.kvslim.kv.store.ColdStorage;
+import io.kvslim.kv.store.SpillStats;
 import io.kvslim.kv.tier.PrefixCache;
 import io.kvslim.kv.tier.TierStats;
 import io.kvslim.server.SequenceEvent.FinishReason;
@@ -101,6 +103,46 @@ public final class ServerMetrics {
           .tag("tier", tier.name())
           .register(registry);
     }
+  }
+
+  /**
+   * The counters of the caches spilling into {@code storage} ({@code spill=true} methods with
+   * {@code --kv-tier}): cold bytes held, bytes and blocks fetched back, blocks and bytes spilled,
+   * fallbacks to a local file while the tier was unreachable.
+   */
+  void bindSpill(ColdStorage storage) {
+    SpillStats s = storage.stats();
+    Tags tier = Tags.of("tier", storage.name());
+    Gauge.builder("kvslim.kv.spill.cold", s.coldBytes, AtomicLong::get)
+        .description("Bytes of KV blocks the open caches hold in the cold tier, not in RAM")
+        .baseUnit("bytes")
+        .tags(tier)
+        .register(registry);
+    spillCounter(
+        "fetched", "Bytes of spilled KV blocks fetched back", s.bytesFetched, "bytes", tier);
+    spillCounter("fetched.blocks", "Spilled KV blocks fetched back", s.blocksFetched, null, tier);
+    spillCounter(
+        "spilled", "Bytes of KV blocks written to the cold tier", s.bytesSpilled, "bytes", tier);
+    spillCounter(
+        "spilled.blocks", "KV blocks written to the cold tier", s.blocksSpilled, null, tier);
+    spillCounter(
+        "fallbacks",
+        "Caches that spilled to a local file because the tier was unreachable",
+        s.fallbacks,
+        null,
+        tier);
+  }
+
+  private void spillCounter(
+      String name, String description, AtomicLong value, String unit, Tags tags) {
+    FunctionCounter.Builder<AtomicLong> b =
+        FunctionCounter.builder("kvslim.kv.spill." + name, value, AtomicLong::get)
+            .description(description)
+            .tags(tags);
+    if (unit != null) {
+      b.baseUnit(unit);
+    }
+    b.register(registry);
   }
 
   private void tierCounter(String name, String description, AtomicLong value, String unit) {

@@ -112,7 +112,14 @@ public final class KvCaches {
 
   /** A fresh cache for a new sequence, drawing from the shared pool. */
   public ManagedKvCache create() {
-    return new ManagedKvCache(pool, kvHeads, headDim, formats, policies(), shareOf, distant);
+    List<KvPolicy> policies = policies();
+    io.kvslim.kv.store.ColdStorage cold = pool.coldStorage();
+    for (KvPolicy p : policies) {
+      if (cold != null && p.coldSpill() != null) {
+        p.coldSpill().use(cold); // --kv-tier: spilled blocks go to the tier
+      }
+    }
+    return new ManagedKvCache(pool, kvHeads, headDim, formats, policies, shareOf, distant);
   }
 
   /** Whether layer {@code l} reads an earlier layer's keys and values (KVSharer). */

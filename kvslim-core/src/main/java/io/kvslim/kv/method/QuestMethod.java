@@ -123,6 +123,7 @@ public final class QuestMethod implements KvMethod {
     private final ColdSpill spill; // null: everything stays in RAM
     private final BitSet lastPage = new BitSet();
     private final BitSet chosen = new BitSet();
+    private boolean prefilling; // the layer whose queries came last is in a prefill step
     private BitSet[] tokens = new BitSet[0];
     private double stepBytes;
     private double readBytes;
@@ -164,7 +165,8 @@ public final class QuestMethod implements KvMethod {
         int heads,
         float[] q,
         float scale) {
-      if (n != 1 || cache.promptTokens() < 0) {
+      prefilling = n != 1 || cache.promptTokens() < 0;
+      if (prefilling) {
         if (spill != null && layer >= skipLayers) {
           PagedLayerKv paged = cache.paged(layer);
           for (int g = 0; g < paged.kvHeads(); g++) {
@@ -195,6 +197,9 @@ public final class QuestMethod implements KvMethod {
           tokens[g] = new BitSet();
         }
       }
+      if (spill != null) {
+        spill.name(paged, layer);
+      }
       for (int g = 0; g < kvHeads; g++) {
         QuestPages bounds = pages[layer][g];
         if (spill != null && paged.size(g) - bounds.covered() > 1) {
@@ -218,6 +223,29 @@ public final class QuestMethod implements KvMethod {
           if (spill != null) {
             spill.fetchAll(paged.head(g));
           }
+        }
+      }
+    }
+
+    /**
+     * After a layer's attention, the blocks fetched for it go cold again ({@link
+     * ColdSpill#release}); in a prefill step its settled blocks spill too ({@link
+     * ColdSpill#spillSettled}).
+     */
+    @Override
+    public void afterAttention(ManagedKvCache cache, int layer) {
+      if (spill != null) {
+        spill.release();
+      }
+      if (spill != null
+          && prefilling
+          && layer >= skipLayers
+          && layer < layers.length
+          && layers[layer]) {
+        PagedLayerKv paged = cache.paged(layer);
+        spill.name(paged, layer);
+        for (int g = 0; g < paged.kvHeads(); g++) {
+          spill.spillSettled(paged.head(g));
         }
       }
     }
@@ -248,6 +276,11 @@ public final class QuestMethod implements KvMethod {
 
     /** The cold tier, or null without {@code spill=true}. */
     public ColdSpill spill() {
+      return spill;
+    }
+
+    @Override
+    public ColdSpill coldSpill() {
       return spill;
     }
 

@@ -1,9 +1,11 @@
 package io.kvslim.kv.policy;
 
 import io.kvslim.kv.KvCache;
+import io.kvslim.kv.store.ColdStorage;
+import io.kvslim.kv.store.ColdStore;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvBlock;
-import io.kvslim.kv.store.SpillFile;
+import io.kvslim.kv.store.SpillStats;
 import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.IdentityHashMap;
@@ -14,17 +16,22 @@ import java.util.Map;
 /**
  * The cold tier of a spill-and-recall policy (Quest, ShadowKV, PQCache with {@code spill=true}):
  * the blocks of a selecting head that are outside its always-resident part leave RAM for a {@link
- * SpillFile} (one temporary, memory-mapped file per cache, deleted by {@link #close}), and each
- * decode step fetches back only the blocks its selection reads, checked against their checksum.
+ * ColdStore} of the cache's own (by default a temporary, memory-mapped {@link
+ * io.kvslim.kv.store.SpillFile}; with {@code --kv-tier} the {@link ColdStorage} the engine gives
+ * through {@link #use}: a spill file in the tier's directory or blocks in Redis), deleted by {@link
+ * #close}, and each decode step fetches back only the blocks its selection reads, checked against
+ * their checksum.
  *
  * <p>Per (layer, KV head) and decode step, {@link #sync} runs after the policy has chosen the
  * tokens the next attention reads: a settled block ({@link HeadStore#spillable}) holding a selected
  * token is fetched if cold; one holding none and no token of the resident set (the method's sinks
- * or recent window) is spilled. After the step ({@link #afterStep}) the blocks fetched for it go
- * cold again, except the {@code cacheBlocks} most recently fetched of each head, kept in RAM as an
- * LRU cache. So between steps the cache holds in RAM its resident tokens, the LRU blocks and the
- * policy's own structures (page bounds, landmarks, codes); the step's working set adds the selected
- * blocks, fetched from the file. Unselected blocks are never read: the attention skips them ({@link
+ * or recent window) is spilled. After the layer's attention ({@link #release}, or at the latest
+ * after the step, {@link #afterStep}) the blocks fetched for it go cold again, except the {@code
+ * cacheBlocks} most recently fetched of each head, kept in RAM as an LRU cache; in a prefill step
+ * every settled block spills after its layer's attention ({@link #spillSettled}). So between steps
+ * the cache holds in RAM its resident tokens, the LRU blocks and the policy's own structures (page
+ * bounds, landmarks, codes); a step's working set adds one layer's selected blocks, fetched from
+ * the store. Unselected blocks are never read: the attention skips them ({@link
  * io.kvslim.kv.cache.PagedLayerKv#restrictNextAttention}), so the results are bit-identical to the
  * same policy with everything in RAM.
  *
@@ -32,8 +39,11 @@ import java.util.Map;
  */
 public final class ColdSpill implements AutoCloseable {
   private final int cacheBlocks;
-  private SpillFile file; // created at the first spill
+  private ColdStorage storage; // null: a spill file in the temporary directory
+  private ColdStore file; // opened at the first spill
+  private long counted; // bytes of the store already added to the storage's counters
   private final Map<HeadStore, LinkedHashSet<KvBlock>> recent = new IdentityHashMap<>();
+  private final Map<HeadStore, String> names = new IdentityHashMap<>(); // "l3-h1"
   private final List<HeadStore> fetchedHeads = new ArrayList<>();
   private final List<KvBlock> fetchedBlocks = new ArrayList<>();
   private double stepFetched;
@@ -51,12 +61,38 @@ public final class ColdSpill implements AutoCloseable {
   }
 
   /**
+   * Spills into stores of {@code storage} instead of a temporary file; only before the first spill.
+   *
+   * @throws IllegalStateException if a block was spilled already
+   */
+  public void use(ColdStorage storage) {
+    if (file != null) {
+      throw new IllegalStateException("the KV spill has its store already");
+    }
+    this.storage = storage;
+  }
+
+  /**
    * Brings {@code head} in line with the next attention's reads: {@code selected} the retained
    * tokens it reads (null: all of them), {@code resident} those that always stay in RAM (null: none
    * beyond the unsettled tail).
    */
   public void sync(HeadStore head, BitSet selected, BitSet resident) {
     List<KvBlock> blocks = head.blocks();
+    if (file != null) {
+      List<ColdStore.Slot> wanted = new ArrayList<>();
+      int retained = 0;
+      for (KvBlock b : blocks) {
+        int live = b.liveCount();
+        if (b.cold() && (selected == null || any(selected, retained, live))) {
+          wanted.add(b.coldSlot());
+        }
+        retained += live;
+      }
+      if (!wanted.isEmpty()) {
+        file.prefetch(wanted); // one round trip to a remote tier
+      }
+    }
     int retained = 0;
     for (int i = 0, n = blocks.size(); i < n; i++) {
       KvBlock b = blocks.get(i);
@@ -67,9 +103,58 @@ public final class ColdSpill implements AutoCloseable {
           fetch(head, i, b);
         }
       } else if (!read && !any(resident, retained, live) && !cached(head, b) && head.spillable(i)) {
-        head.spill(i, file());
+        spill(head, i);
       }
       retained += live;
+    }
+  }
+
+  /** Names the KV heads of {@code paged} (layer {@code layer}) in the keys of a tier's store. */
+  public void name(io.kvslim.kv.cache.PagedLayerKv paged, int layer) {
+    for (int g = 0; g < paged.kvHeads(); g++) {
+      names.putIfAbsent(paged.head(g), "l" + layer + "-h" + g);
+    }
+  }
+
+  private void spill(HeadStore head, int index) {
+    ColdStore f = file();
+    String name = names.get(head);
+    if (name != null) {
+      f.label(name + "-b" + index);
+    }
+    head.spill(index, f); // writes the block unless it was written before
+    f.label(null);
+    long written = f.bytesWritten();
+    if (written > counted) {
+      SpillStats st = stats();
+      st.blocksSpilled.incrementAndGet();
+      st.bytesSpilled.addAndGet(written - counted);
+      st.coldBytes.addAndGet(written - counted);
+      counted = written;
+    }
+  }
+
+  private SpillStats stats() {
+    return storage != null ? storage.stats() : LOCAL_STATS;
+  }
+
+  private static final SpillStats LOCAL_STATS = new SpillStats(); // of caches without a storage
+
+  /**
+   * During a prefill step, after a layer's attention (nothing reads the layer again in the step):
+   * every settled block of {@code head} leaves RAM, the method's resident part included, since none
+   * is known before the prompt ends (ShadowKV's outlier chunks, PQCache's index, Quest's page
+   * bounds are built from all the prompt's keys at the first decode step, which fetches them, layer
+   * by layer, and keeps its resident part). The next prefill chunk fetches the layer back for its
+   * attention ({@link #fetchAll}), so a prompt's KV is in RAM one layer at a time.
+   */
+  public void spillSettled(HeadStore head) {
+    List<KvBlock> blocks = head.blocks();
+    for (int i = 0, n = blocks.size(); i < n; i++) {
+      KvBlock b = blocks.get(i);
+      if (!b.cold() && !cached(head, b) && head.spillable(i)) {
+        spill(head, i);
+      }
     }
   }
 
@@ -80,6 +165,8 @@ public final class ColdSpill implements AutoCloseable {
 
   private void fetch(HeadStore head, int index, KvBlock b) {
     double n = head.fetch(index, file);
+    stats().bytesFetched.addAndGet((long) n);
+    stats().blocksFetched.incrementAndGet();
     stepFetched += n;
     fetchedCount++;
     fetchedHeads.add(head);
@@ -99,12 +186,12 @@ public final class ColdSpill implements AutoCloseable {
     return next >= 0 && next < from + count;
   }
 
-  private SpillFile file() {
+  private ColdStore file() {
     if (closed) {
       throw new IllegalStateException("the KV spill is closed");
     }
     if (file == null) {
-      file = new SpillFile(null);
+      file = storage != null ? storage.open() : new io.kvslim.kv.store.SpillFile(null);
     }
     return file;
   }
@@ -114,6 +201,23 @@ public final class ColdSpill implements AutoCloseable {
    * recently fetched of each head; a decode step's fetched bytes are added to the totals.
    */
   public void afterStep(KvCache.StepKind kind) {
+    release();
+    if (file != null) {
+      file.flush(); // the step's spilled blocks leave in one batch
+    }
+    if (kind == KvCache.StepKind.DECODE) {
+      fetched += stepFetched;
+      steps++;
+    }
+    stepFetched = 0;
+  }
+
+  /**
+   * After a layer's attention (nothing reads it again in the step) or a step: the blocks fetched
+   * since go cold again, but the {@code cacheBlocks} most recently fetched of each head. So a
+   * step's fetched blocks are in RAM one layer at a time.
+   */
+  public void release() {
     for (int i = 0; i < fetchedBlocks.size(); i++) {
       HeadStore head = fetchedHeads.get(i);
       KvBlock b = fetchedBlocks.get(i);
@@ -131,28 +235,19 @@ public final class ColdSpill implements AutoCloseable {
     }
     fetchedHeads.clear();
     fetchedBlocks.clear();
-    if (kind == KvCache.StepKind.DECODE) {
-      fetched += stepFetched;
-      steps++;
-    }
-    stepFetched = 0;
   }
 
   /** Drops the RAM copy of {@code b} if it is still one of {@code head}'s blocks. */
-  private static void spillAgain(HeadStore head, KvBlock b, SpillFile file) {
+  private void spillAgain(HeadStore head, KvBlock b) {
     List<KvBlock> blocks = head.blocks();
     for (int i = 0; i < blocks.size(); i++) {
       if (blocks.get(i) == b) {
         if (!b.cold() && head.spillable(i)) {
-          head.spill(i, file);
+          spill(head, i);
         }
         return;
       }
     }
-  }
-
-  private void spillAgain(HeadStore head, KvBlock b) {
-    spillAgain(head, b, file());
   }
 
   /** Bytes fetched from the spill file by the decode steps so far. */
@@ -170,24 +265,33 @@ public final class ColdSpill implements AutoCloseable {
     return fetchedCount;
   }
 
-  /** Bytes written to the spill file (each spilled block once). */
+  /** Bytes written to the cold store (each spilled block once). */
   public long bytesSpilled() {
     return file == null ? 0 : file.bytesWritten();
   }
 
-  /** The spill file, or null before the first spill (for tests). */
-  public SpillFile spillFile() {
+  /** The cold store, or null before the first spill (for tests). */
+  public ColdStore store() {
     return file;
   }
 
-  /** Deletes the spill file. The cache's blocks are released separately. */
+  /** The spill file, or null before the first spill or when the store is not a file. */
+  public io.kvslim.kv.store.SpillFile spillFile() {
+    return file instanceof io.kvslim.kv.store.SpillFile f ? f : null;
+  }
+
+  /** Deletes the cold store's blocks. The cache's blocks are released separately. */
   @Override
   public void close() {
+    if (closed) {
+      return;
+    }
     closed = true;
     recent.clear();
     fetchedHeads.clear();
     fetchedBlocks.clear();
     if (file != null) {
+      stats().coldBytes.addAndGet(-counted);
       file.close();
     }
   }

@@ -150,6 +150,14 @@ public interface KvPolicy {
     return 0;
   }
 
+  /**
+   * The cold tier the policy spills to ({@code spill=true}), or null (the default): the cache
+   * factory gives it the configured {@link io.kvslim.kv.store.ColdStorage} ({@link ColdSpill#use}).
+   */
+  default ColdSpill coldSpill() {
+    return null;
+  }
+
   /** Releases what the policy holds outside the cache (a spill file); the cache is closing. */
   default void close() {}
 

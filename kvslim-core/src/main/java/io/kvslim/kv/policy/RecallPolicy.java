@@ -26,6 +26,7 @@ public abstract class RecallPolicy<S> implements KvPolicy {
   private double attended;
   private long steps;
   private final ColdSpill spill; // null: everything stays in RAM
+  private boolean prefilling; // the layer whose queries came last is in a prefill step
 
   protected RecallPolicy(boolean[] layers, int dim, Supplier<S> fresh) {
     this(layers, dim, fresh, null);
@@ -73,6 +74,11 @@ public abstract class RecallPolicy<S> implements KvPolicy {
   }
 
   @Override
+  public final ColdSpill coldSpill() {
+    return spill;
+  }
+
+  @Override
   public double bytesFetched() {
     return spill == null ? -1 : spill.bytesFetched();
   }
@@ -116,7 +122,8 @@ public abstract class RecallPolicy<S> implements KvPolicy {
   @Override
   public void onQueries(
       ManagedKvCache cache, int layer, int n, int[] positions, int heads, float[] q, float scale) {
-    if (n != 1 || cache.promptTokens() < 0) {
+    prefilling = n != 1 || cache.promptTokens() < 0;
+    if (prefilling) {
       if (spill != null) {
         PagedLayerKv paged = cache.paged(layer);
         for (int g = 0; g < paged.kvHeads(); g++) {
@@ -134,6 +141,9 @@ public abstract class RecallPolicy<S> implements KvPolicy {
         state[layer][g] = fresh.get();
       }
     }
+    if (spill != null) {
+      spill.name(paged, layer);
+    }
     for (int g = 0; g < kvHeads; g++) {
       S st = state(layer, g);
       if (spill != null && readsAll(st, paged.size(g))) {
@@ -142,6 +152,24 @@ public abstract class RecallPolicy<S> implements KvPolicy {
       recall(paged, g, st, q, g * group, group, scale);
       if (spill != null) {
         spill.sync(paged.head(g), paged.nextAttention(g), resident(st, paged.size(g)));
+      }
+    }
+  }
+
+  /**
+   * After a layer's attention, the blocks fetched for it go cold again ({@link ColdSpill#release});
+   * in a prefill step its settled blocks spill too ({@link ColdSpill#spillSettled}).
+   */
+  @Override
+  public void afterAttention(ManagedKvCache cache, int layer) {
+    if (spill != null) {
+      spill.release();
+    }
+    if (spill != null && prefilling && layer < layers.length && layers[layer]) {
+      PagedLayerKv paged = cache.paged(layer);
+      spill.name(paged, layer);
+      for (int g = 0; g < paged.kvHeads(); g++) {
+        spill.spillSettled(paged.head(g));
       }
     }
   }

@@ -15,6 +15,7 @@ public final class BlockPool {
   private final long limitBytes;
   private long usedBytes;
   private long peakBytes;
+  private volatile ColdStorage coldStorage; // null: spilling caches use temporary spill files
 
   public BlockPool() {
     this(UNLIMITED);
@@ -25,6 +26,21 @@ public final class BlockPool {
       throw new IllegalArgumentException("pool limit must be >= 0 bytes, got " + limitBytes);
     }
     this.limitBytes = limitBytes;
+  }
+
+  /**
+   * Where the spilling caches drawing from this pool put their cold blocks ({@code spill=true}
+   * methods with {@code --kv-tier}); null, the default, for a temporary spill file per cache.
+   * Returns this pool.
+   */
+  public BlockPool withColdStorage(ColdStorage storage) {
+    this.coldStorage = storage;
+    return this;
+  }
+
+  /** The cold storage of this pool's spilling caches, or null for temporary spill files. */
+  public ColdStorage coldStorage() {
+    return coldStorage;
   }
 
   /**

@@ -408,7 +408,7 @@ public final class HeadStore {
    * only what stays in RAM (header, positions, mask), {@link #coldBytes()} the rest. Spilling a
    * cold block does nothing. Returns the bytes freed.
    */
-  public long spill(int index, SpillFile file) {
+  public long spill(int index, ColdStore file) {
     KvBlock b = blocks.get(index);
     if (b.cold()) {
       return 0;
@@ -426,13 +426,13 @@ public final class HeadStore {
   }
 
   /**
-   * Reads block {@code index} back from {@code file} into RAM (checked, {@link SpillFile#read}),
+   * Reads block {@code index} back from {@code file} into RAM (checked, {@link ColdStore#read}),
    * reserving its bytes on the pool; a block in RAM is left as it is. Returns the bytes read.
    *
    * @throws KvMemoryExhaustedException if the pool cannot hold them (the block stays cold)
-   * @throws SpillFile.Corrupt if the spilled bytes fail their checksum (the block stays cold)
+   * @throws ColdStore.Corrupt if the spilled bytes fail their checksum (the block stays cold)
    */
-  public long fetch(int index, SpillFile file) {
+  public long fetch(int index, ColdStore file) {
     KvBlock b = blocks.get(index);
     if (!b.cold()) {
       return 0;

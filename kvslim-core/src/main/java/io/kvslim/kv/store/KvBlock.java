@@ -41,7 +41,7 @@ public final class KvBlock {
   private int liveCount;
   private int minPosition = Integer.MAX_VALUE;
   private int maxPosition = Integer.MIN_VALUE;
-  private SpillFile.Slot spilled; // non-null: keys and values are also in a spill file
+  private ColdStore.Slot spilled; // non-null: keys and values are also in a spill file
   private boolean cold; // keys and values are only in the spill file, not in RAM
 
   /** A block whose values are all in {@code valueFormat}. */
@@ -266,6 +266,11 @@ public final class KvBlock {
     return spilled != null;
   }
 
+  /** Where a cold block's keys and values are, or null when they are in RAM. */
+  public ColdStore.Slot coldSlot() {
+    return cold ? spilled : null;
+  }
+
   /** Bytes of keys and values a spill holds for this block (0 if it was never spilled). */
   long spilledBytes() {
     return spilled == null ? 0 : spilled.keyBytes() + spilled.valueBytes();
@@ -276,7 +281,7 @@ public final class KvBlock {
    * before only drops its RAM copy). Only a settled block spills: full, values out of any residual
    * window (it never changes again unless evicted or converted, which a spilled block refuses).
    */
-  void spill(SpillFile file) {
+  void spill(ColdStore file) {
     if (cold) {
       return;
     }
@@ -293,11 +298,11 @@ public final class KvBlock {
 
   /**
    * Reads the keys and values back from {@code file} into RAM and checks them ({@link
-   * SpillFile#read}); the block stays cold if they fail the check.
+   * ColdStore#read}); the block stays cold if they fail the check.
    *
-   * @throws SpillFile.Corrupt if the spilled bytes no longer match their checksum
+   * @throws ColdStore.Corrupt if the spilled bytes no longer match their checksum
    */
-  void fetch(SpillFile file) {
+  void fetch(ColdStore file) {
     if (!cold) {
       return;
     }

@@ -17,27 +17,16 @@ import java.util.zip.CRC32C;
  * written and read through memory-mapped {@link MemorySegment}s (FFM), grown a region at a time and
  * deleted by {@link #close}. Each block's key and value bytes are appended once, with a CRC32C of
  * them; {@link #read} copies them back into RAM and checks the checksum on the copy, so a byte the
- * file lost or changed is detected ({@link Corrupt}), never attended over.
+ * file lost or changed is detected ({@link ColdStore.Corrupt}), never attended over.
  *
  * <p>Used from one thread at a time (the decode step's calling thread).
  */
-public final class SpillFile implements AutoCloseable {
+public final class SpillFile implements ColdStore {
   /** Bytes mapped at a time (a block larger than this gets a region of its own). */
   static final long REGION_BYTES = 4L << 20;
 
-  /** Where one block's bytes are: region, offset in it, key and value byte counts, checksum. */
-  public record Slot(int region, long offset, long keyBytes, long valueBytes, int crc) {
-    long bytes() {
-      return keyBytes + valueBytes;
-    }
-  }
-
-  /** A spilled block whose bytes no longer match their checksum. */
-  public static final class Corrupt extends RuntimeException {
-    Corrupt(String message) {
-      super(message);
-    }
-  }
+  /** A slot's id: the region in the high bits, the offset in it in the low {@value} bits. */
+  private static final int OFFSET_BITS = 40;
 
   private final Path file;
   private final FileChannel channel;
@@ -73,12 +62,18 @@ public final class SpillFile implements AutoCloseable {
     return file;
   }
 
-  /** Bytes of keys and values written so far. */
+  @Override
+  public String where() {
+    return file.toString();
+  }
+
+  @Override
   public long bytesWritten() {
     return written;
   }
 
   /** Appends {@code keys} then {@code values}; returns where they are. */
+  @Override
   public Slot write(MemorySegment keys, MemorySegment values) {
     check();
     long n = keys.byteSize() + values.byteSize();
@@ -99,7 +94,10 @@ public final class SpillFile implements AutoCloseable {
     crc.update(region.asSlice(used, n).asByteBuffer());
     Slot s =
         new Slot(
-            regions.size() - 1, used, keys.byteSize(), values.byteSize(), (int) crc.getValue());
+            ((long) (regions.size() - 1) << OFFSET_BITS) | used,
+            keys.byteSize(),
+            values.byteSize(),
+            (int) crc.getValue());
     used += n;
     written += n;
     return s;
@@ -109,13 +107,15 @@ public final class SpillFile implements AutoCloseable {
    * Copies the bytes at {@code s} into {@code keys} and {@code values} (of the slot's sizes) and
    * checks them against the checksum written with them.
    *
-   * @throws Corrupt if they do not match (the copies then hold the bytes read, not to be used)
+   * @throws ColdStore.Corrupt if they do not match (the copies then hold the bytes read, not to be
+   *     used)
    */
+  @Override
   public void read(Slot s, MemorySegment keys, MemorySegment values) {
     check();
-    MemorySegment region = regions.get(s.region());
-    MemorySegment.copy(region, s.offset(), keys, 0, s.keyBytes());
-    MemorySegment.copy(region, s.offset() + s.keyBytes(), values, 0, s.valueBytes());
+    MemorySegment region = regions.get(region(s));
+    MemorySegment.copy(region, offset(s), keys, 0, s.keyBytes());
+    MemorySegment.copy(region, offset(s) + s.keyBytes(), values, 0, s.valueBytes());
     CRC32C crc = new CRC32C();
     update(crc, keys);
     update(crc, values);
@@ -131,12 +131,20 @@ public final class SpillFile implements AutoCloseable {
     }
   }
 
+  private static int region(Slot s) {
+    return (int) (s.id() >>> OFFSET_BITS);
+  }
+
+  private static long offset(Slot s) {
+    return s.id() & ((1L << OFFSET_BITS) - 1);
+  }
+
   private long offsetInFile(Slot s) {
     long at = 0;
-    for (int r = 0; r < s.region(); r++) {
+    for (int r = 0; r < region(s); r++) {
       at += regions.get(r).byteSize();
     }
-    return at + s.offset();
+    return at + offset(s);
   }
 
   private static void update(CRC32C crc, MemorySegment m) {

@@ -42,6 +42,11 @@ public final class DiskTier implements KvTier {
     this.dir = dir;
   }
 
+  /** The tier's directory. */
+  public Path dir() {
+    return dir;
+  }
+
   /** The file holding {@code key}'s block. */
   public Path file(String key) {
     if (!KEY.matcher(key).matches()) {
@@ -105,6 +110,18 @@ public final class DiskTier implements KvTier {
         } catch (IOException ignored) {
           // the temporary file stays; it is never read as a block
         }
+      }
+    }
+  }
+
+  @Override
+  public void deleteAll(java.util.List<String> keys) {
+    for (String k : keys) {
+      Path f = file(k);
+      try {
+        Files.deleteIfExists(f);
+      } catch (IOException e) {
+        throw new TierUnavailableException("cannot delete " + f + ": " + e.getMessage(), e);
       }
     }
   }

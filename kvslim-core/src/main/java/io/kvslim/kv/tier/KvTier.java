@@ -1,5 +1,6 @@
 package io.kvslim.kv.tier;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -61,6 +62,29 @@ public interface KvTier extends AutoCloseable {
       }
     }
     return written;
+  }
+
+  /**
+   * Stores {@code values.get(i)} under {@code keys.get(i)}, replacing what was there, in as few
+   * round trips as the tier can; a tier that can expire entries drops them after {@code expiry}
+   * (the spilled blocks of a process that died without deleting them), one that cannot keeps them.
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   */
+  default void putAll(List<String> keys, List<byte[]> values, Duration expiry) {
+    for (int i = 0; i < keys.size(); i++) {
+      put(keys.get(i), values.get(i));
+    }
+  }
+
+  /**
+   * Deletes what is stored under each of {@code keys} (none there is fine).
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   * @throws UnsupportedOperationException if the tier cannot delete
+   */
+  default void deleteAll(List<String> keys) {
+    throw new UnsupportedOperationException("the KV tier " + name() + " cannot delete blocks");
   }
 
   @Override

@@ -13,7 +13,6 @@ import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.RecallPolicy;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvCacheFormat;
-import io.kvslim.kv.store.SpillFile;
 import io.kvslim.model.Model;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -199,7 +198,7 @@ class SpillRecallTest {
       }
       long used = c.bytes();
       assertThatThrownBy(() -> engine.decode(c, toks[n + 1], n + 1, logits))
-          .isInstanceOf(SpillFile.Corrupt.class)
+          .isInstanceOf(io.kvslim.kv.store.ColdStore.Corrupt.class)
           .hasMessageContaining("checksum");
       assertThat(c.bytes()).as("no corrupt block was taken into RAM").isLessThanOrEqualTo(used);
     }

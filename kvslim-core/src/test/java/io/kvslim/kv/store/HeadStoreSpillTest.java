@@ -89,7 +89,7 @@ class HeadStoreSpillTest {
       ch.write(ByteBuffer.wrap(new byte[] {42, 43}), 40); // inside block 0's keys
     }
     assertThatThrownBy(() -> h.fetch(0, file))
-        .isInstanceOf(SpillFile.Corrupt.class)
+        .isInstanceOf(ColdStore.Corrupt.class)
         .hasMessageContaining("checksum");
     assertThat(h.blocks().get(0).cold()).isTrue();
     assertThat(pool.usedBytes()).isEqualTo(used);

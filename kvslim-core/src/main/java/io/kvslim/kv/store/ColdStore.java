@@ -1,0 +1,67 @@
+package io.kvslim.kv.store;
+
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
+/**
+ * Where one cache's spilled blocks go ({@link HeadStore#spill}): a memory-mapped {@link SpillFile}
+ * or a {@link io.kvslim.kv.tier.TierColdStorage tier} below RAM. Each block's key and value bytes
+ * are written once, with a CRC32C of them; {@link #read} copies them back and checks them, so a
+ * byte the store lost or changed, or a block it no longer has, is detected ({@link Corrupt}), never
+ * attended over. A store belongs to one cache and is used from one thread at a time.
+ */
+public interface ColdStore extends AutoCloseable {
+  /**
+   * One written block: the store's handle for it ({@code id}), its key and value byte counts and
+   * the CRC32C of the key bytes followed by the value bytes.
+   */
+  record Slot(long id, long keyBytes, long valueBytes, int crc) {
+    public long bytes() {
+      return keyBytes + valueBytes;
+    }
+  }
+
+  /** A spilled block whose bytes no longer match their checksum, or that the store lost. */
+  final class Corrupt extends RuntimeException {
+    public Corrupt(String message) {
+      super(message);
+    }
+
+    public Corrupt(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
+
+  /** Stores {@code keys} then {@code values}; returns where they are. */
+  Slot write(MemorySegment keys, MemorySegment values);
+
+  /**
+   * Copies the bytes of {@code s} into {@code keys} and {@code values} (of the slot's sizes) and
+   * checks them against the slot's checksum.
+   *
+   * @throws Corrupt if they do not match or cannot be had (the copies are then not to be used)
+   */
+  void read(Slot s, MemorySegment keys, MemorySegment values);
+
+  /**
+   * Names the block the next {@link #write} stores, e.g. {@code l3-h1-b12} (layer, KV head, block),
+   * for a store whose keys carry it (null: none); ignored by the others.
+   */
+  default void label(String block) {}
+
+  /** Announces the slots about to be {@link #read}, so a remote store fetches them at once. */
+  default void prefetch(List<Slot> slots) {}
+
+  /** Sends the writes a store batches (a step ends). */
+  default void flush() {}
+
+  /** Bytes of keys and values written so far. */
+  long bytesWritten();
+
+  /** Where the blocks are, for messages (a file, a tier). */
+  String where();
+
+  /** Deletes what the store holds; later reads and writes fail. Closing twice does nothing. */
+  @Override
+  void close();
+}
