@@ -42,20 +42,8 @@ public final class QualityRunner {
   /**
    * @param specs the specs to compare; the baseline "full" is added first when missing
    * @param stamp fields added to every record (model hash, threads, environment)
+   * @param cold where spilling caches put their cold blocks (null: spill files)
    */
-  public QualityRunner(
-      Engine engine,
-      Tokenizer tokenizer,
-      String modelName,
-      BenchConfig config,
-      List<String> specs,
-      ResultStore store,
-      Map<String, Object> stamp,
-      Path outDir) {
-    this(engine, tokenizer, modelName, config, specs, store, stamp, outDir, null);
-  }
-
-  /** As above, spilling caches putting their cold blocks in {@code cold} (null: spill files). */
   public QualityRunner(
       Engine engine,
       Tokenizer tokenizer,

@@ -161,7 +161,7 @@ public final class RedisTier implements KvTier {
       }
       Map<String, byte[]> missing = new LinkedHashMap<>();
       for (int i = 0; i < keys.size(); i++) {
-        if (exists.get(i).get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS) == 0) {
+        if (await(exists.get(i)) == 0) {
           missing.put(PREFIX + keys.get(i), values.get(i));
           written[i] = true;
         }
@@ -172,6 +172,13 @@ public final class RedisTier implements KvTier {
       return written;
     } catch (RedisException e) {
       throw unavailable(e);
+    }
+  }
+
+  /** A pipelined command's reply, within {@link #TIMEOUT}. */
+  private static <T> T await(RedisFuture<T> reply) {
+    try {
+      return reply.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
     } catch (ExecutionException | TimeoutException e) {
       throw new TierUnavailableException(String.valueOf(e.getMessage()), e);
     } catch (InterruptedException e) {
@@ -194,15 +201,10 @@ public final class RedisTier implements KvTier {
         done.add(async.set(PREFIX + keys.get(i), values.get(i), px));
       }
       for (RedisFuture<String> f : done) {
-        f.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+        await(f);
       }
     } catch (RedisException e) {
       throw unavailable(e);
-    } catch (ExecutionException | TimeoutException e) {
-      throw new TierUnavailableException(String.valueOf(e.getMessage()), e);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new TierUnavailableException("interrupted", e);
     }
   }
 

@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.kvslim.SharedData;
-import io.kvslim.engine.Engine;
+import io.kvslim.SpmEngineTest;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.method.KvSpec;
@@ -12,7 +12,6 @@ import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.ColdStorage;
 import io.kvslim.kv.store.ColdStore;
 import io.kvslim.kv.tier.TierColdStorage;
-import io.kvslim.model.Model;
 import io.lettuce.core.RedisClient;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.codec.ByteArrayCodec;
@@ -21,7 +20,6 @@ import io.lettuce.core.codec.StringCodec;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -34,7 +32,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * killed mid-run: a new cache falls back to a local file with the same answers, one that had blocks
  * there fails its step with one sentence and the pool balanced.
  */
-class SpillRedisTest {
+class SpillRedisTest extends SpmEngineTest {
   private static final String[] SPECS = {
     "quest:token_budget=64,page_size=16,skip_layers=1",
     "shadowkv:budget=40,outliers=3",
@@ -42,22 +40,9 @@ class SpillRedisTest {
   };
   private static final String KEYS = "kvslim:kv:spill-*";
 
-  private static Model model;
-  private static Engine engine;
-
   @BeforeAll
-  static void load() {
+  static void shared() {
     SharedData.require();
-    model = TestServer.loadModel();
-    engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
-  }
-
-  @AfterAll
-  static void close() {
-    if (engine != null) {
-      engine.close();
-      model.close();
-    }
   }
 
   private static int[] tokens(int n, long seed) {

@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
 import io.kvslim.SharedData;
-import io.kvslim.engine.Engine;
+import io.kvslim.SpmEngineTest;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.KvCache;
 import io.kvslim.kv.cache.ManagedKvCache;
@@ -13,36 +13,15 @@ import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvCacheFormat;
 import io.kvslim.model.Batch;
-import io.kvslim.model.Model;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
 import java.util.stream.IntStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-class PyramidInferMethodTest {
-  static Model model;
-  static Engine engine;
-
-  @BeforeAll
-  static void load() {
-    if (SharedData.present()) {
-      model = Model.load(SharedData.model("llama-spm-f32.gguf"));
-      engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
-    }
-  }
-
-  @AfterAll
-  static void close() {
-    if (engine != null) {
-      engine.close();
-      model.close();
-    }
-  }
+class PyramidInferMethodTest extends SpmEngineTest {
 
   static int[] tokens(int n, long seed) {
     SplittableRandom r = new SplittableRandom(seed);

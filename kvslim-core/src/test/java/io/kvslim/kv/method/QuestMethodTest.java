@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
 import io.kvslim.SharedData;
-import io.kvslim.engine.Engine;
+import io.kvslim.SpmEngineTest;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.cache.PagedLayerKv;
@@ -14,34 +14,13 @@ import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.HeadStore;
 import io.kvslim.kv.store.KvCacheFormat;
 import io.kvslim.kv.store.LayerStore;
-import io.kvslim.model.Model;
 import java.util.Arrays;
 import java.util.BitSet;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-class QuestMethodTest {
-  static Model model;
-  static Engine engine;
-
-  @BeforeAll
-  static void load() {
-    if (SharedData.present()) {
-      model = Model.load(SharedData.model("llama-spm-f32.gguf"));
-      engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
-    }
-  }
-
-  @AfterAll
-  static void close() {
-    if (engine != null) {
-      engine.close();
-      model.close();
-    }
-  }
+class QuestMethodTest extends SpmEngineTest {
 
   /** One KV head of {@code n} random tokens (positions 0..n−1) in {@code format}. */
   static PagedLayerKv layer(int kvHeads, int dim, int n, KvCacheFormat format, long seed) {

@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.kvslim.SharedData;
-import io.kvslim.engine.Engine;
+import io.kvslim.SpmEngineTest;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.format.KvFormats;
@@ -13,29 +13,9 @@ import io.kvslim.kv.store.KvCacheFormat;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-class ShadowKvMethodTest {
-  static io.kvslim.model.Model model;
-  static Engine engine;
-
-  @BeforeAll
-  static void load() {
-    if (SharedData.present()) {
-      model = io.kvslim.model.Model.load(SharedData.model("llama-spm-f32.gguf"));
-      engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
-    }
-  }
-
-  @AfterAll
-  static void close() {
-    if (engine != null) {
-      engine.close();
-      model.close();
-    }
-  }
+class ShadowKvMethodTest extends SpmEngineTest {
 
   ShadowKvMethod.Policy policy(String spec) {
     var c = model.config();

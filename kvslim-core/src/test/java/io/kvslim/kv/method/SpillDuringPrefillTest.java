@@ -3,13 +3,11 @@ package io.kvslim.kv.method;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.kvslim.SharedData;
-import io.kvslim.engine.Engine;
+import io.kvslim.SpmEngineTest;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.store.BlockPool;
-import io.kvslim.model.Model;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -21,24 +19,11 @@ import org.junit.jupiter.params.provider.ValueSource;
  * step equal those of the method with everything in RAM, and the pool's peak (every reservation,
  * inside steps too) is a fraction of the in-RAM one.
  */
-class SpillDuringPrefillTest {
-  static Model model;
-  static Engine engine;
-
+class SpillDuringPrefillTest extends SpmEngineTest {
   @BeforeAll
-  static void load() {
-    if (SharedData.present()) {
-      model = Model.load(SharedData.model("llama-spm-f32.gguf"));
-      engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
-      engine.setPrefillChunk(64); // several chunks: later ones fetch the layer back
-    }
-  }
-
-  @AfterAll
-  static void close() {
+  static void chunks() {
     if (engine != null) {
-      engine.close();
-      model.close();
+      engine.setPrefillChunk(64); // several chunks: later ones fetch the layer back
     }
   }
 

@@ -4,8 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.kvslim.SharedData;
-import io.kvslim.engine.Engine;
-import io.kvslim.engine.KvSpecs;
+import io.kvslim.SpmEngineTest;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.policy.ColdSpill;
@@ -13,7 +12,6 @@ import io.kvslim.kv.policy.KvPolicy;
 import io.kvslim.kv.policy.RecallPolicy;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.KvCacheFormat;
-import io.kvslim.model.Model;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -23,8 +21,6 @@ import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -33,25 +29,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * everything in RAM, RAM held plus cold bytes equal to the in-RAM cache's bytes, a corrupted spill
  * file detected, the file deleted when the cache closes.
  */
-class SpillRecallTest {
-  static Model model;
-  static Engine engine;
-
-  @BeforeAll
-  static void load() {
-    if (SharedData.present()) {
-      model = Model.load(SharedData.model("llama-spm-f32.gguf"));
-      engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
-    }
-  }
-
-  @AfterAll
-  static void close() {
-    if (engine != null) {
-      engine.close();
-      model.close();
-    }
-  }
+class SpillRecallTest extends SpmEngineTest {
 
   static KvPolicy policy(String spec) {
     var c = model.config();

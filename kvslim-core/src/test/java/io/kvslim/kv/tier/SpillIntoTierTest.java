@@ -4,14 +4,13 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.kvslim.SharedData;
-import io.kvslim.engine.Engine;
+import io.kvslim.SpmEngineTest;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.cache.ManagedKvCache;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.ColdStorage;
 import io.kvslim.kv.store.ColdStore;
-import io.kvslim.model.Model;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -22,8 +21,6 @@ import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.TreeMap;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -37,32 +34,14 @@ import org.junit.jupiter.params.provider.ValueSource;
  * block fails the step with one sentence and the pool balanced; an unreachable tier falls back to a
  * local file with one warning and the answers unchanged; the tier's keys are deleted on close.
  */
-class SpillIntoTierTest {
+class SpillIntoTierTest extends SpmEngineTest {
   static final String[] SPECS = {
     "quest:token_budget=64,page_size=16,skip_layers=1",
     "shadowkv:budget=40,outliers=3",
     "pqcache:budget=16,sink=4,bits=4,cache_blocks=2"
   };
 
-  static Model model;
-  static Engine engine;
   @TempDir Path dir;
-
-  @BeforeAll
-  static void load() {
-    if (SharedData.present()) {
-      model = Model.load(SharedData.model("llama-spm-f32.gguf"));
-      engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
-    }
-  }
-
-  @AfterAll
-  static void close() {
-    if (engine != null) {
-      engine.close();
-      model.close();
-    }
-  }
 
   /** A tier in memory, counting its round trips; {@code down} makes every call fail. */
   static final class MapTier implements KvTier {
