@@ -5,6 +5,7 @@ import io.kvslim.engine.KvSpecs;
 import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 
@@ -23,6 +24,17 @@ public abstract class SpmEngineTest {
       model = Model.load(SharedData.model("llama-spm-f32.gguf"));
       engine = new Engine(model, 2, KvSpecs.factory(KvSpec.FULL, new BlockPool()));
     }
+  }
+
+  /** {@code n} random token ids of the model's vocabulary past its first three (special) ones. */
+  protected static int[] tokens(int n, long seed) {
+    SplittableRandom r = new SplittableRandom(seed);
+    int vocab = model.config().vocabSize();
+    int[] toks = new int[n];
+    for (int i = 0; i < n; i++) {
+      toks[i] = 3 + r.nextInt(vocab - 3);
+    }
+    return toks;
   }
 
   @AfterAll

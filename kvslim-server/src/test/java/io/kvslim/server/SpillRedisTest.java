@@ -19,7 +19,6 @@ import io.lettuce.core.codec.RedisCodec;
 import io.lettuce.core.codec.StringCodec;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.SplittableRandom;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -43,16 +42,6 @@ class SpillRedisTest extends SpmEngineTest {
   @BeforeAll
   static void shared() {
     SharedData.require();
-  }
-
-  private static int[] tokens(int n, long seed) {
-    SplittableRandom r = new SplittableRandom(seed);
-    int vocab = model.config().vocabSize();
-    int[] toks = new int[n];
-    for (int i = 0; i < n; i++) {
-      toks[i] = 3 + r.nextInt(vocab - 3);
-    }
-    return toks;
   }
 
   private static ManagedKvCache cache(String spec, BlockPool pool) {

@@ -23,15 +23,6 @@ import org.junit.jupiter.api.Test;
 
 class PyramidInferMethodTest extends SpmEngineTest {
 
-  static int[] tokens(int n, long seed) {
-    SplittableRandom r = new SplittableRandom(seed);
-    int[] t = new int[n];
-    for (int i = 0; i < n; i++) {
-      t[i] = 3 + r.nextInt(model.config().vocabSize() - 3);
-    }
-    return t;
-  }
-
   static ManagedKvCache cache(String spec) {
     return KvSpecs.caches(KvSpec.parse(spec), new BlockPool(), model.config()).create();
   }

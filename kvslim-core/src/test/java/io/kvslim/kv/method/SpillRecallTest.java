@@ -20,7 +20,6 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -52,16 +51,6 @@ class SpillRecallTest extends SpmEngineTest {
 
   static ColdSpill spillOf(KvPolicy p) {
     return p instanceof QuestMethod.Policy q ? q.spill() : ((RecallPolicy<?>) p).spill();
-  }
-
-  static int[] tokens(int n, long seed) {
-    SplittableRandom r = new SplittableRandom(seed);
-    int vocab = model.config().vocabSize();
-    int[] toks = new int[n];
-    for (int i = 0; i < n; i++) {
-      toks[i] = 3 + r.nextInt(vocab - 3);
-    }
-    return toks;
   }
 
   @ParameterizedTest

@@ -18,7 +18,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 import java.util.TreeMap;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
@@ -112,16 +111,6 @@ class SpillIntoTierTest extends SpmEngineTest {
 
     @Override
     public void close() {}
-  }
-
-  static int[] tokens(int n, long seed) {
-    SplittableRandom r = new SplittableRandom(seed);
-    int vocab = model.config().vocabSize();
-    int[] toks = new int[n];
-    for (int i = 0; i < n; i++) {
-      toks[i] = 3 + r.nextInt(vocab - 3);
-    }
-    return toks;
   }
 
   static ManagedKvCache cache(String spec, ColdStorage cold) {
