@@ -52,7 +52,10 @@ class KvFormatTest {
             KvQuantFormatTest.keys(4, 0, r).forHead(1),
             new KvQuantValueFormat(2, KvQuantFormatTest.codebook(2, r), 1),
             new KvQuantValueFormat(3, KvQuantFormatTest.codebook(3, r), 0),
-            new KvQuantValueFormat(4, KvQuantFormatTest.codebook(4, r), 2)));
+            new KvQuantValueFormat(4, KvQuantFormatTest.codebook(4, r), 2),
+            CqFormatTest.format(2, 4),
+            CqFormatTest.format(4, 5),
+            CqFormatTest.format(8, 6)));
   }
 
   static float[] randomRows(long seed, int rows) {
