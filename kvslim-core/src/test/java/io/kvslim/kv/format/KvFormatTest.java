@@ -55,7 +55,26 @@ class KvFormatTest {
             new KvQuantValueFormat(4, KvQuantFormatTest.codebook(4, r), 2),
             CqFormatTest.format(2, 4),
             CqFormatTest.format(4, 5),
-            CqFormatTest.format(8, 6)));
+            CqFormatTest.format(8, 6),
+            new LexicoFormat(unitAtoms(256, 7), 256, 8, "t"),
+            new LexicoFormat(unitAtoms(512, 8), 512, 3, "t")));
+  }
+
+  /** {@code atoms} random unit-norm atoms of {@link #HEAD_DIM} channels. */
+  static float[] unitAtoms(int atoms, long seed) {
+    Random random = new Random(seed);
+    float[] dict = new float[atoms * HEAD_DIM];
+    for (int a = 0; a < atoms; a++) {
+      double n = 0;
+      for (int i = 0; i < HEAD_DIM; i++) {
+        dict[a * HEAD_DIM + i] = (float) random.nextGaussian();
+        n += dict[a * HEAD_DIM + i] * dict[a * HEAD_DIM + i];
+      }
+      for (int i = 0; i < HEAD_DIM; i++) {
+        dict[a * HEAD_DIM + i] = (float) (dict[a * HEAD_DIM + i] / Math.sqrt(n));
+      }
+    }
+    return dict;
   }
 
   static float[] randomRows(long seed, int rows) {
