@@ -57,7 +57,47 @@ class KvFormatTest {
             CqFormatTest.format(4, 5),
             CqFormatTest.format(8, 6),
             new LexicoFormat(unitAtoms(256, 7), 256, 8, "t"),
-            new LexicoFormat(unitAtoms(512, 8), 512, 3, "t")));
+            new LexicoFormat(unitAtoms(512, 8), 512, 3, "t"),
+            new QaqFormat(qaqBits(), 1, 1, HEAD_DIM)));
+  }
+
+  /** QAQ's per-slot widths, every width 1..8 among them. */
+  static byte[] qaqBits() {
+    byte[] b = new byte[CAPACITY];
+    for (int s = 0; s < CAPACITY; s++) {
+      b[s] = (byte) (1 + (s * 5 + s / 8) % 8);
+    }
+    return b;
+  }
+
+  /**
+   * Kernels whose fast path reads the block's heap array give the bits of their general path, which
+   * a block off the heap takes.
+   */
+  @ParameterizedTest
+  @MethodSource("blockFormats")
+  void arrayPathsEqualTheSegmentPath(KvFormat format) {
+    MemorySegment block = encode(format, randomRows(31, CAPACITY));
+    MemorySegment native_ = java.lang.foreign.Arena.ofAuto().allocate(block.byteSize(), 8);
+    native_.copyFrom(block);
+    float[] prepared = new float[format.preparedQueryLength(HEAD_DIM)];
+    format.prepareQuery(randomRows(32, 1), 0, HEAD_DIM, prepared, 0);
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    float[] onHeap = new float[CAPACITY];
+    float[] offHeap = new float[CAPACITY];
+    format.scores(block, CAPACITY, CAPACITY, HEAD_DIM, prepared, 0, onHeap, work);
+    format.scores(native_, CAPACITY, CAPACITY, HEAD_DIM, prepared, 0, offHeap, work);
+    assertThat(onHeap).as("%s scores", format.name()).isEqualTo(offHeap);
+    float[] weights = new float[CAPACITY];
+    Random random = new Random(33);
+    for (int s = 0; s < CAPACITY; s++) {
+      weights[s] = s % 7 == 3 ? 0f : random.nextFloat();
+    }
+    float[] accHeap = new float[HEAD_DIM];
+    float[] accNative = new float[HEAD_DIM];
+    format.accumulateBlock(block, CAPACITY, CAPACITY, HEAD_DIM, weights, 0, accHeap, 0, work);
+    format.accumulateBlock(native_, CAPACITY, CAPACITY, HEAD_DIM, weights, 0, accNative, 0, work);
+    assertThat(accHeap).as("%s sums", format.name()).isEqualTo(accNative);
   }
 
   /** {@code atoms} random unit-norm atoms of {@link #HEAD_DIM} channels. */
