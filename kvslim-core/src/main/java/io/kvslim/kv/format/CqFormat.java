@@ -302,6 +302,180 @@ public final class CqFormat extends RawQueryKeyFormat {
     return sum;
   }
 
+  /**
+   * {@link #dotRow} for each slot without its per-row calls, four slots at a time so that their
+   * four sequential sums run side by side (each slot's sum adds the same table entries in the same
+   * order: the same bits).
+   */
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (array == null) {
+      super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
+      return;
+    }
+    int groups = headDim / coupled;
+    int s = 0;
+    for (; s + 3 < count; s += 4) {
+      int o0 = s * groups;
+      int o1 = o0 + groups;
+      int o2 = o1 + groups;
+      int o3 = o2 + groups;
+      float s0 = 0f;
+      float s1 = 0f;
+      float s2 = 0f;
+      float s3 = 0f;
+      for (int g = 0, t = pOff; g < groups; g++, t += CENTROIDS) {
+        s0 += prepared[t + (array[o0 + g] & 0xFF)];
+        s1 += prepared[t + (array[o1 + g] & 0xFF)];
+        s2 += prepared[t + (array[o2 + g] & 0xFF)];
+        s3 += prepared[t + (array[o3 + g] & 0xFF)];
+      }
+      scores[s] = s0;
+      scores[s + 1] = s1;
+      scores[s + 2] = s2;
+      scores[s + 3] = s3;
+    }
+    for (; s < count; s++) {
+      int o = s * groups;
+      float sum = 0f;
+      for (int g = 0, t = pOff; g < groups; g++, t += CENTROIDS) {
+        sum += prepared[t + (array[o + g] & 0xFF)];
+      }
+      scores[s] = sum;
+    }
+  }
+
+  /**
+   * {@link #accumulateRow} for the slots with a nonzero weight, in slot order, without its per-row
+   * calls; with 2, 4 or 8 coupled channels a group's centroid is one 64-, 128- or 256-bit vector,
+   * added as {@code acc + w·C} lane by lane (the scalar loop's operations: the same bits).
+   */
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    int lanes = VectorKernels.FLOATS.length();
+    if (array == null) {
+      super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
+    } else if (coupled == 8 && lanes >= 8) {
+      add8(array, count, headDim / coupled, book, weights, wOff, acc, accOff);
+    } else if (coupled == 4 && lanes >= 4) {
+      add4(array, count, headDim / coupled, book, weights, wOff, acc, accOff);
+    } else if (coupled == 2 && lanes >= 4) {
+      add2(array, count, headDim / coupled, book, weights, wOff, acc, accOff);
+    } else {
+      int groups = headDim / coupled;
+      for (int s = 0; s < count; s++) {
+        float w = weights[wOff + s];
+        if (w == 0f) {
+          continue;
+        }
+        for (int g = 0, o = s * groups; g < groups; g++) {
+          int from = (g * CENTROIDS + (array[o + g] & 0xFF)) * coupled;
+          int to = accOff + g * coupled;
+          for (int i = 0; i < coupled; i++) {
+            acc[to + i] += w * book[from + i];
+          }
+        }
+      }
+    }
+  }
+
+  private static void add8(
+      byte[] array,
+      int count,
+      int groups,
+      float[] book,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff) {
+    VectorSpecies<Float> species = FloatVector.SPECIES_256;
+    for (int s = 0; s < count; s++) {
+      float w = weights[wOff + s];
+      if (w == 0f) {
+        continue;
+      }
+      FloatVector vw = FloatVector.broadcast(species, w);
+      for (int g = 0, o = s * groups; g < groups; g++) {
+        int from = (g * CENTROIDS + (array[o + g] & 0xFF)) * 8;
+        int to = accOff + g * 8;
+        FloatVector.fromArray(species, acc, to)
+            .add(FloatVector.fromArray(species, book, from).mul(vw))
+            .intoArray(acc, to);
+      }
+    }
+  }
+
+  private static void add2(
+      byte[] array,
+      int count,
+      int groups,
+      float[] book,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff) {
+    VectorSpecies<Float> species = FloatVector.SPECIES_64;
+    for (int s = 0; s < count; s++) {
+      float w = weights[wOff + s];
+      if (w == 0f) {
+        continue;
+      }
+      FloatVector vw = FloatVector.broadcast(species, w);
+      for (int g = 0, o = s * groups; g < groups; g++) {
+        int from = (g * CENTROIDS + (array[o + g] & 0xFF)) * 2;
+        int to = accOff + g * 2;
+        FloatVector.fromArray(species, acc, to)
+            .add(FloatVector.fromArray(species, book, from).mul(vw))
+            .intoArray(acc, to);
+      }
+    }
+  }
+
+  private static void add4(
+      byte[] array,
+      int count,
+      int groups,
+      float[] book,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff) {
+    VectorSpecies<Float> species = FloatVector.SPECIES_128;
+    for (int s = 0; s < count; s++) {
+      float w = weights[wOff + s];
+      if (w == 0f) {
+        continue;
+      }
+      FloatVector vw = FloatVector.broadcast(species, w);
+      for (int g = 0, o = s * groups; g < groups; g++) {
+        int from = (g * CENTROIDS + (array[o + g] & 0xFF)) * 4;
+        int to = accOff + g * 4;
+        FloatVector.fromArray(species, acc, to)
+            .add(FloatVector.fromArray(species, book, from).mul(vw))
+            .intoArray(acc, to);
+      }
+    }
+  }
+
   /** {@code acc += w · C_g,code_g}, group by group. */
   @Override
   protected void accumulateRow(

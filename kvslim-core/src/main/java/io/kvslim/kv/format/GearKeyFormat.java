@@ -162,20 +162,31 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
       float[] work) {
     KiviKeyFormat quantizer = quantizer();
     quantizer.scores(block, count, capacity, headDim, q, qOff, scores, work);
+    // A's rows of the scored tokens and B as floats once (the values each fp16 read gives), for
+    // the low-rank term and every outlier's correction
+    long a = factorsOffset(capacity, headDim);
+    long b = bOffset(capacity, headDim);
+    int bAt = count * rank;
+    int n = bAt + headDim * rank;
+    float[] f = work.length >= n ? work : new float[n];
+    for (int i = 0; i < bAt; i++) {
+      f[i] = GearCodec.half(block, a, i);
+    }
+    for (int i = 0; i < headDim * rank; i++) {
+      f[bAt + i] = GearCodec.half(block, b, i);
+    }
     if (rank > 0) {
       float[] qb = new float[rank];
-      long b = bOffset(capacity, headDim);
       for (int c = 0; c < headDim; c++) {
         float qc = q[qOff + c];
         for (int j = 0; j < rank; j++) {
-          qb[j] += qc * GearCodec.half(block, b, c * rank + j);
+          qb[j] += qc * f[bAt + c * rank + j];
         }
       }
-      long a = factorsOffset(capacity, headDim);
       for (int t = 0; t < count; t++) {
         float s = 0f;
         for (int j = 0; j < rank; j++) {
-          s += qb[j] * GearCodec.half(block, a, t * rank + j);
+          s += qb[j] * f[t * rank + j];
         }
         scores[t] += s;
       }
@@ -193,7 +204,11 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
       int c = i / (2 * kCap);
       int code = AsymmetricCodes.get(block, codes + (long) t * rowBytes, c, bits);
       float deq = code * quantizer.channelScale(block, c) + quantizer.channelZeroPoint(block, c);
-      float approx = deq + lowRank(block, t, c, capacity, headDim);
+      float lowRank = 0f;
+      for (int j = 0; j < rank; j++) {
+        lowRank += f[t * rank + j] * f[bAt + c * rank + j];
+      }
+      float approx = deq + lowRank;
       scores[t] += q[qOff + c] * (GearCodec.outlierValue(block, o, table, i) - approx);
     }
   }

@@ -212,23 +212,36 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
       float[] work) {
     int slots = slots(block, headDim);
     KiviValueFormat quantizer = quantizer(headDim);
-    quantizer.accumulateBlock(block, count, slots, headDim, weights, wOff, acc, accOff, work);
+    // KIVI's register-held one-row kernel (the same bits as its accumulateBlock) where it applies
+    if (!quantizer.accumulateOneRow(block, count, headDim, weights, wOff, acc, accOff, work)) {
+      quantizer.accumulateBlock(block, count, slots, headDim, weights, wOff, acc, accOff, work);
+    }
     long a = aOffset(slots, headDim);
     long b = bOffset(slots, headDim);
+    // A's rows of the block's slots and B as floats once (the same values each read gives)
+    int bAt = count * rank;
+    int n = bAt + headDim * rank;
+    float[] f = work.length >= n ? work : new float[n];
+    for (int i = 0; i < bAt; i++) {
+      f[i] = GearCodec.half(block, a, i);
+    }
+    for (int i = 0; i < headDim * rank; i++) {
+      f[bAt + i] = GearCodec.half(block, b, i);
+    }
     if (rank > 0) {
       float[] pa = new float[rank];
       for (int t = 0; t < count; t++) {
         float w = weights[wOff + t];
         if (w != 0f) {
           for (int j = 0; j < rank; j++) {
-            pa[j] += w * GearCodec.half(block, a, t * rank + j);
+            pa[j] += w * f[t * rank + j];
           }
         }
       }
       for (int c = 0; c < headDim; c++) {
         float s = 0f;
         for (int j = 0; j < rank; j++) {
-          s += pa[j] * GearCodec.half(block, b, c * rank + j);
+          s += pa[j] * f[bAt + c * rank + j];
         }
         acc[accOff + c] += s;
       }
@@ -239,28 +252,24 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     }
     int table = slots * 2 * k;
     long o = outliersOffset(slots, headDim);
-    float[] row = new float[headDim];
+    long rowBytes = quantizer.rowBytes(headDim);
     for (int t = 0; t < count; t++) {
       float w = weights[wOff + t];
       if (w == 0f) {
         continue;
       }
-      boolean decoded = false;
       for (int i = t * 2 * k; i < (t + 1) * 2 * k; i++) {
         int c = GearCodec.outlierIndex(block, o, i);
         if (c < 0) {
           continue;
         }
-        if (!decoded) {
-          quantizer.decode(block, t, slots, headDim, row, 0);
-          decoded = true;
-        }
+        // the outlier's channel of the decoded row alone (the bits decode writes there)
+        float deq = quantizer.decodedAt(block, t * rowBytes, headDim, c);
         float lowRank = 0f;
         for (int j = 0; j < rank; j++) {
-          lowRank +=
-              GearCodec.half(block, a, t * rank + j) * GearCodec.half(block, b, c * rank + j);
+          lowRank += f[t * rank + j] * f[bAt + c * rank + j];
         }
-        acc[accOff + c] += w * (GearCodec.outlierValue(block, o, table, i) - row[c] - lowRank);
+        acc[accOff + c] += w * (GearCodec.outlierValue(block, o, table, i) - deq - lowRank);
       }
     }
   }

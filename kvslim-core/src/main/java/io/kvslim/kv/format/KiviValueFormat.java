@@ -127,6 +127,16 @@ public final class KiviValueFormat extends RowFormat {
     }
   }
 
+  /**
+   * Channel {@code c} of the row at {@code offset} as {@link #decodeRow} writes it (the same
+   * operations: the code as a float, times the group's scale, plus its zero point).
+   */
+  float decodedAt(MemorySegment block, long offset, int headDim, int c) {
+    float code = AsymmetricCodes.get(block, offset + rowScaleBytes(headDim), c, bits);
+    int g = c / group;
+    return code * groupScale(block, offset, g) + groupZeroPoint(block, offset, g);
+  }
+
   /** Scale of channel group {@code g} of the row at {@code offset}. */
   float groupScale(MemorySegment block, long offset, int g) {
     return scaleAt(block, VectorKernels.array(block), offset, g);
@@ -319,7 +329,7 @@ public final class KiviValueFormat extends RowFormat {
    * pairs read as one word per two groups); the vector loop then only broadcasts them. Returns
    * false (nothing done) where the codes do not vectorize that way.
    */
-  private boolean accumulateOneRow(
+  boolean accumulateOneRow(
       MemorySegment block,
       int count,
       int headDim,

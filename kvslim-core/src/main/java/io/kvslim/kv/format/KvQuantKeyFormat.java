@@ -307,6 +307,195 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
     System.arraycopy(q, qOff, dst, dstOff + headDim + 1, headDim);
   }
 
+  /**
+   * {@link #dotRow} for each slot without its per-row calls: each vector of a row's codes is cut
+   * from the packed bytes in registers ({@link CodeWords}), looked up in the codebook held in one
+   * vector (a permute) and multiplied into the lane-wise products with the query (the same fused
+   * multiply-adds per lane as {@link VectorKernels#dot}); four rows' lanes are summed in one tree
+   * ({@code AttentionKernels.sumLanes4}, the same bits as one sum each); then {@code Σ q_c o_c} and
+   * each outlier's correction are added in {@link #dotRow}'s order: the same bits.
+   */
+  @Override
+  public void scores(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    int codeBytes = codeBytes(headDim);
+    int rowBytes = rowBytes(headDim);
+    if (array == null
+        || !CodeWords.applies(bits, headDim)
+        || CodeWords.of(bits).overrun > rowBytes - codeBytes
+        || centroids.length > CodeWords.LANES
+        || work.length < 4 + CodeWords.LANES) {
+      super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
+      return;
+    }
+    scoresInRegisters(
+        array,
+        count,
+        headDim,
+        rowBytes,
+        codeBytes,
+        CodeWords.of(bits),
+        CodeWords.book(centroids),
+        prepared,
+        pOff,
+        scores,
+        work);
+    if (outliers > 0) {
+      corrections(array, count, headDim, rowBytes, codeBytes, prepared, pOff, scores);
+    }
+  }
+
+  private static void scoresInRegisters(
+      byte[] array,
+      int count,
+      int headDim,
+      int rowBytes,
+      int codeBytes,
+      CodeWords w,
+      jdk.incubator.vector.IntVector book,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] sums) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int lanes = CodeWords.LANES;
+    int highByte = w.highByte;
+    int mask = w.mask;
+    int vectorBytes = w.vectorBytes;
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    jdk.incubator.vector.VectorMask<Integer> high = w.high;
+    float qo = prepared[pOff + headDim];
+    int s = 0;
+    for (; s + 3 < count; s += 4) {
+      jdk.incubator.vector.FloatVector d0 = jdk.incubator.vector.FloatVector.zero(species);
+      jdk.incubator.vector.FloatVector d1 = d0;
+      jdk.incubator.vector.FloatVector d2 = d0;
+      jdk.incubator.vector.FloatVector d3 = d0;
+      for (int j = 0, at = s * rowBytes; j < headDim; j += lanes, at += vectorBytes) {
+        jdk.incubator.vector.FloatVector q =
+            jdk.incubator.vector.FloatVector.fromArray(species, prepared, pOff + j);
+        int a1 = at + rowBytes;
+        int a2 = a1 + rowBytes;
+        int a3 = a2 + rowBytes;
+        d0 =
+            q.fma(
+                jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at))
+                    .blend(
+                        jdk.incubator.vector.IntVector.broadcast(
+                            ints, CodeWords.word(array, at + highByte)),
+                        high)
+                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                    .and(mask)
+                    .selectFrom(book)
+                    .reinterpretAsFloats(),
+                d0);
+        d1 =
+            q.fma(
+                jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a1))
+                    .blend(
+                        jdk.incubator.vector.IntVector.broadcast(
+                            ints, CodeWords.word(array, a1 + highByte)),
+                        high)
+                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                    .and(mask)
+                    .selectFrom(book)
+                    .reinterpretAsFloats(),
+                d1);
+        d2 =
+            q.fma(
+                jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a2))
+                    .blend(
+                        jdk.incubator.vector.IntVector.broadcast(
+                            ints, CodeWords.word(array, a2 + highByte)),
+                        high)
+                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                    .and(mask)
+                    .selectFrom(book)
+                    .reinterpretAsFloats(),
+                d2);
+        d3 =
+            q.fma(
+                jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a3))
+                    .blend(
+                        jdk.incubator.vector.IntVector.broadcast(
+                            ints, CodeWords.word(array, a3 + highByte)),
+                        high)
+                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                    .and(mask)
+                    .selectFrom(book)
+                    .reinterpretAsFloats(),
+                d3);
+      }
+      io.kvslim.kv.attention.AttentionKernels.sumLanes4(d0, d1, d2, d3, sums, 0, sums, 4);
+      scores[s] = sums[0] + qo;
+      scores[s + 1] = sums[1] + qo;
+      scores[s + 2] = sums[2] + qo;
+      scores[s + 3] = sums[3] + qo;
+    }
+    for (; s < count; s++) {
+      jdk.incubator.vector.FloatVector d = jdk.incubator.vector.FloatVector.zero(species);
+      for (int j = 0, at = s * rowBytes; j < headDim; j += lanes, at += vectorBytes) {
+        d =
+            jdk.incubator.vector.FloatVector.fromArray(species, prepared, pOff + j)
+                .fma(
+                    jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at))
+                        .blend(
+                            jdk.incubator.vector.IntVector.broadcast(
+                                ints, CodeWords.word(array, at + highByte)),
+                            high)
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .selectFrom(book)
+                        .reinterpretAsFloats(),
+                    d);
+      }
+      scores[s] = io.kvslim.kv.attention.AttentionKernels.sumLanes(d) + qo;
+    }
+  }
+
+  /** Each used outlier's term of {@link #dotRow}, added to its slot's score in entry order. */
+  private void corrections(
+      byte[] array,
+      int count,
+      int headDim,
+      int rowBytes,
+      int codeBytes,
+      float[] q,
+      int qOff,
+      float[] scores) {
+    float[] o = this.offset[head];
+    int raw = qOff + headDim + 1;
+    int mask = (1 << bits) - 1;
+    for (int s = 0; s < count; s++) {
+      int offset = s * rowBytes;
+      int sparse = offset + codeBytes;
+      float dot = scores[s];
+      for (int i = 0; i < outliers; i++) {
+        int e = sparse + i * KvQuantRows.OUTLIER_BYTES;
+        int idx = array[e] & 0xff;
+        if (idx != KvQuantRows.UNUSED) {
+          float v = HalfFloats.fromF16((short) ((array[e + 1] & 0xff) | array[e + 2] << 8));
+          int p = idx * bits;
+          int code =
+              (((array[offset + (p >>> 3)] & 0xff) | (array[offset + (p >>> 3) + 1] & 0xff) << 8)
+                      >>> (p & 7))
+                  & mask;
+          dot += q[raw + idx] * (v - o[idx]) - q[qOff + idx] * centroids[code];
+        }
+      }
+      scores[s] = dot;
+    }
+  }
+
   @Override
   protected float dotRow(
       MemorySegment block, long offset, int headDim, float[] q, int qOff, float[] work) {

@@ -176,6 +176,114 @@ public final class KvQuantValueFormat extends RowFormat {
     return VectorKernels.dot(q, qOff, work, 0, headDim);
   }
 
+  /**
+   * {@link #accumulateRow} for the block's slots with a nonzero weight, in slot order, without its
+   * per-row calls: each vector of a row's codes is cut from the packed bytes in registers ({@link
+   * CodeWords}), looked up in the codebook held in one vector (a permute) and added lane by lane as
+   * {@code acc + ((w·r)·cent + w·o)} (the scalar loop's roundings), then the row's outliers are
+   * replaced as there: the same bits. (Keeping the sum of a vector of channels in a register over
+   * the block's slots, with each outlier's term as a one-lane masked add, measured 3–5x slower: C2
+   * did not keep the vector in a register across the outlier loop.)
+   */
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (array == null || !CodeWords.applies(bits, headDim) || centroids.length > CodeWords.LANES) {
+      super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
+      return;
+    }
+    addInRegisters(
+        array,
+        count,
+        headDim,
+        rowBytes(headDim),
+        codeBytes(headDim),
+        slots(),
+        CodeWords.of(bits),
+        CodeWords.book(centroids),
+        centroids,
+        weights,
+        wOff,
+        acc,
+        accOff);
+  }
+
+  private static void addInRegisters(
+      byte[] array,
+      int count,
+      int headDim,
+      int rowBytes,
+      int codeBytes,
+      int slots,
+      CodeWords w,
+      jdk.incubator.vector.IntVector book,
+      float[] centroids,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int lanes = CodeWords.LANES;
+    int highByte = w.highByte;
+    int mask = w.mask;
+    int bits = w.bits;
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    jdk.incubator.vector.VectorMask<Integer> high = w.high;
+    for (int s = 0; s < count; s++) {
+      float weight = weights[wOff + s];
+      if (weight == 0f) {
+        continue;
+      }
+      int offset = s * rowBytes;
+      int at = offset + codeBytes;
+      float o = HalfFloats.fromF16((short) ((array[at] & 0xff) | array[at + 1] << 8));
+      float r = HalfFloats.fromF16((short) ((array[at + 2] & 0xff) | array[at + 3] << 8));
+      float a = weight * r;
+      float b = weight * o;
+      jdk.incubator.vector.FloatVector va = jdk.incubator.vector.FloatVector.broadcast(species, a);
+      jdk.incubator.vector.FloatVector vb = jdk.incubator.vector.FloatVector.broadcast(species, b);
+      for (int j = 0, c = offset; j < headDim; j += lanes, c += w.vectorBytes) {
+        jdk.incubator.vector.FloatVector cent =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, c))
+                .blend(
+                    jdk.incubator.vector.IntVector.broadcast(
+                        ints, CodeWords.word(array, c + highByte)),
+                    high)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask)
+                .selectFrom(book)
+                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector.fromArray(species, acc, accOff + j)
+            .add(cent.mul(va).add(vb))
+            .intoArray(acc, accOff + j);
+      }
+      int sparse = at + 4;
+      for (int i = 0; i < slots; i++) {
+        int e = sparse + i * KvQuantRows.OUTLIER_BYTES;
+        int idx = array[e] & 0xff;
+        if (idx != KvQuantRows.UNUSED) {
+          float v = HalfFloats.fromF16((short) ((array[e + 1] & 0xff) | array[e + 2] << 8));
+          int p = idx * bits;
+          int code =
+              (((array[offset + (p >>> 3)] & 0xff) | (array[offset + (p >>> 3) + 1] & 0xff) << 8)
+                      >>> (p & 7))
+                  & mask;
+          acc[accOff + idx] += weight * v - (a * centroids[code] + b);
+        }
+      }
+    }
+  }
+
   @Override
   protected void accumulateRow(
       MemorySegment block,

@@ -184,10 +184,12 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
   }
 
   /**
-   * Row by row as {@link #dotRow}, without its per-row calls: each row's centroids looked up into
-   * {@code work}, then one pass computes the lane-wise products with the query and with themselves
+   * Row by row as {@link #dotRow}, without its per-row calls: each vector of a row's codes is cut
+   * from the packed bytes in registers ({@link CodeWords}), looked up in the codebook held in one
+   * vector (a permute), and multiplied into the lane-wise products with the query and with itself
    * (the same fused multiply-adds per lane as the two dot products, lanes summed by the same tree),
-   * so the same bits.
+   * so the same bits. Without the register path (other vector widths), each row's centroids are
+   * looked up into {@code work} first.
    */
   @Override
   public void scores(
@@ -199,15 +201,33 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
       int pOff,
       float[] scores,
       float[] work) {
+    byte[] array = VectorKernels.array(block);
+    float[] table = codebook(headDim).centroidsView();
+    if (array != null
+        && CodeWords.applies(bits, headDim)
+        && table.length <= CodeWords.LANES
+        && work.length >= 4 + count + CodeWords.LANES) {
+      scoresInRegisters(
+          array,
+          count,
+          headDim,
+          rowBytes(headDim),
+          CodeWords.of(bits),
+          CodeWords.book(table),
+          normCorrection,
+          prepared,
+          pOff,
+          scores,
+          work);
+      return;
+    }
     jdk.incubator.vector.VectorSpecies<Float> species = VectorKernels.FLOATS;
     int lanes = species.length();
     if (headDim % lanes != 0 || work.length < headDim + lanes) {
       super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
       return;
     }
-    float[] table = codebook(headDim).centroidsView();
     int rowBytes = rowBytes(headDim);
-    byte[] array = VectorKernels.array(block);
     for (int s = 0; s < count; s++) {
       long offset = (long) s * rowBytes;
       PackedCodes.lookup(block, offset, headDim, bits, table, work, 0);
@@ -227,6 +247,146 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
       float norm =
           HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, offset + codeBytes(headDim)));
       scores[s] = norm * (qc * inverse);
+    }
+  }
+
+  /** {@link #scores}' register path: one loop body, the codebook and code constants hoisted. */
+  private static void scoresInRegisters(
+      byte[] array,
+      int count,
+      int headDim,
+      int rowBytes,
+      CodeWords w,
+      jdk.incubator.vector.IntVector book,
+      boolean normCorrection,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] sums) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int lanes = CodeWords.LANES;
+    int codeBytes = PackedCodes.bytes(headDim, w.bits);
+    int vectorBytes = w.vectorBytes;
+    int highByte = w.highByte;
+    int mask = w.mask;
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    jdk.incubator.vector.VectorMask<Integer> high = w.high;
+    int s = 0;
+    // two rows at a time: their four lane sums (dot, squares) in one tree (sumLanes4, the same
+    // bits as sumLanes each)
+    for (; s + 1 < count; s += 2) {
+      int offset = s * rowBytes;
+      jdk.incubator.vector.FloatVector dot0 = jdk.incubator.vector.FloatVector.zero(species);
+      jdk.incubator.vector.FloatVector squares0 = dot0;
+      jdk.incubator.vector.FloatVector dot1 = dot0;
+      jdk.incubator.vector.FloatVector squares1 = dot0;
+      for (int j = 0, at = offset; j < headDim; j += lanes, at += vectorBytes) {
+        jdk.incubator.vector.FloatVector q =
+            jdk.incubator.vector.FloatVector.fromArray(species, prepared, pOff + j);
+        jdk.incubator.vector.FloatVector c0 =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at))
+                .blend(
+                    jdk.incubator.vector.IntVector.broadcast(
+                        ints, CodeWords.word(array, at + highByte)),
+                    high)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask)
+                .selectFrom(book)
+                .reinterpretAsFloats();
+        int at1 = at + rowBytes;
+        jdk.incubator.vector.FloatVector c1 =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at1))
+                .blend(
+                    jdk.incubator.vector.IntVector.broadcast(
+                        ints, CodeWords.word(array, at1 + highByte)),
+                    high)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask)
+                .selectFrom(book)
+                .reinterpretAsFloats();
+        dot0 = q.fma(c0, dot0);
+        squares0 = c0.fma(c0, squares0);
+        dot1 = q.fma(c1, dot1);
+        squares1 = c1.fma(c1, squares1);
+      }
+      AttentionKernels.sumLanes4(dot0, squares0, dot1, squares1, sums, 0, sums, 4 + count);
+      scores[s] = sums[0];
+      scores[s + 1] = sums[2];
+      sums[4 + s] = sums[1];
+      sums[5 + s] = sums[3];
+    }
+    finish(array, s, rowBytes, codeBytes, normCorrection, scores, sums, 4);
+    for (; s < count; s++) {
+      int offset = s * rowBytes;
+      jdk.incubator.vector.FloatVector dot = jdk.incubator.vector.FloatVector.zero(species);
+      jdk.incubator.vector.FloatVector squares = dot;
+      for (int j = 0, at = offset; j < headDim; j += lanes, at += vectorBytes) {
+        jdk.incubator.vector.IntVector codes =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at))
+                .blend(
+                    jdk.incubator.vector.IntVector.broadcast(
+                        ints, CodeWords.word(array, at + highByte)),
+                    high)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        jdk.incubator.vector.FloatVector c = codes.selectFrom(book).reinterpretAsFloats();
+        dot = jdk.incubator.vector.FloatVector.fromArray(species, prepared, pOff + j).fma(c, dot);
+        squares = c.fma(c, squares);
+      }
+      float qc = AttentionKernels.sumLanes(dot);
+      float inverse = 1f;
+      if (normCorrection) {
+        inverse = (float) (1.0 / Math.sqrt(AttentionKernels.sumLanes(squares) + 1e-16));
+      }
+      int n = offset + codeBytes;
+      float norm = HalfFloats.fromF16((short) ((array[n] & 0xff) | array[n + 1] << 8));
+      scores[s] = norm * (qc * inverse);
+    }
+  }
+
+  private static final jdk.incubator.vector.VectorSpecies<Float> EIGHT_FLOATS =
+      jdk.incubator.vector.FloatVector.SPECIES_256;
+  private static final jdk.incubator.vector.VectorSpecies<Double> EIGHT_DOUBLES =
+      jdk.incubator.vector.DoubleVector.SPECIES_512;
+
+  /**
+   * Rows {@code 0..pairs)}: {@code scores[s]} holds q'·ĉ and {@code squares[sqOff + s]} ‖ĉ‖²; each
+   * becomes ρ·(q'·ĉ · 1/√(‖ĉ‖² + 1e-16)) (or ρ·q'·ĉ without norm correction), the double square
+   * roots and divisions eight rows at a time (IEEE operations, correctly rounded in every lane: the
+   * same bits as the scalar ones).
+   */
+  private static void finish(
+      byte[] array,
+      int rows,
+      int rowBytes,
+      int codeBytes,
+      boolean normCorrection,
+      float[] scores,
+      float[] squares,
+      int sqOff) {
+    int s = 0;
+    if (normCorrection) {
+      for (; s + 8 <= rows; s += 8) {
+        jdk.incubator.vector.DoubleVector d =
+            (jdk.incubator.vector.DoubleVector)
+                jdk.incubator.vector.FloatVector.fromArray(EIGHT_FLOATS, squares, sqOff + s)
+                    .convertShape(jdk.incubator.vector.VectorOperators.F2D, EIGHT_DOUBLES, 0);
+        jdk.incubator.vector.DoubleVector inverse =
+            jdk.incubator.vector.DoubleVector.broadcast(EIGHT_DOUBLES, 1.0)
+                .div(d.add(1e-16).lanewise(jdk.incubator.vector.VectorOperators.SQRT));
+        ((jdk.incubator.vector.FloatVector)
+                inverse.convertShape(jdk.incubator.vector.VectorOperators.D2F, EIGHT_FLOATS, 0))
+            .intoArray(squares, sqOff + s);
+      }
+      for (; s < rows; s++) {
+        squares[sqOff + s] = (float) (1.0 / Math.sqrt(squares[sqOff + s] + 1e-16));
+      }
+    }
+    for (s = 0; s < rows; s++) {
+      int n = s * rowBytes + codeBytes;
+      float norm = HalfFloats.fromF16((short) ((array[n] & 0xff) | array[n + 1] << 8));
+      scores[s] = norm * (scores[s] * (normCorrection ? squares[sqOff + s] : 1f));
     }
   }
 

@@ -137,6 +137,83 @@ public final class TurboQuantValueFormat extends RowFormat {
     add(work, scaled, shift, acc, accOff, headDim);
   }
 
+  /**
+   * {@link #accumulateRow} for the block's slots with a nonzero weight, in slot order, a vector of
+   * channels at a time: each slot's {@code w·s} and {@code w·min} computed once, then for each
+   * vector of channels the sum is kept in a register while every slot's codes are cut from the
+   * packed bytes ({@link CodeWords}) and added with the same fused multiply-add and add per lane as
+   * {@link #add}: the same bits.
+   */
+  @Override
+  public void accumulateBlock(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (array == null || !CodeWords.applies(bits, headDim) || work.length < 3 * count) {
+      super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
+      return;
+    }
+    int rowBytes = rowBytes(headDim);
+    int codeBytes = codeBytes(headDim);
+    int used = 0;
+    for (int s = 0; s < count; s++) {
+      float weight = weights[wOff + s];
+      if (weight != 0f) {
+        int offset = s * rowBytes;
+        int at = offset + codeBytes;
+        float scale = HalfFloats.fromF16((short) ((array[at] & 0xff) | array[at + 1] << 8));
+        float zero = HalfFloats.fromF16((short) ((array[at + 2] & 0xff) | array[at + 3] << 8));
+        work[3 * used] = weight * scale;
+        work[3 * used + 1] = weight * zero;
+        work[3 * used + 2] = Float.intBitsToFloat(offset); // the row's byte offset, carried exactly
+        used++;
+      }
+    }
+    addInRegisters(array, used, headDim, CodeWords.of(bits), work, acc, accOff);
+  }
+
+  /** {@link #accumulateBlock}'s register loop: one body, the code constants hoisted. */
+  private static void addInRegisters(
+      byte[] array, int used, int headDim, CodeWords w, float[] work, float[] acc, int accOff) {
+    VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int lanes = CodeWords.LANES;
+    int highByte = w.highByte;
+    int mask = w.mask;
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    jdk.incubator.vector.VectorMask<Integer> high = w.high;
+    for (int j = 0, first = 0; j < headDim; j += lanes, first += w.vectorBytes) {
+      FloatVector a = FloatVector.fromArray(species, acc, accOff + j);
+      for (int k = 0; k < used; k++) {
+        int at = Float.floatToRawIntBits(work[3 * k + 2]) + first;
+        FloatVector codes =
+            (FloatVector)
+                jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at))
+                    .blend(
+                        jdk.incubator.vector.IntVector.broadcast(
+                            ints, CodeWords.word(array, at + highByte)),
+                        high)
+                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                    .and(mask)
+                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+        a =
+            codes
+                .fma(
+                    FloatVector.broadcast(species, work[3 * k]),
+                    FloatVector.broadcast(species, work[3 * k + 1]))
+                .add(a);
+      }
+      a.intoArray(acc, accOff + j);
+    }
+  }
+
   /** {@code acc[accOff..+headDim) += scaled·codes + shift}, fused lane by lane. */
   private static void add(
       float[] codes, float scaled, float shift, float[] acc, int accOff, int headDim) {

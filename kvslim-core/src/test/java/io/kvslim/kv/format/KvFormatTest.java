@@ -37,6 +37,86 @@ class KvFormatTest {
             new TurboQuantProdKeyFormat(3, 42)));
   }
 
+  /**
+   * {@link #formats} and the calibrated formats with fused block kernels, for the checks that
+   * compare a block kernel with the format's own one-row kernel (tables as their unit tests make
+   * them).
+   */
+  static Stream<KvFormat> blockFormats() {
+    java.util.SplittableRandom r = new java.util.SplittableRandom(3);
+    return Stream.concat(
+        formats(),
+        Stream.of(
+            KvQuantFormatTest.keys(2, 1, r).forHead(1),
+            KvQuantFormatTest.keys(3, 2, r).forHead(0),
+            KvQuantFormatTest.keys(4, 0, r).forHead(1),
+            new KvQuantValueFormat(2, KvQuantFormatTest.codebook(2, r), 1),
+            new KvQuantValueFormat(3, KvQuantFormatTest.codebook(3, r), 0),
+            new KvQuantValueFormat(4, KvQuantFormatTest.codebook(4, r), 2),
+            CqFormatTest.format(2, 4),
+            CqFormatTest.format(4, 5),
+            CqFormatTest.format(8, 6),
+            new LexicoFormat(unitAtoms(256, 7), 256, 8, "t"),
+            new LexicoFormat(unitAtoms(512, 8), 512, 3, "t"),
+            new QaqFormat(qaqBits(), 1, 1, HEAD_DIM)));
+  }
+
+  /** QAQ's per-slot widths, every width 1..8 among them. */
+  static byte[] qaqBits() {
+    byte[] b = new byte[CAPACITY];
+    for (int s = 0; s < CAPACITY; s++) {
+      b[s] = (byte) (1 + (s * 5 + s / 8) % 8);
+    }
+    return b;
+  }
+
+  /**
+   * Kernels whose fast path reads the block's heap array give the bits of their general path, which
+   * a block off the heap takes.
+   */
+  @ParameterizedTest
+  @MethodSource("blockFormats")
+  void arrayPathsEqualTheSegmentPath(KvFormat format) {
+    MemorySegment block = encode(format, randomRows(31, CAPACITY));
+    MemorySegment native_ = java.lang.foreign.Arena.ofAuto().allocate(block.byteSize(), 8);
+    native_.copyFrom(block);
+    float[] prepared = new float[format.preparedQueryLength(HEAD_DIM)];
+    format.prepareQuery(randomRows(32, 1), 0, HEAD_DIM, prepared, 0);
+    float[] work = new float[KvFormat.workLength(HEAD_DIM)];
+    float[] onHeap = new float[CAPACITY];
+    float[] offHeap = new float[CAPACITY];
+    format.scores(block, CAPACITY, CAPACITY, HEAD_DIM, prepared, 0, onHeap, work);
+    format.scores(native_, CAPACITY, CAPACITY, HEAD_DIM, prepared, 0, offHeap, work);
+    assertThat(onHeap).as("%s scores", format.name()).isEqualTo(offHeap);
+    float[] weights = new float[CAPACITY];
+    Random random = new Random(33);
+    for (int s = 0; s < CAPACITY; s++) {
+      weights[s] = s % 7 == 3 ? 0f : random.nextFloat();
+    }
+    float[] accHeap = new float[HEAD_DIM];
+    float[] accNative = new float[HEAD_DIM];
+    format.accumulateBlock(block, CAPACITY, CAPACITY, HEAD_DIM, weights, 0, accHeap, 0, work);
+    format.accumulateBlock(native_, CAPACITY, CAPACITY, HEAD_DIM, weights, 0, accNative, 0, work);
+    assertThat(accHeap).as("%s sums", format.name()).isEqualTo(accNative);
+  }
+
+  /** {@code atoms} random unit-norm atoms of {@link #HEAD_DIM} channels. */
+  static float[] unitAtoms(int atoms, long seed) {
+    Random random = new Random(seed);
+    float[] dict = new float[atoms * HEAD_DIM];
+    for (int a = 0; a < atoms; a++) {
+      double n = 0;
+      for (int i = 0; i < HEAD_DIM; i++) {
+        dict[a * HEAD_DIM + i] = (float) random.nextGaussian();
+        n += dict[a * HEAD_DIM + i] * dict[a * HEAD_DIM + i];
+      }
+      for (int i = 0; i < HEAD_DIM; i++) {
+        dict[a * HEAD_DIM + i] = (float) (dict[a * HEAD_DIM + i] / Math.sqrt(n));
+      }
+    }
+    return dict;
+  }
+
   static float[] randomRows(long seed, int rows) {
     Random random = new Random(seed);
     float[] x = new float[rows * HEAD_DIM];
@@ -193,7 +273,7 @@ class KvFormatTest {
    * taken together) equal its one-row score of each slot, bit for bit.
    */
   @ParameterizedTest
-  @MethodSource("formats")
+  @MethodSource("blockFormats")
   void blockScoresEqualEachRowsScore(KvFormat format) {
     org.junit.jupiter.api.Assumptions.assumeTrue(format instanceof RowFormat);
     RowFormat rowFormat = (RowFormat) format;
@@ -215,7 +295,7 @@ class KvFormatTest {
 
   /** The block weighted sum equals slot-by-slot fused sums, bit for bit, skipping zero weights. */
   @ParameterizedTest
-  @MethodSource("formats")
+  @MethodSource("blockFormats")
   void blockWeightedSumEqualsTheSlotBySlotSum(KvFormat format) {
     float[] rows = randomRows(17, CAPACITY);
     MemorySegment block = encode(format, rows);

@@ -51,7 +51,20 @@ public class KvReadBench {
     "kivi4/kivi4",
     "kivi2/kivi2",
     "tq4/tqv4",
-    "tq3/tqv3"
+    "tq3/tqv3",
+    "kvq4/kvq4",
+    "kvq3/kvq3",
+    "kvq2/kvq2",
+    "cq2/cq2",
+    "cq4/cq4",
+    "cq8/cq8",
+    "lexico8/lexico8",
+    "lexico16/lexico16",
+    "qaq/qaq",
+    "alignedkv/alignedkv",
+    "gear4/gear4",
+    "gear2/gear2",
+    "asym1/asym1"
   })
   public String formats;
 
@@ -90,10 +103,26 @@ public class KvReadBench {
     return switch (name) {
       case "kivi4" -> new KiviKeyFormat(4);
       case "kivi2" -> new KiviKeyFormat(2);
+      case "asym1" -> new KiviKeyFormat(1); // asymkv's 1-bit layers
       case "tq4" -> new TurboQuantKeyFormat(4, true);
       case "tq3" -> new TurboQuantKeyFormat(3, true);
       case "tqv4" -> new TurboQuantValueFormat(4);
       case "tqv3" -> new TurboQuantValueFormat(3);
+      // KVQuant: its unit test's random tables (head 0 of two), one sparse outlier per key (1% of
+      // 64 channels rounded up, the method's default)
+      case "kvq4", "kvq3", "kvq2" ->
+          KvQuantFormatTest.keys(bits(name), 1, new java.util.SplittableRandom(5)).forHead(0);
+      // CQ: codebooks by k-means on Gaussian data, as its unit test makes them
+      case "cq2", "cq4", "cq8" -> CqFormatTest.format(bits(name), 7);
+      // Lexico: 1,024 random unit atoms (the calibrated dictionaries' size) of 64 channels
+      case "lexico8", "lexico16" ->
+          new LexicoFormat(dictionary(1024, 64, 3), 1024, bits(name), "k");
+      // QAQ's per-slot widths as its method mixes them: 8 bits every 8th slot, 4 every other, else
+      // 2
+      case "qaq" -> new QaqFormat(qaqBits(32), 1, 1, 64);
+      case "alignedkv" -> new AlignedKvFormat(true, 4, 8, 11); // the method's default thresholds
+      // GEAR's defaults (rank 2, 3 power iterations, 2% outliers), one 32-token group a block
+      case "gear4", "gear2" -> new GearKeyFormat(bits(name), 2, 3, 0.02);
       default -> KvFormats.byName(name);
     };
   }
@@ -102,8 +131,63 @@ public class KvReadBench {
     return switch (name) {
       case "kivi4" -> new KiviValueFormat(4, 32);
       case "kivi2" -> new KiviValueFormat(2, 32);
+      case "asym1" -> new KiviValueFormat(1, 32);
+      case "kvq4", "kvq3", "kvq2" ->
+          new KvQuantValueFormat(
+              bits(name),
+              KvQuantFormatTest.codebook(bits(name), new java.util.SplittableRandom(6)),
+              1);
+      case "lexico8", "lexico16" ->
+          new LexicoFormat(dictionary(1024, 64, 4), 1024, bits(name), "v");
+      case "alignedkv" -> new AlignedKvFormat(false, 4, 8, 11);
+      case "gear4", "gear2" -> new GearValueFormat(bits(name), 32, 2, 3, 0.02);
       default -> format(name);
     };
+  }
+
+  /** The number a format's bench name ends with (its bits, CQ's coupled channels, sparsity). */
+  private static int bits(String name) {
+    int i = name.length();
+    while (i > 0 && Character.isDigit(name.charAt(i - 1))) {
+      i--;
+    }
+    return Integer.parseInt(name.substring(i));
+  }
+
+  private static byte[] qaqBits(int capacity) {
+    byte[] b = new byte[capacity];
+    for (int s = 0; s < capacity; s++) {
+      b[s] = (byte) (s % 8 == 0 ? 8 : s % 2 == 0 ? 4 : 2);
+    }
+    return b;
+  }
+
+  /** {@code atoms} random unit-norm atoms of {@code d} channels. */
+  private static float[] dictionary(int atoms, int d, long seed) {
+    Random r = new Random(seed);
+    float[] dict = new float[atoms * d];
+    for (int a = 0; a < atoms; a++) {
+      double n = 0;
+      for (int i = 0; i < d; i++) {
+        dict[a * d + i] = (float) r.nextGaussian();
+        n += dict[a * d + i] * dict[a * d + i];
+      }
+      for (int i = 0; i < d; i++) {
+        dict[a * d + i] = (float) (dict[a * d + i] / Math.sqrt(n));
+      }
+    }
+    return dict;
+  }
+
+  /**
+   * Distinct blocks a format's setup encodes (the rest copy them: distinct arrays, so the same
+   * memory traffic): formats whose encoder is slow (OMP over 1,024 atoms, power iterations, a
+   * 256-centroid search) encode 512; the others every block.
+   */
+  private static int distinct(String name, int blocks) {
+    return name.startsWith("lexico") || name.startsWith("gear") || name.startsWith("cq")
+        ? Math.min(blocks, 512)
+        : blocks;
   }
 
   @Setup(Level.Trial)
@@ -116,6 +200,8 @@ public class KvReadBench {
     values = new MemorySegment[blocks];
     Random r = new Random(1);
     float[] rows = new float[block * headDim];
+    int distinctKeys = distinct(kv[0], blocks);
+    int distinctValues = distinct(kv[1], blocks);
     for (int b = 0; b < blocks; b++) {
       // heap arrays, as KvBlock allocates them (the kernels' array fast paths)
       keys[b] = MemorySegment.ofArray(new byte[(int) keyFormat.blockBytes(block, headDim)]);
@@ -123,8 +209,16 @@ public class KvReadBench {
       for (int i = 0; i < rows.length; i++) {
         rows[i] = (float) r.nextGaussian();
       }
-      keyFormat.encode(rows, 0, headDim, block, keys[b], 0, block, headDim);
-      valueFormat.encode(rows, 0, headDim, block, values[b], 0, block, headDim);
+      if (b < distinctKeys) {
+        keyFormat.encode(rows, 0, headDim, block, keys[b], 0, block, headDim);
+      } else {
+        MemorySegment.copy(keys[b % distinctKeys], 0, keys[b], 0, keys[b].byteSize());
+      }
+      if (b < distinctValues) {
+        valueFormat.encode(rows, 0, headDim, block, values[b], 0, block, headDim);
+      } else {
+        MemorySegment.copy(values[b % distinctValues], 0, values[b], 0, values[b].byteSize());
+      }
       bytes += keys[b].byteSize() + values[b].byteSize();
     }
     float[] q = new float[headDim];
