@@ -33,7 +33,12 @@ import java.util.Map;
  * bounds, landmarks, codes); a step's working set adds one layer's selected blocks, fetched from
  * the store. Unselected blocks are never read: the attention skips them ({@link
  * io.kvslim.kv.cache.PagedLayerKv#restrictNextAttention}), so the results are bit-identical to the
- * same policy with everything in RAM.
+ * same policy with everything in RAM. Without an LRU cache ({@code cacheBlocks} 0, the default) a
+ * block whose formats are per-token rows is fetched in part, from a store that reads byte ranges (a
+ * spill file): only its sub-blocks of 8 slots that hold a selected token, each checked against a
+ * checksum of its own ({@link HeadStore#fetch(int, ColdStore, BitSet, int)}); the attention gives
+ * the block's other tokens weight 0 (score −∞), so their zeroed rows change nothing. The
+ * fetched-bytes counters count the bytes really read.
  *
  * <p>Used from the decode step's calling thread.
  */
@@ -93,14 +98,18 @@ public final class ColdSpill implements AutoCloseable {
         file.prefetch(wanted); // one round trip to a remote tier
       }
     }
+    // with no LRU cache, a fetched block is back in the store after the layer's attention, which
+    // reads only the selected tokens: only their rows are fetched (sub-blocks, where the formats
+    // are per-token rows); a cached block would serve later selections and is fetched whole
+    BitSet rows = cacheBlocks == 0 ? selected : null;
     int retained = 0;
     for (int i = 0, n = blocks.size(); i < n; i++) {
       KvBlock b = blocks.get(i);
       int live = b.liveCount();
       boolean read = selected == null || any(selected, retained, live);
-      if (b.cold()) {
+      if (b.cold() || b.partial()) {
         if (read) {
-          fetch(head, i, b);
+          fetch(head, i, b, rows, retained);
         }
       } else if (!read && !any(resident, retained, live) && !cached(head, b) && head.spillable(i)) {
         spill(head, i);
@@ -163,8 +172,8 @@ public final class ColdSpill implements AutoCloseable {
     sync(head, null, null);
   }
 
-  private void fetch(HeadStore head, int index, KvBlock b) {
-    double n = head.fetch(index, file);
+  private void fetch(HeadStore head, int index, KvBlock b, BitSet rows, int retained) {
+    double n = head.fetch(index, file, rows, retained);
     stats().bytesFetched.addAndGet((long) n);
     stats().blocksFetched.incrementAndGet();
     stepFetched += n;

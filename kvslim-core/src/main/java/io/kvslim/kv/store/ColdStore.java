@@ -44,6 +44,24 @@ public interface ColdStore extends AutoCloseable {
   void read(Slot s, MemorySegment keys, MemorySegment values);
 
   /**
+   * Whether {@link #readPart} reads a byte range of a slot without the rest (a memory-mapped file);
+   * false (the default) for a store that reads blocks whole, whose blocks are then fetched whole.
+   */
+  default boolean readsParts() {
+    return false;
+  }
+
+  /**
+   * Copies bytes {@code [from, from + count)} of slot {@code s} (its key bytes then its value
+   * bytes) into {@code dst} at {@code dstOffset}, unchecked: the caller checks them against
+   * checksums of its own (a spilled block's sub-blocks, {@link SpilledRows}). Only where {@link
+   * #readsParts}.
+   */
+  default void readPart(Slot s, long from, MemorySegment dst, long dstOffset, long count) {
+    throw new UnsupportedOperationException(where() + " reads spilled blocks whole");
+  }
+
+  /**
    * Names the block the next {@link #write} stores, e.g. {@code l3-h1-b12} (layer, KV head, block),
    * for a store whose keys carry it (null: none); ignored by the others.
    */

@@ -427,27 +427,44 @@ public final class HeadStore {
 
   /**
    * Reads block {@code index} back from {@code file} into RAM (checked, {@link ColdStore#read}),
-   * reserving its bytes on the pool; a block in RAM is left as it is. Returns the bytes read.
+   * reserving its bytes on the pool; a block in RAM is left as it is (a partly fetched one gets its
+   * other rows). Returns the bytes read.
    *
    * @throws KvMemoryExhaustedException if the pool cannot hold them (the block stays cold)
    * @throws ColdStore.Corrupt if the spilled bytes fail their checksum (the block stays cold)
    */
   public long fetch(int index, ColdStore file) {
+    return fetch(index, file, null, 0);
+  }
+
+  /**
+   * Like {@link #fetch(int, ColdStore)}, but reads only the rows of the tokens set in {@code
+   * selected} (retained indices; the block's first live token is {@code retained}) where the
+   * block's formats are per-token rows and the store reads byte ranges: the sub-blocks of 8 slots
+   * holding one, each checked ({@link KvBlock#partial}; the others are zero in RAM and must not be
+   * attended over). The pool holds the whole block either way. Returns the bytes read.
+   */
+  public long fetch(int index, ColdStore file, java.util.BitSet selected, int retained) {
     KvBlock b = blocks.get(index);
     if (!b.cold()) {
-      return 0;
+      return b.partial() ? b.fetch(file, selected, retained) : 0;
     }
     long n = b.spilledBytes();
     pool.reserve(n);
+    long read;
     try {
-      b.fetch(file);
+      read = b.fetch(file, selected, retained);
     } catch (RuntimeException e) {
       pool.release(n);
       throw e;
     }
+    if (b.cold()) { // nothing selected in it
+      pool.release(n);
+      return 0;
+    }
     bytes += n;
     cold -= n;
-    return n;
+    return read;
   }
 
   /** Bytes of keys and values that are in a spill file only ({@link #spill}), not in RAM. */

@@ -3,6 +3,7 @@ package io.kvslim.kv.store;
 import io.kvslim.kv.format.KvFormat;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.BitSet;
 
 /**
  * Up to {@link #capacity()} token slots of one (layer, KV head): keys in one format, values in one
@@ -43,6 +44,8 @@ public final class KvBlock {
   private int maxPosition = Integer.MIN_VALUE;
   private ColdStore.Slot spilled; // non-null: keys and values are also in a spill file
   private boolean cold; // keys and values are only in the spill file, not in RAM
+  private SpilledRows spilledRows; // with spilled: per-sub-block checksums, or null (whole only)
+  private long missing; // while warm: the sub-blocks not fetched (their rows zero), or 0
 
   /** A block whose values are all in {@code valueFormat}. */
   KvBlock(int capacity, int headDim, KvFormat keyFormat, KvFormat valueFormat) {
@@ -256,6 +259,31 @@ public final class KvBlock {
     }
   }
 
+  /** Like {@link #requireWarm}, and every row fetched (not only a step's sub-blocks). */
+  private void requireComplete() {
+    requireWarm();
+    if (missing != 0) {
+      throw new IllegalStateException("a partly fetched KV block was read beyond its fetched rows");
+    }
+  }
+
+  private void requireRow(int slot) {
+    requireWarm();
+    if (missing != 0 && (missing & (1L << (slot / SpilledRows.SLOTS))) != 0) {
+      throw new IllegalStateException(
+          "slot " + slot + " of a partly fetched KV block was read without being fetched");
+    }
+  }
+
+  /**
+   * Whether the block is in RAM with only some of its rows fetched ({@link #fetch(ColdStore,
+   * BitSet, int)}): the others are zero, and only an attention restricted to the fetched tokens
+   * reads it.
+   */
+  public boolean partial() {
+    return !cold && missing != 0;
+  }
+
   /** Whether the block's keys and values are in a spill file only (not in RAM). */
   public boolean cold() {
     return cold;
@@ -290,10 +318,12 @@ public final class KvBlock {
     }
     if (spilled == null) {
       spilled = file.write(keys, values);
+      spilledRows = SpilledRows.of(keyFormat, valueFormat, capacity, headDim, keys, values);
     }
     keys = EMPTY;
     values = EMPTY;
     cold = true;
+    missing = 0;
   }
 
   /**
@@ -303,21 +333,65 @@ public final class KvBlock {
    * @throws ColdStore.Corrupt if the spilled bytes no longer match their checksum
    */
   void fetch(ColdStore file) {
-    if (!cold) {
-      return;
+    fetch(file, null, 0);
+  }
+
+  /**
+   * Reads the rows of the tokens set in {@code selected} (retained indices, this block's slot
+   * {@code s} being {@code retained + s}; null: every row) back into RAM and checks them: only
+   * their sub-blocks ({@link SpilledRows}) where the formats are per-token rows, the store reads
+   * byte ranges and every slot is live, the whole block otherwise. The rows not read are zero
+   * ({@link #partial}) until a later call reads them. A block that fails the check stays as it was.
+   * Returns the bytes read from {@code file}.
+   *
+   * @throws ColdStore.Corrupt if the bytes read no longer match their checksum
+   */
+  long fetch(ColdStore file, BitSet selected, int retained) {
+    if (!cold && missing == 0) {
+      return 0;
     }
-    MemorySegment k = allocate(spilled.keyBytes());
-    MemorySegment v = allocate(spilled.valueBytes());
-    file.read(spilled, k, v);
-    keys = k;
-    values = v;
-    cold = false;
+    SpilledRows rows = spilledRows;
+    long want =
+        rows == null || !file.readsParts() || liveCount != filled
+            ? -1L
+            : rows.holding(selected, retained);
+    if (want == 0) {
+      return 0;
+    }
+    if (cold && (want == -1L || want == rows.all())) {
+      MemorySegment k = allocate(spilled.keyBytes());
+      MemorySegment v = allocate(spilled.valueBytes());
+      file.read(spilled, k, v);
+      keys = k;
+      values = v;
+      cold = false;
+      missing = 0;
+      return spilledBytes();
+    }
+    if (cold) {
+      MemorySegment k = allocate(spilled.keyBytes());
+      MemorySegment v = allocate(spilled.valueBytes());
+      long n = rows.read(file, spilled, want, k, v);
+      keys = k;
+      values = v;
+      cold = false;
+      missing = rows.all() & ~want;
+      return n;
+    }
+    long need = (want == -1L ? missing : want & missing);
+    if (need == 0) {
+      return 0;
+    }
+    long n = rows.read(file, spilled, need, keys, values);
+    missing &= ~need;
+    return n;
   }
 
   /** A change to the keys, values or slots: a spilled copy no longer matches, it is dropped. */
   private void changing() {
-    requireWarm();
+    requireComplete();
     spilled = null;
+    spilledRows = null;
   }
 
   private static final MemorySegment EMPTY = MemorySegment.ofArray(new byte[0]);
@@ -344,13 +418,13 @@ public final class KvBlock {
 
   /** Decodes the key of {@code slot}. */
   public void decodeKey(int slot, float[] dst, int dstOff) {
-    requireWarm();
+    requireRow(slot);
     keyFormat.decode(keys, slot, capacity, headDim, dst, dstOff);
   }
 
   /** Decodes the value of {@code slot}, from whichever part holds it. */
   public void decodeValue(int slot, float[] dst, int dstOff) {
-    requireWarm();
+    requireRow(slot);
     if (slot < split) {
       valueFormat.decode(values, slot, split, headDim, dst, dstOff);
     } else {
@@ -603,7 +677,7 @@ public final class KvBlock {
    */
   void moveRowFrom(KvBlock from, int fromSlot, int slot) {
     changing();
-    from.requireWarm();
+    from.requireComplete();
     keyFormat.copyRow(from.keys, fromSlot, keys, slot, capacity, headDim);
     KvFormat vf = uniformValueFormat();
     vf.copyRow(from.uniformValues(), fromSlot, uniformValues(), slot, capacity, headDim);
@@ -617,7 +691,7 @@ public final class KvBlock {
    * A copy of slots {@code [0, count)} in a block of exactly {@code count} slots (uniform only).
    */
   KvBlock trimmed(int count, int[] pos, int posOff) {
-    requireWarm();
+    requireComplete();
     KvFormat vf = uniformValueFormat();
     KvBlock t = new KvBlock(count, headDim, keyFormat, valueFormat, split == capacity ? null : vf);
     long keyRow = keyFormat.blockBytes(1, headDim);

@@ -131,6 +131,22 @@ public final class SpillFile implements ColdStore {
     }
   }
 
+  @Override
+  public boolean readsParts() {
+    return true;
+  }
+
+  /** Copies bytes {@code [from, from + count)} of {@code s} into {@code dst}, unchecked. */
+  @Override
+  public void readPart(Slot s, long from, MemorySegment dst, long dstOffset, long count) {
+    check();
+    if (from < 0 || count < 0 || from + count > s.bytes()) {
+      throw new IndexOutOfBoundsException(
+          "bytes " + from + ".." + (from + count) + " of a spilled block of " + s.bytes());
+    }
+    MemorySegment.copy(regions.get(region(s)), offset(s) + from, dst, dstOffset, count);
+  }
+
   private static int region(Slot s) {
     return (int) (s.id() >>> OFFSET_BITS);
   }
