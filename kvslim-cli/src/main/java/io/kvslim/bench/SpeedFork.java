@@ -143,6 +143,46 @@ public final class SpeedFork {
     return runs;
   }
 
+  /**
+   * One run made of several forks' runs of the same spec and settings: every measured run of each
+   * fork pooled (the median and spread over all of them, so the spread covers the differences
+   * between JVM launches), the policy time and steps summed, bytes and bandwidths of the first.
+   */
+  public static SpeedSuite.Run pool(List<SpeedSuite.Run> forks) {
+    SpeedSuite.Run first = forks.get(0);
+    if (forks.size() == 1) {
+      return first;
+    }
+    int n = 0;
+    for (SpeedSuite.Run r : forks) {
+      n += r.result().decodeTokensPerSecond().runs().length;
+    }
+    double[] prefill = new double[n];
+    double[] decode = new double[n];
+    long nanos = 0;
+    long steps = 0;
+    int at = 0;
+    for (SpeedSuite.Run r : forks) {
+      double[] p = r.result().prefillTokensPerSecond().runs();
+      double[] d = r.result().decodeTokensPerSecond().runs();
+      System.arraycopy(p, 0, prefill, at, p.length);
+      System.arraycopy(d, 0, decode, at, d.length);
+      at += d.length;
+      nanos += r.policyNanos();
+      steps += r.steps();
+    }
+    SpeedBenchmark.Result f = first.result();
+    SpeedBenchmark.Result pooled =
+        new SpeedBenchmark.Result(
+            f.settings(),
+            SpeedBenchmark.Stat.of(prefill),
+            SpeedBenchmark.Stat.of(decode),
+            f.kvBytesAfterDecode(),
+            f.weightGbPerSecond(),
+            f.kvGbPerSecond());
+    return new SpeedSuite.Run(first.spec(), pooled, nanos, steps, first.f16Bytes());
+  }
+
   private static double[] doubles(JsonNode a) {
     double[] d = new double[a.size()];
     for (int i = 0; i < d.length; i++) {

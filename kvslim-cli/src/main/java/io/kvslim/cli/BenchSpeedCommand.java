@@ -106,6 +106,15 @@ public final class BenchSpeedCommand implements Callable<Integer> {
               + " this process.")
   boolean fork = true;
 
+  @Option(
+      names = "--forks",
+      paramLabel = "N",
+      description =
+          "JVMs per spec with --fork, their runs pooled (median and spread over all of them, so"
+              + " the spread covers the differences between JVM launches; default"
+              + " ${DEFAULT-VALUE}).")
+  int forks = 1;
+
   /** A child of --fork: write the runs here instead of printing them. */
   @Option(names = "--run-file", hidden = true)
   Path runFile;
@@ -113,6 +122,9 @@ public final class BenchSpeedCommand implements Callable<Integer> {
   @Override
   public Integer call() throws IOException {
     Numerics numerics = numericsOptions.numerics(); // a bad name fails before the model loads
+    if (forks < 1) {
+      throw new IllegalArgumentException("--forks must be >= 1, got " + forks);
+    }
     List<String> given = specs.isEmpty() ? List.of("full") : specs;
     for (String s : given) {
       if (calib == null || !KvSpec.lacksProfile(s)) {
@@ -209,6 +221,23 @@ public final class BenchSpeedCommand implements Callable<Integer> {
 
   /** {@code spec} at every depth, measured by this command in a JVM of its own. */
   private List<SpeedSuite.Run> forked(String spec, List<Integer> ds, Numerics numerics)
+      throws IOException {
+    List<List<SpeedSuite.Run>> all = new ArrayList<>();
+    for (int f = 0; f < forks; f++) {
+      all.add(forkOnce(spec, ds, numerics));
+    }
+    List<SpeedSuite.Run> pooled = new ArrayList<>();
+    for (int i = 0; i < ds.size(); i++) {
+      List<SpeedSuite.Run> atDepth = new ArrayList<>();
+      for (List<SpeedSuite.Run> runs : all) {
+        atDepth.add(runs.get(i));
+      }
+      pooled.add(SpeedFork.pool(atDepth));
+    }
+    return pooled;
+  }
+
+  private List<SpeedSuite.Run> forkOnce(String spec, List<Integer> ds, Numerics numerics)
       throws IOException {
     Path file = Files.createTempFile("kvslim-speed-", ".json");
     try {

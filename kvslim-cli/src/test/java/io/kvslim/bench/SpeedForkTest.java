@@ -41,6 +41,35 @@ class SpeedForkTest {
   }
 
   @Test
+  void forksArePooledRunByRun() {
+    SpeedBenchmark.Settings s = new SpeedBenchmark.Settings(0, 4, 48, 1, 3, 1, 7);
+    SpeedSuite.Run a = run(s, new double[] {10, 11, 12}, 1_000, 5);
+    SpeedSuite.Run b = run(s, new double[] {20, 21, 22}, 3_000, 5);
+    SpeedSuite.Run pooled = SpeedFork.pool(List.of(a, b));
+    assertThat(pooled.result().decodeTokensPerSecond().runs())
+        .containsExactly(10, 11, 12, 20, 21, 22);
+    assertThat(pooled.result().decodeTokensPerSecond().median()).isEqualTo(16); // (12 + 20) / 2
+    assertThat(pooled.result().decodeTokensPerSecond().min()).isEqualTo(10);
+    assertThat(pooled.result().decodeTokensPerSecond().max()).isEqualTo(22);
+    assertThat(pooled.policyMsPerStep()).isEqualTo(4_000 / 1e6 / 10);
+    assertThat(pooled.result().settings()).isEqualTo(s);
+    assertThat(SpeedFork.pool(List.of(a))).isSameAs(a);
+  }
+
+  private static SpeedSuite.Run run(
+      SpeedBenchmark.Settings s, double[] decode, long nanos, long steps) {
+    SpeedBenchmark.Result r =
+        new SpeedBenchmark.Result(
+            s,
+            SpeedBenchmark.Stat.of(new double[decode.length]),
+            SpeedBenchmark.Stat.of(decode),
+            1_000,
+            1.0,
+            0.5);
+    return new SpeedSuite.Run("q8_0", r, nanos, steps, 2_000);
+  }
+
+  @Test
   void aChildThatFailsIsReportedInOneSentence() {
     // the CLI refuses an unknown method: the child exits non-zero
     assertThatThrownBy(
