@@ -60,6 +60,38 @@ public final class KvPlan {
    *
    * @throws ApiException a 400 naming the bad part of the spec (param {@code kv})
    */
+  /**
+   * An {@code @} followed by {@code profile} after any characters {@link String#trim} drops (those
+   * up to U+0020: the spec parser trims an option before it reads it), in any case: a superset of
+   * the specs whose parsing reads a profile file.
+   */
+  private static final java.util.regex.Pattern PROFILE =
+      java.util.regex.Pattern.compile(
+          "@[\\x00-\\x20]*profile", java.util.regex.Pattern.CASE_INSENSITIVE);
+
+  /** Whether parsing {@code text} may read a file it names ({@code @profile=FILE}). */
+  public static boolean namesProfile(String text) {
+    return PROFILE.matcher(text).find();
+  }
+
+  /**
+   * Refuses a request's kv spec that names a profile file: parsing it would make the server read
+   * (and report on) any file it can open, before anything else is checked.
+   *
+   * @throws ApiException 400 if {@link #namesProfile} holds
+   */
+  public static void refuseProfile(String text) {
+    if (namesProfile(text)) {
+      throw new ApiException(
+          400,
+          "a request's kv spec may not name a profile file (@profile=); start the server with"
+              + " --kv 'SPEC@profile=FILE' and send that spec, or leave kv out",
+          ApiException.INVALID_REQUEST,
+          "kv",
+          "bad_kv_spec");
+    }
+  }
+
   public static KvPlan resolve(String text, BlockPool pool, ModelConfig config) {
     return resolve(text, pool, config, Integer.MAX_VALUE);
   }

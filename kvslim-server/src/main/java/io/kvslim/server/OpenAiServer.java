@@ -407,9 +407,6 @@ public final class OpenAiServer implements AutoCloseable {
     return lo;
   }
 
-  private static final java.util.regex.Pattern REQUEST_PROFILE =
-      java.util.regex.Pattern.compile("@\\s*profile", java.util.regex.Pattern.CASE_INSENSITIVE);
-
   private KvPlan plan(String kv) {
     if (kv == null || kv.equals(defaultPlan.text())) {
       return defaultPlan;
@@ -423,16 +420,7 @@ public final class OpenAiServer implements AutoCloseable {
           "kv",
           "bad_kv_spec");
     }
-    if (REQUEST_PROFILE.matcher(kv).find()) {
-      // @profile=FILE would make the server read (and report on) any file it can open
-      throw new ApiException(
-          400,
-          "a request's kv spec may not name a profile file (@profile=); start the server with"
-              + " --kv 'SPEC@profile=FILE' and send that spec, or leave kv out",
-          ApiException.INVALID_REQUEST,
-          "kv",
-          "bad_kv_spec");
-    }
+    KvPlan.refuseProfile(kv);
     synchronized (plans) {
       KvPlan p = plans.get(kv);
       if (p == null) {

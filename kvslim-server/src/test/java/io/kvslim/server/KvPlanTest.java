@@ -12,11 +12,32 @@ import io.kvslim.kv.KvCache;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.model.Model;
 import java.util.Random;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 class KvPlanTest {
+  @Test
+  void aRequestSpecNamingAProfileIsRefusedHoweverTheOptionIsSpaced() {
+    // the spec parser trims an option (every char up to U+0020) before it reads "profile=", so
+    // the check must see through control characters as well as spaces and case
+    for (String kv :
+        new String[] {
+          "duo@profile=/etc/passwd",
+          "duo@ profile=/dev/zero",
+          "duo@\u0001profile=/dev/zero",
+          "snapkv:budget=64 + kvquant:bits=3@\tPROFILE=x"
+        }) {
+      assertThat(KvPlan.namesProfile(kv)).as(kv).isTrue();
+      assertThatThrownBy(() -> KvPlan.refuseProfile(kv))
+          .as(kv)
+          .isInstanceOf(ApiException.class)
+          .hasMessageStartingWith("a request's kv spec may not name a profile file");
+    }
+    assertThat(KvPlan.namesProfile("snapkv:budget=64 + q8_0@layers=0-1")).isFalse();
+  }
+
   @ParameterizedTest
   @ValueSource(
       strings = {"full", "q4_0", "kivi:kbits=2,vbits=2,residual=32", "snapkv:budget=25%,window=4"})
