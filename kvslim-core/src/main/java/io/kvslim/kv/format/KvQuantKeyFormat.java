@@ -474,21 +474,15 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       float[] scores) {
     float[] o = this.offset[head];
     int raw = qOff + headDim + 1;
-    int mask = (1 << bits) - 1;
     for (int s = 0; s < count; s++) {
       int offset = s * rowBytes;
       int sparse = offset + codeBytes;
       float dot = scores[s];
       for (int i = 0; i < outliers; i++) {
-        int e = sparse + i * KvQuantRows.OUTLIER_BYTES;
-        int idx = array[e] & 0xff;
+        int idx = KvQuantRows.outlierIndex(null, array, sparse, i);
         if (idx != KvQuantRows.UNUSED) {
-          float v = HalfFloats.fromF16((short) ((array[e + 1] & 0xff) | array[e + 2] << 8));
-          int p = idx * bits;
-          int code =
-              (((array[offset + (p >>> 3)] & 0xff) | (array[offset + (p >>> 3) + 1] & 0xff) << 8)
-                      >>> (p & 7))
-                  & mask;
+          float v = KvQuantRows.outlierValue(null, array, sparse, i);
+          int code = KvQuantRows.codeAt(array, offset, idx, bits);
           dot += q[raw + idx] * (v - o[idx]) - q[qOff + idx] * centroids[code];
         }
       }

@@ -108,6 +108,16 @@ final class KvQuantRows {
         AsymmetricCodes.shortAt(block, array, at + (long) i * OUTLIER_BYTES + 1));
   }
 
+  /**
+   * The {@code bits}-bit code of element {@code idx} of the codes at {@code offset} (packed least
+   * significant bit first; a code spans at most two bytes).
+   */
+  static int codeAt(byte[] array, int offset, int idx, int bits) {
+    int p = idx * bits;
+    int at = offset + (p >>> 3);
+    return (((array[at] & 0xff) | (array[at + 1] & 0xff) << 8) >>> (p & 7)) & ((1 << bits) - 1);
+  }
+
   /** Overwrites {@code dst[dstOff + index]} with each used outlier's value. */
   static void applyOutliers(MemorySegment block, long at, int slots, float[] dst, int dstOff) {
     byte[] array = VectorKernels.array(block);

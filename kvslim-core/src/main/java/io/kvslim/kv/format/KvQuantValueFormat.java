@@ -269,15 +269,10 @@ public final class KvQuantValueFormat extends RowFormat {
       }
       int sparse = at + 4;
       for (int i = 0; i < slots; i++) {
-        int e = sparse + i * KvQuantRows.OUTLIER_BYTES;
-        int idx = array[e] & 0xff;
+        int idx = KvQuantRows.outlierIndex(null, array, sparse, i);
         if (idx != KvQuantRows.UNUSED) {
-          float v = HalfFloats.fromF16((short) ((array[e + 1] & 0xff) | array[e + 2] << 8));
-          int p = idx * bits;
-          int code =
-              (((array[offset + (p >>> 3)] & 0xff) | (array[offset + (p >>> 3) + 1] & 0xff) << 8)
-                      >>> (p & 7))
-                  & mask;
+          float v = KvQuantRows.outlierValue(null, array, sparse, i);
+          int code = KvQuantRows.codeAt(array, offset, idx, bits);
           acc[accOff + idx] += weight * v - (a * centroids[code] + b);
         }
       }
