@@ -135,12 +135,13 @@ public final class AttentionKernels {
   private static FloatVector combine(FloatVector a, FloatVector b, int bit) {
     // masks and shuffles from static final fields: one read from an array element is not a
     // constant to C2, which may then run blend and rearrange out of line on boxed vectors
-    VectorMask<Float> m = bit == 8 ? BIT8 : BIT4;
-    return a.blend(b, m).add(b.blend(a, m).rearrange(bit == 8 ? FLIP8 : FLIP4));
+    VectorMask<Float> m = bit == 8 ? BIT8 : bit == 4 ? BIT4 : BIT2;
+    return a.blend(b, m).add(b.blend(a, m).rearrange(bit == 8 ? FLIP8 : bit == 4 ? FLIP4 : FLIP2));
   }
 
   private static final VectorMask<Float> BIT8 = BITS.length > 8 ? BITS[8] : null;
   private static final VectorMask<Float> BIT4 = BITS.length > 4 ? BITS[4] : null;
+  private static final VectorMask<Float> BIT2 = BITS.length > 2 ? BITS[2] : null;
   private static final VectorShuffle<Float> FLIP8 = FLIPS.length > 8 ? FLIPS[8] : null;
   private static final VectorShuffle<Float> FLIP4 = FLIPS.length > 4 ? FLIPS[4] : null;
   private static final VectorShuffle<Float> FLIP2 = FLIPS.length > 2 ? FLIPS[2] : null;
@@ -151,8 +152,9 @@ public final class AttentionKernels {
    * tree combine two vectors into one (lanes without the level's bit keep the first vector's
    * partial sums, the others the second's), the last levels run within one vector, so every lane
    * adds exactly the operands {@link #sumLanes} adds for its own vector (addition commutes
-   * exactly). About a third of the operations of four separate sums. Needs 16 lanes; with fewer it
-   * sums each vector alone. {@code scratch[sOff..+lanes)} is overwritten.
+   * exactly). About a third of the operations of four separate sums. With 8 lanes (AVX2) the same
+   * with one level less (the first two levels at bits 4 and 2); with other lane counts each vector
+   * is summed alone. {@code scratch[sOff..+lanes)} is overwritten.
    */
   public static void sumLanes4(
       FloatVector v0,
@@ -163,6 +165,15 @@ public final class AttentionKernels {
       int o,
       float[] scratch,
       int sOff) {
+    if (FLOATS.length() == 8) {
+      FloatVector r = combine(combine(v0, v1, 4), combine(v2, v3, 4), 2);
+      r = r.add(r.rearrange(FLIP1));
+      out[o] = r.lane(0);
+      out[o + 1] = r.lane(4);
+      out[o + 2] = r.lane(2);
+      out[o + 3] = r.lane(6);
+      return;
+    }
     if (FLOATS.length() != 16) {
       out[o] = sumLanes(v0);
       out[o + 1] = sumLanes(v1);

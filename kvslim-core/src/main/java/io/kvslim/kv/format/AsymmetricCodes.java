@@ -177,6 +177,18 @@ final class AsymmetricCodes {
             .convert(VectorOperators.I2F, 0);
   }
 
+  /**
+   * {@link #codes} for 2-bit codes and 8 lanes (AVX2: one little-endian 16-bit word at byte {@code
+   * at} of {@code array}), with every constant folded.
+   */
+  static FloatVector codes2x8(byte[] array, int at) {
+    return (FloatVector)
+        IntVector.broadcast(INTS, (short) SHORTS.get(array, at) & 0xffff)
+            .lanewise(VectorOperators.LSHR, SHIFTS2)
+            .and(3)
+            .convert(VectorOperators.I2F, 0);
+  }
+
   /** Whether {@link #pack2} and {@link #pack1} apply: 16-lane vectors. */
   static boolean packs2() {
     return INTS.length() == 16 && FLOATS.length() == 16;

@@ -194,8 +194,9 @@ public record KiviKeyFormat(int bits) implements KvFormat {
    * Per block and query row: {@code work[c] = q_c·s_c} for every channel, and the returned {@code
    * Σ_c q_c·z_c}. With {@code widened} ({@link #widenScales}) both are vector loops, the zero-point
    * term a lane-wise fused sum with its lanes summed by {@link AttentionKernels#sumLanes};
-   * otherwise both are scalar in channel order. Every kernel of this format prepares through here,
-   * so all of them agree bit for bit.
+   * otherwise both are scalar, the zero-point term in the same lane-wise order where the channels
+   * fill whole vectors (a block off the heap), else in channel order. Every kernel of this format
+   * prepares through here, so all of them agree bit for bit.
    */
   private static float prepareRow(
       MemorySegment block, boolean widened, float[] q, int qOff, int headDim, float[] work) {
@@ -211,6 +212,20 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       return AttentionKernels.sumLanes(work, 3 * headDim);
     }
     byte[] array = VectorKernels.array(block);
+    int lanes = VectorKernels.FLOATS.length();
+    if (headDim % lanes == 0) {
+      // the widened path's lane-wise fused sums and lane tree, in scalar code: the same bits
+      int lane0 = 3 * headDim;
+      java.util.Arrays.fill(work, lane0, lane0 + lanes, 0f);
+      for (int c = 0; c < headDim; c++) {
+        float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
+        float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c));
+        work[c] = q[qOff + c] * scale;
+        int l = lane0 + c % lanes;
+        work[l] = Math.fma(q[qOff + c], zero, work[l]);
+      }
+      return AttentionKernels.sumLanes(work, lane0);
+    }
     float queryTimesZero = 0f;
     for (int c = 0; c < headDim; c++) {
       float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));

@@ -344,7 +344,7 @@ public final class KiviValueFormat extends RowFormat {
     int run = work.length / (2 * groups); // slots whose products fit in work at once
     if (array == null
         || bits != 2
-        || lanes != 16
+        || (lanes != 16 && lanes != 8)
         || group % lanes != 0
         || headDim % (4 * lanes) != 0
         || groups % 2 != 0
@@ -468,7 +468,8 @@ public final class KiviValueFormat extends RowFormat {
   /**
    * Adds slots {@code [first, last)} to channels {@code [c0, c0 + 4·lanes)} of the row ({@code
    * acc[a..]}) with the products {@link #products} left in {@code work}: 2-bit codes, 16 lanes (one
-   * 32-bit word per vector); other widths and lane counts take {@link #accumulateOneRowAnyWidth}.
+   * 32-bit word per vector) or 8 lanes (AVX2: one 16-bit word per vector); other widths and lane
+   * counts take {@link #accumulateOneRowAnyWidth}.
    */
   private void addRun(
       byte[] array,
@@ -481,6 +482,25 @@ public final class KiviValueFormat extends RowFormat {
       float[] acc,
       int a,
       float[] work) {
+    if (VectorKernels.FLOATS.length() == 8) {
+      addRun2x8(
+          array,
+          first,
+          last,
+          rowBytes(headDim),
+          rowScaleBytes(headDim) + c0 / 4,
+          2 * (headDim / group),
+          2 * (c0 / group),
+          2 * ((c0 + 8) / group),
+          2 * ((c0 + 16) / group),
+          2 * ((c0 + 24) / group),
+          weights,
+          w0,
+          acc,
+          a,
+          work);
+      return;
+    }
     addRun2(
         array,
         first,
@@ -558,6 +578,67 @@ public final class KiviValueFormat extends RowFormat {
     a1.intoArray(acc, a + 16);
     a2.intoArray(acc, a + 32);
     a3.intoArray(acc, a + 48);
+  }
+
+  /**
+   * {@link #addRun2} for 8 lanes (AVX2): four vectors of eight channels, each one 16-bit word of
+   * 2-bit codes ({@link AsymmetricCodes#codes2x8}); the same operations per lane, so the same bits.
+   */
+  private static void addRun2x8(
+      byte[] array,
+      int first,
+      int last,
+      int rowBytes,
+      int codeAt,
+      int perSlot,
+      int g0,
+      int g1,
+      int g2,
+      int g3,
+      float[] weights,
+      int w0,
+      float[] acc,
+      int a,
+      float[] work) {
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    FloatVector a0 = FloatVector.fromArray(species, acc, a);
+    FloatVector a1 = FloatVector.fromArray(species, acc, a + 8);
+    FloatVector a2 = FloatVector.fromArray(species, acc, a + 16);
+    FloatVector a3 = FloatVector.fromArray(species, acc, a + 24);
+    for (int s = first, k = 0; s < last; s++, k += perSlot) {
+      if (weights[w0 + s] == 0f) {
+        continue;
+      }
+      int at = s * rowBytes + codeAt;
+      a0 =
+          AsymmetricCodes.codes2x8(array, at)
+              .fma(
+                  FloatVector.broadcast(species, work[k + g0]),
+                  FloatVector.broadcast(species, work[k + g0 + 1]))
+              .add(a0);
+      a1 =
+          AsymmetricCodes.codes2x8(array, at + 2)
+              .fma(
+                  FloatVector.broadcast(species, work[k + g1]),
+                  FloatVector.broadcast(species, work[k + g1 + 1]))
+              .add(a1);
+      a2 =
+          AsymmetricCodes.codes2x8(array, at + 4)
+              .fma(
+                  FloatVector.broadcast(species, work[k + g2]),
+                  FloatVector.broadcast(species, work[k + g2 + 1]))
+              .add(a2);
+      a3 =
+          AsymmetricCodes.codes2x8(array, at + 6)
+              .fma(
+                  FloatVector.broadcast(species, work[k + g3]),
+                  FloatVector.broadcast(species, work[k + g3 + 1]))
+              .add(a3);
+    }
+    a0.intoArray(acc, a);
+    a1.intoArray(acc, a + 8);
+    a2.intoArray(acc, a + 16);
+    a3.intoArray(acc, a + 24);
   }
 
   /** {@link #groupScale} with the block's array (or null) looked up by the caller. */
