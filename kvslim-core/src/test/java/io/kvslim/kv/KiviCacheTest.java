@@ -105,8 +105,9 @@ class KiviCacheTest {
     layer.flushResidual();
     assertThat(quantizedKeys(layer.head(0))).isEqualTo(64); // 100 − 100 mod 64
     assertThat(quantizedValues(layer.head(0))).isEqualTo(36); // 100 − 64
-    assertThat(layer.head(0).blocks()).hasSize(4);
-    assertThat(layer.head(0).blocks().get(1).split()).isEqualTo(4);
+    // blocks of R = 64 tokens (two key groups of 32 each): the values of the first 36 quantized
+    assertThat(layer.head(0).blocks()).hasSize(2);
+    assertThat(layer.head(0).blocks().get(0).split()).isEqualTo(36);
     assertThat(layer.size(0)).isEqualTo(n);
   }
 
@@ -186,18 +187,20 @@ class KiviCacheTest {
         gaussian(random, n * KV_HEADS * HEAD_DIM),
         gaussian(random, n * KV_HEADS * HEAD_DIM));
     layer.flushResidual();
-    KiviKeyFormat kf = new KiviKeyFormat(2);
+    KiviKeyFormat kf = new KiviKeyFormat(2, 32);
     KiviValueFormat vf = new KiviValueFormat(2, 32);
     long f16Row = KvFormats.F16.blockBytes(1, HEAD_DIM);
     long vRow = vf.blockBytes(1, HEAD_DIM);
-    // 4 blocks: keys 64 quantized (2 blocks) + 36 in f16 (2 blocks of 32 slots);
+    // 2 blocks of 64 slots: keys 64 quantized (1 block, two groups) + 36 in f16 (64 slots);
     // values 36 quantized, the last 64 in f16, rows for every slot of each block
+    assertThat(kf.blockBytes(64, HEAD_DIM))
+        .isEqualTo(2 * new KiviKeyFormat(2).blockBytes(32, HEAD_DIM));
     long expected =
-        4L * KvBlock.HEADER_BYTES
-            + 2 * kf.blockBytes(32, HEAD_DIM)
-            + 2 * 32 * f16Row
+        2L * KvBlock.HEADER_BYTES
+            + kf.blockBytes(64, HEAD_DIM)
+            + 64 * f16Row
             + 36 * vRow
-            + (4 * 32 - 36) * f16Row;
+            + (2 * 64 - 36) * f16Row;
     assertThat(layer.bytes(0)).isEqualTo(expected);
     for (KvBlock b : layer.head(0).blocks()) {
       assertThat(b.positionBytes()).isZero();
@@ -242,8 +245,8 @@ class KiviCacheTest {
     b.flushResidual();
     assertThat(quantizedKeys(b.head(0))).isEqualTo(quantizedKeys(a.head(0))).isEqualTo(64);
     assertThat(quantizedValues(b.head(0))).isEqualTo(quantizedValues(a.head(0))).isEqualTo(36);
-    assertThat(b.head(0).blocks().get(3).keyFormat()).isSameAs(KvFormats.Q8_0);
-    assertThat(b.head(0).blocks().get(1).residualValueFormat()).isSameAs(KvFormats.Q8_0);
+    assertThat(b.head(0).blocks().get(1).keyFormat()).isSameAs(KvFormats.Q8_0);
+    assertThat(b.head(0).blocks().get(0).residualValueFormat()).isSameAs(KvFormats.Q8_0);
     // 64 residual key slots and 92 residual value slots, each 32 + 2 bytes (q8_0) instead of 2·32
     assertThat(a.bytes(0) - b.bytes(0)).isEqualTo((64 + 92) * (2 * HEAD_DIM - 34));
   }

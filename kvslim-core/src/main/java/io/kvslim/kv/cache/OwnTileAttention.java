@@ -86,11 +86,16 @@ final class OwnTileAttention {
     // Quest's page selection: blocks without a selected token are not read (score -inf, weight 0)
     BitSet selected = c.selected == null ? null : c.selected[g];
     int blockEnd = Math.min(blockTo, blocks.size());
-    if (PREFETCH && selected == null) {
+    boolean touchAll = PREFETCH && TOUCH_WINDOW == 0 && selected == null;
+    boolean touchAhead = PREFETCH && TOUCH_WINDOW > 0 && selected == null;
+    if (touchAll) {
       tile.touched += touchBlocks(blocks, blockFrom, blockEnd);
     }
     retained = base;
     for (int b = blockFrom; b < blockEnd; b++) {
+      if (touchAhead && (b - blockFrom) % TOUCH_WINDOW == 0) {
+        tile.touched += touchSegments(blocks, b, Math.min(blockEnd, b + TOUCH_WINDOW), true);
+      }
       KvBlock block = blocks.get(b);
       int live = block.liveCount();
       int filled = block.filled();
@@ -211,7 +216,15 @@ final class OwnTileAttention {
     int entries = compensated ? size + 1 : size;
     if (parts == null) {
       for (int r = 0; r < rows; r++) {
-        sums[r] = AttentionKernels.softmaxWeights(scores, r * stride, entries);
+        int e = entries;
+        if (compensated && scores[r * stride + size] == Float.NEGATIVE_INFINITY) {
+          // a row before the folded positions: the softmax of its tokens alone, the same bits
+          // as without the entry whatever the vector length (a trailing -inf may move the sum's
+          // tail into a vector)
+          scores[r * stride + size] = 0f;
+          e = size;
+        }
+        sums[r] = AttentionKernels.softmaxWeights(scores, r * stride, e);
       }
     } else {
       for (int r = 0; r < rows; r++) {
@@ -230,6 +243,9 @@ final class OwnTileAttention {
     tile.probabilities = false;
     retained = base;
     for (int b = blockFrom; b < blockEnd; b++) {
+      if (touchAhead && (b - blockFrom) % TOUCH_WINDOW == 0) {
+        tile.touched += touchSegments(blocks, b, Math.min(blockEnd, b + TOUCH_WINDOW), false);
+      }
       KvBlock block = blocks.get(b);
       int live = block.liveCount();
       if (live == 0) {
@@ -273,6 +289,9 @@ final class OwnTileAttention {
       float[] v = head.compensation().value();
       for (int r = 0; r < rows; r++) {
         float w = scores[r * stride + size];
+        if (w == 0f) {
+          continue;
+        }
         for (int j = 0; j < headDim; j++) {
           acc[r * headDim + j] += w * v[j];
         }
@@ -362,6 +381,31 @@ final class OwnTileAttention {
       MemorySegment residual = block.residualValues();
       if (residual != null) {
         sum += touch(residual);
+      }
+    }
+    return sum;
+  }
+
+  /**
+   * Blocks touched ahead per pass, a window at a time (0: the whole range before the first pass).
+   */
+  static final int TOUCH_WINDOW = Integer.getInteger("kvslim.touchWindow", 0);
+
+  /**
+   * {@link #touchBlocks} for the keys ({@code keys}) or the values of blocks {@code [from, to)}.
+   */
+  static int touchSegments(List<KvBlock> blocks, int from, int to, boolean keys) {
+    int sum = 0;
+    for (int b = from; b < to; b++) {
+      KvBlock block = blocks.get(b);
+      if (keys) {
+        sum += touch(block.keys());
+      } else {
+        sum += touch(block.values());
+        MemorySegment residual = block.residualValues();
+        if (residual != null) {
+          sum += touch(residual);
+        }
       }
     }
     return sum;

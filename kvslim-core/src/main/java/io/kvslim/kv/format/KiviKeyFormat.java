@@ -18,20 +18,45 @@ import jdk.incubator.vector.VectorSpecies;
  * sixteen bits a vector by the same fused kernels.
  *
  * <p>Layout: {@code headDim} pairs (zero point, scale) as fp16, then the codes token-major, {@code
- * headDim·bits/8} bytes per token slot. A block is encoded once, with all its tokens.
+ * headDim·bits/8} bytes per token slot. A block is encoded once, with all its tokens. With {@code
+ * group > 0} a block of C tokens holds C/group such groups one after the other, each with its own
+ * scales (the paper's groups of G tokens inside a larger storage block: the same codes and scales
+ * as blocks of G tokens, with a quarter of the blocks to walk at C = 4G; a block cut to fewer slots
+ * by an eviction ends with a shorter group); {@code group = 0} makes the whole block one group.
  *
  * <p>Fused score (M8): {@code q·k̂_t = Σ_c (q_c s_c)·code_{c,t} + Σ_c q_c z_c}; the two per-channel
  * terms are computed once per query and block.
  */
-public record KiviKeyFormat(int bits) implements KvFormat {
+public record KiviKeyFormat(int bits, int group) implements KvFormat {
 
   public KiviKeyFormat {
     AsymmetricCodes.checkBits("kivi keys", bits);
+    if (group < 0) {
+      throw new IllegalArgumentException("kivi keys need a group of >= 0 tokens, got " + group);
+    }
+  }
+
+  /** One group per block. */
+  public KiviKeyFormat(int bits) {
+    this(bits, 0);
   }
 
   @Override
   public String name() {
-    return "kivi_k" + bits;
+    return group == 0 ? "kivi_k" + bits : "kivi_k" + bits + "_g" + group;
+  }
+
+  /**
+   * Tokens per group in a block of {@code capacity} slots (the last group of a block whose capacity
+   * is not a multiple, one cut short by an eviction, holds the rest).
+   */
+  private int groupTokens(int capacity) {
+    return group == 0 ? capacity : group;
+  }
+
+  /** Bytes of one group of {@code tokens} tokens: its scales, then its codes. */
+  private long groupBytes(int tokens, int headDim) {
+    return 4L * headDim + (long) tokens * codeBytesPerToken(headDim);
   }
 
   @Override
@@ -50,7 +75,8 @@ public record KiviKeyFormat(int bits) implements KvFormat {
 
   @Override
   public long scaleBytes(int capacity, int headDim) {
-    return 4L * headDim;
+    int tokens = Math.max(1, groupTokens(capacity));
+    return 4L * headDim * ((capacity + tokens - 1) / tokens);
   }
 
   @Override
@@ -74,11 +100,29 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     if (firstSlot != 0) {
       throw new IllegalStateException(name() + " encodes whole blocks, not slot " + firstSlot);
     }
+    int tokens = groupTokens(capacity);
+    long size = groupBytes(tokens, headDim);
+    for (int first = 0; first < capacity; first += tokens) {
+      int n = Math.max(0, Math.min(tokens, count - first));
+      encodeGroup(
+          src, srcOff + first * srcStride, srcStride, n, block, first / tokens * size, headDim);
+    }
+  }
+
+  /** Encodes one group of {@code count} tokens at byte {@code base} of the block. */
+  private void encodeGroup(
+      float[] src,
+      int srcOff,
+      int srcStride,
+      int count,
+      MemorySegment block,
+      long base,
+      int headDim) {
     if (bits <= 2 && AsymmetricCodes.packs2() && headDim % 16 == 0 && count > 0) {
-      encodeVector(src, srcOff, srcStride, count, block, headDim);
+      encodeVector(src, srcOff, srcStride, count, block, base, headDim);
       return;
     }
-    long codes = 4L * headDim;
+    long codes = base + 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
     for (int c = 0; c < headDim; c++) {
       float min = Float.POSITIVE_INFINITY;
@@ -96,8 +140,8 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       float zero = HalfFloats.fromF16(zeroBits);
       short scaleBits = AsymmetricCodes.scale(zero, max, bits);
       float scale = HalfFloats.fromF16(scaleBits);
-      block.set(F16Format.SHORT_LE, 4L * c, zeroBits);
-      block.set(F16Format.SHORT_LE, 4L * c + 2, scaleBits);
+      block.set(F16Format.SHORT_LE, base + 4L * c, zeroBits);
+      block.set(F16Format.SHORT_LE, base + 4L * c + 2, scaleBits);
       for (int t = 0; t < count; t++) {
         int code = AsymmetricCodes.code(src[srcOff + t * srcStride + c], zero, scale, bits);
         AsymmetricCodes.put(block, codes + (long) t * rowBytes, c, bits, code);
@@ -112,7 +156,13 @@ public record KiviKeyFormat(int bits) implements KvFormat {
    * AsymmetricCodes#pack2}), so the same bytes.
    */
   private void encodeVector(
-      float[] src, int srcOff, int srcStride, int count, MemorySegment block, int headDim) {
+      float[] src,
+      int srcOff,
+      int srcStride,
+      int count,
+      MemorySegment block,
+      long base,
+      int headDim) {
     VectorSpecies<Float> species = VectorKernels.FLOATS;
     float[] zeros = new float[headDim];
     float[] scales = new float[headDim];
@@ -131,12 +181,12 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       short zeroBits = AsymmetricCodes.zeroPoint(zeros[c]);
       float zero = HalfFloats.fromF16(zeroBits);
       short scaleBits = AsymmetricCodes.scale(zero, scales[c], bits);
-      block.set(F16Format.SHORT_LE, 4L * c, zeroBits);
-      block.set(F16Format.SHORT_LE, 4L * c + 2, scaleBits);
+      block.set(F16Format.SHORT_LE, base + 4L * c, zeroBits);
+      block.set(F16Format.SHORT_LE, base + 4L * c + 2, scaleBits);
       zeros[c] = zero;
       scales[c] = HalfFloats.fromF16(scaleBits);
     }
-    long codes = 4L * headDim;
+    long codes = base + 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
     for (int t = 0; t < count; t++) {
       long row = codes + (long) t * rowBytes;
@@ -155,12 +205,12 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     }
   }
 
-  /** Scale of channel {@code c}, as stored. */
+  /** Scale of channel {@code c} in the block's first group, as stored. */
   public float channelScale(MemorySegment block, int c) {
     return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, 4L * c + 2));
   }
 
-  /** Zero point of channel {@code c}, as stored. */
+  /** Zero point of channel {@code c} in the block's first group, as stored. */
   public float channelZeroPoint(MemorySegment block, int c) {
     return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, 4L * c));
   }
@@ -168,10 +218,14 @@ public record KiviKeyFormat(int bits) implements KvFormat {
   @Override
   public void decode(
       MemorySegment block, int slot, int capacity, int headDim, float[] dst, int dstOff) {
-    long base = 4L * headDim + (long) slot * codeBytesPerToken(headDim);
+    int tokens = groupTokens(capacity);
+    long group0 = slot / tokens * groupBytes(tokens, headDim);
+    long base = group0 + 4L * headDim + (long) (slot % tokens) * codeBytesPerToken(headDim);
     for (int c = 0; c < headDim; c++) {
       int code = AsymmetricCodes.get(block, base, c, bits);
-      dst[dstOff + c] = code * channelScale(block, c) + channelZeroPoint(block, c);
+      float scale = HalfFloats.fromF16(block.get(F16Format.SHORT_LE, group0 + 4L * c + 2));
+      float zero = HalfFloats.fromF16(block.get(F16Format.SHORT_LE, group0 + 4L * c));
+      dst[dstOff + c] = code * scale + zero;
     }
   }
 
@@ -181,12 +235,12 @@ public record KiviKeyFormat(int bits) implements KvFormat {
    * block has an array and the channels fill whole vectors; returns whether it did. Once per block,
    * whatever the number of query rows.
    */
-  private static boolean widenScales(MemorySegment block, int headDim, float[] work) {
+  private static boolean widenScales(MemorySegment block, long base, int headDim, float[] work) {
     byte[] array = VectorKernels.array(block);
     if (array == null || headDim % VectorKernels.FLOATS.length() != 0) {
       return false;
     }
-    VectorKernels.halfPairs(array, 0, headDim, work, headDim, work, 2 * headDim);
+    VectorKernels.halfPairs(array, (int) base, headDim, work, headDim, work, 2 * headDim);
     return true;
   }
 
@@ -199,7 +253,13 @@ public record KiviKeyFormat(int bits) implements KvFormat {
    * prepares through here, so all of them agree bit for bit.
    */
   private static float prepareRow(
-      MemorySegment block, boolean widened, float[] q, int qOff, int headDim, float[] work) {
+      MemorySegment block,
+      long base,
+      boolean widened,
+      float[] q,
+      int qOff,
+      int headDim,
+      float[] work) {
     if (widened) {
       VectorSpecies<Float> species = VectorKernels.FLOATS;
       FloatVector zeroTerm = FloatVector.zero(species);
@@ -218,8 +278,8 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       int lane0 = 3 * headDim;
       java.util.Arrays.fill(work, lane0, lane0 + lanes, 0f);
       for (int c = 0; c < headDim; c++) {
-        float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
-        float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c));
+        float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, base + 4L * c + 2));
+        float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, base + 4L * c));
         work[c] = q[qOff + c] * scale;
         int l = lane0 + c % lanes;
         work[l] = Math.fma(q[qOff + c], zero, work[l]);
@@ -228,8 +288,8 @@ public record KiviKeyFormat(int bits) implements KvFormat {
     }
     float queryTimesZero = 0f;
     for (int c = 0; c < headDim; c++) {
-      float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c + 2));
-      float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, 4L * c));
+      float scale = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, base + 4L * c + 2));
+      float zero = HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, base + 4L * c));
       work[c] = q[qOff + c] * scale;
       queryTimesZero += q[qOff + c] * zero;
     }
@@ -245,13 +305,14 @@ public record KiviKeyFormat(int bits) implements KvFormat {
   private void scoreTokens(
       MemorySegment block,
       byte[] array,
+      long base,
       int count,
       int headDim,
       float[] work,
       float queryTimesZero,
       float[] out,
       int o) {
-    long codes = 4L * headDim;
+    long codes = base + 4L * headDim;
     int rowBytes = codeBytesPerToken(headDim);
     int lanes = VectorKernels.FLOATS.length();
     int wordBits = lanes * bits;
@@ -300,18 +361,25 @@ public record KiviKeyFormat(int bits) implements KvFormat {
       float[] scores,
       float[] work) {
     byte[] array = VectorKernels.array(block);
-    float queryTimesZero =
-        prepareRow(block, widenScales(block, headDim, work), q, qOff, headDim, work);
+    int tokens = groupTokens(capacity);
+    long size = groupBytes(tokens, headDim);
     int lanes = VectorKernels.FLOATS.length();
-    if (AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0) {
-      scoreTokens(block, array, count, headDim, work, queryTimesZero, scores, 0);
-      return;
-    }
-    long codes = 4L * headDim;
+    boolean vector = AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0;
     int rowBytes = codeBytesPerToken(headDim);
-    for (int t = 0; t < count; t++) {
-      AsymmetricCodes.unpack(block, codes + (long) t * rowBytes, headDim, bits, work, headDim);
-      scores[t] = VectorKernels.dot(work, 0, work, headDim, headDim) + queryTimesZero;
+    for (int first = 0; first < count; first += tokens) {
+      long base = first / tokens * size;
+      int n = Math.min(tokens, count - first);
+      float queryTimesZero =
+          prepareRow(block, base, widenScales(block, base, headDim, work), q, qOff, headDim, work);
+      if (vector) {
+        scoreTokens(block, array, base, n, headDim, work, queryTimesZero, scores, first);
+        continue;
+      }
+      long codes = base + 4L * headDim;
+      for (int t = 0; t < n; t++) {
+        AsymmetricCodes.unpack(block, codes + (long) t * rowBytes, headDim, bits, work, headDim);
+        scores[first + t] = VectorKernels.dot(work, 0, work, headDim, headDim) + queryTimesZero;
+      }
     }
   }
 
@@ -336,19 +404,59 @@ public record KiviKeyFormat(int bits) implements KvFormat {
           decoded);
       return;
     }
-    long codes = 4L * headDim;
+    int tokens = groupTokens(capacity);
+    long size = groupBytes(tokens, headDim);
+    for (int first = 0; first < count; first += tokens) {
+      scoreGroupRows(
+          block,
+          first / tokens * size,
+          first,
+          Math.min(count, first + tokens),
+          headDim,
+          prepared,
+          pStride,
+          rows,
+          rowCount,
+          out,
+          outStride,
+          work,
+          decoded);
+    }
+  }
+
+  /**
+   * {@link #scoresRows} of the group at byte {@code base}, slots {@code [first, end)}: each token's
+   * codes unpacked once into {@code decoded} (slot order), then every row scored over them.
+   */
+  private void scoreGroupRows(
+      MemorySegment block,
+      long base,
+      int first,
+      int end,
+      int headDim,
+      float[] prepared,
+      int pStride,
+      int[] rows,
+      int rowCount,
+      float[] out,
+      int outStride,
+      float[] work,
+      float[] decoded) {
+    long codes = base + 4L * headDim - (long) first * codeBytesPerToken(headDim);
     int rowBytes = codeBytesPerToken(headDim);
-    for (int t = 0; t < count; t++) {
+    for (int t = first; t < end; t++) {
       AsymmetricCodes.unpack(
           block, codes + (long) t * rowBytes, headDim, bits, decoded, t * headDim);
     }
     int lanes = VectorKernels.FLOATS.length();
     boolean vector = AsymmetricCodes.vectorizable(bits) && headDim % lanes == 0;
-    boolean widened = widenScales(block, headDim, work);
+    boolean widened = widenScales(block, base, headDim, work);
+    int count = end;
     for (int i = 0; i < rowCount; i++) {
-      float queryTimesZero = prepareRow(block, widened, prepared, rows[i] * pStride, headDim, work);
+      float queryTimesZero =
+          prepareRow(block, base, widened, prepared, rows[i] * pStride, headDim, work);
       int o = i * outStride;
-      int t = 0;
+      int t = first;
       if (vector) {
         // four tokens interleaved, as scoreTokens does over the codes: the same chains, so the
         // same bits as each token alone

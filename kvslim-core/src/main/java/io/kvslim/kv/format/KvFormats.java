@@ -22,8 +22,9 @@ public final class KvFormats {
   public static final List<KvFormat> NAMED = List.of(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1);
 
   /**
-   * A format by name: one of {@link #NAMED}, {@code kivi_k<bits>} (KIVI keys) or {@code
-   * kivi_v<bits>[_g<group>]} (KIVI values, group 32 by default).
+   * A format by name: one of {@link #NAMED}, {@code kivi_k<bits>[_g<group>]} (KIVI keys, one group
+   * per block or groups of that many tokens) or {@code kivi_v<bits>[_g<group>]} (KIVI values, group
+   * 32 by default).
    *
    * @throws IllegalArgumentException naming the bad name and the accepted ones
    */
@@ -36,7 +37,12 @@ public final class KvFormats {
     }
     try {
       if (n.startsWith("kivi_k")) {
-        return new KiviKeyFormat(Integer.parseInt(n.substring(6)));
+        String rest = n.substring(6);
+        int g = rest.indexOf("_g");
+        return g < 0
+            ? new KiviKeyFormat(Integer.parseInt(rest))
+            : new KiviKeyFormat(
+                Integer.parseInt(rest.substring(0, g)), Integer.parseInt(rest.substring(g + 2)));
       }
       if (n.startsWith("kivi_v")) {
         String rest = n.substring(6);
@@ -52,7 +58,7 @@ public final class KvFormats {
     throw new IllegalArgumentException(
         "unknown KV format '"
             + name
-            + "' (accepted: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, kivi_k<bits>,"
+            + "' (accepted: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, kivi_k<bits>[_g<group>],"
             + " kivi_v<bits>[_g<group>])");
   }
 }

@@ -64,16 +64,39 @@ public record KvCacheFormat(
 
   /**
    * KIVI: keys per channel over groups of {@code group} tokens, values per token over groups of
-   * {@code group} channels, an F32 residual of the newest {@code residual} tokens.
+   * {@code group} channels, an F32 residual of the newest {@code residual} tokens. Blocks hold
+   * {@link #kiviBlockTokens} tokens (several key groups each where the residual allows).
    */
   public static KvCacheFormat kivi(int keyBits, int valueBits, int group, int residual) {
+    int block = kiviBlockTokens(group, residual);
     return new KvCacheFormat(
-        new KiviKeyFormat(keyBits),
+        block == group ? new KiviKeyFormat(keyBits) : new KiviKeyFormat(keyBits, group),
         new KiviValueFormat(valueBits, group),
-        group,
+        block,
         residual,
         KvFormats.F32,
         KvFormats.F32);
+  }
+
+  /** Largest storage block KIVI takes: more tokens per block add little once the walk is cheap. */
+  public static final int KIVI_MAX_BLOCK_TOKENS = 128;
+
+  /**
+   * Tokens per block of a KIVI cache with key groups of {@code group} tokens and a residual of
+   * {@code residual}: the largest multiple of the group up to {@link #KIVI_MAX_BLOCK_TOKENS} that
+   * divides the residual (keys are quantized a residual at a time, so each block is encoded whole),
+   * else the group. Key groups are where they would be with blocks of one group, so the codes are
+   * the same; a decode step walks up to four times fewer blocks (each block costs a fixed amount of
+   * work besides its tokens).
+   */
+  public static int kiviBlockTokens(int group, int residual) {
+    int best = group;
+    for (int k = 2; (long) k * group <= KIVI_MAX_BLOCK_TOKENS; k++) {
+      if (residual > 0 && residual % (k * group) == 0) {
+        best = k * group;
+      }
+    }
+    return best;
   }
 
   public KvCacheFormat withBlockTokens(int tokens) {

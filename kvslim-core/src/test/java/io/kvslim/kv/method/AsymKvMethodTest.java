@@ -31,11 +31,11 @@ class AsymKvMethodTest {
           KvCacheFormat f = c.method().format(c, l, layers);
           assertThat(f.keys())
               .as("lk %d layer %d", lk, l)
-              .isEqualTo(new KiviKeyFormat(l < lk ? 2 : 1));
+              .isEqualTo(new KiviKeyFormat(l < lk ? 2 : 1, 16));
           assertThat(f.values())
               .as("lv %d layer %d", lv, l)
               .isEqualTo(new KiviValueFormat(l < lv ? 2 : 1, 16));
-          assertThat(f.blockTokens()).isEqualTo(16);
+          assertThat(f.blockTokens()).isEqualTo(64); // R = 64: blocks of four key groups
           assertThat(f.residualTokens()).isEqualTo(64);
           assertThat(f.residualKeys()).isEqualTo(KvFormats.F16);
         }
@@ -43,8 +43,8 @@ class AsymKvMethodTest {
     }
     // unset: l_k half the layers, l_v 0
     MethodCall d = call("asymkv");
-    assertThat(d.method().format(d, 2, 6).keys()).isEqualTo(new KiviKeyFormat(2));
-    assertThat(d.method().format(d, 3, 6).keys()).isEqualTo(new KiviKeyFormat(1));
+    assertThat(d.method().format(d, 2, 6).keys()).isEqualTo(new KiviKeyFormat(2, 32));
+    assertThat(d.method().format(d, 3, 6).keys()).isEqualTo(new KiviKeyFormat(1, 32));
     assertThat(d.method().format(d, 0, 6).values()).isEqualTo(new KiviValueFormat(1, 32));
     MethodCall f32 = call("asymkv:lk=1,lv=1,rformat=f32");
     assertThat(f32.method().format(f32, 0, 6).residualValues()).isEqualTo(KvFormats.F32);
