@@ -27,7 +27,10 @@ import java.util.zip.CRC32C;
  * <p>A tier that cannot be reached when blocks are written is skipped: the cache's store switches
  * to a local {@link SpillFile} (the blocks not yet sent included), with one warning line and {@link
  * SpillStats#fallbacks} counted, and the stores opened in the next {@link #RETRY} go there
- * directly. Blocks the tier took before it went away cannot be fetched back: their step fails.
+ * directly. Blocks the tier took before it went away cannot be fetched back: their step fails with
+ * {@link ColdStore.Corrupt}, and the generation recomputes the sequence into a cache spilling to a
+ * local file ({@link #forRecompute}, {@link io.kvslim.engine.KvRecompute}). A store closed while
+ * the tier is known to be down does not try to delete its keys: they expire after {@link #EXPIRY}.
  *
  * <p>{@link #of} gives a {@link DiskTier} a spill file in its directory instead: a memory-mapped
  * file reads a block without copying it twice.
@@ -45,12 +48,14 @@ public final class TierColdStorage implements ColdStorage {
   private final KvTier tier;
   private final Consumer<String> warn;
   private final SpillStats stats = new SpillStats();
+  private final ColdStorage local; // recomputed caches spill here
   private volatile long downUntil; // System.nanoTime() before which the tier is not tried
 
   /** Stores in {@code tier}, which it closes; {@code warn} gets the one line a fallback prints. */
   public TierColdStorage(KvTier tier, Consumer<String> warn) {
     this.tier = tier;
     this.warn = warn;
+    this.local = ColdStorage.local(null, stats, tier.name() + " (local fallback)");
   }
 
   /**
@@ -66,7 +71,20 @@ public final class TierColdStorage implements ColdStorage {
 
   @Override
   public ColdStore open() {
-    return new Store(System.nanoTime() - downUntil < 0);
+    return new Store(down());
+  }
+
+  /** Whether the tier failed within the last {@link #RETRY}. */
+  private boolean down() {
+    return System.nanoTime() - downUntil < 0;
+  }
+
+  /**
+   * A spill file per cache, counted here: a sequence recomputed after a lost block spills there.
+   */
+  @Override
+  public ColdStorage forRecompute() {
+    return local;
   }
 
   @Override
@@ -242,6 +260,7 @@ public final class TierColdStorage implements ColdStorage {
         try {
           data = locked(() -> tier.get(k));
         } catch (TierUnavailableException e) {
+          downUntil = System.nanoTime() + RETRY.toNanos();
           throw new Corrupt(
               "a spilled KV block is in the KV tier "
                   + tier.name()
@@ -313,7 +332,7 @@ public final class TierColdStorage implements ColdStorage {
       pending.clear();
       fetched.clear();
       try {
-        if (!sent.isEmpty()) {
+        if (!sent.isEmpty() && !down()) {
           locked(
               () -> {
                 tier.deleteAll(sent);

@@ -43,7 +43,7 @@ class SpillIntoTierTest extends SpmEngineTest {
   @TempDir Path dir;
 
   /** A tier in memory, counting its round trips; {@code down} makes every call fail. */
-  static final class MapTier implements KvTier {
+  static class MapTier implements KvTier {
     final Map<String, byte[]> map = new TreeMap<>();
     int puts;
     int gets;
