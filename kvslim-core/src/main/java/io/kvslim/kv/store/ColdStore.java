@@ -44,8 +44,9 @@ public interface ColdStore extends AutoCloseable {
   void read(Slot s, MemorySegment keys, MemorySegment values);
 
   /**
-   * Whether {@link #readPart} reads a byte range of a slot without the rest (a memory-mapped file);
-   * false (the default) for a store that reads blocks whole, whose blocks are then fetched whole.
+   * Whether {@link #readPart} reads a byte range of a slot without the rest (a memory-mapped file,
+   * a tier that reads byte ranges); false (the default) for a store that reads blocks whole, whose
+   * blocks are then fetched whole.
    */
   default boolean readsParts() {
     return false;
@@ -69,6 +70,13 @@ public interface ColdStore extends AutoCloseable {
 
   /** Announces the slots about to be {@link #read}, so a remote store fetches them at once. */
   default void prefetch(List<Slot> slots) {}
+
+  /**
+   * Announces the byte ranges about to be read with {@link #readPart}: {@code ranges.get(i)} holds
+   * {@code from, count} pairs of {@code slots.get(i)}, so a remote store fetches them at once. Only
+   * where {@link #readsParts}.
+   */
+  default void prefetchParts(List<Slot> slots, List<long[]> ranges) {}
 
   /** Sends the writes a store batches (a step ends). */
   default void flush() {}
