@@ -178,7 +178,7 @@ public final class GenerateCommand implements Callable<Integer> {
             Format.bytes(st.bytesFetched.get() / Math.max(1, r.generatedTokens())),
             (st.fallbacks.get() > 0 ? "; " + st.fallbacks.get() + " fallbacks to a local file" : "")
                 + (st.recomputes.get() > 0
-                    ? "; recomputed " + st.recomputes.get() + " times after a lost block"
+                    ? "; " + st.recomputes.get() + " sequence(s) recomputed after a lost block"
                     : ""));
       }
       if (prefix != null) {

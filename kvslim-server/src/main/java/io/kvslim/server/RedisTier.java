@@ -212,8 +212,11 @@ public final class RedisTier implements KvTier {
   private static <T> T await(RedisFuture<T> reply) {
     try {
       return reply.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-    } catch (ExecutionException | TimeoutException e) {
-      throw new TierUnavailableException(String.valueOf(e.getMessage()), e);
+    } catch (TimeoutException e) {
+      throw new TierUnavailableException("timed out after " + TIMEOUT.toMillis() + " ms", e);
+    } catch (ExecutionException e) {
+      Throwable why = e.getCause() != null ? e.getCause() : e;
+      throw new TierUnavailableException(String.valueOf(why.getMessage()), e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new TierUnavailableException("interrupted", e);

@@ -108,6 +108,44 @@ class SpillRecomputeRedisTest extends SpmEngineTest {
     }
   }
 
+  @Test
+  void aStalledRedisTimesOutAndTheSequenceIsRecomputed() throws Exception {
+    String spec = SPECS[1];
+    int[] prompt = tokens(PROMPT, 55);
+    int[] ram = generate(spec, new BlockPool(), prompt, t -> true, new ArrayList<>()).tokens();
+    List<String> warnings = new ArrayList<>();
+    try (RedisProcess redis = RedisProcess.start();
+        ColdStorage storage = TierColdStorage.of(new RedisTier(redis.uri()), warnings::add)) {
+      BlockPool pool = new BlockPool().withColdStorage(storage);
+      int[] seen = {0};
+      try {
+        Generator.Result r =
+            generate(
+                spec + ",spill=true",
+                pool,
+                prompt,
+                t -> {
+                  if (++seen[0] == 3) {
+                    try {
+                      redis.signal("STOP"); // up, connected, silent: its commands time out
+                    } catch (Exception e) {
+                      throw new AssertionError(e);
+                    }
+                  }
+                  return true;
+                },
+                warnings);
+        assertThat(r.tokens()).isEqualTo(ram);
+      } finally {
+        redis.signal("CONT");
+      }
+      assertThat(storage.stats().recomputes.get()).isEqualTo(1);
+      assertThat(warnings).hasSize(1);
+      assertThat(warnings.get(0)).contains("cannot be reached").contains("timed out");
+      assertThat(pool.usedBytes()).isZero();
+    }
+  }
+
   @ParameterizedTest
   @CsvSource({"1,true", "2,false"})
   void aFlippedOrDeletedBlockInRedisIsRecomputed(int which, boolean flip) throws Exception {
