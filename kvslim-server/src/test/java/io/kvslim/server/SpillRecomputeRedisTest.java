@@ -37,8 +37,9 @@ import org.junit.jupiter.params.provider.ValueSource;
  * blocks there were changed or deleted, is recomputed from the token ids ({@link
  * io.kvslim.engine.KvRecompute}): {@code generate}'s {@link Generator} and {@code serve} over HTTP
  * answer the greedy tokens of the same method with everything in RAM, count the recompute in {@code
- * kvslim_kv_spill_recomputes_total} with one warning line, and a recompute that loses a block again
- * ends the request with one sentence (503) instead of a loop; the server answers the next request.
+ * kvslim_kv_spill_recomputes_total} with one warning line (every request of the failed batched step
+ * recomputed, one decoding and one prefilling), and a recompute that loses a block again ends the
+ * request with one sentence (503) instead of a loop; the server answers the next request.
  */
 class SpillRecomputeRedisTest extends SpmEngineTest {
   private static final String[] SPECS = {
@@ -321,6 +322,54 @@ class SpillRecomputeRedisTest extends SpmEngineTest {
       assertThat(again.status()).isEqualTo(200);
       assertThat(again.body().at("/choices/0/token_ids")).isEqualTo(a.at("/token_ids"));
     } finally {
+      redis.close();
+    }
+  }
+
+  private static TestServer.Reply complete(TestServer s, String text, String spec) {
+    String body =
+        "{\"prompt\":\"%s\",\"max_tokens\":8,\"temperature\":0,\"ignore_eos\":true,\"kv\":\"%s\",\"return_token_ids\":true}"
+            .formatted(text, spec);
+    return s.post("/v1/completions", body);
+  }
+
+  @Test
+  void concurrentRequestsInTheFailedStepAreAllRecomputedAndAnswered() throws Exception {
+    String[] texts = {TEXT, "A slow green turtle walks along the sandy beach at dawn. ".repeat(22)};
+    int reads;
+    JsonNode[] ram = new JsonNode[2];
+    try (RedisProcess redis = RedisProcess.start();
+        TestServer s = new TestServer(model, TestConfigs.tiny(1L << 30))) {
+      FaultyTier tier = new FaultyTier(redis, Integer.MAX_VALUE, false);
+      s.server.useColdStorage(TierColdStorage.of(tier, w -> {}));
+      for (int i = 0; i < 2; i++) {
+        ram[i] = complete(s, texts[i], SPEC).body().at("/choices/0/token_ids");
+      }
+      complete(s, texts[0], SPEC + ",spill=true");
+      reads = tier.reads;
+    }
+    RedisProcess redis = RedisProcess.start();
+    var clients = java.util.concurrent.Executors.newFixedThreadPool(2);
+    try (TestServer s = new TestServer(model, TestConfigs.tiny(1L << 30))) {
+      // killed half-way through what one request alone reads: both are under way by then
+      FaultyTier tier = new FaultyTier(redis, reads / 2, false);
+      s.server.useColdStorage(TierColdStorage.of(tier, w -> {}));
+      List<java.util.concurrent.Future<TestServer.Reply>> replies = new ArrayList<>();
+      for (int i = 0; i < 2; i++) {
+        String text = texts[i];
+        replies.add(clients.submit(() -> complete(s, text, SPEC + ",spill=true")));
+      }
+      for (int i = 0; i < 2; i++) {
+        TestServer.Reply r = replies.get(i).get();
+        assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+        assertThat(r.body().at("/choices/0/token_ids")).as("request %d", i).isEqualTo(ram[i]);
+      }
+      assertThat(tier.reads).isGreaterThanOrEqualTo(reads / 2);
+      double recomputes = metric(s.metrics(), "kvslim_kv_spill_recomputes_total");
+      assertThat(recomputes).isBetween(1.0, 2.0);
+      assertThat(s.server.scheduler().pool().usedBytes()).isZero();
+    } finally {
+      clients.shutdownNow();
       redis.close();
     }
   }

@@ -8,7 +8,9 @@ import java.util.List;
  * or a {@link io.kvslim.kv.tier.TierColdStorage tier} below RAM. Each block's key and value bytes
  * are written once, with a CRC32C of them; {@link #read} copies them back and checks them, so a
  * byte the store lost or changed, or a block it no longer has, is detected ({@link Corrupt}), never
- * attended over. A store belongs to one cache and is used from one thread at a time.
+ * attended over; the generation then recomputes the sequence ({@link
+ * io.kvslim.engine.KvRecompute}). A store belongs to one cache and is used from one thread at a
+ * time.
  */
 public interface ColdStore extends AutoCloseable {
   /**
