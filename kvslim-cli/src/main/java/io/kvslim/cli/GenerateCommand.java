@@ -168,15 +168,18 @@ public final class GenerateCommand implements Callable<Integer> {
       if (spill != null && spill.stats().blocksSpilled.get() > 0) {
         var st = spill.stats();
         System.err.printf(
-            "KV spill (%s): %d blocks, %s spilled; %d blocks, %s fetched back (%s per generated token)"
-                + "%s%n",
+            "KV spill (%s): %d blocks, %s spilled; %d blocks, %s fetched back (%s per generated"
+                + " token)%s%n",
             spill.name(),
             st.blocksSpilled.get(),
             Format.bytes(st.bytesSpilled.get()),
             st.blocksFetched.get(),
             Format.bytes(st.bytesFetched.get()),
             Format.bytes(st.bytesFetched.get() / Math.max(1, r.generatedTokens())),
-            st.fallbacks.get() > 0 ? "; " + st.fallbacks.get() + " fallbacks to a local file" : "");
+            (st.fallbacks.get() > 0 ? "; " + st.fallbacks.get() + " fallbacks to a local file" : "")
+                + (st.recomputes.get() > 0
+                    ? "; " + st.recomputes.get() + " sequence(s) recomputed after a lost block"
+                    : ""));
       }
       if (prefix != null) {
         var st = prefix.stats();

@@ -1,10 +1,12 @@
 package io.kvslim.api;
 
 import io.kvslim.engine.Engine;
+import io.kvslim.engine.KvRecompute;
 import io.kvslim.engine.KvSpecs;
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.StopMatcher;
 import io.kvslim.kv.KvCache;
+import io.kvslim.kv.KvUnavailableException;
 import io.kvslim.kv.PromptSegments;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.tokenizer.StreamingDecoder;
@@ -26,6 +28,7 @@ public final class KvslimSession implements AutoCloseable {
   private final KvConfig kv;
   private final Engine engine;
   private KvCache cache;
+  private KvRecompute recompute; // of the generation under way
   private boolean closed;
 
   KvslimSession(KvslimModel owner, KvConfig kv, int threads) {
@@ -118,11 +121,22 @@ public final class KvslimSession implements AutoCloseable {
           "the prompt has " + prompt.length + " tokens; the model's context is " + ctx);
     }
     freeCache();
-    cache = KvslimException.wrap("the KV config does not fit the model", engine::newCache);
-    if (segments != null) {
-      cache.labelPrompt(segments);
+    java.util.function.Supplier<KvCache> fresh =
+        () -> {
+          KvCache c = engine.newCache();
+          if (segments != null) {
+            c.labelPrompt(segments);
+          }
+          return c;
+        };
+    cache = KvslimException.wrap("the KV config does not fit the model", fresh);
+    // a spilled block lost on the way is recomputed from the token ids, with one warning line
+    recompute = new KvRecompute(engine, fresh, System.err::println);
+    try {
+      return run(prompt, options, callback);
+    } catch (KvUnavailableException e) {
+      throw new KvslimException(e.getMessage(), e);
     }
-    return run(prompt, options, callback);
   }
 
   private Generation run(int[] prompt, GenerateOptions options, TokenCallback callback) {
@@ -141,7 +155,7 @@ public final class KvslimSession implements AutoCloseable {
     Generation.StopReason reason = Generation.StopReason.LENGTH;
 
     long t0 = System.nanoTime();
-    engine.prefill(cache, prompt, 0, prompt.length, 0, false, logits);
+    cache = recompute.prefill(cache, prompt, 0, prompt.length, logits);
     long peak = cache.bytes();
     while (steps.size() < options.maxTokens()) {
       int next = sampler.sample(logits, 0, vocab, history, len);
@@ -172,7 +186,7 @@ public final class KvslimSession implements AutoCloseable {
         break;
       }
       t0 = System.nanoTime();
-      engine.decode(cache, next, len - 1, logits);
+      cache = recompute.decode(cache, history, prompt.length, len, logits);
       peak = Math.max(peak, cache.bytes());
     }
     if (!stops.stopped()) {

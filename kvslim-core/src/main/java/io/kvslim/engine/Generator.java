@@ -46,9 +46,28 @@ public final class Generator {
   private PrefixCache prefixCache;
   private String prefixSpec;
   private int restoredTokens;
+  private int recomputes;
+  private java.util.function.Consumer<String> warn = System.err::println;
 
   public Generator(Engine engine) {
     this.engine = engine;
+  }
+
+  /**
+   * Where the one warning line of a recompute goes ({@link KvRecompute}; standard error by
+   * default).
+   */
+  public Generator withWarnings(java.util.function.Consumer<String> warn) {
+    this.warn = warn;
+    return this;
+  }
+
+  /**
+   * Times the last {@link #generate} recomputed its sequence because a spilled KV block was lost
+   * ({@link KvRecompute}): 0 or 1.
+   */
+  public int recomputes() {
+    return recomputes;
   }
 
   /**
@@ -68,7 +87,11 @@ public final class Generator {
 
   /**
    * Generates up to {@code maxTokens} tokens after {@code prompt}. {@code isEog} marks
-   * end-of-generation tokens (not emitted to the listener).
+   * end-of-generation tokens (not emitted to the listener). A spilled KV block lost on the way (a
+   * {@code spill=true} method whose KV tier went away) is recomputed from the token ids ({@link
+   * KvRecompute}), and the tokens are those of a run without the tier.
+   *
+   * @throws io.kvslim.kv.KvUnavailableException if a lost block could not be recomputed
    */
   public Result generate(
       int[] prompt,
@@ -90,16 +113,18 @@ public final class Generator {
     int room = Math.min(Math.max(0, maxTokens), ctx - prompt.length);
     int[] history = Arrays.copyOf(prompt, prompt.length + room);
     int len = prompt.length;
-    try (KvCache cache = engine.newCache()) {
+    KvRecompute recompute = new KvRecompute(engine, engine::newCache, warn);
+    KvCache cache = engine.newCache();
+    try {
       long t0 = System.nanoTime();
       restoredTokens = 0;
       ManagedKvCache managed = prefixCache != null ? managed(cache) : null;
       if (managed != null) {
         restoredTokens = prefixCache.restore(managed, prefixSpec, prompt, prompt.length);
       }
-      engine.prefill(cache, prompt, restoredTokens, prompt.length, restoredTokens, false, logits);
+      cache = recompute.prefill(cache, prompt, restoredTokens, prompt.length, logits);
       long t1 = System.nanoTime();
-      if (managed != null) {
+      if (managed != null && cache == managed) {
         prefixCache.store(managed, prefixSpec, prompt, prompt.length, restoredTokens);
       }
       long peak = cache.bytes();
@@ -125,7 +150,7 @@ public final class Generator {
           reason = StopReason.CONTEXT_FULL;
           break;
         }
-        engine.decode(cache, next, len - 1, logits);
+        cache = recompute.decode(cache, history, prompt.length, len, logits);
         peak = Math.max(peak, cache.bytes());
       }
       long t2 = System.nanoTime();
@@ -138,6 +163,9 @@ public final class Generator {
           reason,
           cache.bytes(),
           peak);
+    } finally {
+      recomputes = recompute.recomputes();
+      cache.close();
     }
   }
 

@@ -27,7 +27,8 @@ import java.util.concurrent.TimeoutException;
 /**
  * A KV tier on a Redis server ({@code --kv-tier redis://HOST:PORT}) through Lettuce: one string
  * value per block under {@code kvslim:kv:KEY}, so servers pointing at one Redis share their prefix
- * blocks. Connections are made when first needed and again after a failure (no background
+ * blocks; a spilled block's sub-blocks are read with pipelined {@code GETRANGE}s ({@link
+ * #getRanges}). Connections are made when first needed and again after a failure (no background
  * reconnects); a command that cannot reach the server within {@link #TIMEOUT} fails with {@link
  * TierUnavailableException}, and the {@link io.kvslim.kv.tier.PrefixCache} skips the tier for a
  * while. Used from one thread at a time.
@@ -149,6 +150,38 @@ public final class RedisTier implements KvTier {
     }
   }
 
+  @Override
+  public boolean readsRanges() {
+    return true;
+  }
+
+  /** Every {@code GETRANGE key from from+count-1} pipelined, then awaited. */
+  @Override
+  public List<byte[]> getRanges(List<String> keys, long[] from, long[] count) {
+    if (keys.isEmpty()) {
+      return List.of();
+    }
+    try {
+      var async = connection().async();
+      List<RedisFuture<byte[]>> parts = new ArrayList<>(keys.size());
+      for (int i = 0; i < keys.size(); i++) {
+        if (from[i] < 0 || count[i] < 1) {
+          throw new IllegalArgumentException(
+              "bad byte range " + from[i] + "+" + count[i] + " of " + keys.get(i));
+        }
+        parts.add(async.getrange(PREFIX + keys.get(i), from[i], from[i] + count[i] - 1));
+      }
+      List<byte[]> out = new ArrayList<>(parts.size());
+      for (RedisFuture<byte[]> f : parts) {
+        byte[] v = await(f);
+        out.add(v == null ? new byte[0] : v);
+      }
+      return out;
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+  }
+
   /** The {@code EXISTS} of every key pipelined, then one {@code MSET} of the missing ones. */
   @Override
   public boolean[] putMissing(List<String> keys, List<byte[]> values) {
@@ -179,8 +212,11 @@ public final class RedisTier implements KvTier {
   private static <T> T await(RedisFuture<T> reply) {
     try {
       return reply.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-    } catch (ExecutionException | TimeoutException e) {
-      throw new TierUnavailableException(String.valueOf(e.getMessage()), e);
+    } catch (TimeoutException e) {
+      throw new TierUnavailableException("timed out after " + TIMEOUT.toMillis() + " ms", e);
+    } catch (ExecutionException e) {
+      Throwable why = e.getCause() != null ? e.getCause() : e;
+      throw new TierUnavailableException(String.valueOf(why.getMessage()), e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new TierUnavailableException("interrupted", e);

@@ -2,6 +2,7 @@ package io.kvslim.server;
 
 import io.kvslim.engine.Engine;
 import io.kvslim.engine.KvCacheFactory;
+import io.kvslim.engine.KvRecompute;
 import io.kvslim.engine.Sampler;
 import io.kvslim.engine.SamplerConfig;
 import io.kvslim.kv.KvCache;
@@ -332,14 +333,10 @@ public final class Scheduler implements AutoCloseable {
         finishError(s, "the server is shutting down");
       }
       for (Sequence s : admitted) {
-        KvCacheFactory remote = remoteCaches;
-        s.cache = remote != null ? remote.create(engine.config()) : s.plan.create();
-        s.cache.beginPrompt(s.prompt.length);
-        if (s.segments != null) {
-          s.cache.labelPrompt(s.segments);
-          if (s.cache instanceof ManagedKvCache m && m.promptSegments() != null) {
-            metrics.labelledPrompt(m.promptSegments());
-          }
+        s.cache = newCache(s);
+        s.recompute = new KvRecompute(engine, () -> newCache(s), System.err::println);
+        if (s.cache instanceof ManagedKvCache m && m.promptSegments() != null) {
+          metrics.labelledPrompt(m.promptSegments());
         }
         restorePrefix(s);
         s.history = new int[s.prompt.length + s.maxTokens];
@@ -364,6 +361,20 @@ public final class Scheduler implements AutoCloseable {
     }
   }
 
+  /**
+   * An empty cache for {@code s}: its plan's (or DistAttention's), told the prompt's length and
+   * labels.
+   */
+  private KvCache newCache(Sequence s) {
+    KvCacheFactory remote = remoteCaches;
+    KvCache cache = remote != null ? remote.create(engine.config()) : s.plan.create();
+    cache.beginPrompt(s.prompt.length);
+    if (s.segments != null) {
+      cache.labelPrompt(s.segments);
+    }
+    return cache;
+  }
+
   /** The prompt's stored prefix into the new cache, if the tiers hold one: prefill starts after. */
   private void restorePrefix(Sequence s) {
     PrefixCache prefix = prefixCache;
@@ -375,11 +386,7 @@ public final class Scheduler implements AutoCloseable {
     } catch (RuntimeException e) {
       System.err.println("kvslim: warning: restoring a prefix from the KV tiers failed: " + e);
       s.cache.close(); // start over with an empty cache: the whole prompt is prefilled
-      s.cache = s.plan.create();
-      s.cache.beginPrompt(s.prompt.length);
-      if (s.segments != null) {
-        s.cache.labelPrompt(s.segments);
-      }
+      s.cache = newCache(s);
       s.restored = 0;
     }
     s.prefilled = s.restored;
@@ -442,7 +449,11 @@ public final class Scheduler implements AutoCloseable {
     try {
       engine.forward().run(batch, logits);
     } catch (RuntimeException e) {
-      // a failed step may leave these caches half-appended: none of them can go on
+      // a failed step may leave these caches half-appended: none of them can go on as they are
+      if (KvRecompute.lostBlock(e) != null) { // a spilled block was lost: recompute, step again
+        recompute(e);
+        return;
+      }
       boolean memory = e instanceof KvMemoryExhaustedException;
       if (e instanceof KvUnavailableException) { // a cluster member left: say so (503)
         System.err.println("kvslim: " + e.getMessage());
@@ -491,6 +502,35 @@ public final class Scheduler implements AutoCloseable {
       accept(s, next);
     }
     metrics.step(produced, System.nanoTime() - t0);
+  }
+
+  /**
+   * A step failed because a spilled KV block was lost (its tier went away, a key is missing, a
+   * checksum failed; {@link KvRecompute}): every cache of the step may be half-appended, so each is
+   * recomputed from the token ids to where it stood before the step (a decoding sequence's prompt
+   * and generated tokens but the last; a prefill starts over), into a cache spilling to a local
+   * file, and the next step runs this one again. A sequence that cannot be recomputed (it was
+   * before, or the recompute failed) ends with its one-sentence error (503).
+   */
+  private void recompute(RuntimeException failure) {
+    float[] scratch = new float[vocab];
+    for (Sequence s : List.copyOf(segments)) {
+      try {
+        if (s.state == Sequence.State.DECODE) {
+          s.cache =
+              s.recompute.recover(
+                  s.cache, failure, s.history, s.prompt.length, s.length - 1, scratch);
+        } else {
+          s.cache = s.recompute.recover(s.cache, failure, s.prompt, 0, 0, null);
+          s.prefilled = 0;
+          s.restored = 0;
+        }
+        s.peakBytes = Math.max(s.peakBytes, s.cache.bytes());
+      } catch (KvUnavailableException e) {
+        System.err.println("kvslim: " + e.getMessage());
+        finish(s, FinishReason.ERROR, e.getMessage());
+      }
+    }
   }
 
   /** A CacheBlend prompt's whole prefill, alone, then its first token. */

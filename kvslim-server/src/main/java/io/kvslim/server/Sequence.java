@@ -40,6 +40,7 @@ public final class Sequence {
   BlendPrompt blend; // CacheBlend's chunks, or null: set before the sequence is queued
   State state = State.WAITING;
   KvCache cache; // a ManagedKvCache, or DistAttention's
+  io.kvslim.engine.KvRecompute recompute; // rebuilds the cache after a lost spilled block
   int[] history;
   int length;
   int prefilled;

@@ -108,7 +108,8 @@ public final class ServerMetrics {
   /**
    * The counters of the caches spilling into {@code storage} ({@code spill=true} methods with
    * {@code --kv-tier}): cold bytes held, bytes and blocks fetched back, blocks and bytes spilled,
-   * fallbacks to a local file while the tier was unreachable.
+   * fallbacks to a local file while the tier was unreachable, sequences recomputed after a lost
+   * block.
    */
   void bindSpill(ColdStorage storage) {
     SpillStats s = storage.stats();
@@ -129,6 +130,12 @@ public final class ServerMetrics {
         "fallbacks",
         "Caches that spilled to a local file because the tier was unreachable",
         s.fallbacks,
+        null,
+        tier);
+    spillCounter(
+        "recomputes",
+        "Sequences recomputed from their token ids after a spilled KV block was lost",
+        s.recomputes,
         null,
         tier);
   }

@@ -89,6 +89,17 @@ final class RedisProcess implements AutoCloseable {
     }
   }
 
+  /**
+   * Stops ({@code SIGSTOP}) or continues ({@code SIGCONT}) the server: a stopped one keeps its
+   * connections open but answers nothing, so commands time out.
+   */
+  void signal(String sig) throws IOException, InterruptedException {
+    Process k = new ProcessBuilder("kill", "-" + sig, Long.toString(process.pid())).start();
+    if (k.waitFor() != 0) {
+      throw new IOException("kill -" + sig + " " + process.pid() + " failed");
+    }
+  }
+
   /** Kills the server at once (as a crash would) and waits for it to be gone. */
   @Override
   public void close() {

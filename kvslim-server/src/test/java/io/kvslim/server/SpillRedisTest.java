@@ -11,12 +11,14 @@ import io.kvslim.kv.method.KvSpec;
 import io.kvslim.kv.store.BlockPool;
 import io.kvslim.kv.store.ColdStorage;
 import io.kvslim.kv.store.ColdStore;
+import io.kvslim.kv.tier.KvTier;
 import io.kvslim.kv.tier.TierColdStorage;
 import io.lettuce.core.RedisClient;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.codec.ByteArrayCodec;
 import io.lettuce.core.codec.RedisCodec;
 import io.lettuce.core.codec.StringCodec;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.BeforeAll;
@@ -27,9 +29,10 @@ import org.junit.jupiter.params.provider.ValueSource;
 /**
  * Spill-and-recall into a real {@code redis-server} ({@code spill=true} with {@code --kv-tier
  * redis://}): the in-RAM logits for Quest, ShadowKV and PQCache, the blocks under the cache's own
- * keys with an expiry and deleted when it closes, a flipped byte in Redis detected, and a Redis
- * killed mid-run: a new cache falls back to a local file with the same answers, one that had blocks
- * there fails its step with one sentence and the pool balanced.
+ * keys with an expiry and deleted when it closes, sub-blocks read with {@code GETRANGE} (the same
+ * logits, fewer bytes fetched and sent than {@code MGET} of whole blocks), a flipped byte in Redis
+ * detected, and a Redis killed mid-run: a new cache falls back to a local file with the same
+ * answers, one that had blocks there fails its step with one sentence and the pool balanced.
  */
 class SpillRedisTest extends SpmEngineTest {
   private static final String[] SPECS = {
@@ -94,6 +97,104 @@ class SpillRedisTest extends SpmEngineTest {
       assertThat(conn.sync().keys(KEYS)).as("deleted when the cache closes").isEmpty();
       assertThat(pool.usedBytes()).isZero();
       assertThat(storage.stats().coldBytes.get()).isZero();
+    }
+  }
+
+  /** A Redis tier that reads values whole ({@code MGET}), as before {@code GETRANGE}. */
+  private record WholeBlocks(RedisTier redis) implements KvTier {
+    @Override
+    public String name() {
+      return redis.name();
+    }
+
+    @Override
+    public byte[] get(String key) {
+      return redis.get(key);
+    }
+
+    @Override
+    public List<byte[]> getAll(List<String> keys) {
+      return redis.getAll(keys);
+    }
+
+    @Override
+    public boolean contains(String key) {
+      return redis.contains(key);
+    }
+
+    @Override
+    public void put(String key, byte[] value) {
+      redis.put(key, value);
+    }
+
+    @Override
+    public void putAll(List<String> keys, List<byte[]> values, Duration expiry) {
+      redis.putAll(keys, values, expiry);
+    }
+
+    @Override
+    public void deleteAll(List<String> keys) {
+      redis.deleteAll(keys);
+    }
+
+    @Override
+    public void close() {
+      redis.close();
+    }
+  }
+
+  /** The bytes Redis has sent its clients ({@code INFO stats}). */
+  private static long sentByRedis(StatefulRedisConnection<String, byte[]> conn) {
+    for (String line : conn.sync().info("stats").split("\r?\n")) {
+      if (line.startsWith("total_net_output_bytes:")) {
+        return Long.parseLong(line.substring(line.indexOf(':') + 1).strip());
+      }
+    }
+    throw new AssertionError("no total_net_output_bytes in INFO stats");
+  }
+
+  /** Decode-step logits of {@code spec} after a prefill of {@code n} tokens, step by step. */
+  private static float[][] run(String spec, BlockPool pool, int[] toks, int n, int steps) {
+    float[][] out = new float[steps + 1][model.config().vocabSize()];
+    try (ManagedKvCache c = cache(spec, pool)) {
+      engine.prefill(c, toks, 0, n, 0, false, out[0]);
+      for (int s = 0; s < steps; s++) {
+        engine.decode(c, toks[n + s], n + s, out[s + 1]);
+      }
+    }
+    return out;
+  }
+
+  @ParameterizedTest
+  @ValueSource(ints = {0, 1})
+  void getRangeReadsOnlyTheSelectedSubBlocksWithTheSameLogits(int which) throws Exception {
+    String spec = SPECS[which];
+    int n = 201;
+    int steps = 6;
+    int[] toks = tokens(n + steps, 34 + which);
+    float[][] ram = run(spec, new BlockPool(), toks, n, steps);
+    try (RedisProcess redis = RedisProcess.start();
+        var conn = raw(redis);
+        ColdStorage whole =
+            TierColdStorage.of(new WholeBlocks(new RedisTier(redis.uri())), w -> {});
+        ColdStorage ranged = TierColdStorage.of(new RedisTier(redis.uri()), w -> {})) {
+      long s0 = sentByRedis(conn);
+      float[][] w =
+          run(spec + ",spill=true", new BlockPool().withColdStorage(whole), toks, n, steps);
+      long s1 = sentByRedis(conn);
+      float[][] g =
+          run(spec + ",spill=true", new BlockPool().withColdStorage(ranged), toks, n, steps);
+      long s2 = sentByRedis(conn);
+      for (int s = 0; s <= steps; s++) {
+        assertThat(w[s]).as("%s step %d, MGET of whole blocks", spec, s).isEqualTo(ram[s]);
+        assertThat(g[s]).as("%s step %d, GETRANGE of sub-blocks", spec, s).isEqualTo(ram[s]);
+      }
+      assertThat(ranged.stats().bytesFetched.get())
+          .as("bytes fetched, sub-blocks vs whole blocks")
+          .isPositive()
+          .isLessThan(whole.stats().bytesFetched.get());
+      assertThat(s2 - s1).as("bytes Redis sent, GETRANGE vs MGET").isLessThan(s1 - s0);
+      assertThat(conn.sync().keys(KEYS)).isEmpty();
     }
   }
 

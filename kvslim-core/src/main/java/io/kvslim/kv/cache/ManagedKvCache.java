@@ -483,6 +483,34 @@ public final class ManagedKvCache implements KvCache {
     return pool;
   }
 
+  /**
+   * Whether a policy of this cache spills blocks to a cold store ({@code spill=true}), whose loss
+   * {@link io.kvslim.engine.KvRecompute} recovers from.
+   */
+  public boolean spills() {
+    for (KvPolicy p : policies) {
+      if (p.coldSpill() != null) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Sends the blocks this cache's policies spill to {@code storage} instead of the pool's: a cache
+   * recomputed after a lost block spills to a local file ({@link
+   * io.kvslim.kv.store.ColdStorage#forRecompute}). Only before the first spill.
+   *
+   * @throws IllegalStateException if a block was spilled already
+   */
+  public void spillTo(io.kvslim.kv.store.ColdStorage storage) {
+    for (KvPolicy p : policies) {
+      if (p.coldSpill() != null) {
+        p.coldSpill().use(storage);
+      }
+    }
+  }
+
   /** Length of the prompt (the first prefill), or -1 before it ended. */
   public int promptTokens() {
     return promptTokens;

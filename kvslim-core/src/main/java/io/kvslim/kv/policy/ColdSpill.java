@@ -35,10 +35,11 @@ import java.util.Map;
  * io.kvslim.kv.cache.PagedLayerKv#restrictNextAttention}), so the results are bit-identical to the
  * same policy with everything in RAM. Without an LRU cache ({@code cacheBlocks} 0, the default) a
  * block whose formats are per-token rows is fetched in part, from a store that reads byte ranges (a
- * spill file): only its sub-blocks of 8 slots that hold a selected token, each checked against a
- * checksum of its own ({@link HeadStore#fetch(int, ColdStore, BitSet, int)}); the attention gives
- * the block's other tokens weight 0 (score −∞), so their zeroed rows change nothing. The
- * fetched-bytes counters count the bytes really read.
+ * spill file, a Redis tier): only its sub-blocks of 8 slots that hold a selected token, each
+ * checked against a checksum of its own ({@link HeadStore#fetch(int, ColdStore, BitSet, int)}; a
+ * Redis tier reads them with pipelined {@code GETRANGE}s, announced per head and step by {@link
+ * ColdStore#prefetchParts}); the attention gives the block's other tokens weight 0 (score −∞), so
+ * their zeroed rows change nothing. The fetched-bytes counters count the bytes really read.
  *
  * <p>Used from the decode step's calling thread.
  */
@@ -84,24 +85,37 @@ public final class ColdSpill implements AutoCloseable {
    */
   public void sync(HeadStore head, BitSet selected, BitSet resident) {
     List<KvBlock> blocks = head.blocks();
+    // with no LRU cache, a fetched block is back in the store after the layer's attention, which
+    // reads only the selected tokens: only their rows are fetched (sub-blocks, where the formats
+    // are per-token rows); a cached block would serve later selections and is fetched whole
+    BitSet rows = cacheBlocks == 0 ? selected : null;
     if (file != null) {
       List<ColdStore.Slot> wanted = new ArrayList<>();
+      List<ColdStore.Slot> partly = new ArrayList<>();
+      List<long[]> ranges = new ArrayList<>();
+      boolean parts = file.readsParts();
       int retained = 0;
-      for (KvBlock b : blocks) {
+      for (int i = 0, n = blocks.size(); i < n; i++) {
+        KvBlock b = blocks.get(i);
         int live = b.liveCount();
         if (b.cold() && (selected == null || any(selected, retained, live))) {
-          wanted.add(b.coldSlot());
+          long[] r = parts ? head.fetchRanges(i, file, rows, retained) : null;
+          if (r == null) {
+            wanted.add(b.coldSlot());
+          } else if (r.length > 0) {
+            partly.add(b.coldSlot());
+            ranges.add(r);
+          }
         }
         retained += live;
       }
       if (!wanted.isEmpty()) {
         file.prefetch(wanted); // one round trip to a remote tier
       }
+      if (!partly.isEmpty()) {
+        file.prefetchParts(partly, ranges); // the selected sub-blocks' bytes, one round trip
+      }
     }
-    // with no LRU cache, a fetched block is back in the store after the layer's attention, which
-    // reads only the selected tokens: only their rows are fetched (sub-blocks, where the formats
-    // are per-token rows); a cached block would serve later selections and is fetched whole
-    BitSet rows = cacheBlocks == 0 ? selected : null;
     int retained = 0;
     for (int i = 0, n = blocks.size(); i < n; i++) {
       KvBlock b = blocks.get(i);

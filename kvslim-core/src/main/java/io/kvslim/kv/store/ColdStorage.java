@@ -19,13 +19,26 @@ public interface ColdStorage extends AutoCloseable {
   /** How the storage was configured, e.g. {@code disk:/tmp/kv}. */
   String name();
 
+  /**
+   * Where a cache recomputed after one of its spilled blocks was lost spills ({@link
+   * io.kvslim.engine.KvRecompute}): a local spill file per cache, counted in these {@link #stats},
+   * for a storage in a remote tier; this storage itself (the default) for one that is local.
+   */
+  default ColdStorage forRecompute() {
+    return this;
+  }
+
   /** Releases what the storage holds (a connection); the caches using it are closed first. */
   @Override
   default void close() {}
 
   /** One spill file per cache in {@code dir} (the system's temporary directory when null). */
   static ColdStorage local(Path dir) {
-    SpillStats stats = new SpillStats();
+    return local(dir, new SpillStats(), dir == null ? "spill file" : "disk:" + dir);
+  }
+
+  /** One spill file per cache in {@code dir}, counted in {@code stats}, called {@code name}. */
+  static ColdStorage local(Path dir, SpillStats stats, String name) {
     return new ColdStorage() {
       @Override
       public ColdStore open() {
@@ -39,7 +52,7 @@ public interface ColdStorage extends AutoCloseable {
 
       @Override
       public String name() {
-        return dir == null ? "spill file" : "disk:" + dir;
+        return name;
       }
     };
   }

@@ -8,7 +8,9 @@ import java.util.List;
  * or a {@link io.kvslim.kv.tier.TierColdStorage tier} below RAM. Each block's key and value bytes
  * are written once, with a CRC32C of them; {@link #read} copies them back and checks them, so a
  * byte the store lost or changed, or a block it no longer has, is detected ({@link Corrupt}), never
- * attended over. A store belongs to one cache and is used from one thread at a time.
+ * attended over; the generation then recomputes the sequence ({@link
+ * io.kvslim.engine.KvRecompute}). A store belongs to one cache and is used from one thread at a
+ * time.
  */
 public interface ColdStore extends AutoCloseable {
   /**
@@ -44,8 +46,9 @@ public interface ColdStore extends AutoCloseable {
   void read(Slot s, MemorySegment keys, MemorySegment values);
 
   /**
-   * Whether {@link #readPart} reads a byte range of a slot without the rest (a memory-mapped file);
-   * false (the default) for a store that reads blocks whole, whose blocks are then fetched whole.
+   * Whether {@link #readPart} reads a byte range of a slot without the rest (a memory-mapped file,
+   * a tier that reads byte ranges); false (the default) for a store that reads blocks whole, whose
+   * blocks are then fetched whole.
    */
   default boolean readsParts() {
     return false;
@@ -69,6 +72,13 @@ public interface ColdStore extends AutoCloseable {
 
   /** Announces the slots about to be {@link #read}, so a remote store fetches them at once. */
   default void prefetch(List<Slot> slots) {}
+
+  /**
+   * Announces the byte ranges about to be read with {@link #readPart}: {@code ranges.get(i)} holds
+   * {@code from, count} pairs of {@code slots.get(i)}, so a remote store fetches them at once. Only
+   * where {@link #readsParts}.
+   */
+  default void prefetchParts(List<Slot> slots, List<long[]> ranges) {}
 
   /** Sends the writes a store batches (a step ends). */
   default void flush() {}

@@ -467,6 +467,15 @@ public final class HeadStore {
     return read;
   }
 
+  /**
+   * The byte ranges of cold block {@code index}'s spilled bytes that {@link #fetch(int, ColdStore,
+   * java.util.BitSet, int)} reads ({@code from, count} pairs; empty: none), or null when it reads
+   * the block whole: what a remote store fetches ahead ({@link ColdStore#prefetchParts}).
+   */
+  public long[] fetchRanges(int index, ColdStore file, java.util.BitSet selected, int retained) {
+    return blocks.get(index).fetchRanges(file, selected, retained);
+  }
+
   /** Bytes of keys and values that are in a spill file only ({@link #spill}), not in RAM. */
   public long coldBytes() {
     return cold;

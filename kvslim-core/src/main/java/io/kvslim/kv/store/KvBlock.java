@@ -387,6 +387,23 @@ public final class KvBlock {
     return n;
   }
 
+  /**
+   * The byte ranges of the spilled bytes that {@link #fetch(ColdStore, BitSet, int)} of this cold
+   * block reads from {@code file} ({@code from, count} pairs; empty: none), or null when it reads
+   * the block whole.
+   */
+  long[] fetchRanges(ColdStore file, BitSet selected, int retained) {
+    if (!cold) {
+      return new long[0];
+    }
+    SpilledRows rows = spilledRows;
+    if (rows == null || !file.readsParts() || liveCount != filled) {
+      return null;
+    }
+    long want = rows.holding(selected, retained);
+    return want == rows.all() ? null : rows.ranges(want, spilled.keyBytes());
+  }
+
   /** A change to the keys, values or slots: a spilled copy no longer matches, it is dropped. */
   private void changing() {
     requireComplete();

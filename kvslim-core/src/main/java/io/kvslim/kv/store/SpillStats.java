@@ -5,8 +5,10 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * Counters of the spilling caches of one {@link ColdStorage}, safe to read from any thread (the
  * server's {@code /metrics}): bytes the open caches hold in cold stores, bytes and blocks fetched
- * back, blocks spilled (written once each), and how often a remote tier was unreachable so a cache
- * spilled to a local file instead.
+ * back, blocks spilled (written once each), how often a remote tier was unreachable so a cache
+ * spilled to a local file instead, and how often a sequence whose spilled block was lost (a tier
+ * gone, a key missing, a checksum failed) was recomputed from its token ids ({@link
+ * io.kvslim.engine.KvRecompute}).
  */
 public final class SpillStats {
   /** Bytes of keys and values in the cold stores of the caches still open. */
@@ -17,6 +19,7 @@ public final class SpillStats {
   public final AtomicLong blocksSpilled = new AtomicLong();
   public final AtomicLong bytesSpilled = new AtomicLong();
   public final AtomicLong fallbacks = new AtomicLong();
+  public final AtomicLong recomputes = new AtomicLong();
 
   @Override
   public String toString() {
@@ -29,6 +32,8 @@ public final class SpillStats {
         + " blocks_spilled="
         + blocksSpilled
         + " fallbacks="
-        + fallbacks;
+        + fallbacks
+        + " recomputes="
+        + recomputes;
   }
 }

@@ -98,6 +98,29 @@ final class SpilledRows {
   }
 
   /**
+   * The byte ranges of a spilled block ({@code keyBytes} of keys, then the values) that {@link
+   * #read} copies for {@code mask}, in its order: {@code from, count} pairs, the key rows then the
+   * value rows of each run of adjacent sub-blocks.
+   */
+  long[] ranges(long mask, long keyBytes) {
+    long[] out = new long[4 * Long.bitCount(mask)];
+    int n = 0;
+    for (long rest = mask; rest != 0; ) {
+      int from = Long.numberOfTrailingZeros(rest);
+      int to = from;
+      while (to < crcs.length && (rest & (1L << to)) != 0) {
+        to++;
+      }
+      rest &= ~((to == Long.SIZE ? -1L : (1L << to) - 1) & (-1L << from));
+      out[n++] = from * keyRows;
+      out[n++] = (to - from) * keyRows;
+      out[n++] = keyBytes + from * valueRows;
+      out[n++] = (to - from) * valueRows;
+    }
+    return java.util.Arrays.copyOf(out, n);
+  }
+
+  /**
    * Copies the sub-blocks in {@code mask} of the spilled {@code slot} from {@code file} into the
    * same rows of {@code keys} and {@code values} (of the block's sizes) and checks each against its
    * checksum; returns the bytes read.

@@ -48,6 +48,26 @@ public interface KvTier extends AutoCloseable {
   }
 
   /**
+   * Whether {@link #getRanges} reads byte ranges of stored values without the rest (Redis {@code
+   * GETRANGE}); false (the default) for a tier that reads values whole.
+   */
+  default boolean readsRanges() {
+    return false;
+  }
+
+  /**
+   * Bytes {@code [from[i], from[i] + count[i])} of the value under each of {@code keys} (shorter
+   * where the value ends sooner, empty where there is none), in one round trip where the tier can.
+   * Only where {@link #readsRanges}.
+   *
+   * @throws TierUnavailableException if the tier cannot be reached
+   * @throws UnsupportedOperationException if the tier reads values whole
+   */
+  default List<byte[]> getRanges(List<String> keys, long[] from, long[] count) {
+    throw new UnsupportedOperationException("the KV tier " + name() + " reads values whole");
+  }
+
+  /**
    * Stores {@code values.get(i)} under {@code keys.get(i)} where nothing is stored yet, in as few
    * round trips as the tier can; returns which were written.
    *

@@ -22,12 +22,18 @@ import java.util.zip.CRC32C;
  * batches ({@link #BATCH_BLOCKS} blocks or the end of a step, one round trip), with an expiry, and
  * deletes them when the cache closes. The blocks a step reads come in one round trip ({@link
  * ColdStore#prefetch}); each is checked against the CRC32C taken when it was written, and a missing
- * or changed one fails the step ({@link ColdStore.Corrupt}), never attended over.
+ * or changed one fails the step ({@link ColdStore.Corrupt}), never attended over. Where the tier
+ * reads byte ranges ({@link KvTier#readsRanges}, Redis {@code GETRANGE}), a block whose rows are
+ * fetched in part has only its selected sub-blocks read, in one round trip per head and step
+ * ({@link ColdStore#prefetchParts}), each checked against its own CRC32C by the caller.
  *
  * <p>A tier that cannot be reached when blocks are written is skipped: the cache's store switches
  * to a local {@link SpillFile} (the blocks not yet sent included), with one warning line and {@link
  * SpillStats#fallbacks} counted, and the stores opened in the next {@link #RETRY} go there
- * directly. Blocks the tier took before it went away cannot be fetched back: their step fails.
+ * directly. Blocks the tier took before it went away cannot be fetched back: their step fails with
+ * {@link ColdStore.Corrupt}, and the generation recomputes the sequence into a cache spilling to a
+ * local file ({@link #forRecompute}, {@link io.kvslim.engine.KvRecompute}). A store closed while
+ * the tier is known to be down does not try to delete its keys: they expire after {@link #EXPIRY}.
  *
  * <p>{@link #of} gives a {@link DiskTier} a spill file in its directory instead: a memory-mapped
  * file reads a block without copying it twice.
@@ -45,12 +51,14 @@ public final class TierColdStorage implements ColdStorage {
   private final KvTier tier;
   private final Consumer<String> warn;
   private final SpillStats stats = new SpillStats();
+  private final ColdStorage local; // recomputed caches spill here
   private volatile long downUntil; // System.nanoTime() before which the tier is not tried
 
   /** Stores in {@code tier}, which it closes; {@code warn} gets the one line a fallback prints. */
   public TierColdStorage(KvTier tier, Consumer<String> warn) {
     this.tier = tier;
     this.warn = warn;
+    this.local = ColdStorage.local(null, stats, tier.name() + " (local fallback)");
   }
 
   /**
@@ -66,7 +74,20 @@ public final class TierColdStorage implements ColdStorage {
 
   @Override
   public ColdStore open() {
-    return new Store(System.nanoTime() - downUntil < 0);
+    return new Store(down());
+  }
+
+  /** Whether the tier failed within the last {@link #RETRY}. */
+  private boolean down() {
+    return System.nanoTime() - downUntil < 0;
+  }
+
+  /**
+   * A spill file per cache, counted here: a sequence recomputed after a lost block spills there.
+   */
+  @Override
+  public ColdStorage forRecompute() {
+    return local;
   }
 
   @Override
@@ -91,11 +112,15 @@ public final class TierColdStorage implements ColdStorage {
     }
   }
 
+  /** Bytes {@code [from, from + data.length)} of a spilled block, fetched ahead of its read. */
+  private record Part(long from, byte[] data) {}
+
   /** One cache's blocks: in the tier, not yet sent, or in a local file after a fallback. */
   private final class Store implements ColdStore {
     private final String id = UUID.randomUUID().toString().replace("-", "");
     private final Map<Long, byte[]> pending = new LinkedHashMap<>(); // written, not yet sent
     private final Map<Long, byte[]> fetched = new HashMap<>(); // prefetched, not yet read
+    private final Map<Long, List<Part>> parts = new HashMap<>(); // prefetched byte ranges
     private final List<String> sent = new ArrayList<>(); // keys to delete on close
     private final Map<Long, ColdStore.Slot> local = new HashMap<>(); // blocks in the fallback file
     private final Map<Long, String> labels = new HashMap<>(); // "l3-h1-b12" of block n
@@ -155,6 +180,7 @@ public final class TierColdStorage implements ColdStorage {
     @Override
     public void flush() {
       fetched.clear();
+      parts.clear();
       send();
     }
 
@@ -225,6 +251,121 @@ public final class TierColdStorage implements ColdStorage {
       }
     }
 
+    /** The tier reads byte ranges (Redis {@code GETRANGE}): sub-blocks are fetched alone. */
+    @Override
+    public boolean readsParts() {
+      return tier.readsRanges();
+    }
+
+    /** The ranges of every slot not in RAM or the fallback file, in one round trip. */
+    @Override
+    public void prefetchParts(List<Slot> slots, List<long[]> ranges) {
+      check();
+      List<String> keys = new ArrayList<>();
+      List<Long> ids = new ArrayList<>();
+      List<Long> from = new ArrayList<>();
+      List<Long> count = new ArrayList<>();
+      for (int i = 0; i < slots.size(); i++) {
+        Slot s = slots.get(i);
+        if (pending.containsKey(s.id()) || local.containsKey(s.id())) {
+          continue;
+        }
+        long[] r = ranges.get(i);
+        for (int j = 0; j + 1 < r.length; j += 2) {
+          keys.add(key(s.id()));
+          ids.add(s.id());
+          from.add(r[j]);
+          count.add(r[j + 1]);
+        }
+      }
+      if (keys.isEmpty()) {
+        return;
+      }
+      long[] f = from.stream().mapToLong(Long::longValue).toArray();
+      long[] c = count.stream().mapToLong(Long::longValue).toArray();
+      List<byte[]> got;
+      try {
+        got = locked(() -> tier.getRanges(keys, f, c));
+      } catch (TierUnavailableException e) {
+        return; // each read asks again and fails with the reason
+      }
+      for (int i = 0; i < ids.size(); i++) {
+        if (got.get(i) != null && got.get(i).length == c[i]) {
+          parts.computeIfAbsent(ids.get(i), k -> new ArrayList<>()).add(new Part(f[i], got.get(i)));
+        }
+      }
+    }
+
+    /**
+     * Bytes {@code [from, from + count)} of {@code s}, unchecked (the caller checks each
+     * sub-block): from RAM, the fallback file, a prefetched range, or one {@code GETRANGE}.
+     *
+     * @throws Corrupt if the tier no longer has them or cannot be reached
+     */
+    @Override
+    public void readPart(Slot s, long from, MemorySegment dst, long dstOffset, long count) {
+      check();
+      if (from < 0 || count < 0 || from + count > s.bytes()) {
+        throw new IndexOutOfBoundsException(
+            "bytes " + from + ".." + (from + count) + " of a spilled block of " + s.bytes());
+      }
+      Slot at = local.get(s.id());
+      if (at != null) {
+        fallback.readPart(at, from, dst, dstOffset, count); // keys then values, as in the tier
+        return;
+      }
+      byte[] data = pending.get(s.id());
+      if (data == null) {
+        data = fetched.get(s.id());
+      }
+      if (data != null) {
+        MemorySegment.copy(MemorySegment.ofArray(data), from, dst, dstOffset, count);
+        return;
+      }
+      for (Part p : parts.getOrDefault(s.id(), List.of())) {
+        if (p.from() <= from && from + count <= p.from() + p.data().length) {
+          MemorySegment.copy(
+              MemorySegment.ofArray(p.data()), from - p.from(), dst, dstOffset, count);
+          return;
+        }
+      }
+      String k = key(s.id());
+      byte[] got;
+      try {
+        got =
+            locked(() -> tier.getRanges(List.of(k), new long[] {from}, new long[] {count})).get(0);
+      } catch (TierUnavailableException e) {
+        throw unreachable(e);
+      }
+      if (got == null || got.length != count) {
+        throw new Corrupt(
+            "a spilled KV block is missing from the KV tier "
+                + tier.name()
+                + " (key "
+                + k
+                + ", "
+                + (got == null ? 0 : got.length)
+                + " of bytes "
+                + from
+                + ".."
+                + (from + count)
+                + "): the sequence must be recomputed");
+      }
+      MemorySegment.copy(MemorySegment.ofArray(got), 0, dst, dstOffset, count);
+    }
+
+    /** The tier failed a read: it is skipped for {@link #RETRY}, and the block is lost. */
+    private Corrupt unreachable(TierUnavailableException e) {
+      downUntil = System.nanoTime() + RETRY.toNanos();
+      return new Corrupt(
+          "a spilled KV block is in the KV tier "
+              + tier.name()
+              + ", which cannot be reached ("
+              + e.getMessage()
+              + "): the sequence must be recomputed",
+          e);
+    }
+
     @Override
     public void read(Slot s, MemorySegment keys, MemorySegment values) {
       check();
@@ -242,13 +383,7 @@ public final class TierColdStorage implements ColdStorage {
         try {
           data = locked(() -> tier.get(k));
         } catch (TierUnavailableException e) {
-          throw new Corrupt(
-              "a spilled KV block is in the KV tier "
-                  + tier.name()
-                  + ", which cannot be reached ("
-                  + e.getMessage()
-                  + "): the sequence must be recomputed",
-              e);
+          throw unreachable(e);
         }
       }
       if (data == null || data.length != s.bytes()) {
@@ -312,8 +447,9 @@ public final class TierColdStorage implements ColdStorage {
       closed = true;
       pending.clear();
       fetched.clear();
+      parts.clear();
       try {
-        if (!sent.isEmpty()) {
+        if (!sent.isEmpty() && !down()) {
           locked(
               () -> {
                 tier.deleteAll(sent);

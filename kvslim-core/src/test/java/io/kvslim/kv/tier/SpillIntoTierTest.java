@@ -42,12 +42,38 @@ class SpillIntoTierTest extends SpmEngineTest {
 
   @TempDir Path dir;
 
-  /** A tier in memory, counting its round trips; {@code down} makes every call fail. */
-  static final class MapTier implements KvTier {
+  /**
+   * A tier in memory, counting its round trips; {@code down} makes every call fail; {@code ranges}
+   * makes it read byte ranges (as Redis {@code GETRANGE}), counting the bytes it hands out.
+   */
+  static class MapTier implements KvTier {
     final Map<String, byte[]> map = new TreeMap<>();
     int puts;
     int gets;
     boolean down;
+    boolean ranges;
+    long rangeBytes;
+
+    @Override
+    public boolean readsRanges() {
+      return ranges;
+    }
+
+    @Override
+    public List<byte[]> getRanges(List<String> keys, long[] from, long[] count) {
+      assertThat(ranges).as("ranges read from a tier that reads values whole").isTrue();
+      reach();
+      gets++;
+      List<byte[]> out = new ArrayList<>();
+      for (int i = 0; i < keys.size(); i++) {
+        byte[] v = map.getOrDefault(keys.get(i), new byte[0]);
+        int f = (int) Math.min(from[i], v.length);
+        int t = (int) Math.min(from[i] + count[i], v.length);
+        out.add(java.util.Arrays.copyOfRange(v, f, t));
+        rangeBytes += t - f;
+      }
+      return out;
+    }
 
     private void reach() {
       if (down) {
@@ -60,11 +86,14 @@ class SpillIntoTierTest extends SpmEngineTest {
       return "map:test";
     }
 
+    long wholeBytes;
+
     @Override
     public byte[] get(String key) {
       reach();
       gets++;
       byte[] v = map.get(key);
+      wholeBytes += v == null ? 0 : v.length;
       return v == null ? null : v.clone();
     }
 
@@ -75,6 +104,7 @@ class SpillIntoTierTest extends SpmEngineTest {
       List<byte[]> out = new ArrayList<>();
       for (String k : keys) {
         byte[] v = map.get(k);
+        wholeBytes += v == null ? 0 : v.length;
         out.add(v == null ? null : v.clone());
       }
       return out;
@@ -180,6 +210,62 @@ class SpillIntoTierTest extends SpmEngineTest {
     assertThat(spillFiles(dir)).as("deleted on close").isEmpty();
     assertThat(tier.map).as("the cache's keys are deleted on close").isEmpty();
     assertThat(keyed.stats().coldBytes.get()).isZero();
+  }
+
+  @ParameterizedTest
+  @ValueSource(ints = {0, 1})
+  void aTierThatReadsRangesFetchesOnlyTheSelectedSubBlocks(int which) {
+    SharedData.require();
+    String spec = SPECS[which];
+    int n = 201;
+    int steps = 6;
+    int vocab = model.config().vocabSize();
+    int[] toks = tokens(n + steps + 1, 24 + which);
+    MapTier whole = new MapTier();
+    MapTier ranged = new MapTier();
+    ranged.ranges = true;
+    ColdStorage ws = new TierColdStorage(whole, w -> {});
+    ColdStorage rs = new TierColdStorage(ranged, w -> {});
+    float[] lr = new float[vocab];
+    float[] lw = new float[vocab];
+    float[] lg = new float[vocab];
+    try (ManagedKvCache r = cache(spec, null);
+        ManagedKvCache w = cache(spec + ",spill=true", ws);
+        ManagedKvCache g = cache(spec + ",spill=true", rs)) {
+      engine.prefill(r, toks, 0, n, 0, false, lr);
+      engine.prefill(w, toks, 0, n, 0, false, lw);
+      engine.prefill(g, toks, 0, n, 0, false, lg);
+      assertThat(lg).isEqualTo(lr);
+      for (int s = 0; s < steps; s++) {
+        engine.decode(r, toks[n + s], n + s, lr);
+        engine.decode(w, toks[n + s], n + s, lw);
+        engine.decode(g, toks[n + s], n + s, lg);
+        assertThat(lw).as("step %d, whole blocks", s).isEqualTo(lr);
+        assertThat(lg).as("step %d, sub-blocks by range", s).isEqualTo(lr);
+      }
+      assertThat(ranged.rangeBytes).as("sub-blocks were read by range").isPositive();
+      assertThat(whole.rangeBytes).isZero();
+      assertThat(rs.stats().bytesFetched.get())
+          .as("the counter counts what the tier handed out")
+          .isEqualTo(ranged.rangeBytes + ranged.wholeBytes);
+      assertThat(rs.stats().bytesFetched.get())
+          .as("fewer bytes than whole blocks")
+          .isLessThan(ws.stats().bytesFetched.get());
+      assertThat((long) ranged.gets)
+          .as("one round trip per head and step, not one per range")
+          .isLessThan(rs.stats().blocksFetched.get());
+      // every stored byte flipped: the first sub-block read fails its own checksum
+      for (byte[] v : ranged.map.values()) {
+        for (int i = 0; i < v.length; i++) {
+          v[i] ^= 0x01;
+        }
+      }
+      assertThatThrownBy(() -> engine.decode(g, toks[n + steps], n + steps, lg))
+          .isInstanceOf(ColdStore.Corrupt.class)
+          .hasMessageContaining("failed its checksum")
+          .hasMessageNotContaining("\n");
+    }
+    assertThat(ranged.map).isEmpty();
   }
 
   @Test
