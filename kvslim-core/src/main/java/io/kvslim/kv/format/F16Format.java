@@ -99,49 +99,7 @@ public final class F16Format extends RowFormat {
     for (int j = 0; j < headDim; j += lanes) {
       FloatVector.fromArray(species, prepared, pOff + j).mul(0x1p112f).intoArray(work, j);
     }
-    int s = 0;
-    if (lanes == 8) {
-      // AVX2: four rows side by side (independent chains) and their lane sums in one tree
-      // (AttentionKernels.sumLanes4: the same additions as sumLanes for each row), the same bits
-      for (; s + 4 <= count; s += 4) {
-        int at = s * rowBytes;
-        FloatVector s0 = FloatVector.zero(species);
-        FloatVector s1 = s0;
-        FloatVector s2 = s0;
-        FloatVector s3 = s0;
-        for (int j = 0; j < headDim; j += lanes) {
-          // the widening written out (no vector crosses a call C2 might not inline)
-          FloatVector q = FloatVector.fromArray(species, work, j);
-          int a = at + 2 * j;
-          IntVector h0 =
-              (IntVector)
-                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a)
-                      .reinterpretAsShorts()
-                      .convertShape(S2I, VectorKernels.INTS, 0);
-          IntVector h1 =
-              (IntVector)
-                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a + rowBytes)
-                      .reinterpretAsShorts()
-                      .convertShape(S2I, VectorKernels.INTS, 0);
-          IntVector h2 =
-              (IntVector)
-                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a + 2 * rowBytes)
-                      .reinterpretAsShorts()
-                      .convertShape(S2I, VectorKernels.INTS, 0);
-          IntVector h3 =
-              (IntVector)
-                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a + 3 * rowBytes)
-                      .reinterpretAsShorts()
-                      .convertShape(S2I, VectorKernels.INTS, 0);
-          s0 = q.fma(h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), s0);
-          s1 = q.fma(h1.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), s1);
-          s2 = q.fma(h2.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), s2);
-          s3 = q.fma(h3.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), s3);
-        }
-        AttentionKernels.sumLanes4(s0, s1, s2, s3, scores, s, work, headDim);
-      }
-    }
-    for (; s < count; s++) {
+    for (int s = 0; s < count; s++) {
       int at = s * rowBytes;
       FloatVector sum = FloatVector.zero(species);
       for (int j = 0; j < headDim; j += lanes) {
