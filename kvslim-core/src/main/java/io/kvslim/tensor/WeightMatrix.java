@@ -163,19 +163,25 @@ public abstract class WeightMatrix {
    * {@code out[t * rows + r] = dot(r, x, t * cols)} for weight rows {@code [row, row + count)} and
    * activation rows {@code t < n} ({@code x} is {@code n × cols}, {@code out} is {@code n × rows}),
    * bit-identical to {@link #dot}. With four or more activation rows, types that can {@link
-   * #decodeRow decode rows} take {@link PanelKernel}: four weight rows decoded once, then an F32
-   * register-blocked kernel per tile of four activation rows. Otherwise {@link #dotTile} per row.
+   * #decodeRow decode rows} take {@link PanelKernel}: a chunk of weight rows decoded once, then F32
+   * register-blocked tiles of four weight rows against each cache-sized block of activation rows.
+   * Otherwise (and for the last {@code count % 4} rows) {@link #dotTile} per row.
    */
   public void matmulRows(int row, int count, float[] x, int n, float[] out) {
     int r = row;
     if (n >= 4 && hasPanel()) {
-      float[] panel = PanelKernel.panel(4 * cols);
-      for (; r + 4 <= row + count; r += 4) {
-        for (int i = 0; i < 4; i++) {
-          decodeRow(r + i, panel, i * cols);
+      // weight rows decoded a chunk at a time, each chunk multiplied with all activation rows
+      int quads = count / 4 * 4;
+      int chunk = Math.min(quads, Math.max(4, PanelKernel.CHUNK_FLOATS / cols / 4 * 4));
+      float[] panel = PanelKernel.panel(chunk * cols);
+      for (int c0 = row; c0 < row + quads; c0 += chunk) {
+        int c1 = Math.min(row + quads, c0 + chunk);
+        for (int i = c0; i < c1; i++) {
+          decodeRow(i, panel, (i - c0) * cols);
         }
-        PanelKernel.tiles(panel, cols, x, n, out, r, rows);
+        PanelKernel.chunk(panel, c1 - c0, cols, x, n, out, c0, rows);
       }
+      r = row + quads;
     }
     for (; r < row + count; r++) {
       dotTile(r, x, 0, cols, n, out, r, rows);

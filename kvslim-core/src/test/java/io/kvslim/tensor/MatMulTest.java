@@ -96,6 +96,34 @@ class MatMulTest {
     }
   }
 
+  /**
+   * A prompt-sized product whose weight rows span two decoded chunks (plus rows outside any panel)
+   * and whose activation rows span several cache blocks, the last one partial: every product still
+   * has {@code dot}'s bits.
+   */
+  @ParameterizedTest
+  @EnumSource(
+      value = GgmlType.class,
+      names = {"Q8_0", "Q4_0"})
+  void matmulAcrossPanelChunksAndActivationBlocksIsBitIdenticalToDot(GgmlType type) {
+    int cols = 4096;
+    int rows = PanelKernel.CHUNK_FLOATS / cols + 11; // a full chunk, a partial one, 3 single rows
+    int n = 2 * PanelKernel.activationBlock(cols) + 7;
+    WeightMatrix w = RandomWeights.matrix(type, rows, cols, 61);
+    float[] x = RandomWeights.activations(n * cols, 62);
+    float[] out = new float[n * rows];
+    try (Parallel single = new Parallel(1)) {
+      MatMul.matmul(w, x, n, out, single);
+    }
+    for (int t = 0; t < n; t++) {
+      for (int r = 0; r < rows; r++) {
+        assertThat(out[t * rows + r])
+            .as("%s activation %d row %d", type, t, r)
+            .isEqualTo(w.dot(r, x, t * cols));
+      }
+    }
+  }
+
   @Test
   void matmulsOfSeveralMatricesEqualEachMatmulBitForBit() {
     int cols = 96;
