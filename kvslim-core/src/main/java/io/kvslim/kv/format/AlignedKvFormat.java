@@ -1,5 +1,6 @@
 package io.kvslim.kv.format;
 
+import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.atomic.LongAdder;
@@ -38,7 +39,8 @@ import java.util.concurrent.atomic.LongAdder;
  * nibbles a byte, even channel low) and its last plane ({@code d/2}); a read takes only the planes
  * it needs. Every kernel call adds the bits it read (planes read, plus the exponent maxima it
  * consulted) and the bits a full fp16 read of the same elements would take to this format's
- * counters ({@link #bitsRead}, {@link #fullBits}).
+ * counters ({@link #bitsRead}, {@link #fullBits}). A block on the heap is read a vector of channels
+ * at a time ({@link Planes}), the same bits as the scalar reads a block off the heap takes.
  */
 public final class AlignedKvFormat implements KvFormat {
   private final boolean keys;
@@ -271,14 +273,19 @@ public final class AlignedKvFormat implements KvFormat {
     for (int c = 0; c < headDim; c++) {
       bits += bitsAt(levels[c]);
     }
-    for (int s = 0; s < count; s++) {
-      float sum = 0f;
-      for (int c = 0; c < headDim; c++) {
-        if (levels[c] < 3) {
-          sum += prepared[pOff + c] * element(block, s, c, capacity, headDim, levels[c]);
+    byte[] array = Planes.applies(headDim) ? VectorKernels.array(block) : null;
+    if (array != null && Planes.finite(array, 0, headDim)) {
+      Planes.scores(array, count, headDim, prepared, pOff, levels, scores, work);
+    } else {
+      for (int s = 0; s < count; s++) {
+        float sum = 0f;
+        for (int c = 0; c < headDim; c++) {
+          if (levels[c] < 3) {
+            sum += prepared[pOff + c] * element(block, s, c, capacity, headDim, levels[c]);
+          }
         }
+        scores[s] = sum;
       }
-      scores[s] = sum;
     }
     read.add(8L * headDim + bits * count);
     full.add(16L * headDim * count);
@@ -335,6 +342,7 @@ public final class AlignedKvFormat implements KvFormat {
     valueLevels(block, count, headDim, weights, wOff, levels);
     long bits = 8L * count;
     long fullBits = 0;
+    byte[] array = Planes.applies(headDim) ? VectorKernels.array(block) : null;
     for (int s = 0; s < count; s++) {
       float w = weights[wOff + s];
       if (w == 0f) {
@@ -345,11 +353,191 @@ public final class AlignedKvFormat implements KvFormat {
       if (levels[s] == 3) {
         continue;
       }
+      if (array != null && Planes.finite(array, (int) row(s, headDim), 1)) {
+        Planes.addRow(array, (int) row(s, headDim), headDim, levels[s], w, acc, accOff);
+        continue;
+      }
       for (int c = 0; c < headDim; c++) {
         acc[accOff + c] += w * element(block, s, c, capacity, headDim, levels[s]);
       }
     }
     read.add(bits);
     full.add(fullBits);
+  }
+
+  /**
+   * The planes of a block on the heap read a float vector of channels at a time, the same bits as
+   * {@link #element}: the first-8 plane's bytes widened, the middle and last planes' nibbles cut
+   * from 32-bit words as 4-bit {@link CodeWords} (even channel low), a nibble not read replaced by
+   * {@code 0b1000}, the fp16 pattern widened to a float as {@link VectorKernels#halves} does for
+   * finite halves (a block whose exponent maxima reach 15, where infinities and NaNs could be,
+   * takes the scalar path). Key scores keep the scalar path's sum: each row's products {@code q_c ·
+   * x_c} in channel order, a skipped channel's product replaced by {@code −0} (adding it leaves any
+   * sum as it is), four rows' sequential sums side by side.
+   */
+  static final class Planes {
+    private static final jdk.incubator.vector.VectorSpecies<Float> FLOATS = CodeWords.FLOATS;
+    private static final jdk.incubator.vector.VectorSpecies<Integer> INTS = CodeWords.INTS;
+    private static final int LANES = CodeWords.LANES;
+    private static final jdk.incubator.vector.VectorSpecies<Byte> BYTES =
+        jdk.incubator.vector.VectorSpecies.of(
+            byte.class, jdk.incubator.vector.VectorShape.forBitSize(Math.max(64, LANES * 8)));
+    private static final CodeWords NIBBLES = CodeWords.of(4);
+
+    private Planes() {}
+
+    /** True when the vector path applies: 8 or 16 float lanes, whole vectors of channels. */
+    static boolean applies(int headDim) {
+      return CodeWords.applies(4, headDim);
+    }
+
+    /** Whether the exponent maxima {@code array[at..+n)} leave out exponents 30 and 31. */
+    static boolean finite(byte[] array, int at, int n) {
+      for (int i = 0; i < n; i++) {
+        if (array[at + i] >= 15) {
+          return false;
+        }
+      }
+      return true;
+    }
+
+    /** The nibbles of a vector of channels whose run starts at byte {@code at}. */
+    private static jdk.incubator.vector.IntVector nibbles(byte[] array, int at) {
+      return jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at))
+          .blend(
+              jdk.incubator.vector.IntVector.broadcast(
+                  INTS, CodeWords.word(array, at + NIBBLES.highByte)),
+              NIBBLES.high)
+          .lanewise(jdk.incubator.vector.VectorOperators.LSHR, NIBBLES.shifts)
+          .and(15);
+    }
+
+    /**
+     * The elements of channels {@code [j, j + L)} of the row at byte {@code row}: the fp16 pattern
+     * {@code hi << 8 | (mid << 4 & midMask) | (lo & lowMask) | unread}, widened.
+     */
+    private static jdk.incubator.vector.FloatVector elements(
+        byte[] array,
+        int row,
+        int headDim,
+        int j,
+        jdk.incubator.vector.IntVector midMask,
+        jdk.incubator.vector.IntVector lowMask,
+        jdk.incubator.vector.IntVector unread) {
+      int hi = row + 1;
+      int mid = hi + headDim;
+      int lo = mid + headDim / 2;
+      jdk.incubator.vector.IntVector h =
+          ((jdk.incubator.vector.IntVector)
+                  jdk.incubator.vector.ByteVector.fromArray(BYTES, array, hi + j)
+                      .convertShape(jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+              .lanewise(jdk.incubator.vector.VectorOperators.LSHL, 8)
+              .or(
+                  nibbles(array, mid + j / 2)
+                      .lanewise(jdk.incubator.vector.VectorOperators.LSHL, 4)
+                      .and(midMask))
+              .or(nibbles(array, lo + j / 2).and(lowMask))
+              .or(unread);
+      // sign to bit 31 (copies at 28–30 masked off), exponent and mantissa to bits 13–27, × 2^112
+      return h.lanewise(jdk.incubator.vector.VectorOperators.LSHL, 16)
+          .lanewise(jdk.incubator.vector.VectorOperators.ASHR, 3)
+          .and(0x8fffe000)
+          .reinterpretAsFloats()
+          .mul(0x1p112f);
+    }
+
+    /** {@link AlignedKvFormat#scores} of every slot for channel levels {@code levels}. */
+    static void scores(
+        byte[] array,
+        int count,
+        int headDim,
+        float[] prepared,
+        int pOff,
+        int[] levels,
+        float[] scores,
+        float[] work) {
+      // per channel: the middle and last nibble masks, the unread nibbles, and the product's kept
+      // bits and sign (−0 for a skipped channel)
+      int[] sel = new int[5 * headDim];
+      for (int c = 0; c < headDim; c++) {
+        int level = levels[c];
+        sel[c] = level <= 1 ? 0xf0 : 0;
+        sel[headDim + c] = level == 0 ? 0x0f : 0;
+        sel[2 * headDim + c] = (level <= 1 ? 0 : 0x80) | (level == 0 ? 0 : 0x08);
+        sel[3 * headDim + c] = level < 3 ? -1 : 0;
+        sel[4 * headDim + c] = level < 3 ? 0 : 0x80000000;
+      }
+      float[] p = work.length >= 4 * headDim ? work : new float[4 * headDim];
+      int s = 0;
+      for (; s + 4 <= count; s += 4) {
+        for (int r = 0; r < 4; r++) {
+          products(array, (int) row(s + r, headDim), headDim, prepared, pOff, sel, p, r * headDim);
+        }
+        float s0 = 0f;
+        float s1 = 0f;
+        float s2 = 0f;
+        float s3 = 0f;
+        for (int c = 0; c < headDim; c++) {
+          s0 += p[c];
+          s1 += p[headDim + c];
+          s2 += p[2 * headDim + c];
+          s3 += p[3 * headDim + c];
+        }
+        scores[s] = s0;
+        scores[s + 1] = s1;
+        scores[s + 2] = s2;
+        scores[s + 3] = s3;
+      }
+      for (; s < count; s++) {
+        products(array, (int) row(s, headDim), headDim, prepared, pOff, sel, p, 0);
+        float sum = 0f;
+        for (int c = 0; c < headDim; c++) {
+          sum += p[c];
+        }
+        scores[s] = sum;
+      }
+    }
+
+    /** The row's products {@code q_c · x_c} (−0 where skipped) into {@code out[o..+headDim)}. */
+    private static void products(
+        byte[] array, int row, int headDim, float[] q, int qOff, int[] sel, float[] out, int o) {
+      for (int j = 0; j < headDim; j += LANES) {
+        jdk.incubator.vector.FloatVector x =
+            elements(
+                array,
+                row,
+                headDim,
+                j,
+                jdk.incubator.vector.IntVector.fromArray(INTS, sel, j),
+                jdk.incubator.vector.IntVector.fromArray(INTS, sel, headDim + j),
+                jdk.incubator.vector.IntVector.fromArray(INTS, sel, 2 * headDim + j));
+        jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j)
+            .mul(x)
+            .reinterpretAsInts()
+            .and(jdk.incubator.vector.IntVector.fromArray(INTS, sel, 3 * headDim + j))
+            .or(jdk.incubator.vector.IntVector.fromArray(INTS, sel, 4 * headDim + j))
+            .reinterpretAsFloats()
+            .intoArray(out, o + j);
+      }
+    }
+
+    /** {@code acc[c] += w · x_c} for the row at byte {@code row} read at {@code level} (< 3). */
+    static void addRow(
+        byte[] array, int row, int headDim, int level, float w, float[] acc, int accOff) {
+      jdk.incubator.vector.IntVector midMask =
+          jdk.incubator.vector.IntVector.broadcast(INTS, level <= 1 ? 0xf0 : 0);
+      jdk.incubator.vector.IntVector lowMask =
+          jdk.incubator.vector.IntVector.broadcast(INTS, level == 0 ? 0x0f : 0);
+      jdk.incubator.vector.IntVector unread =
+          jdk.incubator.vector.IntVector.broadcast(
+              INTS, (level <= 1 ? 0 : 0x80) | (level == 0 ? 0 : 0x08));
+      for (int j = 0; j < headDim; j += LANES) {
+        jdk.incubator.vector.FloatVector x =
+            elements(array, row, headDim, j, midMask, lowMask, unread);
+        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + j)
+            .add(x.mul(w))
+            .intoArray(acc, accOff + j);
+      }
+    }
   }
 }

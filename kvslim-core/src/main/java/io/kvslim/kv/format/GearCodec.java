@@ -178,6 +178,27 @@ public final class GearCodec {
     return block.get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, offset + 2L * n + 4L * i);
   }
 
+  private static final java.lang.invoke.VarHandle SHORTS_LE =
+      java.lang.invoke.MethodHandles.byteArrayViewVarHandle(
+          short[].class, java.nio.ByteOrder.LITTLE_ENDIAN);
+  private static final java.lang.invoke.VarHandle FLOATS_LE =
+      java.lang.invoke.MethodHandles.byteArrayViewVarHandle(
+          float[].class, java.nio.ByteOrder.LITTLE_ENDIAN);
+
+  /** {@link #outlierIndex(MemorySegment, long, int)} from the block's array when it has one. */
+  static int outlierIndex(MemorySegment block, byte[] array, long offset, int i) {
+    return array != null
+        ? (short) SHORTS_LE.get(array, (int) (offset + 2L * i))
+        : outlierIndex(block, offset, i);
+  }
+
+  /** {@link #outlierValue(MemorySegment, long, int, int)} from the block's array if it has one. */
+  static float outlierValue(MemorySegment block, byte[] array, long offset, int n, int i) {
+    return array != null
+        ? (float) FLOATS_LE.get(array, (int) (offset + 2L * n + 4L * i))
+        : outlierValue(block, offset, n, i);
+  }
+
   /** Checks the knobs shared by keys and values. */
   static void checkKnobs(int bits, int rank, int loop, double outliers) {
     if (bits != 2 && bits != 4) {

@@ -196,8 +196,9 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
     long o = outliersOffset(capacity, headDim);
     long codes = 4L * headDim;
     int rowBytes = headDim * bits / 8;
+    byte[] array = io.kvslim.kv.attention.VectorKernels.array(block);
     for (int i = 0; i < table; i++) {
-      int t = GearCodec.outlierIndex(block, o, i);
+      int t = GearCodec.outlierIndex(block, array, o, i);
       if (t < 0 || t >= count) {
         continue;
       }
@@ -209,7 +210,7 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
         lowRank += f[t * rank + j] * f[bAt + c * rank + j];
       }
       float approx = deq + lowRank;
-      scores[t] += q[qOff + c] * (GearCodec.outlierValue(block, o, table, i) - approx);
+      scores[t] += q[qOff + c] * (GearCodec.outlierValue(block, array, o, table, i) - approx);
     }
   }
 

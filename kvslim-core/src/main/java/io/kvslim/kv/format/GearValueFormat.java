@@ -1,6 +1,7 @@
 package io.kvslim.kv.format;
 
 import io.kvslim.kv.attention.AttentionKernels;
+import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -253,23 +254,28 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     int table = slots * 2 * k;
     long o = outliersOffset(slots, headDim);
     long rowBytes = quantizer.rowBytes(headDim);
+    byte[] array = VectorKernels.array(block);
+    int scaleBytes = quantizer.rowScaleBytes(headDim);
     for (int t = 0; t < count; t++) {
       float w = weights[wOff + t];
       if (w == 0f) {
         continue;
       }
       for (int i = t * 2 * k; i < (t + 1) * 2 * k; i++) {
-        int c = GearCodec.outlierIndex(block, o, i);
+        int c = GearCodec.outlierIndex(block, array, o, i);
         if (c < 0) {
           continue;
         }
         // the outlier's channel of the decoded row alone (the bits decode writes there)
-        float deq = quantizer.decodedAt(block, t * rowBytes, headDim, c);
+        float deq =
+            array != null
+                ? quantizer.decodedAt(array, (int) (t * rowBytes), scaleBytes, c)
+                : quantizer.decodedAt(block, t * rowBytes, headDim, c);
         float lowRank = 0f;
         for (int j = 0; j < rank; j++) {
           lowRank += f[t * rank + j] * f[bAt + c * rank + j];
         }
-        acc[accOff + c] += w * (GearCodec.outlierValue(block, o, table, i) - deq - lowRank);
+        acc[accOff + c] += w * (GearCodec.outlierValue(block, array, o, table, i) - deq - lowRank);
       }
     }
   }

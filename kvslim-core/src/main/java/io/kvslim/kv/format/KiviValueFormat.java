@@ -137,6 +137,19 @@ public final class KiviValueFormat extends RowFormat {
     return code * groupScale(block, offset, g) + groupZeroPoint(block, offset, g);
   }
 
+  /**
+   * {@link #decodedAt(MemorySegment, long, int, int)} from a block's array: the row at byte {@code
+   * rowAt}, whose codes follow {@code scaleBytes} ({@link #rowScaleBytes}) of scales (the group by
+   * a shift when the group size is a power of two).
+   */
+  float decodedAt(byte[] array, int rowAt, int scaleBytes, int c) {
+    int bit = c * bits;
+    int at = rowAt + scaleBytes + (bit >>> 3);
+    float code = ((array[at] & 0xff) >>> (bit & 7)) & ((1 << bits) - 1);
+    int g = (group & (group - 1)) == 0 ? c >>> Integer.numberOfTrailingZeros(group) : c / group;
+    return code * scaleAt(null, array, rowAt, g) + zeroAt(null, array, rowAt, g);
+  }
+
   /** Scale of channel group {@code g} of the row at {@code offset}. */
   float groupScale(MemorySegment block, long offset, int g) {
     return scaleAt(block, VectorKernels.array(block), offset, g);

@@ -33,7 +33,10 @@ import java.util.Arrays;
  *
  * <p>Fused kernels: {@code q·k̂ = s·(q·codes − 2^{b−1}·Σq) + μ·Σq + Σ_o q_o·(x_o − x̂_o)} and
  * {@code acc += w·s·codes + w·(μ − 2^{b−1}·s)} plus the outliers' corrections; no row is
- * dequantized into a copy.
+ * dequantized into a copy. A block on the heap has its codes cut in registers ({@link Cut}: every
+ * width 1..8, a loop per number of code words, 8-bit codes widened from bytes), the same bits as
+ * the general path (unpack into memory, then {@link VectorKernels#dot}) that a block off the heap
+ * takes.
  */
 public final class QaqFormat implements KvFormat {
   /** Bytes of one outlier: a channel index and an f32 value. */
@@ -100,12 +103,88 @@ public final class QaqFormat implements KvFormat {
 
   /**
    * Range {@code max − min} of a row's inliers: the row {@code x[off..+d)} without its {@code low}
-   * smallest and {@code high} largest entries (QAQ's {@code r_i}, reference lines 181–183).
+   * smallest and {@code high} largest entries (QAQ's {@code r_i}, reference lines 181–183): the
+   * {@code low}-th and {@code (d − 1 − high)}-th entries of the row sorted as {@link
+   * Arrays#sort(float[])} sorts it, found by {@link #smallest} and {@link #largest} (one pass each
+   * for the usual one outlier a side) instead of sorting the row.
    */
   public static float inlierRange(float[] x, int off, int d, int low, int high) {
-    float[] sorted = Arrays.copyOfRange(x, off, off + d);
-    Arrays.sort(sorted);
-    return sorted[d - 1 - high] - sorted[low];
+    return inlierRange(x, off, d, low, high, new long[Math.max(low, high) + 1]);
+  }
+
+  /** {@link #inlierRange(float[], int, int, int, int)} with {@code max(low, high) + 1} scratch. */
+  public static float inlierRange(float[] x, int off, int d, int low, int high, long[] scratch) {
+    smallest(x, off, d, low + 1, scratch);
+    float min = x[off + channel(scratch[low])];
+    largest(x, off, d, high + 1, scratch);
+    float max = x[off + channel(scratch[0])];
+    return max - min;
+  }
+
+  /**
+   * A key that orders entries as {@link Float#compare} orders their values ({@code −0 < +0}, NaN
+   * last), ties by channel: the order of sorting the channels by value then channel.
+   */
+  private static long key(float x, int c) {
+    int b = Float.floatToIntBits(x);
+    return ((long) (b ^ ((b >> 31) & 0x7fffffff)) << 32) | c;
+  }
+
+  private static int channel(long key) {
+    return (int) key;
+  }
+
+  /**
+   * The keys ({@link #key}) of the {@code k} smallest entries of {@code x[off..+d)} in ascending
+   * order into {@code dst[0..k)}: the first {@code k} channels of the row sorted by value, ties by
+   * channel.
+   */
+  static void smallest(float[] x, int off, int d, int k, long[] dst) {
+    if (k == 0) {
+      return;
+    }
+    int n = 0;
+    for (int c = 0; c < d; c++) {
+      long v = key(x[off + c], c);
+      if (n < k) {
+        n++;
+      } else if (v >= dst[k - 1]) {
+        continue;
+      }
+      int j = n - 1;
+      while (j > 0 && dst[j - 1] > v) {
+        dst[j] = dst[j - 1];
+        j--;
+      }
+      dst[j] = v;
+    }
+  }
+
+  /**
+   * The keys of the {@code k} largest entries of {@code x[off..+d)} in ascending order into {@code
+   * dst[0..k)}: the last {@code k} channels of the row sorted by value, ties by channel.
+   */
+  static void largest(float[] x, int off, int d, int k, long[] dst) {
+    if (k == 0) {
+      return;
+    }
+    int n = 0;
+    for (int c = 0; c < d; c++) {
+      long v = key(x[off + c], c);
+      if (n < k) {
+        n++;
+      } else if (v <= dst[0]) {
+        continue;
+      }
+      // dst[k − n .. k) holds the n largest so far, ascending: v goes in, the smaller ones move
+      // down into the free slot k − n (or over dst[0], dropped, when full)
+      int j = k - n;
+      while (j < k - 1 && dst[j + 1] < v) {
+        dst[j] = dst[j + 1];
+        j++;
+      }
+      dst[j] = v;
+    }
   }
 
   /** The bit width of slot {@code s}. */
@@ -187,11 +266,21 @@ public final class QaqFormat implements KvFormat {
     for (int s = 0; s < capacity; s++) {
       block.set(ValueLayout.JAVA_BYTE, s, bits[s]);
     }
-    Integer[] order = new Integer[dim];
+    long[] lowKeys = new long[low];
+    long[] highKeys = new long[high];
     int[] codes = PackedCodes.scratch(dim);
     boolean[] outlier = new boolean[dim];
     for (int s = 0; s < count; s++) {
-      encodeRow(src, srcOff + s * srcStride, bits[s], block, offsets[s], order, codes, outlier);
+      encodeRow(
+          src,
+          srcOff + s * srcStride,
+          bits[s],
+          block,
+          offsets[s],
+          lowKeys,
+          highKeys,
+          codes,
+          outlier);
     }
   }
 
@@ -201,19 +290,19 @@ public final class QaqFormat implements KvFormat {
       int b,
       MemorySegment block,
       long at,
-      Integer[] order,
+      long[] lowKeys,
+      long[] highKeys,
       int[] codes,
       boolean[] outlier) {
     int d = headDim;
-    for (int c = 0; c < d; c++) {
-      order[c] = c;
-    }
-    // ascending by value, ties by channel: the first `low` and last `high` are the outliers
-    Arrays.sort(order, (x, y) -> x.equals(y) ? 0 : cmp(src[off + x], src[off + y], x, y));
+    // the channels sorted ascending by value, ties by channel: the first `low` and last `high`
+    // are the outliers, written in that order
+    smallest(src, off, d, low, lowKeys);
+    largest(src, off, d, high, highKeys);
     Arrays.fill(outlier, false);
     long o = at + ROW_HEADER_BYTES;
     for (int i = 0; i < low + high; i++) {
-      int c = i < low ? order[i] : order[d - high + (i - low)];
+      int c = channel(i < low ? lowKeys[i] : highKeys[i - low]);
       outlier[c] = true;
       block.set(ValueLayout.JAVA_BYTE, o, (byte) c);
       block.set(F32Format.FLOAT_LE, o + 1, src[off + c]);
@@ -245,11 +334,6 @@ public final class QaqFormat implements KvFormat {
       codes[c] = q + half;
     }
     PackedCodes.pack(codes, d, b, block, o);
-  }
-
-  private static int cmp(float a, float b, int x, int y) {
-    int c = Float.compare(a, b);
-    return c != 0 ? c : Integer.compare(x, y);
   }
 
   private long codesAt(int slot) {
@@ -323,9 +407,48 @@ public final class QaqFormat implements KvFormat {
       float[] work) {
     checkShape(capacity, dim);
     float querySum = sum(prepared, pOff, dim);
+    byte[] array = Cut.applies(dim) ? VectorKernels.array(block) : null;
     for (int s = 0; s < count; s++) {
-      scores[s] = dot(block, s, prepared, pOff, querySum, work);
+      int b = bits[s];
+      long codes = codesAt(s);
+      if (array != null && codes + PackedCodes.bytes(dim, b) + Cut.of(b).overrun <= array.length) {
+        scores[s] = dotInRegisters(array, s, (int) codes, prepared, pOff, querySum);
+      } else {
+        scores[s] = dot(block, s, prepared, pOff, querySum, work);
+      }
     }
+  }
+
+  /**
+   * {@link #dot} from the block's array with the codes cut in registers ({@link Cut}): the same
+   * products and the same one-accumulator order as {@link VectorKernels#dot} over the unpacked
+   * codes, so the same bits; the outliers' codes read from the packed bits.
+   */
+  private float dotInRegisters(
+      byte[] array, int slot, int codes, float[] q, int qOff, float querySum) {
+    int b = bits[slot];
+    int at = (int) offsets[slot];
+    float mu = HalfFloats.fromF16(half(array, at));
+    float scale = HalfFloats.fromF16(half(array, at + 2));
+    int half = 1 << (b - 1);
+    float codeDot = Cut.dot(array, codes, Cut.of(b), q, qOff, headDim);
+    float sum = scale * (codeDot - half * querySum) + mu * querySum;
+    int o = at + ROW_HEADER_BYTES;
+    for (int i = 0; i < low + high; i++, o += OUTLIER_BYTES) {
+      int c = array[o] & 0xff;
+      float exact = (float) FLOAT_LE.get(array, o + 1);
+      float code = Cut.codeAt(array, codes, c, b);
+      sum += q[qOff + c] * (exact - ((code - half) * scale + mu));
+    }
+    return sum;
+  }
+
+  private static final java.lang.invoke.VarHandle FLOAT_LE =
+      java.lang.invoke.MethodHandles.byteArrayViewVarHandle(
+          float[].class, java.nio.ByteOrder.LITTLE_ENDIAN);
+
+  private static short half(byte[] array, int at) {
+    return (short) ((array[at] & 0xff) | array[at + 1] << 8);
   }
 
   @Override
@@ -374,11 +497,333 @@ public final class QaqFormat implements KvFormat {
       int accOff,
       float[] work) {
     checkShape(capacity, dim);
+    byte[] array = Cut.applies(dim) ? VectorKernels.array(block) : null;
     for (int s = 0; s < count; s++) {
       float w = weights[wOff + s];
-      if (w != 0f) {
+      if (w == 0f) {
+        continue;
+      }
+      int b = bits[s];
+      long codes = codesAt(s);
+      if (array != null && codes + PackedCodes.bytes(dim, b) + Cut.of(b).overrun <= array.length) {
+        addRowInRegisters(array, s, (int) codes, w, acc, accOff);
+      } else {
         addRow(block, s, w, acc, accOff, work);
       }
+    }
+  }
+
+  /**
+   * {@link #addRow} from the block's array with the codes cut in registers: each channel's {@code
+   * acc + (a·code + shift)} as the scalar loop computes it (no fused multiply-add), then the
+   * outliers' corrections in the same order.
+   */
+  private void addRowInRegisters(
+      byte[] array, int slot, int codes, float weight, float[] acc, int accOff) {
+    int b = bits[slot];
+    int at = (int) offsets[slot];
+    float mu = HalfFloats.fromF16(half(array, at));
+    float scale = HalfFloats.fromF16(half(array, at + 2));
+    int half = 1 << (b - 1);
+    float a = weight * scale;
+    float shift = weight * (mu - half * scale);
+    Cut.addScaled(array, codes, Cut.of(b), a, shift, acc, accOff, headDim);
+    int o = at + ROW_HEADER_BYTES;
+    for (int i = 0; i < low + high; i++, o += OUTLIER_BYTES) {
+      int c = array[o] & 0xff;
+      float exact = (float) FLOAT_LE.get(array, o + 1);
+      float code = Cut.codeAt(array, codes, c, b);
+      acc[accOff + c] += weight * (exact - ((code - half) * scale + mu));
+    }
+  }
+
+  /**
+   * A width's codes cut a float vector of channels at a time in registers, for every width 1..8
+   * (where {@link CodeWords} covers 2..4 in two words): the {@code L·b} bits of a vector's {@code
+   * L} codes are read as up to four little-endian 32-bit words, word {@code k} at byte {@code
+   * wordByte[k]} for the lanes from {@code firstLane[k]} on (each word the first byte of its first
+   * lane's code; with 16 lanes, 8 bits take four words, 5 bits three); each lane shifts its word
+   * right by its bit offset in it and masks {@code 2^b − 1}. The last word may read up to {@link
+   * #overrun} bytes past a row's codes.
+   */
+  static final class Cut {
+    static final jdk.incubator.vector.VectorSpecies<Float> FLOATS = CodeWords.FLOATS;
+    static final jdk.incubator.vector.VectorSpecies<Integer> INTS = CodeWords.INTS;
+    static final int LANES = FLOATS.length();
+    static final jdk.incubator.vector.VectorSpecies<Byte> BYTES =
+        jdk.incubator.vector.VectorSpecies.of(
+            byte.class, jdk.incubator.vector.VectorShape.forBitSize(Math.max(64, LANES * 8)));
+    private static final Cut[] BY_BITS = new Cut[9];
+
+    static {
+      for (int b = 1; b <= 8; b++) {
+        BY_BITS[b] = new Cut(b);
+      }
+    }
+
+    final int mask;
+    final int vectorBytes;
+    final int byte1;
+    final int byte2;
+    final int byte3;
+    final jdk.incubator.vector.VectorMask<Integer> lanes1;
+    final jdk.incubator.vector.VectorMask<Integer> lanes2;
+    final jdk.incubator.vector.VectorMask<Integer> lanes3;
+    final jdk.incubator.vector.IntVector shifts;
+    final int overrun;
+    final int words;
+    final boolean bytes; // 8 bits: a byte a lane
+
+    private Cut(int b) {
+      this.mask = (1 << b) - 1;
+      this.vectorBytes = LANES * b / 8;
+      int[][] layout = wordLayout(LANES, b);
+      int[] wordByte = layout[0];
+      int[] word = layout[1];
+      int[] s = layout[2];
+      this.words = layout[3][0];
+      this.bytes = b == 8;
+      this.byte1 = wordByte[1];
+      this.byte2 = wordByte[2];
+      this.byte3 = wordByte[3];
+      boolean[][] m = new boolean[4][LANES];
+      for (int i = 0; i < LANES; i++) {
+        m[word[i]][i] = true; // lanes of word 0 keep the first broadcast
+      }
+      this.lanes1 = jdk.incubator.vector.VectorMask.fromArray(INTS, m[1], 0);
+      this.lanes2 = jdk.incubator.vector.VectorMask.fromArray(INTS, m[2], 0);
+      this.lanes3 = jdk.incubator.vector.VectorMask.fromArray(INTS, m[3], 0);
+      this.shifts = jdk.incubator.vector.IntVector.fromArray(INTS, s, 0);
+      this.overrun = Math.max(0, wordByte[words - 1] + 4 - vectorBytes);
+    }
+
+    /**
+     * The words of a vector of {@code lanes} codes of {@code b} bits: {@code [0]} the byte of each
+     * word (4 entries, unused ones 0), {@code [1]} the word of each lane, {@code [2]} each lane's
+     * right shift in its word, {@code [3][0]} the number of words. A lane whose code would end past
+     * the current word's 32 bits starts a new word at its first byte, so each code lies inside its
+     * word (b ≤ 8: a shift of at most 7).
+     */
+    static int[][] wordLayout(int lanes, int b) {
+      int[] wordByte = new int[4];
+      int[] word = new int[lanes];
+      int[] s = new int[lanes];
+      int words = 1;
+      for (int i = 0; i < lanes; i++) {
+        int bit = i * b;
+        if (bit + b > 8 * wordByte[words - 1] + 32) {
+          wordByte[words++] = bit / 8;
+        }
+        word[i] = words - 1;
+        s[i] = bit - 8 * wordByte[words - 1];
+      }
+      return new int[][] {wordByte, word, s, {words}};
+    }
+
+    /** True when the register path applies: 8 or 16 float lanes, whole vectors of channels. */
+    static boolean applies(int dim) {
+      return (LANES == 8 || LANES == 16) && dim % LANES == 0;
+    }
+
+    static Cut of(int b) {
+      return BY_BITS[b];
+    }
+
+    /** Codes of the vector of channels whose bits start at byte {@code at}. */
+    private jdk.incubator.vector.IntVector codes(byte[] array, int at) {
+      return jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at))
+          .blend(
+              jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at + byte1)),
+              lanes1)
+          .blend(
+              jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at + byte2)),
+              lanes2)
+          .blend(
+              jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at + byte3)),
+              lanes3)
+          .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+          .and(mask);
+    }
+
+    /**
+     * {@code q · codes} of the row at byte {@code at}: one accumulator over the channel vectors in
+     * order, then the lane tree ({@link io.kvslim.kv.attention.AttentionKernels#sumLanes}), as
+     * {@link VectorKernels#dot} sums; one loop per number of words, so each keeps its constants in
+     * registers.
+     */
+    static float dot(byte[] array, int at, Cut cut, float[] q, int qOff, int dim) {
+      if (cut.bytes) {
+        return dotBytes(array, at, q, qOff, dim);
+      } else if (cut.words == 1) {
+        return dot1(array, at, cut, q, qOff, dim);
+      } else if (cut.words == 2) {
+        return dot2(array, at, cut, q, qOff, dim);
+      }
+      return dot4(array, at, cut, q, qOff, dim);
+    }
+
+    private static float dot1(byte[] array, int at, Cut cut, float[] q, int qOff, int dim) {
+      jdk.incubator.vector.FloatVector sum = jdk.incubator.vector.FloatVector.zero(FLOATS);
+      jdk.incubator.vector.IntVector shifts = cut.shifts;
+      int mask = cut.mask;
+      int step = cut.vectorBytes;
+      for (int j = 0; j < dim; j += LANES, at += step) {
+        jdk.incubator.vector.FloatVector c =
+            (jdk.incubator.vector.FloatVector)
+                jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at))
+                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                    .and(mask)
+                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+        sum = jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j).fma(c, sum);
+      }
+      return io.kvslim.kv.attention.AttentionKernels.sumLanes(sum);
+    }
+
+    private static float dot2(byte[] array, int at, Cut cut, float[] q, int qOff, int dim) {
+      jdk.incubator.vector.FloatVector sum = jdk.incubator.vector.FloatVector.zero(FLOATS);
+      jdk.incubator.vector.IntVector shifts = cut.shifts;
+      jdk.incubator.vector.VectorMask<Integer> lanes1 = cut.lanes1;
+      int byte1 = cut.byte1;
+      int mask = cut.mask;
+      int step = cut.vectorBytes;
+      for (int j = 0; j < dim; j += LANES, at += step) {
+        jdk.incubator.vector.FloatVector c =
+            (jdk.incubator.vector.FloatVector)
+                jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at))
+                    .blend(
+                        jdk.incubator.vector.IntVector.broadcast(
+                            INTS, CodeWords.word(array, at + byte1)),
+                        lanes1)
+                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                    .and(mask)
+                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+        sum = jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j).fma(c, sum);
+      }
+      return io.kvslim.kv.attention.AttentionKernels.sumLanes(sum);
+    }
+
+    private static float dot4(byte[] array, int at, Cut cut, float[] q, int qOff, int dim) {
+      jdk.incubator.vector.FloatVector sum = jdk.incubator.vector.FloatVector.zero(FLOATS);
+      int step = cut.vectorBytes;
+      for (int j = 0; j < dim; j += LANES, at += step) {
+        jdk.incubator.vector.FloatVector c =
+            (jdk.incubator.vector.FloatVector)
+                cut.codes(array, at).convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+        sum = jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j).fma(c, sum);
+      }
+      return io.kvslim.kv.attention.AttentionKernels.sumLanes(sum);
+    }
+
+    /** 8-bit codes: one byte a lane, widened. */
+    private static float dotBytes(byte[] array, int at, float[] q, int qOff, int dim) {
+      jdk.incubator.vector.FloatVector sum = jdk.incubator.vector.FloatVector.zero(FLOATS);
+      for (int j = 0; j < dim; j += LANES, at += LANES) {
+        jdk.incubator.vector.FloatVector c =
+            (jdk.incubator.vector.FloatVector)
+                jdk.incubator.vector.ByteVector.fromArray(BYTES, array, at)
+                    .convertShape(jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I, INTS, 0)
+                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+        sum = jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j).fma(c, sum);
+      }
+      return io.kvslim.kv.attention.AttentionKernels.sumLanes(sum);
+    }
+
+    /**
+     * {@code acc[c] += a·code_c + shift} for the row at byte {@code at}; one loop per number of
+     * words, as {@link #dot}.
+     */
+    static void addScaled(
+        byte[] array, int at, Cut cut, float a, float shift, float[] acc, int accOff, int dim) {
+      if (cut.bytes) {
+        addBytes(array, at, a, shift, acc, accOff, dim);
+      } else if (cut.words == 1) {
+        add1(array, at, cut, a, shift, acc, accOff, dim);
+      } else if (cut.words == 2) {
+        add2(array, at, cut, a, shift, acc, accOff, dim);
+      } else {
+        add4(array, at, cut, a, shift, acc, accOff, dim);
+      }
+    }
+
+    private static void add1(
+        byte[] array, int at, Cut cut, float a, float shift, float[] acc, int accOff, int dim) {
+      jdk.incubator.vector.IntVector shifts = cut.shifts;
+      int mask = cut.mask;
+      int step = cut.vectorBytes;
+      for (int j = 0; j < dim; j += LANES, at += step) {
+        jdk.incubator.vector.FloatVector c =
+            (jdk.incubator.vector.FloatVector)
+                jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at))
+                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                    .and(mask)
+                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + j)
+            .add(c.mul(a).add(shift))
+            .intoArray(acc, accOff + j);
+      }
+    }
+
+    private static void add2(
+        byte[] array, int at, Cut cut, float a, float shift, float[] acc, int accOff, int dim) {
+      jdk.incubator.vector.IntVector shifts = cut.shifts;
+      jdk.incubator.vector.VectorMask<Integer> lanes1 = cut.lanes1;
+      int byte1 = cut.byte1;
+      int mask = cut.mask;
+      int step = cut.vectorBytes;
+      for (int j = 0; j < dim; j += LANES, at += step) {
+        jdk.incubator.vector.FloatVector c =
+            (jdk.incubator.vector.FloatVector)
+                jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at))
+                    .blend(
+                        jdk.incubator.vector.IntVector.broadcast(
+                            INTS, CodeWords.word(array, at + byte1)),
+                        lanes1)
+                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                    .and(mask)
+                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + j)
+            .add(c.mul(a).add(shift))
+            .intoArray(acc, accOff + j);
+      }
+    }
+
+    private static void add4(
+        byte[] array, int at, Cut cut, float a, float shift, float[] acc, int accOff, int dim) {
+      int step = cut.vectorBytes;
+      for (int j = 0; j < dim; j += LANES, at += step) {
+        jdk.incubator.vector.FloatVector c =
+            (jdk.incubator.vector.FloatVector)
+                cut.codes(array, at).convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + j)
+            .add(c.mul(a).add(shift))
+            .intoArray(acc, accOff + j);
+      }
+    }
+
+    private static void addBytes(
+        byte[] array, int at, float a, float shift, float[] acc, int accOff, int dim) {
+      for (int j = 0; j < dim; j += LANES, at += LANES) {
+        jdk.incubator.vector.FloatVector c =
+            (jdk.incubator.vector.FloatVector)
+                jdk.incubator.vector.ByteVector.fromArray(BYTES, array, at)
+                    .convertShape(jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I, INTS, 0)
+                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + j)
+            .add(c.mul(a).add(shift))
+            .intoArray(acc, accOff + j);
+      }
+    }
+
+    /** The code of channel {@code c} of a row of {@code b}-bit codes at byte {@code at}. */
+    static int codeAt(byte[] array, int at, int c, int b) {
+      int bit = c * b;
+      int p = at + (bit >>> 3);
+      int shift = bit & 7;
+      int v = array[p] & 0xff;
+      if (shift + b > 8) {
+        v |= (array[p + 1] & 0xff) << 8;
+      }
+      return (v >>> shift) & ((1 << b) - 1);
     }
   }
 

@@ -297,6 +297,7 @@ public final class QaqMethod implements KvMethod {
       int[] pos = new int[cap];
       b.positions(pos, 0);
       float[] row = new float[dim];
+      long[] select = new long[Math.max(low, high) + 1];
       float qmax = window.qmax();
       int tokens = window.attended();
       int t = 0;
@@ -307,9 +308,9 @@ public final class QaqMethod implements KvMethod {
         float a = window.attention(pos[s]);
         float other = window.largestOtherThan(pos[s]);
         b.decodeKey(s, row, 0);
-        float kr = QaqFormat.inlierRange(row, 0, dim, low, high);
+        float kr = QaqFormat.inlierRange(row, 0, dim, low, high, select);
         b.decodeValue(s, row, 0);
-        float vr = QaqFormat.inlierRange(row, 0, dim, low, high);
+        float vr = QaqFormat.inlierRange(row, 0, dim, low, high, select);
         kb[t] = (byte) bits(kr, keyError(a, other, qmax, tokens));
         vb[t] = (byte) bits(vr, valueError(a, tokens));
         keyBits += kb[t];

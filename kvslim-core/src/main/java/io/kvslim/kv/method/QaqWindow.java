@@ -70,10 +70,17 @@ final class QaqWindow {
       size++;
     }
     rowPosition[r] = position;
-    probs[r] = Arrays.copyOf(p, count);
-    int[] at = layer.positions(kvHead);
-    tokens[r] = at.length == count ? at : Arrays.copyOf(at, Math.min(at.length, count));
-    counts[r] = tokens[r].length;
+    // the row's arrays are reused from the row it replaces (a new one only when the cache grew)
+    if (probs[r] == null || probs[r].length < count) {
+      probs[r] = new float[count + count / 8 + 16];
+    }
+    System.arraycopy(p, 0, probs[r], 0, count);
+    int live = layer.size(kvHead);
+    if (tokens[r] == null || tokens[r].length < live) {
+      tokens[r] = new int[live + live / 8 + 16];
+    }
+    layer.head(kvHead).positions(tokens[r]);
+    counts[r] = Math.min(live, count);
     qmax[r] = q;
     topsValid[r] = false;
   }

@@ -86,6 +86,55 @@ class AlignedKvFormatTest {
     assertThat(acc).isEqualTo(accRef);
   }
 
+  /**
+   * The vector kernels of a block on the heap give the bits of the scalar reads a block off the
+   * heap takes: every level among the channels and tokens, counts not a multiple of four rows, and
+   * blocks holding an element of exponent code 15 (the scalar path's, for infinities and NaNs).
+   */
+  @Test
+  void heapVectorKernelsGiveTheBitsOfTheScalarReads() {
+    SplittableRandom r = new SplittableRandom(9);
+    for (int[] t : new int[][] {{2, 4, 6}, {4, 8, 11}, {1, 2, 3}, {0, 0, 0}}) {
+      AlignedKvFormat k = new AlignedKvFormat(true, t[0], t[1], t[2]);
+      AlignedKvFormat v = new AlignedKvFormat(false, t[0], t[1], t[2]);
+      for (int n : new int[] {32, 23, 3}) {
+        for (boolean huge : new boolean[] {false, true}) {
+          float[] x = rows(n, r.nextLong());
+          if (huge) {
+            x[r.nextInt(n * DIM)] = 40000f; // exponent code 15
+          }
+          MemorySegment[] heap = {block(k, x, n, 32, DIM), block(v, x, n, 32, DIM)};
+          MemorySegment[] off = new MemorySegment[2];
+          for (int i = 0; i < 2; i++) {
+            off[i] = java.lang.foreign.Arena.ofAuto().allocate(heap[i].byteSize(), 8);
+            off[i].copyFrom(heap[i]);
+          }
+          float[] q = rows(1, r.nextLong());
+          float[] prepared = new float[2 * DIM];
+          k.prepareQuery(q, 0, DIM, prepared, 0);
+          float[] a = new float[n];
+          float[] b = new float[n];
+          k.scores(heap[0], n, 32, DIM, prepared, 0, a, new float[KvFormat.workLength(DIM)]);
+          k.scores(off[0], n, 32, DIM, prepared, 0, b, new float[KvFormat.workLength(DIM)]);
+          assertThat(a)
+              .as("scores %s n=%d huge=%s", java.util.Arrays.toString(t), n, huge)
+              .isEqualTo(b);
+          float[] w = new float[n];
+          for (int s = 0; s < n; s++) {
+            w[s] = s % 5 == 1 ? 0f : (float) Math.pow(2, -r.nextInt(0, 14)) * r.nextFloat();
+          }
+          float[] accA = new float[DIM + 3];
+          float[] accB = new float[DIM + 3];
+          v.accumulateBlock(heap[1], n, 32, DIM, w, 0, accA, 3, null);
+          v.accumulateBlock(off[1], n, 32, DIM, w, 0, accB, 3, null);
+          assertThat(accA)
+              .as("sums %s n=%d huge=%s", java.util.Arrays.toString(t), n, huge)
+              .isEqualTo(accB);
+        }
+      }
+    }
+  }
+
   @Test
   void fusedKernelsEqualAScalarReadAtTheSameLevels() {
     AlignedKvFormat f = new AlignedKvFormat(true, 2, 4, 6);

@@ -48,6 +48,47 @@ class GearFormatTest {
     return out;
   }
 
+  /**
+   * The heap paths (fp16 factors widened a vector at a time, the low-rank term a vector of channels
+   * or tokens at a time, outliers read from the array) give the bits of the general path a block
+   * off the heap takes, for ranks 0, 2 and 3, with and without key outliers, full and partial.
+   */
+  @ParameterizedTest
+  @ValueSource(ints = {2, 4})
+  void heapKernelsGiveTheBitsOfTheSegmentPath(int bits) {
+    Random r = new Random(bits);
+    for (int rank : new int[] {0, 2, 3}) {
+      for (double s : new double[] {0, 0.02, 0.1}) {
+        for (int count : new int[] {C, 37}) {
+          KvFormat keys = new GearKeyFormat(bits, rank, 3, s);
+          KvFormat values = new GearValueFormat(bits, 32, rank, 3, s);
+          float[] x = data(r.nextLong(), count, D);
+          float[] q = data(r.nextLong(), 1, D);
+          float[] w = new float[count];
+          for (int t = 0; t < count; t++) {
+            w[t] = t % 6 == 4 ? 0f : r.nextFloat();
+          }
+          for (KvFormat f : new KvFormat[] {keys, values}) {
+            MemorySegment heap = encode(f, x, count);
+            MemorySegment off = java.lang.foreign.Arena.ofAuto().allocate(heap.byteSize(), 8);
+            off.copyFrom(heap);
+            float[] a = new float[count];
+            float[] b = new float[count];
+            f.scores(heap, count, C, D, q, 0, a, new float[KvFormat.workLength(D)]);
+            f.scores(off, count, C, D, q, 0, b, new float[KvFormat.workLength(D)]);
+            String what = f.name() + " rank " + rank + " s " + s + " count " + count;
+            assertThat(a).as("%s scores", what).isEqualTo(b);
+            float[] accA = new float[D + 2];
+            float[] accB = new float[D + 2];
+            f.accumulateBlock(heap, count, C, D, w, 0, accA, 2, new float[KvFormat.workLength(D)]);
+            f.accumulateBlock(off, count, C, D, w, 0, accB, 2, new float[KvFormat.workLength(D)]);
+            assertThat(accA).as("%s sums", what).isEqualTo(accB);
+          }
+        }
+      }
+    }
+  }
+
   @ParameterizedTest
   @ValueSource(ints = {2, 4})
   void rankZeroAndNoOutliersGiveExactlyThePlainQuantizer(int bits) {

@@ -117,6 +117,97 @@ class QaqFormatTest {
     assertThat(got[3]).isEqualTo(40f); // row 0's planted outlier is exact
   }
 
+  /**
+   * Outliers and inlier ranges are found without sorting the row: on rows full of ties and signed
+   * zeros (and random rows) they equal those of the sorted row — the same range as {@link
+   * Arrays#sort(float[])} gives, and the outlier channels written in the order of the channels
+   * sorted by value then channel (the {@code low} smallest, then the {@code high} largest).
+   */
+  @Test
+  void outliersAndRangesAreThoseOfTheSortedRow() {
+    SplittableRandom r = new SplittableRandom(11);
+    float[] levels = {-0.0f, 0.0f, 1f, -1f, 2.5f, -2.5f, 7f};
+    int[][] sides = {{1, 1}, {2, 2}, {0, 3}, {4, 0}, {7, 9}, {31, 32}};
+    for (int trial = 0; trial < 400; trial++) {
+      float[] x = new float[DIM];
+      for (int c = 0; c < DIM; c++) {
+        x[c] =
+            trial % 2 == 0
+                ? levels[r.nextInt(levels.length)]
+                : (float) r.nextGaussian() * (trial % 3 == 0 ? 1e-3f : 3f);
+      }
+      for (int[] side : sides) {
+        int low = side[0];
+        int high = side[1];
+        float[] sorted = x.clone();
+        Arrays.sort(sorted);
+        float want = sorted[DIM - 1 - high] - sorted[low];
+        assertThat(Float.floatToRawIntBits(QaqFormat.inlierRange(x, 0, DIM, low, high)))
+            .as("trial %d low %d high %d", trial, low, high)
+            .isEqualTo(Float.floatToRawIntBits(want));
+        if (low + high >= DIM) {
+          continue;
+        }
+        Integer[] order = new Integer[DIM];
+        for (int c = 0; c < DIM; c++) {
+          order[c] = c;
+        }
+        Arrays.sort(
+            order,
+            (p, q) -> {
+              int k = Float.compare(x[p], x[q]);
+              return k != 0 ? k : Integer.compare(p, q);
+            });
+        QaqFormat f = new QaqFormat(new byte[] {3}, low, high, DIM);
+        MemorySegment block = MemorySegment.ofArray(new byte[(int) f.blockBytes(1, DIM)]);
+        f.encode(x, 0, DIM, 1, block, 0, 1, DIM);
+        for (int i = 0; i < low + high; i++) {
+          int c = i < low ? order[i] : order[DIM - high + (i - low)];
+          long at = 1 + QaqFormat.ROW_HEADER_BYTES + (long) QaqFormat.OUTLIER_BYTES * i;
+          assertThat(block.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at) & 0xff)
+              .as("trial %d low %d high %d outlier %d", trial, low, high, i)
+              .isEqualTo(c);
+        }
+      }
+    }
+  }
+
+  /**
+   * The register kernels' word layout, for 8 and 16 float lanes (whichever this machine has, the
+   * other is checked here in scalar): every width's codes cut from their words as the kernels cut
+   * them (a lane's word, shifted, masked) are the codes {@link PackedCodes} packed, in at most four
+   * words, and no word reads past the next vector's codes by more than 3 bytes.
+   */
+  @Test
+  void registerWordLayoutCutsEveryWidthsCodes() {
+    SplittableRandom r = new SplittableRandom(5);
+    for (int lanes : new int[] {8, 16}) {
+      for (int b = 1; b <= 8; b++) {
+        int[][] layout = QaqFormat.Cut.wordLayout(lanes, b);
+        assertThat(layout[3][0]).isBetween(1, 4);
+        int[] codes = new int[2 * lanes];
+        for (int i = 0; i < codes.length; i++) {
+          codes[i] = r.nextInt(1 << b);
+        }
+        int bytes = PackedCodes.bytes(codes.length, b);
+        MemorySegment seg = MemorySegment.ofArray(new byte[bytes + 8]);
+        PackedCodes.pack(codes, codes.length, b, seg, 0);
+        byte[] a = seg.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+        for (int v = 0; v < 2; v++) {
+          int at = v * lanes * b / 8;
+          for (int i = 0; i < lanes; i++) {
+            int wordAt = at + layout[0][layout[1][i]];
+            assertThat(layout[0][layout[1][i]] + 4).isLessThanOrEqualTo(lanes * b / 8 + 3);
+            int word = CodeWords.word(a, wordAt);
+            assertThat((word >>> layout[2][i]) & ((1 << b) - 1))
+                .as("%d lanes, %d bits, vector %d lane %d", lanes, b, v, i)
+                .isEqualTo(codes[v * lanes + i]);
+          }
+        }
+      }
+    }
+  }
+
   static long rowAt(QaqFormat f, int slot) {
     long at = 11; // the bit widths
     for (int s = 0; s < slot; s++) {
