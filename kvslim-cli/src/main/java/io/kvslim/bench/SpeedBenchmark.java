@@ -172,10 +172,10 @@ public final class SpeedBenchmark {
 
   /**
    * A few untimed decode steps after a warm-up prefill when the measurement decodes nothing: a
-   * prefill computes its last row's logits with the decode kernel (one activation row), which a
-   * few prefills alone leave to the interpreter and C1, where the Vector API is not compiled to
-   * vector instructions. In a JFR profile of pp512 on the 110m model that one product took 6% of
-   * every measured prefill; in a server the decode steps compile it within the first request.
+   * prefill computes its last row's logits with the decode kernel (one activation row), which a few
+   * prefills alone leave to the interpreter and C1, where the Vector API is not compiled to vector
+   * instructions. In a JFR profile of pp512 on the 110m model that one product took 6% of every
+   * measured prefill; in a server the decode steps compile it within the first request.
    */
   private void warmDecode(KvCache cache, int[] tokens, int prompt, int ctx, float[] logits) {
     int steps = Math.min(WARMUP_DECODE_STEPS, ctx - prompt);

@@ -164,16 +164,16 @@ final class PanelKernel {
   }
 
   /**
-   * Where the eight-lane transposing lane sums ({@link #tile4x3by8}, {@link #tile4x2}) leave
-   * weight row {@code i}'s product with the first activation row of a pair; the second sits one
-   * lane further.
+   * Where the eight-lane transposing lane sums ({@link #tile4x3by8}, {@link #tile4x2}) leave weight
+   * row {@code i}'s product with the first activation row of a pair; the second sits one lane
+   * further.
    */
   private static final int[] LANE8_OF = {0, 4, 2, 6};
 
   /**
    * The products of the {@code panelRows} weight rows {@code row..} (a multiple of four) decoded
-   * row-major in {@code panel} with all {@code n} activation rows: {@code out[t * rows + row + i]
-   * = panel_i · x_t}. The activation rows go a block at a time ({@link #activationBlock}), every
+   * row-major in {@code panel} with all {@code n} activation rows: {@code out[t * rows + row + i] =
+   * panel_i · x_t}. The activation rows go a block at a time ({@link #activationBlock}), every
    * panel of four rows passing over the block while it sits in the L2 cache; a panel against all n
    * rows at once streamed the whole activation matrix from L3 or memory once per four weight rows.
    * {@code panel} holds {@link #SCRATCH} floats after the rows. Each product keeps {@code dot}'s
@@ -199,8 +199,8 @@ final class PanelKernel {
    * {@link #tiles} with eight-lane vectors (AVX2, sixteen vector registers): tiles of three
    * activation rows, each loaded once per run and multiplied with the four weight rows one after
    * another, so the twelve accumulators, three activation vectors and one weight vector fit the
-   * sixteen registers (a 4×4 tile's sixteen accumulators and five operands do not: C2 spills
-   * them), and the lane sums are transposed in registers instead of sixteen {@link
+   * sixteen registers (a 4×4 tile's sixteen accumulators and five operands do not: C2 spills them),
+   * and the lane sums are transposed in registers instead of sixteen {@link
    * Simd#sumLanes(FloatVector)} calls; the last one or two rows (or four, as two pairs) in {@link
    * #tile4x2} and {@link #tile4x1}. Each product keeps {@code dot}'s order, whatever the tile.
    */

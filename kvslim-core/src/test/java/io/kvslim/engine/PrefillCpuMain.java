@@ -15,9 +15,9 @@ import java.util.SplittableRandom;
  * time: the calling thread's plus the engine pool's workers' ({@code kvslim-N-worker-*}), their
  * spinning included; the minimum over {@code -Druns} runs after {@code -Dwarmup} warm-up runs, each
  * into a new cache of spec {@code -Dkv} (full). Arguments: the model file, then optionally the
- * prompt length (512) and the threads (2). One thread leaves the pool's waits out. Prints the
- * first logit of the last row, so runs of two builds can be checked for the same bits. Not a test;
- * run (with the launcher's {@code -XX:+UseParallelGC}) as
+ * prompt length (512) and the threads (2). One thread leaves the pool's waits out. Prints the first
+ * logit of the last row, so runs of two builds can be checked for the same bits. Not a test; run
+ * (with the launcher's {@code -XX:+UseParallelGC}) as
  *
  * <pre>
  * mvn -B -o -q dependency:build-classpath -pl kvslim-core -Dmdep.outputFile=target/cp.txt
@@ -58,7 +58,11 @@ public final class PrefillCpuMain {
             bestWall = Math.min(bestWall, (w1 - w0) / 1e6);
           }
           System.out.printf(
-              Locale.ROOT, "run %d: cpu %.1f ms, wall %.1f ms%n", r, (c1 - c0) / 1e6, (w1 - w0) / 1e6);
+              Locale.ROOT,
+              "run %d: cpu %.1f ms, wall %.1f ms%n",
+              r,
+              (c1 - c0) / 1e6,
+              (w1 - w0) / 1e6);
         }
       }
       System.out.printf(

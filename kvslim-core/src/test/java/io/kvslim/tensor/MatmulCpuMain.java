@@ -83,7 +83,12 @@ public final class MatmulCpuMain {
       System.out.printf(
           Locale.ROOT,
           "%s %s n=%d, %d-bit vectors: %.2f ms CPU, %.1f GFLOP/s%n",
-          type, s, n, Simd.F.vectorBitSize(), best / 1e6, flops / best);
+          type,
+          s,
+          n,
+          Simd.F.vectorBitSize(),
+          best / 1e6,
+          flops / best);
     }
     System.out.println("sink " + sink);
   }

@@ -386,9 +386,12 @@ public final class AlignedKvFormat implements KvFormat {
 
     private Planes() {}
 
-    /** True when the vector path applies: 8 or 16 float lanes, whole vectors of channels. */
+    /**
+     * True when the vector path applies: 8 float lanes (AVX2), whole vectors of channels (16 lanes
+     * keep the general path until the 16-lane form has run on an AVX-512 machine).
+     */
     static boolean applies(int headDim) {
-      return CodeWords.applies(4, headDim);
+      return LANES == 8 && CodeWords.applies(4, headDim);
     }
 
     /** Whether the exponent maxima {@code array[at..+n)} leave out exponents 30 and 31. */
