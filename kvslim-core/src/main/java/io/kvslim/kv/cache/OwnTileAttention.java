@@ -86,16 +86,11 @@ final class OwnTileAttention {
     // Quest's page selection: blocks without a selected token are not read (score -inf, weight 0)
     BitSet selected = c.selected == null ? null : c.selected[g];
     int blockEnd = Math.min(blockTo, blocks.size());
-    boolean touchAll = PREFETCH && TOUCH_WINDOW == 0 && selected == null;
-    boolean touchAhead = PREFETCH && TOUCH_WINDOW > 0 && selected == null;
-    if (touchAll) {
+    if (PREFETCH && selected == null) {
       tile.touched += touchBlocks(blocks, blockFrom, blockEnd);
     }
     retained = base;
     for (int b = blockFrom; b < blockEnd; b++) {
-      if (touchAhead && (b - blockFrom) % TOUCH_WINDOW == 0) {
-        tile.touched += touchSegments(blocks, b, Math.min(blockEnd, b + TOUCH_WINDOW), true);
-      }
       KvBlock block = blocks.get(b);
       int live = block.liveCount();
       int filled = block.filled();
@@ -243,9 +238,6 @@ final class OwnTileAttention {
     tile.probabilities = false;
     retained = base;
     for (int b = blockFrom; b < blockEnd; b++) {
-      if (touchAhead && (b - blockFrom) % TOUCH_WINDOW == 0) {
-        tile.touched += touchSegments(blocks, b, Math.min(blockEnd, b + TOUCH_WINDOW), false);
-      }
       KvBlock block = blocks.get(b);
       int live = block.liveCount();
       if (live == 0) {
@@ -381,31 +373,6 @@ final class OwnTileAttention {
       MemorySegment residual = block.residualValues();
       if (residual != null) {
         sum += touch(residual);
-      }
-    }
-    return sum;
-  }
-
-  /**
-   * Blocks touched ahead per pass, a window at a time (0: the whole range before the first pass).
-   */
-  static final int TOUCH_WINDOW = Integer.getInteger("kvslim.touchWindow", 0);
-
-  /**
-   * {@link #touchBlocks} for the keys ({@code keys}) or the values of blocks {@code [from, to)}.
-   */
-  static int touchSegments(List<KvBlock> blocks, int from, int to, boolean keys) {
-    int sum = 0;
-    for (int b = from; b < to; b++) {
-      KvBlock block = blocks.get(b);
-      if (keys) {
-        sum += touch(block.keys());
-      } else {
-        sum += touch(block.values());
-        MemorySegment residual = block.residualValues();
-        if (residual != null) {
-          sum += touch(residual);
-        }
       }
     }
     return sum;
