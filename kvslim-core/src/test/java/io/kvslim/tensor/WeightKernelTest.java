@@ -86,4 +86,27 @@ class WeightKernelTest {
       }
     }
   }
+
+  /**
+   * The decode kernel ({@code dotRows}: several weight rows a fixed distance apart per pass, four
+   * or eight depending on the vector width, the rest one at a time) gives each row {@link
+   * WeightMatrix#dot}'s bits, for ranges that start anywhere and do not divide into passes.
+   */
+  @ParameterizedTest(name = "{0} cols={1}")
+  @MethodSource("shapes")
+  void decodeRowsEqualTheSingleRowDotBitForBit(GgmlType type, int cols) {
+    int rows = 77;
+    WeightMatrix w = RandomWeights.matrix(type, rows, cols, 17 + cols);
+    float[] x = RandomWeights.activations(cols, 23 + cols);
+    int[][] ranges = {{0, rows}, {3, 37}, {40, 33}, {0, 8}, {5, 4}, {76, 1}};
+    for (int[] range : ranges) {
+      float[] out = new float[rows];
+      w.dotRows(range[0], range[1], x, out);
+      for (int r = range[0]; r < range[0] + range[1]; r++) {
+        assertThat(out[r])
+            .as("%s rows %s row %d", type, java.util.Arrays.toString(range), r)
+            .isEqualTo(w.dot(r, x, 0));
+      }
+    }
+  }
 }
