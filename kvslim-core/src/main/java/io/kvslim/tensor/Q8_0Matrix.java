@@ -176,6 +176,16 @@ public final class Q8_0Matrix extends WeightMatrix {
       return;
     }
     int t = 0;
+    for (; FL == 8 && t + 2 <= n; t += 2) {
+      int q = count / 4;
+      for (int r = row; r < row + q; r++) {
+        rows4x2(r, q, x, t * cols, (t + 1) * cols, out, t * rows, (t + 1) * rows);
+      }
+      for (int r = row + 4 * q; r < row + count; r++) {
+        out[t * rows + r] = dot(r, x, t * cols);
+        out[(t + 1) * rows + r] = dot(r, x, (t + 1) * cols);
+      }
+    }
     for (; t + 2 <= n; t += 2) {
       int q = count / 8;
       for (int r = row; r < row + q; r++) {
@@ -189,6 +199,65 @@ public final class Q8_0Matrix extends WeightMatrix {
     if (t < n) {
       rows(row, count, x, t * cols, out, t * rows);
     }
+  }
+
+  /**
+   * {@link #rows8x2} with four weight rows for 8-lane vectors (AVX2), whose sixteen registers do
+   * not hold sixteen accumulators (see {@link #rows4}); each product in {@link #dot}'s order.
+   */
+  private void rows4x2(int row, int q, float[] x, int xa, int xb, float[] out, int oa, int ob) {
+    long b0 = row * rowBytes;
+    long st = q * rowBytes;
+    FloatVector a0 = FloatVector.zero(F);
+    FloatVector a1 = a0;
+    FloatVector a2 = a0;
+    FloatVector a3 = a0;
+    FloatVector c0 = a0;
+    FloatVector c1 = a0;
+    FloatVector c2 = a0;
+    FloatVector c3 = a0;
+    int blocks = cols / BLOCK;
+    for (int b = 0; b < blocks; b++) {
+      long o0 = b0 + (long) b * BYTES;
+      long o1 = o0 + st;
+      long o2 = o1 + st;
+      long o3 = o2 + st;
+      int xo = b * BLOCK;
+      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
+      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
+      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
+      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
+      for (int j = 0; j < BLOCK; j += BL) {
+        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE);
+        for (int p = 0; p < PARTS; p++) {
+          FloatVector xv = FloatVector.fromArray(F, x, xa + xo + j + p * FL);
+          FloatVector yv = FloatVector.fromArray(F, x, xb + xo + j + p * FL);
+          FloatVector w = ((FloatVector) q0.castShape(F, p)).mul(d0);
+          a0 = w.fma(xv, a0);
+          c0 = w.fma(yv, c0);
+          w = ((FloatVector) q1.castShape(F, p)).mul(d1);
+          a1 = w.fma(xv, a1);
+          c1 = w.fma(yv, c1);
+          w = ((FloatVector) q2.castShape(F, p)).mul(d2);
+          a2 = w.fma(xv, a2);
+          c2 = w.fma(yv, c2);
+          w = ((FloatVector) q3.castShape(F, p)).mul(d3);
+          a3 = w.fma(xv, a3);
+          c3 = w.fma(yv, c3);
+        }
+      }
+    }
+    out[oa + row] = Simd.sumLanes(a0);
+    out[oa + row + q] = Simd.sumLanes(a1);
+    out[oa + row + 2 * q] = Simd.sumLanes(a2);
+    out[oa + row + 3 * q] = Simd.sumLanes(a3);
+    out[ob + row] = Simd.sumLanes(c0);
+    out[ob + row + q] = Simd.sumLanes(c1);
+    out[ob + row + 2 * q] = Simd.sumLanes(c2);
+    out[ob + row + 3 * q] = Simd.sumLanes(c3);
   }
 
   private void rows8x2(int row, int q, float[] x, int xa, int xb, float[] out, int oa, int ob) {
