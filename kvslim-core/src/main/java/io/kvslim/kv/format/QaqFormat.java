@@ -408,15 +408,47 @@ public final class QaqFormat implements KvFormat {
     checkShape(capacity, dim);
     float querySum = sum(prepared, pOff, dim);
     byte[] array = Cut.applies(dim) ? VectorKernels.array(block) : null;
+    boolean four = array != null && work.length >= Cut.LANES;
     for (int s = 0; s < count; s++) {
       int b = bits[s];
       long codes = codesAt(s);
-      if (array != null && codes + PackedCodes.bytes(dim, b) + Cut.of(b).overrun <= array.length) {
+      if (four && s + 4 <= count && fourOneWord(array, s, b, dim)) {
+        // four tokens of one width whose codes fit one word a vector: four chains, their lanes
+        // summed together (AttentionKernels.sumLanes4 gives sumLanes's bits for each)
+        int c1 = (int) codesAt(s + 1);
+        int c2 = (int) codesAt(s + 2);
+        int c3 = (int) codesAt(s + 3);
+        Cut.dot1x4(array, (int) codes, c1, c2, c3, Cut.of(b), prepared, pOff, dim, scores, s, work);
+        scores[s] = finish(array, s, (int) codes, prepared, pOff, querySum, scores[s]);
+        scores[s + 1] = finish(array, s + 1, c1, prepared, pOff, querySum, scores[s + 1]);
+        scores[s + 2] = finish(array, s + 2, c2, prepared, pOff, querySum, scores[s + 2]);
+        scores[s + 3] = finish(array, s + 3, c3, prepared, pOff, querySum, scores[s + 3]);
+        s += 3;
+      } else if (array != null
+          && codes + PackedCodes.bytes(dim, b) + Cut.of(b).overrun <= array.length) {
         scores[s] = dotInRegisters(array, s, (int) codes, prepared, pOff, querySum);
       } else {
         scores[s] = dot(block, s, prepared, pOff, querySum, work);
       }
     }
+  }
+
+  /**
+   * Whether slots {@code s..s+3} all have width {@code b}, their codes cut with one word a vector
+   * ({@link Cut#dot1x4}), and all lie in the array with the last word's overrun.
+   */
+  private boolean fourOneWord(byte[] array, int s, int b, int dim) {
+    Cut cut = Cut.of(b);
+    if (cut.bytes || cut.words != 1 || bits[s + 1] != b || bits[s + 2] != b || bits[s + 3] != b) {
+      return false;
+    }
+    long end = PackedCodes.bytes(dim, b) + cut.overrun;
+    for (int i = 0; i < 4; i++) {
+      if (codesAt(s + i) + end > array.length) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /**
@@ -427,11 +459,22 @@ public final class QaqFormat implements KvFormat {
   private float dotInRegisters(
       byte[] array, int slot, int codes, float[] q, int qOff, float querySum) {
     int b = bits[slot];
+    return finish(
+        array, slot, codes, q, qOff, querySum, Cut.dot(array, codes, Cut.of(b), q, qOff, headDim));
+  }
+
+  /**
+   * A slot's score from its codes' dot product with the query: the scale, zero point and mean
+   * folded in, then each exact outlier's difference from its coded value added ({@link
+   * #dotInRegisters}).
+   */
+  private float finish(
+      byte[] array, int slot, int codes, float[] q, int qOff, float querySum, float codeDot) {
+    int b = bits[slot];
     int at = (int) offsets[slot];
     float mu = HalfFloats.fromF16(half(array, at));
     float scale = HalfFloats.fromF16(half(array, at + 2));
     int half = 1 << (b - 1);
-    float codeDot = Cut.dot(array, codes, Cut.of(b), q, qOff, headDim);
     float sum = scale * (codeDot - half * querySum) + mu * querySum;
     int o = at + ROW_HEADER_BYTES;
     for (int i = 0; i < low + high; i++, o += OUTLIER_BYTES) {
@@ -681,6 +724,71 @@ public final class QaqFormat implements KvFormat {
         sum = jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j).fma(c, sum);
       }
       return io.kvslim.kv.attention.AttentionKernels.sumLanes(sum);
+    }
+
+    /**
+     * {@link #dot1} for four rows at once (bytes {@code a0..a3}), into {@code out[o..o+4)}: four
+     * independent accumulators over the same channel vectors, each in {@code dot1}'s order, lanes
+     * summed by {@link io.kvslim.kv.attention.AttentionKernels#sumLanes4} (the same bits as {@code
+     * sumLanes} of each); {@code scratch[0..LANES)} is overwritten.
+     */
+    static void dot1x4(
+        byte[] array,
+        int a0,
+        int a1,
+        int a2,
+        int a3,
+        Cut cut,
+        float[] q,
+        int qOff,
+        int dim,
+        float[] out,
+        int o,
+        float[] scratch) {
+      jdk.incubator.vector.FloatVector s0 = jdk.incubator.vector.FloatVector.zero(FLOATS);
+      jdk.incubator.vector.FloatVector s1 = s0;
+      jdk.incubator.vector.FloatVector s2 = s0;
+      jdk.incubator.vector.FloatVector s3 = s0;
+      jdk.incubator.vector.IntVector shifts = cut.shifts;
+      int mask = cut.mask;
+      int step = cut.vectorBytes;
+      for (int j = 0; j < dim; j += LANES, a0 += step, a1 += step, a2 += step, a3 += step) {
+        jdk.incubator.vector.FloatVector w =
+            jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j);
+        s0 =
+            w.fma(
+                (jdk.incubator.vector.FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a0))
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
+                s0);
+        s1 =
+            w.fma(
+                (jdk.incubator.vector.FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a1))
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
+                s1);
+        s2 =
+            w.fma(
+                (jdk.incubator.vector.FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a2))
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
+                s2);
+        s3 =
+            w.fma(
+                (jdk.incubator.vector.FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a3))
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
+                s3);
+      }
+      io.kvslim.kv.attention.AttentionKernels.sumLanes4(s0, s1, s2, s3, out, o, scratch, 0);
     }
 
     private static float dot2(byte[] array, int at, Cut cut, float[] q, int qOff, int dim) {

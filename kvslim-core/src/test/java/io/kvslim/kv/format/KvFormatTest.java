@@ -58,7 +58,21 @@ class KvFormatTest {
             CqFormatTest.format(8, 6),
             new LexicoFormat(unitAtoms(256, 7), 256, 8, "t"),
             new LexicoFormat(unitAtoms(512, 8), 512, 3, "t"),
-            new QaqFormat(qaqBits(), 1, 1, HEAD_DIM)));
+            new QaqFormat(qaqBits(), 1, 1, HEAD_DIM),
+            new QaqFormat(qaqRuns(), 1, 1, HEAD_DIM)));
+  }
+
+  /**
+   * QAQ's widths in runs of five equal ones (1, 2, 3, 4, 8, 5 in turn), where its scores take four
+   * slots of one width at once: runs start at every offset modulo four.
+   */
+  static byte[] qaqRuns() {
+    byte[] widths = {1, 2, 3, 4, 8, 5};
+    byte[] b = new byte[CAPACITY];
+    for (int s = 0; s < CAPACITY; s++) {
+      b[s] = widths[(s / 5) % widths.length];
+    }
+    return b;
   }
 
   /** QAQ's per-slot widths, every width 1..8 among them. */

@@ -61,6 +61,7 @@ public class KvReadBench {
     "lexico8/lexico8",
     "lexico16/lexico16",
     "qaq/qaq",
+    "qaqk2/qaqk2",
     "alignedkv/alignedkv",
     "gear4/gear4",
     "gear2/gear2",
@@ -120,6 +121,8 @@ public class KvReadBench {
       // QAQ's per-slot widths as its method mixes them: 8 bits every 8th slot, 4 every other, else
       // 2
       case "qaq" -> new QaqFormat(qaqBits(32), 1, 1, 64);
+      // QAQ's keys on the 110m model: 2.0045 bits a key on average, nearly all 2-bit rows
+      case "qaqk2" -> new QaqFormat(qaqKeyBits(32), 1, 1, 64);
       case "alignedkv" -> new AlignedKvFormat(true, 4, 8, 11); // the method's default thresholds
       // GEAR's defaults (rank 2, 3 power iterations, 2% outliers), one 32-token group a block
       case "gear4", "gear2" -> new GearKeyFormat(bits(name), 2, 3, 0.02);
@@ -152,6 +155,15 @@ public class KvReadBench {
       i--;
     }
     return Integer.parseInt(name.substring(i));
+  }
+
+  /** Every row 2 bits but one row in 32 at 3. */
+  private static byte[] qaqKeyBits(int capacity) {
+    byte[] b = new byte[capacity];
+    for (int s = 0; s < capacity; s++) {
+      b[s] = (byte) (s == 13 ? 3 : 2);
+    }
+    return b;
   }
 
   private static byte[] qaqBits(int capacity) {
