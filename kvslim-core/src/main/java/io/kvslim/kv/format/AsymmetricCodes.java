@@ -156,9 +156,14 @@ final class AsymmetricCodes {
     return shifts;
   }
 
-  private static final IntVector SHIFTS2 = LANE_SHIFTS[2];
+  /** Each lane's shift of 2-bit codes in its word: lane {@code i} at bit {@code 2i}. */
+  static final IntVector SHIFTS2 = LANE_SHIFTS[2];
+
   private static final IntVector SHIFTS1 = LANE_SHIFTS[1];
-  private static final IntVector SHIFTS4 = LANE_SHIFTS[4];
+
+  /** Each lane's shift of 4-bit codes in its word: lane {@code i} at bit {@code 4i}. */
+  static final IntVector SHIFTS4 = LANE_SHIFTS[4];
+
   private static final IntVector SHIFTS8 = LANE_SHIFTS[8];
   private static final jdk.incubator.vector.VectorMask<Integer> HIGH_WORD4 = HIGH_WORD[4];
   private static final jdk.incubator.vector.VectorMask<Integer> HIGH_WORD8 = HIGH_WORD[8];
@@ -187,6 +192,14 @@ final class AsymmetricCodes {
             .lanewise(VectorOperators.LSHR, SHIFTS2)
             .and(3)
             .convert(VectorOperators.I2F, 0);
+  }
+
+  /**
+   * The little-endian 32-bit word at byte {@code at} of {@code array}, (a scalar helper: safe to
+   * leave out of line, unlike one that returns a vector).
+   */
+  static int word32(byte[] array, int at) {
+    return (int) INTS_LE.get(array, at);
   }
 
   /** Whether {@link #pack2} and {@link #pack1} apply: 16-lane vectors. */

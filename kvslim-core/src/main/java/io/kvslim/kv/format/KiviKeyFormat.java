@@ -5,6 +5,8 @@ import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -318,6 +320,15 @@ public record KiviKeyFormat(int bits, int group) implements KvFormat {
     int wordBits = lanes * bits;
     int step = wordBits / 8;
     int t = 0;
+    if (array != null && bits == 2 && lanes == 8) {
+      t =
+          scoreTokens2x8(
+              array, (int) codes, rowBytes, count, headDim, work, queryTimesZero, out, o);
+    } else if (array != null && bits == 4 && lanes == 8) {
+      t =
+          scoreTokens4x8(
+              array, (int) codes, rowBytes, count, headDim, work, queryTimesZero, out, o);
+    }
     for (; t + 4 <= count; t += 4) {
       long row = codes + (long) t * rowBytes;
       FloatVector s0 = FloatVector.zero(VectorKernels.FLOATS);
@@ -349,6 +360,144 @@ public record KiviKeyFormat(int bits, int group) implements KvFormat {
       out[o + t] = AttentionKernels.sumLanes(work, 3 * headDim) + queryTimesZero;
     }
   }
+
+  /**
+   * {@link #scoreTokens}'s four-token loop for 2-bit codes on 8 lanes (AVX2) from the block's
+   * array, with {@link AsymmetricCodes#codes2x8}'s steps written out: a code-word helper that
+   * returns a vector, left out of line when C2's inlining budget runs out, hands back a boxed
+   * vector (KIVI-2 key passes 3.6x slower without the launcher's {@code -XX:CompileCommand=inline}
+   * of those helpers, `KvReadCpuBench`); a kernel with the steps in its own body does not depend on
+   * that flag (a library user's JVM has none). The same operations per lane, so the same bits.
+   * Returns the first token it did not score.
+   */
+  private static int scoreTokens2x8(
+      byte[] array,
+      int codes,
+      int rowBytes,
+      int count,
+      int headDim,
+      float[] work,
+      float queryTimesZero,
+      float[] out,
+      int o) {
+    IntVector shifts = AsymmetricCodes.SHIFTS2;
+    int t = 0;
+    for (; t + 4 <= count; t += 4) {
+      int a0 = codes + t * rowBytes;
+      int a1 = a0 + rowBytes;
+      int a2 = a1 + rowBytes;
+      int a3 = a2 + rowBytes;
+      FloatVector s0 = FloatVector.zero(VectorKernels.FLOATS);
+      FloatVector s1 = s0;
+      FloatVector s2 = s0;
+      FloatVector s3 = s0;
+      for (int c = 0; c < headDim; c += 8, a0 += 2, a1 += 2, a2 += 2, a3 += 2) {
+        FloatVector w = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+        FloatVector k0 =
+            (FloatVector)
+                IntVector.broadcast(INTS8, (array[a0] & 0xff) | (array[a0 + 1] & 0xff) << 8)
+                    .lanewise(VectorOperators.LSHR, shifts)
+                    .and(3)
+                    .convert(VectorOperators.I2F, 0);
+        FloatVector k1 =
+            (FloatVector)
+                IntVector.broadcast(INTS8, (array[a1] & 0xff) | (array[a1 + 1] & 0xff) << 8)
+                    .lanewise(VectorOperators.LSHR, shifts)
+                    .and(3)
+                    .convert(VectorOperators.I2F, 0);
+        FloatVector k2 =
+            (FloatVector)
+                IntVector.broadcast(INTS8, (array[a2] & 0xff) | (array[a2 + 1] & 0xff) << 8)
+                    .lanewise(VectorOperators.LSHR, shifts)
+                    .and(3)
+                    .convert(VectorOperators.I2F, 0);
+        FloatVector k3 =
+            (FloatVector)
+                IntVector.broadcast(INTS8, (array[a3] & 0xff) | (array[a3 + 1] & 0xff) << 8)
+                    .lanewise(VectorOperators.LSHR, shifts)
+                    .and(3)
+                    .convert(VectorOperators.I2F, 0);
+        s0 = k0.fma(w, s0);
+        s1 = k1.fma(w, s1);
+        s2 = k2.fma(w, s2);
+        s3 = k3.fma(w, s3);
+      }
+      AttentionKernels.sumLanes4(s0, s1, s2, s3, out, o + t, work, 3 * headDim);
+      out[o + t] += queryTimesZero;
+      out[o + t + 1] += queryTimesZero;
+      out[o + t + 2] += queryTimesZero;
+      out[o + t + 3] += queryTimesZero;
+    }
+    return t;
+  }
+
+  /** {@link #scoreTokens2x8} for 4-bit codes: one 32-bit word of eight codes a vector. */
+  private static int scoreTokens4x8(
+      byte[] array,
+      int codes,
+      int rowBytes,
+      int count,
+      int headDim,
+      float[] work,
+      float queryTimesZero,
+      float[] out,
+      int o) {
+    IntVector shifts = AsymmetricCodes.SHIFTS4;
+    int t = 0;
+    for (; t + 4 <= count; t += 4) {
+      int a0 = codes + t * rowBytes;
+      int a1 = a0 + rowBytes;
+      int a2 = a1 + rowBytes;
+      int a3 = a2 + rowBytes;
+      FloatVector s0 = FloatVector.zero(VectorKernels.FLOATS);
+      FloatVector s1 = s0;
+      FloatVector s2 = s0;
+      FloatVector s3 = s0;
+      for (int c = 0; c < headDim; c += 8, a0 += 4, a1 += 4, a2 += 4, a3 += 4) {
+        FloatVector w = FloatVector.fromArray(VectorKernels.FLOATS, work, c);
+        FloatVector k0 =
+            (FloatVector)
+                IntVector.broadcast(INTS8, AsymmetricCodes.word32(array, a0))
+                    .lanewise(VectorOperators.LSHR, shifts)
+                    .and(15)
+                    .convert(VectorOperators.I2F, 0);
+        FloatVector k1 =
+            (FloatVector)
+                IntVector.broadcast(INTS8, AsymmetricCodes.word32(array, a1))
+                    .lanewise(VectorOperators.LSHR, shifts)
+                    .and(15)
+                    .convert(VectorOperators.I2F, 0);
+        FloatVector k2 =
+            (FloatVector)
+                IntVector.broadcast(INTS8, AsymmetricCodes.word32(array, a2))
+                    .lanewise(VectorOperators.LSHR, shifts)
+                    .and(15)
+                    .convert(VectorOperators.I2F, 0);
+        FloatVector k3 =
+            (FloatVector)
+                IntVector.broadcast(INTS8, AsymmetricCodes.word32(array, a3))
+                    .lanewise(VectorOperators.LSHR, shifts)
+                    .and(15)
+                    .convert(VectorOperators.I2F, 0);
+        s0 = k0.fma(w, s0);
+        s1 = k1.fma(w, s1);
+        s2 = k2.fma(w, s2);
+        s3 = k3.fma(w, s3);
+      }
+      AttentionKernels.sumLanes4(s0, s1, s2, s3, out, o + t, work, 3 * headDim);
+      out[o + t] += queryTimesZero;
+      out[o + t + 1] += queryTimesZero;
+      out[o + t + 2] += queryTimesZero;
+      out[o + t + 3] += queryTimesZero;
+    }
+    return t;
+  }
+
+  /** Ints with as many lanes as {@link VectorKernels#FLOATS}. */
+  private static final jdk.incubator.vector.VectorSpecies<Integer> INTS8 =
+      jdk.incubator.vector.VectorSpecies.of(
+          int.class,
+          jdk.incubator.vector.VectorShape.forBitSize(VectorKernels.FLOATS.vectorBitSize()));
 
   @Override
   public void scores(

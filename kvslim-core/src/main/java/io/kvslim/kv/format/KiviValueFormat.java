@@ -4,6 +4,7 @@ import io.kvslim.ggml.LittleEndian;
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -389,6 +390,9 @@ public final class KiviValueFormat extends RowFormat {
       int w0,
       float[] acc,
       int accOff) {
+    if (bits == 4 && VectorKernels.FLOATS.length() == 8) {
+      return accumulateOneRow4x8(block, count, headDim, weights, w0, acc, accOff);
+    }
     VectorSpecies<Float> species = VectorKernels.FLOATS;
     int lanes = species.length();
     byte[] array = VectorKernels.array(block);
@@ -447,6 +451,114 @@ public final class KiviValueFormat extends RowFormat {
             AsymmetricCodes.codes(block, array, at + 2L * step, wordBits, bits).fma(s2, z2).add(a2);
         a3 =
             AsymmetricCodes.codes(block, array, at + 3L * step, wordBits, bits).fma(s3, z3).add(a3);
+      }
+      a0.intoArray(acc, accOff + c0);
+      a1.intoArray(acc, accOff + c0 + lanes);
+      a2.intoArray(acc, accOff + c0 + 2 * lanes);
+      a3.intoArray(acc, accOff + c0 + 3 * lanes);
+    }
+    return true;
+  }
+
+  /**
+   * {@link #accumulateOneRowAnyWidth} for 4-bit codes on 8 lanes (AVX2), the code words cut in this
+   * method's own body (one 32-bit word of eight codes a vector): a code helper that returns a
+   * vector and is left out of line hands back a boxed vector (KIVI-4 value passes 6x slower without
+   * the launcher's {@code -XX:CompileCommand=inline} flags, `KvReadCpuBench`). The same operations
+   * per lane, so the same bits.
+   */
+  private boolean accumulateOneRow4x8(
+      MemorySegment block,
+      int count,
+      int headDim,
+      float[] weights,
+      int w0,
+      float[] acc,
+      int accOff) {
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    byte[] array = VectorKernels.array(block);
+    if (array == null
+        || !AsymmetricCodes.vectorizable(bits)
+        || group % lanes != 0
+        || headDim % (4 * lanes) != 0) {
+      return false;
+    }
+    int rowBytes = rowBytes(headDim);
+    int scaleBytes = rowScaleBytes(headDim);
+    int wordBits = lanes * bits;
+    int step = wordBits / 8;
+    for (int c0 = 0; c0 < headDim; c0 += 4 * lanes) {
+      // groups only grow along the channels, so a vector shares its group with the one before
+      // exactly when their group numbers are equal
+      int g0 = c0 / group;
+      int g1 = (c0 + lanes) / group;
+      int g2 = (c0 + 2 * lanes) / group;
+      int g3 = (c0 + 3 * lanes) / group;
+      long codeAt = scaleBytes + (long) c0 * bits / 8;
+      FloatVector a0 = FloatVector.fromArray(species, acc, accOff + c0);
+      FloatVector a1 = FloatVector.fromArray(species, acc, accOff + c0 + lanes);
+      FloatVector a2 = FloatVector.fromArray(species, acc, accOff + c0 + 2 * lanes);
+      FloatVector a3 = FloatVector.fromArray(species, acc, accOff + c0 + 3 * lanes);
+      for (int s = 0; s < count; s++) {
+        float weight = weights[w0 + s];
+        if (weight == 0f) {
+          continue;
+        }
+        long off = (long) s * rowBytes;
+        long at = off + codeAt;
+        FloatVector s0 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g0));
+        FloatVector z0 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g0));
+        FloatVector s1 = s0;
+        FloatVector z1 = z0;
+        if (g1 != g0) {
+          s1 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g1));
+          z1 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g1));
+        }
+        FloatVector s2 = s1;
+        FloatVector z2 = z1;
+        if (g2 != g1) {
+          s2 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g2));
+          z2 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g2));
+        }
+        FloatVector s3 = s2;
+        FloatVector z3 = z2;
+        if (g3 != g2) {
+          s3 = FloatVector.broadcast(species, weight * scaleAt(block, array, off, g3));
+          z3 = FloatVector.broadcast(species, weight * zeroAt(block, array, off, g3));
+        }
+        a0 =
+            ((FloatVector)
+                    IntVector.broadcast(INTS8, AsymmetricCodes.word32(array, (int) (at)))
+                        .lanewise(VectorOperators.LSHR, AsymmetricCodes.SHIFTS4)
+                        .and(15)
+                        .convert(VectorOperators.I2F, 0))
+                .fma(s0, z0)
+                .add(a0);
+        a1 =
+            ((FloatVector)
+                    IntVector.broadcast(INTS8, AsymmetricCodes.word32(array, (int) (at + step)))
+                        .lanewise(VectorOperators.LSHR, AsymmetricCodes.SHIFTS4)
+                        .and(15)
+                        .convert(VectorOperators.I2F, 0))
+                .fma(s1, z1)
+                .add(a1);
+        a2 =
+            ((FloatVector)
+                    IntVector.broadcast(INTS8, AsymmetricCodes.word32(array, (int) (at + 2 * step)))
+                        .lanewise(VectorOperators.LSHR, AsymmetricCodes.SHIFTS4)
+                        .and(15)
+                        .convert(VectorOperators.I2F, 0))
+                .fma(s2, z2)
+                .add(a2);
+        a3 =
+            ((FloatVector)
+                    IntVector.broadcast(INTS8, AsymmetricCodes.word32(array, (int) (at + 3 * step)))
+                        .lanewise(VectorOperators.LSHR, AsymmetricCodes.SHIFTS4)
+                        .and(15)
+                        .convert(VectorOperators.I2F, 0))
+                .fma(s3, z3)
+                .add(a3);
       }
       a0.intoArray(acc, accOff + c0);
       a1.intoArray(acc, accOff + c0 + lanes);
@@ -624,25 +736,44 @@ public final class KiviValueFormat extends RowFormat {
       }
       int at = s * rowBytes + codeAt;
       a0 =
-          AsymmetricCodes.codes2x8(array, at)
+          ((FloatVector)
+                  IntVector.broadcast(INTS8, (array[at] & 0xff) | (array[at + 1] & 0xff) << 8)
+                      .lanewise(VectorOperators.LSHR, AsymmetricCodes.SHIFTS2)
+                      .and(3)
+                      .convert(VectorOperators.I2F, 0))
               .fma(
                   FloatVector.broadcast(species, work[k + g0]),
                   FloatVector.broadcast(species, work[k + g0 + 1]))
               .add(a0);
       a1 =
-          AsymmetricCodes.codes2x8(array, at + 2)
+          ((FloatVector)
+                  IntVector.broadcast(
+                          INTS8, (array[at + 2] & 0xff) | (array[at + 2 + 1] & 0xff) << 8)
+                      .lanewise(VectorOperators.LSHR, AsymmetricCodes.SHIFTS2)
+                      .and(3)
+                      .convert(VectorOperators.I2F, 0))
               .fma(
                   FloatVector.broadcast(species, work[k + g1]),
                   FloatVector.broadcast(species, work[k + g1 + 1]))
               .add(a1);
       a2 =
-          AsymmetricCodes.codes2x8(array, at + 4)
+          ((FloatVector)
+                  IntVector.broadcast(
+                          INTS8, (array[at + 4] & 0xff) | (array[at + 4 + 1] & 0xff) << 8)
+                      .lanewise(VectorOperators.LSHR, AsymmetricCodes.SHIFTS2)
+                      .and(3)
+                      .convert(VectorOperators.I2F, 0))
               .fma(
                   FloatVector.broadcast(species, work[k + g2]),
                   FloatVector.broadcast(species, work[k + g2 + 1]))
               .add(a2);
       a3 =
-          AsymmetricCodes.codes2x8(array, at + 6)
+          ((FloatVector)
+                  IntVector.broadcast(
+                          INTS8, (array[at + 6] & 0xff) | (array[at + 6 + 1] & 0xff) << 8)
+                      .lanewise(VectorOperators.LSHR, AsymmetricCodes.SHIFTS2)
+                      .and(3)
+                      .convert(VectorOperators.I2F, 0))
               .fma(
                   FloatVector.broadcast(species, work[k + g3]),
                   FloatVector.broadcast(species, work[k + g3 + 1]))
@@ -662,6 +793,12 @@ public final class KiviValueFormat extends RowFormat {
   private static float zeroAt(MemorySegment block, byte[] array, long off, int g) {
     return HalfFloats.fromF16(AsymmetricCodes.shortAt(block, array, off + 4L * g));
   }
+
+  /** Ints with as many lanes as {@link VectorKernels#FLOATS}. */
+  private static final VectorSpecies<Integer> INTS8 =
+      VectorSpecies.of(
+          int.class,
+          jdk.incubator.vector.VectorShape.forBitSize(VectorKernels.FLOATS.vectorBitSize()));
 
   @Override
   public boolean equals(Object other) {
