@@ -24,6 +24,7 @@ public final class LexicoFormat extends RawQueryKeyFormat {
   private final int sparsity;
   private final String tag;
   private final String origin;
+  private final OmpEncoder encoder;
 
   /**
    * @param dict {@code atoms × d} floats, atom-major, each atom of unit norm
@@ -47,6 +48,7 @@ public final class LexicoFormat extends RawQueryKeyFormat {
     this.sparsity = sparsity;
     this.tag = tag;
     this.origin = origin;
+    this.encoder = new OmpEncoder(dict, atoms, dict.length / atoms);
   }
 
   public int sparsity() {
@@ -107,11 +109,47 @@ public final class LexicoFormat extends RawQueryKeyFormat {
   protected void encodeRow(float[] src, int srcOff, MemorySegment block, long offset, int headDim) {
     int[] index = new int[sparsity];
     float[] coef = new float[sparsity];
-    int k = Omp.encode(dict, atoms, headDim, src, srcOff, sparsity, index, coef, null);
-    int bytes = rowBytes(headDim);
+    int[] counts = new int[1];
+    encoder.encode(src, srcOff, headDim, 1, sparsity, index, coef, counts);
+    writeRow(index, coef, 0, counts[0], block, offset, rowBytes(headDim));
+  }
+
+  /**
+   * Codes the {@code count} rows at once ({@link OmpEncoder}: one projection on the dictionary for
+   * the chunk, then OMP from the Gram matrix); each row's codes are those it gets on its own.
+   */
+  @Override
+  public void encode(
+      float[] src,
+      int srcOff,
+      int srcStride,
+      int count,
+      MemorySegment block,
+      int firstSlot,
+      int capacity,
+      int headDim) {
+    if (count <= 0) {
+      return;
+    }
+    int[] index = new int[count * sparsity];
+    float[] coef = new float[count * sparsity];
+    int[] counts = new int[count];
+    encoder.encode(src, srcOff, srcStride, count, sparsity, index, coef, counts);
+    int rowBytes = rowBytes(headDim);
+    for (int t = 0; t < count; t++) {
+      writeRow(
+          index, coef, t * sparsity, counts[t], block, (long) (firstSlot + t) * rowBytes, rowBytes);
+    }
+  }
+
+  /**
+   * Packs {@code k} atoms and coefficients from {@code [from..)} into the row at {@code offset}.
+   */
+  private void writeRow(
+      int[] index, float[] coef, int from, int k, MemorySegment block, long offset, int bytes) {
     byte[] row = new byte[bytes + 2];
     for (int j = 0; j < sparsity; j++) {
-      int v = j < k ? index[j] | (Fp8E4m3Format.fromFloat(coef[j]) & 0xFF) << 12 : 0;
+      int v = j < k ? index[from + j] | (Fp8E4m3Format.fromFloat(coef[from + j]) & 0xFF) << 12 : 0;
       long bit = 20L * j;
       int at = (int) (bit / 8);
       int word = v << (bit % 8);
