@@ -2,6 +2,8 @@ package io.kvslim.kv.format;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Lexico's sparse codes (Kim et al., "Lexico: Extreme KV Cache Compression via Sparse Coding over
@@ -212,12 +214,8 @@ public final class LexicoFormat extends RawQueryKeyFormat {
       int pOff,
       float[] scores,
       float[] work) {
-    byte[] array = io.kvslim.kv.attention.VectorKernels.array(block);
-    if (array == null) {
-      super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
-      return;
-    }
     int rowBytes = rowBytes(headDim);
+    byte[] array = rowsOf(block, count * rowBytes, SCRATCH.get());
     int s = 0;
     for (; s + 3 < count; s += 4) {
       int o0 = s * rowBytes;
@@ -265,14 +263,39 @@ public final class LexicoFormat extends RawQueryKeyFormat {
     }
   }
 
-  private static final jdk.incubator.vector.VectorSpecies<Float> FLOATS =
-      io.kvslim.kv.attention.VectorKernels.FLOATS;
+  private static final VectorSpecies<Float> FLOATS = io.kvslim.kv.attention.VectorKernels.FLOATS;
+  private static final int LANES = FLOATS.length();
+
+  /** Per-thread buffers of the block kernels (a block's rows off the heap, its decoded atoms). */
+  private static final class Scratch {
+    byte[] rows = new byte[0];
+    int[] from = new int[0];
+    float[] wc = new float[0];
+  }
+
+  private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
   /**
-   * {@link #accumulateRow} for the slots with a nonzero weight, in slot order, on the block's
-   * array: each atom added as {@code acc + (w·c)·D[:, a]} lane by lane (the scalar loop's
-   * operations: the same bits), the sum held in four vector registers over the whole block when the
-   * head is four vectors wide.
+   * The block's heap array, or (a block off the heap) its first {@code bytes} bytes copied into the
+   * thread's scratch: the kernels then read an array either way, with the same arithmetic.
+   */
+  private static byte[] rowsOf(MemorySegment block, int bytes, Scratch scratch) {
+    byte[] array = io.kvslim.kv.attention.VectorKernels.array(block);
+    if (array != null) {
+      return array;
+    }
+    if (scratch.rows.length < bytes) {
+      scratch.rows = new byte[bytes];
+    }
+    MemorySegment.copy(block, ValueLayout.JAVA_BYTE, 0, scratch.rows, 0, bytes);
+    return scratch.rows;
+  }
+
+  /**
+   * {@link #accumulateRow} for the slots with a nonzero weight, in slot order: the block's atoms
+   * decoded once into (dictionary offset, {@code w·c}) pairs, then each atom added as {@code acc +
+   * (w·c)·D[:, a]} lane by lane, four vectors of the head at a time held in registers over the
+   * whole block (the scalar loop's operations in its order per channel: the same bits).
    */
   @Override
   public void accumulateBlock(
@@ -285,21 +308,16 @@ public final class LexicoFormat extends RawQueryKeyFormat {
       float[] acc,
       int accOff,
       float[] work) {
-    byte[] array = io.kvslim.kv.attention.VectorKernels.array(block);
-    int lanes = FLOATS.length();
-    if (array == null || headDim != 4 * lanes) {
-      super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
-      return;
-    }
+    Scratch scratch = SCRATCH.get();
     int rowBytes = rowBytes(headDim);
-    jdk.incubator.vector.FloatVector a0 =
-        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff);
-    jdk.incubator.vector.FloatVector a1 =
-        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + lanes);
-    jdk.incubator.vector.FloatVector a2 =
-        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + 2 * lanes);
-    jdk.incubator.vector.FloatVector a3 =
-        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + 3 * lanes);
+    byte[] array = rowsOf(block, count * rowBytes, scratch);
+    if (scratch.from.length < count * sparsity) {
+      scratch.from = new int[count * sparsity];
+      scratch.wc = new float[count * sparsity];
+    }
+    int[] from = scratch.from;
+    float[] wc = scratch.wc;
+    int n = 0;
     for (int s = 0; s < count; s++) {
       float weight = weights[wOff + s];
       if (weight == 0f) {
@@ -308,26 +326,58 @@ public final class LexicoFormat extends RawQueryKeyFormat {
       for (int j = 0; j < sparsity; j++) {
         int e = entry(array, s * rowBytes, j);
         float c = Fp8E4m3Format.toFloat((byte) (e >>> 12));
-        if (c == 0f) {
-          continue;
+        if (c != 0f) {
+          from[n] = (e & 0xFFF) * headDim;
+          wc[n] = weight * c;
+          n++;
         }
-        jdk.incubator.vector.FloatVector wc =
-            jdk.incubator.vector.FloatVector.broadcast(FLOATS, weight * c);
-        int from = (e & 0xFFF) * headDim;
-        a0 = a0.add(wc.mul(jdk.incubator.vector.FloatVector.fromArray(FLOATS, dict, from)));
-        a1 = a1.add(wc.mul(jdk.incubator.vector.FloatVector.fromArray(FLOATS, dict, from + lanes)));
-        a2 =
-            a2.add(
-                wc.mul(jdk.incubator.vector.FloatVector.fromArray(FLOATS, dict, from + 2 * lanes)));
-        a3 =
-            a3.add(
-                wc.mul(jdk.incubator.vector.FloatVector.fromArray(FLOATS, dict, from + 3 * lanes)));
       }
     }
-    a0.intoArray(acc, accOff);
-    a1.intoArray(acc, accOff + lanes);
-    a2.intoArray(acc, accOff + 2 * lanes);
-    a3.intoArray(acc, accOff + 3 * lanes);
+    addAtoms(dict, from, wc, n, headDim, acc, accOff);
+  }
+
+  /**
+   * {@code acc[accOff + i] += wc[t] · dict[from[t] + i]} for {@code t < n} in order, per channel
+   * {@code i < headDim}: four vectors at a time, then one, then scalar channels.
+   */
+  static void addAtoms(
+      float[] dict, int[] from, float[] wc, int n, int headDim, float[] acc, int accOff) {
+    int i = 0;
+    for (; i + 4 * LANES <= headDim; i += 4 * LANES) {
+      FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + i);
+      FloatVector a1 = FloatVector.fromArray(FLOATS, acc, accOff + i + LANES);
+      FloatVector a2 = FloatVector.fromArray(FLOATS, acc, accOff + i + 2 * LANES);
+      FloatVector a3 = FloatVector.fromArray(FLOATS, acc, accOff + i + 3 * LANES);
+      for (int t = 0; t < n; t++) {
+        FloatVector w = FloatVector.broadcast(FLOATS, wc[t]);
+        int f = from[t] + i;
+        a0 = a0.add(w.mul(FloatVector.fromArray(FLOATS, dict, f)));
+        a1 = a1.add(w.mul(FloatVector.fromArray(FLOATS, dict, f + LANES)));
+        a2 = a2.add(w.mul(FloatVector.fromArray(FLOATS, dict, f + 2 * LANES)));
+        a3 = a3.add(w.mul(FloatVector.fromArray(FLOATS, dict, f + 3 * LANES)));
+      }
+      a0.intoArray(acc, accOff + i);
+      a1.intoArray(acc, accOff + i + LANES);
+      a2.intoArray(acc, accOff + i + 2 * LANES);
+      a3.intoArray(acc, accOff + i + 3 * LANES);
+    }
+    for (; i + LANES <= headDim; i += LANES) {
+      FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + i);
+      for (int t = 0; t < n; t++) {
+        a0 =
+            a0.add(
+                FloatVector.broadcast(FLOATS, wc[t])
+                    .mul(FloatVector.fromArray(FLOATS, dict, from[t] + i)));
+      }
+      a0.intoArray(acc, accOff + i);
+    }
+    for (; i < headDim; i++) {
+      float a = acc[accOff + i];
+      for (int t = 0; t < n; t++) {
+        a += wc[t] * dict[from[t] + i];
+      }
+      acc[accOff + i] = a;
+    }
   }
 
   @Override

@@ -111,14 +111,7 @@ public final class Omp {
    * Solves the leading {@code k × k} system by Cholesky; false when it is not positive definite.
    */
   static boolean solve(double[] a, int stride, double[] b, int k, double[] out) {
-    return solve(a, stride, b, k, out, new double[k * k], new double[k]);
-  }
-
-  /**
-   * {@link #solve} with scratch: {@code l} of at least {@code k·k} doubles, {@code y} of {@code k}.
-   */
-  static boolean solve(
-      double[] a, int stride, double[] b, int k, double[] out, double[] l, double[] y) {
+    double[] l = new double[k * k];
     for (int i = 0; i < k; i++) {
       for (int j = 0; j <= i; j++) {
         double sum = a[i * stride + j];
@@ -135,6 +128,7 @@ public final class Omp {
         }
       }
     }
+    double[] y = new double[k];
     for (int i = 0; i < k; i++) {
       double sum = b[i];
       for (int m = 0; m < i; m++) {

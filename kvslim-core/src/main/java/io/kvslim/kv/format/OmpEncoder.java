@@ -181,10 +181,9 @@ final class OmpEncoder {
         }
         rhs[k] = h[hOff + best];
         k++;
-        if (!Omp.solve(sub, s, rhs, k, c, l, y)) {
+        if (!extendAndSolve(sub, s, rhs, k, l, y, c)) {
           k--; // the new atom is (numerically) in the span of the others: stop before it
-          rejected = best;
-          Omp.solve(sub, s, rhs, k, c, l, y);
+          rejected = best; // c still holds the solution on the others
           break;
         }
         if (k < s) {
@@ -209,6 +208,46 @@ final class OmpEncoder {
       }
       counts[t] = k;
     }
+  }
+
+  /**
+   * {@link Omp#solve} of the leading {@code k × k} system when {@code l} (stride {@code stride})
+   * already holds the Cholesky factor of the leading {@code k − 1} rows and {@code y} their forward
+   * substitution: only row {@code k − 1} of the factor and of {@code y} is new (the rows of a
+   * Cholesky factor do not depend on the rows after them), then the back substitution. The same
+   * operations in the same order as {@link Omp#solve}: the same bits. False, leaving {@code out} as
+   * it was, when the system is not positive definite.
+   */
+  static boolean extendAndSolve(
+      double[] a, int stride, double[] b, int k, double[] l, double[] y, double[] out) {
+    int i = k - 1;
+    for (int j = 0; j <= i; j++) {
+      double sum = a[i * stride + j];
+      for (int m = 0; m < j; m++) {
+        sum -= l[i * stride + m] * l[j * stride + m];
+      }
+      if (i == j) {
+        if (sum <= 1e-10 * Math.max(1, a[i * stride + i])) {
+          return false;
+        }
+        l[i * stride + i] = Math.sqrt(sum);
+      } else {
+        l[i * stride + j] = sum / l[j * stride + j];
+      }
+    }
+    double sum = b[i];
+    for (int m = 0; m < i; m++) {
+      sum -= l[i * stride + m] * y[m];
+    }
+    y[i] = sum / l[i * stride + i];
+    for (int r = k - 1; r >= 0; r--) {
+      double v = y[r];
+      for (int m = r + 1; m < k; m++) {
+        v -= l[m * stride + r] * out[m];
+      }
+      out[r] = v / l[r * stride + r];
+    }
+    return true;
   }
 
   /** {@code corr += w · rows[from ..+padded)}, lane by lane. */

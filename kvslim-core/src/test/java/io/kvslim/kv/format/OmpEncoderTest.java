@@ -103,6 +103,43 @@ class OmpEncoderTest {
   }
 
   @Test
+  void theIncrementalCholeskySolveGivesTheBitsOfTheFullOne() {
+    int s = 8;
+    float[] dict = dictionary(s + 1, 6, 11);
+    double[] a = new double[s * s];
+    double[] b = new double[s];
+    SplittableRandom r = new SplittableRandom(12);
+    for (int i = 0; i < s; i++) {
+      for (int j = 0; j < s; j++) {
+        double g = 0;
+        for (int m = 0; m < 6; m++) {
+          g += (double) dict[i * 6 + m] * dict[j * 6 + m];
+        }
+        a[i * s + j] = g;
+      }
+      b[i] = r.nextGaussian();
+    }
+    double[] l = new double[s * s];
+    double[] y = new double[s];
+    double[] out = new double[s];
+    double[] full = new double[s];
+    int k = 1;
+    for (; k <= s; k++) {
+      boolean solved = Omp.solve(a, s, b, k, full);
+      double[] before = out.clone();
+      assertThat(OmpEncoder.extendAndSolve(a, s, b, k, l, y, out)).isEqualTo(solved);
+      if (!solved) {
+        assertThat(out).isEqualTo(before);
+        break;
+      }
+      for (int j = 0; j < k; j++) {
+        assertThat(out[j]).as("k %d coefficient %d", k, j).isEqualTo(full[j]);
+      }
+    }
+    assertThat(k).as("6 channels: the seventh atom is in the span of the others").isEqualTo(7);
+  }
+
+  @Test
   void aRowsCodesDoNotDependOnItsChunk() {
     int atoms = 1024;
     int d = 64;
