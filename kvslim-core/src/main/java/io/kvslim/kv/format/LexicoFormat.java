@@ -199,6 +199,30 @@ public final class LexicoFormat extends RawQueryKeyFormat {
     return (v >>> (bit & 7)) & 0xFFFFF;
   }
 
+  private static final java.lang.invoke.VarHandle INT_LE =
+      java.lang.invoke.MethodHandles.byteArrayViewVarHandle(
+          int[].class, java.nio.ByteOrder.LITTLE_ENDIAN);
+
+  /**
+   * {@link #entry(byte[], int, int)} of a row of {@code rowBytes} bytes by one 4-byte load inside
+   * the row: at the entry's first byte, or, for an entry within the row's last 3 bytes, at the
+   * row's last 4 bytes (the shift grown by 8 per byte it moved back). Rows of 3 bytes ({@code s =
+   * 1}) are read byte by byte.
+   */
+  private static int entry(byte[] array, int offset, int j, int rowBytes) {
+    if (rowBytes < 4) {
+      return entry(array, offset, j);
+    }
+    int bit = 20 * j;
+    int at = bit >>> 3;
+    int shift = bit & 7;
+    if (at > rowBytes - 4) {
+      shift += 8 * (at - (rowBytes - 4));
+      at = rowBytes - 4;
+    }
+    return ((int) INT_LE.get(array, offset + at) >>> shift) & 0xFFFFF;
+  }
+
   /**
    * {@link #dotRow} for each slot without its per-row calls, on the block's array, four slots at a
    * time so that their sequential sums run side by side (the same terms in the same order: the same
@@ -224,10 +248,10 @@ public final class LexicoFormat extends RawQueryKeyFormat {
       float s2 = 0f;
       float s3 = 0f;
       for (int j = 0; j < sparsity; j++) {
-        int e0 = entry(array, o0, j);
-        int e1 = entry(array, o0 + rowBytes, j);
-        int e2 = entry(array, o0 + 2 * rowBytes, j);
-        int e3 = entry(array, o0 + 3 * rowBytes, j);
+        int e0 = entry(array, o0, j, rowBytes);
+        int e1 = entry(array, o0 + rowBytes, j, rowBytes);
+        int e2 = entry(array, o0 + 2 * rowBytes, j, rowBytes);
+        int e3 = entry(array, o0 + 3 * rowBytes, j, rowBytes);
         float c0 = Fp8E4m3Format.toFloat((byte) (e0 >>> 12));
         float c1 = Fp8E4m3Format.toFloat((byte) (e1 >>> 12));
         float c2 = Fp8E4m3Format.toFloat((byte) (e2 >>> 12));
@@ -253,7 +277,7 @@ public final class LexicoFormat extends RawQueryKeyFormat {
     for (; s < count; s++) {
       float sum = 0f;
       for (int j = 0; j < sparsity; j++) {
-        int e = entry(array, s * rowBytes, j);
+        int e = entry(array, s * rowBytes, j, rowBytes);
         float c = Fp8E4m3Format.toFloat((byte) (e >>> 12));
         if (c != 0f) {
           sum += c * prepared[pOff + (e & 0xFFF)];
@@ -324,13 +348,73 @@ public final class LexicoFormat extends RawQueryKeyFormat {
         continue;
       }
       for (int j = 0; j < sparsity; j++) {
-        int e = entry(array, s * rowBytes, j);
+        int e = entry(array, s * rowBytes, j, rowBytes);
         float c = Fp8E4m3Format.toFloat((byte) (e >>> 12));
         if (c != 0f) {
           from[n] = (e & 0xFFF) * headDim;
           wc[n] = weight * c;
           n++;
         }
+      }
+    }
+    addAtoms(dict, from, wc, n, headDim, acc, accOff);
+  }
+
+  /** One float per atom: the weighted sum of a row's values by atom ({@link #accumulateCodes}). */
+  @Override
+  public int codeSumLength(int headDim) {
+    return atoms;
+  }
+
+  /**
+   * {@code codeSum[cOff + a] += w·c} for each atom {@code a} of each slot with a nonzero weight, in
+   * slot order: 8 additions per token instead of {@link #accumulateBlock}'s {@code 8·d}.
+   */
+  @Override
+  public void accumulateCodes(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] codeSum,
+      int cOff) {
+    int rowBytes = rowBytes(headDim);
+    byte[] array = rowsOf(block, count * rowBytes, SCRATCH.get());
+    for (int s = 0; s < count; s++) {
+      float weight = weights[wOff + s];
+      if (weight == 0f) {
+        continue;
+      }
+      int o = s * rowBytes;
+      for (int j = 0; j < sparsity; j++) {
+        int e = entry(array, o, j, rowBytes);
+        float c = Fp8E4m3Format.toFloat((byte) (e >>> 12));
+        if (c != 0f) {
+          codeSum[cOff + (e & 0xFFF)] += weight * c;
+        }
+      }
+    }
+  }
+
+  /** {@code acc += D·codeSum}: the atoms with a nonzero sum, in atom order ({@link #addAtoms}). */
+  @Override
+  public void addCodes(float[] codeSum, int cOff, int headDim, float[] acc, int accOff) {
+    Scratch scratch = SCRATCH.get();
+    if (scratch.from.length < atoms) {
+      scratch.from = new int[atoms];
+      scratch.wc = new float[atoms];
+    }
+    int[] from = scratch.from;
+    float[] wc = scratch.wc;
+    int n = 0;
+    for (int a = 0; a < atoms; a++) {
+      float w = codeSum[cOff + a];
+      if (w != 0f) {
+        from[n] = a * headDim;
+        wc[n] = w;
+        n++;
       }
     }
     addAtoms(dict, from, wc, n, headDim, acc, accOff);
