@@ -6,6 +6,7 @@ import io.kvslim.kv.format.KvFormats;
 import io.kvslim.kv.store.KvCacheFormat;
 import java.util.BitSet;
 import java.util.Random;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -96,5 +97,61 @@ class LexicoAttentionTest {
       }
     }
     cache.close();
+  }
+
+  /** The window's flush codes the heads on the pool's threads: the codes of a serial flush. */
+  @Test
+  void aParallelFlushCodesAsASerialOne() {
+    KvCacheFormat format =
+        KvCacheFormat.of(SplitAttentionTest.lexico(256, 8, 7), SplitAttentionTest.lexico(256, 8, 8))
+            .withResidual(32, KvFormats.F16);
+    int kvHeads = 3;
+    float[][] keys = new float[2][];
+    float[][] values = new float[2][];
+    try (io.kvslim.tensor.Parallel pool = new io.kvslim.tensor.Parallel(2)) {
+      for (int run = 0; run < 2; run++) {
+        Random random = new Random(10);
+        PagedKvCache cache = PagedKvCache.create(1, kvHeads, D, format);
+        PagedLayerKv layer = cache.layer(0);
+        int n = 200;
+        int[] positions = new int[n];
+        for (int i = 0; i < n; i++) {
+          positions[i] = i;
+        }
+        layer.append(
+            n,
+            positions,
+            io.kvslim.kv.KvTestData.gaussian(random, n * kvHeads * D),
+            io.kvslim.kv.KvTestData.gaussian(random, n * kvHeads * D));
+        float[] q = io.kvslim.kv.KvTestData.gaussian(random, kvHeads * D);
+        layer.attend(
+            1,
+            new int[] {n},
+            kvHeads,
+            q,
+            0.125f,
+            new float[q.length],
+            null,
+            run == 0 ? null : pool); // then flushes the window: serially, then on the pool
+        keys[run] = new float[kvHeads * n * D];
+        values[run] = new float[kvHeads * n * D];
+        for (int g = 0; g < kvHeads; g++) {
+          float[] k = new float[n * D];
+          float[] v = new float[n * D];
+          layer.store().head(g).readKeys(k);
+          layer.store().head(g).readValues(v);
+          System.arraycopy(k, 0, keys[run], g * n * D, n * D);
+          System.arraycopy(v, 0, values[run], g * n * D, n * D);
+        }
+        for (int g = 0; g < kvHeads; g++) { // coded beyond the window
+          var first = layer.store().head(g).blocks().get(0);
+          assertThat(first.keyFormat()).isSameAs(format.keys());
+          assertThat(first.residualValueFormat()).isNull();
+        }
+        cache.close();
+      }
+    }
+    assertThat(keys[1]).isEqualTo(keys[0]);
+    assertThat(values[1]).isEqualTo(values[0]);
   }
 }
