@@ -17,8 +17,11 @@ import jdk.incubator.vector.VectorSpecies;
  * ({@link #tableBytes}).
  *
  * <p>Fused score (METHODS.md Q9 step 4): {@link #prepareQuery} computes {@code T[a] = q·D[:, a]}
- * once per query; a key's score is {@code Σ_j c_j T[a_j]}. The fused weighted sum adds {@code (w
- * c_j) D[:, a_j]} atom by atom.
+ * once per query; a key's score is {@code Σ_j c_j T[a_j]}. The attention loop sums values by atom
+ * ({@link #accumulateCodes}: {@code S[a_j] += w c_j}, s additions per token) and multiplies by the
+ * dictionary once per query row and head ({@link #addCodes}: {@code D·S}); {@link #accumulateBlock}
+ * adds {@code (w c_j) D[:, a_j]} atom by atom. Rows are coded a chunk at a time by {@link
+ * OmpEncoder} (OMP from the Gram matrix).
  */
 public final class LexicoFormat extends RawQueryKeyFormat {
   private final float[] dict; // [atom][channel]
@@ -177,7 +180,10 @@ public final class LexicoFormat extends RawQueryKeyFormat {
     accumulateRow(block, offset, headDim, 1f, dst, dstOff, null);
   }
 
-  /** {@code T[a] = q·D[:, a]} for every atom. */
+  /**
+   * {@code T[a] = q·D[:, a]} for every atom: when the atoms fill whole pairs of vectors, a chain of
+   * fused multiply-adds per atom over the transposed dictionary ({@link OmpEncoder#project}).
+   */
   @Override
   public int preparedQueryLength(int headDim) {
     return atoms;
@@ -185,6 +191,11 @@ public final class LexicoFormat extends RawQueryKeyFormat {
 
   @Override
   public void prepareQuery(float[] q, int qOff, int headDim, float[] dst, int dstOff) {
+    if (encoder.padded() == atoms) {
+      // the table for all atoms at once, lanes over atoms (no horizontal sums): OmpEncoder#project
+      OmpEncoder.project(encoder.transposed(), atoms, headDim, q, qOff, headDim, 1, dst, dstOff, 0);
+      return;
+    }
     for (int a = 0; a < atoms; a++) {
       dst[dstOff + a] =
           io.kvslim.kv.attention.VectorKernels.dot(q, qOff, dict, a * headDim, headDim);

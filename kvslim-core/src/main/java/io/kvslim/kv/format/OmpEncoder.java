@@ -44,6 +44,16 @@ final class OmpEncoder {
     this.padded = (atoms + 2 * L - 1) / (2 * L) * (2 * L);
   }
 
+  /** Atoms rounded up to two vectors: the length of a projection ({@link #project}). */
+  int padded() {
+    return padded;
+  }
+
+  /** The dictionary transposed, {@code d × padded} (channel-major, padding atoms zero). */
+  float[] transposed() {
+    return tables().transposed;
+  }
+
   private Tables tables() {
     Tables t = tables;
     if (t == null) {
@@ -57,7 +67,7 @@ final class OmpEncoder {
             }
           }
           float[] gram = new float[atoms * padded];
-          project(transposed, padded, d, dict, 0, d, atoms, gram, padded);
+          project(transposed, padded, d, dict, 0, d, atoms, gram, 0, padded);
           t = new Tables(transposed, gram);
           tables = t;
         }
@@ -67,9 +77,9 @@ final class OmpEncoder {
   }
 
   /**
-   * {@code h[t·hStride + a] = Σ_i x[xOff + t·xStride + i] · dt[i·padded + a]} for {@code t < count}
-   * and every (padded) atom, each sum a chain of fused multiply-adds in channel order from 0,
-   * whatever the row's place in the chunk (so a row's codes never depend on its chunk).
+   * {@code h[hOff + t·hStride + a] = Σ_i x[xOff + t·xStride + i] · dt[i·padded + a]} for {@code t <
+   * count} and every (padded) atom, each sum a chain of fused multiply-adds in channel order from
+   * 0, whatever the row's place in the chunk (so a row's codes never depend on its chunk).
    */
   static void project(
       float[] dt,
@@ -80,6 +90,7 @@ final class OmpEncoder {
       int xStride,
       int count,
       float[] h,
+      int hOff,
       int hStride) {
     int t = 0;
     for (; t + 3 < count; t += 4) {
@@ -87,7 +98,7 @@ final class OmpEncoder {
       int x1 = x0 + xStride;
       int x2 = x1 + xStride;
       int x3 = x2 + xStride;
-      int h0 = t * hStride;
+      int h0 = hOff + t * hStride;
       for (int a = 0; a < padded; a += 2 * L) {
         FloatVector s00 = FloatVector.zero(F);
         FloatVector s01 = FloatVector.zero(F);
@@ -125,8 +136,41 @@ final class OmpEncoder {
     }
     for (; t < count; t++) {
       int x0 = xOff + t * xStride;
-      int h0 = t * hStride;
-      for (int a = 0; a < padded; a += 2 * L) {
+      int h0 = hOff + t * hStride;
+      int a = 0;
+      for (; a + 8 * L <= padded; a += 8 * L) {
+        // eight atom vectors at a time: eight independent chains (one row has no others to hide
+        // the latency of a chain of fused multiply-adds behind)
+        FloatVector s0 = FloatVector.zero(F);
+        FloatVector s1 = FloatVector.zero(F);
+        FloatVector s2 = FloatVector.zero(F);
+        FloatVector s3 = FloatVector.zero(F);
+        FloatVector s4 = FloatVector.zero(F);
+        FloatVector s5 = FloatVector.zero(F);
+        FloatVector s6 = FloatVector.zero(F);
+        FloatVector s7 = FloatVector.zero(F);
+        for (int i = 0; i < d; i++) {
+          FloatVector b0 = FloatVector.broadcast(F, x[x0 + i]);
+          int at = i * padded + a;
+          s0 = FloatVector.fromArray(F, dt, at).fma(b0, s0);
+          s1 = FloatVector.fromArray(F, dt, at + L).fma(b0, s1);
+          s2 = FloatVector.fromArray(F, dt, at + 2 * L).fma(b0, s2);
+          s3 = FloatVector.fromArray(F, dt, at + 3 * L).fma(b0, s3);
+          s4 = FloatVector.fromArray(F, dt, at + 4 * L).fma(b0, s4);
+          s5 = FloatVector.fromArray(F, dt, at + 5 * L).fma(b0, s5);
+          s6 = FloatVector.fromArray(F, dt, at + 6 * L).fma(b0, s6);
+          s7 = FloatVector.fromArray(F, dt, at + 7 * L).fma(b0, s7);
+        }
+        s0.intoArray(h, h0 + a);
+        s1.intoArray(h, h0 + a + L);
+        s2.intoArray(h, h0 + a + 2 * L);
+        s3.intoArray(h, h0 + a + 3 * L);
+        s4.intoArray(h, h0 + a + 4 * L);
+        s5.intoArray(h, h0 + a + 5 * L);
+        s6.intoArray(h, h0 + a + 6 * L);
+        s7.intoArray(h, h0 + a + 7 * L);
+      }
+      for (; a < padded; a += 2 * L) {
         FloatVector s00 = FloatVector.zero(F);
         FloatVector s01 = FloatVector.zero(F);
         for (int i = 0; i < d; i++) {
@@ -149,7 +193,7 @@ final class OmpEncoder {
       float[] x, int xOff, int xStride, int count, int s, int[] index, float[] coef, int[] counts) {
     Tables tb = tables();
     float[] h = new float[count * padded];
-    project(tb.transposed, padded, d, x, xOff, xStride, count, h, padded);
+    project(tb.transposed, padded, d, x, xOff, xStride, count, h, 0, padded);
     float[] corr = new float[padded];
     float[] rows = new float[s * padded]; // the Gram rows of the row's atoms, in order
     float[] live = new float[padded];

@@ -36,7 +36,7 @@ class OmpEncoderTest {
   }
 
   @ParameterizedTest
-  @CsvSource({"1, 16, 8", "5, 16, 8", "9, 100, 32", "4, 1024, 64"})
+  @CsvSource({"1, 16, 8", "5, 16, 8", "9, 100, 32", "4, 1024, 64", "1, 1024, 64", "3, 200, 64"})
   void theProjectionIsAChainOfFusedMultiplyAddsPerRowAndAtom(int count, int atoms, int d) {
     float[] dict = dictionary(atoms, d, 1);
     int lanes = io.kvslim.kv.attention.VectorKernels.FLOATS.length();
@@ -50,7 +50,7 @@ class OmpEncoderTest {
     int stride = d + 3;
     float[] x = rows(count + 1, stride, 2);
     float[] h = new float[count * padded];
-    OmpEncoder.project(dt, padded, d, x, 5, stride, count, h, padded);
+    OmpEncoder.project(dt, padded, d, x, 5, stride, count, h, 0, padded);
     for (int t = 0; t < count; t++) {
       for (int a = 0; a < padded; a++) {
         float sum = 0f;
