@@ -81,6 +81,24 @@ public class LexicoEncodeCpuBench {
             round, oldUs[round], newUs[round]);
       }
     }
+    // agreement: the rows both encoders code in a round
+    int same = 0;
+    double worst = 0;
+    int[] refIndex = new int[s];
+    float[] refCoef = new float[s];
+    for (int t = 0; t < oldRows; t++) {
+      int k = Omp.encode(dict, atoms, d, x, t * d, s, refIndex, refCoef, null);
+      enc.encode(x, t * d, d, 1, s, index, coef, counts);
+      boolean equal = k == counts[0];
+      for (int j = 0; equal && j < k; j++) {
+        equal = refIndex[j] == index[j];
+        worst = Math.max(worst, Math.abs(refCoef[j] - coef[j]) / (1e-6 + Math.abs(refCoef[j])));
+      }
+      same += equal ? 1 : 0;
+    }
+    System.out.printf(
+        "rows with the same atoms: %d of %d; largest relative coefficient difference %.2e%n",
+        same, oldRows, worst);
     Arrays.sort(oldUs);
     Arrays.sort(newUs);
     double rows = 4096.0 * 12 * 2;
