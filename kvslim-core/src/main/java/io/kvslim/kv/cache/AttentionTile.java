@@ -17,6 +17,9 @@ final class AttentionTile {
   float[] slots = new float[0]; // one block's raw scores, or its weights by slot
   float[] acc = new float[0]; // rows × headDim
   float[] accOfProbabilities = new float[0]; // rows × headDim, blocks that take probabilities
+  float[] codeSums = new float[0]; // rows × codeLength: the value sums in codeFormat's coordinates
+  KvFormat codeFormat; // the format whose code sums codeSums holds, or null
+  int codeLength;
   float[] sums = new float[PagedLayerKv.TILE_ROWS];
   float[] work = new float[0];
   int[] rowList = new int[0];

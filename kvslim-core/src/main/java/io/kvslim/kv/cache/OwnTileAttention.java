@@ -236,6 +236,7 @@ final class OwnTileAttention {
     float[] acc = tile.acc;
     Arrays.fill(acc, 0, rows * headDim, 0f);
     tile.probabilities = false;
+    tile.codeFormat = null;
     retained = base;
     for (int b = blockFrom; b < blockEnd; b++) {
       KvBlock block = blocks.get(b);
@@ -277,6 +278,7 @@ final class OwnTileAttention {
       }
       retained += live;
     }
+    addCodes(tile, rows);
     if (compensated) {
       float[] v = head.compensation().value();
       for (int r = 0; r < rows; r++) {
@@ -391,6 +393,21 @@ final class OwnTileAttention {
   }
 
   /**
+   * Adds the rows' code sums, if a format with code sums ({@link KvFormat#codeSumLength}) has been
+   * adding to them, into their sums of values: once per row and head, after the blocks.
+   */
+  private void addCodes(AttentionTile tile, int rows) {
+    KvFormat format = tile.codeFormat;
+    if (format == null) {
+      return;
+    }
+    for (int r = 0; r < rows; r++) {
+      format.addCodes(tile.codeSums, r * tile.codeLength, headDim, tile.acc, r * headDim);
+    }
+    tile.codeFormat = null;
+  }
+
+  /**
    * Adds the values of slots {@code [from, to)} of a block, stored in {@code format} at {@code
    * segment} (slot {@code s} is row {@code s − from}), weighted by the rows' softmax weights, whose
    * first live slot of the block sits at {@code retained} in each row's scores.
@@ -457,6 +474,24 @@ final class OwnTileAttention {
       }
       wOff = 0;
       wStride = n;
+    }
+    int codes = normalized ? 0 : format.codeSumLength(headDim);
+    if (codes > 0) {
+      if (tile.codeFormat != format) {
+        addCodes(tile, rows);
+        if (tile.codeSums.length < rows * codes) {
+          tile.codeSums = new float[Math.max(rows, PagedLayerKv.TILE_ROWS) * codes];
+        }
+        Arrays.fill(tile.codeSums, 0, rows * codes, 0f);
+        tile.codeFormat = format;
+        tile.codeLength = codes;
+      }
+      for (int i = 0; i < k; i++) {
+        int r = list[i];
+        format.accumulateCodes(
+            segment, n, capacity, headDim, weights, wOff + r * wStride, tile.codeSums, r * codes);
+      }
+      return;
     }
     format.accumulateBlockRows(
         segment,

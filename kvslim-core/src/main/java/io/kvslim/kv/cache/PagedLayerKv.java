@@ -345,7 +345,7 @@ public final class PagedLayerKv implements LayerKv {
       }
     }
     // KIVI: the step's attention has read its tokens exact; now what left the window is quantized
-    store.flushResidual();
+    store.flushResidual(pool);
   }
 
   private void attendStored(

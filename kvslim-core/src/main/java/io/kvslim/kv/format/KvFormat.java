@@ -198,6 +198,40 @@ public interface KvFormat {
   }
 
   /**
+   * Floats of one query row's sum of values in this (value) format's own coordinates, which {@link
+   * #accumulateCodes} adds to and {@link #addCodes} turns into a vector once: 0 (the default) when
+   * the format has none and the attention loop adds its values with {@link #accumulateBlock}.
+   * Lexico's is one float per atom: each token adds {@code w·c} to its atoms' entries instead of
+   * {@code w·c·D[:, a]} to the head's sum, and the sum is multiplied by the dictionary at the end.
+   */
+  default int codeSumLength(int headDim) {
+    return 0;
+  }
+
+  /**
+   * {@link #accumulateBlock} into a code sum ({@link #codeSumLength} floats at {@code
+   * codeSum[cOff..)}): the slots {@code s < count} in order, skipping zero weights.
+   */
+  default void accumulateCodes(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] codeSum,
+      int cOff) {
+    throw new UnsupportedOperationException(name() + " has no code sum");
+  }
+
+  /**
+   * {@code acc[accOff..+headDim) +=} the vector the code sum at {@code codeSum[cOff..)} stands for.
+   */
+  default void addCodes(float[] codeSum, int cOff, int headDim, float[] acc, int accOff) {
+    throw new UnsupportedOperationException(name() + " has no code sum");
+  }
+
+  /**
    * The format one KV head stores its rows in: this one, unless the format holds per-head tables
    * (KVQuant's calibrated key channels) and hands each head its own.
    */

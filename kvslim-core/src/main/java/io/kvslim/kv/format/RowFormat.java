@@ -51,7 +51,7 @@ public abstract class RowFormat implements KvFormat {
   }
 
   @Override
-  public final void encode(
+  public void encode(
       float[] src,
       int srcOff,
       int srcStride,

@@ -23,6 +23,7 @@ public final class LayerStore {
   private final int headDim;
   private final HeadStore[] heads;
   private final float[] conversionScratch;
+  private float[][] threadScratch = new float[0][]; // per thread of a parallel flush
   private final long[] headBytes;
   private final boolean hasResidual;
   private boolean pending; // appended to the residual since the last flush
@@ -128,13 +129,43 @@ public final class LayerStore {
    * the latest R. Only gives bytes back to the pool. Does nothing without a pending append.
    */
   public void flushResidual() {
+    flushResidual(null);
+  }
+
+  /**
+   * {@link #flushResidual()}, the heads on {@code pool}'s threads when it has several (each head's
+   * codes are those of a serial flush: the heads are independent, each thread has its own scratch).
+   * Lexico codes every token it flushes by orthogonal matching pursuit, which a prefill's flush
+   * spends most of its time on.
+   */
+  public void flushResidual(io.kvslim.tensor.Parallel pool) {
     if (!pending) {
       return;
     }
     pending = false;
-    for (HeadStore head : heads) {
-      head.flushResidual(conversionScratch);
+    if (pool == null || pool.threads() < 2 || heads.length < 2) {
+      for (HeadStore head : heads) {
+        head.flushResidual(conversionScratch);
+      }
+      return;
     }
+    if (threadScratch.length < pool.threads()) {
+      float[][] grown = java.util.Arrays.copyOf(threadScratch, pool.threads());
+      for (int t = Math.max(1, threadScratch.length); t < grown.length; t++) {
+        grown[t] = new float[conversionScratch.length];
+      }
+      grown[0] = conversionScratch;
+      threadScratch = grown;
+    }
+    float[][] scratch = threadScratch;
+    pool.forChunks(
+        heads.length,
+        1,
+        (chunk, from, to) -> {
+          for (int g = from; g < to; g++) {
+            heads[g].flushResidual(scratch[chunk]);
+          }
+        });
   }
 
   /**

@@ -29,7 +29,27 @@ class SplitAttentionTest {
         KvCacheFormat.of(KvFormats.F16),
         KvCacheFormat.of(KvFormats.Q8_0),
         KvCacheFormat.of(KvFormats.Q4_0),
-        KvCacheFormat.kivi(2, 2, 32, 128));
+        KvCacheFormat.kivi(2, 2, 32, 128),
+        KvCacheFormat.of(lexico(256, 8, 1), lexico(256, 8, 2)),
+        KvCacheFormat.of(lexico(512, 4, 3), lexico(512, 4, 4))
+            .withResidual(128, KvFormats.F16)); // values summed by atom, then D · sum (per part)
+  }
+
+  /** Lexico over {@code atoms} random unit atoms of {@link #HEAD_DIM} channels. */
+  static io.kvslim.kv.format.LexicoFormat lexico(int atoms, int s, long seed) {
+    Random random = new Random(seed);
+    float[] dict = new float[atoms * HEAD_DIM];
+    for (int a = 0; a < atoms; a++) {
+      double n = 0;
+      for (int i = 0; i < HEAD_DIM; i++) {
+        dict[a * HEAD_DIM + i] = (float) random.nextGaussian();
+        n += dict[a * HEAD_DIM + i] * dict[a * HEAD_DIM + i];
+      }
+      for (int i = 0; i < HEAD_DIM; i++) {
+        dict[a * HEAD_DIM + i] = (float) (dict[a * HEAD_DIM + i] / Math.sqrt(n));
+      }
+    }
+    return new io.kvslim.kv.format.LexicoFormat(dict, atoms, s, "t" + seed);
   }
 
   @ParameterizedTest
@@ -85,8 +105,10 @@ class SplitAttentionTest {
       // the outputs are weighted means of ~2,500 unit-variance values: float rounding of such
       // sums is ~1e-7 absolute, whatever the (small) size of the mean. F16 values multiply by the
       // probability rounded to f16 (llama.cpp's KQV), and a part's probabilities are normalized by
-      // the part's sum, so they round differently: about 2^-11/sqrt(2,500) ≈ 1e-5 each way
-      double bound = format.values() == KvFormats.F16 ? 5e-5 : 1e-6;
+      // the part's sum, so they round differently: about 2^-11/sqrt(2,500) ≈ 1e-5 each way (also
+      // Lexico's window of F16 values)
+      boolean f16 = format.values() == KvFormats.F16 || format.valueResidual() == KvFormats.F16;
+      double bound = f16 ? 5e-5 : 1e-6;
       assertThat(worst).as("%s, %d KV heads", format, kvHeads).isLessThan(bound);
       if (kvHeads > 1) {
         assertThat(split).isEqualTo(single); // not split: the same bits
