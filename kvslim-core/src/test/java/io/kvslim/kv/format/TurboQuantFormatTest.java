@@ -317,6 +317,39 @@ class TurboQuantFormatTest {
     }
   }
 
+  /**
+   * fp8 key scores widened in registers on the heap give the bits of the table path off the heap,
+   * over every code (subnormals and −0 included) and with a NaN code in the block.
+   */
+  @Test
+  void fp8ScoresInRegistersGiveTheBitsOfTheTable() {
+    Fp8E4m3Format f = new Fp8E4m3Format();
+    int d = 64;
+    byte[] bytes = new byte[(int) f.blockBytes(CAPACITY, d)];
+    Random r = new Random(3);
+    for (int i = 0; i < bytes.length; i++) {
+      int b = (i * 37 + r.nextInt(3)) & 0xff;
+      bytes[i] = (byte) ((b & 0x7f) == 0x7f ? b - 1 : b);
+    }
+    for (boolean nan : new boolean[] {false, true}) {
+      if (nan) {
+        bytes[5 * d + 9] = (byte) 0xff;
+      }
+      MemorySegment heap = MemorySegment.ofArray(bytes.clone());
+      MemorySegment off = java.lang.foreign.Arena.ofAuto().allocate(heap.byteSize(), 8);
+      off.copyFrom(heap);
+      float[] q = rows(4, 1, d);
+      float[] work = new float[KvFormat.workLength(d)];
+      for (int count : new int[] {CAPACITY, 7}) {
+        float[] a = new float[count];
+        float[] b = new float[count];
+        f.scores(heap, count, CAPACITY, d, q, 0, a, work);
+        f.scores(off, count, CAPACITY, d, q, 0, b, work);
+        assertThat(a).as("nan %s, %d slots", nan, count).isEqualTo(b);
+      }
+    }
+  }
+
   @ParameterizedTest
   @ValueSource(ints = {2, 3, 4})
   void valuesFollowVllmsUniformCodeAndTheFusedSumIsTheReference(int bits) {
