@@ -20,8 +20,14 @@ import java.util.Random;
  * ratio to the first spec. {@code -Dheads} KV heads (12), {@code -Ddepth} tokens (4,096), head dim
  * 64.
  *
+ * <p>Run it with the launcher's JVM flags ({@code ./kvslim}): without its {@code CompileCommand}s
+ * the F32 kernels call {@code sumLanes4} out of line and the full cache looks slower than it is.
+ *
  * <pre>
- * java --add-modules jdk.incubator.vector -cp kvslim-core/target/classes:kvslim-core/target/test-classes \
+ * java --add-modules jdk.incubator.vector -XX:+UseParallelGC -XX:CompileCommand=quiet \
+ *     -XX:CompileCommand=inline,io.kvslim.kv.format.AsymmetricCodes::* \
+ *     -XX:CompileCommand=inline,io.kvslim.kv.attention.AttentionKernels::sumLanes4 \
+ *     -cp kvslim-core/target/classes:kvslim-core/target/test-classes \
  *     io.kvslim.kv.cache.MethodAttendCpuBench f32 alignedkv turboquant:preset=k8v4
  * </pre>
  */
