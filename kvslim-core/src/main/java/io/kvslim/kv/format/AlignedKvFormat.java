@@ -1,9 +1,15 @@
 package io.kvslim.kv.format;
 
+import io.kvslim.kv.attention.AttentionKernels;
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.atomic.LongAdder;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * AlignedKV's bit-plane fp16 rows ("AlignedKV: Reducing Memory Access of KV-Cache with
@@ -246,9 +252,11 @@ public final class AlignedKvFormat implements KvFormat {
    */
   public void keyLevels(
       MemorySegment block, int headDim, float[] prepared, int pOff, int[] levels) {
+    byte[] array = VectorKernels.array(block);
     int most = Integer.MIN_VALUE;
     for (int c = 0; c < headDim; c++) {
-      int e = (int) prepared[pOff + headDim + c] + block.get(ValueLayout.JAVA_BYTE, c);
+      int eK = array != null ? array[c] : block.get(ValueLayout.JAVA_BYTE, c);
+      int e = (int) prepared[pOff + headDim + c] + eK;
       levels[c] = e;
       most = Math.max(most, e);
     }
@@ -257,6 +265,14 @@ public final class AlignedKvFormat implements KvFormat {
     }
   }
 
+  /**
+   * Scores in the order of the fp16 cache's kernels ({@link F16Format#scores}): channel {@code c}'s
+   * product is fused into lane {@code c mod L} ({@code L} float lanes), {@code fma(q_c, x_c, lane)}
+   * in channel order, then the lanes summed by {@link AttentionKernels#sumLanes}'s tree; a skipped
+   * channel adds {@code fma(+0, +0, lane)}. With every bit read this is the fp16 attention's dot
+   * product of the same elements (METHODS.md Q8's test). On the heap with 8 lanes the planes are
+   * read a vector of channels at a time ({@link Planes#scores}), the same bits.
+   */
   @Override
   public void scores(
       MemorySegment block,
@@ -267,24 +283,32 @@ public final class AlignedKvFormat implements KvFormat {
       int pOff,
       float[] scores,
       float[] work) {
-    int[] levels = new int[headDim];
+    Scratch scratch = Scratch.get(headDim, count);
+    int[] levels = scratch.levels;
     keyLevels(block, headDim, prepared, pOff, levels);
     long bits = 0;
     for (int c = 0; c < headDim; c++) {
       bits += bitsAt(levels[c]);
     }
     byte[] array = Planes.applies(headDim) ? VectorKernels.array(block) : null;
-    if (array != null && Planes.finite(array, 0, headDim)) {
-      Planes.scores(array, count, headDim, prepared, pOff, levels, scores, work);
-    } else {
+    if (array == null
+        || !Planes.finite(array, 0, headDim)
+        || !Planes.scores(array, count, headDim, prepared, pOff, levels, scores, scratch)) {
+      int lanes = VectorKernels.FLOATS.length();
+      float[] sums = scratch.lanes;
       for (int s = 0; s < count; s++) {
-        float sum = 0f;
+        java.util.Arrays.fill(sums, 0, lanes, 0f);
         for (int c = 0; c < headDim; c++) {
-          if (levels[c] < 3) {
-            sum += prepared[pOff + c] * element(block, s, c, capacity, headDim, levels[c]);
-          }
+          int l = c % lanes;
+          sums[l] =
+              levels[c] < 3
+                  ? Math.fma(
+                      prepared[pOff + c],
+                      element(block, s, c, capacity, headDim, levels[c]),
+                      sums[l])
+                  : Math.fma(0f, 0f, sums[l]);
         }
-        scores[s] = sum;
+        scores[s] = AttentionKernels.sumLanes(sums, 0);
       }
     }
     read.add(8L * headDim + bits * count);
@@ -298,11 +322,14 @@ public final class AlignedKvFormat implements KvFormat {
    */
   public void valueLevels(
       MemorySegment block, int count, int headDim, float[] weights, int wOff, int[] levels) {
+    byte[] array = VectorKernels.array(block);
     int most = Integer.MIN_VALUE;
     for (int s = 0; s < count; s++) {
       float w = weights[wOff + s];
       if (w != 0f) {
-        levels[s] = exponentOf(w) + block.get(ValueLayout.JAVA_BYTE, row(s, headDim));
+        long at = row(s, headDim);
+        int eV = array != null ? array[(int) at] : block.get(ValueLayout.JAVA_BYTE, at);
+        levels[s] = exponentOf(w) + eV;
         most = Math.max(most, levels[s]);
       }
     }
@@ -338,60 +365,108 @@ public final class AlignedKvFormat implements KvFormat {
       float[] acc,
       int accOff,
       float[] work) {
-    int[] levels = new int[count];
+    Scratch scratch = Scratch.get(headDim, count);
+    int[] levels = scratch.levels;
     valueLevels(block, count, headDim, weights, wOff, levels);
     long bits = 8L * count;
     long fullBits = 0;
+    for (int s = 0; s < count; s++) {
+      if (weights[wOff + s] != 0f) {
+        fullBits += 16L * headDim;
+        bits += (long) bitsAt(levels[s]) * headDim;
+      }
+    }
+    read.add(bits);
+    full.add(fullBits);
     byte[] array = Planes.applies(headDim) ? VectorKernels.array(block) : null;
+    if (array != null
+        && Planes.addRows(array, count, headDim, weights, wOff, levels, acc, accOff, scratch)) {
+      return;
+    }
     for (int s = 0; s < count; s++) {
       float w = weights[wOff + s];
-      if (w == 0f) {
-        continue;
-      }
-      fullBits += 16L * headDim;
-      bits += (long) bitsAt(levels[s]) * headDim;
-      if (levels[s] == 3) {
-        continue;
-      }
-      if (array != null && Planes.finite(array, (int) row(s, headDim), 1)) {
-        Planes.addRow(array, (int) row(s, headDim), headDim, levels[s], w, acc, accOff);
+      if (w == 0f || levels[s] == 3) {
         continue;
       }
       for (int c = 0; c < headDim; c++) {
         acc[accOff + c] += w * element(block, s, c, capacity, headDim, levels[s]);
       }
     }
-    read.add(bits);
-    full.add(fullBits);
+  }
+
+  /** Per-thread scratch of the kernels (no allocation per block). */
+  static final class Scratch {
+    private static final ThreadLocal<Scratch> LOCAL = ThreadLocal.withInitial(Scratch::new);
+
+    int[] levels = new int[0];
+    float[] lanes = new float[VectorKernels.FLOATS.length()];
+
+    /** Per channel: the scaled query; the kept float bits, then the unread nibbles (masks). */
+    float[] query = new float[0];
+
+    int[] masks = new int[0];
+    float[] weights = new float[0];
+
+    static Scratch get(int headDim, int count) {
+      Scratch s = LOCAL.get();
+      int n = Math.max(headDim, count);
+      if (s.levels.length < n) {
+        s.levels = new int[n];
+        s.weights = new float[n];
+      }
+      if (s.query.length < headDim) {
+        s.query = new float[headDim];
+        s.masks = new int[4 * headDim];
+      }
+      return s;
+    }
   }
 
   /**
-   * The planes of a block on the heap read a float vector of channels at a time, the same bits as
-   * {@link #element}: the first-8 plane's bytes widened, the middle and last planes' nibbles cut
-   * from 32-bit words as 4-bit {@link CodeWords} (even channel low), a nibble not read replaced by
-   * {@code 0b1000}, the fp16 pattern widened to a float as {@link VectorKernels#halves} does for
-   * finite halves (a block whose exponent maxima reach 15, where infinities and NaNs could be,
-   * takes the scalar path). Key scores keep the scalar path's sum: each row's products {@code q_c ·
-   * x_c} in channel order, a skipped channel's product replaced by {@code −0} (adding it leaves any
-   * sum as it is), four rows' sequential sums side by side.
+   * The planes of a block on the heap read a float vector of channels (8 lanes) at a time, the same
+   * bits as {@link #element}: the first-8 plane's bytes widened to ints, the middle and last
+   * planes' nibbles cut from one little-endian 32-bit word each (a vector of channels' nibbles,
+   * even channel low) by lane shifts {@code 0, 4, …, 28}, a nibble not read replaced by {@code
+   * 0b1000}, the fp16 pattern placed in float bits as {@link F16Format#scores} does ({@code (h <<
+   * 13) & 0x8fffe000}, the element times {@code 2^-112}) with the {@code 2^112} folded into the
+   * query or weight once (exact for {@code |q|, |w| < 2^15}; otherwise, and for a block whose
+   * exponent maxima reach 15, where infinities and NaNs could be, the scalar path). Key scores: the
+   * fused multiply-adds and lane tree of {@link AlignedKvFormat#scores}, four rows' trees at once
+   * ({@link AttentionKernels#sumLanes4}, the same additions); a skipped channel's query and element
+   * are {@code +0}. Values: {@code acc += w · x} per slot in order, as the scalar path, the output
+   * held in registers four vectors at a time; a token's planes that its level does not read are not
+   * loaded.
    */
   static final class Planes {
-    private static final jdk.incubator.vector.VectorSpecies<Float> FLOATS = CodeWords.FLOATS;
-    private static final jdk.incubator.vector.VectorSpecies<Integer> INTS = CodeWords.INTS;
-    private static final int LANES = CodeWords.LANES;
-    private static final jdk.incubator.vector.VectorSpecies<Byte> BYTES =
-        jdk.incubator.vector.VectorSpecies.of(
-            byte.class, jdk.incubator.vector.VectorShape.forBitSize(Math.max(64, LANES * 8)));
-    private static final CodeWords NIBBLES = CodeWords.of(4);
+    private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
+    private static final VectorSpecies<Integer> INTS = VectorKernels.INTS;
+    private static final VectorSpecies<Byte> BYTES = ByteVector.SPECIES_64;
+    private static final int LANES = 8;
+
+    /** Lane {@code i} takes nibble {@code i} of a 32-bit word. */
+    private static final IntVector SHIFTS = IntVector.zero(INTS).addIndex(4);
+
+    /** The float bits a widened half keeps: the sign and bits 13–27. */
+    private static final int KEEP = 0x8fffe000;
+
+    /** The unread nibbles of levels 1 (last) and 2 (middle and last), in float position. */
+    private static final int UNREAD_LOW = 0x08 << 13;
+
+    private static final int UNREAD_BOTH = 0x88 << 13;
+
+    private static final float SCALE = 0x1p112f;
+
+    /** Largest |q| or |w| whose product with {@link #SCALE} is exact and finite (with margin). */
+    private static final float LIMIT = 0x1p15f;
 
     private Planes() {}
 
     /**
      * True when the vector path applies: 8 float lanes (AVX2), whole vectors of channels (16 lanes
-     * keep the general path until the 16-lane form has run on an AVX-512 machine).
+     * keep the scalar path until the 16-lane form has run on an AVX-512 machine).
      */
     static boolean applies(int headDim) {
-      return LANES == 8 && CodeWords.applies(4, headDim);
+      return FLOATS.length() == LANES && headDim % LANES == 0;
     }
 
     /** Whether the exponent maxima {@code array[at..+n)} leave out exponents 30 and 31. */
@@ -404,53 +479,13 @@ public final class AlignedKvFormat implements KvFormat {
       return true;
     }
 
-    /** The nibbles of a vector of channels whose run starts at byte {@code at}. */
-    private static jdk.incubator.vector.IntVector nibbles(byte[] array, int at) {
-      return jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at))
-          .blend(
-              jdk.incubator.vector.IntVector.broadcast(
-                  INTS, CodeWords.word(array, at + NIBBLES.highByte)),
-              NIBBLES.high)
-          .lanewise(jdk.incubator.vector.VectorOperators.LSHR, NIBBLES.shifts)
-          .and(15);
-    }
-
     /**
-     * The elements of channels {@code [j, j + L)} of the row at byte {@code row}: the fp16 pattern
-     * {@code hi << 8 | (mid << 4 & midMask) | (lo & lowMask) | unread}, widened.
+     * {@link AlignedKvFormat#scores} of every slot for channel levels {@code levels}; false
+     * (nothing written) when the query is too large for the folded scale. Written out without
+     * helpers (C2 did not inline them here, and a vector crossing a call that is not inlined is
+     * boxed).
      */
-    private static jdk.incubator.vector.FloatVector elements(
-        byte[] array,
-        int row,
-        int headDim,
-        int j,
-        jdk.incubator.vector.IntVector midMask,
-        jdk.incubator.vector.IntVector lowMask,
-        jdk.incubator.vector.IntVector unread) {
-      int hi = row + 1;
-      int mid = hi + headDim;
-      int lo = mid + headDim / 2;
-      jdk.incubator.vector.IntVector h =
-          ((jdk.incubator.vector.IntVector)
-                  jdk.incubator.vector.ByteVector.fromArray(BYTES, array, hi + j)
-                      .convertShape(jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-              .lanewise(jdk.incubator.vector.VectorOperators.LSHL, 8)
-              .or(
-                  nibbles(array, mid + j / 2)
-                      .lanewise(jdk.incubator.vector.VectorOperators.LSHL, 4)
-                      .and(midMask))
-              .or(nibbles(array, lo + j / 2).and(lowMask))
-              .or(unread);
-      // sign to bit 31 (copies at 28–30 masked off), exponent and mantissa to bits 13–27, × 2^112
-      return h.lanewise(jdk.incubator.vector.VectorOperators.LSHL, 16)
-          .lanewise(jdk.incubator.vector.VectorOperators.ASHR, 3)
-          .and(0x8fffe000)
-          .reinterpretAsFloats()
-          .mul(0x1p112f);
-    }
-
-    /** {@link AlignedKvFormat#scores} of every slot for channel levels {@code levels}. */
-    static void scores(
+    static boolean scores(
         byte[] array,
         int count,
         int headDim,
@@ -458,89 +493,500 @@ public final class AlignedKvFormat implements KvFormat {
         int pOff,
         int[] levels,
         float[] scores,
-        float[] work) {
-      // per channel: the middle and last nibble masks, the unread nibbles, and the product's kept
-      // bits and sign (−0 for a skipped channel)
-      int[] sel = new int[5 * headDim];
-      for (int c = 0; c < headDim; c++) {
+        Scratch scratch) {
+      float[] q = scratch.query;
+      int[] m = scratch.masks;
+      int d = headDim;
+      for (int c = 0; c < d; c++) {
         int level = levels[c];
-        sel[c] = level <= 1 ? 0xf0 : 0;
-        sel[headDim + c] = level == 0 ? 0x0f : 0;
-        sel[2 * headDim + c] = (level <= 1 ? 0 : 0x80) | (level == 0 ? 0 : 0x08);
-        sel[3 * headDim + c] = level < 3 ? -1 : 0;
-        sel[4 * headDim + c] = level < 3 ? 0 : 0x80000000;
+        float qc = prepared[pOff + c];
+        if (level < 3 && !(Math.abs(qc) < LIMIT)) {
+          return false;
+        }
+        q[c] = level < 3 ? qc * SCALE : 0f;
+        // the float bits kept (none for a skipped channel), then the unread nibbles' bits
+        m[c] =
+            level == 0
+                ? KEEP
+                : level == 1 ? KEEP & ~0xf << 13 : level == 2 ? KEEP & ~0xff << 13 : 0;
+        m[d + c] = level == 0 || level == 3 ? 0 : level == 1 ? UNREAD_LOW : UNREAD_BOTH;
       }
-      float[] p = work.length >= 4 * headDim ? work : new float[4 * headDim];
+      int rowBytes = 1 + 2 * d;
+      int half = d >> 1;
       int s = 0;
       for (; s + 4 <= count; s += 4) {
-        for (int r = 0; r < 4; r++) {
-          products(array, (int) row(s + r, headDim), headDim, prepared, pOff, sel, p, r * headDim);
+        int r0 = (int) row(s, d);
+        int r1 = r0 + rowBytes;
+        int r2 = r1 + rowBytes;
+        int r3 = r2 + rowBytes;
+        FloatVector a0 = FloatVector.zero(FLOATS);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int j = 0; j < d; j += LANES) {
+          FloatVector qj = FloatVector.fromArray(FLOATS, q, j);
+          IntVector keep = IntVector.fromArray(INTS, m, j);
+          IntVector unread = IntVector.fromArray(INTS, m, d + j);
+          int n0 = r0 + 1 + d + (j >> 1);
+          a0 =
+              qj.fma(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, r0 + 1 + j)
+                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 24)
+                      .lanewise(VectorOperators.ASHR, 16)
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n0))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15)
+                              .lanewise(VectorOperators.LSHL, 4))
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n0 + half))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15))
+                      .lanewise(VectorOperators.LSHL, 13)
+                      .and(keep)
+                      .or(unread)
+                      .reinterpretAsFloats(),
+                  a0);
+          int n1 = r1 + 1 + d + (j >> 1);
+          a1 =
+              qj.fma(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, r1 + 1 + j)
+                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 24)
+                      .lanewise(VectorOperators.ASHR, 16)
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n1))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15)
+                              .lanewise(VectorOperators.LSHL, 4))
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n1 + half))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15))
+                      .lanewise(VectorOperators.LSHL, 13)
+                      .and(keep)
+                      .or(unread)
+                      .reinterpretAsFloats(),
+                  a1);
+          int n2 = r2 + 1 + d + (j >> 1);
+          a2 =
+              qj.fma(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, r2 + 1 + j)
+                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 24)
+                      .lanewise(VectorOperators.ASHR, 16)
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n2))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15)
+                              .lanewise(VectorOperators.LSHL, 4))
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n2 + half))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15))
+                      .lanewise(VectorOperators.LSHL, 13)
+                      .and(keep)
+                      .or(unread)
+                      .reinterpretAsFloats(),
+                  a2);
+          int n3 = r3 + 1 + d + (j >> 1);
+          a3 =
+              qj.fma(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, r3 + 1 + j)
+                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 24)
+                      .lanewise(VectorOperators.ASHR, 16)
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n3))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15)
+                              .lanewise(VectorOperators.LSHL, 4))
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n3 + half))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15))
+                      .lanewise(VectorOperators.LSHL, 13)
+                      .and(keep)
+                      .or(unread)
+                      .reinterpretAsFloats(),
+                  a3);
         }
-        float s0 = 0f;
-        float s1 = 0f;
-        float s2 = 0f;
-        float s3 = 0f;
-        for (int c = 0; c < headDim; c++) {
-          s0 += p[c];
-          s1 += p[headDim + c];
-          s2 += p[2 * headDim + c];
-          s3 += p[3 * headDim + c];
-        }
-        scores[s] = s0;
-        scores[s + 1] = s1;
-        scores[s + 2] = s2;
-        scores[s + 3] = s3;
+        // AttentionKernels.sumLanes' tree written out: the same additions
+        a0 = a0.add(a0.rearrange(AttentionKernels.ROTATE4));
+        a0 = a0.add(a0.rearrange(AttentionKernels.ROTATE2));
+        scores[s] = a0.add(a0.rearrange(AttentionKernels.ROTATE1)).lane(0);
+        a1 = a1.add(a1.rearrange(AttentionKernels.ROTATE4));
+        a1 = a1.add(a1.rearrange(AttentionKernels.ROTATE2));
+        scores[s + 1] = a1.add(a1.rearrange(AttentionKernels.ROTATE1)).lane(0);
+        a2 = a2.add(a2.rearrange(AttentionKernels.ROTATE4));
+        a2 = a2.add(a2.rearrange(AttentionKernels.ROTATE2));
+        scores[s + 2] = a2.add(a2.rearrange(AttentionKernels.ROTATE1)).lane(0);
+        a3 = a3.add(a3.rearrange(AttentionKernels.ROTATE4));
+        a3 = a3.add(a3.rearrange(AttentionKernels.ROTATE2));
+        scores[s + 3] = a3.add(a3.rearrange(AttentionKernels.ROTATE1)).lane(0);
       }
       for (; s < count; s++) {
-        products(array, (int) row(s, headDim), headDim, prepared, pOff, sel, p, 0);
-        float sum = 0f;
-        for (int c = 0; c < headDim; c++) {
-          sum += p[c];
+        int r0 = (int) row(s, d);
+        FloatVector a0 = FloatVector.zero(FLOATS);
+        for (int j = 0; j < d; j += LANES) {
+          FloatVector qj = FloatVector.fromArray(FLOATS, q, j);
+          IntVector keep = IntVector.fromArray(INTS, m, j);
+          IntVector unread = IntVector.fromArray(INTS, m, d + j);
+          int n0 = r0 + 1 + d + (j >> 1);
+          a0 =
+              qj.fma(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, r0 + 1 + j)
+                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 24)
+                      .lanewise(VectorOperators.ASHR, 16)
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n0))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15)
+                              .lanewise(VectorOperators.LSHL, 4))
+                      .or(
+                          IntVector.broadcast(INTS, CodeWords.word(array, n0 + half))
+                              .lanewise(VectorOperators.LSHR, SHIFTS)
+                              .and(15))
+                      .lanewise(VectorOperators.LSHL, 13)
+                      .and(keep)
+                      .or(unread)
+                      .reinterpretAsFloats(),
+                  a0);
         }
-        scores[s] = sum;
+        a0 = a0.add(a0.rearrange(AttentionKernels.ROTATE4));
+        a0 = a0.add(a0.rearrange(AttentionKernels.ROTATE2));
+        scores[s] = a0.add(a0.rearrange(AttentionKernels.ROTATE1)).lane(0);
       }
+      return true;
     }
 
-    /** The row's products {@code q_c · x_c} (−0 where skipped) into {@code out[o..+headDim)}. */
-    private static void products(
-        byte[] array, int row, int headDim, float[] q, int qOff, int[] sel, float[] out, int o) {
-      for (int j = 0; j < headDim; j += LANES) {
-        jdk.incubator.vector.FloatVector x =
-            elements(
-                array,
-                row,
-                headDim,
-                j,
-                jdk.incubator.vector.IntVector.fromArray(INTS, sel, j),
-                jdk.incubator.vector.IntVector.fromArray(INTS, sel, headDim + j),
-                jdk.incubator.vector.IntVector.fromArray(INTS, sel, 2 * headDim + j));
-        jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j)
-            .mul(x)
-            .reinterpretAsInts()
-            .and(jdk.incubator.vector.IntVector.fromArray(INTS, sel, 3 * headDim + j))
-            .or(jdk.incubator.vector.IntVector.fromArray(INTS, sel, 4 * headDim + j))
-            .reinterpretAsFloats()
-            .intoArray(out, o + j);
+    /**
+     * {@link AlignedKvFormat#accumulateBlock}'s sums for token levels {@code levels}; false
+     * (nothing added) when a weight is too large for the folded scale or a row's exponent maximum
+     * reaches 15.
+     */
+    static boolean addRows(
+        byte[] array,
+        int count,
+        int headDim,
+        float[] weights,
+        int wOff,
+        int[] levels,
+        float[] acc,
+        int accOff,
+        Scratch scratch) {
+      float[] w = scratch.weights;
+      int d = headDim;
+      for (int s = 0; s < count; s++) {
+        if (levels[s] == 3) {
+          continue;
+        }
+        float ws = weights[wOff + s];
+        if (!(Math.abs(ws) < LIMIT) || array[(int) row(s, d)] >= 15) {
+          return false;
+        }
+        w[s] = ws * SCALE;
       }
-    }
-
-    /** {@code acc[c] += w · x_c} for the row at byte {@code row} read at {@code level} (< 3). */
-    static void addRow(
-        byte[] array, int row, int headDim, int level, float w, float[] acc, int accOff) {
-      jdk.incubator.vector.IntVector midMask =
-          jdk.incubator.vector.IntVector.broadcast(INTS, level <= 1 ? 0xf0 : 0);
-      jdk.incubator.vector.IntVector lowMask =
-          jdk.incubator.vector.IntVector.broadcast(INTS, level == 0 ? 0x0f : 0);
-      jdk.incubator.vector.IntVector unread =
-          jdk.incubator.vector.IntVector.broadcast(
-              INTS, (level <= 1 ? 0 : 0x80) | (level == 0 ? 0 : 0x08));
-      for (int j = 0; j < headDim; j += LANES) {
-        jdk.incubator.vector.FloatVector x =
-            elements(array, row, headDim, j, midMask, lowMask, unread);
-        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + j)
-            .add(x.mul(w))
-            .intoArray(acc, accOff + j);
+      int rowBytes = 1 + 2 * d;
+      int half = d >> 1;
+      int j = 0;
+      for (; j + 4 * LANES <= d; j += 4 * LANES) {
+        int j1 = j + LANES;
+        int j2 = j1 + LANES;
+        int j3 = j2 + LANES;
+        FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
+        FloatVector a1 = FloatVector.fromArray(FLOATS, acc, accOff + j1);
+        FloatVector a2 = FloatVector.fromArray(FLOATS, acc, accOff + j2);
+        FloatVector a3 = FloatVector.fromArray(FLOATS, acc, accOff + j3);
+        for (int s = 0, r = d; s < count; s++, r += rowBytes) {
+          int level = levels[s];
+          if (level == 3) {
+            continue;
+          }
+          float ws = w[s];
+          if (level == 0) {
+            a0 =
+                a0.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .or(
+                            IntVector.broadcast(
+                                    INTS, CodeWords.word(array, r + 1 + d + half + (j >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+            a1 =
+                a1.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j1)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j1 >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .or(
+                            IntVector.broadcast(
+                                    INTS, CodeWords.word(array, r + 1 + d + half + (j1 >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+            a2 =
+                a2.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j2)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j2 >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .or(
+                            IntVector.broadcast(
+                                    INTS, CodeWords.word(array, r + 1 + d + half + (j2 >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+            a3 =
+                a3.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j3)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j3 >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .or(
+                            IntVector.broadcast(
+                                    INTS, CodeWords.word(array, r + 1 + d + half + (j3 >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+          } else if (level == 1) {
+            a0 =
+                a0.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_LOW)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+            a1 =
+                a1.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j1)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j1 >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_LOW)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+            a2 =
+                a2.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j2)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j2 >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_LOW)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+            a3 =
+                a3.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j3)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j3 >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_LOW)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+          } else {
+            a0 =
+                a0.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_BOTH)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+            a1 =
+                a1.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j1)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_BOTH)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+            a2 =
+                a2.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j2)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_BOTH)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+            a3 =
+                a3.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j3)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_BOTH)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+          }
+        }
+        a0.intoArray(acc, accOff + j);
+        a1.intoArray(acc, accOff + j1);
+        a2.intoArray(acc, accOff + j2);
+        a3.intoArray(acc, accOff + j3);
       }
+      for (; j < d; j += LANES) {
+        FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
+        for (int s = 0, r = d; s < count; s++, r += rowBytes) {
+          int level = levels[s];
+          if (level == 3) {
+            continue;
+          }
+          float ws = w[s];
+          if (level == 0) {
+            a0 =
+                a0.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .or(
+                            IntVector.broadcast(
+                                    INTS, CodeWords.word(array, r + 1 + d + half + (j >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+          } else if (level == 1) {
+            a0 =
+                a0.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .or(
+                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j >> 1)))
+                                .lanewise(VectorOperators.LSHR, SHIFTS)
+                                .and(15)
+                                .lanewise(VectorOperators.LSHL, 4))
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_LOW)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+          } else {
+            a0 =
+                a0.add(
+                    ((IntVector)
+                            ByteVector.fromArray(BYTES, array, r + 1 + j)
+                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                        .lanewise(VectorOperators.LSHL, 24)
+                        .lanewise(VectorOperators.ASHR, 16)
+                        .lanewise(VectorOperators.LSHL, 13)
+                        .or(UNREAD_BOTH)
+                        .and(KEEP)
+                        .reinterpretAsFloats()
+                        .mul(ws));
+          }
+        }
+        a0.intoArray(acc, accOff + j);
+      }
+      return true;
     }
   }
 }

@@ -85,6 +85,33 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
   /** The last codebook looked up (immutable; a benign race at worst looks it up again). */
   private LloydMaxCodebook book;
 
+  /** The last codebook's centroids as vectors (eight a vector), for the register paths. */
+  private record Books(
+      LloydMaxCodebook book,
+      jdk.incubator.vector.IntVector low,
+      jdk.incubator.vector.IntVector high) {}
+
+  private Books books;
+
+  /** {@link #codebook}'s centroids in vectors: the first {@link CodeWords#LANES}, then the rest. */
+  private Books books(int headDim) {
+    Books b = books;
+    if (b == null || b.book().dim() != headDim) {
+      LloydMaxCodebook book = codebook(headDim);
+      float[] t = book.centroidsView();
+      int n = Math.min(t.length, CodeWords.LANES);
+      b =
+          new Books(
+              book,
+              CodeWords.book(java.util.Arrays.copyOfRange(t, 0, n)),
+              t.length > n
+                  ? CodeWords.book(java.util.Arrays.copyOfRange(t, n, Math.min(t.length, 2 * n)))
+                  : null);
+      books = b;
+    }
+    return b;
+  }
+
   private LloydMaxCodebook codebook(int headDim) {
     LloydMaxCodebook b = book;
     if (b == null || b.dim() != headDim) {
@@ -204,6 +231,26 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
     byte[] array = VectorKernels.array(block);
     float[] table = codebook(headDim).centroidsView();
     if (array != null
+        && CodeWords.LANES == 8
+        && table.length == 16
+        && CodeWords.applies(bits, headDim)
+        && work.length >= 4 + count + CodeWords.LANES) {
+      scoresInRegisters16(
+          array,
+          count,
+          headDim,
+          rowBytes(headDim),
+          CodeWords.of(bits),
+          books(headDim).low(),
+          books(headDim).high(),
+          normCorrection,
+          prepared,
+          pOff,
+          scores,
+          work);
+      return;
+    }
+    if (array != null
         && CodeWords.applies(bits, headDim)
         && table.length <= CodeWords.LANES
         && work.length >= 4 + count + CodeWords.LANES) {
@@ -213,7 +260,7 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
           headDim,
           rowBytes(headDim),
           CodeWords.of(bits),
-          CodeWords.book(table),
+          books(headDim).low(),
           normCorrection,
           prepared,
           pOff,
@@ -345,16 +392,133 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
     }
   }
 
-  private static final jdk.incubator.vector.VectorSpecies<Float> EIGHT_FLOATS =
-      jdk.incubator.vector.FloatVector.SPECIES_256;
-  private static final jdk.incubator.vector.VectorSpecies<Double> EIGHT_DOUBLES =
-      jdk.incubator.vector.DoubleVector.SPECIES_512;
+  /**
+   * {@link #scoresInRegisters} for a codebook of 16 entries on 8 lanes (4-bit keys on AVX2): each
+   * code looks up its low three bits in both halves of the codebook (two permutes) and keeps the
+   * half its fourth bit names (a blend), the same centroid as a lookup in memory.
+   */
+  private static void scoresInRegisters16(
+      byte[] array,
+      int count,
+      int headDim,
+      int rowBytes,
+      CodeWords w,
+      jdk.incubator.vector.IntVector book,
+      jdk.incubator.vector.IntVector bookHigh,
+      boolean normCorrection,
+      float[] prepared,
+      int pOff,
+      float[] scores,
+      float[] sums) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int lanes = CodeWords.LANES;
+    int codeBytes = PackedCodes.bytes(headDim, w.bits);
+    int vectorBytes = w.vectorBytes;
+    int highByte = w.highByte;
+    int mask = w.mask;
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    jdk.incubator.vector.VectorMask<Integer> high = w.high;
+    int s = 0;
+    // two rows at a time: their four lane sums (dot, squares) in one tree (sumLanes4, the same
+    // bits as sumLanes each)
+    for (; s + 1 < count; s += 2) {
+      int offset = s * rowBytes;
+      jdk.incubator.vector.FloatVector dot0 = jdk.incubator.vector.FloatVector.zero(species);
+      jdk.incubator.vector.FloatVector squares0 = dot0;
+      jdk.incubator.vector.FloatVector dot1 = dot0;
+      jdk.incubator.vector.FloatVector squares1 = dot0;
+      for (int j = 0, at = offset; j < headDim; j += lanes, at += vectorBytes) {
+        jdk.incubator.vector.FloatVector q =
+            jdk.incubator.vector.FloatVector.fromArray(species, prepared, pOff + j);
+        jdk.incubator.vector.IntVector i0 =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at))
+                .blend(
+                    jdk.incubator.vector.IntVector.broadcast(
+                        ints, CodeWords.word(array, at + highByte)),
+                    high)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        jdk.incubator.vector.IntVector l0 = i0.and(7);
+        jdk.incubator.vector.FloatVector c0 =
+            l0.selectFrom(book)
+                .blend(
+                    l0.selectFrom(bookHigh), i0.compare(jdk.incubator.vector.VectorOperators.GE, 8))
+                .reinterpretAsFloats();
+        int at1 = at + rowBytes;
+        jdk.incubator.vector.IntVector i1 =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at1))
+                .blend(
+                    jdk.incubator.vector.IntVector.broadcast(
+                        ints, CodeWords.word(array, at1 + highByte)),
+                    high)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        jdk.incubator.vector.IntVector l1 = i1.and(7);
+        jdk.incubator.vector.FloatVector c1 =
+            l1.selectFrom(book)
+                .blend(
+                    l1.selectFrom(bookHigh), i1.compare(jdk.incubator.vector.VectorOperators.GE, 8))
+                .reinterpretAsFloats();
+        dot0 = q.fma(c0, dot0);
+        squares0 = c0.fma(c0, squares0);
+        dot1 = q.fma(c1, dot1);
+        squares1 = c1.fma(c1, squares1);
+      }
+      AttentionKernels.sumLanes4(dot0, squares0, dot1, squares1, sums, 0, sums, 4 + count);
+      scores[s] = sums[0];
+      scores[s + 1] = sums[2];
+      sums[4 + s] = sums[1];
+      sums[5 + s] = sums[3];
+    }
+    finish(array, s, rowBytes, codeBytes, normCorrection, scores, sums, 4);
+    for (; s < count; s++) {
+      int offset = s * rowBytes;
+      jdk.incubator.vector.FloatVector dot = jdk.incubator.vector.FloatVector.zero(species);
+      jdk.incubator.vector.FloatVector squares = dot;
+      for (int j = 0, at = offset; j < headDim; j += lanes, at += vectorBytes) {
+        jdk.incubator.vector.IntVector codes =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at))
+                .blend(
+                    jdk.incubator.vector.IntVector.broadcast(
+                        ints, CodeWords.word(array, at + highByte)),
+                    high)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        jdk.incubator.vector.IntVector low = codes.and(7);
+        jdk.incubator.vector.FloatVector c =
+            low.selectFrom(book)
+                .blend(
+                    low.selectFrom(bookHigh),
+                    codes.compare(jdk.incubator.vector.VectorOperators.GE, 8))
+                .reinterpretAsFloats();
+        dot = jdk.incubator.vector.FloatVector.fromArray(species, prepared, pOff + j).fma(c, dot);
+        squares = c.fma(c, squares);
+      }
+      float qc = AttentionKernels.sumLanes(dot);
+      float inverse = 1f;
+      if (normCorrection) {
+        inverse = (float) (1.0 / Math.sqrt(AttentionKernels.sumLanes(squares) + 1e-16));
+      }
+      int n = offset + codeBytes;
+      float norm = HalfFloats.fromF16((short) ((array[n] & 0xff) | array[n + 1] << 8));
+      scores[s] = norm * (qc * inverse);
+    }
+  }
+
+  /** Doubles of the preferred shape: 4 lanes on AVX2, 8 on AVX-512 (natively, both). */
+  private static final jdk.incubator.vector.VectorSpecies<Double> DOUBLES =
+      jdk.incubator.vector.DoubleVector.SPECIES_PREFERRED;
+
+  private static final ThreadLocal<double[]> DOUBLE_SCRATCH =
+      ThreadLocal.withInitial(() -> new double[0]);
 
   /**
    * Rows {@code 0..pairs)}: {@code scores[s]} holds q'·ĉ and {@code squares[sqOff + s]} ‖ĉ‖²; each
    * becomes ρ·(q'·ĉ · 1/√(‖ĉ‖² + 1e-16)) (or ρ·q'·ĉ without norm correction), the double square
-   * roots and divisions eight rows at a time (IEEE operations, correctly rounded in every lane: the
-   * same bits as the scalar ones).
+   * roots and divisions a vector of doubles at a time (IEEE operations, correctly rounded in every
+   * lane: the same bits as the scalar ones). The widening and narrowing are scalar: an 8-float to
+   * 8-double conversion needs 512-bit doubles, which AVX2 lacks (the Vector API ran them in Java).
    */
   private static void finish(
       byte[] array,
@@ -367,20 +531,26 @@ public final class TurboQuantKeyFormat extends RawQueryKeyFormat {
       int sqOff) {
     int s = 0;
     if (normCorrection) {
-      for (; s + 8 <= rows; s += 8) {
-        jdk.incubator.vector.DoubleVector d =
-            (jdk.incubator.vector.DoubleVector)
-                jdk.incubator.vector.FloatVector.fromArray(EIGHT_FLOATS, squares, sqOff + s)
-                    .convertShape(jdk.incubator.vector.VectorOperators.F2D, EIGHT_DOUBLES, 0);
-        jdk.incubator.vector.DoubleVector inverse =
-            jdk.incubator.vector.DoubleVector.broadcast(EIGHT_DOUBLES, 1.0)
-                .div(d.add(1e-16).lanewise(jdk.incubator.vector.VectorOperators.SQRT));
-        ((jdk.incubator.vector.FloatVector)
-                inverse.convertShape(jdk.incubator.vector.VectorOperators.D2F, EIGHT_FLOATS, 0))
-            .intoArray(squares, sqOff + s);
+      double[] d = DOUBLE_SCRATCH.get();
+      if (d.length < rows) {
+        d = new double[rows];
+        DOUBLE_SCRATCH.set(d);
+      }
+      for (int i = 0; i < rows; i++) {
+        d[i] = squares[sqOff + i] + 1e-16;
+      }
+      for (int lanes = DOUBLES.length(); s + lanes <= rows; s += lanes) {
+        jdk.incubator.vector.DoubleVector.broadcast(DOUBLES, 1.0)
+            .div(
+                jdk.incubator.vector.DoubleVector.fromArray(DOUBLES, d, s)
+                    .lanewise(jdk.incubator.vector.VectorOperators.SQRT))
+            .intoArray(d, s);
       }
       for (; s < rows; s++) {
-        squares[sqOff + s] = (float) (1.0 / Math.sqrt(squares[sqOff + s] + 1e-16));
+        d[s] = 1.0 / Math.sqrt(d[s]);
+      }
+      for (int i = 0; i < rows; i++) {
+        squares[sqOff + i] = (float) d[i];
       }
     }
     for (s = 0; s < rows; s++) {

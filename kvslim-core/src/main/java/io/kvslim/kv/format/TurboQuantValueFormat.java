@@ -179,7 +179,11 @@ public final class TurboQuantValueFormat extends RowFormat {
     addInRegisters(array, used, headDim, CodeWords.of(bits), work, acc, accOff);
   }
 
-  /** {@link #accumulateBlock}'s register loop: one body, the code constants hoisted. */
+  /**
+   * {@link #accumulateBlock}'s register loop: one body, the code constants hoisted; four vectors of
+   * the output held over the slots (independent sums, each slot added in order as before), then one
+   * vector at a time. Written out without helpers (C2 inlines none of them reliably here).
+   */
   private static void addInRegisters(
       byte[] array, int used, int headDim, CodeWords w, float[] work, float[] acc, int accOff) {
     VectorSpecies<Float> species = CodeWords.FLOATS;
@@ -187,30 +191,96 @@ public final class TurboQuantValueFormat extends RowFormat {
     int lanes = CodeWords.LANES;
     int highByte = w.highByte;
     int mask = w.mask;
+    int vb = w.vectorBytes;
     jdk.incubator.vector.IntVector shifts = w.shifts;
     jdk.incubator.vector.VectorMask<Integer> high = w.high;
-    for (int j = 0, first = 0; j < headDim; j += lanes, first += w.vectorBytes) {
-      FloatVector a = FloatVector.fromArray(species, acc, accOff + j);
+    int j = 0;
+    int first = 0;
+    for (; j + 4 * lanes <= headDim; j += 4 * lanes, first += 4 * vb) {
+      FloatVector a0 = FloatVector.fromArray(species, acc, accOff + j);
+      FloatVector a1 = FloatVector.fromArray(species, acc, accOff + j + lanes);
+      FloatVector a2 = FloatVector.fromArray(species, acc, accOff + j + 2 * lanes);
+      FloatVector a3 = FloatVector.fromArray(species, acc, accOff + j + 3 * lanes);
       for (int k = 0; k < used; k++) {
         int at = Float.floatToRawIntBits(work[3 * k + 2]) + first;
-        FloatVector codes =
-            (FloatVector)
-                jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at))
-                    .blend(
-                        jdk.incubator.vector.IntVector.broadcast(
-                            ints, CodeWords.word(array, at + highByte)),
-                        high)
-                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
-                    .and(mask)
-                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
-        a =
-            codes
-                .fma(
-                    FloatVector.broadcast(species, work[3 * k]),
-                    FloatVector.broadcast(species, work[3 * k + 1]))
-                .add(a);
+        FloatVector vs = FloatVector.broadcast(species, work[3 * k]);
+        FloatVector vz = FloatVector.broadcast(species, work[3 * k + 1]);
+        a0 =
+            ((FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at + 0))
+                        .blend(
+                            jdk.incubator.vector.IntVector.broadcast(
+                                ints, CodeWords.word(array, at + 0 + highByte)),
+                            high)
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0))
+                .fma(vs, vz)
+                .add(a0);
+        a1 =
+            ((FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at + vb))
+                        .blend(
+                            jdk.incubator.vector.IntVector.broadcast(
+                                ints, CodeWords.word(array, at + vb + highByte)),
+                            high)
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0))
+                .fma(vs, vz)
+                .add(a1);
+        a2 =
+            ((FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(
+                            ints, CodeWords.word(array, at + 2 * vb))
+                        .blend(
+                            jdk.incubator.vector.IntVector.broadcast(
+                                ints, CodeWords.word(array, at + 2 * vb + highByte)),
+                            high)
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0))
+                .fma(vs, vz)
+                .add(a2);
+        a3 =
+            ((FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(
+                            ints, CodeWords.word(array, at + 3 * vb))
+                        .blend(
+                            jdk.incubator.vector.IntVector.broadcast(
+                                ints, CodeWords.word(array, at + 3 * vb + highByte)),
+                            high)
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0))
+                .fma(vs, vz)
+                .add(a3);
       }
-      a.intoArray(acc, accOff + j);
+      a0.intoArray(acc, accOff + j);
+      a1.intoArray(acc, accOff + j + lanes);
+      a2.intoArray(acc, accOff + j + 2 * lanes);
+      a3.intoArray(acc, accOff + j + 3 * lanes);
+    }
+    for (; j < headDim; j += lanes, first += vb) {
+      FloatVector a0 = FloatVector.fromArray(species, acc, accOff + j);
+      for (int k = 0; k < used; k++) {
+        int at = Float.floatToRawIntBits(work[3 * k + 2]) + first;
+        FloatVector vs = FloatVector.broadcast(species, work[3 * k]);
+        FloatVector vz = FloatVector.broadcast(species, work[3 * k + 1]);
+        a0 =
+            ((FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, at + 0))
+                        .blend(
+                            jdk.incubator.vector.IntVector.broadcast(
+                                ints, CodeWords.word(array, at + 0 + highByte)),
+                            high)
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0))
+                .fma(vs, vz)
+                .add(a0);
+      }
+      a0.intoArray(acc, accOff + j);
     }
   }
 

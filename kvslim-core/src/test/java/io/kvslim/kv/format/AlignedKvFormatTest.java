@@ -68,12 +68,26 @@ class AlignedKvFormatTest {
     MemorySegment kb = block(f, x, n, n, DIM);
     MemorySegment vb = block(v, x, n, n, DIM);
     float[] q = rows(1, 3);
+    for (int c = 0; c < DIM; c++) {
+      q[c] = HalfFloats.fromF16(HalfFloats.toF16(q[c])); // as the fp16 cache prepares it
+    }
     float[] got = new float[n];
     float[] ref = new float[n];
     float[] work = new float[KvFormat.workLength(DIM)];
     f.dots(kb, n, n, DIM, q, 0, got, work);
-    f.dotsReference(kb, n, n, DIM, q, 0, ref);
-    assertThat(got).isEqualTo(ref); // the same f16 elements, the same order
+    // the fp16 cache's kernel over the same elements: the same products, the same order
+    MemorySegment f16 = MemorySegment.ofArray(new byte[(int) KvFormats.F16.blockBytes(n, DIM)]);
+    KvFormats.F16.encode(x, 0, DIM, n, f16, 0, n, DIM);
+    KvFormats.F16.dots(f16, n, n, DIM, q, 0, ref, work);
+    assertThat(got).isEqualTo(ref);
+    f.dotsReference(kb, n, n, DIM, q, 0, ref); // sequential: rounding apart
+    for (int s = 0; s < n; s++) {
+      double mag = 0;
+      for (int c = 0; c < DIM; c++) {
+        mag += Math.abs(q[c] * x[s * DIM + c]);
+      }
+      assertThat((double) got[s]).isCloseTo(ref[s], within(1e-6 * mag));
+    }
     assertThat(f.bitsRead()).isEqualTo(8L * DIM + 16L * DIM * n);
     assertThat(f.fullBits()).isEqualTo(16L * DIM * n);
     float[] w = rows(1, 4);
@@ -132,6 +146,44 @@ class AlignedKvFormatTest {
               .isEqualTo(accB);
         }
       }
+    }
+  }
+
+  /**
+   * A query or weight too large for the vector path's folded 2^112 (|x| >= 2^15) takes the scalar
+   * path: the same bits as off the heap.
+   */
+  @Test
+  void largeQueriesAndWeightsGiveTheBitsOfTheScalarReads() {
+    AlignedKvFormat k = new AlignedKvFormat(true, 2, 4, 6);
+    AlignedKvFormat v = new AlignedKvFormat(false, 2, 4, 6);
+    int n = 32;
+    float[] x = rows(n, 11);
+    MemorySegment[] heap = {block(k, x, n, n, DIM), block(v, x, n, n, DIM)};
+    MemorySegment[] off = new MemorySegment[2];
+    for (int i = 0; i < 2; i++) {
+      off[i] = java.lang.foreign.Arena.ofAuto().allocate(heap[i].byteSize(), 8);
+      off[i].copyFrom(heap[i]);
+    }
+    for (float big : new float[] {0x1p15f, 70000f, -1e30f}) {
+      float[] q = rows(1, 12);
+      q[5] = big;
+      float[] prepared = new float[2 * DIM];
+      k.prepareQuery(q, 0, DIM, prepared, 0);
+      float[] a = new float[n];
+      float[] b = new float[n];
+      k.scores(heap[0], n, n, DIM, prepared, 0, a, new float[KvFormat.workLength(DIM)]);
+      k.scores(off[0], n, n, DIM, prepared, 0, b, new float[KvFormat.workLength(DIM)]);
+      assertThat(a).as("scores, q = %s", big).isEqualTo(b);
+      float[] w = new float[n];
+      for (int s = 0; s < n; s++) {
+        w[s] = s == 7 ? big : 1f / (s + 1);
+      }
+      float[] accA = new float[DIM];
+      float[] accB = new float[DIM];
+      v.accumulateBlock(heap[1], n, n, DIM, w, 0, accA, 0, null);
+      v.accumulateBlock(off[1], n, n, DIM, w, 0, accB, 0, null);
+      assertThat(accA).as("sums, w = %s", big).isEqualTo(accB);
     }
   }
 

@@ -275,6 +275,81 @@ class TurboQuantFormatTest {
     return Math.sqrt(s);
   }
 
+  /**
+   * The register paths on the heap (four output vectors at a time, then one; 16-entry codebooks in
+   * two vectors; vectorized norm corrections) give the bits of the general path off the heap, for
+   * head sizes with and without a whole number of four vectors.
+   */
+  @ParameterizedTest
+  @CsvSource({"4, 16", "4, 40", "3, 64", "4, 128", "2, 24"})
+  void heapRegisterPathsGiveTheBitsOfTheGeneralPath(int bits, int d) {
+    TurboQuantValueFormat v = new TurboQuantValueFormat(bits);
+    MemorySegment heap = encode(v, rows(bits * 3 + d, CAPACITY, d), d);
+    MemorySegment off = java.lang.foreign.Arena.ofAuto().allocate(heap.byteSize(), 8);
+    off.copyFrom(heap);
+    Random r = new Random(d);
+    float[] w = new float[CAPACITY];
+    for (int s = 0; s < CAPACITY; s++) {
+      w[s] = s % 7 == 3 ? 0f : r.nextFloat();
+    }
+    float[] work = new float[Math.max(KvFormat.workLength(d), 3 * CAPACITY)];
+    for (int count : new int[] {CAPACITY, 13, 1}) {
+      float[] a = rows(5, 1, d);
+      float[] b = a.clone();
+      v.accumulateBlock(heap, count, CAPACITY, d, w, 0, a, 0, work);
+      v.accumulateBlock(off, count, CAPACITY, d, w, 0, b, 0, work);
+      assertThat(a).as("values %d bits, d %d, %d slots", bits, d, count).isEqualTo(b);
+    }
+    if (d >= 16 && Integer.bitCount(d) == 1) {
+      TurboQuantKeyFormat k = new TurboQuantKeyFormat(bits, true);
+      MemorySegment kh = encode(k, rows(bits * 5 + d, CAPACITY, d), d);
+      MemorySegment ko = java.lang.foreign.Arena.ofAuto().allocate(kh.byteSize(), 8);
+      ko.copyFrom(kh);
+      float[] prepared = new float[d];
+      k.prepareQuery(rows(9, 1, d), 0, d, prepared, 0);
+      for (int count : new int[] {CAPACITY, 13, 1}) {
+        float[] a = new float[count];
+        float[] b = new float[count];
+        k.scores(kh, count, CAPACITY, d, prepared, 0, a, work);
+        k.scores(ko, count, CAPACITY, d, prepared, 0, b, work);
+        assertThat(a).as("keys %d bits, d %d, %d slots", bits, d, count).isEqualTo(b);
+      }
+    }
+  }
+
+  /**
+   * fp8 key scores widened in registers on the heap give the bits of the table path off the heap,
+   * over every code (subnormals and −0 included) and with a NaN code in the block.
+   */
+  @Test
+  void fp8ScoresInRegistersGiveTheBitsOfTheTable() {
+    Fp8E4m3Format f = new Fp8E4m3Format();
+    int d = 64;
+    byte[] bytes = new byte[(int) f.blockBytes(CAPACITY, d)];
+    Random r = new Random(3);
+    for (int i = 0; i < bytes.length; i++) {
+      int b = (i * 37 + r.nextInt(3)) & 0xff;
+      bytes[i] = (byte) ((b & 0x7f) == 0x7f ? b - 1 : b);
+    }
+    for (boolean nan : new boolean[] {false, true}) {
+      if (nan) {
+        bytes[5 * d + 9] = (byte) 0xff;
+      }
+      MemorySegment heap = MemorySegment.ofArray(bytes.clone());
+      MemorySegment off = java.lang.foreign.Arena.ofAuto().allocate(heap.byteSize(), 8);
+      off.copyFrom(heap);
+      float[] q = rows(4, 1, d);
+      float[] work = new float[KvFormat.workLength(d)];
+      for (int count : new int[] {CAPACITY, 7}) {
+        float[] a = new float[count];
+        float[] b = new float[count];
+        f.scores(heap, count, CAPACITY, d, q, 0, a, work);
+        f.scores(off, count, CAPACITY, d, q, 0, b, work);
+        assertThat(a).as("nan %s, %d slots", nan, count).isEqualTo(b);
+      }
+    }
+  }
+
   @ParameterizedTest
   @ValueSource(ints = {2, 3, 4})
   void valuesFollowVllmsUniformCodeAndTheFusedSumIsTheReference(int bits) {
