@@ -176,19 +176,7 @@ public class KvReadBench {
 
   /** {@code atoms} random unit-norm atoms of {@code d} channels. */
   private static float[] dictionary(int atoms, int d, long seed) {
-    Random r = new Random(seed);
-    float[] dict = new float[atoms * d];
-    for (int a = 0; a < atoms; a++) {
-      double n = 0;
-      for (int i = 0; i < d; i++) {
-        dict[a * d + i] = (float) r.nextGaussian();
-        n += dict[a * d + i] * dict[a * d + i];
-      }
-      for (int i = 0; i < d; i++) {
-        dict[a * d + i] = (float) (dict[a * d + i] / Math.sqrt(n));
-      }
-    }
-    return dict;
+    return OmpEncoderTest.dictionary(atoms, d, seed);
   }
 
   /**
