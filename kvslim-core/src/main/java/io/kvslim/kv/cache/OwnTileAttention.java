@@ -82,6 +82,7 @@ final class OwnTileAttention {
     int stride = tile.stride;
     float[] slots = tile.slots;
     KvFormat prepared = null;
+    boolean preparedAtPositions = false;
     int retained = 0;
     // Quest's page selection: blocks without a selected token are not read (score -inf, weight 0)
     BitSet selected = c.selected == null ? null : c.selected[g];
@@ -110,17 +111,37 @@ final class OwnTileAttention {
       }
       KvFormat keyFormat = block.keyFormat();
       MemorySegment keys = block.keys();
-      if (c.relative != null) {
+      // keys before RoPE at their own positions: scored rotated by the format's kernel, or decoded,
+      // rotated and scored in F32
+      boolean atPositions =
+          c.relative != null
+              && c.relative.scoresAtPositions(headDim)
+              && keyFormat.rotatedQueryLength(headDim) > 0;
+      if (c.relative != null && !atPositions) {
         keys = c.relative.keys(tile, block, retained, headDim);
         keyFormat = KvFormats.F32;
       }
-      if (keyFormat != prepared) {
-        tile.ensurePrepared(rows, keyFormat.preparedQueryLength(headDim));
-        for (int r = 0; r < rows; r++) {
-          keyFormat.prepareQuery(
-              queries, queryOffsets[r], headDim, tile.prepared, r * tile.preparedStride);
+      if (keyFormat != prepared || atPositions != preparedAtPositions) {
+        if (atPositions) {
+          tile.ensurePrepared(rows, keyFormat.rotatedQueryLength(headDim));
+          for (int r = 0; r < rows; r++) {
+            keyFormat.prepareRotatedQuery(
+                queries,
+                queryOffsets[r],
+                headDim,
+                c.relative.pairOffset(),
+                tile.prepared,
+                r * tile.preparedStride);
+          }
+        } else {
+          tile.ensurePrepared(rows, keyFormat.preparedQueryLength(headDim));
+          for (int r = 0; r < rows; r++) {
+            keyFormat.prepareQuery(
+                queries, queryOffsets[r], headDim, tile.prepared, r * tile.preparedStride);
+          }
         }
         prepared = keyFormat;
+        preparedAtPositions = atPositions;
       }
       boolean dense = live == filled;
       boolean positionsRead = false;
@@ -147,19 +168,39 @@ final class OwnTileAttention {
         tile.blockRows = new float[capacity * headDim];
       }
       float[] rowScores = tile.rowScores;
-      keyFormat.scoresRows(
-          keys,
-          filled,
-          capacity,
-          headDim,
-          tile.prepared,
-          tile.preparedStride,
-          list,
-          seeing,
-          rowScores,
-          capacity,
-          tile.work,
-          tile.blockRows);
+      if (atPositions) {
+        block.positions(slotPositions, 0);
+        positionsRead = true;
+        for (int i = 0; i < seeing; i++) {
+          keyFormat.scoresAtPositions(
+              keys,
+              filled,
+              headDim,
+              tile.prepared,
+              list[i] * tile.preparedStride,
+              c.relative.pairOffset(),
+              slotPositions,
+              c.relative.cos(),
+              c.relative.sin(),
+              rowScores,
+              i * capacity,
+              tile.work);
+        }
+      } else {
+        keyFormat.scoresRows(
+            keys,
+            filled,
+            capacity,
+            headDim,
+            tile.prepared,
+            tile.preparedStride,
+            list,
+            seeing,
+            rowScores,
+            capacity,
+            tile.work,
+            tile.blockRows);
+      }
       for (int i = 0; i < seeing; i++) {
         int r = list[i];
         int position = rowPositions[r];
