@@ -115,6 +115,7 @@ final class OwnTileAttention {
       // rotated and scored in F32
       boolean atPositions =
           c.relative != null
+              && rows <= ROTATED_ROWS
               && c.relative.scoresAtPositions(headDim)
               && keyFormat.rotatedQueryLength(headDim) > 0;
       if (c.relative != null && !atPositions) {
@@ -389,6 +390,15 @@ final class OwnTileAttention {
     int next = selected.nextSetBit(from);
     return next >= 0 && next < from + count;
   }
+
+  /**
+   * Tiles of up to this many rows score keys stored before RoPE with the format's fused kernel
+   * ({@link KvFormat#scoresAtPositions}, which reads a key's codes once per row); larger tiles (a
+   * prefill's) decode and rotate each key once and score it in F32 for all their rows. KVQuant
+   * 4-bit on AVX2: the kernel took about a quarter of decoding and rotating a key and scoring it
+   * once ({@code KvQuantAttendCpuBench}).
+   */
+  static final int ROTATED_ROWS = 4;
 
   static final boolean PREFETCH = !Boolean.getBoolean("kvslim.noprefetch");
 

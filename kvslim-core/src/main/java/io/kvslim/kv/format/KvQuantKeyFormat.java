@@ -649,7 +649,9 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
     int sb = pOff + 3 * half;
     int oc = pOff + 4 * half;
     int os = pOff + 5 * half;
-    // one row at a time: four rows at once (the prepared query held for them) spilled the
+    // selectFrom wraps each index to the vector (code & 7 on 8 lanes: the first half's entry; on
+    // 16 lanes the pair runs hold 2-bit codes only), the lanes with codes above 7 take the second
+    // half's. One row at a time: four rows at once (the prepared query held for them) spilled the
     // registers and measured 2x slower
     for (int s = 0; s < count; s++) {
       jdk.incubator.vector.FloatVector d = jdk.incubator.vector.FloatVector.zero(species);
@@ -667,18 +669,18 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
             w0.blend(w1, highB)
                 .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shiftB)
                 .and(mask);
-        jdk.incubator.vector.IntVector lowA = codeA.and(7);
-        jdk.incubator.vector.IntVector lowB = codeB.and(7);
         jdk.incubator.vector.FloatVector ca =
-            lowA.selectFrom(low)
+            codeA
+                .selectFrom(low)
                 .blend(
-                    lowA.selectFrom(high),
+                    codeA.selectFrom(high),
                     codeA.compare(jdk.incubator.vector.VectorOperators.GT, 7))
                 .reinterpretAsFloats();
         jdk.incubator.vector.FloatVector cb =
-            lowB.selectFrom(low)
+            codeB
+                .selectFrom(low)
                 .blend(
-                    lowB.selectFrom(high),
+                    codeB.selectFrom(high),
                     codeB.compare(jdk.incubator.vector.VectorOperators.GT, 7))
                 .reinterpretAsFloats();
         jdk.incubator.vector.FloatVector x =

@@ -298,11 +298,11 @@ public final class KvQuantValueFormat extends RowFormat {
                       high)
                   .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
                   .and(mask);
-          jdk.incubator.vector.IntVector low = code.and(lowMask);
+          // selectFrom wraps each index to the vector: code mod LANES, the entry in either half
           jdk.incubator.vector.FloatVector cent =
-              low.selectFrom(book)
+              code.selectFrom(book)
                   .blend(
-                      low.selectFrom(upper),
+                      code.selectFrom(upper),
                       code.compare(jdk.incubator.vector.VectorOperators.GT, lowMask))
                   .reinterpretAsFloats();
           jdk.incubator.vector.FloatVector.fromArray(species, acc, accOff + j)
