@@ -1,5 +1,6 @@
 package io.kvslim.kv.cache;
 
+import io.kvslim.kv.Rotary;
 import io.kvslim.kv.format.KvQuantKeyFormat;
 import io.kvslim.kv.format.KvQuantValueFormat;
 import io.kvslim.kv.store.BlockPool;
@@ -59,15 +60,20 @@ public final class KvQuantAttendCpuBench {
     Rope rope = new Rope(config, null);
     List<String> names = new ArrayList<>();
     List<PagedLayerKv> layers = new ArrayList<>();
-    for (String spec : args.length == 0 ? new String[] {"f32", "kvquant4", "kvquant2"} : args) {
+    for (String spec :
+        args.length == 0
+            ? new String[] {"f32", "kvquant4", "kvquant4:decoded", "kvquant2"}
+            : args) {
+      boolean decoded = spec.endsWith(":decoded");
+      String name = decoded ? spec.substring(0, spec.length() - 8) : spec;
       KvCacheFormat format =
-          spec.startsWith("kvquant")
-              ? kvquant(Integer.parseInt(spec.substring(7)), kvHeads, dim)
-              : KvCacheFormat.parse(spec);
+          name.startsWith("kvquant")
+              ? kvquant(Integer.parseInt(name.substring(7)), kvHeads, dim)
+              : KvCacheFormat.parse(name);
       PagedLayerKv layer =
           new PagedLayerKv(
               new LayerStore(new BlockPool(), kvHeads, dim, format), new PagedLayerKv.Scratch());
-      layer.appliesRope(rope);
+      layer.appliesRope(decoded ? new Unpaired(rope) : rope);
       Random random = new Random(1);
       int chunk = 256;
       for (int t = 0; t < depth; t += chunk) {
@@ -130,6 +136,28 @@ public final class KvQuantAttendCpuBench {
           median(m) / (double) base,
           names.get(0),
           layers.get(v).bytes() / 1048576.0);
+    }
+  }
+
+  /**
+   * The model's RoPE without saying how its channels pair ({@link Rotary#pairOffset} 0): the layer
+   * decodes each key, rotates it and scores it in F32 (the path before the fused kernel).
+   */
+  record Unpaired(Rotary rope) implements Rotary {
+    @Override
+    public int dims() {
+      return rope.dims();
+    }
+
+    @Override
+    public void angles(int position, float[] cos, float[] sin, int off) {
+      rope.angles(position, cos, sin, off);
+    }
+
+    @Override
+    public void rotate(
+        float[] x, int off, int heads, int headDim, float[] cos, float[] sin, int a) {
+      rope.rotate(x, off, heads, headDim, cos, sin, a);
     }
   }
 
