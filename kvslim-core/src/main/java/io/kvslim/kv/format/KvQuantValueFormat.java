@@ -233,6 +233,144 @@ public final class KvQuantValueFormat extends RowFormat {
         accOff);
   }
 
+  /**
+   * {@link #accumulateBlock} for several query rows (a prefill tile's), slot by slot: each slot's
+   * codes are looked up once, in registers, into {@code work}, then each row with a nonzero weight
+   * adds them and replaces the slot's outliers with {@link #accumulateBlock}'s operations, in slot
+   * order: each row's bits are {@link #accumulateBlock}'s.
+   */
+  @Override
+  public void accumulateBlockRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (rowCount < 2
+        || array == null
+        || !CodeWords.applies(bits, headDim)
+        || book == null
+        || work.length < headDim) {
+      super.accumulateBlockRows(
+          block, count, capacity, headDim, weights, wOff, wStride, rows, rowCount, acc, accStride,
+          work);
+      return;
+    }
+    addRowsInRegisters(
+        array,
+        count,
+        headDim,
+        rowBytes(headDim),
+        codeBytes(headDim),
+        slots(),
+        CodeWords.of(bits),
+        book,
+        upper,
+        weights,
+        wOff,
+        wStride,
+        rows,
+        rowCount,
+        acc,
+        accStride,
+        work);
+  }
+
+  private static void addRowsInRegisters(
+      byte[] array,
+      int count,
+      int headDim,
+      int rowBytes,
+      int codeBytes,
+      int slots,
+      CodeWords w,
+      jdk.incubator.vector.IntVector book,
+      jdk.incubator.vector.IntVector upper,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] cents) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int lanes = CodeWords.LANES;
+    int highByte = w.highByte;
+    int mask = w.mask;
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    jdk.incubator.vector.VectorMask<Integer> high = w.high;
+    jdk.incubator.vector.IntVector second = upper == null ? book : upper;
+    for (int s = 0; s < count; s++) {
+      boolean any = false;
+      for (int i = 0; i < rowCount && !any; i++) {
+        any = weights[wOff + rows[i] * wStride + s] != 0f;
+      }
+      if (!any) {
+        continue;
+      }
+      int offset = s * rowBytes;
+      // selectFrom wraps each index to the vector: code mod LANES, the entry in either half
+      for (int j = 0, c = offset; j < headDim; j += lanes, c += w.vectorBytes) {
+        jdk.incubator.vector.IntVector code =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, c))
+                .blend(
+                    jdk.incubator.vector.IntVector.broadcast(
+                        ints, CodeWords.word(array, c + highByte)),
+                    high)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        code.selectFrom(book)
+            .blend(
+                code.selectFrom(second),
+                code.compare(jdk.incubator.vector.VectorOperators.GT, lanes - 1))
+            .reinterpretAsFloats()
+            .intoArray(cents, j);
+      }
+      int at = offset + codeBytes;
+      float o = HalfFloats.fromF16((short) ((array[at] & 0xff) | array[at + 1] << 8));
+      float r = HalfFloats.fromF16((short) ((array[at + 2] & 0xff) | array[at + 3] << 8));
+      int sparse = at + 4;
+      for (int i = 0; i < rowCount; i++) {
+        int row = rows[i];
+        float weight = weights[wOff + row * wStride + s];
+        if (weight == 0f) {
+          continue;
+        }
+        int accOff = row * accStride;
+        float a = weight * r;
+        float b = weight * o;
+        jdk.incubator.vector.FloatVector va =
+            jdk.incubator.vector.FloatVector.broadcast(species, a);
+        jdk.incubator.vector.FloatVector vb =
+            jdk.incubator.vector.FloatVector.broadcast(species, b);
+        for (int j = 0; j < headDim; j += lanes) {
+          jdk.incubator.vector.FloatVector cent =
+              jdk.incubator.vector.FloatVector.fromArray(species, cents, j);
+          jdk.incubator.vector.FloatVector.fromArray(species, acc, accOff + j)
+              .add(cent.mul(va).add(vb))
+              .intoArray(acc, accOff + j);
+        }
+        for (int e = 0; e < slots; e++) {
+          int idx = KvQuantRows.outlierIndex(null, array, sparse, e);
+          if (idx != KvQuantRows.UNUSED) {
+            float v = KvQuantRows.outlierValue(null, array, sparse, e);
+            acc[accOff + idx] += weight * v - (a * cents[idx] + b);
+          }
+        }
+      }
+    }
+  }
+
   private static void addInRegisters(
       byte[] array,
       int count,
