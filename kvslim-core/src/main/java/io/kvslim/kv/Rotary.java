@@ -20,4 +20,14 @@ public interface Rotary {
    * with the angles at {@code cos[a..a+dims/2)} and {@code sin[a..]}.
    */
   void rotate(float[] x, int off, int heads, int headDim, float[] cos, float[] sin, int a);
+
+  /**
+   * How channels pair: the distance from the first channel of a pair to its second, 1 when pair i
+   * is {@code (x[2i], x[2i+1])} (ggml's NORMAL), {@code dims/2} when it is {@code (x[i], x[i +
+   * dims/2])} (NEOX); each pair is rotated as {@link #rotate} does, {@code (x0·cos − x1·sin, x0·sin
+   * + x1·cos)}. 0 when this rotary does not say (a cache then rotates each key itself).
+   */
+  default int pairOffset() {
+    return 0;
+  }
 }

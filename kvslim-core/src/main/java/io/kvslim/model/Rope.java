@@ -67,6 +67,11 @@ public final class Rope implements Rotary {
   }
 
   @Override
+  public int pairOffset() {
+    return type == ModelConfig.RopeType.NORMAL ? 1 : dims / 2;
+  }
+
+  @Override
   public int dims() {
     return dims;
   }

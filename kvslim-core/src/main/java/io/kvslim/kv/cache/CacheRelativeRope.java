@@ -56,6 +56,30 @@ final class CacheRelativeRope {
   }
 
   /**
+   * Whether keys of {@code headDim} channels at their own positions can be scored rotated by a
+   * format's kernel ({@link io.kvslim.kv.format.KvFormat#scoresAtPositions}) from this table: keys
+   * are rotated at their own positions, the rotary says how its channels pair ({@link
+   * Rotary#pairOffset}) and rotates the whole head.
+   */
+  boolean scoresAtPositions(int headDim) {
+    return original && rope.pairOffset() > 0 && rope.dims() == headDim;
+  }
+
+  /** How the rotary's channels pair ({@link Rotary#pairOffset}). */
+  int pairOffset() {
+    return rope.pairOffset();
+  }
+
+  /** The cosines: position p's pair i at {@code p·dims/2 + i}, for positions below the count. */
+  float[] cos() {
+    return cos;
+  }
+
+  float[] sin() {
+    return sin;
+  }
+
+  /**
    * The queries of a tile's rows, each rotated by the cache index of its own token, into {@link
    * AttentionTile#rolledQueries} (row r at {@code r·headDim}, offsets in {@code rolledOffsets}).
    * Row r is query {@code (first + r) / group}; query i's token has index {@code firstNew + i} (the

@@ -82,6 +82,7 @@ final class OwnTileAttention {
     int stride = tile.stride;
     float[] slots = tile.slots;
     KvFormat prepared = null;
+    boolean preparedAtPositions = false;
     int retained = 0;
     // Quest's page selection: blocks without a selected token are not read (score -inf, weight 0)
     BitSet selected = c.selected == null ? null : c.selected[g];
@@ -110,17 +111,38 @@ final class OwnTileAttention {
       }
       KvFormat keyFormat = block.keyFormat();
       MemorySegment keys = block.keys();
-      if (c.relative != null) {
+      // keys before RoPE at their own positions: scored rotated by the format's kernel, or decoded,
+      // rotated and scored in F32
+      boolean atPositions =
+          c.relative != null
+              && rows <= ROTATED_ROWS
+              && c.relative.scoresAtPositions(headDim)
+              && keyFormat.rotatedQueryLength(headDim) > 0;
+      if (c.relative != null && !atPositions) {
         keys = c.relative.keys(tile, block, retained, headDim);
         keyFormat = KvFormats.F32;
       }
-      if (keyFormat != prepared) {
-        tile.ensurePrepared(rows, keyFormat.preparedQueryLength(headDim));
-        for (int r = 0; r < rows; r++) {
-          keyFormat.prepareQuery(
-              queries, queryOffsets[r], headDim, tile.prepared, r * tile.preparedStride);
+      if (keyFormat != prepared || atPositions != preparedAtPositions) {
+        if (atPositions) {
+          tile.ensurePrepared(rows, keyFormat.rotatedQueryLength(headDim));
+          for (int r = 0; r < rows; r++) {
+            keyFormat.prepareRotatedQuery(
+                queries,
+                queryOffsets[r],
+                headDim,
+                c.relative.pairOffset(),
+                tile.prepared,
+                r * tile.preparedStride);
+          }
+        } else {
+          tile.ensurePrepared(rows, keyFormat.preparedQueryLength(headDim));
+          for (int r = 0; r < rows; r++) {
+            keyFormat.prepareQuery(
+                queries, queryOffsets[r], headDim, tile.prepared, r * tile.preparedStride);
+          }
         }
         prepared = keyFormat;
+        preparedAtPositions = atPositions;
       }
       boolean dense = live == filled;
       boolean positionsRead = false;
@@ -147,19 +169,39 @@ final class OwnTileAttention {
         tile.blockRows = new float[capacity * headDim];
       }
       float[] rowScores = tile.rowScores;
-      keyFormat.scoresRows(
-          keys,
-          filled,
-          capacity,
-          headDim,
-          tile.prepared,
-          tile.preparedStride,
-          list,
-          seeing,
-          rowScores,
-          capacity,
-          tile.work,
-          tile.blockRows);
+      if (atPositions) {
+        block.positions(slotPositions, 0);
+        positionsRead = true;
+        for (int i = 0; i < seeing; i++) {
+          keyFormat.scoresAtPositions(
+              keys,
+              filled,
+              headDim,
+              tile.prepared,
+              list[i] * tile.preparedStride,
+              c.relative.pairOffset(),
+              slotPositions,
+              c.relative.cos(),
+              c.relative.sin(),
+              rowScores,
+              i * capacity,
+              tile.work);
+        }
+      } else {
+        keyFormat.scoresRows(
+            keys,
+            filled,
+            capacity,
+            headDim,
+            tile.prepared,
+            tile.preparedStride,
+            list,
+            seeing,
+            rowScores,
+            capacity,
+            tile.work,
+            tile.blockRows);
+      }
       for (int i = 0; i < seeing; i++) {
         int r = list[i];
         int position = rowPositions[r];
@@ -350,6 +392,15 @@ final class OwnTileAttention {
     int next = selected.nextSetBit(from);
     return next >= 0 && next < from + count;
   }
+
+  /**
+   * Tiles of up to this many rows score keys stored before RoPE with the format's fused kernel
+   * ({@link KvFormat#scoresAtPositions}, which reads a key's codes once per row); larger tiles (a
+   * prefill's) decode and rotate each key once and score it in F32 for all their rows. KVQuant
+   * 4-bit on AVX2: the kernel took about a quarter of decoding and rotating a key and scoring it
+   * once ({@code KvQuantAttendCpuBench}).
+   */
+  static final int ROTATED_ROWS = 4;
 
   static final boolean PREFETCH = !Boolean.getBoolean("kvslim.noprefetch");
 

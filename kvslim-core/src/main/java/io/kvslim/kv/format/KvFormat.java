@@ -259,6 +259,52 @@ public interface KvFormat {
   }
 
   /**
+   * Floats of the query that {@link #scoresAtPositions} reads, or 0 (the default) when this (key)
+   * format has no such kernel: the cache then decodes each key, rotates it at its position and
+   * scores it in F32.
+   */
+  default int rotatedQueryLength(int headDim) {
+    return 0;
+  }
+
+  /**
+   * Writes into {@code dst[dstOff..+rotatedQueryLength)} what {@link #scoresAtPositions} reads of
+   * the query {@code q[qOff..+headDim)}, whose channels RoPE rotates in pairs {@code (a, a +
+   * pairOffset)} ({@link io.kvslim.kv.Rotary#pairOffset}: 1 for adjacent pairs, {@code headDim/2}
+   * for pairs half a head apart). Once per query and format.
+   */
+  default void prepareRotatedQuery(
+      float[] q, int qOff, int headDim, int pairOffset, float[] dst, int dstOff) {
+    throw new UnsupportedOperationException(name() + " has no kernel for keys before RoPE");
+  }
+
+  /**
+   * Fused scores of keys stored before RoPE, each rotated at its position: {@code scores[sOff + s]
+   * = q · R(p_s)·k_s} for slots {@code 0..count)}, {@code p_s = positions[s]}, R the rotation of
+   * every pair (a, b) of channels by its angle, {@code (k_a cos − k_b sin, k_a sin + k_b cos)}, as
+   * {@link io.kvslim.kv.Rotary#rotate} does; pair {@code i}'s angle at position p has its cosine
+   * and sine at {@code cos[p·headDim/2 + i]} and {@code sin[...]}. The query is prepared by {@link
+   * #prepareRotatedQuery} with the same {@code pairOffset}; {@code work} has at least {@link
+   * #workLength(int)} floats. Every channel is rotated (a rotary over part of the head is not
+   * handled here).
+   */
+  default void scoresAtPositions(
+      MemorySegment block,
+      int count,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      int pairOffset,
+      int[] positions,
+      float[] cos,
+      float[] sin,
+      float[] scores,
+      int sOff,
+      float[] work) {
+    throw new UnsupportedOperationException(name() + " has no kernel for keys before RoPE");
+  }
+
+  /**
    * Tokens at the start of each head that a (key) format leaves in full precision: the store keeps
    * them, keys and values, in F16 in a block of their own (KVQuant's attention sink, the authors'
    * {@code first_few_fp16}). 0 by default.

@@ -44,6 +44,10 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
   private final float[][] range;
   private final int sinkTokens;
   private final int head; // -1: the layer's format, which hands out the heads' formats
+  // the codebook's first and last 8 centroids, each padded into one vector (CodeWords.book), for
+  // the kernels that look codes up in registers; null without 8 or 16 float lanes
+  private final jdk.incubator.vector.IntVector lowBook;
+  private final jdk.incubator.vector.IntVector highBook;
   private final KvQuantKeyFormat[] heads;
 
   /**
@@ -120,6 +124,8 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
     this.outliers = outliers;
     this.centroids = centroids;
     this.midpoints = KvQuantRows.midpoints(centroids);
+    this.lowBook = KvQuantRows.lowBook(centroids);
+    this.highBook = KvQuantRows.highBook(centroids);
     this.offset = offset;
     this.range = range;
     this.head = head;
@@ -487,6 +493,257 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
         }
       }
       scores[s] = dot;
+    }
+  }
+
+  /**
+   * Per rotary pair k = (a, b), d/2 each: [q_a r_a, q_b r_b, q_b r_a, −q_a r_b, q_a o_a + q_b o_b,
+   * q_b o_a − q_a o_b], then q (d).
+   */
+  @Override
+  public int rotatedQueryLength(int headDim) {
+    return 4 * headDim;
+  }
+
+  @Override
+  public void prepareRotatedQuery(
+      float[] q, int qOff, int headDim, int pairOffset, float[] dst, int dstOff) {
+    int g = checkedHead();
+    float[] o = this.offset[g];
+    float[] r = this.range[g];
+    int half = headDim / 2;
+    for (int k = 0; k < half; k++) {
+      int a = firstOfPair(k, pairOffset);
+      int b = a + pairOffset;
+      float qa = q[qOff + a];
+      float qb = q[qOff + b];
+      dst[dstOff + k] = qa * r[a];
+      dst[dstOff + half + k] = qb * r[b];
+      dst[dstOff + 2 * half + k] = qb * r[a];
+      dst[dstOff + 3 * half + k] = -qa * r[b];
+      dst[dstOff + 4 * half + k] = qa * o[a] + qb * o[b];
+      dst[dstOff + 5 * half + k] = qb * o[a] - qa * o[b];
+    }
+    System.arraycopy(q, qOff, dst, dstOff + 3 * headDim, headDim);
+  }
+
+  /** The first channel of rotary pair {@code k}: 2k for adjacent pairs, k for pairs d/2 apart. */
+  private static int firstOfPair(int k, int pairOffset) {
+    return pairOffset == 1 ? 2 * k : k;
+  }
+
+  /**
+   * Scores of keys before RoPE, each rotated at its position, without decoding or rotating a key,
+   * as KVQuant's decode kernels do (they weight each dequantized channel by {@code cos·q_c + sign·
+   * sin·q_partner}: {@code deployment/kvquant/quant_cuda_kernel.cu} of SqueezeAILab/KVQuant at
+   * 57a2383, the dense {@code VecQuant4MatMulKernelNUQPerChannelTransposedRopeMHABatchedFusedOpt},
+   * lines 3040–3140, and the sparse {@code SPMV_ATOMIC_ROPE_BALANCED}, lines 473–520; they compute
+   * the angles in the loop, this kernel reads the model's from its table). With k̂_c =
+   * r_c·cent[code_c] + o_c and pair k = (a, b) at angle (cos_k, sin_k):
+   *
+   * <pre>
+   * q·R(p)·k̂ = Σ_k cos_k·(q_a r_a·cent_a + q_b r_b·cent_b + q_a o_a + q_b o_b)
+   *          + sin_k·(q_b r_a·cent_a − q_a r_b·cent_b + q_b o_a − q_a o_b)
+   * </pre>
+   *
+   * A dense pass over the codes, then a sparse pass adding each used outlier's {@code (v − k̂_c)}
+   * times its weight ({@code q_a cos_k + q_b sin_k} for a first channel, {@code q_b cos_k − q_a
+   * sin_k} for a second). For adjacent pairs (ggml's NORMAL RoPE) the dense pass runs in registers,
+   * four rows at a time: each run of 2L channels' codes is cut into the pairs' first and second
+   * channels ({@link PairCodeWords}), each looked up in the codebook by permutes (a 16-entry
+   * codebook on 8 lanes as two halves), so lane k meets pair k's angle straight from the table.
+   * Within float rounding of the decoded key rotated and scored ({@code KvQuantRopeKernelTest}).
+   */
+  @Override
+  public void scoresAtPositions(
+      MemorySegment block,
+      int count,
+      int headDim,
+      float[] prepared,
+      int pOff,
+      int pairOffset,
+      int[] positions,
+      float[] cos,
+      float[] sin,
+      float[] scores,
+      int sOff,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    int codeBytes = codeBytes(headDim);
+    int rowBytes = rowBytes(headDim);
+    int half = headDim / 2;
+    PairCodeWords w = PairCodeWords.of(bits, headDim);
+    if (array != null && pairOffset == 1 && w != null && lowBook != null) {
+      pairsInRegisters(
+          array, count, half, rowBytes, w, lowBook, highBook, prepared, pOff, positions, cos, sin,
+          scores, sOff);
+    } else {
+      for (int s = 0; s < count; s++) {
+        long row = (long) s * rowBytes;
+        int t = positions[s] * half;
+        float dot = 0f;
+        for (int k = 0; k < half; k++) {
+          int a = firstOfPair(k, pairOffset);
+          float ca = centroids[KvQuantRows.codeAt(block, row, a, bits)];
+          float cb = centroids[KvQuantRows.codeAt(block, row, a + pairOffset, bits)];
+          float x =
+              prepared[pOff + k] * ca
+                  + prepared[pOff + half + k] * cb
+                  + prepared[pOff + 4 * half + k];
+          float y =
+              prepared[pOff + 2 * half + k] * ca
+                  + prepared[pOff + 3 * half + k] * cb
+                  + prepared[pOff + 5 * half + k];
+          dot += cos[t + k] * x + sin[t + k] * y;
+        }
+        scores[sOff + s] = dot;
+      }
+    }
+    if (outliers > 0) {
+      rotatedCorrections(
+          block,
+          array,
+          count,
+          headDim,
+          rowBytes,
+          codeBytes,
+          prepared,
+          pOff,
+          pairOffset,
+          positions,
+          cos,
+          sin,
+          scores,
+          sOff);
+    }
+  }
+
+  private static void pairsInRegisters(
+      byte[] array,
+      int count,
+      int half,
+      int rowBytes,
+      PairCodeWords w,
+      jdk.incubator.vector.IntVector low,
+      jdk.incubator.vector.IntVector high,
+      float[] p,
+      int pOff,
+      int[] positions,
+      float[] cos,
+      float[] sin,
+      float[] scores,
+      int sOff) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int lanes = CodeWords.LANES;
+    int highByte = w.highByte;
+    int mask = w.mask;
+    int runBytes = w.runBytes;
+    jdk.incubator.vector.IntVector shiftA = w.firstShifts;
+    jdk.incubator.vector.VectorMask<Integer> highA = w.firstHigh;
+    jdk.incubator.vector.IntVector shiftB = w.secondShifts;
+    jdk.incubator.vector.VectorMask<Integer> highB = w.secondHigh;
+    int ra = pOff;
+    int rb = pOff + half;
+    int sa = pOff + 2 * half;
+    int sb = pOff + 3 * half;
+    int oc = pOff + 4 * half;
+    int os = pOff + 5 * half;
+    // selectFrom wraps each index to the vector (code & 7 on 8 lanes: the first half's entry; on
+    // 16 lanes the pair runs hold 2-bit codes only), the lanes with codes above 7 take the second
+    // half's. One row at a time: four rows at once (the prepared query held for them) spilled the
+    // registers and measured 2x slower
+    for (int s = 0; s < count; s++) {
+      jdk.incubator.vector.FloatVector d = jdk.incubator.vector.FloatVector.zero(species);
+      int t = positions[s] * half;
+      for (int k = 0, a = s * rowBytes; k < half; k += lanes, a += runBytes) {
+        jdk.incubator.vector.IntVector w0 =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a));
+        jdk.incubator.vector.IntVector w1 =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a + highByte));
+        jdk.incubator.vector.IntVector codeA =
+            w0.blend(w1, highA)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shiftA)
+                .and(mask);
+        jdk.incubator.vector.IntVector codeB =
+            w0.blend(w1, highB)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shiftB)
+                .and(mask);
+        jdk.incubator.vector.FloatVector ca =
+            codeA
+                .selectFrom(low)
+                .blend(
+                    codeA.selectFrom(high),
+                    codeA.compare(jdk.incubator.vector.VectorOperators.GT, 7))
+                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector cb =
+            codeB
+                .selectFrom(low)
+                .blend(
+                    codeB.selectFrom(high),
+                    codeB.compare(jdk.incubator.vector.VectorOperators.GT, 7))
+                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector x =
+            jdk.incubator.vector.FloatVector.fromArray(species, p, ra + k)
+                .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, oc + k));
+        x = jdk.incubator.vector.FloatVector.fromArray(species, p, rb + k).fma(cb, x);
+        jdk.incubator.vector.FloatVector y =
+            jdk.incubator.vector.FloatVector.fromArray(species, p, sa + k)
+                .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, os + k));
+        y = jdk.incubator.vector.FloatVector.fromArray(species, p, sb + k).fma(cb, y);
+        d = x.fma(jdk.incubator.vector.FloatVector.fromArray(species, cos, t + k), d);
+        d = y.fma(jdk.incubator.vector.FloatVector.fromArray(species, sin, t + k), d);
+      }
+      scores[sOff + s] = io.kvslim.kv.attention.AttentionKernels.sumLanes(d);
+    }
+  }
+
+  /**
+   * Each used outlier's {@code (v − k̂_c)} times its channel's weight, added to its slot's score.
+   */
+  private void rotatedCorrections(
+      MemorySegment block,
+      byte[] array,
+      int count,
+      int headDim,
+      int rowBytes,
+      int codeBytes,
+      float[] p,
+      int pOff,
+      int pairOffset,
+      int[] positions,
+      float[] cos,
+      float[] sin,
+      float[] scores,
+      int sOff) {
+    float[] o = this.offset[head];
+    float[] r = this.range[head];
+    int q = pOff + 3 * headDim;
+    int half = headDim / 2;
+    for (int s = 0; s < count; s++) {
+      long offset = (long) s * rowBytes;
+      long sparse = offset + codeBytes;
+      int t = positions[s] * half;
+      float dot = scores[sOff + s];
+      for (int i = 0; i < outliers; i++) {
+        int idx = KvQuantRows.outlierIndex(block, array, sparse, i);
+        if (idx != KvQuantRows.UNUSED) {
+          float v = KvQuantRows.outlierValue(block, array, sparse, i);
+          int code =
+              array != null
+                  ? KvQuantRows.codeAt(array, (int) offset, idx, bits)
+                  : KvQuantRows.codeAt(block, offset, idx, bits);
+          float k = r[idx] * centroids[code] + o[idx];
+          boolean first = pairOffset == 1 ? (idx & 1) == 0 : idx < half;
+          int pair = pairOffset == 1 ? idx >>> 1 : first ? idx : idx - half;
+          float weight =
+              first
+                  ? p[q + idx] * cos[t + pair] + p[q + idx + pairOffset] * sin[t + pair]
+                  : p[q + idx] * cos[t + pair] - p[q + idx - pairOffset] * sin[t + pair];
+          dot += (v - k) * weight;
+        }
+      }
+      scores[sOff + s] = dot;
     }
   }
 

@@ -118,6 +118,42 @@ final class KvQuantRows {
     return (((array[at] & 0xff) | (array[at + 1] & 0xff) << 8) >>> (p & 7)) & ((1 << bits) - 1);
   }
 
+  /** {@link #codeAt(byte[], int, int, int)} from a segment on or off the heap. */
+  static int codeAt(MemorySegment block, long offset, int idx, int bits) {
+    byte[] array = VectorKernels.array(block);
+    if (array != null) {
+      return codeAt(array, (int) offset, idx, bits);
+    }
+    int p = idx * bits;
+    long at = offset + (p >>> 3);
+    int lo = block.get(ValueLayout.JAVA_BYTE, at) & 0xff;
+    int hi = at + 1 < block.byteSize() ? block.get(ValueLayout.JAVA_BYTE, at + 1) & 0xff : 0;
+    return ((lo | hi << 8) >>> (p & 7)) & ((1 << bits) - 1);
+  }
+
+  /**
+   * The codebook's first 8 centroids padded into one vector ({@link CodeWords#book}), for kernels
+   * that look codes up in registers as {@code (code & 7)} in this vector or, for codes above 7, in
+   * {@link #highBook}; null without 8 or 16 float lanes.
+   */
+  static jdk.incubator.vector.IntVector lowBook(float[] centroids) {
+    if (CodeWords.LANES != 8 && CodeWords.LANES != 16) {
+      return null;
+    }
+    return CodeWords.book(java.util.Arrays.copyOf(centroids, Math.min(centroids.length, 8)));
+  }
+
+  /** Centroids 8..15 padded into one vector (the first 8 again for smaller codebooks). */
+  static jdk.incubator.vector.IntVector highBook(float[] centroids) {
+    if (CodeWords.LANES != 8 && CodeWords.LANES != 16) {
+      return null;
+    }
+    return CodeWords.book(
+        centroids.length > 8
+            ? java.util.Arrays.copyOfRange(centroids, 8, centroids.length)
+            : java.util.Arrays.copyOf(centroids, Math.min(centroids.length, 8)));
+  }
+
   /** Overwrites {@code dst[dstOff + index]} with each used outlier's value. */
   static void applyOutliers(MemorySegment block, long at, int slots, float[] dst, int dstOff) {
     byte[] array = VectorKernels.array(block);

@@ -2,6 +2,7 @@ package io.kvslim.kv.format;
 
 import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 /**
  * KVQuant values (arXiv:2401.18079; METHODS.md Q4 step 3): per-token non-uniform quantization with
@@ -26,6 +27,10 @@ public final class KvQuantValueFormat extends RowFormat {
   private final int perSide;
   private final float[] centroids;
   private final float[] midpoints;
+  // the codebook in one vector, or its first LANES centroids with the rest in upper (4 bits on 8
+  // lanes); null without 8 or 16 float lanes
+  private final jdk.incubator.vector.IntVector book;
+  private final jdk.incubator.vector.IntVector upper;
 
   /**
    * @param perSide outliers per vector at each end (largest and smallest)
@@ -43,6 +48,16 @@ public final class KvQuantValueFormat extends RowFormat {
     this.perSide = perSide;
     this.centroids = KvQuantRows.checkCodebook("kvquant value", centroids, bits);
     this.midpoints = KvQuantRows.midpoints(this.centroids);
+    boolean vectors = CodeWords.LANES == 8 || CodeWords.LANES == 16;
+    int lanes = CodeWords.LANES;
+    this.book =
+        vectors
+            ? CodeWords.book(Arrays.copyOf(this.centroids, Math.min(this.centroids.length, lanes)))
+            : null;
+    this.upper =
+        vectors && this.centroids.length > lanes
+            ? CodeWords.book(Arrays.copyOfRange(this.centroids, lanes, this.centroids.length))
+            : null;
   }
 
   /** The layer's 2^bits centroids as f32 (the midpoints are derived from them). */
@@ -197,7 +212,7 @@ public final class KvQuantValueFormat extends RowFormat {
       int accOff,
       float[] work) {
     byte[] array = VectorKernels.array(block);
-    if (array == null || !CodeWords.applies(bits, headDim) || centroids.length > CodeWords.LANES) {
+    if (array == null || !CodeWords.applies(bits, headDim) || book == null) {
       super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
       return;
     }
@@ -209,12 +224,151 @@ public final class KvQuantValueFormat extends RowFormat {
         codeBytes(headDim),
         slots(),
         CodeWords.of(bits),
-        CodeWords.book(centroids),
+        book,
+        upper,
         centroids,
         weights,
         wOff,
         acc,
         accOff);
+  }
+
+  /**
+   * {@link #accumulateBlock} for several query rows (a prefill tile's), slot by slot: each slot's
+   * codes are looked up once, in registers, into {@code work}, then each row with a nonzero weight
+   * adds them and replaces the slot's outliers with {@link #accumulateBlock}'s operations, in slot
+   * order: each row's bits are {@link #accumulateBlock}'s.
+   */
+  @Override
+  public void accumulateBlockRows(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (rowCount < 2
+        || array == null
+        || !CodeWords.applies(bits, headDim)
+        || book == null
+        || work.length < headDim) {
+      super.accumulateBlockRows(
+          block, count, capacity, headDim, weights, wOff, wStride, rows, rowCount, acc, accStride,
+          work);
+      return;
+    }
+    addRowsInRegisters(
+        array,
+        count,
+        headDim,
+        rowBytes(headDim),
+        codeBytes(headDim),
+        slots(),
+        CodeWords.of(bits),
+        book,
+        upper,
+        weights,
+        wOff,
+        wStride,
+        rows,
+        rowCount,
+        acc,
+        accStride,
+        work);
+  }
+
+  private static void addRowsInRegisters(
+      byte[] array,
+      int count,
+      int headDim,
+      int rowBytes,
+      int codeBytes,
+      int slots,
+      CodeWords w,
+      jdk.incubator.vector.IntVector book,
+      jdk.incubator.vector.IntVector upper,
+      float[] weights,
+      int wOff,
+      int wStride,
+      int[] rows,
+      int rowCount,
+      float[] acc,
+      int accStride,
+      float[] cents) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int lanes = CodeWords.LANES;
+    int highByte = w.highByte;
+    int mask = w.mask;
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    jdk.incubator.vector.VectorMask<Integer> high = w.high;
+    jdk.incubator.vector.IntVector second = upper == null ? book : upper;
+    for (int s = 0; s < count; s++) {
+      boolean any = false;
+      for (int i = 0; i < rowCount && !any; i++) {
+        any = weights[wOff + rows[i] * wStride + s] != 0f;
+      }
+      if (!any) {
+        continue;
+      }
+      int offset = s * rowBytes;
+      // selectFrom wraps each index to the vector: code mod LANES, the entry in either half
+      for (int j = 0, c = offset; j < headDim; j += lanes, c += w.vectorBytes) {
+        jdk.incubator.vector.IntVector code =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, c))
+                .blend(
+                    jdk.incubator.vector.IntVector.broadcast(
+                        ints, CodeWords.word(array, c + highByte)),
+                    high)
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        code.selectFrom(book)
+            .blend(
+                code.selectFrom(second),
+                code.compare(jdk.incubator.vector.VectorOperators.GT, lanes - 1))
+            .reinterpretAsFloats()
+            .intoArray(cents, j);
+      }
+      int at = offset + codeBytes;
+      float o = HalfFloats.fromF16((short) ((array[at] & 0xff) | array[at + 1] << 8));
+      float r = HalfFloats.fromF16((short) ((array[at + 2] & 0xff) | array[at + 3] << 8));
+      int sparse = at + 4;
+      for (int i = 0; i < rowCount; i++) {
+        int row = rows[i];
+        float weight = weights[wOff + row * wStride + s];
+        if (weight == 0f) {
+          continue;
+        }
+        int accOff = row * accStride;
+        float a = weight * r;
+        float b = weight * o;
+        jdk.incubator.vector.FloatVector va =
+            jdk.incubator.vector.FloatVector.broadcast(species, a);
+        jdk.incubator.vector.FloatVector vb =
+            jdk.incubator.vector.FloatVector.broadcast(species, b);
+        for (int j = 0; j < headDim; j += lanes) {
+          jdk.incubator.vector.FloatVector cent =
+              jdk.incubator.vector.FloatVector.fromArray(species, cents, j);
+          jdk.incubator.vector.FloatVector.fromArray(species, acc, accOff + j)
+              .add(cent.mul(va).add(vb))
+              .intoArray(acc, accOff + j);
+        }
+        for (int e = 0; e < slots; e++) {
+          int idx = KvQuantRows.outlierIndex(null, array, sparse, e);
+          if (idx != KvQuantRows.UNUSED) {
+            float v = KvQuantRows.outlierValue(null, array, sparse, e);
+            acc[accOff + idx] += weight * v - (a * cents[idx] + b);
+          }
+        }
+      }
+    }
   }
 
   private static void addInRegisters(
@@ -226,6 +380,7 @@ public final class KvQuantValueFormat extends RowFormat {
       int slots,
       CodeWords w,
       jdk.incubator.vector.IntVector book,
+      jdk.incubator.vector.IntVector upper,
       float[] centroids,
       float[] weights,
       int wOff,
@@ -252,20 +407,46 @@ public final class KvQuantValueFormat extends RowFormat {
       float b = weight * o;
       jdk.incubator.vector.FloatVector va = jdk.incubator.vector.FloatVector.broadcast(species, a);
       jdk.incubator.vector.FloatVector vb = jdk.incubator.vector.FloatVector.broadcast(species, b);
-      for (int j = 0, c = offset; j < headDim; j += lanes, c += w.vectorBytes) {
-        jdk.incubator.vector.FloatVector cent =
-            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, c))
-                .blend(
-                    jdk.incubator.vector.IntVector.broadcast(
-                        ints, CodeWords.word(array, c + highByte)),
-                    high)
-                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
-                .and(mask)
-                .selectFrom(book)
-                .reinterpretAsFloats();
-        jdk.incubator.vector.FloatVector.fromArray(species, acc, accOff + j)
-            .add(cent.mul(va).add(vb))
-            .intoArray(acc, accOff + j);
+      if (upper == null) {
+        for (int j = 0, c = offset; j < headDim; j += lanes, c += w.vectorBytes) {
+          jdk.incubator.vector.FloatVector cent =
+              jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, c))
+                  .blend(
+                      jdk.incubator.vector.IntVector.broadcast(
+                          ints, CodeWords.word(array, c + highByte)),
+                      high)
+                  .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                  .and(mask)
+                  .selectFrom(book)
+                  .reinterpretAsFloats();
+          jdk.incubator.vector.FloatVector.fromArray(species, acc, accOff + j)
+              .add(cent.mul(va).add(vb))
+              .intoArray(acc, accOff + j);
+        }
+      } else {
+        // more centroids than lanes (4 bits on 8 lanes): the codebook's two halves, each one
+        // permute, and the lanes whose code is past the first half take the second
+        int lowMask = lanes - 1;
+        for (int j = 0, c = offset; j < headDim; j += lanes, c += w.vectorBytes) {
+          jdk.incubator.vector.IntVector code =
+              jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, c))
+                  .blend(
+                      jdk.incubator.vector.IntVector.broadcast(
+                          ints, CodeWords.word(array, c + highByte)),
+                      high)
+                  .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                  .and(mask);
+          // selectFrom wraps each index to the vector: code mod LANES, the entry in either half
+          jdk.incubator.vector.FloatVector cent =
+              code.selectFrom(book)
+                  .blend(
+                      code.selectFrom(upper),
+                      code.compare(jdk.incubator.vector.VectorOperators.GT, lowMask))
+                  .reinterpretAsFloats();
+          jdk.incubator.vector.FloatVector.fromArray(species, acc, accOff + j)
+              .add(cent.mul(va).add(vb))
+              .intoArray(acc, accOff + j);
+        }
       }
       int sparse = at + 4;
       for (int i = 0; i < slots; i++) {
