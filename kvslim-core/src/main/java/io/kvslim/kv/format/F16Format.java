@@ -92,14 +92,55 @@ public final class F16Format extends RowFormat {
     // prepared query is an f16 value, |q| <= 65504 < 2^16, or infinite) and bits is exact too
     // (f16 subnormals become float subnormals, multiples of 2^-136), so each product, and each
     // fused multiply-add, is the same as with the widened key: the same bits.
-    if (work.length < headDim) {
+    if (work.length < headDim + lanes) {
       super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
       return;
     }
     for (int j = 0; j < headDim; j += lanes) {
       FloatVector.fromArray(species, prepared, pOff + j).mul(0x1p112f).intoArray(work, j);
     }
-    for (int s = 0; s < count; s++) {
+    int s = 0;
+    if (lanes == 8) {
+      // four rows a pass: four independent multiply-add chains share each loaded query vector,
+      // and sumLanes4 adds each row's lanes in sumLanes' tree (the same bits as one row a pass)
+      for (; s + 3 < count; s += 4) {
+        int at = s * rowBytes;
+        FloatVector sum0 = FloatVector.zero(species);
+        FloatVector sum1 = sum0;
+        FloatVector sum2 = sum0;
+        FloatVector sum3 = sum0;
+        for (int j = 0; j < headDim; j += lanes) {
+          FloatVector q = FloatVector.fromArray(species, work, j);
+          int a0 = at + 2 * j;
+          IntVector h0 =
+              (IntVector)
+                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0)
+                      .reinterpretAsShorts()
+                      .convertShape(S2I, VectorKernels.INTS, 0);
+          IntVector h1 =
+              (IntVector)
+                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0 + rowBytes)
+                      .reinterpretAsShorts()
+                      .convertShape(S2I, VectorKernels.INTS, 0);
+          IntVector h2 =
+              (IntVector)
+                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0 + 2 * rowBytes)
+                      .reinterpretAsShorts()
+                      .convertShape(S2I, VectorKernels.INTS, 0);
+          IntVector h3 =
+              (IntVector)
+                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0 + 3 * rowBytes)
+                      .reinterpretAsShorts()
+                      .convertShape(S2I, VectorKernels.INTS, 0);
+          sum0 = q.fma(h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum0);
+          sum1 = q.fma(h1.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum1);
+          sum2 = q.fma(h2.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum2);
+          sum3 = q.fma(h3.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum3);
+        }
+        AttentionKernels.sumLanes4(sum0, sum1, sum2, sum3, scores, s, work, headDim);
+      }
+    }
+    for (; s < count; s++) {
       int at = s * rowBytes;
       FloatVector sum = FloatVector.zero(species);
       for (int j = 0; j < headDim; j += lanes) {
