@@ -101,44 +101,7 @@ public final class F16Format extends RowFormat {
     }
     int s = 0;
     if (lanes == 8) {
-      // four rows a pass: four independent multiply-add chains share each loaded query vector,
-      // and sumLanes4 adds each row's lanes in sumLanes' tree (the same bits as one row a pass)
-      for (; s + 3 < count; s += 4) {
-        int at = s * rowBytes;
-        FloatVector sum0 = FloatVector.zero(species);
-        FloatVector sum1 = sum0;
-        FloatVector sum2 = sum0;
-        FloatVector sum3 = sum0;
-        for (int j = 0; j < headDim; j += lanes) {
-          FloatVector q = FloatVector.fromArray(species, work, j);
-          int a0 = at + 2 * j;
-          IntVector h0 =
-              (IntVector)
-                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0)
-                      .reinterpretAsShorts()
-                      .convertShape(S2I, VectorKernels.INTS, 0);
-          IntVector h1 =
-              (IntVector)
-                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0 + rowBytes)
-                      .reinterpretAsShorts()
-                      .convertShape(S2I, VectorKernels.INTS, 0);
-          IntVector h2 =
-              (IntVector)
-                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0 + 2 * rowBytes)
-                      .reinterpretAsShorts()
-                      .convertShape(S2I, VectorKernels.INTS, 0);
-          IntVector h3 =
-              (IntVector)
-                  ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0 + 3 * rowBytes)
-                      .reinterpretAsShorts()
-                      .convertShape(S2I, VectorKernels.INTS, 0);
-          sum0 = q.fma(h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum0);
-          sum1 = q.fma(h1.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum1);
-          sum2 = q.fma(h2.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum2);
-          sum3 = q.fma(h3.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum3);
-        }
-        AttentionKernels.sumLanes4(sum0, sum1, sum2, sum3, scores, s, work, headDim);
-      }
+      s = scoresFours(array, rowBytes, count, headDim, work, scores);
     }
     for (; s < count; s++) {
       int at = s * rowBytes;
@@ -168,6 +131,58 @@ public final class F16Format extends RowFormat {
   }
 
   /**
+   * F16 key scores four rows a pass on 8 lanes: four independent multiply-add chains share each
+   * loaded query vector ({@code work[0..headDim)}: the query times 2^112), and {@link
+   * AttentionKernels#sumLanes4} adds each row's lanes in {@link AttentionKernels#sumLanes}' tree:
+   * the same bits as one row a pass. Its own method, so that C2 compiles it apart from {@link
+   * #scores} (inlined there, the node count stopped it inlining {@code sumLanes4}, and the four
+   * vectors were boxed). Returns the rows done (a multiple of four).
+   */
+  private static int scoresFours(
+      byte[] array, int rowBytes, int count, int headDim, float[] work, float[] scores) {
+    VectorSpecies<Float> species = VectorKernels.FLOATS;
+    int lanes = species.length();
+    int s = 0;
+    for (; s + 3 < count; s += 4) {
+      int at = s * rowBytes;
+      FloatVector sum0 = FloatVector.zero(species);
+      FloatVector sum1 = sum0;
+      FloatVector sum2 = sum0;
+      FloatVector sum3 = sum0;
+      for (int j = 0; j < headDim; j += lanes) {
+        FloatVector q = FloatVector.fromArray(species, work, j);
+        int a0 = at + 2 * j;
+        IntVector h0 =
+            (IntVector)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        IntVector h1 =
+            (IntVector)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0 + rowBytes)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        IntVector h2 =
+            (IntVector)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0 + 2 * rowBytes)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        IntVector h3 =
+            (IntVector)
+                ByteVector.fromArray(VectorKernels.HALF_BYTES, array, a0 + 3 * rowBytes)
+                    .reinterpretAsShorts()
+                    .convertShape(S2I, VectorKernels.INTS, 0);
+        sum0 = q.fma(h0.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum0);
+        sum1 = q.fma(h1.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum1);
+        sum2 = q.fma(h2.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum2);
+        sum3 = q.fma(h3.lanewise(LSHL, 13).and(0x8fffe000).reinterpretAsFloats(), sum3);
+      }
+      AttentionKernels.sumLanes4(sum0, sum1, sum2, sum3, scores, s, work, headDim);
+    }
+    return s;
+  }
+
+  /**
    * The block's rows added in slot order with the output held in registers, four vectors of
    * channels at a time: each lane computes {@code acc = half·w + acc} slot by slot exactly as
    * {@link #accumulateRow} does (same rounded weights, same zero-weight skips), so the bits are the
@@ -194,6 +209,13 @@ public final class F16Format extends RowFormat {
       super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
       return;
     }
+    // each weight rounded to f16 and times 2^112 once for the block, not once per pass
+    boolean rounded = count <= work.length;
+    if (rounded) {
+      for (int s = 0; s < count; s++) {
+        work[s] = roundToF16(weights[wOff + s]) * 0x1p112f;
+      }
+    }
     for (int c = 0; c < headDim; c += 4 * lanes) {
       int a = accOff + c;
       FloatVector v0 = FloatVector.fromArray(species, acc, a);
@@ -206,7 +228,8 @@ public final class F16Format extends RowFormat {
           continue;
         }
         // the weight times 2^112 instead of each widened value (see scores: exact, same bits)
-        FloatVector w = FloatVector.broadcast(species, roundToF16(weight) * 0x1p112f);
+        FloatVector w =
+            FloatVector.broadcast(species, rounded ? work[s] : roundToF16(weight) * 0x1p112f);
         int at = s * rowBytes + 2 * c;
         // VectorKernels.widenFinite's steps written out: no vector crosses a call C2 might not
         // inline
