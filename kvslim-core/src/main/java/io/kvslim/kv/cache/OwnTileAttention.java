@@ -188,19 +188,21 @@ final class OwnTileAttention {
               tile.work);
         }
       } else {
-        keyFormat.scoresRows(
-            keys,
-            filled,
-            capacity,
-            headDim,
-            tile.prepared,
-            tile.preparedStride,
-            list,
-            seeing,
-            rowScores,
-            capacity,
-            tile.work,
-            tile.blockRows);
+        // a block's stored keys: the kernels that skip the infinity check once it has passed
+        (keys == block.keys() ? block.keyKernels() : keyFormat)
+            .scoresRows(
+                keys,
+                filled,
+                capacity,
+                headDim,
+                tile.prepared,
+                tile.preparedStride,
+                list,
+                seeing,
+                rowScores,
+                capacity,
+                tile.work,
+                tile.blockRows);
       }
       for (int i = 0; i < seeing; i++) {
         int r = list[i];
@@ -299,7 +301,7 @@ final class OwnTileAttention {
             rows,
             stride,
             retained,
-            block.valueFormat(),
+            block.valueKernels(),
             block.values(),
             0,
             split,

@@ -23,7 +23,35 @@ public final class F16Format extends RowFormat {
   public static final ValueLayout.OfShort SHORT_LE =
       ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-  F16Format() {}
+  /** Whether the fused kernels check a block for infinities and NaNs (all but the view). */
+  private final boolean checks;
+
+  private static final F16Format ASSUMING_FINITE = new F16Format(false);
+
+  F16Format() {
+    this(true);
+  }
+
+  private F16Format(boolean checks) {
+    this.checks = checks;
+  }
+
+  /**
+   * The same format whose block kernels skip the check for infinities and NaNs (about a quarter of
+   * a key or value pass on AVX2): for blocks {@link #finiteRows} cleared.
+   */
+  @Override
+  public KvFormat assumingFinite() {
+    return ASSUMING_FINITE;
+  }
+
+  @Override
+  public boolean finiteRows(MemorySegment block, int from, int to, int capacity, int headDim) {
+    byte[] array = VectorKernels.array(block);
+    int rowBytes = rowBytes(headDim);
+    return array != null
+        && !VectorKernels.anyInfinityOrNaN(array, from * rowBytes, (to - from) * rowBytes);
+  }
 
   @Override
   public String name() {
@@ -83,7 +111,7 @@ public final class F16Format extends RowFormat {
     int rowBytes = rowBytes(headDim);
     if (array == null
         || headDim % lanes != 0
-        || VectorKernels.anyInfinityOrNaN(array, 0, count * rowBytes)) {
+        || (checks && VectorKernels.anyInfinityOrNaN(array, 0, count * rowBytes))) {
       super.scores(block, count, capacity, headDim, prepared, pOff, scores, work);
       return;
     }
@@ -205,7 +233,7 @@ public final class F16Format extends RowFormat {
     int rowBytes = rowBytes(headDim);
     if (array == null
         || headDim % (4 * lanes) != 0
-        || VectorKernels.anyInfinityOrNaN(array, 0, count * rowBytes)) {
+        || (checks && VectorKernels.anyInfinityOrNaN(array, 0, count * rowBytes))) {
       super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
       return;
     }

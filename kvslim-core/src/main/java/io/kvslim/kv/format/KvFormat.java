@@ -146,6 +146,25 @@ public interface KvFormat {
       float[] work);
 
   /**
+   * This format with fused kernels that may assume every row they read holds no infinity or NaN;
+   * {@code this} for formats whose kernels do not check a block for them. A {@link
+   * io.kvslim.kv.store.KvBlock} hands it out for its rows once {@link #finiteRows} has said so, so
+   * a block's check runs once, not at every step. Use it for the kernel calls only: it is not the
+   * format the block is stored in (it need not equal it).
+   */
+  default KvFormat assumingFinite() {
+    return this;
+  }
+
+  /**
+   * Whether rows {@code [from, to)} of the block hold no infinity or NaN, for formats whose {@link
+   * #assumingFinite} differs from themselves (the others: {@code false}, never asked).
+   */
+  default boolean finiteRows(MemorySegment block, int from, int to, int capacity, int headDim) {
+    return false;
+  }
+
+  /**
    * True when {@link #accumulate} and {@link #accumulateBlock} take normalized probabilities rather
    * than unnormalized softmax weights: f16 values, which round each probability to f16 first, as
    * llama.cpp's (non-flash) {@code KQV} product with an f16 cache does. The attention loop then

@@ -46,6 +46,10 @@ public final class KvBlock {
   private boolean cold; // keys and values are only in the spill file, not in RAM
   private SpilledRows spilledRows; // with spilled: per-sub-block checksums, or null (whole only)
   private long missing; // while warm: the sub-blocks not fetched (their rows zero), or 0
+  // leading rows of keys / values (slots [0, split)) known to hold no infinity or NaN, for formats
+  // whose kernels would check (KvFormat#assumingFinite); any change to the bytes resets them
+  private int finiteKeyRows;
+  private int finiteValueRows;
 
   /** A block whose values are all in {@code valueFormat}. */
   KvBlock(int capacity, int headDim, KvFormat keyFormat, KvFormat valueFormat) {
@@ -324,6 +328,8 @@ public final class KvBlock {
     values = EMPTY;
     cold = true;
     missing = 0;
+    finiteKeyRows = 0;
+    finiteValueRows = 0;
   }
 
   /**
@@ -350,6 +356,8 @@ public final class KvBlock {
     if (!cold && missing == 0) {
       return 0;
     }
+    finiteKeyRows = 0;
+    finiteValueRows = 0;
     SpilledRows rows = spilledRows;
     long want =
         rows == null || !file.readsParts() || liveCount != filled
@@ -404,9 +412,50 @@ public final class KvBlock {
     return want == rows.all() ? null : rows.ranges(want, spilled.keyBytes());
   }
 
+  /**
+   * The key format's kernels for this block's filled rows: {@link KvFormat#assumingFinite} once its
+   * rows were checked free of infinities and NaNs (checked here, once for the rows not checked yet,
+   * not at every attention step), else the key format itself. Attention calls may run on several
+   * threads at once; the count of checked rows is only a cache (a stale read rechecks).
+   */
+  public KvFormat keyKernels() {
+    KvFormat fast = keyFormat.assumingFinite();
+    if (fast == keyFormat || cold) {
+      return keyFormat;
+    }
+    int known = finiteKeyRows;
+    int rows = filled;
+    if (known < rows) {
+      if (!keyFormat.finiteRows(keys, known, rows, capacity, headDim)) {
+        return keyFormat;
+      }
+      finiteKeyRows = rows;
+    }
+    return fast;
+  }
+
+  /** {@link #keyKernels} for the values of slots {@code [0, split())}. */
+  public KvFormat valueKernels() {
+    KvFormat fast = valueFormat.assumingFinite();
+    if (fast == valueFormat || cold) {
+      return valueFormat;
+    }
+    int known = finiteValueRows;
+    int rows = Math.min(filled, split);
+    if (known < rows) {
+      if (!valueFormat.finiteRows(values, known, rows, capacity, headDim)) {
+        return valueFormat;
+      }
+      finiteValueRows = rows;
+    }
+    return fast;
+  }
+
   /** A change to the keys, values or slots: a spilled copy no longer matches, it is dropped. */
   private void changing() {
     requireComplete();
+    finiteKeyRows = 0;
+    finiteValueRows = 0;
     spilled = null;
     spilledRows = null;
   }
