@@ -498,12 +498,17 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
 
   /**
    * Per rotary pair k = (a, b), d/2 each: [q_a r_a, q_b r_b, q_b r_a, −q_a r_b, q_a o_a + q_b o_b,
-   * q_b o_a − q_a o_b], then q (d).
+   * q_b o_a − q_a o_b]; then per channel index c < 256 (an outlier entry's index, 255 for an unused
+   * one) the weights of its pair's cos and sin: q_c and q_b for a first channel c = a, q_c and −q_a
+   * for a second c = b, both 0 past the head (the outliers' pass reads them without a branch).
    */
   @Override
   public int rotatedQueryLength(int headDim) {
-    return 4 * headDim;
+    return 3 * headDim + 2 * OUTLIER_INDICES;
   }
+
+  /** Outlier entry indices: a u8 channel, 255 marking an unused entry. */
+  private static final int OUTLIER_INDICES = 256;
 
   @Override
   public void prepareRotatedQuery(
@@ -524,7 +529,17 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       dst[dstOff + 4 * half + k] = qa * o[a] + qb * o[b];
       dst[dstOff + 5 * half + k] = qb * o[a] - qa * o[b];
     }
-    System.arraycopy(q, qOff, dst, dstOff + 3 * headDim, headDim);
+    int wc = dstOff + 3 * headDim;
+    int ws = wc + OUTLIER_INDICES;
+    java.util.Arrays.fill(dst, wc, ws + OUTLIER_INDICES, 0f);
+    for (int k = 0; k < half; k++) {
+      int a = firstOfPair(k, pairOffset);
+      int b = a + pairOffset;
+      dst[wc + a] = q[qOff + a];
+      dst[ws + a] = q[qOff + b];
+      dst[wc + b] = q[qOff + b];
+      dst[ws + b] = -q[qOff + a];
+    }
   }
 
   /** The first channel of rotary pair {@code k}: 2k for adjacent pairs, k for pairs d/2 apart. */
@@ -699,7 +714,11 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
   }
 
   /**
-   * Each used outlier's {@code (v − k̂_c)} times its channel's weight, added to its slot's score.
+   * Each used outlier's {@code (v − k̂_c)} times its channel's weight {@code w_c·cos_k +
+   * w'_c·sin_k} ({@link #rotatedQueryLength}), added to its slot's score. Without a branch on the
+   * entry: an unused entry (index 255) reads weights 0 and its terms stay finite (its channel
+   * clamped into the head for the code and the tables, its pair into the angles' row), so it adds
+   * ±0; where the outliers' channels are random, branches on them mispredict half the time.
    */
   private void rotatedCorrections(
       MemorySegment block,
@@ -718,8 +737,15 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       int sOff) {
     float[] o = this.offset[head];
     float[] r = this.range[head];
-    int q = pOff + 3 * headDim;
+    float[] cents = this.centroids;
+    int bits = this.bits;
+    int wc = pOff + 3 * headDim;
+    int ws = wc + OUTLIER_INDICES;
     int half = headDim / 2;
+    int last = headDim - 1;
+    // pair of channel c: c >>> 1 for adjacent pairs; c, or c − d/2 past the first half, otherwise
+    int shift = pairOffset == 1 ? 1 : 0;
+    int wrap = pairOffset == 1 ? Integer.MAX_VALUE : half;
     for (int s = 0; s < count; s++) {
       long offset = (long) s * rowBytes;
       long sparse = offset + codeBytes;
@@ -727,21 +753,17 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       float dot = scores[sOff + s];
       for (int i = 0; i < outliers; i++) {
         int idx = KvQuantRows.outlierIndex(block, array, sparse, i);
-        if (idx != KvQuantRows.UNUSED) {
-          float v = KvQuantRows.outlierValue(block, array, sparse, i);
-          int code =
-              array != null
-                  ? KvQuantRows.codeAt(array, (int) offset, idx, bits)
-                  : KvQuantRows.codeAt(block, offset, idx, bits);
-          float k = r[idx] * centroids[code] + o[idx];
-          boolean first = pairOffset == 1 ? (idx & 1) == 0 : idx < half;
-          int pair = pairOffset == 1 ? idx >>> 1 : first ? idx : idx - half;
-          float weight =
-              first
-                  ? p[q + idx] * cos[t + pair] + p[q + idx + pairOffset] * sin[t + pair]
-                  : p[q + idx] * cos[t + pair] - p[q + idx - pairOffset] * sin[t + pair];
-          dot += (v - k) * weight;
-        }
+        float v = KvQuantRows.outlierValue(block, array, sparse, i);
+        int c = Math.min(idx, last);
+        int code =
+            array != null
+                ? KvQuantRows.codeAt(array, (int) offset, c, bits)
+                : KvQuantRows.codeAt(block, offset, c, bits);
+        float k = r[c] * cents[code] + o[c];
+        int pair = c >>> shift;
+        pair = pair >= wrap ? pair - wrap : pair;
+        float weight = p[wc + idx] * cos[t + pair] + p[ws + idx] * sin[t + pair];
+        dot += (v - k) * weight;
       }
       scores[sOff + s] = dot;
     }
