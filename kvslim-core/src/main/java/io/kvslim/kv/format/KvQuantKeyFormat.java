@@ -566,8 +566,10 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
    * sin_k} for a second). For adjacent pairs (ggml's NORMAL RoPE) the dense pass runs in registers,
    * four rows at a time: each run of 2L channels' codes is cut into the pairs' first and second
    * channels ({@link PairCodeWords}), each looked up in the codebook by permutes (a 16-entry
-   * codebook on 8 lanes as two halves), so lane k meets pair k's angle straight from the table.
-   * Within float rounding of the decoded key rotated and scored ({@code KvQuantRopeKernelTest}).
+   * codebook on 8 lanes as two halves), so lane k meets pair k's angle straight from the table; for
+   * pairs half a head apart (NEOX) on 8 lanes, the first and second channels of 8 pairs are two
+   * runs of 8 codes, each cut as {@link CodeWords} cuts them ({@link #halvesInRegisters}). Within
+   * float rounding of the decoded key rotated and scored ({@code KvQuantRopeKernelTest}).
    */
   @Override
   public void scoresAtPositions(
@@ -592,6 +594,22 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       pairsInRegisters(
           array, count, half, rowBytes, w, lowBook, highBook, prepared, pOff, positions, cos, sin,
           scores, sOff);
+    } else if (array != null && pairOffset == half && halvesInRegisters(headDim, rowBytes)) {
+      halvesInRegisters(
+          array,
+          count,
+          half,
+          rowBytes,
+          CodeWords.of(bits),
+          lowBook,
+          highBook,
+          prepared,
+          pOff,
+          positions,
+          cos,
+          sin,
+          scores,
+          sOff);
     } else {
       for (int s = 0; s < count; s++) {
         long row = (long) s * rowBytes;
@@ -630,6 +648,94 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
           sin,
           scores,
           sOff);
+    }
+  }
+
+  /**
+   * Whether {@link #halvesInRegisters} applies to rows of {@code headDim} channels: 8 float lanes
+   * (each run of 8 codes one word, {@link CodeWords#highByte} 0), whole runs of 8 pairs, and the
+   * last run's word inside the row ({@link CodeWords#overrun}).
+   */
+  private boolean halvesInRegisters(int headDim, int rowBytes) {
+    return CodeWords.LANES == 8
+        && lowBook != null
+        && headDim % 16 == 0
+        && CodeWords.of(bits).highByte == 0
+        && CodeWords.of(bits).overrun <= rowBytes - codeBytes(headDim);
+  }
+
+  /**
+   * The dense pass of {@link #scoresAtPositions} for pairs half a head apart (NEOX RoPE, pair k =
+   * channels k and k + d/2), in registers: the pairs k..k+7 have their first channels' codes in the
+   * run of channels k..k+7 and their second channels' in the run at k + d/2, each cut from one word
+   * as {@link CodeWords} cuts a vector of channels, then weighted as in {@link #pairsInRegisters}.
+   */
+  private static void halvesInRegisters(
+      byte[] array,
+      int count,
+      int half,
+      int rowBytes,
+      CodeWords w,
+      jdk.incubator.vector.IntVector low,
+      jdk.incubator.vector.IntVector high,
+      float[] p,
+      int pOff,
+      int[] positions,
+      float[] cos,
+      float[] sin,
+      float[] scores,
+      int sOff) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int mask = w.mask;
+    int runBytes = w.vectorBytes;
+    int second = half * w.bits / 8; // byte of channel d/2's code
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    int ra = pOff;
+    int rb = pOff + half;
+    int sa = pOff + 2 * half;
+    int sb = pOff + 3 * half;
+    int oc = pOff + 4 * half;
+    int os = pOff + 5 * half;
+    for (int s = 0; s < count; s++) {
+      jdk.incubator.vector.FloatVector d = jdk.incubator.vector.FloatVector.zero(species);
+      int t = positions[s] * half;
+      for (int k = 0, a = s * rowBytes; k < half; k += 8, a += runBytes) {
+        jdk.incubator.vector.IntVector codeA =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a))
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        jdk.incubator.vector.IntVector codeB =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a + second))
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        // selectFrom wraps each index to the 8 lanes; codes above 7 take the second half's entry
+        jdk.incubator.vector.FloatVector ca =
+            codeA
+                .selectFrom(low)
+                .blend(
+                    codeA.selectFrom(high),
+                    codeA.compare(jdk.incubator.vector.VectorOperators.GT, 7))
+                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector cb =
+            codeB
+                .selectFrom(low)
+                .blend(
+                    codeB.selectFrom(high),
+                    codeB.compare(jdk.incubator.vector.VectorOperators.GT, 7))
+                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector x =
+            jdk.incubator.vector.FloatVector.fromArray(species, p, ra + k)
+                .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, oc + k));
+        x = jdk.incubator.vector.FloatVector.fromArray(species, p, rb + k).fma(cb, x);
+        jdk.incubator.vector.FloatVector y =
+            jdk.incubator.vector.FloatVector.fromArray(species, p, sa + k)
+                .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, os + k));
+        y = jdk.incubator.vector.FloatVector.fromArray(species, p, sb + k).fma(cb, y);
+        d = x.fma(jdk.incubator.vector.FloatVector.fromArray(species, cos, t + k), d);
+        d = y.fma(jdk.incubator.vector.FloatVector.fromArray(species, sin, t + k), d);
+      }
+      scores[sOff + s] = io.kvslim.kv.attention.AttentionKernels.sumLanes(d);
     }
   }
 

@@ -14,9 +14,9 @@ import java.util.Random;
  * 64, one query per head. Parts: F32 keys scored ({@link KvFormat#scores}) and F32 values added
  * ({@link KvFormat#accumulateBlock}), KVQuant's keys scored at their positions ({@link
  * KvQuantKeyFormat#scoresAtPositions}) with {@code -Doutliers} sparse outliers (1) and without, and
- * its values added with and without outliers. Tables as {@code KvQuantAttendCpuBench} makes them;
- * {@code -Dbits} (4). Interleaved: {@code -Drounds} rounds (7) of {@code -Dcalls} calls (40), the
- * median of the per-round medians.
+ * its values added with and without outliers. {@code -Drope=NEOX}: pairs half a head apart. Tables
+ * as {@code KvQuantAttendCpuBench} makes them; {@code -Dbits} (4). Interleaved: {@code -Drounds}
+ * rounds (7) of {@code -Dcalls} calls (40), the median of the per-round medians.
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp kvslim-core/target/classes:kvslim-core/target/test-classes \
@@ -56,6 +56,7 @@ public final class KvQuantPartsCpuBench {
             1f,
             false);
     Rope rope = new Rope(config, null);
+    int pairOffset = rope.pairOffset();
     int half = D / 2;
     float[] cos = new float[(depth + 1) * half];
     float[] sin = new float[cos.length];
@@ -114,9 +115,9 @@ public final class KvQuantPartsCpuBench {
     float[][] prepared0 = new float[heads][];
     for (int g = 0; g < heads; g++) {
       preparedO[g] = new float[keysO.rotatedQueryLength(D)];
-      keysO.forHead(g).prepareRotatedQuery(q, g * D, D, 1, preparedO[g], 0);
+      keysO.forHead(g).prepareRotatedQuery(q, g * D, D, pairOffset, preparedO[g], 0);
       prepared0[g] = new float[keys0.rotatedQueryLength(D)];
-      keys0.forHead(g).prepareRotatedQuery(q, g * D, D, 1, prepared0[g], 0);
+      keys0.forHead(g).prepareRotatedQuery(q, g * D, D, pairOffset, prepared0[g], 0);
     }
     float[] scores = new float[depth];
     float[] weights = new float[depth];
@@ -142,8 +143,12 @@ public final class KvQuantPartsCpuBench {
           }
         }
       },
-      () -> rotated(keysO, kO, preparedO, heads, blocks, positions, cos, sin, scores, work),
-      () -> rotated(keys0, k0, prepared0, heads, blocks, positions, cos, sin, scores, work),
+      () ->
+          rotated(
+              keysO, kO, preparedO, heads, blocks, pairOffset, positions, cos, sin, scores, work),
+      () ->
+          rotated(
+              keys0, k0, prepared0, heads, blocks, pairOffset, positions, cos, sin, scores, work),
       () -> add(KvFormats.F32, f32v, heads, blocks, weights, acc, work),
       () -> add(valuesO, vO, heads, blocks, weights, acc, work),
       () -> add(values0, v0, heads, blocks, weights, acc, work),
@@ -189,6 +194,7 @@ public final class KvQuantPartsCpuBench {
       float[][] prepared,
       int heads,
       int count,
+      int pairOffset,
       int[][] positions,
       float[] cos,
       float[] sin,
@@ -198,7 +204,18 @@ public final class KvQuantPartsCpuBench {
       KvFormat f = layer.forHead(g);
       for (int b = 0; b < count; b++) {
         f.scoresAtPositions(
-            blocks[g][b], CAP, D, prepared[g], 0, 1, positions[b], cos, sin, scores, b * CAP, work);
+            blocks[g][b],
+            CAP,
+            D,
+            prepared[g],
+            0,
+            pairOffset,
+            positions[b],
+            cos,
+            sin,
+            scores,
+            b * CAP,
+            work);
       }
     }
   }
