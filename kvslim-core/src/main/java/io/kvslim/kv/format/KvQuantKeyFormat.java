@@ -498,12 +498,17 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
 
   /**
    * Per rotary pair k = (a, b), d/2 each: [q_a r_a, q_b r_b, q_b r_a, −q_a r_b, q_a o_a + q_b o_b,
-   * q_b o_a − q_a o_b], then q (d).
+   * q_b o_a − q_a o_b]; then per channel index c < 256 (an outlier entry's index, 255 for an unused
+   * one) the weights of its pair's cos and sin: q_c and q_b for a first channel c = a, q_c and −q_a
+   * for a second c = b, both 0 past the head (the outliers' pass reads them without a branch).
    */
   @Override
   public int rotatedQueryLength(int headDim) {
-    return 4 * headDim;
+    return 3 * headDim + 2 * OUTLIER_INDICES;
   }
+
+  /** Outlier entry indices: a u8 channel, 255 marking an unused entry. */
+  private static final int OUTLIER_INDICES = 256;
 
   @Override
   public void prepareRotatedQuery(
@@ -524,7 +529,17 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       dst[dstOff + 4 * half + k] = qa * o[a] + qb * o[b];
       dst[dstOff + 5 * half + k] = qb * o[a] - qa * o[b];
     }
-    System.arraycopy(q, qOff, dst, dstOff + 3 * headDim, headDim);
+    int wc = dstOff + 3 * headDim;
+    int ws = wc + OUTLIER_INDICES;
+    java.util.Arrays.fill(dst, wc, ws + OUTLIER_INDICES, 0f);
+    for (int k = 0; k < half; k++) {
+      int a = firstOfPair(k, pairOffset);
+      int b = a + pairOffset;
+      dst[wc + a] = q[qOff + a];
+      dst[ws + a] = q[qOff + b];
+      dst[wc + b] = q[qOff + b];
+      dst[ws + b] = -q[qOff + a];
+    }
   }
 
   /** The first channel of rotary pair {@code k}: 2k for adjacent pairs, k for pairs d/2 apart. */
@@ -551,8 +566,10 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
    * sin_k} for a second). For adjacent pairs (ggml's NORMAL RoPE) the dense pass runs in registers,
    * four rows at a time: each run of 2L channels' codes is cut into the pairs' first and second
    * channels ({@link PairCodeWords}), each looked up in the codebook by permutes (a 16-entry
-   * codebook on 8 lanes as two halves), so lane k meets pair k's angle straight from the table.
-   * Within float rounding of the decoded key rotated and scored ({@code KvQuantRopeKernelTest}).
+   * codebook on 8 lanes as two halves), so lane k meets pair k's angle straight from the table; for
+   * pairs half a head apart (NEOX) on 8 lanes, the first and second channels of 8 pairs are two
+   * runs of 8 codes, each cut as {@link CodeWords} cuts them ({@link #halvesInRegisters}). Within
+   * float rounding of the decoded key rotated and scored ({@code KvQuantRopeKernelTest}).
    */
   @Override
   public void scoresAtPositions(
@@ -577,6 +594,22 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       pairsInRegisters(
           array, count, half, rowBytes, w, lowBook, highBook, prepared, pOff, positions, cos, sin,
           scores, sOff);
+    } else if (array != null && pairOffset == half && halvesInRegisters(headDim, rowBytes)) {
+      halvesInRegisters(
+          array,
+          count,
+          half,
+          rowBytes,
+          CodeWords.of(bits),
+          lowBook,
+          highBook,
+          prepared,
+          pOff,
+          positions,
+          cos,
+          sin,
+          scores,
+          sOff);
     } else {
       for (int s = 0; s < count; s++) {
         long row = (long) s * rowBytes;
@@ -615,6 +648,94 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
           sin,
           scores,
           sOff);
+    }
+  }
+
+  /**
+   * Whether {@link #halvesInRegisters} applies to rows of {@code headDim} channels: 8 float lanes
+   * (each run of 8 codes one word, {@link CodeWords#highByte} 0), whole runs of 8 pairs, and the
+   * last run's word inside the row ({@link CodeWords#overrun}).
+   */
+  private boolean halvesInRegisters(int headDim, int rowBytes) {
+    return CodeWords.LANES == 8
+        && lowBook != null
+        && headDim % 16 == 0
+        && CodeWords.of(bits).highByte == 0
+        && CodeWords.of(bits).overrun <= rowBytes - codeBytes(headDim);
+  }
+
+  /**
+   * The dense pass of {@link #scoresAtPositions} for pairs half a head apart (NEOX RoPE, pair k =
+   * channels k and k + d/2), in registers: the pairs k..k+7 have their first channels' codes in the
+   * run of channels k..k+7 and their second channels' in the run at k + d/2, each cut from one word
+   * as {@link CodeWords} cuts a vector of channels, then weighted as in {@link #pairsInRegisters}.
+   */
+  private static void halvesInRegisters(
+      byte[] array,
+      int count,
+      int half,
+      int rowBytes,
+      CodeWords w,
+      jdk.incubator.vector.IntVector low,
+      jdk.incubator.vector.IntVector high,
+      float[] p,
+      int pOff,
+      int[] positions,
+      float[] cos,
+      float[] sin,
+      float[] scores,
+      int sOff) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int mask = w.mask;
+    int runBytes = w.vectorBytes;
+    int second = half * w.bits / 8; // byte of channel d/2's code
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    int ra = pOff;
+    int rb = pOff + half;
+    int sa = pOff + 2 * half;
+    int sb = pOff + 3 * half;
+    int oc = pOff + 4 * half;
+    int os = pOff + 5 * half;
+    for (int s = 0; s < count; s++) {
+      jdk.incubator.vector.FloatVector d = jdk.incubator.vector.FloatVector.zero(species);
+      int t = positions[s] * half;
+      for (int k = 0, a = s * rowBytes; k < half; k += 8, a += runBytes) {
+        jdk.incubator.vector.IntVector codeA =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a))
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        jdk.incubator.vector.IntVector codeB =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a + second))
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        // selectFrom wraps each index to the 8 lanes; codes above 7 take the second half's entry
+        jdk.incubator.vector.FloatVector ca =
+            codeA
+                .selectFrom(low)
+                .blend(
+                    codeA.selectFrom(high),
+                    codeA.compare(jdk.incubator.vector.VectorOperators.GT, 7))
+                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector cb =
+            codeB
+                .selectFrom(low)
+                .blend(
+                    codeB.selectFrom(high),
+                    codeB.compare(jdk.incubator.vector.VectorOperators.GT, 7))
+                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector x =
+            jdk.incubator.vector.FloatVector.fromArray(species, p, ra + k)
+                .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, oc + k));
+        x = jdk.incubator.vector.FloatVector.fromArray(species, p, rb + k).fma(cb, x);
+        jdk.incubator.vector.FloatVector y =
+            jdk.incubator.vector.FloatVector.fromArray(species, p, sa + k)
+                .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, os + k));
+        y = jdk.incubator.vector.FloatVector.fromArray(species, p, sb + k).fma(cb, y);
+        d = x.fma(jdk.incubator.vector.FloatVector.fromArray(species, cos, t + k), d);
+        d = y.fma(jdk.incubator.vector.FloatVector.fromArray(species, sin, t + k), d);
+      }
+      scores[sOff + s] = io.kvslim.kv.attention.AttentionKernels.sumLanes(d);
     }
   }
 
@@ -699,7 +820,11 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
   }
 
   /**
-   * Each used outlier's {@code (v − k̂_c)} times its channel's weight, added to its slot's score.
+   * Each used outlier's {@code (v − k̂_c)} times its channel's weight {@code w_c·cos_k +
+   * w'_c·sin_k} ({@link #rotatedQueryLength}), added to its slot's score. Without a branch on the
+   * entry: an unused entry (index 255) reads weights 0 and its terms stay finite (its channel
+   * clamped into the head for the code and the tables, its pair into the angles' row), so it adds
+   * ±0; where the outliers' channels are random, branches on them mispredict half the time.
    */
   private void rotatedCorrections(
       MemorySegment block,
@@ -718,8 +843,15 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       int sOff) {
     float[] o = this.offset[head];
     float[] r = this.range[head];
-    int q = pOff + 3 * headDim;
+    float[] cents = this.centroids;
+    int bits = this.bits;
+    int wc = pOff + 3 * headDim;
+    int ws = wc + OUTLIER_INDICES;
     int half = headDim / 2;
+    int last = headDim - 1;
+    // pair of channel c: c >>> 1 for adjacent pairs; c, or c − d/2 past the first half, otherwise
+    int shift = pairOffset == 1 ? 1 : 0;
+    int wrap = pairOffset == 1 ? Integer.MAX_VALUE : half;
     for (int s = 0; s < count; s++) {
       long offset = (long) s * rowBytes;
       long sparse = offset + codeBytes;
@@ -727,21 +859,17 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       float dot = scores[sOff + s];
       for (int i = 0; i < outliers; i++) {
         int idx = KvQuantRows.outlierIndex(block, array, sparse, i);
-        if (idx != KvQuantRows.UNUSED) {
-          float v = KvQuantRows.outlierValue(block, array, sparse, i);
-          int code =
-              array != null
-                  ? KvQuantRows.codeAt(array, (int) offset, idx, bits)
-                  : KvQuantRows.codeAt(block, offset, idx, bits);
-          float k = r[idx] * centroids[code] + o[idx];
-          boolean first = pairOffset == 1 ? (idx & 1) == 0 : idx < half;
-          int pair = pairOffset == 1 ? idx >>> 1 : first ? idx : idx - half;
-          float weight =
-              first
-                  ? p[q + idx] * cos[t + pair] + p[q + idx + pairOffset] * sin[t + pair]
-                  : p[q + idx] * cos[t + pair] - p[q + idx - pairOffset] * sin[t + pair];
-          dot += (v - k) * weight;
-        }
+        float v = KvQuantRows.outlierValue(block, array, sparse, i);
+        int c = Math.min(idx, last);
+        int code =
+            array != null
+                ? KvQuantRows.codeAt(array, (int) offset, c, bits)
+                : KvQuantRows.codeAt(block, offset, c, bits);
+        float k = r[c] * cents[code] + o[c];
+        int pair = c >>> shift;
+        pair = pair >= wrap ? pair - wrap : pair;
+        float weight = p[wc + idx] * cos[t + pair] + p[ws + idx] * sin[t + pair];
+        dot += (v - k) * weight;
       }
       scores[sOff + s] = dot;
     }

@@ -110,12 +110,14 @@ final class KvQuantRows {
 
   /**
    * The {@code bits}-bit code of element {@code idx} of the codes at {@code offset} (packed least
-   * significant bit first; a code spans at most two bytes).
+   * significant bit first; a code spans at most two bytes; the second is not read past the array,
+   * where the last code of the last row ends in its byte).
    */
   static int codeAt(byte[] array, int offset, int idx, int bits) {
     int p = idx * bits;
     int at = offset + (p >>> 3);
-    return (((array[at] & 0xff) | (array[at + 1] & 0xff) << 8) >>> (p & 7)) & ((1 << bits) - 1);
+    int hi = at + 1 < array.length ? array[at + 1] & 0xff : 0;
+    return (((array[at] & 0xff) | hi << 8) >>> (p & 7)) & ((1 << bits) - 1);
   }
 
   /** {@link #codeAt(byte[], int, int, int)} from a segment on or off the heap. */

@@ -68,7 +68,7 @@ public final class KvQuantAttendCpuBench {
       String name = decoded ? spec.substring(0, spec.length() - 8) : spec;
       KvCacheFormat format =
           name.startsWith("kvquant")
-              ? kvquant(Integer.parseInt(name.substring(7)), kvHeads, dim)
+              ? kvquant(name.substring(7), kvHeads, dim)
               : KvCacheFormat.parse(name);
       PagedLayerKv layer =
           new PagedLayerKv(
@@ -167,8 +167,32 @@ public final class KvQuantAttendCpuBench {
     return m[m.length / 2];
   }
 
+  /**
+   * KVQuant's formats for a spec after "kvquant": the bits, then optionally {@code /k} (KVQuant
+   * keys, F32 values) or {@code /v} (F32 keys, KVQuant values), and {@code -o0} (no outliers): the
+   * parts' shares of the time.
+   */
+  static KvCacheFormat kvquant(String spec, int kvHeads, int dim) {
+    boolean noOutliers = spec.endsWith("-o0");
+    if (noOutliers) {
+      spec = spec.substring(0, spec.length() - 3);
+    }
+    String part = spec.contains("/") ? spec.substring(spec.indexOf('/') + 1) : "";
+    int bits = Integer.parseInt(spec.contains("/") ? spec.substring(0, spec.indexOf('/')) : spec);
+    KvCacheFormat both = kvquant(bits, kvHeads, dim, noOutliers ? 0 : 1);
+    return switch (part) {
+      case "k" -> KvCacheFormat.of(both.keys(), io.kvslim.kv.format.KvFormats.F32);
+      case "v" -> KvCacheFormat.of(io.kvslim.kv.format.KvFormats.F32, both.values());
+      default -> both;
+    };
+  }
+
   /** KVQuant's formats with tables as calibration on unit Gaussian data would give. */
   static KvCacheFormat kvquant(int bits, int kvHeads, int dim) {
+    return kvquant(bits, kvHeads, dim, 1);
+  }
+
+  private static KvCacheFormat kvquant(int bits, int kvHeads, int dim, int outliers) {
     float[][] offset = new float[kvHeads][dim];
     float[][] range = new float[kvHeads][dim];
     for (float[] r : range) {
@@ -181,7 +205,7 @@ public final class KvQuantAttendCpuBench {
       codebook[i] = (float) (Math.signum(u) * Math.pow(Math.abs(u), 1.3));
     }
     return KvCacheFormat.of(
-        new KvQuantKeyFormat(bits, codebook, offset, range, 1, 1),
-        new KvQuantValueFormat(bits, codebook, 1));
+        new KvQuantKeyFormat(bits, codebook, offset, range, outliers, 1),
+        new KvQuantValueFormat(bits, codebook, outliers));
   }
 }

@@ -18,10 +18,10 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * KVQuant's scores of keys stored before RoPE, each rotated at its position without decoding it
- * ({@link KvQuantKeyFormat#scoresAtPositions}): the register kernel (adjacent pairs) and the scalar
- * path (pairs half a head apart, blocks off the heap) against the key decoded, rotated by the
- * model's RoPE and scored in double; and a layer's attention with the kernel against the same layer
- * decoding and rotating each key.
+ * ({@link KvQuantKeyFormat#scoresAtPositions}): the register kernels (adjacent pairs, pairs half a
+ * head apart) and the scalar path (blocks off the heap, runs whose last word would leave the row)
+ * against the key decoded, rotated by the model's RoPE and scored in double; and a layer's
+ * attention with the kernel against the same layer decoding and rotating each key.
  */
 class KvQuantRopeKernelTest {
   static final int D = KvQuantFormatTest.D;
@@ -45,7 +45,11 @@ class KvQuantRopeKernelTest {
     "4, 3, NORMAL",
     "2, 1, NEOX",
     "3, 2, NEOX",
-    "4, 1, NEOX"
+    "4, 1, NEOX",
+    "4, 0, NEOX",
+    "4, 3, NEOX",
+    "2, 0, NEOX",
+    "3, 0, NEOX"
   })
   void rotatedScoresEqualTheDecodedKeyRotatedAndScored(
       int bits, int outliers, ModelConfig.RopeType type) {
