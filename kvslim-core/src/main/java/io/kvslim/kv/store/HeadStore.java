@@ -118,7 +118,13 @@ public final class HeadStore {
   /** Copies the positions of the live tokens, in order, into {@code dst}; returns the count. */
   public int positions(int[] dst) {
     int i = 0;
-    for (KvBlock b : blocks) {
+    for (int k = 0; k < blocks.size(); k++) { // no iterator: policies call this every step
+      KvBlock b = blocks.get(k);
+      if (b.liveCount() == b.filled()) {
+        b.positions(dst, i); // every slot live: straight into place
+        i += b.filled();
+        continue;
+      }
       b.positions(slotPositions, 0);
       for (int s = 0; s < b.filled(); s++) {
         if (b.isLive(s)) {
