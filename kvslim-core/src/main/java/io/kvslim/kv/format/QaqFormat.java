@@ -367,6 +367,24 @@ public final class QaqFormat implements KvFormat {
     }
   }
 
+  /**
+   * The codes of slot {@code slot} as floats into {@code work[0..d)}. A block on the heap comes
+   * here only for the rows whose last code word would read past its array (the last row or two),
+   * and has them cut one at a time ({@link Cut#codeAt}): the same values as {@link
+   * PackedCodes#lookup}, without its general vector path.
+   */
+  private void codes(MemorySegment block, int slot, int b, float[] work) {
+    byte[] array = VectorKernels.array(block);
+    if (array == null) {
+      PackedCodes.lookup(block, codesAt(slot), headDim, b, null, work, 0);
+      return;
+    }
+    int codes = (int) codesAt(slot);
+    for (int c = 0; c < headDim; c++) {
+      work[c] = Cut.codeAt(array, codes, c, b);
+    }
+  }
+
   /** {@code q·k̂} of slot {@code slot}; {@code work[0..d)} receives its codes. */
   private float dot(
       MemorySegment block, int slot, float[] q, int qOff, float querySum, float[] work) {
@@ -375,7 +393,7 @@ public final class QaqFormat implements KvFormat {
     float mu = mu(block, at);
     float scale = scale(block, at);
     int half = 1 << (b - 1);
-    PackedCodes.lookup(block, codesAt(slot), headDim, b, null, work, 0);
+    codes(block, slot, b, work);
     float codeDot = VectorKernels.dot(q, qOff, work, 0, headDim);
     float sum = scale * (codeDot - half * querySum) + mu * querySum;
     long o = at + ROW_HEADER_BYTES;
@@ -514,7 +532,7 @@ public final class QaqFormat implements KvFormat {
     float mu = mu(block, at);
     float scale = scale(block, at);
     int half = 1 << (b - 1);
-    PackedCodes.lookup(block, codesAt(slot), headDim, b, null, work, 0);
+    codes(block, slot, b, work);
     float a = weight * scale;
     float shift = weight * (mu - half * scale);
     for (int c = 0; c < headDim; c++) {
@@ -576,8 +594,27 @@ public final class QaqFormat implements KvFormat {
       int c = array[o] & 0xff;
       float exact = (float) FLOAT_LE.get(array, o + 1);
       float code = Cut.codeAt(array, codes, c, b);
-      acc[accOff + c] += weight * (exact - ((code - half) * scale + mu));
+      // the correction added to its lane of the vector that addScaled just stored (a masked
+      // add, the other lanes kept): a scalar store into it would make the next row's vector load
+      // of those channels wait for the store to retire
+      int v = accOff + c - c % Cut.LANES;
+      jdk.incubator.vector.FloatVector.fromArray(Cut.FLOATS, acc, v)
+          .lanewise(
+              jdk.incubator.vector.VectorOperators.ADD,
+              weight * (exact - ((code - half) * scale + mu)),
+              jdk.incubator.vector.VectorMask.fromArray(
+                  Cut.FLOATS, ONE_LANE, Cut.LANES - c % Cut.LANES))
+          .intoArray(acc, v);
     }
+  }
+
+  /**
+   * {@code ONE_LANE[LANES]} alone true: from offset {@code LANES − i}, a mask of lane {@code i}.
+   */
+  private static final boolean[] ONE_LANE = new boolean[2 * Cut.LANES];
+
+  static {
+    ONE_LANE[Cut.LANES] = true;
   }
 
   /**

@@ -1,6 +1,7 @@
 package io.kvslim.kv.method;
 
 import io.kvslim.kv.cache.PagedLayerKv;
+import io.kvslim.kv.store.HeadStore;
 import java.util.Arrays;
 
 /**
@@ -21,6 +22,9 @@ final class QaqWindow {
   private final float[] top2;
   private final boolean[] topsValid;
   private int size;
+  private int[] known; // positions of the head's retained tokens (known(...)), shared by the rows
+  private int knownCount;
+  private long knownRemovals;
 
   QaqWindow(int n) {
     this.n = n;
@@ -75,14 +79,33 @@ final class QaqWindow {
       probs[r] = new float[count + count / 8 + 16];
     }
     System.arraycopy(p, 0, probs[r], 0, count);
-    int live = layer.size(kvHead);
-    if (tokens[r] == null || tokens[r].length < live) {
-      tokens[r] = new int[live + live / 8 + 16];
-    }
-    layer.head(kvHead).positions(tokens[r]);
+    HeadStore head = layer.head(kvHead);
+    int live = head.size();
+    tokens[r] = known(head, live);
     counts[r] = Math.min(live, count);
     qmax[r] = q;
     topsValid[r] = false;
+  }
+
+  /**
+   * The positions of the head's {@code live} retained tokens, shared by the rows: while nothing was
+   * removed from the head since the last row, the tokens appended since are read and added after
+   * the ones known (which the older rows, covering fewer tokens, read unchanged); after a removal,
+   * or when the array must grow, a new array (the older rows keep theirs).
+   */
+  private int[] known(HeadStore head, int live) {
+    if (known == null || head.removals() != knownRemovals || live < knownCount) {
+      known = new int[live + live / 8 + 16];
+      knownCount = 0;
+      knownRemovals = head.removals();
+    } else if (known.length < live) {
+      known = Arrays.copyOf(known, live + live / 8 + 16);
+    }
+    if (knownCount < live) {
+      head.positionsFrom(knownCount, known);
+      knownCount = live;
+    }
+    return known;
   }
 
   /** Position of the newest query row. */

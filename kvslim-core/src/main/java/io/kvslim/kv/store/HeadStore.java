@@ -36,6 +36,7 @@ public final class HeadStore {
   private final int[] slotPositions;
   private final BlockRepacker repacker;
   private int size;
+  private long removals; // tokens removed so far (removals())
   private long bytes;
   private int tokenBudget = Integer.MAX_VALUE;
   private final EntryWeights weights = new EntryWeights();
@@ -115,10 +116,56 @@ public final class HeadStore {
     tokenBudget = tokens;
   }
 
+  /**
+   * How many times tokens were removed from this head (evicted, folded, merged away or released).
+   * While it stays the same, the retained tokens change only by appends at the end: the positions
+   * of the first {@code k} retained tokens stay those read before.
+   */
+  public long removals() {
+    return removals;
+  }
+
+  /**
+   * Copies the positions of the live tokens from retained index {@code from} on, in order, into
+   * {@code dst[from..size())}; returns the count ({@code size()}).
+   */
+  public int positionsFrom(int from, int[] dst) {
+    int i = 0;
+    for (int k = 0; k < blocks.size(); k++) {
+      KvBlock b = blocks.get(k);
+      int live = b.liveCount();
+      if (i + live <= from) {
+        i += live; // wholly before: not read
+        continue;
+      }
+      if (live == b.filled() && i >= from) {
+        b.positions(dst, i); // every slot live: straight into place
+        i += live;
+        continue;
+      }
+      b.positions(slotPositions, 0);
+      for (int s = 0; s < b.filled(); s++) {
+        if (b.isLive(s)) {
+          if (i >= from) {
+            dst[i] = slotPositions[s];
+          }
+          i++;
+        }
+      }
+    }
+    return i;
+  }
+
   /** Copies the positions of the live tokens, in order, into {@code dst}; returns the count. */
   public int positions(int[] dst) {
     int i = 0;
-    for (KvBlock b : blocks) {
+    for (int k = 0; k < blocks.size(); k++) { // no iterator: policies call this every step
+      KvBlock b = blocks.get(k);
+      if (b.liveCount() == b.filled()) {
+        b.positions(dst, i); // every slot live: straight into place
+        i += b.filled();
+        continue;
+      }
       b.positions(slotPositions, 0);
       for (int s = 0; s < b.filled(); s++) {
         if (b.isLive(s)) {
@@ -669,6 +716,7 @@ public final class HeadStore {
     if (indices.isEmpty()) {
       return;
     }
+    removals++;
     if (indices.length() > size) {
       throw new IndexOutOfBoundsException(
           "evicting token " + (indices.length() - 1) + " but head holds " + size);
@@ -725,6 +773,7 @@ public final class HeadStore {
 
   /** Gives every block and the compensation entry back to the pool. */
   void release() {
+    removals++;
     cold = 0;
     for (int i = blocks.size() - 1; i >= 0; i--) {
       KvBlock b = blocks.remove(i);

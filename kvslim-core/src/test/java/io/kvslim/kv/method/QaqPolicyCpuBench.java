@@ -112,10 +112,14 @@ public final class QaqPolicyCpuBench {
       Arrays.fill(formats, c.method().format(c));
       KvCacheFormat[] f16 = new KvCacheFormat[cfg.layers()];
       Arrays.fill(f16, KvCacheFormat.of(KvFormats.F16).withBlockTokens(formats[0].blockTokens()));
+      KvCacheFormat[] f32 = new KvCacheFormat[cfg.layers()];
+      Arrays.fill(f32, KvCacheFormat.of(KvFormats.F32).withBlockTokens(formats[0].blockTokens()));
+      String[] modes = System.getProperty("modes", "f16,f32,qaq").split(",");
       try (Engine engine = new Engine(model, 1, KvSpecs.factory(KvSpec.FULL, new BlockPool()))) {
         float[] logits = new float[cfg.vocabSize()];
         for (int round = 0; round < rounds; round++) {
-          for (boolean qaq : new boolean[] {false, true}) {
+          for (String mode : modes) {
+            boolean qaq = mode.equals("qaq");
             Timed t = null;
             List<KvPolicy> policies = List.of();
             if (qaq) {
@@ -131,7 +135,11 @@ public final class QaqPolicyCpuBench {
             }
             try (ManagedKvCache cache =
                 new ManagedKvCache(
-                    new BlockPool(), cfg.kvHeads(), cfg.headDim(), qaq ? formats : f16, policies)) {
+                    new BlockPool(),
+                    cfg.kvHeads(),
+                    cfg.headDim(),
+                    qaq ? formats : mode.equals("f32") ? f32 : f16,
+                    policies)) {
               long t0 = CPU.getCurrentThreadCpuTime();
               engine.prefill(cache, toks, 0, depth, 0, false, logits);
               long prefill = CPU.getCurrentThreadCpuTime() - t0;
@@ -163,7 +171,7 @@ public final class QaqPolicyCpuBench {
                       + " ms/step CPU (policy afterStep %.3f, onQueries+observe %.3f ms/step)"
                       + "  logits %016x widths %016x%s%n",
                   round,
-                  qaq ? spec : "f16",
+                  qaq ? spec : mode,
                   prefill / 1e6,
                   prefillPolicy / 1e6,
                   decode / 1e6 / steps,

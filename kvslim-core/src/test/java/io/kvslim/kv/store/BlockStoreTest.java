@@ -287,4 +287,35 @@ class BlockStoreTest {
     assertThat(store.head(0).blocks().get(0).keyFormat()).isSameAs(KvFormats.Q8_0);
     assertThat(pool.usedBytes()).isEqualTo(KV_HEADS * q8Block);
   }
+
+  @Test
+  void positionsFromReadsTheTailAndRemovalsCountEvictions() {
+    Random random = new Random(9);
+    try (PagedKvCache cache =
+        PagedKvCache.create(
+            1, KV_HEADS, HEAD_DIM, KvCacheFormat.of(KvFormats.F16).withBlockTokens(16))) {
+      PagedLayerKv layer = cache.layer(0);
+      layer.append(100, positions(0, 100), rows(random, 100), rows(random, 100));
+      HeadStore head = layer.head(1);
+      assertThat(head.removals()).isZero();
+      BitSet evicted = new BitSet();
+      evicted.set(3);
+      evicted.set(40, 47);
+      layer.evict(1, evicted);
+      assertThat(head.removals()).isEqualTo(1);
+      layer.evict(1, new BitSet()); // nothing removed: not counted
+      assertThat(head.removals()).isEqualTo(1);
+      layer.append(5, positions(100, 5), rows(random, 5), rows(random, 5));
+      int[] all = new int[head.size()];
+      assertThat(head.positions(all)).isEqualTo(head.size());
+      for (int from : new int[] {0, 1, 3, 39, 40, 64, 91, head.size() - 1, head.size()}) {
+        int[] tail = new int[head.size()];
+        java.util.Arrays.fill(tail, -1);
+        assertThat(head.positionsFrom(from, tail)).isEqualTo(head.size());
+        for (int i = 0; i < head.size(); i++) {
+          assertThat(tail[i]).as("from %d, index %d", from, i).isEqualTo(i < from ? -1 : all[i]);
+        }
+      }
+    }
+  }
 }
