@@ -9,6 +9,7 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -287,14 +288,18 @@ public final class AlignedKvFormat implements KvFormat {
       float[] work) {
     Scratch scratch = Scratch.get(headDim, count);
     int[] levels = scratch.levels;
-    keyLevels(block, headDim, prepared, pOff, levels);
-    long bits = 0;
-    for (int c = 0; c < headDim; c++) {
-      bits += BITS[levels[c]];
-    }
     byte[] array = Planes.applies(headDim) ? VectorKernels.array(block) : null;
-    if (array == null
-        || !Planes.scores(array, count, headDim, prepared, pOff, levels, scores, scratch)) {
+    long bits =
+        array == null
+            ? -1
+            : Planes.scores(
+                array, count, headDim, prepared, pOff, t1, t2, t3, levels, scores, scratch);
+    if (bits < 0) {
+      keyLevels(block, headDim, prepared, pOff, levels);
+      bits = 0;
+      for (int c = 0; c < headDim; c++) {
+        bits += BITS[levels[c]];
+      }
       int lanes = VectorKernels.FLOATS.length();
       float[] sums = scratch.lanes;
       for (int s = 0; s < count; s++) {
@@ -421,8 +426,8 @@ public final class AlignedKvFormat implements KvFormat {
 
     int[] keep = new int[0];
 
-    /** Per channel pair: the nibble masks of the low bytes ({@link Planes#lowBytes}). */
-    short[] pairs = new short[0];
+    /** Per channel: the nibble masks of the low bytes ({@link Planes#lowBytes}). */
+    byte[] masks = new byte[0];
 
     float[] weights = new float[0];
 
@@ -439,7 +444,7 @@ public final class AlignedKvFormat implements KvFormat {
       if (s.query.length < headDim) {
         s.query = new float[headDim];
         s.keep = new int[headDim];
-        s.pairs = new short[3 * headDim];
+        s.masks = new byte[3 * headDim];
       }
       if (s.low.length < count * headDim) {
         s.low = new byte[count * headDim];
@@ -474,6 +479,10 @@ public final class AlignedKvFormat implements KvFormat {
     private static final VectorSpecies<Byte> PAIR_BYTES = ByteVector.SPECIES_128;
 
     private static final VectorSpecies<Short> PAIRS = ShortVector.SPECIES_256;
+
+    /** The masks of sixteen channel pairs. */
+    private static final VectorSpecies<Byte> MASK_BYTES = ByteVector.SPECIES_256;
+
     private static final int LANES = 8;
 
     /** The float bits a widened half keeps: the sign and bits 13–27. */
@@ -505,13 +514,13 @@ public final class AlignedKvFormat implements KvFormat {
 
     /**
      * The low bytes of one row's {@code d} elements as read into {@code low[at..+d)}, from its
-     * middle plane at {@code mid} and last plane after it: channel pair {@code b} (plane byte
-     * {@code b}, channels {@code 2b} and {@code 2b + 1}) takes the bits {@code mid[b]} of {@code (m
-     * << 4 | m << 8)}, {@code last[b]} of {@code (l | l << 4)} and {@code unread[b]}, where {@code
-     * m}, {@code l} are its two plane bytes; the masks are at {@code mOff}, {@code mOff + d/2},
-     * {@code mOff + d} of {@code masks}.
+     * middle plane at {@code mid} and last plane after it: channel {@code c} takes, of its pair's
+     * plane bytes {@code m} and {@code l} (plane byte {@code c/2}, channels {@code 2b} and {@code
+     * 2b + 1}, the first in the low nibble), the bits {@code masks[c]} of its byte of {@code (m <<
+     * 4 | m << 8)}, {@code masks[d + c]} of its byte of {@code (l | l << 4)}, and {@code masks[2d +
+     * c]}: in 16-bit lanes a pair's two low bytes at once.
      */
-    static void lowBytes(byte[] array, int mid, int d, short[] masks, byte[] low, int at) {
+    static void lowBytes(byte[] array, int mid, int d, byte[] masks, byte[] low, int at) {
       int half = d >> 1;
       int b = 0;
       for (; b + PAIRS.length() <= half; b += PAIRS.length()) {
@@ -525,22 +534,30 @@ public final class AlignedKvFormat implements KvFormat {
                     .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
         m.lanewise(VectorOperators.LSHL, 4)
             .or(m.lanewise(VectorOperators.LSHL, 8))
-            .and(ShortVector.fromArray(PAIRS, masks, b))
+            .and(ByteVector.fromArray(MASK_BYTES, masks, 2 * b).reinterpretAsShorts())
             .or(
                 l.lanewise(VectorOperators.LSHL, 4)
                     .or(l)
-                    .and(ShortVector.fromArray(PAIRS, masks, half + b)))
-            .or(ShortVector.fromArray(PAIRS, masks, d + b))
+                    .and(ByteVector.fromArray(MASK_BYTES, masks, d + 2 * b).reinterpretAsShorts()))
+            .or(ByteVector.fromArray(MASK_BYTES, masks, 2 * d + 2 * b).reinterpretAsShorts())
             .reinterpretAsBytes()
             .intoArray(low, at + 2 * b);
       }
       for (; b < half; b++) {
         int m = array[mid + b] & 0xff;
         int l = array[mid + half + b] & 0xff;
-        int p = ((m << 4 | m << 8) & masks[b]) | ((l << 4 | l) & masks[half + b]) | masks[d + b];
-        low[at + 2 * b] = (byte) p;
-        low[at + 2 * b + 1] = (byte) (p >>> 8);
+        int c = 2 * b;
+        int p =
+            ((m << 4 | m << 8) & pair(masks, c))
+                | ((l << 4 | l) & pair(masks, d + c))
+                | pair(masks, 2 * d + c);
+        low[at + c] = (byte) p;
+        low[at + c + 1] = (byte) (p >>> 8);
       }
+    }
+
+    private static int pair(byte[] masks, int at) {
+      return (masks[at] & 0xff) | (masks[at + 1] & 0xff) << 8;
     }
 
     /** {@link #lowBytes} with the same masks for every pair (a row read at one level). */
@@ -582,46 +599,91 @@ public final class AlignedKvFormat implements KvFormat {
     }
 
     /**
-     * {@link AlignedKvFormat#scores} of every slot for channel levels {@code levels}; false
-     * (nothing written) when the query is too large for the folded scale or an exponent maximum
-     * reaches 15. Written out without helpers that take or return vectors (a vector crossing a call
-     * C2 does not inline is boxed).
+     * {@link AlignedKvFormat#scores} of every slot, the channel levels written into {@code levels};
+     * returns the bits a row reads, or -1 (no score written) when the query is too large for the
+     * folded scale or an exponent maximum reaches 15. Written out without helpers that take or
+     * return vectors (a vector crossing a call C2 does not inline is boxed).
      */
-    static boolean scores(
+    static long scores(
         byte[] array,
         int count,
         int headDim,
         float[] prepared,
         int pOff,
+        int t1,
+        int t2,
+        int t3,
         int[] levels,
         float[] scores,
         Scratch scratch) {
       float[] q = scratch.query;
       int[] keep = scratch.keep;
-      short[] masks = scratch.pairs;
+      byte[] masks = scratch.masks;
       byte[] low = scratch.low;
       int d = headDim;
-      int half = d >> 1;
-      for (int c = 0; c < d; c++) {
-        int level = levels[c];
-        float qc = prepared[pOff + c];
-        if (array[c] >= 15 || (level < 3 && !(Math.abs(qc) < LIMIT))) {
-          return false;
+      // the levels of AlignedKvFormat#keyLevels, a vector of channels at a time
+      IntVector most = IntVector.broadcast(INTS, Integer.MIN_VALUE);
+      for (int c = 0; c < d; c += LANES) {
+        IntVector eK =
+            (IntVector)
+                ByteVector.fromArray(BYTES, array, c).convertShape(VectorOperators.B2I, INTS, 0);
+        if (eK.compare(VectorOperators.GE, 15).anyTrue()) {
+          return -1;
         }
-        q[c] = level < 3 ? qc * SCALE : 0f;
-        keep[c] = level < 3 ? KEEP : 0; // a skipped channel's element is +0
+        IntVector e =
+            ((IntVector)
+                    FloatVector.fromArray(FLOATS, prepared, pOff + d + c)
+                        .convertShape(VectorOperators.F2I, INTS, 0))
+                .add(eK);
+        e.intoArray(levels, c);
+        most = most.max(e);
       }
-      for (int b = 0; b < half; b++) {
-        int l0 = levels[2 * b];
-        int l1 = levels[2 * b + 1];
-        masks[b] = (short) ((MID[l0] & 0xff) | (MID[l1] & 0xff00));
-        masks[half + b] = (short) ((LAST[l0] & 0xff) | (LAST[l1] & 0xff00));
-        masks[d + b] = (short) ((UNREAD[l0] & 0xff) | (UNREAD[l1] & 0xff00));
+      IntVector top = IntVector.broadcast(INTS, most.reduceLanes(VectorOperators.MAX));
+      IntVector bits = IntVector.zero(INTS);
+      for (int c = 0; c < d; c += LANES) {
+        IntVector diff = top.sub(IntVector.fromArray(INTS, levels, c));
+        VectorMask<Integer> m1 = diff.compare(VectorOperators.GE, t1);
+        VectorMask<Integer> m2 = diff.compare(VectorOperators.GE, t2);
+        VectorMask<Integer> m3 = diff.compare(VectorOperators.GE, t3);
+        IntVector level =
+            IntVector.zero(INTS).blend(1, m1).blend(2, m2).blend(3, m3); // t1 <= t2 <= t3
+        level.intoArray(levels, c);
+        FloatVector qc = FloatVector.fromArray(FLOATS, prepared, pOff + c);
+        VectorMask<Float> read = m3.not().cast(FLOATS);
+        if (qc.abs().compare(VectorOperators.LT, LIMIT).not().and(read).anyTrue()) {
+          return -1;
+        }
+        // a skipped channel's query and element are +0
+        FloatVector.zero(FLOATS).blend(qc.mul(SCALE), read).intoArray(q, c);
+        IntVector.broadcast(INTS, KEEP).blend(0, m3).intoArray(keep, c);
+        ((ByteVector)
+                IntVector.broadcast(INTS, 0xf0)
+                    .blend(0, m2)
+                    .convertShape(VectorOperators.I2B, BYTES, 0))
+            .intoArray(masks, c);
+        ((ByteVector)
+                IntVector.broadcast(INTS, 0x0f)
+                    .blend(0, m1)
+                    .convertShape(VectorOperators.I2B, BYTES, 0))
+            .intoArray(masks, d + c);
+        ((ByteVector)
+                IntVector.zero(INTS)
+                    .blend(0x08, m1)
+                    .blend(0x88, m2)
+                    .blend(0, m3)
+                    .convertShape(VectorOperators.I2B, BYTES, 0))
+            .intoArray(masks, 2 * d + c);
+        bits =
+            bits.add(
+                IntVector.broadcast(INTS, 16)
+                    .sub(level.lanewise(VectorOperators.LSHL, 2))
+                    .blend(0, m3));
       }
       int rowBytes = 1 + 2 * d;
       for (int s = 0, r = d + 1; s < count; s++, r += rowBytes) {
         lowBytes(array, r + d, d, masks, low, s * d);
       }
+      long rowBits = bits.reduceLanes(VectorOperators.ADD);
       int s = 0;
       for (; s + 4 <= count; s += 4) {
         int h0 = (int) row(s, d) + 1;
@@ -735,7 +797,7 @@ public final class AlignedKvFormat implements KvFormat {
         a0 = a0.add(a0.rearrange(AttentionKernels.ROTATE2));
         scores[s] = a0.add(a0.rearrange(AttentionKernels.ROTATE1)).lane(0);
       }
-      return true;
+      return rowBits;
     }
 
     /**
@@ -770,6 +832,143 @@ public final class AlignedKvFormat implements KvFormat {
         lowBytes(array, r + 1 + d, d, MID[level], LAST[level], UNREAD[level], low, s * d);
       }
       int j = 0;
+      // the output's 64 channels held in eight registers over the block's rows
+      for (; j + 8 * LANES <= d; j += 8 * LANES) {
+        FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
+        FloatVector a1 = FloatVector.fromArray(FLOATS, acc, accOff + j + 1 * LANES);
+        FloatVector a2 = FloatVector.fromArray(FLOATS, acc, accOff + j + 2 * LANES);
+        FloatVector a3 = FloatVector.fromArray(FLOATS, acc, accOff + j + 3 * LANES);
+        FloatVector a4 = FloatVector.fromArray(FLOATS, acc, accOff + j + 4 * LANES);
+        FloatVector a5 = FloatVector.fromArray(FLOATS, acc, accOff + j + 5 * LANES);
+        FloatVector a6 = FloatVector.fromArray(FLOATS, acc, accOff + j + 6 * LANES);
+        FloatVector a7 = FloatVector.fromArray(FLOATS, acc, accOff + j + 7 * LANES);
+        for (int s = 0, h = d + 1, p = 0; s < count; s++, h += rowBytes, p += d) {
+          if (levels[s] == 3) {
+            continue;
+          }
+          float ws = w[s];
+          a0 =
+              a0.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a1 =
+              a1.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 1 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 1 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a2 =
+              a2.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 2 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 2 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a3 =
+              a3.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 3 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 3 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a4 =
+              a4.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 4 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 4 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a5 =
+              a5.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 5 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 5 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a6 =
+              a6.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 6 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 6 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a7 =
+              a7.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 7 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 7 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+        }
+        a0.intoArray(acc, accOff + j);
+        a1.intoArray(acc, accOff + j + 1 * LANES);
+        a2.intoArray(acc, accOff + j + 2 * LANES);
+        a3.intoArray(acc, accOff + j + 3 * LANES);
+        a4.intoArray(acc, accOff + j + 4 * LANES);
+        a5.intoArray(acc, accOff + j + 5 * LANES);
+        a6.intoArray(acc, accOff + j + 6 * LANES);
+        a7.intoArray(acc, accOff + j + 7 * LANES);
+      }
       for (; j + 4 * LANES <= d; j += 4 * LANES) {
         int j1 = j + LANES;
         int j2 = j1 + LANES;
