@@ -518,11 +518,11 @@ public final class AlignedKvFormat implements KvFormat {
      * plane bytes {@code m} and {@code l} (plane byte {@code c/2}, channels {@code 2b} and {@code
      * 2b + 1}, the first in the low nibble), the bits {@code masks[c]} of its byte of {@code (m <<
      * 4 | m << 8)}, {@code masks[d + c]} of its byte of {@code (l | l << 4)}, and {@code masks[2d +
-     * c]}: in 16-bit lanes a pair's two low bytes at once.
+     * c]}: in 16-bit lanes a pair's two low bytes at once; pairs from {@code from} on.
      */
-    static void lowBytes(byte[] array, int mid, int d, byte[] masks, byte[] low, int at) {
+    static void lowBytes(byte[] array, int mid, int d, byte[] masks, byte[] low, int at, int from) {
       int half = d >> 1;
-      int b = 0;
+      int b = from;
       for (; b + PAIRS.length() <= half; b += PAIRS.length()) {
         ShortVector m =
             (ShortVector)
@@ -680,8 +680,37 @@ public final class AlignedKvFormat implements KvFormat {
                     .blend(0, m3));
       }
       int rowBytes = 1 + 2 * d;
-      for (int s = 0, r = d + 1; s < count; s++, r += rowBytes) {
-        lowBytes(array, r + d, d, masks, low, s * d);
+      // lowBytes written out with the rows inside: a chunk's masks loaded once for the block
+      int half = d >> 1;
+      int b = 0;
+      for (; b + PAIRS.length() <= half; b += PAIRS.length()) {
+        ShortVector midMask = ByteVector.fromArray(MASK_BYTES, masks, 2 * b).reinterpretAsShorts();
+        ShortVector lastMask =
+            ByteVector.fromArray(MASK_BYTES, masks, d + 2 * b).reinterpretAsShorts();
+        ShortVector unread =
+            ByteVector.fromArray(MASK_BYTES, masks, 2 * d + 2 * b).reinterpretAsShorts();
+        for (int s = 0, mid = 2 * d + 1 + b; s < count; s++, mid += rowBytes) {
+          ShortVector m =
+              (ShortVector)
+                  ByteVector.fromArray(PAIR_BYTES, array, mid)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+          ShortVector l =
+              (ShortVector)
+                  ByteVector.fromArray(PAIR_BYTES, array, mid + half)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+          m.lanewise(VectorOperators.LSHL, 4)
+              .or(m.lanewise(VectorOperators.LSHL, 8))
+              .and(midMask)
+              .or(l.lanewise(VectorOperators.LSHL, 4).or(l).and(lastMask))
+              .or(unread)
+              .reinterpretAsBytes()
+              .intoArray(low, s * d + 2 * b);
+        }
+      }
+      if (b < half) {
+        for (int s = 0, r = d + 1; s < count; s++, r += rowBytes) {
+          lowBytes(array, r + d, d, masks, low, s * d, b);
+        }
       }
       long rowBits = bits.reduceLanes(VectorOperators.ADD);
       int s = 0;
