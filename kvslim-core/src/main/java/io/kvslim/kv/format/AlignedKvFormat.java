@@ -457,10 +457,11 @@ public final class AlignedKvFormat implements KvFormat {
    * The planes of a block on the heap read a float vector of channels (8 lanes) at a time, the same
    * bits as {@link #element}. First the low byte of each element's fp16 pattern as its level reads
    * it ({@code mid << 4 | last}, a nibble not read {@code 0b1000}) is cut from the two nibble
-   * planes, a row at a time, into scratch ({@link #lowBytes}: a plane byte holds a channel pair, so
-   * 16-bit lanes of widened plane bytes give both channels' low bytes by shifts and masks, with no
-   * per-lane shifts). Then a vector of channels is the first-8 plane sign-extended and shifted to
-   * bit 21, or the low bytes shifted to bit 13, masked: the fp16 pattern placed in float bits as
+   * planes for all the block's rows into scratch ({@link #lowBytes}: a plane byte holds a channel
+   * pair, so 16-bit lanes of widened plane bytes give both channels' low bytes by shifts and masks,
+   * with no per-lane shifts; the keys' per-channel masks are loaded once a block, the values' are
+   * their row's level's). Then a vector of channels is the first-8 plane sign-extended and shifted
+   * to bit 21, or the low bytes shifted to bit 13, masked: the fp16 pattern placed in float bits as
    * {@link F16Format#scores} does ({@code (h << 13) & 0x8fffe000}, the element times {@code
    * 2^-112}), with the {@code 2^112} folded into the query or weight once (exact for {@code |q|,
    * |w| < 2^15}; otherwise, and for a block whose exponent maxima reach 15, where infinities and
@@ -468,7 +469,9 @@ public final class AlignedKvFormat implements KvFormat {
    * AlignedKvFormat#scores}, four rows at once sharing the query's loads ({@link
    * AttentionKernels#sumLanes}'s additions written out); a skipped channel's query and element are
    * {@code +0}. Values: {@code acc += w · x} per slot in order, as the scalar path, the output held
-   * in registers four vectors at a time; a token the level skips is not read.
+   * in registers eight vectors at a time (then four, then one, for the channels left); a token the
+   * level skips is not read. The levels, query, masks and bit counts of a key block are set a
+   * vector of channels at a time.
    */
   static final class Planes {
     private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
