@@ -563,7 +563,10 @@ public final class AlignedKvFormat implements KvFormat {
       return (masks[at] & 0xff) | (masks[at + 1] & 0xff) << 8;
     }
 
-    /** {@link #lowBytes} with the same masks for every pair (a row read at one level). */
+    /**
+     * {@link #lowBytes} with the same masks for every pair (a row read at one level), pairs from
+     * {@code from} on.
+     */
     static void lowBytes(
         byte[] array,
         int mid,
@@ -572,9 +575,10 @@ public final class AlignedKvFormat implements KvFormat {
         short lastMask,
         short unread,
         byte[] low,
-        int at) {
+        int at,
+        int from) {
       int half = d >> 1;
-      int b = 0;
+      int b = from;
       for (; b + PAIRS.length() <= half; b += PAIRS.length()) {
         ShortVector m =
             (ShortVector)
@@ -861,7 +865,40 @@ public final class AlignedKvFormat implements KvFormat {
           return false;
         }
         w[s] = ws * SCALE;
-        lowBytes(array, r + 1 + d, d, MID[level], LAST[level], UNREAD[level], low, s * d);
+      }
+      // lowBytes written out with the rows inside, each row's masks by its level
+      int half = d >> 1;
+      int b = 0;
+      for (; b + PAIRS.length() <= half; b += PAIRS.length()) {
+        for (int s = 0, mid = 2 * d + 1 + b; s < count; s++, mid += rowBytes) {
+          int level = levels[s];
+          if (level == 3) {
+            continue;
+          }
+          ShortVector m =
+              (ShortVector)
+                  ByteVector.fromArray(PAIR_BYTES, array, mid)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+          ShortVector l =
+              (ShortVector)
+                  ByteVector.fromArray(PAIR_BYTES, array, mid + half)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+          m.lanewise(VectorOperators.LSHL, 4)
+              .or(m.lanewise(VectorOperators.LSHL, 8))
+              .and(MID[level])
+              .or(l.lanewise(VectorOperators.LSHL, 4).or(l).and(LAST[level]))
+              .or(UNREAD[level])
+              .reinterpretAsBytes()
+              .intoArray(low, s * d + 2 * b);
+        }
+      }
+      if (b < half) {
+        for (int s = 0, r = d; s < count; s++, r += rowBytes) {
+          int level = levels[s];
+          if (level != 3) {
+            lowBytes(array, r + 1 + d, d, MID[level], LAST[level], UNREAD[level], low, s * d, b);
+          }
+        }
       }
       int j = 0;
       // the output's 64 channels held in eight registers over the block's rows
