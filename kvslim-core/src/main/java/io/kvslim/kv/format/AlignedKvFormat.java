@@ -8,6 +8,8 @@ import java.util.concurrent.atomic.LongAdder;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -141,7 +143,8 @@ public final class AlignedKvFormat implements KvFormat {
 
   /** Read level from an exponent difference: 0 all bits, 1 no last 4, 2 first 8 only, 3 none. */
   public int level(int diff) {
-    return diff >= t3 ? 3 : diff >= t2 ? 2 : diff >= t1 ? 1 : 0;
+    // t1 <= t2 <= t3: the count of thresholds reached, without branches
+    return (diff >= t1 ? 1 : 0) + (diff >= t2 ? 1 : 0) + (diff >= t3 ? 1 : 0);
   }
 
   /** Bits read at a level. */
@@ -285,15 +288,18 @@ public final class AlignedKvFormat implements KvFormat {
       float[] work) {
     Scratch scratch = Scratch.get(headDim, count);
     int[] levels = scratch.levels;
-    keyLevels(block, headDim, prepared, pOff, levels);
-    long bits = 0;
-    for (int c = 0; c < headDim; c++) {
-      bits += bitsAt(levels[c]);
-    }
     byte[] array = Planes.applies(headDim) ? VectorKernels.array(block) : null;
-    if (array == null
-        || !Planes.finite(array, 0, headDim)
-        || !Planes.scores(array, count, headDim, prepared, pOff, levels, scores, scratch)) {
+    long bits =
+        array == null
+            ? -1
+            : Planes.scores(
+                array, count, headDim, prepared, pOff, t1, t2, t3, levels, scores, scratch);
+    if (bits < 0) {
+      keyLevels(block, headDim, prepared, pOff, levels);
+      bits = 0;
+      for (int c = 0; c < headDim; c++) {
+        bits += BITS[levels[c]];
+      }
       int lanes = VectorKernels.FLOATS.length();
       float[] sums = scratch.lanes;
       for (int s = 0; s < count; s++) {
@@ -315,6 +321,9 @@ public final class AlignedKvFormat implements KvFormat {
     full.add(16L * headDim * count);
   }
 
+  /** {@link #bitsAt} by level. */
+  private static final int[] BITS = {16, 12, 8, 0};
+
   /**
    * Each token's read level for weights {@code weights[wOff..+count)} over this block's values
    * (written into {@code levels[0..count)}): the value criterion of the class comment; tokens of
@@ -323,19 +332,30 @@ public final class AlignedKvFormat implements KvFormat {
   public void valueLevels(
       MemorySegment block, int count, int headDim, float[] weights, int wOff, int[] levels) {
     byte[] array = VectorKernels.array(block);
-    int most = Integer.MIN_VALUE;
+    int most = Integer.MIN_VALUE / 4; // all weights 0: every token at level 3
     for (int s = 0; s < count; s++) {
       float w = weights[wOff + s];
-      if (w != 0f) {
-        long at = row(s, headDim);
-        int eV = array != null ? array[(int) at] : block.get(ValueLayout.JAVA_BYTE, at);
-        levels[s] = exponentOf(w) + eV;
-        most = Math.max(most, levels[s]);
-      }
+      long at = row(s, headDim);
+      int eV = array != null ? array[(int) at] : block.get(ValueLayout.JAVA_BYTE, at);
+      // a weight of 0 takes no part in the largest term and is not read (level 3)
+      int e = w != 0f ? exponentCode(w) + eV : Integer.MIN_VALUE / 2;
+      levels[s] = e;
+      most = Math.max(most, e);
     }
     for (int s = 0; s < count; s++) {
-      levels[s] = weights[wOff + s] == 0f ? 3 : level(most - levels[s]);
+      levels[s] = level(most - levels[s]);
     }
+  }
+
+  /**
+   * {@link #exponentOf} from the float's bits, without converting: the fp16 exponent after rounding
+   * to nearest even is the float's biased exponent plus a carry (a mantissa from {@code 0x7ff000}
+   * rounds up into the next binade), less 112; fp16 subnormals (and zero) have codes 0, infinities
+   * and NaNs 15.
+   */
+  static int exponentCode(float x) {
+    int e = (((Float.floatToRawIntBits(x) & 0x7fffffff) + 0x1000) >>> 23) - 112;
+    return Math.min(Math.max(e, 0), 31) >> 1;
   }
 
   @Override
@@ -373,7 +393,7 @@ public final class AlignedKvFormat implements KvFormat {
     for (int s = 0; s < count; s++) {
       if (weights[wOff + s] != 0f) {
         fullBits += 16L * headDim;
-        bits += (long) bitsAt(levels[s]) * headDim;
+        bits += (long) BITS[levels[s]] * headDim;
       }
     }
     read.add(bits);
@@ -401,11 +421,18 @@ public final class AlignedKvFormat implements KvFormat {
     int[] levels = new int[0];
     float[] lanes = new float[VectorKernels.FLOATS.length()];
 
-    /** Per channel: the scaled query; the kept float bits, then the unread nibbles (masks). */
+    /** Per channel: the scaled query and the float bits kept (none for a skipped channel). */
     float[] query = new float[0];
 
-    int[] masks = new int[0];
+    int[] keep = new int[0];
+
+    /** Per channel: the nibble masks of the low bytes ({@link Planes#lowBytes}). */
+    byte[] masks = new byte[0];
+
     float[] weights = new float[0];
+
+    /** The low bytes of a block's rows as read, {@code d} a row. */
+    byte[] low = new byte[0];
 
     static Scratch get(int headDim, int count) {
       Scratch s = LOCAL.get();
@@ -416,7 +443,11 @@ public final class AlignedKvFormat implements KvFormat {
       }
       if (s.query.length < headDim) {
         s.query = new float[headDim];
-        s.masks = new int[4 * headDim];
+        s.keep = new int[headDim];
+        s.masks = new byte[3 * headDim];
+      }
+      if (s.low.length < count * headDim) {
+        s.low = new byte[count * headDim];
       }
       return s;
     }
@@ -424,40 +455,55 @@ public final class AlignedKvFormat implements KvFormat {
 
   /**
    * The planes of a block on the heap read a float vector of channels (8 lanes) at a time, the same
-   * bits as {@link #element}: the first-8 plane's bytes widened to ints, the middle and last
-   * planes' nibbles cut from one little-endian 32-bit word each (a vector of channels' nibbles,
-   * even channel low) by lane shifts {@code 0, 4, …, 28}, a nibble not read replaced by {@code
-   * 0b1000}, the fp16 pattern placed in float bits as {@link F16Format#scores} does ({@code (h <<
-   * 13) & 0x8fffe000}, the element times {@code 2^-112}) with the {@code 2^112} folded into the
-   * query or weight once (exact for {@code |q|, |w| < 2^15}; otherwise, and for a block whose
-   * exponent maxima reach 15, where infinities and NaNs could be, the scalar path). Key scores: the
-   * fused multiply-adds and lane tree of {@link AlignedKvFormat#scores}, four rows' trees at once
-   * ({@link AttentionKernels#sumLanes4}, the same additions); a skipped channel's query and element
-   * are {@code +0}. Values: {@code acc += w · x} per slot in order, as the scalar path, the output
-   * held in registers four vectors at a time; a token's planes that its level does not read are not
-   * loaded.
+   * bits as {@link #element}. First the low byte of each element's fp16 pattern as its level reads
+   * it ({@code mid << 4 | last}, a nibble not read {@code 0b1000}) is cut from the two nibble
+   * planes for all the block's rows into scratch ({@link #lowBytes}: a plane byte holds a channel
+   * pair, so 16-bit lanes of widened plane bytes give both channels' low bytes by shifts and masks,
+   * with no per-lane shifts; the keys' per-channel masks are loaded once a block, the values' are
+   * their row's level's). Then a vector of channels is the first-8 plane sign-extended and shifted
+   * to bit 21, or the low bytes shifted to bit 13, masked: the fp16 pattern placed in float bits as
+   * {@link F16Format#scores} does ({@code (h << 13) & 0x8fffe000}, the element times {@code
+   * 2^-112}), with the {@code 2^112} folded into the query or weight once (exact for {@code |q|,
+   * |w| < 2^15}; otherwise, and for a block whose exponent maxima reach 15, where infinities and
+   * NaNs could be, the scalar path). Key scores: the fused multiply-adds and lane tree of {@link
+   * AlignedKvFormat#scores}, four rows at once sharing the query's loads ({@link
+   * AttentionKernels#sumLanes}'s additions written out); a skipped channel's query and element are
+   * {@code +0}. Values: {@code acc += w · x} per slot in order, as the scalar path, the output held
+   * in registers eight vectors at a time (then four, then one, for the channels left); a token the
+   * level skips is not read. The levels, query, masks and bit counts of a key block are set a
+   * vector of channels at a time.
    */
   static final class Planes {
     private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
     private static final VectorSpecies<Integer> INTS = VectorKernels.INTS;
     private static final VectorSpecies<Byte> BYTES = ByteVector.SPECIES_64;
-    private static final int LANES = 8;
 
-    /** Lane {@code i} takes nibble {@code i} of a 32-bit word. */
-    private static final IntVector SHIFTS = IntVector.zero(INTS).addIndex(4);
+    /** Sixteen plane bytes: sixteen channel pairs. */
+    private static final VectorSpecies<Byte> PAIR_BYTES = ByteVector.SPECIES_128;
+
+    private static final VectorSpecies<Short> PAIRS = ShortVector.SPECIES_256;
+
+    /** The masks of sixteen channel pairs. */
+    private static final VectorSpecies<Byte> MASK_BYTES = ByteVector.SPECIES_256;
+
+    private static final int LANES = 8;
 
     /** The float bits a widened half keeps: the sign and bits 13–27. */
     private static final int KEEP = 0x8fffe000;
-
-    /** The unread nibbles of levels 1 (last) and 2 (middle and last), in float position. */
-    private static final int UNREAD_LOW = 0x08 << 13;
-
-    private static final int UNREAD_BOTH = 0x88 << 13;
 
     private static final float SCALE = 0x1p112f;
 
     /** Largest |q| or |w| whose product with {@link #SCALE} is exact and finite (with margin). */
     private static final float LIMIT = 0x1p15f;
+
+    /**
+     * By level, the bits of a channel pair's two low bytes (the pair's first channel in the low
+     * byte) that come from the middle plane, from the last plane, and the unread nibbles.
+     */
+    private static final short[] MID = {(short) 0xf0f0, (short) 0xf0f0, 0, 0};
+
+    private static final short[] LAST = {0x0f0f, 0, 0, 0};
+    private static final short[] UNREAD = {0, 0x0808, (short) 0x8888, 0};
 
     private Planes() {}
 
@@ -469,150 +515,282 @@ public final class AlignedKvFormat implements KvFormat {
       return FLOATS.length() == LANES && headDim % LANES == 0;
     }
 
-    /** Whether the exponent maxima {@code array[at..+n)} leave out exponents 30 and 31. */
-    static boolean finite(byte[] array, int at, int n) {
-      for (int i = 0; i < n; i++) {
-        if (array[at + i] >= 15) {
-          return false;
-        }
+    /**
+     * The low bytes of one row's {@code d} elements as read into {@code low[at..+d)}, from its
+     * middle plane at {@code mid} and last plane after it: channel {@code c} takes, of its pair's
+     * plane bytes {@code m} and {@code l} (plane byte {@code c/2}, channels {@code 2b} and {@code
+     * 2b + 1}, the first in the low nibble), the bits {@code masks[c]} of its byte of {@code (m <<
+     * 4 | m << 8)}, {@code masks[d + c]} of its byte of {@code (l | l << 4)}, and {@code masks[2d +
+     * c]}: in 16-bit lanes a pair's two low bytes at once; pairs from {@code from} on.
+     */
+    static void lowBytes(byte[] array, int mid, int d, byte[] masks, byte[] low, int at, int from) {
+      int half = d >> 1;
+      int b = from;
+      for (; b + PAIRS.length() <= half; b += PAIRS.length()) {
+        ShortVector m =
+            (ShortVector)
+                ByteVector.fromArray(PAIR_BYTES, array, mid + b)
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+        ShortVector l =
+            (ShortVector)
+                ByteVector.fromArray(PAIR_BYTES, array, mid + half + b)
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+        m.lanewise(VectorOperators.LSHL, 4)
+            .or(m.lanewise(VectorOperators.LSHL, 8))
+            .and(ByteVector.fromArray(MASK_BYTES, masks, 2 * b).reinterpretAsShorts())
+            .or(
+                l.lanewise(VectorOperators.LSHL, 4)
+                    .or(l)
+                    .and(ByteVector.fromArray(MASK_BYTES, masks, d + 2 * b).reinterpretAsShorts()))
+            .or(ByteVector.fromArray(MASK_BYTES, masks, 2 * d + 2 * b).reinterpretAsShorts())
+            .reinterpretAsBytes()
+            .intoArray(low, at + 2 * b);
       }
-      return true;
+      for (; b < half; b++) {
+        int m = array[mid + b] & 0xff;
+        int l = array[mid + half + b] & 0xff;
+        int c = 2 * b;
+        int p =
+            ((m << 4 | m << 8) & pair(masks, c))
+                | ((l << 4 | l) & pair(masks, d + c))
+                | pair(masks, 2 * d + c);
+        low[at + c] = (byte) p;
+        low[at + c + 1] = (byte) (p >>> 8);
+      }
+    }
+
+    private static int pair(byte[] masks, int at) {
+      return (masks[at] & 0xff) | (masks[at + 1] & 0xff) << 8;
     }
 
     /**
-     * {@link AlignedKvFormat#scores} of every slot for channel levels {@code levels}; false
-     * (nothing written) when the query is too large for the folded scale. Written out without
-     * helpers (C2 did not inline them here, and a vector crossing a call that is not inlined is
-     * boxed).
+     * {@link #lowBytes} with the same masks for every pair (a row read at one level), pairs from
+     * {@code from} on.
      */
-    static boolean scores(
+    static void lowBytes(
+        byte[] array,
+        int mid,
+        int d,
+        short midMask,
+        short lastMask,
+        short unread,
+        byte[] low,
+        int at,
+        int from) {
+      int half = d >> 1;
+      int b = from;
+      for (; b + PAIRS.length() <= half; b += PAIRS.length()) {
+        ShortVector m =
+            (ShortVector)
+                ByteVector.fromArray(PAIR_BYTES, array, mid + b)
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+        ShortVector l =
+            (ShortVector)
+                ByteVector.fromArray(PAIR_BYTES, array, mid + half + b)
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+        m.lanewise(VectorOperators.LSHL, 4)
+            .or(m.lanewise(VectorOperators.LSHL, 8))
+            .and(midMask)
+            .or(l.lanewise(VectorOperators.LSHL, 4).or(l).and(lastMask))
+            .or(unread)
+            .reinterpretAsBytes()
+            .intoArray(low, at + 2 * b);
+      }
+      for (; b < half; b++) {
+        int m = array[mid + b] & 0xff;
+        int l = array[mid + half + b] & 0xff;
+        int p = ((m << 4 | m << 8) & midMask) | ((l << 4 | l) & lastMask) | unread;
+        low[at + 2 * b] = (byte) p;
+        low[at + 2 * b + 1] = (byte) (p >>> 8);
+      }
+    }
+
+    /**
+     * {@link AlignedKvFormat#scores} of every slot, the channel levels written into {@code levels};
+     * returns the bits a row reads, or -1 (no score written) when the query is too large for the
+     * folded scale or an exponent maximum reaches 15. Written out without helpers that take or
+     * return vectors (a vector crossing a call C2 does not inline is boxed).
+     */
+    static long scores(
         byte[] array,
         int count,
         int headDim,
         float[] prepared,
         int pOff,
+        int t1,
+        int t2,
+        int t3,
         int[] levels,
         float[] scores,
         Scratch scratch) {
       float[] q = scratch.query;
-      int[] m = scratch.masks;
+      int[] keep = scratch.keep;
+      byte[] masks = scratch.masks;
+      byte[] low = scratch.low;
       int d = headDim;
-      for (int c = 0; c < d; c++) {
-        int level = levels[c];
-        float qc = prepared[pOff + c];
-        if (level < 3 && !(Math.abs(qc) < LIMIT)) {
-          return false;
+      // the levels of AlignedKvFormat#keyLevels, a vector of channels at a time
+      IntVector most = IntVector.broadcast(INTS, Integer.MIN_VALUE);
+      for (int c = 0; c < d; c += LANES) {
+        IntVector eK =
+            (IntVector)
+                ByteVector.fromArray(BYTES, array, c).convertShape(VectorOperators.B2I, INTS, 0);
+        if (eK.compare(VectorOperators.GE, 15).anyTrue()) {
+          return -1;
         }
-        q[c] = level < 3 ? qc * SCALE : 0f;
-        // the float bits kept (none for a skipped channel), then the unread nibbles' bits
-        m[c] =
-            level == 0
-                ? KEEP
-                : level == 1 ? KEEP & ~0xf << 13 : level == 2 ? KEEP & ~0xff << 13 : 0;
-        m[d + c] = level == 0 || level == 3 ? 0 : level == 1 ? UNREAD_LOW : UNREAD_BOTH;
+        IntVector e =
+            ((IntVector)
+                    FloatVector.fromArray(FLOATS, prepared, pOff + d + c)
+                        .convertShape(VectorOperators.F2I, INTS, 0))
+                .add(eK);
+        e.intoArray(levels, c);
+        most = most.max(e);
+      }
+      IntVector top = IntVector.broadcast(INTS, most.reduceLanes(VectorOperators.MAX));
+      IntVector bits = IntVector.zero(INTS);
+      for (int c = 0; c < d; c += LANES) {
+        IntVector diff = top.sub(IntVector.fromArray(INTS, levels, c));
+        VectorMask<Integer> m1 = diff.compare(VectorOperators.GE, t1);
+        VectorMask<Integer> m2 = diff.compare(VectorOperators.GE, t2);
+        VectorMask<Integer> m3 = diff.compare(VectorOperators.GE, t3);
+        IntVector level =
+            IntVector.zero(INTS).blend(1, m1).blend(2, m2).blend(3, m3); // t1 <= t2 <= t3
+        level.intoArray(levels, c);
+        FloatVector qc = FloatVector.fromArray(FLOATS, prepared, pOff + c);
+        VectorMask<Float> read = m3.not().cast(FLOATS);
+        if (qc.abs().compare(VectorOperators.LT, LIMIT).not().and(read).anyTrue()) {
+          return -1;
+        }
+        // a skipped channel's query and element are +0
+        FloatVector.zero(FLOATS).blend(qc.mul(SCALE), read).intoArray(q, c);
+        IntVector.broadcast(INTS, KEEP).blend(0, m3).intoArray(keep, c);
+        ((ByteVector)
+                IntVector.broadcast(INTS, 0xf0)
+                    .blend(0, m2)
+                    .convertShape(VectorOperators.I2B, BYTES, 0))
+            .intoArray(masks, c);
+        ((ByteVector)
+                IntVector.broadcast(INTS, 0x0f)
+                    .blend(0, m1)
+                    .convertShape(VectorOperators.I2B, BYTES, 0))
+            .intoArray(masks, d + c);
+        ((ByteVector)
+                IntVector.zero(INTS)
+                    .blend(0x08, m1)
+                    .blend(0x88, m2)
+                    .blend(0, m3)
+                    .convertShape(VectorOperators.I2B, BYTES, 0))
+            .intoArray(masks, 2 * d + c);
+        bits =
+            bits.add(
+                IntVector.broadcast(INTS, 16)
+                    .sub(level.lanewise(VectorOperators.LSHL, 2))
+                    .blend(0, m3));
       }
       int rowBytes = 1 + 2 * d;
+      // lowBytes written out with the rows inside: a chunk's masks loaded once for the block
       int half = d >> 1;
+      int b = 0;
+      for (; b + PAIRS.length() <= half; b += PAIRS.length()) {
+        ShortVector midMask = ByteVector.fromArray(MASK_BYTES, masks, 2 * b).reinterpretAsShorts();
+        ShortVector lastMask =
+            ByteVector.fromArray(MASK_BYTES, masks, d + 2 * b).reinterpretAsShorts();
+        ShortVector unread =
+            ByteVector.fromArray(MASK_BYTES, masks, 2 * d + 2 * b).reinterpretAsShorts();
+        for (int s = 0, mid = 2 * d + 1 + b; s < count; s++, mid += rowBytes) {
+          ShortVector m =
+              (ShortVector)
+                  ByteVector.fromArray(PAIR_BYTES, array, mid)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+          ShortVector l =
+              (ShortVector)
+                  ByteVector.fromArray(PAIR_BYTES, array, mid + half)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+          m.lanewise(VectorOperators.LSHL, 4)
+              .or(m.lanewise(VectorOperators.LSHL, 8))
+              .and(midMask)
+              .or(l.lanewise(VectorOperators.LSHL, 4).or(l).and(lastMask))
+              .or(unread)
+              .reinterpretAsBytes()
+              .intoArray(low, s * d + 2 * b);
+        }
+      }
+      if (b < half) {
+        for (int s = 0, r = d + 1; s < count; s++, r += rowBytes) {
+          lowBytes(array, r + d, d, masks, low, s * d, b);
+        }
+      }
+      long rowBits = bits.reduceLanes(VectorOperators.ADD);
       int s = 0;
       for (; s + 4 <= count; s += 4) {
-        int r0 = (int) row(s, d);
-        int r1 = r0 + rowBytes;
-        int r2 = r1 + rowBytes;
-        int r3 = r2 + rowBytes;
+        int h0 = (int) row(s, d) + 1;
+        int h1 = h0 + rowBytes;
+        int h2 = h1 + rowBytes;
+        int h3 = h2 + rowBytes;
+        int p0 = s * d;
+        int p1 = p0 + d;
+        int p2 = p1 + d;
+        int p3 = p2 + d;
         FloatVector a0 = FloatVector.zero(FLOATS);
         FloatVector a1 = a0;
         FloatVector a2 = a0;
         FloatVector a3 = a0;
         for (int j = 0; j < d; j += LANES) {
           FloatVector qj = FloatVector.fromArray(FLOATS, q, j);
-          IntVector keep = IntVector.fromArray(INTS, m, j);
-          IntVector unread = IntVector.fromArray(INTS, m, d + j);
-          int n0 = r0 + 1 + d + (j >> 1);
+          IntVector kj = IntVector.fromArray(INTS, keep, j);
           a0 =
               qj.fma(
                   ((IntVector)
-                          ByteVector.fromArray(BYTES, array, r0 + 1 + j)
-                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 24)
-                      .lanewise(VectorOperators.ASHR, 16)
+                          ByteVector.fromArray(BYTES, array, h0 + j)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
                       .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n0))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15)
-                              .lanewise(VectorOperators.LSHL, 4))
-                      .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n0 + half))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15))
-                      .lanewise(VectorOperators.LSHL, 13)
-                      .and(keep)
-                      .or(unread)
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p0 + j)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(kj)
                       .reinterpretAsFloats(),
                   a0);
-          int n1 = r1 + 1 + d + (j >> 1);
           a1 =
               qj.fma(
                   ((IntVector)
-                          ByteVector.fromArray(BYTES, array, r1 + 1 + j)
-                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 24)
-                      .lanewise(VectorOperators.ASHR, 16)
+                          ByteVector.fromArray(BYTES, array, h1 + j)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
                       .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n1))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15)
-                              .lanewise(VectorOperators.LSHL, 4))
-                      .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n1 + half))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15))
-                      .lanewise(VectorOperators.LSHL, 13)
-                      .and(keep)
-                      .or(unread)
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p1 + j)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(kj)
                       .reinterpretAsFloats(),
                   a1);
-          int n2 = r2 + 1 + d + (j >> 1);
           a2 =
               qj.fma(
                   ((IntVector)
-                          ByteVector.fromArray(BYTES, array, r2 + 1 + j)
-                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 24)
-                      .lanewise(VectorOperators.ASHR, 16)
+                          ByteVector.fromArray(BYTES, array, h2 + j)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
                       .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n2))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15)
-                              .lanewise(VectorOperators.LSHL, 4))
-                      .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n2 + half))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15))
-                      .lanewise(VectorOperators.LSHL, 13)
-                      .and(keep)
-                      .or(unread)
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p2 + j)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(kj)
                       .reinterpretAsFloats(),
                   a2);
-          int n3 = r3 + 1 + d + (j >> 1);
           a3 =
               qj.fma(
                   ((IntVector)
-                          ByteVector.fromArray(BYTES, array, r3 + 1 + j)
-                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 24)
-                      .lanewise(VectorOperators.ASHR, 16)
+                          ByteVector.fromArray(BYTES, array, h3 + j)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
                       .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n3))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15)
-                              .lanewise(VectorOperators.LSHL, 4))
-                      .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n3 + half))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15))
-                      .lanewise(VectorOperators.LSHL, 13)
-                      .and(keep)
-                      .or(unread)
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p3 + j)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(kj)
                       .reinterpretAsFloats(),
                   a3);
         }
@@ -631,40 +809,31 @@ public final class AlignedKvFormat implements KvFormat {
         scores[s + 3] = a3.add(a3.rearrange(AttentionKernels.ROTATE1)).lane(0);
       }
       for (; s < count; s++) {
-        int r0 = (int) row(s, d);
+        int h0 = (int) row(s, d) + 1;
+        int p0 = s * d;
         FloatVector a0 = FloatVector.zero(FLOATS);
         for (int j = 0; j < d; j += LANES) {
-          FloatVector qj = FloatVector.fromArray(FLOATS, q, j);
-          IntVector keep = IntVector.fromArray(INTS, m, j);
-          IntVector unread = IntVector.fromArray(INTS, m, d + j);
-          int n0 = r0 + 1 + d + (j >> 1);
           a0 =
-              qj.fma(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, r0 + 1 + j)
-                              .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 24)
-                      .lanewise(VectorOperators.ASHR, 16)
-                      .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n0))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15)
-                              .lanewise(VectorOperators.LSHL, 4))
-                      .or(
-                          IntVector.broadcast(INTS, CodeWords.word(array, n0 + half))
-                              .lanewise(VectorOperators.LSHR, SHIFTS)
-                              .and(15))
-                      .lanewise(VectorOperators.LSHL, 13)
-                      .and(keep)
-                      .or(unread)
-                      .reinterpretAsFloats(),
-                  a0);
+              FloatVector.fromArray(FLOATS, q, j)
+                  .fma(
+                      ((IntVector)
+                              ByteVector.fromArray(BYTES, array, h0 + j)
+                                  .convertShape(VectorOperators.B2I, INTS, 0))
+                          .lanewise(VectorOperators.LSHL, 21)
+                          .or(
+                              ((IntVector)
+                                      ByteVector.fromArray(BYTES, low, p0 + j)
+                                          .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                                  .lanewise(VectorOperators.LSHL, 13))
+                          .and(IntVector.fromArray(INTS, keep, j))
+                          .reinterpretAsFloats(),
+                      a0);
         }
         a0 = a0.add(a0.rearrange(AttentionKernels.ROTATE4));
         a0 = a0.add(a0.rearrange(AttentionKernels.ROTATE2));
         scores[s] = a0.add(a0.rearrange(AttentionKernels.ROTATE1)).lane(0);
       }
-      return true;
+      return rowBits;
     }
 
     /**
@@ -683,20 +852,192 @@ public final class AlignedKvFormat implements KvFormat {
         int accOff,
         Scratch scratch) {
       float[] w = scratch.weights;
+      byte[] low = scratch.low;
       int d = headDim;
-      for (int s = 0; s < count; s++) {
-        if (levels[s] == 3) {
+      int rowBytes = 1 + 2 * d;
+      for (int s = 0, r = d; s < count; s++, r += rowBytes) {
+        int level = levels[s];
+        if (level == 3) {
           continue;
         }
         float ws = weights[wOff + s];
-        if (!(Math.abs(ws) < LIMIT) || array[(int) row(s, d)] >= 15) {
+        if (!(Math.abs(ws) < LIMIT) || array[r] >= 15) {
           return false;
         }
         w[s] = ws * SCALE;
       }
-      int rowBytes = 1 + 2 * d;
+      // lowBytes written out with the rows inside, each row's masks by its level
       int half = d >> 1;
+      int b = 0;
+      for (; b + PAIRS.length() <= half; b += PAIRS.length()) {
+        for (int s = 0, mid = 2 * d + 1 + b; s < count; s++, mid += rowBytes) {
+          int level = levels[s];
+          if (level == 3) {
+            continue;
+          }
+          ShortVector m =
+              (ShortVector)
+                  ByteVector.fromArray(PAIR_BYTES, array, mid)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+          ShortVector l =
+              (ShortVector)
+                  ByteVector.fromArray(PAIR_BYTES, array, mid + half)
+                      .convertShape(VectorOperators.ZERO_EXTEND_B2S, PAIRS, 0);
+          m.lanewise(VectorOperators.LSHL, 4)
+              .or(m.lanewise(VectorOperators.LSHL, 8))
+              .and(MID[level])
+              .or(l.lanewise(VectorOperators.LSHL, 4).or(l).and(LAST[level]))
+              .or(UNREAD[level])
+              .reinterpretAsBytes()
+              .intoArray(low, s * d + 2 * b);
+        }
+      }
+      if (b < half) {
+        for (int s = 0, r = d; s < count; s++, r += rowBytes) {
+          int level = levels[s];
+          if (level != 3) {
+            lowBytes(array, r + 1 + d, d, MID[level], LAST[level], UNREAD[level], low, s * d, b);
+          }
+        }
+      }
       int j = 0;
+      // the output's 64 channels held in eight registers over the block's rows
+      for (; j + 8 * LANES <= d; j += 8 * LANES) {
+        FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
+        FloatVector a1 = FloatVector.fromArray(FLOATS, acc, accOff + j + 1 * LANES);
+        FloatVector a2 = FloatVector.fromArray(FLOATS, acc, accOff + j + 2 * LANES);
+        FloatVector a3 = FloatVector.fromArray(FLOATS, acc, accOff + j + 3 * LANES);
+        FloatVector a4 = FloatVector.fromArray(FLOATS, acc, accOff + j + 4 * LANES);
+        FloatVector a5 = FloatVector.fromArray(FLOATS, acc, accOff + j + 5 * LANES);
+        FloatVector a6 = FloatVector.fromArray(FLOATS, acc, accOff + j + 6 * LANES);
+        FloatVector a7 = FloatVector.fromArray(FLOATS, acc, accOff + j + 7 * LANES);
+        for (int s = 0, h = d + 1, p = 0; s < count; s++, h += rowBytes, p += d) {
+          if (levels[s] == 3) {
+            continue;
+          }
+          float ws = w[s];
+          a0 =
+              a0.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a1 =
+              a1.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 1 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 1 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a2 =
+              a2.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 2 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 2 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a3 =
+              a3.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 3 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 3 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a4 =
+              a4.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 4 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 4 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a5 =
+              a5.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 5 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 5 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a6 =
+              a6.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 6 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 6 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a7 =
+              a7.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j + 7 * LANES)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j + 7 * LANES)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+        }
+        a0.intoArray(acc, accOff + j);
+        a1.intoArray(acc, accOff + j + 1 * LANES);
+        a2.intoArray(acc, accOff + j + 2 * LANES);
+        a3.intoArray(acc, accOff + j + 3 * LANES);
+        a4.intoArray(acc, accOff + j + 4 * LANES);
+        a5.intoArray(acc, accOff + j + 5 * LANES);
+        a6.intoArray(acc, accOff + j + 6 * LANES);
+        a7.intoArray(acc, accOff + j + 7 * LANES);
+      }
       for (; j + 4 * LANES <= d; j += 4 * LANES) {
         int j1 = j + LANES;
         int j2 = j1 + LANES;
@@ -705,216 +1046,67 @@ public final class AlignedKvFormat implements KvFormat {
         FloatVector a1 = FloatVector.fromArray(FLOATS, acc, accOff + j1);
         FloatVector a2 = FloatVector.fromArray(FLOATS, acc, accOff + j2);
         FloatVector a3 = FloatVector.fromArray(FLOATS, acc, accOff + j3);
-        for (int s = 0, r = d; s < count; s++, r += rowBytes) {
-          int level = levels[s];
-          if (level == 3) {
+        for (int s = 0, h = d + 1, p = 0; s < count; s++, h += rowBytes, p += d) {
+          if (levels[s] == 3) {
             continue;
           }
           float ws = w[s];
-          if (level == 0) {
-            a0 =
-                a0.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .or(
-                            IntVector.broadcast(
-                                    INTS, CodeWords.word(array, r + 1 + d + half + (j >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-            a1 =
-                a1.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j1)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j1 >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .or(
-                            IntVector.broadcast(
-                                    INTS, CodeWords.word(array, r + 1 + d + half + (j1 >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-            a2 =
-                a2.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j2)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j2 >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .or(
-                            IntVector.broadcast(
-                                    INTS, CodeWords.word(array, r + 1 + d + half + (j2 >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-            a3 =
-                a3.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j3)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j3 >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .or(
-                            IntVector.broadcast(
-                                    INTS, CodeWords.word(array, r + 1 + d + half + (j3 >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-          } else if (level == 1) {
-            a0 =
-                a0.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_LOW)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-            a1 =
-                a1.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j1)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j1 >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_LOW)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-            a2 =
-                a2.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j2)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j2 >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_LOW)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-            a3 =
-                a3.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j3)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j3 >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_LOW)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-          } else {
-            a0 =
-                a0.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_BOTH)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-            a1 =
-                a1.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j1)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_BOTH)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-            a2 =
-                a2.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j2)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_BOTH)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-            a3 =
-                a3.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j3)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_BOTH)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-          }
+          a0 =
+              a0.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a1 =
+              a1.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j1)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j1)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a2 =
+              a2.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j2)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j2)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
+          a3 =
+              a3.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j3)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j3)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(ws));
         }
         a0.intoArray(acc, accOff + j);
         a1.intoArray(acc, accOff + j1);
@@ -923,66 +1115,24 @@ public final class AlignedKvFormat implements KvFormat {
       }
       for (; j < d; j += LANES) {
         FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
-        for (int s = 0, r = d; s < count; s++, r += rowBytes) {
-          int level = levels[s];
-          if (level == 3) {
+        for (int s = 0, h = d + 1, p = 0; s < count; s++, h += rowBytes, p += d) {
+          if (levels[s] == 3) {
             continue;
           }
-          float ws = w[s];
-          if (level == 0) {
-            a0 =
-                a0.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .or(
-                            IntVector.broadcast(
-                                    INTS, CodeWords.word(array, r + 1 + d + half + (j >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-          } else if (level == 1) {
-            a0 =
-                a0.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .or(
-                            IntVector.broadcast(INTS, CodeWords.word(array, r + 1 + d + (j >> 1)))
-                                .lanewise(VectorOperators.LSHR, SHIFTS)
-                                .and(15)
-                                .lanewise(VectorOperators.LSHL, 4))
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_LOW)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-          } else {
-            a0 =
-                a0.add(
-                    ((IntVector)
-                            ByteVector.fromArray(BYTES, array, r + 1 + j)
-                                .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                        .lanewise(VectorOperators.LSHL, 24)
-                        .lanewise(VectorOperators.ASHR, 16)
-                        .lanewise(VectorOperators.LSHL, 13)
-                        .or(UNREAD_BOTH)
-                        .and(KEEP)
-                        .reinterpretAsFloats()
-                        .mul(ws));
-          }
+          a0 =
+              a0.add(
+                  ((IntVector)
+                          ByteVector.fromArray(BYTES, array, h + j)
+                              .convertShape(VectorOperators.B2I, INTS, 0))
+                      .lanewise(VectorOperators.LSHL, 21)
+                      .or(
+                          ((IntVector)
+                                  ByteVector.fromArray(BYTES, low, p + j)
+                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                              .lanewise(VectorOperators.LSHL, 13))
+                      .and(KEEP)
+                      .reinterpretAsFloats()
+                      .mul(w[s]));
         }
         a0.intoArray(acc, accOff + j);
       }

@@ -295,6 +295,99 @@ class AlignedKvFormatTest {
     assertThat(acc[0]).isEqualTo(1f + 0x1p-5f * (2f + 8 * 0x1p-9f));
   }
 
+  /**
+   * The heap kernels at head sizes whose plane rows are not whole 16-lane chunks of channel pairs
+   * (the low bytes' scalar tail) or are several: the bits of the scalar reads off the heap; and a
+   * block whose weights are all 0 reads nothing.
+   */
+  @Test
+  void heapKernelsAtOtherHeadSizesGiveTheBitsOfTheScalarReads() {
+    SplittableRandom r = new SplittableRandom(21);
+    for (int d : new int[] {8, 40, 96, 128}) {
+      for (int[] t : new int[][] {{2, 4, 6}, {1, 2, 3}, {64, 64, 64}}) {
+        AlignedKvFormat k = new AlignedKvFormat(true, t[0], t[1], t[2]);
+        AlignedKvFormat v = new AlignedKvFormat(false, t[0], t[1], t[2]);
+        int n = 27;
+        float[] x = new float[n * d];
+        for (int i = 0; i < x.length; i++) {
+          x[i] = (float) (r.nextGaussian() * Math.pow(2, r.nextInt(-6, 4)));
+        }
+        MemorySegment[] heap = {block(k, x, n, 32, d), block(v, x, n, 32, d)};
+        MemorySegment[] off = new MemorySegment[2];
+        for (int i = 0; i < 2; i++) {
+          off[i] = java.lang.foreign.Arena.ofAuto().allocate(heap[i].byteSize(), 8);
+          off[i].copyFrom(heap[i]);
+        }
+        float[] q = new float[d];
+        for (int c = 0; c < d; c++) {
+          q[c] = (float) (r.nextGaussian() * Math.pow(2, r.nextInt(-8, 3)));
+        }
+        float[] prepared = new float[2 * d];
+        k.prepareQuery(q, 0, d, prepared, 0);
+        float[] a = new float[n];
+        float[] b = new float[n];
+        k.scores(heap[0], n, 32, d, prepared, 0, a, new float[KvFormat.workLength(d)]);
+        k.scores(off[0], n, 32, d, prepared, 0, b, new float[KvFormat.workLength(d)]);
+        assertThat(a).as("scores d=%d %s", d, java.util.Arrays.toString(t)).isEqualTo(b);
+        float[] w = new float[n];
+        for (int s = 0; s < n; s++) {
+          w[s] = s % 7 == 2 ? 0f : (float) Math.pow(2, -r.nextInt(0, 14)) * r.nextFloat();
+        }
+        float[] accA = new float[d];
+        float[] accB = new float[d];
+        v.accumulateBlock(heap[1], n, 32, d, w, 0, accA, 0, null);
+        v.accumulateBlock(off[1], n, 32, d, w, 0, accB, 0, null);
+        assertThat(accA).as("sums d=%d %s", d, java.util.Arrays.toString(t)).isEqualTo(accB);
+        long before = v.bitsRead();
+        float[] zero = new float[d];
+        v.accumulateBlock(heap[1], n, 32, d, new float[n], 0, zero, 0, null);
+        assertThat(zero).containsOnly(0f);
+        assertThat(v.bitsRead() - before).isEqualTo(8L * n); // the exponent maxima only
+      }
+    }
+  }
+
+  /** The exponent code from a float's bits equals the code of its fp16 rounding. */
+  @Test
+  void exponentCodesFromFloatBitsMatchTheFp16Rounding() {
+    SplittableRandom r = new SplittableRandom(5);
+    java.util.List<Float> xs = new java.util.ArrayList<>();
+    for (float f :
+        new float[] {
+          0f,
+          -0f,
+          1f,
+          65504f,
+          65519.99f,
+          65520f,
+          1e30f,
+          Float.MAX_VALUE,
+          Float.MIN_VALUE,
+          Float.POSITIVE_INFINITY,
+          Float.NEGATIVE_INFINITY,
+          Float.NaN,
+          0x1p-14f,
+          0x1p-15f,
+          0x1p-25f
+        }) {
+      xs.add(f);
+    }
+    for (int e = 90; e < 150; e++) {
+      for (int m : new int[] {0, 1, 0x7fefff, 0x7ff000, 0x7ff001, 0x7fffff, 0x400000}) {
+        xs.add(Float.intBitsToFloat(e << 23 | m));
+        xs.add(-Float.intBitsToFloat(e << 23 | m));
+      }
+    }
+    for (int i = 0; i < 200_000; i++) {
+      xs.add(Float.intBitsToFloat(r.nextInt()));
+    }
+    for (float x : xs) {
+      assertThat(AlignedKvFormat.exponentCode(x))
+          .as("%s", Float.floatToRawIntBits(x))
+          .isEqualTo(AlignedKvFormat.exponentOf(x));
+    }
+  }
+
   @Test
   void badThresholdsAndHeadSizesAreOneSentence() {
     assertThatThrownBy(() -> new AlignedKvFormat(true, 5, 4, 11))
