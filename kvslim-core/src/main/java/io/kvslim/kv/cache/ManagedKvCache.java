@@ -38,6 +38,10 @@ public final class ManagedKvCache implements KvCache {
   private int steps;
   private long peakBytes;
   private long policyNanos;
+  // the policies' time in the step in progress (their hooks during it, then its afterStep), and its
+  // sum over the decode steps
+  private long stepPolicyNanos;
+  private long decodePolicyNanos;
   private boolean closed;
 
   public ManagedKvCache(
@@ -671,7 +675,12 @@ public final class ManagedKvCache implements KvCache {
     for (KvPolicy p : policies) {
       p.afterStep(this, kind);
     }
-    policyNanos += System.nanoTime() - t0;
+    long spent = System.nanoTime() - t0;
+    policyNanos += spent;
+    if (kind == StepKind.DECODE) {
+      decodePolicyNanos += stepPolicyNanos + spent;
+    }
+    stepPolicyNanos = 0;
   }
 
   /**
@@ -730,9 +739,21 @@ public final class ManagedKvCache implements KvCache {
     return -1;
   }
 
-  /** Time spent in the policies' {@code afterStep} (scoring and eviction), summed over steps. */
+  /**
+   * Time spent in the policies' {@code afterStep} (scoring and eviction), summed over steps, the
+   * prefill's included (for a quantizing policy, the conversion of the prompt's blocks).
+   */
   public long policyNanos() {
     return policyNanos;
+  }
+
+  /**
+   * Time the policies took in the decode steps so far: their hooks during each step (queries,
+   * attention rows, appends) and its {@code afterStep}; divided by {@link #decodeSteps}, a decode
+   * step's policy cost.
+   */
+  public long decodePolicyNanos() {
+    return decodePolicyNanos;
   }
 
   @Override
@@ -774,19 +795,25 @@ public final class ManagedKvCache implements KvCache {
       this.observer =
           observes
               ? (qi, h, g, probs, count) -> {
+                long t0 = System.nanoTime();
                 for (KvPolicy p : policies) {
                   if (p.observes(layer)) {
                     p.observe(ManagedKvCache.this, layer, qi, h, g, probs, count);
                   }
                 }
+                stepPolicyNanos += System.nanoTime() - t0;
               }
               : null;
     }
 
     @Override
     public void append(int n, int[] positions, float[] keys, float[] values) {
-      for (int i = 0; i < policies.size(); i++) { // no iterator per layer and step
-        policies.get(i).beforeAppend(ManagedKvCache.this, layer, n);
+      if (!policies.isEmpty()) {
+        long t0 = System.nanoTime();
+        for (int i = 0; i < policies.size(); i++) { // no iterator per layer and step
+          policies.get(i).beforeAppend(ManagedKvCache.this, layer, n);
+        }
+        stepPolicyNanos += System.nanoTime() - t0;
       }
       paged.append(n, positions, keys, values);
       if (layer == 0) {
@@ -801,8 +828,12 @@ public final class ManagedKvCache implements KvCache {
 
     @Override
     void attended() {
-      for (int i = 0; i < policies.size(); i++) {
-        policies.get(i).afterAttention(ManagedKvCache.this, layer);
+      if (!policies.isEmpty()) {
+        long t0 = System.nanoTime();
+        for (int i = 0; i < policies.size(); i++) {
+          policies.get(i).afterAttention(ManagedKvCache.this, layer);
+        }
+        stepPolicyNanos += System.nanoTime() - t0;
       }
     }
 
@@ -903,11 +934,13 @@ public final class ManagedKvCache implements KvCache {
         queries = rotatedQueries(paged.rope(), n, positions, heads, queries);
       }
       if (wantsQueries) {
+        long t0 = System.nanoTime();
         for (KvPolicy p : policies) {
           if (p.wantsQueries(layer)) {
             p.onQueries(ManagedKvCache.this, layer, n, positions, heads, queries, scale);
           }
         }
+        stepPolicyNanos += System.nanoTime() - t0;
       }
     }
   }
