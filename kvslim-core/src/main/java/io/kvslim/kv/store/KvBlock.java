@@ -419,34 +419,32 @@ public final class KvBlock {
    * threads at once; the count of checked rows is only a cache (a stale read rechecks).
    */
   public KvFormat keyKernels() {
-    KvFormat fast = keyFormat.assumingFinite();
-    if (fast == keyFormat || cold) {
-      return keyFormat;
+    KvFormat kernels = kernels(keyFormat, keys, finiteKeyRows, filled);
+    if (kernels != keyFormat) {
+      finiteKeyRows = filled;
     }
-    int known = finiteKeyRows;
-    int rows = filled;
-    if (known < rows) {
-      if (!keyFormat.finiteRows(keys, known, rows, capacity, headDim)) {
-        return keyFormat;
-      }
-      finiteKeyRows = rows;
-    }
-    return fast;
+    return kernels;
   }
 
   /** {@link #keyKernels} for the values of slots {@code [0, split())}. */
   public KvFormat valueKernels() {
-    KvFormat fast = valueFormat.assumingFinite();
-    if (fast == valueFormat || cold) {
-      return valueFormat;
-    }
-    int known = finiteValueRows;
     int rows = Math.min(filled, split);
-    if (known < rows) {
-      if (!valueFormat.finiteRows(values, known, rows, capacity, headDim)) {
-        return valueFormat;
-      }
+    KvFormat kernels = kernels(valueFormat, values, finiteValueRows, rows);
+    if (kernels != valueFormat) {
       finiteValueRows = rows;
+    }
+    return kernels;
+  }
+
+  /**
+   * The format's unchecked view if rows {@code [known, rows)} of {@code data} pass, else itself.
+   */
+  private KvFormat kernels(KvFormat format, MemorySegment data, int known, int rows) {
+    KvFormat fast = format.assumingFinite();
+    if (fast == format
+        || cold
+        || (known < rows && !format.finiteRows(data, known, rows, capacity, headDim))) {
+      return format;
     }
     return fast;
   }
