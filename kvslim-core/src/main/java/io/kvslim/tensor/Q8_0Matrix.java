@@ -54,15 +54,15 @@ public final class Q8_0Matrix extends WeightMatrix {
    */
   @Override
   public float dot(int row, float[] x, int xOffset) {
-    long base = row * rowBytes;
+    MemorySegment r = data.asSlice(row * rowBytes, rowBytes);
     FloatVector total = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BYTES;
+      int block = b * BYTES;
       int xo = xOffset + b * BLOCK;
-      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
+      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(r.get(SHORT_LE, block)));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + QS + j, LE);
+        ByteVector q = ByteVector.fromMemorySegment(B, r, block + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector w = ((FloatVector) q.castShape(F, p)).mul(d);
           total = w.fma(FloatVector.fromArray(F, x, xo + j + p * FL), total);
@@ -208,6 +208,10 @@ public final class Q8_0Matrix extends WeightMatrix {
   private void rows4x2(int row, int q, float[] x, int xa, int xb, float[] out, int oa, int ob) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
+    MemorySegment r0 = data.asSlice(b0, rowBytes);
+    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
+    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
+    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
     FloatVector a0 = FloatVector.zero(F);
     FloatVector a1 = a0;
     FloatVector a2 = a0;
@@ -218,20 +222,17 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector c3 = a0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BYTES;
-      long o1 = o0 + st;
-      long o2 = o1 + st;
-      long o3 = o2 + st;
+      int o = b * BYTES;
       int xo = b * BLOCK;
-      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
-      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
-      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
-      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
+      float d0 = Float.float16ToFloat(r0.get(SHORT_LE, o));
+      float d1 = Float.float16ToFloat(r1.get(SHORT_LE, o));
+      float d2 = Float.float16ToFloat(r2.get(SHORT_LE, o));
+      float d3 = Float.float16ToFloat(r3.get(SHORT_LE, o));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE);
-        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE);
-        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE);
-        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE);
+        ByteVector q0 = ByteVector.fromMemorySegment(B, r0, o + QS + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, r1, o + QS + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, r2, o + QS + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, r3, o + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector xv = FloatVector.fromArray(F, x, xa + xo + j + p * FL);
           FloatVector yv = FloatVector.fromArray(F, x, xb + xo + j + p * FL);
@@ -263,6 +264,14 @@ public final class Q8_0Matrix extends WeightMatrix {
   private void rows8x2(int row, int q, float[] x, int xa, int xb, float[] out, int oa, int ob) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
+    MemorySegment r0 = data.asSlice(b0, rowBytes);
+    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
+    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
+    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
+    MemorySegment r4 = data.asSlice(b0 + 4 * st, rowBytes);
+    MemorySegment r5 = data.asSlice(b0 + 5 * st, rowBytes);
+    MemorySegment r6 = data.asSlice(b0 + 6 * st, rowBytes);
+    MemorySegment r7 = data.asSlice(b0 + 7 * st, rowBytes);
     FloatVector a0 = FloatVector.zero(F);
     FloatVector a1 = a0;
     FloatVector a2 = a0;
@@ -281,32 +290,25 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector c7 = a0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BYTES;
-      long o1 = o0 + st;
-      long o2 = o1 + st;
-      long o3 = o2 + st;
-      long o4 = o3 + st;
-      long o5 = o4 + st;
-      long o6 = o5 + st;
-      long o7 = o6 + st;
+      int o = b * BYTES;
       int xo = b * BLOCK;
-      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
-      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
-      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
-      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
-      float d4 = Float.float16ToFloat(data.get(SHORT_LE, o4));
-      float d5 = Float.float16ToFloat(data.get(SHORT_LE, o5));
-      float d6 = Float.float16ToFloat(data.get(SHORT_LE, o6));
-      float d7 = Float.float16ToFloat(data.get(SHORT_LE, o7));
+      float d0 = Float.float16ToFloat(r0.get(SHORT_LE, o));
+      float d1 = Float.float16ToFloat(r1.get(SHORT_LE, o));
+      float d2 = Float.float16ToFloat(r2.get(SHORT_LE, o));
+      float d3 = Float.float16ToFloat(r3.get(SHORT_LE, o));
+      float d4 = Float.float16ToFloat(r4.get(SHORT_LE, o));
+      float d5 = Float.float16ToFloat(r5.get(SHORT_LE, o));
+      float d6 = Float.float16ToFloat(r6.get(SHORT_LE, o));
+      float d7 = Float.float16ToFloat(r7.get(SHORT_LE, o));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE);
-        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE);
-        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE);
-        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE);
-        ByteVector q4 = ByteVector.fromMemorySegment(B, data, o4 + QS + j, LE);
-        ByteVector q5 = ByteVector.fromMemorySegment(B, data, o5 + QS + j, LE);
-        ByteVector q6 = ByteVector.fromMemorySegment(B, data, o6 + QS + j, LE);
-        ByteVector q7 = ByteVector.fromMemorySegment(B, data, o7 + QS + j, LE);
+        ByteVector q0 = ByteVector.fromMemorySegment(B, r0, o + QS + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, r1, o + QS + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, r2, o + QS + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, r3, o + QS + j, LE);
+        ByteVector q4 = ByteVector.fromMemorySegment(B, r4, o + QS + j, LE);
+        ByteVector q5 = ByteVector.fromMemorySegment(B, r5, o + QS + j, LE);
+        ByteVector q6 = ByteVector.fromMemorySegment(B, r6, o + QS + j, LE);
+        ByteVector q7 = ByteVector.fromMemorySegment(B, r7, o + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector xv = FloatVector.fromArray(F, x, xa + xo + j + p * FL);
           FloatVector yv = FloatVector.fromArray(F, x, xb + xo + j + p * FL);
@@ -394,6 +396,10 @@ public final class Q8_0Matrix extends WeightMatrix {
   private void rows4x3(int row, int q, float[] x, float[] out) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
+    MemorySegment r0 = data.asSlice(b0, rowBytes);
+    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
+    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
+    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
     int x1 = cols;
     int x2 = 2 * cols;
     FloatVector a0 = FloatVector.zero(F);
@@ -410,39 +416,36 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector c3 = a0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BYTES;
-      long o1 = o0 + st;
-      long o2 = o1 + st;
-      long o3 = o2 + st;
+      int o = b * BYTES;
       int xo = b * BLOCK;
-      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
-      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
-      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
-      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
+      float d0 = Float.float16ToFloat(r0.get(SHORT_LE, o));
+      float d1 = Float.float16ToFloat(r1.get(SHORT_LE, o));
+      float d2 = Float.float16ToFloat(r2.get(SHORT_LE, o));
+      float d3 = Float.float16ToFloat(r3.get(SHORT_LE, o));
       for (int j = 0; j < BLOCK; j += BL) {
         FloatVector u = FloatVector.fromArray(F, x, xo + j);
         FloatVector v = FloatVector.fromArray(F, x, x1 + xo + j);
         FloatVector y = FloatVector.fromArray(F, x, x2 + xo + j);
         FloatVector w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r0, o + QS + j, LE).castShape(F, 0))
                 .mul(d0);
         a0 = w.fma(u, a0);
         b0v = w.fma(v, b0v);
         c0 = w.fma(y, c0);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r1, o + QS + j, LE).castShape(F, 0))
                 .mul(d1);
         a1 = w.fma(u, a1);
         b1 = w.fma(v, b1);
         c1 = w.fma(y, c1);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r2, o + QS + j, LE).castShape(F, 0))
                 .mul(d2);
         a2 = w.fma(u, a2);
         b2 = w.fma(v, b2);
         c2 = w.fma(y, c2);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r3, o + QS + j, LE).castShape(F, 0))
                 .mul(d3);
         a3 = w.fma(u, a3);
         b3 = w.fma(v, b3);
@@ -482,6 +485,10 @@ public final class Q8_0Matrix extends WeightMatrix {
   private void rows4x4(int row, int q, float[] x, float[] out) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
+    MemorySegment r0 = data.asSlice(b0, rowBytes);
+    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
+    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
+    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
     int x1 = cols;
     int x2 = 2 * cols;
     int x3 = 3 * cols;
@@ -503,43 +510,40 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector e3 = a0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BYTES;
-      long o1 = o0 + st;
-      long o2 = o1 + st;
-      long o3 = o2 + st;
+      int o = b * BYTES;
       int xo = b * BLOCK;
-      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
-      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
-      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
-      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
+      float d0 = Float.float16ToFloat(r0.get(SHORT_LE, o));
+      float d1 = Float.float16ToFloat(r1.get(SHORT_LE, o));
+      float d2 = Float.float16ToFloat(r2.get(SHORT_LE, o));
+      float d3 = Float.float16ToFloat(r3.get(SHORT_LE, o));
       for (int j = 0; j < BLOCK; j += BL) {
         FloatVector u = FloatVector.fromArray(F, x, xo + j);
         FloatVector v = FloatVector.fromArray(F, x, x1 + xo + j);
         FloatVector y = FloatVector.fromArray(F, x, x2 + xo + j);
         FloatVector z = FloatVector.fromArray(F, x, x3 + xo + j);
         FloatVector w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r0, o + QS + j, LE).castShape(F, 0))
                 .mul(d0);
         a0 = w.fma(u, a0);
         b0v = w.fma(v, b0v);
         c0 = w.fma(y, c0);
         e0 = w.fma(z, e0);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r1, o + QS + j, LE).castShape(F, 0))
                 .mul(d1);
         a1 = w.fma(u, a1);
         b1 = w.fma(v, b1);
         c1 = w.fma(y, c1);
         e1 = w.fma(z, e1);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r2, o + QS + j, LE).castShape(F, 0))
                 .mul(d2);
         a2 = w.fma(u, a2);
         b2 = w.fma(v, b2);
         c2 = w.fma(y, c2);
         e2 = w.fma(z, e2);
         w =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r3, o + QS + j, LE).castShape(F, 0))
                 .mul(d3);
         a3 = w.fma(u, a3);
         b3 = w.fma(v, b3);
@@ -584,6 +588,10 @@ public final class Q8_0Matrix extends WeightMatrix {
   private void rows4x5(int row, int q, float[] x, float[] out) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
+    MemorySegment r0 = data.asSlice(b0, rowBytes);
+    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
+    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
+    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
     FloatVector t00 = FloatVector.zero(F);
     FloatVector t01 = FloatVector.zero(F);
     FloatVector t02 = FloatVector.zero(F);
@@ -606,27 +614,24 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector t43 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BYTES;
-      long o1 = o0 + st;
-      long o2 = o1 + st;
-      long o3 = o2 + st;
+      int o = b * BYTES;
       int xo = b * BLOCK;
-      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
-      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
-      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
-      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
+      float d0 = Float.float16ToFloat(r0.get(SHORT_LE, o));
+      float d1 = Float.float16ToFloat(r1.get(SHORT_LE, o));
+      float d2 = Float.float16ToFloat(r2.get(SHORT_LE, o));
+      float d3 = Float.float16ToFloat(r3.get(SHORT_LE, o));
       for (int j = 0; j < BLOCK; j += BL) {
         FloatVector w0 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r0, o + QS + j, LE).castShape(F, 0))
                 .mul(d0);
         FloatVector w1 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r1, o + QS + j, LE).castShape(F, 0))
                 .mul(d1);
         FloatVector w2 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r2, o + QS + j, LE).castShape(F, 0))
                 .mul(d2);
         FloatVector w3 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r3, o + QS + j, LE).castShape(F, 0))
                 .mul(d3);
         FloatVector x0 = FloatVector.fromArray(F, x, 0 * cols + xo + j);
         t00 = w0.fma(x0, t00);
@@ -708,6 +713,10 @@ public final class Q8_0Matrix extends WeightMatrix {
   private void rows4x6(int row, int q, float[] x, float[] out) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
+    MemorySegment r0 = data.asSlice(b0, rowBytes);
+    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
+    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
+    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
     FloatVector t00 = FloatVector.zero(F);
     FloatVector t01 = FloatVector.zero(F);
     FloatVector t02 = FloatVector.zero(F);
@@ -734,27 +743,24 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector t53 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BYTES;
-      long o1 = o0 + st;
-      long o2 = o1 + st;
-      long o3 = o2 + st;
+      int o = b * BYTES;
       int xo = b * BLOCK;
-      float d0 = Float.float16ToFloat(data.get(SHORT_LE, o0));
-      float d1 = Float.float16ToFloat(data.get(SHORT_LE, o1));
-      float d2 = Float.float16ToFloat(data.get(SHORT_LE, o2));
-      float d3 = Float.float16ToFloat(data.get(SHORT_LE, o3));
+      float d0 = Float.float16ToFloat(r0.get(SHORT_LE, o));
+      float d1 = Float.float16ToFloat(r1.get(SHORT_LE, o));
+      float d2 = Float.float16ToFloat(r2.get(SHORT_LE, o));
+      float d3 = Float.float16ToFloat(r3.get(SHORT_LE, o));
       for (int j = 0; j < BLOCK; j += BL) {
         FloatVector w0 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r0, o + QS + j, LE).castShape(F, 0))
                 .mul(d0);
         FloatVector w1 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r1, o + QS + j, LE).castShape(F, 0))
                 .mul(d1);
         FloatVector w2 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r2, o + QS + j, LE).castShape(F, 0))
                 .mul(d2);
         FloatVector w3 =
-            ((FloatVector) ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE).castShape(F, 0))
+            ((FloatVector) ByteVector.fromMemorySegment(B, r3, o + QS + j, LE).castShape(F, 0))
                 .mul(d3);
         FloatVector x0 = FloatVector.fromArray(F, x, 0 * cols + xo + j);
         t00 = w0.fma(x0, t00);
@@ -835,6 +841,14 @@ public final class Q8_0Matrix extends WeightMatrix {
   private void rows8(int row, int q, float[] x, int xb, float[] out, int ob) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
+    MemorySegment r0 = data.asSlice(b0, rowBytes);
+    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
+    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
+    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
+    MemorySegment r4 = data.asSlice(b0 + 4 * st, rowBytes);
+    MemorySegment r5 = data.asSlice(b0 + 5 * st, rowBytes);
+    MemorySegment r6 = data.asSlice(b0 + 6 * st, rowBytes);
+    MemorySegment r7 = data.asSlice(b0 + 7 * st, rowBytes);
     FloatVector t0 = FloatVector.zero(F);
     FloatVector t1 = t0;
     FloatVector t2 = t0;
@@ -845,32 +859,25 @@ public final class Q8_0Matrix extends WeightMatrix {
     FloatVector t7 = t0;
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long o0 = b0 + (long) b * BYTES;
-      long o1 = o0 + st;
-      long o2 = o1 + st;
-      long o3 = o2 + st;
-      long o4 = o3 + st;
-      long o5 = o4 + st;
-      long o6 = o5 + st;
-      long o7 = o6 + st;
+      int o = b * BYTES;
       int xo = xb + b * BLOCK;
-      FloatVector d0 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o0)));
-      FloatVector d1 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o1)));
-      FloatVector d2 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o2)));
-      FloatVector d3 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o3)));
-      FloatVector d4 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o4)));
-      FloatVector d5 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o5)));
-      FloatVector d6 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o6)));
-      FloatVector d7 = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, o7)));
+      FloatVector d0 = FloatVector.broadcast(F, Float.float16ToFloat(r0.get(SHORT_LE, o)));
+      FloatVector d1 = FloatVector.broadcast(F, Float.float16ToFloat(r1.get(SHORT_LE, o)));
+      FloatVector d2 = FloatVector.broadcast(F, Float.float16ToFloat(r2.get(SHORT_LE, o)));
+      FloatVector d3 = FloatVector.broadcast(F, Float.float16ToFloat(r3.get(SHORT_LE, o)));
+      FloatVector d4 = FloatVector.broadcast(F, Float.float16ToFloat(r4.get(SHORT_LE, o)));
+      FloatVector d5 = FloatVector.broadcast(F, Float.float16ToFloat(r5.get(SHORT_LE, o)));
+      FloatVector d6 = FloatVector.broadcast(F, Float.float16ToFloat(r6.get(SHORT_LE, o)));
+      FloatVector d7 = FloatVector.broadcast(F, Float.float16ToFloat(r7.get(SHORT_LE, o)));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q0 = ByteVector.fromMemorySegment(B, data, o0 + QS + j, LE);
-        ByteVector q1 = ByteVector.fromMemorySegment(B, data, o1 + QS + j, LE);
-        ByteVector q2 = ByteVector.fromMemorySegment(B, data, o2 + QS + j, LE);
-        ByteVector q3 = ByteVector.fromMemorySegment(B, data, o3 + QS + j, LE);
-        ByteVector q4 = ByteVector.fromMemorySegment(B, data, o4 + QS + j, LE);
-        ByteVector q5 = ByteVector.fromMemorySegment(B, data, o5 + QS + j, LE);
-        ByteVector q6 = ByteVector.fromMemorySegment(B, data, o6 + QS + j, LE);
-        ByteVector q7 = ByteVector.fromMemorySegment(B, data, o7 + QS + j, LE);
+        ByteVector q0 = ByteVector.fromMemorySegment(B, r0, o + QS + j, LE);
+        ByteVector q1 = ByteVector.fromMemorySegment(B, r1, o + QS + j, LE);
+        ByteVector q2 = ByteVector.fromMemorySegment(B, r2, o + QS + j, LE);
+        ByteVector q3 = ByteVector.fromMemorySegment(B, r3, o + QS + j, LE);
+        ByteVector q4 = ByteVector.fromMemorySegment(B, r4, o + QS + j, LE);
+        ByteVector q5 = ByteVector.fromMemorySegment(B, r5, o + QS + j, LE);
+        ByteVector q6 = ByteVector.fromMemorySegment(B, r6, o + QS + j, LE);
+        ByteVector q7 = ByteVector.fromMemorySegment(B, r7, o + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector xv = FloatVector.fromArray(F, x, xo + j + p * FL);
           t0 = ((FloatVector) q0.castShape(F, p)).mul(d0).fma(xv, t0);
@@ -969,14 +976,14 @@ public final class Q8_0Matrix extends WeightMatrix {
 
   @Override
   protected void decodeRow(int row, float[] out, int off) {
-    long base = row * rowBytes;
+    MemorySegment r = data.asSlice(row * rowBytes, rowBytes);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BYTES;
+      int block = b * BYTES;
       int xo = off + b * BLOCK;
-      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
+      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(r.get(SHORT_LE, block)));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + QS + j, LE);
+        ByteVector q = ByteVector.fromMemorySegment(B, r, block + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           ((FloatVector) q.castShape(F, p)).mul(d).intoArray(out, xo + j + p * FL);
         }
@@ -997,18 +1004,18 @@ public final class Q8_0Matrix extends WeightMatrix {
       int o1,
       int o2,
       int o3) {
-    long base = row * rowBytes;
+    MemorySegment r = data.asSlice(row * rowBytes, rowBytes);
     FloatVector total0 = FloatVector.zero(F);
     FloatVector total1 = FloatVector.zero(F);
     FloatVector total2 = FloatVector.zero(F);
     FloatVector total3 = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
-      long block = base + (long) b * BYTES;
+      int block = b * BYTES;
       int xo = b * BLOCK;
-      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(data.get(SHORT_LE, block)));
+      FloatVector d = FloatVector.broadcast(F, Float.float16ToFloat(r.get(SHORT_LE, block)));
       for (int j = 0; j < BLOCK; j += BL) {
-        ByteVector q = ByteVector.fromMemorySegment(B, data, block + QS + j, LE);
+        ByteVector q = ByteVector.fromMemorySegment(B, r, block + QS + j, LE);
         for (int p = 0; p < PARTS; p++) {
           FloatVector w = ((FloatVector) q.castShape(F, p)).mul(d);
           int i = xo + j + p * FL;
