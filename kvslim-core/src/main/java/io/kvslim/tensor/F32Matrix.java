@@ -48,21 +48,15 @@ public final class F32Matrix extends WeightMatrix {
    */
   @Override
   public void dotRows(int row, int count, float[] x, float[] out) {
-    int q = count / 4;
-    for (int r = row; r < row + q; r++) {
-      rows4(r, q, x, out);
-    }
-    for (int r = row + 4 * q; r < row + count; r++) {
-      out[r] = dot(r, x, 0);
-    }
+    dotRowsBy4(row, count, x, out);
   }
 
-  private void rows4(int row, int q, float[] x, float[] out) {
-    long st = q * rowBytes;
-    MemorySegment r0 = data.asSlice(row * rowBytes, rowBytes);
-    MemorySegment r1 = data.asSlice(row * rowBytes + st, rowBytes);
-    MemorySegment r2 = data.asSlice(row * rowBytes + 2 * st, rowBytes);
-    MemorySegment r3 = data.asSlice(row * rowBytes + 3 * st, rowBytes);
+  @Override
+  protected void rows4(int row, int q, float[] x, float[] out) {
+    MemorySegment r0 = rowSlice(row);
+    MemorySegment r1 = rowSlice(row + q);
+    MemorySegment r2 = rowSlice(row + 2L * q);
+    MemorySegment r3 = rowSlice(row + 3L * q);
     FloatVector a0 = FloatVector.zero(F);
     FloatVector a1 = a0;
     FloatVector a2 = a0;

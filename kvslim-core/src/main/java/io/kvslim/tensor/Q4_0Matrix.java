@@ -165,16 +165,11 @@ public final class Q4_0Matrix extends WeightMatrix {
    */
   @Override
   public void dotRows(int row, int count, float[] x, float[] out) {
-    int q = count / 4;
-    for (int r = row; r < row + q; r++) {
-      rows4(r, q, x, out);
-    }
-    for (int r = row + 4 * q; r < row + count; r++) {
-      out[r] = dot(r, x, 0);
-    }
+    dotRowsBy4(row, count, x, out);
   }
 
-  private void rows4(int row, int q, float[] x, float[] out) {
+  @Override
+  protected void rows4(int row, int q, float[] x, float[] out) {
     long b0 = row * rowBytes;
     long st = q * rowBytes;
     int x0 = 0;

@@ -54,7 +54,7 @@ public final class Q8_0Matrix extends WeightMatrix {
    */
   @Override
   public float dot(int row, float[] x, int xOffset) {
-    MemorySegment r = data.asSlice(row * rowBytes, rowBytes);
+    MemorySegment r = rowSlice(row);
     FloatVector total = FloatVector.zero(F);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
@@ -206,12 +206,10 @@ public final class Q8_0Matrix extends WeightMatrix {
    * not hold sixteen accumulators (see {@link #rows4}); each product in {@link #dot}'s order.
    */
   private void rows4x2(int row, int q, float[] x, int xa, int xb, float[] out, int oa, int ob) {
-    long b0 = row * rowBytes;
-    long st = q * rowBytes;
-    MemorySegment r0 = data.asSlice(b0, rowBytes);
-    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
-    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
-    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
+    MemorySegment r0 = rowSlice(row);
+    MemorySegment r1 = rowSlice(row + q);
+    MemorySegment r2 = rowSlice(row + 2L * q);
+    MemorySegment r3 = rowSlice(row + 3L * q);
     FloatVector a0 = FloatVector.zero(F);
     FloatVector a1 = a0;
     FloatVector a2 = a0;
@@ -262,16 +260,14 @@ public final class Q8_0Matrix extends WeightMatrix {
   }
 
   private void rows8x2(int row, int q, float[] x, int xa, int xb, float[] out, int oa, int ob) {
-    long b0 = row * rowBytes;
-    long st = q * rowBytes;
-    MemorySegment r0 = data.asSlice(b0, rowBytes);
-    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
-    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
-    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
-    MemorySegment r4 = data.asSlice(b0 + 4 * st, rowBytes);
-    MemorySegment r5 = data.asSlice(b0 + 5 * st, rowBytes);
-    MemorySegment r6 = data.asSlice(b0 + 6 * st, rowBytes);
-    MemorySegment r7 = data.asSlice(b0 + 7 * st, rowBytes);
+    MemorySegment r0 = rowSlice(row);
+    MemorySegment r1 = rowSlice(row + q);
+    MemorySegment r2 = rowSlice(row + 2L * q);
+    MemorySegment r3 = rowSlice(row + 3L * q);
+    MemorySegment r4 = rowSlice(row + 4L * q);
+    MemorySegment r5 = rowSlice(row + 5L * q);
+    MemorySegment r6 = rowSlice(row + 6L * q);
+    MemorySegment r7 = rowSlice(row + 7L * q);
     FloatVector a0 = FloatVector.zero(F);
     FloatVector a1 = a0;
     FloatVector a2 = a0;
@@ -394,12 +390,10 @@ public final class Q8_0Matrix extends WeightMatrix {
    * lanes.
    */
   private void rows4x3(int row, int q, float[] x, float[] out) {
-    long b0 = row * rowBytes;
-    long st = q * rowBytes;
-    MemorySegment r0 = data.asSlice(b0, rowBytes);
-    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
-    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
-    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
+    MemorySegment r0 = rowSlice(row);
+    MemorySegment r1 = rowSlice(row + q);
+    MemorySegment r2 = rowSlice(row + 2L * q);
+    MemorySegment r3 = rowSlice(row + 3L * q);
     int x1 = cols;
     int x2 = 2 * cols;
     FloatVector a0 = FloatVector.zero(F);
@@ -483,12 +477,10 @@ public final class Q8_0Matrix extends WeightMatrix {
    * this reads each weight once.
    */
   private void rows4x4(int row, int q, float[] x, float[] out) {
-    long b0 = row * rowBytes;
-    long st = q * rowBytes;
-    MemorySegment r0 = data.asSlice(b0, rowBytes);
-    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
-    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
-    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
+    MemorySegment r0 = rowSlice(row);
+    MemorySegment r1 = rowSlice(row + q);
+    MemorySegment r2 = rowSlice(row + 2L * q);
+    MemorySegment r3 = rowSlice(row + 3L * q);
     int x1 = cols;
     int x2 = 2 * cols;
     int x3 = 3 * cols;
@@ -586,12 +578,10 @@ public final class Q8_0Matrix extends WeightMatrix {
    * every product has {@link #dot}'s bits.
    */
   private void rows4x5(int row, int q, float[] x, float[] out) {
-    long b0 = row * rowBytes;
-    long st = q * rowBytes;
-    MemorySegment r0 = data.asSlice(b0, rowBytes);
-    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
-    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
-    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
+    MemorySegment r0 = rowSlice(row);
+    MemorySegment r1 = rowSlice(row + q);
+    MemorySegment r2 = rowSlice(row + 2L * q);
+    MemorySegment r3 = rowSlice(row + 3L * q);
     FloatVector t00 = FloatVector.zero(F);
     FloatVector t01 = FloatVector.zero(F);
     FloatVector t02 = FloatVector.zero(F);
@@ -711,12 +701,10 @@ public final class Q8_0Matrix extends WeightMatrix {
    * every product has {@link #dot}'s bits.
    */
   private void rows4x6(int row, int q, float[] x, float[] out) {
-    long b0 = row * rowBytes;
-    long st = q * rowBytes;
-    MemorySegment r0 = data.asSlice(b0, rowBytes);
-    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
-    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
-    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
+    MemorySegment r0 = rowSlice(row);
+    MemorySegment r1 = rowSlice(row + q);
+    MemorySegment r2 = rowSlice(row + 2L * q);
+    MemorySegment r3 = rowSlice(row + 3L * q);
     FloatVector t00 = FloatVector.zero(F);
     FloatVector t01 = FloatVector.zero(F);
     FloatVector t02 = FloatVector.zero(F);
@@ -839,16 +827,14 @@ public final class Q8_0Matrix extends WeightMatrix {
   }
 
   private void rows8(int row, int q, float[] x, int xb, float[] out, int ob) {
-    long b0 = row * rowBytes;
-    long st = q * rowBytes;
-    MemorySegment r0 = data.asSlice(b0, rowBytes);
-    MemorySegment r1 = data.asSlice(b0 + st, rowBytes);
-    MemorySegment r2 = data.asSlice(b0 + 2 * st, rowBytes);
-    MemorySegment r3 = data.asSlice(b0 + 3 * st, rowBytes);
-    MemorySegment r4 = data.asSlice(b0 + 4 * st, rowBytes);
-    MemorySegment r5 = data.asSlice(b0 + 5 * st, rowBytes);
-    MemorySegment r6 = data.asSlice(b0 + 6 * st, rowBytes);
-    MemorySegment r7 = data.asSlice(b0 + 7 * st, rowBytes);
+    MemorySegment r0 = rowSlice(row);
+    MemorySegment r1 = rowSlice(row + q);
+    MemorySegment r2 = rowSlice(row + 2L * q);
+    MemorySegment r3 = rowSlice(row + 3L * q);
+    MemorySegment r4 = rowSlice(row + 4L * q);
+    MemorySegment r5 = rowSlice(row + 5L * q);
+    MemorySegment r6 = rowSlice(row + 6L * q);
+    MemorySegment r7 = rowSlice(row + 7L * q);
     FloatVector t0 = FloatVector.zero(F);
     FloatVector t1 = t0;
     FloatVector t2 = t0;
@@ -930,13 +916,12 @@ public final class Q8_0Matrix extends WeightMatrix {
    * order.
    */
   private void rows4(int row, int q, float[] x, int xb, float[] out, int ob) {
-    long st = q * rowBytes;
     // one slice per row and int offsets into it: C2 then hoists the bounds checks out of the block
     // loop; with long offsets into the whole matrix it checked every load (2x slower from L2)
-    MemorySegment r0 = data.asSlice(row * rowBytes, rowBytes);
-    MemorySegment r1 = data.asSlice(row * rowBytes + st, rowBytes);
-    MemorySegment r2 = data.asSlice(row * rowBytes + 2 * st, rowBytes);
-    MemorySegment r3 = data.asSlice(row * rowBytes + 3 * st, rowBytes);
+    MemorySegment r0 = rowSlice(row);
+    MemorySegment r1 = rowSlice(row + q);
+    MemorySegment r2 = rowSlice(row + 2L * q);
+    MemorySegment r3 = rowSlice(row + 3L * q);
     FloatVector t0 = FloatVector.zero(F);
     FloatVector t1 = t0;
     FloatVector t2 = t0;
@@ -976,7 +961,7 @@ public final class Q8_0Matrix extends WeightMatrix {
 
   @Override
   protected void decodeRow(int row, float[] out, int off) {
-    MemorySegment r = data.asSlice(row * rowBytes, rowBytes);
+    MemorySegment r = rowSlice(row);
     int blocks = cols / BLOCK;
     for (int b = 0; b < blocks; b++) {
       int block = b * BYTES;
@@ -1004,7 +989,7 @@ public final class Q8_0Matrix extends WeightMatrix {
       int o1,
       int o2,
       int o3) {
-    MemorySegment r = data.asSlice(row * rowBytes, rowBytes);
+    MemorySegment r = rowSlice(row);
     FloatVector total0 = FloatVector.zero(F);
     FloatVector total1 = FloatVector.zero(F);
     FloatVector total2 = FloatVector.zero(F);

@@ -160,6 +160,38 @@ public abstract class WeightMatrix {
   }
 
   /**
+   * {@link #dotRows} for types with a {@link #rows4} kernel: rows {@code count / 4} apart four a
+   * pass (four memory streams for the prefetcher, four independent accumulator chains), the last
+   * {@code count % 4} rows by {@link #dot}.
+   */
+  protected final void dotRowsBy4(int row, int count, float[] x, float[] out) {
+    int q = count / 4;
+    for (int r = row; r < row + q; r++) {
+      rows4(r, q, x, out);
+    }
+    for (int r = row + 4 * q; r < row + count; r++) {
+      out[r] = dot(r, x, 0);
+    }
+  }
+
+  /**
+   * {@code out[row + i·q] = dot(row + i·q, x, 0)} for {@code i < 4}, bit for bit. Only types that
+   * call {@link #dotRowsBy4} implement it.
+   */
+  protected void rows4(int row, int q, float[] x, float[] out) {
+    throw new UnsupportedOperationException(type() + " has no four-row decode kernel");
+  }
+
+  /**
+   * Row {@code row}'s bytes as a slice of their own. Kernels read a row through it with {@code int}
+   * offsets, whose bounds checks C2 hoists out of a loop; with {@code long} offsets into the whole
+   * matrix it kept a check at every vector load (the Q8_0 decode step twice as slow).
+   */
+  protected final MemorySegment rowSlice(long row) {
+    return data.asSlice(row * rowBytes, rowBytes);
+  }
+
+  /**
    * {@code out[t * rows + r] = dot(r, x, t * cols)} for weight rows {@code [row, row + count)} and
    * activation rows {@code t < n} ({@code x} is {@code n × cols}, {@code out} is {@code n × rows}),
    * bit-identical to {@link #dot}. With four or more activation rows, types that can {@link
