@@ -68,7 +68,6 @@ public final class BF16Matrix extends WeightMatrix {
 
   @Override
   protected void rows4(int row, int q, float[] x, float[] out) {
-    long st = q * rowBytes;
     MemorySegment r0 = rowSlice(row);
     MemorySegment r1 = rowSlice(row + q);
     MemorySegment r2 = rowSlice(row + 2L * q);
@@ -130,12 +129,11 @@ public final class BF16Matrix extends WeightMatrix {
     float s1 = Simd.sumLanes(a1.add(c1));
     float s2 = Simd.sumLanes(a2.add(c2));
     float s3 = Simd.sumLanes(a3.add(c3));
-    long b0 = row * rowBytes;
     for (; i < cols; i++) {
-      s0 += weight(b0 + i * 2L) * x[i];
-      s1 += weight(b0 + st + i * 2L) * x[i];
-      s2 += weight(b0 + 2 * st + i * 2L) * x[i];
-      s3 += weight(b0 + 3 * st + i * 2L) * x[i];
+      s0 += Float.intBitsToFloat(r0.get(SHORT_LE, i * 2L) << 16) * x[i];
+      s1 += Float.intBitsToFloat(r1.get(SHORT_LE, i * 2L) << 16) * x[i];
+      s2 += Float.intBitsToFloat(r2.get(SHORT_LE, i * 2L) << 16) * x[i];
+      s3 += Float.intBitsToFloat(r3.get(SHORT_LE, i * 2L) << 16) * x[i];
     }
     out[row] = s0;
     out[row + q] = s1;

@@ -916,8 +916,6 @@ public final class Q8_0Matrix extends WeightMatrix {
    * order.
    */
   private void rows4(int row, int q, float[] x, int xb, float[] out, int ob) {
-    // one slice per row and int offsets into it: C2 then hoists the bounds checks out of the block
-    // loop; with long offsets into the whole matrix it checked every load (2x slower from L2)
     MemorySegment r0 = rowSlice(row);
     MemorySegment r1 = rowSlice(row + q);
     MemorySegment r2 = rowSlice(row + 2L * q);
