@@ -901,217 +901,10 @@ public final class AlignedKvFormat implements KvFormat {
         }
       }
       int j = 0;
-      // the output's 64 channels held in eight registers over the block's rows
-      for (; j + 8 * LANES <= d; j += 8 * LANES) {
-        FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
-        FloatVector a1 = FloatVector.fromArray(FLOATS, acc, accOff + j + 1 * LANES);
-        FloatVector a2 = FloatVector.fromArray(FLOATS, acc, accOff + j + 2 * LANES);
-        FloatVector a3 = FloatVector.fromArray(FLOATS, acc, accOff + j + 3 * LANES);
-        FloatVector a4 = FloatVector.fromArray(FLOATS, acc, accOff + j + 4 * LANES);
-        FloatVector a5 = FloatVector.fromArray(FLOATS, acc, accOff + j + 5 * LANES);
-        FloatVector a6 = FloatVector.fromArray(FLOATS, acc, accOff + j + 6 * LANES);
-        FloatVector a7 = FloatVector.fromArray(FLOATS, acc, accOff + j + 7 * LANES);
-        for (int s = 0, h = d + 1, p = 0; s < count; s++, h += rowBytes, p += d) {
-          if (levels[s] == 3) {
-            continue;
-          }
-          float ws = w[s];
-          a0 =
-              a0.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a1 =
-              a1.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j + 1 * LANES)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j + 1 * LANES)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a2 =
-              a2.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j + 2 * LANES)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j + 2 * LANES)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a3 =
-              a3.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j + 3 * LANES)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j + 3 * LANES)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a4 =
-              a4.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j + 4 * LANES)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j + 4 * LANES)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a5 =
-              a5.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j + 5 * LANES)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j + 5 * LANES)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a6 =
-              a6.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j + 6 * LANES)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j + 6 * LANES)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a7 =
-              a7.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j + 7 * LANES)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j + 7 * LANES)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-        }
-        a0.intoArray(acc, accOff + j);
-        a1.intoArray(acc, accOff + j + 1 * LANES);
-        a2.intoArray(acc, accOff + j + 2 * LANES);
-        a3.intoArray(acc, accOff + j + 3 * LANES);
-        a4.intoArray(acc, accOff + j + 4 * LANES);
-        a5.intoArray(acc, accOff + j + 5 * LANES);
-        a6.intoArray(acc, accOff + j + 6 * LANES);
-        a7.intoArray(acc, accOff + j + 7 * LANES);
-      }
+      // four registers of channels a call: a body of eight did not fit C2's inlining budget
+      // inside this method, and its stores fell back to the Vector API's Java code
       for (; j + 4 * LANES <= d; j += 4 * LANES) {
-        int j1 = j + LANES;
-        int j2 = j1 + LANES;
-        int j3 = j2 + LANES;
-        FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
-        FloatVector a1 = FloatVector.fromArray(FLOATS, acc, accOff + j1);
-        FloatVector a2 = FloatVector.fromArray(FLOATS, acc, accOff + j2);
-        FloatVector a3 = FloatVector.fromArray(FLOATS, acc, accOff + j3);
-        for (int s = 0, h = d + 1, p = 0; s < count; s++, h += rowBytes, p += d) {
-          if (levels[s] == 3) {
-            continue;
-          }
-          float ws = w[s];
-          a0 =
-              a0.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a1 =
-              a1.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j1)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j1)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a2 =
-              a2.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j2)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j2)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-          a3 =
-              a3.add(
-                  ((IntVector)
-                          ByteVector.fromArray(BYTES, array, h + j3)
-                              .convertShape(VectorOperators.B2I, INTS, 0))
-                      .lanewise(VectorOperators.LSHL, 21)
-                      .or(
-                          ((IntVector)
-                                  ByteVector.fromArray(BYTES, low, p + j3)
-                                      .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
-                              .lanewise(VectorOperators.LSHL, 13))
-                      .and(KEEP)
-                      .reinterpretAsFloats()
-                      .mul(ws));
-        }
-        a0.intoArray(acc, accOff + j);
-        a1.intoArray(acc, accOff + j1);
-        a2.intoArray(acc, accOff + j2);
-        a3.intoArray(acc, accOff + j3);
+        addChannels(array, low, count, d, levels, w, acc, accOff, j);
       }
       for (; j < d; j += LANES) {
         FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
@@ -1137,6 +930,96 @@ public final class AlignedKvFormat implements KvFormat {
         a0.intoArray(acc, accOff + j);
       }
       return true;
+    }
+
+    /**
+     * Adds the rows' weighted values of the {@code 4 * LANES} channels from {@code j} to {@code
+     * acc}: each element's high byte from the block and its masked low byte from {@code low}.
+     */
+    private static void addChannels(
+        byte[] array,
+        byte[] low,
+        int count,
+        int d,
+        int[] levels,
+        float[] w,
+        float[] acc,
+        int accOff,
+        int j) {
+      int rowBytes = 1 + 2 * d;
+      int j1 = j + LANES;
+      int j2 = j1 + LANES;
+      int j3 = j2 + LANES;
+      FloatVector a0 = FloatVector.fromArray(FLOATS, acc, accOff + j);
+      FloatVector a1 = FloatVector.fromArray(FLOATS, acc, accOff + j1);
+      FloatVector a2 = FloatVector.fromArray(FLOATS, acc, accOff + j2);
+      FloatVector a3 = FloatVector.fromArray(FLOATS, acc, accOff + j3);
+      for (int s = 0, h = d + 1, p = 0; s < count; s++, h += rowBytes, p += d) {
+        if (levels[s] == 3) {
+          continue;
+        }
+        float ws = w[s];
+        a0 =
+            a0.add(
+                ((IntVector)
+                        ByteVector.fromArray(BYTES, array, h + j)
+                            .convertShape(VectorOperators.B2I, INTS, 0))
+                    .lanewise(VectorOperators.LSHL, 21)
+                    .or(
+                        ((IntVector)
+                                ByteVector.fromArray(BYTES, low, p + j)
+                                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                            .lanewise(VectorOperators.LSHL, 13))
+                    .and(KEEP)
+                    .reinterpretAsFloats()
+                    .mul(ws));
+        a1 =
+            a1.add(
+                ((IntVector)
+                        ByteVector.fromArray(BYTES, array, h + j1)
+                            .convertShape(VectorOperators.B2I, INTS, 0))
+                    .lanewise(VectorOperators.LSHL, 21)
+                    .or(
+                        ((IntVector)
+                                ByteVector.fromArray(BYTES, low, p + j1)
+                                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                            .lanewise(VectorOperators.LSHL, 13))
+                    .and(KEEP)
+                    .reinterpretAsFloats()
+                    .mul(ws));
+        a2 =
+            a2.add(
+                ((IntVector)
+                        ByteVector.fromArray(BYTES, array, h + j2)
+                            .convertShape(VectorOperators.B2I, INTS, 0))
+                    .lanewise(VectorOperators.LSHL, 21)
+                    .or(
+                        ((IntVector)
+                                ByteVector.fromArray(BYTES, low, p + j2)
+                                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                            .lanewise(VectorOperators.LSHL, 13))
+                    .and(KEEP)
+                    .reinterpretAsFloats()
+                    .mul(ws));
+        a3 =
+            a3.add(
+                ((IntVector)
+                        ByteVector.fromArray(BYTES, array, h + j3)
+                            .convertShape(VectorOperators.B2I, INTS, 0))
+                    .lanewise(VectorOperators.LSHL, 21)
+                    .or(
+                        ((IntVector)
+                                ByteVector.fromArray(BYTES, low, p + j3)
+                                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0))
+                            .lanewise(VectorOperators.LSHL, 13))
+                    .and(KEEP)
+                    .reinterpretAsFloats()
+                    .mul(ws));
+      }
+      a0.intoArray(acc, accOff + j);
+      a1.intoArray(acc, accOff + j1);
+      a2.intoArray(acc, accOff + j2);
+      a3.intoArray(acc, accOff + j3);
     }
   }
 }

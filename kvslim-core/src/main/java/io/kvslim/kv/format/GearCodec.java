@@ -159,6 +159,26 @@ public final class GearCodec {
     return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, offset + 2L * i));
   }
 
+  /**
+   * Reads the {@code n} fp16 values at {@code offset} into {@code dst[dstOff..)}, from the block's
+   * heap array when it has one (a segment read checks its bounds at every element: GEAR's factors
+   * were a third of its decode step read that way).
+   */
+  static void halves(
+      MemorySegment block, byte[] array, long offset, int n, float[] dst, int dstOff) {
+    if (array == null) {
+      for (int i = 0; i < n; i++) {
+        dst[dstOff + i] = half(block, offset, i);
+      }
+      return;
+    }
+    int at = Math.toIntExact(offset);
+    java.util.Objects.checkFromIndexSize(at, 2 * n, array.length);
+    for (int i = 0; i < n; i++) {
+      dst[dstOff + i] = HalfFloats.fromF16((short) SHORTS_LE.get(array, at + 2 * i));
+    }
+  }
+
   /** Writes the outlier table: {@code n} indices (short), then {@code n} values (f32). */
   static void putOutliers(MemorySegment block, long offset, short[] idx, float[] val, int n) {
     for (int i = 0; i < n; i++) {

@@ -1,6 +1,7 @@
 package io.kvslim.kv.format;
 
 import io.kvslim.kv.attention.AttentionKernels;
+import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -169,12 +170,9 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
     int bAt = count * rank;
     int n = bAt + headDim * rank;
     float[] f = work.length >= n ? work : new float[n];
-    for (int i = 0; i < bAt; i++) {
-      f[i] = GearCodec.half(block, a, i);
-    }
-    for (int i = 0; i < headDim * rank; i++) {
-      f[bAt + i] = GearCodec.half(block, b, i);
-    }
+    byte[] array = VectorKernels.array(block);
+    GearCodec.halves(block, array, a, bAt, f, 0);
+    GearCodec.halves(block, array, b, headDim * rank, f, bAt);
     if (rank > 0) {
       float[] qb = new float[rank];
       for (int c = 0; c < headDim; c++) {
@@ -196,7 +194,6 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
     long o = outliersOffset(capacity, headDim);
     long codes = 4L * headDim;
     int rowBytes = headDim * bits / 8;
-    byte[] array = io.kvslim.kv.attention.VectorKernels.array(block);
     for (int i = 0; i < table; i++) {
       int t = GearCodec.outlierIndex(block, array, o, i);
       if (t < 0 || t >= count) {

@@ -223,12 +223,9 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     int bAt = count * rank;
     int n = bAt + headDim * rank;
     float[] f = work.length >= n ? work : new float[n];
-    for (int i = 0; i < bAt; i++) {
-      f[i] = GearCodec.half(block, a, i);
-    }
-    for (int i = 0; i < headDim * rank; i++) {
-      f[bAt + i] = GearCodec.half(block, b, i);
-    }
+    byte[] array = VectorKernels.array(block);
+    GearCodec.halves(block, array, a, bAt, f, 0);
+    GearCodec.halves(block, array, b, headDim * rank, f, bAt);
     if (rank > 0) {
       float[] pa = new float[rank];
       for (int t = 0; t < count; t++) {
@@ -254,7 +251,6 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     int table = slots * 2 * k;
     long o = outliersOffset(slots, headDim);
     long rowBytes = quantizer.rowBytes(headDim);
-    byte[] array = VectorKernels.array(block);
     int scaleBytes = quantizer.rowScaleBytes(headDim);
     for (int t = 0; t < count; t++) {
       float w = weights[wOff + t];
