@@ -361,7 +361,6 @@ public final class KiviValueFormat extends RowFormat {
         || (lanes != 16 && lanes != 8)
         || group % lanes != 0
         || headDim % (4 * lanes) != 0
-        || groups % 2 != 0
         || run == 0) {
       return accumulateOneRowAnyWidth(block, count, headDim, weights, w0, acc, accOff);
     }
@@ -571,13 +570,14 @@ public final class KiviValueFormat extends RowFormat {
   /**
    * For slots {@code [first, last)}: {@code work[2·(k·groups + g)] = w·s_g} and {@code
    * work[2·(k·groups + g) + 1] = w·z_g} for slot {@code first + k}, two groups' (zero point, scale)
-   * pairs read as one 64-bit word.
+   * pairs read as one 64-bit word (an odd count's last group as two 16-bit reads).
    */
   private void products(
       byte[] array, int first, int last, int headDim, float[] weights, int w0, float[] work) {
     int perSlot = 2 * (headDim / group);
     int rowBytes = rowBytes(headDim);
-    for (int g = 0; 2 * g < perSlot; g += 2) {
+    int g = 0;
+    for (; 2 * g + 2 < perSlot; g += 2) {
       // two groups a pass, the slots innermost (a long loop the compiler unrolls)
       for (int s = first, k = 2 * g; s < last; s++, k += perSlot) {
         float weight = weights[w0 + s];
@@ -586,6 +586,15 @@ public final class KiviValueFormat extends RowFormat {
         work[k + 1] = weight * HalfFloats.fromF16((short) pairs);
         work[k + 2] = weight * HalfFloats.fromF16((short) (pairs >>> 48));
         work[k + 3] = weight * HalfFloats.fromF16((short) (pairs >>> 32));
+      }
+    }
+    if (2 * g < perSlot) {
+      // an odd number of groups (GEAR's one group of 64 channels): the last one alone
+      for (int s = first, k = 2 * g; s < last; s++, k += perSlot) {
+        float weight = weights[w0 + s];
+        int at = s * rowBytes + 4 * g;
+        work[k] = weight * HalfFloats.fromF16(AsymmetricCodes.shortAt(null, array, at + 2));
+        work[k + 1] = weight * HalfFloats.fromF16(AsymmetricCodes.shortAt(null, array, at));
       }
     }
   }

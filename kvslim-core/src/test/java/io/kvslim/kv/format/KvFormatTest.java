@@ -27,6 +27,7 @@ class KvFormatTest {
             new KiviValueFormat(2, 32),
             new KiviValueFormat(4, 32),
             new KiviValueFormat(8, 16),
+            new KiviValueFormat(2, 64), // one group a row (GEAR's values): an odd group count
             new TurboQuantKeyFormat(2, false),
             new TurboQuantKeyFormat(3, true),
             new TurboQuantKeyFormat(4, true),
