@@ -194,21 +194,42 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
     long o = outliersOffset(capacity, headDim);
     long codes = 4L * headDim;
     int rowBytes = headDim * bits / 8;
-    for (int i = 0; i < table; i++) {
-      int t = GearCodec.outlierIndex(block, array, o, i);
-      if (t < 0 || t >= count) {
-        continue;
+    // the table is channel-major (2·kCap entries a channel): a channel's scale, zero point and
+    // query element are read once for its entries, the entries corrected in the table's order
+    int perChannel = 2 * kCap;
+    for (int c = 0, i = 0; c < headDim; c++) {
+      float scale = 0f;
+      float zero = 0f;
+      boolean read = false;
+      for (int end = i + perChannel; i < end; i++) {
+        int t = GearCodec.outlierIndex(block, array, o, i);
+        if (t < 0 || t >= count) {
+          continue;
+        }
+        if (!read) {
+          scale = quantizer.channelScale(block, c);
+          zero = quantizer.channelZeroPoint(block, c);
+          read = true;
+        }
+        int code =
+            array != null
+                ? codeAt(array, (int) (codes + (long) t * rowBytes), c, bits)
+                : AsymmetricCodes.get(block, codes + (long) t * rowBytes, c, bits);
+        float deq = code * scale + zero;
+        float lowRank = 0f;
+        for (int j = 0; j < rank; j++) {
+          lowRank += f[t * rank + j] * f[bAt + c * rank + j];
+        }
+        float approx = deq + lowRank;
+        scores[t] += q[qOff + c] * (GearCodec.outlierValue(block, array, o, table, i) - approx);
       }
-      int c = i / (2 * kCap);
-      int code = AsymmetricCodes.get(block, codes + (long) t * rowBytes, c, bits);
-      float deq = code * quantizer.channelScale(block, c) + quantizer.channelZeroPoint(block, c);
-      float lowRank = 0f;
-      for (int j = 0; j < rank; j++) {
-        lowRank += f[t * rank + j] * f[bAt + c * rank + j];
-      }
-      float approx = deq + lowRank;
-      scores[t] += q[qOff + c] * (GearCodec.outlierValue(block, array, o, table, i) - approx);
     }
+  }
+
+  /** {@link AsymmetricCodes#get} from a heap array. */
+  private static int codeAt(byte[] array, int base, int index, int bits) {
+    int bit = index * bits;
+    return ((array[base + (bit >>> 3)] & 0xff) >>> (bit & 7)) & ((1 << bits) - 1);
   }
 
   @Override
