@@ -1,5 +1,6 @@
 package io.kvslim.kv.format;
 
+import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
 
@@ -160,23 +161,13 @@ public final class GearCodec {
   }
 
   /**
-   * Reads the {@code n} fp16 values at {@code offset} into {@code dst[dstOff..)}, from the block's
-   * heap array when it has one (a segment read checks its bounds at every element: GEAR's factors
-   * were a third of its decode step read that way).
+   * Reads the {@code n} fp16 values at {@code offset} into {@code dst[dstOff..)}, a vector at a
+   * time from the block's heap array when it has one ({@link VectorKernels#halves}, each value
+   * exactly {@link HalfFloats#fromF16}'s): GEAR's factors, read one element at a time through the
+   * segment, were a third of its decode step.
    */
-  static void halves(
-      MemorySegment block, byte[] array, long offset, int n, float[] dst, int dstOff) {
-    if (array == null) {
-      for (int i = 0; i < n; i++) {
-        dst[dstOff + i] = half(block, offset, i);
-      }
-      return;
-    }
-    int at = Math.toIntExact(offset);
-    java.util.Objects.checkFromIndexSize(at, 2 * n, array.length);
-    for (int i = 0; i < n; i++) {
-      dst[dstOff + i] = HalfFloats.fromF16((short) SHORTS_LE.get(array, at + 2 * i));
-    }
+  static void halves(MemorySegment block, long offset, int n, float[] dst, int dstOff) {
+    VectorKernels.halves(block, offset, n, dst, dstOff);
   }
 
   /** Writes the outlier table: {@code n} indices (short), then {@code n} values (f32). */

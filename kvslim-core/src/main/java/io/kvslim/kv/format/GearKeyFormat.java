@@ -171,8 +171,8 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
     int n = bAt + headDim * rank;
     float[] f = work.length >= n ? work : new float[n];
     byte[] array = VectorKernels.array(block);
-    GearCodec.halves(block, array, a, bAt, f, 0);
-    GearCodec.halves(block, array, b, headDim * rank, f, bAt);
+    GearCodec.halves(block, a, bAt, f, 0);
+    GearCodec.halves(block, b, headDim * rank, f, bAt);
     if (rank > 0) {
       float[] qb = new float[rank];
       for (int c = 0; c < headDim; c++) {

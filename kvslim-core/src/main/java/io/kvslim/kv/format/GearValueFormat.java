@@ -224,8 +224,8 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     int n = bAt + headDim * rank;
     float[] f = work.length >= n ? work : new float[n];
     byte[] array = VectorKernels.array(block);
-    GearCodec.halves(block, array, a, bAt, f, 0);
-    GearCodec.halves(block, array, b, headDim * rank, f, bAt);
+    GearCodec.halves(block, a, bAt, f, 0);
+    GearCodec.halves(block, b, headDim * rank, f, bAt);
     if (rank > 0) {
       float[] pa = new float[rank];
       for (int t = 0; t < count; t++) {
