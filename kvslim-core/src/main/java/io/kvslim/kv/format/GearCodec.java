@@ -163,8 +163,8 @@ public final class GearCodec {
   /**
    * Reads the {@code n} fp16 values at {@code offset} into {@code dst[dstOff..)}, a vector at a
    * time from the block's heap array when it has one ({@link VectorKernels#halves}, each value
-   * exactly {@link HalfFloats#fromF16}'s): GEAR's factors, read one element at a time through the
-   * segment, were a third of its decode step.
+   * exactly {@link HalfFloats#fromF16}'s). Read one element at a time through the segment, each
+   * with its bounds check, GEAR's factors took a fifth of its decode step's samples.
    */
   static void halves(MemorySegment block, long offset, int n, float[] dst, int dstOff) {
     VectorKernels.halves(block, offset, n, dst, dstOff);
