@@ -155,6 +155,8 @@ public final class QaqMethod implements KvMethod {
     private final int[] stepRows;
     private final int[][] stepPositions;
     private final float[][] stepQmax; // per layer: (row − first window row) × kvHeads
+    private final int[][] settled; // per (layer, KV head): leading blocks that need no more look
+    private final long[][] settledRemovals; // the head's removals() when settled was last valid
     private long keyBits;
     private long valueBits;
     private long rows;
@@ -188,6 +190,8 @@ public final class QaqMethod implements KvMethod {
       this.stepRows = new int[layers.length];
       this.stepPositions = new int[layers.length][];
       this.stepQmax = new float[layers.length][];
+      this.settled = new int[layers.length][kvHeads];
+      this.settledRemovals = new long[layers.length][kvHeads];
     }
 
     @Override
@@ -260,33 +264,54 @@ public final class QaqMethod implements KvMethod {
         }
         PagedLayerKv layer = cache.paged(l);
         for (int g = 0; g < layer.kvHeads(); g++) {
-          quantizeJudged(layer.head(g), windows[l][g]);
+          quantizeJudged(layer.head(g), windows[l][g], l, g);
         }
         stepPositions[l] = null;
       }
     }
 
-    /** Converts every closed f16 block whose tokens have left the window of the last n − 1. */
-    private void quantizeJudged(HeadStore head, QaqWindow window) {
+    /**
+     * Converts every closed f16 block whose tokens have left the window of the last n − 1. The walk
+     * starts after the head's leading blocks that need no more look (converted, or closed with no
+     * live token), remembered per head: walking all of a deep cache's blocks each step (their
+     * objects out of cache after the attention) took a few milliseconds a step. The memory is
+     * dropped when the head has removed tokens since (an eviction can remove blocks, shifting the
+     * indices); blocks are otherwise only appended, or converted in place.
+     */
+    private void quantizeJudged(HeadStore head, QaqWindow window, int layer, int kvHead) {
       if (window.size() < n) {
         return; // not n rows seen yet: nothing judged
       }
       int newest = window.newestPosition();
       List<KvBlock> blocks = head.blocks();
+      int[] from = settled[layer];
+      long[] seen = settledRemovals[layer];
+      if (head.removals() != seen[kvHead] || from[kvHead] > blocks.size()) {
+        from[kvHead] = 0;
+        seen[kvHead] = head.removals();
+      }
+      boolean prefix = true; // every block before i needs no more look
       float[] scratch = null;
-      for (int i = 0; i < blocks.size(); i++) {
+      for (int i = from[kvHead]; i < blocks.size(); i++) {
         KvBlock b = blocks.get(i);
         boolean closed = i < blocks.size() - 1 || b.filled() == b.capacity();
-        if (b.keyFormat() instanceof QaqFormat
-            || !closed
-            || b.liveCount() == 0
-            || b.maxPosition() > newest - (n - 1)) {
+        if (b.keyFormat() instanceof QaqFormat || (closed && b.liveCount() == 0)) {
+          if (prefix) {
+            from[kvHead] = i + 1;
+          }
+          continue;
+        }
+        if (!closed || b.liveCount() == 0 || b.maxPosition() > newest - (n - 1)) {
+          prefix = false;
           continue;
         }
         if (scratch == null) {
           scratch = new float[2 * head.format().blockTokens() * dim + 2 * b.capacity() * dim];
         }
         convert(head, i, b, window, scratch);
+        if (prefix) {
+          from[kvHead] = i + 1;
+        }
       }
     }
 
