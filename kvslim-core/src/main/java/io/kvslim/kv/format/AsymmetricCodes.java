@@ -68,6 +68,12 @@ final class AsymmetricCodes {
     return (packed >>> (int) (bit & 7)) & ((1 << bits) - 1);
   }
 
+  /** {@link #get(MemorySegment, long, int, int)} from a block's heap array. */
+  static int get(byte[] array, int base, int index, int bits) {
+    int bit = index * bits;
+    return ((array[base + (bit >>> 3)] & 0xff) >>> (bit & 7)) & ((1 << bits) - 1);
+  }
+
   /**
    * Unpacks {@code count} codes starting at byte {@code base} (byte-aligned) into {@code
    * codes[0..count)} as floats.

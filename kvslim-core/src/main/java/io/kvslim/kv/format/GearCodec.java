@@ -1,6 +1,5 @@
 package io.kvslim.kv.format;
 
-import io.kvslim.kv.attention.VectorKernels;
 import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
 
@@ -158,16 +157,6 @@ public final class GearCodec {
   /** Reads an fp16 at {@code offset + 2·i}. */
   static float half(MemorySegment block, long offset, int i) {
     return HalfFloats.fromF16(block.get(F16Format.SHORT_LE, offset + 2L * i));
-  }
-
-  /**
-   * Reads the {@code n} fp16 values at {@code offset} into {@code dst[dstOff..)}, a vector at a
-   * time from the block's heap array when it has one ({@link VectorKernels#halves}, each value
-   * exactly {@link HalfFloats#fromF16}'s). Read one element at a time through the segment, each
-   * with its bounds check, GEAR's factors took a fifth of its decode step's samples.
-   */
-  static void halves(MemorySegment block, long offset, int n, float[] dst, int dstOff) {
-    VectorKernels.halves(block, offset, n, dst, dstOff);
   }
 
   /** Writes the outlier table: {@code n} indices (short), then {@code n} values (f32). */

@@ -170,9 +170,8 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
     int bAt = count * rank;
     int n = bAt + headDim * rank;
     float[] f = work.length >= n ? work : new float[n];
-    byte[] array = VectorKernels.array(block);
-    GearCodec.halves(block, a, bAt, f, 0);
-    GearCodec.halves(block, b, headDim * rank, f, bAt);
+    VectorKernels.halves(block, a, bAt, f, 0);
+    VectorKernels.halves(block, b, headDim * rank, f, bAt);
     if (rank > 0) {
       float[] qb = new float[rank];
       for (int c = 0; c < headDim; c++) {
@@ -194,10 +193,12 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
     long o = outliersOffset(capacity, headDim);
     long codes = 4L * headDim;
     int rowBytes = headDim * bits / 8;
+    byte[] array = VectorKernels.array(block);
     // the table is channel-major (2·kCap entries a channel): a channel's scale, zero point and
     // query element are read once for its entries, the entries corrected in the table's order
     int perChannel = 2 * kCap;
     for (int c = 0, i = 0; c < headDim; c++) {
+      float qc = q[qOff + c];
       float scale = 0f;
       float zero = 0f;
       boolean read = false;
@@ -213,7 +214,7 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
         }
         int code =
             array != null
-                ? codeAt(array, (int) (codes + (long) t * rowBytes), c, bits)
+                ? AsymmetricCodes.get(array, (int) (codes + (long) t * rowBytes), c, bits)
                 : AsymmetricCodes.get(block, codes + (long) t * rowBytes, c, bits);
         float deq = code * scale + zero;
         float lowRank = 0f;
@@ -221,15 +222,9 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
           lowRank += f[t * rank + j] * f[bAt + c * rank + j];
         }
         float approx = deq + lowRank;
-        scores[t] += q[qOff + c] * (GearCodec.outlierValue(block, array, o, table, i) - approx);
+        scores[t] += qc * (GearCodec.outlierValue(block, array, o, table, i) - approx);
       }
     }
-  }
-
-  /** {@link AsymmetricCodes#get} from a heap array. */
-  private static int codeAt(byte[] array, int base, int index, int bits) {
-    int bit = index * bits;
-    return ((array[base + (bit >>> 3)] & 0xff) >>> (bit & 7)) & ((1 << bits) - 1);
   }
 
   @Override

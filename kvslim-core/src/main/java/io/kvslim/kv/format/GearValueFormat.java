@@ -223,9 +223,8 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     int bAt = count * rank;
     int n = bAt + headDim * rank;
     float[] f = work.length >= n ? work : new float[n];
-    byte[] array = VectorKernels.array(block);
-    GearCodec.halves(block, a, bAt, f, 0);
-    GearCodec.halves(block, b, headDim * rank, f, bAt);
+    VectorKernels.halves(block, a, bAt, f, 0);
+    VectorKernels.halves(block, b, headDim * rank, f, bAt);
     if (rank > 0) {
       float[] pa = new float[rank];
       for (int t = 0; t < count; t++) {
@@ -251,6 +250,7 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     int table = slots * 2 * k;
     long o = outliersOffset(slots, headDim);
     long rowBytes = quantizer.rowBytes(headDim);
+    byte[] array = VectorKernels.array(block);
     int scaleBytes = quantizer.rowScaleBytes(headDim);
     for (int t = 0; t < count; t++) {
       float w = weights[wOff + t];
