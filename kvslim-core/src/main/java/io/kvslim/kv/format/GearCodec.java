@@ -13,13 +13,15 @@ import java.util.SplittableRandom;
  * GenerationBench/GenerationTest/GEARLM/Simulated/compress_function.py} (opengear-project/GEAR,
  * lines 261–333): per vector, the {@code k} smallest and {@code k} largest entries are taken out
  * and replaced by the vector's mean before quantizing, and restored exactly afterwards (so the
- * residual is zero there). The low rank follows {@code fake_poweriteration_group} (lines 69–98): P
- * (d×r) starts uniform in [0, 1) (seeded here, so encoding is deterministic); for each of {@code
- * loop} iterations, on the last one P ← qr(P); Q ← R·P; on the last one Q ← qr(Q); P ← Rᵀ·Q; the
- * approximation is Q·Pᵀ = Q·Qᵀ·R, an orthogonal projection of R, so it never increases the
- * Frobenius error. Here A = Q (tokens × r) and B = P (d × r), both stored as fp16 like the authors'
- * half-precision cache. QR is modified Gram–Schmidt (the projection Q·Qᵀ does not depend on the
- * sign convention of the authors' Householder QR).
+ * residual is zero there); the low-rank approximation of the residual is then added to every entry,
+ * outliers included, as the authors' {@code output + error_lr} (lines 204–220). The low rank
+ * follows {@code fake_poweriteration_group} (lines 69–98): P (d×r) starts uniform in [0, 1) (seeded
+ * here, so encoding is deterministic); for each of {@code loop} iterations, on the last one P ←
+ * qr(P); Q ← R·P; on the last one Q ← qr(Q); P ← Rᵀ·Q; the approximation is Q·Pᵀ = Q·Qᵀ·R, an
+ * orthogonal projection of R, so it never increases the Frobenius error. Here A = Q (tokens × r)
+ * and B = P (d × r), both stored as fp16 like the authors' half-precision cache. QR is modified
+ * Gram–Schmidt (the projection Q·Qᵀ does not depend on the sign convention of the authors'
+ * Householder QR).
  */
 public final class GearCodec {
   private GearCodec() {}
@@ -197,6 +199,21 @@ public final class GearCodec {
     return array != null
         ? (float) FLOATS_LE.get(array, (int) (offset + 2L * n + 4L * i))
         : outlierValue(block, offset, n, i);
+  }
+
+  /** The fp16 at byte {@code at} of a block's array, as a float. */
+  static float half(byte[] array, int at) {
+    return Float.float16ToFloat((short) SHORTS_LE.get(array, at));
+  }
+
+  /** Index of outlier {@code i} of the table whose indices start at byte {@code at} of an array. */
+  static int outlierIndex(byte[] array, int at, int i) {
+    return (short) SHORTS_LE.get(array, at + 2 * i);
+  }
+
+  /** Value of outlier {@code i} of the table whose values start at byte {@code at} of an array. */
+  static float outlierValue(byte[] array, int at, int i) {
+    return (float) FLOATS_LE.get(array, at + 4 * i);
   }
 
   /** Checks the knobs shared by keys and values. */

@@ -18,9 +18,13 @@ import java.lang.foreign.MemorySegment;
  * 2k} each ({@code k = GearCodec.perSide(C, outliers)}): indices (2 bytes, the token slot, −1 for
  * none) then values (f32).
  *
- * <p>Fused score: {@code q·k̂_t = q·deq(Q)_t + (q·B)·A_tᵀ + Σ_{outliers (t,c)} q_c·(x − deq_{tc} −
- * L_{tc})}, the first term by {@link KiviKeyFormat}'s fused kernel on the same bytes; no key is
- * dequantized.
+ * <p>The reconstruction is the authors' {@code output + error_lr} (lines 213–220): the quantized
+ * keys with the outliers put back exactly ({@code gears_channelQ}, lines 261–296), plus the
+ * low-rank term on every entry, outliers included (their residual is zero when A·Bᵀ is fitted, but
+ * the authors add A·Bᵀ to the whole block).
+ *
+ * <p>Fused score: {@code q·k̂_t = q·deq(Q)_t + Σ_{outliers (t,c)} q_c·(x − deq_{tc}) + (q·B)·A_tᵀ},
+ * the first term by {@link KiviKeyFormat}'s fused kernel on the same bytes; no key is dequantized.
  */
 public record GearKeyFormat(int bits, int rank, int loop, double outliers) implements KvFormat {
 
@@ -124,7 +128,7 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
   }
 
   /** {@code L_{t,c} = Σ_j A_{t,j} B_{c,j}} as stored (fp16 factors, f32 sum). */
-  private float lowRank(MemorySegment block, int t, int c, int capacity, int headDim) {
+  float lowRank(MemorySegment block, int t, int c, int capacity, int headDim) {
     float s = 0f;
     long a = factorsOffset(capacity, headDim);
     long b = bOffset(capacity, headDim);
@@ -138,9 +142,6 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
   public void decode(
       MemorySegment block, int slot, int capacity, int headDim, float[] dst, int dstOff) {
     quantizer().decode(block, slot, capacity, headDim, dst, dstOff);
-    for (int c = 0; c < headDim; c++) {
-      dst[dstOff + c] += lowRank(block, slot, c, capacity, headDim);
-    }
     int kCap = GearCodec.perSide(capacity, outliers);
     int table = headDim * 2 * kCap;
     long o = outliersOffset(capacity, headDim);
@@ -148,6 +149,10 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
       if (GearCodec.outlierIndex(block, o, i) == slot) {
         dst[dstOff + i / (2 * kCap)] = GearCodec.outlierValue(block, o, table, i);
       }
+    }
+    // the authors' output + error_lr: the low-rank term on every entry, outliers included
+    for (int c = 0; c < headDim; c++) {
+      dst[dstOff + c] += lowRank(block, slot, c, capacity, headDim);
     }
   }
 
@@ -161,69 +166,129 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
       int qOff,
       float[] scores,
       float[] work) {
-    KiviKeyFormat quantizer = quantizer();
-    quantizer.scores(block, count, capacity, headDim, q, qOff, scores, work);
-    // A's rows of the scored tokens and B as floats once (the values each fp16 read gives), for
-    // the low-rank term and every outlier's correction
-    long a = factorsOffset(capacity, headDim);
-    long b = bOffset(capacity, headDim);
-    int bAt = count * rank;
-    int n = bAt + headDim * rank;
-    float[] f = work.length >= n ? work : new float[n];
-    VectorKernels.halves(block, a, bAt, f, 0);
-    VectorKernels.halves(block, b, headDim * rank, f, bAt);
-    if (rank > 0) {
-      float[] qb = new float[rank];
-      for (int c = 0; c < headDim; c++) {
-        float qc = q[qOff + c];
-        for (int j = 0; j < rank; j++) {
-          qb[j] += qc * f[bAt + c * rank + j];
-        }
-      }
-      for (int t = 0; t < count; t++) {
-        float s = 0f;
-        for (int j = 0; j < rank; j++) {
-          s += qb[j] * f[t * rank + j];
-        }
-        scores[t] += s;
+    quantizer().scores(block, count, capacity, headDim, q, qOff, scores, work);
+    if (GearCodec.perSide(capacity, outliers) > 0) {
+      byte[] array = VectorKernels.array(block);
+      if (array != null) {
+        correctOutliers(array, count, capacity, headDim, q, qOff, scores);
+      } else {
+        correctOutliers(block, count, capacity, headDim, q, qOff, scores);
       }
     }
-    int kCap = GearCodec.perSide(capacity, outliers);
-    int table = headDim * 2 * kCap;
+    if (rank > 0) {
+      addLowRank(block, count, capacity, headDim, q, qOff, scores);
+    }
+  }
+
+  /**
+   * The outliers' terms {@code q_c·(x − deq_{tc})} of the scored tokens ({@code x} replaces the
+   * quantized entry; the low-rank term covers every entry, see {@link #addLowRank}), from the
+   * block's array: the table is channel-major ({@code 2k} entries a channel), so a channel's scale,
+   * zero point and query element are read once for its entries. The same arithmetic as the segment
+   * path below, so the same bits.
+   */
+  private void correctOutliers(
+      byte[] array, int count, int capacity, int headDim, float[] q, int qOff, float[] scores) {
+    int perChannel = 2 * GearCodec.perSide(capacity, outliers);
+    int table = headDim * perChannel;
+    int idxAt = (int) outliersOffset(capacity, headDim);
+    int valAt = idxAt + 2 * table;
+    int codes = 4 * headDim;
+    int rowBytes = headDim * bits / 8;
+    for (int c = 0, i = 0; c < headDim; c++) {
+      float qc = q[qOff + c];
+      float zero = GearCodec.half(array, 4 * c);
+      float scale = GearCodec.half(array, 4 * c + 2);
+      for (int end = i + perChannel; i < end; i++) {
+        int t = GearCodec.outlierIndex(array, idxAt, i);
+        if ((t & 0xffff) < count) { // −1 (none) reads as 65535, never a scored token
+          float deq = AsymmetricCodes.get(array, codes + t * rowBytes, c, bits) * scale + zero;
+          scores[t] += qc * (GearCodec.outlierValue(array, valAt, i) - deq);
+        }
+      }
+    }
+  }
+
+  /** {@link #correctOutliers(byte[], int, int, int, float[], int, float[])} off the heap. */
+  private void correctOutliers(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores) {
+    KiviKeyFormat quantizer = quantizer();
+    int perChannel = 2 * GearCodec.perSide(capacity, outliers);
+    int table = headDim * perChannel;
     long o = outliersOffset(capacity, headDim);
     long codes = 4L * headDim;
     int rowBytes = headDim * bits / 8;
-    byte[] array = VectorKernels.array(block);
-    // the table is channel-major (2·kCap entries a channel): a channel's scale, zero point and
-    // query element are read once for its entries, the entries corrected in the table's order
-    int perChannel = 2 * kCap;
     for (int c = 0, i = 0; c < headDim; c++) {
       float qc = q[qOff + c];
-      float scale = 0f;
-      float zero = 0f;
-      boolean read = false;
+      float zero = quantizer.channelZeroPoint(block, c);
+      float scale = quantizer.channelScale(block, c);
       for (int end = i + perChannel; i < end; i++) {
-        int t = GearCodec.outlierIndex(block, array, o, i);
-        if (t < 0 || t >= count) {
-          continue;
+        int t = GearCodec.outlierIndex(block, o, i);
+        if ((t & 0xffff) < count) {
+          float deq =
+              AsymmetricCodes.get(block, codes + (long) t * rowBytes, c, bits) * scale + zero;
+          scores[t] += qc * (GearCodec.outlierValue(block, o, table, i) - deq);
         }
-        if (!read) {
-          scale = quantizer.channelScale(block, c);
-          zero = quantizer.channelZeroPoint(block, c);
-          read = true;
-        }
-        int code =
-            array != null
-                ? AsymmetricCodes.get(array, (int) (codes + (long) t * rowBytes), c, bits)
-                : AsymmetricCodes.get(block, codes + (long) t * rowBytes, c, bits);
-        float deq = code * scale + zero;
-        float lowRank = 0f;
-        for (int j = 0; j < rank; j++) {
-          lowRank += f[t * rank + j] * f[bAt + c * rank + j];
-        }
-        float approx = deq + lowRank;
-        scores[t] += qc * (GearCodec.outlierValue(block, array, o, table, i) - approx);
       }
+    }
+  }
+
+  /**
+   * The low-rank term {@code (q·B)·A_tᵀ} of every scored token: {@code q·B} once per block (each of
+   * its {@code rank} sums over the channels in order), then one sum of {@code rank} products per
+   * token, the fp16 factors read where they are used. Rank 2 from a heap block is unrolled (the
+   * same operations, so the same bits as the general loop).
+   */
+  private void addLowRank(
+      MemorySegment block,
+      int count,
+      int capacity,
+      int headDim,
+      float[] q,
+      int qOff,
+      float[] scores) {
+    long a = factorsOffset(capacity, headDim);
+    long b = bOffset(capacity, headDim);
+    byte[] array = VectorKernels.array(block);
+    if (rank == 2 && array != null) {
+      addLowRank2(array, (int) a, (int) b, count, headDim, q, qOff, scores);
+      return;
+    }
+    float[] qb = new float[rank];
+    for (int c = 0; c < headDim; c++) {
+      float qc = q[qOff + c];
+      for (int j = 0; j < rank; j++) {
+        qb[j] += qc * GearCodec.half(block, b, c * rank + j);
+      }
+    }
+    for (int t = 0; t < count; t++) {
+      float s = 0f;
+      for (int j = 0; j < rank; j++) {
+        s += qb[j] * GearCodec.half(block, a, t * rank + j);
+      }
+      scores[t] += s;
+    }
+  }
+
+  /** {@link #addLowRank} at rank 2 from a block's array (factors A at byte a, B at byte b). */
+  private static void addLowRank2(
+      byte[] array, int a, int b, int count, int headDim, float[] q, int qOff, float[] scores) {
+    float qb0 = 0f;
+    float qb1 = 0f;
+    for (int c = 0; c < headDim; c++) {
+      float qc = q[qOff + c];
+      qb0 += qc * GearCodec.half(array, b + 4 * c);
+      qb1 += qc * GearCodec.half(array, b + 4 * c + 2);
+    }
+    for (int t = 0; t < count; t++) {
+      float s = 0f + qb0 * GearCodec.half(array, a + 4 * t);
+      scores[t] += s + qb1 * GearCodec.half(array, a + 4 * t + 2);
     }
   }
 

@@ -19,9 +19,12 @@ import java.lang.foreign.MemorySegment;
  * fp16) last. The kernels take {@code C} from the segment's size, since the attention passes the
  * filled count of a value part as its capacity.
  *
+ * <p>The reconstruction is the authors' {@code output + error_lr} (lines 204–211): the quantized
+ * values with the outliers put back exactly ({@code gears_tokenQ}, lines 297–333), plus the
+ * low-rank term on every entry, outliers included.
+ *
  * <p>Fused weighted sum: {@code Σ_t p_t·v̂_t = Σ_t p_t·deq(Q)_t + (pᵀA)·Bᵀ + Σ_{outliers (t,c)}
- * p_t·(x − deq_{tc} − L_{tc})}, the first term by {@link KiviValueFormat}'s fused kernel on the
- * same bytes.
+ * p_t·(x − deq_{tc})}, the first term by {@link KiviValueFormat}'s fused kernel on the same bytes.
  */
 public record GearValueFormat(int bits, int group, int rank, int loop, double outliers)
     implements KvFormat {
@@ -147,15 +150,6 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
       MemorySegment block, int slot, int capacity, int headDim, float[] dst, int dstOff) {
     int slots = slots(block, headDim);
     quantizer(headDim).decode(block, slot, slots, headDim, dst, dstOff);
-    long a = aOffset(slots, headDim);
-    long b = bOffset(slots, headDim);
-    for (int c = 0; c < headDim; c++) {
-      float s = 0f;
-      for (int j = 0; j < rank; j++) {
-        s += GearCodec.half(block, a, slot * rank + j) * GearCodec.half(block, b, c * rank + j);
-      }
-      dst[dstOff + c] += s;
-    }
     int k = perSide(headDim);
     int table = slots * 2 * k;
     long o = outliersOffset(slots, headDim);
@@ -165,6 +159,22 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
         dst[dstOff + c] = GearCodec.outlierValue(block, o, table, i);
       }
     }
+    // the authors' output + error_lr: the low-rank term on every entry, outliers included
+    for (int c = 0; c < headDim; c++) {
+      dst[dstOff + c] += lowRank(block, slot, c, headDim);
+    }
+  }
+
+  /** {@code L_{t,c} = Σ_j A_{t,j} B_{c,j}} as stored (fp16 factors, f32 sum). */
+  float lowRank(MemorySegment block, int t, int c, int headDim) {
+    int slots = slots(block, headDim);
+    long a = aOffset(slots, headDim);
+    long b = bOffset(slots, headDim);
+    float s = 0f;
+    for (int j = 0; j < rank; j++) {
+      s += GearCodec.half(block, a, t * rank + j) * GearCodec.half(block, b, c * rank + j);
+    }
+    return s;
   }
 
   @Override
@@ -217,31 +227,8 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     if (!quantizer.accumulateOneRow(block, count, headDim, weights, wOff, acc, accOff, work)) {
       quantizer.accumulateBlock(block, count, slots, headDim, weights, wOff, acc, accOff, work);
     }
-    long a = aOffset(slots, headDim);
-    long b = bOffset(slots, headDim);
-    // A's rows of the block's slots and B as floats once (the same values each read gives)
-    int bAt = count * rank;
-    int n = bAt + headDim * rank;
-    float[] f = work.length >= n ? work : new float[n];
-    VectorKernels.halves(block, a, bAt, f, 0);
-    VectorKernels.halves(block, b, headDim * rank, f, bAt);
     if (rank > 0) {
-      float[] pa = new float[rank];
-      for (int t = 0; t < count; t++) {
-        float w = weights[wOff + t];
-        if (w != 0f) {
-          for (int j = 0; j < rank; j++) {
-            pa[j] += w * f[t * rank + j];
-          }
-        }
-      }
-      for (int c = 0; c < headDim; c++) {
-        float s = 0f;
-        for (int j = 0; j < rank; j++) {
-          s += pa[j] * f[bAt + c * rank + j];
-        }
-        acc[accOff + c] += s;
-      }
+      addLowRank(block, slots, count, headDim, weights, wOff, acc, accOff);
     }
     int k = perSide(headDim);
     if (k == 0) {
@@ -267,12 +254,74 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
             array != null
                 ? quantizer.decodedAt(array, (int) (t * rowBytes), scaleBytes, c)
                 : quantizer.decodedAt(block, t * rowBytes, headDim, c);
-        float lowRank = 0f;
-        for (int j = 0; j < rank; j++) {
-          lowRank += f[t * rank + j] * f[bAt + c * rank + j];
-        }
-        acc[accOff + c] += w * (GearCodec.outlierValue(block, array, o, table, i) - deq - lowRank);
+        acc[accOff + c] += w * (GearCodec.outlierValue(block, array, o, table, i) - deq);
       }
+    }
+  }
+
+  /**
+   * The low-rank term {@code (pᵀA)·Bᵀ} of a block: {@code pᵀA} once (each of its {@code rank} sums
+   * over the weighted slots in order), then one sum of {@code rank} products per channel, the fp16
+   * factors read where they are used. Rank 2 from a heap block is unrolled (the same operations, so
+   * the same bits as the general loop).
+   */
+  private void addLowRank(
+      MemorySegment block,
+      int slots,
+      int count,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff) {
+    long a = aOffset(slots, headDim);
+    long b = bOffset(slots, headDim);
+    byte[] array = VectorKernels.array(block);
+    if (rank == 2 && array != null) {
+      addLowRank2(array, (int) a, (int) b, count, headDim, weights, wOff, acc, accOff);
+      return;
+    }
+    float[] pa = new float[rank];
+    for (int t = 0; t < count; t++) {
+      float w = weights[wOff + t];
+      if (w != 0f) {
+        for (int j = 0; j < rank; j++) {
+          pa[j] += w * GearCodec.half(block, a, t * rank + j);
+        }
+      }
+    }
+    for (int c = 0; c < headDim; c++) {
+      float s = 0f;
+      for (int j = 0; j < rank; j++) {
+        s += pa[j] * GearCodec.half(block, b, c * rank + j);
+      }
+      acc[accOff + c] += s;
+    }
+  }
+
+  /** {@link #addLowRank} at rank 2 from a block's array (factors A at byte a, B at byte b). */
+  private static void addLowRank2(
+      byte[] array,
+      int a,
+      int b,
+      int count,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff) {
+    float pa0 = 0f;
+    float pa1 = 0f;
+    for (int t = 0; t < count; t++) {
+      float w = weights[wOff + t];
+      if (w != 0f) {
+        pa0 += w * GearCodec.half(array, a + 4 * t);
+        pa1 += w * GearCodec.half(array, a + 4 * t + 2);
+      }
+    }
+    for (int c = 0; c < headDim; c++) {
+      float s = 0f + pa0 * GearCodec.half(array, b + 4 * c);
+      acc[accOff + c] += s + pa1 * GearCodec.half(array, b + 4 * c + 2);
     }
   }
 

@@ -592,9 +592,9 @@ public final class KiviValueFormat extends RowFormat {
       // an odd number of groups (GEAR's one group of 64 channels): the last one alone
       for (int s = first, k = 2 * g; s < last; s++, k += perSlot) {
         float weight = weights[w0 + s];
-        int at = s * rowBytes + 4 * g;
-        work[k] = weight * HalfFloats.fromF16(AsymmetricCodes.shortAt(null, array, at + 2));
-        work[k + 1] = weight * HalfFloats.fromF16(AsymmetricCodes.shortAt(null, array, at));
+        int pair = AsymmetricCodes.word32(array, s * rowBytes + 4 * g); // z_g, s_g
+        work[k] = weight * HalfFloats.fromF16((short) (pair >>> 16));
+        work[k + 1] = weight * HalfFloats.fromF16((short) pair);
       }
     }
   }

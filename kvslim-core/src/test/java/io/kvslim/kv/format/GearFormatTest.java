@@ -167,12 +167,18 @@ class GearFormatTest {
     }
   }
 
-  @Test
-  void outliersRoundTripExactly() {
+  /**
+   * The outliers come back exactly, plus the low-rank term the authors add to every entry ({@code
+   * output + error_lr}): {@code x} itself at rank 0, {@code x + L_{tc}} (as stored) at rank 2.
+   */
+  @ParameterizedTest
+  @ValueSource(ints = {0, 2})
+  void outliersRoundTripExactlyPlusTheLowRankTerm(int rank) {
     float[] x = data(2, C, D);
     double s = 0.1;
-    GearKeyFormat keys = new GearKeyFormat(4, 2, 3, s);
-    float[] k = decodeAll(keys, encode(keys, x, C), C);
+    GearKeyFormat keys = new GearKeyFormat(4, rank, 3, s);
+    MemorySegment keyBlock = encode(keys, x, C);
+    float[] k = decodeAll(keys, keyBlock, C);
     int perSide = GearCodec.perSide(C, s);
     assertThat(perSide).isEqualTo(3);
     for (int c = 0; c < D; c++) {
@@ -183,12 +189,18 @@ class GearFormatTest {
       final int ch = c;
       Arrays.sort(order, (a, b) -> Float.compare(x[a * D + ch], x[b * D + ch]));
       for (int j = 0; j < perSide; j++) {
-        assertThat(k[order[j] * D + c]).isEqualTo(x[order[j] * D + c]);
-        assertThat(k[order[C - 1 - j] * D + c]).isEqualTo(x[order[C - 1 - j] * D + c]);
+        for (int t : new int[] {order[j], order[C - 1 - j]}) {
+          float lowRank = keys.lowRank(keyBlock, t, c, C, D);
+          assertThat(k[t * D + c]).isEqualTo(x[t * D + c] + lowRank);
+          if (rank == 0) {
+            assertThat(k[t * D + c]).isEqualTo(x[t * D + c]);
+          }
+        }
       }
     }
-    GearValueFormat values = new GearValueFormat(4, 32, 2, 3, s);
-    float[] v = decodeAll(values, encode(values, x, C), C);
+    GearValueFormat values = new GearValueFormat(4, 32, rank, 3, s);
+    MemorySegment valueBlock = encode(values, x, C);
+    float[] v = decodeAll(values, valueBlock, C);
     int perToken = GearCodec.perSide(D, s);
     for (int t = 0; t < C; t++) {
       float[] row = Arrays.copyOfRange(x, t * D, t * D + D);
@@ -196,7 +208,10 @@ class GearFormatTest {
       Arrays.sort(sorted);
       for (int c = 0; c < D; c++) {
         if (row[c] <= sorted[perToken - 1] || row[c] >= sorted[D - perToken]) {
-          assertThat(v[t * D + c]).isEqualTo(row[c]);
+          assertThat(v[t * D + c]).isEqualTo(row[c] + values.lowRank(valueBlock, t, c, D));
+          if (rank == 0) {
+            assertThat(v[t * D + c]).isEqualTo(row[c]);
+          }
         }
       }
     }
