@@ -104,6 +104,14 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
     }
     KiviKeyFormat q = quantizer();
     q.encode(x, 0, d, count, block, 0, capacity, d);
+    // the codes under the outliers are never decoded (the outlier replaces them): stored as 0, so
+    // an outlier's correction is q_c·(x − z_c) without looking its code up
+    for (int c = 0; c < d; c++) {
+      for (int j = 0; j < 2 * k; j++) {
+        int t = idx[c * 2 * kCap + j];
+        AsymmetricCodes.put(block, 4L * d + (long) t * (d * bits / 8), c, bits, 0);
+      }
+    }
     double[] a = new double[capacity * rank];
     double[] b = new double[d * rank];
     if (rank > 0 && count > 0) {
@@ -193,17 +201,14 @@ public record GearKeyFormat(int bits, int rank, int loop, double outliers) imple
     int table = headDim * perChannel;
     int idxAt = (int) outliersOffset(capacity, headDim);
     int valAt = idxAt + 2 * table;
-    int codes = 4 * headDim;
-    int rowBytes = headDim * bits / 8;
     for (int c = 0, i = 0; c < headDim; c++) {
       float qc = q[qOff + c];
       float zero = GearCodec.half(array, 4 * c);
-      float scale = GearCodec.half(array, 4 * c + 2);
       for (int end = i + perChannel; i < end; i++) {
         int t = GearCodec.outlierIndex(array, idxAt, i);
         if ((t & 0xffff) < count) { // −1 (none) reads as 65535, never a scored token
-          float deq = AsymmetricCodes.get(array, codes + t * rowBytes, c, bits) * scale + zero;
-          scores[t] += qc * (GearCodec.outlierValue(array, valAt, i) - deq);
+          // an outlier's code is 0 (see encode): deq = 0·s + z = z
+          scores[t] += qc * (GearCodec.outlierValue(array, valAt, i) - zero);
         }
       }
     }

@@ -124,6 +124,14 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     }
     KiviValueFormat q = quantizer(d);
     q.encode(x, 0, d, count, block, 0, slots, d);
+    // the codes under the outliers are never decoded (the outlier replaces them): stored as 0, so
+    // an outlier's correction is p_t·(x − z) without looking its code up
+    for (int t = 0; t < count; t++) {
+      for (int j = 0; j < 2 * k; j++) {
+        long codes = t * q.rowBytes(d) + q.rowScaleBytes(d);
+        AsymmetricCodes.put(block, codes, idx[t * 2 * k + j], bits, 0);
+      }
+    }
     double[] a = new double[slots * rank];
     double[] b = new double[d * rank];
     if (rank > 0 && count > 0) {
@@ -234,10 +242,14 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
     if (k == 0) {
       return;
     }
+    byte[] array = VectorKernels.array(block);
+    if (array != null && group >= headDim) {
+      correctOutliers(array, slots, count, headDim, weights, wOff, acc, accOff);
+      return;
+    }
     int table = slots * 2 * k;
     long o = outliersOffset(slots, headDim);
     long rowBytes = quantizer.rowBytes(headDim);
-    byte[] array = VectorKernels.array(block);
     int scaleBytes = quantizer.rowScaleBytes(headDim);
     for (int t = 0; t < count; t++) {
       float w = weights[wOff + t];
@@ -255,6 +267,41 @@ public record GearValueFormat(int bits, int group, int rank, int loop, double ou
                 ? quantizer.decodedAt(array, (int) (t * rowBytes), scaleBytes, c)
                 : quantizer.decodedAt(block, t * rowBytes, headDim, c);
         acc[accOff + c] += w * (GearCodec.outlierValue(block, array, o, table, i) - deq);
+      }
+    }
+  }
+
+  /**
+   * The outliers' terms {@code p_t·(x − deq_{tc})} of a heap block whose rows are one group of
+   * channels: a row's scale and zero point read once for its outliers (the values {@link
+   * KiviValueFormat#decodedAt} reads, in the same arithmetic, so the same bits).
+   */
+  private void correctOutliers(
+      byte[] array,
+      int slots,
+      int count,
+      int headDim,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff) {
+    int perToken = 2 * perSide(headDim);
+    int idxAt = (int) outliersOffset(slots, headDim);
+    int valAt = idxAt + 2 * slots * perToken;
+    KiviValueFormat quantizer = quantizer(headDim);
+    int rowBytes = (int) quantizer.rowBytes(headDim);
+    for (int t = 0; t < count; t++) {
+      float w = weights[wOff + t];
+      if (w == 0f) {
+        continue;
+      }
+      float zero = GearCodec.half(array, t * rowBytes); // the row's one group
+      for (int i = t * perToken, end = i + perToken; i < end; i++) {
+        int c = GearCodec.outlierIndex(array, idxAt, i);
+        if (c >= 0) {
+          // an outlier's code is 0 (see encode): deq = 0·s + z = z
+          acc[accOff + c] += w * (GearCodec.outlierValue(array, valAt, i) - zero);
+        }
       }
     }
   }

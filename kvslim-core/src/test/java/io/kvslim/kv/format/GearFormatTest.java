@@ -61,14 +61,16 @@ class GearFormatTest {
       for (double s : new double[] {0, 0.02, 0.1}) {
         for (int count : new int[] {C, 37}) {
           KvFormat keys = new GearKeyFormat(bits, rank, 3, s);
+          // groups of 32 channels, and one group a row (the default: outliers per row)
           KvFormat values = new GearValueFormat(bits, 32, rank, 3, s);
+          KvFormat rows = new GearValueFormat(bits, 64, rank, 3, s);
           float[] x = data(r.nextLong(), count, D);
           float[] q = data(r.nextLong(), 1, D);
           float[] w = new float[count];
           for (int t = 0; t < count; t++) {
             w[t] = t % 6 == 4 ? 0f : r.nextFloat();
           }
-          for (KvFormat f : new KvFormat[] {keys, values}) {
+          for (KvFormat f : new KvFormat[] {keys, values, rows}) {
             MemorySegment heap = encode(f, x, count);
             MemorySegment off = java.lang.foreign.Arena.ofAuto().allocate(heap.byteSize(), 8);
             off.copyFrom(heap);
@@ -255,7 +257,9 @@ class GearFormatTest {
       float[] x = data(bits * 10L + count, C, D);
       for (KvFormat f :
           new KvFormat[] {
-            new GearKeyFormat(bits, 2, 3, 0.05), new GearValueFormat(bits, 32, 3, 3, 0.05)
+            new GearKeyFormat(bits, 2, 3, 0.05),
+            new GearValueFormat(bits, 32, 3, 3, 0.05),
+            new GearValueFormat(bits, 64, 2, 3, 0.05)
           }) {
         MemorySegment block = encode(f, x, count);
         float[] q = new float[D];
