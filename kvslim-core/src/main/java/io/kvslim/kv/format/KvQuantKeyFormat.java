@@ -566,10 +566,12 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
    * sin_k} for a second). For adjacent pairs (ggml's NORMAL RoPE) the dense pass runs in registers,
    * four rows at a time: each run of 2L channels' codes is cut into the pairs' first and second
    * channels ({@link PairCodeWords}), each looked up in the codebook by permutes (a 16-entry
-   * codebook on 8 lanes as two halves), so lane k meets pair k's angle straight from the table; for
-   * pairs half a head apart (NEOX) on 8 lanes, the first and second channels of 8 pairs are two
-   * runs of 8 codes, each cut as {@link CodeWords} cuts them ({@link #halvesInRegisters}). Within
-   * float rounding of the decoded key rotated and scored ({@code KvQuantRopeKernelTest}).
+   * codebook on 8 lanes as two halves), so lane k meets pair k's angle straight from the table (at
+   * 4 bits on 8 lanes a run's 8 bytes are widened to 8 lanes instead, each byte pair k's two codes,
+   * and each row's outliers are added in the same loop: {@link #fourBitPairs(int)}); for pairs half
+   * a head apart (NEOX) on 8 lanes, the first and second channels of 8 pairs are two runs of 8
+   * codes, each cut as {@link CodeWords} cuts them ({@link #halvesInRegisters}). Within float
+   * rounding of the decoded key rotated and scored ({@code KvQuantRopeKernelTest}).
    */
   @Override
   public void scoresAtPositions(
@@ -590,6 +592,29 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
     int rowBytes = rowBytes(headDim);
     int half = headDim / 2;
     PairCodeWords w = PairCodeWords.of(bits, headDim);
+    if (array != null && pairOffset == 1 && fourBitPairs(headDim)) {
+      fourBitPairs(
+          array,
+          count,
+          half,
+          rowBytes,
+          codeBytes,
+          outliers,
+          bits,
+          this.offset[head],
+          this.range[head],
+          centroids,
+          lowBook,
+          highBook,
+          prepared,
+          pOff,
+          positions,
+          cos,
+          sin,
+          scores,
+          sOff);
+      return;
+    }
     if (array != null && pairOffset == 1 && w != null && lowBook != null) {
       pairsInRegisters(
           array, count, half, rowBytes, w, lowBook, highBook, prepared, pOff, positions, cos, sin,
@@ -736,6 +761,111 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
         d = y.fma(jdk.incubator.vector.FloatVector.fromArray(species, sin, t + k), d);
       }
       scores[sOff + s] = io.kvslim.kv.attention.AttentionKernels.sumLanes(d);
+    }
+  }
+
+  /**
+   * Whether the 4-bit kernel for adjacent pairs applies: 4-bit codes, 8 float lanes, whole runs of
+   * 8 pairs.
+   */
+  private boolean fourBitPairs(int headDim) {
+    return bits == 4 && CodeWords.LANES == 8 && lowBook != null && headDim % 16 == 0;
+  }
+
+  /** Eight bytes: the codes of eight adjacent pairs at 4 bits. */
+  private static final jdk.incubator.vector.VectorSpecies<Byte> PAIR_BYTES =
+      jdk.incubator.vector.ByteVector.SPECIES_64;
+
+  /**
+   * {@link #scoresAtPositions} for adjacent pairs (NORMAL RoPE) at 4 bits on 8 lanes, outliers
+   * included: byte k of a run of 16 channels' codes holds pair k's first channel in its low nibble
+   * and its second in the high one, so the run's 8 bytes widened to 8 int lanes (one widening load)
+   * give both channels' codes with a mask and a shift, where {@link PairCodeWords} broadcasts two
+   * words and blends and shifts each. Each row's outlier corrections follow its dense sum in the
+   * same loop (scalar work beside the vector work, instead of a second pass over the block). The
+   * same operations in the same order as {@link #pairsInRegisters} and {@link #rotatedCorrections}:
+   * the same bits.
+   */
+  private static void fourBitPairs(
+      byte[] array,
+      int count,
+      int half,
+      int rowBytes,
+      int codeBytes,
+      int outliers,
+      int bits,
+      float[] o,
+      float[] r,
+      float[] cents,
+      jdk.incubator.vector.IntVector low,
+      jdk.incubator.vector.IntVector high,
+      float[] p,
+      int pOff,
+      int[] positions,
+      float[] cos,
+      float[] sin,
+      float[] scores,
+      int sOff) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int ra = pOff;
+    int rb = pOff + half;
+    int sa = pOff + 2 * half;
+    int sb = pOff + 3 * half;
+    int oc = pOff + 4 * half;
+    int os = pOff + 5 * half;
+    int wc = pOff + 6 * half;
+    int ws = wc + OUTLIER_INDICES;
+    int last = 2 * half - 1;
+    for (int s = 0; s < count; s++) {
+      jdk.incubator.vector.FloatVector d = jdk.incubator.vector.FloatVector.zero(species);
+      int row = s * rowBytes;
+      int t = positions[s] * half;
+      for (int k = 0, a = row; k < half; k += 8, a += 8) {
+        jdk.incubator.vector.IntVector codes =
+            (jdk.incubator.vector.IntVector)
+                jdk.incubator.vector.ByteVector.fromArray(PAIR_BYTES, array, a)
+                    .convertShape(jdk.incubator.vector.VectorOperators.B2I, ints, 0);
+        jdk.incubator.vector.IntVector codeA = codes.and(15);
+        jdk.incubator.vector.IntVector codeB =
+            codes.lanewise(jdk.incubator.vector.VectorOperators.LSHR, 4).and(15);
+        // selectFrom wraps each index to the 8 lanes; codes above 7 take the second half's entry
+        jdk.incubator.vector.FloatVector ca =
+            codeA
+                .selectFrom(low)
+                .blend(
+                    codeA.selectFrom(high),
+                    codeA.compare(jdk.incubator.vector.VectorOperators.GT, 7))
+                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector cb =
+            codeB
+                .selectFrom(low)
+                .blend(
+                    codeB.selectFrom(high),
+                    codeB.compare(jdk.incubator.vector.VectorOperators.GT, 7))
+                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector x =
+            jdk.incubator.vector.FloatVector.fromArray(species, p, ra + k)
+                .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, oc + k));
+        x = jdk.incubator.vector.FloatVector.fromArray(species, p, rb + k).fma(cb, x);
+        jdk.incubator.vector.FloatVector y =
+            jdk.incubator.vector.FloatVector.fromArray(species, p, sa + k)
+                .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, os + k));
+        y = jdk.incubator.vector.FloatVector.fromArray(species, p, sb + k).fma(cb, y);
+        d = x.fma(jdk.incubator.vector.FloatVector.fromArray(species, cos, t + k), d);
+        d = y.fma(jdk.incubator.vector.FloatVector.fromArray(species, sin, t + k), d);
+      }
+      float dot = io.kvslim.kv.attention.AttentionKernels.sumLanes(d);
+      // rotatedCorrections' terms for adjacent pairs (an unused entry adds ±0)
+      for (int i = 0, e = row + codeBytes; i < outliers; i++, e += KvQuantRows.OUTLIER_BYTES) {
+        int idx = array[e] & 0xff;
+        float v = HalfFloats.fromF16((short) ((array[e + 1] & 0xff) | array[e + 2] << 8));
+        int c = Math.min(idx, last);
+        float key = r[c] * cents[KvQuantRows.codeAt(array, row, c, bits)] + o[c];
+        int pair = c >>> 1;
+        dot += (v - key) * (p[wc + idx] * cos[t + pair] + p[ws + idx] * sin[t + pair]);
+      }
+      scores[sOff + s] = dot;
     }
   }
 

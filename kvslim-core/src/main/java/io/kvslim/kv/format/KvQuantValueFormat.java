@@ -20,7 +20,9 @@ import java.util.Arrays;
  * an outlier's is its fp16 rounding.
  *
  * <p>Fused accumulation: the centroids are looked up from the codes and added as {@code (w·r)·cent
- * + w·o}, then each outlier's term is replaced.
+ * + w·o}; an outlier's channel adds {@code w·v} instead (the decoded row's term, with no dense term
+ * added and taken back: the kernels keep {@code acc + w·v} from before the row's dense pass and
+ * store it after, so they need neither the code under the outlier nor its centroid).
  */
 public final class KvQuantValueFormat extends RowFormat {
   private final int bits;
@@ -195,10 +197,11 @@ public final class KvQuantValueFormat extends RowFormat {
    * {@link #accumulateRow} for the block's slots with a nonzero weight, in slot order, without its
    * per-row calls: each vector of a row's codes is cut from the packed bytes in registers ({@link
    * CodeWords}), looked up in the codebook held in one vector (a permute) and added lane by lane as
-   * {@code acc + ((w·r)·cent + w·o)} (the scalar loop's roundings), then the row's outliers are
-   * replaced as there: the same bits. (Keeping the sum of a vector of channels in a register over
-   * the block's slots, with each outlier's term as a one-lane masked add, measured 3–5x slower: C2
-   * did not keep the vector in a register across the outlier loop.)
+   * {@code acc + ((w·r)·cent + w·o)} (the scalar loop's roundings), and each outlier's channel
+   * takes {@code acc + w·v} as there (summed before the dense pass, stored after it): the same
+   * bits. (Keeping the sum of a vector of channels in a register over the block's slots, with each
+   * outlier's term as a one-lane masked add, measured 3–5x slower: C2 did not keep the vector in a
+   * register across the outlier loop.)
    */
   @Override
   public void accumulateBlock(
@@ -212,8 +215,29 @@ public final class KvQuantValueFormat extends RowFormat {
       int accOff,
       float[] work) {
     byte[] array = VectorKernels.array(block);
-    if (array == null || !CodeWords.applies(bits, headDim) || book == null) {
+    if (array == null
+        || !CodeWords.applies(bits, headDim)
+        || book == null
+        || work.length < slots()) {
       super.accumulateBlock(block, count, capacity, headDim, weights, wOff, acc, accOff, work);
+      return;
+    }
+    if (CodeWords.LANES == 8) {
+      addScaledBook(
+          array,
+          count,
+          headDim,
+          rowBytes(headDim),
+          codeBytes(headDim),
+          slots(),
+          CodeWords.of(bits),
+          book,
+          upper,
+          weights,
+          wOff,
+          acc,
+          accOff,
+          work);
       return;
     }
     addInRegisters(
@@ -226,11 +250,11 @@ public final class KvQuantValueFormat extends RowFormat {
         CodeWords.of(bits),
         book,
         upper,
-        centroids,
         weights,
         wOff,
         acc,
-        accOff);
+        accOff,
+        work);
   }
 
   /**
@@ -258,7 +282,7 @@ public final class KvQuantValueFormat extends RowFormat {
         || array == null
         || !CodeWords.applies(bits, headDim)
         || book == null
-        || work.length < headDim) {
+        || work.length < headDim + slots()) {
       super.accumulateBlockRows(
           block, count, capacity, headDim, weights, wOff, wStride, rows, rowCount, acc, accStride,
           work);
@@ -353,6 +377,7 @@ public final class KvQuantValueFormat extends RowFormat {
             jdk.incubator.vector.FloatVector.broadcast(species, a);
         jdk.incubator.vector.FloatVector vb =
             jdk.incubator.vector.FloatVector.broadcast(species, b);
+        outliersBefore(array, sparse, slots, weight, acc, accOff, cents, headDim);
         for (int j = 0; j < headDim; j += lanes) {
           jdk.incubator.vector.FloatVector cent =
               jdk.incubator.vector.FloatVector.fromArray(species, cents, j);
@@ -360,13 +385,107 @@ public final class KvQuantValueFormat extends RowFormat {
               .add(cent.mul(va).add(vb))
               .intoArray(acc, accOff + j);
         }
-        for (int e = 0; e < slots; e++) {
-          int idx = KvQuantRows.outlierIndex(null, array, sparse, e);
-          if (idx != KvQuantRows.UNUSED) {
-            float v = KvQuantRows.outlierValue(null, array, sparse, e);
-            acc[accOff + idx] += weight * v - (a * cents[idx] + b);
-          }
+        outliersAfter(array, sparse, slots, acc, accOff, cents, headDim);
+      }
+    }
+  }
+
+  /**
+   * {@link #addInRegisters} on 8 lanes with fewer operations and the same bits: every width's codes
+   * of a vector of 8 channels lie in one word ({@link CodeWords#highByte} 0: no blend), and the
+   * codebook (its two halves at 4 bits) is multiplied by the row's {@code w·r} once per row, so a
+   * lookup gives {@code (w·r)·cent} (the same product per lane) and each vector of channels adds
+   * {@code acc + ((w·r)·cent + w·o)} as there.
+   */
+  private static void addScaledBook(
+      byte[] array,
+      int count,
+      int headDim,
+      int rowBytes,
+      int codeBytes,
+      int slots,
+      CodeWords w,
+      jdk.incubator.vector.IntVector book,
+      jdk.incubator.vector.IntVector upper,
+      float[] weights,
+      int wOff,
+      float[] acc,
+      int accOff,
+      float[] work) {
+    jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
+    jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
+    int mask = w.mask;
+    int vectorBytes = w.vectorBytes;
+    jdk.incubator.vector.IntVector shifts = w.shifts;
+    jdk.incubator.vector.FloatVector lowBook = book.reinterpretAsFloats();
+    boolean two = upper != null; // 16 centroids: the codebook's two halves
+    jdk.incubator.vector.FloatVector highBook = (two ? upper : book).reinterpretAsFloats();
+    for (int s = 0; s < count; s++) {
+      float weight = weights[wOff + s];
+      if (weight == 0f) {
+        continue;
+      }
+      int offset = s * rowBytes;
+      int at = offset + codeBytes;
+      float o = HalfFloats.fromF16((short) ((array[at] & 0xff) | array[at + 1] << 8));
+      float r = HalfFloats.fromF16((short) ((array[at + 2] & 0xff) | array[at + 3] << 8));
+      float a = weight * r;
+      float b = weight * o;
+      jdk.incubator.vector.FloatVector vb = jdk.incubator.vector.FloatVector.broadcast(species, b);
+      jdk.incubator.vector.IntVector lowA = lowBook.mul(a).reinterpretAsInts();
+      jdk.incubator.vector.IntVector highA = two ? highBook.mul(a).reinterpretAsInts() : lowA;
+      int sparse = at + 4;
+      outliersBefore(array, sparse, slots, weight, acc, accOff, work, 0);
+      for (int j = 0, c = offset; j < headDim; j += 8, c += vectorBytes) {
+        jdk.incubator.vector.IntVector code =
+            jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, c))
+                .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                .and(mask);
+        // selectFrom wraps each index to the 8 lanes; codes above 7 take the second half's entry
+        jdk.incubator.vector.IntVector found = code.selectFrom(lowA);
+        if (two) {
+          found =
+              found.blend(
+                  code.selectFrom(highA), code.compare(jdk.incubator.vector.VectorOperators.GT, 7));
         }
+        jdk.incubator.vector.FloatVector scaled = found.reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector.fromArray(species, acc, accOff + j)
+            .add(scaled.add(vb))
+            .intoArray(acc, accOff + j);
+      }
+      outliersAfter(array, sparse, slots, acc, accOff, work, 0);
+    }
+  }
+
+  /**
+   * Before a row's dense terms are added: each used outlier's sum {@code acc + w·v} (its channel's
+   * sum before this row plus the outlier's term) into {@code sums[at + entry]}.
+   */
+  private static void outliersBefore(
+      byte[] array,
+      int sparse,
+      int slots,
+      float weight,
+      float[] acc,
+      int accOff,
+      float[] sums,
+      int at) {
+    for (int i = 0; i < slots; i++) {
+      int idx = KvQuantRows.outlierIndex(null, array, sparse, i);
+      if (idx != KvQuantRows.UNUSED) {
+        sums[at + i] =
+            acc[accOff + idx] + weight * KvQuantRows.outlierValue(null, array, sparse, i);
+      }
+    }
+  }
+
+  /** After the row's dense terms: each used outlier's channel takes its sum from before. */
+  private static void outliersAfter(
+      byte[] array, int sparse, int slots, float[] acc, int accOff, float[] sums, int at) {
+    for (int i = 0; i < slots; i++) {
+      int idx = KvQuantRows.outlierIndex(null, array, sparse, i);
+      if (idx != KvQuantRows.UNUSED) {
+        acc[accOff + idx] = sums[at + i];
       }
     }
   }
@@ -381,17 +500,16 @@ public final class KvQuantValueFormat extends RowFormat {
       CodeWords w,
       jdk.incubator.vector.IntVector book,
       jdk.incubator.vector.IntVector upper,
-      float[] centroids,
       float[] weights,
       int wOff,
       float[] acc,
-      int accOff) {
+      int accOff,
+      float[] work) {
     jdk.incubator.vector.VectorSpecies<Float> species = CodeWords.FLOATS;
     jdk.incubator.vector.VectorSpecies<Integer> ints = CodeWords.INTS;
     int lanes = CodeWords.LANES;
     int highByte = w.highByte;
     int mask = w.mask;
-    int bits = w.bits;
     jdk.incubator.vector.IntVector shifts = w.shifts;
     jdk.incubator.vector.VectorMask<Integer> high = w.high;
     for (int s = 0; s < count; s++) {
@@ -407,6 +525,8 @@ public final class KvQuantValueFormat extends RowFormat {
       float b = weight * o;
       jdk.incubator.vector.FloatVector va = jdk.incubator.vector.FloatVector.broadcast(species, a);
       jdk.incubator.vector.FloatVector vb = jdk.incubator.vector.FloatVector.broadcast(species, b);
+      int sparse = at + 4;
+      outliersBefore(array, sparse, slots, weight, acc, accOff, work, 0);
       if (upper == null) {
         for (int j = 0, c = offset; j < headDim; j += lanes, c += w.vectorBytes) {
           jdk.incubator.vector.FloatVector cent =
@@ -448,15 +568,7 @@ public final class KvQuantValueFormat extends RowFormat {
               .intoArray(acc, accOff + j);
         }
       }
-      int sparse = at + 4;
-      for (int i = 0; i < slots; i++) {
-        int idx = KvQuantRows.outlierIndex(null, array, sparse, i);
-        if (idx != KvQuantRows.UNUSED) {
-          float v = KvQuantRows.outlierValue(null, array, sparse, i);
-          int code = KvQuantRows.codeAt(array, offset, idx, bits);
-          acc[accOff + idx] += weight * v - (a * centroids[code] + b);
-        }
-      }
+      outliersAfter(array, sparse, slots, acc, accOff, work, 0);
     }
   }
 
@@ -477,15 +589,18 @@ public final class KvQuantValueFormat extends RowFormat {
     float a = weight * r;
     float b = weight * o;
     for (int j = 0; j < headDim; j++) {
-      acc[accOff + j] += a * work[j] + b;
+      work[j] = a * work[j] + b;
     }
+    // an outlier's channel adds its own term instead of the dense one (the row decoded, weighted)
     long sparse = at + 4;
     for (int i = 0, slots = slots(); i < slots; i++) {
       int idx = KvQuantRows.outlierIndex(block, array, sparse, i);
       if (idx != KvQuantRows.UNUSED) {
-        float v = KvQuantRows.outlierValue(block, array, sparse, i);
-        acc[accOff + idx] += weight * v - (a * work[idx] + b);
+        work[idx] = weight * KvQuantRows.outlierValue(block, array, sparse, i);
       }
+    }
+    for (int j = 0; j < headDim; j++) {
+      acc[accOff + j] += work[j];
     }
   }
 }

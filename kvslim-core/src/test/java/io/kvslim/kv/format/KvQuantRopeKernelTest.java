@@ -18,10 +18,12 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * KVQuant's scores of keys stored before RoPE, each rotated at its position without decoding it
- * ({@link KvQuantKeyFormat#scoresAtPositions}): the register kernels (adjacent pairs, pairs half a
- * head apart) and the scalar path (blocks off the heap, runs whose last word would leave the row)
- * against the key decoded, rotated by the model's RoPE and scored in double; and a layer's
- * attention with the kernel against the same layer decoding and rotating each key.
+ * ({@link KvQuantKeyFormat#scoresAtPositions}): the register kernels (adjacent pairs, among them
+ * the 4-bit one that widens a run's bytes and adds each row's outliers in its loop, with 0..5
+ * outlier entries a key; pairs half a head apart) and the scalar path (blocks off the heap, runs
+ * whose last word would leave the row) against the key decoded, rotated by the model's RoPE and
+ * scored in double; and a layer's attention with the kernel against the same layer decoding and
+ * rotating each key.
  */
 class KvQuantRopeKernelTest {
   static final int D = KvQuantFormatTest.D;
@@ -43,6 +45,8 @@ class KvQuantRopeKernelTest {
     "4, 0, NORMAL",
     "4, 1, NORMAL",
     "4, 3, NORMAL",
+    "4, 2, NORMAL",
+    "4, 5, NORMAL",
     "2, 1, NEOX",
     "3, 2, NEOX",
     "4, 1, NEOX",
