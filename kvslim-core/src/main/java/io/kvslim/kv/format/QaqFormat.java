@@ -369,9 +369,10 @@ public final class QaqFormat implements KvFormat {
 
   /**
    * The codes of slot {@code slot} as floats into {@code work[0..d)}. A block on the heap comes
-   * here only for the rows whose last code word would read past its array (the last row or two),
-   * and has them cut one at a time ({@link Cut#codeAt}): the same values as {@link
-   * PackedCodes#lookup}, without its general vector path.
+   * here only for the rows whose code words would read past its array (a last row of 1 or 5..8
+   * bits: those of 2..4 bits read their last word with {@link Cut#lastWord}), and has them cut one
+   * at a time ({@link Cut#codeAt}): the same values as {@link PackedCodes#lookup}, without its
+   * general vector path.
    */
   private void codes(MemorySegment block, int slot, int b, float[] work) {
     byte[] array = VectorKernels.array(block);
@@ -442,8 +443,7 @@ public final class QaqFormat implements KvFormat {
         scores[s + 2] = finish(array, s + 2, c2, prepared, pOff, querySum, scores[s + 2]);
         scores[s + 3] = finish(array, s + 3, c3, prepared, pOff, querySum, scores[s + 3]);
         s += 3;
-      } else if (array != null
-          && codes + PackedCodes.bytes(dim, b) + Cut.of(b).overrun <= array.length) {
+      } else if (array != null && inRegisters(array, codes, b, dim)) {
         scores[s] = dotInRegisters(array, s, (int) codes, prepared, pOff, querySum);
       } else {
         scores[s] = dot(block, s, prepared, pOff, querySum, work);
@@ -457,16 +457,25 @@ public final class QaqFormat implements KvFormat {
    */
   private boolean fourOneWord(byte[] array, int s, int b, int dim) {
     Cut cut = Cut.of(b);
-    if (cut.bytes || cut.words != 1 || bits[s + 1] != b || bits[s + 2] != b || bits[s + 3] != b) {
-      return false;
-    }
-    long end = PackedCodes.bytes(dim, b) + cut.overrun;
-    for (int i = 0; i < 4; i++) {
-      if (codesAt(s + i) + end > array.length) {
-        return false;
-      }
-    }
-    return true;
+    return !cut.bytes
+        && cut.words == 1
+        && bits[s + 1] == b
+        && bits[s + 2] == b
+        && bits[s + 3] == b
+        && inRegisters(array, codesAt(s + 3), b, dim);
+  }
+
+  /**
+   * Whether a row's codes at byte {@code codes} are cut in registers: when the words the kernels
+   * read lie in the array, the last vector's of a width of one word a vector read by {@link
+   * Cut#lastWord} (which stops at the array's end).
+   */
+  private static boolean inRegisters(byte[] array, long codes, int b, int dim) {
+    Cut cut = Cut.of(b);
+    // one word a vector: only the last vector's word is read by lastWord; the one before it
+    // ends 4 − 2b bytes past the row (2 bits or more: inside it)
+    long overrun = cut.words == 1 && !cut.bytes ? Math.max(0, 4 - 2 * b) : cut.overrun;
+    return codes + PackedCodes.bytes(dim, b) + overrun <= array.length;
   }
 
   /**
@@ -494,12 +503,14 @@ public final class QaqFormat implements KvFormat {
     float scale = HalfFloats.fromF16(half(array, at + 2));
     int half = 1 << (b - 1);
     float sum = scale * (codeDot - half * querySum) + mu * querySum;
+    // an outlier's code is 2^{b−1} (q = 0, encodeRow): its coded value (code − 2^{b−1})·s + μ
+    // is 0·s + μ, the same for every outlier of the row
+    float coded = 0f * scale + mu;
     int o = at + ROW_HEADER_BYTES;
     for (int i = 0; i < low + high; i++, o += OUTLIER_BYTES) {
       int c = array[o] & 0xff;
       float exact = (float) FLOAT_LE.get(array, o + 1);
-      float code = Cut.codeAt(array, codes, c, b);
-      sum += q[qOff + c] * (exact - ((code - half) * scale + mu));
+      sum += q[qOff + c] * (exact - coded);
     }
     return sum;
   }
@@ -566,7 +577,7 @@ public final class QaqFormat implements KvFormat {
       }
       int b = bits[s];
       long codes = codesAt(s);
-      if (array != null && codes + PackedCodes.bytes(dim, b) + Cut.of(b).overrun <= array.length) {
+      if (array != null && inRegisters(array, codes, b, dim)) {
         addRowInRegisters(array, s, (int) codes, w, acc, accOff);
       } else {
         addRow(block, s, w, acc, accOff, work);
@@ -588,12 +599,16 @@ public final class QaqFormat implements KvFormat {
     int half = 1 << (b - 1);
     float a = weight * scale;
     float shift = weight * (mu - half * scale);
-    Cut.addScaled(array, codes, Cut.of(b), a, shift, acc, accOff, headDim);
+    if (b <= Cut.ONE_WORD_BITS) {
+      Cut.addOneWord(array, codes, b, a, shift, acc, accOff, headDim);
+    } else {
+      Cut.addScaled(array, codes, Cut.of(b), a, shift, acc, accOff, headDim);
+    }
+    float coded = 0f * scale + mu; // every outlier's coded value (finish)
     int o = at + ROW_HEADER_BYTES;
     for (int i = 0; i < low + high; i++, o += OUTLIER_BYTES) {
       int c = array[o] & 0xff;
       float exact = (float) FLOAT_LE.get(array, o + 1);
-      float code = Cut.codeAt(array, codes, c, b);
       // the correction added to its lane of the vector that addScaled just stored (a masked
       // add, the other lanes kept): a scalar store into it would make the next row's vector load
       // of those channels wait for the store to retire
@@ -601,7 +616,7 @@ public final class QaqFormat implements KvFormat {
       jdk.incubator.vector.FloatVector.fromArray(Cut.FLOATS, acc, v)
           .lanewise(
               jdk.incubator.vector.VectorOperators.ADD,
-              weight * (exact - ((code - half) * scale + mu)),
+              weight * (exact - coded),
               jdk.incubator.vector.VectorMask.fromArray(
                   Cut.FLOATS, ONE_LANE, Cut.LANES - c % Cut.LANES))
           .intoArray(acc, v);
@@ -751,15 +766,13 @@ public final class QaqFormat implements KvFormat {
       jdk.incubator.vector.IntVector shifts = cut.shifts;
       int mask = cut.mask;
       int step = cut.vectorBytes;
-      for (int j = 0; j < dim; j += LANES, at += step) {
-        jdk.incubator.vector.FloatVector c =
-            (jdk.incubator.vector.FloatVector)
-                jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at))
-                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
-                    .and(mask)
-                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+      int last = dim - LANES;
+      for (int j = 0; j < last; j += LANES, at += step) {
+        jdk.incubator.vector.FloatVector c = cut1(CodeWords.word(array, at), shifts, mask);
         sum = jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j).fma(c, sum);
       }
+      jdk.incubator.vector.FloatVector c = cut1(lastWord(array, at), shifts, mask);
+      sum = jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + last).fma(c, sum);
       return io.kvslim.kv.attention.AttentionKernels.sumLanes(sum);
     }
 
@@ -789,42 +802,21 @@ public final class QaqFormat implements KvFormat {
       jdk.incubator.vector.IntVector shifts = cut.shifts;
       int mask = cut.mask;
       int step = cut.vectorBytes;
-      for (int j = 0; j < dim; j += LANES, a0 += step, a1 += step, a2 += step, a3 += step) {
+      int last = dim - LANES;
+      for (int j = 0; j < last; j += LANES, a0 += step, a1 += step, a2 += step, a3 += step) {
         jdk.incubator.vector.FloatVector w =
             jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j);
-        s0 =
-            w.fma(
-                (jdk.incubator.vector.FloatVector)
-                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a0))
-                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
-                        .and(mask)
-                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
-                s0);
-        s1 =
-            w.fma(
-                (jdk.incubator.vector.FloatVector)
-                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a1))
-                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
-                        .and(mask)
-                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
-                s1);
-        s2 =
-            w.fma(
-                (jdk.incubator.vector.FloatVector)
-                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a2))
-                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
-                        .and(mask)
-                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
-                s2);
-        s3 =
-            w.fma(
-                (jdk.incubator.vector.FloatVector)
-                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a3))
-                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
-                        .and(mask)
-                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
-                s3);
+        s0 = w.fma(cut1(CodeWords.word(array, a0), shifts, mask), s0);
+        s1 = w.fma(cut1(CodeWords.word(array, a1), shifts, mask), s1);
+        s2 = w.fma(cut1(CodeWords.word(array, a2), shifts, mask), s2);
+        s3 = w.fma(cut1(CodeWords.word(array, a3), shifts, mask), s3);
       }
+      jdk.incubator.vector.FloatVector w =
+          jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + last);
+      s0 = w.fma(cut1(lastWord(array, a0), shifts, mask), s0);
+      s1 = w.fma(cut1(lastWord(array, a1), shifts, mask), s1);
+      s2 = w.fma(cut1(lastWord(array, a2), shifts, mask), s2);
+      s3 = w.fma(cut1(lastWord(array, a3), shifts, mask), s3);
       io.kvslim.kv.attention.AttentionKernels.sumLanes4(s0, s1, s2, s3, out, o, scratch, 0);
     }
 
@@ -961,6 +953,68 @@ public final class QaqFormat implements KvFormat {
             .add(c.mul(a).add(shift))
             .intoArray(acc, accOff + j);
       }
+    }
+
+    /**
+     * Widths whose vector of codes lies in one word from the vector's first byte ({@code LANES·b ≤
+     * 32}: 1..4 bits with 8 lanes): lane {@code i} shifts the word right by {@code i·b}, the next
+     * vector's word starts {@code b} bytes on, the last one reads {@code 4 − b} bytes past the row.
+     */
+    static final int ONE_WORD_BITS = 32 / LANES;
+
+    /**
+     * The word at byte {@code at} as {@link CodeWords#word} reads it, the bytes past the array's
+     * end (a block's last row, when the last vector's codes end less than four bytes before it)
+     * read as 0: those bits lie past every lane's code, so the codes are the same.
+     */
+    static int lastWord(byte[] array, int at) {
+      if (at + 4 <= array.length) {
+        return CodeWords.word(array, at);
+      }
+      int w = 0;
+      for (int i = 0; at + i < array.length; i++) {
+        w |= (array[at + i] & 0xff) << (8 * i);
+      }
+      return w;
+    }
+
+    /**
+     * A vector of one-word codes as floats: the word shifted right by each lane's shift, masked.
+     */
+    static jdk.incubator.vector.FloatVector cut1(
+        int word, jdk.incubator.vector.IntVector shifts, int mask) {
+      return (jdk.incubator.vector.FloatVector)
+          jdk.incubator.vector.IntVector.broadcast(INTS, word)
+              .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+              .and(mask)
+              .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+    }
+
+    /** Lane numbers 0..LANES−1. */
+    private static final jdk.incubator.vector.IntVector IOTA =
+        jdk.incubator.vector.IntVector.zero(INTS).addIndex(1);
+
+    /**
+     * {@link #addScaled} for a width of {@link #ONE_WORD_BITS} or fewer, its shifts and step
+     * computed from {@code b} rather than read from the width's {@link Cut} (the layout {@link
+     * #wordLayout} gives such a width: one word, lane {@code i} at bit {@code i·b}): a row's widths
+     * alternate in a block, and each row would load its width's constants.
+     */
+    static void addOneWord(
+        byte[] array, int at, int b, float a, float shift, float[] acc, int accOff, int dim) {
+      jdk.incubator.vector.IntVector shifts = IOTA.mul(b);
+      int mask = (1 << b) - 1;
+      int last = dim - LANES;
+      for (int j = 0; j < last; j += LANES, at += b) {
+        jdk.incubator.vector.FloatVector c = cut1(CodeWords.word(array, at), shifts, mask);
+        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + j)
+            .add(c.mul(a).add(shift))
+            .intoArray(acc, accOff + j);
+      }
+      jdk.incubator.vector.FloatVector c = cut1(lastWord(array, at), shifts, mask);
+      jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + last)
+          .add(c.mul(a).add(shift))
+          .intoArray(acc, accOff + last);
     }
 
     /** The code of channel {@code c} of a row of {@code b}-bit codes at byte {@code at}. */
