@@ -453,7 +453,9 @@ public final class QaqFormat implements KvFormat {
 
   /**
    * Whether slots {@code s..s+3} all have width {@code b}, their codes cut with one word a vector
-   * ({@link Cut#dot1x4}), and all lie in the array with the last word's overrun.
+   * ({@link Cut#dot1x4}), and all lie in the array with the last word's overrun (the block's last
+   * rows go one at a time: a last word read by {@link Cut#lastWord} in each of four chains would
+   * make {@code dot1x4} too large for C2 to inline its vector operations).
    */
   private boolean fourOneWord(byte[] array, int s, int b, int dim) {
     Cut cut = Cut.of(b);
@@ -462,7 +464,7 @@ public final class QaqFormat implements KvFormat {
         && bits[s + 1] == b
         && bits[s + 2] == b
         && bits[s + 3] == b
-        && inRegisters(array, codesAt(s + 3), b, dim);
+        && codesAt(s + 3) + PackedCodes.bytes(dim, b) + cut.overrun <= array.length;
   }
 
   /**
@@ -802,21 +804,42 @@ public final class QaqFormat implements KvFormat {
       jdk.incubator.vector.IntVector shifts = cut.shifts;
       int mask = cut.mask;
       int step = cut.vectorBytes;
-      int last = dim - LANES;
-      for (int j = 0; j < last; j += LANES, a0 += step, a1 += step, a2 += step, a3 += step) {
+      for (int j = 0; j < dim; j += LANES, a0 += step, a1 += step, a2 += step, a3 += step) {
         jdk.incubator.vector.FloatVector w =
             jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j);
-        s0 = w.fma(cut1(CodeWords.word(array, a0), shifts, mask), s0);
-        s1 = w.fma(cut1(CodeWords.word(array, a1), shifts, mask), s1);
-        s2 = w.fma(cut1(CodeWords.word(array, a2), shifts, mask), s2);
-        s3 = w.fma(cut1(CodeWords.word(array, a3), shifts, mask), s3);
+        s0 =
+            w.fma(
+                (jdk.incubator.vector.FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a0))
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
+                s0);
+        s1 =
+            w.fma(
+                (jdk.incubator.vector.FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a1))
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
+                s1);
+        s2 =
+            w.fma(
+                (jdk.incubator.vector.FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a2))
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
+                s2);
+        s3 =
+            w.fma(
+                (jdk.incubator.vector.FloatVector)
+                    jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, a3))
+                        .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+                        .and(mask)
+                        .convert(jdk.incubator.vector.VectorOperators.I2F, 0),
+                s3);
       }
-      jdk.incubator.vector.FloatVector w =
-          jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + last);
-      s0 = w.fma(cut1(lastWord(array, a0), shifts, mask), s0);
-      s1 = w.fma(cut1(lastWord(array, a1), shifts, mask), s1);
-      s2 = w.fma(cut1(lastWord(array, a2), shifts, mask), s2);
-      s3 = w.fma(cut1(lastWord(array, a3), shifts, mask), s3);
       io.kvslim.kv.attention.AttentionKernels.sumLanes4(s0, s1, s2, s3, out, o, scratch, 0);
     }
 
@@ -968,9 +991,11 @@ public final class QaqFormat implements KvFormat {
      * read as 0: those bits lie past every lane's code, so the codes are the same.
      */
     static int lastWord(byte[] array, int at) {
-      if (at + 4 <= array.length) {
-        return CodeWords.word(array, at);
-      }
+      return at + 4 <= array.length ? CodeWords.word(array, at) : tailWord(array, at);
+    }
+
+    /** {@link #lastWord} at the array's end, out of line to keep the kernels small for C2. */
+    private static int tailWord(byte[] array, int at) {
       int w = 0;
       for (int i = 0; at + i < array.length; i++) {
         w |= (array[at + i] & 0xff) << (8 * i);
