@@ -33,10 +33,11 @@ import java.util.Arrays;
  *
  * <p>Fused kernels: {@code q·k̂ = s·(q·codes − 2^{b−1}·Σq) + μ·Σq + Σ_o q_o·(x_o − x̂_o)} and
  * {@code acc += w·s·codes + w·(μ − 2^{b−1}·s)} plus the outliers' corrections; no row is
- * dequantized into a copy. A block on the heap has its codes cut in registers ({@link Cut}: every
- * width 1..8, a loop per number of code words, 8-bit codes widened from bytes), the same bits as
- * the general path (unpack into memory, then {@link VectorKernels#dot}) that a block off the heap
- * takes.
+ * dequantized into a copy. An outlier's code is {@code 2^{b−1}} (its {@code q} is 0), so its coded
+ * value {@code x̂_o} is {@code 0·s + μ}, the same for the row's outliers: the corrections read no
+ * code. A block on the heap has its codes cut in registers ({@link Cut}: every width 1..8, a loop
+ * per number of code words, 8-bit codes widened from bytes), the same bits as the general path
+ * (unpack into memory, then {@link VectorKernels#dot}) that a block off the heap takes.
  */
 public final class QaqFormat implements KvFormat {
   /** Bytes of one outlier: a channel index and an f32 value. */
@@ -473,10 +474,9 @@ public final class QaqFormat implements KvFormat {
    * Cut#lastWord} (which stops at the array's end).
    */
   private static boolean inRegisters(byte[] array, long codes, int b, int dim) {
-    Cut cut = Cut.of(b);
     // one word a vector: only the last vector's word is read by lastWord; the one before it
     // ends 4 − 2b bytes past the row (2 bits or more: inside it)
-    long overrun = cut.words == 1 && !cut.bytes ? Math.max(0, 4 - 2 * b) : cut.overrun;
+    long overrun = b <= Cut.ONE_WORD_BITS ? Math.max(0, 4 - 2 * b) : Cut.of(b).overrun;
     return codes + PackedCodes.bytes(dim, b) + overrun <= array.length;
   }
 
@@ -614,13 +614,13 @@ public final class QaqFormat implements KvFormat {
       // the correction added to its lane of the vector that addScaled just stored (a masked
       // add, the other lanes kept): a scalar store into it would make the next row's vector load
       // of those channels wait for the store to retire
-      int v = accOff + c - c % Cut.LANES;
+      int v = accOff + c - (c & (Cut.LANES - 1));
       jdk.incubator.vector.FloatVector.fromArray(Cut.FLOATS, acc, v)
           .lanewise(
               jdk.incubator.vector.VectorOperators.ADD,
               weight * (exact - coded),
               jdk.incubator.vector.VectorMask.fromArray(
-                  Cut.FLOATS, ONE_LANE, Cut.LANES - c % Cut.LANES))
+                  Cut.FLOATS, ONE_LANE, Cut.LANES - (c & (Cut.LANES - 1))))
           .intoArray(acc, v);
     }
   }
