@@ -428,44 +428,51 @@ public final class QaqFormat implements KvFormat {
     checkShape(capacity, dim);
     float querySum = sum(prepared, pOff, dim);
     byte[] array = Cut.applies(dim) ? VectorKernels.array(block) : null;
-    boolean four = array != null && work.length >= Cut.LANES;
-    for (int s = 0; s < count; s++) {
-      int b = bits[s];
-      long codes = codesAt(s);
-      if (four && s + 4 <= count && fourOneWord(array, s, b, dim)) {
-        // four tokens of one width whose codes fit one word a vector: four chains, their lanes
-        // summed together (AttentionKernels.sumLanes4 gives sumLanes's bits for each)
-        int c1 = (int) codesAt(s + 1);
-        int c2 = (int) codesAt(s + 2);
-        int c3 = (int) codesAt(s + 3);
-        Cut.dot1x4(array, (int) codes, c1, c2, c3, Cut.of(b), prepared, pOff, dim, scores, s, work);
-        scores[s] = finish(array, s, (int) codes, prepared, pOff, querySum, scores[s]);
-        scores[s + 1] = finish(array, s + 1, c1, prepared, pOff, querySum, scores[s + 1]);
-        scores[s + 2] = finish(array, s + 2, c2, prepared, pOff, querySum, scores[s + 2]);
-        scores[s + 3] = finish(array, s + 3, c3, prepared, pOff, querySum, scores[s + 3]);
-        s += 3;
-      } else if (array != null && inRegisters(array, codes, b, dim)) {
-        scores[s] = dotInRegisters(array, s, (int) codes, prepared, pOff, querySum);
-      } else {
+    if (array == null) {
+      for (int s = 0; s < count; s++) {
         scores[s] = dot(block, s, prepared, pOff, querySum, work);
       }
+      return;
     }
-  }
-
-  /**
-   * Whether slots {@code s..s+3} all have width {@code b}, their codes cut with one word a vector
-   * ({@link Cut#dot1x4}), and all lie in the array with the last word's overrun (the block's last
-   * rows go one at a time: a last word read by {@link Cut#lastWord} in each of four chains would
-   * make {@code dot1x4} too large for C2 to inline its vector operations).
-   */
-  private boolean fourOneWord(byte[] array, int s, int b, int dim) {
-    Cut cut = Cut.of(b);
-    return !cut.bytes
-        && cut.words == 1
-        && bits[s + 1] == b
-        && bits[s + 2] == b
-        && bits[s + 3] == b
-        && codesAt(s + 3) + PackedCodes.bytes(dim, b) + cut.overrun <= array.length;
+    // the rows' widths and places from the block's own bytes (its first bytes are the widths),
+    // not from this object's arrays: at depth, every block's format is out of cache
+    boolean four = work.length >= Cut.LANES;
+    int fixed = ROW_HEADER_BYTES + OUTLIER_BYTES * (low + high);
+    int at = capacity; // row s starts at byte `at`, its codes `fixed` bytes on
+    for (int s = 0; s < count; s++) {
+      int b = array[s];
+      int codes = at + fixed;
+      int len = fixed + dim * b / 8;
+      if (four
+          && s + 4 <= count
+          && b <= Cut.ONE_WORD_BITS
+          && array[s + 1] == b
+          && array[s + 2] == b
+          && array[s + 3] == b
+          && codes + 3 * len + dim * b / 8 + 4 - b <= array.length) {
+        // four tokens of one width whose codes fit one word a vector, and whose words all lie in
+        // the array (the block's last rows go one at a time: a last word read by Cut.lastWord in
+        // each of four chains would make dot1x4 too large for C2 to inline its vector operations):
+        // four chains, their lanes summed together (AttentionKernels.sumLanes4 gives sumLanes's
+        // bits for each)
+        int c1 = codes + len;
+        int c2 = c1 + len;
+        int c3 = c2 + len;
+        Cut.dot1x4(array, codes, c1, c2, c3, Cut.of(b), prepared, pOff, dim, scores, s, work);
+        scores[s] = finish(array, b, codes, prepared, pOff, querySum, scores[s]);
+        scores[s + 1] = finish(array, b, c1, prepared, pOff, querySum, scores[s + 1]);
+        scores[s + 2] = finish(array, b, c2, prepared, pOff, querySum, scores[s + 2]);
+        scores[s + 3] = finish(array, b, c3, prepared, pOff, querySum, scores[s + 3]);
+        s += 3;
+        at += 4 * len;
+      } else {
+        scores[s] =
+            inRegisters(array, codes, b, dim)
+                ? dotInRegisters(array, b, codes, prepared, pOff, querySum)
+                : dot(block, s, prepared, pOff, querySum, work);
+        at += len;
+      }
+    }
   }
 
   /**
@@ -486,10 +493,9 @@ public final class QaqFormat implements KvFormat {
    * codes, so the same bits; the outliers' codes read from the packed bits.
    */
   private float dotInRegisters(
-      byte[] array, int slot, int codes, float[] q, int qOff, float querySum) {
-    int b = bits[slot];
+      byte[] array, int b, int codes, float[] q, int qOff, float querySum) {
     return finish(
-        array, slot, codes, q, qOff, querySum, Cut.dot(array, codes, Cut.of(b), q, qOff, headDim));
+        array, b, codes, q, qOff, querySum, Cut.dot(array, codes, Cut.of(b), q, qOff, headDim));
   }
 
   /**
@@ -498,9 +504,8 @@ public final class QaqFormat implements KvFormat {
    * #dotInRegisters}).
    */
   private float finish(
-      byte[] array, int slot, int codes, float[] q, int qOff, float querySum, float codeDot) {
-    int b = bits[slot];
-    int at = (int) offsets[slot];
+      byte[] array, int b, int codes, float[] q, int qOff, float querySum, float codeDot) {
+    int at = codes - ROW_HEADER_BYTES - OUTLIER_BYTES * (low + high); // the row's first byte
     float mu = HalfFloats.fromF16(half(array, at));
     float scale = HalfFloats.fromF16(half(array, at + 2));
     int half = 1 << (b - 1);
@@ -572,15 +577,28 @@ public final class QaqFormat implements KvFormat {
       float[] work) {
     checkShape(capacity, dim);
     byte[] array = Cut.applies(dim) ? VectorKernels.array(block) : null;
+    if (array == null) {
+      for (int s = 0; s < count; s++) {
+        float w = weights[wOff + s];
+        if (w != 0f) {
+          addRow(block, s, w, acc, accOff, work);
+        }
+      }
+      return;
+    }
+    // widths and places from the block's own bytes, as scores
+    int fixed = ROW_HEADER_BYTES + OUTLIER_BYTES * (low + high);
+    int at = capacity;
     for (int s = 0; s < count; s++) {
       float w = weights[wOff + s];
+      int b = array[s];
+      int codes = at + fixed;
+      at = codes + dim * b / 8;
       if (w == 0f) {
         continue;
       }
-      int b = bits[s];
-      long codes = codesAt(s);
-      if (array != null && inRegisters(array, codes, b, dim)) {
-        addRowInRegisters(array, s, (int) codes, w, acc, accOff);
+      if (inRegisters(array, codes, b, dim)) {
+        addRowInRegisters(array, b, codes, w, acc, accOff);
       } else {
         addRow(block, s, w, acc, accOff, work);
       }
@@ -593,9 +611,8 @@ public final class QaqFormat implements KvFormat {
    * outliers' corrections in the same order.
    */
   private void addRowInRegisters(
-      byte[] array, int slot, int codes, float weight, float[] acc, int accOff) {
-    int b = bits[slot];
-    int at = (int) offsets[slot];
+      byte[] array, int b, int codes, float weight, float[] acc, int accOff) {
+    int at = codes - ROW_HEADER_BYTES - OUTLIER_BYTES * (low + high); // the row's first byte
     float mu = HalfFloats.fromF16(half(array, at));
     float scale = HalfFloats.fromF16(half(array, at + 2));
     int half = 1 << (b - 1);
