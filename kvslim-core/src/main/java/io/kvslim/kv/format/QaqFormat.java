@@ -490,7 +490,7 @@ public final class QaqFormat implements KvFormat {
   /**
    * {@link #dot} from the block's array with the codes cut in registers ({@link Cut}): the same
    * products and the same one-accumulator order as {@link VectorKernels#dot} over the unpacked
-   * codes, so the same bits; the outliers' codes read from the packed bits.
+   * codes, so the same bits; the outliers' coded value {@code 0·s + μ}.
    */
   private float dotInRegisters(
       byte[] array, int b, int codes, float[] q, int qOff, float querySum) {
