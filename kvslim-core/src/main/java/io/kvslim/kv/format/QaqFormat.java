@@ -33,10 +33,11 @@ import java.util.Arrays;
  *
  * <p>Fused kernels: {@code q·k̂ = s·(q·codes − 2^{b−1}·Σq) + μ·Σq + Σ_o q_o·(x_o − x̂_o)} and
  * {@code acc += w·s·codes + w·(μ − 2^{b−1}·s)} plus the outliers' corrections; no row is
- * dequantized into a copy. A block on the heap has its codes cut in registers ({@link Cut}: every
- * width 1..8, a loop per number of code words, 8-bit codes widened from bytes), the same bits as
- * the general path (unpack into memory, then {@link VectorKernels#dot}) that a block off the heap
- * takes.
+ * dequantized into a copy. An outlier's code is {@code 2^{b−1}} (its {@code q} is 0), so its coded
+ * value {@code x̂_o} is {@code 0·s + μ}, the same for the row's outliers: the corrections read no
+ * code. A block on the heap has its codes cut in registers ({@link Cut}: every width 1..8, a loop
+ * per number of code words, 8-bit codes widened from bytes), the same bits as the general path
+ * (unpack into memory, then {@link VectorKernels#dot}) that a block off the heap takes.
  */
 public final class QaqFormat implements KvFormat {
   /** Bytes of one outlier: a channel index and an f32 value. */
@@ -369,9 +370,10 @@ public final class QaqFormat implements KvFormat {
 
   /**
    * The codes of slot {@code slot} as floats into {@code work[0..d)}. A block on the heap comes
-   * here only for the rows whose last code word would read past its array (the last row or two),
-   * and has them cut one at a time ({@link Cut#codeAt}): the same values as {@link
-   * PackedCodes#lookup}, without its general vector path.
+   * here only for the rows whose code words would read past its array (a last row of 1 or 5..8
+   * bits: those of 2..4 bits read their last word with {@link Cut#lastWord}), and has them cut one
+   * at a time ({@link Cut#codeAt}): the same values as {@link PackedCodes#lookup}, without its
+   * general vector path.
    */
   private void codes(MemorySegment block, int slot, int b, float[] work) {
     byte[] array = VectorKernels.array(block);
@@ -426,59 +428,74 @@ public final class QaqFormat implements KvFormat {
     checkShape(capacity, dim);
     float querySum = sum(prepared, pOff, dim);
     byte[] array = Cut.applies(dim) ? VectorKernels.array(block) : null;
-    boolean four = array != null && work.length >= Cut.LANES;
-    for (int s = 0; s < count; s++) {
-      int b = bits[s];
-      long codes = codesAt(s);
-      if (four && s + 4 <= count && fourOneWord(array, s, b, dim)) {
-        // four tokens of one width whose codes fit one word a vector: four chains, their lanes
-        // summed together (AttentionKernels.sumLanes4 gives sumLanes's bits for each)
-        int c1 = (int) codesAt(s + 1);
-        int c2 = (int) codesAt(s + 2);
-        int c3 = (int) codesAt(s + 3);
-        Cut.dot1x4(array, (int) codes, c1, c2, c3, Cut.of(b), prepared, pOff, dim, scores, s, work);
-        scores[s] = finish(array, s, (int) codes, prepared, pOff, querySum, scores[s]);
-        scores[s + 1] = finish(array, s + 1, c1, prepared, pOff, querySum, scores[s + 1]);
-        scores[s + 2] = finish(array, s + 2, c2, prepared, pOff, querySum, scores[s + 2]);
-        scores[s + 3] = finish(array, s + 3, c3, prepared, pOff, querySum, scores[s + 3]);
-        s += 3;
-      } else if (array != null
-          && codes + PackedCodes.bytes(dim, b) + Cut.of(b).overrun <= array.length) {
-        scores[s] = dotInRegisters(array, s, (int) codes, prepared, pOff, querySum);
-      } else {
+    if (array == null) {
+      for (int s = 0; s < count; s++) {
         scores[s] = dot(block, s, prepared, pOff, querySum, work);
+      }
+      return;
+    }
+    // the rows' widths and places from the block's own bytes (its first bytes are the widths),
+    // not from this object's arrays: at depth, every block's format is out of cache
+    boolean four = work.length >= Cut.LANES;
+    int fixed = ROW_HEADER_BYTES + OUTLIER_BYTES * (low + high);
+    int at = capacity; // row s starts at byte `at`, its codes `fixed` bytes on
+    for (int s = 0; s < count; s++) {
+      int b = array[s];
+      int codes = at + fixed;
+      int len = fixed + dim * b / 8;
+      if (four
+          && s + 4 <= count
+          && b <= Cut.ONE_WORD_BITS
+          && array[s + 1] == b
+          && array[s + 2] == b
+          && array[s + 3] == b
+          && codes + 3 * len + dim * b / 8 + 4 - b <= array.length) {
+        // four tokens of one width whose codes fit one word a vector, and whose words all lie in
+        // the array (the block's last rows go one at a time: a last word read by Cut.lastWord in
+        // each of four chains would make dot1x4 too large for C2 to inline its vector operations):
+        // four chains, their lanes summed together (AttentionKernels.sumLanes4 gives sumLanes's
+        // bits for each)
+        int c1 = codes + len;
+        int c2 = c1 + len;
+        int c3 = c2 + len;
+        Cut.dot1x4(array, codes, c1, c2, c3, Cut.of(b), prepared, pOff, dim, scores, s, work);
+        scores[s] = finish(array, b, codes, prepared, pOff, querySum, scores[s]);
+        scores[s + 1] = finish(array, b, c1, prepared, pOff, querySum, scores[s + 1]);
+        scores[s + 2] = finish(array, b, c2, prepared, pOff, querySum, scores[s + 2]);
+        scores[s + 3] = finish(array, b, c3, prepared, pOff, querySum, scores[s + 3]);
+        s += 3;
+        at += 4 * len;
+      } else {
+        scores[s] =
+            inRegisters(array, codes, b, dim)
+                ? dotInRegisters(array, b, codes, prepared, pOff, querySum)
+                : dot(block, s, prepared, pOff, querySum, work);
+        at += len;
       }
     }
   }
 
   /**
-   * Whether slots {@code s..s+3} all have width {@code b}, their codes cut with one word a vector
-   * ({@link Cut#dot1x4}), and all lie in the array with the last word's overrun.
+   * Whether a row's codes at byte {@code codes} are cut in registers: when the words the kernels
+   * read lie in the array, the last vector's of a width of one word a vector read by {@link
+   * Cut#lastWord} (which stops at the array's end).
    */
-  private boolean fourOneWord(byte[] array, int s, int b, int dim) {
-    Cut cut = Cut.of(b);
-    if (cut.bytes || cut.words != 1 || bits[s + 1] != b || bits[s + 2] != b || bits[s + 3] != b) {
-      return false;
-    }
-    long end = PackedCodes.bytes(dim, b) + cut.overrun;
-    for (int i = 0; i < 4; i++) {
-      if (codesAt(s + i) + end > array.length) {
-        return false;
-      }
-    }
-    return true;
+  private static boolean inRegisters(byte[] array, long codes, int b, int dim) {
+    // one word a vector: only the last vector's word is read by lastWord; the one before it
+    // ends 4 − 2b bytes past the row (2 bits or more: inside it)
+    long overrun = b <= Cut.ONE_WORD_BITS ? Math.max(0, 4 - 2 * b) : Cut.of(b).overrun;
+    return codes + PackedCodes.bytes(dim, b) + overrun <= array.length;
   }
 
   /**
    * {@link #dot} from the block's array with the codes cut in registers ({@link Cut}): the same
    * products and the same one-accumulator order as {@link VectorKernels#dot} over the unpacked
-   * codes, so the same bits; the outliers' codes read from the packed bits.
+   * codes, so the same bits; the outliers' coded value {@code 0·s + μ}.
    */
   private float dotInRegisters(
-      byte[] array, int slot, int codes, float[] q, int qOff, float querySum) {
-    int b = bits[slot];
+      byte[] array, int b, int codes, float[] q, int qOff, float querySum) {
     return finish(
-        array, slot, codes, q, qOff, querySum, Cut.dot(array, codes, Cut.of(b), q, qOff, headDim));
+        array, b, codes, q, qOff, querySum, Cut.dot(array, codes, Cut.of(b), q, qOff, headDim));
   }
 
   /**
@@ -487,19 +504,20 @@ public final class QaqFormat implements KvFormat {
    * #dotInRegisters}).
    */
   private float finish(
-      byte[] array, int slot, int codes, float[] q, int qOff, float querySum, float codeDot) {
-    int b = bits[slot];
-    int at = (int) offsets[slot];
+      byte[] array, int b, int codes, float[] q, int qOff, float querySum, float codeDot) {
+    int at = codes - ROW_HEADER_BYTES - OUTLIER_BYTES * (low + high); // the row's first byte
     float mu = HalfFloats.fromF16(half(array, at));
     float scale = HalfFloats.fromF16(half(array, at + 2));
     int half = 1 << (b - 1);
     float sum = scale * (codeDot - half * querySum) + mu * querySum;
+    // an outlier's code is 2^{b−1} (q = 0, encodeRow): its coded value (code − 2^{b−1})·s + μ
+    // is 0·s + μ, the same for every outlier of the row
+    float coded = 0f * scale + mu;
     int o = at + ROW_HEADER_BYTES;
     for (int i = 0; i < low + high; i++, o += OUTLIER_BYTES) {
       int c = array[o] & 0xff;
       float exact = (float) FLOAT_LE.get(array, o + 1);
-      float code = Cut.codeAt(array, codes, c, b);
-      sum += q[qOff + c] * (exact - ((code - half) * scale + mu));
+      sum += q[qOff + c] * (exact - coded);
     }
     return sum;
   }
@@ -559,15 +577,28 @@ public final class QaqFormat implements KvFormat {
       float[] work) {
     checkShape(capacity, dim);
     byte[] array = Cut.applies(dim) ? VectorKernels.array(block) : null;
+    if (array == null) {
+      for (int s = 0; s < count; s++) {
+        float w = weights[wOff + s];
+        if (w != 0f) {
+          addRow(block, s, w, acc, accOff, work);
+        }
+      }
+      return;
+    }
+    // widths and places from the block's own bytes, as scores
+    int fixed = ROW_HEADER_BYTES + OUTLIER_BYTES * (low + high);
+    int at = capacity;
     for (int s = 0; s < count; s++) {
       float w = weights[wOff + s];
+      int b = array[s];
+      int codes = at + fixed;
+      at = codes + dim * b / 8;
       if (w == 0f) {
         continue;
       }
-      int b = bits[s];
-      long codes = codesAt(s);
-      if (array != null && codes + PackedCodes.bytes(dim, b) + Cut.of(b).overrun <= array.length) {
-        addRowInRegisters(array, s, (int) codes, w, acc, accOff);
+      if (inRegisters(array, codes, b, dim)) {
+        addRowInRegisters(array, b, codes, w, acc, accOff);
       } else {
         addRow(block, s, w, acc, accOff, work);
       }
@@ -580,30 +611,33 @@ public final class QaqFormat implements KvFormat {
    * outliers' corrections in the same order.
    */
   private void addRowInRegisters(
-      byte[] array, int slot, int codes, float weight, float[] acc, int accOff) {
-    int b = bits[slot];
-    int at = (int) offsets[slot];
+      byte[] array, int b, int codes, float weight, float[] acc, int accOff) {
+    int at = codes - ROW_HEADER_BYTES - OUTLIER_BYTES * (low + high); // the row's first byte
     float mu = HalfFloats.fromF16(half(array, at));
     float scale = HalfFloats.fromF16(half(array, at + 2));
     int half = 1 << (b - 1);
     float a = weight * scale;
     float shift = weight * (mu - half * scale);
-    Cut.addScaled(array, codes, Cut.of(b), a, shift, acc, accOff, headDim);
+    if (b <= Cut.ONE_WORD_BITS) {
+      Cut.addOneWord(array, codes, b, a, shift, acc, accOff, headDim);
+    } else {
+      Cut.addScaled(array, codes, Cut.of(b), a, shift, acc, accOff, headDim);
+    }
+    float coded = 0f * scale + mu; // every outlier's coded value (finish)
     int o = at + ROW_HEADER_BYTES;
     for (int i = 0; i < low + high; i++, o += OUTLIER_BYTES) {
       int c = array[o] & 0xff;
       float exact = (float) FLOAT_LE.get(array, o + 1);
-      float code = Cut.codeAt(array, codes, c, b);
       // the correction added to its lane of the vector that addScaled just stored (a masked
       // add, the other lanes kept): a scalar store into it would make the next row's vector load
       // of those channels wait for the store to retire
-      int v = accOff + c - c % Cut.LANES;
+      int v = accOff + c - (c & (Cut.LANES - 1));
       jdk.incubator.vector.FloatVector.fromArray(Cut.FLOATS, acc, v)
           .lanewise(
               jdk.incubator.vector.VectorOperators.ADD,
-              weight * (exact - ((code - half) * scale + mu)),
+              weight * (exact - coded),
               jdk.incubator.vector.VectorMask.fromArray(
-                  Cut.FLOATS, ONE_LANE, Cut.LANES - c % Cut.LANES))
+                  Cut.FLOATS, ONE_LANE, Cut.LANES - (c & (Cut.LANES - 1))))
           .intoArray(acc, v);
     }
   }
@@ -751,15 +785,13 @@ public final class QaqFormat implements KvFormat {
       jdk.incubator.vector.IntVector shifts = cut.shifts;
       int mask = cut.mask;
       int step = cut.vectorBytes;
-      for (int j = 0; j < dim; j += LANES, at += step) {
-        jdk.incubator.vector.FloatVector c =
-            (jdk.incubator.vector.FloatVector)
-                jdk.incubator.vector.IntVector.broadcast(INTS, CodeWords.word(array, at))
-                    .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
-                    .and(mask)
-                    .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+      int last = dim - LANES;
+      for (int j = 0; j < last; j += LANES, at += step) {
+        jdk.incubator.vector.FloatVector c = cut1(CodeWords.word(array, at), shifts, mask);
         sum = jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + j).fma(c, sum);
       }
+      jdk.incubator.vector.FloatVector c = cut1(lastWord(array, at), shifts, mask);
+      sum = jdk.incubator.vector.FloatVector.fromArray(FLOATS, q, qOff + last).fma(c, sum);
       return io.kvslim.kv.attention.AttentionKernels.sumLanes(sum);
     }
 
@@ -961,6 +993,70 @@ public final class QaqFormat implements KvFormat {
             .add(c.mul(a).add(shift))
             .intoArray(acc, accOff + j);
       }
+    }
+
+    /**
+     * Widths whose vector of codes lies in one word from the vector's first byte ({@code LANES·b ≤
+     * 32}: 1..4 bits with 8 lanes): lane {@code i} shifts the word right by {@code i·b}, the next
+     * vector's word starts {@code b} bytes on, the last one reads {@code 4 − b} bytes past the row.
+     */
+    static final int ONE_WORD_BITS = 32 / LANES;
+
+    /**
+     * The word at byte {@code at} as {@link CodeWords#word} reads it, the bytes past the array's
+     * end (a block's last row, when the last vector's codes end less than four bytes before it)
+     * read as 0: those bits lie past every lane's code, so the codes are the same.
+     */
+    static int lastWord(byte[] array, int at) {
+      return at + 4 <= array.length ? CodeWords.word(array, at) : tailWord(array, at);
+    }
+
+    /** {@link #lastWord} at the array's end, out of line to keep the kernels small for C2. */
+    private static int tailWord(byte[] array, int at) {
+      int w = 0;
+      for (int i = 0; at + i < array.length; i++) {
+        w |= (array[at + i] & 0xff) << (8 * i);
+      }
+      return w;
+    }
+
+    /**
+     * A vector of one-word codes as floats: the word shifted right by each lane's shift, masked.
+     */
+    static jdk.incubator.vector.FloatVector cut1(
+        int word, jdk.incubator.vector.IntVector shifts, int mask) {
+      return (jdk.incubator.vector.FloatVector)
+          jdk.incubator.vector.IntVector.broadcast(INTS, word)
+              .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
+              .and(mask)
+              .convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+    }
+
+    /** Lane numbers 0..LANES−1. */
+    private static final jdk.incubator.vector.IntVector IOTA =
+        jdk.incubator.vector.IntVector.zero(INTS).addIndex(1);
+
+    /**
+     * {@link #addScaled} for a width of {@link #ONE_WORD_BITS} or fewer, its shifts and step
+     * computed from {@code b} rather than read from the width's {@link Cut} (the layout {@link
+     * #wordLayout} gives such a width: one word, lane {@code i} at bit {@code i·b}): a row's widths
+     * alternate in a block, and each row would load its width's constants.
+     */
+    static void addOneWord(
+        byte[] array, int at, int b, float a, float shift, float[] acc, int accOff, int dim) {
+      jdk.incubator.vector.IntVector shifts = IOTA.mul(b);
+      int mask = (1 << b) - 1;
+      int last = dim - LANES;
+      for (int j = 0; j < last; j += LANES, at += b) {
+        jdk.incubator.vector.FloatVector c = cut1(CodeWords.word(array, at), shifts, mask);
+        jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + j)
+            .add(c.mul(a).add(shift))
+            .intoArray(acc, accOff + j);
+      }
+      jdk.incubator.vector.FloatVector c = cut1(lastWord(array, at), shifts, mask);
+      jdk.incubator.vector.FloatVector.fromArray(FLOATS, acc, accOff + last)
+          .add(c.mul(a).add(shift))
+          .intoArray(acc, accOff + last);
     }
 
     /** The code of channel {@code c} of a row of {@code b}-bit codes at byte {@code at}. */

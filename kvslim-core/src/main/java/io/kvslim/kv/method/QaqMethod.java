@@ -157,6 +157,7 @@ public final class QaqMethod implements KvMethod {
     private final float[][] stepQmax; // per layer: (row − first window row) × kvHeads
     private final int[][] settled; // per (layer, KV head): leading blocks that need no more look
     private final long[][] settledRemovals; // the head's removals() when settled was last valid
+    private final int[][] settledLive; // per (layer, KV head): live tokens of the settled blocks
     private long keyBits;
     private long valueBits;
     private long rows;
@@ -192,6 +193,7 @@ public final class QaqMethod implements KvMethod {
       this.stepQmax = new float[layers.length][];
       this.settled = new int[layers.length][kvHeads];
       this.settledRemovals = new long[layers.length][kvHeads];
+      this.settledLive = new int[layers.length][kvHeads];
     }
 
     @Override
@@ -247,13 +249,24 @@ public final class QaqMethod implements KvMethod {
         return;
       }
       int kvHeads = windows[layer].length;
+      PagedLayerKv paged = cache.paged(layer);
       windows[layer][kvHead].add(
           stepPositions[layer][queryIndex],
           probs,
           count,
           stepQmax[layer][(queryIndex - first) * kvHeads + kvHead],
-          cache.paged(layer),
-          kvHead);
+          paged,
+          kvHead,
+          judgedFrom(paged.head(kvHead), layer, kvHead));
+    }
+
+    /**
+     * The first token (in the head's order) that a later step may still judge: the tokens of the
+     * head's settled leading blocks ({@link #quantizeJudged}) are quantized or removed, and never
+     * judged again; 0 when the head removed tokens since (the count no longer applies).
+     */
+    private int judgedFrom(HeadStore head, int layer, int kvHead) {
+      return head.removals() == settledRemovals[layer][kvHead] ? settledLive[layer][kvHead] : 0;
     }
 
     @Override
@@ -276,7 +289,9 @@ public final class QaqMethod implements KvMethod {
      * live token), remembered per head: walking all of a deep cache's blocks each step (their
      * objects out of cache after the attention) took a few milliseconds a step. The memory is
      * dropped when the head has removed tokens since (an eviction can remove blocks, shifting the
-     * indices); blocks are otherwise only appended, or converted in place.
+     * indices); blocks are otherwise only appended, or converted in place. With it goes the number
+     * of live tokens in those blocks: the window keeps no probabilities of them ({@link
+     * #judgedFrom}).
      */
     private void quantizeJudged(HeadStore head, QaqWindow window, int layer, int kvHead) {
       if (window.size() < n) {
@@ -286,8 +301,10 @@ public final class QaqMethod implements KvMethod {
       List<KvBlock> blocks = head.blocks();
       int[] from = settled[layer];
       long[] seen = settledRemovals[layer];
+      int[] live = settledLive[layer];
       if (head.removals() != seen[kvHead] || from[kvHead] > blocks.size()) {
         from[kvHead] = 0;
+        live[kvHead] = 0;
         seen[kvHead] = head.removals();
       }
       boolean prefix = true; // every block before i needs no more look
@@ -298,6 +315,7 @@ public final class QaqMethod implements KvMethod {
         if (b.keyFormat() instanceof QaqFormat || (closed && b.liveCount() == 0)) {
           if (prefix) {
             from[kvHead] = i + 1;
+            live[kvHead] += b.liveCount();
           }
           continue;
         }
@@ -311,6 +329,7 @@ public final class QaqMethod implements KvMethod {
         convert(head, i, b, window, scratch);
         if (prefix) {
           from[kvHead] = i + 1;
+          live[kvHead] += blocks.get(i).liveCount();
         }
       }
     }

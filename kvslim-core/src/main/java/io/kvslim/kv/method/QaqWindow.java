@@ -1,14 +1,26 @@
 package io.kvslim.kv.method;
 
+import io.kvslim.kv.attention.VectorKernels;
 import io.kvslim.kv.cache.PagedLayerKv;
 import io.kvslim.kv.store.HeadStore;
 import java.util.Arrays;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * The last {@code n} attention rows of one (layer, KV head), for {@link QaqMethod}: each row is the
  * element-wise max over the query heads of the group (the authors' GQA-free {@code amax}, {@code
  * src/quantizer.py} line 169), kept with the positions of the tokens it covers, so an eviction
  * between a row and its use does not shift which token a probability belongs to.
+ *
+ * <p>A row keeps only what QAQ's policy asks of it: the probabilities of the tokens from its {@code
+ * tail} on (the tokens the policy may still judge: those after the head's leading blocks that are
+ * quantized already, which it never judges again), and the row's largest and second largest
+ * probability with the largest one's token, found when the row comes ({@link #largestOtherThan}
+ * needs them of the whole row). A decode step then copies a few dozen probabilities a head instead
+ * of all of them.
  */
 final class QaqWindow {
   private final int n;
@@ -16,11 +28,11 @@ final class QaqWindow {
   private final float[][] probs;
   private final int[][] tokens;
   private final int[] counts;
+  private final int[] tails; // per row: probs[r][i − tails[r]] is the probability of token i
   private final float[] qmax;
-  private final float[] top1; // per row: the largest probability, its token, the second largest
-  private final int[] top1Token;
+  private final float[] top1; // per row: the largest probability, its token's index, the second
+  private final int[] top1Index;
   private final float[] top2;
-  private final boolean[] topsValid;
   private int size;
   private int[] known; // positions of the head's retained tokens (known(...)), shared by the rows
   private int knownCount;
@@ -32,11 +44,11 @@ final class QaqWindow {
     this.probs = new float[n][];
     this.tokens = new int[n][];
     this.counts = new int[n];
+    this.tails = new int[n];
     this.qmax = new float[n];
     this.top1 = new float[n];
-    this.top1Token = new int[n];
+    this.top1Index = new int[n];
     this.top2 = new float[n];
-    this.topsValid = new boolean[n];
   }
 
   /** Rows held (at most n). */
@@ -47,17 +59,19 @@ final class QaqWindow {
   /**
    * Adds query row {@code position}'s probabilities of one head (max-merged into the row of the
    * same position if another head of the group gave it already); the oldest row leaves when n are
-   * held.
+   * held. The probabilities of the tokens before {@code tail} (in the head's order) are not kept:
+   * {@link #attention} is never asked about them.
    */
-  void add(int position, float[] p, int count, float q, PagedLayerKv layer, int kvHead) {
+  void add(int position, float[] p, int count, float q, PagedLayerKv layer, int kvHead, int tail) {
     for (int r = 0; r < size; r++) {
       if (rowPosition[r] == position && counts[r] == count) {
         float[] row = probs[r];
-        for (int i = 0; i < count; i++) {
-          row[i] = Math.max(row[i], p[i]);
+        int from = tails[r];
+        for (int i = from; i < count; i++) {
+          row[i - from] = Math.max(row[i - from], p[i]);
         }
         qmax[r] = Math.max(qmax[r], q);
-        topsValid[r] = false;
+        mergeTops(r, p, counts[r]);
         return;
       }
     }
@@ -74,17 +88,113 @@ final class QaqWindow {
       size++;
     }
     rowPosition[r] = position;
-    // the row's arrays are reused from the row it replaces (a new one only when the cache grew)
-    if (probs[r] == null || probs[r].length < count) {
-      probs[r] = new float[count + count / 8 + 16];
-    }
-    System.arraycopy(p, 0, probs[r], 0, count);
     HeadStore head = layer.head(kvHead);
     int live = head.size();
     tokens[r] = known(head, live);
     counts[r] = Math.min(live, count);
+    int from = Math.max(0, Math.min(tail, counts[r]));
+    tails[r] = from;
+    // the row's array is reused from the row it replaces (a new one only when the tail grew)
+    if (probs[r] == null || probs[r].length < count - from) {
+      probs[r] = new float[count - from + (count - from) / 8 + 16];
+    }
+    System.arraycopy(p, from, probs[r], 0, count - from);
     qmax[r] = q;
-    topsValid[r] = false;
+    top1[r] = 0f;
+    top2[r] = 0f;
+    top1Index[r] = -1;
+    mergeTops(r, p, counts[r]);
+  }
+
+  /**
+   * Merges the largest and second largest of {@code p[0..count)} into row {@code r}'s: the tops of
+   * the element-wise max of the row and {@code p} (the largest is the larger of the two largest;
+   * the second is the largest of what each gave a token other than that one), as a scan of the
+   * merged row finds them ({@code first} the earliest token with the largest probability).
+   */
+  private void mergeTops(int r, float[] p, int count) {
+    scan(p, count);
+    float first = scanFirst;
+    int index = scanIndex;
+    float second = scanSecond;
+    float oldFirst = top1[r];
+    int oldIndex = top1Index[r];
+    float oldSecond = top2[r];
+    if (first > oldFirst || (first == oldFirst && first > 0f && index < oldIndex)) {
+      // p's largest wins (on a tie the earlier token): the row's largest joins the others
+      top2[r] = Math.max(index != oldIndex ? oldFirst : oldSecond, second);
+      top1[r] = first;
+      top1Index[r] = index;
+    } else {
+      top2[r] = Math.max(oldSecond, index != oldIndex ? first : second);
+    }
+  }
+
+  private static final VectorSpecies<Float> FLOATS = VectorKernels.FLOATS;
+
+  private float scanFirst;
+  private float scanSecond;
+  private int scanIndex;
+
+  /**
+   * The largest and second largest of {@code p[0..count)} and {0, 0} (two largest of the multiset:
+   * equal to the largest when it occurs twice) into {@link #scanFirst} and {@link #scanSecond}, and
+   * the earliest index of the largest into {@link #scanIndex} ({@code −1} when it is 0): what a
+   * scan of the row that keeps the largest so far and moves it down when a larger one comes finds.
+   * Each lane keeps its two largest, then the lanes' are merged; a row with a NaN is scanned
+   * instead.
+   */
+  private void scan(float[] p, int count) {
+    FloatVector m1 = FloatVector.zero(FLOATS);
+    FloatVector m2 = m1;
+    int upper = FLOATS.loopBound(count);
+    int i = 0;
+    for (; i < upper; i += FLOATS.length()) {
+      FloatVector x = FloatVector.fromArray(FLOATS, p, i);
+      m2 = m2.max(m1.min(x));
+      m1 = m1.max(x);
+    }
+    float first = m1.reduceLanes(VectorOperators.MAX);
+    VectorMask<Float> atFirst = m1.eq(first);
+    float second =
+        Math.max(
+            m2.reduceLanes(VectorOperators.MAX),
+            atFirst.trueCount() > 1
+                ? first
+                : m1.blend(0f, atFirst).reduceLanes(VectorOperators.MAX));
+    if (Float.isNaN(first) || Float.isNaN(second)) {
+      first = 0f;
+      second = 0f;
+      i = 0;
+    }
+    for (; i < count; i++) {
+      float x = p[i];
+      if (x > first) {
+        second = first;
+        first = x;
+      } else if (x > second) {
+        second = x;
+      }
+    }
+    scanFirst = first;
+    scanSecond = second;
+    scanIndex = -1;
+    if (first > 0f) {
+      int j = 0;
+      for (; j < upper; j += FLOATS.length()) {
+        VectorMask<Float> hit = FloatVector.fromArray(FLOATS, p, j).eq(first);
+        if (hit.anyTrue()) {
+          scanIndex = j + hit.firstTrue();
+          return;
+        }
+      }
+      for (; j < count; j++) {
+        if (p[j] == first) {
+          scanIndex = j;
+          return;
+        }
+      }
+    }
   }
 
   /**
@@ -154,7 +264,11 @@ final class QaqWindow {
     for (int r = 0; r < size; r++) {
       int i = indexOf(tokens[r], counts[r], position);
       if (i >= 0) {
-        a = Math.max(a, probs[r][i]);
+        if (i < tails[r]) {
+          throw new IllegalStateException(
+              "qaq's window dropped the probability of token " + position + ", asked for it");
+        }
+        a = Math.max(a, probs[r][i - tails[r]]);
       }
     }
     return a;
@@ -164,32 +278,10 @@ final class QaqWindow {
   float largestOtherThan(int position) {
     float m = 0f;
     for (int r = 0; r < size; r++) {
-      if (!topsValid[r]) {
-        tops(r);
-      }
-      m = Math.max(m, top1Token[r] != position ? top1[r] : top2[r]);
+      int t = top1Index[r];
+      boolean isTop = t >= 0 && tokens[r][t] == position;
+      m = Math.max(m, isTop ? top2[r] : top1[r]);
     }
     return m;
-  }
-
-  private void tops(int r) {
-    float first = 0f;
-    float second = 0f;
-    int token = Integer.MIN_VALUE;
-    float[] row = probs[r];
-    for (int i = 0; i < counts[r]; i++) {
-      float p = row[i];
-      if (p > first) {
-        second = first;
-        first = p;
-        token = tokens[r][i];
-      } else if (p > second) {
-        second = p;
-      }
-    }
-    top1[r] = first;
-    top1Token[r] = token;
-    top2[r] = second;
-    topsValid[r] = true;
   }
 }

@@ -16,7 +16,10 @@ import java.util.Random;
  * for a share of wider ones ({@code -Dwide}, 0.1, widths 3..8), as QAQ gives a long prompt's rows.
  * Arguments name the variants (default all but the last two): {@code f16}, {@code f32}, {@code
  * qaq}, {@code qaqK} (QAQ keys, f16 values), {@code qaqV} (f16 keys, QAQ values); {@code +observer}
- * attends with an observer.
+ * attends with an observer. {@code -Dwidths=FILE} takes the widths of layer {@code -Dlayer} (0)
+ * from a file of {@link io.kvslim.kv.method.QaqWidthsDumpBench} instead (the engine's state after a
+ * prefill: its blocks converted with the widths QAQ's policy gave them, the rest left in f16), the
+ * rows still random.
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp target/classes:target/test-classes \
@@ -26,6 +29,44 @@ import java.util.Random;
 public final class QaqAttendCpuBench {
   private QaqAttendCpuBench() {}
 
+  /** Per KV head and block: the key and value widths of one layer in a widths file, or null. */
+  static String[][][] widths(String file, int layer) {
+    if (file == null) {
+      return null;
+    }
+    java.util.Map<Integer, java.util.List<String[]>> heads = new java.util.TreeMap<>();
+    try {
+      for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of(file))) {
+        String[] f = line.trim().split(" ");
+        if (f.length == 5 && Integer.parseInt(f[0]) == layer) {
+          heads
+              .computeIfAbsent(Integer.parseInt(f[1]), h -> new java.util.ArrayList<>())
+              .add(new String[] {f[3], f[4]});
+        }
+      }
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+    String[][][] out = new String[heads.size()][][];
+    heads.forEach((h, blocks) -> out[h] = blocks.toArray(new String[0][]));
+    long[] histogram = new long[9];
+    for (String[][] head : out) {
+      for (String[] kv : head) {
+        for (String w : kv) {
+          for (char ch : w.toCharArray()) {
+            histogram[ch == '-' ? 0 : ch - '0']++;
+          }
+        }
+      }
+    }
+    System.out.println(
+        "widths of layer "
+            + layer
+            + " (key and value rows by width 1..8): "
+            + Arrays.toString(Arrays.copyOfRange(histogram, 1, 9)));
+    return out;
+  }
+
   public static void main(String[] args) {
     ThreadMXBean mx = ManagementFactory.getThreadMXBean();
     int kvHeads = Integer.getInteger("heads", 12);
@@ -34,6 +75,7 @@ public final class QaqAttendCpuBench {
     int calls = Integer.getInteger("calls", 100);
     int warm = Integer.getInteger("warm", 300);
     double wide = Double.parseDouble(System.getProperty("wide", "0.1"));
+    String[][][] fromFile = widths(System.getProperty("widths"), Integer.getInteger("layer", 0));
     int dim = 64;
     String[] names =
         args.length > 0 ? args : new String[] {"f16", "f32", "qaq", "qaq+observer", "f16+observer"};
@@ -74,6 +116,16 @@ public final class QaqAttendCpuBench {
             for (int s = 0; s < 32; s++) {
               kb[s] = (byte) (random.nextDouble() < wide ? 3 + random.nextInt(6) : 2);
               vb[s] = (byte) (random.nextDouble() < wide ? 3 + random.nextInt(6) : 2);
+            }
+            if (fromFile != null) {
+              String[] kv = b < fromFile[g].length ? fromFile[g][b] : null;
+              if (kv == null || kv[0].equals("-") || kv[1].equals("-")) {
+                continue; // left in f16 by the policy
+              }
+              for (int s = 0; s < 32; s++) {
+                kb[s] = (byte) (kv[0].charAt(s) - '0');
+                vb[s] = (byte) (kv[1].charAt(s) - '0');
+              }
             }
             head.convertBlock(
                 b,

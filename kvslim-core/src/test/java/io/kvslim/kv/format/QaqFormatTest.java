@@ -216,6 +216,39 @@ class QaqFormatTest {
     return at;
   }
 
+  /**
+   * An outlier's code is {@code 2^{b−1}} (q = 0) at every width, also in a constant row (s = 0):
+   * the fused kernels take its coded value as {@code 0·s + μ} without reading its code.
+   */
+  @Test
+  void everyOutliersCodeIsTheMidpoint() {
+    int cap = 16;
+    byte[] widths = new byte[cap];
+    for (int s = 0; s < cap; s++) {
+      widths[s] = (byte) (1 + s % 8);
+    }
+    for (int outliers = 1; outliers <= 3; outliers++) {
+      QaqFormat f = new QaqFormat(widths, outliers, outliers - 1, DIM);
+      float[] x = rows(cap, 40 + outliers);
+      Arrays.fill(x, 5 * DIM, 6 * DIM, 1.5f); // a constant row: s = 0
+      MemorySegment block = encode(f, x, cap, cap);
+      long at = cap;
+      int[] codes = new int[DIM];
+      for (int s = 0; s < cap; s++) {
+        int b = widths[s];
+        int kept = 2 * outliers - 1;
+        long codesAt = at + QaqFormat.ROW_HEADER_BYTES + (long) QaqFormat.OUTLIER_BYTES * kept;
+        PackedCodes.unpack(block, codesAt, DIM, b, codes);
+        for (int i = 0; i < kept; i++) {
+          long o = at + QaqFormat.ROW_HEADER_BYTES + (long) QaqFormat.OUTLIER_BYTES * i;
+          int c = block.get(java.lang.foreign.ValueLayout.JAVA_BYTE, o) & 0xff;
+          assertThat(codes[c]).as("slot %d outlier %d", s, c).isEqualTo(1 << (b - 1));
+        }
+        at += QaqFormat.rowBytes(b, DIM, kept);
+      }
+    }
+  }
+
   @Test
   void blockBytesAreTheLayoutByHand() {
     QaqFormat f = new QaqFormat(new byte[] {1, 3, 8, 2, 0, 0}, 1, 1, DIM);
@@ -276,6 +309,54 @@ class QaqFormatTest {
     for (int c = 0; c < DIM; c++) {
       assertThat((double) acc[c]).isCloseTo(accRef[c], within(1e-5 * mag));
       assertThat((double) one[c]).isCloseTo(accRef[c], within(1e-5 * mag));
+    }
+  }
+
+  /**
+   * A block's last rows, whose last code word a kernel reads past the array's end stopped at it
+   * ({@code Cut.lastWord}), score and sum as the same block off the heap (the general path), bit
+   * for bit: every width as the last row, alone and ending a run of four of one width, with and
+   * without outliers.
+   */
+  @Test
+  void theLastRowsOfAHeapBlockGiveTheBitsOfTheSegmentPath() {
+    SplittableRandom r = new SplittableRandom(21);
+    float[] q = new float[DIM];
+    for (int c = 0; c < DIM; c++) {
+      q[c] = (float) r.nextGaussian();
+    }
+    float[] work = new float[KvFormat.workLength(DIM)];
+    for (int last = 1; last <= 8; last++) {
+      for (int run = 1; run <= 5; run += 4) {
+        for (int outliers = 0; outliers <= 1; outliers++) {
+          byte[] bits = {3, 2, 4, 2, 2, 2, 2, 2, 2};
+          for (int s = bits.length - run; s < bits.length; s++) {
+            bits[s] = (byte) last;
+          }
+          QaqFormat f = new QaqFormat(bits, outliers, outliers, DIM);
+          int n = bits.length;
+          MemorySegment heap = encode(f, rows(n, 22 + last), n, n);
+          MemorySegment native_ = java.lang.foreign.Arena.ofAuto().allocate(heap.byteSize(), 8);
+          native_.copyFrom(heap);
+          float[] prepared = new float[f.preparedQueryLength(DIM)];
+          f.prepareQuery(q, 0, DIM, prepared, 0);
+          float[] a = new float[n];
+          float[] b = new float[n];
+          f.scores(heap, n, n, DIM, prepared, 0, a, work);
+          f.scores(native_, n, n, DIM, prepared, 0, b, work);
+          float[] weights = new float[n];
+          for (int s = 0; s < n; s++) {
+            weights[s] = (float) r.nextDouble();
+          }
+          float[] accA = new float[DIM];
+          float[] accB = new float[DIM];
+          f.accumulateBlock(heap, n, n, DIM, weights, 0, accA, 0, work);
+          f.accumulateBlock(native_, n, n, DIM, weights, 0, accB, 0, work);
+          String as = "last width " + last + ", run " + run + ", outliers " + outliers;
+          assertThat(a).as(as).isEqualTo(b);
+          assertThat(accA).as(as).isEqualTo(accB);
+        }
+      }
     }
   }
 
