@@ -734,21 +734,8 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
             jdk.incubator.vector.IntVector.broadcast(ints, CodeWords.word(array, a + second))
                 .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shifts)
                 .and(mask);
-        // selectFrom wraps each index to the 8 lanes; codes above 7 take the second half's entry
-        jdk.incubator.vector.FloatVector ca =
-            codeA
-                .selectFrom(low)
-                .blend(
-                    codeA.selectFrom(high),
-                    codeA.compare(jdk.incubator.vector.VectorOperators.GT, 7))
-                .reinterpretAsFloats();
-        jdk.incubator.vector.FloatVector cb =
-            codeB
-                .selectFrom(low)
-                .blend(
-                    codeB.selectFrom(high),
-                    codeB.compare(jdk.incubator.vector.VectorOperators.GT, 7))
-                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector ca = centroids(codeA, low, high);
+        jdk.incubator.vector.FloatVector cb = centroids(codeB, low, high);
         jdk.incubator.vector.FloatVector x =
             jdk.incubator.vector.FloatVector.fromArray(species, p, ra + k)
                 .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, oc + k));
@@ -829,21 +816,8 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
         jdk.incubator.vector.IntVector codeA = codes.and(15);
         jdk.incubator.vector.IntVector codeB =
             codes.lanewise(jdk.incubator.vector.VectorOperators.LSHR, 4).and(15);
-        // selectFrom wraps each index to the 8 lanes; codes above 7 take the second half's entry
-        jdk.incubator.vector.FloatVector ca =
-            codeA
-                .selectFrom(low)
-                .blend(
-                    codeA.selectFrom(high),
-                    codeA.compare(jdk.incubator.vector.VectorOperators.GT, 7))
-                .reinterpretAsFloats();
-        jdk.incubator.vector.FloatVector cb =
-            codeB
-                .selectFrom(low)
-                .blend(
-                    codeB.selectFrom(high),
-                    codeB.compare(jdk.incubator.vector.VectorOperators.GT, 7))
-                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector ca = centroids(codeA, low, high);
+        jdk.incubator.vector.FloatVector cb = centroids(codeB, low, high);
         jdk.incubator.vector.FloatVector x =
             jdk.incubator.vector.FloatVector.fromArray(species, p, ra + k)
                 .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, oc + k));
@@ -920,20 +894,8 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
             w0.blend(w1, highB)
                 .lanewise(jdk.incubator.vector.VectorOperators.LSHR, shiftB)
                 .and(mask);
-        jdk.incubator.vector.FloatVector ca =
-            codeA
-                .selectFrom(low)
-                .blend(
-                    codeA.selectFrom(high),
-                    codeA.compare(jdk.incubator.vector.VectorOperators.GT, 7))
-                .reinterpretAsFloats();
-        jdk.incubator.vector.FloatVector cb =
-            codeB
-                .selectFrom(low)
-                .blend(
-                    codeB.selectFrom(high),
-                    codeB.compare(jdk.incubator.vector.VectorOperators.GT, 7))
-                .reinterpretAsFloats();
+        jdk.incubator.vector.FloatVector ca = centroids(codeA, low, high);
+        jdk.incubator.vector.FloatVector cb = centroids(codeB, low, high);
         jdk.incubator.vector.FloatVector x =
             jdk.incubator.vector.FloatVector.fromArray(species, p, ra + k)
                 .fma(ca, jdk.incubator.vector.FloatVector.fromArray(species, p, oc + k));
@@ -1022,5 +984,19 @@ public final class KvQuantKeyFormat extends RawQueryKeyFormat {
       }
     }
     return dot;
+  }
+
+  /**
+   * The 4-bit codebook entries of 8 codes on 8 lanes, the codebook's halves {@code low} (entries
+   * 0-7) and {@code high} (8-15) held as float bits: {@code selectFrom} wraps each index to the 8
+   * lanes, and codes above 7 take the second half's entry.
+   */
+  private static jdk.incubator.vector.FloatVector centroids(
+      jdk.incubator.vector.IntVector code,
+      jdk.incubator.vector.IntVector low,
+      jdk.incubator.vector.IntVector high) {
+    return code.selectFrom(low)
+        .blend(code.selectFrom(high), code.compare(jdk.incubator.vector.VectorOperators.GT, 7))
+        .reinterpretAsFloats();
   }
 }
